@@ -1,0 +1,236 @@
+//! Batches: the unit of work, flow control and ordering.
+//!
+//! A batch keeps its records in one contiguous buffer with an index of
+//! entries, so reading, sending and processing a batch allocates a handful
+//! of times, not once per record.
+
+use std::sync::Arc;
+
+/// Where a record came from: its input's display name and its line (or, for
+/// inputs where every file is one record, the file's position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location<'a> {
+    /// The input's display name (a path, `-` for stdin, or a path inside a
+    /// directory input).
+    pub origin: &'a str,
+    /// 1-based line number (or record number for whole-file records).
+    pub line: u64,
+}
+
+impl std::fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.origin, self.line)
+    }
+}
+
+/// One unparsed record as the processors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    /// Position of this record in the whole input, counted from 0. Stable
+    /// for a given input whatever the batch size, so jobs use it to order
+    /// and identify records.
+    pub index: u64,
+    /// File and line, for messages.
+    pub location: Location<'a>,
+    /// An application-defined format tag set by the reader (for example
+    /// "JSON line" or "plain text"), passed through untouched.
+    pub format: u8,
+    /// The record's bytes, without the line terminator.
+    pub bytes: &'a [u8],
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    start: usize,
+    end: usize,
+    line: u64,
+    origin: u32,
+    format: u8,
+    /// Set when the reader already knows the record is unusable (too large,
+    /// unreadable); the processor passes it on as a reject.
+    rejected: Option<Box<str>>,
+}
+
+/// A run of consecutive input records. Built by a [`crate::RecordSource`]
+/// through [`BatchBuilder`]; numbered by the Source actor.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub(crate) seq: u64,
+    pub(crate) first_index: u64,
+    data: Vec<u8>,
+    entries: Vec<Entry>,
+    origins: Vec<Arc<str>>,
+}
+
+impl Batch {
+    /// Sequence number of the batch in the run, from 0.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Number of records in the batch, rejected ones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the batch has no record.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of record data the batch carries.
+    pub fn data_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The records, each either readable or already rejected by the reader.
+    pub fn records(&self) -> impl Iterator<Item = Result<RawRecord<'_>, Rejected<'_>>> + '_ {
+        self.entries.iter().enumerate().map(move |(i, e)| {
+            let location = Location {
+                origin: &self.origins[e.origin as usize],
+                line: e.line,
+            };
+            let index = self.first_index + i as u64;
+            match &e.rejected {
+                Some(reason) => Err(Rejected {
+                    index,
+                    location,
+                    reason,
+                }),
+                None => Ok(RawRecord {
+                    index,
+                    location,
+                    format: e.format,
+                    bytes: &self.data[e.start..e.end],
+                }),
+            }
+        })
+    }
+}
+
+/// A record the reader could not hand over, with why.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejected<'a> {
+    /// Position in the whole input.
+    pub index: u64,
+    /// File and line.
+    pub location: Location<'a>,
+    /// Why it was rejected.
+    pub reason: &'a str,
+}
+
+/// Fills a [`Batch`]; used by [`crate::RecordSource`] implementations.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    batch: Batch,
+}
+
+impl BatchBuilder {
+    /// An empty builder with room for `records` records of `bytes` bytes.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        BatchBuilder {
+            batch: Batch {
+                data: Vec::with_capacity(bytes),
+                entries: Vec::with_capacity(records),
+                ..Batch::default()
+            },
+        }
+    }
+
+    fn origin_id(&mut self, origin: &Arc<str>) -> u32 {
+        match self.batch.origins.last() {
+            Some(last) if Arc::ptr_eq(last, origin) || **last == **origin => {}
+            _ => self.batch.origins.push(Arc::clone(origin)),
+        }
+        (self.batch.origins.len() - 1) as u32
+    }
+
+    /// Appends a readable record: its origin, 1-based line, the reader's
+    /// format tag and its bytes (copied into the batch's buffer).
+    pub fn push(&mut self, origin: &Arc<str>, line: u64, format: u8, bytes: &[u8]) {
+        let origin = self.origin_id(origin);
+        let start = self.batch.data.len();
+        self.batch.data.extend_from_slice(bytes);
+        self.batch.entries.push(Entry {
+            start,
+            end: self.batch.data.len(),
+            line,
+            origin,
+            format,
+            rejected: None,
+        });
+    }
+
+    /// Appends a record the reader rejects (for example: larger than the
+    /// record size limit, or not readable), with the reason.
+    pub fn push_rejected(&mut self, origin: &Arc<str>, line: u64, reason: impl Into<Box<str>>) {
+        let origin = self.origin_id(origin);
+        let at = self.batch.data.len();
+        self.batch.entries.push(Entry {
+            start: at,
+            end: at,
+            line,
+            origin,
+            format: 0,
+            rejected: Some(reason.into()),
+        });
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> usize {
+        self.batch.entries.len()
+    }
+
+    /// True when nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.batch.entries.is_empty()
+    }
+
+    /// Bytes of record data pushed so far.
+    pub fn data_bytes(&self) -> usize {
+        self.batch.data.len()
+    }
+
+    /// The finished batch.
+    pub fn finish(self) -> Batch {
+        self.batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_their_order_location_and_bytes() {
+        let a: Arc<str> = Arc::from("a.jsonl");
+        let b: Arc<str> = Arc::from("b.txt");
+        let mut builder = BatchBuilder::default();
+        builder.push(&a, 1, 1, b"one");
+        builder.push_rejected(&a, 2, "too large");
+        builder.push(&b, 1, 2, b"two");
+        let mut batch = builder.finish();
+        batch.first_index = 10;
+        let got: Vec<String> = batch
+            .records()
+            .map(|r| match r {
+                Ok(r) => format!(
+                    "{} {} {} {}",
+                    r.index,
+                    r.location,
+                    r.format,
+                    String::from_utf8_lossy(r.bytes)
+                ),
+                Err(r) => format!("{} {} rejected: {}", r.index, r.location, r.reason),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "10 a.jsonl:1 1 one",
+                "11 a.jsonl:2 rejected: too large",
+                "12 b.txt:1 2 two"
+            ]
+        );
+    }
+}

@@ -1,0 +1,621 @@
+//! The Coordinator actor: flow control and the stop protocol. Runs on the
+//! System arbiter and never blocks it (the SyncArbiter relays run there too).
+//!
+//! Running -> Draining -> Finishing -> Releasing -> Stopped, each entered
+//! once, in order, each logged, each after Running with a deadline. See
+//! `docs/PROTOCOL.md` for the contract.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::integrator::{Finish, Finished, Integrator, IntegratorFailure};
+use crate::job::Job;
+use crate::observe::{Activity, Observed};
+use crate::processor::{BatchDone, ProcessBatch, Processor};
+use crate::protocol::{ExitCode, Phase, RunHandle, StopCause};
+use crate::report::{Peaks, Progress, Records, RunReport};
+use crate::source::{Pull, Pulled, RecordSource, Source};
+use crate::Settings;
+
+/// How often the Coordinator looks at the stop request, deadlines, stalls
+/// and progress.
+const TICK: Duration = Duration::from_millis(20);
+/// Adaptive batches aim at this much step-1 work each.
+const BATCH_WORK: Duration = Duration::from_millis(1);
+const MAX_ADAPTIVE_BATCH: usize = 1 << 16;
+
+/// The progress callback: called on the System thread every
+/// [`Settings::progress_every`].
+pub type ProgressFn = Box<dyn FnMut(&Progress)>;
+
+struct InFlight {
+    dispatched: Instant,
+    records: u64,
+}
+
+/// The Coordinator actor.
+pub struct Coordinator<J: Job, S: RecordSource> {
+    job_name: String,
+    settings: Settings,
+    source: Option<Addr<Source<S>>>,
+    pool: Option<Addr<Processor<J>>>,
+    integrator: Addr<Integrator<J::Integrator>>,
+    alive: mpsc::Receiver<()>,
+    handle: RunHandle,
+    observed: Arc<Observed>,
+    progress: Option<ProgressFn>,
+    report_slot: Arc<Mutex<Option<RunReport>>>,
+
+    phase: Phase,
+    phase_entered: Instant,
+    phases: BTreeMap<&'static str, f64>,
+    cause: Option<StopCause>,
+    errors: Vec<String>,
+    exit: ExitCode,
+
+    in_flight: BTreeMap<u64, InFlight>,
+    pulling: bool,
+    batch_size: usize,
+    ns_per_record: Option<f64>,
+
+    read: u64,
+    bytes: u64,
+    position: u64,
+    total: Option<u64>,
+    processed: u64,
+    rejected: u64,
+    abandoned_batches: u64,
+
+    last_completion: Instant,
+    last_stall_report: Instant,
+    last_progress: Instant,
+    finished: Option<Result<Finished, IntegratorFailure>>,
+}
+
+/// Everything the Coordinator is started with.
+pub(crate) struct Wiring<J: Job, S: RecordSource> {
+    pub job_name: String,
+    pub settings: Settings,
+    pub source: Addr<Source<S>>,
+    pub pool: Addr<Processor<J>>,
+    pub integrator: Addr<Integrator<J::Integrator>>,
+    pub alive: mpsc::Receiver<()>,
+    pub handle: RunHandle,
+    pub observed: Arc<Observed>,
+    pub progress: Option<ProgressFn>,
+    pub report_slot: Arc<Mutex<Option<RunReport>>>,
+    pub total: Option<u64>,
+}
+
+impl<J: Job, S: RecordSource> Coordinator<J, S> {
+    pub(crate) fn new(w: Wiring<J, S>) -> Self {
+        let now = Instant::now();
+        let batch_size = w.settings.batch.unwrap_or(16).max(1);
+        Coordinator {
+            job_name: w.job_name,
+            settings: w.settings,
+            source: Some(w.source),
+            pool: Some(w.pool),
+            integrator: w.integrator,
+            alive: w.alive,
+            handle: w.handle,
+            observed: w.observed,
+            progress: w.progress,
+            report_slot: w.report_slot,
+            phase: Phase::Running,
+            phase_entered: now,
+            phases: BTreeMap::new(),
+            cause: None,
+            errors: Vec::new(),
+            exit: ExitCode::Complete,
+            in_flight: BTreeMap::new(),
+            pulling: false,
+            batch_size,
+            ns_per_record: None,
+            read: 0,
+            bytes: 0,
+            position: 0,
+            total: w.total,
+            processed: 0,
+            rejected: 0,
+            abandoned_batches: 0,
+            last_completion: now,
+            last_stall_report: now,
+            last_progress: now,
+            finished: None,
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        debug_assert!(phase > self.phase, "phases only move forward");
+        let spent = self.phase_entered.elapsed().as_secs_f64();
+        *self.phases.entry(self.phase.name()).or_default() += spent;
+        log::info!(
+            "phase {} -> {} after {spent:.3}s ({} batches in flight, {} records read)",
+            self.phase.name(),
+            phase.name(),
+            self.in_flight.len(),
+            self.read
+        );
+        self.phase = phase;
+        self.phase_entered = Instant::now();
+        self.handle.set_phase(phase);
+    }
+
+    /// Records an error; the worst exit code wins.
+    fn error(&mut self, code: ExitCode, message: String) {
+        log::error!("{message}");
+        self.errors.push(message);
+        if severity(code) > severity(self.exit) {
+            self.exit = code;
+        }
+    }
+
+    /// Leaves Running (once) for `cause`. Later causes are only recorded.
+    fn stop(&mut self, cause: StopCause, ctx: &mut Context<Self>) {
+        let code = cause.exit_code();
+        if code != ExitCode::Complete && code != ExitCode::Interrupted {
+            self.error(code, cause.to_string());
+        } else if severity(code) > severity(self.exit) {
+            self.exit = code;
+        }
+        if self.cause.is_none() {
+            log::info!("stopping: {cause}");
+            self.cause = Some(cause);
+        }
+        if self.phase == Phase::Running {
+            self.enter(Phase::Draining);
+        }
+        self.check_drained(ctx);
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Running
+            || self.pulling
+            || self.in_flight.len() >= self.settings.window
+        {
+            return;
+        }
+        let Some(source) = &self.source else { return };
+        self.pulling = true;
+        let pull = Pull {
+            max_records: self.batch_size,
+            max_bytes: self.settings.max_batch_bytes,
+        };
+        source
+            .send(pull)
+            .into_actor(self)
+            .map(|reply, act, ctx| act.on_pulled(reply, ctx))
+            .spawn(ctx);
+    }
+
+    fn on_pulled(
+        &mut self,
+        reply: Result<Result<Pulled, crate::error::InputError>, MailboxError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.pulling = false;
+        match reply {
+            Err(e) => self.stop(StopCause::Internal(format!("source unreachable: {e}")), ctx),
+            Ok(Err(e)) => self.stop(StopCause::InputFailed(e.to_string()), ctx),
+            Ok(Ok(Pulled {
+                batch: None,
+                position,
+            })) => {
+                self.position = position;
+                self.stop(StopCause::EndOfInput, ctx);
+            }
+            Ok(Ok(Pulled {
+                batch: Some(batch),
+                position,
+            })) => {
+                self.position = position;
+                self.read += batch.len() as u64;
+                self.bytes += batch.data_bytes() as u64;
+                // A batch that was pulled is dispatched even after a stop
+                // request: its records are read and must be accounted for.
+                self.dispatch(batch, ctx);
+                self.pump(ctx);
+                self.check_drained(ctx);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, batch: crate::batch::Batch, ctx: &mut Context<Self>) {
+        let seq = batch.seq();
+        let records = batch.len() as u64;
+        let Some(pool) = &self.pool else {
+            unreachable!("the pool is released only after draining")
+        };
+        self.in_flight.insert(
+            seq,
+            InFlight {
+                dispatched: Instant::now(),
+                records,
+            },
+        );
+        self.observed.in_flight.inc();
+        pool.send(ProcessBatch(batch))
+            .into_actor(self)
+            .map(move |reply, act, ctx| act.on_done(seq, reply, ctx))
+            .spawn(ctx);
+    }
+
+    fn on_done(
+        &mut self,
+        seq: u64,
+        reply: Result<BatchDone, MailboxError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(flight) = self.in_flight.remove(&seq) else {
+            // Only after a drain timeout, which already counted it abandoned.
+            log::warn!("batch {seq} answered after the drain deadline; ignored");
+            return;
+        };
+        self.observed.in_flight.dec();
+        self.last_completion = Instant::now();
+        match reply {
+            Err(e) => {
+                self.abandoned_batches += 1;
+                self.stop(
+                    StopCause::Internal(format!(
+                        "batch {seq} ({} records) lost: processor pool unreachable: {e}",
+                        flight.records
+                    )),
+                    ctx,
+                );
+            }
+            Ok(done) => {
+                if let Err(reason) = done.delivery {
+                    self.abandoned_batches += 1;
+                    self.stop(StopCause::IntegratorFailed(reason), ctx);
+                } else {
+                    self.processed += done.processed;
+                    self.rejected += done.rejected;
+                    self.adapt_batch(&done);
+                    if let Some(limit) = self.settings.max_rejects {
+                        if self.rejected > limit {
+                            self.stop(StopCause::TooManyRejects { limit }, ctx);
+                        }
+                    }
+                }
+            }
+        }
+        self.pump(ctx);
+        self.check_drained(ctx);
+    }
+
+    /// Adaptive batch size: about [`BATCH_WORK`] of step 1 per batch.
+    fn adapt_batch(&mut self, done: &BatchDone) {
+        if self.settings.batch.is_some() || done.records == 0 {
+            return;
+        }
+        let sample = done.busy.as_nanos() as f64 / done.records as f64;
+        let ns = match self.ns_per_record {
+            None => sample,
+            Some(avg) => 0.8 * avg + 0.2 * sample,
+        };
+        self.ns_per_record = Some(ns);
+        let target = (BATCH_WORK.as_nanos() as f64 / ns.max(1.0)) as usize;
+        self.batch_size = target.clamp(1, MAX_ADAPTIVE_BATCH);
+    }
+
+    fn check_drained(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Draining || self.pulling || !self.in_flight.is_empty() {
+            return;
+        }
+        self.enter(Phase::Finishing);
+        let cause = self.cause.clone().unwrap_or(StopCause::EndOfInput);
+        let finish = Finish {
+            partial: cause != StopCause::EndOfInput,
+            write: cause.outputs_writable() && self.abandoned_batches == 0,
+        };
+        self.integrator
+            .send(finish)
+            .timeout(self.settings.drain_timeout)
+            .into_actor(self)
+            .map(|reply, act, ctx| {
+                match reply {
+                    Ok(result) => act.finished = Some(result),
+                    Err(e) => act.error(
+                        ExitCode::Software,
+                        format!("the integrator did not finish: {e}"),
+                    ),
+                }
+                act.release(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn release(&mut self, _ctx: &mut Context<Self>) {
+        self.enter(Phase::Releasing);
+        // Dropping the last addresses is what lets a SyncArbiter drain its
+        // queue and end its threads; the tick then waits for them to exit.
+        self.pool = None;
+        self.source = None;
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.handle.stop_requested() && self.phase == Phase::Running {
+            self.stop(StopCause::Interrupted, ctx);
+        }
+        let deadline = self.settings.drain_timeout;
+        match self.phase {
+            Phase::Running | Phase::Draining => self.watch_stall(),
+            Phase::Releasing => match self.alive.try_recv() {
+                Err(TryRecvError::Disconnected) => self.stopped(),
+                _ if self.phase_entered.elapsed() > deadline => {
+                    self.error(
+                        ExitCode::Software,
+                        format!(
+                            "processor or source threads still running {}s after release: {}",
+                            deadline.as_secs(),
+                            self.activities()
+                        ),
+                    );
+                    self.stopped();
+                }
+                _ => {}
+            },
+            Phase::Finishing | Phase::Stopped => {}
+        }
+        if self.phase == Phase::Draining && self.phase_entered.elapsed() > deadline {
+            self.error(
+                ExitCode::Software,
+                format!(
+                    "drain timed out after {}s with {} batches in flight: {}",
+                    deadline.as_secs(),
+                    self.in_flight.len(),
+                    self.stall_report()
+                ),
+            );
+            self.abandoned_batches += self.in_flight.len() as u64;
+            self.in_flight.clear();
+            self.pulling = false;
+            self.check_drained(ctx);
+        }
+        self.handle.set_counts(
+            self.read,
+            self.processed + self.rejected,
+            self.in_flight.len() as u64,
+        );
+        if self.last_progress.elapsed() >= self.settings.progress_every {
+            self.last_progress = Instant::now();
+            self.publish_progress();
+        }
+    }
+
+    fn publish_progress(&mut self) {
+        let snapshot = Progress {
+            phase: self.phase,
+            read: self.read,
+            done: self.processed + self.rejected,
+            rejected: self.rejected,
+            bytes: self.bytes,
+            position: self.position,
+            total: self.total,
+            in_flight: self.in_flight.len(),
+            elapsed_s: self.observed.started.elapsed().as_secs_f64(),
+        };
+        if let Some(progress) = &mut self.progress {
+            progress(&snapshot);
+        }
+    }
+
+    fn watch_stall(&mut self) {
+        let limit = self.settings.stall_timeout;
+        if self.in_flight.is_empty()
+            || self.last_completion.elapsed() < limit
+            || self.last_stall_report.elapsed() < limit
+        {
+            return;
+        }
+        self.last_stall_report = Instant::now();
+        log::warn!(
+            "STALL: no batch completed for {:.0}s. {}",
+            self.last_completion.elapsed().as_secs_f64(),
+            self.stall_report()
+        );
+    }
+
+    /// Phase, in-flight batches with ages, the Integrator's backlog and what
+    /// each processor is doing.
+    pub(crate) fn stall_report(&self) -> String {
+        let ages: Vec<String> = self
+            .in_flight
+            .iter()
+            .map(|(seq, f)| {
+                format!(
+                    "#{seq} ({} records, {:.1}s)",
+                    f.records,
+                    f.dispatched.elapsed().as_secs_f64()
+                )
+            })
+            .collect();
+        format!(
+            "phase {}; in flight: [{}]; integrator backlog: {} deliveries waiting, {} batches held for order; processors: {}",
+            self.phase.name(),
+            ages.join(", "),
+            self.observed.integrator_mailbox.now(),
+            self.observed.integrator_reorder.now(),
+            self.activities()
+        )
+    }
+
+    fn activities(&self) -> String {
+        let now = self.observed.now_ms();
+        let items: Vec<String> = self
+            .observed
+            .processors
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p.activity() {
+                Activity::Idle => format!("{i}: idle"),
+                Activity::Busy {
+                    batch,
+                    record,
+                    since_ms,
+                } => format!(
+                    "{i}: batch #{batch} at record {record} for {:.1}s",
+                    now.saturating_sub(since_ms) as f64 / 1000.0
+                ),
+                Activity::Delivering { batch, since_ms } => format!(
+                    "{i}: delivering batch #{batch} to the integrator for {:.1}s",
+                    now.saturating_sub(since_ms) as f64 / 1000.0
+                ),
+            })
+            .collect();
+        items.join("; ")
+    }
+
+    fn stopped(&mut self) {
+        self.enter(Phase::Stopped);
+        let report = self.report();
+        let code = report.exit_code;
+        *self.report_slot.lock().expect("report slot poisoned") = Some(report);
+        System::current().stop_with_code(code);
+    }
+
+    fn report(&mut self) -> RunReport {
+        let cause = self.cause.clone().unwrap_or(StopCause::EndOfInput);
+        let mut records = Records {
+            read: self.read,
+            ..Records::default()
+        };
+        let mut outputs_written = false;
+        let mut result = serde_json::Value::Null;
+        let failed_run;
+        match self.finished.take() {
+            Some(Ok(f)) => {
+                records.integrated = f.integrated;
+                records.rejected = f.rejected;
+                outputs_written = !f.job.is_null();
+                result = f.job;
+                failed_run = self.abandoned_batches > 0;
+                if f.integrated_out_of_order > 0 {
+                    self.error(
+                        ExitCode::Software,
+                        format!(
+                            "{} batches reached the integrator after a gap",
+                            f.integrated_out_of_order
+                        ),
+                    );
+                }
+                // The processors' answers and the Integrator's counts are
+                // independent tallies of the same records.
+                if !failed_run && (f.integrated, f.rejected) != (self.processed, self.rejected) {
+                    self.error(
+                        ExitCode::Software,
+                        format!(
+                            "processors reported {} processed + {} rejected, integrator counted {} + {}",
+                            self.processed, self.rejected, f.integrated, f.rejected
+                        ),
+                    );
+                }
+            }
+            Some(Err(failure)) => {
+                records.integrated = failure.integrated;
+                records.rejected = failure.rejected;
+                failed_run = true;
+                let code = if failure.io {
+                    ExitCode::Io
+                } else {
+                    ExitCode::Software
+                };
+                if !self.errors.iter().any(|e| e.contains(&failure.reason)) {
+                    self.error(code, format!("integrator failed: {}", failure.reason));
+                } else if severity(code) > severity(self.exit) {
+                    self.exit = code;
+                }
+            }
+            None => {
+                records.integrated = self.processed;
+                records.rejected = self.rejected;
+                failed_run = true;
+            }
+        }
+        let accounted = records.integrated + records.rejected;
+        records.abandoned = if failed_run {
+            records.read.saturating_sub(accounted)
+        } else {
+            0
+        };
+        let conservation = accounted + records.abandoned == records.read;
+        if !conservation {
+            self.error(
+                ExitCode::Software,
+                format!(
+                    "DATA LOSS: read {} != integrated {} + rejected {} + abandoned {}",
+                    records.read, records.integrated, records.rejected, records.abandoned
+                ),
+            );
+        }
+        let elapsed_s = self.observed.started.elapsed().as_secs_f64();
+        let exit = match self.exit {
+            ExitCode::Complete => "complete",
+            ExitCode::Interrupted => "interrupted",
+            _ => "failed",
+        };
+        RunReport {
+            job: self.job_name.clone(),
+            exit,
+            exit_code: self.exit.code(),
+            cause: cause.to_string(),
+            errors: self.errors.clone(),
+            partial: cause != StopCause::EndOfInput,
+            outputs_written,
+            records,
+            conservation,
+            workers: self.settings.workers,
+            window: self.settings.window,
+            batch: self.batch_size,
+            batch_adaptive: self.settings.batch.is_none(),
+            elapsed_s,
+            phases: self.phases.clone(),
+            records_per_s: self.read as f64 / elapsed_s.max(1e-9),
+            bytes: self.bytes,
+            peaks: Peaks {
+                in_flight: self.observed.in_flight.peak(),
+                integrator_mailbox: self.observed.integrator_mailbox.peak(),
+                integrator_reorder: self.observed.integrator_reorder.peak(),
+            },
+            result,
+        }
+    }
+}
+
+/// Which exit code wins when several apply: losing data or an internal
+/// failure outranks an IO error, which outranks too many rejects, which
+/// outranks an interruption.
+fn severity(code: ExitCode) -> u8 {
+    match code {
+        ExitCode::Complete => 0,
+        ExitCode::Interrupted => 1,
+        ExitCode::TooManyRejects => 2,
+        ExitCode::Usage => 3,
+        ExitCode::Io => 4,
+        ExitCode::Software => 5,
+    }
+}
+
+impl<J: Job, S: RecordSource> Actor for Coordinator<J, S> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        log::info!(
+            "phase running: {} workers, window {}, batch {}",
+            self.settings.workers,
+            self.settings.window,
+            self.settings
+                .batch
+                .map_or_else(|| "adaptive".to_owned(), |b| b.to_string())
+        );
+        self.handle.set_phase(Phase::Running);
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        self.pump(ctx);
+    }
+}

@@ -1,0 +1,323 @@
+//! The Integrator actor: the only owner of a run's result state (step 2).
+//! Runs on an Arbiter of its own. Batches arrive in any order; it integrates
+//! them in input order, holding early arrivals in a reorder buffer that the
+//! Coordinator's window bounds. It writes `rejects.jsonl` as it goes (to a
+//! temporary file) and commits every output only when told to finish.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::batch::Location;
+use crate::job::{FinishContext, Integrate};
+use crate::observe::Observed;
+use crate::output::{AtomicFile, OutputDir};
+use crate::processor::panic_message;
+
+/// The name of the rejects file in the output folder.
+pub const REJECTS_FILE: &str = "rejects.jsonl";
+
+/// A record that was not integrated, with where it came from and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RejectedRecord {
+    /// Position in the input.
+    pub index: u64,
+    /// The input's display name.
+    pub file: String,
+    /// 1-based line (or record number for whole-file records).
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl RejectedRecord {
+    pub(crate) fn new(index: u64, location: Location<'_>, reason: String) -> Self {
+        RejectedRecord {
+            index,
+            file: location.origin.to_owned(),
+            line: location.line,
+            reason,
+        }
+    }
+}
+
+/// A processor hands the outputs and rejects of one batch to the Integrator.
+/// The reply is `Ok` once the Integrator holds them, `Err` with the reason
+/// when it has failed and refuses them.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Deliver<O: Send + 'static> {
+    /// The batch's sequence number.
+    pub seq: u64,
+    /// `(input index, output)` for each processed record, in input order.
+    pub outputs: Vec<(u64, O)>,
+    /// Rejected records, in input order.
+    pub rejects: Vec<RejectedRecord>,
+}
+
+/// Tells the Integrator that no more batches will come: finalize and write
+/// the outputs (unless `write` is false, after a failure).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Finished, IntegratorFailure>")]
+pub struct Finish {
+    /// The run did not read all of its input.
+    pub partial: bool,
+    /// Write the outputs (false when the run failed in a way that makes
+    /// them untrustworthy: then only counts are reported).
+    pub write: bool,
+}
+
+/// The Integrator's answer to [`Finish`].
+#[derive(Debug)]
+pub struct Finished {
+    /// Records integrated.
+    pub integrated: u64,
+    /// Records rejected (and written to `rejects.jsonl`).
+    pub rejected: u64,
+    /// The job's part of the summary.
+    pub job: serde_json::Value,
+    /// Batches that arrived after a gap that never closed (always 0 unless
+    /// a batch was lost; the conservation check then reports the loss).
+    pub integrated_out_of_order: u64,
+}
+
+/// Why the Integrator failed, with counts up to the failure.
+#[derive(Debug, Clone)]
+pub struct IntegratorFailure {
+    /// What went wrong.
+    pub reason: String,
+    /// True when the failure was writing an output (exit code 74), false
+    /// for an error or panic in step 2 (exit code 70).
+    pub io: bool,
+    /// Records integrated before the failure.
+    pub integrated: u64,
+    /// Records rejected before the failure.
+    pub rejected: u64,
+}
+
+struct Pending<O> {
+    outputs: Vec<(u64, O)>,
+    rejects: Vec<RejectedRecord>,
+}
+
+/// The Integrator actor, generic over the job's [`Integrate`] state.
+pub struct Integrator<I: Integrate> {
+    // Boxed so the actor is `Unpin` whatever the job's state is.
+    state: Box<I>,
+    output: OutputDir,
+    rejects_file: Option<AtomicFile>,
+    next_seq: u64,
+    reorder: BTreeMap<u64, Pending<I::Output>>,
+    integrated: u64,
+    rejected: u64,
+    failure: Option<IntegratorFailure>,
+    observed: Arc<Observed>,
+}
+
+impl<I: Integrate> Integrator<I> {
+    pub(crate) fn new(state: I, output: OutputDir, observed: Arc<Observed>) -> Self {
+        Integrator {
+            state: Box::new(state),
+            output,
+            rejects_file: None,
+            next_seq: 0,
+            reorder: BTreeMap::new(),
+            integrated: 0,
+            rejected: 0,
+            failure: None,
+            observed,
+        }
+    }
+
+    fn fail(&mut self, reason: String, io: bool) {
+        log::error!("integrator failed: {reason}");
+        self.failure = Some(IntegratorFailure {
+            reason,
+            io,
+            integrated: self.integrated,
+            rejected: self.rejected,
+        });
+        self.reorder.clear();
+        self.observed.integrator_reorder.set(0);
+    }
+
+    fn write_rejects(&mut self, rejects: &[RejectedRecord]) -> Result<(), String> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        if self.rejects_file.is_none() {
+            self.rejects_file = Some(
+                self.output
+                    .atomic(REJECTS_FILE)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let file = self.rejects_file.as_mut().expect("just created");
+        for r in rejects {
+            let mut line = serde_json::to_vec(r).expect("a reject serializes");
+            line.push(b'\n');
+            file.write_all(&line)
+                .map_err(|e| format!("cannot write {}: {e}", file.target().display()))?;
+        }
+        Ok(())
+    }
+
+    /// Integrates one batch; on failure records it and returns false.
+    fn integrate(&mut self, pending: Pending<I::Output>) -> bool {
+        if let Err(reason) = self.write_rejects(&pending.rejects) {
+            self.fail(reason, true);
+            return false;
+        }
+        self.rejected += pending.rejects.len() as u64;
+        let state = &mut self.state;
+        let mut integrated = 0u64;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            for (index, output) in pending.outputs {
+                fail::fail_point!("integrator::integrate", |arg| Err(format!(
+                    "injected error at record {index}: {}",
+                    arg.unwrap_or_default()
+                )));
+                state
+                    .integrate(index, output)
+                    .map_err(|e| format!("record {index}: {e}"))?;
+                integrated += 1;
+            }
+            Ok(())
+        }));
+        self.integrated += integrated;
+        let reason = match result {
+            Ok(Ok(())) => return true,
+            Ok(Err(reason)) => reason,
+            Err(panic) => format!("panic in step 2: {}", panic_message(&*panic)),
+        };
+        self.fail(reason, false);
+        false
+    }
+
+    fn integrate_ready(&mut self) {
+        while let Some(pending) = self.reorder.remove(&self.next_seq) {
+            self.next_seq += 1;
+            if !self.integrate(pending) {
+                return;
+            }
+        }
+        self.observed
+            .integrator_reorder
+            .set(self.reorder.len() as u64);
+    }
+}
+
+impl<I: Integrate> Actor for Integrator<I> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Processors block for our answer, so at most N deliveries wait here.
+        // The capacity only matters for `try_send`, which nobody uses, but a
+        // full mailbox delays a `send` until it is polled: keep it out of
+        // reach. (`usize::MAX` overflows inside actix.)
+        ctx.set_mailbox_capacity(1 << 16);
+    }
+}
+
+impl<I: Integrate> Handler<Deliver<I::Output>> for Integrator<I> {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Deliver<I::Output>, _: &mut Context<Self>) -> Self::Result {
+        self.observed.integrator_mailbox.dec();
+        if let Some(f) = &self.failure {
+            return Err(f.reason.clone());
+        }
+        self.reorder.insert(
+            msg.seq,
+            Pending {
+                outputs: msg.outputs,
+                rejects: msg.rejects,
+            },
+        );
+        self.observed
+            .integrator_reorder
+            .set(self.reorder.len() as u64);
+        self.integrate_ready();
+        // Accepted once we hold it, integrated or buffered. A failure while
+        // integrating refuses the delivery; exact counts come with Finish.
+        match &self.failure {
+            Some(f) => Err(f.reason.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<I: Integrate> Handler<Finish> for Integrator<I> {
+    type Result = Result<Finished, IntegratorFailure>;
+
+    fn handle(&mut self, msg: Finish, _: &mut Context<Self>) -> Self::Result {
+        // Batches behind a gap: a batch was lost. Integrate them anyway so the
+        // counts are exact; the conservation check reports the loss.
+        let mut out_of_order = 0;
+        while self.failure.is_none() {
+            let Some((seq, pending)) = self.reorder.pop_first() else {
+                break;
+            };
+            log::error!(
+                "batch {} never arrived; integrating batch {seq} after the gap",
+                self.next_seq
+            );
+            self.next_seq = seq + 1;
+            out_of_order += 1;
+            self.integrate(pending);
+        }
+        if let Some(f) = &self.failure {
+            return Err(f.clone());
+        }
+        if !msg.write {
+            return Ok(Finished {
+                integrated: self.integrated,
+                rejected: self.rejected,
+                job: serde_json::Value::Null,
+                integrated_out_of_order: out_of_order,
+            });
+        }
+        let committed = match self.rejects_file.take() {
+            Some(file) => file.commit().map(|_| ()),
+            // No rejects: remove a rejects file an earlier run may have left.
+            None => self.output.remove_stale(REJECTS_FILE),
+        };
+        if let Err(e) = committed {
+            self.fail(e.to_string(), true);
+            return Err(self.failure.clone().expect("just failed"));
+        }
+        let ctx = FinishContext {
+            output: &self.output,
+            partial: msg.partial,
+            integrated: self.integrated,
+            rejected: self.rejected,
+        };
+        let state = &mut self.state;
+        match catch_unwind(AssertUnwindSafe(|| state.finish(&ctx))) {
+            Ok(Ok(job)) => Ok(Finished {
+                integrated: self.integrated,
+                rejected: self.rejected,
+                job,
+                integrated_out_of_order: out_of_order,
+            }),
+            Ok(Err(e)) => {
+                // Finishing mostly writes files: an error here is an output
+                // error unless the job says otherwise in its message.
+                let io = e.downcast_ref::<crate::error::OutputError>().is_some()
+                    || e.downcast_ref::<std::io::Error>().is_some();
+                self.fail(format!("finishing the job: {e}"), io);
+                Err(self.failure.clone().expect("just failed"))
+            }
+            Err(panic) => {
+                self.fail(
+                    format!("panic while finishing the job: {}", panic_message(&*panic)),
+                    false,
+                );
+                Err(self.failure.clone().expect("just failed"))
+            }
+        }
+    }
+}

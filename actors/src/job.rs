@@ -1,0 +1,69 @@
+//! The job traits: what a user implements to run their own work on the
+//! pipeline. A job is three things: how a record is parsed, step 1 (runs in
+//! parallel on the processors) and step 2 (runs in one place, the
+//! Integrator). Nothing here knows about any particular job.
+
+use crate::batch::RawRecord;
+use crate::output::OutputDir;
+
+/// Why one record could not be parsed or processed. Any error converts into
+/// it with `?`, and so does a `String` or `&str`.
+pub type RecordError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Steps 0 and 1 of a job: parsing and the per-record work. One value is
+/// shared by every processor thread, hence `Send + Sync`; it must not hold
+/// mutable state (use the [`Integrate`] side for that).
+pub trait Job: Send + Sync + 'static {
+    /// A parsed record; may borrow from the raw record's bytes.
+    type Parsed<'a>;
+    /// What step 1 produces for one record and sends to the Integrator.
+    type Output: Send + 'static;
+    /// Step 2: the state that integrates every output.
+    type Integrator: Integrate<Output = Self::Output>;
+
+    /// The job's name, as used on the command line and in the summary.
+    fn name(&self) -> &str;
+
+    /// Parses one record. An error rejects the record with its location.
+    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<Self::Parsed<'a>, RecordError>;
+
+    /// Step 1 for one parsed record. An error, or a panic, rejects the record
+    /// with its reason; the processor thread survives either way.
+    fn process(&self, record: Self::Parsed<'_>) -> Result<Self::Output, RecordError>;
+
+    /// A fresh Integrator state for a run.
+    fn integrator(&self) -> Self::Integrator;
+}
+
+/// Step 2 of a job: the only mutable result state of a run. It lives in the
+/// Integrator actor on its own thread and sees every output exactly once, in
+/// input order (the Integrator reorders batches), so results never depend on
+/// the number of workers, the window or the batch size.
+pub trait Integrate: Send + 'static {
+    /// What step 1 produces for one record.
+    type Output: Send + 'static;
+
+    /// Integrates the output of the record at `index` (its position in the
+    /// input). An error here is fatal to the run: the result state can no
+    /// longer be trusted.
+    fn integrate(&mut self, index: u64, output: Self::Output) -> Result<(), RecordError>;
+
+    /// Writes the job's outputs into the output folder (atomically, through
+    /// [`OutputDir`]) and returns the job's part of `summary.json`. Called
+    /// once, after every dispatched batch has been integrated.
+    fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError>;
+}
+
+/// What [`Integrate::finish`] knows about the run it ends.
+#[derive(Debug)]
+pub struct FinishContext<'a> {
+    /// Where the outputs go.
+    pub output: &'a OutputDir,
+    /// True when the run was interrupted: the outputs cover only part of the
+    /// input and say so.
+    pub partial: bool,
+    /// Records integrated.
+    pub integrated: u64,
+    /// Records rejected.
+    pub rejected: u64,
+}

@@ -1,0 +1,130 @@
+//! The output folder and atomic writes: every output file is written to a
+//! temporary file in the same folder and renamed into place only when it is
+//! complete, so a crash never leaves a half-written file under its real name.
+
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::OutputError;
+
+/// The folder a run writes its outputs into.
+#[derive(Debug, Clone)]
+pub struct OutputDir {
+    path: PathBuf,
+}
+
+impl OutputDir {
+    /// Creates the folder (and its parents) if needed and checks that it is
+    /// writable by creating and removing a temporary file in it.
+    pub fn create(path: impl Into<PathBuf>) -> Result<Self, OutputError> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).map_err(|e| OutputError::new(&path, e))?;
+        tempfile::NamedTempFile::new_in(&path).map_err(|e| OutputError::new(&path, e))?;
+        Ok(OutputDir { path })
+    }
+
+    /// The folder's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of an output file called `name`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Starts writing the output file `name`; nothing appears under that
+    /// name until [`AtomicFile::commit`].
+    pub fn atomic(&self, name: &str) -> Result<AtomicFile, OutputError> {
+        let target = self.file(name);
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(&self.path)
+            .map_err(|e| OutputError::new(&target, e))?;
+        Ok(AtomicFile {
+            writer: BufWriter::with_capacity(1 << 16, temp),
+            target,
+        })
+    }
+
+    /// Writes the whole file `name` from `bytes`, atomically.
+    pub fn write_all(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, OutputError> {
+        let mut file = self.atomic(name)?;
+        file.write_all(bytes)
+            .map_err(|e| OutputError::new(&file.target, e))?;
+        file.commit()
+    }
+
+    /// Removes `name` if it exists (an output a previous run left and this
+    /// run does not produce).
+    pub fn remove_stale(&self, name: &str) -> Result<(), OutputError> {
+        let path = self.file(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(OutputError::new(&path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An output file being written. Dropping it without [`commit`] removes the
+/// temporary file and leaves any previous file of that name untouched.
+///
+/// [`commit`]: AtomicFile::commit
+#[derive(Debug)]
+pub struct AtomicFile {
+    writer: BufWriter<tempfile::NamedTempFile>,
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    /// The final path of the file.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn commit(self) -> Result<PathBuf, OutputError> {
+        let target = self.target;
+        let temp = self
+            .writer
+            .into_inner()
+            .map_err(|e| OutputError::new(&target, e.into_error()))?;
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| OutputError::new(&target, e))?;
+        temp.persist(&target)
+            .map_err(|e| OutputError::new(&target, e.error))?;
+        Ok(target)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_uncommitted_file_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::create(dir.path()).unwrap();
+        out.write_all("kept.txt", b"old").unwrap();
+        let mut f = out.atomic("kept.txt").unwrap();
+        f.write_all(b"half-written").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(out.file("kept.txt")).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "the temporary file was not removed");
+    }
+}

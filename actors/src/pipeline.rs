@@ -1,0 +1,211 @@
+//! Wiring and running one pipeline: starts the actors in a fresh actix
+//! System, runs it until the Coordinator stops it, then joins the
+//! Integrator's arbiter (actix never does) before returning the report.
+
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::coordinator::{Coordinator, ProgressFn, Wiring};
+use crate::integrator::Integrator;
+use crate::job::Job;
+use crate::observe::Observed;
+use crate::output::OutputDir;
+use crate::processor::Processor;
+use crate::protocol::RunHandle;
+use crate::report::{Progress, RunReport};
+use crate::source::{RecordSource, Source};
+
+/// Tuning and limits of a run. `Settings::default()` suits most uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Processor threads (N).
+    pub workers: usize,
+    /// Most batches in flight (W); bounds memory with `max_batch_bytes`.
+    pub window: usize,
+    /// Records per batch; `None` adapts it so a batch is about a millisecond
+    /// of step-1 work.
+    pub batch: Option<usize>,
+    /// Most bytes of record data per batch (a larger record travels alone).
+    pub max_batch_bytes: usize,
+    /// Deadline of each phase after Running.
+    pub drain_timeout: Duration,
+    /// A stall report is logged when no batch completes for this long.
+    pub stall_timeout: Duration,
+    /// Stop (exit code 65) once more records than this are rejected.
+    pub max_rejects: Option<u64>,
+    /// How often the progress callback is called.
+    pub progress_every: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Settings {
+            workers,
+            window: 2 * workers,
+            batch: None,
+            max_batch_bytes: 4 << 20,
+            drain_timeout: Duration::from_secs(300),
+            stall_timeout: Duration::from_secs(30),
+            max_rejects: None,
+            progress_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The error of a run that could not produce a report at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The actix System could not run.
+    #[error("actor system failed: {0}")]
+    System(#[from] std::io::Error),
+    /// The System stopped without the Coordinator's report.
+    #[error("the actor system stopped (code {0}) before the coordinator reported")]
+    NoReport(i32),
+    /// The settings are unusable.
+    #[error("invalid settings: {0}")]
+    Settings(String),
+}
+
+/// One run of a job over a source.
+pub struct Pipeline<J: Job, S: RecordSource> {
+    job: Arc<J>,
+    source: S,
+    output: OutputDir,
+    settings: Settings,
+    handle: RunHandle,
+    progress: Option<ProgressFn>,
+}
+
+impl<J: Job, S: RecordSource> Pipeline<J, S> {
+    /// A run of `job` over `source` writing into `output`.
+    pub fn new(job: J, source: S, output: OutputDir) -> Self {
+        Self::with_shared_job(Arc::new(job), source, output)
+    }
+
+    /// Like [`Pipeline::new`] for a job the caller keeps a reference to
+    /// (for example to read what it gathered after the run).
+    pub fn with_shared_job(job: Arc<J>, source: S, output: OutputDir) -> Self {
+        Pipeline {
+            job,
+            source,
+            output,
+            settings: Settings::default(),
+            handle: RunHandle::new(),
+            progress: None,
+        }
+    }
+
+    /// Sets the tuning and limits.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Uses `handle` to receive stop requests and publish live counts.
+    pub fn handle(mut self, handle: RunHandle) -> Self {
+        self.handle = handle;
+        self
+    }
+
+    /// Calls `f` with a progress snapshot every `progress_every`.
+    pub fn on_progress(mut self, f: impl FnMut(&Progress) + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// Runs the pipeline to its end on the current thread and returns the
+    /// report. The outputs and `rejects.jsonl` are written by then;
+    /// `summary.json` is the caller's to write ([`RunReport::write`]).
+    pub fn run(self) -> Result<RunReport, PipelineError> {
+        let s = &self.settings;
+        if s.workers == 0 || s.window == 0 || s.batch == Some(0) || s.max_batch_bytes == 0 {
+            return Err(PipelineError::Settings(
+                "workers, window, batch and max_batch_bytes must be at least 1".into(),
+            ));
+        }
+        let Pipeline {
+            job,
+            source,
+            output,
+            settings,
+            handle,
+            progress,
+        } = self;
+        let observed = Arc::new(Observed::new(settings.workers));
+        let report_slot = Arc::new(Mutex::new(None));
+        let (alive_tx, alive_rx) = mpsc::channel();
+        let join_deadline = settings.drain_timeout;
+        let system = System::new();
+        let total = source.total();
+        let arbiter = system.block_on({
+            let report_slot = Arc::clone(&report_slot);
+            async move {
+                let arbiter = Arbiter::new();
+                let state = job.integrator();
+                let integrator = {
+                    let observed = Arc::clone(&observed);
+                    let output = output.clone();
+                    Integrator::start_in_arbiter(&arbiter.handle(), move |_| {
+                        Integrator::new(state, output, observed)
+                    })
+                };
+                let pool = Processor::start_pool(
+                    settings.workers,
+                    Arc::clone(&job),
+                    integrator.clone(),
+                    Arc::clone(&observed),
+                    alive_tx.clone(),
+                );
+                let source = Source::start(source, alive_tx);
+                Coordinator::new(Wiring {
+                    job_name: job.name().to_owned(),
+                    settings,
+                    source,
+                    pool,
+                    integrator,
+                    alive: alive_rx,
+                    handle,
+                    observed,
+                    progress,
+                    report_slot,
+                    total,
+                })
+                .start();
+                arbiter
+            }
+        });
+        let code = system.run_with_code()?;
+        let joined = join_arbiter(arbiter, join_deadline);
+        let mut report = report_slot
+            .lock()
+            .expect("report slot poisoned")
+            .take()
+            .ok_or(PipelineError::NoReport(code))?;
+        if !joined {
+            let message = format!(
+                "the integrator's thread did not exit within {}s",
+                join_deadline.as_secs()
+            );
+            log::error!("{message}");
+            report.errors.push(message);
+            report.exit = "failed";
+            report.exit_code = crate::protocol::ExitCode::Software.code();
+        }
+        Ok(report)
+    }
+}
+
+/// Stops the arbiter and waits for its thread, with a deadline: its actor's
+/// last work and `Drop` run only if it is joined.
+fn join_arbiter(arbiter: Arbiter, deadline: Duration) -> bool {
+    arbiter.stop();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = arbiter.join();
+        let _ = done_tx.send(());
+    });
+    done_rx.recv_timeout(deadline).is_ok()
+}

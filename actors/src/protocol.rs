@@ -1,0 +1,199 @@
+//! The stop protocol's vocabulary: phases, why a run stops, the exit codes
+//! and the shared handle a signal handler uses to ask for a stop.
+//! `docs/PROTOCOL.md` states the contract these types implement.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// The Coordinator's phases, in the only order they can occur.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Pulling from the Source and dispatching while fewer than W batches
+    /// are in flight.
+    Running = 0,
+    /// No more pulls; waiting until every dispatched batch is answered.
+    Draining = 1,
+    /// The Integrator writes its outputs and answers with its summary.
+    Finishing = 2,
+    /// The pool's and the Source's addresses are dropped; waiting until
+    /// their threads have exited.
+    Releasing = 3,
+    /// The System is told to stop with the run's exit code.
+    Stopped = 4,
+}
+
+impl Phase {
+    /// The phase's name as logged and written to `summary.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Finishing => "finishing",
+            Phase::Releasing => "releasing",
+            Phase::Stopped => "stopped",
+        }
+    }
+
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Running,
+            1 => Phase::Draining,
+            2 => Phase::Finishing,
+            3 => Phase::Releasing,
+            _ => Phase::Stopped,
+        }
+    }
+}
+
+/// Process exit codes, following BSD `sysexits.h` and the shell's
+/// convention for SIGINT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExitCode {
+    /// Every record was integrated or rejected; rejects are reported, not
+    /// fatal.
+    Complete = 0,
+    /// Bad command line (`EX_USAGE`).
+    Usage = 2,
+    /// More rejected records than `--max-rejects` (`EX_DATAERR`).
+    TooManyRejects = 65,
+    /// Records lost, or an internal failure such as an Integrator error
+    /// (`EX_SOFTWARE`).
+    Software = 70,
+    /// An input or output file could not be read or written (`EX_IOERR`).
+    Io = 74,
+    /// Stopped by SIGINT or SIGTERM after draining (128 + SIGINT).
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    /// The numeric code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Why a run left the Running phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopCause {
+    /// The Source reported end of input.
+    EndOfInput,
+    /// A stop was requested through the [`RunHandle`] (SIGINT or SIGTERM).
+    Interrupted,
+    /// More rejects than allowed.
+    TooManyRejects {
+        /// The limit.
+        limit: u64,
+    },
+    /// The input could not be read.
+    InputFailed(String),
+    /// The Integrator failed (a panic or error in step 2): fatal.
+    IntegratorFailed(String),
+    /// An output could not be written.
+    OutputFailed(String),
+    /// A message between actors was lost (a mailbox closed): fatal.
+    Internal(String),
+}
+
+impl StopCause {
+    /// The exit code this cause leads to when nothing worse happens later.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            StopCause::EndOfInput => ExitCode::Complete,
+            StopCause::Interrupted => ExitCode::Interrupted,
+            StopCause::TooManyRejects { .. } => ExitCode::TooManyRejects,
+            StopCause::InputFailed(_) | StopCause::OutputFailed(_) => ExitCode::Io,
+            StopCause::IntegratorFailed(_) | StopCause::Internal(_) => ExitCode::Software,
+        }
+    }
+
+    /// Whether the Integrator's outputs can still be written (partially, if
+    /// the input was not read to its end).
+    pub fn outputs_writable(&self) -> bool {
+        !matches!(
+            self,
+            StopCause::IntegratorFailed(_) | StopCause::OutputFailed(_) | StopCause::Internal(_)
+        )
+    }
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopCause::EndOfInput => write!(f, "end of input"),
+            StopCause::Interrupted => write!(f, "interrupted by signal"),
+            StopCause::TooManyRejects { limit } => {
+                write!(f, "more than {limit} rejected records (--max-rejects)")
+            }
+            StopCause::InputFailed(e) => write!(f, "input error: {e}"),
+            StopCause::IntegratorFailed(e) => write!(f, "integrator failed: {e}"),
+            StopCause::OutputFailed(e) => write!(f, "output error: {e}"),
+            StopCause::Internal(e) => write!(f, "internal error: {e}"),
+        }
+    }
+}
+
+/// Live state of a run shared with the outside world: a signal handler asks
+/// for a stop through it and reads what a hard exit would abandon. Cheap to
+/// clone.
+#[derive(Debug, Clone, Default)]
+pub struct RunHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug, Default)]
+struct HandleInner {
+    stop: AtomicBool,
+    phase: AtomicU8,
+    read: AtomicU64,
+    done: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl RunHandle {
+    /// A handle for a new run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the Coordinator to drain and stop (what the first SIGINT does).
+    /// Safe to call from any thread, including a signal-handling thread.
+    pub fn request_stop(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// The Coordinator's current phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.inner.phase.load(Ordering::SeqCst))
+    }
+
+    /// Records handed to the Coordinator so far.
+    pub fn records_read(&self) -> u64 {
+        self.inner.read.load(Ordering::SeqCst)
+    }
+
+    /// Records whose batch has been answered (integrated or rejected).
+    pub fn records_done(&self) -> u64 {
+        self.inner.done.load(Ordering::SeqCst)
+    }
+
+    /// Batches dispatched and not yet answered.
+    pub fn batches_in_flight(&self) -> u64 {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.inner.phase.store(phase as u8, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_counts(&self, read: u64, done: u64, in_flight: u64) {
+        self.inner.read.store(read, Ordering::SeqCst);
+        self.inner.done.store(done, Ordering::SeqCst);
+        self.inner.in_flight.store(in_flight, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,152 @@
+//! What a run reports: the progress snapshots it publishes while running and
+//! the final report written as `summary.json`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::output::OutputDir;
+use crate::protocol::Phase;
+
+/// A snapshot of a running pipeline, handed to the progress callback.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The current phase.
+    pub phase: Phase,
+    /// Records read so far.
+    pub read: u64,
+    /// Records whose batch was answered.
+    pub done: u64,
+    /// Records rejected so far.
+    pub rejected: u64,
+    /// Bytes of record data read.
+    pub bytes: u64,
+    /// The Source's position (usually bytes of input consumed).
+    pub position: u64,
+    /// The input's size in the unit of `position`, if known.
+    pub total: Option<u64>,
+    /// Batches in flight.
+    pub in_flight: usize,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+}
+
+/// Record counts and the conservation check.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Records {
+    /// Records handed to the Coordinator by the Source.
+    pub read: u64,
+    /// Records the Integrator integrated.
+    pub integrated: u64,
+    /// Records rejected, each listed in `rejects.jsonl`.
+    pub rejected: u64,
+    /// Records abandoned by a failed run (read, but neither integrated nor
+    /// rejected because the run failed); always 0 in a run that did not fail.
+    pub abandoned: u64,
+}
+
+/// Peaks of the bounded quantities, observed during the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Peaks {
+    /// Most batches in flight at once (bounded by the window).
+    pub in_flight: u64,
+    /// Most deliveries waiting in the Integrator's mailbox (bounded by the
+    /// number of workers).
+    pub integrator_mailbox: u64,
+    /// Most batches held in the Integrator's reorder buffer (bounded by the
+    /// window).
+    pub integrator_reorder: u64,
+}
+
+/// The final report of a run, written as `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The job's name.
+    pub job: String,
+    /// `complete`, `interrupted` or `failed`.
+    pub exit: &'static str,
+    /// The process exit code this run maps to.
+    pub exit_code: i32,
+    /// Why the run stopped.
+    pub cause: String,
+    /// Every error met, in order.
+    pub errors: Vec<String>,
+    /// True when the outputs cover only part of the input.
+    pub partial: bool,
+    /// Whether the job's outputs were written.
+    pub outputs_written: bool,
+    /// Record counts.
+    pub records: Records,
+    /// `read == integrated + rejected + abandoned`, and nothing abandoned
+    /// unless the run failed. False means DATA LOSS.
+    pub conservation: bool,
+    /// Processor threads.
+    pub workers: usize,
+    /// Most batches in flight.
+    pub window: usize,
+    /// Records per batch (the last size chosen when adaptive).
+    pub batch: usize,
+    /// Whether the batch size was chosen adaptively.
+    pub batch_adaptive: bool,
+    /// Wall-clock seconds from start to stop.
+    pub elapsed_s: f64,
+    /// Seconds spent in each phase.
+    pub phases: BTreeMap<&'static str, f64>,
+    /// Records read per second.
+    pub records_per_s: f64,
+    /// Bytes of record data read.
+    pub bytes: u64,
+    /// Peaks of the bounded quantities.
+    pub peaks: Peaks,
+    /// The job's own summary.
+    pub result: serde_json::Value,
+}
+
+impl RunReport {
+    /// Writes the report as `summary.json`, atomically.
+    pub fn write(&self, output: &OutputDir) -> Result<(), crate::error::OutputError> {
+        let mut json = serde_json::to_vec_pretty(self).expect("a report serializes");
+        json.push(b'\n');
+        output.write_all("summary.json", &json).map(|_| ())
+    }
+
+    /// A short human summary, a few lines.
+    pub fn human(&self) -> String {
+        let r = &self.records;
+        let mut s = format!(
+            "{job}: {exit} ({cause}) in {t:.2}s: {read} records read, {int} integrated, {rej} rejected",
+            job = self.job,
+            exit = self.exit,
+            cause = self.cause,
+            t = self.elapsed_s,
+            read = r.read,
+            int = r.integrated,
+            rej = r.rejected,
+        );
+        if r.abandoned > 0 {
+            s += &format!(", {} abandoned", r.abandoned);
+        }
+        s += &format!(
+            "; {:.0} records/s with {} workers, window {}, batch {}{}",
+            self.records_per_s,
+            self.workers,
+            self.window,
+            self.batch,
+            if self.batch_adaptive {
+                " (adaptive)"
+            } else {
+                ""
+            }
+        );
+        if !self.conservation {
+            s += &format!(
+                "\nDATA LOSS: read {} != integrated {} + rejected {} + abandoned {}",
+                r.read, r.integrated, r.rejected, r.abandoned
+            );
+        }
+        for e in &self.errors {
+            s += &format!("\nerror: {e}");
+        }
+        s
+    }
+}

@@ -1,0 +1,119 @@
+//! The Source actor: reads input lazily on a thread of its own and answers
+//! the Coordinator's pulls with numbered batches. Input IO never runs on the
+//! System thread, and nothing is read before it is asked for, so the input
+//! can be far larger than memory.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+
+use crate::batch::{Batch, BatchBuilder};
+use crate::error::InputError;
+
+/// A reader of records, implemented by the application for its input formats.
+pub trait RecordSource: Send + 'static {
+    /// Appends records to `batch` until it holds `max_records` records or
+    /// `max_bytes` bytes (a single record larger than `max_bytes` still goes
+    /// in, alone), or the input ends. Returns `Ok(false)` once the input is
+    /// exhausted and nothing was appended.
+    fn fill(
+        &mut self,
+        batch: &mut BatchBuilder,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<bool, InputError>;
+
+    /// Input consumed so far, in the unit of [`RecordSource::total`]
+    /// (usually bytes of the input files as stored).
+    fn position(&self) -> u64;
+
+    /// The input's size in the unit of [`RecordSource::position`], if known.
+    fn total(&self) -> Option<u64>;
+}
+
+/// Asks the Source for the next batch.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Pulled, InputError>")]
+pub struct Pull {
+    /// At most this many records.
+    pub max_records: usize,
+    /// At most about this many bytes of record data.
+    pub max_bytes: usize,
+}
+
+/// The Source's answer to a [`Pull`].
+#[derive(Debug)]
+pub struct Pulled {
+    /// The next batch, or `None` at end of input.
+    pub batch: Option<Batch>,
+    /// The source's position after this batch.
+    pub position: u64,
+}
+
+/// The Source actor. Runs on a one-thread `SyncArbiter`.
+pub struct Source<S: RecordSource> {
+    // Boxed so the actor is `Unpin` whatever the reader is.
+    reader: Box<S>,
+    next_seq: u64,
+    next_index: u64,
+    /// Dropped with the actor: the Coordinator waits for every such sender
+    /// to be gone before it reports the threads as exited.
+    _alive: mpsc::Sender<()>,
+}
+
+impl<S: RecordSource> Source<S> {
+    /// Starts the Source on its own thread. `alive` is disconnected when the
+    /// thread has dropped the actor.
+    pub(crate) fn start(reader: S, alive: mpsc::Sender<()>) -> Addr<Self> {
+        // The factory may in principle be called again; the reader moves into
+        // the first instance only, a second instance would be a bug.
+        let slot = Arc::new(Mutex::new(Some((reader, alive))));
+        SyncArbiter::start_with_thread_builder(
+            1,
+            || std::thread::Builder::new().name("drainpipe-source".into()),
+            move || {
+                let (reader, alive) = slot
+                    .lock()
+                    .expect("source slot poisoned")
+                    .take()
+                    .expect("the Source actor is created once");
+                Source {
+                    reader: Box::new(reader),
+                    next_seq: 0,
+                    next_index: 0,
+                    _alive: alive,
+                }
+            },
+        )
+    }
+}
+
+impl<S: RecordSource> Actor for Source<S> {
+    type Context = SyncContext<Self>;
+}
+
+impl<S: RecordSource> Handler<Pull> for Source<S> {
+    type Result = Result<Pulled, InputError>;
+
+    fn handle(&mut self, pull: Pull, _: &mut SyncContext<Self>) -> Self::Result {
+        let mut builder = BatchBuilder::with_capacity(pull.max_records, 0);
+        let more = self
+            .reader
+            .fill(&mut builder, pull.max_records.max(1), pull.max_bytes)?;
+        let batch = if !more && builder.is_empty() {
+            None
+        } else {
+            let mut batch = builder.finish();
+            batch.seq = self.next_seq;
+            batch.first_index = self.next_index;
+            self.next_seq += 1;
+            self.next_index += batch.len() as u64;
+            Some(batch)
+        };
+        Ok(Pulled {
+            batch,
+            position: self.reader.position(),
+        })
+    }
+}
