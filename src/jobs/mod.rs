@@ -1,0 +1,3 @@
+//! The built-in jobs.
+
+pub mod vocab;

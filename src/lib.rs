@@ -1,0 +1,17 @@
+//! drainpipe, the application: input formats, the built-in jobs and the
+//! demo corpus, on top of the reusable actors of `drainpipe-actors`.
+//!
+//! # Layout
+//!
+//! - [`input`]: readers for JSON Lines, plain text, directories, `.gz` and
+//!   `.zst`, stdin; the shared parser that turns a raw record into id + text.
+//! - [`jobs`]: the built-in jobs, one module each, and the registry the CLI
+//!   uses. A new job is one file here plus one line in the registry.
+//! - [`corpus`]: the deterministic demo corpus.
+//!
+//! The binary (`main.rs`, `cli.rs`) is the only place that knows about
+//! signals, terminals and exit codes.
+
+pub mod corpus;
+pub mod input;
+pub mod jobs;
