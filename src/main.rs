@@ -1,1 +1,89 @@
-fn main() {}
+//! The `drainpipe` binary: parses the command line, installs logging, the
+//! signal thread, the panic hook and the progress display, runs the job,
+//! writes `summary.json` and maps the outcome to an exit code. `anyhow`
+//! lives here, at the edge.
+
+mod cli;
+mod progress;
+mod signals;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use drainpipe::jobs;
+use drainpipe_actors::{ExitCode as Code, OutputDir, RunHandle};
+
+use crate::cli::{Cli, JobCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let common = cli.job.common();
+    simple_logger::SimpleLogger::new()
+        .with_level(common.log_level())
+        .env()
+        .init()
+        .expect("the logger is installed once");
+    quiet_panics_on_processor_threads();
+    // Faults named in the FAILPOINTS environment variable (test builds only).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("drainpipe: error: {e:#}");
+            ExitCode::from(error_code(&e).code() as u8)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<i32> {
+    let common = cli.job.common();
+    let output = OutputDir::create(&common.output)?;
+    let handle = RunHandle::new();
+    signals::install(handle.clone(), output.path().to_owned())
+        .context("installing the SIGINT/SIGTERM handler")?;
+    let progress = progress::factory(common.no_progress || common.quiet);
+    let ctx = common.context(output.clone(), handle, progress);
+    let report = match &cli.job {
+        JobCommand::Vocab { .. } => jobs::vocab::run(&ctx)?,
+    };
+    report.write(&output)?;
+    eprintln!("{}", report.human());
+    if !report.result.is_null() {
+        log::debug!("result: {}", report.result);
+    }
+    Ok(report.exit_code)
+}
+
+/// Maps an error that ended the run before a report existed to an exit
+/// code: IO problems are 74, anything else is an internal error.
+fn error_code(e: &anyhow::Error) -> Code {
+    let io = e.chain().any(|cause| {
+        cause.is::<std::io::Error>()
+            || cause.is::<drainpipe_actors::OutputError>()
+            || cause.is::<drainpipe_actors::InputError>()
+    });
+    if io {
+        Code::Io
+    } else {
+        Code::Software
+    }
+}
+
+/// A panic in step 1 is caught and becomes a reject carrying the panic's
+/// message; printing it from the default hook too would flood stderr, so on
+/// processor threads it is logged at debug level instead.
+fn quiet_panics_on_processor_threads() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_processor = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("drainpipe-processor"));
+        if on_processor {
+            log::debug!("caught in step 1 (record rejected): {info}");
+        } else {
+            default_hook(info);
+        }
+    }));
+}

@@ -58,6 +58,8 @@ pub struct Coordinator<J: Job, S: RecordSource> {
     exit: ExitCode,
 
     in_flight: BTreeMap<u64, InFlight>,
+    /// Sequence number of the next batch the Source will hand over.
+    next_seq: u64,
     pulling: bool,
     batch_size: usize,
     ns_per_record: Option<f64>,
@@ -113,6 +115,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             errors: Vec::new(),
             exit: ExitCode::Complete,
             in_flight: BTreeMap::new(),
+            next_seq: 0,
             pulling: false,
             batch_size,
             ns_per_record: None,
@@ -173,11 +176,23 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         self.check_drained(ctx);
     }
 
+    /// The window bounds the span of batches from the oldest unanswered one
+    /// to the next to dispatch, not just the number in flight: answered
+    /// batches after an unanswered one wait in the Integrator's reorder
+    /// buffer, and they must be bounded too.
+    fn window_open(&self) -> bool {
+        let oldest = self
+            .in_flight
+            .first_key_value()
+            .map_or(self.next_seq, |(&seq, _)| seq);
+        self.next_seq - oldest < self.settings.window as u64
+    }
+
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.phase != Phase::Running
-            || self.pulling
-            || self.in_flight.len() >= self.settings.window
-        {
+        if self.phase == Phase::Running && self.handle.stop_requested() {
+            self.stop(StopCause::Interrupted, ctx);
+        }
+        if self.phase != Phase::Running || self.pulling || !self.window_open() {
             return;
         }
         let Some(source) = &self.source else { return };
@@ -227,6 +242,8 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
 
     fn dispatch(&mut self, batch: crate::batch::Batch, ctx: &mut Context<Self>) {
         let seq = batch.seq();
+        debug_assert_eq!(seq, self.next_seq, "the Source numbers batches in order");
+        self.next_seq = seq + 1;
         let records = batch.len() as u64;
         let Some(pool) = &self.pool else {
             unreachable!("the pool is released only after draining")

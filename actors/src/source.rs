@@ -117,3 +117,20 @@ impl<S: RecordSource> Handler<Pull> for Source<S> {
         })
     }
 }
+
+impl<S: RecordSource + ?Sized> RecordSource for Box<S> {
+    fn fill(
+        &mut self,
+        batch: &mut BatchBuilder,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<bool, InputError> {
+        (**self).fill(batch, max_records, max_bytes)
+    }
+    fn position(&self) -> u64 {
+        (**self).position()
+    }
+    fn total(&self) -> Option<u64> {
+        (**self).total()
+    }
+}

@@ -1,3 +1,99 @@
-//! The built-in jobs.
+//! The built-in jobs and what every job's entry point receives.
+//!
+//! A job is a module with a type implementing `drainpipe_actors::Job` (and
+//! its `Integrate` state) and a `run(&RunContext, args) -> RunReport` entry
+//! point; the CLI (`src/cli.rs`) names it. Jobs that need more than one pass
+//! over the input (like `dedup`) run several pipelines in sequence from
+//! their entry point.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use drainpipe_actors::{
+    Job, OutputDir, Pipeline, Progress, RecordSource, RunHandle, RunReport, Settings,
+};
+
+use crate::corpus::{Corpus, CorpusSpec, DemoSource};
+use crate::input::{InputOptions, Inputs, TextFields};
 
 pub mod vocab;
+
+/// Makes the progress callback of one pass, given the pass's name.
+pub type ProgressFactory = Rc<dyn Fn(&str) -> Box<dyn FnMut(&Progress)>>;
+
+/// Everything a job's entry point needs from the command line.
+#[derive(Clone)]
+pub struct RunContext {
+    /// Input paths (`-` is stdin); empty means the embedded demo corpus.
+    pub inputs: Vec<PathBuf>,
+    /// Reader options.
+    pub input_options: InputOptions,
+    /// Which JSON fields hold the text and the id.
+    pub fields: TextFields,
+    /// Where outputs go.
+    pub output: OutputDir,
+    /// Pipeline tuning and limits.
+    pub settings: Settings,
+    /// Stop requests (signals) and live counts.
+    pub handle: RunHandle,
+    /// Progress display, one callback per pass.
+    pub progress: ProgressFactory,
+    /// Number of documents of the demo corpus, when `inputs` is empty.
+    pub demo_docs: u64,
+}
+
+impl RunContext {
+    /// A context for tests and examples: no progress display, default
+    /// settings, the given inputs and output folder.
+    pub fn quiet(inputs: Vec<PathBuf>, output: OutputDir) -> Self {
+        RunContext {
+            inputs,
+            input_options: InputOptions {
+                max_record_bytes: 16 << 20,
+            },
+            fields: TextFields {
+                text: "text".into(),
+                id: "id".into(),
+            },
+            output,
+            settings: Settings::default(),
+            handle: RunHandle::new(),
+            progress: Rc::new(|_| Box::new(|_: &Progress| {})),
+            demo_docs: 50_000,
+        }
+    }
+}
+
+/// The run's input: the files named on the command line, or the demo
+/// corpus when there are none.
+pub fn open_source(ctx: &RunContext) -> anyhow::Result<Box<dyn RecordSource>> {
+    if ctx.inputs.is_empty() {
+        let corpus = Corpus::new(CorpusSpec {
+            docs: ctx.demo_docs,
+            ..CorpusSpec::default()
+        });
+        Ok(Box::new(DemoSource::new(Arc::new(corpus))))
+    } else {
+        Ok(Box::new(Inputs::open(
+            &ctx.inputs,
+            ctx.input_options.clone(),
+        )?))
+    }
+}
+
+/// Runs one pass of `job` over `source` with the context's settings, stop
+/// handle and progress display.
+pub fn run_pass<J: Job, S: RecordSource>(
+    job: Arc<J>,
+    source: S,
+    ctx: &RunContext,
+    pass: &str,
+) -> anyhow::Result<RunReport> {
+    let report = Pipeline::with_shared_job(job, source, ctx.output.clone())
+        .settings(ctx.settings.clone())
+        .handle(ctx.handle.clone())
+        .on_progress((ctx.progress)(pass))
+        .run()?;
+    Ok(report)
+}

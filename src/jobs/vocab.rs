@@ -124,6 +124,12 @@ impl Integrate for VocabCounts {
     }
 }
 
+/// Runs `vocab` over the context's input.
+pub fn run(ctx: &super::RunContext) -> anyhow::Result<drainpipe_actors::RunReport> {
+    let job = std::sync::Arc::new(Vocab::new(ctx.fields.clone()));
+    super::run_pass(job, super::open_source(ctx)?, ctx, "vocab")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,165 @@
+//! The command line: clap definitions and their translation into a
+//! [`RunContext`]. Nothing here runs a job.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use drainpipe::input::{InputOptions, TextFields};
+use drainpipe::jobs::RunContext;
+use drainpipe_actors::{OutputDir, RunHandle, Settings};
+
+/// Run CPU-heavy work over more data than fits in memory, on an actor
+/// pipeline that stops without losing a record or hanging.
+///
+/// With no INPUT a job runs on an embedded, deterministic demo corpus.
+/// Inputs: JSON Lines (.jsonl/.json/.ndjson), plain text (.txt, one record
+/// per line), directories (every regular file is one record), any of them
+/// compressed as .gz or .zst; `-` reads JSON Lines from stdin.
+///
+/// Exit codes: 0 complete, 2 usage, 65 too many rejects, 70 data loss or
+/// internal error, 74 IO error, 130 interrupted (SIGINT/SIGTERM).
+#[derive(Debug, Parser)]
+#[command(name = "drainpipe", version, about, long_about)]
+pub struct Cli {
+    /// The job to run.
+    #[command(subcommand)]
+    pub job: JobCommand,
+}
+
+/// The jobs.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Count word frequencies; writes vocab.tsv (word, count; by count
+    /// descending, then word).
+    Vocab {
+        /// Options shared by every job.
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+impl JobCommand {
+    /// The options shared by every job.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            JobCommand::Vocab { common } => common,
+        }
+    }
+}
+
+/// Options shared by every job.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Input files or directories (`-` for stdin); none: the demo corpus.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Output folder (created if needed).
+    #[arg(short, long, value_name = "DIR", default_value = "drainpipe-out")]
+    pub output: PathBuf,
+
+    /// Processor threads [default: number of cores].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+
+    /// Most batches in flight [default: 2 x workers].
+    #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
+
+    /// Records per batch [default: adaptive, about 1 ms of work per batch].
+    #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
+
+    /// JSON field holding the text.
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    pub text_field: String,
+
+    /// JSON field holding the record id (else the line number).
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    pub id_field: String,
+
+    /// Records larger than this many bytes are rejected.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub max_record_bytes: usize,
+
+    /// Stop (exit 65) once more than N records are rejected [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub max_rejects: Option<u64>,
+
+    /// Deadline in seconds of each stopping phase (drain, finish, release).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub drain_timeout: u64,
+
+    /// Log a stall report when no batch completes for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub stall_timeout: u64,
+
+    /// Documents in the demo corpus (used when no INPUT is given).
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub demo_docs: u64,
+
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl CommonArgs {
+    /// The log level the flags ask for.
+    pub fn log_level(&self) -> log::LevelFilter {
+        match (self.quiet, self.verbose) {
+            (true, _) => log::LevelFilter::Warn,
+            (false, 0) => log::LevelFilter::Info,
+            (false, 1) => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    }
+
+    /// The pipeline settings the flags ask for.
+    pub fn settings(&self) -> Settings {
+        let defaults = Settings::default();
+        let workers = self.workers.map_or(defaults.workers, usize::from);
+        Settings {
+            workers,
+            window: self.window.map_or(2 * workers, |w| w as usize),
+            batch: self.batch.map(|b| b as usize),
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            stall_timeout: Duration::from_secs(self.stall_timeout),
+            max_rejects: self.max_rejects,
+            ..defaults
+        }
+    }
+
+    /// The run context, given the output folder (already created) and the
+    /// stop handle.
+    pub fn context(
+        &self,
+        output: OutputDir,
+        handle: RunHandle,
+        progress: drainpipe::jobs::ProgressFactory,
+    ) -> RunContext {
+        RunContext {
+            inputs: self.inputs.clone(),
+            input_options: InputOptions {
+                max_record_bytes: self.max_record_bytes,
+            },
+            fields: TextFields {
+                text: self.text_field.clone(),
+                id: self.id_field.clone(),
+            },
+            output,
+            settings: self.settings(),
+            handle,
+            progress,
+            demo_docs: self.demo_docs,
+        }
+    }
+}

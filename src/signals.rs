@@ -1,0 +1,55 @@
+//! SIGINT and SIGTERM, on a thread of their own so a signal is answered even
+//! when the actor system is wedged. The first asks the pipeline to drain and
+//! stop; the second exits at once, saying what it abandons.
+
+use std::path::PathBuf;
+
+use drainpipe_actors::{ExitCode, RunHandle};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Starts the signal thread.
+pub fn install(handle: RunHandle, output: PathBuf) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("drainpipe-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                if seen == 1 {
+                    eprintln!(
+                        "drainpipe: {name}: draining in-flight work, then stopping with partial outputs (send again to exit at once)"
+                    );
+                    handle.request_stop();
+                } else {
+                    eprintln!(
+                        "drainpipe: second {name}: exiting now in phase {}; abandoning {} batches in flight, {} of {} records read not yet integrated or rejected; no outputs of this run are written",
+                        handle.phase().name(),
+                        handle.batches_in_flight(),
+                        handle.records_read().saturating_sub(handle.records_done()),
+                        handle.records_read(),
+                    );
+                    remove_temporary_files(&output);
+                    std::process::exit(ExitCode::Interrupted.code());
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Outputs are written to `.NAME.*.tmp` and renamed when complete; a hard
+/// exit removes the ones in progress so nothing half-written stays behind.
+fn remove_temporary_files(output: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(output) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
