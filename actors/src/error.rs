@@ -4,37 +4,48 @@
 use std::path::{Path, PathBuf};
 
 /// An IO error on an output path, with the path.
+///
+/// The message includes the cause, so the cause is not also exposed as
+/// `source()` (which would print it twice in an error chain).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}: {source}", path.display())]
+#[error("cannot write {}: {cause}", path.display())]
 pub struct OutputError {
     /// The file or folder concerned.
     pub path: PathBuf,
     /// The underlying error.
-    #[source]
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 impl OutputError {
     /// An error on `path`.
-    pub fn new(path: &Path, source: std::io::Error) -> Self {
+    pub fn new(path: &Path, cause: std::io::Error) -> Self {
         OutputError {
             path: path.to_owned(),
-            source,
+            cause,
         }
     }
 }
 
 /// An error reading input, naming where it happened.
+///
+/// The message includes the cause (see [`OutputError`]).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {origin} (near line {line}): {source}")]
+#[error("cannot read {origin}{}: {cause}", near_line(*line))]
 pub struct InputError {
     /// The input's display name.
     pub origin: String,
     /// The last line read before the error (0 if none).
     pub line: u64,
     /// The underlying error.
-    #[source]
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
+}
+
+fn near_line(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" after line {line}")
+    }
 }
 
 /// An error from the checkpoint codec.

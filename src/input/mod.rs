@@ -1,9 +1,44 @@
-//! Input readers. (Being written: see the module's final docs.)
+//! Input readers: JSON Lines, plain text, whole-file directories, `.gz` and
+//! `.zst` decompressed on the fly, stdin; and the shared parser that turns a
+//! raw record into id + text.
+//!
+//! # Rules
+//!
+//! - Inputs are read in the order given, lazily: at most one record (bounded
+//!   by [`InputOptions::max_record_bytes`]) is held in memory at a time.
+//! - The format comes from the file name, case-insensitively, after an
+//!   optional `.gz` or `.zst` suffix is removed: `.jsonl`, `.json` and
+//!   `.ndjson` are JSON Lines ([`FORMAT_JSONL`]), `.txt` is one text record
+//!   per line ([`FORMAT_TEXT`]), and **any other name is read as plain text
+//!   lines** too. `-` is stdin, read as (uncompressed) JSON Lines.
+//! - Lines lose their `\n` or `\r\n` terminator; a UTF-8 byte order mark at
+//!   the start of a file is dropped. Line numbers are 1-based per file.
+//! - An empty (or whitespace-only) line of a JSON Lines input is a rejected
+//!   record ("empty line"); in plain text it is a record with empty text.
+//! - A line longer than the limit is skipped without being held in memory
+//!   and becomes a rejected record saying how long it was.
+//! - A directory contributes every regular file below it, recursively, in
+//!   path order, each as one [`FORMAT_FILE`] record named
+//!   `<directory>/<relative path>` with line 1. Hidden files are included.
+//!   Symbolic links to files are read; symbolic links to directories are
+//!   not followed (they are logged and skipped), so there are no loops.
+//!   `.gz` and `.zst` files are decompressed. Files that cannot be read,
+//!   fail to decompress or exceed the limit become rejected records.
+//! - IO errors on line inputs (including truncated compressed files) are
+//!   [`InputError`](drainpipe_actors::InputError)s naming the file and the
+//!   last line read.
 
-use std::borrow::Cow;
-use std::path::PathBuf;
+mod dir;
+mod inputs;
+mod json;
+mod lines;
+mod parse;
+mod stream;
+#[cfg(test)]
+mod testutil;
 
-use drainpipe_actors::{BatchBuilder, InputError, RawRecord, RecordError, RecordSource};
+pub use inputs::Inputs;
+pub use parse::{parse_text_record, TextFields, TextRecord};
 
 /// Format tag: one JSON object per line.
 pub const FORMAT_JSONL: u8 = 1;
@@ -12,6 +47,9 @@ pub const FORMAT_TEXT: u8 = 2;
 /// Format tag: a whole file is one record.
 pub const FORMAT_FILE: u8 = 3;
 
+/// The default of [`InputOptions::max_record_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
+
 /// Reader options.
 #[derive(Debug, Clone)]
 pub struct InputOptions {
@@ -19,59 +57,10 @@ pub struct InputOptions {
     pub max_record_bytes: usize,
 }
 
-/// The fields of a JSON record that hold the text and the id.
-#[derive(Debug, Clone)]
-pub struct TextFields {
-    /// Name of the text field.
-    pub text: String,
-    /// Name of the id field.
-    pub id: String,
-}
-
-/// A parsed text record.
-#[derive(Debug, Clone)]
-pub struct TextRecord<'a> {
-    /// The id as JSON value text (`"abc"`, `42`), ready to be written out.
-    pub id: Cow<'a, str>,
-    /// The text.
-    pub text: Cow<'a, str>,
-}
-
-/// Parses a raw record into id and text, by its format tag.
-pub fn parse_text_record<'a>(
-    raw: &RawRecord<'a>,
-    _fields: &TextFields,
-) -> Result<TextRecord<'a>, RecordError> {
-    let text = std::str::from_utf8(raw.bytes)?;
-    Ok(TextRecord {
-        id: Cow::Owned(raw.location.line.to_string()),
-        text: Cow::Borrowed(text),
-    })
-}
-
-/// Every input of a run, read in order.
-#[derive(Debug)]
-pub struct Inputs {
-    _paths: Vec<PathBuf>,
-}
-
-impl Inputs {
-    /// Opens the inputs (`-` is stdin).
-    pub fn open(paths: &[PathBuf], _options: InputOptions) -> Result<Inputs, InputError> {
-        Ok(Inputs {
-            _paths: paths.to_vec(),
-        })
-    }
-}
-
-impl RecordSource for Inputs {
-    fn fill(&mut self, _: &mut BatchBuilder, _: usize, _: usize) -> Result<bool, InputError> {
-        Ok(false)
-    }
-    fn position(&self) -> u64 {
-        0
-    }
-    fn total(&self) -> Option<u64> {
-        None
+impl Default for InputOptions {
+    fn default() -> Self {
+        InputOptions {
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
     }
 }

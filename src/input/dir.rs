@@ -1,0 +1,223 @@
+//! Directory inputs: listing every regular file below a directory in path
+//! order, and reading one of them whole as a record.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::stream::{decode, kind_of, Compression};
+
+/// One thing found below a directory input.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    /// A regular file (or a symbolic link to one).
+    File {
+        /// Where to open it.
+        path: PathBuf,
+        /// `<directory>/<relative path>`.
+        origin: Arc<str>,
+        /// Its size as stored.
+        size: u64,
+    },
+    /// Something that could not be listed or inspected: a rejected record.
+    Unreadable {
+        /// `<directory>/<relative path>`.
+        origin: Arc<str>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Entry {
+    /// The bytes this entry stands for in the input's total.
+    pub fn size(&self) -> u64 {
+        match self {
+            Entry::File { size, .. } => *size,
+            Entry::Unreadable { .. } => 0,
+        }
+    }
+}
+
+/// Lists every regular file below `dir`, recursively, sorted by path.
+/// Symbolic links to directories are not followed. Fails only when `dir`
+/// itself cannot be listed; problems below it become [`Entry::Unreadable`].
+pub(crate) fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    // Relative paths still to visit, the next one last.
+    let mut stack = sorted_children(dir, Path::new(""))?;
+    stack.reverse();
+    while let Some(rel) = stack.pop() {
+        let path = dir.join(&rel);
+        let origin = || -> Arc<str> { Arc::from(path.display().to_string()) };
+        let link = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta.file_type().is_symlink(),
+            Err(e) => {
+                out.push(unreadable(origin(), &e));
+                continue;
+            }
+        };
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                out.push(unreadable(origin(), &e));
+                continue;
+            }
+        };
+        if meta.is_dir() {
+            if link {
+                log::warn!("{}: symbolic link to a directory, not followed", origin());
+                continue;
+            }
+            match sorted_children(dir, &rel) {
+                Ok(children) => stack.extend(children.into_iter().rev()),
+                Err(e) => out.push(unreadable(origin(), &e)),
+            }
+        } else if meta.is_file() {
+            let origin = origin();
+            out.push(Entry::File {
+                path,
+                origin,
+                size: meta.len(),
+            });
+        } else {
+            log::warn!("{}: not a regular file, skipped", origin());
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of `dir/rel`, as paths relative to `dir`, sorted.
+fn sorted_children(dir: &Path, rel: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut names = fs::read_dir(dir.join(rel))?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()?;
+    names.sort_unstable();
+    Ok(names.into_iter().map(|name| rel.join(name)).collect())
+}
+
+fn unreadable(origin: Arc<str>, e: &io::Error) -> Entry {
+    Entry::Unreadable {
+        origin,
+        reason: format!("cannot read: {e}"),
+    }
+}
+
+/// Reads the file at `path` whole into `buf` (cleared first), decompressing
+/// `.gz` and `.zst` files. Never reads more than `max + 1` bytes of content;
+/// a larger file, or any IO or decompression error, is the rejection reason.
+pub(crate) fn read_file(path: &Path, max: usize, buf: &mut Vec<u8>) -> Result<(), String> {
+    buf.clear();
+    let compression = kind_of(path).compression;
+    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let stored = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if compression == Compression::None && stored > max as u64 {
+        return Err(too_large(&format!("{stored} bytes"), max));
+    }
+    let limit = (max as u64).saturating_add(1);
+    if compression == Compression::None {
+        buf.reserve(stored.min(limit) as usize);
+    }
+    decode(file, compression)
+        .and_then(|stream| stream.take(limit).read_to_end(buf))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() > max {
+        let len = buf.len();
+        buf.clear();
+        return Err(too_large(&format!("at least {len} bytes"), max));
+    }
+    Ok(())
+}
+
+fn too_large(size: &str, max: usize) -> String {
+    format!("file of {size} exceeds --max-record-bytes {max}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::testutil::{gz, write, zst};
+
+    fn names(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| match e {
+                Entry::File { origin, size, .. } => format!("{origin} {size}"),
+                Entry::Unreadable { origin, reason } => format!("{origin} !{reason}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_are_listed_recursively_in_path_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("corpus");
+        write(&root, "b.txt", b"bb");
+        write(&root, "a/z.txt", b"z");
+        write(&root, "a/b/c.txt", b"ccc");
+        write(&root, "a.txt", b"a");
+        write(&root, ".hidden", b"");
+        fs::create_dir_all(root.join("empty")).unwrap();
+        let got = names(&list(&root).unwrap());
+        let r = root.display();
+        assert_eq!(
+            got,
+            [
+                format!("{r}/.hidden 0"),
+                format!("{r}/a/b/c.txt 3"),
+                format!("{r}/a/z.txt 1"),
+                format!("{r}/a.txt 1"),
+                format!("{r}/b.txt 2"),
+            ]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directory_links_are_not_followed_and_file_links_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("d");
+        write(&root, "sub/f.txt", b"f");
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub/f.txt"), root.join("g.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join("missing"), root.join("h.txt")).unwrap();
+        let got = names(&list(&root).unwrap());
+        let r = root.display();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], format!("{r}/g.txt 1"));
+        assert!(got[1].starts_with(&format!("{r}/h.txt !cannot read: ")));
+        assert_eq!(got[2], format!("{r}/sub/f.txt 1"));
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(list(&tmp.path().join("nope")).is_err());
+    }
+
+    #[test]
+    fn files_are_read_whole_decompressed_and_limited() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = write(tmp.path(), "a.txt", b"hello");
+        let gzip = write(tmp.path(), "a.txt.gz", &gz(b"hello"));
+        let zstd = write(tmp.path(), "a.txt.zst", &zst(b"hello"));
+        let mut buf = Vec::new();
+        for path in [&plain, &gzip, &zstd] {
+            read_file(path, 5, &mut buf).unwrap();
+            assert_eq!(buf, b"hello");
+            assert_eq!(
+                read_file(path, 4, &mut buf).unwrap_err(),
+                if path == &plain {
+                    "file of 5 bytes exceeds --max-record-bytes 4"
+                } else {
+                    "file of at least 5 bytes exceeds --max-record-bytes 4"
+                }
+            );
+        }
+        let broken = write(tmp.path(), "b.gz", &gz(b"hello")[..10]);
+        let err = read_file(&broken, 100, &mut buf).unwrap_err();
+        assert!(err.starts_with("cannot read: "), "{err}");
+        let err = read_file(&tmp.path().join("gone"), 100, &mut buf).unwrap_err();
+        assert!(err.starts_with("cannot read: "), "{err}");
+    }
+}

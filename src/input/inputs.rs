@@ -1,0 +1,564 @@
+//! [`Inputs`]: every input of a run, validated up front and read in order,
+//! one record at a time, into batches.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use drainpipe_actors::{BatchBuilder, InputError, RecordSource};
+
+use super::dir::{self, Entry};
+use super::lines::{read_line, Line};
+use super::stream::{decode, kind_of, Compression, CountingReader, Kind, Stream};
+use super::{InputOptions, FORMAT_FILE, FORMAT_JSONL};
+
+/// A UTF-8 byte order mark, dropped from the start of line inputs.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// One input named on the command line.
+#[derive(Debug)]
+enum Input {
+    /// `-`.
+    Stdin,
+    /// A file read line by line.
+    File {
+        path: PathBuf,
+        origin: Arc<str>,
+        kind: Kind,
+    },
+    /// A directory: one record per file.
+    Dir { entries: Vec<Entry> },
+}
+
+/// The input being read.
+enum Current {
+    Lines {
+        stream: Stream,
+        origin: Arc<str>,
+        format: u8,
+        /// Lines read so far.
+        line: u64,
+        /// Stored bytes read so far.
+        read: Arc<AtomicU64>,
+    },
+    Dir {
+        entries: std::vec::IntoIter<Entry>,
+    },
+}
+
+/// A record read from the input, its bytes in `Inputs::buf`.
+struct Item {
+    origin: Arc<str>,
+    line: u64,
+    /// The format tag, or why the record is rejected (then it has no bytes).
+    outcome: Result<u8, String>,
+}
+
+/// Every input of a run, read in order: files (JSON Lines or text lines,
+/// possibly compressed), directories (one record per file) and stdin. See
+/// the [module documentation](super) for the rules.
+pub struct Inputs {
+    max_record_bytes: usize,
+    queue: VecDeque<Input>,
+    current: Option<Current>,
+    /// Stored bytes of the inputs done with.
+    done: u64,
+    total: Option<u64>,
+    /// The bytes of the last record read.
+    buf: Vec<u8>,
+    /// A record read but left out of the last batch for lack of room.
+    held: Option<Item>,
+    /// An error met after records were added to a batch: returned by the
+    /// next `fill`, so the records read before it are not lost.
+    failed: Option<InputError>,
+}
+
+impl fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inputs")
+            .field("pending", &self.queue.len())
+            .field("position", &self.position())
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inputs {
+    /// Opens the inputs (`-` is stdin), in this order. Checks now that every
+    /// path exists and is readable, and lists directories; the error names
+    /// the first path that is not. Nothing is read yet.
+    pub fn open(paths: &[PathBuf], options: InputOptions) -> Result<Inputs, InputError> {
+        let mut queue = VecDeque::with_capacity(paths.len());
+        let mut total = Some(0u64);
+        let mut add = |size: Option<u64>| total = total.zip(size).map(|(t, s)| t + s);
+        for path in paths {
+            let input = if path.as_os_str() == "-" {
+                if queue.iter().any(|i| matches!(i, Input::Stdin)) {
+                    return Err(error(
+                        path,
+                        io::ErrorKind::InvalidInput,
+                        "stdin given twice",
+                    ));
+                }
+                add(None);
+                Input::Stdin
+            } else {
+                let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
+                if meta.is_dir() {
+                    let entries = dir::list(path).map_err(|e| open_error(path, e))?;
+                    add(Some(entries.iter().map(Entry::size).sum()));
+                    Input::Dir { entries }
+                } else {
+                    if meta.is_file() {
+                        File::open(path).map_err(|e| open_error(path, e))?;
+                        add(Some(meta.len()));
+                    } else {
+                        // A pipe or device: opening it now could consume it.
+                        add(None);
+                    }
+                    Input::File {
+                        path: path.clone(),
+                        origin: Arc::from(path.display().to_string()),
+                        kind: kind_of(path),
+                    }
+                }
+            };
+            queue.push_back(input);
+        }
+        Ok(Inputs {
+            max_record_bytes: options.max_record_bytes,
+            queue,
+            current: None,
+            done: 0,
+            total,
+            buf: Vec::new(),
+            held: None,
+            failed: None,
+        })
+    }
+
+    /// Starts reading `input`.
+    fn start(input: Input) -> Result<Current, InputError> {
+        let lines = |reader, origin: Arc<str>, kind: Kind| {
+            let (counting, read) = CountingReader::new(reader);
+            let stream = decode(counting, kind.compression).map_err(|e| InputError {
+                origin: origin.to_string(),
+                line: 0,
+                cause: e,
+            })?;
+            Ok(Current::Lines {
+                stream,
+                origin,
+                format: kind.format,
+                line: 0,
+                read,
+            })
+        };
+        match input {
+            Input::Stdin => {
+                let kind = Kind {
+                    format: FORMAT_JSONL,
+                    compression: Compression::None,
+                };
+                lines(
+                    Box::new(io::stdin()) as Box<dyn io::Read + Send>,
+                    "-".into(),
+                    kind,
+                )
+            }
+            Input::File { path, origin, kind } => {
+                let file = File::open(&path).map_err(|e| open_error(&path, e))?;
+                lines(Box::new(file), origin, kind)
+            }
+            Input::Dir { entries } => Ok(Current::Dir {
+                entries: entries.into_iter(),
+            }),
+        }
+    }
+
+    /// Reads the next record into `self.buf`, moving on to the next input as
+    /// each ends. `None` when every input is exhausted.
+    fn next_item(&mut self) -> Result<Option<Item>, InputError> {
+        let max = self.max_record_bytes;
+        loop {
+            let Some(current) = &mut self.current else {
+                match self.queue.pop_front() {
+                    Some(input) => self.current = Some(Self::start(input)?),
+                    None => return Ok(None),
+                }
+                continue;
+            };
+            match current {
+                Current::Lines {
+                    stream,
+                    origin,
+                    format,
+                    line,
+                    read,
+                } => {
+                    let found = read_line(stream, &mut self.buf, max);
+                    let outcome = match found {
+                        Ok(Some(Line::Record)) => {
+                            if *line == 0 && self.buf.starts_with(BOM) {
+                                self.buf.drain(..BOM.len());
+                            }
+                            if *format == FORMAT_JSONL && self.buf.trim_ascii().is_empty() {
+                                Err("empty line".to_owned())
+                            } else {
+                                Ok(*format)
+                            }
+                        }
+                        Ok(Some(Line::TooLong(len))) => Err(format!(
+                            "record of {len} bytes exceeds --max-record-bytes {max}"
+                        )),
+                        Ok(None) | Err(_) => {
+                            // Done with this input, whether it ended or broke.
+                            let (origin, line) = (origin.to_string(), *line);
+                            self.done += read.load(Ordering::Relaxed);
+                            self.current = None;
+                            match found {
+                                Err(source) => {
+                                    return Err(InputError {
+                                        origin,
+                                        line,
+                                        cause: source,
+                                    })
+                                }
+                                _ => continue,
+                            }
+                        }
+                    };
+                    *line += 1;
+                    return Ok(Some(Item {
+                        origin: Arc::clone(origin),
+                        line: *line,
+                        outcome,
+                    }));
+                }
+                Current::Dir { entries } => {
+                    let Some(entry) = entries.next() else {
+                        self.current = None;
+                        continue;
+                    };
+                    self.done += entry.size();
+                    self.buf.clear();
+                    let (origin, outcome) = match entry {
+                        Entry::File { path, origin, .. } => {
+                            let read = dir::read_file(&path, max, &mut self.buf);
+                            (origin, read.map(|()| FORMAT_FILE))
+                        }
+                        Entry::Unreadable { origin, reason } => (origin, Err(reason)),
+                    };
+                    return Ok(Some(Item {
+                        origin,
+                        line: 1,
+                        outcome,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+impl RecordSource for Inputs {
+    /// Appends records until `max_records` or `max_bytes` is reached (a
+    /// record that would overflow `max_bytes` is kept for the next batch,
+    /// unless the batch is empty) or the inputs end. An IO error after some
+    /// records were appended ends the batch; the next call returns it.
+    fn fill(
+        &mut self,
+        batch: &mut BatchBuilder,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<bool, InputError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let before = batch.len();
+        while batch.len() < max_records && (batch.is_empty() || batch.data_bytes() < max_bytes) {
+            let item = match self
+                .held
+                .take()
+                .map(Ok)
+                .or_else(|| self.next_item().transpose())
+            {
+                Some(Ok(item)) => item,
+                None => return Ok(batch.len() > before),
+                Some(Err(e)) if batch.len() == before => return Err(e),
+                Some(Err(e)) => {
+                    self.failed = Some(e);
+                    break;
+                }
+            };
+            match item.outcome {
+                Ok(format) => {
+                    let fits = batch.data_bytes().saturating_add(self.buf.len()) <= max_bytes;
+                    if !fits && !batch.is_empty() {
+                        self.held = Some(item);
+                        break;
+                    }
+                    batch.push(&item.origin, item.line, format, &self.buf);
+                }
+                Err(reason) => batch.push_rejected(&item.origin, item.line, reason),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stored (compressed) bytes read so far; a record held back for the
+    /// next batch counts as read.
+    fn position(&self) -> u64 {
+        match &self.current {
+            Some(Current::Lines { read, .. }) => self.done + read.load(Ordering::Relaxed),
+            _ => self.done,
+        }
+    }
+
+    /// The size of every input file and of every file in input directories,
+    /// or `None` if stdin or a pipe is among the inputs.
+    fn total(&self) -> Option<u64> {
+        self.total
+    }
+}
+
+fn open_error(path: &Path, source: io::Error) -> InputError {
+    InputError {
+        origin: path.display().to_string(),
+        line: 0,
+        cause: source,
+    }
+}
+
+fn error(path: &Path, kind: io::ErrorKind, message: &str) -> InputError {
+    open_error(path, io::Error::new(kind, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::testutil::{batches, drain, gz, write, zst};
+    use crate::input::{InputOptions, FORMAT_TEXT};
+
+    fn open(paths: &[&Path], max_record_bytes: usize) -> Inputs {
+        let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        Inputs::open(&paths, InputOptions { max_record_bytes }).unwrap()
+    }
+
+    #[test]
+    fn files_are_read_in_order_with_per_file_line_numbers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = write(
+            tmp.path(),
+            "a.jsonl",
+            b"{\"text\":\"a1\"}\r\n{\"text\":\"a2\"}",
+        );
+        let b = write(tmp.path(), "b.txt", b"\xef\xbb\xbfb1\n\nb3\n");
+        let c = write(tmp.path(), "c.data", b"c1\n");
+        let mut inputs = open(&[&a, &b, &c], 100);
+        let (a, b, c) = (a.display(), b.display(), c.display());
+        assert_eq!(
+            drain(&mut inputs),
+            [
+                format!("{a}:1 {FORMAT_JSONL} {{\"text\":\"a1\"}}"),
+                format!("{a}:2 {FORMAT_JSONL} {{\"text\":\"a2\"}}"),
+                format!("{b}:1 {FORMAT_TEXT} b1"),
+                format!("{b}:2 {FORMAT_TEXT} "),
+                format!("{b}:3 {FORMAT_TEXT} b3"),
+                format!("{c}:1 {FORMAT_TEXT} c1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_json_lines_and_long_lines_are_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut content = b"{\"text\":\"a\"}\n\n  \n".to_vec();
+        content.extend(vec![b'x'; 3 << 20]);
+        content.extend_from_slice(b"\n{\"text\":\"b\"}\n");
+        let path = write(tmp.path(), "a.ndjson", &content);
+        let mut inputs = open(&[&path], 64);
+        let p = path.display();
+        assert_eq!(
+            drain(&mut inputs),
+            [
+                format!("{p}:1 1 {{\"text\":\"a\"}}"),
+                format!("{p}:2 rejected: empty line"),
+                format!("{p}:3 rejected: empty line"),
+                format!(
+                    "{p}:4 rejected: record of {} bytes exceeds --max-record-bytes 64",
+                    3 << 20
+                ),
+                format!("{p}:5 1 {{\"text\":\"b\"}}"),
+            ]
+        );
+        assert!(inputs.buf.capacity() <= 1024, "{}", inputs.buf.capacity());
+    }
+
+    #[test]
+    fn compressed_files_are_decompressed_and_counted_as_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = b"one\ntwo\n".repeat(500);
+        // Two gzip members: read as one stream.
+        let mut two = gz(&text);
+        two.extend(gz(b"three\n"));
+        let g = write(tmp.path(), "a.txt.gz", &two);
+        let z = write(tmp.path(), "b.jsonl.zst", &zst(b"{\"text\":\"z\"}\n"));
+        let mut inputs = open(&[&g, &z], 100);
+        let stored = (two.len() + std::fs::metadata(&z).unwrap().len() as usize) as u64;
+        assert_eq!(inputs.total(), Some(stored));
+        assert_eq!(inputs.position(), 0);
+        let got = drain(&mut inputs);
+        assert_eq!(got.len(), 1002);
+        assert_eq!(got[1000], format!("{}:1001 2 three", g.display()));
+        assert_eq!(got[1001], format!("{}:1 1 {{\"text\":\"z\"}}", z.display()));
+        assert_eq!(inputs.position(), stored);
+    }
+
+    #[test]
+    fn truncated_compressed_files_are_errors_naming_the_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Not too compressible, so that zstd has many blocks.
+        let lines = 200_000u64;
+        let text: Vec<u8> = (0..lines)
+            .flat_map(|i| {
+                format!("line {}\n", i.wrapping_mul(2_654_435_761) % 1_000_003).into_bytes()
+            })
+            .collect();
+        for (name, stored) in [("t.txt.gz", gz(&text)), ("t.txt.zst", zst(&text))] {
+            let path = write(tmp.path(), name, &stored[..stored.len() / 2]);
+            let mut inputs = open(&[&path], 100);
+            let mut read = 0;
+            let err = loop {
+                let mut batch = BatchBuilder::default();
+                match inputs.fill(&mut batch, 1000, usize::MAX) {
+                    Ok(true) => read += batch.len() as u64,
+                    Ok(false) => panic!("{name}: truncation not detected"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(err.origin, path.display().to_string());
+            assert_eq!(err.line, read, "{name}: {err}");
+            assert!(read > 0 && read < lines, "{name}: {read}");
+            assert!(err
+                .to_string()
+                .starts_with(&format!("cannot read {}", path.display())));
+        }
+    }
+
+    #[test]
+    fn directories_give_one_record_per_file_in_path_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("corpus");
+        write(&root, "b.txt", b"bee");
+        write(&root, "a/x.jsonl", b"{\"not\":\"parsed\"}\n");
+        write(&root, "a/y.txt.gz", &gz(b"gzipped"));
+        write(&root, "big.txt", &[b'x'; 100]);
+        write(&root, "bin", b"\x00\xff");
+        let mut inputs = open(&[&root], 50);
+        let r = root.display();
+        assert_eq!(
+            drain(&mut inputs),
+            [
+                format!("{r}/a/x.jsonl:1 3 {{\"not\":\"parsed\"}}\n"),
+                format!("{r}/a/y.txt.gz:1 3 gzipped"),
+                format!("{r}/b.txt:1 3 bee"),
+                format!("{r}/big.txt:1 rejected: file of 100 bytes exceeds --max-record-bytes 50"),
+                format!("{r}/bin:1 3 \u{0}\u{fffd}"),
+            ]
+        );
+        assert_eq!(inputs.position(), inputs.total().unwrap());
+    }
+
+    #[test]
+    fn files_vanished_from_a_directory_are_rejected_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("d");
+        let gone = write(&root, "gone.txt", b"g");
+        write(&root, "z.txt", b"z");
+        let mut inputs = open(&[&root], 50);
+        std::fs::remove_file(&gone).unwrap();
+        let got = drain(&mut inputs);
+        assert!(
+            got[0].starts_with(&format!("{}:1 rejected: cannot read: ", gone.display())),
+            "{got:?}"
+        );
+        assert_eq!(got[1], format!("{}/z.txt:1 3 z", root.display()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unreadable_files_in_a_directory_are_rejected_records() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("d");
+        let secret = write(&root, "secret.txt", b"s");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if File::open(&secret).is_ok() {
+            return; // Running as root: permissions are not enforced.
+        }
+        let got = drain(&mut open(&[&root], 50));
+        assert!(got[0].starts_with(&format!("{}:1 rejected: cannot read: ", secret.display())));
+    }
+
+    #[test]
+    fn batches_respect_max_records_and_max_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write(tmp.path(), "a.txt", b"aa\nbb\ncc\ndddddddd\ne\n\nf\n");
+        let p = path.display();
+        let by_records = batches(&mut open(&[&path], 100), 3, usize::MAX);
+        let sizes: Vec<usize> = by_records.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        let by_bytes = batches(&mut open(&[&path], 100), 100, 5);
+        assert_eq!(
+            by_bytes,
+            [
+                vec![format!("{p}:1 2 aa"), format!("{p}:2 2 bb")],
+                vec![format!("{p}:3 2 cc")],
+                // Larger than max_bytes: alone.
+                vec![format!("{p}:4 2 dddddddd")],
+                vec![
+                    format!("{p}:5 2 e"),
+                    format!("{p}:6 2 "),
+                    format!("{p}:7 2 f")
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn fill_reads_no_more_than_it_needs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = write(tmp.path(), "a.txt", b"a\n");
+        let b = write(tmp.path(), "b.txt", b"b\n");
+        let mut inputs = open(&[&a, &b], 100);
+        let mut batch = BatchBuilder::default();
+        assert!(inputs.fill(&mut batch, 1, usize::MAX).unwrap());
+        assert_eq!(inputs.position(), 2);
+        assert_eq!(inputs.queue.len(), 1, "b.txt is not opened yet");
+    }
+
+    #[test]
+    fn missing_and_repeated_inputs_are_errors_naming_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("missing.jsonl");
+        let err =
+            Inputs::open(std::slice::from_ref(&missing), InputOptions::default()).unwrap_err();
+        assert_eq!(err.origin, missing.display().to_string());
+        assert_eq!(err.cause.kind(), io::ErrorKind::NotFound);
+        let stdin = PathBuf::from("-");
+        let err = Inputs::open(&[stdin.clone(), stdin], InputOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("stdin given twice"), "{err}");
+    }
+
+    #[test]
+    fn stdin_has_no_known_total() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = write(tmp.path(), "a.txt", b"a\n");
+        assert_eq!(open(&[&a], 10).total(), Some(2));
+        assert_eq!(open(&[&a, Path::new("-")], 10).total(), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! Reading one line at a time with bounded memory: a line longer than the
+//! limit is skipped through the reader's buffer, never collected whole.
+
+use std::io::{self, BufRead, Read};
+
+/// What [`read_line`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// A line, now in the buffer without its terminator.
+    Record,
+    /// A line longer than the limit, skipped; its length in bytes without
+    /// its terminator. The buffer is left empty.
+    TooLong(u64),
+}
+
+/// Reads the next line of `reader` into `buf` (cleared first), without its
+/// `\n` or `\r\n`. A line of more than `max` bytes is skipped and reported
+/// as [`Line::TooLong`]; `buf` never grows much beyond `max`. Returns `None`
+/// at end of input.
+pub(crate) fn read_line<R: BufRead + ?Sized>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<Line>> {
+    buf.clear();
+    // Room for `max` bytes of content and a `\r\n`.
+    let limit = (max as u64).saturating_add(2);
+    let n = (&mut *reader).take(limit).read_until(b'\n', buf)? as u64;
+    if n == 0 {
+        return Ok(None);
+    }
+    let terminated = buf.last() == Some(&b'\n');
+    if terminated || n < limit {
+        if terminated {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        if buf.len() <= max {
+            return Ok(Some(Line::Record));
+        }
+        let len = buf.len() as u64;
+        buf.clear();
+        return Ok(Some(Line::TooLong(len)));
+    }
+    // The limit was reached mid-line: skip to its end.
+    let mut len = n;
+    let mut last_cr = buf.last() == Some(&b'\r');
+    buf.clear();
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(Some(Line::TooLong(len)));
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                if i > 0 {
+                    last_cr = chunk[i - 1] == b'\r';
+                }
+                len = len + i as u64 - u64::from(last_cr);
+                reader.consume(i + 1);
+                return Ok(Some(Line::TooLong(len)));
+            }
+            None => {
+                let k = chunk.len();
+                last_cr = chunk[k - 1] == b'\r';
+                len += k as u64;
+                reader.consume(k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Cursor};
+
+    fn all(input: &[u8], max: usize) -> Vec<String> {
+        let mut reader = BufReader::with_capacity(4, Cursor::new(input.to_vec()));
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some(line) = read_line(&mut reader, &mut buf, max).unwrap() {
+            out.push(match line {
+                Line::Record => String::from_utf8_lossy(&buf).into_owned(),
+                Line::TooLong(n) => format!("<{n}>"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn terminators_are_stripped() {
+        assert_eq!(all(b"a\nbb\r\n\nc", 10), ["a", "bb", "", "c"]);
+        assert_eq!(all(b"a\n\n", 10), ["a", ""]);
+        assert_eq!(all(b"", 10), Vec::<String>::new());
+        // A lone `\r` is content.
+        assert_eq!(all(b"a\rb\n", 10), ["a\rb"]);
+    }
+
+    #[test]
+    fn lines_at_the_limit_pass_and_longer_ones_are_measured() {
+        assert_eq!(all(b"abc\nabcd\nab\n", 3), ["abc", "<4>", "ab"]);
+        assert_eq!(all(b"abc\r\nabcd\r\nab", 3), ["abc", "<4>", "ab"]);
+        assert_eq!(all(b"abcdefghij\r\nx", 3), ["<10>", "x"]);
+        assert_eq!(all(b"abcdefghij\r", 3), ["<11>"]);
+        assert_eq!(all(b"abcdefghij", 3), ["<10>"]);
+        assert_eq!(all(b"abcd", 3), ["<4>"]);
+        assert_eq!(all(b"abcde", 3), ["<5>"]);
+        assert_eq!(all(b"abcdefghi\r\r\n", 3), ["<10>"]);
+    }
+
+    #[test]
+    fn a_huge_line_is_skipped_with_bounded_memory() {
+        let mut input = vec![b'x'; 8 << 20];
+        input.extend_from_slice(b"\r\nnext\n");
+        let mut reader = BufReader::with_capacity(64 << 10, Cursor::new(input));
+        let mut buf = Vec::new();
+        let line = read_line(&mut reader, &mut buf, 1000).unwrap();
+        assert_eq!(line, Some(Line::TooLong(8 << 20)));
+        assert!(buf.capacity() <= 4096, "buffer grew to {}", buf.capacity());
+        assert_eq!(
+            read_line(&mut reader, &mut buf, 1000).unwrap(),
+            Some(Line::Record)
+        );
+        assert_eq!(buf, b"next");
+        assert_eq!(read_line(&mut reader, &mut buf, 1000).unwrap(), None);
+    }
+}

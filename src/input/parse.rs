@@ -1,0 +1,117 @@
+//! Turning a raw record into id + text, by its format tag: the one parser
+//! every text job shares.
+
+use std::borrow::Cow;
+
+use drainpipe_actors::{RawRecord, RecordError};
+
+use super::{json, FORMAT_FILE, FORMAT_JSONL, FORMAT_TEXT};
+
+/// The fields of a JSON record that hold the text and the id.
+#[derive(Debug, Clone)]
+pub struct TextFields {
+    /// Name of the text field.
+    pub text: String,
+    /// Name of the id field.
+    pub id: String,
+}
+
+impl Default for TextFields {
+    /// `text` and `id`.
+    fn default() -> Self {
+        TextFields {
+            text: "text".into(),
+            id: "id".into(),
+        }
+    }
+}
+
+/// A parsed text record.
+#[derive(Debug, Clone)]
+pub struct TextRecord<'a> {
+    /// The id as JSON value text (`"abc"`, `42`), ready to be written out.
+    pub id: Cow<'a, str>,
+    /// The text.
+    pub text: Cow<'a, str>,
+}
+
+/// Parses a raw record into id and text, by its format tag:
+///
+/// - [`FORMAT_JSONL`]: a UTF-8 JSON object whose text field is a string;
+///   the id is the id field if it is a string or a number, else the line
+///   number. Other fields are skipped unread.
+/// - [`FORMAT_TEXT`]: the line is the text (UTF-8), the line number the id.
+/// - [`FORMAT_FILE`]: the file is the text (UTF-8, so binary files are
+///   rejected), its origin (`<directory>/<relative path>`) the id, as a JSON
+///   string.
+pub fn parse_text_record<'a>(
+    raw: &RawRecord<'a>,
+    fields: &TextFields,
+) -> Result<TextRecord<'a>, RecordError> {
+    match raw.format {
+        FORMAT_JSONL => json::parse(raw.bytes, raw.location.line, fields),
+        FORMAT_TEXT => Ok(TextRecord {
+            id: Cow::Owned(raw.location.line.to_string()),
+            text: Cow::Borrowed(utf8(raw.bytes)?),
+        }),
+        FORMAT_FILE => Ok(TextRecord {
+            id: Cow::Owned(serde_json::to_string(raw.location.origin)?),
+            text: Cow::Borrowed(utf8(raw.bytes)?),
+        }),
+        other => Err(format!("unknown record format {other}").into()),
+    }
+}
+
+/// `bytes` as UTF-8, or an error saying where it is not.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 at byte {}", e.valid_up_to()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drainpipe_actors::Location;
+
+    fn parse(format: u8, origin: &str, bytes: &[u8]) -> Result<(String, String), String> {
+        let raw = RawRecord {
+            index: 0,
+            location: Location { origin, line: 3 },
+            format,
+            bytes,
+        };
+        parse_text_record(&raw, &TextFields::default())
+            .map(|r| (r.id.into_owned(), r.text.into_owned()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_format_has_its_id_and_text() {
+        assert_eq!(
+            parse(FORMAT_JSONL, "a.jsonl", br#"{"text":"t"}"#),
+            Ok(("3".into(), "t".into()))
+        );
+        assert_eq!(
+            parse(FORMAT_TEXT, "a.txt", b"plain line"),
+            Ok(("3".into(), "plain line".into()))
+        );
+        assert_eq!(
+            parse(FORMAT_FILE, "corpus/a \"b\".txt", b"whole\nfile\n"),
+            Ok((r#""corpus/a \"b\".txt""#.into(), "whole\nfile\n".into()))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected_in_every_format() {
+        for format in [FORMAT_JSONL, FORMAT_TEXT, FORMAT_FILE] {
+            assert_eq!(
+                parse(format, "x", b"ab\xc3(").unwrap_err(),
+                "not valid UTF-8 at byte 2"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_formats_are_rejected() {
+        assert_eq!(parse(0, "x", b"a").unwrap_err(), "unknown record format 0");
+    }
+}

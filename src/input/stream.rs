@@ -1,0 +1,149 @@
+//! Opening one input as a stream of bytes: format and compression from the
+//! file name, on-the-fly decompression, and a counter of the bytes read as
+//! stored (compressed bytes for compressed files).
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{FORMAT_JSONL, FORMAT_TEXT};
+
+/// Buffer size of the line readers.
+const BUFFER: usize = 64 << 10;
+
+/// How a file is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    /// Stored as is.
+    None,
+    /// `.gz`: gzip, possibly several members.
+    Gzip,
+    /// `.zst`: zstandard, possibly several frames.
+    Zstd,
+}
+
+/// What a file name says about its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kind {
+    /// [`FORMAT_JSONL`] or [`FORMAT_TEXT`] for line inputs.
+    pub format: u8,
+    /// How to decompress it.
+    pub compression: Compression,
+}
+
+/// The kind of a file, from its name: a `.gz` or `.zst` suffix, then
+/// `.jsonl`/`.json`/`.ndjson` for JSON Lines; anything else is text lines.
+pub(crate) fn kind_of(path: &Path) -> Kind {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let (stem, compression) = if let Some(stem) = name.strip_suffix(".gz") {
+        (stem, Compression::Gzip)
+    } else if let Some(stem) = name.strip_suffix(".zst") {
+        (stem, Compression::Zstd)
+    } else {
+        (name.as_str(), Compression::None)
+    };
+    let json = [".jsonl", ".json", ".ndjson"]
+        .iter()
+        .any(|ext| stem.ends_with(ext));
+    Kind {
+        format: if json { FORMAT_JSONL } else { FORMAT_TEXT },
+        compression,
+    }
+}
+
+/// A reader that counts the bytes read through it into a shared counter,
+/// so the position can be read while the reader is buried in a decoder.
+#[derive(Debug)]
+pub(crate) struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R> CountingReader<R> {
+    /// Wraps `inner`; the returned counter follows the bytes read.
+    pub fn new(inner: R) -> (Self, Arc<AtomicU64>) {
+        let count = Arc::new(AtomicU64::new(0));
+        let reader = CountingReader {
+            inner,
+            count: Arc::clone(&count),
+        };
+        (reader, count)
+    }
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A buffered, decompressed stream.
+pub(crate) type Stream = Box<dyn BufRead + Send>;
+
+/// Wraps `reader` in a buffer and the decoder `compression` asks for.
+pub(crate) fn decode<R: Read + Send + 'static>(
+    reader: R,
+    compression: Compression,
+) -> io::Result<Stream> {
+    Ok(match compression {
+        Compression::None => Box::new(BufReader::with_capacity(BUFFER, reader)),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            BUFFER,
+            flate2::read::MultiGzDecoder::new(reader),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            BUFFER,
+            zstd::stream::read::Decoder::new(reader)?,
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::testutil::{gz, zst};
+    use std::io::Read;
+
+    fn kind(name: &str) -> (u8, Compression) {
+        let k = kind_of(Path::new(name));
+        (k.format, k.compression)
+    }
+
+    #[test]
+    fn kinds_come_from_the_name() {
+        assert_eq!(kind("a/b.jsonl"), (FORMAT_JSONL, Compression::None));
+        assert_eq!(kind("b.JSON"), (FORMAT_JSONL, Compression::None));
+        assert_eq!(kind("b.ndjson.gz"), (FORMAT_JSONL, Compression::Gzip));
+        assert_eq!(kind("b.jsonl.zst"), (FORMAT_JSONL, Compression::Zstd));
+        assert_eq!(kind("b.txt"), (FORMAT_TEXT, Compression::None));
+        assert_eq!(kind("b.txt.gz"), (FORMAT_TEXT, Compression::Gzip));
+        assert_eq!(kind("b.csv"), (FORMAT_TEXT, Compression::None));
+        assert_eq!(kind("README"), (FORMAT_TEXT, Compression::None));
+        assert_eq!(kind("x.gz"), (FORMAT_TEXT, Compression::Gzip));
+    }
+
+    #[test]
+    fn decoders_count_stored_bytes() {
+        let plain = b"hello\nworld\n".repeat(1000);
+        for (stored, compression) in [
+            (plain.clone(), Compression::None),
+            (gz(&plain), Compression::Gzip),
+            (zst(&plain), Compression::Zstd),
+        ] {
+            let (counting, count) = CountingReader::new(io::Cursor::new(stored.clone()));
+            let mut out = Vec::new();
+            decode(counting, compression)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, plain, "{compression:?}");
+            assert_eq!(count.load(Ordering::Relaxed), stored.len() as u64);
+        }
+    }
+}
