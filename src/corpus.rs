@@ -84,8 +84,12 @@ impl Default for CorpusSpec {
 pub struct Corpus {
     spec: CorpusSpec,
     words: Vec<String>,
-    /// Cumulative Zipf weights, for sampling by binary search.
+    /// Cumulative Zipf weights.
     cdf: Vec<f64>,
+    /// `guide[k]` is the first word whose cumulative weight reaches
+    /// `k / guide.len()` of the total: sampling starts there and scans a
+    /// step or two instead of a binary search (the guide-table method).
+    guide: Vec<u32>,
 }
 
 /// One generated document.
@@ -126,7 +130,20 @@ impl Corpus {
             acc += 1.0 / (rank as f64).powf(spec.zipf_s);
             cdf.push(acc);
         }
-        Corpus { spec, words, cdf }
+        let total = cdf[cdf.len() - 1];
+        let slots = cdf.len();
+        let guide = (0..slots)
+            .map(|k| {
+                let x = total * k as f64 / slots as f64;
+                cdf.partition_point(|&c| c < x) as u32
+            })
+            .collect();
+        Corpus {
+            spec,
+            words,
+            cdf,
+            guide,
+        }
     }
 
     /// The specification.
@@ -134,11 +151,16 @@ impl Corpus {
         &self.spec
     }
 
+    /// A word drawn from the Zipf distribution: the first word whose
+    /// cumulative weight reaches a uniform draw.
     fn word(&self, rng: &mut SplitMix64) -> usize {
-        let x = rng.next_f64() * self.cdf[self.cdf.len() - 1];
-        self.cdf
-            .partition_point(|&c| c < x)
-            .min(self.words.len() - 1)
+        let u = rng.next_f64();
+        let x = u * self.cdf[self.cdf.len() - 1];
+        let mut i = self.guide[(u * self.guide.len() as f64) as usize] as usize;
+        while i < self.cdf.len() - 1 && self.cdf[i] < x {
+            i += 1;
+        }
+        i
     }
 
     fn base_words(&self, index: u64) -> Vec<usize> {
@@ -227,6 +249,21 @@ mod tests {
             vocabulary: 2_000,
             ..CorpusSpec::default()
         })
+    }
+
+    #[test]
+    fn guided_sampling_equals_binary_search() {
+        let corpus = small();
+        let mut a = SplitMix64::new(7);
+        let mut b = SplitMix64::new(7);
+        for _ in 0..100_000 {
+            let x = b.next_f64() * corpus.cdf[corpus.cdf.len() - 1];
+            let expected = corpus
+                .cdf
+                .partition_point(|&c| c < x)
+                .min(corpus.words.len() - 1);
+            assert_eq!(corpus.word(&mut a), expected);
+        }
     }
 
     #[test]
