@@ -46,6 +46,14 @@ impl JobCommand {
             JobCommand::Vocab { common } => common,
         }
     }
+
+    /// The job and the parameters that change its result, for the run's
+    /// fingerprint.
+    pub fn identity(&self) -> String {
+        match self {
+            JobCommand::Vocab { .. } => "vocab".to_owned(),
+        }
+    }
 }
 
 /// Options shared by every job.
@@ -99,6 +107,19 @@ pub struct CommonArgs {
     #[arg(long, value_name = "N", default_value_t = 50_000)]
     pub demo_docs: u64,
 
+    /// Take a checkpoint this often, in seconds (0: only when interrupted).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub checkpoint_every: u64,
+
+    /// Continue from the checkpoint in the output folder; the final outputs
+    /// are those an uninterrupted run would have written.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+
+    /// Overwrite an output folder that holds results of another run.
+    #[arg(long)]
+    pub force: bool,
+
     /// No progress bar or progress lines.
     #[arg(long)]
     pub no_progress: bool,
@@ -142,6 +163,7 @@ impl CommonArgs {
     /// stop handle.
     pub fn context(
         &self,
+        job: &str,
         output: OutputDir,
         handle: RunHandle,
         progress: drainpipe::jobs::ProgressFactory,
@@ -160,6 +182,40 @@ impl CommonArgs {
             handle,
             progress,
             demo_docs: self.demo_docs,
+            checkpoint_every: (self.checkpoint_every > 0)
+                .then(|| Duration::from_secs(self.checkpoint_every)),
+            resume: self.resume,
+            fingerprint: self.fingerprint(job),
         }
+    }
+
+    /// What identifies a run's result: the job and its parameters, the
+    /// input-reading options and each input's path, size and modification
+    /// time (or the demo corpus's size). Tuning (workers, window, batch)
+    /// is not part of it: it never changes the result.
+    pub fn fingerprint(&self, job: &str) -> String {
+        let inputs: Vec<String> = if self.inputs.is_empty() {
+            vec![format!("demo corpus of {} documents", self.demo_docs)]
+        } else {
+            self.inputs
+                .iter()
+                .map(|path| {
+                    let meta = std::fs::metadata(path).ok();
+                    let size = meta.as_ref().map_or(0, |m| m.len());
+                    let modified = meta
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos());
+                    format!("{} ({size} bytes, modified {modified})", path.display())
+                })
+                .collect()
+        };
+        format!(
+            "job {job}; text field {:?}, id field {:?}, max record {} bytes; inputs: {}",
+            self.text_field,
+            self.id_field,
+            self.max_record_bytes,
+            inputs.join(", ")
+        )
     }
 }

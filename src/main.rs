@@ -44,7 +44,11 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     signals::install(handle.clone(), output.path().to_owned())
         .context("installing the SIGINT/SIGTERM handler")?;
     let progress = progress::factory(common.no_progress || common.quiet);
-    let ctx = common.context(output.clone(), handle, progress);
+    let ctx = common.context(&cli.job.identity(), output.clone(), handle, progress);
+    if let Err(refusal) = check_output_folder(&ctx, common.force) {
+        eprintln!("drainpipe: {refusal}");
+        return Ok(Code::Usage.code());
+    }
     let report = match &cli.job {
         JobCommand::Vocab { .. } => jobs::vocab::run(&ctx)?,
     };
@@ -54,6 +58,33 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         log::debug!("result: {}", report.result);
     }
     Ok(report.exit_code)
+}
+
+/// Refuses an output folder holding another run's results or an
+/// interrupted run's checkpoint, unless `--force` or `--resume` says what to
+/// do with them. Re-running the same command over its own results is fine.
+fn check_output_folder(ctx: &jobs::RunContext, force: bool) -> Result<(), String> {
+    if force || ctx.resume {
+        return Ok(());
+    }
+    let folder = ctx.output.path().display();
+    if ctx.output.file(drainpipe_actors::CHECKPOINT_FILE).exists() {
+        return Err(format!(
+            "{folder} holds the checkpoint of an interrupted run: pass --resume to continue it, --force to start over, or -o for another folder"
+        ));
+    }
+    let previous = std::fs::read(ctx.output.file("summary.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    if let Some(previous) = previous {
+        let theirs = previous["fingerprint"].as_str().unwrap_or("unknown");
+        if theirs != ctx.fingerprint {
+            return Err(format!(
+                "{folder} holds results of another run ({theirs}); pass --force to overwrite them or -o for another folder"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Maps an error that ended the run before a report existed to an exit

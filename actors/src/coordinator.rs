@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::integrator::{Finish, Finished, Integrator, IntegratorFailure};
+use crate::checkpoint::{CheckpointStats, Checkpoints};
+use crate::integrator::{Finish, Finished, Integrator, IntegratorFailure, TakeCheckpoint};
 use crate::job::Job;
 use crate::observe::{Activity, Observed};
 use crate::processor::{BatchDone, ProcessBatch, Processor};
@@ -76,6 +77,18 @@ pub struct Coordinator<J: Job, S: RecordSource> {
     last_stall_report: Instant,
     last_progress: Instant,
     finished: Option<Result<Finished, IntegratorFailure>>,
+
+    checkpoints: Checkpoints,
+    checkpoint_stats: CheckpointStats,
+    last_checkpoint: Instant,
+    /// Set while pulls are paused for a checkpoint: `Some(when it began)`.
+    quiescing: Option<Instant>,
+    /// A checkpoint request is with the Integrator.
+    checkpoint_pending: bool,
+    /// False once the job said it cannot checkpoint.
+    checkpoint_supported: bool,
+    /// The checkpoint on stop was taken (or is not wanted).
+    final_checkpoint_done: bool,
 }
 
 /// Everything the Coordinator is started with.
@@ -91,12 +104,21 @@ pub(crate) struct Wiring<J: Job, S: RecordSource> {
     pub progress: Option<ProgressFn>,
     pub report_slot: Arc<Mutex<Option<RunReport>>>,
     pub total: Option<u64>,
+    pub checkpoints: Checkpoints,
+    /// `(read, batches, integrated, rejected)` of the checkpoint resumed.
+    pub resume: Option<(u64, u64, u64, u64)>,
 }
 
 impl<J: Job, S: RecordSource> Coordinator<J, S> {
     pub(crate) fn new(w: Wiring<J, S>) -> Self {
         let now = Instant::now();
         let batch_size = w.settings.batch.unwrap_or(16).max(1);
+        let (read, batches, processed, rejected) = w.resume.unwrap_or_default();
+        let checkpoint_stats = CheckpointStats {
+            resumed: w.resume.is_some(),
+            resumed_at: read,
+            ..CheckpointStats::default()
+        };
         Coordinator {
             job_name: w.job_name,
             settings: w.settings,
@@ -115,21 +137,28 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             errors: Vec::new(),
             exit: ExitCode::Complete,
             in_flight: BTreeMap::new(),
-            next_seq: 0,
+            next_seq: batches,
             pulling: false,
             batch_size,
             ns_per_record: None,
-            read: 0,
+            read,
             bytes: 0,
             position: 0,
             total: w.total,
-            processed: 0,
-            rejected: 0,
+            processed,
+            rejected,
             abandoned_batches: 0,
             last_completion: now,
             last_stall_report: now,
             last_progress: now,
             finished: None,
+            checkpoints: w.checkpoints,
+            checkpoint_stats,
+            last_checkpoint: now,
+            quiescing: None,
+            checkpoint_pending: false,
+            checkpoint_supported: true,
+            final_checkpoint_done: false,
         }
     }
 
@@ -192,7 +221,12 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         if self.phase == Phase::Running && self.handle.stop_requested() {
             self.stop(StopCause::Interrupted, ctx);
         }
-        if self.phase != Phase::Running || self.pulling || !self.window_open() {
+        if self.phase != Phase::Running
+            || self.pulling
+            || self.quiescing.is_some()
+            || !self.window_open()
+        {
+            self.maybe_checkpoint(ctx);
             return;
         }
         let Some(source) = &self.source else { return };
@@ -322,8 +356,21 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
     }
 
     fn check_drained(&mut self, ctx: &mut Context<Self>) {
-        if self.phase != Phase::Draining || self.pulling || !self.in_flight.is_empty() {
+        if self.phase != Phase::Draining
+            || self.pulling
+            || !self.in_flight.is_empty()
+            || self.checkpoint_pending
+        {
             return;
+        }
+        // An interrupted run saves where it stopped, so `--resume` can go on.
+        if !self.final_checkpoint_done {
+            self.final_checkpoint_done = true;
+            if self.cause == Some(StopCause::Interrupted) && self.abandoned_batches == 0 {
+                self.quiescing = Some(Instant::now());
+                self.take_checkpoint(ctx);
+                return;
+            }
         }
         self.enter(Phase::Finishing);
         let cause = self.cause.clone().unwrap_or(StopCause::EndOfInput);
@@ -348,6 +395,70 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             .spawn(ctx);
     }
 
+    /// Takes the periodic checkpoint once quiescent: nothing in flight and
+    /// no pull outstanding.
+    fn maybe_checkpoint(&mut self, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Running
+            && self.quiescing.is_some()
+            && !self.checkpoint_pending
+            && !self.pulling
+            && self.in_flight.is_empty()
+        {
+            self.take_checkpoint(ctx);
+        }
+    }
+
+    fn take_checkpoint(&mut self, ctx: &mut Context<Self>) {
+        if !self.checkpoint_supported {
+            self.quiescing = None;
+            self.check_drained(ctx);
+            return;
+        }
+        self.checkpoint_pending = true;
+        let request = TakeCheckpoint {
+            read: self.read,
+            batches: self.next_seq,
+            fingerprint: self.checkpoints.fingerprint.clone(),
+        };
+        self.integrator
+            .send(request)
+            .timeout(self.settings.drain_timeout)
+            .into_actor(self)
+            .map(|reply, act, ctx| {
+                act.checkpoint_pending = false;
+                let began = act.quiescing.take().unwrap_or_else(Instant::now);
+                act.last_checkpoint = Instant::now();
+                match reply {
+                    Ok(Ok(Some(bytes))) => {
+                        let stats = &mut act.checkpoint_stats;
+                        stats.count += 1;
+                        stats.seconds += began.elapsed().as_secs_f64();
+                        stats.bytes = bytes;
+                        log::info!(
+                            "checkpoint written after {} records ({bytes} bytes, {:.3}s)",
+                            act.read,
+                            began.elapsed().as_secs_f64()
+                        );
+                    }
+                    Ok(Ok(None)) => {
+                        log::info!("the {} job does not support checkpoints", act.job_name);
+                        act.checkpoint_supported = false;
+                    }
+                    Ok(Err(e)) => act.stop(
+                        StopCause::OutputFailed(format!("checkpoint failed: {e}")),
+                        ctx,
+                    ),
+                    Err(e) => act.stop(
+                        StopCause::Internal(format!("checkpoint not answered: {e}")),
+                        ctx,
+                    ),
+                }
+                act.pump(ctx);
+                act.check_drained(ctx);
+            })
+            .spawn(ctx);
+    }
+
     fn release(&mut self, _ctx: &mut Context<Self>) {
         self.enter(Phase::Releasing);
         // Dropping the last addresses is what lets a SyncArbiter drain its
@@ -359,6 +470,17 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.handle.stop_requested() && self.phase == Phase::Running {
             self.stop(StopCause::Interrupted, ctx);
+        }
+        if let Some(every) = self.checkpoints.every {
+            if self.phase == Phase::Running
+                && self.checkpoint_supported
+                && self.quiescing.is_none()
+                && self.last_checkpoint.elapsed() >= every
+            {
+                log::debug!("quiescing for a checkpoint");
+                self.quiescing = Some(Instant::now());
+                self.maybe_checkpoint(ctx);
+            }
         }
         let deadline = self.settings.drain_timeout;
         match self.phase {
@@ -579,6 +701,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         };
         RunReport {
             job: self.job_name.clone(),
+            fingerprint: self.checkpoints.fingerprint.clone(),
             exit,
             exit_code: self.exit.code(),
             cause: cause.to_string(),
@@ -593,8 +716,11 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             batch_adaptive: self.settings.batch.is_none(),
             elapsed_s,
             phases: self.phases.clone(),
-            records_per_s: self.read as f64 / elapsed_s.max(1e-9),
+            // Records read by this run (not before the checkpoint resumed).
+            records_per_s: (self.read - self.checkpoint_stats.resumed_at) as f64
+                / elapsed_s.max(1e-9),
             bytes: self.bytes,
+            checkpoints: self.checkpoint_stats.clone(),
             peaks: Peaks {
                 in_flight: self.observed.in_flight.peak(),
                 integrator_mailbox: self.observed.integrator_mailbox.peak(),

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::batch::Location;
+use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+use crate::error::OutputError;
 use crate::job::{FinishContext, Integrate};
 use crate::observe::Observed;
 use crate::output::{AtomicFile, OutputDir};
@@ -118,8 +120,15 @@ pub struct Integrator<I: Integrate> {
 }
 
 impl<I: Integrate> Integrator<I> {
-    pub(crate) fn new(state: I, output: OutputDir, observed: Arc<Observed>) -> Self {
-        Integrator {
+    /// An Integrator over `state`; when resuming, `state` is already
+    /// restored and `resume` carries the rest of the checkpoint.
+    pub(crate) fn new(
+        state: I,
+        output: OutputDir,
+        observed: Arc<Observed>,
+        resume: Option<&Checkpoint>,
+    ) -> Result<Self, OutputError> {
+        let mut integrator = Integrator {
             state: Box::new(state),
             output,
             rejects_file: None,
@@ -129,7 +138,19 @@ impl<I: Integrate> Integrator<I> {
             rejected: 0,
             failure: None,
             observed,
+        };
+        if let Some(c) = resume {
+            integrator.next_seq = c.batches;
+            integrator.integrated = c.integrated;
+            integrator.rejected = c.rejected;
+            if !c.rejects.is_empty() {
+                let mut file = integrator.output.atomic(REJECTS_FILE)?;
+                file.write_all(&c.rejects)
+                    .map_err(|e| OutputError::new(file.target(), e))?;
+                integrator.rejects_file = Some(file);
+            }
         }
+        Ok(integrator)
     }
 
     fn fail(&mut self, reason: String, io: bool) {
@@ -280,6 +301,13 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
                 integrated_out_of_order: out_of_order,
             });
         }
+        if !msg.partial {
+            // A complete run leaves nothing to resume.
+            if let Err(e) = self.output.remove_stale(CHECKPOINT_FILE) {
+                self.fail(e.to_string(), true);
+                return Err(self.failure.clone().expect("just failed"));
+            }
+        }
         let committed = match self.rejects_file.take() {
             Some(file) => file.commit().map(|_| ()),
             // No rejects: remove a rejects file an earlier run may have left.
@@ -319,5 +347,69 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
                 Err(self.failure.clone().expect("just failed"))
             }
         }
+    }
+}
+
+/// Asks the Integrator, at a quiescent moment (nothing in flight, every
+/// batch before `batches` integrated), to write a checkpoint. The reply is
+/// the checkpoint's size, `None` when the job does not support checkpoints.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<u64>, String>")]
+pub struct TakeCheckpoint {
+    /// Records read so far.
+    pub read: u64,
+    /// Batches numbered so far.
+    pub batches: u64,
+    /// The run's fingerprint.
+    pub fingerprint: String,
+}
+
+impl<I: Integrate> Handler<TakeCheckpoint> for Integrator<I> {
+    type Result = Result<Option<u64>, String>;
+
+    fn handle(&mut self, msg: TakeCheckpoint, _: &mut Context<Self>) -> Self::Result {
+        if let Some(f) = &self.failure {
+            return Err(f.reason.clone());
+        }
+        if self.next_seq != msg.batches || !self.reorder.is_empty() {
+            return Err(format!(
+                "checkpoint requested while not quiescent: integrated up to batch {}, {} held, coordinator numbered {}",
+                self.next_seq,
+                self.reorder.len(),
+                msg.batches
+            ));
+        }
+        let state = &self.state;
+        let job = match catch_unwind(AssertUnwindSafe(|| state.save())) {
+            Ok(None) => return Ok(None),
+            Ok(Some(Ok(bytes))) => bytes,
+            Ok(Some(Err(e))) => return Err(format!("saving the job's state: {e}")),
+            Err(panic) => {
+                return Err(format!(
+                    "panic while saving the job's state: {}",
+                    panic_message(&*panic)
+                ))
+            }
+        };
+        let rejects = match &mut self.rejects_file {
+            Some(file) => file
+                .written()
+                .map_err(|e| format!("reading back {}: {e}", file.target().display()))?,
+            None => Vec::new(),
+        };
+        let checkpoint = Checkpoint {
+            fingerprint: msg.fingerprint,
+            read: msg.read,
+            batches: msg.batches,
+            integrated: self.integrated,
+            rejected: self.rejected,
+            rejects,
+            job,
+        };
+        let bytes = checkpoint.encode().map_err(|e| e.to_string())?;
+        self.output
+            .write_all(CHECKPOINT_FILE, &bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(bytes.len() as u64))
     }
 }

@@ -52,6 +52,18 @@ pub trait Integrate: Send + 'static {
     /// [`OutputDir`]) and returns the job's part of `summary.json`. Called
     /// once, after every dispatched batch has been integrated.
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError>;
+
+    /// The state as bytes for a checkpoint (use [`crate::codec::encode`] or
+    /// any stable encoding). `None`, the default, means the job does not
+    /// support checkpoints: runs then take none and `--resume` is refused.
+    fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
+        None
+    }
+
+    /// Restores the state saved by [`Integrate::save`].
+    fn restore(&mut self, _state: &[u8]) -> Result<(), RecordError> {
+        Err("this job does not support checkpoints".into())
+    }
 }
 
 /// What [`Integrate::finish`] knows about the run it ends.

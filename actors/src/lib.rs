@@ -22,6 +22,7 @@
 //! - [`report`]: progress snapshots and the final [`RunReport`].
 //! - [`observe`]: what actors publish for stall reports and bound checks.
 //! - [`output`]: the output folder and atomic writes.
+//! - [`checkpoint`]: checkpoints and `--resume`.
 //! - [`codec`]: the one place state is serialized (checkpoints).
 //! - [`error`]: error types.
 //!
@@ -88,6 +89,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod checkpoint;
 pub mod codec;
 pub mod coordinator;
 pub mod error;
@@ -102,6 +104,7 @@ pub mod report;
 pub mod source;
 
 pub use batch::{Batch, BatchBuilder, Location, RawRecord, Rejected};
+pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, CHECKPOINT_FILE};
 pub use error::{CodecError, InputError, OutputError};
 pub use integrator::{RejectedRecord, REJECTS_FILE};
 pub use job::{FinishContext, Integrate, Job, RecordError};

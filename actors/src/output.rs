@@ -37,9 +37,13 @@ impl OutputDir {
     /// name until [`AtomicFile::commit`].
     pub fn atomic(&self, name: &str) -> Result<AtomicFile, OutputError> {
         let target = self.file(name);
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Temporary files are private (0600) by default; outputs are not.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let temp = builder
             .tempfile_in(&self.path)
             .map_err(|e| OutputError::new(&target, e))?;
         Ok(AtomicFile {
@@ -81,6 +85,15 @@ impl AtomicFile {
     /// The final path of the file.
     pub fn target(&self) -> &Path {
         &self.target
+    }
+
+    /// Everything written so far (flushes first); for checkpoints.
+    pub fn written(&mut self) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        self.writer.flush()?;
+        let mut bytes = Vec::new();
+        self.writer.get_ref().reopen()?.read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     /// Flushes, syncs and renames the file into place.

@@ -7,15 +7,20 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::checkpoint::Checkpoints;
 use crate::coordinator::{Coordinator, ProgressFn, Wiring};
 use crate::integrator::Integrator;
-use crate::job::Job;
+use crate::job::{Integrate, Job};
 use crate::observe::Observed;
 use crate::output::OutputDir;
 use crate::processor::Processor;
 use crate::protocol::RunHandle;
 use crate::report::{Progress, RunReport};
 use crate::source::{RecordSource, Source};
+
+/// Code run inside the pipeline's actix System before its actors start
+/// ([`Pipeline::with_setup`]).
+type SetupFn = Box<dyn FnOnce()>;
 
 /// Tuning and limits of a run. `Settings::default()` suits most uses.
 #[derive(Debug, Clone)]
@@ -67,6 +72,12 @@ pub enum PipelineError {
     /// The settings are unusable.
     #[error("invalid settings: {0}")]
     Settings(String),
+    /// The checkpoint to resume from cannot be used.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    /// An output could not be created.
+    #[error(transparent)]
+    Output(#[from] crate::error::OutputError),
 }
 
 /// One run of a job over a source.
@@ -77,6 +88,8 @@ pub struct Pipeline<J: Job, S: RecordSource> {
     settings: Settings,
     handle: RunHandle,
     progress: Option<ProgressFn>,
+    checkpoints: Checkpoints,
+    setup: Option<SetupFn>,
 }
 
 impl<J: Job, S: RecordSource> Pipeline<J, S> {
@@ -95,7 +108,15 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             settings: Settings::default(),
             handle: RunHandle::new(),
             progress: None,
+            checkpoints: Checkpoints::default(),
+            setup: None,
         }
+    }
+
+    /// Takes checkpoints (and resumes from one) as `checkpoints` says.
+    pub fn checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = checkpoints;
+        self
     }
 
     /// Sets the tuning and limits.
@@ -116,6 +137,21 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         self
     }
 
+    /// Calls `f` once, on the System thread inside the run's actix System,
+    /// before any actor of the pipeline starts. This is where actors of your
+    /// own are started (`Actor::start`, or `Actor::start_in_arbiter` on an
+    /// `Arbiter::new()` you join after the run) and their addresses handed
+    /// to the job or the progress callback.
+    ///
+    /// Such actors are not part of the stop protocol: the System stops
+    /// without draining their mailboxes, so whatever must reach them has to
+    /// be confirmed before [`Integrate::finish`](crate::Integrate::finish)
+    /// returns. `examples/custom_actor.rs` shows how.
+    pub fn with_setup(mut self, f: impl FnOnce() + 'static) -> Self {
+        self.setup = Some(Box::new(f));
+        self
+    }
+
     /// Runs the pipeline to its end on the current thread and returns the
     /// report. The outputs and `rejects.jsonl` are written by then;
     /// `summary.json` is the caller's to write ([`RunReport::write`]).
@@ -126,6 +162,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
                 "workers, window, batch and max_batch_bytes must be at least 1".into(),
             ));
         }
+        let observed = Arc::new(Observed::new(s.workers));
         let Pipeline {
             job,
             source,
@@ -133,8 +170,23 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             settings,
             handle,
             progress,
+            mut checkpoints,
+            setup,
         } = self;
-        let observed = Arc::new(Observed::new(settings.workers));
+        let mut state = job.integrator();
+        let resume = checkpoints.resume.take();
+        if let Some(c) = &resume {
+            state
+                .restore(&c.job)
+                .map_err(|e| PipelineError::Resume(e.to_string()))?;
+        }
+        let resume_at = resume.as_ref().map_or((0, 0), |c| (c.read, c.batches));
+        let integrator_actor = Integrator::new(
+            state,
+            output.clone(),
+            Arc::clone(&observed),
+            resume.as_ref(),
+        )?;
         let report_slot = Arc::new(Mutex::new(None));
         let (alive_tx, alive_rx) = mpsc::channel();
         let join_deadline = settings.drain_timeout;
@@ -143,15 +195,12 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         let arbiter = system.block_on({
             let report_slot = Arc::clone(&report_slot);
             async move {
+                if let Some(setup) = setup {
+                    setup();
+                }
                 let arbiter = Arbiter::new();
-                let state = job.integrator();
-                let integrator = {
-                    let observed = Arc::clone(&observed);
-                    let output = output.clone();
-                    Integrator::start_in_arbiter(&arbiter.handle(), move |_| {
-                        Integrator::new(state, output, observed)
-                    })
-                };
+                let integrator =
+                    Integrator::start_in_arbiter(&arbiter.handle(), move |_| integrator_actor);
                 let pool = Processor::start_pool(
                     settings.workers,
                     Arc::clone(&job),
@@ -159,7 +208,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
                     Arc::clone(&observed),
                     alive_tx.clone(),
                 );
-                let source = Source::start(source, alive_tx);
+                let source = Source::start(source, alive_tx, resume_at);
                 Coordinator::new(Wiring {
                     job_name: job.name().to_owned(),
                     settings,
@@ -172,6 +221,8 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
                     progress,
                     report_slot,
                     total,
+                    checkpoints,
+                    resume: resume.map(|c| (c.read, c.batches, c.integrated, c.rejected)),
                 })
                 .start();
                 arbiter

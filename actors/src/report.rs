@@ -63,6 +63,8 @@ pub struct Peaks {
 pub struct RunReport {
     /// The job's name.
     pub job: String,
+    /// What identifies the run's result (job, parameters, inputs).
+    pub fingerprint: String,
     /// `complete`, `interrupted` or `failed`.
     pub exit: &'static str,
     /// The process exit code this run maps to.
@@ -98,6 +100,8 @@ pub struct RunReport {
     pub bytes: u64,
     /// Peaks of the bounded quantities.
     pub peaks: Peaks,
+    /// What checkpoints cost.
+    pub checkpoints: crate::checkpoint::CheckpointStats,
     /// The job's own summary.
     pub result: serde_json::Value,
 }

@@ -30,6 +30,22 @@ pub trait RecordSource: Send + 'static {
 
     /// The input's size in the unit of [`RecordSource::position`], if known.
     fn total(&self) -> Option<u64>;
+
+    /// Skips the next `records` records (to resume after a checkpoint).
+    /// Returns how many were skipped: fewer only if the input ended. The
+    /// default reads and discards them.
+    fn skip(&mut self, records: u64) -> Result<u64, InputError> {
+        let mut skipped = 0;
+        while skipped < records {
+            let mut scratch = BatchBuilder::default();
+            let want = (records - skipped).min(4096) as usize;
+            if !self.fill(&mut scratch, want, usize::MAX)? {
+                break;
+            }
+            skipped += scratch.len() as u64;
+        }
+        Ok(skipped)
+    }
 }
 
 /// Asks the Source for the next batch.
@@ -57,6 +73,8 @@ pub struct Source<S: RecordSource> {
     reader: Box<S>,
     next_seq: u64,
     next_index: u64,
+    /// Records to skip before the first batch (resuming).
+    skip: u64,
     /// Dropped with the actor: the Coordinator waits for every such sender
     /// to be gone before it reports the threads as exited.
     _alive: mpsc::Sender<()>,
@@ -64,8 +82,10 @@ pub struct Source<S: RecordSource> {
 
 impl<S: RecordSource> Source<S> {
     /// Starts the Source on its own thread. `alive` is disconnected when the
-    /// thread has dropped the actor.
-    pub(crate) fn start(reader: S, alive: mpsc::Sender<()>) -> Addr<Self> {
+    /// thread has dropped the actor. `resume_at` is `(records, batches)`
+    /// already done by the run being resumed: that many records are skipped
+    /// and numbering continues after them.
+    pub(crate) fn start(reader: S, alive: mpsc::Sender<()>, resume_at: (u64, u64)) -> Addr<Self> {
         // The factory may in principle be called again; the reader moves into
         // the first instance only, a second instance would be a bug.
         let slot = Arc::new(Mutex::new(Some((reader, alive))));
@@ -80,8 +100,9 @@ impl<S: RecordSource> Source<S> {
                     .expect("the Source actor is created once");
                 Source {
                     reader: Box::new(reader),
-                    next_seq: 0,
-                    next_index: 0,
+                    next_seq: resume_at.1,
+                    next_index: resume_at.0,
+                    skip: resume_at.0,
                     _alive: alive,
                 }
             },
@@ -97,6 +118,20 @@ impl<S: RecordSource> Handler<Pull> for Source<S> {
     type Result = Result<Pulled, InputError>;
 
     fn handle(&mut self, pull: Pull, _: &mut SyncContext<Self>) -> Self::Result {
+        if self.skip > 0 {
+            let wanted = std::mem::take(&mut self.skip);
+            let skipped = self.reader.skip(wanted)?;
+            if skipped < wanted {
+                return Err(InputError {
+                    origin: "input".into(),
+                    line: 0,
+                    cause: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the input has {skipped} records, the checkpoint was taken after {wanted}: has it changed?"),
+                    ),
+                });
+            }
+        }
         let mut builder = BatchBuilder::with_capacity(pull.max_records, 0);
         let more = self
             .reader

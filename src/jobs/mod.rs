@@ -9,9 +9,11 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use drainpipe_actors::{
-    Job, OutputDir, Pipeline, Progress, RecordSource, RunHandle, RunReport, Settings,
+    Checkpoint, Checkpoints, Job, OutputDir, Pipeline, Progress, RecordSource, RunHandle,
+    RunReport, Settings,
 };
 
 use crate::corpus::{Corpus, CorpusSpec, DemoSource};
@@ -41,6 +43,13 @@ pub struct RunContext {
     pub progress: ProgressFactory,
     /// Number of documents of the demo corpus, when `inputs` is empty.
     pub demo_docs: u64,
+    /// Take a checkpoint this often (`None`: only when interrupted).
+    pub checkpoint_every: Option<Duration>,
+    /// Continue from the checkpoint in the output folder.
+    pub resume: bool,
+    /// Identifies the job, its inputs and parameters; checkpoints of
+    /// another fingerprint are refused.
+    pub fingerprint: String,
 }
 
 impl RunContext {
@@ -61,7 +70,25 @@ impl RunContext {
             handle: RunHandle::new(),
             progress: Rc::new(|_| Box::new(|_: &Progress| {})),
             demo_docs: 50_000,
+            checkpoint_every: None,
+            resume: false,
+            fingerprint: String::new(),
         }
+    }
+
+    /// The checkpoint settings of the run's (first) pass; loads and checks
+    /// the checkpoint when resuming.
+    pub fn checkpoints(&self) -> anyhow::Result<Checkpoints> {
+        let resume = if self.resume {
+            Some(Checkpoint::load(&self.output, &self.fingerprint)?)
+        } else {
+            None
+        };
+        Ok(Checkpoints {
+            every: self.checkpoint_every,
+            fingerprint: self.fingerprint.clone(),
+            resume,
+        })
     }
 }
 
@@ -92,6 +119,7 @@ pub fn run_pass<J: Job, S: RecordSource>(
 ) -> anyhow::Result<RunReport> {
     let report = Pipeline::with_shared_job(job, source, ctx.output.clone())
         .settings(ctx.settings.clone())
+        .checkpoints(ctx.checkpoints()?)
         .handle(ctx.handle.clone())
         .on_progress((ctx.progress)(pass))
         .run()?;

@@ -6,12 +6,15 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use drainpipe_actors::{FinishContext, Integrate, Job, RawRecord, RecordError};
+use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 
 /// The output file.
 pub const VOCAB_FILE: &str = "vocab.tsv";
+
+/// Version of the checkpointed state.
+const STATE_VERSION: u32 = 1;
 
 /// The `vocab` job.
 #[derive(Debug, Clone)]
@@ -98,6 +101,15 @@ impl Integrate for VocabCounts {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
+        Some(codec::encode(&(&self.counts, self.tokens), STATE_VERSION).map_err(Into::into))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), RecordError> {
+        (self.counts, self.tokens) = codec::decode(state, STATE_VERSION)?;
         Ok(())
     }
 
