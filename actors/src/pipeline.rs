@@ -145,7 +145,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
     ///
     /// Such actors are not part of the stop protocol: the System stops
     /// without draining their mailboxes, so whatever must reach them has to
-    /// be confirmed before [`Integrate::finish`](crate::Integrate::finish)
+    /// be confirmed before [`Integrate::finish`]
     /// returns. `examples/custom_actor.rs` shows how.
     pub fn with_setup(mut self, f: impl FnOnce() + 'static) -> Self {
         self.setup = Some(Box::new(f));

@@ -137,6 +137,15 @@ impl Integrate for Seen {
         self.seen.push(index);
         Ok(())
     }
+    fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
+        Some(drainpipe_actors::codec::encode(&self.seen, 1).map_err(Into::into))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), RecordError> {
+        self.seen = drainpipe_actors::codec::decode(state, 1)?;
+        Ok(())
+    }
+
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
         let mut file = run.output.atomic("indices.txt")?;
         for i in &self.seen {
