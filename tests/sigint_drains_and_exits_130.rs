@@ -77,3 +77,27 @@ fn second_sigint_exits_at_once() {
         leftovers(dir.path())
     );
 }
+
+#[test]
+fn sigint_while_reading_an_idle_stdin_still_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = drainpipe();
+    cmd.args(["vocab", "--no-progress", "-o"])
+        .arg(dir.path())
+        .arg("-")
+        .stdin(std::process::Stdio::piped());
+    // stdin stays open and silent: the Source is blocked in a read.
+    let mut child = spawn(cmd);
+    let stdin = child.stdin.take();
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&child, "INT");
+    let (out, took) = wait(child, Duration::from_secs(15));
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let s = summary(dir.path());
+    assert_eq!(s["exit"], "interrupted");
+    assert_eq!(s["records"]["read"], 0);
+    assert_eq!(s["conservation"], true);
+}

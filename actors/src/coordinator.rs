@@ -28,6 +28,8 @@ const TICK: Duration = Duration::from_millis(20);
 /// Adaptive batches aim at this much step-1 work each.
 const BATCH_WORK: Duration = Duration::from_millis(1);
 const MAX_ADAPTIVE_BATCH: usize = 1 << 16;
+/// How long Releasing waits for a Source blocked in an abandoned read.
+const SOURCE_GRACE: Duration = Duration::from_secs(1);
 
 /// The progress callback: called on the System thread every
 /// [`Settings::progress_every`].
@@ -45,7 +47,13 @@ pub struct Coordinator<J: Job, S: RecordSource> {
     source: Option<Addr<Source<S>>>,
     pool: Option<Addr<Processor<J>>>,
     integrator: Addr<Integrator<J::Integrator>>,
+    /// Disconnected when every processor thread has exited.
     alive: mpsc::Receiver<()>,
+    /// Disconnected when the Source's thread has exited.
+    source_alive: mpsc::Receiver<()>,
+    /// An interrupted run stopped waiting for a pull (the Source may be
+    /// blocked reading, e.g. an idle stdin).
+    pull_abandoned: bool,
     handle: RunHandle,
     observed: Arc<Observed>,
     progress: Option<ProgressFn>,
@@ -99,6 +107,7 @@ pub(crate) struct Wiring<J: Job, S: RecordSource> {
     pub pool: Addr<Processor<J>>,
     pub integrator: Addr<Integrator<J::Integrator>>,
     pub alive: mpsc::Receiver<()>,
+    pub source_alive: mpsc::Receiver<()>,
     pub handle: RunHandle,
     pub observed: Arc<Observed>,
     pub progress: Option<ProgressFn>,
@@ -126,6 +135,8 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             pool: Some(w.pool),
             integrator: w.integrator,
             alive: w.alive,
+            source_alive: w.source_alive,
+            pull_abandoned: false,
             handle: w.handle,
             observed: w.observed,
             progress: w.progress,
@@ -248,6 +259,15 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         ctx: &mut Context<Self>,
     ) {
         self.pulling = false;
+        if self.pull_abandoned {
+            if let Ok(Ok(Pulled { batch: Some(b), .. })) = &reply {
+                log::info!(
+                    "{} records read after the stop were not processed; a resumed run reads them again",
+                    b.len()
+                );
+            }
+            return;
+        }
         match reply {
             Err(e) => self.stop(StopCause::Internal(format!("source unreachable: {e}")), ctx),
             Ok(Err(e)) => self.stop(StopCause::InputFailed(e.to_string()), ctx),
@@ -356,12 +376,19 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
     }
 
     fn check_drained(&mut self, ctx: &mut Context<Self>) {
+        // An interrupted run does not wait for a pull: the Source may be
+        // blocked on an idle input, and what it reads now was never counted
+        // as read, so leaving it unprocessed loses nothing.
+        let interrupted = self.cause == Some(StopCause::Interrupted);
         if self.phase != Phase::Draining
-            || self.pulling
+            || (self.pulling && !interrupted)
             || !self.in_flight.is_empty()
             || self.checkpoint_pending
         {
             return;
+        }
+        if self.pulling {
+            self.pull_abandoned = true;
         }
         // An interrupted run saves where it stopped, so `--resume` can go on.
         if !self.final_checkpoint_done {
@@ -486,7 +513,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         match self.phase {
             Phase::Running | Phase::Draining => self.watch_stall(),
             Phase::Releasing => match self.alive.try_recv() {
-                Err(TryRecvError::Disconnected) => self.stopped(),
+                Err(TryRecvError::Disconnected) if self.source_exited() => self.stopped(),
                 _ if self.phase_entered.elapsed() > deadline => {
                     self.error(
                         ExitCode::Software,
@@ -526,6 +553,21 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             self.last_progress = Instant::now();
             self.publish_progress();
         }
+    }
+
+    /// Whether the Source's thread is gone, or is blocked in a read we gave
+    /// up waiting for (then it holds no record of ours: after a grace
+    /// period it is left to the process exit, with a warning).
+    fn source_exited(&mut self) -> bool {
+        if let Err(TryRecvError::Disconnected) = self.source_alive.try_recv() {
+            return true;
+        }
+        if self.pull_abandoned && self.phase_entered.elapsed() > SOURCE_GRACE {
+            log::warn!("the source is still blocked reading its input; not waiting for it");
+            self.pull_abandoned = false;
+            return true;
+        }
+        false
     }
 
     fn publish_progress(&mut self) {
@@ -721,6 +763,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                 / elapsed_s.max(1e-9),
             bytes: self.bytes,
             checkpoints: self.checkpoint_stats.clone(),
+            peak_rss_bytes: None,
             peaks: Peaks {
                 in_flight: self.observed.in_flight.peak(),
                 integrator_mailbox: self.observed.integrator_mailbox.peak(),

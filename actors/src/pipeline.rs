@@ -189,6 +189,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         )?;
         let report_slot = Arc::new(Mutex::new(None));
         let (alive_tx, alive_rx) = mpsc::channel();
+        let (source_alive_tx, source_alive_rx) = mpsc::channel();
         let join_deadline = settings.drain_timeout;
         let system = System::new();
         let total = source.total();
@@ -206,9 +207,9 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
                     Arc::clone(&job),
                     integrator.clone(),
                     Arc::clone(&observed),
-                    alive_tx.clone(),
+                    alive_tx,
                 );
-                let source = Source::start(source, alive_tx, resume_at);
+                let source = Source::start(source, source_alive_tx, resume_at);
                 Coordinator::new(Wiring {
                     job_name: job.name().to_owned(),
                     settings,
@@ -216,6 +217,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
                     pool,
                     integrator,
                     alive: alive_rx,
+                    source_alive: source_alive_rx,
                     handle,
                     observed,
                     progress,

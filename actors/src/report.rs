@@ -100,6 +100,9 @@ pub struct RunReport {
     pub bytes: u64,
     /// Peaks of the bounded quantities.
     pub peaks: Peaks,
+    /// Peak resident memory of the whole process, in bytes (Linux `VmHWM`),
+    /// measured by the program when the run is over; `None` if unknown.
+    pub peak_rss_bytes: Option<u64>,
     /// What checkpoints cost.
     pub checkpoints: crate::checkpoint::CheckpointStats,
     /// The job's own summary.
