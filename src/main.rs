@@ -49,9 +49,10 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         eprintln!("drainpipe: {refusal}");
         return Ok(Code::Usage.code());
     }
-    let report = match &cli.job {
+    let mut report = match &cli.job {
         JobCommand::Vocab { .. } => jobs::vocab::run(&ctx)?,
     };
+    report.peak_rss_bytes = peak_rss_bytes();
     report.write(&output)?;
     eprintln!("{}", report.human());
     if !report.result.is_null() {
@@ -87,9 +88,37 @@ fn check_output_folder(ctx: &jobs::RunContext, force: bool) -> Result<(), String
     Ok(())
 }
 
+/// The process's peak resident memory so far (`VmHWM` in
+/// `/proc/self/status`), in bytes; `None` where there is no such file.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Maps an error that ended the run before a report existed to an exit
 /// code: IO problems are 74, anything else is an internal error.
 fn error_code(e: &anyhow::Error) -> Code {
+    use drainpipe_actors::{CheckpointError, PipelineError};
+    // A checkpoint that cannot be resumed from: the command asked for
+    // something this output folder cannot give.
+    let refused_resume = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<CheckpointError>(),
+            Some(
+                CheckpointError::Missing(_)
+                    | CheckpointError::Codec { .. }
+                    | CheckpointError::OtherRun { .. }
+            )
+        ) || matches!(
+            cause.downcast_ref::<PipelineError>(),
+            Some(PipelineError::Resume(_))
+        )
+    });
+    if refused_resume {
+        return Code::Usage;
+    }
     let io = e.chain().any(|cause| {
         cause.is::<std::io::Error>()
             || cause.is::<drainpipe_actors::OutputError>()

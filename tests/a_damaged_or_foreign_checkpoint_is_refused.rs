@@ -88,3 +88,16 @@ fn resume_without_a_checkpoint_is_refused() {
     let message = refusal(&ctx);
     assert!(message.contains("no checkpoint"), "{message}");
 }
+
+#[test]
+fn the_binary_refuses_resume_without_a_checkpoint_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drainpipe"))
+        .args(["vocab", "--demo-docs", "10", "--resume", "-o"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no checkpoint"), "{stderr}");
+}

@@ -5,9 +5,12 @@
 #[path = "common/binary.rs"]
 mod binary;
 
+#[cfg(feature = "failpoints")]
 use std::time::Duration;
 
-use binary::{drainpipe, spawn, summary, wait};
+use binary::drainpipe;
+#[cfg(feature = "failpoints")]
+use binary::{spawn, summary, wait};
 
 #[test]
 fn a_bad_command_line_exits_2() {

@@ -97,6 +97,8 @@ pub struct Coordinator<J: Job, S: RecordSource> {
     checkpoint_supported: bool,
     /// The checkpoint on stop was taken (or is not wanted).
     final_checkpoint_done: bool,
+    /// The Draining deadline passed (reported once).
+    drain_timed_out: bool,
 }
 
 /// Everything the Coordinator is started with.
@@ -170,6 +172,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             checkpoint_pending: false,
             checkpoint_supported: true,
             final_checkpoint_done: false,
+            drain_timed_out: false,
         }
     }
 
@@ -529,7 +532,11 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             },
             Phase::Finishing | Phase::Stopped => {}
         }
-        if self.phase == Phase::Draining && self.phase_entered.elapsed() > deadline {
+        if self.phase == Phase::Draining
+            && !self.drain_timed_out
+            && self.phase_entered.elapsed() > deadline
+        {
+            self.drain_timed_out = true;
             self.error(
                 ExitCode::Software,
                 format!(
@@ -541,7 +548,14 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             );
             self.abandoned_batches += self.in_flight.len() as u64;
             self.in_flight.clear();
-            self.pulling = false;
+            // Late answers are ignored: a pull's batch is never dispatched
+            // and a checkpoint is no longer waited for.
+            if self.pulling {
+                self.pulling = false;
+                self.pull_abandoned = true;
+            }
+            self.checkpoint_pending = false;
+            self.final_checkpoint_done = true;
             self.check_drained(ctx);
         }
         self.handle.set_counts(

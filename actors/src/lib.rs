@@ -26,6 +26,11 @@
 //! - [`codec`]: the one place state is serialized (checkpoints).
 //! - [`error`]: error types.
 //!
+//! In the repository, `docs/ARCHITECTURE.md` maps the actors, their messages
+//! and threads and where the memory bounds come from; `docs/PROTOCOL.md` is
+//! the stop protocol as a contract; `examples/custom_job.rs` and
+//! `examples/custom_actor.rs` show how to add a job and an actor.
+//!
 //! # Example
 //!
 //! A job that sums the lengths of its records:

@@ -145,8 +145,100 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
     ///
     /// Such actors are not part of the stop protocol: the System stops
     /// without draining their mailboxes, so whatever must reach them has to
-    /// be confirmed before [`Integrate::finish`]
-    /// returns. `examples/custom_actor.rs` shows how.
+    /// be confirmed before [`Integrate::finish`] returns.
+    /// `examples/custom_actor.rs` shows a complete one.
+    ///
+    /// # Example
+    ///
+    /// A `Board` actor started in the setup closure; step 2 reports its
+    /// total to it with `send` and waits for the reply, so the message is
+    /// handled before the run goes on to stop the System.
+    ///
+    /// ```
+    /// # use drainpipe_actors::{BatchBuilder, InputError, RecordSource};
+    /// # struct Ten { next: u64, origin: Arc<str> }
+    /// # impl RecordSource for Ten {
+    /// #     fn fill(&mut self, b: &mut BatchBuilder, max: usize, _: usize) -> Result<bool, InputError> {
+    /// #         while self.next < 10 && b.len() < max {
+    /// #             self.next += 1;
+    /// #             b.push(&self.origin, self.next, 0, "x".repeat(self.next as usize).as_bytes());
+    /// #         }
+    /// #         Ok(!b.is_empty())
+    /// #     }
+    /// #     fn position(&self) -> u64 { self.next }
+    /// #     fn total(&self) -> Option<u64> { Some(10) }
+    /// # }
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::{Arc, OnceLock};
+    ///
+    /// use actix::prelude::*;
+    /// use drainpipe_actors::{
+    ///     FinishContext, Integrate, Job, OutputDir, Pipeline, RawRecord, RecordError,
+    /// };
+    ///
+    /// /// An actor of our own: keeps the last total it was told.
+    /// struct Board(Arc<AtomicU64>);
+    /// impl Actor for Board {
+    ///     type Context = Context<Self>;
+    /// }
+    /// #[derive(Message)]
+    /// #[rtype(result = "()")]
+    /// struct Total(u64);
+    /// impl Handler<Total> for Board {
+    ///     type Result = ();
+    ///     fn handle(&mut self, Total(n): Total, _: &mut Context<Self>) {
+    ///         self.0.store(n, Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// type Slot = Arc<OnceLock<Addr<Board>>>;
+    ///
+    /// /// Sums record lengths and reports the sum to the Board.
+    /// struct Lengths(Slot);
+    /// struct Sum(u64, Slot);
+    ///
+    /// impl Job for Lengths {
+    ///     type Parsed<'a> = &'a [u8];
+    ///     type Output = u64;
+    ///     type Integrator = Sum;
+    ///     fn name(&self) -> &str { "lengths" }
+    ///     fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<&'a [u8], RecordError> { Ok(raw.bytes) }
+    ///     fn process(&self, bytes: &[u8]) -> Result<u64, RecordError> { Ok(bytes.len() as u64) }
+    ///     fn integrator(&self) -> Sum { Sum(0, Arc::clone(&self.0)) }
+    /// }
+    ///
+    /// impl Integrate for Sum {
+    ///     type Output = u64;
+    ///     fn integrate(&mut self, _index: u64, len: u64) -> Result<(), RecordError> {
+    ///         self.0 += len;
+    ///         Ok(())
+    ///     }
+    ///     fn finish(&mut self, _: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+    ///         let board = self.1.get().ok_or("the board was not started")?;
+    ///         // `send` and wait: an error if the Board is gone, never a silent drop.
+    ///         futures::executor::block_on(board.send(Total(self.0)))?;
+    ///         Ok(serde_json::json!({ "total_length": self.0 }))
+    ///     }
+    /// }
+    ///
+    /// let shown = Arc::new(AtomicU64::new(0));
+    /// let slot: Slot = Arc::default();
+    /// let setup = {
+    ///     let (slot, shown) = (Arc::clone(&slot), Arc::clone(&shown));
+    ///     move || {
+    ///         // Inside the run's System: start the actor, publish its address.
+    ///         let _ = slot.set(Board(shown).start());
+    ///     }
+    /// };
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let source = Ten { next: 0, origin: "memory".into() };
+    /// let report = Pipeline::new(Lengths(slot), source, OutputDir::create(dir.path()).unwrap())
+    ///     .with_setup(setup)
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(report.exit_code, 0, "{}", report.human());
+    /// assert_eq!(shown.load(Ordering::SeqCst), 55);
+    /// ```
     pub fn with_setup(mut self, f: impl FnOnce() + 'static) -> Self {
         self.setup = Some(Box::new(f));
         self

@@ -108,11 +108,15 @@ impl StopCause {
     }
 
     /// Whether the Integrator's outputs can still be written (partially, if
-    /// the input was not read to its end).
+    /// the input was not read to its end). Not after an input error: the
+    /// input is damaged, and outputs over part of it would pass for results.
     pub fn outputs_writable(&self) -> bool {
         !matches!(
             self,
-            StopCause::IntegratorFailed(_) | StopCause::OutputFailed(_) | StopCause::Internal(_)
+            StopCause::InputFailed(_)
+                | StopCause::IntegratorFailed(_)
+                | StopCause::OutputFailed(_)
+                | StopCause::Internal(_)
         )
     }
 }

@@ -105,7 +105,9 @@ fn unreadable(origin: Arc<str>, e: &io::Error) -> Entry {
 
 /// Reads the file at `path` whole into `buf` (cleared first), decompressing
 /// `.gz` and `.zst` files. Never reads more than `max + 1` bytes of content;
-/// a larger file, or any IO or decompression error, is the rejection reason.
+/// a larger file, an uncompressed file that ends before the size it had when
+/// opened and is now smaller, or any IO or decompression error, is the
+/// rejection reason.
 pub(crate) fn read_file(path: &Path, max: usize, buf: &mut Vec<u8>) -> Result<(), String> {
     buf.clear();
     let compression = kind_of(path).compression;
@@ -118,13 +120,22 @@ pub(crate) fn read_file(path: &Path, max: usize, buf: &mut Vec<u8>) -> Result<()
     if compression == Compression::None {
         buf.reserve(stored.min(limit) as usize);
     }
-    decode(file, compression)
+    file.try_clone()
+        .and_then(|reader| decode(reader, compression))
         .and_then(|stream| stream.take(limit).read_to_end(buf))
         .map_err(|e| format!("cannot read: {e}"))?;
     if buf.len() > max {
         let len = buf.len();
         buf.clear();
         return Err(too_large(&format!("at least {len} bytes"), max));
+    }
+    let now = || file.metadata().map_or(0, |m| m.len());
+    if compression == Compression::None && (buf.len() as u64) < stored && now() < stored {
+        let len = buf.len();
+        buf.clear();
+        return Err(format!(
+            "file shrank while being read: {stored} bytes at open, ended after {len}"
+        ));
     }
     Ok(())
 }

@@ -29,6 +29,8 @@ enum Input {
         path: PathBuf,
         origin: Arc<str>,
         kind: Kind,
+        /// Its size when the inputs were opened, if it is a regular file.
+        size: Option<u64>,
     },
     /// A directory: one record per file.
     Dir { entries: Vec<Entry> },
@@ -44,6 +46,10 @@ enum Current {
         line: u64,
         /// Stored bytes read so far.
         read: Arc<AtomicU64>,
+        /// For a regular file: its size when the inputs were opened, and a
+        /// handle to check its size at the end. It must be read whole, or
+        /// the file shrank while being read.
+        size: Option<(u64, File)>,
     },
     Dir {
         entries: std::vec::IntoIter<Entry>,
@@ -113,17 +119,19 @@ impl Inputs {
                     add(Some(entries.iter().map(Entry::size).sum()));
                     Input::Dir { entries }
                 } else {
-                    if meta.is_file() {
+                    let size = if meta.is_file() {
                         File::open(path).map_err(|e| open_error(path, e))?;
-                        add(Some(meta.len()));
+                        Some(meta.len())
                     } else {
                         // A pipe or device: opening it now could consume it.
-                        add(None);
-                    }
+                        None
+                    };
+                    add(size);
                     Input::File {
                         path: path.clone(),
                         origin: Arc::from(path.display().to_string()),
                         kind: kind_of(path),
+                        size,
                     }
                 }
             };
@@ -143,7 +151,7 @@ impl Inputs {
 
     /// Starts reading `input`.
     fn start(input: Input) -> Result<Current, InputError> {
-        let lines = |reader, origin: Arc<str>, kind: Kind| {
+        let lines = |reader, origin: Arc<str>, kind: Kind, size: Option<(u64, File)>| {
             let (counting, read) = CountingReader::new(reader);
             let stream = decode(counting, kind.compression).map_err(|e| InputError {
                 origin: origin.to_string(),
@@ -156,6 +164,7 @@ impl Inputs {
                 format: kind.format,
                 line: 0,
                 read,
+                size,
             })
         };
         match input {
@@ -168,11 +177,21 @@ impl Inputs {
                     Box::new(io::stdin()) as Box<dyn io::Read + Send>,
                     "-".into(),
                     kind,
+                    None,
                 )
             }
-            Input::File { path, origin, kind } => {
+            Input::File {
+                path,
+                origin,
+                kind,
+                size,
+            } => {
                 let file = File::open(&path).map_err(|e| open_error(&path, e))?;
-                lines(Box::new(file), origin, kind)
+                let size = match size {
+                    Some(size) => Some((size, file.try_clone().map_err(|e| open_error(&path, e))?)),
+                    None => None,
+                };
+                lines(Box::new(file), origin, kind, size)
             }
             Input::Dir { entries } => Ok(Current::Dir {
                 entries: entries.into_iter(),
@@ -199,8 +218,12 @@ impl Inputs {
                     format,
                     line,
                     read,
+                    size,
                 } => {
-                    let found = read_line(stream, &mut self.buf, max);
+                    let mut found = read_line(stream, &mut self.buf, max);
+                    if let (Ok(None), Some((size, file))) = (&found, size) {
+                        found = shrank(*size, read.load(Ordering::Relaxed), file);
+                    }
                     let outcome = match found {
                         Ok(Some(Line::Record)) => {
                             if *line == 0 && self.buf.starts_with(BOM) {
@@ -325,6 +348,20 @@ impl RecordSource for Inputs {
     }
 }
 
+/// The end of a regular file: an error if it ended before `size`, the size
+/// it had when the inputs were opened, and is now smaller than that (it was
+/// truncated while being read). Files whose stated size is not their
+/// content's (in `/sys`, say) keep their stated size, and pass.
+fn shrank(size: u64, read: u64, file: &File) -> io::Result<Option<Line>> {
+    if read < size && file.metadata()?.len() < size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("file shrank while being read: {size} bytes at open, ended after {read}"),
+        ));
+    }
+    Ok(None)
+}
+
 fn open_error(path: &Path, source: io::Error) -> InputError {
     InputError {
         origin: path.display().to_string(),
@@ -447,6 +484,32 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("cannot read {}", path.display())));
         }
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_being_read_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write(tmp.path(), "a.txt", b"one\ntwo\nthree\n");
+        let mut inputs = open(&[&path], 100);
+        std::fs::write(&path, b"one\n").unwrap();
+        let mut batch = BatchBuilder::default();
+        let err = inputs
+            .fill(&mut batch, 100, usize::MAX)
+            .and_then(|_| inputs.fill(&mut BatchBuilder::default(), 100, usize::MAX));
+        assert_eq!(batch.len(), 1, "the line before the end is kept");
+        let err = err.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read {} after line 1: file shrank while being read: 14 bytes at open, ended after 4",
+                path.display()
+            )
+        );
+        // Growing is fine: the file is read to its end.
+        let path = write(tmp.path(), "b.txt", b"one\n");
+        let mut inputs = open(&[&path], 100);
+        std::fs::write(&path, b"one\ntwo\n").unwrap();
+        assert_eq!(drain(&mut inputs).len(), 2);
     }
 
     #[test]

@@ -22,11 +22,15 @@
 //!   `<directory>/<relative path>` with line 1. Hidden files are included.
 //!   Symbolic links to files are read; symbolic links to directories are
 //!   not followed (they are logged and skipped), so there are no loops.
-//!   `.gz` and `.zst` files are decompressed. Files that cannot be read,
-//!   fail to decompress or exceed the limit become rejected records.
+//!   `.gz` and `.zst` files are decompressed. Files that cannot be read
+//!   (a dangling symbolic link, a link to itself, an IO error), fail to
+//!   decompress or exceed the limit become rejected records. Anything else
+//!   (a FIFO, a socket, a device) is logged and skipped, never opened.
 //! - IO errors on line inputs (including truncated compressed files) are
 //!   [`InputError`](drainpipe_actors::InputError)s naming the file and the
-//!   last line read.
+//!   last line read. So is a regular file that ends before the size it had
+//!   when the inputs were opened (it was truncated while being read). A file
+//!   deleted while being read stays readable once open, and is read whole.
 
 mod dir;
 mod inputs;
