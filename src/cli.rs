@@ -37,13 +37,28 @@ pub enum JobCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Write the demo corpus as JSON Lines (`{"id": N, "text": ...}`), to
+    /// benchmark or compare tools on the same data. Not a job.
+    Generate(GenerateArgs),
+}
+
+/// Options of `generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of documents.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub docs: u64,
+    /// Output file (written atomically); `-` for stdout.
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
+    pub output: PathBuf,
 }
 
 impl JobCommand {
     /// The options shared by every job.
-    pub fn common(&self) -> &CommonArgs {
+    pub fn common(&self) -> Option<&CommonArgs> {
         match self {
-            JobCommand::Vocab { common } => common,
+            JobCommand::Vocab { common } => Some(common),
+            JobCommand::Generate(_) => None,
         }
     }
 
@@ -52,6 +67,7 @@ impl JobCommand {
     pub fn identity(&self) -> String {
         match self {
             JobCommand::Vocab { .. } => "vocab".to_owned(),
+            JobCommand::Generate(_) => "generate".to_owned(),
         }
     }
 }

@@ -18,9 +18,12 @@ use crate::cli::{Cli, JobCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let common = cli.job.common();
+    let level = cli
+        .job
+        .common()
+        .map_or(log::LevelFilter::Info, |c| c.log_level());
     simple_logger::SimpleLogger::new()
-        .with_level(common.log_level())
+        .with_level(level)
         .env()
         .init()
         .expect("the logger is installed once");
@@ -38,7 +41,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<i32> {
-    let common = cli.job.common();
+    let common = match &cli.job {
+        JobCommand::Generate(args) => {
+            generate(args)?;
+            return Ok(Code::Complete.code());
+        }
+        job => job.common().expect("every job has the common options"),
+    };
     let output = OutputDir::create(&common.output)?;
     let handle = RunHandle::new();
     signals::install(handle.clone(), output.path().to_owned())
@@ -51,6 +60,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     }
     let mut report = match &cli.job {
         JobCommand::Vocab { .. } => jobs::vocab::run(&ctx)?,
+        JobCommand::Generate(_) => unreachable!("handled above"),
     };
     report.peak_rss_bytes = peak_rss_bytes();
     report.write(&output)?;
@@ -59,6 +69,40 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         log::debug!("result: {}", report.result);
     }
     Ok(report.exit_code)
+}
+
+/// Writes the demo corpus as JSON Lines.
+fn generate(args: &cli::GenerateArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let corpus = drainpipe::corpus::Corpus::new(drainpipe::corpus::CorpusSpec {
+        docs: args.docs,
+        ..Default::default()
+    });
+    let write_docs = |out: &mut dyn Write| -> std::io::Result<()> {
+        for doc in corpus.docs() {
+            let line = serde_json::json!({ "id": doc.index, "text": doc.text });
+            writeln!(out, "{line}")?;
+        }
+        out.flush()
+    };
+    if args.output.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        write_docs(&mut std::io::BufWriter::new(stdout.lock())).context("writing to stdout")?;
+        return Ok(());
+    }
+    let path = &args.output;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let mut file = OutputDir::create(folder)?.atomic(name)?;
+    write_docs(&mut file).map_err(|e| drainpipe_actors::OutputError::new(path, e))?;
+    file.commit()?;
+    Ok(())
 }
 
 /// Refuses an output folder holding another run's results or an
