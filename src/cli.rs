@@ -37,9 +37,61 @@ pub enum JobCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Near-duplicate detection (MinHash + LSH, candidates verified with the
+    /// exact Jaccard similarity of word n-gram shingles). Writes the kept
+    /// records (kept.jsonl), clusters.jsonl (each removed record, the record
+    /// it duplicates and their similarity) and the summary. With no input it
+    /// runs on a demo corpus with planted near-duplicates and prints
+    /// precision and recall against exact ground truth.
+    Dedup {
+        /// Options shared by every job.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// The job's parameters.
+        #[command(flatten)]
+        params: DedupArgs,
+    },
     /// Write the demo corpus as JSON Lines (`{"id": N, "text": ...}`), to
     /// benchmark or compare tools on the same data. Not a job.
     Generate(GenerateArgs),
+}
+
+/// Parameters of `dedup`.
+#[derive(Debug, Args)]
+pub struct DedupArgs {
+    /// Jaccard similarity at or above which two records are duplicates.
+    #[arg(long, value_name = "J", default_value_t = 0.8)]
+    pub threshold: f64,
+    /// Words per shingle (word n-grams).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub ngram: usize,
+    /// MinHash permutations per signature.
+    #[arg(long, value_name = "P", default_value_t = 128)]
+    pub num_perm: usize,
+    /// LSH bands [default: chosen so a pair at the threshold becomes a
+    /// candidate with probability >= 0.95].
+    #[arg(long, value_name = "B", requires = "rows")]
+    pub bands: Option<usize>,
+    /// Rows per LSH band [default: chosen with --bands].
+    #[arg(long, value_name = "R", requires = "bands")]
+    pub rows: Option<usize>,
+    /// Print the chosen bands and rows and the probability of becoming a
+    /// candidate at J = 0.5 ... 1.0, then exit.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+impl DedupArgs {
+    /// The job's parameters.
+    pub fn params(&self) -> drainpipe::jobs::dedup::DedupParams {
+        drainpipe::jobs::dedup::DedupParams {
+            threshold: self.threshold,
+            ngram: self.ngram,
+            num_perm: self.num_perm,
+            bands: self.bands,
+            rows: self.rows,
+        }
+    }
 }
 
 /// Options of `generate`.
@@ -57,7 +109,7 @@ impl JobCommand {
     /// The options shared by every job.
     pub fn common(&self) -> Option<&CommonArgs> {
         match self {
-            JobCommand::Vocab { common } => Some(common),
+            JobCommand::Vocab { common } | JobCommand::Dedup { common, .. } => Some(common),
             JobCommand::Generate(_) => None,
         }
     }
@@ -67,6 +119,16 @@ impl JobCommand {
     pub fn identity(&self) -> String {
         match self {
             JobCommand::Vocab { .. } => "vocab".to_owned(),
+            JobCommand::Dedup { params, .. } => {
+                let p = params.params();
+                match p.banding() {
+                    Ok(b) => format!(
+                        "dedup (threshold {}, {}-word shingles, {} permutations, {} bands x {} rows)",
+                        p.threshold, p.ngram, p.num_perm, b.bands, b.rows
+                    ),
+                    Err(_) => format!("dedup {p:?}"),
+                }
+            }
             JobCommand::Generate(_) => "generate".to_owned(),
         }
     }
@@ -202,6 +264,7 @@ impl CommonArgs {
                 .then(|| Duration::from_secs(self.checkpoint_every)),
             resume: self.resume,
             fingerprint: self.fingerprint(job),
+            engine: drainpipe::jobs::Engine::Actors,
         }
     }
 

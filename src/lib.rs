@@ -8,10 +8,13 @@
 //! - [`jobs`]: the built-in jobs, one module each, and the registry the CLI
 //!   uses. A new job is one file here plus one line in the registry.
 //! - [`corpus`]: the deterministic demo corpus.
+//! - [`baseline`]: the same jobs on plain threads, to measure what the
+//!   actors cost (benchmarks only).
 //!
 //! The binary (`main.rs`, `cli.rs`) is the only place that knows about
 //! signals, terminals and exit codes.
 
+pub mod baseline;
 pub mod corpus;
 pub mod input;
 pub mod jobs;

@@ -46,6 +46,10 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             generate(args)?;
             return Ok(Code::Complete.code());
         }
+        JobCommand::Dedup { params, .. } if params.explain => {
+            print!("{}", jobs::dedup::explain(&params.params()));
+            return Ok(Code::Complete.code());
+        }
         job => job.common().expect("every job has the common options"),
     };
     let output = OutputDir::create(&common.output)?;
@@ -60,15 +64,45 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     }
     let mut report = match &cli.job {
         JobCommand::Vocab { .. } => jobs::vocab::run(&ctx)?,
+        JobCommand::Dedup { params, .. } => jobs::dedup::run(&ctx, &params.params())?,
         JobCommand::Generate(_) => unreachable!("handled above"),
     };
     report.peak_rss_bytes = peak_rss_bytes();
     report.write(&output)?;
     eprintln!("{}", report.human());
+    if let Some(lines) = dedup_summary(&report) {
+        eprintln!("{lines}");
+    }
     if !report.result.is_null() {
         log::debug!("result: {}", report.result);
     }
     Ok(report.exit_code)
+}
+
+/// The lines a dedup run adds to the human summary: what it found and,
+/// on the demo corpus, how accurate that is.
+fn dedup_summary(report: &drainpipe_actors::RunReport) -> Option<String> {
+    let r = &report.result;
+    let removed = r.get("duplicates_removed")?;
+    let mut s = format!(
+        "dedup: {removed} near-duplicates removed in {} clusters ({} candidate pairs, {} verified); {:.0} documents/s end to end over {} passes",
+        r["clusters"],
+        r["candidate_pairs"],
+        r["verified_pairs"],
+        report.records.read as f64 / report.elapsed_s.max(1e-9),
+        r["passes"].as_array().map_or(0, |p| p.len())
+    );
+    if let Some(a) = r.get("accuracy") {
+        s += &format!(
+            "
+dedup: precision {:.4}, recall {:.4} against the exact Jaccard ground truth ({} true duplicate pairs, {} found)",
+            a["precision"].as_f64().unwrap_or(f64::NAN),
+            a["recall"].as_f64().unwrap_or(f64::NAN),
+            a["true_pairs"],
+            a["predicted_pairs"]
+        );
+    }
+    Some(s)
 }
 
 /// Writes the demo corpus as JSON Lines.

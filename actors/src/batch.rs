@@ -191,9 +191,19 @@ impl BatchBuilder {
         self.batch.data.len()
     }
 
-    /// The finished batch.
+    /// The finished batch (the Source actor numbers it).
     pub fn finish(self) -> Batch {
         self.batch
+    }
+
+    /// The finished batch, numbered `seq`, its first record at input index
+    /// `first_index`: for running batches without the Source actor (the
+    /// no-actor baseline of the benchmarks, tests).
+    pub fn finish_numbered(self, seq: u64, first_index: u64) -> Batch {
+        let mut batch = self.batch;
+        batch.seq = seq;
+        batch.first_index = first_index;
+        batch
     }
 }
 

@@ -19,6 +19,7 @@ use drainpipe_actors::{
 use crate::corpus::{Corpus, CorpusSpec, DemoSource};
 use crate::input::{InputOptions, Inputs, TextFields};
 
+pub mod dedup;
 pub mod vocab;
 
 /// Makes the progress callback of one pass, given the pass's name.
@@ -50,6 +51,20 @@ pub struct RunContext {
     /// Identifies the job, its inputs and parameters; checkpoints of
     /// another fingerprint are refused.
     pub fingerprint: String,
+    /// What runs the passes: the actor pipeline, or the no-actor baseline
+    /// (benchmarks).
+    pub engine: Engine,
+}
+
+/// What runs a job's passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// The actor pipeline with its stop protocol.
+    #[default]
+    Actors,
+    /// [`crate::baseline`]: plain threads and channels, to measure what the
+    /// actors cost.
+    PlainThreads,
 }
 
 impl RunContext {
@@ -73,6 +88,7 @@ impl RunContext {
             checkpoint_every: None,
             resume: false,
             fingerprint: String::new(),
+            engine: Engine::Actors,
         }
     }
 
@@ -117,6 +133,9 @@ pub fn run_pass<J: Job, S: RecordSource>(
     ctx: &RunContext,
     pass: &str,
 ) -> anyhow::Result<RunReport> {
+    if ctx.engine == Engine::PlainThreads {
+        return crate::baseline::run_plain(job, source, &ctx.output, ctx.settings.workers);
+    }
     let report = Pipeline::with_shared_job(job, source, ctx.output.clone())
         .settings(ctx.settings.clone())
         .checkpoints(ctx.checkpoints()?)

@@ -1,0 +1,189 @@
+//! Throughput of `dedup` and of its parts, measured by hand in a release
+//! build (`MODE` is demo, pipeline or step1; sizes through DEDUP_* variables):
+//!
+//! ```text
+//! # the demo corpus through dedup::run (generation included), with truth
+//! DEDUP_DOCS=50000 DEDUP_WORKERS=2 cargo bench --bench dedup_stages -- demo
+//! # the three passes over pre-generated documents in memory, 1 and 2 workers
+//! DEDUP_DOCS=100000 DEDUP_WINDOW=8 cargo bench --bench dedup_stages -- pipeline
+//! # the cost of each part of step 1 (thread CPU time per document)
+//! DEDUP_DOCS=20000 cargo bench --bench dedup_stages -- step1
+//! ```
+
+use drainpipe::jobs::dedup::memory::{MemoryRecord, MemorySource};
+use drainpipe::jobs::dedup::{self, DedupParams};
+use drainpipe::jobs::RunContext;
+use drainpipe_actors::OutputDir;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs the demo corpus and prints the summary.
+fn demo_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = RunContext::quiet(vec![], OutputDir::create(dir.path()).unwrap());
+    ctx.demo_docs = env("DEDUP_DOCS", 50_000);
+    ctx.settings.workers = env("DEDUP_WORKERS", 2) as usize;
+    ctx.settings.window = 2 * ctx.settings.workers;
+    let started = std::time::Instant::now();
+    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    println!("{}", report.human());
+    println!("{}", serde_json::to_string_pretty(&report.result).unwrap());
+    println!(
+        "wall {wall:.2}s: {:.0} docs/s end to end (truth included)",
+        ctx.demo_docs as f64 / wall
+    );
+    assert_eq!(report.exit_code, 0);
+}
+
+/// The whole job (three passes, no ground truth) over pre-generated demo
+/// documents held in memory, with 1 and 2 workers.
+fn pipeline_throughput_without_generation() {
+    use drainpipe::corpus::{Corpus, CorpusSpec};
+    let n = env("DEDUP_DOCS", 50_000);
+    let corpus = Corpus::new(CorpusSpec {
+        docs: n,
+        ..CorpusSpec::default()
+    });
+    // Generated once: the demo source costs about 20 us per document on
+    // the Source's thread, in every pass.
+    let records = std::sync::Arc::new(
+        corpus
+            .docs()
+            .map(|d| MemoryRecord::text(d.text))
+            .collect::<Vec<_>>(),
+    );
+    let only = env("DEDUP_WORKERS", 0) as usize;
+    for workers in [1, 2].into_iter().filter(|&w| only == 0 || w == only) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = RunContext::quiet(vec![], OutputDir::create(dir.path()).unwrap());
+        ctx.settings.workers = workers;
+        ctx.settings.window = env("DEDUP_WINDOW", 2 * workers as u64) as usize;
+        let open = MemorySource::opener(std::sync::Arc::clone(&records));
+        let started = std::time::Instant::now();
+        let report = dedup::run_on(&ctx, &DedupParams::default(), &open, false).unwrap();
+        let wall = started.elapsed().as_secs_f64();
+        assert_eq!(report.exit_code, 0);
+        println!(
+            "{workers} worker(s): {:.0} docs/s end to end ({wall:.2}s); passes {}",
+            n as f64 / wall,
+            report.result["passes"]
+        );
+        println!("  phases (summed over passes): {:?}", report.phases);
+    }
+}
+
+/// Step-1 cost per document, single-threaded, on pre-generated texts.
+fn step1_cost() {
+    use drainpipe::corpus::{Corpus, CorpusSpec};
+    use drainpipe::jobs::dedup::lsh::SignatureJob;
+    use drainpipe::jobs::dedup::shingle::{shingle_set, with_scratch};
+    let n = env("DEDUP_DOCS", 20_000);
+    let corpus = Corpus::new(CorpusSpec {
+        docs: n,
+        ..CorpusSpec::default()
+    });
+    let t = std::time::Instant::now();
+    let texts: Vec<String> = corpus.docs().map(|d| d.text).collect();
+    println!(
+        "generate: {:.2} us/doc",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    // Five rounds over the texts, so the timings are not a cold start.
+    let texts: Vec<String> = (0..5).flat_map(|_| texts.iter().cloned()).collect();
+    let n = n * 5;
+    let per = |t: Cpu| t.elapsed_s() * 1e6 / n as f64;
+    let params = DedupParams::default();
+    let banding = params.banding().unwrap();
+    let fields = RunContext::quiet(vec![], OutputDir::create(std::env::temp_dir()).unwrap()).fields;
+    let job = SignatureJob::new(fields, params.ngram, banding);
+    let t = Cpu::now();
+    let mut buf = Vec::new();
+    let mut count = 0usize;
+    for text in &texts {
+        drainpipe::jobs::dedup::normalize::for_each_word(text, &mut buf, |w| count += w.len());
+    }
+    println!("normalize only: {:.2} us/doc ({count})", per(t));
+    let t = Cpu::now();
+    let mut h = 0u64;
+    for text in &texts {
+        drainpipe::jobs::dedup::normalize::for_each_word(text, &mut buf, |w| {
+            h ^= drainpipe::jobs::dedup::shingle::hash_word(w)
+        });
+    }
+    println!("normalize + word hashes: {:.2} us/doc ({h})", per(t));
+    let t = Cpu::now();
+    let mut words = 0usize;
+    for text in &texts {
+        with_scratch(|s| {
+            s.shingle(text, params.ngram);
+            words += s.shingles.len();
+        });
+    }
+    println!(
+        "normalize + shingle: {:.2} us/doc ({} shingles/doc)",
+        per(t),
+        words as u64 / n
+    );
+    let t = Cpu::now();
+    let mut x = 0u64;
+    for text in &texts {
+        x ^= job.band_keys(text).as_slice()[0];
+    }
+    println!("band keys (all of step 1): {:.2} us/doc ({x})", per(t));
+    let keys: Vec<_> = texts[..n as usize / 5]
+        .iter()
+        .map(|t| job.band_keys(t))
+        .collect();
+    let t = Cpu::now();
+    let mut index = drainpipe_actors::Job::integrator(&job);
+    for (i, k) in keys.into_iter().enumerate() {
+        drainpipe_actors::Integrate::integrate(&mut index, i as u64, k).unwrap();
+    }
+    println!("integrate (pass 1, step 2): {:.2} us/doc", per(t) * 5.0);
+    let t = Cpu::now();
+    for text in &texts {
+        x ^= shingle_set(text, params.ngram).len() as u64;
+    }
+    println!(
+        "shingle set (pass 2, per candidate): {:.2} us/doc ({x})",
+        per(t)
+    );
+}
+
+/// CPU time of the current thread (Linux `schedstat`, nanoseconds), so
+/// the measurements do not depend on what else the machine runs.
+#[derive(Clone, Copy)]
+struct Cpu(u64);
+
+impl Cpu {
+    fn read() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn now() -> Self {
+        Cpu(Self::read())
+    }
+
+    fn elapsed_s(self) -> f64 {
+        (Self::read() - self.0) as f64 / 1e9
+    }
+}
+
+fn main() {
+    let mode = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    match mode.as_deref() {
+        Some("demo") => demo_throughput(),
+        Some("pipeline") => pipeline_throughput_without_generation(),
+        Some("step1") | None => step1_cost(),
+        Some(other) => panic!("unknown mode {other}: demo, pipeline or step1"),
+    }
+}

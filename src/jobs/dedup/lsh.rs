@@ -1,0 +1,222 @@
+//! Pass 1 of `dedup`: MinHash signatures and LSH banding.
+//!
+//! Step 1 (the processors) turns each record into its band keys; step 2
+//! (the Integrator) puts every band key into its band's bucket table and
+//! emits a candidate pair whenever a key is already there. Nothing of a
+//! record's text is kept: the Integrator holds, per record, one table
+//! entry per band (or none when the key was already present) and one bit.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
+
+use drainpipe_actors::{FinishContext, Integrate, Job, RawRecord, RecordError};
+
+use crate::input::{parse_text_record, TextFields, TextRecord};
+
+use super::bitset::BitSet;
+use super::minhash::{BandKeys, MinHasher};
+use super::params::Banding;
+use super::shingle::with_scratch;
+
+/// The seed of the MinHash permutations (fixed: signatures, and so the
+/// candidates, are the same on every run and every machine).
+pub const PERMUTATION_SEED: u64 = 0xD1CE_5EED_0F0D_D5E5;
+
+/// A `Hasher` for keys that are already well-mixed 64-bit hashes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A hash map keyed by pre-hashed `u64`s.
+pub type PrehashedMap<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+
+/// Bytes a hashbrown table with `capacity` entries of `entry` bytes
+/// occupies (buckets are a power of two, at most 7/8 full, plus one control
+/// byte each).
+pub fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (entry + 1) + 16
+}
+
+/// What pass 1 found, handed to the next passes.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    /// Candidate pairs `(earlier, later)` by record index, sorted by the
+    /// later record, then the earlier one; no repeats.
+    pub pairs: Vec<(u32, u32)>,
+    /// The records pass 1 integrated (the others were rejected).
+    pub integrated: BitSet,
+    /// Records integrated.
+    pub records: u64,
+    /// Records without any shingle (no word at all).
+    pub empty: u64,
+    /// Peak bytes held by the Integrator (bucket tables, bits, pairs).
+    pub integrator_bytes: u64,
+}
+
+/// Step 1 and 2 of pass 1.
+#[derive(Debug)]
+pub struct SignatureJob {
+    fields: TextFields,
+    ngram: usize,
+    banding: Banding,
+    hasher: MinHasher,
+    slot: Arc<Mutex<Option<Candidates>>>,
+}
+
+impl SignatureJob {
+    /// Pass 1 with `ngram`-word shingles and `banding`.
+    pub fn new(fields: TextFields, ngram: usize, banding: Banding) -> Self {
+        SignatureJob {
+            fields,
+            ngram,
+            banding,
+            hasher: MinHasher::new(banding.signature_len(), PERMUTATION_SEED),
+            slot: Arc::default(),
+        }
+    }
+
+    /// What the Integrator found, once the pass has finished.
+    pub fn take_result(&self) -> Option<Candidates> {
+        self.slot.lock().expect("result slot poisoned").take()
+    }
+
+    /// The band keys of one text (what step 1 computes).
+    pub fn band_keys(&self, text: &str) -> BandKeys {
+        with_scratch(|s| {
+            s.shingle(text, self.ngram);
+            if s.shingles.is_empty() {
+                return BandKeys::empty();
+            }
+            self.hasher.signature(&s.shingles, &mut s.signature);
+            BandKeys::of_signature(&s.signature, self.banding)
+        })
+    }
+}
+
+impl Job for SignatureJob {
+    type Parsed<'a> = TextRecord<'a>;
+    type Output = BandKeys;
+    type Integrator = BandIndex;
+
+    fn name(&self) -> &str {
+        "dedup"
+    }
+
+    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<TextRecord<'a>, RecordError> {
+        parse_text_record(raw, &self.fields)
+    }
+
+    fn process(&self, record: TextRecord<'_>) -> Result<BandKeys, RecordError> {
+        Ok(self.band_keys(&record.text))
+    }
+
+    fn integrator(&self) -> BandIndex {
+        BandIndex {
+            tables: (0..self.banding.bands)
+                .map(|_| PrehashedMap::default())
+                .collect(),
+            found: Candidates::default(),
+            partners: Vec::new(),
+            slot: Arc::clone(&self.slot),
+        }
+    }
+}
+
+/// Step 2 of pass 1: one bucket table per band, from band key to the
+/// first record that had it.
+#[derive(Debug)]
+pub struct BandIndex {
+    tables: Vec<PrehashedMap<u32>>,
+    found: Candidates,
+    partners: Vec<u32>,
+    slot: Arc<Mutex<Option<Candidates>>>,
+}
+
+impl BandIndex {
+    fn heap_bytes(&self) -> usize {
+        let tables: usize = self
+            .tables
+            .iter()
+            .map(|t| table_bytes(t.capacity(), std::mem::size_of::<(u64, u32)>()))
+            .sum();
+        tables
+            + self.found.integrated.heap_bytes()
+            + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+}
+
+/// The record index as `u32`, the width the tables use.
+pub fn record_id(index: u64) -> Result<u32, RecordError> {
+    u32::try_from(index)
+        .map_err(|_| "dedup handles at most 2^32 records per run (record index too large)".into())
+}
+
+impl Integrate for BandIndex {
+    type Output = BandKeys;
+
+    fn integrate(&mut self, index: u64, keys: BandKeys) -> Result<(), RecordError> {
+        let id = record_id(index)?;
+        self.found.integrated.insert(index);
+        self.found.records += 1;
+        if keys.is_empty() {
+            self.found.empty += 1;
+            return Ok(());
+        }
+        self.partners.clear();
+        for (table, &key) in self.tables.iter_mut().zip(keys.as_slice()) {
+            match table.entry(key) {
+                Entry::Occupied(first) => self.partners.push(*first.get()),
+                Entry::Vacant(slot) => {
+                    slot.insert(id);
+                }
+            }
+        }
+        self.partners.sort_unstable();
+        self.partners.dedup();
+        self.found
+            .pairs
+            .extend(self.partners.iter().map(|&first| (first, id)));
+        Ok(())
+    }
+
+    fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        self.found.integrator_bytes = self.heap_bytes() as u64;
+        let summary = serde_json::json!({
+            "pass": "signatures",
+            "partial": run.partial,
+            "records": self.found.records,
+            "candidate_pairs": self.found.pairs.len(),
+            "integrator_bytes": self.found.integrator_bytes,
+        });
+        // The tables are no longer needed: free them before the next pass.
+        self.tables = Vec::new();
+        let found = std::mem::take(&mut self.found);
+        *self.slot.lock().expect("result slot poisoned") = Some(found);
+        Ok(summary)
+    }
+}

@@ -1,0 +1,411 @@
+//! `dedup`: near-duplicate detection in text corpora with MinHash and LSH,
+//! verified exactly, on the actor pipeline.
+//!
+//! Two records are duplicates when the exact Jaccard similarity of their
+//! shingle sets (word n-grams of the normalized text, hashed to 64 bits)
+//! is at least the threshold. The job runs three passes over the input,
+//! each streaming, none holding the corpus:
+//!
+//! 1. **signatures** ([`lsh`], a pipeline pass): the processors normalize
+//!    ([`normalize`]), shingle ([`shingle`]) and compute a MinHash
+//!    signature and its LSH band keys ([`minhash`]); the Integrator buckets
+//!    the band keys (one table per band, key -> first record) and collects
+//!    the candidate pairs, records sharing a bucket. Banding: [`params`].
+//! 2. **verify** ([`verify`], a pipeline pass over the same input): the
+//!    processors compute the shingle set of the records that are in a
+//!    candidate pair only; the Integrator computes the exact Jaccard
+//!    similarity of every candidate pair, keeping a set only until the
+//!    record's last partner has arrived. Union-find over the verified
+//!    pairs ([`unionfind`]) makes the clusters; a cluster keeps its first
+//!    record in input order.
+//! 3. **kept** ([`kept`], a pipeline pass): the processors format each
+//!    kept record's output line (removed ones are not even parsed), the
+//!    Integrator appends them to `kept.jsonl` in input order;
+//!    `clusters.jsonl` ([`output`]) lists every removed record with the
+//!    record it duplicates. Both are committed once all passes agree.
+//!
+//! Passes 2 and 3 parse only the records they need (and the records pass 1
+//! rejected, to reject them again with the same reason: every pass
+//! rewrites `rejects.jsonl`, with the same content). A pass that does not
+//! complete ends the run there. dedup takes no checkpoints (its Integrate
+//! states keep the default `save`, so `--resume` finds none and refuses).
+//!
+//! On the embedded demo corpus, the result also carries precision and
+//! recall against the exact all-pairs ground truth ([`truth`]).
+//!
+//! Outputs are byte-identical whatever the number of workers, the window
+//! or the batch size: the Integrators see records in input order, and
+//! every choice (bucket's first record, cluster's kept record) is by
+//! input order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use drainpipe_actors::{ExitCode, RecordSource, RunReport};
+use serde_json::json;
+
+use super::{open_source, run_pass, RunContext};
+
+pub mod bitset;
+pub mod fold;
+pub mod kept;
+pub mod lsh;
+pub mod memory;
+pub mod minhash;
+pub mod normalize;
+pub mod output;
+pub mod params;
+pub mod shingle;
+pub mod truth;
+pub mod unionfind;
+pub mod verify;
+
+pub use kept::KEPT_FILE;
+pub use output::CLUSTERS_FILE;
+pub use params::{explain, Banding, DedupParams};
+
+use bitset::BitSet;
+use kept::KeptJob;
+use lsh::SignatureJob;
+use output::Clusters;
+use verify::VerifyJob;
+
+/// How the similarity of a removed record is defined (also written into
+/// the summary).
+pub const SIMILARITY_DEFINITION: &str = "exact Jaccard similarity of the removed record's \
+    shingle set with that of its closest verified neighbour in its cluster (>= threshold)";
+
+/// How precision and recall are defined (also written into the summary).
+pub const ACCURACY_DEFINITION: &str = "over pairs of records: predicted = both records in one \
+    output cluster; true = both records connected by pairs with exact Jaccard >= threshold \
+    (connected components of the exact all-pairs join)";
+
+/// Time and throughput of one pass.
+#[derive(Debug, Clone, serde::Serialize)]
+struct PassTime {
+    pass: &'static str,
+    elapsed_s: f64,
+    records_per_s: f64,
+}
+
+impl PassTime {
+    fn of(pass: &'static str, report: &RunReport) -> Self {
+        PassTime {
+            pass,
+            elapsed_s: report.elapsed_s,
+            records_per_s: report.records_per_s,
+        }
+    }
+}
+
+/// Runs `dedup` over the context's input (the demo corpus when there is
+/// none, with precision and recall against the exact ground truth up to
+/// [`MAX_TRUTH_DOCS`] documents) and returns the report of the whole run: record counts are those
+/// of pass 1; times add up every pass (`phases` sums each phase over the
+/// pipeline passes, `result.passes` has each pass); `result` is the job's
+/// summary. When a pass does not complete (interrupted, failed), the run
+/// stops there and returns that pass's report, marked partial, with no
+/// dedup output written (stale `kept.jsonl`/`clusters.jsonl` of an earlier
+/// run are removed).
+pub fn run(ctx: &RunContext, params: &DedupParams) -> anyhow::Result<RunReport> {
+    if ctx.inputs.iter().any(|p| p.as_os_str() == "-") {
+        anyhow::bail!(
+            "dedup reads its input three times and stdin (`-`) only once: save it to a file first"
+        );
+    }
+    let demo = ctx.inputs.is_empty();
+    if demo && ctx.demo_docs > MAX_TRUTH_DOCS {
+        log::info!(
+            "dedup: no precision/recall for a demo corpus of more than {MAX_TRUTH_DOCS} documents"
+        );
+    }
+    run_on(
+        ctx,
+        params,
+        &|| open_source(ctx),
+        demo && ctx.demo_docs <= MAX_TRUTH_DOCS,
+    )
+}
+
+/// The largest demo corpus whose ground truth is computed: the exact join
+/// holds every shingle set (about 2.4 KB per document, 3.4 KB at peak:
+/// 170 MB for the default 50,000 documents).
+pub const MAX_TRUTH_DOCS: u64 = 100_000;
+
+/// Opens the input of a run, once per pass.
+pub type OpenInput<'a> = dyn Fn() -> anyhow::Result<Box<dyn RecordSource>> + 'a;
+
+/// [`run`] over the records `open` yields (called once per pass: every
+/// call must yield the same records; a pass that reads a different number
+/// of records fails the run with exit code 74 and no output), with the accuracy against the exact
+/// ground truth in the summary when `measure_accuracy` is true (it holds
+/// every shingle set in memory: for the demo corpus and tests).
+pub fn run_on(
+    ctx: &RunContext,
+    params: &DedupParams,
+    open: &OpenInput<'_>,
+    measure_accuracy: bool,
+) -> anyhow::Result<RunReport> {
+    let banding = params.banding().map_err(anyhow::Error::msg)?;
+    let mut passes = Vec::new();
+
+    // Pass 1: signatures and candidate pairs.
+    let job = Arc::new(SignatureJob::new(ctx.fields.clone(), params.ngram, banding));
+    let first = run_pass(Arc::clone(&job), open()?, ctx, "signatures")?;
+    passes.push(PassTime::of("signatures", &first));
+    if first.exit_code != 0 {
+        return incomplete(ctx, first, "signatures", &passes, &[]);
+    }
+    let candidates = job
+        .take_result()
+        .ok_or_else(|| anyhow::anyhow!("pass 1 ended without its result"))?;
+    let bytes_per_record = per_record(candidates.integrator_bytes, candidates.records);
+    log::info!(
+        "dedup pass 1: {} records, {} candidate pairs, {:.0} integrator bytes per record",
+        candidates.records,
+        candidates.pairs.len(),
+        bytes_per_record
+    );
+    let candidate_pairs = candidates.pairs.len() as u64;
+    let integrated = Arc::new(candidates.integrated);
+
+    // Pass 2: exact verification (skipped when there is no candidate).
+    let mut reports = vec![];
+    let verified = if candidates.pairs.is_empty() {
+        verify::Verified::default()
+    } else {
+        if ctx.handle.stop_requested() {
+            return incomplete(ctx, first, "verify", &passes, &[]);
+        }
+        let job = Arc::new(VerifyJob::new(
+            ctx.fields.clone(),
+            params.ngram,
+            params.threshold,
+            Arc::clone(&integrated),
+            Arc::new(candidates.pairs),
+        ));
+        let mut second = run_pass(Arc::clone(&job), open()?, ctx, "verify")?;
+        passes.push(PassTime::of("verify", &second));
+        if second.exit_code == 0 && second.records.read != first.records.read {
+            let read = second.records.read;
+            changed(&mut second, "verify", first.records.read, read);
+        }
+        if second.exit_code != 0 {
+            return incomplete(ctx, second, "verify", &passes, &[&first]);
+        }
+        let verified = job
+            .take_result()
+            .ok_or_else(|| anyhow::anyhow!("pass 2 ended without its result"))?;
+        reports.push(second);
+        verified
+    };
+    let verify_bytes_per_record = per_record(verified.peak_bytes, candidates.records);
+    let clusters = Clusters::from_pairs(&verified.pairs);
+    let mut removed = BitSet::new();
+    for &(r, _, _) in &clusters.removed {
+        removed.insert(r.into());
+    }
+
+    // Pass 3: kept.jsonl, then both files are committed.
+    if ctx.handle.stop_requested() {
+        return incomplete(
+            ctx,
+            first,
+            "kept",
+            &passes,
+            &reports.iter().collect::<Vec<_>>(),
+        );
+    }
+    let clusters_file = output::write_clusters(&ctx.output, &clusters, &verified.ids)?;
+    let job = Arc::new(KeptJob::new(
+        ctx.fields.clone(),
+        Arc::clone(&integrated),
+        Arc::new(removed),
+        ctx.output.clone(),
+    ));
+    let mut third = run_pass(Arc::clone(&job), open()?, ctx, "kept")?;
+    passes.push(PassTime::of("kept", &third));
+    if third.exit_code == 0 && third.records.read != first.records.read {
+        let read = third.records.read;
+        changed(&mut third, "kept", first.records.read, read);
+    }
+    if third.exit_code != 0 {
+        let earlier: Vec<&RunReport> = std::iter::once(&first).chain(&reports).collect();
+        return incomplete(ctx, third, "kept", &passes, &earlier);
+    }
+    let written = job
+        .take_result()
+        .ok_or_else(|| anyhow::anyhow!("pass 3 ended without its result"))?;
+    let kept = written.kept;
+    written.file.commit()?;
+    clusters_file.commit()?;
+    reports.push(third);
+
+    // Ground truth, for the demo corpus.
+    let accuracy = if measure_accuracy {
+        demo_accuracy(ctx, open, params, &clusters)?
+    } else {
+        None
+    };
+
+    let mut report = combine(first, &reports.iter().collect::<Vec<_>>(), &passes);
+    for other in &reports {
+        if other.records.rejected != report.records.rejected {
+            report.errors.push(format!(
+                "a later pass rejected {} records, pass 1 {}: the input changed between passes",
+                other.records.rejected, report.records.rejected
+            ));
+        }
+    }
+    if verified.unverifiable > 0 {
+        report.errors.push(format!(
+            "{} candidate pairs could not be verified: the input changed between passes",
+            verified.unverifiable
+        ));
+    }
+    // A list, not an object: JSON object keys would sort "10" before "2".
+    let sizes: Vec<serde_json::Value> = clusters
+        .sizes
+        .iter()
+        .map(|(size, n)| json!({ "size": size, "clusters": n }))
+        .collect();
+    let mut result = json!({
+        "parameters": {
+            "threshold": params.threshold,
+            "ngram": params.ngram,
+            "num_perm": params.num_perm,
+            "bands": banding.bands,
+            "rows": banding.rows,
+            "candidate_probability_at_threshold": banding.candidate_probability(params.threshold),
+        },
+        "records": report.records.integrated,
+        "records_without_words": candidates.empty,
+        "kept": kept,
+        "duplicates_removed": clusters.removed.len(),
+        "clusters": clusters.count(),
+        "cluster_sizes": sizes,
+        "candidate_pairs": candidate_pairs,
+        "verified_pairs": verified.pairs.len(),
+        "integrator_bytes_per_record": bytes_per_record.max(verify_bytes_per_record),
+        "integrator_bytes_per_record_by_pass": {
+            "signatures": bytes_per_record,
+            "verify": verify_bytes_per_record,
+        },
+        "similarity": SIMILARITY_DEFINITION,
+        "outputs": [KEPT_FILE, CLUSTERS_FILE],
+        "passes": passes,
+    });
+    if let Some((accuracy, truth_s)) = accuracy {
+        log::info!(
+            "dedup accuracy on the demo corpus: precision {:.4}, recall {:.4} ({} true pairs, {} predicted)",
+            accuracy.precision,
+            accuracy.recall,
+            accuracy.true_pairs,
+            accuracy.predicted_pairs
+        );
+        let mut value = serde_json::to_value(&accuracy)?;
+        value["definition"] = json!(ACCURACY_DEFINITION);
+        value["truth_s"] = json!(truth_s);
+        result["accuracy"] = value;
+    }
+    report.result = result;
+    Ok(report)
+}
+
+fn per_record(bytes: u64, records: u64) -> f64 {
+    if records == 0 {
+        0.0
+    } else {
+        bytes as f64 / records as f64
+    }
+}
+
+/// Precision and recall of `clusters` against the exact ground truth of
+/// the demo corpus, and the seconds it took; `None` when interrupted.
+fn demo_accuracy(
+    ctx: &RunContext,
+    open: &OpenInput<'_>,
+    params: &DedupParams,
+    clusters: &Clusters,
+) -> anyhow::Result<Option<(truth::Accuracy, f64)>> {
+    let started = Instant::now();
+    let mut source = open()?;
+    let stop = || ctx.handle.stop_requested();
+    let Some(sets) = truth::read_sets(&mut source, &ctx.fields, params.ngram, &stop)? else {
+        return Ok(None);
+    };
+    let pairs = truth::all_pairs(&sets, params.threshold);
+    drop(sets);
+    let accuracy = truth::accuracy(&pairs, &clusters.roots());
+    Ok(Some((accuracy, started.elapsed().as_secs_f64())))
+}
+
+/// The report of the whole run: pass 1's, with the time of every pass.
+fn combine(mut report: RunReport, others: &[&RunReport], passes: &[PassTime]) -> RunReport {
+    for other in others {
+        for (phase, seconds) in &other.phases {
+            *report.phases.entry(phase).or_default() += seconds;
+        }
+        report.errors.extend(other.errors.iter().cloned());
+        report.peaks.in_flight = report.peaks.in_flight.max(other.peaks.in_flight);
+        report.peaks.integrator_mailbox = report
+            .peaks
+            .integrator_mailbox
+            .max(other.peaks.integrator_mailbox);
+        report.peaks.integrator_reorder = report
+            .peaks
+            .integrator_reorder
+            .max(other.peaks.integrator_reorder);
+    }
+    report.elapsed_s = passes.iter().map(|p| p.elapsed_s).sum();
+    report.records_per_s = if report.elapsed_s > 0.0 {
+        report.records.read as f64 / report.elapsed_s
+    } else {
+        0.0
+    };
+    report
+}
+
+/// Marks `report` failed because the `pass` pass read `read` records
+/// where pass 1 read `first`.
+fn changed(report: &mut RunReport, pass: &str, first: u64, read: u64) {
+    let message = format!(
+        "the input changed between passes: pass 1 read {first} records, the {pass} pass {read}"
+    );
+    log::error!("{message}");
+    report.errors.push(message.clone());
+    report.cause = message;
+    report.exit = "failed";
+    report.exit_code = ExitCode::Io.code();
+}
+
+/// The report of a run that stopped in `pass`: that pass's report (or the
+/// last complete one when the stop came between passes), marked partial,
+/// with no dedup output (earlier ones removed).
+fn incomplete(
+    ctx: &RunContext,
+    report: RunReport,
+    pass: &'static str,
+    passes: &[PassTime],
+    earlier: &[&RunReport],
+) -> anyhow::Result<RunReport> {
+    ctx.output.remove_stale(KEPT_FILE)?;
+    ctx.output.remove_stale(CLUSTERS_FILE)?;
+    let mut report = combine(report, earlier, passes);
+    if report.exit_code == 0 {
+        // Stopped between passes (or during the kept pass).
+        report.exit = "interrupted";
+        report.exit_code = ExitCode::Interrupted.code();
+        report.cause = format!("interrupted by signal before the end of the {pass} pass");
+    }
+    report.partial = true;
+    report.outputs_written = false;
+    report.result = json!({
+        "incomplete": true,
+        "stopped_in_pass": pass,
+        "outputs": [],
+        "note": "dedup needs every pass to complete; no kept.jsonl or clusters.jsonl was written",
+        "passes": passes,
+    });
+    Ok(report)
+}

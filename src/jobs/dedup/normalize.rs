@@ -1,0 +1,421 @@
+//! Text normalization and word splitting, the first thing step 1 does to a
+//! record: trivial formatting differences (case, punctuation, whitespace,
+//! accents, full-width forms) must not make two copies of a text differ.
+//!
+//! The rules, applied character by character in one pass over the UTF-8
+//! bytes (ASCII bytes go through a 128-entry table, the fast path):
+//!
+//! - **Case**: letters are lowercased with `char::to_lowercase`, the full
+//!   Unicode lowercase mapping (`"Ça VA"` and `"ça va"` normalize alike).
+//!   It is not full case folding: `ß` stays `ß` (folding would give `ss`).
+//! - **Diacritics**: a precomposed letter whose canonical decomposition is
+//!   a base letter plus combining marks is replaced by its base letter
+//!   (Latin, Greek, Cyrillic; [`super::fold::FOLD`], generated from the
+//!   Unicode database), and combining marks themselves are ignored, so NFC
+//!   and NFD spellings agree: `café`, `CAFÉ`, `cafe\u{301}` and `cafe` are one word.
+//! - **Full-width ASCII** (`Ａ`, `１`, `！`) is read as ASCII.
+//! - **Ignored inside words**: combining marks, zero-width (non-)joiners,
+//!   variation selectors, the soft hyphen, emoji skin-tone modifiers and
+//!   tag characters.
+//! - **Words**: a word is a maximal run of alphanumeric characters
+//!   (`char::is_alphanumeric`); everything else (whitespace, punctuation,
+//!   symbols) separates words and is dropped.
+//! - **One character, one word**: scripts written without spaces (Han,
+//!   Hiragana, Katakana, Thai, Lao, Khmer, Myanmar) and emoji make a word
+//!   of each character, so shingles over them are character n-grams.
+
+use super::fold::fold;
+
+/// Lowercased ASCII letters and digits; 0 for every other ASCII byte (a
+/// separator).
+const ASCII: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() || c.is_ascii_lowercase() {
+            c
+        } else if c.is_ascii_uppercase() {
+            c + 32
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Where the tokenizer puts words.
+trait Sink {
+    /// A word made only of ASCII letters and digits, `text[start..end]`,
+    /// not yet lowercased (lowercasing them is `| 0x20` on every byte).
+    fn ascii(&mut self, text: &[u8], start: usize, end: usize);
+    /// Any other word, normalized.
+    fn word(&mut self, bytes: &[u8]);
+}
+
+/// Splits `text` into normalized words for `sink`. ASCII letters and
+/// digits are scanned as runs; a run that is a whole word goes to the sink
+/// as a slice of the text, without copying. `buf` collects words that
+/// need more work (non-ASCII characters).
+fn tokenize(text: &str, buf: &mut Vec<u8>, sink: &mut impl Sink) {
+    buf.clear();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            if ASCII[b as usize] == 0 {
+                flush(buf, sink);
+                i += 1;
+                continue;
+            }
+            let start = i;
+            i = ascii_word_end(bytes, i + 1);
+            if buf.is_empty() && (i == bytes.len() || bytes[i] < 0x80) {
+                sink.ascii(bytes, start, i);
+            } else {
+                // The word started or goes on with non-ASCII characters.
+                buf.extend(bytes[start..i].iter().map(|&c| c | 0x20));
+            }
+            continue;
+        }
+        // `i` is on a character boundary: only whole characters are skipped.
+        let c = text[i..].chars().next().expect("not at the end");
+        i += c.len_utf8();
+        non_ascii(c, buf, sink);
+    }
+    flush(buf, sink);
+}
+
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// For each byte of `v`, its high bit set when the byte is in `lo..=hi`.
+/// The bytes must be below 0x80 (no carry crosses a byte).
+#[inline]
+fn in_range(v: u64, lo: u8, hi: u8) -> u64 {
+    let ge = v.wrapping_add(ONES * u64::from(0x80 - lo));
+    let gt = v.wrapping_add(ONES * u64::from(0x7F - hi));
+    ge & !gt & HIGH
+}
+
+/// For each of the eight bytes of `v`, its high bit set when the byte is
+/// an ASCII letter or digit (SWAR: no branch per byte).
+#[inline]
+fn ascii_alnum(v: u64) -> u64 {
+    let ascii = !v & HIGH;
+    let low7 = v & !HIGH;
+    let letters = in_range(low7 | (ONES * 0x20), b'a', b'z');
+    let digits = in_range(low7, b'0', b'9');
+    (letters | digits) & ascii
+}
+
+/// The end of the run of ASCII letters and digits at `i`: the first index
+/// from `i` on that is not one (or the end), eight bytes at a time.
+#[inline]
+fn ascii_word_end(bytes: &[u8], mut i: usize) -> usize {
+    while i + 8 <= bytes.len() {
+        let stop = !ascii_alnum(load8(bytes, i)) & HIGH;
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && bytes[i] < 0x80 && ASCII[bytes[i] as usize] != 0 {
+        i += 1;
+    }
+    i
+}
+
+struct BytesSink<F> {
+    ascii: Vec<u8>,
+    emit: F,
+}
+
+impl<F: FnMut(&[u8])> Sink for BytesSink<F> {
+    fn ascii(&mut self, text: &[u8], start: usize, end: usize) {
+        self.ascii.clear();
+        self.ascii
+            .extend(text[start..end].iter().map(|&c| c | 0x20));
+        (self.emit)(&self.ascii);
+    }
+
+    fn word(&mut self, bytes: &[u8]) {
+        (self.emit)(bytes);
+    }
+}
+
+struct HashSink<F>(F);
+
+impl<F: FnMut(u64)> Sink for HashSink<F> {
+    #[inline]
+    fn ascii(&mut self, text: &[u8], start: usize, end: usize) {
+        (self.0)(hash_ascii_word(text, start, end));
+    }
+
+    fn word(&mut self, bytes: &[u8]) {
+        (self.0)(hash_word(bytes));
+    }
+}
+
+/// Calls `emit` with the bytes (UTF-8) of every normalized word of `text`,
+/// in order. `buf` is scratch space.
+pub fn for_each_word(text: &str, buf: &mut Vec<u8>, emit: impl FnMut(&[u8])) {
+    let mut sink = BytesSink {
+        ascii: Vec::new(),
+        emit,
+    };
+    tokenize(text, buf, &mut sink);
+}
+
+/// Calls `emit` with [`hash_word`] of every normalized word of `text`, in
+/// order, without copying pure-ASCII words. `buf` is scratch space, reused
+/// across calls so that a record costs no allocation once it has grown.
+pub fn for_each_word_hash(text: &str, buf: &mut Vec<u8>, emit: impl FnMut(u64)) {
+    tokenize(text, buf, &mut HashSink(emit));
+}
+
+const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+const LOWER: u64 = 0x2020_2020_2020_2020;
+
+#[inline]
+fn mix_chunk(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(K2).rotate_left(31)
+}
+
+#[inline]
+fn load8(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+}
+
+/// The 64-bit hash of a normalized word: its bytes eight at a time (the
+/// last chunk zero-padded), then MurmurHash3's finalizer.
+pub fn hash_word(bytes: &[u8]) -> u64 {
+    let mut h = (bytes.len() as u64).wrapping_mul(K1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        h = mix_chunk(
+            h,
+            u64::from_le_bytes(chunk.try_into().expect("eight bytes")),
+        );
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        h = mix_chunk(h, u64::from_le_bytes(tail));
+    }
+    super::shingle::fmix64(h)
+}
+
+/// [`hash_word`] of the lowercased ASCII word `text[start..end]` (letters
+/// and digits only), read straight from the text: eight-byte loads,
+/// lowercased with `| 0x20`, the bytes past the word masked off.
+#[inline]
+fn hash_ascii_word(text: &[u8], start: usize, end: usize) -> u64 {
+    let mut h = ((end - start) as u64).wrapping_mul(K1);
+    let mut at = start;
+    while at + 8 <= end {
+        h = mix_chunk(h, load8(text, at) | LOWER);
+        at += 8;
+    }
+    if at < end {
+        let rest = end - at;
+        let v = if at + 8 <= text.len() {
+            load8(text, at)
+        } else {
+            let mut tail = [0u8; 8];
+            tail[..text.len() - at].copy_from_slice(&text[at..]);
+            u64::from_le_bytes(tail)
+        };
+        let mask = (1u64 << (8 * rest)) - 1;
+        h = mix_chunk(h, (v | LOWER) & mask);
+    }
+    super::shingle::fmix64(h)
+}
+
+#[inline]
+fn flush(buf: &mut Vec<u8>, sink: &mut impl Sink) {
+    if !buf.is_empty() {
+        sink.word(buf);
+        buf.clear();
+    }
+}
+
+fn push_char(buf: &mut Vec<u8>, c: char) {
+    let mut utf8 = [0u8; 4];
+    buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+}
+
+fn non_ascii(c: char, buf: &mut Vec<u8>, sink: &mut impl Sink) {
+    let cp = c as u32;
+    if (0xFF01..=0xFF5E).contains(&cp) {
+        // Full-width ASCII.
+        match ASCII[(cp - 0xFEE0) as usize] {
+            0 => flush(buf, sink),
+            a => buf.push(a),
+        }
+        return;
+    }
+    if is_ignored(cp) {
+        return;
+    }
+    if is_single(cp) {
+        flush(buf, sink);
+        push_char(buf, c);
+        flush(buf, sink);
+        return;
+    }
+    if !c.is_alphanumeric() {
+        flush(buf, sink);
+        return;
+    }
+    for lower in c.to_lowercase() {
+        let folded = fold(lower);
+        if folded.is_ascii() {
+            buf.push(folded as u8);
+        } else if !is_ignored(folded as u32) {
+            push_char(buf, folded);
+        }
+    }
+}
+
+/// Characters dropped without ending a word: combining marks, zero-width
+/// spaces and (non-)joiners, variation selectors, the soft hyphen, the
+/// byte-order mark, skin-tone modifiers, tags.
+fn is_ignored(cp: u32) -> bool {
+    matches!(
+        cp,
+        0x00AD
+            | 0x0300..=0x036F
+            | 0x1AB0..=0x1AFF
+            | 0x1DC0..=0x1DFF
+            | 0x200B..=0x200D
+            | 0x2060
+            | 0x20D0..=0x20FF
+            | 0xFE00..=0xFE0F
+            | 0xFE20..=0xFE2F
+            | 0xFEFF
+            | 0x1F3FB..=0x1F3FF
+            | 0xE0000..=0xE007F
+            | 0xE0100..=0xE01EF
+    )
+}
+
+/// Characters that are a word on their own: scripts written without spaces
+/// (Thai, Lao, Myanmar, Khmer, Kana, Han) and emoji (pictographs, symbols,
+/// dingbats, regional indicators).
+fn is_single(cp: u32) -> bool {
+    matches!(
+        cp,
+        0x0E00..=0x0EFF
+            | 0x1000..=0x109F
+            | 0x1780..=0x17FF
+            | 0x2300..=0x23FF
+            | 0x2600..=0x27BF
+            | 0x2B00..=0x2BFF
+            | 0x3040..=0x30FF
+            | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF
+            | 0xF900..=0xFAFF
+            | 0xFF66..=0xFF9F
+            | 0x1F000..=0x1FAFF
+            | 0x20000..=0x3FFFF
+    )
+}
+
+/// The normalized words of `text` as strings (for tests and inspection;
+/// the job itself uses [`for_each_word`], which does not allocate).
+pub fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for_each_word(text, &mut buf, |w| {
+        out.push(String::from_utf8(w.to_vec()).expect("words are UTF-8"))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_punctuation_and_spacing_do_not_matter() {
+        assert_eq!(
+            words("Hello,   WORLD!\n\tfoo-bar"),
+            ["hello", "world", "foo", "bar"]
+        );
+        assert_eq!(words("Ça VA"), words("ça va"));
+        assert_eq!(words("  ...  "), Vec::<String>::new());
+        assert_eq!(words(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn accents_fold_the_same_in_nfc_and_nfd() {
+        let nfc = words("Café CRÈME brûlée");
+        assert_eq!(nfc, ["cafe", "creme", "brulee"]);
+        assert_eq!(words("cafe\u{301} cre\u{300}me bru\u{302}le\u{301}e"), nfc);
+        assert_eq!(
+            words("İstanbul ΆΝΘΡΩΠΟΣ Ёлка"),
+            ["istanbul", "ανθρωποσ", "елка"]
+        );
+    }
+
+    #[test]
+    fn full_width_soft_hyphens_and_joiners() {
+        assert_eq!(words("ＡＢＣ１２３！x"), ["abc123", "x"]);
+        assert_eq!(words("infor\u{AD}mation"), ["information"]);
+    }
+
+    #[test]
+    fn cjk_and_emoji_are_one_word_per_character() {
+        assert_eq!(
+            words("東京タワー is 🗼!"),
+            ["東", "京", "タ", "ワ", "ー", "is", "🗼"]
+        );
+        assert_eq!(words("👍🏽 ok"), words("👍 ok"));
+        assert_eq!(words("a👨\u{200D}👩b"), ["a", "👨", "👩", "b"]);
+    }
+
+    #[test]
+    fn ascii_words_hash_like_their_normalized_bytes() {
+        let text = "Hello WORLD 123abcDEFghiJKL x Mixed42Case café a1b2c3d4e5f6g7h8i9 Z";
+        let mut hashes = Vec::new();
+        for_each_word_hash(text, &mut Vec::new(), |h| hashes.push(h));
+        let expected: Vec<u64> = words(text)
+            .iter()
+            .map(|w| hash_word(w.as_bytes()))
+            .collect();
+        assert_eq!(hashes, expected);
+        // Words ending at the very end of the text, of every length.
+        for len in 1..20 {
+            let word = "Ab".repeat(len)[..len].to_string();
+            let mut got = 0;
+            for_each_word_hash(&word, &mut Vec::new(), |h| got = h);
+            assert_eq!(got, hash_word(word.to_lowercase().as_bytes()), "{word}");
+        }
+    }
+
+    #[test]
+    fn the_swar_classifier_agrees_with_the_table() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut bytes = [b'x'; 8];
+                bytes[pos] = b;
+                let mask = ascii_alnum(u64::from_le_bytes(bytes));
+                let alnum = b < 0x80 && ASCII[b as usize] != 0;
+                assert_eq!(
+                    mask & (0x80 << (8 * pos)) != 0,
+                    alnum,
+                    "byte {b:#x} at {pos}"
+                );
+            }
+        }
+        let text = b"abc-DEF9ghij.klmnopqrstuvwxyz0123456789+";
+        assert_eq!(ascii_word_end(text, 0), 3);
+        assert_eq!(ascii_word_end(text, 4), 12);
+        assert_eq!(ascii_word_end(text, 13), text.len() - 1);
+    }
+}

@@ -1,0 +1,124 @@
+//! Word n-gram shingles and their 64-bit hashes: what MinHash samples and
+//! what the exact Jaccard similarity is computed over.
+//!
+//! A record's shingles are its normalized words (see [`super::normalize`])
+//! taken `n` at a time, each hashed to a well-mixed 64-bit value. The rule
+//! for short records: a record of `1..n` words has exactly one shingle, its
+//! whole word sequence (so two short records are duplicates only when
+//! their normalized words are identical); a record with no word at all has
+//! no shingle and is never anyone's duplicate (Jaccard similarity of an
+//! empty set is taken as 0, see [`super::verify::jaccard`]).
+
+use std::cell::RefCell;
+
+use super::normalize::for_each_word_hash;
+pub use super::normalize::hash_word;
+
+const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+const SHINGLE_SEED: u64 = 0x5348_494E_474C_4531;
+
+/// MurmurHash3's 64-bit finalizer: every input bit affects every output
+/// bit.
+#[inline]
+pub fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
+}
+
+/// The hash of a shingle from the hashes of its words, in order. The number
+/// of words is mixed in, so a short record's single shingle never equals an
+/// `n`-word shingle.
+#[inline]
+pub fn hash_shingle(words: &[u64]) -> u64 {
+    let mut h = SHINGLE_SEED ^ words.len() as u64;
+    for &w in words {
+        h = (h.rotate_left(23) ^ w).wrapping_mul(K1);
+    }
+    fmix64(h)
+}
+
+/// Reusable buffers for shingling, so a record costs no allocation once
+/// they have grown.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    word: Vec<u8>,
+    words: Vec<u64>,
+    /// The shingle hashes of the last record shingled (with repeats).
+    pub shingles: Vec<u64>,
+    /// Room for a MinHash signature.
+    pub signature: Vec<u32>,
+}
+
+impl Scratch {
+    /// Fills `self.shingles` with the hashes of the `ngram`-word shingles
+    /// of `text`, in text order, repeats included.
+    pub fn shingle(&mut self, text: &str, ngram: usize) {
+        let Scratch {
+            word,
+            words,
+            shingles,
+            ..
+        } = self;
+        words.clear();
+        shingles.clear();
+        for_each_word_hash(text, word, |h| words.push(h));
+        if words.is_empty() {
+            return;
+        }
+        let n = ngram.clamp(1, words.len());
+        shingles.extend(words.windows(n).map(hash_shingle));
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers.
+pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// The shingle set of `text`: the hashes of its `ngram`-word shingles,
+/// sorted and without repeats. Two texts' exact Jaccard similarity is
+/// computed on these sets (exact up to 64-bit hash collisions).
+pub fn shingle_set(text: &str, ngram: usize) -> Vec<u64> {
+    with_scratch(|s| {
+        s.shingle(text, ngram);
+        let mut set = s.shingles.clone();
+        set.sort_unstable();
+        set.dedup();
+        set
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_of_m_words_has_m_minus_n_plus_one_shingles() {
+        let mut s = Scratch::default();
+        s.shingle("a b c d e f g", 5);
+        assert_eq!(s.shingles.len(), 3);
+        s.shingle("a b c", 5);
+        assert_eq!(s.shingles.len(), 1, "a short record is one shingle");
+        s.shingle(" ,. ", 5);
+        assert!(s.shingles.is_empty());
+    }
+
+    #[test]
+    fn shingles_depend_on_word_order_and_count() {
+        let set = |t| shingle_set(t, 2);
+        assert_ne!(set("a b"), set("b a"));
+        assert_eq!(set("a b a b"), set("a b a b a b"), "repeats collapse");
+        assert_ne!(shingle_set("a b", 3), shingle_set("a b c", 3));
+        // The short record's shingle is not any 2-word shingle.
+        assert!(shingle_set("x", 2)
+            .iter()
+            .all(|h| !shingle_set("x x", 2).contains(h)));
+    }
+}

@@ -1,0 +1,269 @@
+//! Pass 2 of `dedup`: exact verification of the candidate pairs.
+//!
+//! The processors compute the shingle set (sorted 64-bit shingle hashes)
+//! of the records that are in some candidate pair, and a `None` for every
+//! other record, without even parsing it. The Integrator sees the records in input order and
+//! computes the exact Jaccard similarity of each candidate pair when its
+//! later record arrives; it holds a record's set only until its last
+//! partner has arrived, so its memory is the sets of the candidates still
+//! waiting for a partner, never the corpus.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use drainpipe_actors::{FinishContext, Integrate, Job, RawRecord, RecordError};
+
+use crate::input::{parse_text_record, TextFields, TextRecord};
+
+use super::bitset::BitSet;
+use super::lsh::{record_id, table_bytes};
+use super::shingle::shingle_set;
+
+/// Size of the intersection of two sorted sets without repeats.
+pub fn intersection_size(a: &[u64], b: &[u64]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        n += usize::from(x == y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    n
+}
+
+/// The exact Jaccard similarity `|a ∩ b| / |a ∪ b|` of two shingle sets
+/// (sorted, without repeats). Two empty sets have similarity 0: a record
+/// without words is nobody's duplicate. Every "J >= threshold" decision of
+/// the job and of the ground truth goes through this function.
+pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
+    let inter = intersection_size(a, b);
+    let union = a.len() + b.len() - inter;
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
+
+/// The reason a later pass rejects a record pass 1 did not integrate: the
+/// parser's own error again when it is a parse error (so `rejects.jsonl`,
+/// rewritten by every pass, says the same each time), or a note that pass
+/// 1 rejected it (its step 1 failed: never, short of a bug).
+pub fn rejected_again(raw: &RawRecord<'_>, fields: &TextFields) -> RecordError {
+    match parse_text_record(raw, fields) {
+        Err(e) => e,
+        Ok(_) => "rejected by the first pass of dedup".into(),
+    }
+}
+
+/// A candidate record's id (JSON value text) and shingle set.
+pub type Member = (Box<str>, Vec<u64>);
+
+/// What pass 2 found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// Candidate pairs whose exact similarity reaches the threshold:
+    /// `(earlier, later, similarity)`, sorted by the later record.
+    pub pairs: Vec<(u32, u32, f64)>,
+    /// The ids of the candidate records, by record index.
+    pub ids: HashMap<u32, Box<str>>,
+    /// Candidate pairs whose similarity was computed.
+    pub checked: u64,
+    /// Candidate pairs that could not be checked because a record did not
+    /// reach pass 2 (always 0 unless the input changed between passes).
+    pub unverifiable: u64,
+    /// Most bytes the Integrator held at once (estimated): the shingle
+    /// sets waiting for a partner at their peak, plus the candidate pairs,
+    /// the last-partner table and the ids.
+    pub peak_bytes: u64,
+}
+
+/// Steps 1 and 2 of pass 2.
+#[derive(Debug)]
+pub struct VerifyJob {
+    fields: TextFields,
+    ngram: usize,
+    threshold: f64,
+    integrated: Arc<BitSet>,
+    candidates: Arc<BitSet>,
+    pairs: Arc<Vec<(u32, u32)>>,
+    slot: Arc<Mutex<Option<Verified>>>,
+}
+
+impl VerifyJob {
+    /// Pass 2 over the candidate `pairs` of pass 1 (sorted by the later
+    /// record), for the records pass 1 `integrated`.
+    pub fn new(
+        fields: TextFields,
+        ngram: usize,
+        threshold: f64,
+        integrated: Arc<BitSet>,
+        pairs: Arc<Vec<(u32, u32)>>,
+    ) -> Self {
+        let mut candidates = BitSet::new();
+        for &(a, b) in pairs.iter() {
+            candidates.insert(a.into());
+            candidates.insert(b.into());
+        }
+        VerifyJob {
+            fields,
+            ngram,
+            threshold,
+            integrated,
+            candidates: Arc::new(candidates),
+            pairs,
+            slot: Arc::default(),
+        }
+    }
+
+    /// What the Integrator found, once the pass has finished.
+    pub fn take_result(&self) -> Option<Verified> {
+        self.slot.lock().expect("result slot poisoned").take()
+    }
+}
+
+impl Job for VerifyJob {
+    /// The record, when it is a candidate.
+    type Parsed<'a> = Option<TextRecord<'a>>;
+    type Output = Option<Member>;
+    type Integrator = Verifier;
+
+    fn name(&self) -> &str {
+        "dedup"
+    }
+
+    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<Option<TextRecord<'a>>, RecordError> {
+        if !self.integrated.contains(raw.index) {
+            return Err(rejected_again(raw, &self.fields));
+        }
+        if !self.candidates.contains(raw.index) {
+            // Not parsed at all: pass 1 parsed it without error.
+            return Ok(None);
+        }
+        parse_text_record(raw, &self.fields).map(Some)
+    }
+
+    fn process(&self, record: Option<TextRecord<'_>>) -> Result<Option<Member>, RecordError> {
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let set = shingle_set(&record.text, self.ngram);
+        Ok(Some((record.id.into_owned().into_boxed_str(), set)))
+    }
+
+    fn integrator(&self) -> Verifier {
+        let mut last_partner: HashMap<u32, u32> = HashMap::new();
+        for &(a, b) in self.pairs.iter() {
+            let last = last_partner.entry(a).or_insert(b);
+            *last = (*last).max(b);
+        }
+        Verifier {
+            threshold: self.threshold,
+            pairs: Arc::clone(&self.pairs),
+            cursor: 0,
+            last_partner,
+            held: HashMap::new(),
+            held_bytes: 0,
+            peak_held_bytes: 0,
+            found: Verified::default(),
+            slot: Arc::clone(&self.slot),
+        }
+    }
+}
+
+/// Step 2 of pass 2: exact similarities of the candidate pairs.
+#[derive(Debug)]
+pub struct Verifier {
+    threshold: f64,
+    pairs: Arc<Vec<(u32, u32)>>,
+    /// The first pair whose later record has not arrived yet.
+    cursor: usize,
+    /// For each record that is the earlier one of some pair: the latest
+    /// partner, after which its set is dropped.
+    last_partner: HashMap<u32, u32>,
+    held: HashMap<u32, Vec<u64>>,
+    held_bytes: u64,
+    peak_held_bytes: u64,
+    found: Verified,
+    slot: Arc<Mutex<Option<Verified>>>,
+}
+
+impl Integrate for Verifier {
+    type Output = Option<Member>;
+
+    fn integrate(&mut self, index: u64, output: Option<Member>) -> Result<(), RecordError> {
+        let Some((id, set)) = output else {
+            return Ok(());
+        };
+        let x = record_id(index)?;
+        self.found.ids.insert(x, id);
+        let pairs = &self.pairs;
+        while self.cursor < pairs.len() && pairs[self.cursor].1 < x {
+            self.found.unverifiable += 1;
+            self.cursor += 1;
+        }
+        while self.cursor < pairs.len() && pairs[self.cursor].1 == x {
+            let y = pairs[self.cursor].0;
+            self.cursor += 1;
+            let Some(earlier) = self.held.get(&y) else {
+                self.found.unverifiable += 1;
+                continue;
+            };
+            let j = jaccard(earlier, &set);
+            self.found.checked += 1;
+            if j >= self.threshold {
+                self.found.pairs.push((y, x, j));
+            }
+            if self.last_partner.get(&y) == Some(&x) {
+                if let Some(gone) = self.held.remove(&y) {
+                    self.held_bytes -= (gone.capacity() * 8) as u64;
+                }
+            }
+        }
+        if self.last_partner.get(&x).is_some_and(|&last| last > x) {
+            self.held_bytes += (set.capacity() * 8) as u64;
+            self.peak_held_bytes = self.peak_held_bytes.max(self.held_bytes);
+            self.held.insert(x, set);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
+        let ids: usize = self.found.ids.values().map(|id| id.len()).sum();
+        let tables = table_bytes(self.last_partner.capacity(), 8)
+            + table_bytes(self.held.capacity(), 4 + std::mem::size_of::<Vec<u64>>())
+            + table_bytes(
+                self.found.ids.capacity(),
+                4 + std::mem::size_of::<Box<str>>(),
+            )
+            + ids
+            + self.pairs.len() * std::mem::size_of::<(u32, u32)>()
+            + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
+        self.found.peak_bytes = self.peak_held_bytes + tables as u64;
+        self.held = HashMap::new();
+        let summary = serde_json::json!({
+            "pass": "verify",
+            "partial": run.partial,
+            "checked": self.found.checked,
+            "verified": self.found.pairs.len(),
+        });
+        let found = std::mem::take(&mut self.found);
+        *self.slot.lock().expect("result slot poisoned") = Some(found);
+        Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jaccard_of_sorted_sets() {
+        assert_eq!(intersection_size(&[1, 3, 5, 7], &[2, 3, 7, 9]), 2);
+        assert_eq!(jaccard(&[1, 3, 5, 7], &[2, 3, 7, 9]), 2.0 / 6.0);
+        assert_eq!(jaccard(&[1], &[1]), 1.0);
+        assert_eq!(jaccard(&[], &[]), 0.0);
+        assert_eq!(jaccard(&[], &[4]), 0.0);
+    }
+}
