@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
-use drainpipe::corpus::{Corpus, CorpusSpec, DemoSource};
+use drainpipe::corpus::DemoSource;
 use drainpipe::input::{parse_text_record, TextFields, TextRecord};
 use drainpipe_actors::{
     FinishContext, Integrate, Job, OutputDir, Phase, Pipeline, RawRecord, RecordError, RunReport,
@@ -224,11 +224,6 @@ pub struct Outcome {
 /// Counts the words of `docs` demo documents and streams per-record counts
 /// and progress into `output/stream.jsonl`.
 pub fn run(docs: u64, output: OutputDir) -> anyhow::Result<Outcome> {
-    let corpus = Corpus::new(CorpusSpec {
-        docs,
-        vocabulary: 5_000,
-        ..CorpusSpec::default()
-    });
     let slot: Slot = Arc::new(OnceLock::new());
     let arbiter_slot: Rc<RefCell<Option<Arbiter>>> = Rc::default();
     let (sent, refused) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(0u64)));
@@ -268,7 +263,7 @@ pub fn run(docs: u64, output: OutputDir) -> anyhow::Result<Outcome> {
         fields: TextFields::default(),
         reporter: Arc::clone(&slot),
     };
-    let report = Pipeline::new(job, DemoSource::new(Arc::new(corpus)), output)
+    let report = Pipeline::new(job, DemoSource::new(docs), output)
         .settings(Settings {
             workers: 2,
             window: 4,

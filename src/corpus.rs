@@ -293,8 +293,47 @@ mod tests {
     }
 }
 
-/// The demo corpus as a [`RecordSource`]: one plain-text record per
-/// document, origin `demo`, line = index + 1.
+/// The demo corpus of `docs` documents (the default spec otherwise), built
+/// once per process and shared: the record parser expands demo records
+/// with it on every processor thread.
+pub fn demo_corpus(docs: u64) -> std::sync::Arc<Corpus> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CORPORA: OnceLock<Mutex<HashMap<u64, Arc<Corpus>>>> = OnceLock::new();
+    thread_local! {
+        // The last corpus this thread used: no lock on the per-record path.
+        static LAST: std::cell::RefCell<Option<Arc<Corpus>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(c) if c.spec.docs == docs => Arc::clone(c),
+            _ => {
+                let corpus = Arc::clone(
+                    CORPORA
+                        .get_or_init(Default::default)
+                        .lock()
+                        .expect("corpus cache poisoned")
+                        .entry(docs)
+                        .or_insert_with(|| {
+                            Arc::new(Corpus::new(CorpusSpec {
+                                docs,
+                                ..CorpusSpec::default()
+                            }))
+                        }),
+                );
+                *last = Some(Arc::clone(&corpus));
+                corpus
+            }
+        }
+    })
+}
+
+/// The demo corpus as a [`RecordSource`]: one record per document, origin
+/// `demo`, line = index + 1. A record is only the recipe of its document
+/// (format [`crate::input::FORMAT_DEMO`]); the parser generates the text,
+/// so the single Source thread does not have to, and every pass over the
+/// demo is as parallel as the processors.
 #[derive(Debug)]
 pub struct DemoSource {
     corpus: std::sync::Arc<Corpus>,
@@ -303,10 +342,10 @@ pub struct DemoSource {
 }
 
 impl DemoSource {
-    /// A source over `corpus`.
-    pub fn new(corpus: std::sync::Arc<Corpus>) -> Self {
+    /// A source over the demo corpus of `docs` documents.
+    pub fn new(docs: u64) -> Self {
         DemoSource {
-            corpus,
+            corpus: demo_corpus(docs),
             next: 0,
             origin: std::sync::Arc::from("demo"),
         }
@@ -324,13 +363,13 @@ impl RecordSource for DemoSource {
             && batch.len() < max_records
             && (batch.is_empty() || batch.data_bytes() < max_bytes)
         {
-            let doc = self.corpus.doc(self.next);
+            let recipe = format!("{}:{}", self.corpus.spec.docs, self.next);
             self.next += 1;
             batch.push(
                 &self.origin,
                 self.next,
-                crate::input::FORMAT_TEXT,
-                doc.text.as_bytes(),
+                crate::input::FORMAT_DEMO,
+                recipe.as_bytes(),
             );
         }
         Ok(!batch.is_empty())

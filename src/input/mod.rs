@@ -50,6 +50,10 @@ pub const FORMAT_JSONL: u8 = 1;
 pub const FORMAT_TEXT: u8 = 2;
 /// Format tag: a whole file is one record.
 pub const FORMAT_FILE: u8 = 3;
+/// Format tag: a document of the demo corpus, as the recipe
+/// `<documents>:<index>`; the parser generates its text (so generation
+/// runs on the processors, in parallel). See [`crate::corpus::DemoSource`].
+pub const FORMAT_DEMO: u8 = 4;
 
 /// The default of [`InputOptions::max_record_bytes`]: 16 MiB.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;

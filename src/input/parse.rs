@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use drainpipe_actors::{RawRecord, RecordError};
 
-use super::{json, FORMAT_FILE, FORMAT_JSONL, FORMAT_TEXT};
+use super::{json, FORMAT_DEMO, FORMAT_FILE, FORMAT_JSONL, FORMAT_TEXT};
 
 /// The fields of a JSON record that hold the text and the id.
 #[derive(Debug, Clone)]
@@ -58,6 +58,17 @@ pub fn parse_text_record<'a>(
             id: Cow::Owned(serde_json::to_string(raw.location.origin)?),
             text: Cow::Borrowed(utf8(raw.bytes)?),
         }),
+        FORMAT_DEMO => {
+            let recipe = utf8(raw.bytes)?;
+            let (docs, index) = recipe
+                .split_once(':')
+                .and_then(|(d, i)| Some((d.parse().ok()?, i.parse().ok()?)))
+                .ok_or_else(|| format!("not a demo record: {recipe:?}"))?;
+            Ok(TextRecord {
+                id: Cow::Owned(raw.location.line.to_string()),
+                text: Cow::Owned(crate::corpus::demo_corpus(docs).doc(index).text),
+            })
+        }
         other => Err(format!("unknown record format {other}").into()),
     }
 }

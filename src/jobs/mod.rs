@@ -16,7 +16,7 @@ use drainpipe_actors::{
     RunReport, Settings,
 };
 
-use crate::corpus::{Corpus, CorpusSpec, DemoSource};
+use crate::corpus::DemoSource;
 use crate::input::{InputOptions, Inputs, TextFields};
 
 pub mod dedup;
@@ -112,11 +112,7 @@ impl RunContext {
 /// corpus when there are none.
 pub fn open_source(ctx: &RunContext) -> anyhow::Result<Box<dyn RecordSource>> {
     if ctx.inputs.is_empty() {
-        let corpus = Corpus::new(CorpusSpec {
-            docs: ctx.demo_docs,
-            ..CorpusSpec::default()
-        });
-        Ok(Box::new(DemoSource::new(Arc::new(corpus))))
+        Ok(Box::new(DemoSource::new(ctx.demo_docs)))
     } else {
         Ok(Box::new(Inputs::open(
             &ctx.inputs,
