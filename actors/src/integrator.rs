@@ -246,11 +246,18 @@ impl<I: Integrate> Actor for Integrator<I> {
 impl<I: Integrate> Handler<Deliver<I::Output>> for Integrator<I> {
     type Result = Result<(), String>;
 
-    fn handle(&mut self, msg: Deliver<I::Output>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Deliver<I::Output>, ctx: &mut Context<Self>) -> Self::Result {
         self.observed.integrator_mailbox.dec();
+        // First what an earlier acceptance left to integrate (if its
+        // notification has not run yet): at most one accepted batch is ever
+        // waiting, so the window bounds the reorder buffer.
+        if self.failure.is_none() {
+            self.integrate_ready();
+        }
         if let Some(f) = &self.failure {
             return Err(f.reason.clone());
         }
+        let next = msg.seq == self.next_seq;
         self.reorder.insert(
             msg.seq,
             Pending {
@@ -261,12 +268,30 @@ impl<I: Integrate> Handler<Deliver<I::Output>> for Integrator<I> {
         self.observed
             .integrator_reorder
             .set(self.reorder.len() as u64);
-        self.integrate_ready();
-        // Accepted once we hold it, integrated or buffered. A failure while
-        // integrating refuses the delivery; exact counts come with Finish.
-        match &self.failure {
-            Some(f) => Err(f.reason.clone()),
-            None => Ok(()),
+        // Accepted once we hold it. Integration runs right after this reply
+        // (a notification, handled before the next message), so the
+        // processor starts its next batch while step 2 runs on this one. A
+        // failure while integrating refuses the next delivery and is
+        // reported with exact counts at Finish.
+        if next {
+            ctx.notify(IntegrateHeld);
+        }
+        Ok(())
+    }
+}
+
+/// Integrates the held batches that are next in input order (sent by the
+/// Integrator to itself after accepting a delivery).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct IntegrateHeld;
+
+impl<I: Integrate> Handler<IntegrateHeld> for Integrator<I> {
+    type Result = ();
+
+    fn handle(&mut self, _: IntegrateHeld, _: &mut Context<Self>) {
+        if self.failure.is_none() {
+            self.integrate_ready();
         }
     }
 }
@@ -275,6 +300,11 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
     type Result = Result<Finished, IntegratorFailure>;
 
     fn handle(&mut self, msg: Finish, _: &mut Context<Self>) -> Self::Result {
+        // Whatever is held in order first (a notification may still be
+        // pending), then what is left behind a gap.
+        if self.failure.is_none() {
+            self.integrate_ready();
+        }
         // Batches behind a gap: a batch was lost. Integrate them anyway so the
         // counts are exact; the conservation check reports the loss.
         let mut out_of_order = 0;
@@ -368,6 +398,9 @@ impl<I: Integrate> Handler<TakeCheckpoint> for Integrator<I> {
     type Result = Result<Option<u64>, String>;
 
     fn handle(&mut self, msg: TakeCheckpoint, _: &mut Context<Self>) -> Self::Result {
+        if self.failure.is_none() {
+            self.integrate_ready();
+        }
         if let Some(f) = &self.failure {
             return Err(f.reason.clone());
         }
