@@ -13,7 +13,7 @@ use crate::integrator::Integrator;
 use crate::job::{Integrate, Job};
 use crate::observe::Observed;
 use crate::output::OutputDir;
-use crate::processor::Processor;
+use crate::processor::{panic_message, Processor};
 use crate::protocol::RunHandle;
 use crate::report::{Progress, RunReport};
 use crate::source::{RecordSource, Source};
@@ -329,11 +329,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             .expect("report slot poisoned")
             .take()
             .ok_or(PipelineError::NoReport(code))?;
-        if !joined {
-            let message = format!(
-                "the integrator's thread did not exit within {}s",
-                join_deadline.as_secs()
-            );
+        if let Err(message) = joined {
             log::error!("{message}");
             report.errors.push(message);
             report.exit = "failed";
@@ -344,13 +340,22 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
 }
 
 /// Stops the arbiter and waits for its thread, with a deadline: its actor's
-/// last work and `Drop` run only if it is joined.
-fn join_arbiter(arbiter: Arbiter, deadline: Duration) -> bool {
+/// last work and `Drop` run only if it is joined. A thread that panicked or
+/// did not exit in time is an error, reported in the run's summary.
+fn join_arbiter(arbiter: Arbiter, deadline: Duration) -> Result<(), String> {
     arbiter.stop();
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = arbiter.join();
-        let _ = done_tx.send(());
+        let joined = arbiter.join().map_err(|panic| panic_message(&*panic));
+        // The receiver is gone only if the deadline passed; then nobody waits.
+        let _ = done_tx.send(joined);
     });
-    done_rx.recv_timeout(deadline).is_ok()
+    match done_rx.recv_timeout(deadline) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(panic)) => Err(format!("the integrator's thread panicked: {panic}")),
+        Err(_) => Err(format!(
+            "the integrator's thread did not exit within {}s",
+            deadline.as_secs()
+        )),
+    }
 }
