@@ -61,7 +61,11 @@ fn child(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) {
     .unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(report.exit_code, 0, "{}", report.human());
-    println!("{secs} {} {}", peak_rss(), report.records.read);
+    // The Integrator's own state per record (dedup reports it; 0 otherwise).
+    let state = report.result["integrator_bytes_per_record"]
+        .as_f64()
+        .unwrap_or(0.0);
+    println!("{secs} {} {} {state}", peak_rss(), report.records.read);
 }
 
 fn generate(docs: u64, path: &Path) {
@@ -81,6 +85,7 @@ fn generate(docs: u64, path: &Path) {
 struct Measure {
     secs: f64,
     rss: u64,
+    state_per_doc: f64,
 }
 
 fn measure(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) -> Measure {
@@ -112,6 +117,7 @@ fn measure(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) ->
     Measure {
         secs: fields[0],
         rss: fields[1] as u64,
+        state_per_doc: fields[3],
     }
 }
 
@@ -138,6 +144,7 @@ fn main() {
     println!("{job}: {docs} documents ({mb:.0} MB of JSON Lines), {workers} workers, {runs} runs");
     let (mut pipeline, mut baseline) = (Vec::new(), Vec::new());
     let (mut rss_p, mut rss_b) = (0, 0);
+    let mut state_per_doc = 0.0f64;
     for run in 0..runs {
         let (out_p, out_b) = (dir.path().join("actors"), dir.path().join("plain"));
         let p = measure(&job, "actors", &input, &out_p, workers);
@@ -165,6 +172,7 @@ fn main() {
         pipeline.push(docs as f64 / p.secs);
         baseline.push(docs as f64 / b.secs);
         rss_p = rss_p.max(p.rss);
+        state_per_doc = state_per_doc.max(p.state_per_doc);
         rss_b = rss_b.max(b.rss);
     }
     let (p, b) = (median(pipeline), median(baseline));
@@ -176,4 +184,7 @@ fn main() {
         rss_p as f64 / docs as f64,
         rss_b as f64 / 1e6
     );
+    if state_per_doc > 0.0 {
+        println!("Integrator state (largest pass): {state_per_doc:.0} bytes/doc");
+    }
 }

@@ -1,12 +1,12 @@
 //! Micro-benchmarks of dedup's step 1, per ~300-word document: normalizing
-//! and hashing words, shingling, the MinHash signature (the dispatched
-//! kernel), and the LSH band keys.
+//! and hashing words, shingling, the MinHash signature (each kernel the
+//! CPU runs: portable, AVX2, AVX-512), and the LSH band keys.
 //!
 //! Run: `cargo bench --bench step1_kernels`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use drainpipe::corpus::{Corpus, CorpusSpec};
-use drainpipe::jobs::dedup::minhash::{BandKeys, MinHasher};
+use drainpipe::jobs::dedup::minhash::{BandKeys, Kernel, MinHasher};
 use drainpipe::jobs::dedup::normalize::for_each_word_hash;
 use drainpipe::jobs::dedup::shingle::Scratch;
 use drainpipe::jobs::dedup::DedupParams;
@@ -59,17 +59,21 @@ fn step1(c: &mut Criterion) {
             s.shingles
         })
         .collect();
-    group.bench_function("minhash signature (128 permutations)", |b| {
-        let mut sig = Vec::new();
-        b.iter(|| {
-            let mut n = 0u32;
-            for s in &shingled {
-                hasher.signature(s, &mut sig);
-                n ^= sig[0];
-            }
-            n
-        })
-    });
+    // Every kernel this CPU runs; the dispatched one is the last.
+    for kernel in Kernel::available() {
+        let name = format!("minhash signature (128 permutations, {kernel:?})");
+        group.bench_function(name, |b| {
+            let mut sig = Vec::new();
+            b.iter(|| {
+                let mut n = 0u32;
+                for s in &shingled {
+                    hasher.signature_with(kernel, s, &mut sig);
+                    n ^= sig[0];
+                }
+                n
+            })
+        });
+    }
 
     let signatures: Vec<Vec<u32>> = shingled
         .iter()

@@ -153,7 +153,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
     pub window: Option<u32>,
 
-    /// Records per batch [default: adaptive, about 1 ms of work per batch].
+    /// Records per batch [default: adaptive, about 4 ms of work per batch].
     #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: Option<u32>,
 
@@ -289,8 +289,11 @@ impl CommonArgs {
                 })
                 .collect()
         };
+        // The version: another release may hash or serialize differently,
+        // so its checkpoints are refused rather than resumed.
         format!(
-            "job {job}; text field {:?}, id field {:?}, max record {} bytes; inputs: {}",
+            "drainpipe {}; job {job}; text field {:?}, id field {:?}, max record {} bytes; inputs: {}",
+            env!("CARGO_PKG_VERSION"),
             self.text_field,
             self.id_field,
             self.max_record_bytes,

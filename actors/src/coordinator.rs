@@ -25,8 +25,10 @@ use crate::Settings;
 /// How often the Coordinator looks at the stop request, deadlines, stalls
 /// and progress.
 const TICK: Duration = Duration::from_millis(20);
-/// Adaptive batches aim at this much step-1 work each.
-const BATCH_WORK: Duration = Duration::from_millis(1);
+/// Adaptive batches aim at this much step-1 work each: long enough that a
+/// scheduling delay of the Integrator (a few ms when threads outnumber
+/// cores) does not empty the window, short enough to stop promptly.
+const BATCH_WORK: Duration = Duration::from_millis(4);
 const MAX_ADAPTIVE_BATCH: usize = 1 << 16;
 /// How long Releasing waits for a Source blocked in an abandoned read.
 const SOURCE_GRACE: Duration = Duration::from_secs(1);
@@ -471,7 +473,10 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                         );
                     }
                     Ok(Ok(None)) => {
-                        log::info!("the {} job does not support checkpoints", act.job_name);
+                        log::info!(
+                            "no checkpoint: the {} job keeps no resumable state in this run (a resumed run redoes it)",
+                            act.job_name
+                        );
                         act.checkpoint_supported = false;
                     }
                     Ok(Err(e)) => act.stop(

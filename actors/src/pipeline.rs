@@ -29,7 +29,7 @@ pub struct Settings {
     pub workers: usize,
     /// Most batches in flight (W); bounds memory with `max_batch_bytes`.
     pub window: usize,
-    /// Records per batch; `None` adapts it so a batch is about a millisecond
+    /// Records per batch; `None` adapts it so a batch is about four milliseconds
     /// of step-1 work.
     pub batch: Option<usize>,
     /// Most bytes of record data per batch (a larger record travels alone).

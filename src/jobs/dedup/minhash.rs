@@ -8,8 +8,9 @@
 //! loop the compiler vectorizes. The kernel takes the permutations 32 at a
 //! time (a `[u32; 32]` accumulator that lives in vector registers), loops
 //! over the shingles, and inside that over the 32 permutations, taking the
-//! lane-wise minimum. On x86-64 with AVX2 (checked at run time) the same
-//! code is compiled for 256-bit registers.
+//! lane-wise minimum. On x86-64 the same code is also compiled for AVX2
+//! and AVX-512 registers, and the widest the CPU has is picked at run time
+//! ([`Kernel`]).
 
 use crate::corpus::SplitMix64;
 
@@ -61,19 +62,82 @@ impl MinHasher {
     /// `sig` (resized; its first [`MinHasher::len`] values are the
     /// signature). Repeats in `hashes` do not change the result.
     pub fn signature(&self, hashes: &[u64], sig: &mut Vec<u32>) {
+        self.signature_with(Kernel::detect(), hashes, sig);
+    }
+
+    /// [`MinHasher::signature`] with a given kernel (benchmarks, tests).
+    /// Panics if the CPU cannot run it.
+    pub fn signature_with(&self, kernel: Kernel, hashes: &[u64], sig: &mut Vec<u32>) {
         sig.clear();
         sig.resize(self.a.len(), u32::MAX);
+        kernel.run(hashes, &self.a, &self.b, sig);
+        sig.truncate(self.len);
+    }
+}
+
+/// The builds of the MinHash kernel; [`Kernel::detect`] picks the widest
+/// the CPU supports. Every one gives the same signatures (tested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Compiled for the build's baseline target (SSE2 on x86-64).
+    Portable,
+    /// 256-bit registers: 8 permutations per instruction.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// 512-bit registers: 16 permutations per instruction.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    /// The widest kernel this CPU runs (checked once, then cached by the
+    /// standard library's feature detection).
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// Every kernel this CPU can run, the portable one first.
+    pub fn available() -> Vec<Self> {
+        let mut kernels = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                unsafe { kernel_avx2(hashes, &self.a, &self.b, sig) };
-                sig.truncate(self.len);
-                return;
+                kernels.push(Kernel::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
             }
         }
-        kernel(hashes, &self.a, &self.b, sig);
-        sig.truncate(self.len);
+        kernels
+    }
+
+    /// Runs this kernel. Panics if the CPU does not support it (only
+    /// kernels from [`Kernel::detect`] or [`Kernel::available`] are used).
+    fn run(self, hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
+        match self {
+            Kernel::Portable => kernel(hashes, a, b, sig),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                assert!(std::arch::is_x86_feature_detected!("avx2"));
+                // SAFETY: the CPU supports AVX2, asserted just above.
+                unsafe { kernel_avx2(hashes, a, b, sig) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                assert!(std::arch::is_x86_feature_detected!("avx512f"));
+                // SAFETY: the CPU supports AVX-512F, asserted just above.
+                unsafe { kernel_avx512(hashes, a, b, sig) }
+            }
+        }
     }
 }
 
@@ -107,6 +171,18 @@ fn kernel(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn kernel_avx2(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
+    kernel(hashes, a, b, sig)
+}
+
+/// [`kernel`] compiled for AVX-512 (the 32-lane accumulator is two 512-bit
+/// registers).
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
     kernel(hashes, a, b, sig)
 }
 
@@ -196,10 +272,21 @@ mod tests {
         hasher.signature(&hashes, &mut sig);
         assert_eq!(sig.len(), 100);
         assert_eq!(sig, portable(&hasher, &hashes));
-        // The portable build of the kernel, whatever the CPU.
-        let mut plain = vec![u32::MAX; hasher.a.len()];
-        kernel(&hashes, &hasher.a, &hasher.b, &mut plain);
-        assert_eq!(plain[..100], sig[..]);
+    }
+
+    #[test]
+    fn every_kernel_gives_the_same_signatures() {
+        let hasher = MinHasher::new(128, 9);
+        let mut rng = SplitMix64::new(4);
+        for len in [1, 2, 7, 31, 300, 1000] {
+            let hashes: Vec<u64> = (0..len).map(|_| rng.next_u64()).collect();
+            let expected = portable(&hasher, &hashes);
+            for k in Kernel::available() {
+                let mut sig = Vec::new();
+                hasher.signature_with(k, &hashes, &mut sig);
+                assert_eq!(sig, expected, "{k:?}, {len} hashes");
+            }
+        }
     }
 
     #[test]

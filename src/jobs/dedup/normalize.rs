@@ -61,6 +61,11 @@ trait Sink {
 fn tokenize(text: &str, buf: &mut Vec<u8>, sink: &mut impl Sink) {
     buf.clear();
     let bytes = text.as_bytes();
+    if bytes.is_ascii() {
+        // Most text of most corpora: no character needs more than a bit.
+        tokenize_ascii(bytes, sink);
+        return;
+    }
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -86,6 +91,70 @@ fn tokenize(text: &str, buf: &mut Vec<u8>, sink: &mut impl Sink) {
         non_ascii(c, buf, sink);
     }
     flush(buf, sink);
+}
+
+/// Bytes classified together by [`tokenize_ascii`]: one bit each in a `u64`.
+const BLOCK: usize = 64;
+
+/// [`tokenize`] for pure-ASCII text, where a word is a maximal run of ASCII
+/// letters and digits. Each 64-byte block becomes a bit mask (bit `i`: byte
+/// `i` is a letter or digit); the edges of the mask are where words start
+/// and end, visited with a bit scan. There is no branch per byte, and the
+/// branch per edge alternates (start, end, start...), which predicts well.
+fn tokenize_ascii(bytes: &[u8], sink: &mut impl Sink) {
+    debug_assert!(bytes.is_ascii());
+    // Whether the byte before the current block is a letter or digit, and
+    // where the current word started.
+    let mut in_word = false;
+    let mut start = 0;
+    let mut edges_of = |base: usize, mask: u64, sink: &mut _| {
+        let mut edges = mask ^ ((mask << 1) | u64::from(in_word));
+        while edges != 0 {
+            let at = base + edges.trailing_zeros() as usize;
+            edges &= edges - 1;
+            if in_word {
+                Sink::ascii(sink, bytes, start, at);
+            } else {
+                start = at;
+            }
+            in_word = !in_word;
+        }
+    };
+    let mut blocks = bytes.chunks_exact(BLOCK);
+    let mut base = 0;
+    for block in &mut blocks {
+        edges_of(base, block_mask(block.try_into().expect("a block")), sink);
+        base += BLOCK;
+    }
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        // Zero padding is not alphanumeric: a word ending the text ends here.
+        let mut last = [0u8; BLOCK];
+        last[..rest.len()].copy_from_slice(rest);
+        edges_of(base, block_mask(&last), sink);
+    }
+    if in_word {
+        sink.ascii(bytes, start, bytes.len());
+    }
+}
+
+/// One bit per byte of `block` (bit `i` for byte `i`): set for ASCII
+/// letters and digits.
+#[inline]
+fn block_mask(block: &[u8; BLOCK]) -> u64 {
+    let mut mask = 0;
+    for (k, chunk) in block.chunks_exact(8).enumerate() {
+        let v = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        mask |= high_bits(ascii_alnum(v)) << (8 * k);
+    }
+    mask
+}
+
+/// The high bit of each byte of `v` (the only bits set), gathered into the
+/// low 8 bits: byte `i`'s into bit `i`.
+#[inline]
+fn high_bits(v: u64) -> u64 {
+    v.wrapping_mul(0x0002_0408_1020_4081) >> 56
 }
 
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -215,7 +284,18 @@ pub fn hash_word(bytes: &[u8]) -> u64 {
 /// lowercased with `| 0x20`, the bytes past the word masked off.
 #[inline]
 fn hash_ascii_word(text: &[u8], start: usize, end: usize) -> u64 {
-    let mut h = ((end - start) as u64).wrapping_mul(K1);
+    let len = end - start;
+    let mut h = (len as u64).wrapping_mul(K1);
+    if len <= 16 && start + 16 <= text.len() {
+        // The usual word, without a branch on its length (which is random,
+        // so such a branch mispredicts): two loads, masks computed from the
+        // length, and the second chunk's mix selected, not branched to.
+        let v0 = load8(text, start) | LOWER;
+        let v1 = load8(text, start + 8) | LOWER;
+        let one = mix_chunk(h, v0 & tail_mask(len.min(8)));
+        let two = mix_chunk(one, v1 & tail_mask(len.max(9) - 8));
+        return super::shingle::fmix64(if len > 8 { two } else { one });
+    }
     let mut at = start;
     while at + 8 <= end {
         h = mix_chunk(h, load8(text, at) | LOWER);
@@ -234,6 +314,12 @@ fn hash_ascii_word(text: &[u8], start: usize, end: usize) -> u64 {
         h = mix_chunk(h, (v | LOWER) & mask);
     }
     super::shingle::fmix64(h)
+}
+
+/// The low `bytes` bytes of a `u64` set (`bytes` in `1..=8`).
+#[inline]
+fn tail_mask(bytes: usize) -> u64 {
+    u64::MAX >> (64 - 8 * bytes)
 }
 
 #[inline]
@@ -395,6 +481,43 @@ mod tests {
             let mut got = 0;
             for_each_word_hash(&word, &mut Vec::new(), |h| got = h);
             assert_eq!(got, hash_word(word.to_lowercase().as_bytes()), "{word}");
+        }
+    }
+
+    #[test]
+    fn the_ascii_fast_path_finds_the_words_of_the_general_path() {
+        // The general path, forced: a non-ASCII character at the end that
+        // is a separator of its own.
+        let general = |t: &str| {
+            let mut w = words(&format!("{t} \u{2014}"));
+            w.retain(|w| !w.is_empty());
+            w
+        };
+        let mut rng = crate::corpus::SplitMix64::new(11);
+        let alphabet = b"aZ09 .,-\n\t!xyQ_~";
+        for len in 0..300 {
+            let text: String = (0..len)
+                .map(|_| alphabet[(rng.next_u64() % alphabet.len() as u64) as usize] as char)
+                .collect();
+            assert_eq!(words(&text), general(&text), "{text:?}");
+            let mut hashes = Vec::new();
+            for_each_word_hash(&text, &mut Vec::new(), |h| hashes.push(h));
+            let expected: Vec<u64> = general(&text)
+                .iter()
+                .map(|w| hash_word(w.as_bytes()))
+                .collect();
+            assert_eq!(hashes, expected, "{text:?}");
+        }
+        // Words across block edges, and a block that is one word.
+        let long = "x".repeat(63) + " " + &"Y".repeat(130) + ".a";
+        assert_eq!(words(&long), general(&long));
+    }
+
+    #[test]
+    fn high_bits_gathers_one_bit_per_byte() {
+        for pattern in 0..=255u64 {
+            let v = (0..8).fold(0u64, |v, i| v | ((pattern >> i) & 1) << (8 * i + 7));
+            assert_eq!(high_bits(v), pattern);
         }
     }
 
