@@ -90,7 +90,10 @@ fn dedup_summary(report: &drainpipe_actors::RunReport) -> Option<String> {
         r["candidate_pairs"],
         r["verified_pairs"],
         report.records.read as f64 / report.elapsed_s.max(1e-9),
-        r["passes"].as_array().map_or(0, |p| p.len())
+        // Passes a resumed run loaded from an earlier one took no time here.
+        r["passes"]
+            .as_array()
+            .map_or(0, |p| p.iter().filter(|p| p.get("loaded").is_none()).count())
     );
     if let Some(a) = r.get("accuracy") {
         s += &format!(
@@ -147,9 +150,9 @@ fn check_output_folder(ctx: &jobs::RunContext, force: bool) -> Result<(), String
         return Ok(());
     }
     let folder = ctx.output.path().display();
-    if ctx.output.file(drainpipe_actors::CHECKPOINT_FILE).exists() {
+    if let Some(name) = jobs::resumable_state(&ctx.output) {
         return Err(format!(
-            "{folder} holds the checkpoint of an interrupted run: pass --resume to continue it, --force to start over, or -o for another folder"
+            "{folder} holds the checkpoint of an interrupted run ({name}): pass --resume to continue it, --force to start over, or -o for another folder"
         ));
     }
     let previous = std::fs::read(ctx.output.file("summary.json"))

@@ -3,20 +3,29 @@
 //! records (~5%), reader rejects, a slow Integrator, periodic checkpoints,
 //! and a stop at a random moment followed by a resume (sometimes twice).
 //! Every run must conserve records, end within its deadline, and produce
-//! exactly the outputs of a clean run.
+//! exactly the outputs of a clean run. The same goes for `dedup` (three
+//! passes, each with its own checkpoints): runs over the mixed corpus with
+//! malformed records added, stopped during or between random passes and
+//! resumed, with random tuning and checkpoint periods.
 //!
 //! A failing run prints its seed; replay it alone with
 //! `FAULT_SEED=<seed> cargo test --test randomized_faults_never_lose_a_record`.
-//! `FAULT_RUNS=<n>` changes the number of runs (default 200).
+//! `FAULT_RUNS=<n>` changes the number of runs (default 200),
+//! `DEDUP_FAULT_RUNS=<n>` that of dedup (default 20).
 
 mod common;
+#[path = "common/dedup.rs"]
+mod mixed;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{MemorySource, Script, Step2};
+use drainpipe::jobs::dedup::memory::MemoryRecord;
 use drainpipe_actors::{
     Checkpoint, Checkpoints, OutputDir, Phase, Pipeline, RunHandle, RunReport, Settings,
 };
+use mixed::{file_names, run_leg, Leg, StopAt};
 
 /// SplitMix64, so a seed means the same run everywhere.
 struct Rng(u64);
@@ -192,17 +201,22 @@ fn one_run(seed: u64) {
     );
 }
 
-#[test]
-fn randomized_runs_conserve_records_and_match_a_clean_run() {
-    let seeds: Vec<u64> = match std::env::var("FAULT_SEED") {
+/// The seeds to run: `FAULT_SEED` alone, or as many seeds from `base` as
+/// the variable `runs_from` says (else `runs`).
+fn seeds(base: u64, runs_from: &str, runs: u64) -> Vec<u64> {
+    match std::env::var("FAULT_SEED") {
         Ok(seed) => vec![seed.parse().expect("FAULT_SEED is a number")],
         Err(_) => {
-            let runs: u64 = std::env::var("FAULT_RUNS").map_or(200, |n| n.parse().unwrap());
-            (0..runs).map(|i| 0xFA17_0000 + i).collect()
+            let runs: u64 = std::env::var(runs_from).map_or(runs, |n| n.parse().unwrap());
+            (0..runs).map(|i| base + i).collect()
         }
-    };
+    }
+}
+
+/// Runs `one_run` for each seed, naming the seed of a failure.
+fn run_seeds(seeds: &[u64], one_run: fn(u64)) {
     let started = Instant::now();
-    for &seed in &seeds {
+    for &seed in seeds {
         if let Err(panic) = std::panic::catch_unwind(|| one_run(seed)) {
             eprintln!(
                 "FAILING SEED {seed}: replay with FAULT_SEED={seed} cargo test --features failpoints --test randomized_faults_never_lose_a_record"
@@ -215,4 +229,97 @@ fn randomized_runs_conserve_records_and_match_a_clean_run() {
         seeds.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn randomized_runs_conserve_records_and_match_a_clean_run() {
+    run_seeds(&seeds(0xFA17_0000, "FAULT_RUNS", 200), one_run);
+}
+
+/// The mixed dedup corpus, with malformed records and reader rejects added
+/// at random places, cut to a random length.
+fn dedup_records(rng: &mut Rng) -> Arc<Vec<MemoryRecord>> {
+    let mut records = mixed::records();
+    for _ in 0..rng.below(6) {
+        let at = rng.below(records.len() as u64) as usize;
+        let record = match rng.below(3) {
+            0 => MemoryRecord::jsonl(r#"{"id": 9, "text": "#),
+            1 => MemoryRecord::jsonl(r#"{"id": 9, "body": "no text field"}"#),
+            _ => MemoryRecord::rejected("unreadable (test)"),
+        };
+        records.insert(at, record);
+    }
+    let keep = 150 + rng.below(records.len() as u64 - 149) as usize;
+    records.truncate(keep);
+    Arc::new(records)
+}
+
+fn dedup_stop(rng: &mut Rng, records: u64) -> StopAt {
+    match rng.below(4) {
+        0 => StopAt::Opening(1 + rng.below(3) as u32),
+        pass => StopAt::During {
+            pass: ["signatures", "verify", "kept"][pass as usize - 1],
+            after: rng.below(records),
+        },
+    }
+}
+
+fn one_dedup_run(seed: u64) {
+    let mut rng = Rng(seed);
+    let records = dedup_records(&mut rng);
+    let total = records.len() as u64;
+    let clean = tempfile::tempdir().unwrap();
+    let report = run_leg(&records, clean.path(), &Leg::default()).unwrap();
+    assert_eq!(report.exit_code, 0, "{}", report.human());
+
+    let dir = tempfile::tempdir().unwrap();
+    let legs = 1 + rng.below(4);
+    let mut resume = false;
+    for leg in 0..legs {
+        let last = leg + 1 == legs;
+        let leg = Leg {
+            workers: 1 + rng.below(4) as usize,
+            window: 1 + rng.below(8) as usize,
+            // Fixed batches when stopping, so a stop is mostly mid-pass.
+            batch: if last && rng.chance(50.0) {
+                None
+            } else {
+                Some(1 + rng.below(64) as usize)
+            },
+            resume,
+            stop: (!last).then(|| dedup_stop(&mut rng, total)),
+            checkpoint_every: rng
+                .chance(30.0)
+                .then(|| Duration::from_millis(1 + rng.below(20))),
+            ..Leg::default()
+        };
+        let started = Instant::now();
+        let report = run_leg(&records, dir.path(), &leg).unwrap();
+        assert!(
+            started.elapsed() < DEADLINE,
+            "leg took {:?}",
+            started.elapsed()
+        );
+        assert!(report.conservation, "{}", report.human());
+        assert_eq!(report.records.abandoned, 0, "{}", report.human());
+        match report.exit_code {
+            0 => {
+                assert_eq!(report.records.read, total);
+                break;
+            }
+            130 => resume = true,
+            other => panic!("exit code {other}: {}", report.human()),
+        }
+        assert!(!last, "the last leg is never stopped");
+    }
+    assert!(
+        mixed::outputs(dir.path()) == mixed::outputs(clean.path()),
+        "dedup outputs differ from the clean run's"
+    );
+    assert_eq!(file_names(dir.path()), file_names(clean.path()));
+}
+
+#[test]
+fn randomized_dedup_runs_stopped_and_resumed_match_a_clean_run() {
+    run_seeds(&seeds(0xDED0_0000, "DEDUP_FAULT_RUNS", 20), one_dedup_run);
 }

@@ -7,9 +7,14 @@
 //! job's own state, all through [`crate::codec`]. It also holds the run's
 //! fingerprint (job, inputs, parameters): a checkpoint of another run is
 //! refused, never silently used.
+//!
+//! A job of several passes over its input keeps each completed pass's
+//! result in a [`PassResult`] file beside the checkpoint, with the same
+//! header and checks, so a resumed run skips the passes already done.
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -87,31 +92,79 @@ impl Checkpoint {
     /// Loads the checkpoint in `output` and checks it belongs to the run
     /// with `fingerprint`.
     pub fn load(output: &OutputDir, fingerprint: &str) -> Result<Checkpoint, CheckpointError> {
-        let path = output.file(CHECKPOINT_FILE);
-        let shown = path.display().to_string();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CheckpointError::Missing(
-                    output.path().display().to_string(),
-                ))
-            }
-            Err(cause) => return Err(CheckpointError::Io { path: shown, cause }),
-        };
-        let checkpoint: Checkpoint =
-            codec::decode(&bytes, FORMAT_VERSION).map_err(|cause| CheckpointError::Codec {
-                path: shown.clone(),
-                cause,
-            })?;
-        if checkpoint.fingerprint != fingerprint {
-            return Err(CheckpointError::OtherRun {
-                path: shown,
-                found: checkpoint.fingerprint,
-                expected: fingerprint.to_owned(),
-            });
+        match load_checked(output, CHECKPOINT_FILE, fingerprint, |c: &Checkpoint| {
+            &c.fingerprint
+        })? {
+            Some(checkpoint) => Ok(checkpoint),
+            None => Err(CheckpointError::Missing(
+                output.path().display().to_string(),
+            )),
         }
-        Ok(checkpoint)
     }
+}
+
+/// The result of a completed pass of a multi-pass job, in a file of the
+/// output folder named by the job, so that a resumed run skips the pass.
+///
+/// It is written through [`crate::codec`] like a [`Checkpoint`] (magic,
+/// [`FORMAT_VERSION`], checksum) and refused the same way when damaged or
+/// foreign. Its fingerprint should name the pass as well as the run, so
+/// one pass's result is never taken for another's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PassResult {
+    /// Identifies the run and the pass.
+    pub fingerprint: String,
+    /// The job's encoding of the pass's result.
+    pub state: Vec<u8>,
+}
+
+impl PassResult {
+    /// Serializes the pass result.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self, FORMAT_VERSION)
+    }
+
+    /// Loads the pass result `name` in `output`, checking it belongs to
+    /// `fingerprint`; `None` when there is no such file (the pass did not
+    /// complete).
+    pub fn load(
+        output: &OutputDir,
+        name: &str,
+        fingerprint: &str,
+    ) -> Result<Option<PassResult>, CheckpointError> {
+        load_checked(output, name, fingerprint, |r: &PassResult| &r.fingerprint)
+    }
+}
+
+/// Reads and decodes the file `name` of `output` and checks its
+/// fingerprint; `None` when the file does not exist.
+fn load_checked<T: DeserializeOwned>(
+    output: &OutputDir,
+    name: &str,
+    fingerprint: &str,
+    fingerprint_of: impl Fn(&T) -> &String,
+) -> Result<Option<T>, CheckpointError> {
+    let path = output.file(name);
+    let shown = path.display().to_string();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(cause) => return Err(CheckpointError::Io { path: shown, cause }),
+    };
+    let value: T =
+        codec::decode(&bytes, FORMAT_VERSION).map_err(|cause| CheckpointError::Codec {
+            path: shown.clone(),
+            cause,
+        })?;
+    let found = fingerprint_of(&value);
+    if found != fingerprint {
+        return Err(CheckpointError::OtherRun {
+            path: shown,
+            found: found.clone(),
+            expected: fingerprint.to_owned(),
+        });
+    }
+    Ok(Some(value))
 }
 
 /// Checkpointing settings of a run.

@@ -331,13 +331,6 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
                 integrated_out_of_order: out_of_order,
             });
         }
-        if !msg.partial {
-            // A complete run leaves nothing to resume.
-            if let Err(e) = self.output.remove_stale(CHECKPOINT_FILE) {
-                self.fail(e.to_string(), true);
-                return Err(self.failure.clone().expect("just failed"));
-            }
-        }
         let committed = match self.rejects_file.take() {
             Some(file) => file.commit().map(|_| ()),
             // No rejects: remove a rejects file an earlier run may have left.
@@ -355,12 +348,23 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
         };
         let state = &mut self.state;
         match catch_unwind(AssertUnwindSafe(|| state.finish(&ctx))) {
-            Ok(Ok(job)) => Ok(Finished {
-                integrated: self.integrated,
-                rejected: self.rejected,
-                job,
-                integrated_out_of_order: out_of_order,
-            }),
+            Ok(Ok(job)) => {
+                // A complete run leaves nothing to resume. Removed only once
+                // the outputs that replace it are written, so a crash at any
+                // moment leaves one or the other.
+                if !msg.partial {
+                    if let Err(e) = self.output.remove_stale(CHECKPOINT_FILE) {
+                        self.fail(e.to_string(), true);
+                        return Err(self.failure.clone().expect("just failed"));
+                    }
+                }
+                Ok(Finished {
+                    integrated: self.integrated,
+                    rejected: self.rejected,
+                    job,
+                    integrated_out_of_order: out_of_order,
+                })
+            }
             Ok(Err(e)) => {
                 // Finishing mostly writes files: an error here is an output
                 // error unless the job says otherwise in its message.

@@ -22,7 +22,8 @@
 //! - [`report`]: progress snapshots and the final [`RunReport`].
 //! - [`observe`]: what actors publish for stall reports and bound checks.
 //! - [`output`]: the output folder and atomic writes.
-//! - [`checkpoint`]: checkpoints and `--resume`.
+//! - [`checkpoint`]: checkpoints, the results of completed passes, and
+//!   `--resume`.
 //! - [`codec`]: the one place state is serialized (checkpoints).
 //! - [`error`]: error types.
 //!
@@ -109,7 +110,7 @@ pub mod report;
 pub mod source;
 
 pub use batch::{Batch, BatchBuilder, Location, RawRecord, Rejected};
-pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, CHECKPOINT_FILE};
+pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, PassResult, CHECKPOINT_FILE};
 pub use error::{CodecError, InputError, OutputError};
 pub use integrator::{RejectedRecord, REJECTS_FILE};
 pub use job::{FinishContext, Integrate, Job, RecordError};

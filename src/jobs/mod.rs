@@ -108,6 +108,14 @@ impl RunContext {
     }
 }
 
+/// The file in `output` that holds an interrupted run's state to resume
+/// from (a checkpoint, or a completed pass of `dedup`), if any.
+pub fn resumable_state(output: &OutputDir) -> Option<&'static str> {
+    std::iter::once(drainpipe_actors::CHECKPOINT_FILE)
+        .chain(dedup::resume::PASS_FILES)
+        .find(|name| output.file(name).exists())
+}
+
 /// The run's input: the files named on the command line, or the demo
 /// corpus when there are none.
 pub fn open_source(ctx: &RunContext) -> anyhow::Result<Box<dyn RecordSource>> {
@@ -122,19 +130,36 @@ pub fn open_source(ctx: &RunContext) -> anyhow::Result<Box<dyn RecordSource>> {
 }
 
 /// Runs one pass of `job` over `source` with the context's settings, stop
-/// handle and progress display.
+/// handle, progress display and checkpoints.
 pub fn run_pass<J: Job, S: RecordSource>(
     job: Arc<J>,
     source: S,
     ctx: &RunContext,
     pass: &str,
 ) -> anyhow::Result<RunReport> {
+    let checkpoints = if ctx.engine == Engine::PlainThreads {
+        Checkpoints::default()
+    } else {
+        ctx.checkpoints()?
+    };
+    run_pass_with(job, source, ctx, pass, checkpoints)
+}
+
+/// [`run_pass`] with the pass's own checkpoint settings (a job of several
+/// passes gives each pass its fingerprint and decides which one resumes).
+pub fn run_pass_with<J: Job, S: RecordSource>(
+    job: Arc<J>,
+    source: S,
+    ctx: &RunContext,
+    pass: &str,
+    checkpoints: Checkpoints,
+) -> anyhow::Result<RunReport> {
     if ctx.engine == Engine::PlainThreads {
         return crate::baseline::run_plain(job, source, &ctx.output, ctx.settings.workers);
     }
     let report = Pipeline::with_shared_job(job, source, ctx.output.clone())
         .settings(ctx.settings.clone())
-        .checkpoints(ctx.checkpoints()?)
+        .checkpoints(checkpoints)
         .handle(ctx.handle.clone())
         .on_progress((ctx.progress)(pass))
         .run()?;

@@ -1,14 +1,19 @@
-//! Shared by the dedup integration tests: a mixed in-memory corpus and a
-//! run that returns every output file.
+//! Shared by the dedup integration tests: a mixed in-memory corpus, a run
+//! that returns every output file, and legs of a run stopped at a chosen
+//! point and resumed.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use drainpipe::corpus::{Corpus, CorpusSpec};
 use drainpipe::jobs::dedup::memory::{MemoryRecord, MemorySource};
 use drainpipe::jobs::dedup::{self, DedupParams, CLUSTERS_FILE, KEPT_FILE};
 use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, REJECTS_FILE};
+use drainpipe_actors::{
+    BatchBuilder, InputError, OutputDir, Progress, RecordSource, RunHandle, REJECTS_FILE,
+};
 
 /// Demo documents with their near-duplicates, some JSON Lines records, a
 /// record the reader rejects, one that is not UTF-8 and one that is not
@@ -78,4 +83,139 @@ pub fn run(
         result,
         rejected: report.records.rejected,
     }
+}
+
+/// Where a leg of an interrupted run asks for a stop (as the first SIGINT
+/// would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAt {
+    /// When the input is opened for the n-th time in the leg. The run
+    /// checks for a stop after opening the input of pass 2, so this stops
+    /// it between passes when pass 2 is the n-th opening; any other
+    /// opening stops the pass being opened before it reads a record.
+    Opening(u32),
+    /// While `pass` runs, once its input has served `after` records (a
+    /// pass resumed past that point stops at its first batch).
+    During { pass: &'static str, after: u64 },
+}
+
+/// One leg of a possibly interrupted run.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    pub workers: usize,
+    pub window: usize,
+    pub batch: Option<usize>,
+    pub resume: bool,
+    pub stop: Option<StopAt>,
+    pub checkpoint_every: Option<std::time::Duration>,
+    pub fingerprint: String,
+}
+
+impl Default for Leg {
+    fn default() -> Self {
+        Leg {
+            workers: 2,
+            window: 4,
+            batch: None,
+            resume: false,
+            stop: None,
+            checkpoint_every: None,
+            fingerprint: "dedup over the mixed corpus".into(),
+        }
+    }
+}
+
+/// Runs one leg of dedup over `records` into `dir`.
+pub fn run_leg(
+    records: &Arc<Vec<MemoryRecord>>,
+    dir: &std::path::Path,
+    leg: &Leg,
+) -> anyhow::Result<drainpipe_actors::RunReport> {
+    let mut ctx = RunContext::quiet(vec![], OutputDir::create(dir).unwrap());
+    ctx.settings.workers = leg.workers;
+    ctx.settings.window = leg.window;
+    ctx.settings.batch = leg.batch;
+    ctx.resume = leg.resume;
+    ctx.checkpoint_every = leg.checkpoint_every;
+    ctx.fingerprint = leg.fingerprint.clone();
+    // The pass being run, as the progress factory is told when it starts.
+    let current = Arc::new(Mutex::new(String::new()));
+    ctx.progress = {
+        let current = Arc::clone(&current);
+        Rc::new(move |pass: &str| {
+            *current.lock().unwrap() = pass.to_owned();
+            Box::new(|_: &Progress| {})
+        })
+    };
+    let opened = Cell::new(0);
+    let handle = ctx.handle.clone();
+    let stop = leg.stop;
+    let open = || -> anyhow::Result<Box<dyn RecordSource>> {
+        opened.set(opened.get() + 1);
+        if stop == Some(StopAt::Opening(opened.get())) {
+            handle.request_stop();
+        }
+        let during = match stop {
+            Some(StopAt::During { pass, after }) => Some((Arc::clone(&current), pass, after)),
+            _ => None,
+        };
+        Ok(Box::new(Stopping {
+            inner: MemorySource::new(Arc::clone(records)),
+            during,
+            handle: handle.clone(),
+        }))
+    };
+    dedup::run_on(&ctx, &DedupParams::default(), &open, false)
+}
+
+/// A source that asks for a stop once `during` says so.
+struct Stopping {
+    inner: MemorySource,
+    during: Option<(Arc<Mutex<String>>, &'static str, u64)>,
+    handle: RunHandle,
+}
+
+impl RecordSource for Stopping {
+    fn fill(
+        &mut self,
+        batch: &mut BatchBuilder,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<bool, InputError> {
+        let more = self.inner.fill(batch, max_records, max_bytes)?;
+        if let Some((current, pass, after)) = &self.during {
+            if self.inner.position() >= *after && *current.lock().unwrap() == *pass {
+                self.handle.request_stop();
+            }
+        }
+        Ok(more)
+    }
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+    fn total(&self) -> Option<u64> {
+        self.inner.total()
+    }
+}
+
+/// The outputs in `dir` that must match an uninterrupted run's (a missing
+/// file reads as "missing").
+pub fn outputs(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    [KEPT_FILE, CLUSTERS_FILE, REJECTS_FILE]
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|_| b"missing".to_vec());
+            (name.to_string(), bytes)
+        })
+        .collect()
+}
+
+/// The names of the files in `dir`, sorted.
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

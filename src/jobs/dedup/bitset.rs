@@ -50,6 +50,16 @@ impl BitSet {
         })
     }
 
+    /// The bits, 64 indices per word from index 0 (for checkpoints).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// The set whose bits are `words`, as [`BitSet::words`] gave them.
+    pub fn from_words(words: Vec<u64>) -> Self {
+        BitSet { words }
+    }
+
     /// Bytes of memory it holds.
     pub fn heap_bytes(&self) -> usize {
         self.words.capacity() * 8

@@ -5,20 +5,24 @@
 //! emits a candidate pair whenever a key is already there. Nothing of a
 //! record's text is kept: the Integrator holds, per record, one table
 //! entry per band (or none when the key was already present) and one bit.
+//! Its state is checkpointed ([`BandIndexForm`]); when the pass completes
+//! it writes what it found for a resumed run ([`ResultFile`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
-use drainpipe_actors::{FinishContext, Integrate, Job, RawRecord, RecordError};
+use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 
 use super::bitset::BitSet;
 use super::minhash::{BandKeys, MinHasher};
 use super::params::Banding;
+use super::resume::ResultFile;
 use super::shingle::with_scratch;
+use super::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
 /// The seed of the MinHash permutations (fixed: signatures, and so the
 /// candidates, are the same on every run and every machine).
@@ -72,6 +76,8 @@ pub struct Candidates {
     pub integrated: BitSet,
     /// Records integrated.
     pub records: u64,
+    /// Records rejected (known once the pass has finished).
+    pub rejected: u64,
     /// Records without any shingle (no word at all).
     pub empty: u64,
     /// Peak bytes held by the Integrator (bucket tables, bits, pairs).
@@ -85,6 +91,7 @@ pub struct SignatureJob {
     ngram: usize,
     banding: Banding,
     hasher: MinHasher,
+    result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
 }
 
@@ -96,8 +103,16 @@ impl SignatureJob {
             ngram,
             banding,
             hasher: MinHasher::new(banding.signature_len(), PERMUTATION_SEED),
+            result_file: None,
             slot: Arc::default(),
         }
+    }
+
+    /// Writes what the pass found into `file` when it completes, so that a
+    /// resumed run skips the pass (`None`: keeps nothing).
+    pub fn keeping_result(mut self, file: Option<ResultFile>) -> Self {
+        self.result_file = file;
+        self
     }
 
     /// What the Integrator found, once the pass has finished.
@@ -142,6 +157,7 @@ impl Job for SignatureJob {
                 .collect(),
             found: Candidates::default(),
             partners: Vec::new(),
+            result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
         }
     }
@@ -154,6 +170,7 @@ pub struct BandIndex {
     tables: Vec<PrehashedMap<u32>>,
     found: Candidates,
     partners: Vec<u32>,
+    result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
 }
 
@@ -204,8 +221,33 @@ impl Integrate for BandIndex {
         Ok(())
     }
 
+    fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
+        let form = BandIndexForm::of(&self.tables, &self.found);
+        Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), RecordError> {
+        let form: BandIndexForm = codec::decode(state, STATE_VERSION)?;
+        if form.bands() != self.tables.len() {
+            return Err(format!(
+                "the checkpoint has {} LSH bands, this run {}",
+                form.bands(),
+                self.tables.len()
+            )
+            .into());
+        }
+        (self.tables, self.found) = form.into_parts();
+        Ok(())
+    }
+
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
         self.found.integrator_bytes = self.heap_bytes() as u64;
+        self.found.rejected = run.rejected;
+        if !run.partial {
+            if let Some(file) = &self.result_file {
+                file.write(run.output, &CandidatesForm::of(&self.found))?;
+            }
+        }
         let summary = serde_json::json!({
             "pass": "signatures",
             "partial": run.partial,

@@ -27,8 +27,13 @@
 //! Passes 2 and 3 parse only the records they need (and the records pass 1
 //! rejected, to reject them again with the same reason: every pass
 //! rewrites `rejects.jsonl`, with the same content). A pass that does not
-//! complete ends the run there. dedup takes no checkpoints (its Integrate
-//! states keep the default `save`, so `--resume` finds none and refuses).
+//! complete ends the run there.
+//!
+//! Passes 1 and 2 take checkpoints, and each keeps its result in the output
+//! folder when it completes, so `--resume` skips the completed passes,
+//! resumes the interrupted one from its checkpoint and runs the rest, with
+//! the outputs of an uninterrupted run; pass 3 always runs again from its
+//! start ([`resume`]).
 //!
 //! On the embedded demo corpus, the result also carries precision and
 //! recall against the exact all-pairs ground truth ([`truth`]).
@@ -44,7 +49,7 @@ use std::time::Instant;
 use drainpipe_actors::{ExitCode, RecordSource, RunReport};
 use serde_json::json;
 
-use super::{open_source, run_pass, RunContext};
+use super::{open_source, run_pass_with, RunContext};
 
 pub mod bitset;
 pub mod fold;
@@ -55,7 +60,9 @@ pub mod minhash;
 pub mod normalize;
 pub mod output;
 pub mod params;
+pub mod resume;
 pub mod shingle;
+pub mod state;
 pub mod truth;
 pub mod unionfind;
 pub mod verify;
@@ -68,6 +75,8 @@ use bitset::BitSet;
 use kept::KeptJob;
 use lsh::SignatureJob;
 use output::Clusters;
+use resume::{Pass, Resume};
+use state::{CandidatesForm, VerifiedForm};
 use verify::VerifyJob;
 
 /// How the similarity of a removed record is defined (also written into
@@ -86,6 +95,9 @@ struct PassTime {
     pass: &'static str,
     elapsed_s: f64,
     records_per_s: f64,
+    /// The pass completed in an earlier run and its result was loaded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    loaded: bool,
 }
 
 impl PassTime {
@@ -94,6 +106,16 @@ impl PassTime {
             pass,
             elapsed_s: report.elapsed_s,
             records_per_s: report.records_per_s,
+            loaded: false,
+        }
+    }
+
+    fn loaded(pass: &'static str) -> Self {
+        PassTime {
+            pass,
+            elapsed_s: 0.0,
+            records_per_s: 0.0,
+            loaded: true,
         }
     }
 }
@@ -106,7 +128,9 @@ impl PassTime {
 /// summary. When a pass does not complete (interrupted, failed), the run
 /// stops there and returns that pass's report, marked partial, with no
 /// dedup output written (stale `kept.jsonl`/`clusters.jsonl` of an earlier
-/// run are removed).
+/// run are removed); `ctx.resume` continues it ([`resume`]).
+/// A resumed run reports the passes it ran: record counts are those of the
+/// first of them.
 pub fn run(ctx: &RunContext, params: &DedupParams) -> anyhow::Result<RunReport> {
     if ctx.inputs.iter().any(|p| p.as_os_str() == "-") {
         anyhow::bail!(
@@ -147,18 +171,39 @@ pub fn run_on(
     measure_accuracy: bool,
 ) -> anyhow::Result<RunReport> {
     let banding = params.banding().map_err(anyhow::Error::msg)?;
+    let resume = Resume::new(ctx)?;
     let mut passes = Vec::new();
+    // The reports of the passes this call runs (a resumed run loads the
+    // results of the passes an earlier run completed).
+    let mut reports: Vec<RunReport> = Vec::new();
 
     // Pass 1: signatures and candidate pairs.
-    let job = Arc::new(SignatureJob::new(ctx.fields.clone(), params.ngram, banding));
-    let first = run_pass(Arc::clone(&job), open()?, ctx, "signatures")?;
-    passes.push(PassTime::of("signatures", &first));
-    if first.exit_code != 0 {
-        return incomplete(ctx, first, "signatures", &passes, &[]);
-    }
-    let candidates = job
-        .take_result()
-        .ok_or_else(|| anyhow::anyhow!("pass 1 ended without its result"))?;
+    let candidates = match resume.load::<CandidatesForm>(Pass::Signatures)? {
+        Some(form) => {
+            passes.push(PassTime::loaded("signatures"));
+            form.into_candidates()
+        }
+        None => {
+            let job = Arc::new(
+                SignatureJob::new(ctx.fields.clone(), params.ngram, banding)
+                    .keeping_result(resume.result_file(Pass::Signatures)),
+            );
+            let checkpoints = resume.checkpoints(Pass::Signatures)?;
+            let first = run_pass_with(Arc::clone(&job), open()?, ctx, "signatures", checkpoints)?;
+            passes.push(PassTime::of("signatures", &first));
+            if first.exit_code != 0 {
+                resume.discard(Pass::Signatures)?;
+                return incomplete(ctx, first, "signatures", &passes, &[]);
+            }
+            let candidates = job
+                .take_result()
+                .ok_or_else(|| anyhow::anyhow!("pass 1 ended without its result"))?;
+            reports.push(first);
+            candidates
+        }
+    };
+    // What every later pass must read again.
+    let first_read = candidates.records + candidates.rejected;
     let bytes_per_record = per_record(candidates.integrator_bytes, candidates.records);
     log::info!(
         "dedup pass 1: {} records, {} candidate pairs, {:.0} integrator bytes per record",
@@ -170,28 +215,37 @@ pub fn run_on(
     let integrated = Arc::new(candidates.integrated);
 
     // Pass 2: exact verification (skipped when there is no candidate).
-    let mut reports = vec![];
     let verified = if candidates.pairs.is_empty() {
         verify::Verified::default()
+    } else if let Some(form) = resume.load::<VerifiedForm<Box<str>>>(Pass::Verify)? {
+        passes.push(PassTime::loaded("verify"));
+        form.into_verified()
     } else {
-        if ctx.handle.stop_requested() {
-            return incomplete(ctx, first, "verify", &passes, &[]);
+        let job = Arc::new(
+            VerifyJob::new(
+                ctx.fields.clone(),
+                params.ngram,
+                params.threshold,
+                Arc::clone(&integrated),
+                Arc::new(candidates.pairs),
+            )
+            .keeping_result(resume.result_file(Pass::Verify)),
+        );
+        let source = open()?;
+        if let Some(stopped) = stopped_between(ctx, &reports, "verify", &passes) {
+            return stopped;
         }
-        let job = Arc::new(VerifyJob::new(
-            ctx.fields.clone(),
-            params.ngram,
-            params.threshold,
-            Arc::clone(&integrated),
-            Arc::new(candidates.pairs),
-        ));
-        let mut second = run_pass(Arc::clone(&job), open()?, ctx, "verify")?;
+        let checkpoints = resume.checkpoints(Pass::Verify)?;
+        let mut second = run_pass_with(Arc::clone(&job), source, ctx, "verify", checkpoints)?;
         passes.push(PassTime::of("verify", &second));
-        if second.exit_code == 0 && second.records.read != first.records.read {
+        if second.exit_code == 0 && second.records.read != first_read {
             let read = second.records.read;
-            changed(&mut second, "verify", first.records.read, read);
+            changed(&mut second, "verify", first_read, read);
         }
         if second.exit_code != 0 {
-            return incomplete(ctx, second, "verify", &passes, &[&first]);
+            resume.discard(Pass::Verify)?;
+            let earlier: Vec<&RunReport> = reports.iter().collect();
+            return incomplete(ctx, second, "verify", &passes, &earlier);
         }
         let verified = job
             .take_result()
@@ -199,6 +253,8 @@ pub fn run_on(
         reports.push(second);
         verified
     };
+    // What pass 2 rejected, when it ran (now or in an earlier run).
+    let verify_rejected = (candidate_pairs > 0).then_some(verified.rejected);
     let verify_bytes_per_record = per_record(verified.peak_bytes, candidates.records);
     let clusters = Clusters::from_pairs(&verified.pairs);
     let mut removed = BitSet::new();
@@ -206,15 +262,10 @@ pub fn run_on(
         removed.insert(r.into());
     }
 
-    // Pass 3: kept.jsonl, then both files are committed.
-    if ctx.handle.stop_requested() {
-        return incomplete(
-            ctx,
-            first,
-            "kept",
-            &passes,
-            &reports.iter().collect::<Vec<_>>(),
-        );
+    // Pass 3: kept.jsonl, then both files are committed. It takes no
+    // checkpoint: a resumed run runs it again from its start.
+    if let Some(stopped) = stopped_between(ctx, &reports, "kept", &passes) {
+        return stopped;
     }
     let clusters_file = output::write_clusters(&ctx.output, &clusters, &verified.ids)?;
     let job = Arc::new(KeptJob::new(
@@ -223,14 +274,15 @@ pub fn run_on(
         Arc::new(removed),
         ctx.output.clone(),
     ));
-    let mut third = run_pass(Arc::clone(&job), open()?, ctx, "kept")?;
+    let checkpoints = resume.checkpoints(Pass::Kept)?;
+    let mut third = run_pass_with(Arc::clone(&job), open()?, ctx, "kept", checkpoints)?;
     passes.push(PassTime::of("kept", &third));
-    if third.exit_code == 0 && third.records.read != first.records.read {
+    if third.exit_code == 0 && third.records.read != first_read {
         let read = third.records.read;
-        changed(&mut third, "kept", first.records.read, read);
+        changed(&mut third, "kept", first_read, read);
     }
     if third.exit_code != 0 {
-        let earlier: Vec<&RunReport> = std::iter::once(&first).chain(&reports).collect();
+        let earlier: Vec<&RunReport> = reports.iter().collect();
         return incomplete(ctx, third, "kept", &passes, &earlier);
     }
     let written = job
@@ -239,6 +291,7 @@ pub fn run_on(
     let kept = written.kept;
     written.file.commit()?;
     clusters_file.commit()?;
+    resume.remove_all()?;
     reports.push(third);
 
     // Ground truth, for the demo corpus.
@@ -248,12 +301,16 @@ pub fn run_on(
         None
     };
 
-    let mut report = combine(first, &reports.iter().collect::<Vec<_>>(), &passes);
-    for other in &reports {
-        if other.records.rejected != report.records.rejected {
+    let kept_rejected = reports.last().expect("pass 3 ran").records.rejected;
+    let mut reports = reports.into_iter();
+    let base = reports.next().expect("pass 3 ran");
+    let later: Vec<RunReport> = reports.collect();
+    let mut report = combine(ctx, base, &later.iter().collect::<Vec<_>>(), &passes);
+    for other in verify_rejected.into_iter().chain([kept_rejected]) {
+        if other != candidates.rejected {
             report.errors.push(format!(
-                "a later pass rejected {} records, pass 1 {}: the input changed between passes",
-                other.records.rejected, report.records.rejected
+                "a later pass rejected {other} records, pass 1 {}: the input changed between passes",
+                candidates.rejected
             ));
         }
     }
@@ -340,9 +397,21 @@ fn demo_accuracy(
     Ok(Some((accuracy, started.elapsed().as_secs_f64())))
 }
 
-/// The report of the whole run: pass 1's, with the time of every pass.
-fn combine(mut report: RunReport, others: &[&RunReport], passes: &[PassTime]) -> RunReport {
+/// The report of the whole run: the first pass's, with the time of every
+/// pass, under the run's fingerprint (each pass has its own).
+fn combine(
+    ctx: &RunContext,
+    mut report: RunReport,
+    others: &[&RunReport],
+    passes: &[PassTime],
+) -> RunReport {
+    report.fingerprint = ctx.fingerprint.clone();
     for other in others {
+        let (stats, theirs) = (&mut report.checkpoints, &other.checkpoints);
+        stats.count += theirs.count;
+        stats.seconds += theirs.seconds;
+        stats.bytes = stats.bytes.max(theirs.bytes);
+        stats.resumed |= theirs.resumed;
         for (phase, seconds) in &other.phases {
             *report.phases.entry(phase).or_default() += seconds;
         }
@@ -364,6 +433,24 @@ fn combine(mut report: RunReport, others: &[&RunReport], passes: &[PassTime]) ->
         0.0
     };
     report
+}
+
+/// When a stop was requested before `pass` started, the report of the run
+/// stopped there. `None` when none was, or when this call has run no pass
+/// yet: then the pass's pipeline sees the stop and stops at once (taking a
+/// checkpoint if the pass takes them).
+fn stopped_between(
+    ctx: &RunContext,
+    reports: &[RunReport],
+    pass: &'static str,
+    passes: &[PassTime],
+) -> Option<anyhow::Result<RunReport>> {
+    if !ctx.handle.stop_requested() {
+        return None;
+    }
+    let (first, later) = reports.split_first()?;
+    let later: Vec<&RunReport> = later.iter().collect();
+    Some(incomplete(ctx, first.clone(), pass, passes, &later))
 }
 
 /// Marks `report` failed because the `pass` pass read `read` records
@@ -391,7 +478,7 @@ fn incomplete(
 ) -> anyhow::Result<RunReport> {
     ctx.output.remove_stale(KEPT_FILE)?;
     ctx.output.remove_stale(CLUSTERS_FILE)?;
-    let mut report = combine(report, earlier, passes);
+    let mut report = combine(ctx, report, earlier, passes);
     if report.exit_code == 0 {
         // Stopped between passes (or during the kept pass).
         report.exit = "interrupted";
@@ -404,7 +491,7 @@ fn incomplete(
         "incomplete": true,
         "stopped_in_pass": pass,
         "outputs": [],
-        "note": "dedup needs every pass to complete; no kept.jsonl or clusters.jsonl was written",
+        "note": "dedup needs every pass to complete; no kept.jsonl or clusters.jsonl was written; --resume continues from the completed passes and the checkpoint",
         "passes": passes,
     });
     Ok(report)

@@ -6,18 +6,22 @@
 //! computes the exact Jaccard similarity of each candidate pair when its
 //! later record arrives; it holds a record's set only until its last
 //! partner has arrived, so its memory is the sets of the candidates still
-//! waiting for a partner, never the corpus.
+//! waiting for a partner, never the corpus. Its state is checkpointed
+//! ([`VerifierForm`]); when the pass completes it writes what it verified
+//! for a resumed run ([`ResultFile`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use drainpipe_actors::{FinishContext, Integrate, Job, RawRecord, RecordError};
+use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 
 use super::bitset::BitSet;
 use super::lsh::{record_id, table_bytes};
+use super::resume::ResultFile;
 use super::shingle::shingle_set;
+use super::state::{VerifiedForm, VerifierForm, STATE_VERSION};
 
 /// Size of the intersection of two sorted sets without repeats.
 pub fn intersection_size(a: &[u64], b: &[u64]) -> usize {
@@ -69,6 +73,9 @@ pub struct Verified {
     pub ids: HashMap<u32, Box<str>>,
     /// Candidate pairs whose similarity was computed.
     pub checked: u64,
+    /// Records the pass rejected (known once it has finished): those pass 1
+    /// rejected, unless the input changed.
+    pub rejected: u64,
     /// Candidate pairs that could not be checked because a record did not
     /// reach pass 2 (always 0 unless the input changed between passes).
     pub unverifiable: u64,
@@ -87,6 +94,7 @@ pub struct VerifyJob {
     integrated: Arc<BitSet>,
     candidates: Arc<BitSet>,
     pairs: Arc<Vec<(u32, u32)>>,
+    result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -112,8 +120,16 @@ impl VerifyJob {
             integrated,
             candidates: Arc::new(candidates),
             pairs,
+            result_file: None,
             slot: Arc::default(),
         }
+    }
+
+    /// Writes what the pass verified into `file` when it completes, so
+    /// that a resumed run skips the pass (`None`: keeps nothing).
+    pub fn keeping_result(mut self, file: Option<ResultFile>) -> Self {
+        self.result_file = file;
+        self
     }
 
     /// What the Integrator found, once the pass has finished.
@@ -166,6 +182,7 @@ impl Job for VerifyJob {
             held_bytes: 0,
             peak_held_bytes: 0,
             found: Verified::default(),
+            result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
         }
     }
@@ -185,6 +202,7 @@ pub struct Verifier {
     held_bytes: u64,
     peak_held_bytes: u64,
     found: Verified,
+    result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -228,6 +246,29 @@ impl Integrate for Verifier {
         Ok(())
     }
 
+    fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
+        let form = VerifierForm::of(self.cursor, &self.held, self.peak_held_bytes, &self.found);
+        Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), RecordError> {
+        let mut form: VerifierForm<Box<str>, Vec<u64>> = codec::decode(state, STATE_VERSION)?;
+        let cursor = usize::try_from(form.cursor).unwrap_or(usize::MAX);
+        if cursor > self.pairs.len() {
+            return Err(format!(
+                "the checkpoint is past candidate pair {cursor}, this run has {}",
+                self.pairs.len()
+            )
+            .into());
+        }
+        self.cursor = cursor;
+        self.held = form.take_held();
+        self.held_bytes = self.held.values().map(|s| (s.capacity() * 8) as u64).sum();
+        self.peak_held_bytes = form.peak_held_bytes.max(self.held_bytes);
+        self.found = form.found.into_verified();
+        Ok(())
+    }
+
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
         self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
         let ids: usize = self.found.ids.values().map(|id| id.len()).sum();
@@ -242,6 +283,12 @@ impl Integrate for Verifier {
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
         self.found.peak_bytes = self.peak_held_bytes + tables as u64;
         self.held = HashMap::new();
+        self.found.rejected = run.rejected;
+        if !run.partial {
+            if let Some(file) = &self.result_file {
+                file.write(run.output, &VerifiedForm::of(&self.found))?;
+            }
+        }
         let summary = serde_json::json!({
             "pass": "verify",
             "partial": run.partial,

@@ -1,0 +1,322 @@
+//! The serialized forms of dedup's Integrator states (in checkpoints) and
+//! of its pass results (kept between passes, [`super::resume`]), all
+//! written through the codec.
+//!
+//! Deterministic: tables and maps are written in record order, never in
+//! hash order, so one state always gives the same bytes. Compact: nothing
+//! derived is written (the verify pass rebuilds its last-partner table from
+//! the candidate pairs), and record ids in increasing order are written as
+//! gaps from the previous one, which the codec's variable-length integers
+//! store in one byte when records are close. Gaps wrap, so any sequence
+//! round-trips exactly and a hand-made state cannot cause an overflow.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::bitset::BitSet;
+use super::lsh::{Candidates, PrehashedMap};
+use super::verify::Verified;
+
+/// Version of every form below; bump on any change of them.
+pub const STATE_VERSION: u32 = 1;
+
+/// `(id, value)` pairs, each id as its gap from the previous id.
+fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
+    let mut previous = 0u32;
+    items
+        .into_iter()
+        .map(|(id, value)| {
+            let gap = id.wrapping_sub(previous);
+            previous = id;
+            (gap, value)
+        })
+        .collect()
+}
+
+/// The inverse of [`gapped`].
+fn ungapped<T>(items: Vec<(u32, T)>) -> impl Iterator<Item = (u32, T)> {
+    let mut id = 0u32;
+    items.into_iter().map(move |(gap, value)| {
+        id = id.wrapping_add(gap);
+        (id, value)
+    })
+}
+
+/// Candidate pairs `(earlier, later)`, sorted by the later record, as
+/// `(gap of the later record, later - earlier)`.
+fn pairs_form(pairs: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    gapped(pairs.iter().map(|&(a, b)| (b, b.wrapping_sub(a))))
+}
+
+fn pairs_of(form: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    ungapped(form)
+        .map(|(b, d)| (b.wrapping_sub(d), b))
+        .collect()
+}
+
+/// What pass 1 found ([`Candidates`]): its result, and part of its state.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CandidatesForm {
+    pairs: Vec<(u32, u32)>,
+    integrated: Vec<u64>,
+    records: u64,
+    rejected: u64,
+    empty: u64,
+    integrator_bytes: u64,
+}
+
+impl CandidatesForm {
+    /// The form of `found`.
+    pub fn of(found: &Candidates) -> Self {
+        CandidatesForm {
+            pairs: pairs_form(&found.pairs),
+            integrated: found.integrated.words().to_vec(),
+            records: found.records,
+            rejected: found.rejected,
+            empty: found.empty,
+            integrator_bytes: found.integrator_bytes,
+        }
+    }
+
+    /// Back to what pass 1 found.
+    pub fn into_candidates(self) -> Candidates {
+        Candidates {
+            pairs: pairs_of(self.pairs),
+            integrated: BitSet::from_words(self.integrated),
+            records: self.records,
+            rejected: self.rejected,
+            empty: self.empty,
+            integrator_bytes: self.integrator_bytes,
+        }
+    }
+}
+
+/// Pass 1's Integrator state: per band, `(first record with the key, band
+/// key)` in record order (a record enters a band's table at most once, so
+/// the gaps are small), and what it found so far.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BandIndexForm {
+    tables: Vec<Vec<(u32, u64)>>,
+    found: CandidatesForm,
+}
+
+impl BandIndexForm {
+    /// The form of the bucket `tables` and of what was `found`.
+    pub fn of(tables: &[PrehashedMap<u32>], found: &Candidates) -> Self {
+        let tables = tables
+            .iter()
+            .map(|table| {
+                let mut entries: Vec<(u32, u64)> =
+                    table.iter().map(|(&key, &id)| (id, key)).collect();
+                entries.sort_unstable();
+                gapped(entries)
+            })
+            .collect();
+        BandIndexForm {
+            tables,
+            found: CandidatesForm::of(found),
+        }
+    }
+
+    /// Number of bands it was saved with.
+    pub fn bands(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Back to the bucket tables and what was found.
+    pub fn into_parts(self) -> (Vec<PrehashedMap<u32>>, Candidates) {
+        let tables = self
+            .tables
+            .into_iter()
+            .map(|entries| {
+                let mut table = PrehashedMap::default();
+                table.reserve(entries.len());
+                table.extend(ungapped(entries).map(|(id, key)| (key, id)));
+                table
+            })
+            .collect();
+        (tables, self.found.into_candidates())
+    }
+}
+
+/// What pass 2 found ([`Verified`]). Generic over how an id is held, so
+/// saving borrows (`&str`) and restoring owns (`Box<str>`), with the same
+/// bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifiedForm<S> {
+    /// `(gap of the later record, later - earlier, similarity)`.
+    pairs: Vec<(u32, (u32, f64))>,
+    /// The candidates' ids in record order.
+    ids: Vec<(u32, S)>,
+    checked: u64,
+    rejected: u64,
+    unverifiable: u64,
+    peak_bytes: u64,
+}
+
+impl<'a> VerifiedForm<&'a str> {
+    /// The form of `found`.
+    pub fn of(found: &'a Verified) -> Self {
+        let mut ids: Vec<(u32, &str)> = found.ids.iter().map(|(&r, id)| (r, &**id)).collect();
+        ids.sort_unstable_by_key(|&(r, _)| r);
+        VerifiedForm {
+            pairs: gapped(
+                found
+                    .pairs
+                    .iter()
+                    .map(|&(a, b, j)| (b, (b.wrapping_sub(a), j))),
+            ),
+            ids: gapped(ids),
+            checked: found.checked,
+            rejected: found.rejected,
+            unverifiable: found.unverifiable,
+            peak_bytes: found.peak_bytes,
+        }
+    }
+}
+
+impl VerifiedForm<Box<str>> {
+    /// Back to what pass 2 found.
+    pub fn into_verified(self) -> Verified {
+        Verified {
+            pairs: ungapped(self.pairs)
+                .map(|(b, (d, j))| (b.wrapping_sub(d), b, j))
+                .collect(),
+            ids: ungapped(self.ids).collect::<HashMap<_, _>>(),
+            checked: self.checked,
+            rejected: self.rejected,
+            unverifiable: self.unverifiable,
+            peak_bytes: self.peak_bytes,
+        }
+    }
+}
+
+/// Pass 2's Integrator state: the next candidate pair, the shingle sets
+/// waiting for a later partner (in record order), the peak they reached
+/// and what was verified so far. Generic like [`VerifiedForm`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifierForm<S, H> {
+    /// Index of the first pair whose later record has not arrived.
+    pub cursor: u64,
+    /// The held shingle sets.
+    pub held: Vec<(u32, H)>,
+    /// Most bytes of shingle sets held at once so far.
+    pub peak_held_bytes: u64,
+    /// What was verified so far.
+    pub found: VerifiedForm<S>,
+}
+
+impl<'a> VerifierForm<&'a str, &'a [u64]> {
+    /// The form of a Verifier's state.
+    pub fn of(
+        cursor: usize,
+        held: &'a HashMap<u32, Vec<u64>>,
+        peak_held_bytes: u64,
+        found: &'a Verified,
+    ) -> Self {
+        let mut sets: Vec<(u32, &[u64])> = held.iter().map(|(&r, s)| (r, &s[..])).collect();
+        sets.sort_unstable_by_key(|&(r, _)| r);
+        VerifierForm {
+            cursor: cursor as u64,
+            held: gapped(sets),
+            peak_held_bytes,
+            found: VerifiedForm::of(found),
+        }
+    }
+}
+
+impl VerifierForm<Box<str>, Vec<u64>> {
+    /// The held shingle sets, by record.
+    pub fn take_held(&mut self) -> HashMap<u32, Vec<u64>> {
+        ungapped(std::mem::take(&mut self.held)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use drainpipe_actors::codec;
+
+    use super::*;
+
+    #[test]
+    fn candidates_round_trip_with_the_same_bytes() {
+        let mut integrated = BitSet::new();
+        for i in [0, 3, 64, 900] {
+            integrated.insert(i);
+        }
+        let found = Candidates {
+            pairs: vec![(0, 3), (3, 64), (0, 900), (64, 900)],
+            integrated,
+            records: 4,
+            rejected: 2,
+            empty: 1,
+            integrator_bytes: 99,
+        };
+        let bytes = codec::encode(&CandidatesForm::of(&found), STATE_VERSION).unwrap();
+        let back: CandidatesForm = codec::decode(&bytes, STATE_VERSION).unwrap();
+        let back = back.into_candidates();
+        assert_eq!(back.pairs, found.pairs);
+        assert_eq!(back.integrated, found.integrated);
+        assert_eq!(
+            (
+                back.records,
+                back.rejected,
+                back.empty,
+                back.integrator_bytes
+            ),
+            (4, 2, 1, 99)
+        );
+        let again = codec::encode(&CandidatesForm::of(&back), STATE_VERSION).unwrap();
+        assert_eq!(again, bytes);
+    }
+
+    #[test]
+    fn a_band_index_is_written_in_record_order_whatever_the_hash_order() {
+        let found = Candidates::default();
+        let mut one = PrehashedMap::default();
+        let mut other = PrehashedMap::default();
+        let entries = [(u64::MAX, 7u32), (5, 2), (1 << 40, 11)];
+        for &(key, id) in &entries {
+            one.insert(key, id);
+        }
+        for &(key, id) in entries.iter().rev() {
+            other.insert(key, id);
+        }
+        let a = codec::encode(&BandIndexForm::of(&[one], &found), STATE_VERSION).unwrap();
+        let b = codec::encode(&BandIndexForm::of(&[other], &found), STATE_VERSION).unwrap();
+        assert_eq!(a, b);
+        let form: BandIndexForm = codec::decode(&a, STATE_VERSION).unwrap();
+        let (tables, _) = form.into_parts();
+        let mut back: Vec<(u64, u32)> = tables[0].iter().map(|(&k, &v)| (k, v)).collect();
+        back.sort_unstable();
+        let mut want = entries.to_vec();
+        want.sort_unstable();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn a_verifier_state_round_trips() {
+        let held = HashMap::from([(9u32, vec![1u64, 5, 8]), (4, vec![2])]);
+        let found = Verified {
+            pairs: vec![(1, 4, 0.9), (2, 4, 1.0), (4, 9, 0.85)],
+            ids: HashMap::from([(1, "\"a\"".into()), (4, "7".into())]),
+            checked: 5,
+            rejected: 2,
+            unverifiable: 1,
+            peak_bytes: 0,
+        };
+        let bytes = codec::encode(&VerifierForm::of(3, &held, 64, &found), STATE_VERSION).unwrap();
+        let mut back: VerifierForm<Box<str>, Vec<u64>> =
+            codec::decode(&bytes, STATE_VERSION).unwrap();
+        assert_eq!((back.cursor, back.peak_held_bytes), (3, 64));
+        assert_eq!(back.take_held(), held);
+        let verified = back.found.into_verified();
+        assert_eq!(verified.pairs, found.pairs);
+        assert_eq!(verified.ids, found.ids);
+        assert_eq!(
+            (verified.checked, verified.rejected, verified.unverifiable),
+            (5, 2, 1)
+        );
+    }
+}
