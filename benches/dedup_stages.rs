@@ -133,7 +133,7 @@ fn step1_cost() {
     let t = Cpu::now();
     let mut x = 0u64;
     for text in &texts {
-        x ^= job.band_keys(text).as_slice()[0];
+        x ^= u64::from(job.band_keys(text).as_slice()[0]);
     }
     println!("band keys (all of step 1): {:.2} us/doc ({x})", per(t));
     let keys: Vec<_> = texts[..n as usize / 5]

@@ -88,7 +88,7 @@ fn step1(c: &mut Criterion) {
             signatures
                 .iter()
                 .map(|s| BandKeys::of_signature(s, banding).as_slice()[0])
-                .fold(0u64, |a, k| a ^ k)
+                .fold(0u32, |a, k| a ^ k)
         })
     });
     group.finish();

@@ -28,28 +28,31 @@ use super::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 /// candidates, are the same on every run and every machine).
 pub const PERMUTATION_SEED: u64 = 0xD1CE_5EED_0F0D_D5E5;
 
-/// A `Hasher` for keys that are already well-mixed 64-bit hashes.
+/// A `Hasher` for band keys, which are already well-mixed 32-bit hashes:
+/// no hashing, only a multiply that spreads the 32 bits over the 64 the
+/// table uses (hashbrown picks the bucket from the low bits and a tag from
+/// the top seven).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct IdentityHasher(u64);
+pub struct BandKeyHasher(u64);
 
-impl Hasher for IdentityHasher {
+impl Hasher for BandKeyHasher {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
 
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
-/// A hash map keyed by pre-hashed `u64`s.
-pub type PrehashedMap<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
+/// One band's bucket table: band key -> first record with it.
+pub type BandTable = HashMap<u32, u32, BuildHasherDefault<BandKeyHasher>>;
 
 /// Bytes a hashbrown table with `capacity` entries of `entry` bytes
 /// occupies (buckets are a power of two, at most 7/8 full, plus one control
@@ -153,7 +156,7 @@ impl Job for SignatureJob {
     fn integrator(&self) -> BandIndex {
         BandIndex {
             tables: (0..self.banding.bands)
-                .map(|_| PrehashedMap::default())
+                .map(|_| BandTable::default())
                 .collect(),
             found: Candidates::default(),
             partners: Vec::new(),
@@ -167,7 +170,7 @@ impl Job for SignatureJob {
 /// first record that had it.
 #[derive(Debug)]
 pub struct BandIndex {
-    tables: Vec<PrehashedMap<u32>>,
+    tables: Vec<BandTable>,
     found: Candidates,
     partners: Vec<u32>,
     result_file: Option<ResultFile>,
@@ -179,7 +182,7 @@ impl BandIndex {
         let tables: usize = self
             .tables
             .iter()
-            .map(|t| table_bytes(t.capacity(), std::mem::size_of::<(u64, u32)>()))
+            .map(|t| table_bytes(t.capacity(), std::mem::size_of::<(u32, u32)>()))
             .sum();
         tables
             + self.found.integrated.heap_bytes()

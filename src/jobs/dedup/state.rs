@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::bitset::BitSet;
-use super::lsh::{Candidates, PrehashedMap};
+use super::lsh::{BandTable, Candidates};
 use super::verify::Verified;
 
 /// Version of every form below; bump on any change of them.
@@ -97,17 +97,17 @@ impl CandidatesForm {
 /// the gaps are small), and what it found so far.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BandIndexForm {
-    tables: Vec<Vec<(u32, u64)>>,
+    tables: Vec<Vec<(u32, u32)>>,
     found: CandidatesForm,
 }
 
 impl BandIndexForm {
     /// The form of the bucket `tables` and of what was `found`.
-    pub fn of(tables: &[PrehashedMap<u32>], found: &Candidates) -> Self {
+    pub fn of(tables: &[BandTable], found: &Candidates) -> Self {
         let tables = tables
             .iter()
             .map(|table| {
-                let mut entries: Vec<(u32, u64)> =
+                let mut entries: Vec<(u32, u32)> =
                     table.iter().map(|(&key, &id)| (id, key)).collect();
                 entries.sort_unstable();
                 gapped(entries)
@@ -125,12 +125,12 @@ impl BandIndexForm {
     }
 
     /// Back to the bucket tables and what was found.
-    pub fn into_parts(self) -> (Vec<PrehashedMap<u32>>, Candidates) {
+    pub fn into_parts(self) -> (Vec<BandTable>, Candidates) {
         let tables = self
             .tables
             .into_iter()
             .map(|entries| {
-                let mut table = PrehashedMap::default();
+                let mut table = BandTable::default();
                 table.reserve(entries.len());
                 table.extend(ungapped(entries).map(|(id, key)| (key, id)));
                 table
@@ -274,9 +274,9 @@ mod tests {
     #[test]
     fn a_band_index_is_written_in_record_order_whatever_the_hash_order() {
         let found = Candidates::default();
-        let mut one = PrehashedMap::default();
-        let mut other = PrehashedMap::default();
-        let entries = [(u64::MAX, 7u32), (5, 2), (1 << 40, 11)];
+        let mut one = BandTable::default();
+        let mut other = BandTable::default();
+        let entries = [(u32::MAX, 7u32), (5, 2), (1 << 30, 11)];
         for &(key, id) in &entries {
             one.insert(key, id);
         }
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(a, b);
         let form: BandIndexForm = codec::decode(&a, STATE_VERSION).unwrap();
         let (tables, _) = form.into_parts();
-        let mut back: Vec<(u64, u32)> = tables[0].iter().map(|(&k, &v)| (k, v)).collect();
+        let mut back: Vec<(u32, u32)> = tables[0].iter().map(|(&k, &v)| (k, v)).collect();
         back.sort_unstable();
         let mut want = entries.to_vec();
         want.sort_unstable();
