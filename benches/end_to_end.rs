@@ -4,7 +4,7 @@
 //! process of its own so its peak RSS is its own.
 //!
 //! ```text
-//! cargo bench --bench end_to_end -- [--job dedup|vocab] [--docs N] [--workers N] [--runs N]
+//! cargo bench --bench end_to_end -- [--job dedup|vocab] [--docs N] [--workers N] [--window W] [--runs N] [--dir DIR]
 //! ```
 //!
 //! Prints, per run and as medians: docs/s, MB/s, peak RSS, and the ratio
@@ -46,7 +46,8 @@ fn child(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) {
     let mut ctx = RunContext::quiet(vec![input.to_owned()], OutputDir::create(out).unwrap());
     ctx.settings = Settings {
         workers,
-        window: 2 * workers,
+        // The pipeline's window (`--window`, default 2 x workers).
+        window: num("--window", 2 * workers as u64) as usize,
         ..Settings::default()
     };
     ctx.engine = match engine {
@@ -97,6 +98,8 @@ fn measure(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) ->
             job,
             "--workers",
             &workers.to_string(),
+            "--window",
+            &num("--window", 2 * workers as u64).to_string(),
         ])
         .arg("--input")
         .arg(input)
@@ -137,7 +140,12 @@ fn main() {
     }
     let docs = num("--docs", 200_000);
     let runs = num("--runs", 3);
-    let dir = tempfile::tempdir().unwrap();
+    // `--dir /dev/shm` keeps the disk (and its writeback of the 400 MB of
+    // outputs of earlier runs) out of the measurement.
+    let dir = match arg("--dir") {
+        Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let input = dir.path().join("corpus.jsonl");
     generate(docs, &input);
     let mb = std::fs::metadata(&input).unwrap().len() as f64 / 1e6;
