@@ -84,16 +84,28 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
 fn dedup_summary(report: &drainpipe_actors::RunReport) -> Option<String> {
     let r = &report.result;
     let removed = r.get("duplicates_removed")?;
+    // Passes a resumed run loaded from an earlier one took no time here, so
+    // a documents/s figure would overstate the speed: the time is given.
+    let (ran, loaded) = r["passes"].as_array().map_or((0, 0), |p| {
+        let loaded = p.iter().filter(|p| p.get("loaded").is_some()).count();
+        (p.len() - loaded, loaded)
+    });
+    let speed = if loaded > 0 {
+        format!(
+            "resumed: {loaded} passes loaded, {ran} run in {:.2}s",
+            report.elapsed_s
+        )
+    } else {
+        format!(
+            "{:.0} documents/s end to end over {ran} passes",
+            report.records.read as f64 / report.elapsed_s.max(1e-9)
+        )
+    };
     let mut s = format!(
-        "dedup: {removed} near-duplicates removed in {} clusters ({} candidate pairs, {} verified); {:.0} documents/s end to end over {} passes",
+        "dedup: {removed} near-duplicates removed in {} clusters ({} candidate pairs, {} verified); {speed}",
         r["clusters"],
         r["candidate_pairs"],
         r["verified_pairs"],
-        report.records.read as f64 / report.elapsed_s.max(1e-9),
-        // Passes a resumed run loaded from an earlier one took no time here.
-        r["passes"]
-            .as_array()
-            .map_or(0, |p| p.iter().filter(|p| p.get("loaded").is_none()).count())
     );
     if let Some(a) = r.get("accuracy") {
         s += &format!(

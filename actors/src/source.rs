@@ -168,4 +168,8 @@ impl<S: RecordSource + ?Sized> RecordSource for Box<S> {
     fn total(&self) -> Option<u64> {
         (**self).total()
     }
+    fn skip(&mut self, records: u64) -> Result<u64, InputError> {
+        // Forwarded, so a source's own faster skip is not lost in a box.
+        (**self).skip(records)
+    }
 }
