@@ -75,6 +75,10 @@ pub struct Source<S: RecordSource> {
     next_index: u64,
     /// Records to skip before the first batch (resuming).
     skip: u64,
+    /// Records and bytes of record data this Source has handed out: their
+    /// average sizes the next batch's buffer.
+    records_read: u64,
+    bytes_read: u64,
     /// Dropped with the actor: the Coordinator waits for every such sender
     /// to be gone before it reports the threads as exited.
     _alive: mpsc::Sender<()>,
@@ -103,6 +107,8 @@ impl<S: RecordSource> Source<S> {
                     next_seq: resume_at.1,
                     next_index: resume_at.0,
                     skip: resume_at.0,
+                    records_read: 0,
+                    bytes_read: 0,
                     _alive: alive,
                 }
             },
@@ -132,7 +138,15 @@ impl<S: RecordSource> Handler<Pull> for Source<S> {
                 });
             }
         }
-        let mut builder = BatchBuilder::with_capacity(pull.max_records, 0);
+        // Room for the batch's bytes up front, from the records so far: a
+        // buffer grown by doubling copies its bytes again at each step.
+        let expected = self
+            .bytes_read
+            .checked_div(self.records_read)
+            .unwrap_or(0)
+            .saturating_mul(pull.max_records as u64 + pull.max_records as u64 / 8);
+        let bytes = expected.min(pull.max_bytes as u64) as usize;
+        let mut builder = BatchBuilder::with_capacity(pull.max_records, bytes);
         let more = self
             .reader
             .fill(&mut builder, pull.max_records.max(1), pull.max_bytes)?;
@@ -144,6 +158,8 @@ impl<S: RecordSource> Handler<Pull> for Source<S> {
             batch.first_index = self.next_index;
             self.next_seq += 1;
             self.next_index += batch.len() as u64;
+            self.records_read += batch.len() as u64;
+            self.bytes_read += batch.data_bytes() as u64;
             Some(batch)
         };
         Ok(Pulled {
