@@ -278,15 +278,7 @@ impl CommonArgs {
         } else {
             self.inputs
                 .iter()
-                .map(|path| {
-                    let meta = std::fs::metadata(path).ok();
-                    let size = meta.as_ref().map_or(0, |m| m.len());
-                    let modified = meta
-                        .and_then(|m| m.modified().ok())
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_nanos());
-                    format!("{} ({size} bytes, modified {modified})", path.display())
-                })
+                .map(|path| drainpipe::input::identity(path))
                 .collect()
         };
         // The version: another release may hash or serialize differently,

@@ -62,6 +62,11 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         eprintln!("drainpipe: {refusal}");
         return Ok(Code::Usage.code());
     }
+    if common.force && !ctx.resume {
+        // Starting over: no state of an earlier run, of any job, survives
+        // to block or confuse a later one.
+        jobs::remove_resumable_state(&ctx.output)?;
+    }
     let mut report = match &cli.job {
         JobCommand::Vocab { .. } => jobs::vocab::run(&ctx)?,
         JobCommand::Dedup { params, .. } => jobs::dedup::run(&ctx, &params.params())?,

@@ -230,3 +230,101 @@ fn the_binary_refuses_a_folder_with_a_pass_result_unless_told_and_a_bad_one_with
     assert!(!out.join(SIGNATURES_FILE).exists(), "{stderr}");
     assert!(!out.join(VERIFIED_FILE).exists(), "{stderr}");
 }
+
+/// Editing a file in place inside a directory input leaves the directory's
+/// own size and time as they were. The run's fingerprint covers every file
+/// below the directory, so the earlier run's pass results are refused, not
+/// used for the changed input.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_file_changed_inside_a_directory_input_makes_the_pass_results_foreign() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    let text = "the quick brown fox jumps over the lazy dog near the river bank today";
+    for i in 0..40 {
+        let t = if i % 10 == 3 {
+            text.to_owned()
+        } else {
+            format!("document {i} says something of its own, number {i}")
+        };
+        std::fs::write(docs.join(format!("d{i:02}.txt")), t).unwrap();
+    }
+    let out = dir.path().join("out");
+    let dedup = |extra: &[&str], failpoints: Option<&str>| {
+        let mut cmd = binary::drainpipe();
+        cmd.arg("dedup")
+            .arg(&docs)
+            .args(["--no-progress", "-q", "-o"])
+            .arg(&out)
+            .args(extra);
+        if let Some(f) = failpoints {
+            cmd.env("FAILPOINTS", f);
+        }
+        let output = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+
+    // Passes 1 and 2 integrate 40 records each; pass 3 fails, so the
+    // results of passes 1 and 2 stay to resume from.
+    let (code, stderr) = dedup(&[], Some("integrator::integrate=80*off->return(boom)"));
+    assert_eq!(code, Some(70), "{stderr}");
+    assert!(out.join(SIGNATURES_FILE).exists(), "{stderr}");
+
+    let dir_modified = std::fs::metadata(&docs).unwrap().modified().unwrap();
+    std::fs::write(
+        docs.join("d13.txt"),
+        "an unrelated text that duplicates nothing",
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(&docs).unwrap().modified().unwrap(),
+        dir_modified,
+        "the directory itself looks unchanged"
+    );
+
+    let (code, stderr) = dedup(&["--resume"], None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("for another run"), "{stderr}");
+
+    let (code, stderr) = dedup(&["--force"], None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let clusters = std::fs::read_to_string(out.join("clusters.jsonl")).unwrap();
+    assert!(!clusters.contains("d13"), "{clusters}");
+    assert_eq!(clusters.lines().count(), 2, "{clusters}");
+}
+
+/// `--force` starts over whatever job left the state: another job run with
+/// `--force` removes dedup's pass results, so they block no later run.
+#[test]
+fn force_removes_the_pass_results_for_any_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join(SIGNATURES_FILE), b"left by an interrupted dedup").unwrap();
+    let vocab = |extra: &[&str]| {
+        let output = binary::drainpipe()
+            .arg("vocab")
+            .arg(&input)
+            .args(["--no-progress", "-q", "-o"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = vocab(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, stderr) = vocab(&["--force"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!out.join(SIGNATURES_FILE).exists());
+    let (code, stderr) = vocab(&[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the same command over its own results: {stderr}"
+    );
+}

@@ -92,15 +92,25 @@ fn an_input_that_changes_between_passes_fails_without_output() {
     });
     let records: Vec<MemoryRecord> = corpus.docs().map(|d| MemoryRecord::text(d.text)).collect();
     let shorter = Arc::new(records[..350].to_vec());
+    // As many records, one of them now unreadable: only the reject counts
+    // of the passes tell.
+    let mut one_unreadable = records.clone();
+    one_unreadable[5] = MemoryRecord::rejected("unreadable now");
+    let one_unreadable = Arc::new(one_unreadable);
     let records = Arc::new(records);
-    for changes_at in [2, 3] {
+    for (changes_at, changed) in [
+        (2, &shorter),
+        (3, &shorter),
+        (2, &one_unreadable),
+        (3, &one_unreadable),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let ctx = RunContext::quiet(vec![], OutputDir::create(dir.path()).unwrap());
         let opened = Cell::new(0);
         let open = || -> anyhow::Result<Box<dyn RecordSource>> {
             opened.set(opened.get() + 1);
             let records = if opened.get() == changes_at {
-                &shorter
+                changed
             } else {
                 &records
             };

@@ -55,7 +55,9 @@ pub trait Integrate: Send + 'static {
 
     /// The state as bytes for a checkpoint (use [`crate::codec::encode`] or
     /// any stable encoding). `None`, the default, means the job does not
-    /// support checkpoints: runs then take none and `--resume` is refused.
+    /// support checkpoints: its runs take none, so there is nothing for a
+    /// later run to resume from (a multi-pass job may still keep its own
+    /// results between passes, as `dedup` does).
     fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
         None
     }

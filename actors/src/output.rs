@@ -108,7 +108,34 @@ impl AtomicFile {
             .map_err(|e| OutputError::new(&target, e))?;
         temp.persist(&target)
             .map_err(|e| OutputError::new(&target, e.error))?;
+        sync_parent(&target).map_err(|e| OutputError::new(&target, e))?;
         Ok(target)
+    }
+}
+
+/// Syncs the folder holding `path`, so the rename that put it there
+/// survives a power loss too (not only a crash of the process). Folders
+/// whose file system cannot sync them (it says the operation is invalid or
+/// unsupported) are left as they are.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    match std::fs::File::open(parent).and_then(|dir| dir.sync_all()) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
 }
 

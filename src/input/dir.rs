@@ -39,6 +39,42 @@ impl Entry {
     }
 }
 
+/// What identifies the contents of `dir` for a run's fingerprint: the
+/// number of files below it and a digest (FNV-1a) of each one's path, size
+/// and modification time. A file edited in place changes this even when
+/// the directory's own size and time stay the same.
+pub(crate) fn identity(dir: &Path) -> String {
+    let entries = match list(dir) {
+        Ok(entries) => entries,
+        Err(e) => return format!("unlisted: {e}"),
+    };
+    let mut digest = 0xCBF2_9CE4_8422_2325u64;
+    let mut mix = |bytes: &[u8]| {
+        for &b in bytes {
+            digest = (digest ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+        }
+    };
+    for entry in &entries {
+        match entry {
+            Entry::File { path, origin, size } => {
+                let modified = fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                mix(origin.as_bytes());
+                mix(&size.to_le_bytes());
+                mix(&modified.to_le_bytes());
+            }
+            Entry::Unreadable { origin, reason } => {
+                mix(origin.as_bytes());
+                mix(reason.as_bytes());
+            }
+        }
+    }
+    format!("{} files, digest {digest:016x}", entries.len())
+}
+
 /// Lists every regular file below `dir`, recursively, sorted by path.
 /// Symbolic links to directories are not followed. Fails only when `dir`
 /// itself cannot be listed; problems below it become [`Entry::Unreadable`].

@@ -44,6 +44,22 @@ mod testutil;
 pub use inputs::Inputs;
 pub use parse::{parse_text_record, TextFields, TextRecord};
 
+/// How the input at `path` appears in a run's fingerprint (checkpoints of
+/// another fingerprint are refused): a file's size and modification time;
+/// for a directory, those of every file below it.
+pub fn identity(path: &std::path::Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    if meta.as_ref().is_some_and(|m| m.is_dir()) {
+        return format!("{} ({})", path.display(), dir::identity(path));
+    }
+    let size = meta.as_ref().map_or(0, |m| m.len());
+    let modified = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{} ({size} bytes, modified {modified})", path.display())
+}
+
 /// Format tag: one JSON object per line.
 pub const FORMAT_JSONL: u8 = 1;
 /// Format tag: one plain-text record per line.

@@ -116,6 +116,14 @@ pub fn resumable_state(output: &OutputDir) -> Option<&'static str> {
         .find(|name| output.file(name).exists())
 }
 
+/// Removes every file [`resumable_state`] looks for: `--force` starts
+/// over, whatever job left them.
+pub fn remove_resumable_state(output: &OutputDir) -> Result<(), drainpipe_actors::OutputError> {
+    std::iter::once(drainpipe_actors::CHECKPOINT_FILE)
+        .chain(dedup::resume::PASS_FILES)
+        .try_for_each(|name| output.remove_stale(name))
+}
+
 /// The run's input: the files named on the command line, or the demo
 /// corpus when there are none.
 pub fn open_source(ctx: &RunContext) -> anyhow::Result<Box<dyn RecordSource>> {

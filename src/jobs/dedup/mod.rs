@@ -281,6 +281,36 @@ pub fn run_on(
         let read = third.records.read;
         changed(&mut third, "kept", first_read, read);
     }
+    if third.exit_code == 0 {
+        // Checked before anything is committed: a changed input leaves no
+        // output, like a changed record count.
+        let mut inconsistent = Vec::new();
+        for other in verify_rejected.into_iter().chain([third.records.rejected]) {
+            if other != candidates.rejected {
+                inconsistent.push(format!(
+                    "a later pass rejected {other} records, pass 1 {}: the input changed between passes",
+                    candidates.rejected
+                ));
+            }
+        }
+        if verified.unverifiable > 0 {
+            inconsistent.push(format!(
+                "{} candidate pairs could not be verified: the input changed between passes",
+                verified.unverifiable
+            ));
+        }
+        if let Some(first) = inconsistent.first() {
+            for message in &inconsistent {
+                log::error!("{message}");
+            }
+            third.cause = first.clone();
+            third.errors.extend(inconsistent);
+            third.exit = "failed";
+            third.exit_code = ExitCode::Io.code();
+            // Results of passes over another input are of no use.
+            resume.remove_all()?;
+        }
+    }
     if third.exit_code != 0 {
         let earlier: Vec<&RunReport> = reports.iter().collect();
         return incomplete(ctx, third, "kept", &passes, &earlier);
@@ -301,25 +331,10 @@ pub fn run_on(
         None
     };
 
-    let kept_rejected = reports.last().expect("pass 3 ran").records.rejected;
     let mut reports = reports.into_iter();
     let base = reports.next().expect("pass 3 ran");
     let later: Vec<RunReport> = reports.collect();
     let mut report = combine(ctx, base, &later.iter().collect::<Vec<_>>(), &passes);
-    for other in verify_rejected.into_iter().chain([kept_rejected]) {
-        if other != candidates.rejected {
-            report.errors.push(format!(
-                "a later pass rejected {other} records, pass 1 {}: the input changed between passes",
-                candidates.rejected
-            ));
-        }
-    }
-    if verified.unverifiable > 0 {
-        report.errors.push(format!(
-            "{} candidate pairs could not be verified: the input changed between passes",
-            verified.unverifiable
-        ));
-    }
     // A list, not an object: JSON object keys would sort "10" before "2".
     let sizes: Vec<serde_json::Value> = clusters
         .sizes

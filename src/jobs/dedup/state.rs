@@ -18,8 +18,9 @@ use super::bitset::BitSet;
 use super::lsh::{BandTable, Candidates};
 use super::verify::Verified;
 
-/// Version of every form below; bump on any change of them.
-pub const STATE_VERSION: u32 = 1;
+/// Version of every form below; bump on any change of them (2: 32-bit band
+/// keys).
+pub const STATE_VERSION: u32 = 2;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
