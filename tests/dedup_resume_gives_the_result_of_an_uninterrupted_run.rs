@@ -6,17 +6,20 @@
 //! instead of running them again, and once it completes nothing to resume
 //! from is left in the output folder.
 
+#[path = "common/binary.rs"]
+mod binary;
 #[path = "common/dedup.rs"]
 mod mixed;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use binary::names as file_names;
 use drainpipe::jobs::dedup::memory::MemoryRecord;
 use drainpipe::jobs::dedup::resume::{SIGNATURES_FILE, VERIFIED_FILE};
 use drainpipe::jobs::dedup::{CLUSTERS_FILE, KEPT_FILE};
 use drainpipe_actors::{RunReport, CHECKPOINT_FILE, REJECTS_FILE};
-use mixed::{file_names, outputs, records, run, run_leg, Leg, StopAt};
+use mixed::{outputs, records, run, run_leg, Leg, StopAt};
 
 /// An interrupted leg and what it must leave behind.
 struct Stop {

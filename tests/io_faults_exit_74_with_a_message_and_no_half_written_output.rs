@@ -81,16 +81,6 @@ fn code_and_stderr(output: &Output) -> (Option<i32>, String) {
     )
 }
 
-/// Every name in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_read_only_output_folder_exits_74_naming_it() {
     let ro = Tmpfs::mount("ro,size=64k");
@@ -102,7 +92,7 @@ fn a_read_only_output_folder_exits_74_naming_it() {
         let message = format!("cannot write {}: Read-only file system", target.display());
         assert!(stderr.contains(&message), "{stderr}");
     }
-    assert!(names(ro.path()).is_empty());
+    assert!(binary::names(ro.path()).is_empty());
 }
 
 #[test]
@@ -160,7 +150,7 @@ fn an_output_folder_with_results_of_another_run_is_refused_without_force() {
         std::fs::read_to_string(out.join("vocab.tsv")).unwrap(),
         "beta\t1\nwords\t1\n"
     );
-    assert_eq!(names(&out), ["summary.json", "vocab.tsv"]);
+    assert_eq!(binary::names(&out), ["summary.json", "vocab.tsv"]);
 }
 
 #[test]
@@ -181,7 +171,7 @@ fn a_full_disk_exits_74_naming_the_file_and_leaves_no_half_written_output() {
     assert_eq!(leftovers(&out), Vec::<String>::new());
     // What is left is only the report of the failed run (it is small and
     // fits once the temporary file is gone), saying what happened.
-    assert_eq!(names(&out), ["summary.json"]);
+    assert_eq!(binary::names(&out), ["summary.json"]);
     let s = summary(&out);
     assert_eq!(s["exit"], "failed");
     assert_eq!(s["exit_code"], 74);
@@ -198,7 +188,7 @@ mod during_a_run {
     use std::time::{Duration, Instant};
 
     use super::binary::{drainpipe, spawn, summary, wait};
-    use super::{code_and_stderr, names, vocab};
+    use super::{binary, code_and_stderr, vocab};
 
     #[test]
     fn an_output_folder_with_a_checkpoint_is_refused_without_resume_or_force() {
@@ -220,7 +210,11 @@ mod during_a_run {
             "{:?}",
             code_and_stderr(&output)
         );
-        assert!(out.join("checkpoint.bin").exists(), "{:?}", names(&out));
+        assert!(
+            out.join("checkpoint.bin").exists(),
+            "{:?}",
+            binary::names(&out)
+        );
 
         // Another run into that folder is refused; it names both ways out.
         let refused = vocab(&out, &["--demo-docs", "10"]);
@@ -243,7 +237,7 @@ mod during_a_run {
             "{:?}",
             code_and_stderr(&forced)
         );
-        assert!(!has_checkpoint(&out), "{:?}", names(&out));
+        assert!(!has_checkpoint(&out), "{:?}", binary::names(&out));
         assert_eq!(summary(&out)["records"]["read"], 10);
     }
 
@@ -370,7 +364,7 @@ mod during_a_run {
             input.display()
         );
         assert!(stderr.contains(&message), "{stderr}");
-        assert_eq!(names(&out), ["summary.json"]);
+        assert_eq!(binary::names(&out), ["summary.json"]);
         let s = summary(&out);
         assert_eq!(s["exit"], "failed");
         assert_eq!(s["outputs_written"], false);

@@ -13,6 +13,8 @@
 //! `FAULT_RUNS=<n>` changes the number of runs (default 200),
 //! `DEDUP_FAULT_RUNS=<n>` that of dedup (default 20).
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 #[path = "common/dedup.rs"]
 mod mixed;
@@ -20,12 +22,13 @@ mod mixed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use binary::names as file_names;
 use common::{MemorySource, Script, Step2};
 use drainpipe::jobs::dedup::memory::MemoryRecord;
 use drainpipe_actors::{
     Checkpoint, Checkpoints, OutputDir, Phase, Pipeline, RunHandle, RunReport, Settings,
 };
-use mixed::{file_names, run_leg, Leg, StopAt};
+use mixed::{run_leg, Leg, StopAt};
 
 /// SplitMix64, so a seed means the same run everywhere.
 struct Rng(u64);

@@ -209,13 +209,3 @@ pub fn outputs(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
-
-/// The names of the files in `dir`, sorted.
-pub fn file_names(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
