@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use drainpipe_actors::{
-    Batch, BatchBuilder, FinishContext, Integrate, Job, OutputDir, RecordSource, Records,
-    RunReport, REJECTS_FILE,
+    Batch, BatchBuilder, FinishContext, Integrate, Job, OutputDir, RecordSource, Records, RunReport,
 };
 
 /// Records per batch in the baseline (a fixed size: what a hand-written
@@ -36,6 +35,7 @@ pub fn run_plain<J: Job, S: RecordSource>(
     mut source: S,
     output: &OutputDir,
     workers: usize,
+    rejects_file: &'static str,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let (work_tx, work_rx) = sync_channel::<Batch>(2 * workers);
@@ -66,7 +66,8 @@ pub fn run_plain<J: Job, S: RecordSource>(
     drop(done_tx);
 
     let mut state = job.integrator();
-    let mut rejects_file = output.atomic(REJECTS_FILE)?;
+    let rejects_name = rejects_file;
+    let mut rejects_file = output.atomic(rejects_name)?;
     let (mut next, mut held) = (0u64, BTreeMap::new());
     let (mut integrated, mut rejected) = (0u64, 0u64);
     for done in done_rx {
@@ -96,6 +97,8 @@ pub fn run_plain<J: Job, S: RecordSource>(
     anyhow::ensure!(held.is_empty(), "batches missing from the baseline");
     if rejected > 0 {
         rejects_file.commit()?;
+    } else {
+        output.remove_stale(rejects_name)?;
     }
     let result = state
         .finish(&FinishContext {

@@ -23,6 +23,7 @@ fn parse(format: u8, bytes: &[u8]) {
         },
         format,
         bytes,
+        span: None,
     };
     for fields in [
         TextFields::default(),

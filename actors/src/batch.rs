@@ -23,6 +23,19 @@ impl std::fmt::Display for Location<'_> {
     }
 }
 
+/// Where a record's bytes lie in its input file, when the reader can say
+/// (an uncompressed regular file): a later pass can read the record again,
+/// or copy it, without reading the rest of the input. The record's length
+/// is that of [`RawRecord::bytes`], which are the file's bytes unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The input the record is in, as the reader numbers its inputs (for
+    /// the command-line inputs: their position on the command line).
+    pub input: u32,
+    /// Offset of the record's first byte in that input.
+    pub offset: u64,
+}
+
 /// One unparsed record as the processors see it.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {
@@ -37,6 +50,8 @@ pub struct RawRecord<'a> {
     pub format: u8,
     /// The record's bytes, without the line terminator.
     pub bytes: &'a [u8],
+    /// Where the bytes are in the input, if the reader knows.
+    pub span: Option<Span>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +61,7 @@ struct Entry {
     line: u64,
     origin: u32,
     format: u8,
+    span: Option<Span>,
     /// Set when the reader already knows the record is unusable (too large,
     /// unreadable); the processor passes it on as a reject.
     rejected: Option<Box<str>>,
@@ -102,6 +118,7 @@ impl Batch {
                     location,
                     format: e.format,
                     bytes: &self.data[e.start..e.end],
+                    span: e.span,
                 }),
             }
         })
@@ -148,6 +165,19 @@ impl BatchBuilder {
     /// Appends a readable record: its origin, 1-based line, the reader's
     /// format tag and its bytes (copied into the batch's buffer).
     pub fn push(&mut self, origin: &Arc<str>, line: u64, format: u8, bytes: &[u8]) {
+        self.push_at(origin, line, format, bytes, None);
+    }
+
+    /// [`BatchBuilder::push`] for a record whose place in the input file is
+    /// known ([`Span`]).
+    pub fn push_at(
+        &mut self,
+        origin: &Arc<str>,
+        line: u64,
+        format: u8,
+        bytes: &[u8],
+        span: Option<Span>,
+    ) {
         let origin = self.origin_id(origin);
         let start = self.batch.data.len();
         self.batch.data.extend_from_slice(bytes);
@@ -157,6 +187,7 @@ impl BatchBuilder {
             line,
             origin,
             format,
+            span,
             rejected: None,
         });
     }
@@ -172,6 +203,7 @@ impl BatchBuilder {
             line,
             origin,
             format: 0,
+            span: None,
             rejected: Some(reason.into()),
         });
     }

@@ -111,6 +111,8 @@ pub struct Integrator<I: Integrate> {
     state: Box<I>,
     output: OutputDir,
     rejects_file: Option<AtomicFile>,
+    /// The rejects file's name ([`REJECTS_FILE`] unless the run chose one).
+    rejects_name: &'static str,
     next_seq: u64,
     reorder: BTreeMap<u64, Pending<I::Output>>,
     integrated: u64,
@@ -127,11 +129,13 @@ impl<I: Integrate> Integrator<I> {
         output: OutputDir,
         observed: Arc<Observed>,
         resume: Option<&Checkpoint>,
+        rejects_name: &'static str,
     ) -> Result<Self, OutputError> {
         let mut integrator = Integrator {
             state: Box::new(state),
             output,
             rejects_file: None,
+            rejects_name,
             next_seq: 0,
             reorder: BTreeMap::new(),
             integrated: 0,
@@ -144,7 +148,7 @@ impl<I: Integrate> Integrator<I> {
             integrator.integrated = c.integrated;
             integrator.rejected = c.rejected;
             if !c.rejects.is_empty() {
-                let mut file = integrator.output.atomic(REJECTS_FILE)?;
+                let mut file = integrator.output.atomic(rejects_name)?;
                 file.write_all(&c.rejects)
                     .map_err(|e| OutputError::new(file.target(), e))?;
                 integrator.rejects_file = Some(file);
@@ -172,7 +176,7 @@ impl<I: Integrate> Integrator<I> {
         if self.rejects_file.is_none() {
             self.rejects_file = Some(
                 self.output
-                    .atomic(REJECTS_FILE)
+                    .atomic(self.rejects_name)
                     .map_err(|e| e.to_string())?,
             );
         }
@@ -334,7 +338,7 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
         let committed = match self.rejects_file.take() {
             Some(file) => file.commit().map(|_| ()),
             // No rejects: remove a rejects file an earlier run may have left.
-            None => self.output.remove_stale(REJECTS_FILE),
+            None => self.output.remove_stale(self.rejects_name),
         };
         if let Err(e) = committed {
             self.fail(e.to_string(), true);

@@ -90,6 +90,7 @@ pub struct Pipeline<J: Job, S: RecordSource> {
     progress: Option<ProgressFn>,
     checkpoints: Checkpoints,
     setup: Option<SetupFn>,
+    rejects_file: &'static str,
 }
 
 impl<J: Job, S: RecordSource> Pipeline<J, S> {
@@ -110,12 +111,21 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             progress: None,
             checkpoints: Checkpoints::default(),
             setup: None,
+            rejects_file: crate::REJECTS_FILE,
         }
     }
 
     /// Takes checkpoints (and resumes from one) as `checkpoints` says.
     pub fn checkpoints(mut self, checkpoints: Checkpoints) -> Self {
         self.checkpoints = checkpoints;
+        self
+    }
+
+    /// Writes the rejected records into `name` instead of
+    /// [`crate::REJECTS_FILE`] (for a later pass of a multi-pass job that
+    /// reads only part of the input, so the first pass's list stays).
+    pub fn rejects_file(mut self, name: &'static str) -> Self {
+        self.rejects_file = name;
         self
     }
 
@@ -264,6 +274,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             progress,
             mut checkpoints,
             setup,
+            rejects_file,
         } = self;
         let mut state = job.integrator();
         let resume = checkpoints.resume.take();
@@ -278,6 +289,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             output.clone(),
             Arc::clone(&observed),
             resume.as_ref(),
+            rejects_file,
         )?;
         let report_slot = Arc::new(Mutex::new(None));
         let (alive_tx, alive_rx) = mpsc::channel();

@@ -17,6 +17,7 @@ fuzz_target!(|bytes: &[u8]| {
             },
             format,
             bytes,
+            span: None,
         };
         if let Ok(record) = parse_text_record(&raw, &fields) {
             assert!(!record.id.is_empty());

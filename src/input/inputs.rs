@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use drainpipe_actors::{BatchBuilder, InputError, RecordSource};
+use drainpipe_actors::{BatchBuilder, InputError, RecordSource, Span};
 
 use super::dir::{self, Entry};
 use super::lines::{read_line, Line};
@@ -28,6 +28,8 @@ enum Input {
     File {
         path: PathBuf,
         origin: Arc<str>,
+        /// Its position among the inputs (the [`Span`]s' input number).
+        ordinal: u32,
         kind: Kind,
         /// Its size when the inputs were opened, if it is a regular file.
         size: Option<u64>,
@@ -46,6 +48,9 @@ enum Current {
         line: u64,
         /// Stored bytes read so far.
         read: Arc<AtomicU64>,
+        /// For an uncompressed regular file: its input number and the
+        /// offset of the next line, so records carry their [`Span`].
+        spans: Option<(u32, u64)>,
         /// For a regular file: its size when the inputs were opened, and a
         /// handle to check its size at the end. It must be read whole, or
         /// the file shrank while being read.
@@ -62,6 +67,7 @@ struct Item {
     line: u64,
     /// The format tag, or why the record is rejected (then it has no bytes).
     outcome: Result<u8, String>,
+    span: Option<Span>,
 }
 
 /// Every input of a run, read in order: files (JSON Lines or text lines,
@@ -101,7 +107,9 @@ impl Inputs {
         let mut queue = VecDeque::with_capacity(paths.len());
         let mut total = Some(0u64);
         let mut add = |size: Option<u64>| total = total.zip(size).map(|(t, s)| t + s);
-        for path in paths {
+        for (ordinal, path) in paths.iter().enumerate() {
+            let ordinal = u32::try_from(ordinal)
+                .map_err(|_| error(path, io::ErrorKind::InvalidInput, "more than 2^32 inputs"))?;
             let input = if path.as_os_str() == "-" {
                 if queue.iter().any(|i| matches!(i, Input::Stdin)) {
                     return Err(error(
@@ -130,6 +138,7 @@ impl Inputs {
                     Input::File {
                         path: path.clone(),
                         origin: Arc::from(path.display().to_string()),
+                        ordinal,
                         kind: kind_of(path),
                         size,
                     }
@@ -151,7 +160,11 @@ impl Inputs {
 
     /// Starts reading `input`.
     fn start(input: Input) -> Result<Current, InputError> {
-        let lines = |reader, origin: Arc<str>, kind: Kind, size: Option<(u64, File)>| {
+        let lines = |reader,
+                     origin: Arc<str>,
+                     kind: Kind,
+                     size: Option<(u64, File)>,
+                     ordinal: Option<u32>| {
             let (counting, read) = CountingReader::new(reader);
             let stream = decode(counting, kind.compression).map_err(|e| InputError {
                 origin: origin.to_string(),
@@ -164,6 +177,9 @@ impl Inputs {
                 format: kind.format,
                 line: 0,
                 read,
+                spans: ordinal
+                    .filter(|_| kind.compression == Compression::None && size.is_some())
+                    .map(|o| (o, 0)),
                 size,
             })
         };
@@ -178,11 +194,13 @@ impl Inputs {
                     "-".into(),
                     kind,
                     None,
+                    None,
                 )
             }
             Input::File {
                 path,
                 origin,
+                ordinal,
                 kind,
                 size,
             } => {
@@ -191,7 +209,7 @@ impl Inputs {
                     Some(size) => Some((size, file.try_clone().map_err(|e| open_error(&path, e))?)),
                     None => None,
                 };
-                lines(Box::new(file), origin, kind, size)
+                lines(Box::new(file), origin, kind, size, Some(ordinal))
             }
             Input::Dir { entries } => Ok(Current::Dir {
                 entries: entries.into_iter(),
@@ -218,16 +236,29 @@ impl Inputs {
                     format,
                     line,
                     read,
+                    spans,
                     size,
                 } => {
                     let mut found = read_line(stream, &mut self.buf, max);
+                    let mut span = None;
+                    if let (Ok(Some((_, consumed))), Some((input, next))) = (&found, spans.as_mut())
+                    {
+                        span = Some(Span {
+                            input: *input,
+                            offset: *next,
+                        });
+                        *next += consumed;
+                    }
                     if let (Ok(None), Some((size, file))) = (&found, size) {
                         found = shrank(*size, read.load(Ordering::Relaxed), file);
                     }
                     let outcome = match found {
-                        Ok(Some(Line::Record)) => {
+                        Ok(Some((Line::Record, _))) => {
                             if *line == 0 && self.buf.starts_with(BOM) {
                                 self.buf.drain(..BOM.len());
+                                if let Some(span) = &mut span {
+                                    span.offset += BOM.len() as u64;
+                                }
                             }
                             if *format == FORMAT_JSONL && self.buf.trim_ascii().is_empty() {
                                 Err("empty line".to_owned())
@@ -235,7 +266,7 @@ impl Inputs {
                                 Ok(*format)
                             }
                         }
-                        Ok(Some(Line::TooLong(len))) => Err(format!(
+                        Ok(Some((Line::TooLong(len), _))) => Err(format!(
                             "record of {len} bytes exceeds --max-record-bytes {max}"
                         )),
                         Ok(None) | Err(_) => {
@@ -260,6 +291,7 @@ impl Inputs {
                         origin: Arc::clone(origin),
                         line: *line,
                         outcome,
+                        span,
                     }));
                 }
                 Current::Dir { entries } => {
@@ -280,6 +312,7 @@ impl Inputs {
                         origin,
                         line: 1,
                         outcome,
+                        span: None,
                     }));
                 }
             }
@@ -324,7 +357,7 @@ impl RecordSource for Inputs {
                         self.held = Some(item);
                         break;
                     }
-                    batch.push(&item.origin, item.line, format, &self.buf);
+                    batch.push_at(&item.origin, item.line, format, &self.buf, item.span);
                 }
                 Err(reason) => batch.push_rejected(&item.origin, item.line, reason),
             }
@@ -352,7 +385,7 @@ impl RecordSource for Inputs {
 /// it had when the inputs were opened, and is now smaller than that (it was
 /// truncated while being read). Files whose stated size is not their
 /// content's (in `/sys`, say) keep their stated size, and pass.
-fn shrank(size: u64, read: u64, file: &File) -> io::Result<Option<Line>> {
+fn shrank(size: u64, read: u64, file: &File) -> io::Result<Option<(Line, u64)>> {
     if read < size && file.metadata()?.len() < size {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -623,5 +656,57 @@ mod tests {
         let a = write(tmp.path(), "a.txt", b"a\n");
         assert_eq!(open(&[&a], 10).total(), Some(2));
         assert_eq!(open(&[&a, Path::new("-")], 10).total(), None);
+    }
+
+    #[test]
+    fn records_of_uncompressed_files_say_where_their_bytes_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut long = b"\xef\xbb\xbf{\"text\":\"a\"}\r\n\n\r\n".to_vec();
+        long.extend(vec![b'x'; 300]);
+        long.extend_from_slice(b"\r\n{\"text\":\"b\"}\n{\"text\":\"c\"}");
+        let a = write(tmp.path(), "a.jsonl", &long);
+        let b = write(tmp.path(), "b.txt", b"one\rline\n\ntwo\n");
+        let c = write(tmp.path(), "c.jsonl.gz", &gz(b"{\"text\":\"z\"}\n"));
+        let d = write(tmp.path(), "d", b"");
+        let e = write(tmp.path(), "e.jsonl", b"{}");
+        let mut inputs = open(&[&a, &b, &c, &d, &e], 100);
+        let files = [&a, &b, &c, &d, &e].map(|p| std::fs::read(p).unwrap());
+        let mut seen = Vec::new();
+        loop {
+            let mut builder = BatchBuilder::default();
+            if !inputs.fill(&mut builder, 3, usize::MAX).unwrap() {
+                break;
+            }
+            for record in builder.finish().records() {
+                let Ok(raw) = record else {
+                    seen.push("rejected".to_owned());
+                    continue;
+                };
+                let Some(span) = raw.span else {
+                    seen.push(format!("{} no span", raw.location.line));
+                    continue;
+                };
+                let at = span.offset as usize;
+                let file = &files[span.input as usize];
+                assert_eq!(&file[at..at + raw.bytes.len()], raw.bytes);
+                seen.push(format!("{} {} at {at}", span.input, raw.location.line));
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "0 1 at 3",
+                "rejected",
+                "rejected",
+                "rejected",
+                "0 5 at 322",
+                "0 6 at 335",
+                "1 1 at 0",
+                "1 2 at 9",
+                "1 3 at 10",
+                "1 no span",
+                "4 1 at 0",
+            ]
+        );
     }
 }

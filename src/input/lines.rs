@@ -16,12 +16,13 @@ pub(crate) enum Line {
 /// Reads the next line of `reader` into `buf` (cleared first), without its
 /// `\n` or `\r\n`. A line of more than `max` bytes is skipped and reported
 /// as [`Line::TooLong`]; `buf` never grows much beyond `max`. Returns `None`
-/// at end of input.
+/// at end of input, else the line and the bytes it took in the input
+/// (terminator included), so callers can tell where each line starts.
 pub(crate) fn read_line<R: BufRead + ?Sized>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
-) -> io::Result<Option<Line>> {
+) -> io::Result<Option<(Line, u64)>> {
     buf.clear();
     // Room for `max` bytes of content and a `\r\n`.
     let limit = (max as u64).saturating_add(2);
@@ -38,20 +39,21 @@ pub(crate) fn read_line<R: BufRead + ?Sized>(
             }
         }
         if buf.len() <= max {
-            return Ok(Some(Line::Record));
+            return Ok(Some((Line::Record, n)));
         }
         let len = buf.len() as u64;
         buf.clear();
-        return Ok(Some(Line::TooLong(len)));
+        return Ok(Some((Line::TooLong(len), n)));
     }
     // The limit was reached mid-line: skip to its end.
     let mut len = n;
+    let mut consumed = n;
     let mut last_cr = buf.last() == Some(&b'\r');
     buf.clear();
     loop {
         let chunk = reader.fill_buf()?;
         if chunk.is_empty() {
-            return Ok(Some(Line::TooLong(len)));
+            return Ok(Some((Line::TooLong(len), consumed)));
         }
         match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => {
@@ -59,13 +61,15 @@ pub(crate) fn read_line<R: BufRead + ?Sized>(
                     last_cr = chunk[i - 1] == b'\r';
                 }
                 len = len + i as u64 - u64::from(last_cr);
+                consumed += i as u64 + 1;
                 reader.consume(i + 1);
-                return Ok(Some(Line::TooLong(len)));
+                return Ok(Some((Line::TooLong(len), consumed)));
             }
             None => {
                 let k = chunk.len();
                 last_cr = chunk[k - 1] == b'\r';
                 len += k as u64;
+                consumed += k as u64;
                 reader.consume(k);
             }
         }
@@ -80,13 +84,15 @@ mod tests {
     fn all(input: &[u8], max: usize) -> Vec<String> {
         let mut reader = BufReader::with_capacity(4, Cursor::new(input.to_vec()));
         let mut buf = Vec::new();
-        let mut out = Vec::new();
-        while let Some(line) = read_line(&mut reader, &mut buf, max).unwrap() {
+        let (mut out, mut consumed) = (Vec::new(), 0);
+        while let Some((line, n)) = read_line(&mut reader, &mut buf, max).unwrap() {
+            consumed += n;
             out.push(match line {
                 Line::Record => String::from_utf8_lossy(&buf).into_owned(),
                 Line::TooLong(n) => format!("<{n}>"),
             });
         }
+        assert_eq!(consumed, input.len() as u64, "every byte is accounted for");
         out
     }
 
@@ -118,11 +124,11 @@ mod tests {
         let mut reader = BufReader::with_capacity(64 << 10, Cursor::new(input));
         let mut buf = Vec::new();
         let line = read_line(&mut reader, &mut buf, 1000).unwrap();
-        assert_eq!(line, Some(Line::TooLong(8 << 20)));
+        assert_eq!(line, Some((Line::TooLong(8 << 20), (8 << 20) + 2)));
         assert!(buf.capacity() <= 4096, "buffer grew to {}", buf.capacity());
         assert_eq!(
             read_line(&mut reader, &mut buf, 1000).unwrap(),
-            Some(Line::Record)
+            Some((Line::Record, 5))
         );
         assert_eq!(buf, b"next");
         assert_eq!(read_line(&mut reader, &mut buf, 1000).unwrap(), None);

@@ -37,12 +37,20 @@ mod inputs;
 mod json;
 mod lines;
 mod parse;
+mod reread;
 mod stream;
 #[cfg(test)]
 mod testutil;
 
 pub use inputs::Inputs;
 pub use parse::{parse_text_record, TextFields, TextRecord};
+pub use reread::{Reread, Wanted};
+
+/// The format tag of the records of the file at `path` (from its name, see
+/// the rules above).
+pub fn format_of(path: &std::path::Path) -> u8 {
+    stream::kind_of(path).format
+}
 
 /// How the input at `path` appears in a run's fingerprint (checkpoints of
 /// another fingerprint are refused): a file's size and modification time;

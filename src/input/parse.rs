@@ -89,6 +89,7 @@ mod tests {
             location: Location { origin, line: 3 },
             format,
             bytes,
+            span: None,
         };
         parse_text_record(&raw, &TextFields::default())
             .map(|r| (r.id.into_owned(), r.text.into_owned()))

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use drainpipe_actors::{
     Checkpoint, Checkpoints, Job, OutputDir, Pipeline, Progress, RecordSource, RunHandle,
-    RunReport, Settings,
+    RunReport, Settings, REJECTS_FILE,
 };
 
 use crate::corpus::DemoSource;
@@ -162,10 +162,31 @@ pub fn run_pass_with<J: Job, S: RecordSource>(
     pass: &str,
     checkpoints: Checkpoints,
 ) -> anyhow::Result<RunReport> {
+    run_pass_into(job, source, ctx, pass, checkpoints, REJECTS_FILE)
+}
+
+/// [`run_pass_with`], writing the rejected records into `rejects_file`
+/// instead of `rejects.jsonl` (a later pass that reads part of the input
+/// must leave the first pass's list in place).
+pub fn run_pass_into<J: Job, S: RecordSource>(
+    job: Arc<J>,
+    source: S,
+    ctx: &RunContext,
+    pass: &str,
+    checkpoints: Checkpoints,
+    rejects_file: &'static str,
+) -> anyhow::Result<RunReport> {
     if ctx.engine == Engine::PlainThreads {
-        return crate::baseline::run_plain(job, source, &ctx.output, ctx.settings.workers);
+        return crate::baseline::run_plain(
+            job,
+            source,
+            &ctx.output,
+            ctx.settings.workers,
+            rejects_file,
+        );
     }
     let report = Pipeline::with_shared_job(job, source, ctx.output.clone())
+        .rejects_file(rejects_file)
         .settings(ctx.settings.clone())
         .checkpoints(checkpoints)
         .handle(ctx.handle.clone())

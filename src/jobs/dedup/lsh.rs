@@ -22,6 +22,7 @@ use super::minhash::{BandKeys, MinHasher};
 use super::params::Banding;
 use super::resume::ResultFile;
 use super::shingle::with_scratch;
+use super::spans::{Place, Spans};
 use super::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
 /// The seed of the MinHash permutations (fixed: signatures, and so the
@@ -83,8 +84,12 @@ pub struct Candidates {
     pub rejected: u64,
     /// Records without any shingle (no word at all).
     pub empty: u64,
-    /// Peak bytes held by the Integrator (bucket tables, bits, pairs).
+    /// Peak bytes held by the Integrator (bucket tables, bits, pairs,
+    /// places).
     pub integrator_bytes: u64,
+    /// Where each integrated record is in the input, when every one came
+    /// from an uncompressed file.
+    pub spans: Spans,
 }
 
 /// Step 1 and 2 of pass 1.
@@ -136,21 +141,30 @@ impl SignatureJob {
     }
 }
 
+/// What step 1 of pass 1 produces for a record: its band keys and where
+/// it is in the input.
+pub type Signed = (BandKeys, Place);
+
 impl Job for SignatureJob {
-    type Parsed<'a> = TextRecord<'a>;
-    type Output = BandKeys;
+    type Parsed<'a> = (TextRecord<'a>, Place);
+    type Output = Signed;
     type Integrator = BandIndex;
 
     fn name(&self) -> &str {
         "dedup"
     }
 
-    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<TextRecord<'a>, RecordError> {
-        parse_text_record(raw, &self.fields)
+    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<(TextRecord<'a>, Place), RecordError> {
+        let place = Place {
+            span: raw.span,
+            len: raw.bytes.len(),
+            line: raw.location.line,
+        };
+        Ok((parse_text_record(raw, &self.fields)?, place))
     }
 
-    fn process(&self, record: TextRecord<'_>) -> Result<BandKeys, RecordError> {
-        Ok(self.band_keys(&record.text))
+    fn process(&self, (record, place): (TextRecord<'_>, Place)) -> Result<Signed, RecordError> {
+        Ok((self.band_keys(&record.text), place))
     }
 
     fn integrator(&self) -> BandIndex {
@@ -185,6 +199,7 @@ impl BandIndex {
             .map(|t| table_bytes(t.capacity(), std::mem::size_of::<(u32, u32)>()))
             .sum();
         tables
+            + self.found.spans.heap_bytes()
             + self.found.integrated.heap_bytes()
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
     }
@@ -197,11 +212,12 @@ pub fn record_id(index: u64) -> Result<u32, RecordError> {
 }
 
 impl Integrate for BandIndex {
-    type Output = BandKeys;
+    type Output = Signed;
 
-    fn integrate(&mut self, index: u64, keys: BandKeys) -> Result<(), RecordError> {
+    fn integrate(&mut self, index: u64, (keys, place): Signed) -> Result<(), RecordError> {
         let id = record_id(index)?;
         self.found.integrated.insert(index);
+        self.found.spans.record(index, place);
         self.found.records += 1;
         if keys.is_empty() {
             self.found.empty += 1;

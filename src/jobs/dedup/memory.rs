@@ -58,6 +58,7 @@ impl MemoryRecord {
             },
             format: self.format,
             bytes: &self.bytes,
+            span: None,
         }
     }
 }

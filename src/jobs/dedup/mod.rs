@@ -46,12 +46,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use drainpipe_actors::{ExitCode, RecordSource, RunReport};
+use drainpipe_actors::{ExitCode, RecordSource, RunReport, REJECTS_FILE};
 use serde_json::json;
 
-use super::{open_source, run_pass_with, RunContext};
+use super::{open_source, run_pass_into, run_pass_with, RunContext};
 
 pub mod bitset;
+pub mod copy;
 pub mod fold;
 pub mod kept;
 pub mod lsh;
@@ -60,8 +61,10 @@ pub mod minhash;
 pub mod normalize;
 pub mod output;
 pub mod params;
+pub mod reread;
 pub mod resume;
 pub mod shingle;
+pub mod spans;
 pub mod state;
 pub mod truth;
 pub mod unionfind;
@@ -172,6 +175,13 @@ pub fn run_on(
 ) -> anyhow::Result<RunReport> {
     let banding = params.banding().map_err(anyhow::Error::msg)?;
     let resume = Resume::new(ctx)?;
+    // What the inputs were when the run started: checked again before the
+    // outputs are committed.
+    let identities: Vec<String> = ctx
+        .inputs
+        .iter()
+        .map(|p| crate::input::identity(p))
+        .collect();
     let mut passes = Vec::new();
     // The reports of the passes this call runs (a resumed run loads the
     // results of the passes an earlier run completed).
@@ -214,33 +224,54 @@ pub fn run_on(
     let candidate_pairs = candidates.pairs.len() as u64;
     let integrated = Arc::new(candidates.integrated);
 
-    // Pass 2: exact verification (skipped when there is no candidate).
+    // Pass 2: exact verification (skipped when there is no candidate). It
+    // reads the candidate records only, at the places pass 1 noted, when
+    // it knows them all: then it rejects nothing, unless the input changed.
+    let reread = reread::possible(ctx, &candidates.spans);
     let verified = if candidates.pairs.is_empty() {
         verify::Verified::default()
     } else if let Some(form) = resume.load::<VerifiedForm<Box<str>>>(Pass::Verify)? {
         passes.push(PassTime::loaded("verify"));
         form.into_verified()
     } else {
-        let job = Arc::new(
-            VerifyJob::new(
-                ctx.fields.clone(),
-                params.ngram,
-                params.threshold,
-                Arc::clone(&integrated),
-                Arc::new(candidates.pairs),
-            )
-            .keeping_result(resume.result_file(Pass::Verify)),
-        );
-        let source = open()?;
+        let mut job = VerifyJob::new(
+            ctx.fields.clone(),
+            params.ngram,
+            params.threshold,
+            Arc::clone(&integrated),
+            Arc::new(candidates.pairs),
+        )
+        .keeping_result(resume.result_file(Pass::Verify));
+        let (source, to_read, rejects_file) = if reread {
+            let reread::CandidateSource { source, records } =
+                reread::candidates(ctx, &candidates.spans, &job)?;
+            let n = records.len() as u64;
+            job = job.reading_only(records);
+            (source, n, reread::REJECTS_FILE)
+        } else {
+            (open()?, first_read, REJECTS_FILE)
+        };
+        let job = Arc::new(job);
         if let Some(stopped) = stopped_between(ctx, &reports, "verify", &passes) {
             return stopped;
         }
         let checkpoints = resume.checkpoints(Pass::Verify)?;
-        let mut second = run_pass_with(Arc::clone(&job), source, ctx, "verify", checkpoints)?;
+        let mut second = run_pass_into(
+            Arc::clone(&job),
+            source,
+            ctx,
+            "verify",
+            checkpoints,
+            rejects_file,
+        )?;
         passes.push(PassTime::of("verify", &second));
-        if second.exit_code == 0 && second.records.read != first_read {
+        if reread {
+            // Rejects here mean the input changed: they fail the run below.
+            ctx.output.remove_stale(reread::REJECTS_FILE)?;
+        }
+        if second.exit_code == 0 && second.records.read != to_read {
             let read = second.records.read;
-            changed(&mut second, "verify", first_read, read);
+            changed(&mut second, "verify", to_read, read);
         }
         if second.exit_code != 0 {
             resume.discard(Pass::Verify)?;
@@ -253,8 +284,10 @@ pub fn run_on(
         reports.push(second);
         verified
     };
-    // What pass 2 rejected, when it ran (now or in an earlier run).
+    // What pass 2 rejected, when it ran (now or in an earlier run), and
+    // what it should have: none when it read the candidates only.
     let verify_rejected = (candidate_pairs > 0).then_some(verified.rejected);
+    let verify_should_reject = if reread { 0 } else { candidates.rejected };
     let verify_bytes_per_record = per_record(verified.peak_bytes, candidates.records);
     let clusters = Clusters::from_pairs(&verified.pairs);
     let mut removed = BitSet::new();
@@ -268,61 +301,102 @@ pub fn run_on(
         return stopped;
     }
     let clusters_file = output::write_clusters(&ctx.output, &clusters, &verified.ids)?;
-    let job = Arc::new(KeptJob::new(
-        ctx.fields.clone(),
-        Arc::clone(&integrated),
-        Arc::new(removed),
-        ctx.output.clone(),
-    ));
-    let checkpoints = resume.checkpoints(Pass::Kept)?;
-    let mut third = run_pass_with(Arc::clone(&job), open()?, ctx, "kept", checkpoints)?;
-    passes.push(PassTime::of("kept", &third));
-    if third.exit_code == 0 && third.records.read != first_read {
-        let read = third.records.read;
-        changed(&mut third, "kept", first_read, read);
-    }
-    if third.exit_code == 0 {
-        // Checked before anything is committed: a changed input leaves no
-        // output, like a changed record count.
-        let mut inconsistent = Vec::new();
-        for other in verify_rejected.into_iter().chain([third.records.rejected]) {
-            if other != candidates.rejected {
-                inconsistent.push(format!(
-                    "a later pass rejected {other} records, pass 1 {}: the input changed between passes",
-                    candidates.rejected
-                ));
-            }
+    // Copied from the inputs when pass 1 knows where every record is (and
+    // a pass ran in this call, whose report the run's is built on).
+    let copying = !reports.is_empty() && copy::can_copy(&candidates.spans, &ctx.inputs);
+    let mut inconsistent = Vec::new();
+    let (third, written) = if copying {
+        let started = Instant::now();
+        let written = copy::copy_kept(ctx, &candidates.spans, &integrated, &removed)?;
+        let elapsed_s = started.elapsed().as_secs_f64();
+        passes.push(PassTime {
+            pass: "kept",
+            elapsed_s,
+            records_per_s: first_read as f64 / elapsed_s.max(1e-9),
+            loaded: false,
+        });
+        let Some(written) = written else {
+            let (first, later) = reports.split_first().expect("a pass ran");
+            let later: Vec<&RunReport> = later.iter().collect();
+            return incomplete(ctx, first.clone(), "kept", &passes, &later);
+        };
+        (None, written)
+    } else {
+        let job = Arc::new(KeptJob::new(
+            ctx.fields.clone(),
+            Arc::clone(&integrated),
+            Arc::new(removed),
+            ctx.output.clone(),
+        ));
+        let checkpoints = resume.checkpoints(Pass::Kept)?;
+        let mut third = run_pass_with(Arc::clone(&job), open()?, ctx, "kept", checkpoints)?;
+        passes.push(PassTime::of("kept", &third));
+        if third.exit_code == 0 && third.records.read != first_read {
+            let read = third.records.read;
+            changed(&mut third, "kept", first_read, read);
         }
-        if verified.unverifiable > 0 {
+        if third.exit_code != 0 {
+            let earlier: Vec<&RunReport> = reports.iter().collect();
+            return incomplete(ctx, third, "kept", &passes, &earlier);
+        }
+        if third.records.rejected != candidates.rejected {
             inconsistent.push(format!(
-                "{} candidate pairs could not be verified: the input changed between passes",
-                verified.unverifiable
+                "the kept pass rejected {} records, pass 1 {}: the input changed between passes",
+                third.records.rejected, candidates.rejected
             ));
         }
-        if let Some(first) = inconsistent.first() {
-            for message in &inconsistent {
-                log::error!("{message}");
-            }
-            third.cause = first.clone();
-            third.errors.extend(inconsistent);
-            third.exit = "failed";
-            third.exit_code = ExitCode::Io.code();
-            // Results of passes over another input are of no use.
-            resume.remove_all()?;
+        let written = job
+            .take_result()
+            .ok_or_else(|| anyhow::anyhow!("pass 3 ended without its result"))?;
+        (Some(third), written)
+    };
+    // Checked before anything is committed: a changed input leaves no
+    // output, like a changed record count.
+    if let Some(rejected) = verify_rejected.filter(|&r| r != verify_should_reject) {
+        inconsistent.push(format!(
+            "the verify pass rejected {rejected} records where {verify_should_reject} were expected: the input changed between passes"
+        ));
+    }
+    if verified.unverifiable > 0 {
+        inconsistent.push(format!(
+            "{} candidate pairs could not be verified: the input changed between passes",
+            verified.unverifiable
+        ));
+    }
+    for (path, before) in ctx.inputs.iter().zip(&identities) {
+        if crate::input::identity(path) != *before {
+            inconsistent.push(format!(
+                "{} changed while dedup ran (its size or modification time)",
+                path.display()
+            ));
         }
     }
-    if third.exit_code != 0 {
-        let earlier: Vec<&RunReport> = reports.iter().collect();
-        return incomplete(ctx, third, "kept", &passes, &earlier);
+    if let Some(first) = inconsistent.first() {
+        for message in &inconsistent {
+            log::error!("{message}");
+        }
+        let (mut failed, earlier) = match third {
+            Some(third) => (third, reports.iter().collect::<Vec<_>>()),
+            None => {
+                let (first, later) = reports.split_first().expect("a pass ran");
+                (first.clone(), later.iter().collect())
+            }
+        };
+        failed.cause = first.clone();
+        failed.errors.extend(inconsistent);
+        failed.exit = "failed";
+        failed.exit_code = ExitCode::Io.code();
+        // Results of passes over another input are of no use.
+        resume.remove_all()?;
+        return incomplete(ctx, failed, "kept", &passes, &earlier);
     }
-    let written = job
-        .take_result()
-        .ok_or_else(|| anyhow::anyhow!("pass 3 ended without its result"))?;
     let kept = written.kept;
     written.file.commit()?;
     clusters_file.commit()?;
     resume.remove_all()?;
-    reports.push(third);
+    if let Some(third) = third {
+        reports.push(third);
+    }
 
     // Ground truth, for the demo corpus.
     let accuracy = if measure_accuracy {
@@ -332,7 +406,7 @@ pub fn run_on(
     };
 
     let mut reports = reports.into_iter();
-    let base = reports.next().expect("pass 3 ran");
+    let base = reports.next().expect("a pass ran: copying needs one");
     let later: Vec<RunReport> = reports.collect();
     let mut report = combine(ctx, base, &later.iter().collect::<Vec<_>>(), &passes);
     // A list, not an object: JSON object keys would sort "10" before "2".
@@ -366,6 +440,12 @@ pub fn run_on(
         "similarity": SIMILARITY_DEFINITION,
         "outputs": [KEPT_FILE, CLUSTERS_FILE],
         "passes": passes,
+        // How passes 2 and 3 read the input: in full, or only what they
+        // need, at the places pass 1 noted.
+        "reads": {
+            "verify": if reread { "candidate records" } else { "whole input" },
+            "kept": if copying { "copied byte ranges" } else { "whole input" },
+        },
     });
     if let Some((accuracy, truth_s)) = accuracy {
         log::info!(

@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use super::bitset::BitSet;
 use super::lsh::{BandTable, Candidates};
+use super::spans::Spans;
 use super::verify::Verified;
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
-/// keys).
-pub const STATE_VERSION: u32 = 2;
+/// keys; 3: the records' places in the input).
+pub const STATE_VERSION: u32 = 3;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -65,6 +66,7 @@ pub struct CandidatesForm {
     rejected: u64,
     empty: u64,
     integrator_bytes: u64,
+    spans: Spans,
 }
 
 impl CandidatesForm {
@@ -77,6 +79,7 @@ impl CandidatesForm {
             rejected: found.rejected,
             empty: found.empty,
             integrator_bytes: found.integrator_bytes,
+            spans: found.spans.clone(),
         }
     }
 
@@ -89,6 +92,7 @@ impl CandidatesForm {
             rejected: self.rejected,
             empty: self.empty,
             integrator_bytes: self.integrator_bytes,
+            spans: self.spans.checked(),
         }
     }
 }
@@ -243,8 +247,22 @@ mod tests {
     #[test]
     fn candidates_round_trip_with_the_same_bytes() {
         let mut integrated = BitSet::new();
+        let mut spans = Spans::default();
         for i in [0, 3, 64, 900] {
             integrated.insert(i);
+            let span = drainpipe_actors::Span {
+                input: u32::from(i > 3),
+                offset: i * 7,
+            };
+            let line = if i > 3 { i - 63 } else { i + 1 };
+            spans.record(
+                i,
+                super::super::spans::Place {
+                    span: Some(span),
+                    len: 5,
+                    line,
+                },
+            );
         }
         let found = Candidates {
             pairs: vec![(0, 3), (3, 64), (0, 900), (64, 900)],
@@ -253,12 +271,15 @@ mod tests {
             rejected: 2,
             empty: 1,
             integrator_bytes: 99,
+            spans,
         };
         let bytes = codec::encode(&CandidatesForm::of(&found), STATE_VERSION).unwrap();
         let back: CandidatesForm = codec::decode(&bytes, STATE_VERSION).unwrap();
         let back = back.into_candidates();
         assert_eq!(back.pairs, found.pairs);
         assert_eq!(back.integrated, found.integrated);
+        assert_eq!(back.spans, found.spans);
+        assert!(back.spans.is_complete() && back.spans.get(900).is_some());
         assert_eq!(
             (
                 back.records,

@@ -94,8 +94,24 @@ pub struct VerifyJob {
     integrated: Arc<BitSet>,
     candidates: Arc<BitSet>,
     pairs: Arc<Vec<(u32, u32)>>,
+    /// When the source reads the candidate records only: the record index
+    /// of each record it yields, in order.
+    reread: Option<Arc<Vec<u32>>>,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Verified>>>,
+}
+
+/// The index in the whole input of the `index`-th record the source
+/// yielded: itself, unless the source reads some records only.
+fn original(reread: Option<&Arc<Vec<u32>>>, index: u64) -> Result<u64, RecordError> {
+    match reread {
+        None => Ok(index),
+        Some(records) => usize::try_from(index)
+            .ok()
+            .and_then(|i| records.get(i))
+            .map(|&r| u64::from(r))
+            .ok_or_else(|| format!("record {index} is past the {} to read", records.len()).into()),
+    }
 }
 
 impl VerifyJob {
@@ -120,9 +136,23 @@ impl VerifyJob {
             integrated,
             candidates: Arc::new(candidates),
             pairs,
+            reread: None,
             result_file: None,
             slot: Arc::default(),
         }
+    }
+
+    /// The records of every candidate pair, in input order: what a source
+    /// that reads the candidates only must yield ([`VerifyJob::reading_only`]).
+    pub fn candidate_records(&self) -> Vec<u32> {
+        self.candidates.iter().map(|r| r as u32).collect()
+    }
+
+    /// For a source that yields the [`VerifyJob::candidate_records`] only,
+    /// in that order (the pass then reads a fraction of the input).
+    pub fn reading_only(mut self, records: Arc<Vec<u32>>) -> Self {
+        self.reread = Some(records);
+        self
     }
 
     /// Writes what the pass verified into `file` when it completes, so
@@ -149,10 +179,11 @@ impl Job for VerifyJob {
     }
 
     fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<Option<TextRecord<'a>>, RecordError> {
-        if !self.integrated.contains(raw.index) {
+        let index = original(self.reread.as_ref(), raw.index)?;
+        if !self.integrated.contains(index) {
             return Err(rejected_again(raw, &self.fields));
         }
-        if !self.candidates.contains(raw.index) {
+        if !self.candidates.contains(index) {
             // Not parsed at all: pass 1 parsed it without error.
             return Ok(None);
         }
@@ -176,6 +207,7 @@ impl Job for VerifyJob {
         Verifier {
             threshold: self.threshold,
             pairs: Arc::clone(&self.pairs),
+            reread: self.reread.clone(),
             cursor: 0,
             last_partner,
             held: HashMap::new(),
@@ -193,6 +225,7 @@ impl Job for VerifyJob {
 pub struct Verifier {
     threshold: f64,
     pairs: Arc<Vec<(u32, u32)>>,
+    reread: Option<Arc<Vec<u32>>>,
     /// The first pair whose later record has not arrived yet.
     cursor: usize,
     /// For each record that is the earlier one of some pair: the latest
@@ -213,7 +246,7 @@ impl Integrate for Verifier {
         let Some((id, set)) = output else {
             return Ok(());
         };
-        let x = record_id(index)?;
+        let x = record_id(original(self.reread.as_ref(), index)?)?;
         self.found.ids.insert(x, id);
         let pairs = &self.pairs;
         while self.cursor < pairs.len() && pairs[self.cursor].1 < x {

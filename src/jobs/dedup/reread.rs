@@ -1,0 +1,65 @@
+//! Pass 2 of `dedup` reading the candidate records only: when pass 1 noted
+//! where every record it integrated lies ([`Spans`]), the verify pass reads
+//! the records of the candidate pairs at their places
+//! ([`crate::input::Reread`]), a fraction of the input, instead of all of
+//! it. Its outputs are those of a full read.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use drainpipe_actors::{RecordSource, Span};
+
+use crate::input::{Reread, Wanted};
+use crate::jobs::RunContext;
+
+use super::spans::Spans;
+use super::verify::VerifyJob;
+
+/// Where the pass's rejects go: a record it rejects is one pass 1
+/// integrated, so the input changed and the run fails; `rejects.jsonl`
+/// stays pass 1's.
+pub const REJECTS_FILE: &str = "dedup-verify-rejects.jsonl";
+
+/// True when pass 2 can read the candidates only.
+pub fn possible(ctx: &RunContext, spans: &Spans) -> bool {
+    !ctx.inputs.is_empty() && spans.is_complete()
+}
+
+/// A source of the candidate records only.
+pub struct CandidateSource {
+    /// Reads them.
+    pub source: Box<dyn RecordSource>,
+    /// Their record indices, in the order it yields them (for
+    /// [`VerifyJob::reading_only`]).
+    pub records: Arc<Vec<u32>>,
+}
+
+/// The source of the candidate records of `job`.
+pub fn candidates(
+    ctx: &RunContext,
+    spans: &Spans,
+    job: &VerifyJob,
+) -> anyhow::Result<CandidateSource> {
+    let records = job.candidate_records();
+    let wanted = records
+        .iter()
+        .map(|&record| {
+            let at = spans
+                .get(record.into())
+                .with_context(|| format!("candidate record {record} has no place in the input"))?;
+            Ok(Wanted {
+                span: Span {
+                    input: at.input,
+                    offset: at.offset,
+                },
+                len: at.len,
+                line: at.line,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let source = Reread::open(&ctx.inputs, Arc::new(wanted))?;
+    Ok(CandidateSource {
+        source: Box::new(source),
+        records: Arc::new(records),
+    })
+}
