@@ -494,12 +494,36 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             .spawn(ctx);
     }
 
-    fn release(&mut self, _ctx: &mut Context<Self>) {
+    fn release(&mut self, ctx: &mut Context<Self>) {
         self.enter(Phase::Releasing);
         // Dropping the last addresses is what lets a SyncArbiter drain its
         // queue and end its threads; the tick then waits for them to exit.
         self.pool = None;
         self.source = None;
+        // They usually have within a millisecond: look sooner than the tick
+        // would (a tick's wait, per pass, is most of a short run).
+        self.look_for_exits(ctx, Duration::from_micros(250));
+    }
+
+    /// Checks after `after`, then after twice as long, up to a tick, that
+    /// the released threads have exited.
+    fn look_for_exits(&mut self, ctx: &mut Context<Self>, after: Duration) {
+        ctx.run_later(after, move |act, ctx| {
+            if act.phase == Phase::Releasing && !act.released() && after < TICK {
+                act.look_for_exits(ctx, after * 2);
+            }
+        });
+    }
+
+    /// Stops the run if every released thread has exited.
+    fn released(&mut self) -> bool {
+        match self.alive.try_recv() {
+            Err(TryRecvError::Disconnected) if self.source_exited() => {
+                self.stopped();
+                true
+            }
+            _ => false,
+        }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -520,9 +544,8 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         let deadline = self.settings.drain_timeout;
         match self.phase {
             Phase::Running | Phase::Draining => self.watch_stall(),
-            Phase::Releasing => match self.alive.try_recv() {
-                Err(TryRecvError::Disconnected) if self.source_exited() => self.stopped(),
-                _ if self.phase_entered.elapsed() > deadline => {
+            Phase::Releasing => {
+                if !self.released() && self.phase_entered.elapsed() > deadline {
                     self.error(
                         ExitCode::Software,
                         format!(
@@ -533,8 +556,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                     );
                     self.stopped();
                 }
-                _ => {}
-            },
+            }
             Phase::Finishing | Phase::Stopped => {}
         }
         if self.phase == Phase::Draining
