@@ -10,10 +10,6 @@
 //! Prints, per run and as medians: docs/s, MB/s, peak RSS, and the ratio
 //! pipeline / baseline; checks that both wrote identical outputs.
 
-// The binary's allocator, so both sides run as the binary does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

@@ -5,10 +5,6 @@
 //!
 //! Run: `cargo bench --bench protocol -- [--records N] [--workers N] [--runs N]`
 
-// The binary's allocator, so both sides run as the binary does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 

@@ -16,12 +16,6 @@ use drainpipe_actors::{ExitCode as Code, OutputDir, RunHandle};
 
 use crate::cli::{Cli, JobCommand};
 
-// Batch buffers (about a megabyte each) are allocated on the Source's
-// thread and freed on a processor's: glibc's allocator hands such blocks
-// back to the kernel and faults them in again; mimalloc keeps them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = cli
