@@ -30,6 +30,9 @@ const TICK: Duration = Duration::from_millis(20);
 /// cores) does not empty the window, short enough to stop promptly.
 const BATCH_WORK: Duration = Duration::from_millis(4);
 const MAX_ADAPTIVE_BATCH: usize = 1 << 16;
+/// The smallest batch [`Coordinator::next_batch_size`] shrinks to near the
+/// end of the input.
+const MIN_TAIL_BATCH: usize = 16;
 /// How long Releasing waits for a Source blocked in an abandoned read.
 const SOURCE_GRACE: Duration = Duration::from_secs(1);
 
@@ -248,7 +251,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         let Some(source) = &self.source else { return };
         self.pulling = true;
         let pull = Pull {
-            max_records: self.batch_size,
+            max_records: self.next_batch_size(),
             max_bytes: self.settings.max_batch_bytes,
         };
         source
@@ -363,6 +366,23 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         }
         self.pump(ctx);
         self.check_drained(ctx);
+    }
+
+    /// The size of the next batch: the adaptive one, made smaller near the
+    /// end of an input of known size, so the last batches spread over every
+    /// worker instead of leaving one with a long tail while the others wait
+    /// (what remains is estimated from the bytes per record so far).
+    fn next_batch_size(&self) -> usize {
+        let Some(total) = self.total else {
+            return self.batch_size;
+        };
+        if self.settings.batch.is_some() || self.read == 0 || self.position == 0 {
+            return self.batch_size;
+        }
+        let left =
+            total.saturating_sub(self.position) as f64 * self.read as f64 / self.position as f64;
+        let share = (left / (2 * self.settings.workers.max(1)) as f64).ceil() as usize;
+        self.batch_size.min(share.max(MIN_TAIL_BATCH))
     }
 
     /// Adaptive batch size: about [`BATCH_WORK`] of step 1 per batch.

@@ -25,6 +25,7 @@ pub struct Wanted {
 }
 
 struct Opened {
+    input: u32,
     file: File,
     origin: Arc<str>,
     format: u8,
@@ -33,8 +34,11 @@ struct Opened {
 /// Serves the `wanted` records in the order given, each read at its place.
 /// Its records are numbered from 0 by the pipeline like any source's; the
 /// job maps that number back to the record's index in the whole input.
+/// Wanted records in input order (as an earlier pass found them) keep one
+/// file open at a time.
 pub struct Reread {
-    inputs: Vec<Option<Opened>>,
+    paths: Vec<PathBuf>,
+    current: Option<Opened>,
     wanted: Arc<Vec<Wanted>>,
     next: usize,
     read: u64,
@@ -52,52 +56,64 @@ impl std::fmt::Debug for Reread {
 }
 
 impl Reread {
-    /// Opens the inputs the `wanted` records are in (`paths` are the run's
-    /// inputs, as numbered by [`crate::input::Inputs`]). Fails, naming the
-    /// file, if one cannot be opened or is compressed.
+    /// A source of the `wanted` records of `paths` (the run's inputs, as
+    /// numbered by [`crate::input::Inputs`]). Fails, naming the input, if a
+    /// wanted record is in none of them or in a compressed one; the files
+    /// are opened as their records come.
     pub fn open(paths: &[PathBuf], wanted: Arc<Vec<Wanted>>) -> Result<Reread, InputError> {
-        let mut inputs: Vec<Option<Opened>> = (0..paths.len()).map(|_| None).collect();
         for w in wanted.iter() {
             let at = w.span.input as usize;
-            let Some(path) = paths.get(at) else {
-                return Err(InputError {
-                    origin: format!("input {at}"),
-                    line: w.line,
-                    cause: io::Error::new(io::ErrorKind::NotFound, "no such input in this run"),
-                });
-            };
-            if inputs[at].is_some() {
-                continue;
-            }
-            let origin: Arc<str> = Arc::from(path.display().to_string());
-            let kind = kind_of(path);
-            let fail = |cause| InputError {
-                origin: origin.to_string(),
+            let fail = |origin: String, kind, message: &str| InputError {
+                origin,
                 line: w.line,
-                cause,
+                cause: io::Error::new(kind, message),
             };
-            if kind.compression != Compression::None {
-                return Err(fail(io::Error::new(
+            let Some(path) = paths.get(at) else {
+                return Err(fail(
+                    format!("input {at}"),
+                    io::ErrorKind::NotFound,
+                    "no such input in this run",
+                ));
+            };
+            if kind_of(path).compression != Compression::None {
+                return Err(fail(
+                    path.display().to_string(),
                     io::ErrorKind::InvalidInput,
                     "a compressed file cannot be read at an offset",
-                )));
+                ));
             }
-            let file = File::open(path).map_err(fail)?;
-            inputs[at] = Some(Opened {
-                file,
-                origin,
-                format: kind.format,
-            });
         }
         let total = wanted.iter().map(|w| u64::from(w.len)).sum();
         Ok(Reread {
-            inputs,
+            paths: paths.to_vec(),
+            current: None,
             wanted,
             next: 0,
             read: 0,
             total,
             buf: Vec::new(),
         })
+    }
+
+    /// The file of `input`, opened (closing the one before).
+    fn input(&mut self, input: u32, line: u64) -> Result<&Opened, InputError> {
+        if self.current.as_ref().map(|c| c.input) != Some(input) {
+            self.current = None;
+            let path = &self.paths[input as usize];
+            let origin: Arc<str> = Arc::from(path.display().to_string());
+            let file = File::open(path).map_err(|cause| InputError {
+                origin: origin.to_string(),
+                line,
+                cause,
+            })?;
+            self.current = Some(Opened {
+                input,
+                file,
+                origin,
+                format: kind_of(path).format,
+            });
+        }
+        Ok(self.current.as_ref().expect("just opened"))
     }
 }
 
@@ -114,26 +130,25 @@ impl RecordSource for Reread {
             && (batch.is_empty() || batch.data_bytes() < max_bytes)
         {
             let w = self.wanted[self.next];
-            let input = self.inputs[w.span.input as usize]
-                .as_ref()
-                .expect("opened for every wanted record");
-            self.buf.resize(w.len as usize, 0);
-            input
-                .file
-                .read_exact_at(&mut self.buf, w.span.offset)
-                .map_err(|e| InputError {
-                    origin: input.origin.to_string(),
-                    line: w.line,
-                    cause: if e.kind() == io::ErrorKind::UnexpectedEof {
-                        io::Error::new(
-                            e.kind(),
-                            "the file is shorter than when it was first read: it changed",
-                        )
-                    } else {
-                        e
-                    },
-                })?;
-            batch.push_at(&input.origin, w.line, input.format, &self.buf, Some(w.span));
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.resize(w.len as usize, 0);
+            let input = self.input(w.span.input, w.line)?;
+            let read = input.file.read_exact_at(&mut buf, w.span.offset);
+            let (origin, format) = (Arc::clone(&input.origin), input.format);
+            self.buf = buf;
+            read.map_err(|e| InputError {
+                origin: origin.to_string(),
+                line: w.line,
+                cause: if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(
+                        e.kind(),
+                        "the file is shorter than when it was first read: it changed",
+                    )
+                } else {
+                    e
+                },
+            })?;
+            batch.push_at(&origin, w.line, format, &self.buf, Some(w.span));
             self.next += 1;
             self.read += u64::from(w.len);
         }

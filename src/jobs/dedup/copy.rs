@@ -1,24 +1,42 @@
-//! Pass 3 of `dedup` without reading the input: when every kept record is
-//! a JSON Lines record of an uncompressed file whose place pass 1 noted
-//! ([`Spans`]), `kept.jsonl` is made of the kept records' bytes copied
-//! from the input files, each run of consecutive kept lines as one range,
-//! by the kernel ([`AtomicFile::copy_range`]). The output is that of the
-//! pipeline pass ([`super::kept`]) byte for byte: each record's bytes and
-//! a `\n`, whatever the input's line terminators.
+//! Pass 3 of `dedup` without reading the whole input: when every kept
+//! record is a JSON Lines record of an uncompressed file whose place pass 1
+//! noted ([`Spans`]), `kept.jsonl` is made of the kept records' bytes
+//! copied from the input files, each run of consecutive kept lines as one
+//! range. The output is that of the pipeline pass ([`super::kept`]) byte
+//! for byte: each record's bytes and a `\n`, whatever the input's line
+//! terminators.
+//!
+//! A long run is copied by the kernel ([`AtomicFile::copy_range`]: no pass
+//! through user space) in pieces, with a look for a stop request between
+//! them; a short one is read and written through the output's buffer,
+//! which costs fewer system calls. Either way the bytes around the run are
+//! read first: a line must start where the run starts and end where it
+//! ends, or the input changed since pass 1 (an edit that kept its size and
+//! modification time) and the pass fails rather than splice wrong bytes.
+//! One input file is open at a time.
 
 use std::fs::File;
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use drainpipe_actors::AtomicFile;
 
 use crate::input::{format_of, FORMAT_JSONL};
+use crate::jobs::RunContext;
 
 use super::bitset::BitSet;
 use super::kept::{Written, KEPT_FILE};
 use super::spans::Spans;
-use crate::jobs::RunContext;
+
+/// Runs shorter than this are read into the output's buffer.
+const SMALL_RUN: u64 = 64 << 10;
+/// The largest piece the kernel copies between two looks for a stop.
+const PIECE: u64 = 64 << 20;
+/// Runs written between two looks for a stop.
+const RUNS_PER_LOOK: u64 = 1024;
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// True when [`copy_kept`] can write `kept.jsonl` for these inputs.
 pub fn can_copy(spans: &Spans, inputs: &[PathBuf]) -> bool {
@@ -30,44 +48,67 @@ pub fn can_copy(spans: &Spans, inputs: &[PathBuf]) -> bool {
         })
 }
 
+/// How [`copy_kept`] ended short of a file.
+#[derive(Debug)]
+pub enum NotCopied {
+    /// A stop was requested.
+    Stopped,
+    /// An input could not be read, or changed since pass 1, or the output
+    /// could not be written.
+    Failed(String),
+}
+
 /// A run of consecutive kept lines of one input: `[start, end)`.
+#[derive(Debug, Clone, Copy)]
 struct Run {
     input: u32,
     start: u64,
     end: u64,
 }
 
+/// The input being copied from.
+struct Current<'a> {
+    input: u32,
+    path: &'a Path,
+    file: File,
+    len: u64,
+}
+
 /// Writes `kept.jsonl` (uncommitted): the records pass 1 `integrated`,
-/// less the `removed` ones, copied from the inputs. `None` when a stop was
-/// requested before it was done.
+/// less the `removed` ones, copied from the inputs.
 pub fn copy_kept(
     ctx: &RunContext,
     spans: &Spans,
     integrated: &BitSet,
     removed: &BitSet,
-) -> anyhow::Result<Option<Written>> {
-    let mut out = ctx.output.atomic(KEPT_FILE)?;
-    let mut files: Vec<Option<File>> = ctx.inputs.iter().map(|_| None).collect();
+) -> Result<Written, NotCopied> {
+    let mut out = ctx
+        .output
+        .atomic(KEPT_FILE)
+        .map_err(|e| NotCopied::Failed(e.to_string()))?;
+    let mut copier = Copier {
+        ctx,
+        current: None,
+        buf: Vec::new(),
+        runs: 0,
+    };
     let mut run: Option<Run> = None;
     let mut kept = 0u64;
     for index in integrated.iter().filter(|&i| !removed.contains(i)) {
-        if kept.is_multiple_of(4096) && ctx.handle.stop_requested() {
-            return Ok(None);
-        }
-        let at = spans
-            .get(index)
-            .with_context(|| format!("record {index} has no place in the input"))?;
+        let place = spans.get(index).ok_or_else(|| {
+            NotCopied::Failed(format!("record {index} has no place in the input"))
+        })?;
         kept += 1;
-        let (start, end) = (at.offset, at.offset + u64::from(at.len));
+        let (start, end) = (place.offset, place.offset + u64::from(place.len));
         match &mut run {
             // The next line, after a one-byte terminator: a `\n`.
-            Some(r) if r.input == at.input && r.end + 1 == start => r.end = end,
+            Some(r) if r.input == place.input && r.end + 1 == start => r.end = end,
             _ => {
                 if let Some(done) = run.take() {
-                    write_run(ctx, &mut out, &mut files, &done)?;
+                    copier.write(&mut out, done)?;
                 }
                 run = Some(Run {
-                    input: at.input,
+                    input: place.input,
                     start,
                     end,
                 });
@@ -75,34 +116,129 @@ pub fn copy_kept(
         }
     }
     if let Some(done) = run.take() {
-        write_run(ctx, &mut out, &mut files, &done)?;
+        copier.write(&mut out, done)?;
     }
-    Ok(Some(Written { file: out, kept }))
+    Ok(Written { file: out, kept })
 }
 
-fn write_run(
-    ctx: &RunContext,
+struct Copier<'a> {
+    ctx: &'a RunContext,
+    current: Option<Current<'a>>,
+    buf: Vec<u8>,
+    runs: u64,
+}
+
+impl<'a> Copier<'a> {
+    fn stop_requested(&self) -> bool {
+        self.ctx.handle.stop_requested()
+    }
+
+    /// The input `input`, opened (the one before it closed).
+    fn open(&mut self, input: u32) -> Result<&Current<'a>, NotCopied> {
+        if self.current.as_ref().map(|c| c.input) != Some(input) {
+            self.current = None;
+            let path = self.ctx.inputs.get(input as usize).ok_or_else(|| {
+                NotCopied::Failed(format!("input {input} is not one of this run's"))
+            })?;
+            let failed = |e: io::Error| NotCopied::Failed(format!("{}: {e}", path.display()));
+            let file = File::open(path).map_err(failed)?;
+            let len = file.metadata().map_err(failed)?.len();
+            self.current = Some(Current {
+                input,
+                path,
+                file,
+                len,
+            });
+        }
+        Ok(self.current.as_ref().expect("just opened"))
+    }
+
+    fn write(&mut self, out: &mut AtomicFile, run: Run) -> Result<(), NotCopied> {
+        self.runs += 1;
+        if self.runs.is_multiple_of(RUNS_PER_LOOK) && self.stop_requested() {
+            return Err(NotCopied::Stopped);
+        }
+        let stop = || self.ctx.handle.stop_requested();
+        let mut buf = std::mem::take(&mut self.buf);
+        let current = self.open(run.input)?;
+        let result = copy_run(current, run, out, &mut buf, &stop);
+        self.buf = buf;
+        result
+    }
+}
+
+/// Writes the run's bytes and a `\n` into `out`, after checking that a
+/// line starts where it starts and one ends where it ends.
+fn copy_run(
+    input: &Current<'_>,
+    run: Run,
     out: &mut AtomicFile,
-    files: &mut [Option<File>],
-    run: &Run,
-) -> anyhow::Result<()> {
-    let path = &ctx.inputs[run.input as usize];
-    let file = match &mut files[run.input as usize] {
-        Some(file) => file,
-        slot => slot.insert(
-            File::open(path)
-                .with_context(|| format!("opening {} to copy its kept records", path.display()))?,
-        ),
+    buf: &mut Vec<u8>,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), NotCopied> {
+    let read_failed = |e: io::Error| NotCopied::Failed(format!("{}: {e}", input.path.display()));
+    let target = out.target().to_owned();
+    let write_failed = |e: io::Error| NotCopied::Failed(format!("{}: {e}", target.display()));
+    if run.end > input.len {
+        return Err(changed(input.path, run.end));
+    }
+    // From the byte before the run (or the file's start, for a run that
+    // may follow a byte order mark) to the terminator after it.
+    let from = if run.start <= BOM.len() as u64 {
+        0
+    } else {
+        run.start - 1
     };
-    out.copy_range(file, run.start, run.end - run.start)
-        .and_then(|()| out.write_all(b"\n"))
-        .with_context(|| {
-            format!(
-                "copying bytes {}..{} of {} into {}",
-                run.start,
-                run.end,
-                path.display(),
-                out.target().display()
-            )
-        })
+    let to = (run.end + 2).min(input.len);
+    let read = |buf: &mut Vec<u8>, at: u64, until: u64| {
+        buf.clear();
+        buf.resize((until - at) as usize, 0);
+        input.file.read_exact_at(buf, at).map_err(read_failed)
+    };
+    let small = run.end - run.start < SMALL_RUN;
+    let mut after = Vec::new();
+    let (head, tail) = if small {
+        read(buf, from, to)?;
+        let (head, rest) = buf.split_at((run.start - from) as usize);
+        (head, &rest[(run.end - run.start) as usize..])
+    } else {
+        // The edges only: the bytes before the run, then those after it.
+        read(buf, from, run.start)?;
+        read(&mut after, run.end, to)?;
+        (&buf[..], &after[..])
+    };
+    let starts_line = run.start == 0
+        || (run.start == BOM.len() as u64 && head == BOM)
+        || head.last() == Some(&b'\n');
+    if !starts_line {
+        return Err(changed(input.path, run.start));
+    }
+    let ends_line = tail.is_empty() || tail[0] == b'\n' || tail.starts_with(b"\r\n");
+    if !ends_line {
+        return Err(changed(input.path, run.end));
+    }
+    if small {
+        out.write_all(&buf[(run.start - from) as usize..(run.end - from) as usize])
+            .map_err(write_failed)?;
+    } else {
+        let mut at = run.start;
+        while at < run.end {
+            if stop() {
+                return Err(NotCopied::Stopped);
+            }
+            let piece = (run.end - at).min(PIECE);
+            out.copy_range(&input.file, at, piece).map_err(|e| {
+                NotCopied::Failed(format!("copying from {}: {e}", input.path.display()))
+            })?;
+            at += piece;
+        }
+    }
+    out.write_all(b"\n").map_err(write_failed)
+}
+
+fn changed(path: &Path, at: u64) -> NotCopied {
+    NotCopied::Failed(format!(
+        "{}: the input changed since pass 1 read it: no line starts or ends at byte {at} any more",
+        path.display()
+    ))
 }

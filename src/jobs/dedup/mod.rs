@@ -11,23 +11,31 @@
 //!    signature and its LSH band keys ([`minhash`]); the Integrator buckets
 //!    the band keys (one table per band, key -> first record) and collects
 //!    the candidate pairs, records sharing a bucket. Banding: [`params`].
-//! 2. **verify** ([`verify`], a pipeline pass over the same input): the
-//!    processors compute the shingle set of the records that are in a
-//!    candidate pair only; the Integrator computes the exact Jaccard
+//! 2. **verify** ([`verify`], a pipeline pass over the candidate records,
+//!    or over the whole input): the processors compute the shingle set of
+//!    the records that are in a candidate pair only; the Integrator computes the exact Jaccard
 //!    similarity of every candidate pair, keeping a set only until the
 //!    record's last partner has arrived. Union-find over the verified
 //!    pairs ([`unionfind`]) makes the clusters; a cluster keeps its first
 //!    record in input order.
-//! 3. **kept** ([`kept`], a pipeline pass): the processors format each
-//!    kept record's output line (removed ones are not even parsed), the
-//!    Integrator appends them to `kept.jsonl` in input order;
-//!    `clusters.jsonl` ([`output`]) lists every removed record with the
-//!    record it duplicates. Both are committed once all passes agree.
+//! 3. **kept** ([`copy`], or [`kept`], a pipeline pass): `kept.jsonl`, the
+//!    kept records in input order; `clusters.jsonl` ([`output`]) lists every
+//!    removed record with the record it duplicates. Both are committed once
+//!    all passes agree.
 //!
-//! Passes 2 and 3 parse only the records they need (and the records pass 1
-//! rejected, to reject them again with the same reason: every pass
-//! rewrites `rejects.jsonl`, with the same content). A pass that does not
-//! complete ends the run there.
+//! Passes 2 and 3 read only what they need when pass 1 noted where every
+//! record it integrated is ([`spans`]: uncompressed files): pass 2 reads
+//! the candidate records at their places ([`reread`]), and pass 3 copies
+//! the kept records' bytes when every input is JSON Lines ([`copy`]).
+//! Otherwise they read the whole input again, parse only the records they
+//! need (and the records pass 1 rejected, to reject them again with the
+//! same reason: every pass that reads the whole input rewrites
+//! `rejects.jsonl`, with the same content), and pass 3 is a pipeline pass
+//! whose processors format each kept record's output line (removed ones
+//! are not even parsed) and whose Integrator appends them to `kept.jsonl`
+//! in input order. The outputs are the same either way. A pass that does
+//! not complete ends the run there; an input whose size or modification
+//! time changed during the run fails it before anything is committed.
 //!
 //! Passes 1 and 2 take checkpoints, and each keeps its result in the output
 //! folder when it completes, so `--resume` skips the completed passes,
@@ -162,11 +170,13 @@ pub const MAX_TRUTH_DOCS: u64 = 100_000;
 /// Opens the input of a run, once per pass.
 pub type OpenInput<'a> = dyn Fn() -> anyhow::Result<Box<dyn RecordSource>> + 'a;
 
-/// [`run`] over the records `open` yields (called once per pass: every
-/// call must yield the same records; a pass that reads a different number
-/// of records fails the run with exit code 74 and no output), with the accuracy against the exact
-/// ground truth in the summary when `measure_accuracy` is true (it holds
-/// every shingle set in memory: for the demo corpus and tests).
+/// [`run`] over the records `open` yields (called once for each pass that
+/// reads the whole input: every call must yield the same records; a pass
+/// that reads a different number of records fails the run with exit code
+/// 74 and no output), with the accuracy against the exact ground truth in
+/// the summary when `measure_accuracy` is true (it holds every shingle set
+/// in memory: for the demo corpus and tests). Passes 2 and 3 read the
+/// run's input files themselves when pass 1's records carry their places.
 pub fn run_on(
     ctx: &RunContext,
     params: &DedupParams,
@@ -265,10 +275,6 @@ pub fn run_on(
             rejects_file,
         )?;
         passes.push(PassTime::of("verify", &second));
-        if reread {
-            // Rejects here mean the input changed: they fail the run below.
-            ctx.output.remove_stale(reread::REJECTS_FILE)?;
-        }
         if second.exit_code == 0 && second.records.read != to_read {
             let read = second.records.read;
             changed(&mut second, "verify", to_read, read);
@@ -307,7 +313,7 @@ pub fn run_on(
     let mut inconsistent = Vec::new();
     let (third, written) = if copying {
         let started = Instant::now();
-        let written = copy::copy_kept(ctx, &candidates.spans, &integrated, &removed)?;
+        let copied = copy::copy_kept(ctx, &candidates.spans, &integrated, &removed);
         let elapsed_s = started.elapsed().as_secs_f64();
         passes.push(PassTime {
             pass: "kept",
@@ -315,12 +321,23 @@ pub fn run_on(
             records_per_s: first_read as f64 / elapsed_s.max(1e-9),
             loaded: false,
         });
-        let Some(written) = written else {
-            let (first, later) = reports.split_first().expect("a pass ran");
-            let later: Vec<&RunReport> = later.iter().collect();
-            return incomplete(ctx, first.clone(), "kept", &passes, &later);
-        };
-        (None, written)
+        match copied {
+            Ok(written) => (None, written),
+            Err(not_copied) => {
+                // The report of the run so far, stopped or failed here.
+                let (first, later) = reports.split_first().expect("a pass ran");
+                let later: Vec<&RunReport> = later.iter().collect();
+                let mut report = first.clone();
+                if let copy::NotCopied::Failed(message) = not_copied {
+                    log::error!("{message}");
+                    report.cause = message.clone();
+                    report.errors.push(message);
+                    report.exit = "failed";
+                    report.exit_code = ExitCode::Io.code();
+                }
+                return incomplete(ctx, report, "kept", &passes, &later);
+            }
+        }
     } else {
         let job = Arc::new(KeptJob::new(
             ctx.fields.clone(),
@@ -353,8 +370,15 @@ pub fn run_on(
     // Checked before anything is committed: a changed input leaves no
     // output, like a changed record count.
     if let Some(rejected) = verify_rejected.filter(|&r| r != verify_should_reject) {
+        // When it read the candidates only, they are listed in a file of
+        // their own (which stays, to say which and why).
+        let listed = if reread {
+            format!(" (listed in {})", reread::REJECTS_FILE)
+        } else {
+            String::new()
+        };
         inconsistent.push(format!(
-            "the verify pass rejected {rejected} records where {verify_should_reject} were expected: the input changed between passes"
+            "the verify pass rejected {rejected} records where {verify_should_reject} were expected{listed}: the input changed between passes"
         ));
     }
     if verified.unverifiable > 0 {
@@ -409,6 +433,20 @@ pub fn run_on(
     let base = reports.next().expect("a pass ran: copying needs one");
     let later: Vec<RunReport> = reports.collect();
     let mut report = combine(ctx, base, &later.iter().collect::<Vec<_>>(), &passes);
+    // The whole input's counts, as pass 1 found them (the report may be
+    // that of a later pass, which read part of it, when pass 1's result was
+    // loaded).
+    report.records = drainpipe_actors::Records {
+        read: first_read,
+        integrated: candidates.records,
+        rejected: candidates.rejected,
+        abandoned: 0,
+    };
+    report.records_per_s = if report.elapsed_s > 0.0 {
+        first_read as f64 / report.elapsed_s
+    } else {
+        0.0
+    };
     // A list, not an object: JSON object keys would sort "10" before "2".
     let sizes: Vec<serde_json::Value> = clusters
         .sizes
@@ -443,7 +481,11 @@ pub fn run_on(
         // How passes 2 and 3 read the input: in full, or only what they
         // need, at the places pass 1 noted.
         "reads": {
-            "verify": if reread { "candidate records" } else { "whole input" },
+            "verify": match (candidate_pairs, reread) {
+                (0, _) => "not run (no candidate pair)",
+                (_, true) => "candidate records",
+                (_, false) => "whole input",
+            },
             "kept": if copying { "copied byte ranges" } else { "whole input" },
         },
     });

@@ -40,8 +40,8 @@ pub struct Located {
 }
 
 /// The places of the records pass 1 integrated, by record index. Saved
-/// as it is (the codec writes small numbers in few bytes: about 4 bytes an
-/// offset).
+/// as it is: the codec's variable-length integers take 5 bytes for an
+/// offset below 4 GiB, 9 above, 1-3 for a length.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spans {
     offsets: Vec<u64>,
