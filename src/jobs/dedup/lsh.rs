@@ -1,16 +1,17 @@
 //! Pass 1 of `dedup`: MinHash signatures and LSH banding.
 //!
 //! Step 1 (the processors) turns each record into its band keys; step 2
-//! (the Integrator) puts every band key into its band's bucket table and
-//! emits a candidate pair whenever a key is already there. Nothing of a
-//! record's text is kept: the Integrator holds, per record, one table
-//! entry per band (or none when the key was already present) and one bit.
-//! Its state is checkpointed ([`BandIndexForm`]); when the pass completes
-//! it writes what it found for a resumed run ([`ResultFile`]).
+//! (the Integrator) appends every band key to its band's list, and when
+//! the pass ends, sorts each list by key: records sharing a key in a band
+//! are candidate pairs, each with the first record that had the key.
+//! Appending costs a few nanoseconds and sorting (a radix sort, linear in
+//! the records) a few more, where a hash table of buckets cost a cache
+//! miss per key, which grew with the index. Nothing of a record's text is
+//! kept: the Integrator holds, per record, 8 bytes per band, its place in
+//! the input and one bit. Its state is checkpointed ([`BandIndexForm`]);
+//! when the pass completes it writes what it found for a resumed run
+//! ([`ResultFile`]).
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
@@ -28,32 +29,6 @@ use super::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 /// The seed of the MinHash permutations (fixed: signatures, and so the
 /// candidates, are the same on every run and every machine).
 pub const PERMUTATION_SEED: u64 = 0xD1CE_5EED_0F0D_D5E5;
-
-/// A `Hasher` for band keys, which are already well-mixed 32-bit hashes:
-/// no hashing, only a multiply that spreads the 32 bits over the 64 the
-/// table uses (hashbrown picks the bucket from the low bits and a tag from
-/// the top seven).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BandKeyHasher(u64);
-
-impl Hasher for BandKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u32(&mut self, v: u32) {
-        self.0 = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// One band's bucket table: band key -> first record with it.
-pub type BandTable = HashMap<u32, u32, BuildHasherDefault<BandKeyHasher>>;
 
 /// Bytes a hashbrown table with `capacity` entries of `entry` bytes
 /// occupies (buckets are a power of two, at most 7/8 full, plus one control
@@ -169,39 +144,77 @@ impl Job for SignatureJob {
 
     fn integrator(&self) -> BandIndex {
         BandIndex {
-            tables: (0..self.banding.bands)
-                .map(|_| BandTable::default())
-                .collect(),
+            bands: vec![Vec::new(); self.banding.bands],
             found: Candidates::default(),
-            partners: Vec::new(),
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
         }
     }
 }
 
-/// Step 2 of pass 1: one bucket table per band, from band key to the
-/// first record that had it.
+/// Step 2 of pass 1: per band, every record's key in record order, as
+/// `key << 32 | record`.
 #[derive(Debug)]
 pub struct BandIndex {
-    tables: Vec<BandTable>,
+    bands: Vec<Vec<u64>>,
     found: Candidates,
-    partners: Vec<u32>,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
 }
 
 impl BandIndex {
     fn heap_bytes(&self) -> usize {
-        let tables: usize = self
-            .tables
-            .iter()
-            .map(|t| table_bytes(t.capacity(), std::mem::size_of::<(u32, u32)>()))
-            .sum();
-        tables
+        let bands: usize = self.bands.iter().map(|b| b.capacity() * 8).sum();
+        // The sort's scratch space, as large as the largest band.
+        let scratch = self.bands.iter().map(Vec::len).max().unwrap_or(0) * 8;
+        bands
+            + scratch
             + self.found.spans.heap_bytes()
             + self.found.integrated.heap_bytes()
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+}
+
+/// The candidate pairs of the `bands` (each sorted by key in place):
+/// `(first record with the key, record)` for every later record with it,
+/// sorted by the later record, then the earlier one, without repeats.
+pub fn candidate_pairs(bands: &mut [Vec<u64>]) -> Vec<(u32, u32)> {
+    let mut pairs = Vec::new();
+    let mut scratch = Vec::new();
+    for band in bands {
+        sort_by_key(band, &mut scratch);
+        for group in band.chunk_by(|a, b| a >> 32 == b >> 32) {
+            let first = group[0] as u32;
+            pairs.extend(group[1..].iter().map(|&entry| (first, entry as u32)));
+        }
+    }
+    pairs.sort_unstable_by_key(|&(earlier, later)| (later, earlier));
+    pairs.dedup();
+    pairs
+}
+
+/// Sorts `entries` by their high 32 bits (the key), keeping the order of
+/// equal keys (records stay in input order): a least-significant-digit
+/// radix sort, four passes of eight bits, through `scratch`.
+fn sort_by_key(entries: &mut Vec<u64>, scratch: &mut Vec<u64>) {
+    scratch.clear();
+    scratch.resize(entries.len(), 0);
+    for shift in [32, 40, 48, 56] {
+        let digit = |entry: u64| ((entry >> shift) & 0xFF) as usize;
+        let mut start = [0usize; 256];
+        for &entry in entries.iter() {
+            start[digit(entry)] += 1;
+        }
+        let mut sum = 0;
+        for slot in start.iter_mut() {
+            (*slot, sum) = (sum, sum + *slot);
+        }
+        for &entry in entries.iter() {
+            let d = digit(entry);
+            scratch[start[d]] = entry;
+            start[d] += 1;
+        }
+        std::mem::swap(entries, scratch);
     }
 }
 
@@ -217,51 +230,43 @@ impl Integrate for BandIndex {
     fn integrate(&mut self, index: u64, (keys, place): Signed) -> Result<(), RecordError> {
         let id = record_id(index)?;
         self.found.integrated.insert(index);
-        self.found.spans.record(index, place);
         self.found.records += 1;
+        self.found.spans.record(index, place);
         if keys.is_empty() {
             self.found.empty += 1;
             return Ok(());
         }
-        self.partners.clear();
-        for (table, &key) in self.tables.iter_mut().zip(keys.as_slice()) {
-            match table.entry(key) {
-                Entry::Occupied(first) => self.partners.push(*first.get()),
-                Entry::Vacant(slot) => {
-                    slot.insert(id);
-                }
-            }
+        for (band, &key) in self.bands.iter_mut().zip(keys.as_slice()) {
+            band.push(u64::from(key) << 32 | u64::from(id));
         }
-        self.partners.sort_unstable();
-        self.partners.dedup();
-        self.found
-            .pairs
-            .extend(self.partners.iter().map(|&first| (first, id)));
         Ok(())
     }
 
     fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
-        let form = BandIndexForm::of(&self.tables, &self.found);
+        let form = BandIndexForm::of(&self.bands, &self.found);
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), RecordError> {
         let form: BandIndexForm = codec::decode(state, STATE_VERSION)?;
-        if form.bands() != self.tables.len() {
+        if form.bands() != self.bands.len() {
             return Err(format!(
                 "the checkpoint has {} LSH bands, this run {}",
                 form.bands(),
-                self.tables.len()
+                self.bands.len()
             )
             .into());
         }
-        (self.tables, self.found) = form.into_parts();
+        (self.bands, self.found) = form.into_parts();
         Ok(())
     }
 
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
+        if !run.partial {
+            self.found.pairs = candidate_pairs(&mut self.bands);
+        }
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &CandidatesForm::of(&self.found))?;
@@ -274,10 +279,53 @@ impl Integrate for BandIndex {
             "candidate_pairs": self.found.pairs.len(),
             "integrator_bytes": self.found.integrator_bytes,
         });
-        // The tables are no longer needed: free them before the next pass.
-        self.tables = Vec::new();
+        // The bands are no longer needed: free them before the next pass.
+        self.bands = Vec::new();
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::hash_map::Entry;
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn sorted_bands_give_the_pairs_of_first_record_buckets() {
+        let mut state = 1u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u32
+        };
+        // Keys from a small set, so that they repeat, spread over all four
+        // bytes (every pass of the radix sort matters).
+        let mut bands: Vec<Vec<u64>> = vec![Vec::new(); 5];
+        let mut tables: Vec<HashMap<u32, u32>> = vec![HashMap::new(); 5];
+        let mut expected = Vec::new();
+        for id in 0..3000u32 {
+            let mut partners = Vec::new();
+            for (band, table) in bands.iter_mut().zip(&mut tables) {
+                let key = (next() % 700).wrapping_mul(0x0101_0101);
+                band.push(u64::from(key) << 32 | u64::from(id));
+                // What a bucket table keeping each key's first record finds.
+                match table.entry(key) {
+                    Entry::Occupied(first) => partners.push(*first.get()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(id);
+                    }
+                }
+            }
+            partners.sort_unstable();
+            partners.dedup();
+            expected.extend(partners.into_iter().map(|first| (first, id)));
+        }
+        assert!(expected.len() > 3000, "keys repeat: {}", expected.len());
+        assert_eq!(candidate_pairs(&mut bands), expected);
     }
 }

@@ -189,10 +189,11 @@ unsafe fn kernel_avx512(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
 /// The LSH band keys of one record: one 32-bit key per band, hashed from
 /// the band's rows and its number. Empty for a record without shingles.
 ///
-/// 32 bits, not 64: the Integrator's tables take half the memory and cache.
+/// 32 bits, not 64: the Integrator's band lists take less memory (a key
+/// and a record in 8 bytes).
 /// Two records share a key by accident with probability 2^-32 per band: at
 /// 200,000 records about 80 spurious candidate pairs, at a million about
-/// two thousand, all rejected by the exact verification. (A bucket whose
+/// two thousand, all rejected by the exact verification. (A band key whose
 /// first record is such an accident still pairs every later record with
 /// it, so a true pair that collides in that band only would be missed:
 /// negligible next to the banding's own miss rate, and measured by the

@@ -8,9 +8,10 @@
 //!
 //! 1. **signatures** ([`lsh`], a pipeline pass): the processors normalize
 //!    ([`normalize`]), shingle ([`shingle`]) and compute a MinHash
-//!    signature and its LSH band keys ([`minhash`]); the Integrator buckets
-//!    the band keys (one table per band, key -> first record) and collects
-//!    the candidate pairs, records sharing a bucket. Banding: [`params`].
+//!    signature and its LSH band keys ([`minhash`]); the Integrator keeps
+//!    the band keys (one list per band) and, at the end of the pass, sorts
+//!    them: records sharing a key in a band are candidate pairs, each with
+//!    the first record that had it. Banding: [`params`].
 //! 2. **verify** ([`verify`], a pipeline pass over the candidate records,
 //!    or over the whole input): the processors compute the shingle set of
 //!    the records that are in a candidate pair only; the Integrator computes the exact Jaccard

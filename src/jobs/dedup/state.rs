@@ -15,13 +15,14 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::bitset::BitSet;
-use super::lsh::{BandTable, Candidates};
+use super::lsh::Candidates;
 use super::spans::Spans;
 use super::verify::Verified;
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
-/// keys; 3: the records' places in the input).
-pub const STATE_VERSION: u32 = 3;
+/// keys; 3: the records' places in the input; 4: every record's band
+/// keys, not only each key's first record).
+pub const STATE_VERSION: u32 = 4;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -97,51 +98,46 @@ impl CandidatesForm {
     }
 }
 
-/// Pass 1's Integrator state: per band, `(first record with the key, band
-/// key)` in record order (a record enters a band's table at most once, so
-/// the gaps are small), and what it found so far.
+/// Pass 1's Integrator state: per band, `(record, band key)` in record
+/// order, records as gaps (a record has one key per band, so the gaps are
+/// small), and what it found so far.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BandIndexForm {
-    tables: Vec<Vec<(u32, u32)>>,
+    bands: Vec<Vec<(u32, u32)>>,
     found: CandidatesForm,
 }
 
 impl BandIndexForm {
-    /// The form of the bucket `tables` and of what was `found`.
-    pub fn of(tables: &[BandTable], found: &Candidates) -> Self {
-        let tables = tables
+    /// The form of the `bands` (`key << 32 | record`, in record order) and
+    /// of what was `found`.
+    pub fn of(bands: &[Vec<u64>], found: &Candidates) -> Self {
+        let bands = bands
             .iter()
-            .map(|table| {
-                let mut entries: Vec<(u32, u32)> =
-                    table.iter().map(|(&key, &id)| (id, key)).collect();
-                entries.sort_unstable();
-                gapped(entries)
-            })
+            .map(|band| gapped(band.iter().map(|&e| (e as u32, (e >> 32) as u32))))
             .collect();
         BandIndexForm {
-            tables,
+            bands,
             found: CandidatesForm::of(found),
         }
     }
 
     /// Number of bands it was saved with.
     pub fn bands(&self) -> usize {
-        self.tables.len()
+        self.bands.len()
     }
 
-    /// Back to the bucket tables and what was found.
-    pub fn into_parts(self) -> (Vec<BandTable>, Candidates) {
-        let tables = self
-            .tables
+    /// Back to the bands and what was found.
+    pub fn into_parts(self) -> (Vec<Vec<u64>>, Candidates) {
+        let bands = self
+            .bands
             .into_iter()
             .map(|entries| {
-                let mut table = BandTable::default();
-                table.reserve(entries.len());
-                table.extend(ungapped(entries).map(|(id, key)| (key, id)));
-                table
+                ungapped(entries)
+                    .map(|(id, key)| u64::from(key) << 32 | u64::from(id))
+                    .collect()
             })
             .collect();
-        (tables, self.found.into_candidates())
+        (bands, self.found.into_candidates())
     }
 }
 
@@ -294,27 +290,19 @@ mod tests {
     }
 
     #[test]
-    fn a_band_index_is_written_in_record_order_whatever_the_hash_order() {
+    fn a_band_index_round_trips_with_the_same_bytes() {
         let found = Candidates::default();
-        let mut one = BandTable::default();
-        let mut other = BandTable::default();
-        let entries = [(u32::MAX, 7u32), (5, 2), (1 << 30, 11)];
-        for &(key, id) in &entries {
-            one.insert(key, id);
-        }
-        for &(key, id) in entries.iter().rev() {
-            other.insert(key, id);
-        }
-        let a = codec::encode(&BandIndexForm::of(&[one], &found), STATE_VERSION).unwrap();
-        let b = codec::encode(&BandIndexForm::of(&[other], &found), STATE_VERSION).unwrap();
-        assert_eq!(a, b);
-        let form: BandIndexForm = codec::decode(&a, STATE_VERSION).unwrap();
-        let (tables, _) = form.into_parts();
-        let mut back: Vec<(u32, u32)> = tables[0].iter().map(|(&k, &v)| (k, v)).collect();
-        back.sort_unstable();
-        let mut want = entries.to_vec();
-        want.sort_unstable();
-        assert_eq!(back, want);
+        let bands = vec![
+            vec![u64::from(u32::MAX) << 32 | 2, 5 << 32 | 7, 5 << 32 | 11],
+            vec![],
+        ];
+        let bytes = codec::encode(&BandIndexForm::of(&bands, &found), STATE_VERSION).unwrap();
+        let form: BandIndexForm = codec::decode(&bytes, STATE_VERSION).unwrap();
+        assert_eq!(form.bands(), 2);
+        let (back, _) = form.into_parts();
+        assert_eq!(back, bands);
+        let again = codec::encode(&BandIndexForm::of(&back, &found), STATE_VERSION).unwrap();
+        assert_eq!(again, bytes);
     }
 
     #[test]
