@@ -112,6 +112,23 @@ fn reads(report: &RunReport) -> (&str, &str) {
     )
 }
 
+/// A run whose `input` is changed by `change` once pass 2 has read every
+/// candidate (all in its first batch), before pass 3 copies.
+fn changed_after_pass_2_read(
+    input: &Path,
+    out: &Path,
+    change: impl Fn(&Path) + Send + Sync + 'static,
+) -> RunReport {
+    let target = input.to_owned();
+    run(Leg {
+        input,
+        out,
+        resume: false,
+        batch: 100_000,
+        at_verify_record: Some((1, Box::new(move |_: &RunHandle| change(&target)))),
+    })
+}
+
 fn clean(input: &Path, out: &Path) -> RunReport {
     let report = run(Leg {
         input,
@@ -181,24 +198,13 @@ fn an_input_truncated_after_pass_2_fails_pass_3_without_output() {
     // An earlier run's outputs, which must not survive the failed run.
     clean(&input, &out);
     let len = std::fs::metadata(&input).unwrap().len();
-    let target = input.clone();
-    let report = run(Leg {
-        input: &input,
-        out: &out,
-        resume: false,
-        // Every candidate in the first batch: read before the change.
-        batch: 100_000,
-        at_verify_record: Some((
-            1,
-            Box::new(move |_: &RunHandle| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&target)
-                    .unwrap()
-                    .set_len(len / 2)
-                    .unwrap();
-            }),
-        )),
+    let report = changed_after_pass_2_read(&input, &out, move |path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
     });
     assert_eq!(report.exit_code, 74, "{}", report.human());
     assert_eq!(
@@ -217,30 +223,20 @@ fn an_input_rewritten_with_its_size_and_time_kept_fails_pass_3_without_output() 
     let tmp = tempfile::tempdir().unwrap();
     let input = corpus(tmp.path());
     let out = tmp.path().join("out");
-    let target = input.clone();
-    let report = run(Leg {
-        input: &input,
-        out: &out,
-        resume: false,
-        batch: 100_000,
-        at_verify_record: Some((
-            1,
-            Box::new(move |_: &RunHandle| {
-                // Every byte one place later, the last one dropped: the same
-                // size; then the same modification time.
-                let modified = std::fs::metadata(&target).unwrap().modified().unwrap();
-                let bytes = std::fs::read(&target).unwrap();
-                let mut shifted = vec![b' '];
-                shifted.extend_from_slice(&bytes[..bytes.len() - 1]);
-                std::fs::write(&target, &shifted).unwrap();
-                std::fs::File::options()
-                    .write(true)
-                    .open(&target)
-                    .unwrap()
-                    .set_modified(modified)
-                    .unwrap();
-            }),
-        )),
+    let report = changed_after_pass_2_read(&input, &out, |path| {
+        // Every byte one place later, the last one dropped: the same size;
+        // then the same modification time.
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        let mut shifted = vec![b' '];
+        shifted.extend_from_slice(&bytes[..bytes.len() - 1]);
+        std::fs::write(path, &shifted).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
     });
     assert_eq!(report.exit_code, 74, "{}", report.human());
     assert!(

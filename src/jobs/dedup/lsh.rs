@@ -59,7 +59,7 @@ pub struct Candidates {
     pub rejected: u64,
     /// Records without any shingle (no word at all).
     pub empty: u64,
-    /// Peak bytes held by the Integrator (bucket tables, bits, pairs,
+    /// Peak bytes held by the Integrator (band lists, bits, pairs,
     /// places).
     pub integrator_bytes: u64,
     /// Where each integrated record is in the input, when every one came
