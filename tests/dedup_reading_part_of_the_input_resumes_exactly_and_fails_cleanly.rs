@@ -2,7 +2,8 @@
 //! candidate records at their places, then the kept records' byte ranges
 //! copied), a run stopped in the middle of pass 2 resumes from its
 //! checkpoint, skipping what it had read, to the outputs of an
-//! uninterrupted run; and an input that changes after pass 2 has read it
+//! uninterrupted run, and one stopped before pass 3 resumes by copying,
+//! from the loaded results of passes 1 and 2; and an input that changes after pass 2 has read it
 //! (truncated, or rewritten keeping its size and modification time) fails
 //! pass 3 with exit code 74 and a report, leaving no `kept.jsonl` or
 //! `clusters.jsonl` (not even an earlier run's), rather than copying wrong
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use drainpipe::corpus::{Corpus, CorpusSpec};
+use drainpipe::jobs::dedup::resume::{SIGNATURES_FILE, VERIFIED_FILE};
 use drainpipe::jobs::dedup::{self, DedupParams, CLUSTERS_FILE, KEPT_FILE};
 use drainpipe::jobs::RunContext;
 use drainpipe_actors::{OutputDir, Progress, RunHandle, RunReport, CHECKPOINT_FILE, REJECTS_FILE};
@@ -246,5 +248,65 @@ fn an_input_rewritten_with_its_size_and_time_kept_fails_pass_3_without_output() 
     );
     for name in [KEPT_FILE, CLUSTERS_FILE] {
         assert!(!out.join(name).exists(), "{name} written");
+    }
+}
+
+#[test]
+fn a_run_stopped_before_pass_3_resumes_copying_from_the_loaded_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = corpus(tmp.path());
+    let expected = tmp.path().join("clean");
+    let clean_report = clean(&input, &expected);
+
+    let out = tmp.path().join("stopped");
+    let stopped = run(Leg {
+        input: &input,
+        out: &out,
+        resume: false,
+        // One batch: the pass has seen the end of its input long before
+        // the stop, asked for after a pause, so it completes, and the run
+        // stops before pass 3.
+        batch: 100_000,
+        at_verify_record: Some((
+            1,
+            Box::new(|handle: &RunHandle| {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                handle.request_stop();
+            }),
+        )),
+    });
+    assert_eq!(stopped.exit_code, 130, "{}", stopped.human());
+    assert_eq!(
+        stopped.result["stopped_in_pass"], "kept",
+        "{}",
+        stopped.result
+    );
+    for name in [SIGNATURES_FILE, VERIFIED_FILE] {
+        assert!(out.join(name).exists(), "{name} was not kept");
+    }
+
+    let resumed = run(Leg {
+        input: &input,
+        out: &out,
+        resume: true,
+        batch: 4,
+        at_verify_record: None,
+    });
+    assert_eq!(resumed.exit_code, 0, "{}", resumed.human());
+    let loaded: Vec<bool> = resumed.result["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["loaded"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(loaded, [true, true, false], "{}", resumed.result);
+    assert_eq!(reads(&resumed).1, "copied byte ranges");
+    assert!(
+        outputs(&expected) == outputs(&out),
+        "the resumed outputs differ"
+    );
+    assert_eq!(resumed.records, clean_report.records);
+    for name in [SIGNATURES_FILE, VERIFIED_FILE] {
+        assert!(!out.join(name).exists(), "{name} left behind");
     }
 }

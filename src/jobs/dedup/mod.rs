@@ -308,9 +308,12 @@ pub fn run_on(
         return stopped;
     }
     let clusters_file = output::write_clusters(&ctx.output, &clusters, &verified.ids)?;
-    // Copied from the inputs when pass 1 knows where every record is (and
-    // a pass ran in this call, whose report the run's is built on).
-    let copying = !reports.is_empty() && copy::can_copy(&candidates.spans, &ctx.inputs);
+    // Copied from the inputs when pass 1 knows where every record is.
+    let copying = copy::can_copy(&candidates.spans, &ctx.inputs);
+    if copying && reports.is_empty() {
+        // Passes 1 and 2 were loaded: the run's report starts from theirs.
+        reports.push(loaded_report(ctx, candidates.records, candidates.rejected));
+    }
     let mut inconsistent = Vec::new();
     let (third, written) = if copying {
         let started = Instant::now();
@@ -431,7 +434,9 @@ pub fn run_on(
     };
 
     let mut reports = reports.into_iter();
-    let base = reports.next().expect("a pass ran: copying needs one");
+    let base = reports
+        .next()
+        .expect("a pass ran, or the loaded passes' report");
     let later: Vec<RunReport> = reports.collect();
     let mut report = combine(ctx, base, &later.iter().collect::<Vec<_>>(), &passes);
     // The whole input's counts, as pass 1 found them (the report may be
@@ -505,6 +510,41 @@ pub fn run_on(
     }
     report.result = result;
     Ok(report)
+}
+
+/// The report a run builds on when it loaded the results of passes 1 and
+/// 2 and copies `kept.jsonl` (no pipeline pass runs): pass 1's counts and
+/// this run's settings, no time spent yet.
+fn loaded_report(ctx: &RunContext, integrated: u64, rejected: u64) -> RunReport {
+    RunReport {
+        job: "dedup".into(),
+        fingerprint: ctx.fingerprint.clone(),
+        exit: "complete",
+        exit_code: 0,
+        cause: "end of input".into(),
+        errors: Vec::new(),
+        partial: false,
+        outputs_written: false,
+        records: drainpipe_actors::Records {
+            read: integrated + rejected,
+            integrated,
+            rejected,
+            abandoned: 0,
+        },
+        conservation: true,
+        workers: ctx.settings.workers,
+        window: ctx.settings.window,
+        batch: ctx.settings.batch.unwrap_or(0),
+        batch_adaptive: ctx.settings.batch.is_none(),
+        elapsed_s: 0.0,
+        phases: Default::default(),
+        records_per_s: 0.0,
+        bytes: 0,
+        peaks: Default::default(),
+        peak_rss_bytes: None,
+        checkpoints: Default::default(),
+        result: serde_json::Value::Null,
+    }
 }
 
 fn per_record(bytes: u64, records: u64) -> f64 {
