@@ -144,29 +144,29 @@ fn clean(input: &Path, out: &Path) -> RunReport {
     report
 }
 
-#[test]
-fn a_run_stopped_in_the_middle_of_pass_2_resumes_to_the_same_outputs() {
+/// A run stopped by `stop` in pass 2 (batches of `batch`), checked by
+/// `check_stopped`, then resumed: the resumed run completes with the
+/// outputs and record counts of a clean run. Returns the resumed report.
+fn stopped_and_resumed(
+    batch: usize,
+    stop: (u64, Action),
+    check_stopped: impl Fn(&RunReport, &Path),
+) -> RunReport {
     let tmp = tempfile::tempdir().unwrap();
     let input = corpus(tmp.path());
     let expected = tmp.path().join("clean");
     let clean_report = clean(&input, &expected);
-
     let out = tmp.path().join("stopped");
     let stopped = run(Leg {
         input: &input,
         out: &out,
         resume: false,
-        batch: 4,
-        at_verify_record: Some((12, Box::new(|handle: &RunHandle| handle.request_stop()))),
+        batch,
+        at_verify_record: Some(stop),
     });
     assert_eq!(stopped.exit_code, 130, "{}", stopped.human());
-    assert_eq!(stopped.result["stopped_in_pass"], "verify");
-    assert!(
-        out.join(CHECKPOINT_FILE).exists(),
-        "no checkpoint to resume"
-    );
     assert!(!out.join(KEPT_FILE).exists());
-
+    check_stopped(&stopped, &out);
     let resumed = run(Leg {
         input: &input,
         out: &out,
@@ -176,6 +176,28 @@ fn a_run_stopped_in_the_middle_of_pass_2_resumes_to_the_same_outputs() {
     });
     assert_eq!(resumed.exit_code, 0, "{}", resumed.human());
     assert!(
+        outputs(&expected) == outputs(&out),
+        "the resumed outputs differ"
+    );
+    // The whole input's counts, as an uninterrupted run reports them.
+    assert_eq!(resumed.records, clean_report.records);
+    for name in [CHECKPOINT_FILE, SIGNATURES_FILE, VERIFIED_FILE] {
+        assert!(!out.join(name).exists(), "{name} left behind");
+    }
+    resumed
+}
+
+#[test]
+fn a_run_stopped_in_the_middle_of_pass_2_resumes_to_the_same_outputs() {
+    let stop: Action = Box::new(|handle: &RunHandle| handle.request_stop());
+    let resumed = stopped_and_resumed(4, (12, stop), |stopped, out| {
+        assert_eq!(stopped.result["stopped_in_pass"], "verify");
+        assert!(
+            out.join(CHECKPOINT_FILE).exists(),
+            "no checkpoint to resume"
+        );
+    });
+    assert!(
         resumed.checkpoints.resumed,
         "the verify pass did not resume"
     );
@@ -184,12 +206,6 @@ fn a_run_stopped_in_the_middle_of_pass_2_resumes_to_the_same_outputs() {
         "the checkpoint was taken before any record was read"
     );
     assert_eq!(reads(&resumed), ("candidate records", "copied byte ranges"));
-    assert!(
-        outputs(&expected) == outputs(&out),
-        "the resumed outputs differ"
-    );
-    // The whole input's counts, as an uninterrupted run reports them.
-    assert_eq!(resumed.records, clean_report.records);
 }
 
 #[test]
@@ -253,46 +269,23 @@ fn an_input_rewritten_with_its_size_and_time_kept_fails_pass_3_without_output() 
 
 #[test]
 fn a_run_stopped_before_pass_3_resumes_copying_from_the_loaded_passes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let input = corpus(tmp.path());
-    let expected = tmp.path().join("clean");
-    let clean_report = clean(&input, &expected);
-
-    let out = tmp.path().join("stopped");
-    let stopped = run(Leg {
-        input: &input,
-        out: &out,
-        resume: false,
-        // One batch: the pass has seen the end of its input long before
-        // the stop, asked for after a pause, so it completes, and the run
-        // stops before pass 3.
-        batch: 100_000,
-        at_verify_record: Some((
-            1,
-            Box::new(|handle: &RunHandle| {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                handle.request_stop();
-            }),
-        )),
+    // One batch: the pass has seen the end of its input long before the
+    // stop, asked for after a pause, so it completes, and the run stops
+    // before pass 3.
+    let stop: Action = Box::new(|handle: &RunHandle| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        handle.request_stop();
     });
-    assert_eq!(stopped.exit_code, 130, "{}", stopped.human());
-    assert_eq!(
-        stopped.result["stopped_in_pass"], "kept",
-        "{}",
-        stopped.result
-    );
-    for name in [SIGNATURES_FILE, VERIFIED_FILE] {
-        assert!(out.join(name).exists(), "{name} was not kept");
-    }
-
-    let resumed = run(Leg {
-        input: &input,
-        out: &out,
-        resume: true,
-        batch: 4,
-        at_verify_record: None,
+    let resumed = stopped_and_resumed(100_000, (1, stop), |stopped, out| {
+        assert_eq!(
+            stopped.result["stopped_in_pass"], "kept",
+            "{}",
+            stopped.result
+        );
+        for name in [SIGNATURES_FILE, VERIFIED_FILE] {
+            assert!(out.join(name).exists(), "{name} was not kept");
+        }
     });
-    assert_eq!(resumed.exit_code, 0, "{}", resumed.human());
     let loaded: Vec<bool> = resumed.result["passes"]
         .as_array()
         .unwrap()
@@ -301,12 +294,4 @@ fn a_run_stopped_before_pass_3_resumes_copying_from_the_loaded_passes() {
         .collect();
     assert_eq!(loaded, [true, true, false], "{}", resumed.result);
     assert_eq!(reads(&resumed).1, "copied byte ranges");
-    assert!(
-        outputs(&expected) == outputs(&out),
-        "the resumed outputs differ"
-    );
-    assert_eq!(resumed.records, clean_report.records);
-    for name in [SIGNATURES_FILE, VERIFIED_FILE] {
-        assert!(!out.join(name).exists(), "{name} left behind");
-    }
 }
