@@ -4,6 +4,7 @@
 //! lives here, at the edge.
 
 mod cli;
+mod logging;
 mod progress;
 mod signals;
 
@@ -22,11 +23,7 @@ fn main() -> ExitCode {
         .job
         .common()
         .map_or(log::LevelFilter::Info, |c| c.log_level());
-    simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .env()
-        .init()
-        .expect("the logger is installed once");
+    logging::install(level);
     quiet_panics_on_processor_threads();
     // Faults named in the FAILPOINTS environment variable (test builds only).
     #[cfg(feature = "failpoints")]
@@ -34,7 +31,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("drainpipe: error: {e:#}");
+            logging::say(format_args!("drainpipe: error: {e:#}"));
             ExitCode::from(error_code(&e).code() as u8)
         }
     }
@@ -47,7 +44,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             return Ok(Code::Complete.code());
         }
         JobCommand::Dedup { params, .. } if params.explain => {
-            print!("{}", jobs::dedup::explain(&params.params()));
+            let text = jobs::dedup::explain(&params.params());
+            std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+                .context("writing to stdout")?;
             return Ok(Code::Complete.code());
         }
         job => job.common().expect("every job has the common options"),
@@ -59,7 +58,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     let progress = progress::factory(common.no_progress || common.quiet);
     let ctx = common.context(&cli.job.identity(), output.clone(), handle, progress);
     if let Err(refusal) = check_output_folder(&ctx, common.force) {
-        eprintln!("drainpipe: {refusal}");
+        logging::say(format_args!("drainpipe: {refusal}"));
         return Ok(Code::Usage.code());
     }
     if common.force && !ctx.resume {
@@ -74,9 +73,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     };
     report.peak_rss_bytes = peak_rss_bytes();
     report.write(&output)?;
-    eprintln!("{}", report.human());
+    logging::say(report.human());
     if let Some(lines) = dedup_summary(&report) {
-        eprintln!("{lines}");
+        logging::say(lines);
     }
     if !report.result.is_null() {
         log::debug!("result: {}", report.result);

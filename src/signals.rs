@@ -19,18 +19,18 @@ pub fn install(handle: RunHandle, output: PathBuf) -> std::io::Result<()> {
                 seen += 1;
                 let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
                 if seen == 1 {
-                    eprintln!(
+                    crate::logging::say(format_args!(
                         "drainpipe: {name}: draining in-flight work, then stopping with partial outputs (send again to exit at once)"
-                    );
+                    ));
                     handle.request_stop();
                 } else {
-                    eprintln!(
+                    crate::logging::say(format_args!(
                         "drainpipe: second {name}: exiting now in phase {}; abandoning {} batches in flight, {} of {} records read not yet integrated or rejected; no outputs of this run are written",
                         handle.phase().name(),
                         handle.batches_in_flight(),
                         handle.records_read().saturating_sub(handle.records_done()),
                         handle.records_read(),
-                    );
+                    ));
                     remove_temporary_files(&output);
                     std::process::exit(ExitCode::Interrupted.code());
                 }

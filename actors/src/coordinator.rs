@@ -104,6 +104,32 @@ pub struct Coordinator<J: Job, S: RecordSource> {
     final_checkpoint_done: bool,
     /// The Draining deadline passed (reported once).
     drain_timed_out: bool,
+    /// Stops the System if the Coordinator goes away without reporting.
+    stop_guard: StopSystemOnDrop,
+}
+
+/// Stops the actor System with exit code 70 when dropped while armed.
+///
+/// The Coordinator is the only actor that stops the System. Should it die
+/// without doing so (a panic in one of its handlers: actix drops the
+/// actor, and the System goes on), nothing else would, and the process
+/// would wait forever with no timer left to fire. This guard, dropped
+/// with the Coordinator, turns that into a prompt failed run instead.
+struct StopSystemOnDrop {
+    armed: bool,
+}
+
+impl Drop for StopSystemOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            log::error!(
+                "the coordinator stopped without a report (a panic in one of its handlers)"
+            );
+            if let Some(system) = System::try_current() {
+                system.stop_with_code(ExitCode::Software.code());
+            }
+        }
+    }
 }
 
 /// Everything the Coordinator is started with.
@@ -178,6 +204,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             checkpoint_supported: true,
             final_checkpoint_done: false,
             drain_timed_out: false,
+            stop_guard: StopSystemOnDrop { armed: true },
         }
     }
 
@@ -547,6 +574,8 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        // Tests make the Coordinator itself panic here (feature `failpoints`).
+        fail::fail_point!("coordinator::tick");
         if self.handle.stop_requested() && self.phase == Phase::Running {
             self.stop(StopCause::Interrupted, ctx);
         }
@@ -719,6 +748,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         let report = self.report();
         let code = report.exit_code;
         *self.report_slot.lock().expect("report slot poisoned") = Some(report);
+        self.stop_guard.armed = false;
         System::current().stop_with_code(code);
     }
 
