@@ -165,8 +165,11 @@ pub struct BandIndex {
 impl BandIndex {
     fn heap_bytes(&self) -> usize {
         let bands: usize = self.bands.iter().map(|b| b.capacity() * 8).sum();
-        // The sort's scratch space, as large as the largest band.
-        let scratch = self.bands.iter().map(Vec::len).max().unwrap_or(0) * 8;
+        // The sort's scratch space: one per sorting thread, each as large
+        // as the largest band.
+        let scratch = self.bands.iter().map(Vec::len).max().unwrap_or(0)
+            * 8
+            * sorting_threads(self.bands.len());
         bands
             + scratch
             + self.found.spans.heap_bytes()
@@ -178,7 +181,46 @@ impl BandIndex {
 /// The candidate pairs of the `bands` (each sorted by key in place):
 /// `(first record with the key, record)` for every later record with it,
 /// sorted by the later record, then the earlier one, without repeats.
+///
+/// Bands are independent, and the processors are idle once the pass ends,
+/// so the bands are split among [`sorting_threads`] threads.
 pub fn candidate_pairs(bands: &mut [Vec<u64>]) -> Vec<(u32, u32)> {
+    let threads = sorting_threads(bands.len());
+    let mut pairs = if threads <= 1 {
+        pairs_of(bands)
+    } else {
+        let per_thread = bands.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let sorting: Vec<_> = bands
+                .chunks_mut(per_thread)
+                .map(|some| scope.spawn(move || pairs_of(some)))
+                .collect();
+            let mut pairs = Vec::new();
+            for thread in sorting {
+                // A panic is the Integrator's, as if it had sorted alone.
+                let found = thread
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                pairs.extend(found);
+            }
+            pairs
+        })
+    };
+    pairs.sort_unstable_by_key(|&(earlier, later)| (later, earlier));
+    pairs.dedup();
+    pairs
+}
+
+/// Threads that sort `bands` bands: one per core, at most one per band.
+pub fn sorting_threads(bands: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(bands)
+        .max(1)
+}
+
+/// The unsorted candidate pairs of `bands`, each sorted by key in place.
+fn pairs_of(bands: &mut [Vec<u64>]) -> Vec<(u32, u32)> {
     let mut pairs = Vec::new();
     let mut scratch = Vec::new();
     for band in bands {
@@ -188,8 +230,6 @@ pub fn candidate_pairs(bands: &mut [Vec<u64>]) -> Vec<(u32, u32)> {
             pairs.extend(group[1..].iter().map(|&entry| (first, entry as u32)));
         }
     }
-    pairs.sort_unstable_by_key(|&(earlier, later)| (later, earlier));
-    pairs.dedup();
     pairs
 }
 
