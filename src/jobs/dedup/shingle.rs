@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 
-use super::normalize::for_each_word_hash;
+use super::normalize::for_each_word_state;
 pub use super::normalize::hash_word;
 
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -64,10 +64,11 @@ impl Scratch {
         } = self;
         words.clear();
         shingles.clear();
-        for_each_word_hash(text, word, |h| words.push(h));
+        for_each_word_state(text, word, |state| words.push(state));
         if words.is_empty() {
             return;
         }
+        finalize_words(words);
         let n = ngram.clamp(1, words.len());
         hash_windows(words, n, shingles);
     }
@@ -88,6 +89,34 @@ pub fn hash_windows(words: &[u64], n: usize, out: &mut Vec<u64>) {
         return unsafe { hash_windows_avx512(words, n, out) };
     }
     hash_windows_portable(words, n, out)
+}
+
+/// Turns word states ([`super::normalize::word_state`]) into word hashes
+/// ([`hash_word`]) in place: `fmix64` of each, eight lanes at a time where
+/// the CPU has AVX-512DQ.
+pub fn finalize_words(words: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the CPU supports AVX-512DQ (and so AVX-512F), checked
+        // just above.
+        return unsafe { finalize_words_avx512(words) };
+    }
+    finalize_words_portable(words)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn finalize_words_avx512(words: &mut [u64]) {
+    finalize_words_portable(words)
+}
+
+/// [`finalize_words`] as a plain loop, which the compiler vectorizes for
+/// the target features of its caller.
+#[inline(always)]
+fn finalize_words_portable(words: &mut [u64]) {
+    for w in words {
+        *w = fmix64(*w);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -189,6 +218,43 @@ mod tests {
                 hash_windows(words, n, &mut dispatched);
                 assert_eq!(dispatched, expected, "dispatched, {len} words, n = {n}");
             }
+        }
+    }
+
+    #[test]
+    fn shingles_are_hash_shingle_of_the_hash_word_of_each_word() {
+        let texts = [
+            "The quick brown fox jumps over the lazy dog, twice: THE QUICK brown fox.",
+            "Ça va? Très bien, merci. Straße 12 東京 emoji 🎉 done",
+            "short",
+            "a1 b2 c3 d4 e5 f6 g7 h8 i9 j10 k11 l12 m13 n14 o15 p16 q17 r18",
+        ];
+        let mut scratch = Scratch::default();
+        for text in texts {
+            let mut hashes = Vec::new();
+            super::super::normalize::for_each_word(text, &mut Vec::new(), |w| {
+                hashes.push(hash_word(w))
+            });
+            for n in 1..=6 {
+                let n_used = n.min(hashes.len());
+                let expected: Vec<u64> = hashes.windows(n_used).map(hash_shingle).collect();
+                scratch.shingle(text, n);
+                assert_eq!(scratch.shingles, expected, "{text:?}, n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_path_finalizes_words_as_fmix64_does() {
+        for len in 0..40u64 {
+            let states: Vec<u64> = (0..len).map(|i| i.wrapping_mul(K1) ^ len).collect();
+            let expected: Vec<u64> = states.iter().map(|&s| fmix64(s)).collect();
+            let mut portable = states.clone();
+            finalize_words_portable(&mut portable);
+            assert_eq!(portable, expected, "portable, {len} words");
+            let mut dispatched = states.clone();
+            finalize_words(&mut dispatched);
+            assert_eq!(dispatched, expected, "dispatched, {len} words");
         }
     }
 
