@@ -220,7 +220,7 @@ struct HashSink<F>(F);
 
 /// Emits [`word_state`]s: word hashes before their finalizer.
 impl<F: FnMut(u64)> Sink for HashSink<F> {
-    #[inline]
+    #[inline(always)]
     fn ascii(&mut self, text: &[u8], start: usize, end: usize) {
         (self.0)(ascii_word_state(text, start, end));
     }
@@ -302,10 +302,10 @@ pub fn word_state(bytes: &[u8]) -> u64 {
 /// [`word_state`] of the lowercased ASCII word `text[start..end]` (letters
 /// and digits only), read straight from the text: eight-byte loads,
 /// lowercased with `| 0x20`, the bytes past the word masked off.
-#[inline]
+#[inline(always)]
 fn ascii_word_state(text: &[u8], start: usize, end: usize) -> u64 {
     let len = end - start;
-    let mut h = (len as u64).wrapping_mul(K1);
+    let h = (len as u64).wrapping_mul(K1);
     if len <= 16 && start + 16 <= text.len() {
         // The usual word, without a branch on its length (which is random,
         // so such a branch mispredicts): two loads, masks computed from the
@@ -316,6 +316,15 @@ fn ascii_word_state(text: &[u8], start: usize, end: usize) -> u64 {
         let two = mix_chunk(one, v1 & tail_mask(len.max(9) - 8));
         return if len > 8 { two } else { one };
     }
+    long_ascii_word_state(text, start, end)
+}
+
+/// [`ascii_word_state`] of a word longer than 16 bytes, or near the end of
+/// the text: rare, so kept out of line, out of the tokenizer's loop.
+#[cold]
+#[inline(never)]
+fn long_ascii_word_state(text: &[u8], start: usize, end: usize) -> u64 {
+    let mut h = ((end - start) as u64).wrapping_mul(K1);
     let mut at = start;
     while at + 8 <= end {
         h = mix_chunk(h, load8(text, at) | LOWER);
