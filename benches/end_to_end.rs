@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Prints, per run and as medians: docs/s, MB/s, peak RSS, and the ratio
-//! pipeline / baseline; checks that both wrote identical outputs.
+//! pipeline / baseline, then each pass's median seconds (dedup); checks
+//! that both wrote identical outputs. The two alternate which runs first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,7 +67,17 @@ fn child(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) {
     let state = report.result["integrator_bytes_per_record"]
         .as_f64()
         .unwrap_or(0.0);
-    println!("{secs} {} {} {state}", peak_rss(), report.records.read);
+    // Then each pass's seconds (dedup reports them), in order.
+    let passes: Vec<String> = report.result["passes"]
+        .as_array()
+        .map(|passes| passes.iter().map(|p| p["elapsed_s"].to_string()).collect())
+        .unwrap_or_default();
+    println!(
+        "{secs} {} {} {state} {}",
+        peak_rss(),
+        report.records.read,
+        passes.join(" ")
+    );
 }
 
 fn generate(docs: u64, path: &Path) {
@@ -87,6 +98,8 @@ struct Measure {
     secs: f64,
     rss: u64,
     state_per_doc: f64,
+    /// Seconds of each pass (dedup; empty for single-pass jobs).
+    passes: Vec<f64>,
 }
 
 fn measure(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) -> Measure {
@@ -121,7 +134,17 @@ fn measure(job: &str, engine: &str, input: &Path, out: &Path, workers: usize) ->
         secs: fields[0],
         rss: fields[1] as u64,
         state_per_doc: fields[3],
+        passes: fields[4..].to_vec(),
     }
+}
+
+/// The median of each pass's seconds over `runs`, as `"0.712 0.170 0.214"`.
+fn pass_medians(runs: &[Vec<f64>]) -> String {
+    let passes = runs.iter().map(Vec::len).min().unwrap_or(0);
+    (0..passes)
+        .map(|i| format!("{:.3}", median(runs.iter().map(|r| r[i]).collect())))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -153,10 +176,20 @@ fn main() {
     let (mut pipeline, mut baseline) = (Vec::new(), Vec::new());
     let (mut rss_p, mut rss_b) = (0, 0);
     let mut state_per_doc = 0.0f64;
+    let (mut passes_p, mut passes_b) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let (out_p, out_b) = (dir.path().join("actors"), dir.path().join("plain"));
-        let p = measure(&job, "actors", &input, &out_p, workers);
-        let b = measure(&job, "plain", &input, &out_b, workers);
+        // Alternate which goes first, so neither always runs on the
+        // machine the other just left (page cache, memory, clock).
+        let (p, b) = if run % 2 == 0 {
+            let p = measure(&job, "actors", &input, &out_p, workers);
+            (p, measure(&job, "plain", &input, &out_b, workers))
+        } else {
+            let b = measure(&job, "plain", &input, &out_b, workers);
+            (measure(&job, "actors", &input, &out_p, workers), b)
+        };
+        passes_p.push(p.passes.clone());
+        passes_b.push(b.passes.clone());
         for name in ["kept.jsonl", "clusters.jsonl", "vocab.tsv"] {
             let (a, c) = (
                 std::fs::read(out_p.join(name)).ok(),
@@ -194,5 +227,9 @@ fn main() {
     );
     if state_per_doc > 0.0 {
         println!("Integrator state (largest pass): {state_per_doc:.0} bytes/doc");
+    }
+    let (pp, pb) = (pass_medians(&passes_p), pass_medians(&passes_b));
+    if !pp.is_empty() {
+        println!("seconds per pass (medians): pipeline {pp} | baseline {pb}");
     }
 }
