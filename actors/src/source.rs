@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
-use crate::batch::{Batch, BatchBuilder};
+use crate::batch::{Batch, BatchBuilder, BufferPool};
 use crate::error::InputError;
 
 /// A reader of records, implemented by the application for its input formats.
@@ -67,6 +67,10 @@ pub struct Pulled {
     pub position: u64,
 }
 
+/// Free batch buffers the Source keeps at most: more than a window of
+/// batches is never alive at once with the default settings.
+const BUFFERS_KEPT: usize = 16;
+
 /// The Source actor. Runs on a one-thread `SyncArbiter`.
 pub struct Source<S: RecordSource> {
     // Boxed so the actor is `Unpin` whatever the reader is.
@@ -79,6 +83,8 @@ pub struct Source<S: RecordSource> {
     /// average sizes the next batch's buffer.
     records_read: u64,
     bytes_read: u64,
+    /// The buffers of processed batches, filled again.
+    buffers: BufferPool,
     /// Dropped with the actor: the Coordinator waits for every such sender
     /// to be gone before it reports the threads as exited.
     _alive: mpsc::Sender<()>,
@@ -109,6 +115,7 @@ impl<S: RecordSource> Source<S> {
                     skip: resume_at.0,
                     records_read: 0,
                     bytes_read: 0,
+                    buffers: BufferPool::new(BUFFERS_KEPT),
                     _alive: alive,
                 }
             },
@@ -146,7 +153,7 @@ impl<S: RecordSource> Handler<Pull> for Source<S> {
             .unwrap_or(0)
             .saturating_mul(pull.max_records as u64 + pull.max_records as u64 / 8);
         let bytes = expected.min(pull.max_bytes as u64) as usize;
-        let mut builder = BatchBuilder::with_capacity(pull.max_records, bytes);
+        let mut builder = BatchBuilder::recycling(&self.buffers, pull.max_records, bytes);
         let more = self
             .reader
             .fill(&mut builder, pull.max_records.max(1), pull.max_bytes)?;
