@@ -43,7 +43,9 @@ timed() {  # timed CMD...: runs CMD; sets secs (wall, ns clock) and kib (peak RS
     kib=$(cat "$work/time")
 }
 for run in $(seq "$runs"); do
-    timed "$drainpipe" dedup "$work/corpus.jsonl" -o "$work/out" --force -w 2 --no-progress 2>"$work/drainpipe.log"
+    # From an empty folder, so the run does not also delete the last one's outputs.
+    rm -rf "$work/out"
+    timed "$drainpipe" dedup "$work/corpus.jsonl" -o "$work/out" -w 2 --no-progress 2>"$work/drainpipe.log"
     dups=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["result"]["duplicates_removed"])' "$work/out/summary.json")
     printf 'drainpipe -w 2\t%s\t%s\t%s\t{}\n' "$secs" "$kib" "$dups" >>"$results"
     for processes in 2 1; do
