@@ -153,7 +153,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
     pub window: Option<u32>,
 
-    /// Records per batch [default: adaptive, about 4 ms of work per batch].
+    /// Records per batch [default: adaptive, about 8 ms of work per batch].
     #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: Option<u32>,
 
