@@ -273,6 +273,49 @@ impl BatchBuilder {
         });
     }
 
+    /// The batch's record bytes, for a reader that reads a record straight
+    /// into them instead of into a buffer of its own (one copy fewer):
+    /// append the record's bytes, then make them a record with
+    /// [`BatchBuilder::push_appended`], or truncate the buffer back to the
+    /// length it had. Bytes appended and never pushed belong to no record
+    /// but count in [`BatchBuilder::data_bytes`].
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.batch.data
+    }
+
+    /// Makes the bytes appended to [`BatchBuilder::buffer`] from `start` on
+    /// a readable record, like [`BatchBuilder::push_at`] with them.
+    ///
+    /// # Panics
+    ///
+    /// If `start` is past the buffer's end or before the end of the last
+    /// record pushed.
+    pub fn push_appended(
+        &mut self,
+        start: usize,
+        origin: &Arc<str>,
+        line: u64,
+        format: u8,
+        span: Option<Span>,
+    ) {
+        let end = self.batch.data.len();
+        let last_end = self.batch.entries.last().map_or(0, |e| e.end);
+        assert!(
+            last_end <= start && start <= end,
+            "appended bytes {start}..{end} overlap the records before (which end at {last_end})"
+        );
+        let origin = self.origin_id(origin);
+        self.batch.entries.push(Entry {
+            start,
+            end,
+            line,
+            origin,
+            format,
+            span,
+            rejected: None,
+        });
+    }
+
     /// Appends a record the reader rejects (for example: larger than the
     /// record size limit, or not readable), with the reason.
     pub fn push_rejected(&mut self, origin: &Arc<str>, line: u64, reason: impl Into<Box<str>>) {
@@ -323,6 +366,50 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_appended_to_the_buffer_become_a_record_when_pushed() {
+        let origin: Arc<str> = "in".into();
+        let mut builder = BatchBuilder::default();
+        builder.push(&origin, 1, 0, b"copied");
+        let start = builder.data_bytes();
+        builder.buffer().extend_from_slice(b"read in place");
+        builder.push_appended(start, &origin, 2, 3, None);
+        // Appended, then given up: truncated away, no record.
+        let start = builder.data_bytes();
+        builder.buffer().extend_from_slice(b"dropped");
+        builder.buffer().truncate(start);
+        builder.push_rejected(&origin, 3, "bad");
+        let start = builder.data_bytes();
+        builder.buffer().extend_from_slice(b"");
+        builder.push_appended(start, &origin, 4, 3, None);
+        let batch = builder.finish();
+        let got: Vec<(u64, Option<Vec<u8>>)> = batch
+            .records()
+            .map(|r| match r {
+                Ok(r) => (r.location.line, Some(r.bytes.to_vec())),
+                Err(r) => (r.location.line, None),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, Some(b"copied".to_vec())),
+                (2, Some(b"read in place".to_vec())),
+                (3, None),
+                (4, Some(Vec::new())),
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "overlap the records before")]
+    fn appended_bytes_cannot_overlap_a_pushed_record() {
+        let origin: Arc<str> = "in".into();
+        let mut builder = BatchBuilder::default();
+        builder.push(&origin, 1, 0, b"record");
+        builder.push_appended(2, &origin, 2, 0, None);
+    }
 
     #[test]
     fn a_dropped_batch_gives_its_buffer_back_for_the_next_one() {

@@ -61,7 +61,8 @@ enum Current {
     },
 }
 
-/// A record read from the input, its bytes in `Inputs::buf`.
+/// A record read from the input, its bytes at the end of the buffer it was
+/// read into (or in `Inputs::buf`, when held back for the next batch).
 struct Item {
     origin: Arc<str>,
     line: u64,
@@ -80,7 +81,8 @@ pub struct Inputs {
     /// Stored bytes of the inputs done with.
     done: u64,
     total: Option<u64>,
-    /// The bytes of the last record read.
+    /// The bytes of a record held back for the next batch, or of a file
+    /// of a directory input being read.
     buf: Vec<u8>,
     /// A record read but left out of the last batch for lack of room.
     held: Option<Item>,
@@ -217,10 +219,12 @@ impl Inputs {
         }
     }
 
-    /// Reads the next record into `self.buf`, moving on to the next input as
-    /// each ends. `None` when every input is exhausted.
-    fn next_item(&mut self) -> Result<Option<Item>, InputError> {
+    /// Reads the next record, appending its bytes to `buf`, moving on to
+    /// the next input as each ends. `None` when every input is exhausted.
+    /// A rejected record, an error and the end leave `buf` as it was.
+    fn next_item(&mut self, buf: &mut Vec<u8>) -> Result<Option<Item>, InputError> {
         let max = self.max_record_bytes;
+        let start = buf.len();
         loop {
             let Some(current) = &mut self.current else {
                 match self.queue.pop_front() {
@@ -239,7 +243,7 @@ impl Inputs {
                     spans,
                     size,
                 } => {
-                    let mut found = read_line(stream, &mut self.buf, max);
+                    let mut found = read_line(stream, buf, max);
                     let mut span = None;
                     if let (Ok(Some((_, consumed))), Some((input, next))) = (&found, spans.as_mut())
                     {
@@ -254,13 +258,14 @@ impl Inputs {
                     }
                     let outcome = match found {
                         Ok(Some((Line::Record, _))) => {
-                            if *line == 0 && self.buf.starts_with(BOM) {
-                                self.buf.drain(..BOM.len());
+                            if *line == 0 && buf[start..].starts_with(BOM) {
+                                buf.drain(start..start + BOM.len());
                                 if let Some(span) = &mut span {
                                     span.offset += BOM.len() as u64;
                                 }
                             }
-                            if *format == FORMAT_JSONL && self.buf.trim_ascii().is_empty() {
+                            if *format == FORMAT_JSONL && buf[start..].trim_ascii().is_empty() {
+                                buf.truncate(start);
                                 Err("empty line".to_owned())
                             } else {
                                 Ok(*format)
@@ -270,7 +275,9 @@ impl Inputs {
                             "record of {len} bytes exceeds --max-record-bytes {max}"
                         )),
                         Ok(None) | Err(_) => {
-                            // Done with this input, whether it ended or broke.
+                            // Done with this input, whether it ended or broke
+                            // (perhaps in the middle of a line).
+                            buf.truncate(start);
                             let (origin, line) = (origin.to_string(), *line);
                             self.done += read.load(Ordering::Relaxed);
                             self.current = None;
@@ -300,10 +307,14 @@ impl Inputs {
                         continue;
                     };
                     self.done += entry.size();
-                    self.buf.clear();
                     let (origin, outcome) = match entry {
                         Entry::File { path, origin, .. } => {
+                            // Read whole into a buffer of its own first: a
+                            // file too large is found out partway.
                             let read = dir::read_file(&path, max, &mut self.buf);
+                            if read.is_ok() {
+                                buf.extend_from_slice(&self.buf);
+                            }
                             (origin, read.map(|()| FORMAT_FILE))
                         }
                         Entry::Unreadable { origin, reason } => (origin, Err(reason)),
@@ -336,28 +347,43 @@ impl RecordSource for Inputs {
         }
         let before = batch.len();
         while batch.len() < max_records && (batch.is_empty() || batch.data_bytes() < max_bytes) {
-            let item = match self
-                .held
-                .take()
-                .map(Ok)
-                .or_else(|| self.next_item().transpose())
-            {
-                Some(Ok(item)) => item,
-                None => return Ok(batch.len() > before),
-                Some(Err(e)) if batch.len() == before => return Err(e),
-                Some(Err(e)) => {
-                    self.failed = Some(e);
-                    break;
-                }
+            // Records are read straight into the batch's buffer, but for
+            // one held back from the last batch: its bytes are in `self.buf`.
+            let start = batch.data_bytes();
+            let (item, held) = match self.held.take() {
+                Some(item) => (item, true),
+                None => match self.next_item(batch.buffer()) {
+                    Ok(Some(item)) => (item, false),
+                    Ok(None) => return Ok(batch.len() > before),
+                    Err(e) if batch.len() == before => return Err(e),
+                    Err(e) => {
+                        self.failed = Some(e);
+                        break;
+                    }
+                },
             };
             match item.outcome {
                 Ok(format) => {
-                    let fits = batch.data_bytes().saturating_add(self.buf.len()) <= max_bytes;
+                    let len = if held {
+                        self.buf.len()
+                    } else {
+                        batch.data_bytes() - start
+                    };
+                    let fits = start.saturating_add(len) <= max_bytes;
                     if !fits && !batch.is_empty() {
+                        if !held {
+                            self.buf.clear();
+                            self.buf.extend_from_slice(&batch.buffer()[start..]);
+                            batch.buffer().truncate(start);
+                        }
                         self.held = Some(item);
                         break;
                     }
-                    batch.push_at(&item.origin, item.line, format, &self.buf, item.span);
+                    if held {
+                        batch.push_at(&item.origin, item.line, format, &self.buf, item.span);
+                    } else {
+                        batch.push_appended(start, &item.origin, item.line, format, item.span);
+                    }
                 }
                 Err(reason) => batch.push_rejected(&item.origin, item.line, reason),
             }

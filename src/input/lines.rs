@@ -6,24 +6,28 @@ use std::io::{self, BufRead, Read};
 /// What [`read_line`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Line {
-    /// A line, now in the buffer without its terminator.
+    /// A line, now at the end of the buffer without its terminator.
     Record,
     /// A line longer than the limit, skipped; its length in bytes without
-    /// its terminator. The buffer is left empty.
+    /// its terminator. The buffer is left as it was.
     TooLong(u64),
 }
 
-/// Reads the next line of `reader` into `buf` (cleared first), without its
-/// `\n` or `\r\n`. A line of more than `max` bytes is skipped and reported
-/// as [`Line::TooLong`]; `buf` never grows much beyond `max`. Returns `None`
-/// at end of input, else the line and the bytes it took in the input
-/// (terminator included), so callers can tell where each line starts.
+/// Reads the next line of `reader`, appending it to `buf` without its `\n`
+/// or `\r\n` (the bytes `buf` held before are left as they are, so a
+/// reader can read straight into a batch's buffer). A line of more than
+/// `max` bytes is skipped and reported as [`Line::TooLong`], with `buf` as
+/// it was; `buf` never grows much beyond `max` bytes past its old end.
+/// Returns `None` at end of input (with `buf` as it was), else the line and
+/// the bytes it took in the input (terminator included), so callers can
+/// tell where each line starts. On an error, `buf` may hold part of the
+/// line past its old end.
 pub(crate) fn read_line<R: BufRead + ?Sized>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> io::Result<Option<(Line, u64)>> {
-    buf.clear();
+    let start = buf.len();
     // Room for `max` bytes of content and a `\r\n`.
     let limit = (max as u64).saturating_add(2);
     let n = (&mut *reader).take(limit).read_until(b'\n', buf)? as u64;
@@ -34,22 +38,22 @@ pub(crate) fn read_line<R: BufRead + ?Sized>(
     if terminated || n < limit {
         if terminated {
             buf.pop();
-            if buf.last() == Some(&b'\r') {
+            if buf.len() > start && buf.last() == Some(&b'\r') {
                 buf.pop();
             }
         }
-        if buf.len() <= max {
+        let len = buf.len() - start;
+        if len <= max {
             return Ok(Some((Line::Record, n)));
         }
-        let len = buf.len() as u64;
-        buf.clear();
-        return Ok(Some((Line::TooLong(len), n)));
+        buf.truncate(start);
+        return Ok(Some((Line::TooLong(len as u64), n)));
     }
     // The limit was reached mid-line: skip to its end.
     let mut len = n;
     let mut consumed = n;
     let mut last_cr = buf.last() == Some(&b'\r');
-    buf.clear();
+    buf.truncate(start);
     loop {
         let chunk = reader.fill_buf()?;
         if chunk.is_empty() {
@@ -81,17 +85,29 @@ mod tests {
     use super::*;
     use std::io::{BufReader, Cursor};
 
+    /// Every line of `input`, each read after the ones before it in one
+    /// buffer that starts with bytes of its own (ending in `\r`, which a
+    /// line's terminator must not take).
     fn all(input: &[u8], max: usize) -> Vec<String> {
         let mut reader = BufReader::with_capacity(4, Cursor::new(input.to_vec()));
-        let mut buf = Vec::new();
+        let mut buf = b"before\r".to_vec();
         let (mut out, mut consumed) = (Vec::new(), 0);
-        while let Some((line, n)) = read_line(&mut reader, &mut buf, max).unwrap() {
+        loop {
+            let start = buf.len();
+            let Some((line, n)) = read_line(&mut reader, &mut buf, max).unwrap() else {
+                assert_eq!(buf.len(), start, "nothing appended at the end");
+                break;
+            };
             consumed += n;
             out.push(match line {
-                Line::Record => String::from_utf8_lossy(&buf).into_owned(),
-                Line::TooLong(n) => format!("<{n}>"),
+                Line::Record => String::from_utf8_lossy(&buf[start..]).into_owned(),
+                Line::TooLong(n) => {
+                    assert_eq!(buf.len(), start, "nothing of a skipped line appended");
+                    format!("<{n}>")
+                }
             });
         }
+        assert!(buf.starts_with(b"before\r"), "the bytes before are kept");
         assert_eq!(consumed, input.len() as u64, "every byte is accounted for");
         out
     }
@@ -126,6 +142,7 @@ mod tests {
         let line = read_line(&mut reader, &mut buf, 1000).unwrap();
         assert_eq!(line, Some((Line::TooLong(8 << 20), (8 << 20) + 2)));
         assert!(buf.capacity() <= 4096, "buffer grew to {}", buf.capacity());
+        assert!(buf.is_empty());
         assert_eq!(
             read_line(&mut reader, &mut buf, 1000).unwrap(),
             Some((Line::Record, 5))
