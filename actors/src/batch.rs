@@ -4,6 +4,7 @@
 //! entries, so reading, sending and processing a batch allocates a handful
 //! of times, not once per record.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Where a record came from: its input's display name and its line (or, for
@@ -95,27 +96,44 @@ impl Drop for Batch {
 /// thirds of a dedup run's page faults were those). A recycled buffer is
 /// mapped already. Buffers are created only when none is free, so the pool
 /// never holds more than the most batches alive at once (the window, and
-/// the one being filled); `keep` caps it anyway.
+/// the one being filled); `keep` caps it anyway. A buffer grown past
+/// [`BufferPool::keep_capacity_up_to`] (by a record larger than a batch,
+/// which travels alone) is freed, not kept.
 #[derive(Debug, Clone)]
 pub(crate) struct BufferPool {
-    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    shared: Arc<PoolShared>,
+}
+
+#[derive(Debug)]
+struct PoolShared {
+    free: Mutex<Vec<Vec<u8>>>,
     keep: usize,
+    max_capacity: AtomicUsize,
 }
 
 impl BufferPool {
     /// A pool that keeps at most `keep` free buffers.
     pub(crate) fn new(keep: usize) -> Self {
         BufferPool {
-            free: Arc::new(Mutex::new(Vec::new())),
-            keep,
+            shared: Arc::new(PoolShared {
+                free: Mutex::new(Vec::new()),
+                keep,
+                max_capacity: AtomicUsize::new(usize::MAX),
+            }),
         }
+    }
+
+    /// From now on, buffers whose capacity is above `bytes` are freed when
+    /// given back instead of kept.
+    pub(crate) fn keep_capacity_up_to(&self, bytes: usize) {
+        self.shared.max_capacity.store(bytes, Ordering::Relaxed);
     }
 
     /// An empty buffer with room for `bytes` bytes, recycled if one is free.
     fn take(&self, bytes: usize) -> Vec<u8> {
         // A poisoned lock only means a thread panicked while pushing or
         // popping a buffer: a fresh one does as well.
-        let recycled = self.free.lock().ok().and_then(|mut free| free.pop());
+        let recycled = self.shared.free.lock().ok().and_then(|mut free| free.pop());
         match recycled {
             Some(mut buffer) => {
                 buffer.clear();
@@ -127,8 +145,12 @@ impl BufferPool {
     }
 
     fn put(&self, buffer: Vec<u8>) {
-        if let Ok(mut free) = self.free.lock() {
-            if free.len() < self.keep && buffer.capacity() > 0 {
+        let capacity = buffer.capacity();
+        if capacity == 0 || capacity > self.shared.max_capacity.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut free) = self.shared.free.lock() {
+            if free.len() < self.shared.keep {
                 free.push(buffer);
             }
         }
@@ -137,11 +159,24 @@ impl BufferPool {
     /// Free buffers now (tests).
     #[cfg(test)]
     fn free(&self) -> usize {
-        self.free.lock().unwrap().len()
+        self.shared.free.lock().unwrap().len()
     }
 }
 
 impl Batch {
+    /// The batch, after checking that no record lies past the end of its
+    /// bytes (which a reader could cause by truncating
+    /// [`BatchBuilder::buffer`] below a record it had pushed).
+    fn checked(self) -> Self {
+        let end = self.entries.last().map_or(0, |e| e.end);
+        assert!(
+            end <= self.data.len(),
+            "the batch's records end at byte {end}, past its {} bytes: the reader truncated its buffer below a record",
+            self.data.len()
+        );
+        self
+    }
+
     /// Sequence number of the batch in the run, from 0.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -349,14 +384,14 @@ impl BatchBuilder {
 
     /// The finished batch (the Source actor numbers it).
     pub fn finish(self) -> Batch {
-        self.batch
+        self.batch.checked()
     }
 
     /// The finished batch, numbered `seq`, its first record at input index
     /// `first_index`: for running batches without the Source actor (the
     /// no-actor baseline of the benchmarks, tests).
     pub fn finish_numbered(self, seq: u64, first_index: u64) -> Batch {
-        let mut batch = self.batch;
+        let mut batch = self.batch.checked();
         batch.seq = seq;
         batch.first_index = first_index;
         batch
@@ -440,6 +475,13 @@ mod tests {
         drop(batches);
         drop(batch);
         assert_eq!(pool.free(), 2);
+        // A buffer grown past the limit is freed, not kept.
+        let pool = BufferPool::new(2);
+        pool.keep_capacity_up_to(1 << 10);
+        drop(BatchBuilder::recycling(&pool, 1, 4 << 10).finish());
+        assert_eq!(pool.free(), 0);
+        drop(BatchBuilder::recycling(&pool, 1, 1 << 10).finish());
+        assert_eq!(pool.free(), 1);
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl OutputDir {
         Ok(AtomicFile {
             writer: BufWriter::with_capacity(1 << 16, temp),
             target,
-            written: 0,
+            bytes_written: 0,
             writeback_at: 0,
         })
     }
@@ -88,8 +88,8 @@ pub struct AtomicFile {
     writer: BufWriter<tempfile::NamedTempFile>,
     target: PathBuf,
     /// Bytes written so far.
-    written: u64,
-    /// `written` when writeback was last started.
+    bytes_written: u64,
+    /// `bytes_written` when writeback was last started.
     writeback_at: u64,
 }
 
@@ -119,7 +119,7 @@ impl AtomicFile {
         source.seek(SeekFrom::Start(offset))?;
         // `File` to `File`, so std's copy can use the kernel's.
         let copied = io::copy(&mut source.take(len), self.writer.get_mut().as_file_mut())?;
-        self.wrote(copied)?;
+        self.wrote(copied);
         if copied < len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -134,15 +134,15 @@ impl AtomicFile {
     }
 
     /// Counts `n` more bytes written, and starts the writeback of what is
-    /// written every [`WRITEBACK_EVERY`] bytes.
-    fn wrote(&mut self, n: u64) -> io::Result<()> {
-        self.written += n;
-        if self.written - self.writeback_at >= WRITEBACK_EVERY {
-            self.writer.flush()?;
+    /// written every [`WRITEBACK_EVERY`] bytes. A failed flush skips the
+    /// writeback: the error comes back from the next write or `commit`.
+    fn wrote(&mut self, n: u64) {
+        self.bytes_written += n;
+        if self.bytes_written - self.writeback_at >= WRITEBACK_EVERY && self.writer.flush().is_ok()
+        {
             start_writeback(self.writer.get_ref().as_file());
-            self.writeback_at = self.written;
+            self.writeback_at = self.bytes_written;
         }
-        Ok(())
     }
 
     /// Flushes, syncs and renames the file into place.
@@ -209,12 +209,13 @@ fn start_writeback(_file: &std::fs::File) {}
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.writer.write(buf)?;
-        self.wrote(n as u64)?;
+        self.wrote(n as u64);
         Ok(n)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.writer.write_all(buf)?;
-        self.wrote(buf.len() as u64)
+        self.wrote(buf.len() as u64);
+        Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
@@ -270,8 +271,12 @@ mod tests {
                 .unwrap();
             expected.extend_from_slice(&block[round as usize..]);
         }
-        assert!(file.written > 2 * WRITEBACK_EVERY, "{}", file.written);
-        assert_eq!(file.written, expected.len() as u64);
+        assert!(
+            file.bytes_written > 2 * WRITEBACK_EVERY,
+            "{}",
+            file.bytes_written
+        );
+        assert_eq!(file.bytes_written, expected.len() as u64);
         assert!(file.writeback_at > 0, "writeback was started");
         let path = file.commit().unwrap();
         assert!(std::fs::read(path).unwrap() == expected);

@@ -67,8 +67,9 @@ pub struct Pulled {
     pub position: u64,
 }
 
-/// Free batch buffers the Source keeps at most: more than a window of
-/// batches is never alive at once with the default settings.
+/// Free batch buffers the Source keeps at most. A window of more batches
+/// (the default is two per core) works as well, with the buffers past
+/// these freed and allocated again.
 const BUFFERS_KEPT: usize = 16;
 
 /// The Source actor. Runs on a one-thread `SyncArbiter`.
@@ -153,6 +154,9 @@ impl<S: RecordSource> Handler<Pull> for Source<S> {
             .unwrap_or(0)
             .saturating_mul(pull.max_records as u64 + pull.max_records as u64 / 8);
         let bytes = expected.min(pull.max_bytes as u64) as usize;
+        // A buffer that a record larger than a batch grew is not kept.
+        self.buffers
+            .keep_capacity_up_to(pull.max_bytes.saturating_mul(2));
         let mut builder = BatchBuilder::recycling(&self.buffers, pull.max_records, bytes);
         let more = self
             .reader

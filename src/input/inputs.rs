@@ -385,7 +385,17 @@ impl RecordSource for Inputs {
                         batch.push_appended(start, &item.origin, item.line, format, item.span);
                     }
                 }
-                Err(reason) => batch.push_rejected(&item.origin, item.line, reason),
+                Err(reason) => {
+                    // A line too long was read into the batch's buffer up to
+                    // the record size limit before it was given up: give
+                    // that memory back rather than carry it with the batch.
+                    let buffer = batch.buffer();
+                    let room = max_bytes.max(start);
+                    if buffer.capacity() > room.saturating_mul(2) {
+                        buffer.shrink_to(room);
+                    }
+                    batch.push_rejected(&item.origin, item.line, reason);
+                }
             }
         }
         Ok(true)
@@ -467,6 +477,42 @@ mod tests {
                 format!("{c}:1 {FORMAT_TEXT} c1"),
             ]
         );
+    }
+
+    #[test]
+    fn a_line_too_long_leaves_no_large_buffer_in_the_batch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut content = Vec::new();
+        for _ in 0..3 {
+            content.extend(vec![b'x'; 3 << 20]);
+            content.extend_from_slice(b"\nshort\n");
+        }
+        let path = write(tmp.path(), "a.txt", &content);
+        // Lines up to 1 MiB, batches of 4 KiB: each long line is read into
+        // the batch's buffer up to 1 MiB before it is given up.
+        let mut inputs = open(&[&path], 1 << 20);
+        let (mut records, mut rejected) = (0, 0);
+        loop {
+            let mut batch = BatchBuilder::with_capacity(16, 4096);
+            if !inputs.fill(&mut batch, 16, 4096).unwrap() {
+                break;
+            }
+            let capacity = batch.buffer().capacity();
+            assert!(
+                capacity <= 2 * 4096,
+                "a batch carries {capacity} bytes of buffer"
+            );
+            for record in batch.finish().records() {
+                match record {
+                    Ok(r) => {
+                        assert_eq!(r.bytes, b"short");
+                        records += 1;
+                    }
+                    Err(_) => rejected += 1,
+                }
+            }
+        }
+        assert_eq!((records, rejected), (3, 3));
     }
 
     #[test]

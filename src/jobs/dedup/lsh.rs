@@ -76,6 +76,8 @@ pub struct SignatureJob {
     hasher: MinHasher,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
+    /// Threads that sort the bands when the pass ends.
+    threads: usize,
 }
 
 impl SignatureJob {
@@ -88,7 +90,15 @@ impl SignatureJob {
             hasher: MinHasher::new(banding.signature_len(), PERMUTATION_SEED),
             result_file: None,
             slot: Arc::default(),
+            threads: 1,
         }
+    }
+
+    /// Sorts the bands on up to `threads` threads when the pass ends (the
+    /// run's `--workers`: the processors are idle by then).
+    pub fn sorting_on(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     /// Writes what the pass found into `file` when it completes, so that a
@@ -145,6 +155,7 @@ impl Job for SignatureJob {
     fn integrator(&self) -> BandIndex {
         BandIndex {
             bands: vec![Vec::new(); self.banding.bands],
+            threads: self.threads,
             found: Candidates::default(),
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
@@ -157,6 +168,8 @@ impl Job for SignatureJob {
 #[derive(Debug)]
 pub struct BandIndex {
     bands: Vec<Vec<u64>>,
+    /// Threads that sort the bands when the pass ends.
+    threads: usize,
     found: Candidates,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
@@ -165,11 +178,10 @@ pub struct BandIndex {
 impl BandIndex {
     fn heap_bytes(&self) -> usize {
         let bands: usize = self.bands.iter().map(|b| b.capacity() * 8).sum();
-        // The sort's scratch space: one per sorting thread, each as large
-        // as the largest band.
-        let scratch = self.bands.iter().map(Vec::len).max().unwrap_or(0)
-            * 8
-            * sorting_threads(self.bands.len());
+        // The sort's scratch space, as large as the largest band (counted
+        // once: each sorting thread has its own for a moment, but the
+        // figure is the state's, and must not depend on `--workers`).
+        let scratch = self.bands.iter().map(Vec::len).max().unwrap_or(0) * 8;
         bands
             + scratch
             + self.found.spans.heap_bytes()
@@ -183,40 +195,55 @@ impl BandIndex {
 /// sorted by the later record, then the earlier one, without repeats.
 ///
 /// Bands are independent, and the processors are idle once the pass ends,
-/// so the bands are split among [`sorting_threads`] threads.
-pub fn candidate_pairs(bands: &mut [Vec<u64>]) -> Vec<(u32, u32)> {
-    let threads = sorting_threads(bands.len());
-    let mut pairs = if threads <= 1 {
-        pairs_of(bands)
-    } else {
-        let per_thread = bands.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let sorting: Vec<_> = bands
-                .chunks_mut(per_thread)
-                .map(|some| scope.spawn(move || pairs_of(some)))
-                .collect();
-            let mut pairs = Vec::new();
-            for thread in sorting {
-                // A panic is the Integrator's, as if it had sorted alone.
-                let found = thread
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                pairs.extend(found);
+/// so the bands are split among up to `threads` threads (the calling one
+/// included). A thread the system refuses to start leaves its bands to the
+/// calling thread.
+pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)> {
+    let threads = threads.min(bands.len()).max(1);
+    let per_thread = bands.len().div_ceil(threads);
+    let mut pairs = std::thread::scope(|scope| {
+        let mut chunks = bands.chunks_mut(per_thread);
+        let own = chunks.next().unwrap_or_default();
+        let mut left = Vec::new();
+        let mut sorting = Vec::new();
+        for chunk in chunks {
+            // Moved into the closure only if the thread starts.
+            let slot = Arc::new(Mutex::new(Some(chunk)));
+            let theirs = Arc::clone(&slot);
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                let chunk = theirs
+                    .lock()
+                    .expect("band chunk")
+                    .take()
+                    .expect("taken once");
+                pairs_of(chunk)
+            });
+            match spawned {
+                Ok(thread) => sorting.push(thread),
+                Err(e) => {
+                    log::warn!("sorting LSH bands on this thread: cannot start another: {e}");
+                    left.push(slot);
+                }
             }
-            pairs
-        })
-    };
+        }
+        let mut pairs = pairs_of(own);
+        for slot in left {
+            if let Some(chunk) = slot.lock().expect("band chunk").take() {
+                pairs.extend(pairs_of(chunk));
+            }
+        }
+        for thread in sorting {
+            // A panic is the Integrator's, as if it had sorted alone.
+            let found = thread
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            pairs.extend(found);
+        }
+        pairs
+    });
     pairs.sort_unstable_by_key(|&(earlier, later)| (later, earlier));
     pairs.dedup();
     pairs
-}
-
-/// Threads that sort `bands` bands: one per core, at most one per band.
-pub fn sorting_threads(bands: usize) -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(bands)
-        .max(1)
 }
 
 /// The unsorted candidate pairs of `bands`, each sorted by key in place.
@@ -305,7 +332,7 @@ impl Integrate for BandIndex {
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
         if !run.partial {
-            self.found.pairs = candidate_pairs(&mut self.bands);
+            self.found.pairs = candidate_pairs(&mut self.bands, self.threads);
         }
         if !run.partial {
             if let Some(file) = &self.result_file {
@@ -366,6 +393,14 @@ mod tests {
             expected.extend(partners.into_iter().map(|first| (first, id)));
         }
         assert!(expected.len() > 3000, "keys repeat: {}", expected.len());
-        assert_eq!(candidate_pairs(&mut bands), expected);
+        // Sorted by one thread or split among several, the same pairs.
+        for threads in [1, 2, 3, 40] {
+            let mut bands = bands.clone();
+            assert_eq!(
+                candidate_pairs(&mut bands, threads),
+                expected,
+                "{threads} threads"
+            );
+        }
     }
 }

@@ -207,7 +207,8 @@ pub fn run_on(
         None => {
             let job = Arc::new(
                 SignatureJob::new(ctx.fields.clone(), params.ngram, banding)
-                    .keeping_result(resume.result_file(Pass::Signatures)),
+                    .keeping_result(resume.result_file(Pass::Signatures))
+                    .sorting_on(ctx.settings.workers),
             );
             let checkpoints = resume.checkpoints(Pass::Signatures)?;
             let first = run_pass_with(Arc::clone(&job), open()?, ctx, "signatures", checkpoints)?;
