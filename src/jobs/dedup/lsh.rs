@@ -12,6 +12,7 @@
 //! when the pass completes it writes what it found for a resumed run
 //! ([`ResultFile`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
@@ -195,49 +196,38 @@ impl BandIndex {
 /// sorted by the later record, then the earlier one, without repeats.
 ///
 /// Bands are independent, and the processors are idle once the pass ends,
-/// so the bands are split among up to `threads` threads (the calling one
-/// included). A thread the system refuses to start leaves its bands to the
-/// calling thread.
+/// so up to `threads` threads (the calling one included) each take the
+/// next band not yet taken until none is left. A thread the system refuses
+/// to start only means fewer of them.
 pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)> {
-    let threads = threads.min(bands.len()).max(1);
-    let per_thread = bands.len().div_ceil(threads);
+    let bands: Vec<Mutex<&mut Vec<u64>>> = bands.iter_mut().map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let take_bands = || {
+        let (mut pairs, mut scratch) = (Vec::new(), Vec::new());
+        while let Some(band) = bands.get(next.fetch_add(1, Ordering::Relaxed)) {
+            // Each band is taken by one thread only: never contended.
+            let mut band = band.lock().expect("a band's lock");
+            add_pairs(&mut band, &mut scratch, &mut pairs);
+        }
+        pairs
+    };
     let mut pairs = std::thread::scope(|scope| {
-        let mut chunks = bands.chunks_mut(per_thread);
-        let own = chunks.next().unwrap_or_default();
-        let mut left = Vec::new();
-        let mut sorting = Vec::new();
-        for chunk in chunks {
-            // Moved into the closure only if the thread starts.
-            let slot = Arc::new(Mutex::new(Some(chunk)));
-            let theirs = Arc::clone(&slot);
-            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
-                let chunk = theirs
-                    .lock()
-                    .expect("band chunk")
-                    .take()
-                    .expect("taken once");
-                pairs_of(chunk)
-            });
-            match spawned {
-                Ok(thread) => sorting.push(thread),
-                Err(e) => {
-                    log::warn!("sorting LSH bands on this thread: cannot start another: {e}");
-                    left.push(slot);
-                }
-            }
-        }
-        let mut pairs = pairs_of(own);
-        for slot in left {
-            if let Some(chunk) = slot.lock().expect("band chunk").take() {
-                pairs.extend(pairs_of(chunk));
-            }
-        }
-        for thread in sorting {
+        let helpers: Vec<_> = (1..threads.min(bands.len()))
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, take_bands)
+                    .map_err(|e| log::warn!("sorting LSH bands on fewer threads: {e}"))
+                    .ok()
+            })
+            .collect();
+        let mut pairs = take_bands();
+        for helper in helpers {
             // A panic is the Integrator's, as if it had sorted alone.
-            let found = thread
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            pairs.extend(found);
+            pairs.extend(
+                helper
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
         }
         pairs
     });
@@ -246,18 +236,14 @@ pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)
     pairs
 }
 
-/// The unsorted candidate pairs of `bands`, each sorted by key in place.
-fn pairs_of(bands: &mut [Vec<u64>]) -> Vec<(u32, u32)> {
-    let mut pairs = Vec::new();
-    let mut scratch = Vec::new();
-    for band in bands {
-        sort_by_key(band, &mut scratch);
-        for group in band.chunk_by(|a, b| a >> 32 == b >> 32) {
-            let first = group[0] as u32;
-            pairs.extend(group[1..].iter().map(|&entry| (first, entry as u32)));
-        }
+/// Sorts `band` by key (through `scratch`) and appends its candidate pairs,
+/// unsorted, to `pairs`.
+fn add_pairs(band: &mut Vec<u64>, scratch: &mut Vec<u64>, pairs: &mut Vec<(u32, u32)>) {
+    sort_by_key(band, scratch);
+    for group in band.chunk_by(|a, b| a >> 32 == b >> 32) {
+        let first = group[0] as u32;
+        pairs.extend(group[1..].iter().map(|&entry| (first, entry as u32)));
     }
-    pairs
 }
 
 /// Sorts `entries` by their high 32 bits (the key), keeping the order of
