@@ -79,6 +79,11 @@ pub struct DedupArgs {
     /// candidate at J = 0.5 ... 1.0, then exit.
     #[arg(long)]
     pub explain: bool,
+    /// Copy kept.jsonl after the verify pass, not during it (the outputs
+    /// are the same; for inputs on a rotating disk, where the copy's reads
+    /// and the verify pass's would compete for the head).
+    #[arg(long)]
+    pub copy_after_verify: bool,
 }
 
 impl DedupArgs {
@@ -90,6 +95,7 @@ impl DedupArgs {
             num_perm: self.num_perm,
             bands: self.bands,
             rows: self.rows,
+            copy_beside_verify: !self.copy_after_verify,
         }
     }
 }

@@ -6,8 +6,10 @@
 //! byte-identical either way, whatever the line terminators, a byte order
 //! mark, blank and malformed lines, a last line without a newline, records
 //! split over several files (one of them empty) or a plain-text file among
-//! them. A run stopped and resumed reads the same way. An input rewritten
-//! or truncated during the run fails it with exit code 74 and no output.
+//! them. The copy runs beside pass 2, or after it (`copy_beside_verify`):
+//! the same outputs. A run stopped and resumed reads the same way. An input
+//! rewritten or truncated during the run fails it with exit code 74 and no
+//! output.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -167,6 +169,15 @@ fn reads(report: &RunReport) -> (String, String) {
     )
 }
 
+/// The summary's entry for pass 3.
+fn kept_pass(report: &RunReport) -> &serde_json::Value {
+    let passes = report.result["passes"].as_array().expect("passes");
+    passes
+        .iter()
+        .find(|p| p["pass"] == "kept")
+        .expect("a kept pass")
+}
+
 #[test]
 fn reading_only_what_is_needed_gives_the_outputs_of_a_full_read() {
     let lines = lines();
@@ -200,7 +211,33 @@ fn reading_only_what_is_needed_gives_the_outputs_of_a_full_read() {
                 layout.name,
                 report.result
             );
+            if layout.copies && !compressed {
+                assert_eq!(kept_pass(&report)["beside"], "verify", "{}", layout.name);
+            }
             results.push(outputs(&out, dir));
+        }
+        if layout.copies {
+            // The copy after pass 2 instead of beside it.
+            let out = plain.join("out-after");
+            let ctx = context(write(&plain, &layout, false), &out);
+            let params = DedupParams {
+                copy_beside_verify: false,
+                ..DedupParams::default()
+            };
+            let report = dedup::run(&ctx, &params).unwrap();
+            assert_eq!(report.exit_code, 0, "{}: {}", layout.name, report.human());
+            assert!(
+                kept_pass(&report).get("beside").is_none(),
+                "{}",
+                layout.name
+            );
+            for ((name, beside), (_, after)) in results[0].iter().zip(&outputs(&out, &plain)) {
+                assert!(
+                    beside == after,
+                    "{}: {name} differs between a copy beside pass 2 and one after it",
+                    layout.name
+                );
+            }
         }
         for ((name, partial), (_, full)) in results[0].iter().zip(&results[1]) {
             assert!(

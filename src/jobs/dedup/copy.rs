@@ -14,13 +14,17 @@
 //! ends, or the input changed since pass 1 (an edit that kept its size and
 //! modification time) and the pass fails rather than splice wrong bytes.
 //! One input file is open at a time.
+//!
+//! Which records are removed comes from a [`Removed`]: the final set of
+//! pass 2, or, when the copy runs beside pass 2 ([`super::follow`]), the
+//! decisions as pass 2 settles them.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use drainpipe_actors::AtomicFile;
+use drainpipe_actors::{AtomicFile, OutputDir, RunHandle};
 
 use crate::input::{format_of, FORMAT_JSONL};
 use crate::jobs::RunContext;
@@ -51,11 +55,53 @@ pub fn can_copy(spans: &Spans, inputs: &[PathBuf]) -> bool {
 /// How [`copy_kept`] ended short of a file.
 #[derive(Debug)]
 pub enum NotCopied {
-    /// A stop was requested.
+    /// A stop was requested (or pass 2, which the copy followed, did not
+    /// complete).
     Stopped,
     /// An input could not be read, or changed since pass 1, or the output
     /// could not be written.
     Failed(String),
+    /// The copy beside pass 2 decided a record's fate otherwise than pass
+    /// 2's final result (a bug): the copy must be made again from that
+    /// result.
+    Disagreed(String),
+}
+
+/// Where [`copy_kept`] reads and writes, and how it hears a stop: owned,
+/// so that the copy can run on a thread of its own.
+#[derive(Debug, Clone)]
+pub struct CopyTarget {
+    /// The run's input files, by input number.
+    pub inputs: Vec<PathBuf>,
+    /// Where `kept.jsonl` goes.
+    pub output: OutputDir,
+    /// Stop requests.
+    pub handle: RunHandle,
+}
+
+impl CopyTarget {
+    /// The run's inputs, output folder and stop requests.
+    pub fn of(ctx: &RunContext) -> Self {
+        CopyTarget {
+            inputs: ctx.inputs.clone(),
+            output: ctx.output.clone(),
+            handle: ctx.handle.clone(),
+        }
+    }
+}
+
+/// Whether each record is removed, asked in input order.
+pub trait Removed {
+    /// Whether record `index`, which pass 1 integrated, is removed. Asked
+    /// once for each integrated record, in increasing order.
+    fn removed(&mut self, index: u64) -> Result<bool, NotCopied>;
+}
+
+/// The final removed set of pass 2.
+impl Removed for &BitSet {
+    fn removed(&mut self, index: u64) -> Result<bool, NotCopied> {
+        Ok(self.contains(index))
+    }
 }
 
 /// A run of consecutive kept lines of one input: `[start, end)`.
@@ -77,24 +123,27 @@ struct Current<'a> {
 /// Writes `kept.jsonl` (uncommitted): the records pass 1 `integrated`,
 /// less the `removed` ones, copied from the inputs.
 pub fn copy_kept(
-    ctx: &RunContext,
+    target: &CopyTarget,
     spans: &Spans,
     integrated: &BitSet,
-    removed: &BitSet,
+    mut removed: impl Removed,
 ) -> Result<Written, NotCopied> {
-    let mut out = ctx
+    let mut out = target
         .output
         .atomic(KEPT_FILE)
         .map_err(|e| NotCopied::Failed(e.to_string()))?;
     let mut copier = Copier {
-        ctx,
+        target,
         current: None,
         buf: Vec::new(),
         runs: 0,
     };
     let mut run: Option<Run> = None;
     let mut kept = 0u64;
-    for index in integrated.iter().filter(|&i| !removed.contains(i)) {
+    for index in integrated.iter() {
+        if removed.removed(index)? {
+            continue;
+        }
         let place = spans.get(index).ok_or_else(|| {
             NotCopied::Failed(format!("record {index} has no place in the input"))
         })?;
@@ -122,7 +171,7 @@ pub fn copy_kept(
 }
 
 struct Copier<'a> {
-    ctx: &'a RunContext,
+    target: &'a CopyTarget,
     current: Option<Current<'a>>,
     buf: Vec<u8>,
     runs: u64,
@@ -130,14 +179,14 @@ struct Copier<'a> {
 
 impl<'a> Copier<'a> {
     fn stop_requested(&self) -> bool {
-        self.ctx.handle.stop_requested()
+        self.target.handle.stop_requested()
     }
 
     /// The input `input`, opened (the one before it closed).
     fn open(&mut self, input: u32) -> Result<&Current<'a>, NotCopied> {
         if self.current.as_ref().map(|c| c.input) != Some(input) {
             self.current = None;
-            let path = self.ctx.inputs.get(input as usize).ok_or_else(|| {
+            let path = self.target.inputs.get(input as usize).ok_or_else(|| {
                 NotCopied::Failed(format!("input {input} is not one of this run's"))
             })?;
             let failed = |e: io::Error| NotCopied::Failed(format!("{}: {e}", path.display()));
@@ -158,7 +207,7 @@ impl<'a> Copier<'a> {
         if self.runs.is_multiple_of(RUNS_PER_LOOK) && self.stop_requested() {
             return Err(NotCopied::Stopped);
         }
-        let stop = || self.ctx.handle.stop_requested();
+        let stop = || self.target.handle.stop_requested();
         let mut buf = std::mem::take(&mut self.buf);
         let current = self.open(run.input)?;
         let result = copy_run(current, run, out, &mut buf, &stop);
@@ -176,7 +225,11 @@ fn copy_run(
     buf: &mut Vec<u8>,
     stop: &dyn Fn() -> bool,
 ) -> Result<(), NotCopied> {
-    let read_failed = |e: io::Error| NotCopied::Failed(format!("{}: {e}", input.path.display()));
+    let read_failed = |e: io::Error| match e.kind() {
+        // Shorter than when the copy opened it: truncated meanwhile.
+        io::ErrorKind::UnexpectedEof => changed(input.path, run.end),
+        _ => NotCopied::Failed(format!("{}: {e}", input.path.display())),
+    };
     let target = out.target().to_owned();
     let write_failed = |e: io::Error| NotCopied::Failed(format!("{}: {e}", target.display()));
     if run.end > input.len {
@@ -227,9 +280,11 @@ fn copy_run(
                 return Err(NotCopied::Stopped);
             }
             let piece = (run.end - at).min(PIECE);
-            out.copy_range(&input.file, at, piece).map_err(|e| {
-                NotCopied::Failed(format!("copying from {}: {e}", input.path.display()))
-            })?;
+            out.copy_range(&input.file, at, piece)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => changed(input.path, at + piece),
+                    _ => NotCopied::Failed(format!("copying from {}: {e}", input.path.display())),
+                })?;
             at += piece;
         }
     }

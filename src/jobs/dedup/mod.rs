@@ -63,6 +63,7 @@ use super::{open_source, run_pass_into, run_pass_with, RunContext};
 pub mod bitset;
 pub mod copy;
 pub mod fold;
+pub mod follow;
 pub mod kept;
 pub mod lsh;
 pub mod memory;
@@ -84,6 +85,7 @@ pub use output::CLUSTERS_FILE;
 pub use params::{explain, Banding, DedupParams};
 
 use bitset::BitSet;
+use follow::KeptCopy;
 use kept::KeptJob;
 use lsh::SignatureJob;
 use output::Clusters;
@@ -110,6 +112,10 @@ struct PassTime {
     /// The pass completed in an earlier run and its result was loaded.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     loaded: bool,
+    /// The pass it ran beside: its time is then what it took after that
+    /// pass ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    beside: Option<&'static str>,
 }
 
 impl PassTime {
@@ -119,6 +125,7 @@ impl PassTime {
             elapsed_s: report.elapsed_s,
             records_per_s: report.records_per_s,
             loaded: false,
+            beside: None,
         }
     }
 
@@ -128,6 +135,7 @@ impl PassTime {
             elapsed_s: 0.0,
             records_per_s: 0.0,
             loaded: true,
+            beside: None,
         }
     }
 }
@@ -235,38 +243,64 @@ pub fn run_on(
     );
     let candidate_pairs = candidates.pairs.len() as u64;
     let integrated = Arc::new(candidates.integrated);
+    let spans = Arc::new(candidates.spans);
+    // Pass 3 copies kept.jsonl from the inputs when pass 1 knows where
+    // every record is.
+    let copying = copy::can_copy(&spans, &ctx.inputs);
+    // When pass 2 runs now, over the candidates only, the copy runs beside
+    // it ([`follow`]); dropped, it is abandoned.
+    let mut copy_beside: Option<KeptCopy> = None;
 
     // Pass 2: exact verification (skipped when there is no candidate). It
     // reads the candidate records only, at the places pass 1 noted, when
     // it knows them all: then it rejects nothing, unless the input changed.
-    let reread = reread::possible(ctx, &candidates.spans);
+    let reread = reread::possible(ctx, &spans);
     let verified = if candidates.pairs.is_empty() {
         verify::Verified::default()
     } else if let Some(form) = resume.load::<VerifiedForm<Box<str>>>(Pass::Verify)? {
         passes.push(PassTime::loaded("verify"));
         form.into_verified()
     } else {
+        let pairs = Arc::new(candidates.pairs);
         let mut job = VerifyJob::new(
             ctx.fields.clone(),
             params.ngram,
             params.threshold,
             Arc::clone(&integrated),
-            Arc::new(candidates.pairs),
+            Arc::clone(&pairs),
         )
         .keeping_result(resume.result_file(Pass::Verify));
         let (source, to_read, rejects_file) = if reread {
             let reread::CandidateSource { source, records } =
-                reread::candidates(ctx, &candidates.spans, &job)?;
+                reread::candidates(ctx, &spans, &job)?;
             let n = records.len() as u64;
             job = job.reading_only(records);
             (source, n, reread::REJECTS_FILE)
         } else {
             (open()?, first_read, REJECTS_FILE)
         };
-        let job = Arc::new(job);
         if let Some(stopped) = stopped_between(ctx, &reports, "verify", &passes) {
             return stopped;
         }
+        if copying && reread && params.copy_beside_verify {
+            let target = copy::CopyTarget::of(ctx);
+            let checker = follow::Checker {
+                inputs: ctx.inputs.clone(),
+                spans: Arc::clone(&spans),
+                fields: ctx.fields.clone(),
+                ngram: params.ngram,
+                threshold: params.threshold,
+            };
+            match KeptCopy::start(target, Arc::clone(&integrated), &pairs, checker) {
+                Ok(copy) => {
+                    job = job.telling(copy.fates());
+                    copy_beside = Some(copy);
+                }
+                // The copy runs after the pass instead.
+                Err(e) => log::warn!("dedup: no thread for the copy beside the verify pass: {e}"),
+            }
+        }
+        let job = Arc::new(job);
         let checkpoints = resume.checkpoints(Pass::Verify)?;
         let mut second = run_pass_into(
             Arc::clone(&job),
@@ -302,6 +336,7 @@ pub fn run_on(
     for &(r, _, _) in &clusters.removed {
         removed.insert(r.into());
     }
+    let removed = Arc::new(removed);
 
     // Pass 3: kept.jsonl, then both files are committed. It takes no
     // checkpoint: a resumed run runs it again from its start.
@@ -309,22 +344,34 @@ pub fn run_on(
         return stopped;
     }
     let clusters_file = output::write_clusters(&ctx.output, &clusters, &verified.ids)?;
-    // Copied from the inputs when pass 1 knows where every record is.
-    let copying = copy::can_copy(&candidates.spans, &ctx.inputs);
     if copying && reports.is_empty() {
         // Passes 1 and 2 were loaded: the run's report starts from theirs.
         reports.push(loaded_report(ctx, candidates.records, candidates.rejected));
     }
     let mut inconsistent = Vec::new();
+    let beside_verify = copy_beside.is_some();
     let (third, written) = if copying {
         let started = Instant::now();
-        let copied = copy::copy_kept(ctx, &candidates.spans, &integrated, &removed);
+        let target = copy::CopyTarget::of(ctx);
+        let copied = match copy_beside
+            .take()
+            .map(|copy| copy.finish(Arc::clone(&removed)))
+        {
+            Some(Err(copy::NotCopied::Disagreed(message))) => {
+                log::warn!("dedup: {message} (a bug); copying kept.jsonl again");
+                copy::copy_kept(&target, &spans, &integrated, &*removed)
+            }
+            Some(copied) => copied,
+            None => copy::copy_kept(&target, &spans, &integrated, &*removed),
+        };
+        // Beside the verify pass, the time the copy took after it.
         let elapsed_s = started.elapsed().as_secs_f64();
         passes.push(PassTime {
             pass: "kept",
             elapsed_s,
             records_per_s: first_read as f64 / elapsed_s.max(1e-9),
             loaded: false,
+            beside: beside_verify.then_some("verify"),
         });
         match copied {
             Ok(written) => (None, written),
@@ -333,7 +380,9 @@ pub fn run_on(
                 let (first, later) = reports.split_first().expect("a pass ran");
                 let later: Vec<&RunReport> = later.iter().collect();
                 let mut report = first.clone();
-                if let copy::NotCopied::Failed(message) = not_copied {
+                if let copy::NotCopied::Failed(message) | copy::NotCopied::Disagreed(message) =
+                    not_copied
+                {
                     log::error!("{message}");
                     report.cause = message.clone();
                     report.errors.push(message);
@@ -347,7 +396,7 @@ pub fn run_on(
         let job = Arc::new(KeptJob::new(
             ctx.fields.clone(),
             Arc::clone(&integrated),
-            Arc::new(removed),
+            removed,
             ctx.output.clone(),
         ));
         let checkpoints = resume.checkpoints(Pass::Kept)?;

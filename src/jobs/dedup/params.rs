@@ -19,6 +19,10 @@ pub struct DedupParams {
     pub bands: Option<usize>,
     /// Rows (MinHash values) per band; chosen automatically when `None`.
     pub rows: Option<usize>,
+    /// Copy `kept.jsonl` while pass 2 runs, when both read the input at the
+    /// places pass 1 noted ([`super::follow`]); else after it. The outputs
+    /// are the same.
+    pub copy_beside_verify: bool,
 }
 
 impl Default for DedupParams {
@@ -29,6 +33,7 @@ impl Default for DedupParams {
             num_perm: 128,
             bands: None,
             rows: None,
+            copy_beside_verify: true,
         }
     }
 }

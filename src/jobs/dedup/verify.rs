@@ -18,6 +18,7 @@ use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordEr
 use crate::input::{parse_text_record, TextFields, TextRecord};
 
 use super::bitset::BitSet;
+use super::follow::Fates;
 use super::lsh::{record_id, table_bytes};
 use super::resume::ResultFile;
 use super::shingle::shingle_set;
@@ -98,6 +99,7 @@ pub struct VerifyJob {
     /// of each record it yields, in order.
     reread: Option<Arc<Vec<u32>>>,
     result_file: Option<ResultFile>,
+    fates: Option<Arc<Fates>>,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -138,6 +140,7 @@ impl VerifyJob {
             pairs,
             reread: None,
             result_file: None,
+            fates: None,
             slot: Arc::default(),
         }
     }
@@ -159,6 +162,14 @@ impl VerifyJob {
     /// that a resumed run skips the pass (`None`: keeps nothing).
     pub fn keeping_result(mut self, file: Option<ResultFile>) -> Self {
         self.result_file = file;
+        self
+    }
+
+    /// Tells `fates`, after each candidate record, how far the pass has
+    /// checked and what it verified (for the copy of `kept.jsonl` that
+    /// runs beside it, [`super::follow`]).
+    pub fn telling(mut self, fates: Arc<Fates>) -> Self {
+        self.fates = Some(fates);
         self
     }
 
@@ -215,6 +226,8 @@ impl Job for VerifyJob {
             peak_held_bytes: 0,
             found: Verified::default(),
             result_file: self.result_file.clone(),
+            fates: self.fates.clone(),
+            told: 0,
             slot: Arc::clone(&self.slot),
         }
     }
@@ -236,6 +249,9 @@ pub struct Verifier {
     peak_held_bytes: u64,
     found: Verified,
     result_file: Option<ResultFile>,
+    fates: Option<Arc<Fates>>,
+    /// How many of `found.pairs` `fates` has been told.
+    told: usize,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -276,6 +292,13 @@ impl Integrate for Verifier {
             self.peak_held_bytes = self.peak_held_bytes.max(self.held_bytes);
             self.held.insert(x, set);
         }
+        if let Some(fates) = &self.fates {
+            // Pairs are sorted by their later record: every pair before
+            // the cursor is checked.
+            let below = pairs.get(self.cursor).map_or(u64::MAX, |p| p.1.into());
+            fates.checked(below, &self.found.pairs[self.told..]);
+            self.told = self.found.pairs.len();
+        }
         Ok(())
     }
 
@@ -299,6 +322,7 @@ impl Integrate for Verifier {
         self.held_bytes = self.held.values().map(|s| (s.capacity() * 8) as u64).sum();
         self.peak_held_bytes = form.peak_held_bytes.max(self.held_bytes);
         self.found = form.found.into_verified();
+        self.told = 0;
         Ok(())
     }
 

@@ -1,0 +1,792 @@
+//! Pass 3's copy beside pass 2: `kept.jsonl` is copied from the inputs
+//! ([`super::copy`]) on a thread of its own while the verify pass runs,
+//! instead of after it.
+//!
+//! Why: the copy is one thread of mostly kernel work, and pass 2 keeps
+//! both cores busy only part of the time; one after the other, a core
+//! idles through the whole copy (at 200k documents on two cores, about a
+//! fifth of the run).
+//!
+//! Which records pass 2 may remove is known before it starts. A cluster
+//! keeps its first record ([`super::output::Clusters`]), so a record is
+//! removed exactly when verified pairs link it to an earlier record; and
+//! verified pairs are candidate pairs. So:
+//!
+//! - a record in no candidate pair is kept, and so is the first record
+//!   of each *candidate component* (records linked by candidate pairs);
+//! - any other record's fate is settled once every candidate pair of its
+//!   component has been checked: once the verify pass has checked every
+//!   pair whose later record is at most the component's last record.
+//!
+//! The Verifier says, after each record, how far it has checked and which
+//! pairs it verified ([`Fates::checked`]). The copy goes in input order
+//! and decides each record as soon as its fate is settled: removed when
+//! verified pairs link it to an earlier record (the rule `Clusters`
+//! applies), kept when not even the verified and unchecked pairs do.
+//!
+//! A record's fate can hang on a pair whose later record is far ahead
+//! (it and an earlier record are both candidates with that one). Rather
+//! than wait for pass 2 to get there, the copy checks the unchecked
+//! pairs of the record's component itself ([`Checker`]: the same
+//! parsing, shingles and [`jaccard`] as pass 2, so the same answers) when
+//! the component is small; it waits only at a larger one. When
+//! pass 2 completes, its final removed set is handed over
+//! ([`KeptCopy::finish`]): the decisions made so far are checked against
+//! it ([`NotCopied::Disagreed`] if one differs, which would be a bug) and
+//! the rest of the copy uses it. When pass 2 does not complete, the copy
+//! is abandoned and its file deleted ([`KeptCopy`]'s `Drop`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use drainpipe_actors::{Location, RawRecord};
+
+use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
+
+use super::bitset::BitSet;
+use super::copy::{copy_kept, CopyTarget, NotCopied, Removed};
+use super::kept::Written;
+use super::shingle::shingle_set;
+use super::spans::Spans;
+use super::unionfind::UnionFind;
+use super::verify::jaccard;
+
+/// How long the copy waits for pass 2 before it logs that it still does.
+const WAIT_REPORT: Duration = Duration::from_secs(10);
+
+/// The largest candidate component whose pairs the copy checks itself
+/// (it holds their shingle sets at once, about 2.4 KB a record).
+const CHECKED_BY_COPY: usize = 64;
+
+/// What pass 2 computes for a pair, computed by the copy: reads records
+/// at the places pass 1 noted, and computes their similarity as pass 2
+/// does.
+pub struct Checker {
+    /// The run's input files, by input number.
+    pub inputs: Vec<PathBuf>,
+    /// Where each record is.
+    pub spans: Arc<Spans>,
+    /// Which JSON fields hold the text and the id.
+    pub fields: TextFields,
+    /// Words per shingle.
+    pub ngram: usize,
+    /// The similarity of a verified pair, at least.
+    pub threshold: f64,
+}
+
+impl Checker {
+    /// The shingle set of `record`, as pass 2 computes it.
+    fn set_of(
+        &self,
+        record: u32,
+        files: &mut HashMap<u32, File>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Vec<u64>, String> {
+        let at = self
+            .spans
+            .get(record.into())
+            .ok_or_else(|| format!("record {record} has no place"))?;
+        let path = self
+            .inputs
+            .get(at.input as usize)
+            .ok_or_else(|| format!("input {} is not one of this run's", at.input))?;
+        let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+        let file = match files.entry(at.input) {
+            std::collections::hash_map::Entry::Occupied(file) => file.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(File::open(path).map_err(failed)?)
+            }
+        };
+        buf.resize(at.len as usize, 0);
+        file.read_exact_at(buf, at.offset).map_err(failed)?;
+        let origin = path.to_string_lossy();
+        let raw = RawRecord {
+            index: record.into(),
+            location: Location {
+                origin: &origin,
+                line: at.line,
+            },
+            format: FORMAT_JSONL,
+            bytes: buf,
+            span: None,
+        };
+        let parsed = parse_text_record(&raw, &self.fields).map_err(|e| e.to_string())?;
+        Ok(shingle_set(&parsed.text, self.ngram))
+    }
+}
+
+/// What pass 2 has settled so far, shared by the Verifier (which tells)
+/// and the copy (which waits).
+#[derive(Debug, Default)]
+pub struct Fates {
+    state: Mutex<State>,
+    settled: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every candidate pair whose later record is below this is checked.
+    checked_below: u64,
+    /// Pairs verified since the copy last looked.
+    verified: Vec<(u32, u32)>,
+    end: End,
+    /// The copy is waiting until `checked_below` passes this: only then
+    /// is it woken (each wake-up is a system call).
+    waiting_for: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+enum End {
+    #[default]
+    Running,
+    /// Pass 2 completed: the records it removed.
+    Finished(Arc<BitSet>),
+    /// Pass 2 did not complete, or the run ended before the copy.
+    Abandoned,
+}
+
+impl Fates {
+    /// Pass 2 has checked every candidate pair whose later record is
+    /// below `below`; `verified` are the pairs it verified since its last
+    /// call (`(earlier, later, similarity)`).
+    pub fn checked(&self, below: u64, verified: &[(u32, u32, f64)]) {
+        let mut state = self.lock();
+        state.checked_below = state.checked_below.max(below);
+        state
+            .verified
+            .extend(verified.iter().map(|&(a, b, _)| (a, b)));
+        if state.waiting_for.is_some_and(|w| state.checked_below > w) {
+            state.waiting_for = None;
+            self.settled.notify_one();
+        }
+    }
+
+    fn end(&self, end: End) {
+        let mut state = self.lock();
+        if matches!(state.end, End::Running) {
+            state.end = end;
+        }
+        self.settled.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data: still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The copy's side: decides each record's fate as pass 2 settles it.
+struct Following {
+    fates: Arc<Fates>,
+    /// The records of some candidate pair, in input order: the graph's
+    /// nodes (a node's id is its position here, so ids follow input
+    /// order).
+    members: Vec<u32>,
+    /// Each node's candidate pairs: `edges[starts[v]..starts[v + 1]]`,
+    /// as (other node, later record of the pair).
+    starts: Vec<u32>,
+    edges: Vec<(u32, u32)>,
+    /// The candidate records that are not the first of their candidate
+    /// component (the others are kept), in input order.
+    doubtful: Vec<u32>,
+    next: usize,
+    /// Verified pairs so far, as `(earlier, later)` records, and their
+    /// components.
+    verified: HashSet<(u32, u32)>,
+    components: UnionFind,
+    /// Scratch for the search of [`Following::try_decide`].
+    seen: Vec<u32>,
+    search: u32,
+    stack: Vec<u32>,
+    /// Checks pairs itself, when a record's fate hangs on a pair far ahead.
+    checker: Option<Checker>,
+    /// Fates of records whose component the copy checked itself.
+    checked_here: HashMap<u32, bool>,
+    /// Fates decided before pass 2's final set arrived.
+    decided: Vec<(u32, bool)>,
+    last: Option<Arc<BitSet>>,
+    /// Time spent waiting for pass 2 (reported in the log).
+    waited: Duration,
+}
+
+impl Following {
+    fn new(fates: Arc<Fates>, candidate_pairs: &[(u32, u32)], checker: Option<Checker>) -> Self {
+        let mut members: Vec<u32> = candidate_pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+        members.sort_unstable();
+        members.dedup();
+        let dense = |r: u32| members.binary_search(&r).expect("a member") as u32;
+        let n = members.len();
+        let mut degree = vec![0u32; n + 1];
+        let mut components = UnionFind::new(n);
+        for &(a, b) in candidate_pairs {
+            degree[dense(a) as usize] += 1;
+            degree[dense(b) as usize] += 1;
+            components.union(dense(a), dense(b));
+        }
+        let mut starts = vec![0u32; n + 1];
+        for v in 0..n {
+            starts[v + 1] = starts[v] + degree[v];
+        }
+        let mut fill = starts.clone();
+        let mut edges = vec![(0, 0); starts[n] as usize];
+        for &(a, b) in candidate_pairs {
+            let (da, db) = (dense(a), dense(b));
+            edges[fill[da as usize] as usize] = (db, b);
+            fill[da as usize] += 1;
+            edges[fill[db as usize] as usize] = (da, b);
+            fill[db as usize] += 1;
+        }
+        // The root is the smallest member: the component's first record.
+        let doubtful = (0..n as u32)
+            .filter(|&v| components.find(v) != v)
+            .map(|v| members[v as usize])
+            .collect();
+        Following {
+            fates,
+            verified: HashSet::new(),
+            components: UnionFind::new(n),
+            seen: vec![0; n],
+            search: 0,
+            stack: Vec::new(),
+            members,
+            starts,
+            edges,
+            doubtful,
+            next: 0,
+            checker,
+            checked_here: HashMap::new(),
+            decided: Vec::new(),
+            last: None,
+            waited: Duration::ZERO,
+        }
+    }
+
+    fn dense(&self, record: u32) -> u32 {
+        self.members
+            .binary_search(&record)
+            .expect("verified pairs are candidate pairs") as u32
+    }
+
+    /// Takes the pairs pass 2 verified since the last look.
+    fn absorb(&mut self, state: &mut State) {
+        for (a, b) in std::mem::take(&mut state.verified) {
+            self.verified.insert((a, b));
+            let (a, b) = (self.dense(a), self.dense(b));
+            self.components.union(a, b);
+        }
+    }
+
+    /// The fate of candidate `record` when pass 2 has checked every pair
+    /// whose later record is below `checked_below`: `Ok(removed)` once it
+    /// is settled, else `Err(later)`: it cannot be before the pair with
+    /// that later record is checked.
+    ///
+    /// Removed: verified pairs link it to an earlier record (they are never
+    /// taken back). Kept: not even the pairs that are verified or not yet
+    /// checked link it to one (the pairs checked and not verified never
+    /// will be).
+    fn try_decide(&mut self, record: u32, checked_below: u64) -> Result<bool, u32> {
+        let me = self.dense(record);
+        if self.components.find(me) != me {
+            return Ok(true);
+        }
+        self.search += 1;
+        self.seen[me as usize] = self.search;
+        self.stack.clear();
+        self.stack.push(me);
+        let mut unchecked = u32::MAX;
+        while let Some(v) = self.stack.pop() {
+            let (from, to) = (self.starts[v as usize], self.starts[v as usize + 1]);
+            for &(w, later) in &self.edges[from as usize..to as usize] {
+                let usable = if u64::from(later) >= checked_below {
+                    unchecked = unchecked.min(later);
+                    true
+                } else {
+                    let (x, y) = (self.members[v as usize], self.members[w as usize]);
+                    self.verified.contains(&(x.min(y), x.max(y)))
+                };
+                if !usable || self.seen[w as usize] == self.search {
+                    continue;
+                }
+                if w < me {
+                    // An earlier record, through pairs not all checked.
+                    return Err(unchecked);
+                }
+                self.seen[w as usize] = self.search;
+                self.stack.push(w);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Waits until `record`'s fate is settled, then decides it.
+    fn settle(&mut self, record: u32) -> Result<bool, NotCopied> {
+        let fates = Arc::clone(&self.fates);
+        let mut state = fates.lock();
+        let started = Instant::now();
+        let mut tried_here = false;
+        loop {
+            self.absorb(&mut state);
+            match &state.end {
+                End::Finished(removed) => {
+                    let removed = Arc::clone(removed);
+                    drop(state);
+                    log::debug!(
+                        "dedup: the verify pass ended with the copy of kept.jsonl at record {record}, after {:.3}s of waiting for it",
+                        self.waited.as_secs_f64()
+                    );
+                    self.agree(&removed)?;
+                    let fate = removed.contains(record.into());
+                    self.last = Some(removed);
+                    return Ok(fate);
+                }
+                End::Abandoned => return Err(NotCopied::Stopped),
+                End::Running => {}
+            }
+            let below = state.checked_below;
+            let decided = match self.try_decide(record, below) {
+                Ok(removed) => Some(removed),
+                Err(_) if self.checker.is_some() && !tried_here => {
+                    // Not holding the lock: pass 2 goes on meanwhile.
+                    drop(state);
+                    tried_here = true;
+                    let here = self.check_here(record, below);
+                    state = fates.lock();
+                    if here.is_none() {
+                        continue;
+                    }
+                    here
+                }
+                Err(later) => {
+                    state.waiting_for = Some(later.into());
+                    None
+                }
+            };
+            if let Some(removed) = decided {
+                self.decided.push((record, removed));
+                return Ok(removed);
+            }
+            let waiting = Instant::now();
+            let (next, wait) = fates
+                .settled
+                .wait_timeout(state, WAIT_REPORT)
+                .unwrap_or_else(|e| e.into_inner());
+            state = next;
+            self.waited += waiting.elapsed();
+            if wait.timed_out() {
+                log::warn!(
+                    "dedup: the copy of kept.jsonl has waited {:.0}s for the verify pass to settle record {record} (pairs checked below record {})",
+                    started.elapsed().as_secs_f64(),
+                    state.checked_below
+                );
+            }
+        }
+    }
+
+    /// The fate of `record`, from the pairs of its candidate component
+    /// checked here (those pass 2 has not checked yet, below
+    /// `checked_below`), when the component is small enough; `None` when
+    /// it is not, or a record could not be read (pass 2 will say why).
+    fn check_here(&mut self, record: u32, checked_below: u64) -> Option<bool> {
+        if let Some(&fate) = self.checked_here.get(&record) {
+            return Some(fate);
+        }
+        let checker = self.checker.as_ref()?;
+        // The component's nodes, in input order.
+        let me = self.dense(record);
+        self.search += 1;
+        self.seen[me as usize] = self.search;
+        let mut nodes = vec![me];
+        let mut i = 0;
+        while i < nodes.len() {
+            let v = nodes[i] as usize;
+            i += 1;
+            for &(w, _) in &self.edges[self.starts[v] as usize..self.starts[v + 1] as usize] {
+                if self.seen[w as usize] != self.search {
+                    if nodes.len() == CHECKED_BY_COPY {
+                        return None;
+                    }
+                    self.seen[w as usize] = self.search;
+                    nodes.push(w);
+                }
+            }
+        }
+        nodes.sort_unstable();
+        let local = |v: u32| nodes.binary_search(&v).expect("in the component") as u32;
+        let mut sets: HashMap<u32, Vec<u64>> = HashMap::new();
+        let (mut files, mut buf) = (HashMap::new(), Vec::new());
+        let mut component = UnionFind::new(nodes.len());
+        for &v in &nodes {
+            for &(w, later) in
+                &self.edges[self.starts[v as usize] as usize..self.starts[v as usize + 1] as usize]
+            {
+                if w < v {
+                    continue; // each pair once, from its earlier node
+                }
+                let (a, b) = (self.members[v as usize], self.members[w as usize]);
+                let verified = if u64::from(later) < checked_below {
+                    self.verified.contains(&(a, b))
+                } else {
+                    let mut set = |r: u32| -> Option<Vec<u64>> {
+                        if let Some(set) = sets.get(&r) {
+                            return Some(set.clone());
+                        }
+                        let set = checker
+                            .set_of(r, &mut files, &mut buf)
+                            .map_err(|e| {
+                                log::debug!("dedup: the copy could not check record {r}: {e}")
+                            })
+                            .ok()?;
+                        sets.insert(r, set.clone());
+                        Some(set)
+                    };
+                    let (sa, sb) = (set(a)?, set(b)?);
+                    jaccard(&sa, &sb) >= checker.threshold
+                };
+                if verified {
+                    component.union(local(v), local(w));
+                }
+            }
+        }
+        for (i, &v) in nodes.iter().enumerate() {
+            let removed = component.find(i as u32) != i as u32;
+            self.checked_here.insert(self.members[v as usize], removed);
+        }
+        self.checked_here.get(&record).copied()
+    }
+
+    /// Checks the fates decided so far against pass 2's final result.
+    fn agree(&self, removed: &BitSet) -> Result<(), NotCopied> {
+        match self
+            .decided
+            .iter()
+            .find(|&&(record, fate)| removed.contains(record.into()) != fate)
+        {
+            Some(&(record, fate)) => Err(NotCopied::Disagreed(format!(
+                "the copy beside the verify pass found record {record} {}, the verify pass {}",
+                if fate { "removed" } else { "kept" },
+                if fate { "kept it" } else { "removed it" }
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Removed for Following {
+    fn removed(&mut self, index: u64) -> Result<bool, NotCopied> {
+        if let Some(removed) = &self.last {
+            return Ok(removed.contains(index));
+        }
+        while self
+            .doubtful
+            .get(self.next)
+            .is_some_and(|&r| u64::from(r) < index)
+        {
+            self.next += 1;
+        }
+        match self.doubtful.get(self.next) {
+            Some(&record) if u64::from(record) == index => {
+                self.next += 1;
+                self.settle(record)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// `kept.jsonl` being copied on its own thread beside pass 2. Dropping it
+/// before [`KeptCopy::finish`] abandons the copy (its file is deleted)
+/// and waits for the thread.
+pub struct KeptCopy {
+    fates: Arc<Fates>,
+    thread: Option<JoinHandle<Result<Written, NotCopied>>>,
+}
+
+impl KeptCopy {
+    /// Starts copying the records pass 1 `integrated` whose fate pass 2
+    /// (over `candidate_pairs`) settles through [`KeptCopy::fates`].
+    pub fn start(
+        target: CopyTarget,
+        integrated: Arc<BitSet>,
+        candidate_pairs: &[(u32, u32)],
+        checker: Checker,
+    ) -> std::io::Result<Self> {
+        let fates = Arc::new(Fates::default());
+        let spans = Arc::clone(&checker.spans);
+        let following = Following::new(Arc::clone(&fates), candidate_pairs, Some(checker));
+        let thread = std::thread::Builder::new()
+            .name("drainpipe-kept".into())
+            .spawn(move || copy_kept(&target, &spans, &integrated, following))?;
+        Ok(KeptCopy {
+            fates,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where pass 2 tells what it has settled.
+    pub fn fates(&self) -> Arc<Fates> {
+        Arc::clone(&self.fates)
+    }
+
+    /// Pass 2 completed and removed `removed`: the copy finishes with that
+    /// and its file is returned (uncommitted).
+    pub fn finish(mut self, removed: Arc<BitSet>) -> Result<Written, NotCopied> {
+        self.fates.end(End::Finished(removed));
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<Written, NotCopied> {
+        let thread = self.thread.take().expect("joined once");
+        thread.join().unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(NotCopied::Failed(format!(
+                "the copy of kept.jsonl panicked: {message}"
+            )))
+        })
+    }
+}
+
+impl Drop for KeptCopy {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.fates.end(End::Abandoned);
+            // The file, uncommitted, is deleted when the result is dropped.
+            let _ = self.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::output::Clusters;
+    use super::*;
+    use crate::corpus::SplitMix64;
+
+    /// The candidate pairs of a random graph, sorted by later record.
+    fn random_pairs(rng: &mut SplitMix64, records: u32, pairs: usize) -> Vec<(u32, u32)> {
+        let mut out: Vec<(u32, u32)> = (0..pairs)
+            .filter_map(|_| {
+                let a = (rng.next_u64() % u64::from(records)) as u32;
+                let b = (rng.next_u64() % u64::from(records)) as u32;
+                (a != b).then(|| (a.min(b), a.max(b)))
+            })
+            .collect();
+        out.sort_unstable_by_key(|&(a, b)| (b, a));
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn fates_decided_while_pairs_arrive_are_those_of_the_final_clusters() {
+        let mut rng = SplitMix64::new(17);
+        let mut early = 0;
+        for round in 0..300 {
+            let records = 2 + (rng.next_u64() % 60) as u32;
+            let wanted = (rng.next_u64() % 50) as usize;
+            let pairs = random_pairs(&mut rng, records, wanted);
+            // Each candidate pair verified with probability 1/2.
+            let verified: Vec<(u32, u32, f64)> = pairs
+                .iter()
+                .filter(|_| rng.next_u64().is_multiple_of(2))
+                .map(|&(a, b)| (a, b, 0.9))
+                .collect();
+            let clusters = Clusters::from_pairs(&verified);
+            let mut expected = BitSet::new();
+            for &(r, _, _) in &clusters.removed {
+                expected.insert(r.into());
+            }
+            // The Verifier's calls, one per record, in order; after each,
+            // every fate that is settled is asked for.
+            let fates = Arc::new(Fates::default());
+            let mut following = Following::new(Arc::clone(&fates), &pairs, None);
+            let (mut told, mut cursor, mut asked) = (0, 0, 0u64);
+            let mut doubtful = following.doubtful.clone().into_iter().peekable();
+            for x in 0..records {
+                while cursor < pairs.len() && pairs[cursor].1 <= x {
+                    cursor += 1;
+                }
+                let upto = verified.partition_point(|p| p.1 <= x);
+                let below = pairs.get(cursor).map_or(u64::MAX, |p| u64::from(p.1));
+                fates.checked(below, &verified[told..upto]);
+                told = upto;
+                following.absorb(&mut fates.lock());
+                while asked < u64::from(records) {
+                    let fate = if doubtful.peek().is_some_and(|&r| u64::from(r) == asked) {
+                        match following.try_decide(asked as u32, below) {
+                            Ok(fate) => {
+                                doubtful.next();
+                                early += usize::from(below <= u64::from(records));
+                                fate
+                            }
+                            Err(later) => {
+                                assert!(u64::from(later) >= below, "round {round}");
+                                break;
+                            }
+                        }
+                    } else {
+                        false
+                    };
+                    assert_eq!(
+                        fate,
+                        expected.contains(asked),
+                        "round {round}, record {asked}"
+                    );
+                    asked += 1;
+                }
+            }
+            assert_eq!(
+                asked,
+                u64::from(records),
+                "round {round}: every fate settled"
+            );
+        }
+        assert!(
+            early > 1000,
+            "most fates settle before the pass ends: {early}"
+        );
+    }
+
+    #[test]
+    fn only_records_after_the_first_of_their_component_are_doubtful() {
+        // Components {1, 4, 9} and {2, 3}.
+        let following = Following::new(Arc::default(), &[(1, 4), (2, 3), (4, 9)], None);
+        assert_eq!(following.members, [1, 2, 3, 4, 9]);
+        assert_eq!(following.doubtful, [3, 4, 9]);
+    }
+
+    #[test]
+    fn a_rejected_pair_settles_a_record_as_kept_before_its_component_ends() {
+        // 5's only pair, with 1, is rejected when record 5 is checked; the
+        // component goes on to 90 through 1.
+        let fates = Arc::new(Fates::default());
+        let mut following = Following::new(Arc::clone(&fates), &[(1, 5), (1, 90)], None);
+        fates.checked(5, &[]);
+        following.absorb(&mut fates.lock());
+        assert_eq!(following.try_decide(5, 5), Err(5), "pair (1, 5) unchecked");
+        fates.checked(6, &[]);
+        following.absorb(&mut fates.lock());
+        assert_eq!(following.try_decide(5, 6), Ok(false));
+        // Verified, 90 is removed as soon as its pair is checked.
+        fates.checked(91, &[(1, 90, 1.0)]);
+        following.absorb(&mut fates.lock());
+        assert_eq!(following.try_decide(90, 91), Ok(true));
+    }
+
+    /// A JSON Lines file of `texts` and a checker over it.
+    fn checker_over(dir: &std::path::Path, texts: &[&str]) -> Checker {
+        use super::super::spans::Place;
+        let path = dir.join("records.jsonl");
+        let mut bytes = Vec::new();
+        let mut spans = Spans::default();
+        for (i, text) in texts.iter().enumerate() {
+            let line = serde_json::json!({ "id": i, "text": text }).to_string();
+            let place = Place {
+                span: Some(drainpipe_actors::Span {
+                    input: 0,
+                    offset: bytes.len() as u64,
+                }),
+                len: line.len(),
+                line: i as u64 + 1,
+            };
+            spans.record(i as u64, place);
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        std::fs::write(&path, bytes).unwrap();
+        Checker {
+            inputs: vec![path],
+            spans: Arc::new(spans),
+            fields: TextFields::default(),
+            ngram: 2,
+            threshold: 0.8,
+        }
+    }
+
+    #[test]
+    fn a_fate_hanging_on_a_pair_far_ahead_is_checked_by_the_copy_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let same = "one two three four five six seven eight";
+        let other = "nine ten eleven twelve thirteen fourteen";
+        // Record 1's fate hangs on record 2, which pass 2 has not reached:
+        // its pairs (0, 2) and (1, 2) decide whether it joins record 0.
+        for (texts, removed) in [
+            ([same, same, same], [false, true, true]),
+            ([same, other, same], [false, false, true]),
+        ] {
+            let fates = Arc::new(Fates::default());
+            let checker = checker_over(dir.path(), &texts);
+            let mut following =
+                Following::new(Arc::clone(&fates), &[(0, 2), (1, 2)], Some(checker));
+            // Nothing checked yet: no waiting, the copy reads and decides.
+            let fates_now: Vec<bool> = (0..3).map(|r| following.removed(r).unwrap()).collect();
+            assert_eq!(fates_now, removed, "{texts:?}");
+            assert_eq!(following.waited, Duration::ZERO);
+            // Pass 2 ends with the same answer.
+            let mut set = BitSet::new();
+            for (r, &gone) in removed.iter().enumerate() {
+                if gone {
+                    set.insert(r as u64);
+                }
+            }
+            assert!(following.agree(&set).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_component_too_large_to_check_here_waits_for_pass_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts = vec!["a b c"; CHECKED_BY_COPY + 2];
+        let checker = checker_over(dir.path(), &texts);
+        // A chain 0 - 1 - 2 - ...: one component of more than the limit.
+        let pairs: Vec<(u32, u32)> = (1..texts.len() as u32).map(|r| (r - 1, r)).collect();
+        let fates = Arc::new(Fates::default());
+        let mut following = Following::new(Arc::clone(&fates), &pairs, Some(checker));
+        assert_eq!(following.check_here(1, 0), None);
+        let waiter = std::thread::spawn(move || following.removed(1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "decided without pass 2");
+        fates.checked(2, &[(0, 1, 1.0)]);
+        assert!(
+            waiter.join().unwrap().unwrap(),
+            "removed once pass 2 verified (0, 1)"
+        );
+    }
+
+    #[test]
+    fn the_final_set_is_checked_against_earlier_decisions() {
+        let fates = Arc::new(Fates::default());
+        let mut following = Following::new(Arc::clone(&fates), &[(0, 1), (2, 3)], None);
+        fates.checked(3, &[(0, 1, 1.0)]);
+        assert!(!following.removed(0).unwrap());
+        assert!(following.removed(1).unwrap(), "settled: removed");
+        let mut wrong = BitSet::new();
+        wrong.insert(3);
+        fates.end(End::Finished(Arc::new(wrong)));
+        assert!(!following.removed(2).unwrap(), "the first of its component");
+        assert!(matches!(
+            following.removed(3),
+            Err(NotCopied::Disagreed(message)) if message.contains("record 1")
+        ));
+    }
+
+    #[test]
+    fn an_abandoned_pass_stops_a_waiting_copy() {
+        let fates = Arc::new(Fates::default());
+        let mut following = Following::new(Arc::clone(&fates), &[(0, 1)], None);
+        let waiter = std::thread::spawn(move || following.removed(1));
+        std::thread::sleep(Duration::from_millis(50));
+        fates.end(End::Abandoned);
+        assert!(matches!(waiter.join().unwrap(), Err(NotCopied::Stopped)));
+    }
+}
