@@ -22,7 +22,9 @@
 //! 3. **kept** ([`copy`], or [`kept`], a pipeline pass): `kept.jsonl`, the
 //!    kept records in input order; `clusters.jsonl` ([`output`]) lists every
 //!    removed record with the record it duplicates. Both are committed once
-//!    all passes agree.
+//!    all passes agree. When it copies and pass 2 reads the candidates
+//!    only, the copy runs on a thread beside pass 2 ([`follow`]), deciding
+//!    each record as soon as pass 2 has settled its fate.
 //!
 //! Passes 2 and 3 read only what they need when pass 1 noted where every
 //! record it integrated is ([`spans`]: uncompressed files): pass 2 reads
