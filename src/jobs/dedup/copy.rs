@@ -61,10 +61,11 @@ pub enum NotCopied {
     /// An input could not be read, or changed since pass 1, or the output
     /// could not be written.
     Failed(String),
-    /// The copy beside pass 2 decided a record's fate otherwise than pass
-    /// 2's final result (a bug): the copy must be made again from that
-    /// result.
-    Disagreed(String),
+    /// The copy beside pass 2 cannot be used: it decided a record's fate
+    /// otherwise than pass 2's final result (the input changed under the
+    /// run, or a bug), or it panicked. The copy must be made again from
+    /// that result.
+    Redo(String),
 }
 
 /// Where [`copy_kept`] reads and writes, and how it hears a stop: owned,
@@ -101,6 +102,12 @@ pub trait Removed {
 impl Removed for &BitSet {
     fn removed(&mut self, index: u64) -> Result<bool, NotCopied> {
         Ok(self.contains(index))
+    }
+}
+
+impl<R: Removed> Removed for &mut R {
+    fn removed(&mut self, index: u64) -> Result<bool, NotCopied> {
+        (**self).removed(index)
     }
 }
 

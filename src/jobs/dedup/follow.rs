@@ -31,20 +31,21 @@
 //! parsing, shingles and [`jaccard`] as pass 2, so the same answers) when
 //! the component is small; it waits only at a larger one. When
 //! pass 2 completes, its final removed set is handed over
-//! ([`KeptCopy::finish`]): the decisions made so far are checked against
-//! it ([`NotCopied::Disagreed`] if one differs, which would be a bug) and
-//! the rest of the copy uses it. When pass 2 does not complete, the copy
-//! is abandoned and its file deleted ([`KeptCopy`]'s `Drop`).
+//! ([`KeptCopy::finish`]): the rest of the copy uses it, and every
+//! decision made before is checked against it ([`NotCopied::Redo`] if one
+//! differs: the input changed under the run, or a bug). When pass 2 does
+//! not complete, the copy is abandoned: it stops at its next record and
+//! its file is deleted ([`KeptCopy`]'s `Drop`).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use drainpipe_actors::{Location, RawRecord};
 
@@ -128,6 +129,8 @@ impl Checker {
 pub struct Fates {
     state: Mutex<State>,
     settled: Condvar,
+    /// Pass 2 did not complete: the copy stops (read at every record).
+    abandoned: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -140,6 +143,8 @@ struct State {
     /// The copy is waiting until `checked_below` passes this: only then
     /// is it woken (each wake-up is a system call).
     waiting_for: Option<u64>,
+    /// The copy has ended: nothing is kept for it any more.
+    closed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -158,6 +163,9 @@ impl Fates {
     /// call (`(earlier, later, similarity)`).
     pub fn checked(&self, below: u64, verified: &[(u32, u32, f64)]) {
         let mut state = self.lock();
+        if state.closed {
+            return;
+        }
         state.checked_below = state.checked_below.max(below);
         state
             .verified
@@ -171,9 +179,19 @@ impl Fates {
     fn end(&self, end: End) {
         let mut state = self.lock();
         if matches!(state.end, End::Running) {
+            if matches!(end, End::Abandoned) {
+                self.abandoned.store(true, Ordering::Relaxed);
+            }
             state.end = end;
         }
         self.settled.notify_one();
+    }
+
+    /// The copy has ended.
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.verified = Vec::new();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -285,8 +303,11 @@ impl Following {
 
     /// The fate of candidate `record` when pass 2 has checked every pair
     /// whose later record is below `checked_below`: `Ok(removed)` once it
-    /// is settled, else `Err(later)`: it cannot be before the pair with
-    /// that later record is checked.
+    /// is settled, else `Err(later)`, a hint for when to look again: the
+    /// smallest later record of the unchecked pairs the search went
+    /// through (it stops at the first earlier record it reaches, so a pair
+    /// it did not see may settle the fate sooner; waking later only
+    /// delays the copy).
     ///
     /// Removed: verified pairs link it to an earlier record (they are never
     /// taken back). Kept: not even the pairs that are verified or not yet
@@ -326,59 +347,60 @@ impl Following {
         Ok(false)
     }
 
-    /// Waits until `record`'s fate is settled, then decides it.
+    /// Waits until `record`'s fate is settled, then decides it. The Fates
+    /// lock is held only to take what pass 2 has told: the decision and
+    /// any reading are done without it, so pass 2 is never held up.
     fn settle(&mut self, record: u32) -> Result<bool, NotCopied> {
         let fates = Arc::clone(&self.fates);
-        let mut state = fates.lock();
         let started = Instant::now();
         let mut tried_here = false;
         loop {
-            self.absorb(&mut state);
-            match &state.end {
-                End::Finished(removed) => {
-                    let removed = Arc::clone(removed);
-                    drop(state);
-                    log::debug!(
-                        "dedup: the verify pass ended with the copy of kept.jsonl at record {record}, after {:.3}s of waiting for it",
-                        self.waited.as_secs_f64()
-                    );
-                    self.agree(&removed)?;
-                    let fate = removed.contains(record.into());
-                    self.last = Some(removed);
-                    return Ok(fate);
-                }
-                End::Abandoned => return Err(NotCopied::Stopped),
-                End::Running => {}
-            }
-            let below = state.checked_below;
-            let decided = match self.try_decide(record, below) {
-                Ok(removed) => Some(removed),
-                Err(_) if self.checker.is_some() && !tried_here => {
-                    // Not holding the lock: pass 2 goes on meanwhile.
-                    drop(state);
-                    tried_here = true;
-                    let here = self.check_here(record, below);
-                    state = fates.lock();
-                    if here.is_none() {
-                        continue;
+            let below = {
+                let mut state = fates.lock();
+                self.absorb(&mut state);
+                match &state.end {
+                    End::Finished(removed) => {
+                        let removed = Arc::clone(removed);
+                        drop(state);
+                        log::debug!(
+                            "dedup: the verify pass ended with the copy of kept.jsonl at record {record}, after {:.3}s of waiting for it",
+                            self.waited.as_secs_f64()
+                        );
+                        let fate = removed.contains(record.into());
+                        self.last = Some(removed);
+                        return Ok(fate);
                     }
-                    here
+                    End::Abandoned => return Err(NotCopied::Stopped),
+                    End::Running => {}
                 }
-                Err(later) => {
-                    state.waiting_for = Some(later.into());
-                    None
-                }
+                state.checked_below
             };
-            if let Some(removed) = decided {
-                self.decided.push((record, removed));
-                return Ok(removed);
+            let later = match self.try_decide(record, below) {
+                Ok(removed) => {
+                    self.decided.push((record, removed));
+                    return Ok(removed);
+                }
+                Err(later) => later,
+            };
+            if self.checker.is_some() && !tried_here {
+                tried_here = true;
+                if let Some(removed) = self.check_here(record, below) {
+                    self.decided.push((record, removed));
+                    return Ok(removed);
+                }
+                // Too large to check here: look at what pass 2 did meanwhile.
+                continue;
             }
+            let mut state = fates.lock();
+            if state.checked_below != below || !matches!(state.end, End::Running) {
+                continue; // pass 2 went on since: decide again
+            }
+            state.waiting_for = Some(later.into());
             let waiting = Instant::now();
-            let (next, wait) = fates
+            let (state, wait) = fates
                 .settled
                 .wait_timeout(state, WAIT_REPORT)
                 .unwrap_or_else(|e| e.into_inner());
-            state = next;
             self.waited += waiting.elapsed();
             if wait.timed_out() {
                 log::warn!(
@@ -391,8 +413,9 @@ impl Following {
     }
 
     /// The fate of `record`, from the pairs of its candidate component
-    /// checked here (those pass 2 has not checked yet, below
-    /// `checked_below`), when the component is small enough; `None` when
+    /// (those pass 2 has not checked yet, whose later record is at or
+    /// above `checked_below`, checked here), when the component is small
+    /// enough; `None` when
     /// it is not, or a record could not be read (pass 2 will say why).
     fn check_here(&mut self, record: u32, checked_below: u64) -> Option<bool> {
         if let Some(&fate) = self.checked_here.get(&record) {
@@ -461,26 +484,29 @@ impl Following {
         }
         self.checked_here.get(&record).copied()
     }
+}
 
-    /// Checks the fates decided so far against pass 2's final result.
-    fn agree(&self, removed: &BitSet) -> Result<(), NotCopied> {
-        match self
-            .decided
-            .iter()
-            .find(|&&(record, fate)| removed.contains(record.into()) != fate)
-        {
-            Some(&(record, fate)) => Err(NotCopied::Disagreed(format!(
-                "the copy beside the verify pass found record {record} {}, the verify pass {}",
-                if fate { "removed" } else { "kept" },
-                if fate { "kept it" } else { "removed it" }
-            ))),
-            None => Ok(()),
-        }
+/// Checks the fates the copy `decided` before pass 2 ended against pass
+/// 2's final result.
+fn agree(decided: &[(u32, bool)], removed: &BitSet) -> Result<(), NotCopied> {
+    match decided
+        .iter()
+        .find(|&&(record, fate)| removed.contains(record.into()) != fate)
+    {
+        Some(&(record, fate)) => Err(NotCopied::Redo(format!(
+            "the copy beside the verify pass found record {record} {}, the verify pass {}",
+            if fate { "removed" } else { "kept" },
+            if fate { "kept it" } else { "removed it" }
+        ))),
+        None => Ok(()),
     }
 }
 
 impl Removed for Following {
     fn removed(&mut self, index: u64) -> Result<bool, NotCopied> {
+        if self.fates.abandoned.load(Ordering::Relaxed) {
+            return Err(NotCopied::Stopped);
+        }
         if let Some(removed) = &self.last {
             return Ok(removed.contains(index));
         }
@@ -506,7 +532,17 @@ impl Removed for Following {
 /// and waits for the thread.
 pub struct KeptCopy {
     fates: Arc<Fates>,
-    thread: Option<JoinHandle<Result<Written, NotCopied>>>,
+    done: mpsc::Receiver<Copied>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the copy's thread hands back.
+struct Copied {
+    result: Result<Written, NotCopied>,
+    /// The fates it decided before pass 2's result arrived.
+    decided: Vec<(u32, bool)>,
+    /// Its own time, from start to end.
+    elapsed: Duration,
 }
 
 impl KeptCopy {
@@ -520,12 +556,24 @@ impl KeptCopy {
     ) -> std::io::Result<Self> {
         let fates = Arc::new(Fates::default());
         let spans = Arc::clone(&checker.spans);
-        let following = Following::new(Arc::clone(&fates), candidate_pairs, Some(checker));
+        let mut following = Following::new(Arc::clone(&fates), candidate_pairs, Some(checker));
+        let (send, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("drainpipe-kept".into())
-            .spawn(move || copy_kept(&target, &spans, &integrated, following))?;
+            .spawn(move || {
+                let started = Instant::now();
+                let result = copy_kept(&target, &spans, &integrated, &mut following);
+                following.fates.close();
+                // The receiver is gone only if the job itself panicked.
+                let _ = send.send(Copied {
+                    result,
+                    decided: following.decided,
+                    elapsed: started.elapsed(),
+                });
+            })?;
         Ok(KeptCopy {
             fates,
+            done,
             thread: Some(thread),
         })
     }
@@ -536,24 +584,49 @@ impl KeptCopy {
     }
 
     /// Pass 2 completed and removed `removed`: the copy finishes with that
-    /// and its file is returned (uncommitted).
-    pub fn finish(mut self, removed: Arc<BitSet>) -> Result<Written, NotCopied> {
-        self.fates.end(End::Finished(removed));
-        self.join()
+    /// and its file is returned (uncommitted), with the copy's own time.
+    /// [`NotCopied::Redo`] when it decided a record otherwise or panicked.
+    pub fn finish(mut self, removed: Arc<BitSet>) -> (Result<Written, NotCopied>, Duration) {
+        self.fates.end(End::Finished(Arc::clone(&removed)));
+        match self.join() {
+            Ok(copied) => {
+                let result = agree(&copied.decided, &removed).and(copied.result);
+                (result, copied.elapsed)
+            }
+            Err(panicked) => (Err(panicked), Duration::ZERO),
+        }
     }
 
-    fn join(&mut self) -> Result<Written, NotCopied> {
-        let thread = self.thread.take().expect("joined once");
-        thread.join().unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(NotCopied::Failed(format!(
-                "the copy of kept.jsonl panicked: {message}"
-            )))
-        })
+    /// Waits for the thread's result, saying so every [`WAIT_REPORT`].
+    fn join(&mut self) -> Result<Copied, NotCopied> {
+        let started = Instant::now();
+        let copied = loop {
+            match self.done.recv_timeout(WAIT_REPORT) {
+                Ok(copied) => break Some(copied),
+                Err(RecvTimeoutError::Timeout) => log::warn!(
+                    "dedup: waiting for the copy of kept.jsonl to end ({:.0}s)",
+                    started.elapsed().as_secs_f64()
+                ),
+                Err(RecvTimeoutError::Disconnected) => break None,
+            }
+        };
+        let joined = self.thread.take().expect("joined once").join();
+        match (copied, joined) {
+            (Some(copied), _) => Ok(copied),
+            (None, Err(panic)) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(NotCopied::Redo(format!(
+                    "the copy of kept.jsonl beside the verify pass panicked: {message}"
+                )))
+            }
+            (None, Ok(())) => Err(NotCopied::Redo(
+                "the copy of kept.jsonl beside the verify pass ended without a result".into(),
+            )),
+        }
     }
 }
 
@@ -561,8 +634,13 @@ impl Drop for KeptCopy {
     fn drop(&mut self) {
         if self.thread.is_some() {
             self.fates.end(End::Abandoned);
-            // The file, uncommitted, is deleted when the result is dropped.
-            let _ = self.join();
+            // The file, uncommitted, is deleted with the result.
+            match self.join().map(|copied| copied.result) {
+                Ok(_) | Err(NotCopied::Stopped) => {}
+                Err(NotCopied::Failed(e) | NotCopied::Redo(e)) => {
+                    log::warn!("dedup: the abandoned copy of kept.jsonl: {e}")
+                }
+            }
         }
     }
 }
@@ -739,7 +817,7 @@ mod tests {
                     set.insert(r as u64);
                 }
             }
-            assert!(following.agree(&set).is_ok());
+            assert!(agree(&following.decided, &set).is_ok());
         }
     }
 
@@ -764,20 +842,51 @@ mod tests {
     }
 
     #[test]
-    fn the_final_set_is_checked_against_earlier_decisions() {
-        let fates = Arc::new(Fates::default());
-        let mut following = Following::new(Arc::clone(&fates), &[(0, 1), (2, 3)], None);
-        fates.checked(3, &[(0, 1, 1.0)]);
-        assert!(!following.removed(0).unwrap());
-        assert!(following.removed(1).unwrap(), "settled: removed");
-        let mut wrong = BitSet::new();
-        wrong.insert(3);
-        fates.end(End::Finished(Arc::new(wrong)));
-        assert!(!following.removed(2).unwrap(), "the first of its component");
-        assert!(matches!(
-            following.removed(3),
-            Err(NotCopied::Disagreed(message)) if message.contains("record 1")
-        ));
+    fn decisions_made_before_pass_2_ended_are_checked_against_its_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let same = "one two three four five six seven eight";
+        let texts = [same, same, same];
+        let target = CopyTarget {
+            inputs: checker_over(dir.path(), &texts).inputs,
+            output: drainpipe_actors::OutputDir::create(dir.path().join("out")).unwrap(),
+            handle: drainpipe_actors::RunHandle::default(),
+        };
+        let integrated: BitSet = {
+            let mut all = BitSet::new();
+            (0..3).for_each(|r| all.insert(r));
+            all
+        };
+        // Records 1 and 2 are removed; a "result" that says only 2 is.
+        let (mut right, mut wrong) = (BitSet::new(), BitSet::new());
+        right.insert(1);
+        right.insert(2);
+        wrong.insert(2);
+        for (result, agrees) in [(right, true), (wrong, false)] {
+            let copy = KeptCopy::start(
+                target.clone(),
+                Arc::new(integrated.clone()),
+                &[(0, 2), (1, 2)],
+                checker_over(dir.path(), &texts),
+            )
+            .unwrap();
+            // The copy decides every record before pass 2 ends.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !copy.fates.lock().closed {
+                assert!(Instant::now() < deadline, "the copy did not end");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match copy.finish(Arc::new(result)).0 {
+                Ok(written) => {
+                    assert!(agrees, "a disagreement went unnoticed");
+                    assert_eq!(written.kept, 1);
+                }
+                Err(NotCopied::Redo(message)) => {
+                    assert!(!agrees, "{message}");
+                    assert!(message.contains("record 1"), "{message}");
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -788,5 +897,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         fates.end(End::Abandoned);
         assert!(matches!(waiter.join().unwrap(), Err(NotCopied::Stopped)));
+        // And a copy between two uncertain records stops at its next one.
+        let mut copying = Following::new(Arc::clone(&fates), &[(0, 1)], None);
+        assert!(matches!(copying.removed(5), Err(NotCopied::Stopped)));
     }
 }

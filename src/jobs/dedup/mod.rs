@@ -355,23 +355,30 @@ pub fn run_on(
     let (third, written) = if copying {
         let started = Instant::now();
         let target = copy::CopyTarget::of(ctx);
-        let copied = match copy_beside
+        let beside = copy_beside
             .take()
-            .map(|copy| copy.finish(Arc::clone(&removed)))
-        {
-            Some(Err(copy::NotCopied::Disagreed(message))) => {
-                log::warn!("dedup: {message} (a bug); copying kept.jsonl again");
-                copy::copy_kept(&target, &spans, &integrated, &*removed)
+            .map(|copy| copy.finish(Arc::clone(&removed)));
+        let (copied, copy_time) = match beside {
+            Some((Err(copy::NotCopied::Redo(message)), _)) => {
+                log::warn!("dedup: {message}; copying kept.jsonl again");
+                let copied = copy::copy_kept(&target, &spans, &integrated, &*removed);
+                (copied, None)
             }
-            Some(copied) => copied,
-            None => copy::copy_kept(&target, &spans, &integrated, &*removed),
+            Some((copied, time)) => (copied, Some(time)),
+            None => (
+                copy::copy_kept(&target, &spans, &integrated, &*removed),
+                None,
+            ),
         };
-        // Beside the verify pass, the time the copy took after it.
+        // Beside the verify pass, the time the run spent on the copy after
+        // that pass ended (what it adds to the run); the rate is over the
+        // copy's own time.
         let elapsed_s = started.elapsed().as_secs_f64();
+        let copy_s = copy_time.map_or(elapsed_s, |t| t.as_secs_f64());
         passes.push(PassTime {
             pass: "kept",
             elapsed_s,
-            records_per_s: first_read as f64 / elapsed_s.max(1e-9),
+            records_per_s: first_read as f64 / copy_s.max(1e-9),
             loaded: false,
             beside: beside_verify.then_some("verify"),
         });
@@ -382,7 +389,7 @@ pub fn run_on(
                 let (first, later) = reports.split_first().expect("a pass ran");
                 let later: Vec<&RunReport> = later.iter().collect();
                 let mut report = first.clone();
-                if let copy::NotCopied::Failed(message) | copy::NotCopied::Disagreed(message) =
+                if let copy::NotCopied::Failed(message) | copy::NotCopied::Redo(message) =
                     not_copied
                 {
                     log::error!("{message}");
