@@ -279,6 +279,8 @@ impl Following {
             doubtful,
             next: 0,
             checker,
+            // A thirty-second of the input (at least 1,024 records): pass
+            // 2 goes through it in a few milliseconds.
             checked_here: HashMap::new(),
             decided: Vec::new(),
             last: None,
@@ -363,8 +365,9 @@ impl Following {
                         let removed = Arc::clone(removed);
                         drop(state);
                         log::debug!(
-                            "dedup: the verify pass ended with the copy of kept.jsonl at record {record}, after {:.3}s of waiting for it",
-                            self.waited.as_secs_f64()
+                            "dedup: the verify pass ended with the copy of kept.jsonl at record {record}, after {:.3}s of waiting for it; it checked {} records' pairs itself",
+                            self.waited.as_secs_f64(),
+                            self.checked_here.len()
                         );
                         let fate = removed.contains(record.into());
                         self.last = Some(removed);
