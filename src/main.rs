@@ -66,10 +66,17 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         // to block or confuse a later one.
         jobs::remove_resumable_state(&ctx.output)?;
     }
-    let mut report = match &cli.job {
-        JobCommand::Vocab { .. } => jobs::vocab::run(&ctx)?,
-        JobCommand::Dedup { params, .. } => jobs::dedup::run(&ctx, &params.params())?,
+    let ran = match &cli.job {
+        JobCommand::Vocab { .. } => jobs::vocab::run(&ctx),
+        JobCommand::Dedup { params, .. } => jobs::dedup::run(&ctx, &params.params()),
         JobCommand::Generate(_) => unreachable!("handled above"),
+    };
+    let mut report = match ran {
+        Ok(report) => report,
+        Err(e) => {
+            write_failure_summary(&output, &cli.job, &ctx.fingerprint, &e);
+            return Err(e);
+        }
     };
     report.peak_rss_bytes = peak_rss_bytes();
     report.write(&output)?;
@@ -81,6 +88,36 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         log::debug!("result: {}", report.result);
     }
     Ok(report.exit_code)
+}
+
+/// `summary.json` for a run that ended before it had a report (exit 70 or
+/// 74 from an error): an earlier run's summary must not stand in the folder
+/// as if it were this run's. A failure to write it is logged; the run's
+/// own error is what the caller reports.
+fn write_failure_summary(
+    output: &OutputDir,
+    job: &JobCommand,
+    fingerprint: &str,
+    e: &anyhow::Error,
+) {
+    let name = match job {
+        JobCommand::Vocab { .. } => "vocab",
+        JobCommand::Dedup { .. } => "dedup",
+        JobCommand::Generate(_) => "generate",
+    };
+    let summary = serde_json::json!({
+        "job": name,
+        "fingerprint": fingerprint,
+        "exit": "failed",
+        "exit_code": error_code(e).code(),
+        "cause": format!("{e:#}"),
+        "note": "the run ended before it could report: none of its outputs was committed; any other file in this folder is an earlier run's",
+    });
+    let mut json = serde_json::to_vec_pretty(&summary).expect("a JSON value serializes");
+    json.push(b'\n');
+    if let Err(write) = output.write_all("summary.json", &json) {
+        log::error!("could not write summary.json: {write}");
+    }
 }
 
 /// The lines a dedup run adds to the human summary: what it found and,
