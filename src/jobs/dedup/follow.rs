@@ -71,25 +71,42 @@ const CHECKED_BY_COPY: usize = 64;
 /// does.
 pub struct Checker {
     /// The run's input files, by input number.
-    pub inputs: Vec<PathBuf>,
+    inputs: Vec<PathBuf>,
     /// Where each record is.
-    pub spans: Arc<Spans>,
+    spans: Arc<Spans>,
     /// Which JSON fields hold the text and the id.
-    pub fields: TextFields,
+    fields: TextFields,
     /// Words per shingle.
-    pub ngram: usize,
+    ngram: usize,
     /// The similarity of a verified pair, at least.
-    pub threshold: f64,
+    threshold: f64,
+    /// The inputs opened so far, and room for a record.
+    files: HashMap<u32, File>,
+    buf: Vec<u8>,
 }
 
 impl Checker {
+    /// A checker of the records of `inputs` at their places in `spans`.
+    pub fn new(
+        inputs: Vec<PathBuf>,
+        spans: Arc<Spans>,
+        fields: TextFields,
+        ngram: usize,
+        threshold: f64,
+    ) -> Self {
+        Checker {
+            inputs,
+            spans,
+            fields,
+            ngram,
+            threshold,
+            files: HashMap::new(),
+            buf: Vec::new(),
+        }
+    }
+
     /// The shingle set of `record`, as pass 2 computes it.
-    fn set_of(
-        &self,
-        record: u32,
-        files: &mut HashMap<u32, File>,
-        buf: &mut Vec<u8>,
-    ) -> Result<Vec<u64>, String> {
+    fn set_of(&mut self, record: u32) -> Result<Vec<u64>, String> {
         let at = self
             .spans
             .get(record.into())
@@ -99,12 +116,13 @@ impl Checker {
             .get(at.input as usize)
             .ok_or_else(|| format!("input {} is not one of this run's", at.input))?;
         let failed = |e: std::io::Error| format!("{}: {e}", path.display());
-        let file = match files.entry(at.input) {
+        let file = match self.files.entry(at.input) {
             std::collections::hash_map::Entry::Occupied(file) => file.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(File::open(path).map_err(failed)?)
             }
         };
+        let buf = &mut self.buf;
         buf.resize(at.len as usize, 0);
         file.read_exact_at(buf, at.offset).map_err(failed)?;
         let origin = path.to_string_lossy();
@@ -424,9 +442,59 @@ impl Following {
         if let Some(&fate) = self.checked_here.get(&record) {
             return Some(fate);
         }
-        let checker = self.checker.as_ref()?;
-        // The component's nodes, in input order.
-        let me = self.dense(record);
+        let threshold = self.checker.as_ref()?.threshold;
+        let nodes = self.component_of(self.dense(record))?;
+        // Its pairs, each once (from its earlier node).
+        let mut pairs = Vec::new();
+        for &v in &nodes {
+            let (from, to) = (self.starts[v as usize], self.starts[v as usize + 1]);
+            for &(w, later) in &self.edges[from as usize..to as usize] {
+                if w > v {
+                    pairs.push((v, w, later));
+                }
+            }
+        }
+        // The shingle sets of the records of the pairs pass 2 has not
+        // checked yet.
+        let checker = self.checker.as_mut()?;
+        let mut sets: HashMap<u32, Vec<u64>> = HashMap::new();
+        for &(v, w, later) in &pairs {
+            if u64::from(later) < checked_below {
+                continue;
+            }
+            for r in [self.members[v as usize], self.members[w as usize]] {
+                if let std::collections::hash_map::Entry::Vacant(slot) = sets.entry(r) {
+                    let set = checker
+                        .set_of(r)
+                        .map_err(|e| log::debug!("dedup: the copy could not check record {r}: {e}"))
+                        .ok()?;
+                    slot.insert(set);
+                }
+            }
+        }
+        let local = |v: u32| nodes.binary_search(&v).expect("in the component") as u32;
+        let mut component = UnionFind::new(nodes.len());
+        for &(v, w, later) in &pairs {
+            let (a, b) = (self.members[v as usize], self.members[w as usize]);
+            let verified = if u64::from(later) < checked_below {
+                self.verified.contains(&(a, b))
+            } else {
+                jaccard(&sets[&a], &sets[&b]) >= threshold
+            };
+            if verified {
+                component.union(local(v), local(w));
+            }
+        }
+        for (i, &v) in nodes.iter().enumerate() {
+            let removed = component.find(i as u32) != i as u32;
+            self.checked_here.insert(self.members[v as usize], removed);
+        }
+        self.checked_here.get(&record).copied()
+    }
+
+    /// The nodes of `me`'s candidate component, in input order; `None`
+    /// when it has more than [`CHECKED_BY_COPY`].
+    fn component_of(&mut self, me: u32) -> Option<Vec<u32>> {
         self.search += 1;
         self.seen[me as usize] = self.search;
         let mut nodes = vec![me];
@@ -445,47 +513,7 @@ impl Following {
             }
         }
         nodes.sort_unstable();
-        let local = |v: u32| nodes.binary_search(&v).expect("in the component") as u32;
-        let mut sets: HashMap<u32, Vec<u64>> = HashMap::new();
-        let (mut files, mut buf) = (HashMap::new(), Vec::new());
-        let mut component = UnionFind::new(nodes.len());
-        for &v in &nodes {
-            for &(w, later) in
-                &self.edges[self.starts[v as usize] as usize..self.starts[v as usize + 1] as usize]
-            {
-                if w < v {
-                    continue; // each pair once, from its earlier node
-                }
-                let (a, b) = (self.members[v as usize], self.members[w as usize]);
-                let verified = if u64::from(later) < checked_below {
-                    self.verified.contains(&(a, b))
-                } else {
-                    let mut set = |r: u32| -> Option<Vec<u64>> {
-                        if let Some(set) = sets.get(&r) {
-                            return Some(set.clone());
-                        }
-                        let set = checker
-                            .set_of(r, &mut files, &mut buf)
-                            .map_err(|e| {
-                                log::debug!("dedup: the copy could not check record {r}: {e}")
-                            })
-                            .ok()?;
-                        sets.insert(r, set.clone());
-                        Some(set)
-                    };
-                    let (sa, sb) = (set(a)?, set(b)?);
-                    jaccard(&sa, &sb) >= checker.threshold
-                };
-                if verified {
-                    component.union(local(v), local(w));
-                }
-            }
-        }
-        for (i, &v) in nodes.iter().enumerate() {
-            let removed = component.find(i as u32) != i as u32;
-            self.checked_here.insert(self.members[v as usize], removed);
-        }
-        self.checked_here.get(&record).copied()
+        Some(nodes)
     }
 }
 
@@ -785,13 +813,7 @@ mod tests {
             bytes.push(b'\n');
         }
         std::fs::write(&path, bytes).unwrap();
-        Checker {
-            inputs: vec![path],
-            spans: Arc::new(spans),
-            fields: TextFields::default(),
-            ngram: 2,
-            threshold: 0.8,
-        }
+        Checker::new(vec![path], Arc::new(spans), TextFields::default(), 2, 0.8)
     }
 
     #[test]

@@ -286,13 +286,13 @@ pub fn run_on(
         }
         if copying && reread && params.copy_beside_verify {
             let target = copy::CopyTarget::of(ctx);
-            let checker = follow::Checker {
-                inputs: ctx.inputs.clone(),
-                spans: Arc::clone(&spans),
-                fields: ctx.fields.clone(),
-                ngram: params.ngram,
-                threshold: params.threshold,
-            };
+            let checker = follow::Checker::new(
+                ctx.inputs.clone(),
+                Arc::clone(&spans),
+                ctx.fields.clone(),
+                params.ngram,
+                params.threshold,
+            );
             match KeptCopy::start(target, Arc::clone(&integrated), &pairs, checker) {
                 Ok(copy) => {
                     job = job.telling(copy.fates());
