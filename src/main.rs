@@ -40,13 +40,14 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<i32> {
     let common = match &cli.job {
         JobCommand::Generate(args) => {
-            generate(args)?;
+            quiet_when_stdout_closes(generate(args))?;
             return Ok(Code::Complete.code());
         }
         JobCommand::Dedup { params, .. } if params.explain => {
             let text = jobs::dedup::explain(&params.params());
-            std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
-                .context("writing to stdout")?;
+            let written = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+                .context("writing to stdout");
+            quiet_when_stdout_closes(written)?;
             return Ok(Code::Complete.code());
         }
         job => job.common().expect("every job has the common options"),
@@ -88,6 +89,25 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         log::debug!("result: {}", report.result);
     }
     Ok(report.exit_code)
+}
+
+/// A command whose output is read by another (`generate | head`) stops
+/// quietly, with success, when that reader has had enough and closed the
+/// pipe, as `cat` or `seq` would (they die of SIGPIPE, which Rust
+/// programs ignore); any other error stays an error.
+fn quiet_when_stdout_closes(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// `summary.json` for a run that ended before it had a report (exit 70 or
