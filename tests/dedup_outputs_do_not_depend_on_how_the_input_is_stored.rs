@@ -216,29 +216,6 @@ fn reading_only_what_is_needed_gives_the_outputs_of_a_full_read() {
             }
             results.push(outputs(&out, dir));
         }
-        if layout.copies {
-            // The copy after pass 2 instead of beside it.
-            let out = plain.join("out-after");
-            let ctx = context(write(&plain, &layout, false), &out);
-            let params = DedupParams {
-                copy_beside_verify: false,
-                ..DedupParams::default()
-            };
-            let report = dedup::run(&ctx, &params).unwrap();
-            assert_eq!(report.exit_code, 0, "{}: {}", layout.name, report.human());
-            assert!(
-                kept_pass(&report).get("beside").is_none(),
-                "{}",
-                layout.name
-            );
-            for ((name, beside), (_, after)) in results[0].iter().zip(&outputs(&out, &plain)) {
-                assert!(
-                    beside == after,
-                    "{}: {name} differs between a copy beside pass 2 and one after it",
-                    layout.name
-                );
-            }
-        }
         for ((name, partial), (_, full)) in results[0].iter().zip(&results[1]) {
             assert!(
                 partial == full,
@@ -257,6 +234,39 @@ fn reading_only_what_is_needed_gives_the_outputs_of_a_full_read() {
                 None => kept_of_json_only = Some(kept),
                 Some(first) => assert!(*first == kept, "{}: kept.jsonl differs", layout.name),
             }
+        }
+    }
+}
+
+#[test]
+fn copying_kept_beside_pass_2_or_after_it_gives_the_same_outputs() {
+    let lines = lines();
+    for layout in layouts(&lines).iter().filter(|l| l.copies) {
+        let tmp = tempfile::tempdir().unwrap();
+        let inputs = write(tmp.path(), layout, false);
+        let mut results = Vec::new();
+        for beside in [true, false] {
+            let out = tmp.path().join(format!("out-{beside}"));
+            let params = DedupParams {
+                copy_beside_verify: beside,
+                ..DedupParams::default()
+            };
+            let report = dedup::run(&context(inputs.clone(), &out), &params).unwrap();
+            assert_eq!(report.exit_code, 0, "{}: {}", layout.name, report.human());
+            let expected = if beside {
+                "verify".into()
+            } else {
+                serde_json::Value::Null
+            };
+            assert_eq!(kept_pass(&report)["beside"], expected, "{}", layout.name);
+            results.push(outputs(&out, tmp.path()));
+        }
+        for ((name, beside), (_, after)) in results[0].iter().zip(&results[1]) {
+            assert!(
+                beside == after,
+                "{}: {name} differs between a copy beside pass 2 and one after it",
+                layout.name
+            );
         }
     }
 }
