@@ -11,8 +11,8 @@
 
 use std::cell::RefCell;
 
-use super::normalize::for_each_word_state;
 pub use super::normalize::hash_word;
+use super::normalize::{ascii_word_hashes, for_each_word_state};
 
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 const SHINGLE_SEED: u64 = 0x5348_494E_474C_4531;
@@ -64,11 +64,13 @@ impl Scratch {
         } = self;
         words.clear();
         shingles.clear();
-        for_each_word_state(text, word, |state| words.push(state));
+        if !ascii_word_hashes(text, words) {
+            for_each_word_state(text, word, |state| words.push(state));
+            finalize_words(words);
+        }
         if words.is_empty() {
             return;
         }
-        finalize_words(words);
         let n = ngram.clamp(1, words.len());
         hash_windows(words, n, shingles);
     }
