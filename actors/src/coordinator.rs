@@ -36,6 +36,10 @@ const MAX_ADAPTIVE_BATCH: usize = 1 << 16;
 /// The smallest batch [`Coordinator::next_batch_size`] shrinks to near the
 /// end of the input.
 const MIN_TAIL_BATCH: usize = 16;
+/// How often Releasing first looks whether the released threads have
+/// exited, and for how long it looks that often.
+const EXIT_LOOK: Duration = Duration::from_micros(100);
+const EXIT_LOOKS_OFTEN: Duration = Duration::from_millis(5);
 /// How long Releasing waits for a Source blocked in an abandoned read.
 const SOURCE_GRACE: Duration = Duration::from_secs(1);
 
@@ -550,17 +554,19 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         // queue and end its threads; the tick then waits for them to exit.
         self.pool = None;
         self.source = None;
-        // They usually have within a millisecond: look sooner than the tick
-        // would (a tick's wait, per pass, is most of a short run).
-        self.look_for_exits(ctx, Duration::from_micros(250));
+        // They usually have within one or two milliseconds: look sooner
+        // than the tick would (a tick's wait, per pass, is most of a short
+        // run), and often, since each look is cheap.
+        self.look_for_exits(ctx, EXIT_LOOK);
     }
 
-    /// Checks after `after`, then after twice as long, up to a tick, that
-    /// the released threads have exited.
+    /// Checks every `after` for [`EXIT_LOOKS_OFTEN`], then after twice as
+    /// long each time, up to a tick, that the released threads have exited.
     fn look_for_exits(&mut self, ctx: &mut Context<Self>, after: Duration) {
         ctx.run_later(after, move |act, ctx| {
             if act.phase == Phase::Releasing && !act.released() && after < TICK {
-                act.look_for_exits(ctx, after * 2);
+                let often = act.phase_entered.elapsed() < EXIT_LOOKS_OFTEN;
+                act.look_for_exits(ctx, if often { after } else { after * 2 });
             }
         });
     }

@@ -277,16 +277,20 @@ fn copy_run(
     if !ends_line {
         return Err(changed(input.path, run.end));
     }
+    // A `\n` terminator is copied with the run: one write, not two (the
+    // second of one byte, and a flush of it before the kernel's copy).
+    let newline = tail.first() == Some(&b'\n');
+    let end = run.end + u64::from(newline);
     if small {
-        out.write_all(&buf[(run.start - from) as usize..(run.end - from) as usize])
+        out.write_all(&buf[(run.start - from) as usize..(end - from) as usize])
             .map_err(write_failed)?;
     } else {
         let mut at = run.start;
-        while at < run.end {
+        while at < end {
             if stop() {
                 return Err(NotCopied::Stopped);
             }
-            let piece = (run.end - at).min(PIECE);
+            let piece = (end - at).min(PIECE);
             out.copy_range(&input.file, at, piece)
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::UnexpectedEof => changed(input.path, at + piece),
@@ -294,6 +298,9 @@ fn copy_run(
                 })?;
             at += piece;
         }
+    }
+    if newline {
+        return Ok(());
     }
     out.write_all(b"\n").map_err(write_failed)
 }
