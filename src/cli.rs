@@ -271,6 +271,7 @@ impl CommonArgs {
             resume: self.resume,
             fingerprint: self.fingerprint(job),
             engine: drainpipe::jobs::Engine::Actors,
+            buffers: drainpipe_actors::BatchBuffers::new(),
         }
     }
 

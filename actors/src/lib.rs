@@ -109,7 +109,7 @@ pub mod protocol;
 pub mod report;
 pub mod source;
 
-pub use batch::{Batch, BatchBuilder, Location, RawRecord, Rejected, Span};
+pub use batch::{Batch, BatchBuffers, BatchBuilder, Location, RawRecord, Rejected, Span};
 pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, PassResult, CHECKPOINT_FILE};
 pub use error::{CodecError, InputError, OutputError};
 pub use integrator::{RejectedRecord, REJECTS_FILE};

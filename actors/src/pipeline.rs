@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::batch::BatchBuffers;
 use crate::checkpoint::Checkpoints;
 use crate::coordinator::{Coordinator, ProgressFn, Wiring};
 use crate::integrator::Integrator;
@@ -91,6 +92,7 @@ pub struct Pipeline<J: Job, S: RecordSource> {
     checkpoints: Checkpoints,
     setup: Option<SetupFn>,
     rejects_file: &'static str,
+    buffers: Option<BatchBuffers>,
 }
 
 impl<J: Job, S: RecordSource> Pipeline<J, S> {
@@ -112,6 +114,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             checkpoints: Checkpoints::default(),
             setup: None,
             rejects_file: crate::REJECTS_FILE,
+            buffers: None,
         }
     }
 
@@ -126,6 +129,13 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
     /// reads only part of the input, so the first pass's list stays).
     pub fn rejects_file(mut self, name: &'static str) -> Self {
         self.rejects_file = name;
+        self
+    }
+
+    /// Fills batches in `buffers`, which other runs may share (a job's
+    /// passes: see [`BatchBuffers`]); otherwise the run has its own.
+    pub fn sharing_buffers(mut self, buffers: &BatchBuffers) -> Self {
+        self.buffers = Some(buffers.clone());
         self
     }
 
@@ -275,7 +285,9 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             mut checkpoints,
             setup,
             rejects_file,
+            buffers,
         } = self;
+        let buffers = buffers.unwrap_or_default();
         let mut state = job.integrator();
         let resume = checkpoints.resume.take();
         if let Some(c) = &resume {
@@ -313,7 +325,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
                     Arc::clone(&observed),
                     alive_tx,
                 );
-                let source = Source::start(source, source_alive_tx, resume_at);
+                let source = Source::start(source, source_alive_tx, resume_at, buffers);
                 Coordinator::new(Wiring {
                     job_name: job.name().to_owned(),
                     settings,

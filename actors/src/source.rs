@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
-use crate::batch::{Batch, BatchBuilder, BufferPool};
+use crate::batch::{Batch, BatchBuffers, BatchBuilder, BufferPool};
 use crate::error::InputError;
 
 /// A reader of records, implemented by the application for its input formats.
@@ -67,11 +67,6 @@ pub struct Pulled {
     pub position: u64,
 }
 
-/// Free batch buffers the Source keeps at most. A window of more batches
-/// (the default is two per core) works as well, with the buffers past
-/// these freed and allocated again.
-const BUFFERS_KEPT: usize = 16;
-
 /// The Source actor. Runs on a one-thread `SyncArbiter`.
 pub struct Source<S: RecordSource> {
     // Boxed so the actor is `Unpin` whatever the reader is.
@@ -95,16 +90,22 @@ impl<S: RecordSource> Source<S> {
     /// Starts the Source on its own thread. `alive` is disconnected when the
     /// thread has dropped the actor. `resume_at` is `(records, batches)`
     /// already done by the run being resumed: that many records are skipped
-    /// and numbering continues after them.
-    pub(crate) fn start(reader: S, alive: mpsc::Sender<()>, resume_at: (u64, u64)) -> Addr<Self> {
+    /// and numbering continues after them. Batches are filled in `buffers`'
+    /// free buffers, and given back to them.
+    pub(crate) fn start(
+        reader: S,
+        alive: mpsc::Sender<()>,
+        resume_at: (u64, u64),
+        buffers: BatchBuffers,
+    ) -> Addr<Self> {
         // The factory may in principle be called again; the reader moves into
         // the first instance only, a second instance would be a bug.
-        let slot = Arc::new(Mutex::new(Some((reader, alive))));
+        let slot = Arc::new(Mutex::new(Some((reader, alive, buffers.0))));
         SyncArbiter::start_with_thread_builder(
             1,
             || std::thread::Builder::new().name("drainpipe-source".into()),
             move || {
-                let (reader, alive) = slot
+                let (reader, alive, buffers) = slot
                     .lock()
                     .expect("source slot poisoned")
                     .take()
@@ -116,7 +117,7 @@ impl<S: RecordSource> Source<S> {
                     skip: resume_at.0,
                     records_read: 0,
                     bytes_read: 0,
-                    buffers: BufferPool::new(BUFFERS_KEPT),
+                    buffers,
                     _alive: alive,
                 }
             },

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drainpipe_actors::{
-    Checkpoint, Checkpoints, Job, OutputDir, Pipeline, Progress, RecordSource, RunHandle,
-    RunReport, Settings, REJECTS_FILE,
+    BatchBuffers, Checkpoint, Checkpoints, Job, OutputDir, Pipeline, Progress, RecordSource,
+    RunHandle, RunReport, Settings, REJECTS_FILE,
 };
 
 use crate::corpus::DemoSource;
@@ -54,6 +54,9 @@ pub struct RunContext {
     /// What runs the passes: the actor pipeline, or the no-actor baseline
     /// (benchmarks).
     pub engine: Engine,
+    /// The batch buffers every pass of the run fills (see
+    /// [`BatchBuffers`]).
+    pub buffers: BatchBuffers,
 }
 
 /// What runs a job's passes.
@@ -89,6 +92,7 @@ impl RunContext {
             resume: false,
             fingerprint: String::new(),
             engine: Engine::Actors,
+            buffers: BatchBuffers::new(),
         }
     }
 
@@ -187,6 +191,7 @@ pub fn run_pass_into<J: Job, S: RecordSource>(
     }
     let report = Pipeline::with_shared_job(job, source, ctx.output.clone())
         .rejects_file(rejects_file)
+        .sharing_buffers(&ctx.buffers)
         .settings(ctx.settings.clone())
         .checkpoints(checkpoints)
         .handle(ctx.handle.clone())
