@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use drainpipe::corpus::{Corpus, CorpusSpec};
 use drainpipe::jobs::dedup::minhash::{BandKeys, Kernel, MinHasher};
 use drainpipe::jobs::dedup::normalize::for_each_word_hash;
-use drainpipe::jobs::dedup::shingle::Scratch;
+use drainpipe::jobs::dedup::shingle::{sort_hashes_into, Scratch};
 use drainpipe::jobs::dedup::DedupParams;
 
 fn documents() -> Vec<String> {
@@ -59,6 +59,28 @@ fn step1(c: &mut Criterion) {
             s.shingles
         })
         .collect();
+
+    // Pass 2 sorts each candidate record's shingles into its set.
+    group.bench_function("sort shingles: comparison sort", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            for s in &shingled {
+                out.clear();
+                out.extend_from_slice(s);
+                out.sort_unstable();
+            }
+            out.len()
+        })
+    });
+    group.bench_function("sort shingles: counting sort on the top bits", |b| {
+        let (mut counts, mut out) = (Vec::new(), Vec::new());
+        b.iter(|| {
+            for s in &shingled {
+                sort_hashes_into(s, &mut counts, &mut out);
+            }
+            out.len()
+        })
+    });
     // Every kernel this CPU runs; the dispatched one is the last.
     for kernel in Kernel::available() {
         let name = format!("minhash signature (128 permutations, {kernel:?})");

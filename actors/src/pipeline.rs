@@ -86,7 +86,9 @@ pub struct Pipeline<J: Job, S: RecordSource> {
     job: Arc<J>,
     source: S,
     output: OutputDir,
-    settings: Settings,
+    /// `None`: [`Settings::default`], made only if the run needs it (it
+    /// asks the system how many processors there are).
+    settings: Option<Settings>,
     handle: RunHandle,
     progress: Option<ProgressFn>,
     checkpoints: Checkpoints,
@@ -108,7 +110,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             job,
             source,
             output,
-            settings: Settings::default(),
+            settings: None,
             handle: RunHandle::new(),
             progress: None,
             checkpoints: Checkpoints::default(),
@@ -141,7 +143,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
 
     /// Sets the tuning and limits.
     pub fn settings(mut self, settings: Settings) -> Self {
-        self.settings = settings;
+        self.settings = Some(settings);
         self
     }
 
@@ -267,8 +269,9 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
     /// Runs the pipeline to its end on the current thread and returns the
     /// report. The outputs and `rejects.jsonl` are written by then;
     /// `summary.json` is the caller's to write ([`RunReport::write`]).
-    pub fn run(self) -> Result<RunReport, PipelineError> {
-        let s = &self.settings;
+    pub fn run(mut self) -> Result<RunReport, PipelineError> {
+        let settings = self.settings.take().unwrap_or_default();
+        let s = &settings;
         if s.workers == 0 || s.window == 0 || s.batch == Some(0) || s.max_batch_bytes == 0 {
             return Err(PipelineError::Settings(
                 "workers, window, batch and max_batch_bytes must be at least 1".into(),
@@ -279,7 +282,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             job,
             source,
             output,
-            settings,
+            settings: _,
             handle,
             progress,
             mut checkpoints,

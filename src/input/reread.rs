@@ -61,7 +61,13 @@ impl Reread {
     /// wanted record is in none of them or in a compressed one; the files
     /// are opened as their records come.
     pub fn open(paths: &[PathBuf], wanted: Arc<Vec<Wanted>>) -> Result<Reread, InputError> {
+        // Each input is checked once (wanted records come input by input).
+        let mut checked = None;
         for w in wanted.iter() {
+            if checked == Some(w.span.input) {
+                continue;
+            }
+            checked = Some(w.span.input);
             let at = w.span.input as usize;
             let fail = |origin: String, kind, message: &str| InputError {
                 origin,
