@@ -217,6 +217,19 @@ impl Write for AtomicFile {
         self.wrote(buf.len() as u64);
         Ok(())
     }
+    /// One `writev` of the slices when they are more than the buffer
+    /// holds (the temporary file's own `Write` writes one slice a call).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let n = if total >= self.writer.capacity() {
+            self.writer.flush()?;
+            self.writer.get_mut().as_file_mut().write_vectored(bufs)?
+        } else {
+            self.writer.write_vectored(bufs)?
+        };
+        self.wrote(n as u64);
+        Ok(n)
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
     }
@@ -270,6 +283,21 @@ mod tests {
             file.copy_range(&source, round, block.len() as u64 - round)
                 .unwrap();
             expected.extend_from_slice(&block[round as usize..]);
+            // Vectored writes, smaller and larger than the buffer.
+            let (a, b) = (&block[..cut / 7], &block[cut..cut + 300]);
+            let mut slices = [
+                io::IoSlice::new(a),
+                io::IoSlice::new(b"|"),
+                io::IoSlice::new(b),
+            ];
+            let mut slices = &mut slices[..];
+            while !slices.is_empty() {
+                let n = file.write_vectored(slices).unwrap();
+                io::IoSlice::advance_slices(&mut slices, n);
+            }
+            expected.extend_from_slice(a);
+            expected.push(b'|');
+            expected.extend_from_slice(b);
         }
         assert!(
             file.bytes_written > 2 * WRITEBACK_EVERY,

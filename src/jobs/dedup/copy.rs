@@ -8,10 +8,14 @@
 //!
 //! A long run is copied by the kernel ([`AtomicFile::copy_range`]: no pass
 //! through user space) in pieces, with a look for a stop request between
-//! them; a short one is read and written through the output's buffer,
-//! which costs fewer system calls. Either way the bytes around the run are
-//! read first: a line must start where the run starts and end where it
-//! ends, or the input changed since pass 1 (an edit that kept its size and
+//! them. Short runs are gathered: the span of input holding several of
+//! them (up to [`GATHER`] bytes) is read at once, and their bytes are
+//! written with one vectored write. Writing into the page cache costs
+//! per call and per page more than per byte: one copy per run of 57 KB
+//! (20k documents with 3% removed) took about 1.5 times the kernel time
+//! of 1 MB writes. Either way the bytes around each run are read first: a
+//! line must start where the run starts and end where it ends, or the
+//! input changed since pass 1 (an edit that kept its size and
 //! modification time) and the pass fails rather than splice wrong bytes.
 //! One input file is open at a time.
 //!
@@ -20,7 +24,7 @@
 //! decisions as pass 2 settles them.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -33,8 +37,11 @@ use super::bitset::BitSet;
 use super::kept::{Written, KEPT_FILE};
 use super::spans::Spans;
 
-/// Runs shorter than this are read into the output's buffer.
-const SMALL_RUN: u64 = 64 << 10;
+/// Runs shorter than this are gathered ([`copy_gathered`]); longer ones
+/// are copied by the kernel.
+const SMALL_RUN: u64 = 256 << 10;
+/// The most bytes of input one gathered read spans.
+const GATHER: u64 = 1 << 20;
 /// The largest piece the kernel copies between two looks for a stop.
 const PIECE: u64 = 64 << 20;
 /// Runs written between two looks for a stop.
@@ -144,6 +151,7 @@ pub fn copy_kept(
         current: None,
         buf: Vec::new(),
         runs: 0,
+        gathered: Vec::new(),
     };
     let mut run: Option<Run> = None;
     let mut kept = 0u64;
@@ -174,6 +182,7 @@ pub fn copy_kept(
     if let Some(done) = run.take() {
         copier.write(&mut out, done)?;
     }
+    copier.flush(&mut out)?;
     Ok(Written { file: out, kept })
 }
 
@@ -182,6 +191,8 @@ struct Copier<'a> {
     current: Option<Current<'a>>,
     buf: Vec<u8>,
     runs: u64,
+    /// Short runs of one input not written yet, in order.
+    gathered: Vec<Run>,
 }
 
 impl<'a> Copier<'a> {
@@ -214,6 +225,16 @@ impl<'a> Copier<'a> {
         if self.runs.is_multiple_of(RUNS_PER_LOOK) && self.stop_requested() {
             return Err(NotCopied::Stopped);
         }
+        if run.end - run.start < SMALL_RUN {
+            if let Some(first) = self.gathered.first() {
+                if first.input != run.input || run.end - first.start > GATHER {
+                    self.flush(out)?;
+                }
+            }
+            self.gathered.push(run);
+            return Ok(());
+        }
+        self.flush(out)?;
         let stop = || self.target.handle.stop_requested();
         let mut buf = std::mem::take(&mut self.buf);
         let current = self.open(run.input)?;
@@ -221,6 +242,106 @@ impl<'a> Copier<'a> {
         self.buf = buf;
         result
     }
+
+    /// Writes the gathered runs.
+    fn flush(&mut self, out: &mut AtomicFile) -> Result<(), NotCopied> {
+        let Some(first) = self.gathered.first() else {
+            return Ok(());
+        };
+        let input = first.input;
+        let runs = std::mem::take(&mut self.gathered);
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = self
+            .open(input)
+            .and_then(|current| copy_gathered(current, &runs, out, &mut buf));
+        self.buf = buf;
+        self.gathered = runs;
+        self.gathered.clear();
+        result
+    }
+}
+
+/// Where the bytes checked before `run` start: the byte before it, or the
+/// file's start for a run that may follow a byte order mark.
+fn checked_from(run: &Run) -> u64 {
+    if run.start <= BOM.len() as u64 {
+        0
+    } else {
+        run.start - 1
+    }
+}
+
+/// Whether a line starts after `head` (the bytes before a run starting at
+/// `start`) and ends before `tail` (up to two bytes after it).
+fn on_line_edges(start: u64, head: &[u8], tail: &[u8]) -> (bool, bool) {
+    let starts_line =
+        start == 0 || (start == BOM.len() as u64 && head == BOM) || head.last() == Some(&b'\n');
+    let ends_line = tail.is_empty() || tail[0] == b'\n' || tail.starts_with(b"\r\n");
+    (starts_line, ends_line)
+}
+
+/// Writes the `runs` (short, of one input, in order) with their `\n`s:
+/// one read of the input from before the first to after the last, the
+/// edges of each checked there, then one vectored write of them all.
+fn copy_gathered(
+    input: &Current<'_>,
+    runs: &[Run],
+    out: &mut AtomicFile,
+    buf: &mut Vec<u8>,
+) -> Result<(), NotCopied> {
+    let last = runs.last().expect("runs were gathered");
+    if last.end > input.len {
+        return Err(changed(input.path, last.end));
+    }
+    let from = checked_from(&runs[0]);
+    let to = (last.end + 2).min(input.len);
+    buf.clear();
+    buf.resize((to - from) as usize, 0);
+    input
+        .file
+        .read_exact_at(buf, from)
+        .map_err(|e| match e.kind() {
+            // Shorter than when the copy opened it: truncated meanwhile.
+            io::ErrorKind::UnexpectedEof => changed(input.path, last.end),
+            _ => NotCopied::Failed(format!("{}: {e}", input.path.display())),
+        })?;
+    let at = |offset: u64| (offset - from) as usize;
+    let mut slices = Vec::with_capacity(runs.len() + 1);
+    for run in runs {
+        let head = &buf[at(checked_from(run))..at(run.start)];
+        let tail = &buf[at(run.end)..at((run.end + 2).min(to))];
+        let (starts_line, ends_line) = on_line_edges(run.start, head, tail);
+        if !starts_line {
+            return Err(changed(input.path, run.start));
+        }
+        if !ends_line {
+            return Err(changed(input.path, run.end));
+        }
+        // A `\n` terminator is written with the run; another (`\r\n`, or
+        // none at the end of the file) is written as `\n`.
+        if tail.first() == Some(&b'\n') {
+            slices.push(IoSlice::new(&buf[at(run.start)..at(run.end) + 1]));
+        } else {
+            slices.push(IoSlice::new(&buf[at(run.start)..at(run.end)]));
+            slices.push(IoSlice::new(b"\n"));
+        }
+    }
+    write_all_vectored(out, &mut slices)
+        .map_err(|e| NotCopied::Failed(format!("{}: {e}", out.target().display())))
+}
+
+/// `Write::write_all` for several slices, in as few writes as the system
+/// takes.
+fn write_all_vectored(out: &mut AtomicFile, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes the run's bytes and a `\n` into `out`, after checking that a
@@ -242,38 +363,19 @@ fn copy_run(
     if run.end > input.len {
         return Err(changed(input.path, run.end));
     }
-    // From the byte before the run (or the file's start, for a run that
-    // may follow a byte order mark) to the terminator after it.
-    let from = if run.start <= BOM.len() as u64 {
-        0
-    } else {
-        run.start - 1
-    };
-    let to = (run.end + 2).min(input.len);
     let read = |buf: &mut Vec<u8>, at: u64, until: u64| {
         buf.clear();
         buf.resize((until - at) as usize, 0);
         input.file.read_exact_at(buf, at).map_err(read_failed)
     };
-    let small = run.end - run.start < SMALL_RUN;
-    let mut after = Vec::new();
-    let (head, tail) = if small {
-        read(buf, from, to)?;
-        let (head, rest) = buf.split_at((run.start - from) as usize);
-        (head, &rest[(run.end - run.start) as usize..])
-    } else {
-        // The edges only: the bytes before the run, then those after it.
-        read(buf, from, run.start)?;
-        read(&mut after, run.end, to)?;
-        (&buf[..], &after[..])
-    };
-    let starts_line = run.start == 0
-        || (run.start == BOM.len() as u64 && head == BOM)
-        || head.last() == Some(&b'\n');
+    // The edges only: the bytes before the run, then those after it.
+    let mut tail = Vec::new();
+    read(buf, checked_from(&run), run.start)?;
+    read(&mut tail, run.end, (run.end + 2).min(input.len))?;
+    let (starts_line, ends_line) = on_line_edges(run.start, buf, &tail);
     if !starts_line {
         return Err(changed(input.path, run.start));
     }
-    let ends_line = tail.is_empty() || tail[0] == b'\n' || tail.starts_with(b"\r\n");
     if !ends_line {
         return Err(changed(input.path, run.end));
     }
@@ -281,23 +383,18 @@ fn copy_run(
     // second of one byte, and a flush of it before the kernel's copy).
     let newline = tail.first() == Some(&b'\n');
     let end = run.end + u64::from(newline);
-    if small {
-        out.write_all(&buf[(run.start - from) as usize..(end - from) as usize])
-            .map_err(write_failed)?;
-    } else {
-        let mut at = run.start;
-        while at < end {
-            if stop() {
-                return Err(NotCopied::Stopped);
-            }
-            let piece = (end - at).min(PIECE);
-            out.copy_range(&input.file, at, piece)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => changed(input.path, at + piece),
-                    _ => NotCopied::Failed(format!("copying from {}: {e}", input.path.display())),
-                })?;
-            at += piece;
+    let mut at = run.start;
+    while at < end {
+        if stop() {
+            return Err(NotCopied::Stopped);
         }
+        let piece = (end - at).min(PIECE);
+        out.copy_range(&input.file, at, piece)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => changed(input.path, at + piece),
+                _ => NotCopied::Failed(format!("copying from {}: {e}", input.path.display())),
+            })?;
+        at += piece;
     }
     if newline {
         return Ok(());
