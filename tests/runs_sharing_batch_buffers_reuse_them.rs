@@ -42,4 +42,11 @@ fn a_run_keeps_its_buffers_for_the_next_run_sharing_them() {
         "the second run allocated buffers while {made} were free"
     );
     assert!(buffers.free() <= BatchBuffers::KEPT);
+    buffers.release();
+    assert_eq!(buffers.free(), 0, "released");
+    run(&buffers, 1_000);
+    assert!(
+        buffers.made() > made,
+        "a run after a release allocates again"
+    );
 }

@@ -197,6 +197,17 @@ impl BatchBuffers {
         self.0.free()
     }
 
+    /// Frees the buffers kept now, when no run needs them any more: a job
+    /// whose last pass has ended frees them while it does other work
+    /// rather than as the process exits.
+    pub fn release(&self) {
+        let free = match self.0.shared.free.lock() {
+            Ok(mut free) => std::mem::take(&mut *free),
+            Err(_) => return,
+        };
+        drop(free);
+    }
+
     /// Buffers allocated so far because none was free.
     pub fn made(&self) -> usize {
         self.0.shared.made.load(Ordering::Relaxed)

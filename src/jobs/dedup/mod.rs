@@ -340,6 +340,12 @@ pub fn run_on(
     }
     let removed = Arc::new(removed);
 
+    if copying {
+        // No pipeline pass follows: the batch buffers are freed now, while
+        // the copy runs, not as the process exits.
+        ctx.buffers.release();
+    }
+
     // Pass 3: kept.jsonl, then both files are committed. It takes no
     // checkpoint: a resumed run runs it again from its start.
     if let Some(stopped) = stopped_between(ctx, &reports, "kept", &passes) {
