@@ -248,22 +248,30 @@ fn add_pairs(band: &mut Vec<u64>, scratch: &mut Vec<u64>, pairs: &mut Vec<(u32, 
 
 /// Sorts `entries` by their high 32 bits (the key), keeping the order of
 /// equal keys (records stay in input order): a least-significant-digit
-/// radix sort, four passes of eight bits, through `scratch`.
+/// radix sort through `scratch`, three passes of 11 bits, with the counts
+/// of all three taken in one pass over the entries. Four passes of 8 bits,
+/// each counted on its own, went over the entries eight times, not four
+/// (pass 1's Finishing at 200k documents: 35 ms).
 fn sort_by_key(entries: &mut Vec<u64>, scratch: &mut Vec<u64>) {
+    const BITS: u32 = 11;
+    const DIGITS: usize = 1 << BITS;
+    const SHIFTS: [u32; 3] = [32, 32 + BITS, 32 + 2 * BITS];
+    let digit = |entry: u64, shift: u32| ((entry >> shift) as usize) & (DIGITS - 1);
+    let mut starts = vec![[0usize; DIGITS]; SHIFTS.len()];
+    for &entry in entries.iter() {
+        for (counts, &shift) in starts.iter_mut().zip(&SHIFTS) {
+            counts[digit(entry, shift)] += 1;
+        }
+    }
     scratch.clear();
     scratch.resize(entries.len(), 0);
-    for shift in [32, 40, 48, 56] {
-        let digit = |entry: u64| ((entry >> shift) & 0xFF) as usize;
-        let mut start = [0usize; 256];
-        for &entry in entries.iter() {
-            start[digit(entry)] += 1;
-        }
+    for (start, &shift) in starts.iter_mut().zip(&SHIFTS) {
         let mut sum = 0;
         for slot in start.iter_mut() {
             (*slot, sum) = (sum, sum + *slot);
         }
         for &entry in entries.iter() {
-            let d = digit(entry);
+            let d = digit(entry, shift);
             scratch[start[d]] = entry;
             start[d] += 1;
         }
@@ -357,7 +365,7 @@ mod tests {
             (state >> 33) as u32
         };
         // Keys from a small set, so that they repeat, spread over all four
-        // bytes (every pass of the radix sort matters).
+        // bytes (every digit of the radix sort matters).
         let mut bands: Vec<Vec<u64>> = vec![Vec::new(); 5];
         let mut tables: Vec<HashMap<u32, u32>> = vec![HashMap::new(); 5];
         let mut expected = Vec::new();
