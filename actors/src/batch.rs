@@ -171,7 +171,7 @@ impl BufferPool {
 /// Free batch buffers that several pipeline runs share.
 ///
 /// A run's Source keeps the buffers of processed batches to fill them
-/// again ([`BufferPool`]). Given one `BatchBuffers`
+/// again (`BufferPool`). Given one `BatchBuffers`
 /// ([`crate::Pipeline::sharing_buffers`]), the runs of a job of several
 /// passes share them: a pass starts with buffers the pass before it has
 /// already faulted in, and a pass that ends frees none. Freeing them was

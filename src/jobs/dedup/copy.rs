@@ -9,7 +9,7 @@
 //! A long run is copied by the kernel ([`AtomicFile::copy_range`]: no pass
 //! through user space) in pieces, with a look for a stop request between
 //! them. Short runs are gathered: the span of input holding several of
-//! them (up to [`GATHER`] bytes) is read at once, and their bytes are
+//! them (up to `GATHER` bytes) is read at once, and their bytes are
 //! written with one vectored write. Writing into the page cache costs
 //! per call and per page more than per byte: one copy per run of 57 KB
 //! (20k documents with 3% removed) took about 1.5 times the kernel time
