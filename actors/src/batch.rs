@@ -166,6 +166,21 @@ impl BufferPool {
     fn free(&self) -> usize {
         self.shared.free.lock().map_or(0, |free| free.len())
     }
+
+    /// Buffers allocated so far because none was free.
+    fn made(&self) -> usize {
+        self.shared.made.load(Ordering::Relaxed)
+    }
+
+    /// Frees the free buffers (outside the lock: unmapping takes time).
+    fn release(&self) {
+        let free = self
+            .shared
+            .free
+            .lock()
+            .map(|mut free| std::mem::take(&mut *free));
+        drop(free);
+    }
 }
 
 /// Free batch buffers that several pipeline runs share.
@@ -201,16 +216,12 @@ impl BatchBuffers {
     /// whose last pass has ended frees them while it does other work
     /// rather than as the process exits.
     pub fn release(&self) {
-        let free = match self.0.shared.free.lock() {
-            Ok(mut free) => std::mem::take(&mut *free),
-            Err(_) => return,
-        };
-        drop(free);
+        self.0.release();
     }
 
     /// Buffers allocated so far because none was free.
     pub fn made(&self) -> usize {
-        self.0.shared.made.load(Ordering::Relaxed)
+        self.0.made()
     }
 }
 

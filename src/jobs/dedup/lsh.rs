@@ -251,7 +251,8 @@ fn add_pairs(band: &mut Vec<u64>, scratch: &mut Vec<u64>, pairs: &mut Vec<(u32, 
 /// radix sort through `scratch`, three passes of 11 bits, with the counts
 /// of all three taken in one pass over the entries. Four passes of 8 bits,
 /// each counted on its own, went over the entries eight times, not four
-/// (pass 1's Finishing at 200k documents: 35 ms).
+/// (pass 1's Finishing at 200k documents, sort included: 28-30 ms before,
+/// 26-28 ms after).
 fn sort_by_key(entries: &mut Vec<u64>, scratch: &mut Vec<u64>) {
     const BITS: u32 = 11;
     const DIGITS: usize = 1 << BITS;

@@ -195,9 +195,9 @@ const MOST_IN_A_BUCKET: u32 = 16;
 /// of two or three with the same top bits), which insertion puts in place.
 /// For a record's ~300 shingles that takes 307 µs per 256 records against
 /// 521 µs for a comparison sort (`cargo bench --bench step1_kernels --
-/// sort`), and pass 2 sorts the shingles of every candidate record. Few or many hashes, or
-/// badly mixed ones (a bucket of more than `MOST_IN_A_BUCKET`), are
-/// sorted by comparison.
+/// sort`), and pass 2 sorts the shingles of every candidate record. Few
+/// or many hashes, or badly mixed ones (a bucket of more than
+/// `MOST_IN_A_BUCKET`), are sorted by comparison.
 pub fn sort_hashes_into(hashes: &[u64], counts: &mut Vec<u32>, out: &mut Vec<u64>) {
     out.clear();
     let n = hashes.len();
