@@ -81,7 +81,7 @@ fn pipeline_throughput_without_generation() {
 /// Step-1 cost per document, single-threaded, on pre-generated texts.
 fn step1_cost() {
     use drainpipe::corpus::{Corpus, CorpusSpec};
-    use drainpipe::jobs::dedup::lsh::SignatureJob;
+    use drainpipe::jobs::dedup::passes::signatures::SignatureJob;
     use drainpipe::jobs::dedup::shingle::{shingle_set, with_scratch};
     let n = env("DEDUP_DOCS", 20_000);
     let corpus = Corpus::new(CorpusSpec {

@@ -20,8 +20,8 @@ pub struct DedupParams {
     /// Rows (MinHash values) per band; chosen automatically when `None`.
     pub rows: Option<usize>,
     /// Copy `kept.jsonl` while pass 2 runs, when both read the input at the
-    /// places pass 1 noted ([`super::follow`]); else after it. The outputs
-    /// are the same.
+    /// places pass 1 noted ([`super::passes::kept::follow`]); else after
+    /// it. The outputs are the same.
     pub copy_beside_verify: bool,
 }
 

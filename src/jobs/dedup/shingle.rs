@@ -7,7 +7,7 @@
 //! whole word sequence (so two short records are duplicates only when
 //! their normalized words are identical); a record with no word at all has
 //! no shingle and is never anyone's duplicate (Jaccard similarity of an
-//! empty set is taken as 0, see [`super::verify::jaccard`]).
+//! empty set is taken as 0, see [`super::similarity::jaccard`]).
 
 use std::cell::RefCell;
 

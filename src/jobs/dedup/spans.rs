@@ -1,7 +1,7 @@
 //! Where each record of pass 1 lies in the input files, so the later
 //! passes need not read the whole input again: pass 2 reads the candidate
 //! records only ([`crate::input::Reread`]), pass 3 copies the kept
-//! records' byte ranges ([`super::copy`]).
+//! records' byte ranges ([`super::passes::kept::copy`]).
 //!
 //! Only records from uncompressed regular files have a place
 //! ([`drainpipe_actors::Span`]); as soon as one integrated record comes

@@ -1,6 +1,9 @@
 //! The serialized forms of dedup's Integrator states (in checkpoints) and
 //! of its pass results (kept between passes, [`super::resume`]), all
-//! written through the codec.
+//! written through the codec, all here, under one version: the one place
+//! to look when a state's bytes must change, and what a spill file, a
+//! saved index or a remote worker will hold. The states themselves are in
+//! [`super::chain`].
 //!
 //! Deterministic: tables and maps are written in record order, never in
 //! hash order, so one state always gives the same bytes. Compact: nothing
@@ -15,9 +18,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::bitset::BitSet;
-use super::lsh::Candidates;
+use super::chain::{Candidates, Verified};
 use super::spans::Spans;
-use super::verify::Verified;
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
 /// keys; 3: the records' places in the input; 4: every record's band
@@ -253,7 +255,7 @@ mod tests {
             let line = if i > 3 { i - 63 } else { i + 1 };
             spans.record(
                 i,
-                super::super::spans::Place {
+                crate::jobs::dedup::spans::Place {
                     span: Some(span),
                     len: 5,
                     line,

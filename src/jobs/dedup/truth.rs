@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use crate::input::{parse_text_record, TextFields};
 
+use super::similarity::jaccard;
 use super::unionfind::UnionFind;
-use super::verify::jaccard;
 
 /// The shingle sets of a corpus, flat.
 #[derive(Debug, Default, Clone)]

@@ -2,9 +2,9 @@
 //! record is a JSON Lines record of an uncompressed file whose place pass 1
 //! noted ([`Spans`]), `kept.jsonl` is made of the kept records' bytes
 //! copied from the input files, each run of consecutive kept lines as one
-//! range. The output is that of the pipeline pass ([`super::kept`]) byte
-//! for byte: each record's bytes and a `\n`, whatever the input's line
-//! terminators.
+//! range. The output is that of the pipeline pass ([`super::pipeline`])
+//! byte for byte: each record's bytes and a `\n`, whatever the input's
+//! line terminators.
 //!
 //! A long run is copied by the kernel ([`AtomicFile::copy_range`]: no pass
 //! through user space) in pieces, with a look for a stop request between
@@ -32,11 +32,10 @@ use std::path::{Path, PathBuf};
 use drainpipe_actors::{AtomicFile, OutputDir, RunHandle};
 
 use crate::input::{format_of, FORMAT_JSONL};
+use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::chain::{Written, KEPT_FILE};
+use crate::jobs::dedup::spans::Spans;
 use crate::jobs::RunContext;
-
-use super::bitset::BitSet;
-use super::kept::{Written, KEPT_FILE};
-use super::spans::Spans;
 
 /// Runs shorter than this are gathered ([`copy_gathered`]); longer ones
 /// are copied by the kernel.
@@ -414,8 +413,8 @@ fn changed(path: &Path, at: u64) -> NotCopied {
 mod tests {
     use drainpipe_actors::Span;
 
-    use super::super::spans::Place;
     use super::*;
+    use crate::jobs::dedup::spans::Place;
 
     /// An input of `count` records of varied sizes, each ended by
     /// `terminator` but the last (`ends`: that one too), after `head`;

@@ -1,12 +1,16 @@
-//! The clusters made from the verified pairs, and `clusters.jsonl`, one
-//! line per removed record (`kept.jsonl` is pass 3, [`super::kept`]).
+//! The step between passes 2 and 3: the clusters made from the verified
+//! pairs ([`Clusters`], the state pass 3 reads), and `clusters.jsonl`, one
+//! line per removed record (`kept.jsonl` is pass 3,
+//! [`super::passes::kept`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use drainpipe_actors::{AtomicFile, OutputDir};
 
+use super::bitset::BitSet;
 use super::unionfind::UnionFind;
+
 /// The removed records, each with the record it duplicates.
 pub const CLUSTERS_FILE: &str = "clusters.jsonl";
 
@@ -60,6 +64,15 @@ impl Clusters {
     /// Clusters of two records or more.
     pub fn count(&self) -> u64 {
         self.sizes.values().sum()
+    }
+
+    /// The removed records.
+    pub fn removed_records(&self) -> BitSet {
+        let mut removed = BitSet::new();
+        for &(r, _, _) in &self.removed {
+            removed.insert(r.into());
+        }
+        removed
     }
 
     /// Each clustered record with its cluster's kept record.

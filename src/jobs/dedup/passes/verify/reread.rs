@@ -1,4 +1,4 @@
-//! Pass 2 of `dedup` reading the candidate records only: when pass 1 noted
+//! Pass 2 ([`super`]) reading the candidate records only: when pass 1 noted
 //! where every record it integrated lies ([`Spans`]), the verify pass reads
 //! the records of the candidate pairs at their places
 //! ([`crate::input::Reread`]), a fraction of the input, instead of all of
@@ -12,8 +12,9 @@ use drainpipe_actors::{RecordSource, Span};
 use crate::input::{Reread, Wanted};
 use crate::jobs::RunContext;
 
-use super::spans::Spans;
-use super::verify::VerifyJob;
+use crate::jobs::dedup::spans::Spans;
+
+use super::job::VerifyJob;
 
 /// Where the pass's rejects go: a record it rejects is one pass 1
 /// integrated, so the input changed and the run fails; `rejects.jsonl`

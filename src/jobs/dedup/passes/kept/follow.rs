@@ -8,9 +8,9 @@
 //! fifth of the run).
 //!
 //! Which records pass 2 may remove is known before it starts. A cluster
-//! keeps its first record ([`super::output::Clusters`]), so a record is
-//! removed exactly when verified pairs link it to an earlier record; and
-//! verified pairs are candidate pairs. So:
+//! keeps its first record ([`crate::jobs::dedup::clusters::Clusters`]), so
+//! a record is removed exactly when verified pairs link it to an earlier
+//! record; and verified pairs are candidate pairs. So:
 //!
 //! - a record in no candidate pair is kept, and so is the first record
 //!   of each *candidate component* (records linked by candidate pairs);
@@ -41,23 +41,24 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use drainpipe_actors::{Location, RawRecord};
 
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
+use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::chain::Written;
+use crate::jobs::dedup::fates::{End, Fates, State};
+use crate::jobs::dedup::shingle::shingle_set;
+use crate::jobs::dedup::similarity::jaccard;
+use crate::jobs::dedup::spans::Spans;
+use crate::jobs::dedup::unionfind::UnionFind;
 
-use super::bitset::BitSet;
 use super::copy::{copy_kept, CopyTarget, NotCopied, Removed};
-use super::kept::Written;
-use super::shingle::shingle_set;
-use super::spans::Spans;
-use super::unionfind::UnionFind;
-use super::verify::jaccard;
 
 /// How long the copy waits for pass 2 before it logs that it still does.
 const WAIT_REPORT: Duration = Duration::from_secs(10);
@@ -138,83 +139,6 @@ impl Checker {
         };
         let parsed = parse_text_record(&raw, &self.fields).map_err(|e| e.to_string())?;
         Ok(shingle_set(&parsed.text, self.ngram))
-    }
-}
-
-/// What pass 2 has settled so far, shared by the Verifier (which tells)
-/// and the copy (which waits).
-#[derive(Debug, Default)]
-pub struct Fates {
-    state: Mutex<State>,
-    settled: Condvar,
-    /// Pass 2 did not complete: the copy stops (read at every record).
-    abandoned: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// Every candidate pair whose later record is below this is checked.
-    checked_below: u64,
-    /// Pairs verified since the copy last looked.
-    verified: Vec<(u32, u32)>,
-    end: End,
-    /// The copy is waiting until `checked_below` passes this: only then
-    /// is it woken (each wake-up is a system call).
-    waiting_for: Option<u64>,
-    /// The copy has ended: nothing is kept for it any more.
-    closed: bool,
-}
-
-#[derive(Debug, Default)]
-enum End {
-    #[default]
-    Running,
-    /// Pass 2 completed: the records it removed.
-    Finished(Arc<BitSet>),
-    /// Pass 2 did not complete, or the run ended before the copy.
-    Abandoned,
-}
-
-impl Fates {
-    /// Pass 2 has checked every candidate pair whose later record is
-    /// below `below`; `verified` are the pairs it verified since its last
-    /// call (`(earlier, later, similarity)`).
-    pub fn checked(&self, below: u64, verified: &[(u32, u32, f64)]) {
-        let mut state = self.lock();
-        if state.closed {
-            return;
-        }
-        state.checked_below = state.checked_below.max(below);
-        state
-            .verified
-            .extend(verified.iter().map(|&(a, b, _)| (a, b)));
-        if state.waiting_for.is_some_and(|w| state.checked_below > w) {
-            state.waiting_for = None;
-            self.settled.notify_one();
-        }
-    }
-
-    fn end(&self, end: End) {
-        let mut state = self.lock();
-        if matches!(state.end, End::Running) {
-            if matches!(end, End::Abandoned) {
-                self.abandoned.store(true, Ordering::Relaxed);
-            }
-            state.end = end;
-        }
-        self.settled.notify_one();
-    }
-
-    /// The copy has ended.
-    fn close(&self) {
-        let mut state = self.lock();
-        state.closed = true;
-        state.verified = Vec::new();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data: still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -678,9 +602,9 @@ impl Drop for KeptCopy {
 
 #[cfg(test)]
 mod tests {
-    use super::super::output::Clusters;
     use super::*;
     use crate::corpus::SplitMix64;
+    use crate::jobs::dedup::clusters::Clusters;
 
     /// The candidate pairs of a random graph, sorted by later record.
     fn random_pairs(rng: &mut SplitMix64, records: u32, pairs: usize) -> Vec<(u32, u32)> {
@@ -794,7 +718,7 @@ mod tests {
 
     /// A JSON Lines file of `texts` and a checker over it.
     fn checker_over(dir: &std::path::Path, texts: &[&str]) -> Checker {
-        use super::super::spans::Place;
+        use crate::jobs::dedup::spans::Place;
         let path = dir.join("records.jsonl");
         let mut bytes = Vec::new();
         let mut spans = Spans::default();

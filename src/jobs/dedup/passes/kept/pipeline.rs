@@ -1,5 +1,6 @@
-//! Pass 3 of `dedup`: `kept.jsonl`, every record that is neither rejected
-//! nor removed, in input order.
+//! Pass 3 ([`super`]) as a pipeline pass over the whole input:
+//! `kept.jsonl`, every record that is neither rejected nor removed, in
+//! input order.
 //!
 //! The processors turn each kept record into its output line (a JSON Lines
 //! record byte for byte; any other record as `{"id": <id>, "text":
@@ -16,21 +17,9 @@ use drainpipe_actors::{
 };
 
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
-
-use super::bitset::BitSet;
-use super::verify::rejected_again;
-
-/// The kept records.
-pub const KEPT_FILE: &str = "kept.jsonl";
-
-/// What pass 3 produced.
-#[derive(Debug)]
-pub struct Written {
-    /// `kept.jsonl`, complete but not committed.
-    pub file: AtomicFile,
-    /// Lines written.
-    pub kept: u64,
-}
+use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::chain::{Written, KEPT_FILE};
+use crate::jobs::dedup::records::rejected_again;
 
 /// Steps 1 and 2 of pass 3.
 #[derive(Debug)]

@@ -1,14 +1,16 @@
-//! Pass 2 of `dedup`: exact verification of the candidate pairs.
+//! Steps 1 and 2 of pass 2 ([`super`]): exact verification of the
+//! candidate pairs.
 //!
 //! The processors compute the shingle set (sorted 64-bit shingle hashes)
-//! of the records that are in some candidate pair, and a `None` for every
-//! other record, without even parsing it. The Integrator sees the records in input order and
+//! of the records that are in some candidate pair ([`Member`]: what a
+//! remote worker would send), and a `None` for every other record, without
+//! even parsing it. The Integrator ([`Verifier`]) sees the records in input order and
 //! computes the exact Jaccard similarity of each candidate pair when its
 //! later record arrives; it holds a record's set only until its last
 //! partner has arrived, so its memory is the sets of the candidates still
 //! waiting for a partner, never the corpus. Its state is checkpointed
 //! ([`VerifierForm`]); when the pass completes it writes what it verified
-//! for a resumed run ([`ResultFile`]).
+//! ([`Verified`]) for a resumed run ([`ResultFile`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,75 +18,32 @@ use std::sync::{Arc, Mutex};
 use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
+use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::chain::Verified;
+use crate::jobs::dedup::fates::Fates;
+use crate::jobs::dedup::records::{record_id, rejected_again};
+use crate::jobs::dedup::resume::ResultFile;
+use crate::jobs::dedup::shingle::shingle_set;
+use crate::jobs::dedup::similarity::jaccard;
+use crate::jobs::dedup::state::{VerifiedForm, VerifierForm, STATE_VERSION};
 
-use super::bitset::BitSet;
-use super::follow::Fates;
-use super::lsh::{record_id, table_bytes};
-use super::resume::ResultFile;
-use super::shingle::shingle_set;
-use super::state::{VerifiedForm, VerifierForm, STATE_VERSION};
-
-/// Size of the intersection of two sorted sets without repeats.
-pub fn intersection_size(a: &[u64], b: &[u64]) -> usize {
-    let (mut i, mut j, mut n) = (0, 0, 0);
-    while i < a.len() && j < b.len() {
-        let (x, y) = (a[i], b[j]);
-        n += usize::from(x == y);
-        i += usize::from(x <= y);
-        j += usize::from(y <= x);
+/// Bytes a hashbrown table with `capacity` entries of `entry` bytes
+/// occupies (buckets are a power of two, at most 7/8 full, plus one control
+/// byte each).
+fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
     }
-    n
-}
-
-/// The exact Jaccard similarity `|a ∩ b| / |a ∪ b|` of two shingle sets
-/// (sorted, without repeats). Two empty sets have similarity 0: a record
-/// without words is nobody's duplicate. Every "J >= threshold" decision of
-/// the job and of the ground truth goes through this function.
-pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
-    let inter = intersection_size(a, b);
-    let union = a.len() + b.len() - inter;
-    if union == 0 {
-        0.0
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
     } else {
-        inter as f64 / union as f64
-    }
-}
-
-/// The reason a later pass rejects a record pass 1 did not integrate: the
-/// parser's own error again when it is a parse error (so `rejects.jsonl`,
-/// rewritten by every pass, says the same each time), or a note that pass
-/// 1 rejected it (its step 1 failed: never, short of a bug).
-pub fn rejected_again(raw: &RawRecord<'_>, fields: &TextFields) -> RecordError {
-    match parse_text_record(raw, fields) {
-        Err(e) => e,
-        Ok(_) => "rejected by the first pass of dedup".into(),
-    }
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (entry + 1) + 16
 }
 
 /// A candidate record's id (JSON value text) and shingle set.
 pub type Member = (Box<str>, Vec<u64>);
-
-/// What pass 2 found.
-#[derive(Debug, Default)]
-pub struct Verified {
-    /// Candidate pairs whose exact similarity reaches the threshold:
-    /// `(earlier, later, similarity)`, sorted by the later record.
-    pub pairs: Vec<(u32, u32, f64)>,
-    /// The ids of the candidate records, by record index.
-    pub ids: HashMap<u32, Box<str>>,
-    /// Candidate pairs whose similarity was computed.
-    pub checked: u64,
-    /// Records the pass rejected (known once it has finished): those pass 1
-    /// rejected, unless the input changed.
-    pub rejected: u64,
-    /// Candidate pairs that could not be checked because a record did not
-    /// reach pass 2 (always 0 unless the input changed between passes).
-    pub unverifiable: u64,
-    /// Most bytes the Integrator held at once (estimated): the shingle
-    /// sets waiting for a partner at their peak, plus the candidate pairs,
-    /// the last-partner table and the ids.
-    pub peak_bytes: u64,
-}
 
 /// Steps 1 and 2 of pass 2.
 #[derive(Debug)]
@@ -167,7 +126,7 @@ impl VerifyJob {
 
     /// Tells `fates`, after each candidate record, how far the pass has
     /// checked and what it verified (for the copy of `kept.jsonl` that
-    /// runs beside it, [`super::follow`]).
+    /// runs beside it, [`crate::jobs::dedup::passes::kept::follow`]).
     pub fn telling(mut self, fates: Arc<Fates>) -> Self {
         self.fates = Some(fates);
         self
@@ -355,19 +314,5 @@ impl Integrate for Verifier {
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);
         Ok(summary)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jaccard_of_sorted_sets() {
-        assert_eq!(intersection_size(&[1, 3, 5, 7], &[2, 3, 7, 9]), 2);
-        assert_eq!(jaccard(&[1, 3, 5, 7], &[2, 3, 7, 9]), 2.0 / 6.0);
-        assert_eq!(jaccard(&[1], &[1]), 1.0);
-        assert_eq!(jaccard(&[], &[]), 0.0);
-        assert_eq!(jaccard(&[], &[4]), 0.0);
     }
 }

@@ -1,0 +1,131 @@
+//! The states the passes hand each other, in the order of the chain:
+//! pass 1 turns the records into [`Candidates`] (read by the later passes
+//! as [`Found`]), pass 2 turns them into [`Verified`] pairs, union-find
+//! makes those [`super::clusters::Clusters`], and pass 3 writes what they
+//! keep ([`Written`]).
+//!
+//! They live here, not in the pass that makes them, so that a pass imports
+//! what it reads and what it makes, never another pass: the next stage
+//! (spilling, saved indexes, remote workers) moves these states between
+//! processes and hosts. Their serialized forms are in [`super::state`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use drainpipe_actors::AtomicFile;
+
+use super::bitset::BitSet;
+use super::spans::Spans;
+
+/// The kept records.
+pub const KEPT_FILE: &str = "kept.jsonl";
+
+/// What pass 1 found, handed to the next passes.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    /// Candidate pairs `(earlier, later)` by record index, sorted by the
+    /// later record, then the earlier one; no repeats.
+    pub pairs: Vec<(u32, u32)>,
+    /// The records pass 1 integrated (the others were rejected).
+    pub integrated: BitSet,
+    /// Records integrated.
+    pub records: u64,
+    /// Records rejected (known once the pass has finished).
+    pub rejected: u64,
+    /// Records without any shingle (no word at all).
+    pub empty: u64,
+    /// Peak bytes held by the Integrator (band lists, bits, pairs,
+    /// places).
+    pub integrator_bytes: u64,
+    /// Where each integrated record is in the input, when every one came
+    /// from an uncompressed file.
+    pub spans: Spans,
+}
+
+impl Candidates {
+    /// What the later passes read of pass 1's result, and the candidate
+    /// pairs apart: pass 2 takes them, and they are freed when it ends.
+    pub fn split(self) -> (Found, Vec<(u32, u32)>) {
+        let found = Found {
+            integrated: Arc::new(self.integrated),
+            spans: Arc::new(self.spans),
+            records: self.records,
+            rejected: self.rejected,
+            empty: self.empty,
+            integrator_bytes: self.integrator_bytes,
+            candidate_pairs: self.pairs.len() as u64,
+        };
+        (found, self.pairs)
+    }
+}
+
+/// What pass 1 found, as every later pass reads it: the tables behind
+/// `Arc`s (held at once by the passes' jobs and the copy's thread, never
+/// copied), the counts by value. The candidate pairs go to pass 2 alone
+/// ([`Candidates::split`]).
+#[derive(Debug)]
+pub struct Found {
+    /// [`Candidates::integrated`].
+    pub integrated: Arc<BitSet>,
+    /// [`Candidates::spans`].
+    pub spans: Arc<Spans>,
+    /// [`Candidates::records`].
+    pub records: u64,
+    /// [`Candidates::rejected`].
+    pub rejected: u64,
+    /// [`Candidates::empty`].
+    pub empty: u64,
+    /// [`Candidates::integrator_bytes`].
+    pub integrator_bytes: u64,
+    /// How many [`Candidates::pairs`] there were.
+    pub candidate_pairs: u64,
+}
+
+impl Found {
+    /// Records pass 1 read: what every later pass over the whole input
+    /// must read again.
+    pub fn read(&self) -> u64 {
+        self.records + self.rejected
+    }
+}
+
+/// How passes 2 and 3 read the input, decided from pass 1's result: in
+/// full, or only what they need, at the places pass 1 noted ([`Spans`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Reads {
+    /// Pass 2 reads the candidate records only.
+    pub candidates_only: bool,
+    /// Pass 3 copies the kept records' bytes from the inputs.
+    pub copy: bool,
+}
+
+/// What pass 2 found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// Candidate pairs whose exact similarity reaches the threshold:
+    /// `(earlier, later, similarity)`, sorted by the later record.
+    pub pairs: Vec<(u32, u32, f64)>,
+    /// The ids of the candidate records, by record index.
+    pub ids: HashMap<u32, Box<str>>,
+    /// Candidate pairs whose similarity was computed.
+    pub checked: u64,
+    /// Records the pass rejected (known once it has finished): those pass 1
+    /// rejected, unless the input changed.
+    pub rejected: u64,
+    /// Candidate pairs that could not be checked because a record did not
+    /// reach pass 2 (always 0 unless the input changed between passes).
+    pub unverifiable: u64,
+    /// Most bytes the Integrator held at once (estimated): the shingle
+    /// sets waiting for a partner at their peak, plus the candidate pairs,
+    /// the last-partner table and the ids.
+    pub peak_bytes: u64,
+}
+
+/// What pass 3 produced.
+#[derive(Debug)]
+pub struct Written {
+    /// `kept.jsonl`, complete but not committed.
+    pub file: AtomicFile,
+    /// Lines written.
+    pub kept: u64,
+}

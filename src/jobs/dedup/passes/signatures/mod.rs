@@ -1,0 +1,71 @@
+//! Pass 1, signatures: the run's records in, [`Candidates`] out.
+//!
+//! | | |
+//! |---|---|
+//! | reads | the whole input |
+//! | step 1 sends | [`Signed`]: a record's band keys and place |
+//! | Integrator state (checkpoints) | [`BandIndex`], saved as [`BandIndexForm`](crate::jobs::dedup::state::BandIndexForm) |
+//! | result (kept for `--resume`) | [`Candidates`], saved as [`CandidatesForm`] |
+//!
+//! Steps 1 and 2 are in [`job`]; this module runs the pass, or loads its
+//! result when an earlier run completed it.
+
+use std::sync::Arc;
+
+use crate::jobs::dedup::chain::Candidates;
+use crate::jobs::dedup::ledger::{per_record, Halt, Run};
+use crate::jobs::dedup::params::Banding;
+use crate::jobs::dedup::resume::Pass;
+use crate::jobs::dedup::state::CandidatesForm;
+use crate::jobs::run_pass_with;
+
+pub mod job;
+
+pub use job::{BandIndex, SignatureJob, Signed, PERMUTATION_SEED};
+
+/// Pass 1 with `banding`: loaded when resuming after it completed, else
+/// run. A pass that does not complete ends the run.
+pub fn run(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
+    let candidates = match run.resume.load::<CandidatesForm>(Pass::Signatures)? {
+        Some(form) => {
+            run.loaded(Pass::Signatures);
+            form.into_candidates()
+        }
+        None => signatures(run, banding)?,
+    };
+    log::info!(
+        "dedup pass 1: {} records, {} candidate pairs, {:.0} integrator bytes per record",
+        candidates.records,
+        candidates.pairs.len(),
+        per_record(candidates.integrator_bytes, candidates.records)
+    );
+    Ok(candidates)
+}
+
+/// Runs the pass's pipeline over the whole input.
+fn signatures(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
+    let ctx = run.ctx;
+    let job = Arc::new(
+        SignatureJob::new(ctx.fields.clone(), run.params.ngram, banding)
+            .keeping_result(run.resume.result_file(Pass::Signatures))
+            .sorting_on(ctx.settings.workers),
+    );
+    let checkpoints = run.resume.checkpoints(Pass::Signatures)?;
+    let report = run_pass_with(
+        Arc::clone(&job),
+        (run.open)()?,
+        ctx,
+        Pass::Signatures.name(),
+        checkpoints,
+    )?;
+    run.ran(Pass::Signatures, &report);
+    if report.exit_code != 0 {
+        run.resume.discard(Pass::Signatures)?;
+        return Err(run.ended(report, Pass::Signatures));
+    }
+    let candidates = job
+        .take_result()
+        .ok_or_else(|| anyhow::anyhow!("pass 1 ended without its result"))?;
+    run.reports.push(report);
+    Ok(candidates)
+}

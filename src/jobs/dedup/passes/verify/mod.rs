@@ -1,0 +1,109 @@
+//! Pass 2, verify: pass 1's [`Found`] records and candidate pairs in,
+//! [`Verified`] pairs out.
+//!
+//! | | |
+//! |---|---|
+//! | reads | the candidate records only, at the places pass 1 noted ([`reread`]), or the whole input |
+//! | step 1 sends | [`Member`]: a candidate's id and shingle set |
+//! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
+//! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
+//!
+//! Steps 1 and 2 are in [`job`]; this module runs the pass (not at all
+//! when there is no candidate pair), or loads its result when an earlier
+//! run completed it. When pass 3 copies `kept.jsonl` and this pass reads
+//! the candidates only, the copy starts here and runs beside the pass
+//! ([`super::kept::follow`]).
+
+use std::sync::Arc;
+
+use drainpipe_actors::REJECTS_FILE;
+
+use crate::jobs::dedup::chain::{Found, Reads, Verified};
+use crate::jobs::dedup::ledger::{changed, Halt, Run};
+use crate::jobs::dedup::resume::Pass;
+use crate::jobs::dedup::state::VerifiedForm;
+use crate::jobs::run_pass_into;
+
+use super::kept::{self, KeptCopy};
+
+pub mod job;
+pub mod reread;
+
+pub use job::{Member, Verifier, VerifyJob};
+
+/// Pass 2 over the candidate `pairs` of pass 1 (sorted by the later
+/// record): loaded when resuming after it completed, else run. Returns
+/// what it verified, and the copy of `kept.jsonl` when it ran beside the
+/// pass. A pass that does not complete ends the run (and abandons the
+/// copy).
+pub fn run(
+    run: &mut Run<'_>,
+    found: &Found,
+    pairs: Vec<(u32, u32)>,
+    reads: &Reads,
+) -> Result<(Verified, Option<KeptCopy>), Halt> {
+    if pairs.is_empty() {
+        return Ok((Verified::default(), None));
+    }
+    if let Some(form) = run.resume.load::<VerifiedForm<Box<str>>>(Pass::Verify)? {
+        run.loaded(Pass::Verify);
+        return Ok((form.into_verified(), None));
+    }
+    let ctx = run.ctx;
+    let pairs = Arc::new(pairs);
+    let mut job = VerifyJob::new(
+        ctx.fields.clone(),
+        run.params.ngram,
+        run.params.threshold,
+        Arc::clone(&found.integrated),
+        Arc::clone(&pairs),
+    )
+    .keeping_result(run.resume.result_file(Pass::Verify));
+    // Reading the candidates only, it rejects nothing, unless the input
+    // changed.
+    let (source, to_read, rejects_file) = if reads.candidates_only {
+        let reread::CandidateSource { source, records } =
+            reread::candidates(ctx, &found.spans, &job)?;
+        let n = records.len() as u64;
+        job = job.reading_only(records);
+        (source, n, reread::REJECTS_FILE)
+    } else {
+        ((run.open)()?, found.read(), REJECTS_FILE)
+    };
+    if let Some(stopped) = run.stopped_before(Pass::Verify) {
+        return Err(stopped);
+    }
+    let copy = if reads.copy && reads.candidates_only && run.params.copy_beside_verify {
+        kept::start_beside(run, found, &pairs)
+    } else {
+        None
+    };
+    if let Some(copy) = &copy {
+        job = job.telling(copy.fates());
+    }
+    let job = Arc::new(job);
+    let checkpoints = run.resume.checkpoints(Pass::Verify)?;
+    let name = Pass::Verify.name();
+    let mut report = run_pass_into(
+        Arc::clone(&job),
+        source,
+        ctx,
+        name,
+        checkpoints,
+        rejects_file,
+    )?;
+    run.ran(Pass::Verify, &report);
+    if report.exit_code == 0 && report.records.read != to_read {
+        let read = report.records.read;
+        changed(&mut report, Pass::Verify, to_read, read);
+    }
+    if report.exit_code != 0 {
+        run.resume.discard(Pass::Verify)?;
+        return Err(run.ended(report, Pass::Verify));
+    }
+    let verified = job
+        .take_result()
+        .ok_or_else(|| anyhow::anyhow!("pass 2 ended without its result"))?;
+    run.reports.push(report);
+    Ok((verified, copy))
+}
