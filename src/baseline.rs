@@ -10,12 +10,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use drainpipe_actors::{
-    Batch, BatchBuilder, FinishContext, Integrate, Job, OutputDir, RecordSource, Records, RunReport,
+    AtomicFile, Batch, BatchBuilder, FinishContext, Integrate, Job, OutputDir, RecordSource,
+    Records, RunReport,
 };
 
 /// Records per batch in the baseline (a fixed size: what a hand-written
@@ -32,7 +34,7 @@ struct Done<O> {
 /// the time and the job's result (the protocol's fields are defaults).
 pub fn run_plain<J: Job, S: RecordSource>(
     job: Arc<J>,
-    mut source: S,
+    source: S,
     output: &OutputDir,
     workers: usize,
     rejects_file: &'static str,
@@ -40,7 +42,62 @@ pub fn run_plain<J: Job, S: RecordSource>(
     let started = Instant::now();
     let (work_tx, work_rx) = sync_channel::<Batch>(2 * workers);
     let (done_tx, done_rx) = sync_channel::<Done<J::Output>>(2 * workers);
-    let reader = std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
+    let reader = start_reader(source, work_tx);
+    let pool = start_workers(&job, work_rx, done_tx, workers);
+    let mut state = job.integrator();
+    let mut rejects = output.atomic(rejects_file)?;
+    let counts = integrate_in_order(&mut state, done_rx, &mut rejects)?;
+    let (read, bytes) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader panicked"))??;
+    for worker in pool {
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker panicked"))?;
+    }
+    let Integrated {
+        integrated,
+        rejected,
+        missing,
+    } = counts;
+    anyhow::ensure!(missing == 0, "batches missing from the baseline");
+    if rejected > 0 {
+        rejects.commit()?;
+    } else {
+        output.remove_stale(rejects_file)?;
+    }
+    let result = state
+        .finish(&FinishContext {
+            output,
+            partial: false,
+            integrated,
+            rejected,
+        })
+        .map_err(|e| anyhow::anyhow!("finishing: {e}"))?;
+    let records = Records {
+        read,
+        integrated,
+        rejected,
+        abandoned: 0,
+    };
+    let elapsed_s = started.elapsed().as_secs_f64();
+    Ok(plain_report(
+        job.name(),
+        records,
+        bytes,
+        workers,
+        elapsed_s,
+        result,
+    ))
+}
+
+/// The reader thread: fills batches of [`BASELINE_BATCH`] records and
+/// sends them to the workers; returns the records and bytes it read.
+fn start_reader<S: RecordSource>(
+    mut source: S,
+    work_tx: SyncSender<Batch>,
+) -> JoinHandle<anyhow::Result<(u64, u64)>> {
+    std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
         let (mut seq, mut index, mut bytes) = (0, 0, 0);
         loop {
             let mut builder = BatchBuilder::with_capacity(BASELINE_BATCH, 0);
@@ -55,19 +112,42 @@ pub fn run_plain<J: Job, S: RecordSource>(
                 anyhow::bail!("the workers stopped early");
             }
         }
-    });
+    })
+}
+
+/// `workers` threads running step 1 on the batches of `work_rx`, each
+/// sending what it did to `done_tx`.
+fn start_workers<J: Job>(
+    job: &Arc<J>,
+    work_rx: Receiver<Batch>,
+    done_tx: SyncSender<Done<J::Output>>,
+    workers: usize,
+) -> Vec<JoinHandle<()>> {
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let pool: Vec<_> = (0..workers)
+    (0..workers)
         .map(|_| {
-            let (job, work_rx, done_tx) = (Arc::clone(&job), Arc::clone(&work_rx), done_tx.clone());
+            let (job, work_rx, done_tx) = (Arc::clone(job), Arc::clone(&work_rx), done_tx.clone());
             std::thread::spawn(move || step1(&*job, &work_rx, |done| done_tx.send(done).is_ok()))
         })
-        .collect();
-    drop(done_tx);
+        .collect()
+}
 
-    let mut state = job.integrator();
-    let rejects_name = rejects_file;
-    let mut rejects_file = output.atomic(rejects_name)?;
+/// Records integrated and rejected, and batches never integrated (held
+/// behind one that never came).
+struct Integrated {
+    integrated: u64,
+    rejected: u64,
+    missing: usize,
+}
+
+/// Step 2 on the calling thread: the batches in input order (a reorder
+/// buffer, as the Integrator's), their rejects written to `rejects`,
+/// until every worker has ended.
+fn integrate_in_order<I: Integrate>(
+    state: &mut I,
+    done_rx: Receiver<Done<I::Output>>,
+    rejects: &mut AtomicFile,
+) -> anyhow::Result<Integrated> {
     let (mut next, mut held) = (0u64, BTreeMap::new());
     let (mut integrated, mut rejected) = (0u64, 0u64);
     for done in done_rx {
@@ -75,7 +155,7 @@ pub fn run_plain<J: Job, S: RecordSource>(
         while let Some(done) = held.remove(&next) {
             next += 1;
             for line in &done.rejects {
-                writeln!(rejects_file, "{line}")?;
+                writeln!(rejects, "{line}")?;
             }
             rejected += done.rejects.len() as u64;
             for (index, out) in done.outputs {
@@ -86,31 +166,26 @@ pub fn run_plain<J: Job, S: RecordSource>(
             }
         }
     }
-    let (read, bytes) = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the reader panicked"))??;
-    for worker in pool {
-        worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("a worker panicked"))?;
-    }
-    anyhow::ensure!(held.is_empty(), "batches missing from the baseline");
-    if rejected > 0 {
-        rejects_file.commit()?;
-    } else {
-        output.remove_stale(rejects_name)?;
-    }
-    let result = state
-        .finish(&FinishContext {
-            output,
-            partial: false,
-            integrated,
-            rejected,
-        })
-        .map_err(|e| anyhow::anyhow!("finishing: {e}"))?;
-    let elapsed_s = started.elapsed().as_secs_f64();
-    Ok(RunReport {
-        job: job.name().to_owned(),
+    Ok(Integrated {
+        integrated,
+        rejected,
+        missing: held.len(),
+    })
+}
+
+/// The report of a baseline run: its counts, time and result; the
+/// protocol's fields are defaults.
+fn plain_report(
+    job: &str,
+    records: Records,
+    bytes: u64,
+    workers: usize,
+    elapsed_s: f64,
+    result: serde_json::Value,
+) -> RunReport {
+    let read = records.read;
+    RunReport {
+        job: job.to_owned(),
         fingerprint: String::new(),
         exit: "complete",
         exit_code: 0,
@@ -118,13 +193,8 @@ pub fn run_plain<J: Job, S: RecordSource>(
         errors: Vec::new(),
         partial: false,
         outputs_written: true,
-        conservation: read == integrated + rejected,
-        records: Records {
-            read,
-            integrated,
-            rejected,
-            abandoned: 0,
-        },
+        conservation: read == records.integrated + records.rejected,
+        records,
         workers,
         window: 2 * workers,
         batch: BASELINE_BATCH,
@@ -137,7 +207,7 @@ pub fn run_plain<J: Job, S: RecordSource>(
         peak_rss_bytes: None,
         checkpoints: Default::default(),
         result,
-    })
+    }
 }
 
 /// One worker: step 1 on each batch it takes, panics caught per record.
