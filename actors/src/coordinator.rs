@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::checkpoint::{CheckpointStats, Checkpoints};
+use crate::failure::{ExitCode, Failure};
 use crate::integrator::{Finish, Finished, Integrator, IntegratorFailure, TakeCheckpoint};
 use crate::job::Job;
 use crate::observe::{Activity, Observed};
 use crate::processor::{BatchDone, ProcessBatch, Processor};
-use crate::protocol::{ExitCode, Phase, RunHandle, StopCause};
+use crate::protocol::{Phase, RunHandle, StopCause};
 use crate::report::{Peaks, Progress, Records, RunReport};
 use crate::source::{Pull, Pulled, RecordSource, Source};
 use crate::Settings;
@@ -231,22 +232,18 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         self.handle.set_phase(phase);
     }
 
-    /// Records an error; the worst exit code wins.
-    fn error(&mut self, code: ExitCode, message: String) {
-        log::error!("{message}");
-        self.errors.push(message);
-        if severity(code) > severity(self.exit) {
-            self.exit = code;
-        }
+    /// Records a failure; the worst exit code wins.
+    fn fail(&mut self, failure: Failure) {
+        log::error!("{failure}");
+        self.exit = self.exit.worst(failure.exit_code());
+        self.errors.push(failure.to_string());
     }
 
     /// Leaves Running (once) for `cause`. Later causes are only recorded.
     fn stop(&mut self, cause: StopCause, ctx: &mut Context<Self>) {
-        let code = cause.exit_code();
-        if code != ExitCode::Complete && code != ExitCode::Interrupted {
-            self.error(code, cause.to_string());
-        } else if severity(code) > severity(self.exit) {
-            self.exit = code;
+        match &cause {
+            StopCause::Failed(failure) => self.fail(failure.clone()),
+            other => self.exit = self.exit.worst(other.exit_code()),
         }
         if self.cause.is_none() {
             log::info!("stopping: {cause}");
@@ -311,8 +308,11 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             return;
         }
         match reply {
-            Err(e) => self.stop(StopCause::Internal(format!("source unreachable: {e}")), ctx),
-            Ok(Err(e)) => self.stop(StopCause::InputFailed(e.to_string()), ctx),
+            Err(e) => self.stop(
+                StopCause::Failed(Failure::Lost(format!("source unreachable: {e}"))),
+                ctx,
+            ),
+            Ok(Err(e)) => self.stop(StopCause::Failed(e.into()), ctx),
             Ok(Ok(Pulled {
                 batch: None,
                 position,
@@ -375,24 +375,24 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             Err(e) => {
                 self.abandoned_batches += 1;
                 self.stop(
-                    StopCause::Internal(format!(
+                    StopCause::Failed(Failure::Lost(format!(
                         "batch {seq} ({} records) lost: processor pool unreachable: {e}",
                         flight.records
-                    )),
+                    ))),
                     ctx,
                 );
             }
             Ok(done) => {
                 if let Err(reason) = done.delivery {
                     self.abandoned_batches += 1;
-                    self.stop(StopCause::IntegratorFailed(reason), ctx);
+                    self.stop(StopCause::Failed(Failure::Refused(Box::new(reason))), ctx);
                 } else {
                     self.processed += done.processed;
                     self.rejected += done.rejected;
                     self.adapt_batch(&done);
                     if let Some(limit) = self.settings.max_rejects {
                         if self.rejected > limit {
-                            self.stop(StopCause::TooManyRejects { limit }, ctx);
+                            self.stop(StopCause::Failed(Failure::TooManyRejects { limit }), ctx);
                         }
                     }
                 }
@@ -438,7 +438,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         // An interrupted run does not wait for a pull: the Source may be
         // blocked on an idle input, and what it reads now was never counted
         // as read, so leaving it unprocessed loses nothing.
-        let interrupted = self.cause == Some(StopCause::Interrupted);
+        let interrupted = matches!(self.cause, Some(StopCause::Interrupted));
         if self.phase != Phase::Draining
             || (self.pulling && !interrupted)
             || !self.in_flight.is_empty()
@@ -452,7 +452,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         // An interrupted run saves where it stopped, so `--resume` can go on.
         if !self.final_checkpoint_done {
             self.final_checkpoint_done = true;
-            if self.cause == Some(StopCause::Interrupted) && self.abandoned_batches == 0 {
+            if interrupted && self.abandoned_batches == 0 {
                 self.quiescing = Some(Instant::now());
                 self.take_checkpoint(ctx);
                 return;
@@ -461,7 +461,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         self.enter(Phase::Finishing);
         let cause = self.cause.clone().unwrap_or(StopCause::EndOfInput);
         let finish = Finish {
-            partial: cause != StopCause::EndOfInput,
+            partial: !cause.complete(),
             write: cause.outputs_writable() && self.abandoned_batches == 0,
         };
         self.integrator
@@ -471,10 +471,9 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             .map(|reply, act, ctx| {
                 match reply {
                     Ok(result) => act.finished = Some(result),
-                    Err(e) => act.error(
-                        ExitCode::Software,
-                        format!("the integrator did not finish: {e}"),
-                    ),
+                    Err(e) => act.fail(Failure::Internal(format!(
+                        "the integrator did not finish: {e}"
+                    ))),
                 }
                 act.release(ctx);
             })
@@ -534,11 +533,11 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                         act.checkpoint_supported = false;
                     }
                     Ok(Err(e)) => act.stop(
-                        StopCause::OutputFailed(format!("checkpoint failed: {e}")),
+                        StopCause::Failed(Failure::Checkpoint(Box::new(e))),
                         ctx,
                     ),
                     Err(e) => act.stop(
-                        StopCause::Internal(format!("checkpoint not answered: {e}")),
+                        StopCause::Failed(Failure::Lost(format!("checkpoint not answered: {e}"))),
                         ctx,
                     ),
                 }
@@ -604,14 +603,11 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             Phase::Running | Phase::Draining => self.watch_stall(),
             Phase::Releasing => {
                 if !self.released() && self.phase_entered.elapsed() > deadline {
-                    self.error(
-                        ExitCode::Software,
-                        format!(
-                            "processor or source threads still running {}s after release: {}",
-                            deadline.as_secs(),
-                            self.activities()
-                        ),
-                    );
+                    self.fail(Failure::Internal(format!(
+                        "processor or source threads still running {}s after release: {}",
+                        deadline.as_secs(),
+                        self.activities()
+                    )));
                     self.stopped();
                 }
             }
@@ -622,15 +618,12 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             && self.phase_entered.elapsed() > deadline
         {
             self.drain_timed_out = true;
-            self.error(
-                ExitCode::Software,
-                format!(
-                    "drain timed out after {}s with {} batches in flight: {}",
-                    deadline.as_secs(),
-                    self.in_flight.len(),
-                    self.stall_report()
-                ),
-            );
+            self.fail(Failure::Internal(format!(
+                "drain timed out after {}s with {} batches in flight: {}",
+                deadline.as_secs(),
+                self.in_flight.len(),
+                self.stall_report()
+            )));
             self.abandoned_batches += self.in_flight.len() as u64;
             self.in_flight.clear();
             // Late answers are ignored: a pull's batch is never dispatched
@@ -778,39 +771,32 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                 result = f.job;
                 failed_run = self.abandoned_batches > 0;
                 if f.integrated_out_of_order > 0 {
-                    self.error(
-                        ExitCode::Software,
-                        format!(
-                            "{} batches reached the integrator after a gap",
-                            f.integrated_out_of_order
-                        ),
-                    );
+                    self.fail(Failure::Internal(format!(
+                        "{} batches reached the integrator after a gap",
+                        f.integrated_out_of_order
+                    )));
                 }
                 // The processors' answers and the Integrator's counts are
                 // independent tallies of the same records.
                 if !failed_run && (f.integrated, f.rejected) != (self.processed, self.rejected) {
-                    self.error(
-                        ExitCode::Software,
-                        format!(
-                            "processors reported {} processed + {} rejected, integrator counted {} + {}",
-                            self.processed, self.rejected, f.integrated, f.rejected
-                        ),
-                    );
+                    self.fail(Failure::Internal(format!(
+                        "processors reported {} processed + {} rejected, integrator counted {} + {}",
+                        self.processed, self.rejected, f.integrated, f.rejected
+                    )));
                 }
             }
             Some(Err(failure)) => {
                 records.integrated = failure.integrated;
                 records.rejected = failure.rejected;
                 failed_run = true;
-                let code = if failure.io {
-                    ExitCode::Io
+                // Reported already when a refused batch stopped the run;
+                // its code still counts.
+                let reason = failure.cause.to_string();
+                let failed = Failure::Integrator(Box::new(failure.cause));
+                if !self.errors.iter().any(|e| e.contains(&reason)) {
+                    self.fail(failed);
                 } else {
-                    ExitCode::Software
-                };
-                if !self.errors.iter().any(|e| e.contains(&failure.reason)) {
-                    self.error(code, format!("integrator failed: {}", failure.reason));
-                } else if severity(code) > severity(self.exit) {
-                    self.exit = code;
+                    self.exit = self.exit.worst(failed.exit_code());
                 }
             }
             None => {
@@ -827,28 +813,22 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         };
         let conservation = accounted + records.abandoned == records.read;
         if !conservation {
-            self.error(
-                ExitCode::Software,
-                format!(
-                    "DATA LOSS: read {} != integrated {} + rejected {} + abandoned {}",
-                    records.read, records.integrated, records.rejected, records.abandoned
-                ),
-            );
+            self.fail(Failure::DataLoss {
+                read: records.read,
+                integrated: records.integrated,
+                rejected: records.rejected,
+                abandoned: records.abandoned,
+            });
         }
         let elapsed_s = self.observed.started.elapsed().as_secs_f64();
-        let exit = match self.exit {
-            ExitCode::Complete => "complete",
-            ExitCode::Interrupted => "interrupted",
-            _ => "failed",
-        };
         RunReport {
             job: self.job_name.clone(),
             fingerprint: self.checkpoints.fingerprint.clone(),
-            exit,
+            exit: self.exit.label(),
             exit_code: self.exit.code(),
             cause: cause.to_string(),
             errors: self.errors.clone(),
-            partial: cause != StopCause::EndOfInput,
+            partial: !cause.complete(),
             outputs_written,
             records,
             conservation,
@@ -871,20 +851,6 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             },
             result,
         }
-    }
-}
-
-/// Which exit code wins when several apply: losing data or an internal
-/// failure outranks an IO error, which outranks too many rejects, which
-/// outranks an interruption.
-fn severity(code: ExitCode) -> u8 {
-    match code {
-        ExitCode::Complete => 0,
-        ExitCode::Interrupted => 1,
-        ExitCode::TooManyRejects => 2,
-        ExitCode::Usage => 3,
-        ExitCode::Io => 4,
-        ExitCode::Software => 5,
     }
 }
 

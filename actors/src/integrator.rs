@@ -14,10 +14,10 @@ use actix::prelude::*;
 use crate::batch::Location;
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::error::OutputError;
+use crate::failure::{panic_message, Failure};
 use crate::job::{FinishContext, Integrate};
 use crate::observe::Observed;
 use crate::output::{AtomicFile, OutputDir};
-use crate::processor::panic_message;
 
 /// The name of the rejects file in the output folder.
 pub const REJECTS_FILE: &str = "rejects.jsonl";
@@ -47,10 +47,10 @@ impl RejectedRecord {
 }
 
 /// A processor hands the outputs and rejects of one batch to the Integrator.
-/// The reply is `Ok` once the Integrator holds them, `Err` with the reason
+/// The reply is `Ok` once the Integrator holds them, `Err` with its failure
 /// when it has failed and refuses them.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), Failure>")]
 pub struct Deliver<O: Send + 'static> {
     /// The batch's sequence number.
     pub seq: u64,
@@ -89,11 +89,10 @@ pub struct Finished {
 /// Why the Integrator failed, with counts up to the failure.
 #[derive(Debug, Clone)]
 pub struct IntegratorFailure {
-    /// What went wrong.
-    pub reason: String,
-    /// True when the failure was writing an output (exit code 74), false
-    /// for an error or panic in step 2 (exit code 70).
-    pub io: bool,
+    /// What went wrong: writing an output ([`Failure::Output`],
+    /// [`Failure::Io`]), or an error or panic in step 2
+    /// ([`Failure::Step2`]).
+    pub cause: Failure,
     /// Records integrated before the failure.
     pub integrated: u64,
     /// Records rejected before the failure.
@@ -157,11 +156,10 @@ impl<I: Integrate> Integrator<I> {
         Ok(integrator)
     }
 
-    fn fail(&mut self, reason: String, io: bool) {
-        log::error!("integrator failed: {reason}");
+    fn fail(&mut self, cause: Failure) {
+        log::error!("integrator failed: {cause}");
         self.failure = Some(IntegratorFailure {
-            reason,
-            io,
+            cause,
             integrated: self.integrated,
             rejected: self.rejected,
         });
@@ -169,31 +167,27 @@ impl<I: Integrate> Integrator<I> {
         self.observed.integrator_reorder.set(0);
     }
 
-    fn write_rejects(&mut self, rejects: &[RejectedRecord]) -> Result<(), String> {
+    fn write_rejects(&mut self, rejects: &[RejectedRecord]) -> Result<(), OutputError> {
         if rejects.is_empty() {
             return Ok(());
         }
         if self.rejects_file.is_none() {
-            self.rejects_file = Some(
-                self.output
-                    .atomic(self.rejects_name)
-                    .map_err(|e| e.to_string())?,
-            );
+            self.rejects_file = Some(self.output.atomic(self.rejects_name)?);
         }
         let file = self.rejects_file.as_mut().expect("just created");
         for r in rejects {
             let mut line = serde_json::to_vec(r).expect("a reject serializes");
             line.push(b'\n');
             file.write_all(&line)
-                .map_err(|e| format!("cannot write {}: {e}", file.target().display()))?;
+                .map_err(|e| OutputError::new(file.target(), e))?;
         }
         Ok(())
     }
 
     /// Integrates one batch; on failure records it and returns false.
     fn integrate(&mut self, pending: Pending<I::Output>) -> bool {
-        if let Err(reason) = self.write_rejects(&pending.rejects) {
-            self.fail(reason, true);
+        if let Err(e) = self.write_rejects(&pending.rejects) {
+            self.fail(e.into());
             return false;
         }
         self.rejected += pending.rejects.len() as u64;
@@ -218,7 +212,7 @@ impl<I: Integrate> Integrator<I> {
             Ok(Err(reason)) => reason,
             Err(panic) => format!("panic in step 2: {}", panic_message(&*panic)),
         };
-        self.fail(reason, false);
+        self.fail(Failure::Step2(reason));
         false
     }
 
@@ -248,7 +242,7 @@ impl<I: Integrate> Actor for Integrator<I> {
 }
 
 impl<I: Integrate> Handler<Deliver<I::Output>> for Integrator<I> {
-    type Result = Result<(), String>;
+    type Result = Result<(), Failure>;
 
     fn handle(&mut self, msg: Deliver<I::Output>, ctx: &mut Context<Self>) -> Self::Result {
         self.observed.integrator_mailbox.dec();
@@ -259,7 +253,7 @@ impl<I: Integrate> Handler<Deliver<I::Output>> for Integrator<I> {
             self.integrate_ready();
         }
         if let Some(f) = &self.failure {
-            return Err(f.reason.clone());
+            return Err(f.cause.clone());
         }
         let next = msg.seq == self.next_seq;
         self.reorder.insert(
@@ -341,7 +335,7 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
             None => self.output.remove_stale(self.rejects_name),
         };
         if let Err(e) = committed {
-            self.fail(e.to_string(), true);
+            self.fail(e.into());
             return Err(self.failure.clone().expect("just failed"));
         }
         let ctx = FinishContext {
@@ -358,7 +352,7 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
                 // moment leaves one or the other.
                 if !msg.partial {
                     if let Err(e) = self.output.remove_stale(CHECKPOINT_FILE) {
-                        self.fail(e.to_string(), true);
+                        self.fail(e.into());
                         return Err(self.failure.clone().expect("just failed"));
                     }
                 }
@@ -372,16 +366,21 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
             Ok(Err(e)) => {
                 // Finishing mostly writes files: an error here is an output
                 // error unless the job says otherwise in its message.
-                let io = e.downcast_ref::<crate::error::OutputError>().is_some()
+                let io = e.downcast_ref::<OutputError>().is_some()
                     || e.downcast_ref::<std::io::Error>().is_some();
-                self.fail(format!("finishing the job: {e}"), io);
+                let message = format!("finishing the job: {e}");
+                self.fail(if io {
+                    Failure::Io(message)
+                } else {
+                    Failure::Step2(message)
+                });
                 Err(self.failure.clone().expect("just failed"))
             }
             Err(panic) => {
-                self.fail(
-                    format!("panic while finishing the job: {}", panic_message(&*panic)),
-                    false,
-                );
+                self.fail(Failure::Step2(format!(
+                    "panic while finishing the job: {}",
+                    panic_message(&*panic)
+                )));
                 Err(self.failure.clone().expect("just failed"))
             }
         }
@@ -392,7 +391,7 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
 /// batch before `batches` integrated), to write a checkpoint. The reply is
 /// the checkpoint's size, `None` when the job does not support checkpoints.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Option<u64>, String>")]
+#[rtype(result = "Result<Option<u64>, Failure>")]
 pub struct TakeCheckpoint {
     /// Records read so far.
     pub read: u64,
@@ -403,39 +402,39 @@ pub struct TakeCheckpoint {
 }
 
 impl<I: Integrate> Handler<TakeCheckpoint> for Integrator<I> {
-    type Result = Result<Option<u64>, String>;
+    type Result = Result<Option<u64>, Failure>;
 
     fn handle(&mut self, msg: TakeCheckpoint, _: &mut Context<Self>) -> Self::Result {
         if self.failure.is_none() {
             self.integrate_ready();
         }
         if let Some(f) = &self.failure {
-            return Err(f.reason.clone());
+            return Err(f.cause.clone());
         }
         if self.next_seq != msg.batches || !self.reorder.is_empty() {
-            return Err(format!(
+            return Err(Failure::Internal(format!(
                 "checkpoint requested while not quiescent: integrated up to batch {}, {} held, coordinator numbered {}",
                 self.next_seq,
                 self.reorder.len(),
                 msg.batches
-            ));
+            )));
         }
         let state = &self.state;
         let job = match catch_unwind(AssertUnwindSafe(|| state.save())) {
             Ok(None) => return Ok(None),
             Ok(Some(Ok(bytes))) => bytes,
-            Ok(Some(Err(e))) => return Err(format!("saving the job's state: {e}")),
+            Ok(Some(Err(e))) => return Err(Failure::Step2(format!("saving the job's state: {e}"))),
             Err(panic) => {
-                return Err(format!(
+                return Err(Failure::Step2(format!(
                     "panic while saving the job's state: {}",
                     panic_message(&*panic)
-                ))
+                )))
             }
         };
         let rejects = match &mut self.rejects_file {
-            Some(file) => file
-                .written()
-                .map_err(|e| format!("reading back {}: {e}", file.target().display()))?,
+            Some(file) => file.written().map_err(|e| {
+                Failure::Io(format!("reading back {}: {e}", file.target().display()))
+            })?,
             None => Vec::new(),
         };
         let checkpoint = Checkpoint {
@@ -447,10 +446,10 @@ impl<I: Integrate> Handler<TakeCheckpoint> for Integrator<I> {
             rejects,
             job,
         };
-        let bytes = checkpoint.encode().map_err(|e| e.to_string())?;
-        self.output
-            .write_all(CHECKPOINT_FILE, &bytes)
-            .map_err(|e| e.to_string())?;
+        let bytes = checkpoint
+            .encode()
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        self.output.write_all(CHECKPOINT_FILE, &bytes)?;
         Ok(Some(bytes.len() as u64))
     }
 }

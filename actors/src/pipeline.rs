@@ -10,11 +10,12 @@ use actix::prelude::*;
 use crate::batch::BatchBuffers;
 use crate::checkpoint::Checkpoints;
 use crate::coordinator::{Coordinator, ProgressFn, Wiring};
+use crate::failure::{panic_message, Failure};
 use crate::integrator::Integrator;
 use crate::job::{Integrate, Job};
 use crate::observe::Observed;
 use crate::output::OutputDir;
-use crate::processor::{panic_message, Processor};
+use crate::processor::Processor;
 use crate::protocol::RunHandle;
 use crate::report::{Progress, RunReport};
 use crate::source::{RecordSource, Source};
@@ -358,9 +359,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             .ok_or(PipelineError::NoReport(code))?;
         if let Err(message) = joined {
             log::error!("{message}");
-            report.errors.push(message);
-            report.exit = "failed";
-            report.exit_code = crate::protocol::ExitCode::Software.code();
+            report.fail(Failure::Internal(message));
         }
         Ok(report)
     }

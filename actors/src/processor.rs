@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::batch::Batch;
+use crate::failure::{panic_message, Failure};
 use crate::integrator::{Deliver, Integrator, RejectedRecord};
 use crate::job::{Job, RecordError};
 use crate::observe::Observed;
@@ -34,9 +35,10 @@ pub struct BatchDone {
     pub rejected: u64,
     /// Time spent in step 1 (excluding delivery), for batch sizing.
     pub busy: Duration,
-    /// `Err` when the Integrator did not accept the batch: its records are
-    /// abandoned and the run must stop.
-    pub delivery: Result<(), String>,
+    /// `Err` when the Integrator did not accept the batch (why it refused,
+    /// or why it could not be reached): its records are abandoned and the
+    /// run must stop.
+    pub delivery: Result<(), Failure>,
 }
 
 /// The Processor actor, generic over the job.
@@ -82,17 +84,6 @@ impl<J: Job> Processor<J> {
 
 impl<J: Job> Actor for Processor<J> {
     type Context = SyncContext<Self>;
-}
-
-/// Turns a panic payload into its message.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
 }
 
 impl<J: Job> Processor<J> {
@@ -158,7 +149,7 @@ impl<J: Job> Handler<ProcessBatch> for Processor<J> {
                 // The Integrator never handled the message, so the mailbox
                 // gauge was not decremented by it.
                 self.observed.integrator_mailbox.dec();
-                Err(format!("integrator unreachable: {e}"))
+                Err(Failure::Internal(format!("integrator unreachable: {e}")))
             }
         };
         status.idle();

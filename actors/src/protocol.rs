@@ -1,6 +1,7 @@
-//! The stop protocol's vocabulary: phases, why a run stops, the exit codes
-//! and the shared handle a signal handler uses to ask for a stop.
-//! `docs/PROTOCOL.md` states the contract these types implement.
+//! The stop protocol's vocabulary: phases, why a run stops and the shared
+//! handle a signal handler uses to ask for a stop (failures and exit codes
+//! are in `failure.rs`). `docs/PROTOCOL.md` states the contract these
+//! types implement.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -46,53 +47,19 @@ impl Phase {
     }
 }
 
-/// Process exit codes, following BSD `sysexits.h` and the shell's
-/// convention for SIGINT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ExitCode {
-    /// Every record was integrated or rejected; rejects are reported, not
-    /// fatal.
-    Complete = 0,
-    /// Bad command line (`EX_USAGE`).
-    Usage = 2,
-    /// More rejected records than `--max-rejects` (`EX_DATAERR`).
-    TooManyRejects = 65,
-    /// Records lost, or an internal failure such as an Integrator error
-    /// (`EX_SOFTWARE`).
-    Software = 70,
-    /// An input or output file could not be read or written (`EX_IOERR`).
-    Io = 74,
-    /// Stopped by SIGINT or SIGTERM after draining (128 + SIGINT).
-    Interrupted = 130,
-}
-
-impl ExitCode {
-    /// The numeric code.
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-}
+pub use crate::failure::ExitCode;
+use crate::failure::Failure;
 
 /// Why a run left the Running phase.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StopCause {
     /// The Source reported end of input.
     EndOfInput,
     /// A stop was requested through the [`RunHandle`] (SIGINT or SIGTERM).
     Interrupted,
-    /// More rejects than allowed.
-    TooManyRejects {
-        /// The limit.
-        limit: u64,
-    },
-    /// The input could not be read.
-    InputFailed(String),
-    /// The Integrator failed (a panic or error in step 2): fatal.
-    IntegratorFailed(String),
-    /// An output could not be written.
-    OutputFailed(String),
-    /// A message between actors was lost (a mailbox closed): fatal.
-    Internal(String),
+    /// Something went wrong (too many rejects, an input, output or
+    /// Integrator failure, a lost message).
+    Failed(Failure),
 }
 
 impl StopCause {
@@ -101,22 +68,25 @@ impl StopCause {
         match self {
             StopCause::EndOfInput => ExitCode::Complete,
             StopCause::Interrupted => ExitCode::Interrupted,
-            StopCause::TooManyRejects { .. } => ExitCode::TooManyRejects,
-            StopCause::InputFailed(_) | StopCause::OutputFailed(_) => ExitCode::Io,
-            StopCause::IntegratorFailed(_) | StopCause::Internal(_) => ExitCode::Software,
+            StopCause::Failed(failure) => failure.exit_code(),
         }
     }
 
+    /// Whether the run read its whole input.
+    pub fn complete(&self) -> bool {
+        matches!(self, StopCause::EndOfInput)
+    }
+
     /// Whether the Integrator's outputs can still be written (partially, if
-    /// the input was not read to its end). Not after an input error: the
-    /// input is damaged, and outputs over part of it would pass for results.
+    /// the input was not read to its end): after an end of input, a stop
+    /// request or too many rejects. Not after an input error: the input is
+    /// damaged, and outputs over part of it would pass for results.
     pub fn outputs_writable(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            StopCause::InputFailed(_)
-                | StopCause::IntegratorFailed(_)
-                | StopCause::OutputFailed(_)
-                | StopCause::Internal(_)
+            StopCause::EndOfInput
+                | StopCause::Interrupted
+                | StopCause::Failed(Failure::TooManyRejects { .. })
         )
     }
 }
@@ -126,13 +96,7 @@ impl std::fmt::Display for StopCause {
         match self {
             StopCause::EndOfInput => write!(f, "end of input"),
             StopCause::Interrupted => write!(f, "interrupted by signal"),
-            StopCause::TooManyRejects { limit } => {
-                write!(f, "more than {limit} rejected records (--max-rejects)")
-            }
-            StopCause::InputFailed(e) => write!(f, "input error: {e}"),
-            StopCause::IntegratorFailed(e) => write!(f, "integrator failed: {e}"),
-            StopCause::OutputFailed(e) => write!(f, "output error: {e}"),
-            StopCause::Internal(e) => write!(f, "internal error: {e}"),
+            StopCause::Failed(failure) => write!(f, "{failure}"),
         }
     }
 }

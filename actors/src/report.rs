@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::failure::{ExitCode, Failure};
 use crate::output::OutputDir;
 use crate::protocol::Phase;
 
@@ -110,6 +111,18 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Marks the run failed because of `failure`, found after the report
+    /// was made: its message joins `errors`, and `exit_code` (with `exit`)
+    /// becomes the failure's when that is more severe. The one way a report
+    /// fails; the Coordinator builds its own report the same way.
+    pub fn fail(&mut self, failure: Failure) {
+        let now = ExitCode::from_code(self.exit_code).unwrap_or(ExitCode::Software);
+        let code = now.worst(failure.exit_code());
+        self.errors.push(failure.to_string());
+        self.exit_code = code.code();
+        self.exit = code.label();
+    }
+
     /// Writes the report as `summary.json`, atomically.
     pub fn write(&self, output: &OutputDir) -> Result<(), crate::error::OutputError> {
         let mut json = serde_json::to_vec_pretty(self).expect("a report serializes");
