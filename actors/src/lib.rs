@@ -6,8 +6,13 @@
 //! # Layout
 //!
 //! The crate is shaped around the stop protocol: each actor is one file with
-//! its messages beside it, and the protocol's vocabulary is separate so it
-//! can be read on its own.
+//! its messages beside it (the Coordinator, which has no messages of its
+//! own, one folder), and the protocol's vocabulary is separate so it can be
+//! read on its own. Imports run one way: the leaf modules (`error`,
+//! `failure`, `batch`, `output`, `codec`, `observe`) first, then
+//! `protocol`, `settings`, `job`, `checkpoint`, `report`, then the actors (`source`,
+//! `integrator`, then `processor`, which delivers to the Integrator), then
+//! `coordinator` and `pipeline`.
 //!
 //! - [`job`]: the traits a user implements ([`Job`], [`Integrate`]).
 //! - [`batch`]: [`Batch`], the unit of work, flow control and ordering.
@@ -16,16 +21,23 @@
 //! - [`processor`]: the Processor actor, N of them on a `SyncArbiter`.
 //! - [`integrator`]: the Integrator actor, on its own `Arbiter`.
 //! - [`coordinator`]: the Coordinator actor: flow control and the stop
-//!   protocol, on the System arbiter.
-//! - [`protocol`]: phases, stop causes, exit codes, the [`RunHandle`].
+//!   protocol, on the System arbiter. A folder: the protocol's state as
+//!   one enum with the counters (`state.rs`), Running's pulls, dispatches
+//!   and batch sizes (`flow.rs`), checkpoints (`checkpoint.rs`), Draining
+//!   to Stopped (`drain.rs`), the tick's deadlines, stall reports and
+//!   progress (`watch.rs`), and the final report (`summary.rs`).
+//! - [`protocol`]: phases, stop causes, the [`RunHandle`].
+//! - [`failure`]: [`Failure`], the typed cause of every way a run fails, and
+//!   the [`ExitCode`] each maps to.
 //! - [`pipeline`]: wiring and running it all ([`Pipeline`]).
+//! - [`settings`]: the tuning and limits of a run ([`Settings`]).
 //! - [`report`]: progress snapshots and the final [`RunReport`].
 //! - [`observe`]: what actors publish for stall reports and bound checks.
 //! - [`output`]: the output folder and atomic writes.
 //! - [`checkpoint`]: checkpoints, the results of completed passes, and
 //!   `--resume`.
 //! - [`codec`]: the one place state is serialized (checkpoints).
-//! - [`error`]: error types.
+//! - [`error`]: the input, output and codec error types.
 //!
 //! In the repository, `docs/ARCHITECTURE.md` maps the actors, their messages
 //! and threads and where the memory bounds come from; `docs/PROTOCOL.md` is
@@ -108,6 +120,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod protocol;
 pub mod report;
+pub mod settings;
 pub mod source;
 
 pub use batch::{Batch, BatchBuffers, BatchBuilder, Location, RawRecord, Rejected, Span};
@@ -118,7 +131,8 @@ pub use failure::Failure;
 pub use integrator::{RejectedRecord, REJECTS_FILE};
 pub use job::{FinishContext, Integrate, Job, RecordError};
 pub use output::{AtomicFile, OutputDir};
-pub use pipeline::{Pipeline, PipelineError, Settings};
+pub use pipeline::{Pipeline, PipelineError};
 pub use protocol::{Phase, RunHandle, StopCause};
 pub use report::{Progress, Records, RunReport};
+pub use settings::Settings;
 pub use source::RecordSource;

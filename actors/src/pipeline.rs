@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::batch::BatchBuffers;
-use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{Checkpoint, Checkpoints};
 use crate::coordinator::{Coordinator, ProgressFn, Wiring};
 use crate::failure::{panic_message, Failure};
 use crate::integrator::Integrator;
@@ -18,49 +18,12 @@ use crate::output::OutputDir;
 use crate::processor::Processor;
 use crate::protocol::RunHandle;
 use crate::report::{Progress, RunReport};
+pub use crate::settings::Settings;
 use crate::source::{RecordSource, Source};
 
 /// Code run inside the pipeline's actix System before its actors start
 /// ([`Pipeline::with_setup`]).
 type SetupFn = Box<dyn FnOnce()>;
-
-/// Tuning and limits of a run. `Settings::default()` suits most uses.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Processor threads (N).
-    pub workers: usize,
-    /// Most batches in flight (W); bounds memory with `max_batch_bytes`.
-    pub window: usize,
-    /// Records per batch; `None` adapts it so a batch is about four milliseconds
-    /// of step-1 work.
-    pub batch: Option<usize>,
-    /// Most bytes of record data per batch (a larger record travels alone).
-    pub max_batch_bytes: usize,
-    /// Deadline of each phase after Running.
-    pub drain_timeout: Duration,
-    /// A stall report is logged when no batch completes for this long.
-    pub stall_timeout: Duration,
-    /// Stop (exit code 65) once more records than this are rejected.
-    pub max_rejects: Option<u64>,
-    /// How often the progress callback is called.
-    pub progress_every: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Settings {
-            workers,
-            window: 2 * workers,
-            batch: None,
-            max_batch_bytes: 4 << 20,
-            drain_timeout: Duration::from_secs(300),
-            stall_timeout: Duration::from_secs(30),
-            max_rejects: None,
-            progress_every: Duration::from_millis(500),
-        }
-    }
-}
 
 /// The error of a run that could not produce a report at all.
 #[derive(Debug, thiserror::Error)]
@@ -272,83 +235,16 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
     /// `summary.json` is the caller's to write ([`RunReport::write`]).
     pub fn run(mut self) -> Result<RunReport, PipelineError> {
         let settings = self.settings.take().unwrap_or_default();
-        let s = &settings;
-        if s.workers == 0 || s.window == 0 || s.batch == Some(0) || s.max_batch_bytes == 0 {
-            return Err(PipelineError::Settings(
-                "workers, window, batch and max_batch_bytes must be at least 1".into(),
-            ));
-        }
-        let observed = Arc::new(Observed::new(s.workers));
-        let Pipeline {
-            job,
-            source,
-            output,
-            settings: _,
-            handle,
-            progress,
-            mut checkpoints,
-            setup,
-            rejects_file,
-            buffers,
-        } = self;
-        let buffers = buffers.unwrap_or_default();
-        let mut state = job.integrator();
-        let resume = checkpoints.resume.take();
-        if let Some(c) = &resume {
-            state
-                .restore(&c.job)
-                .map_err(|e| PipelineError::Resume(e.to_string()))?;
-        }
-        let resume_at = resume.as_ref().map_or((0, 0), |c| (c.read, c.batches));
-        let integrator_actor = Integrator::new(
-            state,
-            output.clone(),
-            Arc::clone(&observed),
-            resume.as_ref(),
-            rejects_file,
-        )?;
+        check_settings(&settings)?;
+        let observed = Arc::new(Observed::new(settings.workers));
+        let resume = self.checkpoints.resume.take();
+        let integrator = self.integrator(&observed, resume.as_ref())?;
         let report_slot = Arc::new(Mutex::new(None));
-        let (alive_tx, alive_rx) = mpsc::channel();
-        let (source_alive_tx, source_alive_rx) = mpsc::channel();
         let join_deadline = settings.drain_timeout;
         let system = System::new();
-        let total = source.total();
         let arbiter = system.block_on({
             let report_slot = Arc::clone(&report_slot);
-            async move {
-                if let Some(setup) = setup {
-                    setup();
-                }
-                let arbiter = Arbiter::new();
-                let integrator =
-                    Integrator::start_in_arbiter(&arbiter.handle(), move |_| integrator_actor);
-                let pool = Processor::start_pool(
-                    settings.workers,
-                    Arc::clone(&job),
-                    integrator.clone(),
-                    Arc::clone(&observed),
-                    alive_tx,
-                );
-                let source = Source::start(source, source_alive_tx, resume_at, buffers);
-                Coordinator::new(Wiring {
-                    job_name: job.name().to_owned(),
-                    settings,
-                    source,
-                    pool,
-                    integrator,
-                    alive: alive_rx,
-                    source_alive: source_alive_rx,
-                    handle,
-                    observed,
-                    progress,
-                    report_slot,
-                    total,
-                    checkpoints,
-                    resume: resume.map(|c| (c.read, c.batches, c.integrated, c.rejected)),
-                })
-                .start();
-                arbiter
-            }
+            async move { self.start(settings, observed, integrator, resume, report_slot) }
         });
         let code = system.run_with_code()?;
         let joined = join_arbiter(arbiter, join_deadline);
@@ -363,6 +259,101 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         }
         Ok(report)
     }
+
+    /// The Integrator actor over the job's state, restored from `resume`.
+    fn integrator(
+        &self,
+        observed: &Arc<Observed>,
+        resume: Option<&Checkpoint>,
+    ) -> Result<Integrator<J::Integrator>, PipelineError> {
+        let mut state = self.job.integrator();
+        if let Some(c) = resume {
+            state
+                .restore(&c.job)
+                .map_err(|e| PipelineError::Resume(e.to_string()))?;
+        }
+        let integrator = Integrator::new(
+            state,
+            self.output.clone(),
+            Arc::clone(observed),
+            resume,
+            self.rejects_file,
+        )?;
+        Ok(integrator)
+    }
+
+    /// Starts the actors inside the run's System (after the caller's
+    /// setup): the Integrator on an arbiter of its own, which is returned
+    /// to be joined, the pool, the Source and the Coordinator.
+    fn start(
+        self,
+        settings: Settings,
+        observed: Arc<Observed>,
+        integrator: Integrator<J::Integrator>,
+        resume: Option<Checkpoint>,
+        report_slot: Arc<Mutex<Option<RunReport>>>,
+    ) -> Arbiter {
+        let Pipeline {
+            job,
+            source,
+            handle,
+            progress,
+            checkpoints,
+            setup,
+            buffers,
+            ..
+        } = self;
+        if let Some(setup) = setup {
+            setup();
+        }
+        let arbiter = Arbiter::new();
+        let integrator = Integrator::start_in_arbiter(&arbiter.handle(), move |_| integrator);
+        let (alive_tx, alive_rx) = mpsc::channel();
+        let pool = Processor::start_pool(
+            settings.workers,
+            Arc::clone(&job),
+            integrator.clone(),
+            Arc::clone(&observed),
+            alive_tx,
+        );
+        let (source_alive_tx, source_alive_rx) = mpsc::channel();
+        let total = source.total();
+        let resume_at = resume.as_ref().map_or((0, 0), |c| (c.read, c.batches));
+        let source = Source::start(
+            source,
+            source_alive_tx,
+            resume_at,
+            buffers.unwrap_or_default(),
+        );
+        Coordinator::new(Wiring {
+            job_name: job.name().to_owned(),
+            settings,
+            source,
+            pool,
+            integrator,
+            alive: alive_rx,
+            source_alive: source_alive_rx,
+            handle,
+            observed,
+            progress,
+            report_slot,
+            total,
+            checkpoints,
+            resume: resume.map(|c| (c.read, c.batches, c.integrated, c.rejected)),
+        })
+        .start();
+        arbiter
+    }
+}
+
+/// Refuses settings no run can use.
+fn check_settings(s: &Settings) -> Result<(), PipelineError> {
+    if s.workers == 0 || s.window == 0 || s.batch == Some(0) || s.max_batch_bytes == 0 {
+        return Err(PipelineError::Settings(
+            "workers, window, batch and max_batch_bytes must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Stops the arbiter and waits for its thread, with a deadline: its actor's

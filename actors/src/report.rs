@@ -170,3 +170,62 @@ impl RunReport {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(exit: ExitCode) -> RunReport {
+        RunReport {
+            job: "test".into(),
+            fingerprint: String::new(),
+            exit: exit.label(),
+            exit_code: exit.code(),
+            cause: "end of input".into(),
+            errors: Vec::new(),
+            partial: false,
+            outputs_written: true,
+            records: Records::default(),
+            conservation: true,
+            workers: 1,
+            window: 1,
+            batch: 1,
+            batch_adaptive: false,
+            elapsed_s: 0.0,
+            phases: BTreeMap::new(),
+            records_per_s: 0.0,
+            bytes: 0,
+            peaks: Peaks::default(),
+            peak_rss_bytes: None,
+            checkpoints: crate::checkpoint::CheckpointStats::default(),
+            result: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_failed_report_names_every_failure_and_keeps_the_worst_exit_code() {
+        let mut r = report(ExitCode::Interrupted);
+        r.fail(Failure::Io("the input changed between passes".into()));
+        assert_eq!((r.exit, r.exit_code), ("failed", 74));
+        r.fail(Failure::Internal("a thread did not exit".into()));
+        assert_eq!(r.exit_code, 70);
+        r.fail(Failure::Io("another".into()));
+        assert_eq!(r.exit_code, 70, "a milder failure does not lower the code");
+        assert_eq!(
+            r.errors,
+            [
+                "the input changed between passes",
+                "a thread did not exit",
+                "another"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_complete_report_that_fails_on_too_many_rejects_exits_65() {
+        let mut r = report(ExitCode::Complete);
+        r.fail(Failure::TooManyRejects { limit: 3 });
+        assert_eq!((r.exit, r.exit_code), ("failed", 65));
+        assert_eq!(r.errors, ["more than 3 rejected records (--max-rejects)"]);
+    }
+}

@@ -1,0 +1,43 @@
+//! The tuning and limits of a run. A leaf module, so the Coordinator and
+//! the pipeline that starts it both read the settings without importing
+//! each other.
+
+use std::time::Duration;
+
+/// Tuning and limits of a run. `Settings::default()` suits most uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Processor threads (N).
+    pub workers: usize,
+    /// Most batches in flight (W); bounds memory with `max_batch_bytes`.
+    pub window: usize,
+    /// Records per batch; `None` adapts it so a batch is about eight
+    /// milliseconds of step-1 work.
+    pub batch: Option<usize>,
+    /// Most bytes of record data per batch (a larger record travels alone).
+    pub max_batch_bytes: usize,
+    /// Deadline of each phase after Running.
+    pub drain_timeout: Duration,
+    /// A stall report is logged when no batch completes for this long.
+    pub stall_timeout: Duration,
+    /// Stop (exit code 65) once more records than this are rejected.
+    pub max_rejects: Option<u64>,
+    /// How often the progress callback is called.
+    pub progress_every: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Settings {
+            workers,
+            window: 2 * workers,
+            batch: None,
+            max_batch_bytes: 4 << 20,
+            drain_timeout: Duration::from_secs(300),
+            stall_timeout: Duration::from_secs(30),
+            max_rejects: None,
+            progress_every: Duration::from_millis(500),
+        }
+    }
+}
