@@ -273,6 +273,13 @@ fn error_code(e: &anyhow::Error) -> Code {
     if refused_resume {
         return Code::Usage;
     }
+    // A typed failure knows its code.
+    if let Some(failure) = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<drainpipe_actors::Failure>())
+    {
+        return failure.exit_code();
+    }
     let io = e.chain().any(|cause| {
         cause.is::<std::io::Error>()
             || cause.is::<drainpipe_actors::OutputError>()

@@ -7,7 +7,7 @@
 //! ends the run through here, so the job ([`super::run_on`]) reads as the
 //! chain of the passes, and a pass never needs another to report.
 
-use drainpipe_actors::{ExitCode, RecordSource, Records, RunReport};
+use drainpipe_actors::{ExitCode, Failure, RecordSource, Records, RunReport};
 use serde_json::json;
 
 use crate::jobs::RunContext;
@@ -230,12 +230,17 @@ pub fn per_record(bytes: u64, records: u64) -> f64 {
 }
 
 /// Marks `report` failed with exit code 74 (an input or an output): its
-/// cause is `cause`, and `errors` join its errors.
+/// cause is `cause`, and `errors` join its errors (the cause is the error
+/// when there is none), each through [`RunReport::fail`].
 pub fn fail(report: &mut RunReport, cause: String, errors: impl IntoIterator<Item = String>) {
+    let mut errors = errors.into_iter().peekable();
+    if errors.peek().is_none() {
+        report.fail(Failure::Io(cause.clone()));
+    }
+    for message in errors {
+        report.fail(Failure::Io(message));
+    }
     report.cause = cause;
-    report.errors.extend(errors);
-    report.exit = "failed";
-    report.exit_code = ExitCode::Io.code();
 }
 
 /// Marks `report` failed because the `pass` pass read `read` records
