@@ -14,7 +14,7 @@ use std::fmt;
 use drainpipe_actors::RecordError;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::parse::{utf8, TextFields, TextRecord};
+use super::record::{utf8, TextFields, TextRecord};
 
 /// Parses one JSON Lines record: a JSON object with a string text field and
 /// an optional string or number id field (else the id is `line`).

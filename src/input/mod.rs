@@ -37,13 +37,15 @@ mod inputs;
 mod json;
 mod lines;
 mod parse;
+mod record;
 mod reread;
 mod stream;
 #[cfg(test)]
 mod testutil;
 
 pub use inputs::Inputs;
-pub use parse::{parse_text_record, TextFields, TextRecord};
+pub use parse::parse_text_record;
+pub use record::{TextFields, TextRecord};
 pub use reread::{Reread, Wanted};
 
 /// The format tag of the records of the file at `path` (from its name, see

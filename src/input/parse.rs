@@ -5,35 +5,8 @@ use std::borrow::Cow;
 
 use drainpipe_actors::{RawRecord, RecordError};
 
+use super::record::{utf8, TextFields, TextRecord};
 use super::{json, FORMAT_DEMO, FORMAT_FILE, FORMAT_JSONL, FORMAT_TEXT};
-
-/// The fields of a JSON record that hold the text and the id.
-#[derive(Debug, Clone)]
-pub struct TextFields {
-    /// Name of the text field.
-    pub text: String,
-    /// Name of the id field.
-    pub id: String,
-}
-
-impl Default for TextFields {
-    /// `text` and `id`.
-    fn default() -> Self {
-        TextFields {
-            text: "text".into(),
-            id: "id".into(),
-        }
-    }
-}
-
-/// A parsed text record.
-#[derive(Debug, Clone)]
-pub struct TextRecord<'a> {
-    /// The id as JSON value text (`"abc"`, `42`), ready to be written out.
-    pub id: Cow<'a, str>,
-    /// The text.
-    pub text: Cow<'a, str>,
-}
 
 /// Parses a raw record into id and text, by its format tag:
 ///
@@ -71,11 +44,6 @@ pub fn parse_text_record<'a>(
         }
         other => Err(format!("unknown record format {other}").into()),
     }
-}
-
-/// `bytes` as UTF-8, or an error saying where it is not.
-pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 at byte {}", e.valid_up_to()))
 }
 
 #[cfg(test)]
