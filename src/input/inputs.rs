@@ -116,6 +116,7 @@ impl Inputs {
     /// the first path that is not. Nothing is read yet.
     pub fn open(paths: &[PathBuf], options: InputOptions) -> Result<Inputs, InputError> {
         let mut queue = VecDeque::with_capacity(paths.len());
+        let left_out = dir::LeftOut::of(&options.leave_out);
         let mut total = Some(0u64);
         let mut add = |size: Option<u64>| total = total.zip(size).map(|(t, s)| t + s);
         for (ordinal, path) in paths.iter().enumerate() {
@@ -134,7 +135,7 @@ impl Inputs {
             } else {
                 let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
                 if meta.is_dir() {
-                    let entries = dir::list(path).map_err(|e| open_error(path, e))?;
+                    let entries = dir::list(path, &left_out).map_err(|e| open_error(path, e))?;
                     add(Some(entries.iter().map(Entry::size).sum()));
                     Input::Dir { entries }
                 } else {
@@ -519,7 +520,11 @@ mod tests {
 
     fn open(paths: &[&Path], max_record_bytes: usize) -> Inputs {
         let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
-        Inputs::open(&paths, InputOptions { max_record_bytes }).unwrap()
+        let options = InputOptions {
+            max_record_bytes,
+            ..InputOptions::default()
+        };
+        Inputs::open(&paths, options).unwrap()
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //!   `<directory>/<relative path>` with line 1. Hidden files are included.
 //!   Symbolic links to files are read; symbolic links to directories are
 //!   not followed (they are logged and skipped), so there are no loops.
-//!   `.gz` and `.zst` files are decompressed. Files that cannot be read
+//!   `.gz` and `.zst` files are decompressed. The folders
+//!   [`InputOptions::leave_out`] names (the run's output folder) are left
+//!   out, wherever they are below the directory. Files that cannot be read
 //!   (a dangling symbolic link, a link to itself, an IO error), fail to
 //!   decompress or exceed the limit become rejected records. Anything else
 //!   (a FIFO, a socket, a device) is logged and skipped, never opened.
@@ -56,11 +58,13 @@ pub fn format_of(path: &std::path::Path) -> u8 {
 
 /// How the input at `path` appears in a run's fingerprint (checkpoints of
 /// another fingerprint are refused): a file's size and modification time;
-/// for a directory, those of every file below it.
-pub fn identity(path: &std::path::Path) -> String {
+/// for a directory, those of every file below it but in the folders
+/// `options` leaves out.
+pub fn identity(path: &std::path::Path, options: &InputOptions) -> String {
     let meta = std::fs::metadata(path).ok();
     if meta.as_ref().is_some_and(|m| m.is_dir()) {
-        return format!("{} ({})", path.display(), dir::identity(path));
+        let left_out = dir::LeftOut::of(&options.leave_out);
+        return format!("{} ({})", path.display(), dir::identity(path, &left_out));
     }
     let size = meta.as_ref().map_or(0, |m| m.len());
     let modified = meta
@@ -89,12 +93,17 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
 pub struct InputOptions {
     /// Records larger than this are rejected without being held in memory.
     pub max_record_bytes: usize,
+    /// Folders never read as part of a directory input: the run's output
+    /// folder, so that a run started inside its input (`cd corpus &&
+    /// drainpipe dedup .`) reads neither its outputs nor their temporaries.
+    pub leave_out: Vec<std::path::PathBuf>,
 }
 
 impl Default for InputOptions {
     fn default() -> Self {
         InputOptions {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            leave_out: Vec::new(),
         }
     }
 }

@@ -97,7 +97,7 @@ pub fn check_unchanged(
     }
     let ctx = run.ctx;
     for (path, before) in ctx.inputs.iter().zip(&run.inputs_at_start) {
-        if crate::input::identity(path) != *before {
+        if crate::input::identity(path, &ctx.input_options) != *before {
             inconsistent.push(format!(
                 "{} changed while dedup ran (its size or modification time)",
                 path.display()
