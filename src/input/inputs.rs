@@ -351,7 +351,10 @@ impl LineInput {
         buf: &mut Vec<u8>,
         max: usize,
     ) -> (io::Result<Option<(Line, u64)>>, Option<Span>) {
-        let mut found = read_line(&mut self.stream, buf, max);
+        // A JSON Lines record keeps the `\r` of its `\r\n` (JSON takes it
+        // for whitespace), so that it is written back byte for byte.
+        let keep_cr = self.format == FORMAT_JSONL;
+        let mut found = read_line(&mut self.stream, buf, max, keep_cr);
         let mut span = None;
         if let (Ok(Some((_, consumed))), Some((input, next))) = (&found, self.spans.as_mut()) {
             span = Some(Span {
@@ -542,7 +545,7 @@ mod tests {
         assert_eq!(
             drain(&mut inputs),
             [
-                format!("{a}:1 {FORMAT_JSONL} {{\"text\":\"a1\"}}"),
+                format!("{a}:1 {FORMAT_JSONL} {{\"text\":\"a1\"}}\r"),
                 format!("{a}:2 {FORMAT_JSONL} {{\"text\":\"a2\"}}"),
                 format!("{b}:1 {FORMAT_TEXT} b1"),
                 format!("{b}:2 {FORMAT_TEXT} "),

@@ -11,8 +11,11 @@
 //!   `.ndjson` are JSON Lines ([`FORMAT_JSONL`]), `.txt` is one text record
 //!   per line ([`FORMAT_TEXT`]), and **any other name is read as plain text
 //!   lines** too. `-` is stdin, read as (uncompressed) JSON Lines.
-//! - Lines lose their `\n` or `\r\n` terminator; a UTF-8 byte order mark at
-//!   the start of a file is dropped. Line numbers are 1-based per file.
+//! - Lines lose their `\n` or `\r\n` terminator, but for the `\r` of a JSON
+//!   Lines record's `\r\n`: JSON takes it for whitespace, and it is kept so
+//!   that a kept record is written back byte for byte. A UTF-8 byte order
+//!   mark at the start of a file is dropped (it marks the file, not its
+//!   first record). Line numbers are 1-based per file.
 //! - An empty (or whitespace-only) line of a JSON Lines input is a rejected
 //!   record ("empty line"); in plain text it is a record with empty text.
 //! - A line longer than the limit is skipped without being held in memory
