@@ -155,7 +155,10 @@ fn outputs(out: &Path, inputs: &Path) -> Vec<(String, Vec<u8>)> {
             let text = String::from_utf8(bytes)
                 .unwrap()
                 .replace(&folder, "")
-                .replace(".gz\"", "\"");
+                // A compressed input's name, in rejects and in the ids of
+                // records without one (`"b.txt.gz:3"`), is the other's.
+                .replace(".gz\"", "\"")
+                .replace(".gz:", ":");
             (name.to_string(), text.into_bytes())
         })
         .collect()

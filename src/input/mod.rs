@@ -49,7 +49,7 @@ mod stream;
 mod testutil;
 
 pub use inputs::Inputs;
-pub use parse::parse_text_record;
+pub use parse::{line_id, parse_text_record};
 pub use record::{TextFields, TextRecord};
 pub use reread::{Reread, Wanted};
 

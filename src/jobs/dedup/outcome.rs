@@ -240,6 +240,7 @@ fn result(
         "records_without_words": found.empty,
         "kept": kept,
         "duplicates_removed": clusters.removed.len(),
+        "repeated_ids": found.repeated_ids,
         "clusters": clusters.count(),
         "cluster_sizes": sizes,
         "candidate_pairs": found.candidate_pairs,
