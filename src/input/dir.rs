@@ -274,6 +274,34 @@ mod tests {
         assert_eq!(got[2], format!("{r}/sub/f.txt 1"));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_left_out_folders_are_known_by_any_path_to_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("corpus");
+        write(&root, "a.txt", b"a");
+        write(&root, "out/kept.jsonl", b"{}");
+        write(&root, "deep/er/out2/.x.tmp", b"t");
+        write(&root, "deep/er/keep.txt", b"k");
+        // Named through `..`, and through a symbolic link.
+        std::os::unix::fs::symlink(root.join("deep"), tmp.path().join("link")).unwrap();
+        let left_out = LeftOut::of(&[
+            root.join("deep/../out"),
+            tmp.path().join("link/er/out2"),
+            tmp.path().join("not yet made"),
+        ]);
+        let got = names(&list(&root, &left_out).unwrap());
+        let r = root.display();
+        assert_eq!(
+            got,
+            [format!("{r}/a.txt 1"), format!("{r}/deep/er/keep.txt 1")]
+        );
+        // The listed folder itself left out: nothing is listed.
+        assert!(list(&root, &LeftOut::of(std::slice::from_ref(&root)))
+            .unwrap()
+            .is_empty());
+    }
+
     #[test]
     fn a_missing_directory_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
