@@ -152,7 +152,8 @@ fn step1_cost() {
             len: 2047,
             line: i as u64 + 1,
         };
-        drainpipe_actors::Integrate::integrate(&mut index, i as u64, (k, place)).unwrap();
+        drainpipe_actors::Integrate::integrate(&mut index, i as u64, (k, place, i as u64 + 1))
+            .unwrap();
     }
     println!("integrate (pass 1, step 2): {:.2} us/doc", per(t) * 5.0);
     let t = Cpu::now();

@@ -252,11 +252,14 @@ impl CommonArgs {
         handle: RunHandle,
         progress: drainpipe::jobs::ProgressFactory,
     ) -> RunContext {
+        let input_options = InputOptions {
+            max_record_bytes: self.max_record_bytes,
+            leave_out: vec![output.path().to_path_buf()],
+        };
         RunContext {
             inputs: self.inputs.clone(),
-            input_options: InputOptions {
-                max_record_bytes: self.max_record_bytes,
-            },
+            fingerprint: self.fingerprint(job, &input_options),
+            input_options,
             fields: TextFields {
                 text: self.text_field.clone(),
                 id: self.id_field.clone(),
@@ -269,7 +272,6 @@ impl CommonArgs {
             checkpoint_every: (self.checkpoint_every > 0)
                 .then(|| Duration::from_secs(self.checkpoint_every)),
             resume: self.resume,
-            fingerprint: self.fingerprint(job),
             engine: drainpipe::jobs::Engine::Actors,
             buffers: drainpipe_actors::BatchBuffers::new(),
         }
@@ -279,13 +281,13 @@ impl CommonArgs {
     /// input-reading options and each input's path, size and modification
     /// time (or the demo corpus's size). Tuning (workers, window, batch)
     /// is not part of it: it never changes the result.
-    pub fn fingerprint(&self, job: &str) -> String {
+    pub fn fingerprint(&self, job: &str, input_options: &InputOptions) -> String {
         let inputs: Vec<String> = if self.inputs.is_empty() {
             vec![format!("demo corpus of {} documents", self.demo_docs)]
         } else {
             self.inputs
                 .iter()
-                .map(|path| drainpipe::input::identity(path))
+                .map(|path| drainpipe::input::identity(path, input_options))
                 .collect()
         };
         // The version: another release may hash or serialize differently,

@@ -126,7 +126,11 @@ fn read_all(
     max_records: usize,
     max_bytes: usize,
 ) -> Vec<(String, u64, Result<Vec<u8>, String>)> {
-    let mut inputs = Inputs::open(&[path.to_owned()], InputOptions { max_record_bytes }).unwrap();
+    let options = InputOptions {
+        max_record_bytes,
+        ..InputOptions::default()
+    };
+    let mut inputs = Inputs::open(&[path.to_owned()], options).unwrap();
     let total = inputs.total();
     assert_eq!(total, Some(std::fs::metadata(path).unwrap().len()));
     let mut out = Vec::new();

@@ -27,13 +27,18 @@ fn dedup_texts(
     let open = MemorySource::opener(records);
     let report = dedup::run_on(&ctx, params, &open, false).unwrap();
     assert_eq!(report.exit_code, 0, "{}", report.human());
-    // Plain-text records have their line number (position + 1) as id.
+    // Plain-text records have their input and line (position + 1) as id:
+    // "memory:<line>".
     let clusters = std::fs::read_to_string(dir.path().join(CLUSTERS_FILE)).unwrap();
     let removed = clusters
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let at = |k: &str| v[k].as_u64().unwrap() as usize - 1;
+            let at = |k: &str| {
+                let id = v[k].as_str().unwrap();
+                let line = id.strip_prefix("memory:").unwrap();
+                line.parse::<usize>().unwrap() - 1
+            };
             (
                 at("id"),
                 (at("duplicate_of"), v["similarity"].as_f64().unwrap()),

@@ -155,7 +155,10 @@ fn outputs(out: &Path, inputs: &Path) -> Vec<(String, Vec<u8>)> {
             let text = String::from_utf8(bytes)
                 .unwrap()
                 .replace(&folder, "")
-                .replace(".gz\"", "\"");
+                // A compressed input's name, in rejects and in the ids of
+                // records without one (`"b.txt.gz:3"`), is the other's.
+                .replace(".gz\"", "\"")
+                .replace(".gz:", ":");
             (name.to_string(), text.into_bytes())
         })
         .collect()
@@ -226,10 +229,18 @@ fn reading_only_what_is_needed_gives_the_outputs_of_a_full_read() {
             );
         }
         // Every JSON-only layout holds the same records: the same kept
-        // lines, each ending in `\n` whatever its terminator was.
+        // lines, each with its own terminator (`\n` for a last line without
+        // one), so the same once `\r\n`s are read as `\n`s.
         if layout.copies {
             let kept = results[0][0].1.clone();
-            assert!(kept.ends_with(b"\n") && !kept.windows(2).any(|w| w == b"\r\n"));
+            assert!(kept.ends_with(b"\n"), "{}", layout.name);
+            let crlf = |bytes: &[u8]| bytes.windows(2).any(|w| w == b"\r\n");
+            let input_crlf = layout.files.iter().any(|(_, bytes)| crlf(bytes));
+            assert_eq!(crlf(&kept), input_crlf, "{}", layout.name);
+            let kept = String::from_utf8(kept)
+                .unwrap()
+                .replace("\r\n", "\n")
+                .into_bytes();
             match &kept_of_json_only {
                 None => kept_of_json_only = Some(kept),
                 Some(first) => assert!(*first == kept, "{}: kept.jsonl differs", layout.name),

@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
     };
     // Small limits too, so that long lines are skipped.
     let max_record_bytes = 1 + usize::from(selector / 6) * 4;
-    let options = InputOptions { max_record_bytes };
+    let options = InputOptions {
+        max_record_bytes,
+        ..InputOptions::default()
+    };
     let mut inputs = Inputs::open(&[input], options).expect("the file exists");
     let fields = TextFields::default();
     let mut last_line = 0;

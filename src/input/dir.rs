@@ -1,8 +1,9 @@
 //! Directory inputs: listing every regular file below a directory in path
 //! order, and reading one of them whole as a record.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,12 +40,39 @@ impl Entry {
     }
 }
 
+/// Directories left out of every listing: the run's output folder, so that
+/// a run never reads its own outputs or their temporaries as input. They
+/// are known by device and inode, so that any path to them (`.`, `..`,
+/// through a symbolic link) is recognized, as comparing canonical paths
+/// would, without canonicalizing each directory listed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct LeftOut(Vec<(u64, u64)>);
+
+impl LeftOut {
+    /// The directories at `paths` (those that do not exist yet cannot be
+    /// in a listing, and are ignored).
+    pub fn of(paths: &[PathBuf]) -> LeftOut {
+        LeftOut(
+            paths
+                .iter()
+                .filter_map(|p| fs::metadata(p).ok())
+                .filter(Metadata::is_dir)
+                .map(|m| (m.dev(), m.ino()))
+                .collect(),
+        )
+    }
+
+    fn contains(&self, meta: &Metadata) -> bool {
+        meta.is_dir() && self.0.contains(&(meta.dev(), meta.ino()))
+    }
+}
+
 /// What identifies the contents of `dir` for a run's fingerprint: the
 /// number of files below it and a digest (FNV-1a) of each one's path, size
 /// and modification time. A file edited in place changes this even when
 /// the directory's own size and time stay the same.
-pub(crate) fn identity(dir: &Path) -> String {
-    let entries = match list(dir) {
+pub(crate) fn identity(dir: &Path, left_out: &LeftOut) -> String {
+    let entries = match list(dir, left_out) {
         Ok(entries) => entries,
         Err(e) => return format!("unlisted: {e}"),
     };
@@ -76,10 +104,16 @@ pub(crate) fn identity(dir: &Path) -> String {
 }
 
 /// Lists every regular file below `dir`, recursively, sorted by path.
-/// Symbolic links to directories are not followed. Fails only when `dir`
-/// itself cannot be listed; problems below it become [`Entry::Unreadable`].
-pub(crate) fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+/// Symbolic links to directories are not followed, and the directories
+/// `left_out` are left out (if `dir` is one, nothing is listed). Fails only
+/// when `dir` itself cannot be listed; problems below it become
+/// [`Entry::Unreadable`].
+pub(crate) fn list(dir: &Path, left_out: &LeftOut) -> io::Result<Vec<Entry>> {
     let mut out = Vec::new();
+    if left_out.contains(&fs::metadata(dir)?) {
+        log::warn!("{}: the output folder, not read as input", dir.display());
+        return Ok(out);
+    }
     // Relative paths still to visit, the next one last.
     let mut stack = sorted_children(dir, Path::new(""))?;
     stack.reverse();
@@ -103,6 +137,10 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<Entry>> {
         if meta.is_dir() {
             if link {
                 log::warn!("{}: symbolic link to a directory, not followed", origin());
+                continue;
+            }
+            if left_out.contains(&meta) {
+                log::debug!("{}: the output folder, not read as input", origin());
                 continue;
             }
             match sorted_children(dir, &rel) {
@@ -205,7 +243,7 @@ mod tests {
         write(&root, "a.txt", b"a");
         write(&root, ".hidden", b"");
         fs::create_dir_all(root.join("empty")).unwrap();
-        let got = names(&list(&root).unwrap());
+        let got = names(&list(&root, &LeftOut::default()).unwrap());
         let r = root.display();
         assert_eq!(
             got,
@@ -228,7 +266,7 @@ mod tests {
         std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
         std::os::unix::fs::symlink(root.join("sub/f.txt"), root.join("g.txt")).unwrap();
         std::os::unix::fs::symlink(root.join("missing"), root.join("h.txt")).unwrap();
-        let got = names(&list(&root).unwrap());
+        let got = names(&list(&root, &LeftOut::default()).unwrap());
         let r = root.display();
         assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(got[0], format!("{r}/g.txt 1"));
@@ -236,10 +274,38 @@ mod tests {
         assert_eq!(got[2], format!("{r}/sub/f.txt 1"));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_left_out_folders_are_known_by_any_path_to_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("corpus");
+        write(&root, "a.txt", b"a");
+        write(&root, "out/kept.jsonl", b"{}");
+        write(&root, "deep/er/out2/.x.tmp", b"t");
+        write(&root, "deep/er/keep.txt", b"k");
+        // Named through `..`, and through a symbolic link.
+        std::os::unix::fs::symlink(root.join("deep"), tmp.path().join("link")).unwrap();
+        let left_out = LeftOut::of(&[
+            root.join("deep/../out"),
+            tmp.path().join("link/er/out2"),
+            tmp.path().join("not yet made"),
+        ]);
+        let got = names(&list(&root, &left_out).unwrap());
+        let r = root.display();
+        assert_eq!(
+            got,
+            [format!("{r}/a.txt 1"), format!("{r}/deep/er/keep.txt 1")]
+        );
+        // The listed folder itself left out: nothing is listed.
+        assert!(list(&root, &LeftOut::of(std::slice::from_ref(&root)))
+            .unwrap()
+            .is_empty());
+    }
+
     #[test]
     fn a_missing_directory_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
-        assert!(list(&tmp.path().join("nope")).is_err());
+        assert!(list(&tmp.path().join("nope"), &LeftOut::default()).is_err());
     }
 
     #[test]

@@ -40,25 +40,34 @@ enum Input {
 
 /// The input being read.
 enum Current {
-    Lines {
-        stream: Stream,
-        origin: Arc<str>,
-        format: u8,
-        /// Lines read so far.
-        line: u64,
-        /// Stored bytes read so far.
-        read: Arc<AtomicU64>,
-        /// For an uncompressed regular file: its input number and the
-        /// offset of the next line, so records carry their [`Span`].
-        spans: Option<(u32, u64)>,
-        /// For a regular file: its size when the inputs were opened, and a
-        /// handle to check its size at the end. It must be read whole, or
-        /// the file shrank while being read.
-        size: Option<(u64, File)>,
-    },
-    Dir {
-        entries: std::vec::IntoIter<Entry>,
-    },
+    Lines(LineInput),
+    Dir { entries: std::vec::IntoIter<Entry> },
+}
+
+/// A line input being read: a file, or stdin.
+struct LineInput {
+    stream: Stream,
+    origin: Arc<str>,
+    format: u8,
+    /// Lines read so far.
+    line: u64,
+    /// Stored bytes read so far.
+    read: Arc<AtomicU64>,
+    /// For an uncompressed regular file: its input number and the offset
+    /// of the next line, so records carry their [`Span`].
+    spans: Option<(u32, u64)>,
+    /// For a regular file: its size when the inputs were opened, and a
+    /// handle to check its size at the end. It must be read whole, or the
+    /// file shrank while being read.
+    size: Option<(u64, File)>,
+}
+
+/// What the input being read gave.
+enum Step {
+    /// A record (or a rejected one).
+    Item(Item),
+    /// The input ended, or broke (perhaps in the middle of a line).
+    Ended(Result<(), InputError>),
 }
 
 /// A record read from the input, its bytes at the end of the buffer it was
@@ -107,6 +116,7 @@ impl Inputs {
     /// the first path that is not. Nothing is read yet.
     pub fn open(paths: &[PathBuf], options: InputOptions) -> Result<Inputs, InputError> {
         let mut queue = VecDeque::with_capacity(paths.len());
+        let left_out = dir::LeftOut::of(&options.leave_out);
         let mut total = Some(0u64);
         let mut add = |size: Option<u64>| total = total.zip(size).map(|(t, s)| t + s);
         for (ordinal, path) in paths.iter().enumerate() {
@@ -125,7 +135,7 @@ impl Inputs {
             } else {
                 let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
                 if meta.is_dir() {
-                    let entries = dir::list(path).map_err(|e| open_error(path, e))?;
+                    let entries = dir::list(path, &left_out).map_err(|e| open_error(path, e))?;
                     add(Some(entries.iter().map(Entry::size).sum()));
                     Input::Dir { entries }
                 } else {
@@ -173,7 +183,7 @@ impl Inputs {
                 line: 0,
                 cause: e,
             })?;
-            Ok(Current::Lines {
+            Ok(Current::Lines(LineInput {
                 stream,
                 origin,
                 format: kind.format,
@@ -183,7 +193,7 @@ impl Inputs {
                     .filter(|_| kind.compression == Compression::None && size.is_some())
                     .map(|o| (o, 0)),
                 size,
-            })
+            }))
         };
         match input {
             Input::Stdin => {
@@ -224,110 +234,184 @@ impl Inputs {
     /// A rejected record, an error and the end leave `buf` as it was.
     fn next_item(&mut self, buf: &mut Vec<u8>) -> Result<Option<Item>, InputError> {
         let max = self.max_record_bytes;
-        let start = buf.len();
         loop {
-            let Some(current) = &mut self.current else {
-                match self.queue.pop_front() {
-                    Some(input) => self.current = Some(Self::start(input)?),
-                    None => return Ok(None),
-                }
-                continue;
-            };
-            match current {
-                Current::Lines {
-                    stream,
-                    origin,
-                    format,
-                    line,
-                    read,
-                    spans,
-                    size,
-                } => {
-                    let mut found = read_line(stream, buf, max);
-                    let mut span = None;
-                    if let (Ok(Some((_, consumed))), Some((input, next))) = (&found, spans.as_mut())
-                    {
-                        span = Some(Span {
-                            input: *input,
-                            offset: *next,
-                        });
-                        *next += consumed;
-                    }
-                    if let (Ok(None), Some((size, file))) = (&found, size) {
-                        found = shrank(*size, read.load(Ordering::Relaxed), file);
-                    }
-                    let outcome = match found {
-                        Ok(Some((Line::Record, _))) => {
-                            if *line == 0 && buf[start..].starts_with(BOM) {
-                                buf.drain(start..start + BOM.len());
-                                if let Some(span) = &mut span {
-                                    span.offset += BOM.len() as u64;
-                                }
-                            }
-                            if *format == FORMAT_JSONL && buf[start..].trim_ascii().is_empty() {
-                                buf.truncate(start);
-                                Err("empty line".to_owned())
-                            } else {
-                                Ok(*format)
-                            }
-                        }
-                        Ok(Some((Line::TooLong(len), _))) => Err(format!(
-                            "record of {len} bytes exceeds --max-record-bytes {max}"
-                        )),
-                        Ok(None) | Err(_) => {
-                            // Done with this input, whether it ended or broke
-                            // (perhaps in the middle of a line).
-                            buf.truncate(start);
-                            let (origin, line) = (origin.to_string(), *line);
-                            self.done += read.load(Ordering::Relaxed);
-                            self.current = None;
-                            match found {
-                                Err(source) => {
-                                    return Err(InputError {
-                                        origin,
-                                        line,
-                                        cause: source,
-                                    })
-                                }
-                                _ => continue,
-                            }
-                        }
-                    };
-                    *line += 1;
-                    return Ok(Some(Item {
-                        origin: Arc::clone(origin),
-                        line: *line,
-                        outcome,
-                        span,
-                    }));
-                }
-                Current::Dir { entries } => {
-                    let Some(entry) = entries.next() else {
-                        self.current = None;
+            let step = match &mut self.current {
+                None => match self.queue.pop_front() {
+                    Some(input) => {
+                        self.current = Some(Self::start(input)?);
                         continue;
-                    };
-                    self.done += entry.size();
-                    let (origin, outcome) = match entry {
-                        Entry::File { path, origin, .. } => {
-                            // Read whole into a buffer of its own first: a
-                            // file too large is found out partway.
-                            let read = dir::read_file(&path, max, &mut self.buf);
-                            if read.is_ok() {
-                                buf.extend_from_slice(&self.buf);
-                            }
-                            (origin, read.map(|()| FORMAT_FILE))
-                        }
-                        Entry::Unreadable { origin, reason } => (origin, Err(reason)),
-                    };
-                    return Ok(Some(Item {
-                        origin,
-                        line: 1,
-                        outcome,
-                        span: None,
-                    }));
+                    }
+                    None => return Ok(None),
+                },
+                Some(Current::Lines(lines)) => lines.next(buf, max),
+                Some(Current::Dir { entries }) => match entries.next() {
+                    Some(entry) => {
+                        self.done += entry.size();
+                        Step::Item(read_entry(entry, max, &mut self.buf, buf))
+                    }
+                    None => Step::Ended(Ok(())),
+                },
+            };
+            match step {
+                Step::Item(item) => return Ok(Some(item)),
+                Step::Ended(result) => {
+                    if let Some(Current::Lines(lines)) = &self.current {
+                        self.done += lines.read.load(Ordering::Relaxed);
+                    }
+                    self.current = None;
+                    result?;
                 }
             }
         }
+    }
+
+    /// The next record for the batch: the one held back from the last
+    /// batch (its bytes in `self.buf`; `true`), else one read straight into
+    /// the batch's buffer (`false`).
+    fn take_next(&mut self, batch: &mut BatchBuilder) -> Result<Option<(Item, bool)>, InputError> {
+        if let Some(item) = self.held.take() {
+            return Ok(Some((item, true)));
+        }
+        Ok(self.next_item(batch.buffer())?.map(|item| (item, false)))
+    }
+
+    /// Adds a record read whole, of `format`, whose bytes start at `start`
+    /// of the batch's buffer (or are in `self.buf`, if `held`), unless it
+    /// would take the batch over `max_bytes` and the batch is not empty:
+    /// then it is held back for the next batch, and `false` is returned.
+    fn push_record(
+        &mut self,
+        batch: &mut BatchBuilder,
+        start: usize,
+        (item, held): (Item, bool),
+        format: u8,
+        max_bytes: usize,
+    ) -> bool {
+        let len = if held {
+            self.buf.len()
+        } else {
+            batch.data_bytes() - start
+        };
+        let fits = start.saturating_add(len) <= max_bytes;
+        if !fits && !batch.is_empty() {
+            if !held {
+                self.buf.clear();
+                self.buf.extend_from_slice(&batch.buffer()[start..]);
+                batch.buffer().truncate(start);
+            }
+            self.held = Some(item);
+            return false;
+        }
+        if held {
+            batch.push_at(&item.origin, item.line, format, &self.buf, item.span);
+        } else {
+            batch.push_appended(start, &item.origin, item.line, format, item.span);
+        }
+        true
+    }
+}
+
+impl LineInput {
+    /// Reads the next line into `buf` (see [`Inputs::next_item`]).
+    fn next(&mut self, buf: &mut Vec<u8>, max: usize) -> Step {
+        let start = buf.len();
+        let (found, mut span) = self.read_line(buf, max);
+        let outcome = match found {
+            Ok(Some((Line::Record, _))) => self.accept(buf, start, span.as_mut()),
+            Ok(Some((Line::TooLong(len), _))) => Err(format!(
+                "record of {len} bytes exceeds --max-record-bytes {max}"
+            )),
+            Ok(None) => {
+                buf.truncate(start);
+                return Step::Ended(Ok(()));
+            }
+            Err(cause) => {
+                buf.truncate(start);
+                return Step::Ended(Err(InputError {
+                    origin: self.origin.to_string(),
+                    line: self.line,
+                    cause,
+                }));
+            }
+        };
+        self.line += 1;
+        Step::Item(Item {
+            origin: Arc::clone(&self.origin),
+            line: self.line,
+            outcome,
+            span,
+        })
+    }
+
+    /// Reads the next line, noting where it starts (when records carry
+    /// their place); at the end of a regular file, checks that the file
+    /// did not shrink.
+    fn read_line(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max: usize,
+    ) -> (io::Result<Option<(Line, u64)>>, Option<Span>) {
+        // A JSON Lines record keeps the `\r` of its `\r\n` (JSON takes it
+        // for whitespace), so that it is written back byte for byte.
+        let keep_cr = self.format == FORMAT_JSONL;
+        let mut found = read_line(&mut self.stream, buf, max, keep_cr);
+        let mut span = None;
+        if let (Ok(Some((_, consumed))), Some((input, next))) = (&found, self.spans.as_mut()) {
+            span = Some(Span {
+                input: *input,
+                offset: *next,
+            });
+            *next += consumed;
+        }
+        if let (Ok(None), Some((size, file))) = (&found, &self.size) {
+            found = shrank(*size, self.read.load(Ordering::Relaxed), file);
+        }
+        (found, span)
+    }
+
+    /// The format of a line read whole (from `start` of `buf`), after its
+    /// first line's byte order mark is dropped; an empty JSON Lines line is
+    /// rejected (and its bytes removed).
+    fn accept(
+        &self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        span: Option<&mut Span>,
+    ) -> Result<u8, String> {
+        if self.line == 0 && buf[start..].starts_with(BOM) {
+            buf.drain(start..start + BOM.len());
+            if let Some(span) = span {
+                span.offset += BOM.len() as u64;
+            }
+        }
+        if self.format == FORMAT_JSONL && buf[start..].trim_ascii().is_empty() {
+            buf.truncate(start);
+            Err("empty line".to_owned())
+        } else {
+            Ok(self.format)
+        }
+    }
+}
+
+/// Reads a directory's `entry` whole into `scratch` (so a file too large is
+/// found out before anything is appended), then, if it is a record, onto
+/// `buf`.
+fn read_entry(entry: Entry, max: usize, scratch: &mut Vec<u8>, buf: &mut Vec<u8>) -> Item {
+    let (origin, outcome) = match entry {
+        Entry::File { path, origin, .. } => {
+            let read = dir::read_file(&path, max, scratch);
+            if read.is_ok() {
+                buf.extend_from_slice(scratch);
+            }
+            (origin, read.map(|()| FORMAT_FILE))
+        }
+        Entry::Unreadable { origin, reason } => (origin, Err(reason)),
+    };
+    Item {
+        origin,
+        line: 1,
+        outcome,
+        span: None,
     }
 }
 
@@ -347,54 +431,24 @@ impl RecordSource for Inputs {
         }
         let before = batch.len();
         while batch.len() < max_records && (batch.is_empty() || batch.data_bytes() < max_bytes) {
-            // Records are read straight into the batch's buffer, but for
-            // one held back from the last batch: its bytes are in `self.buf`.
             let start = batch.data_bytes();
-            let (item, held) = match self.held.take() {
-                Some(item) => (item, true),
-                None => match self.next_item(batch.buffer()) {
-                    Ok(Some(item)) => (item, false),
-                    Ok(None) => return Ok(batch.len() > before),
-                    Err(e) if batch.len() == before => return Err(e),
-                    Err(e) => {
-                        self.failed = Some(e);
-                        break;
-                    }
-                },
+            let (item, held) = match self.take_next(batch) {
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(batch.len() > before),
+                Err(e) if batch.len() == before => return Err(e),
+                Err(e) => {
+                    self.failed = Some(e);
+                    break;
+                }
             };
             match item.outcome {
                 Ok(format) => {
-                    let len = if held {
-                        self.buf.len()
-                    } else {
-                        batch.data_bytes() - start
-                    };
-                    let fits = start.saturating_add(len) <= max_bytes;
-                    if !fits && !batch.is_empty() {
-                        if !held {
-                            self.buf.clear();
-                            self.buf.extend_from_slice(&batch.buffer()[start..]);
-                            batch.buffer().truncate(start);
-                        }
-                        self.held = Some(item);
+                    if !self.push_record(batch, start, (item, held), format, max_bytes) {
                         break;
-                    }
-                    if held {
-                        batch.push_at(&item.origin, item.line, format, &self.buf, item.span);
-                    } else {
-                        batch.push_appended(start, &item.origin, item.line, format, item.span);
                     }
                 }
                 Err(reason) => {
-                    // A line too long was read into the batch's buffer up to
-                    // the record size limit before it was given up: give
-                    // that memory back rather than carry it with the batch.
-                    let buffer = batch.buffer();
-                    let room = max_bytes.max(start);
-                    if buffer.capacity() > room.saturating_mul(2) {
-                        buffer.shrink_to(room);
-                    }
-                    batch.push_rejected(&item.origin, item.line, reason);
+                    push_rejected(batch, start, max_bytes, (&item.origin, item.line), reason)
                 }
             }
         }
@@ -405,7 +459,7 @@ impl RecordSource for Inputs {
     /// next batch counts as read.
     fn position(&self) -> u64 {
         match &self.current {
-            Some(Current::Lines { read, .. }) => self.done + read.load(Ordering::Relaxed),
+            Some(Current::Lines(lines)) => self.done + lines.read.load(Ordering::Relaxed),
             _ => self.done,
         }
     }
@@ -415,6 +469,24 @@ impl RecordSource for Inputs {
     fn total(&self) -> Option<u64> {
         self.total
     }
+}
+
+/// Adds a rejected record: a line too long was read into the batch's
+/// buffer up to the record size limit before it was given up, so that
+/// memory is given back rather than carried with the batch.
+fn push_rejected(
+    batch: &mut BatchBuilder,
+    start: usize,
+    max_bytes: usize,
+    (origin, line): (&Arc<str>, u64),
+    reason: String,
+) {
+    let buffer = batch.buffer();
+    let room = max_bytes.max(start);
+    if buffer.capacity() > room.saturating_mul(2) {
+        buffer.shrink_to(room);
+    }
+    batch.push_rejected(origin, line, reason);
 }
 
 /// The end of a regular file: an error if it ended before `size`, the size
@@ -451,7 +523,11 @@ mod tests {
 
     fn open(paths: &[&Path], max_record_bytes: usize) -> Inputs {
         let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
-        Inputs::open(&paths, InputOptions { max_record_bytes }).unwrap()
+        let options = InputOptions {
+            max_record_bytes,
+            ..InputOptions::default()
+        };
+        Inputs::open(&paths, options).unwrap()
     }
 
     #[test]
@@ -469,7 +545,7 @@ mod tests {
         assert_eq!(
             drain(&mut inputs),
             [
-                format!("{a}:1 {FORMAT_JSONL} {{\"text\":\"a1\"}}"),
+                format!("{a}:1 {FORMAT_JSONL} {{\"text\":\"a1\"}}\r"),
                 format!("{a}:2 {FORMAT_JSONL} {{\"text\":\"a2\"}}"),
                 format!("{b}:1 {FORMAT_TEXT} b1"),
                 format!("{b}:2 {FORMAT_TEXT} "),

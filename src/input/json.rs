@@ -2,8 +2,12 @@
 //! id fields of one JSON object, borrowing the text when it has no escapes,
 //! and skips every other field. No map, no `Value`.
 //!
+//! The id field is captured as its JSON text ([`RawValue`]), so that it is
+//! written out exactly as it came in.
+//!
 //! Nesting deeper than serde_json's recursion limit (128) is an error
-//! wherever it is. serde_json skips `IgnoredAny` values with an iterative
+//! wherever it is (an id field may not nest at all: an array or object
+//! there is an error whatever its depth, and is skipped without recursion). serde_json skips `IgnoredAny` values with an iterative
 //! loop that has no depth limit, so the fast `IgnoredAny` skip is used only
 //! when the line has too few brackets to reach the limit; other lines skip
 //! through `deserialize_any`, which counts depth (and is slower).
@@ -13,16 +17,26 @@ use std::fmt;
 
 use drainpipe_actors::RecordError;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
-use super::parse::{utf8, TextFields, TextRecord};
+use super::record::{utf8, TextFields};
+
+/// One JSON Lines record: its text, and its id field's JSON text as the
+/// input gave it (`None` without an id field).
+pub(crate) struct JsonRecord<'a> {
+    pub id: Option<&'a str>,
+    pub text: Cow<'a, str>,
+}
 
 /// Parses one JSON Lines record: a JSON object with a string text field and
-/// an optional string or number id field (else the id is `line`).
+/// an optional id field, a string or a number, whose JSON text is kept as
+/// it is (escapes, digits and all: `1.0` stays `1.0`, a 30-digit integer
+/// keeps its digits). Any other id (null, a boolean, an array or an
+/// object) is an error.
 pub(crate) fn parse<'a>(
     bytes: &'a [u8],
-    line: u64,
     fields: &TextFields,
-) -> Result<TextRecord<'a>, RecordError> {
+) -> Result<JsonRecord<'a>, RecordError> {
     let json = utf8(bytes)?;
     if !json
         .trim_start_matches([' ', '\t', '\n', '\r'])
@@ -51,11 +65,27 @@ pub(crate) fn parse<'a>(
         None => return Err(format!("missing text field {:?}", fields.text).into()),
     };
     let id = match object.id {
-        Some(Value::Str(id)) => Cow::Owned(serde_json::to_string(&id)?),
-        Some(Value::Number(id)) => Cow::Owned(id),
-        _ => Cow::Owned(line.to_string()),
+        Some(raw) => Some(scalar(raw).map_err(|found| {
+            format!(
+                "id field {:?} is not a string or a number (found {found})",
+                fields.id
+            )
+        })?),
+        None => None,
     };
-    Ok(TextRecord { id, text })
+    Ok(JsonRecord { id, text })
+}
+
+/// `raw`, the JSON text of a value, if it is a string or a number; else
+/// what it is.
+fn scalar(raw: &str) -> Result<&str, &'static str> {
+    match raw.as_bytes().first() {
+        Some(b'"' | b'-' | b'0'..=b'9') => Ok(raw),
+        Some(b'n') => Err("null"),
+        Some(b't' | b'f') => Err("a boolean"),
+        Some(b'[') => Err("an array"),
+        _ => Err("an object"),
+    }
 }
 
 /// The number of `[` and `{` in `bytes` (in strings too), vectorized.
@@ -79,18 +109,17 @@ fn not_an_object(json: &str) -> RecordError {
     }
 }
 
-/// The fields captured from one object.
+/// The fields captured from one object: the text field's value, and the
+/// id field's JSON text.
 struct Object<'de> {
     text: Option<Value<'de>>,
-    id: Option<Value<'de>>,
+    id: Option<&'de str>,
 }
 
-/// A captured field value: strings and numbers kept, the rest only named.
-#[derive(Clone)]
+/// A captured field value: strings kept, the rest only named.
 enum Value<'de> {
     Str(Cow<'de, str>),
-    /// A number, as JSON text.
-    Number(String),
+    Number,
     /// Anything else (skipped): what it was.
     Other(&'static str),
 }
@@ -99,7 +128,7 @@ impl Value<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Value::Str(_) => "a string",
-            Value::Number(_) => "a number",
+            Value::Number => "a number",
             Value::Other(kind) => kind,
         }
     }
@@ -132,18 +161,16 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Str(Cow::Owned(v)))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value<'de>, E> {
-        Ok(Value::Number(v.to_string()))
+    fn visit_u64<E>(self, _: u64) -> Result<Value<'de>, E> {
+        Ok(Value::Number)
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value<'de>, E> {
-        Ok(Value::Number(v.to_string()))
+    fn visit_i64<E>(self, _: i64) -> Result<Value<'de>, E> {
+        Ok(Value::Number)
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value<'de>, E> {
-        // JSON numbers are always finite, so this is never `None`.
-        Ok(serde_json::Number::from_f64(v)
-            .map_or(Value::Other("a number"), |n| Value::Number(n.to_string())))
+    fn visit_f64<E>(self, _: f64) -> Result<Value<'de>, E> {
+        Ok(Value::Number)
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Value<'de>, E> {
@@ -298,14 +325,16 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
             if taken {
                 return Err(de::Error::custom(format_args!("duplicate field {name:?}")));
             }
-            let value = map.next_value::<Value<'de>>()?;
             match key {
-                Key::Id => object.id = Some(value),
+                Key::Id => object.id = Some(map.next_value::<&'de RawValue>()?.get()),
                 Key::Both => {
-                    object.id = Some(value.clone());
-                    object.text = Some(value);
+                    // One value for both: its JSON text, then its text.
+                    let raw = map.next_value::<&'de RawValue>()?.get();
+                    object.id = Some(raw);
+                    object.text =
+                        Some(serde_json::from_str::<Value<'de>>(raw).map_err(de::Error::custom)?);
                 }
-                _ => object.text = Some(value),
+                _ => object.text = Some(map.next_value::<Value<'de>>()?),
             }
         }
         Ok(object)
@@ -320,36 +349,70 @@ mod tests {
         TextFields::default()
     }
 
-    fn ok(json: &str) -> (String, String, bool) {
-        let r = parse(json.as_bytes(), 7, &fields()).unwrap();
+    fn ok(json: &str) -> (Option<String>, String, bool) {
+        let r = parse(json.as_bytes(), &fields()).unwrap();
         let borrowed = matches!(r.text, Cow::Borrowed(_));
-        (r.id.into_owned(), r.text.into_owned(), borrowed)
+        (r.id.map(str::to_owned), r.text.into_owned(), borrowed)
+    }
+
+    fn id(json: &str) -> String {
+        ok(json).0.expect("an id")
     }
 
     fn err(json: &[u8]) -> String {
-        parse(json, 7, &fields()).unwrap_err().to_string()
+        err_with(json, &fields())
+    }
+
+    fn err_with(json: &[u8], fields: &TextFields) -> String {
+        match parse(json, fields) {
+            Ok(_) => panic!("{} parsed", String::from_utf8_lossy(json)),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
     fn text_and_id_are_captured() {
         assert_eq!(
             ok(r#"{"id":"abc","text":"hello","x":[1,{"y":2}]}"#),
-            ("\"abc\"".into(), "hello".into(), true)
+            (Some("\"abc\"".into()), "hello".into(), true)
         );
         assert_eq!(
-            ok(r#" {"text":"a\nb","id":42} "#),
-            ("42".into(), "a\nb".into(), false)
+            ok(r#" {"text":"a\nb","id" : 42 } "#),
+            (Some("42".into()), "a\nb".into(), false)
         );
-        assert_eq!(ok(r#"{"text":"","id":-3}"#).0, "-3");
-        assert_eq!(ok(r#"{"text":"","id":1.5}"#).0, "1.5");
-        assert_eq!(ok(r#"{"text":"","id":"q\"\u00e9"}"#).0, r#""q\"é""#);
+        assert_eq!(ok(r#"{"text":"t"}"#).0, None);
     }
 
     #[test]
-    fn the_id_falls_back_on_the_line_number() {
-        assert_eq!(ok(r#"{"text":"t"}"#).0, "7");
-        assert_eq!(ok(r#"{"text":"t","id":null}"#).0, "7");
-        assert_eq!(ok(r#"{"text":"t","id":{"a":[1]}}"#).0, "7");
+    fn ids_keep_their_json_text() {
+        assert_eq!(id(r#"{"text":"","id":-3}"#), "-3");
+        assert_eq!(id(r#"{"text":"","id":1.5}"#), "1.5");
+        assert_eq!(id(r#"{"text":"","id":1.0}"#), "1.0");
+        assert_eq!(id(r#"{"text":"","id":1e3}"#), "1e3");
+        assert_eq!(
+            id(r#"{"text":"","id":123456789012345678901234567890}"#),
+            "123456789012345678901234567890"
+        );
+        assert_eq!(
+            id(r#"{"text":"","id":"q\"\u00e9\/é"}"#),
+            r#""q\"\u00e9\/é""#
+        );
+    }
+
+    #[test]
+    fn ids_other_than_strings_and_numbers_are_errors() {
+        for (id, found) in [
+            ("null", "null"),
+            ("true", "a boolean"),
+            ("false", "a boolean"),
+            ("[1]", "an array"),
+            ("{\"a\":1}", "an object"),
+        ] {
+            assert_eq!(
+                err(format!(r#"{{"text":"t","id":{id}}}"#).as_bytes()),
+                format!(r#"id field "id" is not a string or a number (found {found})"#)
+            );
+        }
     }
 
     #[test]
@@ -358,14 +421,18 @@ mod tests {
             text: "body".into(),
             id: "key".into(),
         };
-        let r = parse(br#"{"text":1,"body":"b","key":"k"}"#, 1, &fields).unwrap();
-        assert_eq!((&*r.id, &*r.text), ("\"k\"", "b"));
+        let r = parse(br#"{"text":1,"body":"b","key":"k"}"#, &fields).unwrap();
+        assert_eq!((r.id, &*r.text), (Some("\"k\""), "b"));
         let same = TextFields {
             text: "t".into(),
             id: "t".into(),
         };
-        let r = parse(br#"{"t":"x"}"#, 1, &same).unwrap();
-        assert_eq!((&*r.id, &*r.text), ("\"x\"", "x"));
+        let r = parse(br#"{"t":"\u0078"}"#, &same).unwrap();
+        assert_eq!((r.id, &*r.text), (Some("\"\\u0078\""), "x"));
+        assert_eq!(
+            err_with(br#"{"t":5}"#, &same),
+            r#"text field "t" is not a string (found a number)"#
+        );
     }
 
     #[test]
@@ -406,9 +473,13 @@ mod tests {
         json.push_str(&"]".repeat(depth));
         json.push('}');
         assert!(err(json.as_bytes()).starts_with("recursion limit exceeded"));
+        // An id may not nest: deep or not, it is an error, found without
+        // recursion.
         let mut id = String::from(r#"{"text":"a","id":"#);
         id.push_str(&"{\"a\":".repeat(depth));
-        assert!(err(id.as_bytes()).starts_with("recursion limit exceeded"));
+        id.push('1');
+        id.push_str(&"}".repeat(depth + 1));
+        assert!(err(id.as_bytes()).ends_with("(found an object)"));
         let top = "[".repeat(depth);
         assert!(err(top.as_bytes()).starts_with("recursion limit exceeded"));
     }
@@ -424,8 +495,8 @@ mod tests {
             )
         };
         // The object and 126 arrays: depth 127, the deepest allowed.
-        assert!(parse(nested(126, 0).as_bytes(), 1, &fields()).is_ok());
-        assert!(parse(nested(126, 500).as_bytes(), 1, &fields()).is_ok());
+        assert!(parse(nested(126, 0).as_bytes(), &fields()).is_ok());
+        assert!(parse(nested(126, 500).as_bytes(), &fields()).is_ok());
         assert!(err(nested(127, 0).as_bytes()).starts_with("recursion limit exceeded"));
         assert!(err(nested(127, 500).as_bytes()).starts_with("recursion limit exceeded"));
         assert_eq!(brackets(nested(126, 500).as_bytes()), 627);

@@ -11,8 +11,11 @@
 //!   `.ndjson` are JSON Lines ([`FORMAT_JSONL`]), `.txt` is one text record
 //!   per line ([`FORMAT_TEXT`]), and **any other name is read as plain text
 //!   lines** too. `-` is stdin, read as (uncompressed) JSON Lines.
-//! - Lines lose their `\n` or `\r\n` terminator; a UTF-8 byte order mark at
-//!   the start of a file is dropped. Line numbers are 1-based per file.
+//! - Lines lose their `\n` or `\r\n` terminator, but for the `\r` of a JSON
+//!   Lines record's `\r\n`: JSON takes it for whitespace, and it is kept so
+//!   that a kept record is written back byte for byte. A UTF-8 byte order
+//!   mark at the start of a file is dropped (it marks the file, not its
+//!   first record). Line numbers are 1-based per file.
 //! - An empty (or whitespace-only) line of a JSON Lines input is a rejected
 //!   record ("empty line"); in plain text it is a record with empty text.
 //! - A line longer than the limit is skipped without being held in memory
@@ -22,7 +25,9 @@
 //!   `<directory>/<relative path>` with line 1. Hidden files are included.
 //!   Symbolic links to files are read; symbolic links to directories are
 //!   not followed (they are logged and skipped), so there are no loops.
-//!   `.gz` and `.zst` files are decompressed. Files that cannot be read
+//!   `.gz` and `.zst` files are decompressed. The folders
+//!   [`InputOptions::leave_out`] names (the run's output folder) are left
+//!   out, wherever they are below the directory. Files that cannot be read
 //!   (a dangling symbolic link, a link to itself, an IO error), fail to
 //!   decompress or exceed the limit become rejected records. Anything else
 //!   (a FIFO, a socket, a device) is logged and skipped, never opened.
@@ -37,13 +42,15 @@ mod inputs;
 mod json;
 mod lines;
 mod parse;
+mod record;
 mod reread;
 mod stream;
 #[cfg(test)]
 mod testutil;
 
 pub use inputs::Inputs;
-pub use parse::{parse_text_record, TextFields, TextRecord};
+pub use parse::{line_id, parse_text_record};
+pub use record::{TextFields, TextRecord};
 pub use reread::{Reread, Wanted};
 
 /// The format tag of the records of the file at `path` (from its name, see
@@ -54,11 +61,13 @@ pub fn format_of(path: &std::path::Path) -> u8 {
 
 /// How the input at `path` appears in a run's fingerprint (checkpoints of
 /// another fingerprint are refused): a file's size and modification time;
-/// for a directory, those of every file below it.
-pub fn identity(path: &std::path::Path) -> String {
+/// for a directory, those of every file below it but in the folders
+/// `options` leaves out.
+pub fn identity(path: &std::path::Path, options: &InputOptions) -> String {
     let meta = std::fs::metadata(path).ok();
     if meta.as_ref().is_some_and(|m| m.is_dir()) {
-        return format!("{} ({})", path.display(), dir::identity(path));
+        let left_out = dir::LeftOut::of(&options.leave_out);
+        return format!("{} ({})", path.display(), dir::identity(path, &left_out));
     }
     let size = meta.as_ref().map_or(0, |m| m.len());
     let modified = meta
@@ -87,12 +96,17 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
 pub struct InputOptions {
     /// Records larger than this are rejected without being held in memory.
     pub max_record_bytes: usize,
+    /// Folders never read as part of a directory input: the run's output
+    /// folder, so that a run started inside its input (`cd corpus &&
+    /// drainpipe dedup .`) reads neither its outputs nor their temporaries.
+    pub leave_out: Vec<std::path::PathBuf>,
 }
 
 impl Default for InputOptions {
     fn default() -> Self {
         InputOptions {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            leave_out: Vec::new(),
         }
     }
 }

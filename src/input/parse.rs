@@ -5,53 +5,39 @@ use std::borrow::Cow;
 
 use drainpipe_actors::{RawRecord, RecordError};
 
+use super::record::{utf8, TextFields, TextRecord};
 use super::{json, FORMAT_DEMO, FORMAT_FILE, FORMAT_JSONL, FORMAT_TEXT};
-
-/// The fields of a JSON record that hold the text and the id.
-#[derive(Debug, Clone)]
-pub struct TextFields {
-    /// Name of the text field.
-    pub text: String,
-    /// Name of the id field.
-    pub id: String,
-}
-
-impl Default for TextFields {
-    /// `text` and `id`.
-    fn default() -> Self {
-        TextFields {
-            text: "text".into(),
-            id: "id".into(),
-        }
-    }
-}
-
-/// A parsed text record.
-#[derive(Debug, Clone)]
-pub struct TextRecord<'a> {
-    /// The id as JSON value text (`"abc"`, `42`), ready to be written out.
-    pub id: Cow<'a, str>,
-    /// The text.
-    pub text: Cow<'a, str>,
-}
 
 /// Parses a raw record into id and text, by its format tag:
 ///
 /// - [`FORMAT_JSONL`]: a UTF-8 JSON object whose text field is a string;
-///   the id is the id field if it is a string or a number, else the line
-///   number. Other fields are skipped unread.
-/// - [`FORMAT_TEXT`]: the line is the text (UTF-8), the line number the id.
+///   the id is the id field's JSON text, exactly as the input gave it, if
+///   it is a string or a number (any other id field is an error), else the
+///   [`line_id`]. Other fields are skipped unread.
+/// - [`FORMAT_TEXT`]: the line is the text (UTF-8), the [`line_id`] the id.
 /// - [`FORMAT_FILE`]: the file is the text (UTF-8, so binary files are
 ///   rejected), its origin (`<directory>/<relative path>`) the id, as a JSON
 ///   string.
+/// - [`FORMAT_DEMO`]: a document of the demo corpus; its number (the line)
+///   the id.
 pub fn parse_text_record<'a>(
     raw: &RawRecord<'a>,
     fields: &TextFields,
 ) -> Result<TextRecord<'a>, RecordError> {
     match raw.format {
-        FORMAT_JSONL => json::parse(raw.bytes, raw.location.line, fields),
+        FORMAT_JSONL => {
+            let record = json::parse(raw.bytes, fields)?;
+            let id = match record.id {
+                Some(id) => Cow::Borrowed(id),
+                None => Cow::Owned(line_id(raw.location.origin, raw.location.line)),
+            };
+            Ok(TextRecord {
+                id,
+                text: record.text,
+            })
+        }
         FORMAT_TEXT => Ok(TextRecord {
-            id: Cow::Owned(raw.location.line.to_string()),
+            id: Cow::Owned(line_id(raw.location.origin, raw.location.line)),
             text: Cow::Borrowed(utf8(raw.bytes)?),
         }),
         FORMAT_FILE => Ok(TextRecord {
@@ -73,9 +59,11 @@ pub fn parse_text_record<'a>(
     }
 }
 
-/// `bytes` as UTF-8, or an error saying where it is not.
-pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 at byte {}", e.valid_up_to()))
+/// The id of a line without an id of its own: `"<file>:<line>"`, a JSON
+/// string naming the input as given and the 1-based line, so that lines
+/// of different inputs never share an id.
+pub fn line_id(origin: &str, line: u64) -> String {
+    serde_json::to_string(&format!("{origin}:{line}")).expect("a string serializes")
 }
 
 #[cfg(test)]
@@ -100,16 +88,36 @@ mod tests {
     fn each_format_has_its_id_and_text() {
         assert_eq!(
             parse(FORMAT_JSONL, "a.jsonl", br#"{"text":"t"}"#),
-            Ok(("3".into(), "t".into()))
+            Ok((r#""a.jsonl:3""#.into(), "t".into()))
+        );
+        assert_eq!(
+            parse(FORMAT_JSONL, "a.jsonl", br#"{"text":"t","id":1.0}"#),
+            Ok(("1.0".into(), "t".into()))
         );
         assert_eq!(
             parse(FORMAT_TEXT, "a.txt", b"plain line"),
-            Ok(("3".into(), "plain line".into()))
+            Ok((r#""a.txt:3""#.into(), "plain line".into()))
         );
         assert_eq!(
             parse(FORMAT_FILE, "corpus/a \"b\".txt", b"whole\nfile\n"),
             Ok((r#""corpus/a \"b\".txt""#.into(), "whole\nfile\n".into()))
         );
+    }
+
+    #[test]
+    fn line_ids_are_json_strings_naming_the_input() {
+        for origin in [
+            "a.txt",
+            "dir/a \"b\".txt",
+            "back\\slash",
+            "tab\there",
+            "é\u{1}",
+        ] {
+            let id = line_id(origin, 12);
+            let decoded: String = serde_json::from_str(&id).unwrap();
+            assert_eq!(decoded, format!("{origin}:12"));
+            assert_eq!(id, serde_json::to_string(&decoded).unwrap());
+        }
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl RunContext {
             inputs,
             input_options: InputOptions {
                 max_record_bytes: 16 << 20,
+                leave_out: vec![output.path().to_path_buf()],
             },
             fields: TextFields {
                 text: "text".into(),

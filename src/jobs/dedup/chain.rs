@@ -15,6 +15,7 @@ use std::sync::Arc;
 use drainpipe_actors::AtomicFile;
 
 use super::bitset::BitSet;
+use super::ids::IdKeys;
 use super::spans::Spans;
 
 /// The kept records.
@@ -40,6 +41,12 @@ pub struct Candidates {
     /// Where each integrated record is in the input, when every one came
     /// from an uncompressed file.
     pub spans: Spans,
+    /// Each integrated record's id key, while the pass runs.
+    pub ids: IdKeys,
+    /// `(first, later)`: records whose id an earlier record has, with the
+    /// first one; by id key when the pass ends, then confirmed
+    /// ([`super::ids::report`]).
+    pub repeated_ids: Vec<(u32, u32)>,
 }
 
 impl Candidates {
@@ -54,6 +61,7 @@ impl Candidates {
             empty: self.empty,
             integrator_bytes: self.integrator_bytes,
             candidate_pairs: self.pairs.len() as u64,
+            repeated_ids: self.repeated_ids.len() as u64,
         };
         (found, self.pairs)
     }
@@ -79,6 +87,8 @@ pub struct Found {
     pub integrator_bytes: u64,
     /// How many [`Candidates::pairs`] there were.
     pub candidate_pairs: u64,
+    /// How many [`Candidates::repeated_ids`] there were.
+    pub repeated_ids: u64,
 }
 
 impl Found {

@@ -130,7 +130,7 @@ impl<'a> Run<'a> {
         let inputs_at_start = ctx
             .inputs
             .iter()
-            .map(|p| crate::input::identity(p))
+            .map(|p| crate::input::identity(p, &ctx.input_options))
             .collect();
         Ok(Run {
             ctx,

@@ -104,6 +104,7 @@ pub mod chain;
 pub mod clusters;
 pub mod fates;
 pub mod fold;
+pub mod ids;
 pub mod ledger;
 pub mod lsh;
 pub mod memory;

@@ -97,7 +97,7 @@ pub fn check_unchanged(
     }
     let ctx = run.ctx;
     for (path, before) in ctx.inputs.iter().zip(&run.inputs_at_start) {
-        if crate::input::identity(path) != *before {
+        if crate::input::identity(path, &ctx.input_options) != *before {
             inconsistent.push(format!(
                 "{} changed while dedup ran (its size or modification time)",
                 path.display()
@@ -240,6 +240,7 @@ fn result(
         "records_without_words": found.empty,
         "kept": kept,
         "duplicates_removed": clusters.removed.len(),
+        "repeated_ids": found.repeated_ids,
         "clusters": clusters.count(),
         "cluster_sizes": sizes,
         "candidate_pairs": found.candidate_pairs,

@@ -19,12 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use super::bitset::BitSet;
 use super::chain::{Candidates, Verified};
+use super::ids::IdKeys;
 use super::spans::Spans;
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
 /// keys; 3: the records' places in the input; 4: every record's band
-/// keys, not only each key's first record).
-pub const STATE_VERSION: u32 = 4;
+/// keys, not only each key's first record; 5: id keys and repeated ids).
+pub const STATE_VERSION: u32 = 5;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -70,6 +71,8 @@ pub struct CandidatesForm {
     empty: u64,
     integrator_bytes: u64,
     spans: Spans,
+    ids: IdKeys,
+    repeated_ids: Vec<(u32, u32)>,
 }
 
 impl CandidatesForm {
@@ -83,6 +86,8 @@ impl CandidatesForm {
             empty: found.empty,
             integrator_bytes: found.integrator_bytes,
             spans: found.spans.clone(),
+            ids: found.ids.clone(),
+            repeated_ids: found.repeated_ids.clone(),
         }
     }
 
@@ -96,6 +101,8 @@ impl CandidatesForm {
             empty: self.empty,
             integrator_bytes: self.integrator_bytes,
             spans: self.spans.checked(),
+            ids: self.ids,
+            repeated_ids: self.repeated_ids,
         }
     }
 }
@@ -270,6 +277,8 @@ mod tests {
             empty: 1,
             integrator_bytes: 99,
             spans,
+            ids: IdKeys::default(),
+            repeated_ids: vec![(3, 64)],
         };
         let bytes = codec::encode(&CandidatesForm::of(&found), STATE_VERSION).unwrap();
         let back: CandidatesForm = codec::decode(&bytes, STATE_VERSION).unwrap();
@@ -277,6 +286,7 @@ mod tests {
         assert_eq!(back.pairs, found.pairs);
         assert_eq!(back.integrated, found.integrated);
         assert_eq!(back.spans, found.spans);
+        assert_eq!(back.repeated_ids, found.repeated_ids);
         assert!(back.spans.is_complete() && back.spans.get(900).is_some());
         assert_eq!(
             (

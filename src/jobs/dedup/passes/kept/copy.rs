@@ -3,8 +3,9 @@
 //! noted ([`Spans`]), `kept.jsonl` is made of the kept records' bytes
 //! copied from the input files, each run of consecutive kept lines as one
 //! range. The output is that of the pipeline pass ([`super::pipeline`])
-//! byte for byte: each record's bytes and a `\n`, whatever the input's
-//! line terminators.
+//! byte for byte: each record's bytes (a JSON Lines record keeps the `\r`
+//! of its `\r\n`, [`crate::input`]) and a `\n`, so each kept line is as in
+//! the input, terminator included, and a last line without one gets a `\n`.
 //!
 //! A long run is copied by the kernel ([`AtomicFile::copy_range`]: no pass
 //! through user space) in pieces, with a look for a stop request between
@@ -272,11 +273,13 @@ fn checked_from(run: &Run) -> u64 {
 }
 
 /// Whether a line starts after `head` (the bytes before a run starting at
-/// `start`) and ends before `tail` (up to two bytes after it).
+/// `start`) and ends before `tail` (up to two bytes after it): records end
+/// where their `\n` is (a `\r` before it is the record's), or at the end
+/// of the file.
 fn on_line_edges(start: u64, head: &[u8], tail: &[u8]) -> (bool, bool) {
     let starts_line =
         start == 0 || (start == BOM.len() as u64 && head == BOM) || head.last() == Some(&b'\n');
-    let ends_line = tail.is_empty() || tail[0] == b'\n' || tail.starts_with(b"\r\n");
+    let ends_line = tail.is_empty() || tail[0] == b'\n';
     (starts_line, ends_line)
 }
 
@@ -317,8 +320,8 @@ fn copy_gathered(
         if !ends_line {
             return Err(changed(input.path, run.end));
         }
-        // A `\n` terminator is written with the run; another (`\r\n`, or
-        // none at the end of the file) is written as `\n`.
+        // A `\n` terminator is written with the run; none (at the end of
+        // the file) is written as `\n`.
         if tail.first() == Some(&b'\n') {
             slices.push(IoSlice::new(&buf[at(run.start)..at(run.end) + 1]));
         } else {
@@ -416,24 +419,29 @@ mod tests {
     use super::*;
     use crate::jobs::dedup::spans::Place;
 
-    /// An input of `count` records of varied sizes, each ended by
-    /// `terminator` but the last (`ends`: that one too), after `head`;
-    /// the records and their places.
+    /// An input of `count` records of varied sizes, after `head`, record
+    /// `i` ended by `terminators[i % len]` but the last (`ends`: that one
+    /// too); the records as the reader gives them (a `\r` of a `\r\n`
+    /// kept) and their places.
     fn input(
         path: &Path,
         count: u64,
         head: &[u8],
-        terminator: &[u8],
+        terminators: &[&[u8]],
         ends: bool,
     ) -> (Vec<Vec<u8>>, Spans) {
         let (mut bytes, mut records, mut spans) = (head.to_vec(), Vec::new(), Spans::default());
         for i in 0..count {
             let pad = "x".repeat(400 + (i as usize * 937) % 3000);
-            let record = format!(r#"{{"id":{i},"text":"{pad}"}}"#).into_bytes();
+            let mut record = format!(r#"{{"id":{i},"text":"{pad}"}}"#).into_bytes();
+            let terminator = terminators[i as usize % terminators.len()];
+            if terminator == b"\r\n" && (ends || i + 1 < count) {
+                record.push(b'\r');
+            }
             let offset = bytes.len() as u64;
             bytes.extend_from_slice(&record);
             if ends || i + 1 < count {
-                bytes.extend_from_slice(terminator);
+                bytes.push(b'\n');
             }
             let span = Some(Span { input: 0, offset });
             let (len, line) = (record.len(), i + 1);
@@ -445,21 +453,28 @@ mod tests {
     }
 
     /// Copies have one kernel copy for a run of many lines, gathered reads
-    /// and writes for short runs, windows split at `GATHER`, and `\r\n`, a
-    /// byte order mark or a missing last terminator around them; whatever
-    /// the path, `kept.jsonl` is the kept records, each with a `\n`.
+    /// and writes for short runs, windows split at `GATHER`, and `\r\n`,
+    /// mixed line ends, a byte order mark or a missing last terminator
+    /// around them; whatever the path, `kept.jsonl` is the kept lines as in
+    /// the input (a `\r\n` kept), each with a `\n`.
     #[test]
     fn runs_of_any_length_copy_the_kept_lines_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.jsonl");
-        let layouts: [(&[u8], &[u8], bool); 3] = [
-            (b"", b"\n", true),
-            (BOM, b"\r\n", false),
-            (b"", b"\n", false),
+        let (lf, crlf): (&[u8], &[u8]) = (b"\n", b"\r\n");
+        // (bytes before line 1, each line's terminator in turn, whether
+        // the last line has one).
+        type Layout<'a> = (&'a [u8], &'a [&'a [u8]], bool);
+        let layouts: [Layout; 5] = [
+            (b"", &[lf], true),
+            (BOM, &[crlf], false),
+            (b"", &[lf], false),
+            (b"", &[crlf], true),
+            (BOM, &[lf, crlf, crlf, lf, lf], true),
         ];
-        for (head, terminator, ends) in layouts {
+        for (head, terminators, ends) in layouts {
             let count = 2_000;
-            let (records, spans) = input(&path, count, head, terminator, ends);
+            let (records, spans) = input(&path, count, head, terminators, ends);
             let mut integrated = BitSet::new();
             (0..count).for_each(|i| integrated.insert(i));
             // None removed: one run of 3.8 MB. Every 400th: runs of ~700 KB,
@@ -489,7 +504,10 @@ mod tests {
                 }
                 assert_eq!(written.kept, count - removed.count());
                 let kept = std::fs::read(written.file.commit().unwrap()).unwrap();
-                assert!(kept == expected, "every {every}, terminator {terminator:?}");
+                assert!(
+                    kept == expected,
+                    "every {every}, terminators {terminators:?}"
+                );
             }
         }
     }
@@ -503,7 +521,7 @@ mod tests {
         // Record 300 removed, with every 30th (runs of ~50 KB, gathered)
         // or alone (runs of ~600 KB, copied by the kernel).
         for every in [30, 600] {
-            let (_, spans) = input(&path, 600, b"", b"\n", true);
+            let (_, spans) = input(&path, 600, b"", &[b"\n"], true);
             // Same size: the terminator before record 300 moved by a byte.
             let mut bytes = std::fs::read(&path).unwrap();
             let at = spans.get(300).unwrap().offset as usize - 1;

@@ -3,8 +3,9 @@
 //! input order.
 //!
 //! The processors turn each kept record into its output line (a JSON Lines
-//! record byte for byte; any other record as `{"id": <id>, "text":
-//! <text>}`, the costly JSON escaping done in parallel) and a removed one
+//! record byte for byte, the `\r` of a `\r\n` included, and a `\n`; any
+//! other record as `{"id": <id>, "text": <text>}`, the costly JSON escaping
+//! done in parallel) and a removed one
 //! into nothing, without parsing it; the Integrator appends the lines to
 //! the file in input order. The file is handed back uncommitted: the run
 //! commits it with `clusters.jsonl` once every pass has checked out.

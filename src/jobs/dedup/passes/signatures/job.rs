@@ -10,7 +10,8 @@
 //! the records) a few more, where a hash table of buckets cost a cache
 //! miss per key, which grew with the index. Nothing of a record's text is
 //! kept: the Integrator holds, per record, 8 bytes per band, its place in
-//! the input and one bit. Its state is checkpointed ([`BandIndexForm`]);
+//! the input, its id's key (8 bytes, to find repeated ids,
+//! [`crate::jobs::dedup::ids`]) and one bit. Its state is checkpointed ([`BandIndexForm`]);
 //! when the pass completes it writes what it found ([`Candidates`]) for a
 //! resumed run ([`ResultFile`]).
 
@@ -20,6 +21,7 @@ use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordEr
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::chain::Candidates;
+use crate::jobs::dedup::ids::{id_key, IdKeys};
 use crate::jobs::dedup::lsh::candidate_pairs;
 use crate::jobs::dedup::minhash::{BandKeys, MinHasher};
 use crate::jobs::dedup::params::Banding;
@@ -92,9 +94,9 @@ impl SignatureJob {
     }
 }
 
-/// What step 1 of pass 1 produces for a record: its band keys and where
-/// it is in the input.
-pub type Signed = (BandKeys, Place);
+/// What step 1 of pass 1 produces for a record: its band keys, where it
+/// is in the input, and its id's key ([`id_key`]).
+pub type Signed = (BandKeys, Place, u64);
 
 impl Job for SignatureJob {
     type Parsed<'a> = (TextRecord<'a>, Place);
@@ -115,7 +117,7 @@ impl Job for SignatureJob {
     }
 
     fn process(&self, (record, place): (TextRecord<'_>, Place)) -> Result<Signed, RecordError> {
-        Ok((self.band_keys(&record.text), place))
+        Ok((self.band_keys(&record.text), place, id_key(&record.id)))
     }
 
     fn integrator(&self) -> BandIndex {
@@ -151,6 +153,7 @@ impl BandIndex {
         bands
             + scratch
             + self.found.spans.heap_bytes()
+            + self.found.ids.heap_bytes()
             + self.found.integrated.heap_bytes()
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
     }
@@ -159,11 +162,12 @@ impl BandIndex {
 impl Integrate for BandIndex {
     type Output = Signed;
 
-    fn integrate(&mut self, index: u64, (keys, place): Signed) -> Result<(), RecordError> {
+    fn integrate(&mut self, index: u64, (keys, place, key): Signed) -> Result<(), RecordError> {
         let id = record_id(index)?;
         self.found.integrated.insert(index);
         self.found.records += 1;
         self.found.spans.record(index, place);
+        self.found.ids.record(index, key);
         if keys.is_empty() {
             self.found.empty += 1;
             return Ok(());
@@ -197,7 +201,25 @@ impl Integrate for BandIndex {
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
         if !run.partial {
-            self.found.pairs = candidate_pairs(&mut self.bands, self.threads);
+            let ids = &self.found.ids;
+            let (pairs, repeated) = std::thread::scope(|scope| {
+                // Beside the sort of the bands: a thread refused sorts after.
+                let repeats = std::thread::Builder::new()
+                    .spawn_scoped(scope, || ids.repeats())
+                    .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
+                let pairs = candidate_pairs(&mut self.bands, self.threads);
+                let repeated = match repeats {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    Err(()) => ids.repeats(),
+                };
+                (pairs, repeated)
+            });
+            self.found.pairs = pairs;
+            self.found.repeated_ids = repeated;
+            // Only the repeats are needed from here on.
+            self.found.ids = IdKeys::default();
         }
         if !run.partial {
             if let Some(file) = &self.result_file {

@@ -3,7 +3,7 @@
 //! | | |
 //! |---|---|
 //! | reads | the whole input |
-//! | step 1 sends | [`Signed`]: a record's band keys and place |
+//! | step 1 sends | [`Signed`]: a record's band keys, place and id key |
 //! | Integrator state (checkpoints) | [`BandIndex`], saved as [`BandIndexForm`](crate::jobs::dedup::state::BandIndexForm) |
 //! | result (kept for `--resume`) | [`Candidates`], saved as [`CandidatesForm`] |
 //!
@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use crate::jobs::dedup::chain::Candidates;
+use crate::jobs::dedup::ids;
 use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::resume::Pass;
@@ -26,7 +27,7 @@ pub use job::{BandIndex, SignatureJob, Signed, PERMUTATION_SEED};
 /// Pass 1 with `banding`: loaded when resuming after it completed, else
 /// run. A pass that does not complete ends the run.
 pub fn run(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
-    let candidates = match run.resume.load::<CandidatesForm>(Pass::Signatures)? {
+    let mut candidates = match run.resume.load::<CandidatesForm>(Pass::Signatures)? {
         Some(form) => {
             run.loaded(Pass::Signatures);
             form.into_candidates()
@@ -39,6 +40,10 @@ pub fn run(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
         candidates.pairs.len(),
         per_record(candidates.integrator_bytes, candidates.records)
     );
+    let ctx = run.ctx;
+    let stop = || ctx.handle.stop_requested();
+    let repeats = ids::report(&candidates.repeated_ids, run.open, &ctx.fields, &stop)?;
+    candidates.repeated_ids = repeats.pairs;
     Ok(candidates)
 }
 

@@ -1,0 +1,39 @@
+//! What a parsed text record is, and the field names it is read from: the
+//! leaf module the format parsers ([`super::json`]) and the dispatch by
+//! format tag ([`super::parse`]) both build on, so neither imports the
+//! other's internals.
+
+use std::borrow::Cow;
+
+/// The fields of a JSON record that hold the text and the id.
+#[derive(Debug, Clone)]
+pub struct TextFields {
+    /// Name of the text field.
+    pub text: String,
+    /// Name of the id field.
+    pub id: String,
+}
+
+impl Default for TextFields {
+    /// `text` and `id`.
+    fn default() -> Self {
+        TextFields {
+            text: "text".into(),
+            id: "id".into(),
+        }
+    }
+}
+
+/// A parsed text record.
+#[derive(Debug, Clone)]
+pub struct TextRecord<'a> {
+    /// The id as JSON value text (`"abc"`, `42`), ready to be written out.
+    pub id: Cow<'a, str>,
+    /// The text.
+    pub text: Cow<'a, str>,
+}
+
+/// `bytes` as UTF-8, or an error saying where it is not.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 at byte {}", e.valid_up_to()))
+}

@@ -1,0 +1,285 @@
+//! Repeated record ids: found in pass 1, confirmed and reported before the
+//! outputs are written.
+//!
+//! Ids come out exactly as the input gave them ([`crate::input`]), so two
+//! records that share one would be told apart in `clusters.jsonl` by
+//! nothing. Pass 1's processors turn each record's id into a 64-bit key
+//! ([`id_key`]); the Integrator keeps one key per record ([`IdKeys`], 8
+//! bytes, in its checkpoints too) and, when the pass ends, pairs each
+//! record with the first one of its key ([`IdKeys::repeats`]). A key is a
+//! hash, so before a pair is reported the records themselves are compared:
+//! [`confirm`] reads the input once more, up to the last such record, only
+//! when there is one, holding the id of the first record of each repeated
+//! key only.
+//!
+//! Two ids are the same when their values are: a string's decoded text
+//! (`"a"` and `"\u0061"` are one id), a number's JSON text (`1` and `1.0`
+//! are two, as they come out).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use drainpipe_actors::{BatchBuilder, RecordSource};
+use serde::{Deserialize, Serialize};
+
+use crate::input::{parse_text_record, TextFields};
+
+/// Records read per batch while confirming.
+const CONFIRM_BATCH: usize = 4096;
+
+/// The value of the id whose JSON text is `id`, as ids are compared: a
+/// string's JSON text with its escapes decoded (and written again as
+/// serde_json writes strings), anything else as it is.
+pub fn canonical(id: &str) -> Cow<'_, str> {
+    if id.starts_with('"') && id.contains('\\') {
+        if let Ok(value) = serde_json::from_str::<String>(id) {
+            if let Ok(text) = serde_json::to_string(&value) {
+                return Cow::Owned(text);
+            }
+        }
+    }
+    Cow::Borrowed(id)
+}
+
+/// The key of the id whose JSON text is `id`: a 64-bit FNV-1a hash of its
+/// [`canonical`] value, mixed (SplitMix64's finalizer); never 0, which
+/// marks a record without a key.
+pub fn id_key(id: &str) -> u64 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64;
+    for &b in canonical(id).as_bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (h ^ (h >> 31)).max(1)
+}
+
+/// The id key of every record pass 1 integrated, by record index (0 for
+/// a rejected record).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdKeys {
+    keys: Vec<u64>,
+}
+
+impl IdKeys {
+    /// Notes the key of the record at `index` (records come in input order;
+    /// the ones skipped in between were rejected).
+    pub fn record(&mut self, index: u64, key: u64) {
+        let Ok(at) = usize::try_from(index) else {
+            return;
+        };
+        if at >= self.keys.len() {
+            self.keys.resize(at, 0);
+            self.keys.push(key);
+        } else {
+            self.keys[at] = key;
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.keys.capacity() * 8
+    }
+
+    /// `(first, later)`: each record whose key an earlier record has,
+    /// with the first record of that key; sorted by the later record.
+    pub fn repeats(&self) -> Vec<(u32, u32)> {
+        let mut keyed: Vec<(u64, u32)> = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|&(_, &key)| key != 0)
+            .map(|(index, &key)| (key, index as u32))
+            .collect();
+        keyed.sort_unstable();
+        let mut pairs: Vec<(u32, u32)> = keyed
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|group| group.len() > 1)
+            .flat_map(|group| group[1..].iter().map(move |&(_, r)| (group[0].1, r)))
+            .collect();
+        pairs.sort_unstable_by_key(|&(first, later)| (later, first));
+        pairs
+    }
+}
+
+/// A record whose id an earlier record has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeat {
+    /// The id, as the later record gave it.
+    pub id: String,
+    /// `file:line` of the first record with that id.
+    pub first: String,
+    /// `file:line` of the later one.
+    pub again: String,
+}
+
+/// What [`confirm`] found.
+#[derive(Debug, Default)]
+pub struct Repeats {
+    /// `(first, later)`: each record whose id an earlier record has, with
+    /// the first record of that id; sorted by the later record.
+    pub pairs: Vec<(u32, u32)>,
+    /// The first [`Repeats::SHOWN`] of them, with where both records are.
+    pub shown: Vec<Repeat>,
+}
+
+impl Repeats {
+    /// Repeats described (and logged) one by one; `pairs` has them all.
+    pub const SHOWN: usize = 20;
+}
+
+/// The repeated ids among the `pairs` pass 1 found (see [`confirm`]),
+/// logged; the input is opened (`open`) only if there is a pair.
+pub fn report(
+    pairs: &[(u32, u32)],
+    open: impl FnOnce() -> anyhow::Result<Box<dyn RecordSource>>,
+    fields: &TextFields,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Repeats> {
+    if pairs.is_empty() {
+        return Ok(Repeats::default());
+    }
+    let repeats = confirm(pairs, &mut *open()?, fields, stop)?;
+    for r in &repeats.shown {
+        log::warn!(
+            "repeated id {} at {}: first at {} (both records are in the outputs under the same id)",
+            r.id,
+            r.again,
+            r.first
+        );
+    }
+    if repeats.pairs.len() > repeats.shown.len() {
+        log::warn!(
+            "{} more repeated ids (summary.json: result.repeated_ids)",
+            repeats.pairs.len() - repeats.shown.len()
+        );
+    }
+    Ok(repeats)
+}
+
+/// The `pairs` (from [`IdKeys::repeats`]: `(first, later)`, sorted by the
+/// later record) whose records really share their id, read from `source`
+/// (the run's input from its start) as far as the last of them, or until
+/// `stop` says so. Pairs whose keys only collide are left out. Only the
+/// first record of each key is held (its id and place); each later one is
+/// compared with it as it comes.
+pub fn confirm(
+    pairs: &[(u32, u32)],
+    source: &mut dyn RecordSource,
+    fields: &TextFields,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Repeats> {
+    let mut firsts: HashMap<u32, Option<(String, String)>> =
+        pairs.iter().map(|&(first, _)| (first, None)).collect();
+    let mut repeats = Repeats::default();
+    let mut next = pairs.iter().peekable();
+    let mut index = 0u64;
+    while next.peek().is_some() && !stop() {
+        let mut batch = BatchBuilder::with_capacity(CONFIRM_BATCH, 1 << 20);
+        if !source.fill(&mut batch, CONFIRM_BATCH, 1 << 20)? {
+            break;
+        }
+        for record in batch.finish().records() {
+            let at = u32::try_from(index).unwrap_or(u32::MAX);
+            index += 1;
+            let Ok(raw) = record else { continue };
+            let is_first = firsts.contains_key(&at);
+            let later = next.peek().is_some_and(|&&(_, later)| later == at);
+            if !is_first && !later {
+                continue;
+            }
+            let Ok(parsed) = parse_text_record(&raw, fields) else {
+                continue;
+            };
+            let id = canonical(&parsed.id).into_owned();
+            while let Some(&(first, _)) = next.next_if(|&&(_, later)| later == at) {
+                let Some(Some((first_id, first_at))) = firsts.get(&first) else {
+                    continue;
+                };
+                if *first_id != id {
+                    continue;
+                }
+                repeats.pairs.push((first, at));
+                if repeats.shown.len() < Repeats::SHOWN {
+                    repeats.shown.push(Repeat {
+                        id: parsed.id.clone().into_owned(),
+                        first: first_at.clone(),
+                        again: raw.location.to_string(),
+                    });
+                }
+            }
+            if is_first {
+                firsts.insert(at, Some((id, raw.location.to_string())));
+            }
+        }
+    }
+    Ok(repeats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_the_same_value_have_the_same_key() {
+        assert_eq!(id_key(r#""a""#), id_key(r#""\u0061""#));
+        assert_eq!(canonical(r#""\u0061\/""#), r#""a/""#);
+        assert_ne!(id_key("1"), id_key("1.0"));
+        assert_ne!(id_key("1"), id_key(r#""1""#));
+        assert_ne!(id_key(r#""a""#), id_key(r#""b""#));
+        assert_ne!(id_key(""), 0);
+    }
+
+    #[test]
+    fn only_repeats_of_the_same_value_are_confirmed_and_counted() {
+        use super::super::memory::{MemoryRecord, MemorySource};
+        use std::sync::Arc;
+        let line = |id: &str| MemoryRecord::jsonl(format!(r#"{{"id":{id},"text":"t"}}"#));
+        let records = vec![
+            line(r#""a""#),
+            line("1"),
+            MemoryRecord::rejected("unreadable"),
+            line(r#""\u0061""#),
+            line("1.0"),
+            line(r#""a""#),
+        ];
+        let mut keys = IdKeys::default();
+        for (i, r) in records.iter().enumerate() {
+            if let Ok(parsed) = parse_text_record(&r.raw(i as u64), &TextFields::default()) {
+                keys.record(i as u64, id_key(&parsed.id));
+            }
+        }
+        let pairs = keys.repeats();
+        assert_eq!(pairs, [(0, 3), (0, 5)]);
+        // A pair whose keys would only collide (1 and 1.0) is not counted.
+        let pairs = [(0, 3), (1, 4), (0, 5)];
+        let mut source = MemorySource::new(Arc::new(records));
+        let found = confirm(&pairs, &mut source, &TextFields::default(), &|| false).unwrap();
+        assert_eq!(found.pairs, [(0, 3), (0, 5)]);
+        assert_eq!(
+            found.shown,
+            [
+                Repeat {
+                    id: r#""\u0061""#.into(),
+                    first: "memory:1".into(),
+                    again: "memory:4".into()
+                },
+                Repeat {
+                    id: r#""a""#.into(),
+                    first: "memory:1".into(),
+                    again: "memory:6".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn each_repeat_is_paired_with_the_first_record_of_its_key() {
+        let mut keys = IdKeys::default();
+        for (index, key) in [(0, 5), (1, 7), (3, 5), (4, 9), (6, 7), (7, 5)] {
+            keys.record(index, key);
+        }
+        assert_eq!(keys.repeats(), [(0, 3), (1, 6), (0, 7)]);
+        assert_eq!(IdKeys::default().repeats(), []);
+    }
+}
