@@ -208,22 +208,25 @@ pub struct CommonArgs {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// More log output (-v debug, -vv trace).
+    /// More on stderr: -v each pass's phases and results, -vv debug, -vvv
+    /// trace. By default only progress, warnings, errors and the summary.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Only warnings and errors.
+    /// Only warnings and errors (and the summary of a run that failed).
     #[arg(short, long)]
     pub quiet: bool,
 }
 
 impl CommonArgs {
-    /// The log level the flags ask for.
+    /// The log level the flags ask for. Log lines are detail: by default a
+    /// run shows progress and its summary (printed, not logged) and only
+    /// the log lines that need a reader, warnings and errors.
     pub fn log_level(&self) -> log::LevelFilter {
         match (self.quiet, self.verbose) {
-            (true, _) => log::LevelFilter::Warn,
-            (false, 0) => log::LevelFilter::Info,
-            (false, 1) => log::LevelFilter::Debug,
+            (true, _) | (false, 0) => log::LevelFilter::Warn,
+            (false, 1) => log::LevelFilter::Info,
+            (false, 2) => log::LevelFilter::Debug,
             _ => log::LevelFilter::Trace,
         }
     }

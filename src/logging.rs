@@ -5,7 +5,14 @@
 //! reading them, and the run's outcome is in its exit code and
 //! `summary.json`. A logger that panicked on a failed write (as
 //! `eprintln!` does) would take down whichever actor logged next, and a
-//! dead Coordinator would leave the actor system waiting forever.
+//! dead Coordinator would leave the actor system waiting forever. That is
+//! why this logger stands where `simple_logger` would: its `log` prints with
+//! `println!`/`eprintln!` (see the test at the end of this file).
+//!
+//! Log lines are detail: a default run logs warnings and errors only, `-v`
+//! adds each pass's phases and results (info), `-vv` debug, `-vvv` trace.
+//! What every run shows, its progress and summary, is printed with
+//! `say`, whatever the level.
 
 use std::io::Write as _;
 
@@ -52,4 +59,63 @@ pub fn install(level: LevelFilter) {
 /// logger does: the exit code still tells the outcome.
 pub fn say(text: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+
+    /// Set in the child process this test starts: how it writes to its
+    /// closed stderr.
+    const PROBE: &str = "DRAINPIPE_LOGGING_PROBE";
+
+    /// Runs this test again in a child process whose stderr is a pipe with
+    /// no reader (`drainpipe … 2>&1 | head -1` once `head` has exited),
+    /// the child writing through `probe`; its exit status.
+    fn child_writing_through(probe: &str) -> std::process::Output {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let test = "logging::tests::eprintln_panics_on_a_closed_stderr_where_the_logger_goes_on";
+        Command::new(std::env::current_exe().unwrap())
+            // Uncaptured, so that `eprintln!` writes to the real stderr.
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(PROBE, probe)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(writer)
+            .output()
+            .unwrap()
+    }
+
+    /// Why the binary has its own logger rather than `simple_logger`, whose
+    /// `log` prints each line with `println!` or `eprintln!`: those panic
+    /// when the write fails, so a log line written after the reader of
+    /// stderr has gone would panic in whatever actor logged it.
+    #[test]
+    fn eprintln_panics_on_a_closed_stderr_where_the_logger_goes_on() {
+        match std::env::var(PROBE).as_deref() {
+            Ok("eprintln") => {
+                eprintln!("a line nobody reads");
+                return;
+            }
+            Ok("logger") => {
+                super::install(log::LevelFilter::Trace);
+                for n in 0..3 {
+                    log::error!("line {n} nobody reads");
+                }
+                super::say("a summary nobody reads");
+                return;
+            }
+            _ => {}
+        }
+        let eprintln = child_writing_through("eprintln");
+        let stdout = String::from_utf8_lossy(&eprintln.stdout);
+        assert_eq!(eprintln.status.code(), Some(101), "{stdout}");
+        assert!(stdout.contains("1 failed"), "{stdout}");
+
+        let logger = child_writing_through("logger");
+        let stdout = String::from_utf8_lossy(&logger.stdout);
+        assert!(logger.status.success(), "{stdout}");
+        assert!(stdout.contains("1 passed"), "{stdout}");
+    }
 }

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let level = cli
         .job
         .common()
-        .map_or(log::LevelFilter::Info, |c| c.log_level());
+        .map_or(log::LevelFilter::Warn, |c| c.log_level());
     logging::install(level);
     quiet_panics_on_processor_threads();
     // Faults named in the FAILPOINTS environment variable (test builds only).
@@ -81,9 +81,13 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     };
     report.peak_rss_bytes = peak_rss_bytes();
     report.write(&output)?;
-    logging::say(report.human());
-    if let Some(lines) = dedup_summary(&report) {
-        logging::say(lines);
+    // The summary is what a default run shows besides progress; `-q` keeps
+    // it for a run that failed, whose errors it lists.
+    if !common.quiet || report.exit_code != Code::Complete.code() {
+        logging::say(report.human());
+        if let Some(lines) = dedup_summary(&report) {
+            logging::say(lines);
+        }
     }
     if !report.result.is_null() {
         log::debug!("result: {}", report.result);

@@ -1,5 +1,11 @@
-//! Progress display: an indicatif bar on a terminal, a log line every few
-//! seconds otherwise.
+//! Progress display: an indicatif bar on a terminal, a line every
+//! [`LINE_EVERY`] otherwise.
+//!
+//! Progress is what a default run shows while it works, so off a terminal
+//! its lines are printed, not logged: they do not depend on the log level
+//! (`-v` adds the phases and pass results as log lines), only `-q` and
+//! `--no-progress` turn them off. A line is short and plain, for a log file
+//! or a CI console read later.
 
 use std::io::IsTerminal;
 use std::rc::Rc;
@@ -9,7 +15,9 @@ use drainpipe::jobs::ProgressFactory;
 use drainpipe_actors::Progress;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-const LOG_EVERY: Duration = Duration::from_secs(5);
+/// How often a progress line is printed off a terminal: often enough to
+/// show a long run is alive, rarely enough that a log stays readable.
+pub const LINE_EVERY: Duration = Duration::from_secs(10);
 
 /// A progress callback maker for the run; `silent` turns display off.
 pub fn factory(silent: bool) -> ProgressFactory {
@@ -58,24 +66,95 @@ fn bar(pass: String) -> Box<dyn FnMut(&Progress)> {
 }
 
 fn lines(pass: String) -> Box<dyn FnMut(&Progress)> {
-    let mut last = Instant::now();
+    let mut every = Every::new(LINE_EVERY, Instant::now());
     Box::new(move |p: &Progress| {
-        if last.elapsed() < LOG_EVERY {
-            return;
+        if every.due(Instant::now()) {
+            crate::logging::say(line(&pass, p));
         }
-        last = Instant::now();
-        let percent = p
-            .total
-            .filter(|&t| t > 0)
-            .map(|t| format!(" ({:.0}%)", 100.0 * p.position as f64 / t as f64))
-            .unwrap_or_default();
-        log::info!(
-            "{pass}: {} records read{percent}, {:.0} records/s, {}/s, {} rejected, {} batches in flight",
-            p.read,
-            rate(p.read, p.elapsed_s),
-            HumanBytes(rate(p.bytes, p.elapsed_s) as u64),
-            p.rejected,
-            p.in_flight
-        );
     })
+}
+
+/// A clock that rings at most once per period: the first time `due` is
+/// asked a full period after the last ring (or after the start).
+struct Every {
+    period: Duration,
+    last: Instant,
+}
+
+impl Every {
+    fn new(period: Duration, start: Instant) -> Self {
+        Every {
+            period,
+            last: start,
+        }
+    }
+
+    fn due(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.last) < self.period {
+            return false;
+        }
+        self.last = now;
+        true
+    }
+}
+
+/// A progress line: `drainpipe: PASS: N records read (P%), R records/s, B/s,
+/// N rejected`.
+fn line(pass: &str, p: &Progress) -> String {
+    let percent = p
+        .total
+        .filter(|&t| t > 0)
+        .map(|t| format!(" ({:.0}%)", 100.0 * p.position.min(t) as f64 / t as f64))
+        .unwrap_or_default();
+    format!(
+        "drainpipe: {pass}: {} records read{percent}, {:.0} records/s, {}/s, {} rejected",
+        p.read,
+        rate(p.read, p.elapsed_s),
+        HumanBytes(rate(p.bytes, p.elapsed_s) as u64),
+        p.rejected,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Progress {
+        Progress {
+            phase: drainpipe_actors::Phase::Running,
+            read: 120_000,
+            done: 110_000,
+            rejected: 3,
+            bytes: 240 << 20,
+            position: 60,
+            total: Some(200),
+            in_flight: 4,
+            elapsed_s: 4.0,
+        }
+    }
+
+    #[test]
+    fn a_progress_line_names_the_pass_the_records_the_share_done_and_the_rate() {
+        assert_eq!(
+            line("signatures", &snapshot()),
+            "drainpipe: signatures: 120000 records read (30%), 30000 records/s, 60.00 MiB/s, 3 rejected"
+        );
+        let unknown_size = Progress {
+            total: None,
+            ..snapshot()
+        };
+        assert_eq!(
+            line("kept", &unknown_size),
+            "drainpipe: kept: 120000 records read, 30000 records/s, 60.00 MiB/s, 3 rejected"
+        );
+    }
+
+    #[test]
+    fn progress_lines_come_at_most_once_a_period() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut every = Every::new(Duration::from_secs(10), start);
+        let rang: Vec<u64> = (0..=35).filter(|&s| every.due(at(s))).collect();
+        assert_eq!(rang, [10, 20, 30]);
+    }
 }
