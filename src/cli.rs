@@ -59,24 +59,32 @@ pub enum JobCommand {
 /// Parameters of `dedup`.
 #[derive(Debug, Args)]
 pub struct DedupArgs {
-    /// Jaccard similarity at or above which two records are duplicates.
-    #[arg(long, value_name = "J", default_value_t = 0.8)]
+    /// Jaccard similarity at or above which two records are duplicates:
+    /// above 0, at most 1.
+    #[arg(long, value_name = "J", default_value_t = 0.8, value_parser = parse_threshold)]
     pub threshold: f64,
-    /// Words per shingle (word n-grams).
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    pub ngram: usize,
-    /// MinHash permutations per signature.
-    #[arg(long, value_name = "P", default_value_t = 128)]
-    pub num_perm: usize,
-    /// LSH bands [default: chosen so a pair at the threshold becomes a
-    /// candidate with probability >= 0.95].
-    #[arg(long, value_name = "B", requires = "rows")]
-    pub bands: Option<usize>,
-    /// Rows per LSH band [default: chosen with --bands].
-    #[arg(long, value_name = "R", requires = "bands")]
-    pub rows: Option<usize>,
-    /// Print the chosen bands and rows and the probability of becoming a
-    /// candidate at J = 0.5 ... 1.0, then exit.
+    /// Words per shingle (word n-grams): 1 to 100.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=bounds::NGRAM))]
+    pub ngram: u32,
+    /// MinHash permutations per signature: 1 to 1024 (each costs work on
+    /// every shingle of every record).
+    #[arg(long, value_name = "P", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=bounds::PERMUTATIONS))]
+    pub num_perm: u32,
+    /// LSH bands, at least 1; bands x rows at most --num-perm [default:
+    /// chosen so a pair at the threshold becomes a candidate with
+    /// probability >= 0.95].
+    #[arg(long, value_name = "B", requires = "rows",
+          value_parser = clap::value_parser!(u32).range(1..=bounds::PERMUTATIONS))]
+    pub bands: Option<u32>,
+    /// Rows per LSH band, at least 1 [default: chosen with --bands].
+    #[arg(long, value_name = "R", requires = "bands",
+          value_parser = clap::value_parser!(u32).range(1..=bounds::PERMUTATIONS))]
+    pub rows: Option<u32>,
+    /// Print the chosen bands and rows, the probability of becoming a
+    /// candidate at J = 0.5 ... 1.0 and an estimate of the memory a run
+    /// needs, then exit.
     #[arg(long)]
     pub explain: bool,
     /// Copy kept.jsonl after the verify pass, not during it (the outputs
@@ -86,15 +94,80 @@ pub struct DedupArgs {
     pub copy_after_verify: bool,
 }
 
+/// The bounds of the numeric options. Each is far beyond any useful value
+/// and well below one that would exhaust the machine (four billion
+/// permutations took 24 GB, a batch of four billion records aborted on
+/// allocation, 65,535 threads aborted the process): a value outside them is
+/// refused with exit 2 before anything is read or written. (clap checks
+/// the ranges of the smaller integer types as `i64`.)
+pub mod bounds {
+    /// Words per shingle.
+    pub const NGRAM: i64 = 100;
+    /// MinHash permutations (and so bands, rows and their product).
+    pub const PERMUTATIONS: i64 = 1024;
+    /// Processor threads.
+    pub const WORKERS: i64 = 1024;
+    /// Batches in flight.
+    pub const WINDOW: i64 = 4096;
+    /// Records per batch.
+    pub const BATCH: i64 = 1_000_000;
+    /// The largest record limit (1 GiB).
+    pub const RECORD_BYTES: u64 = 1 << 30;
+    /// Timeouts and the checkpoint interval (a week).
+    pub const SECONDS: u64 = 7 * 24 * 3600;
+    /// Documents of the demo corpus (dedup numbers records with 32 bits).
+    pub const DEMO_DOCS: u64 = 4_000_000_000;
+}
+
+/// `--threshold`: a number above 0 and at most 1 (NaN is neither).
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if t > 0.0 && t <= 1.0 {
+        Ok(t)
+    } else {
+        Err(format!("{s} is not above 0 and at most 1"))
+    }
+}
+
+impl Cli {
+    /// The checks no single option can make on its own, made before anything
+    /// is read or written; an error exits 2 like clap's own.
+    pub fn validate(&self) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        let JobCommand::Dedup { common, params } = &self.job else {
+            return Ok(());
+        };
+        let refuse = |message: String| {
+            Cli::command().error(clap::error::ErrorKind::ValueValidation, message)
+        };
+        if let (Some(bands), Some(rows)) = (params.bands, params.rows) {
+            let needed = u64::from(bands) * u64::from(rows);
+            if needed > u64::from(params.num_perm) {
+                return Err(refuse(format!(
+                    "--bands {bands} x --rows {rows} need {needed} MinHash values, more than --num-perm {}",
+                    params.num_perm
+                )));
+            }
+        }
+        if common.inputs.iter().any(|p| p.as_os_str() == "-") {
+            return Err(refuse(
+                "dedup reads its input three times and stdin (`-`) only once: save it to a file first"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl DedupArgs {
     /// The job's parameters.
     pub fn params(&self) -> drainpipe::jobs::dedup::DedupParams {
         drainpipe::jobs::dedup::DedupParams {
             threshold: self.threshold,
-            ngram: self.ngram,
-            num_perm: self.num_perm,
-            bands: self.bands,
-            rows: self.rows,
+            ngram: self.ngram as usize,
+            num_perm: self.num_perm as usize,
+            bands: self.bands.map(|b| b as usize),
+            rows: self.rows.map(|r| r as usize),
             copy_beside_verify: !self.copy_after_verify,
         }
     }
@@ -151,16 +224,20 @@ pub struct CommonArgs {
     #[arg(short, long, value_name = "DIR", default_value = "drainpipe-out")]
     pub output: PathBuf,
 
-    /// Processor threads [default: number of cores].
-    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Processor threads, 1 to 1024 [default: number of cores].
+    #[arg(short, long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=bounds::WORKERS))]
     pub workers: Option<u16>,
 
-    /// Most batches in flight [default: 2 x workers].
-    #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Most batches in flight, 1 to 4096 [default: 2 x workers].
+    #[arg(long, value_name = "W",
+          value_parser = clap::value_parser!(u32).range(1..=bounds::WINDOW))]
     pub window: Option<u32>,
 
-    /// Records per batch [default: adaptive, about 8 ms of work per batch].
-    #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Records per batch, 1 to 1,000,000 [default: adaptive, about 8 ms of
+    /// work per batch].
+    #[arg(long, value_name = "B",
+          value_parser = clap::value_parser!(u32).range(1..=bounds::BATCH))]
     pub batch: Option<u32>,
 
     /// JSON field holding the text.
@@ -171,28 +248,38 @@ pub struct CommonArgs {
     #[arg(long, value_name = "NAME", default_value = "id")]
     pub id_field: String,
 
-    /// Records larger than this many bytes are rejected.
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
-    pub max_record_bytes: usize,
+    /// Records larger than this many bytes are rejected: 1 to 1 GiB
+    /// (1073741824); a record up to this size is held in memory whole.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=bounds::RECORD_BYTES))]
+    pub max_record_bytes: u64,
 
     /// Stop (exit 65) once more than N records are rejected [default: no limit].
     #[arg(long, value_name = "N")]
     pub max_rejects: Option<u64>,
 
-    /// Deadline in seconds of each stopping phase (drain, finish, release).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    /// Deadline in seconds of each stopping phase (drain, finish, release):
+    /// 1 to 604800 (a week).
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub drain_timeout: u64,
 
-    /// Log a stall report when no batch completes for this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    /// Log a stall report when no batch completes for this many seconds:
+    /// 1 to 604800 (a week).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub stall_timeout: u64,
 
-    /// Documents in the demo corpus (used when no INPUT is given).
-    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    /// Documents in the demo corpus (used when no INPUT is given): at most
+    /// 4,000,000,000 (records are numbered with 32 bits).
+    #[arg(long, value_name = "N", default_value_t = 50_000,
+          value_parser = clap::value_parser!(u64).range(0..=bounds::DEMO_DOCS))]
     pub demo_docs: u64,
 
-    /// Take a checkpoint this often, in seconds (0: only when interrupted).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// Take a checkpoint this often, in seconds (0: only when interrupted):
+    /// at most 604800 (a week).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=bounds::SECONDS))]
     pub checkpoint_every: u64,
 
     /// Continue from the checkpoint in the output folder; the final outputs
@@ -256,7 +343,7 @@ impl CommonArgs {
         progress: drainpipe::jobs::ProgressFactory,
     ) -> RunContext {
         let input_options = InputOptions {
-            max_record_bytes: self.max_record_bytes,
+            max_record_bytes: usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX),
             leave_out: vec![output.path().to_path_buf()],
         };
         RunContext {

@@ -19,6 +19,9 @@ use crate::cli::{Cli, JobCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(refusal) = cli.validate() {
+        refusal.exit();
+    }
     let level = cli
         .job
         .common()
