@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use drainpipe::jobs;
-use drainpipe_actors::{ExitCode as Code, OutputDir, RunHandle};
+use drainpipe_actors::{ExitCode as Code, LockError, OutputDir, RunHandle};
 
 use crate::cli::{Cli, JobCommand};
 
@@ -56,6 +56,15 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         job => job.common().expect("every job has the common options"),
     };
     let output = OutputDir::create(&common.output)?;
+    // Before anything in the folder is read or written; held to the end.
+    let _lock = match output.lock(&command_line()) {
+        Ok(lock) => lock,
+        Err(held @ LockError::Held { .. }) => {
+            logging::say(format_args!("drainpipe: {held}"));
+            return Ok(Code::Usage.code());
+        }
+        Err(LockError::Io(e)) => return Err(e.into()),
+    };
     let handle = RunHandle::new();
     signals::install(handle.clone(), output.path().to_owned())
         .context("installing the SIGINT/SIGTERM handler")?;
@@ -96,6 +105,21 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         log::debug!("result: {}", report.result);
     }
     Ok(report.exit_code)
+}
+
+/// The command line, for the lock file: a run refused because another
+/// holds the folder names what that one is doing. Cut short past 300
+/// characters (a command naming thousands of inputs).
+fn command_line() -> String {
+    let mut line = std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some((cut, _)) = line.char_indices().nth(300) {
+        line.truncate(cut);
+        line.push_str(" ...");
+    }
+    line
 }
 
 /// A command whose output is read by another (`generate | head`) stops

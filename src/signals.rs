@@ -52,4 +52,6 @@ fn remove_temporary_files(output: &std::path::Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+    // Still locked until the process is gone; see `drainpipe_actors::lock`.
+    let _ = std::fs::remove_file(output.join(drainpipe_actors::LOCK_FILE));
 }
