@@ -57,7 +57,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     };
     let output = OutputDir::create(&common.output)?;
     // Before anything in the folder is read or written; held to the end.
-    let _lock = match output.lock(&command_line()) {
+    let lock = match output.lock(&command_line()) {
         Ok(lock) => lock,
         Err(held @ LockError::Held { .. }) => {
             logging::say(format_args!("drainpipe: {held}"));
@@ -65,6 +65,15 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         }
         Err(LockError::Io(e)) => return Err(e.into()),
     };
+    let removed = output.remove_temporaries(&lock)?;
+    if !removed.is_empty() {
+        log::warn!(
+            "removed {} temporary files a killed run left in {}: {}",
+            removed.len(),
+            output.path().display(),
+            removed.join(", ")
+        );
+    }
     let handle = RunHandle::new();
     signals::install(handle.clone(), output.path().to_owned())
         .context("installing the SIGINT/SIGTERM handler")?;

@@ -46,9 +46,7 @@ fn remove_temporary_files(output: &std::path::Path) {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
+        if drainpipe_actors::output::is_temporary(&entry.file_name().to_string_lossy()) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
