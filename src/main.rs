@@ -65,6 +65,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         }
         Err(LockError::Io(e)) => return Err(e.into()),
     };
+    let completed = output.complete_commit(&lock)?;
+    if !completed.is_empty() {
+        log::warn!(
+            "completed the commit a killed run began in {}: {}",
+            output.path().display(),
+            completed.join(", ")
+        );
+    }
     let removed = output.remove_temporaries(&lock)?;
     if !removed.is_empty() {
         log::warn!(
@@ -171,7 +179,11 @@ fn write_failure_summary(
         "exit": "failed",
         "exit_code": error_code(e).code(),
         "cause": format!("{e:#}"),
-        "note": "the run ended before it could report: none of its outputs was committed; any other file in this folder is an earlier run's",
+        "note": if output.file(drainpipe_actors::COMMIT_JOURNAL).exists() {
+            "the run ended while committing its outputs: some are in place, the others under temporary names; the next run into this folder completes the commit"
+        } else {
+            "the run ended before it could report: none of its outputs was committed; any other file in this folder is an earlier run's"
+        },
     });
     let mut json = serde_json::to_vec_pretty(&summary).expect("a JSON value serializes");
     json.push(b'\n');

@@ -31,7 +31,8 @@ pub fn install(handle: RunHandle, output: PathBuf) -> std::io::Result<()> {
                         handle.records_read().saturating_sub(handle.records_done()),
                         handle.records_read(),
                     ));
-                    remove_temporary_files(&output);
+                    // Held to the exit: no commit starts in between.
+                    let _no_commit = remove_temporary_files(&output);
                     std::process::exit(ExitCode::Interrupted.code());
                 }
             }
@@ -41,15 +42,19 @@ pub fn install(handle: RunHandle, output: PathBuf) -> std::io::Result<()> {
 
 /// Outputs are written to `.NAME.*.tmp` and renamed when complete; a hard
 /// exit removes the ones in progress so nothing half-written stays behind.
-fn remove_temporary_files(output: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(output) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if drainpipe_actors::output::is_temporary(&entry.file_name().to_string_lossy()) {
-            let _ = std::fs::remove_file(entry.path());
+/// A commit of the outputs under way is let finish first (its renames take
+/// milliseconds); one still going after two seconds keeps its files, which
+/// its journal lets the next run complete (`drainpipe_actors::commit`).
+fn remove_temporary_files(output: &std::path::Path) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let no_commit = drainpipe_actors::commit::pause_commits(std::time::Duration::from_secs(2));
+    if let (Some(_), Ok(entries)) = (&no_commit, std::fs::read_dir(output)) {
+        for entry in entries.flatten() {
+            if drainpipe_actors::output::is_temporary(&entry.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
     // Still locked until the process is gone; see `drainpipe_actors::lock`.
     let _ = std::fs::remove_file(output.join(drainpipe_actors::LOCK_FILE));
+    no_commit
 }

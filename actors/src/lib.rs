@@ -109,6 +109,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod codec;
+pub mod commit;
 pub mod coordinator;
 pub mod error;
 pub mod failure;
@@ -126,6 +127,7 @@ pub mod source;
 
 pub use batch::{Batch, BatchBuffers, BatchBuilder, Location, RawRecord, Rejected, Span};
 pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, PassResult, CHECKPOINT_FILE};
+pub use commit::COMMIT_JOURNAL;
 pub use error::{CodecError, InputError, OutputError};
 pub use failure::ExitCode;
 pub use failure::Failure;

@@ -175,26 +175,51 @@ impl AtomicFile {
 
     /// Flushes, syncs and renames the file into place.
     pub fn commit(self) -> Result<PathBuf, OutputError> {
-        let target = self.target;
-        let temp = self
-            .writer
-            .into_inner()
-            .map_err(|e| OutputError::new(&target, e.into_error()))?;
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| OutputError::new(&target, e))?;
+        let Synced { temp, target } = self.sync()?;
         temp.persist(&target)
             .map_err(|e| OutputError::new(&target, e.error))?;
         sync_parent(&target).map_err(|e| OutputError::new(&target, e))?;
         Ok(target)
     }
+
+    /// Flushes and syncs the file, leaving it under its temporary name
+    /// (removed if the result is dropped): the first step of a commit.
+    pub(crate) fn sync(self) -> Result<Synced, OutputError> {
+        let target = self.target;
+        let temp = self
+            .writer
+            .into_inner()
+            .map_err(|e| OutputError::new(&target, e.into_error()))?;
+        if crate::commit::injected("output::sync", &target) {
+            let full = io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device (failpoint output::sync)",
+            );
+            return Err(OutputError::new(&target, full));
+        }
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| OutputError::new(&target, e))?;
+        Ok(Synced {
+            temp: temp.into_temp_path(),
+            target,
+        })
+    }
+}
+
+/// A file written and synced under its temporary name, not yet renamed.
+pub(crate) struct Synced {
+    /// The temporary file; removed when dropped, unless kept.
+    pub(crate) temp: tempfile::TempPath,
+    /// Its final path.
+    pub(crate) target: PathBuf,
 }
 
 /// Syncs the folder holding `path`, so the rename that put it there
 /// survives a power loss too (not only a crash of the process). Folders
 /// whose file system cannot sync them (it says the operation is invalid or
 /// unsupported) are left as they are.
-fn sync_parent(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     let Some(parent) = path.parent() else {
         return Ok(());
     };

@@ -122,12 +122,14 @@ pub fn check_unchanged(
     })
 }
 
-/// Commits both outputs, then removes the pass results (nothing is left
+/// Commits both outputs as one set, then removes the pass results (nothing is left
 /// to resume); returns the lines of `kept.jsonl`.
 pub fn commit(run: &mut Run<'_>, outputs: Outputs) -> anyhow::Result<u64> {
     let kept = outputs.kept.kept;
-    outputs.kept.file.commit()?;
-    outputs.clusters.commit()?;
+    // One set, with the earlier run's summary, which no longer describes
+    // the folder (`OutputDir::commit_set`).
+    let files = vec![outputs.kept.file, outputs.clusters];
+    run.ctx.output.commit_set(files, &["summary.json"])?;
     run.resume.remove_all()?;
     if let Some(third) = outputs.report {
         run.reports.push(third);
