@@ -18,7 +18,8 @@ use drainpipe_actors::{OutputDir, RunHandle, Settings};
 /// compressed as .gz or .zst; `-` reads JSON Lines from stdin.
 ///
 /// Exit codes: 0 complete, 2 usage, 65 too many rejects, 70 data loss or
-/// internal error, 74 IO error, 130 interrupted (SIGINT/SIGTERM).
+/// internal error, 74 IO error, 129 hung up (SIGHUP), 130 interrupted
+/// (SIGINT/SIGTERM); each after draining, with partial outputs.
 #[derive(Debug, Parser)]
 #[command(name = "drainpipe", version, about, long_about)]
 pub struct Cli {

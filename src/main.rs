@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use drainpipe::jobs;
-use drainpipe_actors::{ExitCode as Code, LockError, OutputDir, RunHandle};
+use drainpipe_actors::{ExitCode as Code, FolderLock, LockError, OutputDir, RunHandle};
 
 use crate::cli::{Cli, JobCommand};
 
@@ -57,36 +57,23 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     };
     let output = OutputDir::create(&common.output)?;
     // Before anything in the folder is read or written; held to the end.
-    let lock = match output.lock(&command_line()) {
-        Ok(lock) => lock,
-        Err(held @ LockError::Held { .. }) => {
-            logging::say(format_args!("drainpipe: {held}"));
-            return Ok(Code::Usage.code());
-        }
-        Err(LockError::Io(e)) => return Err(e.into()),
+    let Some(_lock) = take_folder(&output)? else {
+        return Ok(Code::Usage.code());
     };
-    let completed = output.complete_commit(&lock)?;
-    if !completed.is_empty() {
-        log::warn!(
-            "completed the commit a killed run began in {}: {}",
-            output.path().display(),
-            completed.join(", ")
-        );
-    }
-    let removed = output.remove_temporaries(&lock)?;
-    if !removed.is_empty() {
-        log::warn!(
-            "removed {} temporary files a killed run left in {}: {}",
-            removed.len(),
-            output.path().display(),
-            removed.join(", ")
-        );
-    }
     let handle = RunHandle::new();
-    signals::install(handle.clone(), output.path().to_owned())
-        .context("installing the SIGINT/SIGTERM handler")?;
     let progress = progress::factory(common.no_progress || common.quiet);
-    let ctx = common.context(&cli.job.identity(), output.clone(), handle, progress);
+    let ctx = common.context(
+        &cli.job.identity(),
+        output.clone(),
+        handle.clone(),
+        progress,
+    );
+    let about = signals::RunAbout {
+        job: job_name(&cli.job),
+        fingerprint: ctx.fingerprint.clone(),
+    };
+    signals::install(handle, output.clone(), about)
+        .context("installing the SIGINT/SIGTERM/SIGHUP handler")?;
     if let Err(refusal) = check_output_folder(&ctx, common.force) {
         logging::say(format_args!("drainpipe: {refusal}"));
         return Ok(Code::Usage.code());
@@ -108,6 +95,11 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
+    if let Some((code, signal)) = signals::stopped_by(report.exit_code) {
+        // Stopped as SIGINT would stop it, but the code names the signal.
+        report.exit_code = code;
+        report.cause = format!("{} ({signal})", report.cause);
+    }
     report.peak_rss_bytes = peak_rss_bytes();
     report.write(&output)?;
     // The summary is what a default run shows besides progress; `-q` keeps
@@ -122,6 +114,32 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         log::debug!("result: {}", report.result);
     }
     Ok(report.exit_code)
+}
+
+/// Locks the output folder, then completes a commit a killed run began
+/// and removes the temporary files it left, saying so. `None` when another
+/// run holds the folder (said here; the run exits 2).
+fn take_folder(output: &OutputDir) -> anyhow::Result<Option<FolderLock>> {
+    let lock = match output.lock(&command_line()) {
+        Ok(lock) => lock,
+        Err(held @ LockError::Held { .. }) => {
+            logging::say(format_args!("drainpipe: {held}"));
+            return Ok(None);
+        }
+        Err(LockError::Io(e)) => return Err(e.into()),
+    };
+    let folder = output.path().display();
+    let completed = output.complete_commit(&lock)?;
+    if !completed.is_empty() {
+        let names = completed.join(", ");
+        log::warn!("completed the commit a killed run began in {folder}: {names}");
+    }
+    let removed = output.remove_temporaries(&lock)?;
+    if !removed.is_empty() {
+        let (n, names) = (removed.len(), removed.join(", "));
+        log::warn!("removed {n} temporary files a killed run left in {folder}: {names}");
+    }
+    Ok(Some(lock))
 }
 
 /// The command line, for the lock file: a run refused because another
@@ -168,13 +186,8 @@ fn write_failure_summary(
     fingerprint: &str,
     e: &anyhow::Error,
 ) {
-    let name = match job {
-        JobCommand::Vocab { .. } => "vocab",
-        JobCommand::Dedup { .. } => "dedup",
-        JobCommand::Generate(_) => "generate",
-    };
     let summary = serde_json::json!({
-        "job": name,
+        "job": job_name(job),
         "fingerprint": fingerprint,
         "exit": "failed",
         "exit_code": error_code(e).code(),
@@ -189,6 +202,15 @@ fn write_failure_summary(
     json.push(b'\n');
     if let Err(write) = output.write_all("summary.json", &json) {
         log::error!("could not write summary.json: {write}");
+    }
+}
+
+/// The job's name, for `summary.json`.
+fn job_name(job: &JobCommand) -> &'static str {
+    match job {
+        JobCommand::Vocab { .. } => "vocab",
+        JobCommand::Dedup { .. } => "dedup",
+        JobCommand::Generate(_) => "generate",
     }
 }
 

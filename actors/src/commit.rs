@@ -25,6 +25,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,15 @@ pub const COMMIT_JOURNAL: &str = ".drainpipe.commit";
 /// Held from the journal's writing to its removal, so that a hard exit can
 /// wait for a commit in progress rather than remove its files.
 static COMMITTING: Mutex<()> = Mutex::new(());
+
+/// Sets committed by this process so far, so that a hard exit can tell
+/// whether the outputs in the folder are this run's.
+static SETS_COMMITTED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many sets [`OutputDir::commit_set`] has committed in this process.
+pub fn sets_committed() -> usize {
+    SETS_COMMITTED.load(Ordering::SeqCst)
+}
 
 /// For a hard exit: waits up to `deadline` for a commit under way to end,
 /// and returns a guard under which none starts, or `None` when the commit
@@ -96,6 +106,7 @@ impl OutputDir {
             })
             .collect::<Result<Vec<_>, OutputError>>()?;
         self.apply(&steps).map_err(|e| self.stopped_part_way(e))?;
+        SETS_COMMITTED.fetch_add(1, Ordering::SeqCst);
         Ok(targets)
     }
 
