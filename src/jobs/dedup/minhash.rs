@@ -14,8 +14,8 @@
 
 use crate::corpus::SplitMix64;
 
+use super::hash::fmix64;
 use super::params::Banding;
-use super::shingle::fmix64;
 
 /// Permutations computed together (one accumulator block).
 const LANES: usize = 32;

@@ -11,22 +11,11 @@
 
 use std::cell::RefCell;
 
-pub use super::normalize::hash_word;
+pub use super::hash::hash_word;
+use super::hash::{fmix64, K1};
 use super::normalize::{ascii_word_hashes, for_each_word_state};
 
-const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 const SHINGLE_SEED: u64 = 0x5348_494E_474C_4531;
-
-/// MurmurHash3's 64-bit finalizer: every input bit affects every output
-/// bit.
-#[inline]
-pub fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    h ^ (h >> 33)
-}
 
 /// The hash of a shingle from the hashes of its words, in order. The number
 /// of words is mixed in, so a short record's single shingle never equals an
@@ -95,7 +84,7 @@ pub fn hash_windows(words: &[u64], n: usize, out: &mut Vec<u64>) {
     hash_windows_portable(words, n, out)
 }
 
-/// Turns word states ([`super::normalize::word_state`]) into word hashes
+/// Turns word states ([`super::hash::word_state`]) into word hashes
 /// ([`hash_word`]) in place: `fmix64` of each, eight lanes at a time where
 /// the CPU has AVX-512DQ.
 pub fn finalize_words(words: &mut [u64]) {
@@ -357,5 +346,60 @@ mod tests {
         assert!(shingle_set("x", 2)
             .iter()
             .all(|h| !shingle_set("x x", 2).contains(h)));
+    }
+
+    /// Texts over letters, digits, separators, accented letters, combining
+    /// marks, full-width forms, CJK and emoji, with words over 16 bytes.
+    fn mixed_texts() -> Vec<String> {
+        const PIECES: [&str; 24] = [
+            "a", "Z", "k", "9", "Q", "0", "x", "Ab", " ", " ", ".", ",", "-", "\n", "é",
+            "E\u{301}", "Ｆ", "東", "🎉", "ß", "\u{AD}", "İ", "Ё", "\u{200D}",
+        ];
+        let mut state = 0x5EED_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        (0..400)
+            .map(|round| {
+                let len = next() % 600;
+                let ascii_only = round % 2 == 0;
+                let pieces = if ascii_only { 14 } else { PIECES.len() };
+                let mut text = String::new();
+                while text.len() < len {
+                    let run = 1 + next() % if round % 3 == 0 { 40 } else { 8 };
+                    for _ in 0..run {
+                        text.push_str(PIECES[next() % 8.min(pieces)]);
+                    }
+                    text.push_str(PIECES[8 + next() % (pieces - 8)]);
+                }
+                text
+            })
+            .collect()
+    }
+
+    #[test]
+    fn word_and_shingle_hashes_stay_those_of_earlier_builds() {
+        // Which records are duplicates, and every saved state, depend on
+        // these hashes. The digests were computed by the build before the
+        // tokenizer was split into modules (commit 6d44350).
+        let (mut words, mut shingles) = (0u64, 0u64);
+        let mut scratch = Scratch::default();
+        let mut buf = Vec::new();
+        for text in mixed_texts() {
+            super::super::normalize::for_each_word_hash(&text, &mut buf, |h| {
+                words = words.rotate_left(5) ^ h;
+            });
+            for n in [1, 5] {
+                scratch.shingle(&text, n);
+                for &h in &scratch.shingles {
+                    shingles = shingles.rotate_left(5) ^ h;
+                }
+            }
+        }
+        assert_eq!(words, 0x4744_8e7f_e9ce_4c24, "word hashes");
+        assert_eq!(shingles, 0x0899_1551_2bb0_f627, "shingle hashes");
     }
 }
