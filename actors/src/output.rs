@@ -247,9 +247,11 @@ pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &std::fs::File) {
     use std::os::unix::io::AsRawFd;
-    // SAFETY: `file` is open for the duration of the call, which only
-    // reads its descriptor. The result is a hint's and is ignored: a write
-    // error surfaces in `commit`'s `sync_all`, which waits for every page.
+    // SAFETY: the call takes a descriptor and integers, no pointer, so it
+    // touches no memory of ours; the descriptor is `file`'s, borrowed, so
+    // it stays open (and is not reused) for the call. The result is a
+    // hint's and is ignored: a write error surfaces in `commit`'s
+    // `sync_all`, which waits for every page.
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }

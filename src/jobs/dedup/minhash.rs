@@ -128,13 +128,15 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => {
                 assert!(std::arch::is_x86_feature_detected!("avx2"));
-                // SAFETY: the CPU supports AVX2, asserted just above.
+                // SAFETY: the function is compiled for AVX2, which the CPU
+                // supports, asserted just above.
                 unsafe { kernel_avx2(hashes, a, b, sig) }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => {
                 assert!(std::arch::is_x86_feature_detected!("avx512f"));
-                // SAFETY: the CPU supports AVX-512F, asserted just above.
+                // SAFETY: the function is compiled for AVX-512F, which the
+                // CPU supports, asserted just above.
                 unsafe { kernel_avx512(hashes, a, b, sig) }
             }
         }
@@ -163,26 +165,19 @@ fn kernel(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
     }
 }
 
-/// [`kernel`] compiled for AVX2.
-///
-/// # Safety
-///
-/// The CPU must support AVX2.
+/// [`kernel`] compiled for AVX2 (a safe function: only its callers without
+/// AVX2 enabled need `unsafe`, having checked the CPU).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn kernel_avx2(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
+fn kernel_avx2(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
     kernel(hashes, a, b, sig)
 }
 
 /// [`kernel`] compiled for AVX-512 (the 32-lane accumulator is two 512-bit
 /// registers).
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
+fn kernel_avx512(hashes: &[u64], a: &[u32], b: &[u32], sig: &mut [u32]) {
     kernel(hashes, a, b, sig)
 }
 

@@ -77,8 +77,8 @@ const LANES: usize = 8;
 pub fn hash_windows(words: &[u64], n: usize, out: &mut Vec<u64>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512dq") {
-        // SAFETY: the CPU supports AVX-512DQ (and so AVX-512F), checked
-        // just above.
+        // SAFETY: the function is compiled for AVX-512F and DQ, and the CPU
+        // supports both: DQ, checked just above, implies F.
         return unsafe { hash_windows_avx512(words, n, out) };
     }
     hash_windows_portable(words, n, out)
@@ -90,16 +90,18 @@ pub fn hash_windows(words: &[u64], n: usize, out: &mut Vec<u64>) {
 pub fn finalize_words(words: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512dq") {
-        // SAFETY: the CPU supports AVX-512DQ (and so AVX-512F), checked
-        // just above.
+        // SAFETY: the function is compiled for AVX-512F and DQ, and the CPU
+        // supports both: DQ, checked just above, implies F.
         return unsafe { finalize_words_avx512(words) };
     }
     finalize_words_portable(words)
 }
 
+/// [`finalize_words_portable`] compiled for AVX-512DQ, which multiplies
+/// eight 64-bit lanes in one instruction.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn finalize_words_avx512(words: &mut [u64]) {
+fn finalize_words_avx512(words: &mut [u64]) {
     finalize_words_portable(words)
 }
 
@@ -112,9 +114,10 @@ fn finalize_words_portable(words: &mut [u64]) {
     }
 }
 
+/// [`hash_windows_portable`] compiled for AVX-512DQ.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn hash_windows_avx512(words: &[u64], n: usize, out: &mut Vec<u64>) {
+fn hash_windows_avx512(words: &[u64], n: usize, out: &mut Vec<u64>) {
     hash_windows_portable(words, n, out)
 }
 

@@ -77,25 +77,19 @@ fn tokenize_ascii(bytes: &[u8], sink: &mut impl Sink) {
 }
 
 /// [`tokenize_ascii`] with the AVX-512 classifier. `bytes` must be ASCII.
-///
-/// # Safety
-///
-/// The CPU must support AVX-512F and AVX-512BW.
+/// A safe function: a caller without these features enabled calls it in
+/// `unsafe`, having checked the CPU.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(super) unsafe fn tokenize_ascii_avx512(bytes: &[u8], sink: &mut impl Sink) {
+pub(super) fn tokenize_ascii_avx512(bytes: &[u8], sink: &mut impl Sink) {
     // The closure inherits this function's target features.
     tokenize_ascii_with(bytes, sink, |block| block_mask_avx512(block))
 }
 
 /// [`tokenize_ascii`] with the AVX2 classifier. `bytes` must be ASCII.
-///
-/// # Safety
-///
-/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn tokenize_ascii_avx2(bytes: &[u8], sink: &mut impl Sink) {
+fn tokenize_ascii_avx2(bytes: &[u8], sink: &mut impl Sink) {
     tokenize_ascii_with(bytes, sink, |block| block_mask_avx2(block))
 }
 
