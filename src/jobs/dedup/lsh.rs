@@ -4,29 +4,45 @@
 //! checkpoints; pass 1's Integrator ([`super::passes::signatures`]) fills
 //! the lists and calls [`candidate_pairs`] when the pass ends.
 //!
-//! Records sharing a key in a band are candidate pairs, each with the
-//! first record that had the key.
+//! Records sharing a key in a band are candidate pairs; which pairs of a
+//! bucket, and why, is [`super::buckets`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// The candidate pairs of the `bands` (each sorted by key in place):
-/// `(first record with the key, record)` for every later record with it,
-/// sorted by the later record, then the earlier one, without repeats.
+use super::buckets::{BucketPairs, Fingerprints};
+
+/// The candidate pairs of the `bands` (each a list of `key << 32 | record`
+/// in input order, sorted by key in place): the pairs of each bucket of
+/// records sharing a key ([`BucketPairs`]), sorted by the later record,
+/// then the earlier one, without repeats.
 ///
 /// Bands are independent, and the processors are idle once the pass ends,
 /// so up to `threads` threads (the calling one included) each take the
 /// next band not yet taken until none is left. A thread the system refuses
 /// to start only means fewer of them.
 pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)> {
+    // Before the sort, while entry `i` of every band is the same record.
+    let twins = Fingerprints::of(bands);
     let bands: Vec<Mutex<&mut Vec<u64>>> = bands.iter_mut().map(Mutex::new).collect();
     let next = AtomicUsize::new(0);
     let take_bands = || {
         let (mut pairs, mut scratch) = (Vec::new(), Vec::new());
-        while let Some(band) = bands.get(next.fetch_add(1, Ordering::Relaxed)) {
+        let mut buckets = BucketPairs::new(&twins);
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(band) = bands.get(index) else {
+                break;
+            };
             // Each band is taken by one thread only: never contended.
             let mut band = band.lock().expect("a band's lock");
-            add_pairs(&mut band, &mut scratch, &mut pairs);
+            add_pairs(
+                &mut band,
+                &mut scratch,
+                &mut buckets,
+                index == 0,
+                &mut pairs,
+            );
         }
         pairs
     };
@@ -55,13 +71,21 @@ pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)
     pairs
 }
 
-/// Sorts `band` by key (through `scratch`) and appends its candidate pairs,
-/// unsorted, to `pairs`.
-fn add_pairs(band: &mut Vec<u64>, scratch: &mut Vec<u64>, pairs: &mut Vec<(u32, u32)>) {
+/// Sorts `band` by key (through `scratch`) and appends the candidate pairs
+/// of its buckets, unsorted, to `pairs` (with the twins' pairs when
+/// `with_twins`: those of the first band).
+fn add_pairs(
+    band: &mut Vec<u64>,
+    scratch: &mut Vec<u64>,
+    buckets: &mut BucketPairs<'_>,
+    with_twins: bool,
+    pairs: &mut Vec<(u32, u32)>,
+) {
     sort_by_key(band, scratch);
-    for group in band.chunk_by(|a, b| a >> 32 == b >> 32) {
-        let first = group[0] as u32;
-        pairs.extend(group[1..].iter().map(|&entry| (first, entry as u32)));
+    for bucket in band.chunk_by(|a, b| a >> 32 == b >> 32) {
+        if bucket.len() > 1 {
+            buckets.add(bucket, with_twins, pairs);
+        }
     }
 }
 
@@ -101,13 +125,41 @@ fn sort_by_key(entries: &mut Vec<u64>, scratch: &mut Vec<u64>) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::hash_map::Entry;
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
 
+    use super::super::buckets::{ALL_PAIRS_UP_TO, WINDOW};
     use super::*;
 
+    /// Bands of `records` records, each key drawn by `key(record, band)`.
+    fn bands_of(records: u32, bands: usize, key: impl Fn(u32, usize) -> u32) -> Vec<Vec<u64>> {
+        (0..bands)
+            .map(|band| {
+                (0..records)
+                    .map(|r| u64::from(key(r, band)) << 32 | u64::from(r))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The buckets of each band: key -> records, in input order.
+    fn buckets_of(bands: &[Vec<u64>]) -> Vec<HashMap<u32, Vec<u32>>> {
+        bands
+            .iter()
+            .map(|band| {
+                let mut buckets: HashMap<u32, Vec<u32>> = HashMap::new();
+                for &entry in band {
+                    buckets
+                        .entry((entry >> 32) as u32)
+                        .or_default()
+                        .push(entry as u32);
+                }
+                buckets
+            })
+            .collect()
+    }
+
     #[test]
-    fn sorted_bands_give_the_pairs_of_first_record_buckets() {
+    fn every_pair_of_a_small_bucket_and_of_the_first_record_rule_is_a_candidate() {
         let mut state = 1u64;
         let mut next = || {
             state = state
@@ -115,37 +167,106 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             (state >> 33) as u32
         };
-        // Keys from a small set, so that they repeat, spread over all four
-        // bytes (every digit of the radix sort matters).
-        let mut bands: Vec<Vec<u64>> = vec![Vec::new(); 5];
-        let mut tables: Vec<HashMap<u32, u32>> = vec![HashMap::new(); 5];
-        let mut expected = Vec::new();
-        for id in 0..3000u32 {
-            let mut partners = Vec::new();
-            for (band, table) in bands.iter_mut().zip(&mut tables) {
-                let key = (next() % 700).wrapping_mul(0x0101_0101);
-                band.push(u64::from(key) << 32 | u64::from(id));
-                // What a bucket table keeping each key's first record finds.
-                match table.entry(key) {
-                    Entry::Occupied(first) => partners.push(*first.get()),
-                    Entry::Vacant(slot) => {
-                        slot.insert(id);
+        // Keys from a small set, so that they repeat (buckets of 1 to about
+        // 30), spread over all four bytes (every digit of the radix sort
+        // matters).
+        let keys: Vec<u32> = (0..3000 * 5)
+            .map(|_| (next() % 250).wrapping_mul(0x0101_0101))
+            .collect();
+        let bands = bands_of(3000, 5, |r, band| keys[r as usize * 5 + band]);
+        let pairs = candidate_pairs(&mut bands.clone(), 1);
+        let set: HashSet<(u32, u32)> = pairs.iter().copied().collect();
+        assert_eq!(set.len(), pairs.len(), "no repeats");
+        assert!(pairs
+            .windows(2)
+            .all(|w| (w[0].1, w[0].0) < (w[1].1, w[1].0)));
+        assert!(pairs.iter().all(|&(a, b)| a < b));
+        let (mut small, mut large) = (0, 0);
+        for buckets in buckets_of(&bands) {
+            for members in buckets.values() {
+                // The first record's pairs, as before, in every bucket.
+                for &later in &members[1..] {
+                    assert!(set.contains(&(members[0], later)));
+                }
+                if members.len() <= ALL_PAIRS_UP_TO {
+                    small += 1;
+                    for (i, &a) in members.iter().enumerate() {
+                        for &b in &members[i + 1..] {
+                            assert!(set.contains(&(a, b)), "({a}, {b}) of {members:?}");
+                        }
+                    }
+                } else {
+                    // No twins here: each record with the WINDOW before it.
+                    large += 1;
+                    for (i, &b) in members.iter().enumerate() {
+                        for &a in &members[i.saturating_sub(WINDOW)..i] {
+                            assert!(set.contains(&(a, b)), "({a}, {b}) of {members:?}");
+                        }
                     }
                 }
             }
-            partners.sort_unstable();
-            partners.dedup();
-            expected.extend(partners.into_iter().map(|first| (first, id)));
         }
-        assert!(expected.len() > 3000, "keys repeat: {}", expected.len());
+        assert!(small > 1000 && large > 10, "{small} small, {large} large");
         // Sorted by one thread or split among several, the same pairs.
-        for threads in [1, 2, 3, 40] {
+        for threads in [2, 3, 40] {
             let mut bands = bands.clone();
             assert_eq!(
                 candidate_pairs(&mut bands, threads),
-                expected,
+                pairs,
                 "{threads} threads"
             );
         }
+    }
+
+    #[test]
+    fn a_bucket_of_identical_records_gives_one_pair_a_record() {
+        let records = 20_000;
+        let mut bands = bands_of(records, 18, |_, band| band as u32 * 77);
+        let pairs = candidate_pairs(&mut bands, 2);
+        let expected: Vec<(u32, u32)> = (1..records).map(|r| (0, r)).collect();
+        assert_eq!(pairs, expected);
+    }
+
+    #[test]
+    fn twins_in_a_large_bucket_are_paired_with_their_first_only() {
+        // Band 0: one bucket of 72 records. Elsewhere, records with the
+        // same r % 3 share every key (three families of 19 twins) except
+        // records 57..72, each on its own.
+        let mut bands = bands_of(72, 4, |r, band| match (band, r) {
+            (0, _) => 5,
+            (_, 57..) => 100 + r,
+            _ => 10 + r % 3,
+        });
+        let pairs = candidate_pairs(&mut bands, 1);
+        let mut expected: Vec<(u32, u32)> = (3..57).map(|r| (r % 3, r)).collect();
+        // The firsts of the bucket of band 0: 0, 1, 2, 57, 58, ..., 71,
+        // each with the bucket's first and the WINDOW before it.
+        let firsts: Vec<u32> = [0, 1, 2].into_iter().chain(57..72).collect();
+        for (i, &b) in firsts.iter().enumerate() {
+            for &a in &firsts[i.saturating_sub(WINDOW)..i] {
+                expected.push((a, b));
+            }
+            if i > WINDOW {
+                expected.push((0, b));
+            }
+        }
+        // Buckets 10, 11, 12 of the other bands: twins only, no pair.
+        expected.sort_unstable_by_key(|&(a, b)| (b, a));
+        expected.dedup();
+        assert_eq!(pairs, expected);
+    }
+
+    #[test]
+    fn a_large_bucket_of_distinct_records_gives_a_bounded_number_of_pairs() {
+        let records = 10_000;
+        // All in one bucket of band 0, distinct everywhere else.
+        let mut bands = bands_of(records, 18, |r, band| if band == 0 { 1 } else { r });
+        let pairs = candidate_pairs(&mut bands, 2);
+        assert!(
+            pairs.len() <= (WINDOW + 1) * records as usize,
+            "{} pairs",
+            pairs.len()
+        );
+        assert!(pairs.len() >= WINDOW * (records as usize - WINDOW));
     }
 }

@@ -181,6 +181,14 @@ pub fn explain(params: &DedupParams) -> String {
         r = banding.rows,
         b = banding.bands
     );
+    let _ = writeln!(
+        s,
+        "records sharing a band key: every pair is a candidate in buckets of up to {all}; \
+         in larger ones identical signatures are paired with their first, and distinct \
+         ones with the bucket's first and the {window} before them",
+        all = super::buckets::ALL_PAIRS_UP_TO,
+        window = super::buckets::WINDOW,
+    );
     let at = banding.candidate_probability(params.threshold);
     let _ = writeln!(s, "P at the threshold {}: {at:.4}", params.threshold);
     if at < TARGET_AT_THRESHOLD {

@@ -155,6 +155,9 @@ impl BandIndex {
             + self.found.spans.heap_bytes()
             + self.found.ids.heap_bytes()
             + self.found.integrated.heap_bytes()
+            // The records' fingerprints while pairs are made, 8 bytes each
+            // (`buckets::Fingerprints`).
+            + self.bands.first().map_or(0, Vec::len) * 8
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
     }
 }
