@@ -1,0 +1,179 @@
+//! Every parameter is checked before anything is read or written: an
+//! invalid value (a threshold of 0, above 1 or NaN; no words per shingle;
+//! no permutations, bands or rows; more bands x rows than permutations;
+//! `dedup -`; a record limit of 0) and an absurd one (four billion
+//! permutations, a batch of four billion, 65,535 workers) exit 2 with a
+//! message naming the option, and no output folder is created. `--explain`
+//! prints the memory a run needs, as an estimate.
+
+use crate::binary;
+
+use std::time::Duration;
+
+use binary::{drainpipe, spawn, wait};
+
+/// Runs `drainpipe <args> -o <fresh folder>` and returns the exit code,
+/// stderr, and whether the output folder exists afterwards.
+fn run(args: &[&str]) -> (Option<i32>, String, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut cmd = drainpipe();
+    cmd.args(args).arg("-o").arg(&out);
+    let (output, _) = wait(spawn(cmd), Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr, out.exists())
+}
+
+/// Asserts that `args` exit 2, that the message contains `says`, and that
+/// nothing was written.
+fn refused(args: &[&str], says: &str) {
+    let (code, stderr, wrote) = run(args);
+    assert_eq!(code, Some(2), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(says),
+        "{args:?}: expected {says:?} in {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(!wrote, "{args:?} created the output folder");
+}
+
+#[test]
+fn invalid_dedup_parameters_exit_2_naming_the_option() {
+    let dedup = |extra: &[&'static str]| {
+        let mut args = vec!["dedup", "--no-progress", "--demo-docs", "100"];
+        args.extend_from_slice(extra);
+        args
+    };
+    for value in ["0", "1.5", "NaN", "inf"] {
+        refused(
+            &dedup(&["--threshold", value]),
+            &format!("invalid value '{value}' for '--threshold <J>'"),
+        );
+    }
+    refused(&dedup(&["--threshold", "x"]), "\"x\" is not a number");
+    refused(&dedup(&["--ngram", "0"]), "'--ngram <N>'");
+    refused(&dedup(&["--num-perm", "0"]), "'--num-perm <P>'");
+    refused(&dedup(&["--bands", "0", "--rows", "7"]), "'--bands <B>'");
+    refused(&dedup(&["--bands", "7", "--rows", "0"]), "'--rows <R>'");
+    refused(
+        &dedup(&["--bands", "20", "--rows", "7"]),
+        "--bands 20 x --rows 7 need 140 MinHash values, more than --num-perm 128",
+    );
+    refused(
+        &dedup(&["--bands", "20", "--rows", "7", "--explain"]),
+        "more than --num-perm 128",
+    );
+    refused(
+        &dedup(&["-"]),
+        "stdin (`-`) only once: save it to a file first",
+    );
+    refused(
+        &dedup(&["--max-record-bytes", "0"]),
+        "'--max-record-bytes <BYTES>'",
+    );
+    refused(&["vocab", "--max-record-bytes", "0"], "--max-record-bytes");
+}
+
+#[test]
+fn absurd_values_exit_2_before_they_can_exhaust_the_machine() {
+    for (args, says) in [
+        (
+            &["dedup", "--num-perm", "4000000000"][..],
+            "'--num-perm <P>'",
+        ),
+        (
+            &["dedup", "--bands", "4000000000", "--rows", "1"],
+            "'--bands <B>'",
+        ),
+        (&["dedup", "--ngram", "4000000000"], "'--ngram <N>'"),
+        (&["vocab", "--batch", "4000000000"], "'--batch <B>'"),
+        (&["dedup", "--batch", "4000000000"], "'--batch <B>'"),
+        (&["vocab", "--workers", "65535"], "'--workers <N>'"),
+        (&["vocab", "--window", "4000000000"], "'--window <W>'"),
+        (
+            &["vocab", "--max-record-bytes", "18446744073709551615"],
+            "'--max-record-bytes <BYTES>'",
+        ),
+        (
+            &["vocab", "--drain-timeout", "18446744073709551615"],
+            "'--drain-timeout <SECS>'",
+        ),
+        (
+            &["vocab", "--stall-timeout", "0"],
+            "'--stall-timeout <SECS>'",
+        ),
+        (
+            &["vocab", "--checkpoint-every", "18446744073709551615"],
+            "'--checkpoint-every <SECS>'",
+        ),
+        (&["dedup", "--demo-docs", "5000000000"], "'--demo-docs <N>'"),
+    ] {
+        refused(args, says);
+    }
+}
+
+#[test]
+fn the_help_states_each_bound() {
+    let output = drainpipe().args(["dedup", "--help"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout).replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for bound in [
+        "above 0, at most 1",
+        "1 to 100",
+        "1 to 1024 (each costs",
+        "bands x rows at most --num-perm",
+        "Processor threads, 1 to 1024",
+        "1 to 4096",
+        "1 to 1,000,000",
+        "1 to 1 GiB",
+    ] {
+        assert!(
+            help.contains(bound),
+            "--help does not say {bound:?}: {help}"
+        );
+    }
+}
+
+#[test]
+fn the_largest_values_allowed_are_accepted_and_explain_estimates_the_memory() {
+    let output = drainpipe()
+        .args(["dedup", "--explain", "--num-perm", "1024", "--ngram", "100"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("1024 permutations"), "{stdout}");
+    assert!(
+        stdout.contains("memory (an estimate, not a bound): about"),
+        "{stdout}"
+    );
+    // The defaults: 18 bands.
+    let output = drainpipe().args(["dedup", "--explain"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("about 196 bytes per document for pass 1's band index (18 bands)"),
+        "{stdout}"
+    );
+    // The smallest run allowed does run.
+    let (code, stderr, wrote) = run(&[
+        "dedup",
+        "--no-progress",
+        "--demo-docs",
+        "50",
+        "--workers",
+        "1",
+        "--window",
+        "1",
+        "--batch",
+        "1",
+        "--threshold",
+        "1",
+        "--ngram",
+        "1",
+        "--num-perm",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(wrote);
+}
