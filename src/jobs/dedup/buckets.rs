@@ -14,7 +14,7 @@
 //!
 //! - **At most [`ALL_PAIRS_UP_TO`] records: every pair of them.** The
 //!   promise holds exactly. Measured: on three shuffled 1,000-record
-//!   chains at J 0.852 (`tests/dedup_candidates_keep_the_s_curve_promise_on_chains.rs`)
+//!   chains at J 0.852 (`tests/guarantees/dedup_candidates_keep_the_s_curve_promise_on_chains.rs`)
 //!   the largest bucket has 9 records (8 was too few), and the first-record
 //!   rule cut 47 of 2,997 adjacent pairs, this one none; on the
 //!   200k-document benchmark corpus no bucket has more than 4 records, and
