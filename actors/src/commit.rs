@@ -139,7 +139,7 @@ impl OutputDir {
                 Step::Remove(name) => self.remove_stale(name)?,
                 Step::Rename(from, to) => {
                     let (from, to) = (self.file(from), self.file(to));
-                    if crate::commit::injected("output::rename", &to) {
+                    if crate::output::injected("output::rename", &to) {
                         // A crash between two renames.
                         std::process::abort();
                     }
@@ -205,20 +205,6 @@ fn parse_journal(text: &str) -> io::Result<Vec<Step>> {
             )),
         })
         .collect()
-}
-
-/// Whether the failpoint `point` names the file at `target`
-/// (`output::sync=return(clusters.jsonl)` acts on that file only).
-#[cfg(feature = "failpoints")]
-pub(crate) fn injected(point: &str, target: &std::path::Path) -> bool {
-    let name = target.file_name().and_then(|n| n.to_str());
-    fail::eval(point, |arg| arg.is_some() && arg.as_deref() == name).unwrap_or(false)
-}
-
-/// Without the `failpoints` feature nothing is injected.
-#[cfg(not(feature = "failpoints"))]
-pub(crate) fn injected(_point: &str, _target: &std::path::Path) -> bool {
-    false
 }
 
 #[cfg(test)]

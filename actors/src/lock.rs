@@ -18,7 +18,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::OutputError;
-use crate::output::OutputDir;
+use crate::output::{is_temporary, OutputDir};
 
 /// The lock file's name in an output folder.
 pub const LOCK_FILE: &str = ".drainpipe.lock";
@@ -67,6 +67,27 @@ impl Drop for FolderLock {
 }
 
 impl OutputDir {
+    /// Removes the temporary files of outputs that were never committed:
+    /// those a killed run left (a run that ends in any other way removes its
+    /// own). Only under the folder's lock, which shows that no other run is
+    /// writing them. Returns the names removed.
+    pub fn remove_temporaries(&self, _lock: &FolderLock) -> Result<Vec<String>, OutputError> {
+        let entries =
+            std::fs::read_dir(self.path()).map_err(|e| OutputError::new(self.path(), e))?;
+        let mut removed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| OutputError::new(self.path(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_temporary(&name) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| OutputError::new(&entry.path(), e))?;
+                removed.push(name);
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     /// Takes the folder's lock for this process, writing `command` (what the
     /// run does, for a refused run's message) into the lock file beside the
     /// pid and the start time. Never waits: a folder another run holds is

@@ -6,7 +6,6 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::OutputError;
-use crate::lock::FolderLock;
 
 /// Writeback of an output file to its disk is started every this many
 /// bytes written, so that by the time [`AtomicFile::commit`] syncs the file
@@ -74,26 +73,6 @@ impl OutputDir {
         file.write_all(bytes)
             .map_err(|e| OutputError::new(&file.target, e))?;
         file.commit()
-    }
-
-    /// Removes the temporary files of outputs that were never committed:
-    /// those a killed run left (a run that ends in any other way removes its
-    /// own). Only under the folder's lock, which shows that no other run is
-    /// writing them. Returns the names removed.
-    pub fn remove_temporaries(&self, _lock: &FolderLock) -> Result<Vec<String>, OutputError> {
-        let entries = std::fs::read_dir(&self.path).map_err(|e| OutputError::new(&self.path, e))?;
-        let mut removed = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| OutputError::new(&self.path, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_temporary(&name) && entry.file_type().is_ok_and(|t| t.is_file()) {
-                std::fs::remove_file(entry.path())
-                    .map_err(|e| OutputError::new(&entry.path(), e))?;
-                removed.push(name);
-            }
-        }
-        removed.sort();
-        Ok(removed)
     }
 
     /// Removes `name` if it exists (an output a previous run left and this
@@ -190,7 +169,7 @@ impl AtomicFile {
             .writer
             .into_inner()
             .map_err(|e| OutputError::new(&target, e.into_error()))?;
-        if crate::commit::injected("output::sync", &target) {
+        if injected("output::sync", &target) {
             let full = io::Error::new(
                 io::ErrorKind::StorageFull,
                 "No space left on device (failpoint output::sync)",
@@ -288,6 +267,20 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
     }
+}
+
+/// Whether the failpoint `point` names the file at `target`
+/// (`output::sync=return(clusters.jsonl)` acts on that file only).
+#[cfg(feature = "failpoints")]
+pub(crate) fn injected(point: &str, target: &std::path::Path) -> bool {
+    let name = target.file_name().and_then(|n| n.to_str());
+    fail::eval(point, |arg| arg.is_some() && arg.as_deref() == name).unwrap_or(false)
+}
+
+/// Without the `failpoints` feature nothing is injected.
+#[cfg(not(feature = "failpoints"))]
+pub(crate) fn injected(_point: &str, _target: &std::path::Path) -> bool {
+    false
 }
 
 #[cfg(test)]

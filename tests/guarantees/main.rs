@@ -55,5 +55,6 @@ mod stall_report_names_what_is_stuck;
 mod step1_panic_rejects_the_record_not_the_thread;
 mod stop_drains_every_mailbox;
 mod the_examples_run_and_account_for_every_record;
+mod the_modules_import_one_way;
 mod the_protocol_loses_nothing_where_naive_shutdown_does;
 mod writing_to_a_closed_pipe_ends_quietly;

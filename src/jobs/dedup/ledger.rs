@@ -10,7 +10,7 @@
 use drainpipe_actors::{ExitCode, Failure, RecordSource, Records, RunReport};
 use serde_json::json;
 
-use crate::jobs::RunContext;
+use crate::jobs::pass::RunContext;
 
 use super::chain::KEPT_FILE;
 use super::clusters::CLUSTERS_FILE;

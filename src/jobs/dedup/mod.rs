@@ -97,7 +97,7 @@
 
 use drainpipe_actors::RunReport;
 
-use crate::jobs::{open_source, RunContext};
+use crate::jobs::pass::{open_source, RunContext};
 
 pub mod bitset;
 pub mod buckets;

@@ -140,7 +140,7 @@ pub fn commit(run: &mut Run<'_>, outputs: Outputs) -> anyhow::Result<u64> {
 /// Precision and recall of `clusters` against the exact ground truth of
 /// the demo corpus, and the seconds it took; `None` when interrupted.
 pub fn demo_accuracy(
-    ctx: &crate::jobs::RunContext,
+    ctx: &crate::jobs::pass::RunContext,
     open: &OpenInput<'_>,
     params: &DedupParams,
     clusters: &Clusters,

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::state::STATE_VERSION;
-use crate::jobs::{Engine, RunContext};
+use crate::jobs::pass::{Engine, RunContext};
 
 /// The result of pass 1, kept until the run completes.
 pub const SIGNATURES_FILE: &str = "dedup-signatures.bin";

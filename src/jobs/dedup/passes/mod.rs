@@ -15,7 +15,7 @@
 //! kernels, never the job; the only import between passes is that pass 2
 //! starts pass 3's copy beside itself ([`kept::start_beside`]).
 
-use crate::jobs::RunContext;
+use crate::jobs::pass::RunContext;
 
 use super::chain::{Found, Reads};
 

@@ -36,7 +36,7 @@ use crate::input::{format_of, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{Written, KEPT_FILE};
 use crate::jobs::dedup::spans::Spans;
-use crate::jobs::RunContext;
+use crate::jobs::pass::RunContext;
 
 /// Runs shorter than this are gathered ([`copy_gathered`]); longer ones
 /// are copied by the kernel.

@@ -26,7 +26,7 @@ use crate::jobs::dedup::chain::{Found, Reads, Written};
 use crate::jobs::dedup::clusters::{write_clusters, Clusters};
 use crate::jobs::dedup::ledger::{changed, fail, Halt, PassTime, Run};
 use crate::jobs::dedup::resume::Pass;
-use crate::jobs::run_pass_with;
+use crate::jobs::pass::run_pass_with;
 
 pub mod copy;
 pub mod follow;

@@ -18,7 +18,7 @@ use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::resume::Pass;
 use crate::jobs::dedup::state::CandidatesForm;
-use crate::jobs::run_pass_with;
+use crate::jobs::pass::run_pass_with;
 
 pub mod job;
 

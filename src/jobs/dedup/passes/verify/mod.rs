@@ -22,7 +22,7 @@ use crate::jobs::dedup::chain::{Found, Reads, Verified};
 use crate::jobs::dedup::ledger::{changed, Halt, Run};
 use crate::jobs::dedup::resume::Pass;
 use crate::jobs::dedup::state::VerifiedForm;
-use crate::jobs::run_pass_into;
+use crate::jobs::pass::run_pass_into;
 
 use super::kept::{self, KeptCopy};
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use drainpipe_actors::{RecordSource, Span};
 
 use crate::input::{Reread, Wanted};
-use crate::jobs::RunContext;
+use crate::jobs::pass::RunContext;
 
 use crate::jobs::dedup::spans::Spans;
 
