@@ -10,7 +10,9 @@
 //!    the folder holds exactly what it held before.
 //! 2. a journal, `.drainpipe.commit`, listing the renames and the removals
 //!    the set makes (an earlier run's `summary.json`, which no longer
-//!    describes the outputs), is written atomically and synced. From here
+//!    describes the outputs; an output this run does not make), is written
+//!    atomically and synced. A file the run wrote and synced earlier (the
+//!    result of an earlier pass) joins the set as one more rename. From here
 //!    on the set is committed.
 //! 3. the removals and renames are made, the folder synced, the journal
 //!    removed.
@@ -77,12 +79,15 @@ enum Step {
 }
 
 impl OutputDir {
-    /// Commits `files` as one set, and removes the files named in `stale`
-    /// with them (see the module's documentation for what an error or a
-    /// crash leaves). Returns the files' final paths.
+    /// Commits `files` as one set, renames each `(from, to)` of `moved` (a
+    /// file of the folder already written and synced, such as the result of
+    /// an earlier pass, that becomes an output) with them, and removes the
+    /// files named in `stale` (see the module's documentation for what an
+    /// error or a crash leaves). Returns the final paths of `files`.
     pub fn commit_set(
         &self,
         files: Vec<AtomicFile>,
+        moved: &[(&str, &str)],
         stale: &[&str],
     ) -> Result<Vec<PathBuf>, OutputError> {
         let synced = files
@@ -90,6 +95,14 @@ impl OutputDir {
             .map(AtomicFile::sync)
             .collect::<Result<Vec<Synced>, _>>()?;
         let mut steps: Vec<Step> = stale.iter().map(|n| Step::Remove(n.to_string())).collect();
+        for (from, to) in moved {
+            let from = self.file(from);
+            if !from.exists() {
+                let missing = io::Error::new(io::ErrorKind::NotFound, "no such file to commit");
+                return Err(OutputError::new(&from, missing));
+            }
+            steps.push(Step::Rename(name_of(&from)?, name_of(&self.file(to))?));
+        }
         for file in &synced {
             steps.push(Step::Rename(name_of(&file.temp)?, name_of(&file.target)?));
         }
@@ -224,15 +237,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = OutputDir::create(dir.path()).unwrap();
         out.write_all("summary.json", b"old").unwrap();
+        out.write_all("c", b"old c").unwrap();
+        out.write_all("pass-c", b"new c").unwrap();
         let files = vec![written(&out, "a", "new a"), written(&out, "b", "new b")];
-        out.commit_set(files, &["summary.json"]).unwrap();
+        out.commit_set(files, &[("pass-c", "c")], &["summary.json"])
+            .unwrap();
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["a", "b"]);
+        assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(std::fs::read_to_string(out.file("b")).unwrap(), "new b");
+        assert_eq!(std::fs::read_to_string(out.file("c")).unwrap(), "new c");
+        // A file to move that is not there fails the set before any step.
+        let files = vec![written(&out, "a", "newer a")];
+        assert!(out.commit_set(files, &[("pass-c", "c")], &[]).is_err());
+        assert_eq!(std::fs::read_to_string(out.file("a")).unwrap(), "new a");
     }
 
     #[test]

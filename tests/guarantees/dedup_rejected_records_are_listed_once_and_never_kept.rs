@@ -1,6 +1,6 @@
 //! Guarantee: the records rejected in pass 1 (by the reader or the
-//! parser) are rejected once: `rejects.jsonl`, rewritten by every pass,
-//! lists each of them once, the counts are pass 1's, and none is kept.
+//! parser) are rejected once: `rejects.jsonl` (the passes' list,
+//! committed with the other outputs) lists each of them once, the counts are pass 1's, and none is kept.
 
 use crate::mixed;
 

@@ -1,10 +1,11 @@
-//! dedup's outputs (`kept.jsonl`, `clusters.jsonl`) are committed as one
-//! set. A disk that fills up while the second is flushed renames none of
-//! them: the folder keeps the earlier run's set whole, and `summary.json`
-//! says this run failed and committed nothing (exit 74). A crash between
-//! the renames leaves a journal, and the next run into the folder, before
-//! anything else, completes the set, so the folder never holds one run's
-//! `kept.jsonl` beside another's `clusters.jsonl`.
+//! dedup's outputs (`kept.jsonl`, `clusters.jsonl`, `rejects.jsonl`) are
+//! committed as one set. A disk that fills up while one is flushed renames
+//! none of them: the folder keeps the earlier run's set whole, and
+//! `summary.json` says this run failed and committed nothing (exit 74). A
+//! crash between the renames leaves a journal, and the next run into the
+//! folder, before anything else, completes the set, so the folder never
+//! holds one run's `kept.jsonl` beside another's `clusters.jsonl` or
+//! `rejects.jsonl`.
 
 use crate::binary;
 
@@ -17,11 +18,47 @@ mod with_injected_faults {
 
     const JOURNAL: &str = ".drainpipe.commit";
 
-    /// Runs dedup over 2,000 demo documents at `threshold` into `out`, with
-    /// `failpoints` (may be empty); returns the exit code and stderr.
-    fn dedup(out: &Path, threshold: &str, failpoints: &str) -> (Option<i32>, String) {
+    /// Writes a JSON Lines corpus of 600 records at `path`: every third
+    /// one a near-duplicate of the one before (its last six words changed:
+    /// Jaccard 0.625 on 5-word shingles, a duplicate at threshold 0.5, not
+    /// at 0.8), and
+    /// a malformed line after every `bad_every`-th record (rejected; none
+    /// when 0).
+    fn corpus(path: &Path, bad_every: usize) {
+        let mut text = String::new();
+        let mut x: u64 = 7;
+        let mut words: Vec<String> = Vec::new();
+        for i in 0..600 {
+            if i % 3 == 2 {
+                words.truncate(24);
+                words.extend((0..6).map(|k| format!("changed{i}x{k}")));
+            } else {
+                words = (0..30)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        format!("w{}", x >> 52)
+                    })
+                    .collect();
+            }
+            text.push_str(&format!(
+                "{{\"id\":{i},\"text\":\"{}\"}}\n",
+                words.join(" ")
+            ));
+            if bad_every > 0 && i % bad_every == 0 {
+                text.push_str("{\"id\": not json\n");
+            }
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Runs dedup over `input` at `threshold` into `out`, with `failpoints`
+    /// (may be empty); returns the exit code and stderr.
+    fn dedup(input: &Path, out: &Path, threshold: &str, failpoints: &str) -> (Option<i32>, String) {
         let mut cmd = drainpipe();
-        cmd.args(["dedup", "--no-progress", "--demo-docs", "2000", "--force"])
+        cmd.args(["dedup", "--no-progress", "--force"])
+            .arg(input)
             .args(["--threshold", threshold, "-o"])
             .arg(out)
             .env("FAILPOINTS", failpoints);
@@ -32,26 +69,41 @@ mod with_injected_faults {
         )
     }
 
-    fn outputs(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-        (
-            std::fs::read(dir.join("kept.jsonl")).unwrap(),
-            std::fs::read(dir.join("clusters.jsonl")).unwrap(),
-        )
+    /// `kept.jsonl`, `clusters.jsonl` and `rejects.jsonl`.
+    type Set = [Vec<u8>; 3];
+
+    fn outputs(dir: &Path) -> Set {
+        ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"]
+            .map(|name| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")))
+    }
+
+    /// Two complete runs into two folders, over one input path whose
+    /// content changes between them: the earlier set in `out`, the other
+    /// run's in the returned one; every file of the two sets differs, so
+    /// that a file of one beside the others is seen. The input holds the
+    /// later run's records.
+    fn two_sets(dir: &Path, input: &Path, out: &Path) -> (Set, Set) {
+        corpus(input, 50);
+        assert_eq!(dedup(input, out, "0.8", "").0, Some(0));
+        let earlier = outputs(out);
+        corpus(input, 30);
+        let other = dir.join("other");
+        assert_eq!(dedup(input, &other, "0.5", "").0, Some(0));
+        let later = outputs(&other);
+        for (i, (a, b)) in earlier.iter().zip(&later).enumerate() {
+            assert!(a != b, "file {i} of the two sets is the same");
+        }
+        assert!(!later[2].is_empty());
+        (earlier, later)
     }
 
     #[test]
     fn a_full_disk_while_committing_leaves_the_earlier_set_whole_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        assert_eq!(dedup(&out, "0.8", "").0, Some(0));
-        let earlier = outputs(&out);
-        // Another threshold: another set (checked below, so the test can
-        // tell the sets apart).
-        let other = dir.path().join("other");
-        assert_eq!(dedup(&other, "0.5", "").0, Some(0));
-        assert!(outputs(&other) != earlier);
+        let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out"));
+        let (earlier, _) = two_sets(dir.path(), &input, &out);
 
-        let (code, stderr) = dedup(&out, "0.5", "output::sync=return(clusters.jsonl)");
+        let (code, stderr) = dedup(&input, &out, "0.5", "output::sync=return(clusters.jsonl)");
         assert_eq!(code, Some(74), "{stderr}");
         let message = format!(
             "cannot write {}: No space left on device",
@@ -79,21 +131,17 @@ mod with_injected_faults {
     #[test]
     fn a_crash_between_renames_is_completed_by_the_next_run() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        assert_eq!(dedup(&out, "0.8", "").0, Some(0));
-        let earlier = outputs(&out);
-        let other = dir.path().join("other");
-        assert_eq!(dedup(&other, "0.5", "").0, Some(0));
-        let expected = outputs(&other);
+        let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out"));
+        let (earlier, expected) = two_sets(dir.path(), &input, &out);
 
-        // The process dies (abort) after kept.jsonl is renamed, before
-        // clusters.jsonl is.
-        let (code, stderr) = dedup(&out, "0.5", "output::rename=return(clusters.jsonl)");
+        // The process dies (abort) after rejects.jsonl and kept.jsonl are
+        // renamed, before clusters.jsonl is.
+        let (code, stderr) = dedup(&input, &out, "0.5", "output::rename=return(clusters.jsonl)");
         assert_eq!(code, None, "it did not die: {stderr}");
         assert!(out.join(JOURNAL).exists(), "{:?}", names(&out));
-        let (kept, clusters) = outputs(&out);
+        let [kept, clusters, rejects] = outputs(&out);
         assert!(
-            kept == expected.0 && clusters == earlier.1,
+            kept == expected[0] && clusters == earlier[1] && rejects == expected[2],
             "not the state a crash leaves"
         );
         assert!(!out.join("summary.json").exists());
@@ -124,6 +172,34 @@ mod with_injected_faults {
             "the set is not the crashed run's"
         );
         assert!(!out.join(JOURNAL).exists());
+        assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+    }
+
+    #[test]
+    fn a_run_without_rejects_removes_the_earlier_rejects_with_its_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out"));
+        corpus(&input, 50);
+        assert_eq!(dedup(&input, &out, "0.8", "").0, Some(0));
+        assert!(out.join("rejects.jsonl").exists());
+        assert_eq!(summary(&out)["result"]["outputs"][2], "rejects.jsonl");
+
+        // Failing while committing, it leaves the earlier rejects in place.
+        corpus(&input, 0);
+        let fault = "output::sync=return(clusters.jsonl)";
+        assert_eq!(dedup(&input, &out, "0.8", fault).0, Some(74));
+        assert!(out.join("rejects.jsonl").exists());
+
+        // Committing, it removes them with the rest of the set.
+        let (code, stderr) = dedup(&input, &out, "0.8", "");
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!out.join("rejects.jsonl").exists(), "{:?}", names(&out));
+        let s = summary(&out);
+        assert_eq!(s["records"]["rejected"], 0);
+        assert_eq!(
+            s["result"]["outputs"],
+            serde_json::json!(["kept.jsonl", "clusters.jsonl"])
+        );
         assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
     }
 }

@@ -7,7 +7,7 @@
 //! ends the run through here, so the job ([`super::run_on`]) reads as the
 //! chain of the passes, and a pass never needs another to report.
 
-use drainpipe_actors::{ExitCode, Failure, RecordSource, Records, RunReport};
+use drainpipe_actors::{ExitCode, Failure, RecordSource, Records, RunReport, REJECTS_FILE};
 use serde_json::json;
 
 use crate::jobs::pass::RunContext;
@@ -302,8 +302,12 @@ fn incomplete(
     passes: &[PassTime],
     earlier: &[&RunReport],
 ) -> anyhow::Result<RunReport> {
+    // An earlier run's outputs, with its `rejects.jsonl` (this run's list
+    // is in the pass file until the outputs are committed): the folder
+    // holds one run's whole set or none.
     ctx.output.remove_stale(KEPT_FILE)?;
     ctx.output.remove_stale(CLUSTERS_FILE)?;
+    ctx.output.remove_stale(REJECTS_FILE)?;
     let mut report = combine(ctx, report, earlier, passes);
     if report.exit_code == 0 {
         // Stopped between passes (or during the kept pass).
@@ -320,7 +324,7 @@ fn incomplete(
         "incomplete": true,
         "stopped_in_pass": pass.name(),
         "outputs": [],
-        "note": "dedup needs every pass to complete; no kept.jsonl or clusters.jsonl was written; --resume continues from the completed passes and the checkpoint",
+        "note": "dedup needs every pass to complete; no kept.jsonl, clusters.jsonl or rejects.jsonl was written; --resume continues from the completed passes and the checkpoint",
         "passes": passes,
     });
     Ok(report)

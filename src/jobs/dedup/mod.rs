@@ -207,7 +207,7 @@ fn chain(
     let clusters = Clusters::from_pairs(&verified.pairs);
     let outputs = kept::run(&mut run, &found, &clusters, &verified.ids, &reads, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
-    let kept = outcome::commit(&mut run, outputs)?;
+    let (kept, rejects) = outcome::commit(&mut run, outputs)?;
     let accuracy = if measure_accuracy {
         outcome::demo_accuracy(ctx, open, params, &clusters)?
     } else {
@@ -219,6 +219,7 @@ fn chain(
         clusters: &clusters,
         reads,
         kept,
+        rejects,
     };
     Ok(outcome::summary(run, banding, &findings, accuracy)?)
 }

@@ -1,5 +1,5 @@
 //! The steps after the passes: the check that the input did not change
-//! under the run, the commit of both outputs as one set, the accuracy
+//! under the run, the commit of the outputs as one set, the accuracy
 //! against the ground truth (demo corpus) and the summary.
 //!
 //! Each is a step of its own so that [`super::run_on`] reads as the chain
@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use drainpipe_actors::{Records, RunReport};
+use drainpipe_actors::{Records, RunReport, REJECTS_FILE};
 use serde_json::json;
 
 use super::chain::{Found, Reads, Verified, KEPT_FILE};
@@ -19,8 +19,11 @@ use super::ledger::{combine, fail, per_record, Halt, OpenInput, Run};
 use super::params::{Banding, DedupParams};
 use super::passes::kept::Outputs;
 use super::passes::verify::reread;
-use super::resume::Pass;
+use super::resume::{self, Pass};
 use super::truth;
+
+/// The run's report, written after the set it describes.
+const SUMMARY_FILE: &str = "summary.json";
 
 /// How the similarity of a removed record is defined (also written into
 /// the summary).
@@ -44,6 +47,8 @@ pub struct Findings<'a> {
     pub reads: Reads,
     /// Lines of `kept.jsonl`.
     pub kept: u64,
+    /// Whether `rejects.jsonl` was committed (the run rejected records).
+    pub rejects: bool,
 }
 
 /// Fails the run, before anything is committed, when anything says the
@@ -122,19 +127,29 @@ pub fn check_unchanged(
     })
 }
 
-/// Commits both outputs as one set, then removes the pass results (nothing is left
-/// to resume); returns the lines of `kept.jsonl`.
-pub fn commit(run: &mut Run<'_>, outputs: Outputs) -> anyhow::Result<u64> {
+/// Commits the outputs as one set: `kept.jsonl`, `clusters.jsonl` and the
+/// passes' rejected records as `rejects.jsonl` (or, with none, the removal
+/// of an earlier run's), then removes the pass results (nothing is left to
+/// resume); returns the lines of `kept.jsonl` and whether `rejects.jsonl`
+/// is one of the outputs.
+pub fn commit(run: &mut Run<'_>, outputs: Outputs) -> anyhow::Result<(u64, bool)> {
     let kept = outputs.kept.kept;
+    let output = &run.ctx.output;
+    let rejects = output.file(resume::REJECTS_FILE).exists();
     // One set, with the earlier run's summary, which no longer describes
     // the folder (`OutputDir::commit_set`).
+    let (moved, stale): (&[(&str, &str)], &[&str]) = if rejects {
+        (&[(resume::REJECTS_FILE, REJECTS_FILE)], &[SUMMARY_FILE])
+    } else {
+        (&[], &[SUMMARY_FILE, REJECTS_FILE])
+    };
     let files = vec![outputs.kept.file, outputs.clusters];
-    run.ctx.output.commit_set(files, &["summary.json"])?;
+    output.commit_set(files, moved, stale)?;
     run.resume.remove_all()?;
     if let Some(third) = outputs.report {
         run.reports.push(third);
     }
-    Ok(kept)
+    Ok((kept, rejects))
 }
 
 /// Precision and recall of `clusters` against the exact ground truth of
@@ -220,10 +235,15 @@ fn result(
         clusters,
         reads,
         kept,
+        rejects,
     } = findings;
     let bytes_per_record = per_record(found.integrator_bytes, found.records);
     let verify_bytes_per_record = per_record(verified.peak_bytes, found.records);
     // A list, not an object: JSON object keys would sort "10" before "2".
+    let mut outputs = vec![KEPT_FILE, CLUSTERS_FILE];
+    if *rejects {
+        outputs.push(REJECTS_FILE);
+    }
     let sizes: Vec<serde_json::Value> = clusters
         .sizes
         .iter()
@@ -253,7 +273,7 @@ fn result(
             "verify": verify_bytes_per_record,
         },
         "similarity": SIMILARITY_DEFINITION,
-        "outputs": [KEPT_FILE, CLUSTERS_FILE],
+        "outputs": outputs,
         "passes": passes,
         // How passes 2 and 3 read the input: in full, or only what they
         // need, at the places pass 1 noted.

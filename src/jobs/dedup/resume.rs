@@ -20,6 +20,10 @@
 //!   left; a run that completes removes them once it has committed
 //!   `kept.jsonl` and `clusters.jsonl` (pass 3, complete, has already
 //!   removed `checkpoint.bin`).
+//! - The passes write the records they reject into [`REJECTS_FILE`], not
+//!   `rejects.jsonl`: the run commits it as `rejects.jsonl` in the one set
+//!   with its other outputs, so a run that fails or stops never leaves its
+//!   list beside an earlier run's outputs.
 
 use anyhow::Context as _;
 use drainpipe_actors::{
@@ -39,6 +43,13 @@ pub const VERIFIED_FILE: &str = "dedup-verified.bin";
 
 /// Every pass result file.
 pub const PASS_FILES: [&str; 2] = [SIGNATURES_FILE, VERIFIED_FILE];
+
+/// The records the passes rejected, kept until the run commits its
+/// outputs: then it becomes `rejects.jsonl` with `kept.jsonl` and
+/// `clusters.jsonl`, as one set. Not a state to resume from by itself (a
+/// pass that stopped leaves its list here too), so not one of
+/// [`PASS_FILES`]; a resumed run finds it beside them.
+pub const REJECTS_FILE: &str = "dedup-rejects.jsonl";
 
 /// The passes of `dedup`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +113,7 @@ impl<'a> Resume<'a> {
     /// earlier run left, so they can never be mixed with this run's.
     pub fn new(ctx: &'a RunContext) -> anyhow::Result<Self> {
         if !ctx.resume {
-            for name in PASS_FILES {
+            for name in PASS_FILES.into_iter().chain([REJECTS_FILE]) {
                 ctx.output.remove_stale(name)?;
             }
         }
@@ -211,7 +222,7 @@ impl<'a> Resume<'a> {
     /// Removes every pass result: the run is complete and its outputs are
     /// committed, nothing is left to resume.
     pub fn remove_all(&self) -> anyhow::Result<()> {
-        for name in PASS_FILES {
+        for name in PASS_FILES.into_iter().chain([REJECTS_FILE]) {
             self.ctx
                 .output
                 .remove_stale(name)

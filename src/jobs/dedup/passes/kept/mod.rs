@@ -25,8 +25,8 @@ use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{Found, Reads, Written};
 use crate::jobs::dedup::clusters::{write_clusters, Clusters};
 use crate::jobs::dedup::ledger::{changed, fail, Halt, PassTime, Run};
-use crate::jobs::dedup::resume::Pass;
-use crate::jobs::pass::run_pass_with;
+use crate::jobs::dedup::resume::{self, Pass};
+use crate::jobs::pass::run_pass_into;
 
 pub mod copy;
 pub mod follow;
@@ -167,7 +167,9 @@ fn piped(
     ));
     let checkpoints = run.resume.checkpoints(Pass::Kept)?;
     let name = Pass::Kept.name();
-    let mut report = run_pass_with(Arc::clone(&job), (run.open)()?, ctx, name, checkpoints)?;
+    let source = (run.open)()?;
+    let rejects = resume::REJECTS_FILE;
+    let mut report = run_pass_into(Arc::clone(&job), source, ctx, name, checkpoints, rejects)?;
     run.ran(Pass::Kept, &report);
     if report.exit_code == 0 && report.records.read != found.read() {
         let read = report.records.read;

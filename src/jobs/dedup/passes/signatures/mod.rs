@@ -16,9 +16,9 @@ use crate::jobs::dedup::chain::Candidates;
 use crate::jobs::dedup::ids;
 use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
-use crate::jobs::dedup::resume::Pass;
+use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::state::CandidatesForm;
-use crate::jobs::pass::run_pass_with;
+use crate::jobs::pass::run_pass_into;
 
 pub mod job;
 
@@ -56,12 +56,13 @@ fn signatures(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
             .sorting_on(ctx.settings.workers),
     );
     let checkpoints = run.resume.checkpoints(Pass::Signatures)?;
-    let report = run_pass_with(
+    let report = run_pass_into(
         Arc::clone(&job),
         (run.open)()?,
         ctx,
         Pass::Signatures.name(),
         checkpoints,
+        resume::REJECTS_FILE,
     )?;
     run.ran(Pass::Signatures, &report);
     if report.exit_code != 0 {

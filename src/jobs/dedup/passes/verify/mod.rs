@@ -16,11 +16,9 @@
 
 use std::sync::Arc;
 
-use drainpipe_actors::REJECTS_FILE;
-
 use crate::jobs::dedup::chain::{Found, Reads, Verified};
 use crate::jobs::dedup::ledger::{changed, Halt, Run};
-use crate::jobs::dedup::resume::Pass;
+use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::state::VerifiedForm;
 use crate::jobs::pass::run_pass_into;
 
@@ -68,7 +66,7 @@ pub fn run(
         job = job.reading_only(records);
         (source, n, reread::REJECTS_FILE)
     } else {
-        ((run.open)()?, found.read(), REJECTS_FILE)
+        ((run.open)()?, found.read(), resume::REJECTS_FILE)
     };
     if let Some(stopped) = run.stopped_before(Pass::Verify) {
         return Err(stopped);
