@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use drainpipe_actors::{
-    AtomicFile, Batch, BatchBuilder, FinishContext, Integrate, Job, OutputDir, RecordSource,
-    Records, RunReport,
+    AtomicFile, Batch, BatchBuilder, FinishContext, Integrate, Job, OutputDir, PendingRejects,
+    RecordSource, Records, RunReport,
 };
 
 /// Records per batch in the baseline (a fixed size: what a hand-written
@@ -61,19 +61,12 @@ pub fn run_plain<J: Job, S: RecordSource>(
         missing,
     } = counts;
     anyhow::ensure!(missing == 0, "batches missing from the baseline");
-    if rejected > 0 {
-        rejects.commit()?;
-    } else {
-        output.remove_stale(rejects_file)?;
-    }
+    let rejects = PendingRejects::new((rejected > 0).then_some(rejects), rejects_file);
+    let ctx = FinishContext::new(output, false, integrated, rejected, rejects);
     let result = state
-        .finish(&FinishContext {
-            output,
-            partial: false,
-            integrated,
-            rejected,
-        })
+        .finish(&ctx)
         .map_err(|e| anyhow::anyhow!("finishing: {e}"))?;
+    ctx.commit_rejects()?;
     let records = Records {
         read,
         integrated,

@@ -2,7 +2,9 @@
 //! Runs on an Arbiter of its own. Batches arrive in any order; it integrates
 //! them in input order, holding early arrivals in a reorder buffer that the
 //! Coordinator's window bounds. It writes `rejects.jsonl` as it goes (to a
-//! temporary file) and commits every output only when told to finish.
+//! temporary file) and commits every output only when told to finish: the
+//! job's finish may commit the rejects in one set with its own outputs
+//! ([`FinishContext::commit_set`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,7 +17,7 @@ use crate::batch::Location;
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::error::OutputError;
 use crate::failure::{panic_message, Failure};
-use crate::job::{FinishContext, Integrate};
+use crate::job::{FinishContext, Integrate, PendingRejects};
 use crate::observe::Observed;
 use crate::output::{AtomicFile, OutputDir};
 
@@ -329,23 +331,24 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
                 integrated_out_of_order: out_of_order,
             });
         }
-        let committed = match self.rejects_file.take() {
-            Some(file) => file.commit().map(|_| ()),
-            // No rejects: remove a rejects file an earlier run may have left.
-            None => self.output.remove_stale(self.rejects_name),
-        };
-        if let Err(e) = committed {
-            self.fail(e.into());
-            return Err(self.failure.clone().expect("just failed"));
-        }
-        let ctx = FinishContext {
-            output: &self.output,
-            partial: msg.partial,
-            integrated: self.integrated,
-            rejected: self.rejected,
-        };
+        // The rejects go to the job uncommitted, to commit with its outputs
+        // (no file: remove one an earlier run may have left); what it
+        // leaves is committed after it.
+        let rejects = PendingRejects::new(self.rejects_file.take(), self.rejects_name);
+        let ctx = FinishContext::new(
+            &self.output,
+            msg.partial,
+            self.integrated,
+            self.rejected,
+            rejects,
+        );
         let state = &mut self.state;
-        match catch_unwind(AssertUnwindSafe(|| state.finish(&ctx))) {
+        let finished = catch_unwind(AssertUnwindSafe(|| {
+            state
+                .finish(&ctx)
+                .and_then(|job| Ok(ctx.commit_rejects().map(|()| job)?))
+        }));
+        match finished {
             Ok(Ok(job)) => {
                 // A complete run leaves nothing to resume. Removed only once
                 // the outputs that replace it are written, so a crash at any

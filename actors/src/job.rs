@@ -3,8 +3,12 @@
 //! parallel on the processors) and step 2 (runs in one place, the
 //! Integrator). Nothing here knows about any particular job.
 
+use std::cell::RefCell;
+use std::path::PathBuf;
+
 use crate::batch::RawRecord;
-use crate::output::OutputDir;
+use crate::error::OutputError;
+use crate::output::{AtomicFile, OutputDir};
 
 /// Why one record could not be parsed or processed. Any error converts into
 /// it with `?`, and so does a `String` or `&str`.
@@ -68,7 +72,11 @@ pub trait Integrate: Send + 'static {
     }
 }
 
-/// What [`Integrate::finish`] knows about the run it ends.
+/// What [`Integrate::finish`] knows about the run it ends, and the run's
+/// rejected records, written but not yet committed: the job commits them in
+/// one set with its outputs ([`FinishContext::commit_set`]), or first
+/// ([`FinishContext::commit_rejects`]); whatever the job leaves, the
+/// Integrator commits after `finish` returns.
 #[derive(Debug)]
 pub struct FinishContext<'a> {
     /// Where the outputs go.
@@ -80,4 +88,76 @@ pub struct FinishContext<'a> {
     pub integrated: u64,
     /// Records rejected.
     pub rejected: u64,
+    rejects: RefCell<Option<PendingRejects>>,
+}
+
+/// A run's rejects file, written, not committed: the file, or, when the
+/// run rejected nothing, the name of an earlier run's file to remove.
+#[derive(Debug)]
+pub struct PendingRejects {
+    file: Option<AtomicFile>,
+    name: &'static str,
+}
+
+impl PendingRejects {
+    /// The rejects `file` (`None`: none) to commit as `name`.
+    pub fn new(file: Option<AtomicFile>, name: &'static str) -> Self {
+        PendingRejects { file, name }
+    }
+}
+
+/// An earlier run's summary, which no longer describes the folder once a
+/// set of outputs is committed; the run writes its own after the set.
+const SUMMARY_FILE: &str = "summary.json";
+
+impl<'a> FinishContext<'a> {
+    /// The context of a run into `output` that rejected `rejected` records,
+    /// written to `rejects` and not yet committed.
+    pub fn new(
+        output: &'a OutputDir,
+        partial: bool,
+        integrated: u64,
+        rejected: u64,
+        rejects: PendingRejects,
+    ) -> Self {
+        FinishContext {
+            output,
+            partial,
+            integrated,
+            rejected,
+            rejects: RefCell::new(Some(rejects)),
+        }
+    }
+
+    /// Commits `files` as one set with the run's rejects (or the removal
+    /// of an earlier run's rejects file, when this run has none) and the
+    /// removal of an earlier run's `summary.json`
+    /// ([`OutputDir::commit_set`]). Returns the final paths of `files`.
+    pub fn commit_set(&self, mut files: Vec<AtomicFile>) -> Result<Vec<PathBuf>, OutputError> {
+        let n = files.len();
+        let mut stale = vec![SUMMARY_FILE];
+        match self.rejects.borrow_mut().take() {
+            Some(PendingRejects {
+                file: Some(file), ..
+            }) => files.push(file),
+            Some(PendingRejects { file: None, name }) => stale.push(name),
+            None => {}
+        }
+        let mut paths = self.output.commit_set(files, &[], &stale)?;
+        paths.truncate(n);
+        Ok(paths)
+    }
+
+    /// Commits the run's rejects now, alone (for a job whose later files
+    /// depend on them being in place, such as the result of a pass that a
+    /// resumed run loads). Does nothing once they are committed.
+    pub fn commit_rejects(&self) -> Result<(), OutputError> {
+        match self.rejects.borrow_mut().take() {
+            Some(PendingRejects {
+                file: Some(file), ..
+            }) => file.commit().map(|_| ()),
+            Some(PendingRejects { file: None, name }) => self.output.remove_stale(name),
+            None => Ok(()),
+        }
+    }
 }

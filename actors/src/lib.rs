@@ -132,7 +132,7 @@ pub use error::{CodecError, InputError, OutputError};
 pub use failure::ExitCode;
 pub use failure::Failure;
 pub use integrator::{RejectedRecord, REJECTS_FILE};
-pub use job::{FinishContext, Integrate, Job, RecordError};
+pub use job::{FinishContext, Integrate, Job, PendingRejects, RecordError};
 pub use lock::{FolderLock, LockError, LOCK_FILE};
 pub use output::{AtomicFile, OutputDir};
 pub use pipeline::{Pipeline, PipelineError};

@@ -121,7 +121,8 @@ impl Integrate for VocabCounts {
             writeln!(file, "{word}\t{n}")
                 .map_err(|e| drainpipe_actors::OutputError::new(file.target(), e))?;
         }
-        file.commit()?;
+        // With the run's rejects, as one set.
+        run.commit_set(vec![file])?;
         let top: Vec<serde_json::Value> = sorted
             .iter()
             .take(10)

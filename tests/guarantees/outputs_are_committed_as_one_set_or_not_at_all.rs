@@ -5,7 +5,9 @@
 //! crash between the renames leaves a journal, and the next run into the
 //! folder, before anything else, completes the set, so the folder never
 //! holds one run's `kept.jsonl` beside another's `clusters.jsonl` or
-//! `rejects.jsonl`.
+//! `rejects.jsonl`. A run without rejects removes an earlier run's
+//! `rejects.jsonl` in the same set. `vocab` commits `vocab.tsv` and
+//! `rejects.jsonl` the same way.
 
 use crate::binary;
 
@@ -201,5 +203,62 @@ mod with_injected_faults {
             serde_json::json!(["kept.jsonl", "clusters.jsonl"])
         );
         assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+    }
+
+    /// Runs vocab over `input` into `out`, with `failpoints`.
+    fn vocab(input: &Path, out: &Path, failpoints: &str) -> (Option<i32>, String) {
+        let mut cmd = drainpipe();
+        cmd.args(["vocab", "--no-progress", "--force"])
+            .arg(input)
+            .arg("-o")
+            .arg(out)
+            .env("FAILPOINTS", failpoints);
+        let (output, _) = wait(spawn(cmd), Duration::from_secs(120));
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn vocab_outputs(dir: &Path) -> [Vec<u8>; 2] {
+        ["vocab.tsv", "rejects.jsonl"]
+            .map(|name| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")))
+    }
+
+    #[test]
+    fn vocab_commits_its_counts_and_rejects_as_one_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out"));
+        corpus(&input, 50);
+        assert_eq!(vocab(&input, &out, "").0, Some(0));
+        let earlier = vocab_outputs(&out);
+        corpus(&input, 30);
+        // One more word, so that the counts differ too.
+        let mut text = std::fs::read_to_string(&input).unwrap();
+        text.push_str("{\"text\":\"another\"}\n");
+        std::fs::write(&input, text).unwrap();
+        let other = dir.path().join("other");
+        assert_eq!(vocab(&input, &other, "").0, Some(0));
+        let later = vocab_outputs(&other);
+        assert!(earlier[0] != later[0] && earlier[1] != later[1]);
+
+        // vocab.tsv is synced, then the disk fills up while rejects.jsonl
+        // is: neither is renamed.
+        let (code, stderr) = vocab(&input, &out, "output::sync=return(rejects.jsonl)");
+        assert_eq!(code, Some(74), "{stderr}");
+        assert!(stderr.contains("No space left on device"), "{stderr}");
+        assert!(
+            vocab_outputs(&out) == earlier,
+            "a file of the failed run was committed"
+        );
+        assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+        assert!(!out.join(JOURNAL).exists());
+        assert_eq!(summary(&out)["exit_code"], 74);
+
+        // Without rejects, the set removes the earlier run's.
+        corpus(&input, 0);
+        assert_eq!(vocab(&input, &out, "").0, Some(0));
+        assert!(!out.join("rejects.jsonl").exists(), "{:?}", names(&out));
+        assert!(out.join("vocab.tsv").exists());
     }
 }

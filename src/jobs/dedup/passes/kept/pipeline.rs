@@ -157,6 +157,10 @@ impl Integrate for KeptWriter {
     }
 
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        // The pass's rejects first, before the pass result (a resumed run
+        // loads that and finds them in place); the run commits them as
+        // `rejects.jsonl` with its outputs.
+        run.commit_rejects()?;
         if let Some(e) = self.error.take() {
             return Err(e.into());
         }

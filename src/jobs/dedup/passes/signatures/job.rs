@@ -201,6 +201,10 @@ impl Integrate for BandIndex {
     }
 
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        // The pass's rejects first, before the pass result (a resumed run
+        // loads that and finds them in place); the run commits them as
+        // `rejects.jsonl` with its outputs.
+        run.commit_rejects()?;
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
         if !run.partial {

@@ -286,6 +286,10 @@ impl Integrate for Verifier {
     }
 
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        // The pass's rejects first, before the pass result (a resumed run
+        // loads that and finds them in place); the run commits them as
+        // `rejects.jsonl` with its outputs.
+        run.commit_rejects()?;
         self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
         let ids: usize = self.found.ids.values().map(|id| id.len()).sum();
         let tables = table_bytes(self.last_partner.capacity(), 8)
