@@ -24,7 +24,8 @@
 //! 3. **kept** ([`passes::kept`]: a copy, or a pipeline pass):
 //!    `kept.jsonl`, the kept records in input order; `clusters.jsonl`
 //!    ([`clusters`]) lists every removed record with the record it
-//!    duplicates. Both are committed once all passes agree. When it copies
+//!    duplicates. Both are committed once all passes agree, in one set
+//!    with `rejects.jsonl` ([`outcome::commit`]). When it copies
 //!    and pass 2 reads the candidates only, the copy runs on a thread
 //!    beside pass 2 ([`passes::kept::follow`]), deciding each record as
 //!    soon as pass 2 has settled its fate ([`fates`]).
@@ -36,7 +37,8 @@
 //! ([`passes::kept::copy`]). Otherwise they read the whole input again,
 //! parse only the records they need (and the records pass 1 rejected, to
 //! reject them again with the same reason, [`records`]: every pass that
-//! reads the whole input rewrites `rejects.jsonl`, with the same content),
+//! reads the whole input rewrites the passes' list of rejects,
+//! [`resume::REJECTS_FILE`], with the same content),
 //! and pass 3 is a pipeline pass whose processors format each kept
 //! record's output line (removed ones are not even parsed) and whose
 //! Integrator appends them to `kept.jsonl` in input order
@@ -67,7 +69,7 @@
 //!
 //! ```text
 //! records -signatures-> Candidates -verify-> Verified -union-find-> Clusters -kept-> Outputs
-//!         -> input-change check -> commit (kept.jsonl, clusters.jsonl) -> summary
+//!         -> input-change check -> commit (kept.jsonl, clusters.jsonl, rejects.jsonl) -> summary
 //! ```
 //!
 //! Those states are what the next stage moves around: what a checkpoint
