@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use drainpipe_actors::{Location, RawRecord};
+use drainpipe_actors::{Location, RawRecord, Settings};
 
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
@@ -60,8 +60,21 @@ use crate::jobs::dedup::unionfind::UnionFind;
 
 use super::copy::{copy_kept, CopyTarget, NotCopied, Removed};
 
-/// How long the copy waits for pass 2 before it logs that it still does.
+/// How long the copy waits for pass 2 before it logs that it still does
+/// (at info level: the copy often waits for pass 2, and that is no fault;
+/// it is a warning only once pass 2 looks stuck, see [`Following::stuck`]).
 const WAIT_REPORT: Duration = Duration::from_secs(10);
+
+/// How a wait that has gone `still_for` without progress is logged: a
+/// warning once that is `stuck` or more (the run's stall timeout), else
+/// information (`-v`), as waiting for the other side is normal.
+fn wait_level(still_for: Duration, stuck: Duration) -> log::Level {
+    if still_for >= stuck {
+        log::Level::Warn
+    } else {
+        log::Level::Info
+    }
+}
 
 /// The largest candidate component whose pairs the copy checks itself
 /// (it holds their shingle sets at once, about 2.4 KB a record).
@@ -174,6 +187,9 @@ struct Following {
     last: Option<Arc<BitSet>>,
     /// Time spent waiting for pass 2 (reported in the log).
     waited: Duration,
+    /// How long pass 2 may check no further pair while the copy waits
+    /// before the wait is logged as a warning (the run's stall timeout).
+    stuck: Duration,
 }
 
 impl Following {
@@ -227,6 +243,7 @@ impl Following {
             decided: Vec::new(),
             last: None,
             waited: Duration::ZERO,
+            stuck: Settings::default().stall_timeout,
         }
     }
 
@@ -297,6 +314,9 @@ impl Following {
     fn settle(&mut self, record: u32) -> Result<bool, NotCopied> {
         let fates = Arc::clone(&self.fates);
         let started = Instant::now();
+        // Pass 2's last progress seen while waiting: pairs checked below
+        // which record, since when.
+        let mut progress = (self.fates.lock().checked_below, started);
         let mut tried_here = false;
         loop {
             let below = {
@@ -338,6 +358,7 @@ impl Following {
             }
             let mut state = fates.lock();
             if state.checked_below != below || !matches!(state.end, End::Running) {
+                progress = (state.checked_below, Instant::now());
                 continue; // pass 2 went on since: decide again
             }
             state.waiting_for = Some(later.into());
@@ -348,10 +369,15 @@ impl Following {
                 .unwrap_or_else(|e| e.into_inner());
             self.waited += waiting.elapsed();
             if wait.timed_out() {
-                log::warn!(
-                    "dedup: the copy of kept.jsonl has waited {:.0}s for the verify pass to settle record {record} (pairs checked below record {})",
+                if state.checked_below != progress.0 {
+                    progress = (state.checked_below, Instant::now());
+                }
+                log::log!(
+                    wait_level(progress.1.elapsed(), self.stuck),
+                    "dedup: the copy of kept.jsonl has waited {:.0}s for the verify pass to settle record {record} (pairs checked below record {}, {:.0}s ago)",
                     started.elapsed().as_secs_f64(),
-                    state.checked_below
+                    state.checked_below,
+                    progress.1.elapsed().as_secs_f64()
                 );
             }
         }
@@ -489,6 +515,8 @@ pub struct KeptCopy {
     fates: Arc<Fates>,
     done: mpsc::Receiver<Copied>,
     thread: Option<JoinHandle<()>>,
+    /// How long a wait goes without progress before it is a warning.
+    stuck: Duration,
 }
 
 /// What the copy's thread hands back.
@@ -502,16 +530,20 @@ struct Copied {
 
 impl KeptCopy {
     /// Starts copying the records pass 1 `integrated` whose fate pass 2
-    /// (over `candidate_pairs`) settles through [`KeptCopy::fates`].
+    /// (over `candidate_pairs`) settles through [`KeptCopy::fates`]. A
+    /// wait of either side for the other is a warning only past `stuck`
+    /// without progress (the run's stall timeout).
     pub fn start(
         target: CopyTarget,
         integrated: Arc<BitSet>,
         candidate_pairs: &[(u32, u32)],
         checker: Checker,
+        stuck: Duration,
     ) -> std::io::Result<Self> {
         let fates = Arc::new(Fates::default());
         let spans = Arc::clone(&checker.spans);
         let mut following = Following::new(Arc::clone(&fates), candidate_pairs, Some(checker));
+        following.stuck = stuck;
         let (send, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("drainpipe-kept".into())
@@ -530,6 +562,7 @@ impl KeptCopy {
             fates,
             done,
             thread: Some(thread),
+            stuck,
         })
     }
 
@@ -558,10 +591,13 @@ impl KeptCopy {
         let copied = loop {
             match self.done.recv_timeout(WAIT_REPORT) {
                 Ok(copied) => break Some(copied),
-                Err(RecvTimeoutError::Timeout) => log::warn!(
-                    "dedup: waiting for the copy of kept.jsonl to end ({:.0}s)",
-                    started.elapsed().as_secs_f64()
-                ),
+                Err(RecvTimeoutError::Timeout) => {
+                    log::log!(
+                        wait_level(started.elapsed(), self.stuck),
+                        "dedup: waiting for the copy of kept.jsonl to end ({:.0}s)",
+                        started.elapsed().as_secs_f64()
+                    )
+                }
                 Err(RecvTimeoutError::Disconnected) => break None,
             }
         };
@@ -605,6 +641,29 @@ mod tests {
     use super::*;
     use crate::corpus::SplitMix64;
     use crate::jobs::dedup::clusters::Clusters;
+
+    #[test]
+    fn a_wait_for_the_other_side_is_a_warning_only_past_the_stall_timeout() {
+        let stuck = Duration::from_secs(30);
+        for still_for in [
+            WAIT_REPORT,
+            2 * WAIT_REPORT,
+            stuck - Duration::from_millis(1),
+        ] {
+            assert_eq!(
+                wait_level(still_for, stuck),
+                log::Level::Info,
+                "{still_for:?}"
+            );
+        }
+        for still_for in [stuck, 10 * stuck] {
+            assert_eq!(
+                wait_level(still_for, stuck),
+                log::Level::Warn,
+                "{still_for:?}"
+            );
+        }
+    }
 
     /// The candidate pairs of a random graph, sorted by later record.
     fn random_pairs(rng: &mut SplitMix64, records: u32, pairs: usize) -> Vec<(u32, u32)> {
@@ -816,6 +875,7 @@ mod tests {
                 Arc::new(integrated.clone()),
                 &[(0, 2), (1, 2)],
                 checker_over(dir.path(), &texts),
+                Settings::default().stall_timeout,
             )
             .unwrap();
             // The copy decides every record before pass 2 ends.

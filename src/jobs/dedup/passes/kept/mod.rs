@@ -64,7 +64,8 @@ pub fn start_beside(run: &Run<'_>, found: &Found, pairs: &[(u32, u32)]) -> Optio
         run.params.ngram,
         run.params.threshold,
     );
-    KeptCopy::start(target, Arc::clone(&found.integrated), pairs, checker)
+    let stuck = ctx.settings.stall_timeout;
+    KeptCopy::start(target, Arc::clone(&found.integrated), pairs, checker, stuck)
         .map_err(|e| log::warn!("dedup: no thread for the copy beside the verify pass: {e}"))
         .ok()
 }
