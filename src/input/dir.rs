@@ -1,11 +1,17 @@
 //! Directory inputs: listing every regular file below a directory in path
 //! order, and reading one of them whole as a record.
+//!
+//! A run lists a directory several times (for its fingerprint, for each
+//! pass that reads it, and to check it did not change before the commit),
+//! so what a listing skips is said once per process ([`warn_once`]), not
+//! once per listing.
 
+use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::stream::{decode, kind_of, Compression};
 
@@ -111,7 +117,7 @@ pub(crate) fn identity(dir: &Path, left_out: &LeftOut) -> String {
 pub(crate) fn list(dir: &Path, left_out: &LeftOut) -> io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     if left_out.contains(&fs::metadata(dir)?) {
-        log::warn!("{}: the output folder, not read as input", dir.display());
+        warn_once(dir, "the output folder, not read as input");
         return Ok(out);
     }
     // Relative paths still to visit, the next one last.
@@ -136,7 +142,7 @@ pub(crate) fn list(dir: &Path, left_out: &LeftOut) -> io::Result<Vec<Entry>> {
         };
         if meta.is_dir() {
             if link {
-                log::warn!("{}: symbolic link to a directory, not followed", origin());
+                warn_once(&path, "symbolic link to a directory, not followed");
                 continue;
             }
             if left_out.contains(&meta) {
@@ -155,10 +161,23 @@ pub(crate) fn list(dir: &Path, left_out: &LeftOut) -> io::Result<Vec<Entry>> {
                 size: meta.len(),
             });
         } else {
-            log::warn!("{}: not a regular file, skipped", origin());
+            warn_once(&path, "not a regular file, skipped");
         }
     }
     Ok(out)
+}
+
+/// Logs `what` about `path` as a warning, unless it was logged already by
+/// this process.
+fn warn_once(path: &Path, what: &str) {
+    static SAID: OnceLock<Mutex<HashSet<(PathBuf, String)>>> = OnceLock::new();
+    let mut said = SAID
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if said.insert((path.to_owned(), what.to_owned())) {
+        log::warn!("{}: {what}", path.display());
+    }
 }
 
 /// The entries of `dir/rel`, as paths relative to `dir`, sorted.
