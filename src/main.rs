@@ -291,12 +291,20 @@ fn generate(args: &cli::GenerateArgs) -> anyhow::Result<()> {
 
 /// Refuses an output folder holding another run's results or an
 /// interrupted run's checkpoint, unless `--force` or `--resume` says what to
-/// do with them. Re-running the same command over its own results is fine.
+/// do with them, and `--resume` where there is nothing to resume. Re-running
+/// the same command over its own results is fine.
 fn check_output_folder(ctx: &jobs::RunContext, force: bool) -> Result<(), String> {
+    let folder = ctx.output.path().display();
+    if ctx.resume && jobs::resumable_state(&ctx.output).is_none() {
+        // Refused before the run, like the other refusals: failing in the
+        // job would replace the earlier run's summary with a failed one.
+        return Err(format!(
+            "no checkpoint in {folder} to resume from: run without --resume, or -o for the folder of the interrupted run"
+        ));
+    }
     if force || ctx.resume {
         return Ok(());
     }
-    let folder = ctx.output.path().display();
     if let Some(name) = jobs::resumable_state(&ctx.output) {
         return Err(format!(
             "{folder} holds the checkpoint of an interrupted run ({name}): pass --resume to continue it, --force to start over, or -o for another folder"

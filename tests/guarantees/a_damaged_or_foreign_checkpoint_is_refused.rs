@@ -90,6 +90,34 @@ fn resume_without_a_checkpoint_is_refused() {
 }
 
 #[test]
+fn resume_without_a_checkpoint_leaves_the_earlier_runs_outputs_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let dedup = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drainpipe"))
+            .args(["dedup", "--demo-docs", "500", "--no-progress", "-o"])
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("FAILPOINTS")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(dedup(&[]).status.code(), Some(0));
+    let files = || {
+        ["kept.jsonl", "clusters.jsonl", "summary.json"]
+            .map(|name| std::fs::read(dir.path().join(name)).unwrap())
+    };
+    let before = files();
+    let out = dedup(&["--resume"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no checkpoint"), "{stderr}");
+    assert!(
+        files() == before,
+        "the refused run changed the earlier run's outputs"
+    );
+}
+
+#[test]
 fn the_binary_refuses_resume_without_a_checkpoint_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_drainpipe"))
