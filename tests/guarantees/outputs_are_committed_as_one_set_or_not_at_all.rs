@@ -261,4 +261,38 @@ mod with_injected_faults {
         assert!(!out.join("rejects.jsonl").exists(), "{:?}", names(&out));
         assert!(out.join("vocab.tsv").exists());
     }
+
+    #[test]
+    fn a_run_resumed_after_a_crash_in_the_commit_commits_its_set_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file input: the resumed run then copies kept.jsonl from it and
+        // runs no pipeline pass at all.
+        let input = dir.path().join("in.jsonl");
+        corpus(&input, 0);
+        // No rejects, so no rejects.jsonl: the set is these two.
+        let outputs = |dir: &Path| {
+            ["kept.jsonl", "clusters.jsonl"].map(|name| std::fs::read(dir.join(name)).unwrap())
+        };
+        let other = dir.path().join("other");
+        assert_eq!(dedup(&input, &other, "0.5", "").0, Some(0));
+        let expected = outputs(&other);
+        let out = dir.path().join("out");
+        let fault = "output::rename=return(clusters.jsonl)";
+        assert_eq!(dedup(&input, &out, "0.5", fault).0, None, "it did not die");
+
+        let mut resume = drainpipe();
+        resume
+            .args(["dedup", "--no-progress", "--resume", "--threshold", "0.5"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&out);
+        let (resumed, _) = wait(spawn(resume), Duration::from_secs(120));
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+        assert!(outputs(&out) == expected, "not the uninterrupted run's set");
+        let s = summary(&out);
+        assert_eq!(s["result"]["passes"][1]["loaded"], true, "{s}");
+        assert_eq!(s["outputs_written"], true, "{s}");
+        assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+    }
 }

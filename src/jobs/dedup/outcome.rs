@@ -188,6 +188,9 @@ pub fn summary(
         .expect("a pass ran, or the loaded passes' report");
     let later: Vec<RunReport> = reports.collect();
     let mut report = combine(ctx, base, &later.iter().collect::<Vec<_>>(), &run.passes);
+    // Committed (`commit` came first), also when no pipeline pass ran and
+    // the base is the loaded passes' report.
+    report.outputs_written = true;
     // The whole input's counts, as pass 1 found them (the report may be
     // that of a later pass, which read part of it, when pass 1's result was
     // loaded).
