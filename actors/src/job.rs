@@ -131,11 +131,17 @@ impl<'a> FinishContext<'a> {
 
     /// Commits `files` as one set with the run's rejects (or the removal
     /// of an earlier run's rejects file, when this run has none) and the
-    /// removal of an earlier run's `summary.json`
-    /// ([`OutputDir::commit_set`]). Returns the final paths of `files`.
-    pub fn commit_set(&self, mut files: Vec<AtomicFile>) -> Result<Vec<PathBuf>, OutputError> {
+    /// removal of an earlier run's `summary.json` and of the files named in
+    /// `others` (another job's outputs) ([`OutputDir::commit_set`]).
+    /// Returns the final paths of `files`.
+    pub fn commit_set(
+        &self,
+        mut files: Vec<AtomicFile>,
+        others: &[&str],
+    ) -> Result<Vec<PathBuf>, OutputError> {
         let n = files.len();
         let mut stale = vec![SUMMARY_FILE];
+        stale.extend_from_slice(others);
         match self.rejects.borrow_mut().take() {
             Some(PendingRejects {
                 file: Some(file), ..

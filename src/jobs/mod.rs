@@ -9,6 +9,7 @@
 use drainpipe_actors::OutputDir;
 
 pub mod dedup;
+pub mod outputs;
 pub mod pass;
 pub mod vocab;
 

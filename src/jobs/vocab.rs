@@ -121,8 +121,9 @@ impl Integrate for VocabCounts {
             writeln!(file, "{word}\t{n}")
                 .map_err(|e| drainpipe_actors::OutputError::new(file.target(), e))?;
         }
-        // With the run's rejects, as one set.
-        run.commit_set(vec![file])?;
+        // With the run's rejects, as one set, replacing another job's
+        // outputs.
+        run.commit_set(vec![file], &super::outputs::others(&[VOCAB_FILE]))?;
         let top: Vec<serde_json::Value> = sorted
             .iter()
             .take(10)

@@ -137,14 +137,15 @@ pub fn commit(run: &mut Run<'_>, outputs: Outputs) -> anyhow::Result<(u64, bool)
     let output = &run.ctx.output;
     let rejects = output.file(resume::REJECTS_FILE).exists();
     // One set, with the earlier run's summary, which no longer describes
-    // the folder (`OutputDir::commit_set`).
-    let (moved, stale): (&[(&str, &str)], &[&str]) = if rejects {
-        (&[(resume::REJECTS_FILE, REJECTS_FILE)], &[SUMMARY_FILE])
+    // the folder (`OutputDir::commit_set`), and another job's outputs.
+    let (moved, mut stale): (&[(&str, &str)], Vec<&str>) = if rejects {
+        (&[(resume::REJECTS_FILE, REJECTS_FILE)], vec![SUMMARY_FILE])
     } else {
-        (&[], &[SUMMARY_FILE, REJECTS_FILE])
+        (&[], vec![SUMMARY_FILE, REJECTS_FILE])
     };
+    stale.extend(crate::jobs::outputs::others(&[KEPT_FILE, CLUSTERS_FILE]));
     let files = vec![outputs.kept.file, outputs.clusters];
-    output.commit_set(files, moved, stale)?;
+    output.commit_set(files, moved, &stale)?;
     run.resume.remove_all()?;
     if let Some(third) = outputs.report {
         run.reports.push(third);
