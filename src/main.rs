@@ -291,10 +291,19 @@ fn generate(args: &cli::GenerateArgs) -> anyhow::Result<()> {
 
 /// Refuses an output folder holding another run's results or an
 /// interrupted run's checkpoint, unless `--force` or `--resume` says what to
-/// do with them, and `--resume` where there is nothing to resume. Re-running
-/// the same command over its own results is fine.
+/// do with them, `--resume` where there is nothing to resume, and an input
+/// that is the folder itself. Re-running the same command over its own
+/// results is fine.
 fn check_output_folder(ctx: &jobs::RunContext, force: bool) -> Result<(), String> {
     let folder = ctx.output.path().display();
+    if let Some(input) = ctx.inputs.iter().find(|i| is_output_folder(i, ctx)) {
+        // Left out of its own listing, it would be an empty input: a run
+        // that reads nothing and exits 0.
+        return Err(format!(
+            "the input {} is the output folder {folder}: use -o for another folder",
+            input.display()
+        ));
+    }
     if ctx.resume && jobs::resumable_state(&ctx.output).is_none() {
         // Refused before the run, like the other refusals: failing in the
         // job would replace the earlier run's summary with a failed one.
@@ -322,6 +331,14 @@ fn check_output_folder(ctx: &jobs::RunContext, force: bool) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// Whether the input at `path` is the output folder itself (by any path
+/// to it).
+fn is_output_folder(path: &std::path::Path, ctx: &jobs::RunContext) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    id(path).is_some_and(|input| id(ctx.output.path()) == Some(input))
 }
 
 /// The process's peak resident memory so far (`VmHWM` in

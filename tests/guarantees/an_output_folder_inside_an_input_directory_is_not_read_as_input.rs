@@ -92,3 +92,27 @@ fn vocab_counts_no_word_of_its_own_outputs() {
         }
     }
 }
+
+#[test]
+fn an_input_that_is_the_output_folder_itself_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("corpus");
+    corpus(&root);
+    std::os::unix::fs::symlink(&root, tmp.path().join("link")).unwrap();
+    // Left out of its own listing, it would be read as an empty input.
+    for (input, output) in [
+        ("corpus", "corpus"),
+        ("corpus", "link"),
+        ("link/sub/..", "corpus"),
+    ] {
+        for job in ["dedup", "vocab"] {
+            let (code, stderr) = run(tmp.path(), &[job, input, "-o", output]);
+            assert_eq!(code, 2, "{job} {input} -o {output}: {stderr}");
+            assert!(
+                stderr.contains("is the output folder"),
+                "{job} {input} -o {output}: {stderr}"
+            );
+            assert!(!root.join("summary.json").exists(), "{job}: {stderr}");
+        }
+    }
+}
