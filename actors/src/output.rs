@@ -122,6 +122,13 @@ impl AtomicFile {
     pub fn copy_range(&mut self, source: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
         use std::io::{Read, Seek, SeekFrom};
         self.writer.flush()?;
+        if injected("output::copy", &self.target) {
+            let full = io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device (failpoint output::copy)",
+            );
+            return Err(full);
+        }
         let mut source = source;
         source.seek(SeekFrom::Start(offset))?;
         // `File` to `File`, so std's copy can use the kernel's.

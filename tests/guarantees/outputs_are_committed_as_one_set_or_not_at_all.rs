@@ -178,6 +178,32 @@ mod with_injected_faults {
     }
 
     #[test]
+    fn a_full_disk_while_kept_is_copied_names_the_output_and_leaves_no_file_of_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out"));
+        // Distinct records without rejects: kept.jsonl is copied from the
+        // input by the kernel, in runs of lines longer than 256 KiB.
+        let text: String = (0..4000)
+            .map(|i| {
+                let words: Vec<String> = (0..20).map(|k| format!("r{i}w{k}")).collect();
+                format!("{{\"id\":{i},\"text\":\"{}\"}}\n", words.join(" "))
+            })
+            .collect();
+        std::fs::write(&input, text).unwrap();
+        let (code, stderr) = dedup(&input, &out, "0.8", "output::copy=return(kept.jsonl)");
+        assert_eq!(code, Some(74), "{stderr}");
+        // The file that could not be written is named, not only the input.
+        let target = out.join("kept.jsonl");
+        let message = format!("to {}: No space left on device", target.display());
+        assert!(stderr.contains(&message), "{stderr}");
+        assert!(!target.exists() && !out.join("clusters.jsonl").exists());
+        assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
+        let s = summary(&out);
+        assert_eq!(s["exit_code"], 74, "{s}");
+        assert_eq!(s["outputs_written"], false, "{s}");
+    }
+
+    #[test]
     fn a_run_without_rejects_removes_the_earlier_rejects_with_its_set() {
         let dir = tempfile::tempdir().unwrap();
         let (input, out) = (dir.path().join("in.jsonl"), dir.path().join("out"));

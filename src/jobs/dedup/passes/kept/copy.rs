@@ -395,7 +395,12 @@ fn copy_run(
         out.copy_range(&input.file, at, piece)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::UnexpectedEof => changed(input.path, at + piece),
-                _ => NotCopied::Failed(format!("copying from {}: {e}", input.path.display())),
+                // Reading the input or writing the output: both named.
+                _ => NotCopied::Failed(format!(
+                    "copying from {} to {}: {e}",
+                    input.path.display(),
+                    target.display()
+                )),
             })?;
         at += piece;
     }
