@@ -207,11 +207,18 @@ fn journal_text(steps: &[Step]) -> String {
         .collect()
 }
 
+/// The journal's steps. Every name must be a file of the folder itself: a
+/// journal is read from the folder, and one naming `../x` or `/x` (damaged,
+/// or put there by someone else) must not make the run remove or replace
+/// a file elsewhere.
 fn parse_journal(text: &str) -> io::Result<Vec<Step>> {
+    let plain = |name: &str| !name.is_empty() && name != "." && name != ".." && !name.contains('/');
     text.lines()
         .map(|line| match line.split('\t').collect::<Vec<_>>()[..] {
-            ["remove", name] => Ok(Step::Remove(name.to_owned())),
-            ["rename", from, to] => Ok(Step::Rename(from.to_owned(), to.to_owned())),
+            ["remove", name] if plain(name) => Ok(Step::Remove(name.to_owned())),
+            ["rename", from, to] if plain(from) && plain(to) => {
+                Ok(Step::Rename(from.to_owned(), to.to_owned()))
+            }
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("not a commit journal line: {line:?}"),
@@ -280,6 +287,40 @@ mod tests {
         assert!(!out.file(COMMIT_JOURNAL).exists());
         // Nothing left to do.
         assert!(out.complete_commit(&lock).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_journal_naming_a_file_outside_the_folder_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::create(dir.path().join("out")).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::write(out.file("a"), "a").unwrap();
+        let lock = out.lock("test").unwrap();
+        for journal in [
+            "remove\t../victim\n",
+            &format!("remove\t{}\n", victim.display()),
+            "rename\ta\t../victim\n",
+            "rename\t../victim\ta\n",
+            "remove\t..\n",
+        ] {
+            std::fs::write(out.file(COMMIT_JOURNAL), journal).unwrap();
+            let e = out.complete_commit(&lock).unwrap_err();
+            assert!(
+                e.to_string().contains("not a commit journal line"),
+                "{journal:?}: {e}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&victim).unwrap(),
+                "precious",
+                "{journal:?}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(out.file("a")).unwrap(),
+                "a",
+                "{journal:?}"
+            );
+        }
     }
 
     #[test]
