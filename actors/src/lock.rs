@@ -96,13 +96,13 @@ impl OutputDir {
         let path = self.file(LOCK_FILE);
         let io = |e| LockError::Io(OutputError::new(&path, e));
         loop {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(io)?;
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            // A symbolic link in its place is not followed: the holder's
+            // line would overwrite whatever file it leads to.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+            let mut file = options.open(&path).map_err(io)?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
@@ -183,6 +183,20 @@ fn utc(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_in_place_of_the_lock_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::create(dir.path().join("out")).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, out.file(LOCK_FILE)).unwrap();
+        let e = out.lock("test").unwrap_err();
+        assert!(matches!(e, LockError::Io(_)), "{e}");
+        assert!(e.to_string().contains(LOCK_FILE), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
 
     #[test]
     fn dates_are_those_of_the_civil_calendar() {
