@@ -27,6 +27,8 @@ fn leave_stale(out: &Path) {
     }
     std::fs::write(out.join(".notes"), "mine").unwrap();
     std::fs::write(out.join("notes.tmp"), "mine too").unwrap();
+    // Hidden and ending in .tmp, but not of the temporaries' shape.
+    std::fs::write(out.join(".cache.tmp"), "mine as well").unwrap();
 }
 
 fn run(out: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -59,7 +61,9 @@ fn the_next_run_removes_a_killed_runs_temporaries_whatever_it_was_asked() {
         leave_stale(&out);
         let (got, stderr) = run(&out, args);
         assert_eq!(got, Some(code), "{args:?}: {stderr}");
-        assert_eq!(leftovers(&out), ["notes.tmp"], "{args:?}");
+        let mut left = leftovers(&out);
+        left.sort();
+        assert_eq!(left, [".cache.tmp", "notes.tmp"], "{args:?}");
         assert!(
             stderr.contains(&format!(
                 "removed 3 temporary files a killed run left in {}: {}",
