@@ -290,18 +290,33 @@ mod with_injected_faults {
 
     #[test]
     fn a_run_resumed_after_a_crash_in_the_commit_commits_its_set_and_says_so() {
+        // Without rejects, and with rejects: the crashed commit had already
+        // moved the passes' list into place when it died, and the resumed
+        // run, which loads those passes, must keep it as its own.
+        for bad_every in [0, 50] {
+            resumed_after_a_crash_in_the_commit(bad_every);
+        }
+    }
+
+    fn resumed_after_a_crash_in_the_commit(bad_every: usize) {
         let dir = tempfile::tempdir().unwrap();
         // A file input: the resumed run then copies kept.jsonl from it and
         // runs no pipeline pass at all.
         let input = dir.path().join("in.jsonl");
-        corpus(&input, 0);
-        // No rejects, so no rejects.jsonl: the set is these two.
+        corpus(&input, bad_every);
+        let names: &[&str] = if bad_every == 0 {
+            &["kept.jsonl", "clusters.jsonl"]
+        } else {
+            &["kept.jsonl", "clusters.jsonl", "rejects.jsonl"]
+        };
         let outputs = |dir: &Path| {
-            ["kept.jsonl", "clusters.jsonl"].map(|name| std::fs::read(dir.join(name)).unwrap())
+            let read = |name: &&str| std::fs::read(dir.join(name)).ok();
+            names.iter().map(read).collect::<Vec<_>>()
         };
         let other = dir.path().join("other");
         assert_eq!(dedup(&input, &other, "0.5", "").0, Some(0));
         let expected = outputs(&other);
+        assert!(expected.iter().all(Option::is_some), "{names:?}");
         let out = dir.path().join("out");
         let fault = "output::rename=return(clusters.jsonl)";
         assert_eq!(dedup(&input, &out, "0.5", fault).0, None, "it did not die");
@@ -319,6 +334,8 @@ mod with_injected_faults {
         let s = summary(&out);
         assert_eq!(s["result"]["passes"][1]["loaded"], true, "{s}");
         assert_eq!(s["outputs_written"], true, "{s}");
+        let listed = s["result"]["outputs"].to_string().contains("rejects.jsonl");
+        assert_eq!(listed, bad_every > 0, "{s}");
         assert!(leftovers(&out).is_empty(), "{:?}", leftovers(&out));
     }
 }

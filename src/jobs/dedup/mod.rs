@@ -209,7 +209,7 @@ fn chain(
     let clusters = Clusters::from_pairs(&verified.pairs);
     let outputs = kept::run(&mut run, &found, &clusters, &verified.ids, &reads, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
-    let (kept, rejects) = outcome::commit(&mut run, outputs)?;
+    let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
     let accuracy = if measure_accuracy {
         outcome::demo_accuracy(ctx, open, params, &clusters)?
     } else {

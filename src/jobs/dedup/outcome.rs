@@ -131,18 +131,11 @@ pub fn check_unchanged(
 /// passes' rejected records as `rejects.jsonl` (or, with none, the removal
 /// of an earlier run's), then removes the pass results (nothing is left to
 /// resume); returns the lines of `kept.jsonl` and whether `rejects.jsonl`
-/// is one of the outputs.
-pub fn commit(run: &mut Run<'_>, outputs: Outputs) -> anyhow::Result<(u64, bool)> {
+/// is one of the outputs. `rejected` is how many records pass 1 rejected.
+pub fn commit(run: &mut Run<'_>, outputs: Outputs, rejected: u64) -> anyhow::Result<(u64, bool)> {
     let kept = outputs.kept.kept;
     let output = &run.ctx.output;
-    let rejects = output.file(resume::REJECTS_FILE).exists();
-    // One set, with the earlier run's summary, which no longer describes
-    // the folder (`OutputDir::commit_set`), and another job's outputs.
-    let (moved, mut stale): (&[(&str, &str)], Vec<&str>) = if rejects {
-        (&[(resume::REJECTS_FILE, REJECTS_FILE)], vec![SUMMARY_FILE])
-    } else {
-        (&[], vec![SUMMARY_FILE, REJECTS_FILE])
-    };
+    let (moved, mut stale) = rejects_in_the_set(output, rejected)?;
     stale.extend(crate::jobs::outputs::others(&[KEPT_FILE, CLUSTERS_FILE]));
     let files = vec![outputs.kept.file, outputs.clusters];
     output.commit_set(files, moved, &stale)?;
@@ -150,7 +143,37 @@ pub fn commit(run: &mut Run<'_>, outputs: Outputs) -> anyhow::Result<(u64, bool)
     if let Some(third) = outputs.report {
         run.reports.push(third);
     }
-    Ok((kept, rejects))
+    Ok((kept, rejected > 0))
+}
+
+/// What the commit set does with the list of rejected records: moves the
+/// passes' list into place, or, with no rejects, removes an earlier run's
+/// (with the earlier run's summary, which no longer describes the folder,
+/// in both cases). A resumed run whose passes rejected records may find the
+/// passes' list already in place: the commit of the run it resumes had
+/// moved it before it was interrupted, and the journal was completed when
+/// this run started. Rejected records whose list is nowhere fail the run,
+/// rather than leave them unlisted.
+type RejectsStep = (&'static [(&'static str, &'static str)], Vec<&'static str>);
+
+fn rejects_in_the_set(
+    output: &drainpipe_actors::OutputDir,
+    rejected: u64,
+) -> anyhow::Result<RejectsStep> {
+    const MOVE: &[(&str, &str)] = &[(resume::REJECTS_FILE, REJECTS_FILE)];
+    if output.file(resume::REJECTS_FILE).exists() {
+        Ok((MOVE, vec![SUMMARY_FILE]))
+    } else if rejected == 0 {
+        Ok((&[], vec![SUMMARY_FILE, REJECTS_FILE]))
+    } else if output.file(REJECTS_FILE).exists() {
+        Ok((&[], vec![SUMMARY_FILE]))
+    } else {
+        anyhow::bail!(
+            "{rejected} records were rejected but their list ({}) is missing from {}",
+            resume::REJECTS_FILE,
+            output.path().display()
+        )
+    }
 }
 
 /// Precision and recall of `clusters` against the exact ground truth of
