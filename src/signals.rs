@@ -116,6 +116,7 @@ fn hard_stop(signal: i32, handle: &RunHandle, output: &OutputDir, about: &RunAbo
         crate::logging::say(format_args!("drainpipe: could not write summary.json: {e}"));
     }
     // Still locked until the process is gone; see `drainpipe_actors::lock`.
+    // A removal that fails is harmless: the lock ends with the process.
     let _ = std::fs::remove_file(output.file(drainpipe_actors::LOCK_FILE));
     std::process::exit(code);
 }
@@ -131,6 +132,8 @@ fn remove_temporary_files(output: &std::path::Path) -> Option<std::sync::MutexGu
     if let (Some(_), Ok(entries)) = (&no_commit, std::fs::read_dir(output)) {
         for entry in entries.flatten() {
             if drainpipe_actors::output::is_temporary(&entry.file_name().to_string_lossy()) {
+                // One left behind is removed by the next run, under the lock
+                // (`OutputDir::remove_temporaries`): no output depends on it.
                 let _ = std::fs::remove_file(entry.path());
             }
         }

@@ -61,7 +61,9 @@ impl FolderLock {
 impl Drop for FolderLock {
     fn drop(&mut self) {
         // Removed while still locked; see the module's documentation for a
-        // run that opened it just before.
+        // run that opened it just before. A removal that fails loses
+        // nothing: the lock is the open file's, released when it closes, and
+        // the next run takes a file left behind as it finds it.
         let _ = std::fs::remove_file(&self.path);
     }
 }
