@@ -130,6 +130,28 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A size in bytes: a number, optionally followed by `K`, `M`, `G` or `T`
+/// (powers of 1024, with or without a trailing `B` or `iB`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, suffix) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (a number of bytes, or with K, M, G or T)"))?;
+    let shift = match suffix.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        other => return Err(format!("{other:?} in {s:?} is not K, M, G or T")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s} is more bytes than can be counted"))
+}
+
 impl Cli {
     /// The checks no single option can make on its own, made before anything
     /// is read or written; an error exits 2 like clap's own.
@@ -296,6 +318,16 @@ pub struct CommonArgs {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// The most memory the run's state may hold, in bytes or with a suffix
+    /// (`256M`, `4G`); past it, state spills to disk in --tmp-dir.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+
+    /// Where state that passes --max-memory spills [default: inside the
+    /// output folder].
+    #[arg(long, value_name = "DIR")]
+    pub tmp_dir: Option<PathBuf>,
+
     /// More on stderr: -v each pass's phases and results, -vv debug, -vvv
     /// trace. By default only progress, warnings, errors and the summary.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -355,7 +387,6 @@ impl CommonArgs {
                 text: self.text_field.clone(),
                 id: self.id_field.clone(),
             },
-            output,
             settings: self.settings(),
             handle,
             progress,
@@ -365,6 +396,13 @@ impl CommonArgs {
             resume: self.resume,
             engine: drainpipe::jobs::Engine::Actors,
             buffers: drainpipe_actors::BatchBuffers::new(),
+            max_memory: self.max_memory,
+            temp: std::sync::Arc::new(drainpipe_actors::TempSpace::new(
+                self.tmp_dir
+                    .clone()
+                    .unwrap_or_else(|| output.path().to_path_buf()),
+            )),
+            output,
         }
     }
 

@@ -124,6 +124,7 @@ pub mod protocol;
 pub mod report;
 pub mod settings;
 pub mod source;
+pub mod temp_space;
 
 pub use batch::{Batch, BatchBuffers, BatchBuilder, Location, RawRecord, Rejected, Span};
 pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, PassResult, CHECKPOINT_FILE};
@@ -140,3 +141,4 @@ pub use protocol::{Phase, RunHandle, StopCause};
 pub use report::{Progress, Records, RunReport};
 pub use settings::Settings;
 pub use source::RecordSource;
+pub use temp_space::{TempSpace, TEMP_FOLDER};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use drainpipe_actors::{
     BatchBuffers, Checkpoint, Checkpoints, Job, OutputDir, Pipeline, Progress, RecordSource,
-    RunHandle, RunReport, Settings, REJECTS_FILE,
+    RunHandle, RunReport, Settings, TempSpace, REJECTS_FILE,
 };
 
 use crate::corpus::DemoSource;
@@ -53,6 +53,11 @@ pub struct RunContext {
     /// The batch buffers every pass of the run fills (see
     /// [`BatchBuffers`]).
     pub buffers: BatchBuffers,
+    /// The most bytes of memory the run's state may hold (`--max-memory`;
+    /// `None`: no limit): past it, a job spills to [`RunContext::temp`].
+    pub max_memory: Option<u64>,
+    /// Where state that passes the budget spills.
+    pub temp: Arc<TempSpace>,
 }
 
 /// What runs a job's passes.
@@ -80,7 +85,6 @@ impl RunContext {
                 text: "text".into(),
                 id: "id".into(),
             },
-            output,
             settings: Settings::default(),
             handle: RunHandle::new(),
             progress: Rc::new(|_| Box::new(|_: &Progress| {})),
@@ -90,6 +94,9 @@ impl RunContext {
             fingerprint: String::new(),
             engine: Engine::Actors,
             buffers: BatchBuffers::new(),
+            max_memory: None,
+            temp: Arc::new(TempSpace::new(output.path())),
+            output,
         }
     }
 
