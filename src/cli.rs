@@ -116,6 +116,8 @@ pub mod bounds {
     pub const RECORD_BYTES: u64 = 1 << 30;
     /// Timeouts and the checkpoint interval (a week).
     pub const SECONDS: u64 = 7 * 24 * 3600;
+    /// Words of a generated document.
+    pub const DOC_WORDS: i64 = 100_000;
     /// Documents of the demo corpus (dedup numbers records with 32 bits).
     pub const DEMO_DOCS: u64 = 4_000_000_000;
 }
@@ -205,6 +207,16 @@ pub struct GenerateArgs {
     /// Output file (written atomically); `-` for stdout.
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
+    /// Fewest words per document: 1 to 100,000 (short documents make
+    /// large corpora that fit the disk: `--min-words 20 --max-words 40` is
+    /// about 250 bytes a document, the default about 2 KB).
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=bounds::DOC_WORDS))]
+    pub min_words: u32,
+    /// Most words per document, at least --min-words: up to 100,000.
+    #[arg(long, value_name = "N", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..=bounds::DOC_WORDS))]
+    pub max_words: u32,
 }
 
 impl JobCommand {

@@ -258,8 +258,22 @@ dedup: precision {:.4}, recall {:.4} against the exact Jaccard ground truth ({} 
 /// Writes the demo corpus as JSON Lines.
 fn generate(args: &cli::GenerateArgs) -> anyhow::Result<()> {
     use std::io::Write;
+    if args.min_words > args.max_words {
+        use clap::CommandFactory;
+        cli::Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--min-words {} is more than --max-words {}",
+                    args.min_words, args.max_words
+                ),
+            )
+            .exit();
+    }
     let corpus = drainpipe::corpus::Corpus::new(drainpipe::corpus::CorpusSpec {
         docs: args.docs,
+        min_words: args.min_words as usize,
+        max_words: args.max_words as usize,
         ..Default::default()
     });
     let write_docs = |out: &mut dyn Write| -> std::io::Result<()> {

@@ -34,3 +34,32 @@ fn the_same_corpus_every_time_to_a_file_or_stdout() {
         assert!((150..=450).contains(&words), "{words} words");
     }
 }
+
+#[test]
+fn short_documents_have_the_words_asked_for_and_a_reversed_range_is_refused() {
+    let short = drainpipe()
+        .args(["generate", "--docs", "200", "--min-words", "20"])
+        .args(["--max-words", "40"])
+        .output()
+        .unwrap();
+    assert!(short.status.success());
+    let text = String::from_utf8(short.stdout).unwrap();
+    assert_eq!(text.lines().count(), 200);
+    for line in text.lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let words = doc["text"].as_str().unwrap().split_whitespace().count();
+        // Edits of a near-duplicate may add or drop a word or two.
+        assert!((18..=42).contains(&words), "{words} words");
+    }
+    let reversed = drainpipe()
+        .args(["generate", "--docs", "10", "--min-words", "50"])
+        .args(["--max-words", "40"])
+        .output()
+        .unwrap();
+    assert_eq!(reversed.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&reversed.stderr);
+    assert!(
+        stderr.contains("--min-words 50 is more than --max-words 40"),
+        "{stderr}"
+    );
+}
