@@ -141,4 +141,4 @@ pub use protocol::{Phase, RunHandle, StopCause};
 pub use report::{Progress, Records, RunReport};
 pub use settings::Settings;
 pub use source::RecordSource;
-pub use temp_space::{TempSpace, TEMP_FOLDER};
+pub use temp_space::{NoRoom, TempSpace, TEMP_FOLDER, TEMP_RECORD};
