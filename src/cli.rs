@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use drainpipe::input::{InputOptions, TextFields};
 use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunHandle, Settings};
+use drainpipe::memory_budget::Budget;
+use drainpipe_actors::{OutputDir, RunHandle, Settings, TempSpace};
 
 /// Run CPU-heavy work over more data than fits in memory, on an actor
 /// pipeline that stops without losing a record or hanging.
@@ -159,11 +160,19 @@ impl Cli {
     /// is read or written; an error exits 2 like clap's own.
     pub fn validate(&self) -> Result<(), clap::Error> {
         use clap::CommandFactory;
-        let JobCommand::Dedup { common, params } = &self.job else {
-            return Ok(());
-        };
         let refuse = |message: String| {
             Cli::command().error(clap::error::ErrorKind::ValueValidation, message)
+        };
+        if let Some(common) = self.job.common() {
+            // Only a given budget is checked here: the default is never
+            // below the least one.
+            if let Some(given) = common.max_memory {
+                Budget::resolve(Some(given), &common.settings())
+                    .map_err(|too_small| refuse(too_small.to_string()))?;
+            }
+        }
+        let JobCommand::Dedup { common, params } = &self.job else {
+            return Ok(());
         };
         if let (Some(bands), Some(rows)) = (params.bands, params.rows) {
             let needed = u64::from(bands) * u64::from(rows);
@@ -331,12 +340,18 @@ pub struct CommonArgs {
     pub no_progress: bool,
 
     /// The most memory the run's state may hold, in bytes or with a suffix
-    /// (`256M`, `4G`); past it, state spills to disk in --tmp-dir.
+    /// (`256M`, `4G`); past it, state spills to disk in --tmp-dir. At least
+    /// the memory the run holds whatever its input (batch buffers of the
+    /// window, threads; a smaller value is refused naming it) [default:
+    /// half of the memory available to the process, cgroup limits
+    /// included].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<u64>,
 
-    /// Where state that passes --max-memory spills [default: inside the
-    /// output folder].
+    /// Where state that passes --max-memory spills: a folder of this run's
+    /// own is made inside DIR, named for the output folder, and removed
+    /// when the run ends, unless a checkpoint may need it for --resume
+    /// [default: inside the output folder].
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
 
@@ -378,14 +393,15 @@ impl CommonArgs {
         }
     }
 
-    /// The run context, given the output folder (already created) and the
-    /// stop handle.
+    /// The run context, given the output folder (already created), the
+    /// stop handle, the memory budget and the temporary space.
     pub fn context(
         &self,
         job: &str,
         output: OutputDir,
         handle: RunHandle,
         progress: drainpipe::jobs::ProgressFactory,
+        (budget, temp): (&Budget, std::sync::Arc<TempSpace>),
     ) -> RunContext {
         let input_options = InputOptions {
             max_record_bytes: usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX),
@@ -408,12 +424,8 @@ impl CommonArgs {
             resume: self.resume,
             engine: drainpipe::jobs::Engine::Actors,
             buffers: drainpipe_actors::BatchBuffers::new(),
-            max_memory: self.max_memory,
-            temp: std::sync::Arc::new(drainpipe_actors::TempSpace::new(
-                self.tmp_dir
-                    .clone()
-                    .unwrap_or_else(|| output.path().to_path_buf()),
-            )),
+            max_memory: Some(budget.bytes),
+            temp,
             output,
         }
     }

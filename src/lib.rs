@@ -24,3 +24,5 @@ pub mod baseline;
 pub mod corpus;
 pub mod input;
 pub mod jobs;
+pub mod memory_budget;
+pub mod spill_estimate;

@@ -7,12 +7,14 @@ mod cli;
 mod logging;
 mod progress;
 mod signals;
+mod space;
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
 use drainpipe::jobs;
+use drainpipe::memory_budget::Budget;
 use drainpipe_actors::{ExitCode as Code, FolderLock, LockError, OutputDir, RunHandle};
 
 use crate::cli::{Cli, JobCommand};
@@ -46,8 +48,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             quiet_when_stdout_closes(generate(args))?;
             return Ok(Code::Complete.code());
         }
-        JobCommand::Dedup { params, .. } if params.explain => {
-            let text = jobs::dedup::explain(&params.params());
+        JobCommand::Dedup { common, params } if params.explain => {
+            let text = jobs::dedup::explain(&params.params()) + &space::explain(common, params)?;
             let written = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
                 .context("writing to stdout");
             quiet_when_stdout_closes(written)?;
@@ -57,20 +59,25 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     };
     let output = OutputDir::create(&common.output)?;
     // Before anything in the folder is read or written; held to the end.
-    let Some(_lock) = take_folder(&output)? else {
+    let Some(lock) = take_folder(&output)? else {
         return Ok(Code::Usage.code());
     };
     let handle = RunHandle::new();
     let progress = progress::factory(common.no_progress || common.quiet);
+    // Checked against its least value by `Cli::validate`.
+    let budget = Budget::resolve(common.max_memory, &common.settings())?;
+    let temp = space::space_for(common, &output)?;
     let ctx = common.context(
         &cli.job.identity(),
         output.clone(),
         handle.clone(),
         progress,
+        (&budget, temp.clone()),
     );
     let about = signals::RunAbout {
         job: job_name(&cli.job),
         fingerprint: ctx.fingerprint.clone(),
+        temp: temp.clone(),
     };
     signals::install(handle, output.clone(), about)
         .context("installing the SIGINT/SIGTERM/SIGHUP handler")?;
@@ -83,6 +90,22 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         // to block or confuse a later one.
         jobs::remove_resumable_state(&ctx.output)?;
     }
+    // From here the run's temporary folder is removed however the run
+    // ends, unless a checkpoint may need it; dropped before the lock.
+    let _temp_removal = space::RemoveOnExit {
+        temp: temp.clone(),
+        output: output.clone(),
+    };
+    let memory = || space::MemoryUse::now(&budget, &temp);
+    if let Err(e) = space::prepare(&cli.job, &ctx, &lock, &budget) {
+        write_failure_summary(&output, &cli.job, &ctx.fingerprint, &e, &memory());
+        return Err(e);
+    }
+    #[cfg(feature = "failpoints")]
+    {
+        space::injected_spill(&temp)?;
+        fail::fail_point!("main::job");
+    }
     let ran = match &cli.job {
         JobCommand::Vocab { .. } => jobs::vocab::run(&ctx),
         JobCommand::Dedup { params, .. } => jobs::dedup::run(&ctx, &params.params()),
@@ -91,7 +114,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     let mut report = match ran {
         Ok(report) => report,
         Err(e) => {
-            write_failure_summary(&output, &cli.job, &ctx.fingerprint, &e);
+            write_failure_summary(&output, &cli.job, &ctx.fingerprint, &e, &memory());
             return Err(e);
         }
     };
@@ -100,8 +123,9 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         report.exit_code = code;
         report.cause = format!("{} ({signal})", report.cause);
     }
-    report.peak_rss_bytes = peak_rss_bytes();
-    report.write(&output)?;
+    let memory = memory();
+    report.peak_rss_bytes = memory.peak_rss_bytes;
+    space::write_summary(&report, &memory, &output)?;
     // The summary is what a default run shows besides progress; `-q` keeps
     // it for a run that failed, whose errors it lists.
     if !common.quiet || report.exit_code != Code::Complete.code() {
@@ -185,6 +209,7 @@ fn write_failure_summary(
     job: &JobCommand,
     fingerprint: &str,
     e: &anyhow::Error,
+    memory: &space::MemoryUse,
 ) {
     let summary = serde_json::json!({
         "job": job_name(job),
@@ -197,6 +222,7 @@ fn write_failure_summary(
         } else {
             "the run ended before it could report: none of its outputs was committed; any other file in this folder is an earlier run's"
         },
+        "memory": memory,
     });
     let mut json = serde_json::to_vec_pretty(&summary).expect("a JSON value serializes");
     json.push(b'\n');
@@ -353,15 +379,6 @@ fn is_output_folder(path: &std::path::Path, ctx: &jobs::RunContext) -> bool {
     use std::os::unix::fs::MetadataExt;
     let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     id(path).is_some_and(|input| id(ctx.output.path()) == Some(input))
-}
-
-/// The process's peak resident memory so far (`VmHWM` in
-/// `/proc/self/status`), in bytes; `None` where there is no such file.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Maps an error that ended the run before a report existed to an exit

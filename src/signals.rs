@@ -22,6 +22,9 @@ pub struct RunAbout {
     pub job: &'static str,
     /// The run's fingerprint.
     pub fingerprint: String,
+    /// The run's temporary space, removed on the way out unless a
+    /// checkpoint may need it (`crate::space::finish`).
+    pub temp: std::sync::Arc<drainpipe_actors::TempSpace>,
 }
 
 /// The signal's name.
@@ -115,6 +118,7 @@ fn hard_stop(signal: i32, handle: &RunHandle, output: &OutputDir, about: &RunAbo
     if let Err(e) = output.write_all("summary.json", &json) {
         crate::logging::say(format_args!("drainpipe: could not write summary.json: {e}"));
     }
+    crate::space::finish(&about.temp, output);
     // Still locked until the process is gone; see `drainpipe_actors::lock`.
     // A removal that fails is harmless: the lock ends with the process.
     let _ = std::fs::remove_file(output.file(drainpipe_actors::LOCK_FILE));
