@@ -55,6 +55,7 @@ mod sigint_drains_and_exits_130;
 mod stall_report_names_what_is_stuck;
 mod step1_panic_rejects_the_record_not_the_thread;
 mod stop_drains_every_mailbox;
+mod temporaries_are_removed_on_every_exit_path;
 mod the_examples_run_and_account_for_every_record;
 mod the_modules_import_one_way;
 mod the_protocol_loses_nothing_where_naive_shutdown_does;
