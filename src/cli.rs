@@ -142,6 +142,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("{s:?} is not a size (a number of bytes, or with K, M, G or T)"))?;
+    if suffix.starts_with(['.', ',']) {
+        return Err(format!(
+            "{s:?} is not a whole number of bytes, K, M, G or T (for 1.5G write 1536M)"
+        ));
+    }
     let shift = match suffix.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 0,
         "K" | "KB" | "KIB" => 10,

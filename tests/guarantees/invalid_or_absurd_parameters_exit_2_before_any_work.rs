@@ -4,7 +4,9 @@
 //! `dedup -`; a record limit of 0) and an absurd one (four billion
 //! permutations, a batch of four billion, 65,535 workers) exit 2 with a
 //! message naming the option, and no output folder is created. `--explain`
-//! prints the memory a run needs, as an estimate.
+//! prints the memory a run needs, as an estimate. A `--max-memory` that is
+//! not a size, or is below the memory the run holds whatever its input,
+//! exits 2 the same way.
 
 use crate::binary;
 
@@ -72,6 +74,48 @@ fn invalid_dedup_parameters_exit_2_naming_the_option() {
         "'--max-record-bytes <BYTES>'",
     );
     refused(&["vocab", "--max-record-bytes", "0"], "--max-record-bytes");
+}
+
+#[test]
+fn a_memory_budget_that_is_not_a_size_or_below_the_least_exits_2_naming_it() {
+    for job in ["vocab", "dedup"] {
+        let args = |max: &'static str| {
+            vec![
+                job,
+                "--no-progress",
+                "--demo-docs",
+                "100",
+                "--max-memory",
+                max,
+            ]
+        };
+        refused(&args("lots"), "\"lots\" is not a size");
+        refused(&args("1.5G"), "\"1.5G\" is not a whole number");
+        refused(&args("12X"), "\"X\" in \"12X\" is not K, M, G or T");
+        refused(
+            &args("99999999T"),
+            "99999999T is more bytes than can be counted",
+        );
+        // With one worker and a window of 1 the run holds 28 MiB whatever
+        // its input: less is refused, naming the least.
+        let mut small = args("27M");
+        small.extend(["--workers", "1", "--window", "1"]);
+        refused(
+            &small,
+            "--max-memory 27.0 MiB is below the least budget of this run, 28.0 MiB",
+        );
+        refused(
+            &small,
+            "give at least --max-memory 28M, or fewer --window or --workers",
+        );
+        refused(&args("0"), "--max-memory 0 B is below the least budget");
+        // The least itself is accepted.
+        let mut least = args("28M");
+        least.extend(["--workers", "1", "--window", "1"]);
+        let (code, stderr, wrote) = run(&least);
+        assert_eq!(code, Some(0), "{job}: {stderr}");
+        assert!(wrote);
+    }
 }
 
 #[test]
@@ -153,6 +197,27 @@ fn the_largest_values_allowed_are_accepted_and_explain_estimates_the_memory() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("about 196 bytes per document for pass 1's band index (18 bands)"),
+        "{stdout}"
+    );
+    // The budget, and whether the run's state fits in it.
+    assert!(
+        stdout.contains("memory budget: ") && stdout.contains("default: half of the memory"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("about 50000 documents in the demo corpus")
+            && stdout.contains("within the budget, nothing spills"),
+        "{stdout}"
+    );
+    let output = drainpipe()
+        .args(["dedup", "--explain", "--demo-docs", "2000000"])
+        .args(["-w", "1", "--window", "1", "--max-memory", "28M"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("memory budget: 28.0 MiB, --max-memory")
+            && stdout.contains("past the budget: about 595.1 MiB spills to"),
         "{stdout}"
     );
     // The smallest run allowed does run.

@@ -17,13 +17,13 @@ use std::time::Duration;
 use binary::{drainpipe, leftovers, spawn, summary, wait};
 
 /// A tmpfs mounted on a fresh temporary folder, unmounted when dropped.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs with these options (e.g. `size=200k`, `ro`).
-    fn mount(options: &str) -> Tmpfs {
+    pub(crate) fn mount(options: &str) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
@@ -39,7 +39,7 @@ impl Tmpfs {
         Tmpfs { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }
