@@ -49,11 +49,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             return Ok(Code::Complete.code());
         }
         JobCommand::Dedup { common, params } if params.explain => {
-            let text = jobs::dedup::explain(&params.params()) + &space::explain(common, params)?;
-            let written = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
-                .context("writing to stdout");
-            quiet_when_stdout_closes(written)?;
-            return Ok(Code::Complete.code());
+            return explain(common, params);
         }
         job => job.common().expect("every job has the common options"),
     };
@@ -126,18 +122,32 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     let memory = memory();
     report.peak_rss_bytes = memory.peak_rss_bytes;
     space::write_summary(&report, &memory, &output)?;
-    // The summary is what a default run shows besides progress; `-q` keeps
-    // it for a run that failed, whose errors it lists.
+    say_summary(common, &report);
+    Ok(report.exit_code)
+}
+
+/// `dedup --explain`: the parameters' consequences, the memory budget and
+/// whether the run's state fits in it, on stdout.
+fn explain(common: &cli::CommonArgs, params: &cli::DedupArgs) -> anyhow::Result<i32> {
+    let text = jobs::dedup::explain(&params.params()) + &space::explain(common, params)?;
+    let written = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+        .context("writing to stdout");
+    quiet_when_stdout_closes(written)?;
+    Ok(Code::Complete.code())
+}
+
+/// The summary is what a default run shows besides progress; `-q` keeps
+/// it for a run that failed, whose errors it lists.
+fn say_summary(common: &cli::CommonArgs, report: &drainpipe_actors::RunReport) {
     if !common.quiet || report.exit_code != Code::Complete.code() {
         logging::say(report.human());
-        if let Some(lines) = dedup_summary(&report) {
+        if let Some(lines) = dedup_summary(report) {
             logging::say(lines);
         }
     }
     if !report.result.is_null() {
         log::debug!("result: {}", report.result);
     }
-    Ok(report.exit_code)
 }
 
 /// Locks the output folder, then completes a commit a killed run began

@@ -88,6 +88,28 @@ fn a_run_whose_state_fits_in_its_budget_needs_no_disk() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(out.join("kept.jsonl").exists());
+    // The summary says what the run held and spilled.
+    let memory = &summary(&out)["memory"];
+    assert!(
+        memory["budget"]
+            .as_str()
+            .unwrap()
+            .starts_with("default: half"),
+        "{memory}"
+    );
+    assert!(
+        memory["budget_bytes"].as_u64().unwrap()
+            >= memory["fixed_overhead_bytes"].as_u64().unwrap()
+    );
+    assert!(memory["peak_rss_bytes"].as_u64().unwrap() > 0, "{memory}");
+    assert_eq!(
+        (
+            memory["bytes_spilled"].as_u64(),
+            memory["peak_temp_bytes"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(names(small.path()), Vec::<String>::new(), "nothing spilled");
 }
 
 /// A job whose step 2 spills what it holds to the temporary space every
