@@ -200,6 +200,7 @@ fn plain_report(
         peak_rss_bytes: None,
         checkpoints: Default::default(),
         result,
+        remote: None,
     }
 }
 

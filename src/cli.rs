@@ -53,6 +53,10 @@ pub enum JobCommand {
         #[command(flatten)]
         params: DedupArgs,
     },
+    /// Run step 1 of distributed runs (`--nats`) on this host: takes
+    /// batches of any run on the broker until SIGINT or SIGTERM, then
+    /// finishes the batches it holds and exits 0. Not a job.
+    Worker(WorkerArgs),
     /// Write the demo corpus as JSON Lines (`{"id": N, "text": ...}`), to
     /// benchmark or compare tools on the same data. Not a job.
     Generate(GenerateArgs),
@@ -188,6 +192,11 @@ impl Cli {
                 )));
             }
         }
+        if common.nats.nats.is_some() {
+            return Err(refuse(
+                "dedup does not run distributed yet (--nats): only vocab does".to_owned(),
+            ));
+        }
         if common.inputs.iter().any(|p| p.as_os_str() == "-") {
             return Err(refuse(
                 "dedup reads its input three times and stdin (`-`) only once: save it to a file first"
@@ -238,7 +247,7 @@ impl JobCommand {
     pub fn common(&self) -> Option<&CommonArgs> {
         match self {
             JobCommand::Vocab { common } | JobCommand::Dedup { common, .. } => Some(common),
-            JobCommand::Generate(_) => None,
+            JobCommand::Generate(_) | JobCommand::Worker(_) => None,
         }
     }
 
@@ -258,6 +267,7 @@ impl JobCommand {
                 }
             }
             JobCommand::Generate(_) => "generate".to_owned(),
+            JobCommand::Worker(_) => "worker".to_owned(),
         }
     }
 }
@@ -368,6 +378,10 @@ pub struct CommonArgs {
     /// Only warnings and errors (and the summary of a run that failed).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Distributed runs (`--nats`).
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 impl CommonArgs {
@@ -430,6 +444,7 @@ impl CommonArgs {
             engine: drainpipe::jobs::Engine::Actors,
             buffers: drainpipe_actors::BatchBuffers::new(),
             max_memory: Some(budget.bytes),
+            remote: self.nats.settings(),
             temp,
             output,
         }
@@ -458,5 +473,91 @@ impl CommonArgs {
             self.max_record_bytes,
             inputs.join(", ")
         )
+    }
+}
+
+// Distributed runs: step 1 on worker hosts through NATS JetStream
+// (`docs/DISTRIBUTED.md`).
+
+/// Options of a run whose step 1 runs on worker hosts.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// Run step 1 on `drainpipe worker` hosts through the NATS server at
+    /// URL (`nats://host:4222`, `tls://...`; JetStream on). This process
+    /// reads the input and integrates; exit 69 if the server cannot be
+    /// reached.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// A NATS credentials file.
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    pub nats_creds: Option<PathBuf>,
+    /// The run's name on the broker (letters, digits, - and _) [default:
+    /// made of the process id and the time].
+    #[arg(long, value_name = "NAME", requires = "nats",
+          value_parser = parse_run_name)]
+    pub run: Option<String>,
+    /// Seconds a worker may hold a batch without news before the broker
+    /// gives it to another: 1 to 604800.
+    #[arg(long, value_name = "SECS", default_value_t = 30, requires = "nats",
+          value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
+    pub nats_ack_wait: u64,
+}
+
+/// `--run`: a name a stream can take.
+fn parse_run_name(s: &str) -> Result<String, String> {
+    if drainpipe_actors::remote::valid_run_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?}: use 1 to 64 letters, digits, '-' or '_'"))
+    }
+}
+
+impl NatsArgs {
+    /// The broker settings, if the run is distributed.
+    pub fn settings(&self) -> Option<drainpipe_actors::remote::RemoteSettings> {
+        let url = self.nats.as_ref()?;
+        let mut broker = drainpipe_actors::remote::Broker::new(url.clone());
+        broker.creds = self.nats_creds.clone();
+        let run = self.run.clone().unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            format!("run-{}-{now}", std::process::id())
+        });
+        let mut settings = drainpipe_actors::remote::RemoteSettings::new(broker, run);
+        settings.ack_wait = Duration::from_secs(self.nats_ack_wait);
+        Some(settings)
+    }
+}
+
+/// Options of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The NATS server (JetStream on).
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+    /// A NATS credentials file.
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// Batches processed at once, 1 to 1024 [default: number of cores].
+    #[arg(short, long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=bounds::WORKERS))]
+    pub workers: Option<u16>,
+    /// More on stderr: -v each batch taken.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl WorkerArgs {
+    /// The worker's settings.
+    pub fn settings(&self) -> drainpipe_actors::remote::worker::WorkerSettings {
+        let mut broker = drainpipe_actors::remote::Broker::new(self.nats.clone());
+        broker.creds = self.nats_creds.clone();
+        drainpipe_actors::remote::worker::WorkerSettings {
+            broker,
+            workers: self
+                .workers
+                .map_or_else(|| Settings::default().workers, usize::from),
+        }
     }
 }

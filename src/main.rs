@@ -24,10 +24,12 @@ fn main() -> ExitCode {
     if let Err(refusal) = cli.validate() {
         refusal.exit();
     }
-    let level = cli
-        .job
-        .common()
-        .map_or(log::LevelFilter::Warn, |c| c.log_level());
+    let level = match &cli.job {
+        JobCommand::Worker(w) if w.verbose > 0 => log::LevelFilter::Info,
+        job => job
+            .common()
+            .map_or(log::LevelFilter::Warn, |c| c.log_level()),
+    };
     logging::install(level);
     quiet_panics_on_processor_threads();
     // Faults named in the FAILPOINTS environment variable (test builds only).
@@ -48,6 +50,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
             quiet_when_stdout_closes(generate(args))?;
             return Ok(Code::Complete.code());
         }
+        JobCommand::Worker(args) => return worker(args),
         JobCommand::Dedup { common, params } if params.explain => {
             return explain(common, params);
         }
@@ -105,7 +108,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
     let ran = match &cli.job {
         JobCommand::Vocab { .. } => jobs::vocab::run(&ctx),
         JobCommand::Dedup { params, .. } => jobs::dedup::run(&ctx, &params.params()),
-        JobCommand::Generate(_) => unreachable!("handled above"),
+        JobCommand::Generate(_) | JobCommand::Worker(_) => unreachable!("handled above"),
     };
     let mut report = match ran {
         Ok(report) => report,
@@ -148,6 +151,27 @@ fn say_summary(common: &cli::CommonArgs, report: &drainpipe_actors::RunReport) {
     if !report.result.is_null() {
         log::debug!("result: {}", report.result);
     }
+}
+
+/// `drainpipe worker`: step 1 of distributed runs until SIGINT or SIGTERM
+/// (the first finishes the batches held, then exits 0; a second exits at
+/// once with the first's code).
+fn worker(args: &cli::WorkerArgs) -> anyhow::Result<i32> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal, once `stop` is set, exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&stop))
+            .context("installing the signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the signal handlers")?;
+    }
+    let registry = jobs::registry::worker_registry();
+    let report = drainpipe_actors::remote::worker::run(args.settings(), registry, stop)?;
+    let answered = report.answered.load(std::sync::atomic::Ordering::Relaxed);
+    log::info!("worker stopped after answering {answered} batches");
+    Ok(Code::Complete.code())
 }
 
 /// Locks the output folder, then completes a commit a killed run began
@@ -247,6 +271,7 @@ fn job_name(job: &JobCommand) -> &'static str {
         JobCommand::Vocab { .. } => "vocab",
         JobCommand::Dedup { .. } => "dedup",
         JobCommand::Generate(_) => "generate",
+        JobCommand::Worker(_) => "worker",
     }
 }
 
@@ -412,6 +437,17 @@ fn error_code(e: &anyhow::Error) -> Code {
     });
     if refused_resume {
         return Code::Usage;
+    }
+    // The broker of a distributed run (or of a worker) cannot be used.
+    let unavailable = e.chain().any(|cause| {
+        cause.is::<drainpipe_actors::remote::RemoteError>()
+            || matches!(
+                cause.downcast_ref::<PipelineError>(),
+                Some(PipelineError::Remote(_))
+            )
+    });
+    if unavailable {
+        return Code::Unavailable;
     }
     // A typed failure knows its code.
     if let Some(failure) = e

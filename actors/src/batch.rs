@@ -291,6 +291,122 @@ impl Batch {
     }
 }
 
+/// One entry of a batch as it travels to a worker host ([`WireBatch`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct WireEntry {
+    len: u32,
+    line: u64,
+    origin: u32,
+    format: u8,
+    span: Option<(u32, u64)>,
+    rejected: Option<Box<str>>,
+}
+
+/// A run of a batch's records in a form that serializes (for the remote
+/// pool): the records' bytes back to back, their entries and origins.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct WireBatch {
+    pub seq: u64,
+    pub first_index: u64,
+    origins: Vec<String>,
+    entries: Vec<WireEntry>,
+    data: Vec<u8>,
+}
+
+impl Batch {
+    /// The records `range` (positions in the batch) as a [`WireBatch`]:
+    /// its first record keeps its input index, every record its location.
+    pub(crate) fn to_wire(&self, range: std::ops::Range<usize>) -> WireBatch {
+        let entries = &self.entries[range.clone()];
+        let mut origins: Vec<String> = Vec::new();
+        let mut ids: Vec<Option<u32>> = vec![None; self.origins.len()];
+        let mut data = Vec::new();
+        let wire = entries
+            .iter()
+            .map(|e| {
+                let origin = *ids[e.origin as usize].get_or_insert_with(|| {
+                    origins.push(self.origins[e.origin as usize].to_string());
+                    (origins.len() - 1) as u32
+                });
+                data.extend_from_slice(&self.data[e.start..e.end]);
+                WireEntry {
+                    len: (e.end - e.start) as u32,
+                    line: e.line,
+                    origin,
+                    format: e.format,
+                    span: e.span.map(|s| (s.input, s.offset)),
+                    rejected: e.rejected.clone(),
+                }
+            })
+            .collect();
+        WireBatch {
+            seq: self.seq,
+            first_index: self.first_index + range.start as u64,
+            origins,
+            entries: wire,
+            data,
+        }
+    }
+
+    /// Cuts the batch into consecutive runs of records, each with at most
+    /// `max_bytes` of record bytes (a larger record alone).
+    pub(crate) fn parts(&self, max_bytes: usize) -> Vec<std::ops::Range<usize>> {
+        let mut parts = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, e) in self.entries.iter().enumerate() {
+            let len = e.end - e.start;
+            if i > start && bytes + len > max_bytes {
+                parts.push(start..i);
+                (start, bytes) = (i, 0);
+            }
+            bytes += len;
+        }
+        if start < self.entries.len() || parts.is_empty() {
+            parts.push(start..self.entries.len());
+        }
+        parts
+    }
+}
+
+impl WireBatch {
+    /// The records as a [`Batch`] again; `None` when the entries do not
+    /// fit the bytes or name an origin that is not there (a damaged
+    /// message).
+    pub(crate) fn into_batch(self) -> Option<Batch> {
+        let mut entries = Vec::with_capacity(self.entries.len());
+        let mut at = 0usize;
+        for e in self.entries {
+            let end = at.checked_add(e.len as usize)?;
+            if end > self.data.len() || e.origin as usize >= self.origins.len() {
+                return None;
+            }
+            entries.push(Entry {
+                start: at,
+                end,
+                line: e.line,
+                origin: e.origin,
+                format: e.format,
+                span: e.span.map(|(input, offset)| Span { input, offset }),
+                rejected: e.rejected,
+            });
+            at = end;
+        }
+        Some(Batch {
+            seq: self.seq,
+            first_index: self.first_index,
+            data: self.data,
+            entries,
+            origins: self.origins.into_iter().map(Arc::from).collect(),
+            recycle: None,
+        })
+    }
+
+    /// Records in this part.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 /// A record the reader could not hand over, with why.
 #[derive(Debug, Clone, Copy)]
 pub struct Rejected<'a> {

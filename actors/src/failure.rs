@@ -22,6 +22,9 @@ pub enum ExitCode {
     Usage = 2,
     /// More rejected records than `--max-rejects` (`EX_DATAERR`).
     TooManyRejects = 65,
+    /// A service the run needs (the NATS broker of a distributed run)
+    /// cannot be reached at start (`EX_UNAVAILABLE`).
+    Unavailable = 69,
     /// Records lost, or an internal failure such as an Integrator error
     /// (`EX_SOFTWARE`).
     Software = 70,
@@ -43,6 +46,7 @@ impl ExitCode {
             ExitCode::Complete,
             ExitCode::Usage,
             ExitCode::TooManyRejects,
+            ExitCode::Unavailable,
             ExitCode::Software,
             ExitCode::Io,
             ExitCode::Interrupted,
@@ -59,7 +63,7 @@ impl ExitCode {
             ExitCode::Complete => 0,
             ExitCode::Interrupted => 1,
             ExitCode::TooManyRejects => 2,
-            ExitCode::Usage => 3,
+            ExitCode::Usage | ExitCode::Unavailable => 3,
             ExitCode::Io => 4,
             ExitCode::Software => 5,
         }

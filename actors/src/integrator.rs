@@ -25,7 +25,7 @@ use crate::output::{AtomicFile, OutputDir};
 pub const REJECTS_FILE: &str = "rejects.jsonl";
 
 /// A record that was not integrated, with where it came from and why.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RejectedRecord {
     /// Position in the input.
     pub index: u64,

@@ -121,6 +121,7 @@ pub mod output;
 pub mod pipeline;
 pub mod processor;
 pub mod protocol;
+pub mod remote;
 pub mod report;
 pub mod settings;
 pub mod source;

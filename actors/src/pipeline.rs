@@ -15,8 +15,12 @@ use crate::integrator::Integrator;
 use crate::job::{Integrate, Job};
 use crate::observe::Observed;
 use crate::output::OutputDir;
+use crate::processor::ProcessBatch;
 use crate::processor::Processor;
 use crate::protocol::RunHandle;
+use crate::remote::{
+    Link, PoolWiring, RemoteError, RemoteJob, RemotePool, RemoteSettings, RemoteStats,
+};
 use crate::report::{Progress, RunReport};
 pub use crate::settings::Settings;
 use crate::source::{RecordSource, Source};
@@ -43,6 +47,22 @@ pub enum PipelineError {
     /// An output could not be created.
     #[error(transparent)]
     Output(#[from] crate::error::OutputError),
+    /// The broker of a distributed run cannot be used.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+/// Starts a distributed run's pool, given its link to the broker: a
+/// function of the job's type, made where the job's outputs are known to
+/// serialize ([`Pipeline::remote`]).
+type StartRemote<J> = fn(PoolWiring<<J as Job>::Integrator>) -> Recipient<ProcessBatch>;
+
+/// A distributed run's broker settings and how to start its pool.
+struct Remote<J: Job> {
+    settings: RemoteSettings,
+    params: Vec<u8>,
+    start: StartRemote<J>,
+    stats: Arc<RemoteStats>,
 }
 
 /// One run of a job over a source.
@@ -59,6 +79,7 @@ pub struct Pipeline<J: Job, S: RecordSource> {
     setup: Option<SetupFn>,
     rejects_file: &'static str,
     buffers: Option<BatchBuffers>,
+    remote: Option<Remote<J>>,
 }
 
 impl<J: Job, S: RecordSource> Pipeline<J, S> {
@@ -81,6 +102,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             setup: None,
             rejects_file: crate::REJECTS_FILE,
             buffers: None,
+            remote: None,
         }
     }
 
@@ -242,9 +264,16 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         let report_slot = Arc::new(Mutex::new(None));
         let join_deadline = settings.drain_timeout;
         let system = System::new();
+        // Connected inside the System: the client's tasks run on its
+        // runtime for the whole run.
+        let link = match &self.remote {
+            Some(r) => Some(system.block_on(Link::open(&r.settings, self.job.name()))?),
+            None => None,
+        };
+        let stats = self.remote.as_ref().map(|r| Arc::clone(&r.stats));
         let arbiter = system.block_on({
             let report_slot = Arc::clone(&report_slot);
-            async move { self.start(settings, observed, integrator, resume, report_slot) }
+            async move { self.start(settings, observed, integrator, resume, report_slot, link) }
         });
         let code = system.run_with_code()?;
         let joined = join_arbiter(arbiter, join_deadline);
@@ -257,6 +286,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             log::error!("{message}");
             report.fail(Failure::Internal(message));
         }
+        report.remote = stats.map(|s| s.to_json());
         Ok(report)
     }
 
@@ -292,6 +322,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         integrator: Integrator<J::Integrator>,
         resume: Option<Checkpoint>,
         report_slot: Arc<Mutex<Option<RunReport>>>,
+        link: Option<Link>,
     ) -> Arbiter {
         let Pipeline {
             job,
@@ -301,6 +332,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             checkpoints,
             setup,
             buffers,
+            remote,
             ..
         } = self;
         if let Some(setup) = setup {
@@ -309,13 +341,26 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         let arbiter = Arbiter::new();
         let integrator = Integrator::start_in_arbiter(&arbiter.handle(), move |_| integrator);
         let (alive_tx, alive_rx) = mpsc::channel();
-        let pool = Processor::start_pool(
-            settings.workers,
-            Arc::clone(&job),
-            integrator.clone(),
-            Arc::clone(&observed),
-            alive_tx,
-        );
+        let pool = match (remote, link) {
+            (Some(remote), Some(link)) => (remote.start)(PoolWiring {
+                link,
+                job: job.name().to_owned(),
+                params: remote.params,
+                integrator: integrator.clone(),
+                observed: Arc::clone(&observed),
+                stats: remote.stats,
+                publish_deadline: settings.drain_timeout,
+                alive: alive_tx,
+            }),
+            _ => Processor::start_pool(
+                settings.workers,
+                Arc::clone(&job),
+                integrator.clone(),
+                Arc::clone(&observed),
+                alive_tx,
+            )
+            .recipient(),
+        };
         let (source_alive_tx, source_alive_rx) = mpsc::channel();
         let total = source.total();
         let resume_at = resume.as_ref().map_or((0, 0), |c| (c.read, c.batches));
@@ -325,7 +370,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
             resume_at,
             buffers.unwrap_or_default(),
         );
-        Coordinator::new(Wiring {
+        Coordinator::<J, S>::new(Wiring {
             job_name: job.name().to_owned(),
             settings,
             source,
@@ -343,6 +388,23 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         })
         .start();
         arbiter
+    }
+}
+
+impl<J: RemoteJob, S: RecordSource> Pipeline<J, S> {
+    /// Runs step 1 on worker hosts (`drainpipe worker`) through the broker
+    /// `settings` name, instead of on processor threads here. The Source,
+    /// the Integrator and the Coordinator stay in this process, with the
+    /// same protocol. [`Pipeline::run`] then fails with
+    /// [`PipelineError::Remote`] when the broker cannot be used.
+    pub fn remote(mut self, settings: RemoteSettings) -> Self {
+        self.remote = Some(Remote {
+            params: self.job.params(),
+            settings,
+            start: RemotePool::<J::Integrator>::start_pool,
+            stats: Arc::default(),
+        });
+        self
     }
 }
 

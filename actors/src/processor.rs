@@ -86,15 +86,52 @@ impl<J: Job> Actor for Processor<J> {
     type Context = SyncContext<Self>;
 }
 
-impl<J: Job> Processor<J> {
-    fn step1(&self, raw: &crate::batch::RawRecord<'_>) -> Result<J::Output, RecordError> {
-        fail::fail_point!("processor::record", |arg| Err(arg
-            .unwrap_or_else(|| "injected error".into())
-            .into()));
-        let parsed = self.job.parse(raw)?;
-        self.job.process(parsed)
-    }
+/// Step 1 of one record: parse, then process.
+fn step1<J: Job>(job: &J, raw: &crate::batch::RawRecord<'_>) -> Result<J::Output, RecordError> {
+    fail::fail_point!("processor::record", |arg| Err(arg
+        .unwrap_or_else(|| "injected error".into())
+        .into()));
+    let parsed = job.parse(raw)?;
+    job.process(parsed)
 }
+
+/// Step 1 on every record of `batch`: the outputs and the rejects, each in
+/// input order. A record's error or panic rejects that record only.
+/// `at_record` hears each record's index before its step 1 (the stall
+/// report's "working on record n"). The local pool and the remote workers
+/// (`crate::remote`) both run batches through this function.
+pub(crate) fn step1_batch<J: Job>(
+    job: &J,
+    batch: &Batch,
+    mut at_record: impl FnMut(u64),
+) -> Step1Outcome<J::Output> {
+    let mut outputs = Vec::with_capacity(batch.len());
+    let mut rejects = Vec::new();
+    for record in batch.records() {
+        match record {
+            Err(r) => rejects.push(RejectedRecord::new(r.index, r.location, r.reason.into())),
+            Ok(raw) => {
+                at_record(raw.index);
+                match catch_unwind(AssertUnwindSafe(|| step1(job, &raw))) {
+                    Ok(Ok(output)) => outputs.push((raw.index, output)),
+                    Ok(Err(e)) => {
+                        rejects.push(RejectedRecord::new(raw.index, raw.location, e.to_string()))
+                    }
+                    Err(panic) => rejects.push(RejectedRecord::new(
+                        raw.index,
+                        raw.location,
+                        format!("panic in step 1: {}", panic_message(&*panic)),
+                    )),
+                }
+            }
+        }
+    }
+    (outputs, rejects)
+}
+
+/// What step 1 made of a batch: `(input index, output)` for each record
+/// processed, and the records rejected.
+pub(crate) type Step1Outcome<O> = (Vec<(u64, O)>, Vec<RejectedRecord>);
 
 impl<J: Job> Handler<ProcessBatch> for Processor<J> {
     type Result = MessageResult<ProcessBatch>;
@@ -107,29 +144,7 @@ impl<J: Job> Handler<ProcessBatch> for Processor<J> {
         let started = Instant::now();
         let status = &self.observed.processors[self.slot];
         status.start_batch(batch.seq(), self.observed.now_ms());
-        let mut outputs = Vec::with_capacity(batch.len());
-        let mut rejects = Vec::new();
-        for record in batch.records() {
-            match record {
-                Err(r) => rejects.push(RejectedRecord::new(r.index, r.location, r.reason.into())),
-                Ok(raw) => {
-                    status.at_record(raw.index);
-                    match catch_unwind(AssertUnwindSafe(|| self.step1(&raw))) {
-                        Ok(Ok(output)) => outputs.push((raw.index, output)),
-                        Ok(Err(e)) => rejects.push(RejectedRecord::new(
-                            raw.index,
-                            raw.location,
-                            e.to_string(),
-                        )),
-                        Err(panic) => rejects.push(RejectedRecord::new(
-                            raw.index,
-                            raw.location,
-                            format!("panic in step 1: {}", panic_message(&*panic)),
-                        )),
-                    }
-                }
-            }
-        }
+        let (outputs, rejects) = step1_batch(&*self.job, &batch, |index| status.at_record(index));
         let busy = started.elapsed();
         let (processed, rejected) = (outputs.len() as u64, rejects.len() as u64);
         status.delivering(self.observed.now_ms());

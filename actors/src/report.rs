@@ -108,6 +108,10 @@ pub struct RunReport {
     pub checkpoints: crate::checkpoint::CheckpointStats,
     /// The job's own summary.
     pub result: serde_json::Value,
+    /// What the broker did, for a run whose step 1 ran on worker hosts
+    /// (`crate::remote::RemoteStats`); absent from a single-process run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<serde_json::Value>,
 }
 
 impl RunReport {
@@ -199,6 +203,7 @@ mod tests {
             peak_rss_bytes: None,
             checkpoints: crate::checkpoint::CheckpointStats::default(),
             result: serde_json::Value::Null,
+            remote: None,
         }
     }
 

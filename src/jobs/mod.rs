@@ -11,10 +11,12 @@ use drainpipe_actors::OutputDir;
 pub mod dedup;
 pub mod outputs;
 pub mod pass;
+pub mod registry;
 pub mod vocab;
 
 pub use pass::{
-    open_source, run_pass, run_pass_into, run_pass_with, Engine, ProgressFactory, RunContext,
+    open_source, run_pass, run_pass_into, run_pass_remote, run_pass_with, Engine, ProgressFactory,
+    RunContext,
 };
 
 /// The file in `output` that holds an interrupted run's state to resume

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drainpipe_actors::remote::{RemoteJob, RemoteSettings};
 use drainpipe_actors::{
     BatchBuffers, Checkpoint, Checkpoints, Job, OutputDir, Pipeline, Progress, RecordSource,
     RunHandle, RunReport, Settings, TempSpace, REJECTS_FILE,
@@ -58,6 +59,9 @@ pub struct RunContext {
     pub max_memory: Option<u64>,
     /// Where state that passes the budget spills.
     pub temp: Arc<TempSpace>,
+    /// Run step 1 on worker hosts through this broker (`--nats`); `None`:
+    /// on this host's processor threads.
+    pub remote: Option<RemoteSettings>,
 }
 
 /// What runs a job's passes.
@@ -96,6 +100,7 @@ impl RunContext {
             buffers: BatchBuffers::new(),
             max_memory: None,
             temp: Arc::new(TempSpace::new(output.path())),
+            remote: None,
             output,
         }
     }
@@ -177,13 +182,36 @@ pub fn run_pass_into<J: Job, S: RecordSource>(
             rejects_file,
         );
     }
-    let report = Pipeline::with_shared_job(job, source, ctx.output.clone())
+    Ok(pipeline(job, source, ctx, pass, checkpoints, rejects_file).run()?)
+}
+
+/// [`run_pass`] with step 1 on the worker hosts of `remote`'s broker.
+pub fn run_pass_remote<J: RemoteJob, S: RecordSource>(
+    job: Arc<J>,
+    source: S,
+    ctx: &RunContext,
+    pass: &str,
+    remote: RemoteSettings,
+) -> anyhow::Result<RunReport> {
+    let checkpoints = ctx.checkpoints()?;
+    let pipeline = pipeline(job, source, ctx, pass, checkpoints, REJECTS_FILE);
+    Ok(pipeline.remote(remote).run()?)
+}
+
+/// The pipeline of one pass, as the context sets it up.
+fn pipeline<J: Job, S: RecordSource>(
+    job: Arc<J>,
+    source: S,
+    ctx: &RunContext,
+    pass: &str,
+    checkpoints: Checkpoints,
+    rejects_file: &'static str,
+) -> Pipeline<J, S> {
+    Pipeline::with_shared_job(job, source, ctx.output.clone())
         .rejects_file(rejects_file)
         .sharing_buffers(&ctx.buffers)
         .settings(ctx.settings.clone())
         .checkpoints(checkpoints)
         .handle(ctx.handle.clone())
         .on_progress((ctx.progress)(pass))
-        .run()?;
-    Ok(report)
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use drainpipe_actors::remote::RemoteJob;
 use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
@@ -81,6 +82,25 @@ impl Job for Vocab {
     }
 }
 
+/// Version of the parameters a worker host reads ([`Vocab::from_params`]).
+const PARAMS_VERSION: u32 = 1;
+
+impl RemoteJob for Vocab {
+    fn params(&self) -> Vec<u8> {
+        codec::encode(&(&self.fields.text, &self.fields.id), PARAMS_VERSION)
+            .expect("two strings always encode")
+    }
+}
+
+impl Vocab {
+    /// The job [`RemoteJob::params`] describes, on a worker host.
+    pub fn from_params(params: &[u8]) -> Result<Self, String> {
+        let (text, id): (String, String) =
+            codec::decode(params, PARAMS_VERSION).map_err(|e| e.to_string())?;
+        Ok(Vocab::new(TextFields { text, id }))
+    }
+}
+
 /// Step 2 of `vocab`: the counts.
 #[derive(Debug, Default)]
 pub struct VocabCounts {
@@ -141,12 +161,30 @@ impl Integrate for VocabCounts {
 /// Runs `vocab` over the context's input.
 pub fn run(ctx: &super::RunContext) -> anyhow::Result<drainpipe_actors::RunReport> {
     let job = std::sync::Arc::new(Vocab::new(ctx.fields.clone()));
-    super::run_pass(job, super::open_source(ctx)?, ctx, "vocab")
+    let source = super::open_source(ctx)?;
+    match &ctx.remote {
+        Some(remote) => super::run_pass_remote(job, source, ctx, "vocab", remote.clone()),
+        None => super::run_pass(job, source, ctx, "vocab"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_builds_the_same_vocab_job_from_its_parameters() {
+        let job = Vocab::new(TextFields {
+            text: "body".into(),
+            id: "key".into(),
+        });
+        let rebuilt = Vocab::from_params(&job.params()).unwrap();
+        assert_eq!(
+            (rebuilt.fields.text, rebuilt.fields.id),
+            ("body".into(), "key".into())
+        );
+        assert!(Vocab::from_params(b"not parameters").is_err());
+    }
 
     #[test]
     fn words_are_lowercased_and_split_on_anything_not_alphanumeric() {

@@ -13,11 +13,14 @@ mod binary;
 mod common;
 #[path = "../common/dedup.rs"]
 mod mixed;
+#[path = "../common/nats.rs"]
+mod nats;
 
 mod a_closed_stderr_or_a_dead_coordinator_never_hangs_the_run;
 mod a_damaged_or_foreign_checkpoint_is_refused;
 mod a_damaged_or_foreign_dedup_pass_file_is_refused;
 mod a_default_run_is_quiet;
+mod a_distributed_run_gives_the_outputs_of_a_single_process_run;
 mod a_folder_holds_the_outputs_of_one_run_only;
 mod a_killed_runs_temporary_files_are_removed_by_the_next_run;
 mod a_run_that_will_not_fit_on_the_disk_exits_74_with_no_output;

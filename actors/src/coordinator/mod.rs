@@ -40,7 +40,7 @@ use crate::failure::{ExitCode, Failure};
 use crate::integrator::Integrator;
 use crate::job::Job;
 use crate::observe::Observed;
-use crate::processor::Processor;
+use crate::processor::ProcessBatch;
 use crate::protocol::{Phase, RunHandle, StopCause};
 use crate::report::{Progress, RunReport};
 use crate::settings::Settings;
@@ -60,7 +60,10 @@ pub struct Coordinator<J: Job, S: RecordSource> {
     job_name: String,
     settings: Settings,
     source: Option<Addr<Source<S>>>,
-    pool: Option<Addr<Processor<J>>>,
+    /// The processor pool: the local `SyncArbiter` of Processors, or the
+    /// remote pool (`crate::remote::RemotePool`); both answer `ProcessBatch`
+    /// with `BatchDone` once the Integrator holds the batch.
+    pool: Option<Recipient<ProcessBatch>>,
     integrator: Addr<Integrator<J::Integrator>>,
     /// Disconnected when every processor thread has exited.
     alive: mpsc::Receiver<()>,
@@ -121,7 +124,7 @@ pub(crate) struct Wiring<J: Job, S: RecordSource> {
     pub job_name: String,
     pub settings: Settings,
     pub source: Addr<Source<S>>,
-    pub pool: Addr<Processor<J>>,
+    pub pool: Recipient<ProcessBatch>,
     pub integrator: Addr<Integrator<J::Integrator>>,
     pub alive: mpsc::Receiver<()>,
     pub source_alive: mpsc::Receiver<()>,

@@ -173,6 +173,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                 integrator_reorder: self.observed.integrator_reorder.peak(),
             },
             result: serde_json::Value::Null,
+            remote: None,
         }
     }
 }

@@ -216,6 +216,7 @@ impl<'a> Run<'a> {
             peak_rss_bytes: None,
             checkpoints: Default::default(),
             result: serde_json::Value::Null,
+            remote: None,
         }
     }
 }

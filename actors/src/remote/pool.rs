@@ -1,0 +1,475 @@
+//! The RemotePool actor: the processor pool of a distributed run, in the
+//! Coordinator's process. It answers `ProcessBatch` with `BatchDone` as
+//! the local pool does, only after the Integrator holds the batch, so the
+//! Coordinator and the stop protocol cannot tell the two apart.
+//!
+//! A batch is published as parts that each fit in one broker message
+//! (`wire.rs`), and waits (`Waiting`) until every part is answered. Answers
+//! come through the run's result consumer as a stream of messages; the
+//! first answer of a part is kept, and any later one (a redelivered batch
+//! that two workers both answered) is counted and dropped, so the
+//! Integrator gets each batch once. The pool acks an answer once it holds
+//! it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_nats::jetstream;
+use futures::channel::oneshot;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::batch::Batch;
+use crate::failure::Failure;
+use crate::integrator::{Deliver, Integrator, RejectedRecord};
+use crate::job::Integrate;
+use crate::observe::Observed;
+use crate::processor::{BatchDone, ProcessBatch};
+
+use super::link::Link;
+use super::wire::{pack, unpack, Answer, Work, UNPACKED_LIMIT};
+
+/// How often the pool looks whether the Coordinator has let it go.
+const LOOK: Duration = Duration::from_millis(20);
+
+/// What the broker did during a run, for `summary.json`.
+#[derive(Debug, Default)]
+pub struct RemoteStats {
+    /// Work messages published (parts of batches).
+    pub parts: AtomicU64,
+    /// Bytes published as work (compressed).
+    pub work_bytes: AtomicU64,
+    /// Bytes received as answers (compressed).
+    pub answer_bytes: AtomicU64,
+    /// Answers of a work message the broker had delivered more than once
+    /// (a worker died or was too slow with it).
+    pub redelivered: AtomicU64,
+    /// Answers dropped because their part was already answered.
+    pub duplicates: AtomicU64,
+    /// Answers that could not be read (damaged or foreign).
+    pub unreadable: AtomicU64,
+    /// Publications the broker did not confirm at once and that were tried
+    /// again.
+    pub publish_retries: AtomicU64,
+}
+
+impl RemoteStats {
+    /// The counts as JSON (no URL, no credential).
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "parts": get(&self.parts),
+            "work_bytes": get(&self.work_bytes),
+            "answer_bytes": get(&self.answer_bytes),
+            "redelivered": get(&self.redelivered),
+            "duplicates": get(&self.duplicates),
+            "unreadable": get(&self.unreadable),
+            "publish_retries": get(&self.publish_retries),
+        })
+    }
+}
+
+/// A batch published and not yet fully answered.
+struct Waiting<O> {
+    records: u64,
+    parts: Vec<Option<Answer<O>>>,
+    reply: oneshot::Sender<BatchDone>,
+}
+
+/// The remote pool actor, generic over the job's step-2 state.
+pub struct RemotePool<I: Integrate> {
+    link: Link,
+    job: String,
+    params: Arc<[u8]>,
+    integrator: Addr<Integrator<I>>,
+    observed: Arc<Observed>,
+    /// Boxed: the outputs need not be `Unpin`, the actor must be.
+    waiting: HashMap<u64, Box<Waiting<I::Output>>>,
+    stats: Arc<RemoteStats>,
+    /// How long a publication may be retried before the batch is lost.
+    publish_deadline: Duration,
+    /// Dropped (after the stream is removed) when the pool has stopped:
+    /// the Coordinator's Releasing waits for it, as for the local pool's
+    /// threads.
+    alive: Option<mpsc::Sender<()>>,
+}
+
+/// Everything a [`RemotePool`] is started with.
+pub(crate) struct PoolWiring<I: Integrate> {
+    pub link: Link,
+    pub job: String,
+    pub params: Vec<u8>,
+    pub integrator: Addr<Integrator<I>>,
+    pub observed: Arc<Observed>,
+    pub stats: Arc<RemoteStats>,
+    pub publish_deadline: Duration,
+    pub alive: mpsc::Sender<()>,
+}
+
+impl<I: Integrate> RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    /// Starts the pool on the current arbiter (the System's).
+    pub(crate) fn start_pool(w: PoolWiring<I>) -> Recipient<ProcessBatch> {
+        RemotePool {
+            link: w.link,
+            job: w.job,
+            params: w.params.into(),
+            integrator: w.integrator,
+            observed: w.observed,
+            waiting: HashMap::new(),
+            stats: w.stats,
+            publish_deadline: w.publish_deadline,
+            alive: Some(w.alive),
+        }
+        .start()
+        .recipient()
+    }
+
+    /// The packed work messages of `batch`, each under the broker's
+    /// largest message; a record too large for one even compressed is
+    /// answered here, rejected with the reason.
+    fn pack_parts(&self, batch: &Batch) -> Vec<Result<Vec<u8>, RejectedRecord>> {
+        let limit = self.link.max_message;
+        let mut ranges: Vec<_> = batch.parts(limit).into_iter().rev().collect();
+        let mut packed = Vec::new();
+        while let Some(range) = ranges.pop() {
+            let wire = batch.to_wire(range.clone());
+            let work = Work {
+                job: self.job.clone(),
+                params: self.params.to_vec(),
+                batch: wire,
+            };
+            match pack(&work) {
+                Ok(bytes) if bytes.len() <= limit => packed.push(Ok(bytes)),
+                Ok(_) | Err(_) if range.len() > 1 => {
+                    // Halve it: entries and framing may outgrow the bytes.
+                    let mid = range.start + range.len() / 2;
+                    ranges.push(mid..range.end);
+                    ranges.push(range.start..mid);
+                }
+                other => {
+                    let raw = batch.records().nth(range.start).expect("in the batch");
+                    let (index, location) = match raw {
+                        Ok(r) => (r.index, r.location),
+                        Err(r) => (r.index, r.location),
+                    };
+                    let why = match other {
+                        Ok(bytes) => format!(
+                            "too large for one broker message: {} bytes compressed, the broker takes {limit}",
+                            bytes.len()
+                        ),
+                        Err(e) => format!("cannot be packed for the broker: {e}"),
+                    };
+                    packed.push(Err(RejectedRecord::new(index, location, why)));
+                }
+            }
+        }
+        packed
+    }
+}
+
+impl<I: Integrate> Actor for RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Answers are read before any batch is handled (`wait`), so none
+        // published by this pool can be missed.
+        let results = self.link.results.clone();
+        ctx.wait(
+            async move { results.messages().await }
+                .into_actor(self)
+                .map(|messages, act, ctx| match messages {
+                    Ok(stream) => {
+                        ctx.add_stream(stream);
+                    }
+                    Err(e) => {
+                        // Every batch then waits; the Coordinator's stall
+                        // report and deadline end the run.
+                        log::error!("cannot read answers from {}: {e}", act.link.stream);
+                    }
+                }),
+        );
+        ctx.run_interval(LOOK, |_, ctx| {
+            // The Coordinator dropped its address (Releasing): stop.
+            if !ctx.connected() {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        let (link, alive) = (self.link.clone(), self.alive.take());
+        for (seq, _) in self.waiting.drain() {
+            log::warn!("batch {seq} was still published when the pool stopped");
+        }
+        actix::spawn(async move {
+            link.remove().await;
+            drop(alive);
+        });
+    }
+}
+
+impl<I: Integrate> Handler<ProcessBatch> for RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    type Result = ResponseFuture<BatchDone>;
+
+    fn handle(
+        &mut self,
+        ProcessBatch(batch): ProcessBatch,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let (seq, records) = (batch.seq(), batch.len() as u64);
+        let packed = self.pack_parts(&batch);
+        drop(batch);
+        let (reply, answered) = oneshot::channel();
+        let mut parts = Vec::with_capacity(packed.len());
+        let mut publish = Vec::new();
+        for (part, p) in packed.into_iter().enumerate() {
+            match p {
+                Ok(bytes) => {
+                    parts.push(None);
+                    publish.push((part as u32, bytes));
+                }
+                Err(rejected) => parts.push(Some(Answer {
+                    seq,
+                    part: part as u32,
+                    delivered: 0,
+                    busy_ns: 0,
+                    outputs: Vec::new(),
+                    rejects: vec![rejected],
+                })),
+            }
+        }
+        self.waiting.insert(
+            seq,
+            Box::new(Waiting {
+                records,
+                parts,
+                reply,
+            }),
+        );
+        let publishing = publish_all(
+            self.link.clone(),
+            seq,
+            publish,
+            Arc::clone(&self.stats),
+            self.publish_deadline,
+        );
+        ctx.spawn(
+            publishing
+                .into_actor(self)
+                .map(move |published, act, ctx| match published {
+                    Ok(()) => act.maybe_complete(seq, ctx),
+                    Err(why) => {
+                        if let Some(w) = act.waiting.remove(&seq) {
+                            let _ = w.reply.send(lost(seq, records, why));
+                        }
+                    }
+                }),
+        );
+        Box::pin(async move {
+            answered.await.unwrap_or_else(|_| {
+                lost(
+                    seq,
+                    records,
+                    "the remote pool stopped before the batch was answered".into(),
+                )
+            })
+        })
+    }
+}
+
+/// The answer for a batch whose records are lost (the Coordinator stops
+/// the run with exit 70).
+fn lost(seq: u64, records: u64, why: String) -> BatchDone {
+    BatchDone {
+        seq,
+        records,
+        processed: 0,
+        rejected: 0,
+        busy: Duration::ZERO,
+        delivery: Err(Failure::Lost(format!("batch {seq}: {why}"))),
+    }
+}
+
+/// Publishes the parts of batch `seq` and waits for the broker to confirm
+/// each; a publication not confirmed is tried again each second (the
+/// broker may be restarting) until `deadline`. The message id lets the
+/// broker drop a part published twice.
+async fn publish_all(
+    link: Link,
+    seq: u64,
+    parts: Vec<(u32, Vec<u8>)>,
+    stats: Arc<RemoteStats>,
+    deadline: Duration,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    for (part, bytes) in parts {
+        let id = format!("{}.{seq}.{part}", link.stream);
+        let payload = bytes::Bytes::from(bytes);
+        stats.parts.fetch_add(1, Ordering::Relaxed);
+        stats
+            .work_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        loop {
+            let message = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&id)
+                .header(super::wire::PART_HEADER, part.to_string().as_str());
+            let confirmed = match link
+                .js
+                .send_publish(link.work_subject.clone(), message)
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match confirmed {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < deadline => {
+                    log::warn!("publishing batch {seq} part {part}: {e}; trying again");
+                    stats.publish_retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the broker did not take part {part} within {}s: {e}",
+                        deadline.as_secs()
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<I: Integrate>
+    StreamHandler<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>
+    for RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    fn handle(
+        &mut self,
+        item: Result<jetstream::Message, jetstream::consumer::pull::MessagesError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let message = match item {
+            Ok(message) => message,
+            Err(e) => {
+                log::warn!("reading answers from {}: {e}", self.link.stream);
+                return;
+            }
+        };
+        self.stats
+            .answer_bytes
+            .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        match unpack::<Answer<I::Output>>(&message.payload, UNPACKED_LIMIT) {
+            Ok(answer) => self.hold(answer, ctx),
+            Err(e) => {
+                self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
+                log::error!("an unreadable answer in {}: {e}", self.link.stream);
+            }
+        }
+        // Held (or useless): the broker may forget it. A lost ack only
+        // brings the answer again, which is then dropped as a duplicate.
+        actix::spawn(async move {
+            if let Err(e) = message.ack().await {
+                log::debug!("ack of an answer: {e}");
+            }
+        });
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The default would stop the pool with batches waiting.
+        log::error!("the answers of {} stopped coming", self.link.stream);
+    }
+}
+
+impl<I: Integrate> RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    /// Keeps the first answer of each part.
+    fn hold(&mut self, answer: Answer<I::Output>, ctx: &mut Context<Self>) {
+        let seq = answer.seq;
+        let Some(slot) = self
+            .waiting
+            .get_mut(&seq)
+            .and_then(|w| w.parts.get_mut(answer.part as usize))
+            .filter(|slot| slot.is_none())
+        else {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "answer of batch {seq} part {} dropped: answered already",
+                answer.part
+            );
+            return;
+        };
+        if answer.delivered > 1 {
+            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        *slot = Some(answer);
+        self.maybe_complete(seq, ctx);
+    }
+
+    /// When every part of batch `seq` is answered: hands the batch to the
+    /// Integrator, then answers the Coordinator.
+    fn maybe_complete(&mut self, seq: u64, ctx: &mut Context<Self>) {
+        if !self
+            .waiting
+            .get(&seq)
+            .is_some_and(|w| w.parts.iter().all(Option::is_some))
+        {
+            return;
+        }
+        let w = self.waiting.remove(&seq).expect("looked up above");
+        let (mut outputs, mut rejects, mut busy_ns) = (Vec::new(), Vec::new(), 0u64);
+        for answer in w.parts.into_iter().flatten() {
+            outputs.extend(answer.outputs);
+            rejects.extend(answer.rejects);
+            busy_ns += answer.busy_ns;
+        }
+        let (processed, rejected) = (outputs.len() as u64, rejects.len() as u64);
+        let observed = Arc::clone(&self.observed);
+        observed.integrator_mailbox.inc();
+        let records = w.records;
+        let reply = w.reply;
+        ctx.spawn(
+            self.integrator
+                .send(Deliver {
+                    seq,
+                    outputs,
+                    rejects,
+                })
+                .into_actor(self)
+                .map(move |accepted, _, _| {
+                    let delivery = match accepted {
+                        Ok(result) => result,
+                        Err(e) => {
+                            observed.integrator_mailbox.dec();
+                            Err(Failure::Internal(format!("integrator unreachable: {e}")))
+                        }
+                    };
+                    let _ = reply.send(BatchDone {
+                        seq,
+                        records,
+                        processed,
+                        rejected,
+                        busy: Duration::from_nanos(busy_ns),
+                        delivery,
+                    });
+                }),
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! A worker host: `--workers` pull loops (slots), each taking one batch at
+//! a time from the runs on the broker, running step 1 on it with the same
+//! code as a local Processor, publishing the answer and only then acking
+//! the batch. A worker that dies holding a batch never acked it, so the
+//! broker gives it to another worker after the ack wait; the pool drops
+//! whichever answer comes second.
+//!
+//! Stopping (SIGINT, SIGTERM: the caller sets `stop`): no slot takes a new
+//! batch; each finishes and answers the one it holds; then `run` returns.
+//! Every wait is bounded: a fetch expires after [`POLL`], a publication is
+//! retried until [`ANSWER_DEADLINE`] and the batch is then handed back
+//! (nak) for another worker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use futures::StreamExt;
+
+use super::link::{connect, STREAM_PREFIX, WORKERS};
+use super::step::{Registry, Step};
+use super::wire::{pack, unpack, Answer, Work, PART_HEADER, UNPACKED_LIMIT};
+use super::{Broker, RemoteError};
+use crate::integrator::RejectedRecord;
+
+/// How long one fetch waits for a batch before the slot looks at `stop`
+/// and at the runs again.
+pub const POLL: Duration = Duration::from_millis(500);
+/// How long a slot tries to publish an answer before it hands the batch
+/// back to the broker.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
+/// How often the runs on the broker are listed.
+const DISCOVER: Duration = Duration::from_millis(500);
+
+/// How a worker host runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// The broker.
+    pub broker: Broker,
+    /// Batches processed at once (pull loops, each step 1 on a thread of
+    /// its own).
+    pub workers: usize,
+}
+
+/// What a worker did, when it stops.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    /// Batches (parts) answered.
+    pub answered: AtomicU64,
+    /// Records in them.
+    pub records: AtomicU64,
+    /// Batches handed back to the broker (answer not published in time).
+    pub handed_back: AtomicU64,
+    /// Work messages that could not be read, dropped with an error.
+    pub unreadable: AtomicU64,
+}
+
+/// A job as a batch names it: its name and parameters.
+type JobKey = (String, Vec<u8>);
+
+/// What every slot shares.
+struct Shared {
+    js: jetstream::Context,
+    registry: Registry,
+    steps: Mutex<HashMap<JobKey, Arc<dyn Step>>>,
+    runs: Mutex<Vec<String>>,
+    stop: Arc<AtomicBool>,
+    report: WorkerReport,
+}
+
+/// Runs a worker host until `stop` is set, then lets every slot finish the
+/// batch it holds. `Err` only when the broker cannot be reached at start.
+pub fn run(
+    settings: WorkerSettings,
+    registry: Registry,
+    stop: Arc<AtomicBool>,
+) -> Result<WorkerReport, RemoteError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("drainpipe-worker-io")
+        .enable_all()
+        .build()
+        .map_err(|e| RemoteError::Unreachable {
+            url: settings.broker.shown_url(),
+            cause: format!("cannot start the runtime: {e}"),
+        })?;
+    runtime.block_on(async move {
+        let (_client, js) = connect(&settings.broker).await?;
+        log::info!(
+            "worker connected to {} with {} slots",
+            settings.broker.shown_url(),
+            settings.workers
+        );
+        let shared = Arc::new(Shared {
+            js,
+            registry,
+            steps: Mutex::default(),
+            runs: Mutex::default(),
+            stop,
+            report: WorkerReport::default(),
+        });
+        let discover = tokio::spawn(discover(Arc::clone(&shared)));
+        let slots: Vec<_> = (0..settings.workers)
+            .map(|slot| tokio::spawn(work(Arc::clone(&shared), slot)))
+            .collect();
+        for slot in slots {
+            if let Err(e) = slot.await {
+                log::error!("a worker slot ended abnormally: {e}");
+            }
+        }
+        discover.abort();
+        // Awaited so its clone of `shared` is dropped.
+        let _ = discover.await;
+        let shared = Arc::into_inner(shared).expect("every slot has ended");
+        Ok(shared.report)
+    })
+}
+
+/// Lists the runs' streams every [`DISCOVER`], so runs that start after
+/// the worker are found.
+async fn discover(shared: Arc<Shared>) {
+    loop {
+        let names: Vec<String> = shared
+            .js
+            .stream_names()
+            .filter_map(|name| async move { name.ok() })
+            .filter(|name| futures::future::ready(name.starts_with(STREAM_PREFIX)))
+            .collect()
+            .await;
+        *shared.runs.lock().expect("runs lock") = names;
+        tokio::time::sleep(DISCOVER).await;
+    }
+}
+
+/// One slot: takes a batch from any run, answers it, until stopped.
+async fn work(shared: Arc<Shared>, slot: usize) {
+    let mut consumers: HashMap<String, PullConsumer> = HashMap::new();
+    let mut turn = slot;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let runs = shared.runs.lock().expect("runs lock").clone();
+        if runs.is_empty() {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        turn = turn.wrapping_add(1);
+        let stream = &runs[turn % runs.len()];
+        let consumer = match consumers.get(stream) {
+            Some(c) => c.clone(),
+            None => match consumer_of(&shared.js, stream).await {
+                Some(c) => consumers.entry(stream.clone()).or_insert(c).clone(),
+                None => {
+                    tokio::time::sleep(POLL / 5).await;
+                    continue;
+                }
+            },
+        };
+        let fetched = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(POLL)
+            .messages()
+            .await;
+        let mut messages = match fetched {
+            Ok(m) => m,
+            Err(e) => {
+                log::debug!("fetching from {stream}: {e}");
+                consumers.remove(stream);
+                tokio::time::sleep(POLL / 5).await;
+                continue;
+            }
+        };
+        let ack_wait = consumer.cached_info().config.ack_wait;
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(message) => answer(&shared, message, ack_wait).await,
+                Err(e) => log::debug!("fetching from {stream}: {e}"),
+            }
+        }
+    }
+}
+
+/// The workers' consumer of `stream`, if the run is still there.
+async fn consumer_of(js: &jetstream::Context, stream: &str) -> Option<PullConsumer> {
+    let stream = js.get_stream(stream).await.ok()?;
+    stream.get_consumer(WORKERS).await.ok()
+}
+
+/// Processes one work message: step 1 on a blocking thread while the
+/// broker hears, every third of the ack wait, that the batch is in
+/// progress; then the answer is published and confirmed, and only then is
+/// the batch acked.
+async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Duration) {
+    let delivered = message.info().map_or(1, |i| i.delivered.max(1) as u64);
+    let part = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(PART_HEADER))
+        .and_then(|v| v.as_str().parse::<u32>().ok());
+    let work = unpack::<Work>(&message.payload, UNPACKED_LIMIT);
+    let (Some(part), Ok(work)) = (part, work) else {
+        shared.report.unreadable.fetch_add(1, Ordering::Relaxed);
+        log::error!("an unreadable batch on {}: dropped", message.subject);
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    };
+    let (seq, records) = (work.batch.seq, work.batch.len() as u64);
+    log::info!("took batch {seq} part {part} ({records} records, delivery {delivered})");
+    fail::fail_point!("worker::took_batch");
+    let packed = {
+        let step = shared.step(&work.job, &work.params);
+        let job = work.job.clone();
+        let computing =
+            tokio::task::spawn_blocking(move || match (step, work.batch.into_batch()) {
+                (Ok(step), Some(batch)) => step.answer(&batch, part, delivered),
+                (Err(why), _) => Err(format!("job {job}: {why}")),
+                (_, None) => Err("the batch's records do not fit its bytes".into()),
+            });
+        in_progress(&message, computing, ack_wait).await
+    };
+    let packed = match packed {
+        Ok(bytes) => bytes,
+        Err(why) => {
+            // Every record rejected with the reason: accounted for.
+            log::error!("batch {seq} part {part}: {why}");
+            match rejecting(seq, part, delivered, &message, &why) {
+                Some(bytes) => bytes,
+                None => return,
+            }
+        }
+    };
+    let subject = message.subject.as_str().replace(".work", ".result");
+    let stream = message
+        .info()
+        .map_or_else(|_| String::new(), |i| i.stream.to_owned());
+    let id = format!("{stream}.{seq}.{part}.answer");
+    if publish_answer(shared, &subject, &id, packed).await {
+        if let Err(e) = message.double_ack().await {
+            log::warn!("ack of batch {seq} part {part}: {e} (it may be answered twice; the run drops the second)");
+        }
+        shared.report.answered.fetch_add(1, Ordering::Relaxed);
+        shared.report.records.fetch_add(records, Ordering::Relaxed);
+    } else {
+        shared.report.handed_back.fetch_add(1, Ordering::Relaxed);
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+    }
+}
+
+/// Waits for step 1, telling the broker every third of `ack_wait` that the
+/// batch is still being worked on.
+async fn in_progress(
+    message: &jetstream::Message,
+    mut computing: tokio::task::JoinHandle<Result<Vec<u8>, String>>,
+    ack_wait: Duration,
+) -> Result<Vec<u8>, String> {
+    let every = (ack_wait / 3).max(Duration::from_millis(100));
+    loop {
+        match tokio::time::timeout(every, &mut computing).await {
+            Ok(Ok(result)) => return result,
+            Ok(Err(e)) => return Err(format!("step 1 ended abnormally: {e}")),
+            Err(_) => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    log::warn!("in-progress ack: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// An answer that rejects every record of the work in `message` with
+/// `why` (the job is unknown here, or its parameters unusable).
+fn rejecting(
+    seq: u64,
+    part: u32,
+    delivered: u64,
+    message: &jetstream::Message,
+    why: &str,
+) -> Option<Vec<u8>> {
+    let work = unpack::<Work>(&message.payload, UNPACKED_LIMIT).ok()?;
+    let batch = work.batch.into_batch()?;
+    let rejects = batch
+        .records()
+        .map(|r| {
+            let (index, location) = match r {
+                Ok(r) => (r.index, r.location),
+                Err(r) => (r.index, r.location),
+            };
+            RejectedRecord::new(index, location, why.to_owned())
+        })
+        .collect();
+    // No outputs: an empty list reads as a list of any output type.
+    let answer: Answer<()> = Answer {
+        seq,
+        part,
+        delivered,
+        busy_ns: 0,
+        outputs: Vec::new(),
+        rejects,
+    };
+    pack(&answer).ok()
+}
+
+/// Publishes an answer and waits for the broker's confirmation, trying
+/// again each second until [`ANSWER_DEADLINE`]. False when it never was.
+async fn publish_answer(shared: &Shared, subject: &str, id: &str, packed: Vec<u8>) -> bool {
+    let started = Instant::now();
+    let payload = bytes::Bytes::from(packed);
+    loop {
+        let message = jetstream::message::PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(id);
+        let confirmed = match shared.js.send_publish(subject.to_owned(), message).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match confirmed {
+            Ok(()) => return true,
+            Err(e) if started.elapsed() < ANSWER_DEADLINE => {
+                log::warn!("publishing answer {id}: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                log::error!("publishing answer {id}: {e}; handing the batch back");
+                return false;
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The job `name` with `params`, built once per process.
+    fn step(&self, name: &str, params: &[u8]) -> Result<Arc<dyn Step>, String> {
+        let key = (name.to_owned(), params.to_vec());
+        if let Some(step) = self.steps.lock().expect("steps lock").get(&key) {
+            return Ok(Arc::clone(step));
+        }
+        let step = self.registry.build(name, params)?;
+        self.steps
+            .lock()
+            .expect("steps lock")
+            .insert(key, Arc::clone(&step));
+        Ok(step)
+    }
+}

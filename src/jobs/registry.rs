@@ -1,0 +1,14 @@
+//! The jobs a worker host (`drainpipe worker`) can run: each job whose
+//! step 1 may run remotely, by name, built from the parameters the batch
+//! carries.
+
+use drainpipe_actors::remote::Registry;
+
+use super::vocab::Vocab;
+
+/// Every built-in job that runs distributed.
+pub fn worker_registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.add("vocab", Vocab::from_params);
+    registry
+}

@@ -1,0 +1,93 @@
+//! A real `nats-server` with JetStream for the tests of distributed runs:
+//! on 127.0.0.1 only, on a free port, with its store in a temporary folder;
+//! killed and waited for when dropped. `.ci/run` installs Debian's
+//! `nats-server` when it is missing.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `nats-server -js`, stopped when dropped.
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server and waits (at most 10 s) until it takes connections.
+    pub fn start() -> NatsServer {
+        let store = tempfile::tempdir().unwrap();
+        // A port the system just handed out and took back: free.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (apt-get install nats-server; .ci/run does it)");
+        let server = NatsServer {
+            child,
+            port,
+            _store: store,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nats-server did not listen on 127.0.0.1:{port} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `drainpipe worker` process, killed and waited for when dropped
+/// (unless the test waited for it itself).
+pub struct Worker {
+    pub child: Option<Child>,
+}
+
+impl Worker {
+    /// Starts `drainpipe worker --nats URL --workers N`. With
+    /// `failpoints`, it also says which batch it takes (`-v`), on a stderr
+    /// the test must read.
+    pub fn start(url: &str, workers: u32, failpoints: Option<&str>) -> Worker {
+        let mut cmd = crate::binary::drainpipe();
+        cmd.args(["worker", "--nats", url, "--workers", &workers.to_string()]);
+        if let Some(f) = failpoints {
+            cmd.env("FAILPOINTS", f).arg("-v");
+        }
+        Worker {
+            child: Some(crate::binary::spawn(cmd)),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! A run whose step 1 runs on worker processes through a NATS JetStream
+//! broker (`--nats`) writes the outputs of a single-process run, byte for
+//! byte, rejected records included; a worker killed with SIGKILL while it
+//! holds a batch changes nothing but the redelivery count in
+//! `summary.json`; a broker that cannot be reached is refused with exit
+//! 69. Each test starts its own `nats-server` on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Output;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::binary::{drainpipe, signal, spawn, summary, wait};
+use crate::nats::{NatsServer, Worker};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A JSON Lines input of `docs` demo documents and two malformed lines.
+fn input(dir: &Path, docs: u32) -> std::path::PathBuf {
+    let path = dir.join("in.jsonl");
+    let out = drainpipe()
+        .args(["generate", "--docs", &docs.to_string(), "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"id\": 1, \"text\": \n{not json}\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `vocab INPUT -o OUT` with `extra` arguments and waits for it.
+fn vocab(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = drainpipe();
+    cmd.arg("vocab").arg(input).arg("-o").arg(out);
+    cmd.args(["--no-progress", "--checkpoint-every", "0"])
+        .args(extra);
+    wait(spawn(cmd), DEADLINE).0
+}
+
+fn same_outputs(single: &Path, distributed: &Path) {
+    for name in ["vocab.tsv", "rejects.jsonl"] {
+        let a = std::fs::read(single.join(name)).unwrap();
+        let b = std::fs::read(distributed.join(name)).unwrap();
+        assert!(
+            a == b,
+            "{name} differs between the single-process and the distributed run"
+        );
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn vocab_on_two_worker_processes_writes_the_single_process_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 3000);
+    let (single, distributed) = (dir.path().join("single"), dir.path().join("distributed"));
+    let out = vocab(&input, &single, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let server = NatsServer::start();
+    let _workers = [
+        Worker::start(&server.url(), 1, None),
+        Worker::start(&server.url(), 1, None),
+    ];
+    // Small batches: many messages, several in flight at once.
+    let out = vocab(
+        &input,
+        &distributed,
+        &["--nats", &server.url(), "--batch", "64"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    same_outputs(&single, &distributed);
+
+    let s = summary(&distributed);
+    assert_eq!(s["records"]["read"], 3002);
+    assert_eq!(s["records"]["rejected"], 2);
+    assert_eq!(s["conservation"], true);
+    let parts = s["remote"]["parts"].as_u64().unwrap();
+    assert!(
+        parts >= 3002 / 64,
+        "every batch went through the broker: {parts} parts"
+    );
+    assert_eq!(s["remote"]["unreadable"], 0);
+    assert!(
+        summary(&single).get("remote").is_none(),
+        "a local run has no remote section"
+    );
+}
+
+#[test]
+fn a_worker_killed_holding_a_batch_changes_nothing_but_the_redelivery_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 2000);
+    let (single, distributed) = (dir.path().join("single"), dir.path().join("distributed"));
+    let out = vocab(&input, &single, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let server = NatsServer::start();
+    // This worker holds the first batch it takes and never answers it.
+    let mut doomed = Worker::start(&server.url(), 1, Some("worker::took_batch=sleep(600000)"));
+    let took = took_a_batch(doomed.child.as_mut().unwrap());
+    let mut cmd = drainpipe();
+    cmd.arg("vocab").arg(&input).arg("-o").arg(&distributed);
+    cmd.args(["--no-progress", "--checkpoint-every", "0", "--batch", "64"]);
+    cmd.args(["--nats", &server.url(), "--nats-ack-wait", "2"]);
+    let run = spawn(cmd);
+    took.recv_timeout(DEADLINE)
+        .expect("the doomed worker took a batch");
+    signal(doomed.child.as_ref().unwrap(), "KILL");
+    let _rescuer = Worker::start(&server.url(), 2, None);
+    let out = wait(run, DEADLINE).0;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    same_outputs(&single, &distributed);
+    let s = summary(&distributed);
+    assert_eq!(s["conservation"], true);
+    assert!(
+        s["remote"]["redelivered"].as_u64().unwrap() >= 1,
+        "the batch the killed worker held was redelivered: {}",
+        s["remote"]
+    );
+}
+
+/// Fires once the worker's stderr says it took a batch.
+fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
+    let stderr = worker.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("took batch") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx
+}
+
+/// A URL where nothing listens: a port the system handed out and took back.
+fn nobody() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("nats://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_broker_that_cannot_be_reached_is_refused_with_exit_69() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 10);
+    let out_dir = dir.path().join("out");
+    let url = nobody();
+    let out = vocab(&input, &out_dir, &["--nats", &url]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot reach the NATS server") && err.contains(&url),
+        "{err}"
+    );
+    assert!(!out_dir.join("vocab.tsv").exists(), "nothing is written");
+
+    let worker = drainpipe()
+        .args(["worker", "--nats", &url])
+        .output()
+        .unwrap();
+    assert_eq!(worker.status.code(), Some(69), "{}", stderr(&worker));
+}
