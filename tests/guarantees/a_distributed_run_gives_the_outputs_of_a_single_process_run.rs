@@ -126,6 +126,40 @@ fn a_worker_killed_holding_a_batch_changes_nothing_but_the_redelivery_count() {
     );
 }
 
+#[test]
+fn a_worker_stopped_by_sigterm_answers_the_batch_it_holds_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 1000);
+    let (single, distributed) = (dir.path().join("single"), dir.path().join("distributed"));
+    let out = vocab(&input, &single, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let server = NatsServer::start();
+    // Holds each batch a second before working on it: the signal comes
+    // while it holds one.
+    let mut stopping = Worker::start(&server.url(), 1, Some("worker::took_batch=sleep(1000)"));
+    let took = took_a_batch(stopping.child.as_mut().unwrap());
+    let mut cmd = drainpipe();
+    cmd.arg("vocab").arg(&input).arg("-o").arg(&distributed);
+    cmd.args(["--no-progress", "--checkpoint-every", "0", "--batch", "64"]);
+    // Were the held batch dropped, the broker would redeliver it after 30 s
+    // and the summary would count it.
+    cmd.args(["--nats", &server.url(), "--nats-ack-wait", "30"]);
+    let run = spawn(cmd);
+    took.recv_timeout(DEADLINE)
+        .expect("the worker took a batch");
+    signal(stopping.child.as_ref().unwrap(), "TERM");
+    let (stopped, _) = wait(stopping.child.take().unwrap(), DEADLINE);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stderr(&stopped));
+    let _others = Worker::start(&server.url(), 2, None);
+    let out = wait(run, DEADLINE).0;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    same_outputs(&single, &distributed);
+    let s = summary(&distributed);
+    assert_eq!(s["remote"]["redelivered"], 0, "{}", s["remote"]);
+    assert_eq!(s["conservation"], true);
+}
+
 /// Fires once the worker's stderr says it took a batch.
 fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
     let stderr = worker.stderr.take().unwrap();
