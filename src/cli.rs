@@ -501,6 +501,11 @@ pub struct NatsArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30, requires = "nats",
           value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub nats_ack_wait: u64,
+    /// Deliveries of a batch at most, 1 to 100; past them (every worker
+    /// that took it died) its records are rejected with the reason.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "nats",
+          value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub nats_max_deliver: u16,
 }
 
 /// `--run`: a name a stream can take.
@@ -526,6 +531,7 @@ impl NatsArgs {
         });
         let mut settings = drainpipe_actors::remote::RemoteSettings::new(broker, run);
         settings.ack_wait = Duration::from_secs(self.nats_ack_wait);
+        settings.max_deliver = i64::from(self.nats_max_deliver);
         Some(settings)
     }
 }

@@ -53,6 +53,7 @@ pub async fn connect(
 /// A run's connection to the broker and its stream.
 #[derive(Clone)]
 pub struct Link {
+    pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) stream: String,
     pub(crate) work_subject: String,
@@ -128,6 +129,7 @@ impl Link {
             .map_err(|e| refused("creating the results' consumer", e.to_string()))?;
         let max_message = client.server_info().max_payload.saturating_sub(HEADROOM);
         Ok(Link {
+            client,
             js,
             stream: stream_name,
             work_subject,
@@ -135,6 +137,15 @@ impl Link {
             max_message,
             url,
         })
+    }
+
+    /// The subject on which the broker says that a batch reached its most
+    /// deliveries without an ack.
+    pub(crate) fn max_deliveries_subject(&self) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{WORKERS}",
+            self.stream
+        )
     }
 
     /// Removes the run's stream (at the end of the run, in Releasing):

@@ -54,6 +54,10 @@ pub struct RemoteStats {
     /// Publications the broker did not confirm at once and that were tried
     /// again.
     pub publish_retries: AtomicU64,
+    /// Parts delivered the most times allowed without an answer (poison
+    /// batches: every worker that took one died or gave up); their records
+    /// were rejected.
+    pub poisoned: AtomicU64,
 }
 
 impl RemoteStats {
@@ -68,6 +72,7 @@ impl RemoteStats {
             "duplicates": get(&self.duplicates),
             "unreadable": get(&self.unreadable),
             "publish_retries": get(&self.publish_retries),
+            "poisoned": get(&self.poisoned),
         })
     }
 }
@@ -76,6 +81,11 @@ impl RemoteStats {
 struct Waiting<O> {
     records: u64,
     parts: Vec<Option<Answer<O>>>,
+    /// Each part's work message, kept (shared with the publication, no
+    /// copy) to reject its records should no worker ever answer it.
+    work: Vec<Option<bytes::Bytes>>,
+    /// The parts' sequence numbers in the stream, once published.
+    stream_seqs: Vec<u64>,
     reply: oneshot::Sender<BatchDone>,
 }
 
@@ -88,6 +98,9 @@ pub struct RemotePool<I: Integrate> {
     observed: Arc<Observed>,
     /// Boxed: the outputs need not be `Unpin`, the actor must be.
     waiting: HashMap<u64, Box<Waiting<I::Output>>>,
+    /// `(batch, part)` of each work message in the stream, by its stream
+    /// sequence number (the broker's advisories name messages by it).
+    published: HashMap<u64, (u64, u32)>,
     stats: Arc<RemoteStats>,
     /// How long a publication may be retried before the batch is lost.
     publish_deadline: Duration,
@@ -122,6 +135,7 @@ where
             integrator: w.integrator,
             observed: w.observed,
             waiting: HashMap::new(),
+            published: HashMap::new(),
             stats: w.stats,
             publish_deadline: w.publish_deadline,
             alive: Some(w.alive),
@@ -183,17 +197,24 @@ where
         // Answers are read before any batch is handled (`wait`), so none
         // published by this pool can be missed.
         let results = self.link.results.clone();
+        let (client, advisories) = (self.link.client.clone(), self.link.max_deliveries_subject());
         ctx.wait(
-            async move { results.messages().await }
+            async move { (results.messages().await, client.subscribe(advisories).await) }
                 .into_actor(self)
-                .map(|messages, act, ctx| match messages {
-                    Ok(stream) => {
-                        ctx.add_stream(stream);
+                .map(|(messages, advisories), act, ctx| {
+                    // Failing either, batches wait; the Coordinator's stall
+                    // report and deadline end the run.
+                    match messages {
+                        Ok(stream) => {
+                            ctx.add_stream(stream);
+                        }
+                        Err(e) => log::error!("cannot read answers from {}: {e}", act.link.stream),
                     }
-                    Err(e) => {
-                        // Every batch then waits; the Coordinator's stall
-                        // report and deadline end the run.
-                        log::error!("cannot read answers from {}: {e}", act.link.stream);
+                    match advisories {
+                        Ok(subscriber) => {
+                            ctx.add_stream(subscriber);
+                        }
+                        Err(e) => log::error!("cannot hear of poison batches: {e}"),
                     }
                 }),
         );
@@ -233,31 +254,37 @@ where
         drop(batch);
         let (reply, answered) = oneshot::channel();
         let mut parts = Vec::with_capacity(packed.len());
+        let mut work = Vec::with_capacity(packed.len());
         let mut publish = Vec::new();
         for (part, p) in packed.into_iter().enumerate() {
             match p {
                 Ok(bytes) => {
+                    let bytes = bytes::Bytes::from(bytes);
                     parts.push(None);
+                    work.push(Some(bytes.clone()));
                     publish.push((part as u32, bytes));
                 }
-                Err(rejected) => parts.push(Some(Answer {
-                    seq,
-                    part: part as u32,
-                    delivered: 0,
-                    busy_ns: 0,
-                    outputs: Vec::new(),
-                    rejects: vec![rejected],
-                })),
+                Err(rejected) => {
+                    work.push(None);
+                    parts.push(Some(Answer {
+                        seq,
+                        part: part as u32,
+                        delivered: 0,
+                        busy_ns: 0,
+                        outputs: Vec::new(),
+                        rejects: vec![rejected],
+                    }));
+                }
             }
         }
-        self.waiting.insert(
-            seq,
-            Box::new(Waiting {
-                records,
-                parts,
-                reply,
-            }),
-        );
+        let waiting = Waiting {
+            records,
+            parts,
+            work,
+            stream_seqs: Vec::new(),
+            reply,
+        };
+        self.waiting.insert(seq, Box::new(waiting));
         let publishing = publish_all(
             self.link.clone(),
             seq,
@@ -269,7 +296,15 @@ where
             publishing
                 .into_actor(self)
                 .map(move |published, act, ctx| match published {
-                    Ok(()) => act.maybe_complete(seq, ctx),
+                    Ok(stream_seqs) => {
+                        if let Some(w) = act.waiting.get_mut(&seq) {
+                            for &(part, stream_seq) in &stream_seqs {
+                                act.published.insert(stream_seq, (seq, part));
+                                w.stream_seqs.push(stream_seq);
+                            }
+                        }
+                        act.maybe_complete(seq, ctx);
+                    }
                     Err(why) => {
                         if let Some(w) = act.waiting.remove(&seq) {
                             let _ = w.reply.send(lost(seq, records, why));
@@ -309,14 +344,14 @@ fn lost(seq: u64, records: u64, why: String) -> BatchDone {
 async fn publish_all(
     link: Link,
     seq: u64,
-    parts: Vec<(u32, Vec<u8>)>,
+    parts: Vec<(u32, bytes::Bytes)>,
     stats: Arc<RemoteStats>,
     deadline: Duration,
-) -> Result<(), String> {
+) -> Result<Vec<(u32, u64)>, String> {
     let started = std::time::Instant::now();
-    for (part, bytes) in parts {
+    let mut stream_seqs = Vec::with_capacity(parts.len());
+    for (part, payload) in parts {
         let id = format!("{}.{seq}.{part}", link.stream);
-        let payload = bytes::Bytes::from(bytes);
         stats.parts.fetch_add(1, Ordering::Relaxed);
         stats
             .work_bytes
@@ -331,11 +366,14 @@ async fn publish_all(
                 .send_publish(link.work_subject.clone(), message)
                 .await
             {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match confirmed {
-                Ok(()) => break,
+                Ok(ack) => {
+                    stream_seqs.push((part, ack.sequence));
+                    break;
+                }
                 Err(e) if started.elapsed() < deadline => {
                     log::warn!("publishing batch {seq} part {part}: {e}; trying again");
                     stats.publish_retries.fetch_add(1, Ordering::Relaxed);
@@ -350,7 +388,7 @@ async fn publish_all(
             }
         }
     }
-    Ok(())
+    Ok(stream_seqs)
 }
 
 impl<I: Integrate>
@@ -434,6 +472,9 @@ where
             return;
         }
         let w = self.waiting.remove(&seq).expect("looked up above");
+        for stream_seq in &w.stream_seqs {
+            self.published.remove(stream_seq);
+        }
         let (mut outputs, mut rejects, mut busy_ns) = (Vec::new(), Vec::new(), 0u64);
         for answer in w.parts.into_iter().flatten() {
             outputs.extend(answer.outputs);
@@ -471,5 +512,62 @@ where
                     });
                 }),
         );
+    }
+}
+
+/// The part of the broker's max-deliveries advisory the pool reads.
+#[derive(serde::Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+impl<I: Integrate> StreamHandler<async_nats::Message> for RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    /// A part the broker delivered the most times allowed, never acked:
+    /// its records are rejected with the reason, so the run accounts for
+    /// them and goes on.
+    fn handle(&mut self, advisory: async_nats::Message, ctx: &mut Context<Self>) {
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload) else {
+            log::warn!("an unreadable advisory on {}", advisory.subject);
+            return;
+        };
+        let Some(&(seq, part)) = self.published.get(&advisory.stream_seq) else {
+            return;
+        };
+        let Some(w) = self.waiting.get_mut(&seq) else {
+            return;
+        };
+        let slot = part as usize;
+        let (Some(None), Some(Some(work))) = (w.parts.get(slot), w.work.get(slot)) else {
+            return;
+        };
+        let why = format!(
+            "batch {seq} part {part} was delivered {} times and no worker answered it (every worker that took it died or gave up): a poison batch",
+            advisory.deliveries
+        );
+        log::error!("{why}; its records are rejected");
+        let Some(rejects) = super::wire::rejecting(work, &why) else {
+            // Packed by this pool: cannot happen. Were it to, the
+            // conservation check reports the records as lost.
+            log::error!("batch {seq} part {part}: its own work message cannot be read");
+            return;
+        };
+        self.stats.poisoned.fetch_add(1, Ordering::Relaxed);
+        w.parts[slot] = Some(Answer {
+            seq,
+            part,
+            delivered: advisory.deliveries,
+            busy_ns: 0,
+            outputs: Vec::new(),
+            rejects,
+        });
+        self.maybe_complete(seq, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        log::warn!("advisories of {} stopped coming", self.link.stream);
     }
 }

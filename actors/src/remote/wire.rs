@@ -68,6 +68,24 @@ pub(crate) fn unpack<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<
     Ok(crate::codec::decode(&encoded, VERSION)?)
 }
 
+/// Every record of the packed [`Work`] in `work`, rejected with `why`;
+/// `None` if `work` cannot be read.
+pub(crate) fn rejecting(work: &[u8], why: &str) -> Option<Vec<RejectedRecord>> {
+    let work = unpack::<Work>(work, UNPACKED_LIMIT).ok()?;
+    let batch = work.batch.into_batch()?;
+    let rejects = batch
+        .records()
+        .map(|r| {
+            let (index, location) = match r {
+                Ok(r) => (r.index, r.location),
+                Err(r) => (r.index, r.location),
+            };
+            RejectedRecord::new(index, location, why.to_owned())
+        })
+        .collect();
+    Some(rejects)
+}
+
 /// The most a packed message may hold decompressed: a record may be a GiB
 /// (`--max-record-bytes`) and travels alone, so this is generous; it only
 /// stops a corrupt size header from allocating without bound.

@@ -23,7 +23,6 @@ use super::link::{connect, STREAM_PREFIX, WORKERS};
 use super::step::{Registry, Step};
 use super::wire::{pack, unpack, Answer, Work, PART_HEADER, UNPACKED_LIMIT};
 use super::{Broker, RemoteError};
-use crate::integrator::RejectedRecord;
 
 /// How long one fetch waits for a batch before the slot looks at `stop`
 /// and at the runs again.
@@ -208,6 +207,12 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
     let (seq, records) = (work.batch.seq, work.batch.len() as u64);
     log::info!("took batch {seq} part {part} ({records} records, delivery {delivered})");
     fail::fail_point!("worker::took_batch");
+    // A worker that dies on batch 2 (tests of poison batches).
+    fail::fail_point!(
+        "worker::dies_on_batch_2",
+        seq == 2,
+        |_| std::process::abort()
+    );
     let packed = {
         let step = shared.step(&work.job, &work.params);
         let job = work.job.clone();
@@ -277,18 +282,7 @@ fn rejecting(
     message: &jetstream::Message,
     why: &str,
 ) -> Option<Vec<u8>> {
-    let work = unpack::<Work>(&message.payload, UNPACKED_LIMIT).ok()?;
-    let batch = work.batch.into_batch()?;
-    let rejects = batch
-        .records()
-        .map(|r| {
-            let (index, location) = match r {
-                Ok(r) => (r.index, r.location),
-                Err(r) => (r.index, r.location),
-            };
-            RejectedRecord::new(index, location, why.to_owned())
-        })
-        .collect();
+    let rejects = super::wire::rejecting(&message.payload, why)?;
     // No outputs: an empty list reads as a list of any output type.
     let answer: Answer<()> = Answer {
         seq,
