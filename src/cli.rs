@@ -192,11 +192,6 @@ impl Cli {
                 )));
             }
         }
-        if common.nats.nats.is_some() {
-            return Err(refuse(
-                "dedup does not run distributed yet (--nats): only vocab does".to_owned(),
-            ));
-        }
         if common.inputs.iter().any(|p| p.as_os_str() == "-") {
             return Err(refuse(
                 "dedup reads its input three times and stdin (`-`) only once: save it to a file first"

@@ -60,6 +60,8 @@ type StartRemote<J> = fn(PoolWiring<<J as Job>::Integrator>) -> Recipient<Proces
 /// A distributed run's broker settings and how to start its pool.
 struct Remote<J: Job> {
     settings: RemoteSettings,
+    /// [`RemoteJob::remote_name`].
+    name: String,
     params: Vec<u8>,
     start: StartRemote<J>,
     stats: Arc<RemoteStats>,
@@ -267,7 +269,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         // Connected inside the System: the client's tasks run on its
         // runtime for the whole run.
         let link = match &self.remote {
-            Some(r) => Some(system.block_on(Link::open(&r.settings, self.job.name()))?),
+            Some(r) => Some(system.block_on(Link::open(&r.settings, &r.name))?),
             None => None,
         };
         let stats = self.remote.as_ref().map(|r| Arc::clone(&r.stats));
@@ -344,7 +346,7 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
         let pool = match (remote, link) {
             (Some(remote), Some(link)) => (remote.start)(PoolWiring {
                 link,
-                job: job.name().to_owned(),
+                job: remote.name,
                 params: remote.params,
                 integrator: integrator.clone(),
                 observed: Arc::clone(&observed),
@@ -400,6 +402,7 @@ impl<J: RemoteJob, S: RecordSource> Pipeline<J, S> {
     pub fn remote(mut self, settings: RemoteSettings) -> Self {
         self.remote = Some(Remote {
             params: self.job.params(),
+            name: self.job.remote_name().to_owned(),
             settings,
             start: RemotePool::<J::Integrator>::start_pool,
             stats: Arc::default(),

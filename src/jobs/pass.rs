@@ -185,16 +185,17 @@ pub fn run_pass_into<J: Job, S: RecordSource>(
     Ok(pipeline(job, source, ctx, pass, checkpoints, rejects_file).run()?)
 }
 
-/// [`run_pass`] with step 1 on the worker hosts of `remote`'s broker.
+/// [`run_pass_into`] with step 1 on the worker hosts of `remote`'s broker.
 pub fn run_pass_remote<J: RemoteJob, S: RecordSource>(
     job: Arc<J>,
     source: S,
     ctx: &RunContext,
     pass: &str,
+    checkpoints: Checkpoints,
+    rejects_file: &'static str,
     remote: RemoteSettings,
 ) -> anyhow::Result<RunReport> {
-    let checkpoints = ctx.checkpoints()?;
-    let pipeline = pipeline(job, source, ctx, pass, checkpoints, REJECTS_FILE);
+    let pipeline = pipeline(job, source, ctx, pass, checkpoints, rejects_file);
     Ok(pipeline.remote(remote).run()?)
 }
 

@@ -4,11 +4,13 @@
 
 use drainpipe_actors::remote::Registry;
 
+use super::dedup::passes::signatures::{SignatureJob, REMOTE_NAME as DEDUP_SIGNATURES};
 use super::vocab::Vocab;
 
 /// Every built-in job that runs distributed.
 pub fn worker_registry() -> Registry {
     let mut registry = Registry::new();
     registry.add("vocab", Vocab::from_params);
+    registry.add(DEDUP_SIGNATURES, SignatureJob::from_params);
     registry
 }

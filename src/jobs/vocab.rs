@@ -163,7 +163,19 @@ pub fn run(ctx: &super::RunContext) -> anyhow::Result<drainpipe_actors::RunRepor
     let job = std::sync::Arc::new(Vocab::new(ctx.fields.clone()));
     let source = super::open_source(ctx)?;
     match &ctx.remote {
-        Some(remote) => super::run_pass_remote(job, source, ctx, "vocab", remote.clone()),
+        Some(remote) => {
+            let checkpoints = ctx.checkpoints()?;
+            let rejects = drainpipe_actors::REJECTS_FILE;
+            super::run_pass_remote(
+                job,
+                source,
+                ctx,
+                "vocab",
+                checkpoints,
+                rejects,
+                remote.clone(),
+            )
+        }
         None => super::run_pass(job, source, ctx, "vocab"),
     }
 }

@@ -94,6 +94,50 @@ fn vocab_on_two_worker_processes_writes_the_single_process_outputs() {
 }
 
 #[test]
+fn dedup_with_pass_1_on_two_worker_processes_writes_the_single_process_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 3000);
+    let (single, distributed) = (dir.path().join("single"), dir.path().join("distributed"));
+    let dedup = |out: &Path, extra: &[&str]| {
+        let mut cmd = drainpipe();
+        cmd.arg("dedup").arg(&input).arg("-o").arg(out);
+        cmd.args(["--no-progress", "--checkpoint-every", "0"])
+            .args(extra);
+        wait(spawn(cmd), DEADLINE).0
+    };
+    let out = dedup(&single, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let server = NatsServer::start();
+    let _workers = [
+        Worker::start(&server.url(), 1, None),
+        Worker::start(&server.url(), 1, None),
+    ];
+    let out = dedup(&distributed, &["--nats", &server.url(), "--batch", "64"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for name in ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"] {
+        let a = std::fs::read(single.join(name)).unwrap();
+        let b = std::fs::read(distributed.join(name)).unwrap();
+        assert!(
+            a == b,
+            "{name} differs between the single-process and the distributed run"
+        );
+    }
+    let clusters = std::fs::read_to_string(single.join("clusters.jsonl")).unwrap();
+    assert!(
+        clusters.lines().count() > 0,
+        "the input has near-duplicates to find"
+    );
+    let s = summary(&distributed);
+    assert_eq!(s["conservation"], true);
+    assert!(
+        s["remote"]["parts"].as_u64().unwrap() >= 3000 / 64,
+        "pass 1 went through the broker: {}",
+        s["remote"]
+    );
+}
+
+#[test]
 fn a_worker_killed_holding_a_batch_changes_nothing_but_the_redelivery_count() {
     let dir = tempfile::tempdir().unwrap();
     let input = input(dir.path(), 2000);

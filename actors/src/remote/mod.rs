@@ -39,8 +39,15 @@ pub use step::{Registry, Step, StepFactory};
 /// ([`Registry`]).
 pub trait RemoteJob: Job<Output: Serialize + DeserializeOwned> {
     /// The job's parameters, as the worker's [`StepFactory`] for
-    /// [`Job::name`] reads them.
+    /// [`RemoteJob::remote_name`] reads them.
     fn params(&self) -> Vec<u8>;
+
+    /// The name workers know the job by in their [`Registry`]; the job's
+    /// name unless the job has several kinds of step 1 (the passes of a
+    /// job of several passes), which need a name each.
+    fn remote_name(&self) -> &str {
+        self.name()
+    }
 }
 
 /// Where the broker is and how to log in.

@@ -251,6 +251,19 @@ impl BandKeys {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Keys given band by band ([`BandKeys::as_slice`] of another value;
+    /// a remote worker's answer).
+    pub fn from_keys(keys: &[u32]) -> Self {
+        let mut out = BandKeys::empty();
+        out.len = keys.len();
+        if keys.len() > INLINE_BANDS {
+            out.spill = keys.to_vec();
+        } else {
+            out.inline[..keys.len()].copy_from_slice(keys);
+        }
+        out
+    }
 }
 
 #[cfg(test)]

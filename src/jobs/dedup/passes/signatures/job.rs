@@ -31,6 +31,10 @@ use crate::jobs::dedup::shingle::with_scratch;
 use crate::jobs::dedup::spans::Place;
 use crate::jobs::dedup::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
+mod remote;
+
+pub use remote::REMOTE_NAME;
+
 /// The seed of the MinHash permutations (fixed: signatures, and so the
 /// candidates, are the same on every run and every machine).
 pub const PERMUTATION_SEED: u64 = 0xD1CE_5EED_0F0D_D5E5;

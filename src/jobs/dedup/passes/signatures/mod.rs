@@ -18,11 +18,11 @@ use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::state::CandidatesForm;
-use crate::jobs::pass::run_pass_into;
+use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
 pub mod job;
 
-pub use job::{BandIndex, SignatureJob, Signed, PERMUTATION_SEED};
+pub use job::{BandIndex, SignatureJob, Signed, PERMUTATION_SEED, REMOTE_NAME};
 
 /// Pass 1 with `banding`: loaded when resuming after it completed, else
 /// run. A pass that does not complete ends the run.
@@ -56,14 +56,23 @@ fn signatures(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
             .sorting_on(ctx.settings.workers),
     );
     let checkpoints = run.resume.checkpoints(Pass::Signatures)?;
-    let report = run_pass_into(
-        Arc::clone(&job),
-        (run.open)()?,
-        ctx,
-        Pass::Signatures.name(),
-        checkpoints,
-        resume::REJECTS_FILE,
-    )?;
+    let (source, name, rejects) = ((run.open)()?, Pass::Signatures.name(), resume::REJECTS_FILE);
+    // Step 1 on worker hosts with `--nats` (`job/remote.rs`).
+    let report = match &ctx.remote {
+        Some(remote) => {
+            let remote = remote.clone();
+            run_pass_remote(
+                Arc::clone(&job),
+                source,
+                ctx,
+                name,
+                checkpoints,
+                rejects,
+                remote,
+            )?
+        }
+        None => run_pass_into(Arc::clone(&job), source, ctx, name, checkpoints, rejects)?,
+    };
     run.ran(Pass::Signatures, &report);
     if report.exit_code != 0 {
         run.resume.discard(Pass::Signatures)?;
