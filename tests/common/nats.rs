@@ -25,33 +25,48 @@ impl NatsServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is installed (apt-get install nats-server; .ci/run does it)");
-        let server = NatsServer {
+        let child = serve(port, store.path());
+        NatsServer {
             child,
             port,
             _store: store,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server did not listen on 127.0.0.1:{port} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        server
+    }
+
+    /// Stops the server (SIGKILL), waits `down`, and starts it again on the
+    /// same port with the same store (its streams are on disk).
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = serve(self.port, self._store.path());
     }
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+}
+
+/// Starts `nats-server` on 127.0.0.1:`port` with its store in `store`, and
+/// waits (at most 10 s) until it takes connections.
+fn serve(port: u16, store: &std::path::Path) -> Child {
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server is installed (apt-get install nats-server; .ci/run does it)");
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nats-server did not listen on 127.0.0.1:{port} within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for NatsServer {

@@ -204,6 +204,35 @@ fn a_worker_stopped_by_sigterm_answers_the_batch_it_holds_and_exits_0() {
     assert_eq!(s["conservation"], true);
 }
 
+#[test]
+fn a_broker_restarted_mid_run_changes_nothing_but_the_time_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path(), 2000);
+    let (single, distributed) = (dir.path().join("single"), dir.path().join("distributed"));
+    let out = vocab(&input, &single, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let mut server = NatsServer::start();
+    // Slow workers (50 ms a batch): the run is still going when the
+    // broker goes away.
+    let slow = Some("worker::took_batch=sleep(50)");
+    let mut first = Worker::start(&server.url(), 1, slow);
+    let took = took_a_batch(first.child.as_mut().unwrap());
+    let _second = Worker::start(&server.url(), 1, slow);
+    let mut cmd = drainpipe();
+    cmd.arg("vocab").arg(&input).arg("-o").arg(&distributed);
+    cmd.args(["--no-progress", "--checkpoint-every", "0", "--batch", "32"]);
+    cmd.args(["--nats", &server.url(), "--nats-ack-wait", "2"]);
+    let mut run = spawn(cmd);
+    took.recv_timeout(DEADLINE).expect("a worker took a batch");
+    server.restart(Duration::from_secs(1));
+    assert!(run.try_wait().unwrap().is_none(), "the run was still going");
+    let out = wait(run, DEADLINE).0;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    same_outputs(&single, &distributed);
+    assert_eq!(summary(&distributed)["conservation"], true);
+}
+
 /// Fires once the worker's stderr says it took a batch.
 fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
     let stderr = worker.stderr.take().unwrap();
