@@ -544,7 +544,7 @@ pub struct WorkerArgs {
     #[arg(short, long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=bounds::WORKERS))]
     pub workers: Option<u16>,
-    /// More on stderr: -v each batch taken.
+    /// More on stderr: -v each batch taken, -vv debug, -vvv trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

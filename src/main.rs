@@ -25,7 +25,12 @@ fn main() -> ExitCode {
         refusal.exit();
     }
     let level = match &cli.job {
-        JobCommand::Worker(w) if w.verbose > 0 => log::LevelFilter::Info,
+        JobCommand::Worker(w) => match w.verbose {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            2 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        },
         job => job
             .common()
             .map_or(log::LevelFilter::Warn, |c| c.log_level()),

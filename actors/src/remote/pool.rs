@@ -371,6 +371,7 @@ async fn publish_all(
             };
             match confirmed {
                 Ok(ack) => {
+                    log::trace!("published batch {seq} part {part}");
                     stream_seqs.push((part, ack.sequence));
                     break;
                 }
@@ -454,6 +455,7 @@ where
             );
             return;
         };
+        log::trace!("answer of batch {seq} part {} held", answer.part);
         if answer.delivered > 1 {
             self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,5 +1,6 @@
-//! A worker host: `--workers` pull loops (slots), each taking one batch at
-//! a time from the runs on the broker, running step 1 on it with the same
+//! A worker host: `--workers` step-1 threads fed by twice as many pull
+//! loops (slots), each taking one batch at a time from the runs on the
+//! broker, running step 1 on it with the same
 //! code as a local Processor, publishing the answer and only then acking
 //! the batch. A worker that dies holding a batch never acked it, so the
 //! broker gives it to another worker after the ack wait; the pool drops
@@ -30,8 +31,9 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// How long a slot tries to publish an answer before it hands the batch
 /// back to the broker.
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
-/// How often the runs on the broker are listed.
-const DISCOVER: Duration = Duration::from_millis(500);
+/// How often the runs on the broker are listed: a run waits up to this
+/// long for workers that were idle.
+const DISCOVER: Duration = Duration::from_millis(200);
 
 /// How a worker host runs.
 #[derive(Debug, Clone)]
@@ -65,6 +67,11 @@ struct Shared {
     registry: Registry,
     steps: Mutex<HashMap<JobKey, Arc<dyn Step>>>,
     runs: Mutex<Vec<String>>,
+    /// One permit per step-1 thread (`--workers`). Twice as many slots
+    /// pull: while one part is in step 1, the next is fetched and the last
+    /// answered, so the broker's round trips overlap the work instead of
+    /// adding to it (they were half of a one-slot worker's time).
+    compute: tokio::sync::Semaphore,
     stop: Arc<AtomicBool>,
     report: WorkerReport,
 }
@@ -97,11 +104,12 @@ pub fn run(
             registry,
             steps: Mutex::default(),
             runs: Mutex::default(),
+            compute: tokio::sync::Semaphore::new(settings.workers),
             stop,
             report: WorkerReport::default(),
         });
         let discover = tokio::spawn(discover(Arc::clone(&shared)));
-        let slots: Vec<_> = (0..settings.workers)
+        let slots: Vec<_> = (0..2 * settings.workers)
             .map(|slot| tokio::spawn(work(Arc::clone(&shared), slot)))
             .collect();
         for slot in slots {
@@ -205,6 +213,7 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
         return;
     };
     let (seq, records) = (work.batch.seq, work.batch.len() as u64);
+    log::trace!("fetched batch {seq} part {part}");
     log::info!("took batch {seq} part {part} ({records} records, delivery {delivered})");
     fail::fail_point!("worker::took_batch");
     // A worker that dies on batch 2 (tests of poison batches).
@@ -214,6 +223,7 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
         |_| std::process::abort()
     );
     let packed = {
+        let _permit = shared.compute.acquire().await.expect("never closed");
         let step = shared.step(&work.job, &work.params);
         let job = work.job.clone();
         let computing =
@@ -241,9 +251,13 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
         .map_or_else(|_| String::new(), |i| i.stream.to_owned());
     let id = format!("{stream}.{seq}.{part}.answer");
     if publish_answer(shared, &subject, &id, packed).await {
-        if let Err(e) = message.double_ack().await {
+        // A plain ack, not a double ack: one round trip less per part. An
+        // ack the broker never gets only brings the part again, and its
+        // second answer is dropped by the pool.
+        if let Err(e) = message.ack().await {
             log::warn!("ack of batch {seq} part {part}: {e} (it may be answered twice; the run drops the second)");
         }
+        log::trace!("answered batch {seq} part {part}");
         shared.report.answered.fetch_add(1, Ordering::Relaxed);
         shared.report.records.fetch_add(records, Ordering::Relaxed);
     } else {
