@@ -68,20 +68,32 @@ fn a_batch_that_kills_every_worker_is_rejected_and_the_run_ends() {
     let s = summary(&out_dir);
     assert_eq!(s["conservation"], true);
     assert_eq!(s["records"]["read"], 1000);
-    assert_eq!(s["records"]["rejected"], 64, "batch 2's records");
-    assert_eq!(s["records"]["integrated"], 1000 - 64);
-    assert_eq!(s["remote"]["poisoned"], 1);
+    // A batch another slot of a dying worker held dies with it: with two
+    // deliveries allowed, it may be poisoned too. Each poisoned batch has
+    // its 64 records rejected, batch 2's always.
+    let poisoned = s["remote"]["poisoned"].as_u64().unwrap();
+    assert!(poisoned >= 1, "{}", s["remote"]);
+    let rejected = s["records"]["rejected"].as_u64().unwrap();
+    assert_eq!(rejected, 64 * poisoned, "whole batches rejected");
+    assert_eq!(
+        s["records"]["integrated"].as_u64().unwrap(),
+        1000 - rejected
+    );
     let rejects = std::fs::read_to_string(out_dir.join("rejects.jsonl")).unwrap();
-    assert_eq!(rejects.lines().count(), 64);
+    assert_eq!(rejects.lines().count() as u64, rejected);
+    let mut indexes = Vec::new();
     for line in rejects.lines() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
-        let index = r["index"].as_u64().unwrap();
-        assert!((128..192).contains(&index), "{line}");
+        indexes.push(r["index"].as_u64().unwrap());
         assert!(
             r["reason"].as_str().unwrap().contains("poison batch"),
             "{line}"
         );
     }
+    assert!(
+        (128..192).all(|i| indexes.contains(&i)),
+        "batch 2's records are all rejected"
+    );
 }
 
 fn exited(child: &mut Child) -> bool {
