@@ -12,12 +12,16 @@
 //! - `link.rs`: connecting, the run's stream and its names;
 //! - `wire.rs`: what travels (work and results) and how it is packed;
 //! - `pool.rs`: the [`RemotePool`] actor, in the Coordinator's process;
+//! - `publish.rs`: publishing a batch's parts, with retries;
+//! - `stats.rs`: what the broker did, for `summary.json`;
 //! - `step.rs`: a job's step 1 behind an object, for workers that take
 //!   batches of any job ([`Registry`]);
 //! - `worker.rs`: the worker host's pull loops.
 
 mod link;
 mod pool;
+mod publish;
+mod stats;
 mod step;
 mod wire;
 pub mod worker;
@@ -31,7 +35,8 @@ use crate::job::Job;
 
 pub use link::{connect, Link};
 pub(crate) use pool::PoolWiring;
-pub use pool::{RemotePool, RemoteStats};
+pub use pool::RemotePool;
+pub use stats::RemoteStats;
 pub use step::{Registry, Step, StepFactory};
 
 /// A job whose step 1 can run on worker hosts: its outputs serialize, and

@@ -12,7 +12,7 @@
 //! it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -30,52 +30,12 @@ use crate::observe::Observed;
 use crate::processor::{BatchDone, ProcessBatch};
 
 use super::link::Link;
+use super::publish::publish_all;
+use super::stats::RemoteStats;
 use super::wire::{pack, unpack, Answer, Work, UNPACKED_LIMIT};
 
 /// How often the pool looks whether the Coordinator has let it go.
 const LOOK: Duration = Duration::from_millis(20);
-
-/// What the broker did during a run, for `summary.json`.
-#[derive(Debug, Default)]
-pub struct RemoteStats {
-    /// Work messages published (parts of batches).
-    pub parts: AtomicU64,
-    /// Bytes published as work (compressed).
-    pub work_bytes: AtomicU64,
-    /// Bytes received as answers (compressed).
-    pub answer_bytes: AtomicU64,
-    /// Answers of a work message the broker had delivered more than once
-    /// (a worker died or was too slow with it).
-    pub redelivered: AtomicU64,
-    /// Answers dropped because their part was already answered.
-    pub duplicates: AtomicU64,
-    /// Answers that could not be read (damaged or foreign).
-    pub unreadable: AtomicU64,
-    /// Publications the broker did not confirm at once and that were tried
-    /// again.
-    pub publish_retries: AtomicU64,
-    /// Parts delivered the most times allowed without an answer (poison
-    /// batches: every worker that took one died or gave up); their records
-    /// were rejected.
-    pub poisoned: AtomicU64,
-}
-
-impl RemoteStats {
-    /// The counts as JSON (no URL, no credential).
-    pub fn to_json(&self) -> serde_json::Value {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        serde_json::json!({
-            "parts": get(&self.parts),
-            "work_bytes": get(&self.work_bytes),
-            "answer_bytes": get(&self.answer_bytes),
-            "redelivered": get(&self.redelivered),
-            "duplicates": get(&self.duplicates),
-            "unreadable": get(&self.unreadable),
-            "publish_retries": get(&self.publish_retries),
-            "poisoned": get(&self.poisoned),
-        })
-    }
-}
 
 /// A batch published and not yet fully answered.
 struct Waiting<O> {
@@ -335,61 +295,6 @@ fn lost(seq: u64, records: u64, why: String) -> BatchDone {
         busy: Duration::ZERO,
         delivery: Err(Failure::Lost(format!("batch {seq}: {why}"))),
     }
-}
-
-/// Publishes the parts of batch `seq` and waits for the broker to confirm
-/// each; a publication not confirmed is tried again each second (the
-/// broker may be restarting) until `deadline`. The message id lets the
-/// broker drop a part published twice.
-async fn publish_all(
-    link: Link,
-    seq: u64,
-    parts: Vec<(u32, bytes::Bytes)>,
-    stats: Arc<RemoteStats>,
-    deadline: Duration,
-) -> Result<Vec<(u32, u64)>, String> {
-    let started = std::time::Instant::now();
-    let mut stream_seqs = Vec::with_capacity(parts.len());
-    for (part, payload) in parts {
-        let id = format!("{}.{seq}.{part}", link.stream);
-        stats.parts.fetch_add(1, Ordering::Relaxed);
-        stats
-            .work_bytes
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        loop {
-            let message = jetstream::message::PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&id)
-                .header(super::wire::PART_HEADER, part.to_string().as_str());
-            let confirmed = match link
-                .js
-                .send_publish(link.work_subject.clone(), message)
-                .await
-            {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match confirmed {
-                Ok(ack) => {
-                    log::trace!("published batch {seq} part {part}");
-                    stream_seqs.push((part, ack.sequence));
-                    break;
-                }
-                Err(e) if started.elapsed() < deadline => {
-                    log::warn!("publishing batch {seq} part {part}: {e}; trying again");
-                    stats.publish_retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "the broker did not take part {part} within {}s: {e}",
-                        deadline.as_secs()
-                    ))
-                }
-            }
-        }
-    }
-    Ok(stream_seqs)
 }
 
 impl<I: Integrate>
