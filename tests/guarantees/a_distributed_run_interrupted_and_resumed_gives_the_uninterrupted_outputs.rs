@@ -2,7 +2,10 @@
 //! batches the workers hold, checkpoints and stops; resumed (distributed
 //! again, as another run on the broker), it ends with the outputs of an
 //! uninterrupted single-process run, and conservation holds over the
-//! whole.
+//! whole. A coordinator killed with SIGKILL leaves its stream on the
+//! broker; resumed under the same `--run` name, it removes that stream
+//! (none of the dead run's batches or answers is taken for the new run's)
+//! and ends with the same outputs.
 
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use drainpipe::jobs::{vocab, RunContext};
 use drainpipe_actors::remote::{Broker, RemoteSettings};
 use drainpipe_actors::{OutputDir, Phase, RunHandle, Settings, CHECKPOINT_FILE};
 
+use crate::binary::{drainpipe, signal, spawn, summary, wait};
 use crate::nats::{NatsServer, Worker};
 
 const DOCS: u64 = 20_000;
@@ -69,4 +73,51 @@ fn an_interrupted_distributed_run_resumes_to_the_uninterrupted_outputs() {
         "vocab.tsv differs from the uninterrupted run's"
     );
     assert!(!dir.path().join(CHECKPOINT_FILE).exists());
+}
+
+#[test]
+fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (single, distributed) = (dir.path().join("single"), dir.path().join("distributed"));
+    let vocab = |out: &std::path::Path, extra: &[&str]| {
+        let mut cmd = drainpipe();
+        cmd.args(["vocab", "--demo-docs", "3000", "--no-progress", "-o"])
+            .arg(out);
+        cmd.args(extra);
+        cmd
+    };
+    let out = wait(spawn(vocab(&single, &[])), Duration::from_secs(120)).0;
+    assert_eq!(out.status.code(), Some(0));
+
+    let server = NatsServer::start();
+    // Slow workers: the run lasts seconds, and takes a checkpoint each.
+    let slow = Some("worker::took_batch=sleep(40)");
+    let _workers = [Worker::start(&server.url(), 1, slow)];
+    let url = server.url();
+    let remote = ["--nats", url.as_str(), "--run", "again", "--batch", "32"];
+    let mut first = vocab(&distributed, &remote);
+    first.args(["--checkpoint-every", "1"]);
+    let run = spawn(first);
+    let started = std::time::Instant::now();
+    while !distributed.join(CHECKPOINT_FILE).exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(&run, "KILL");
+    let _ = wait(run, Duration::from_secs(10));
+
+    let mut again = vocab(&distributed, &remote);
+    again.args(["--resume", "--checkpoint-every", "0"]);
+    let out = wait(spawn(again), Duration::from_secs(120)).0;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let s = summary(&distributed);
+    assert!(s["checkpoints"]["resumed_at"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["conservation"], true);
+    assert!(
+        std::fs::read(distributed.join("vocab.tsv")).unwrap()
+            == std::fs::read(single.join("vocab.tsv")).unwrap(),
+        "vocab.tsv differs from the uninterrupted run's"
+    );
+    assert_eq!(s["remote"]["unreadable"], 0);
 }
