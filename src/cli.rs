@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use drainpipe::input::{InputOptions, TextFields};
+use drainpipe::input::{DirAs, InputOptions, TextFields};
 use drainpipe::jobs::RunContext;
 use drainpipe::memory_budget::Budget;
 use drainpipe_actors::{OutputDir, RunHandle, Settings, TempSpace};
@@ -27,6 +27,15 @@ pub struct Cli {
     /// The job to run.
     #[command(subcommand)]
     pub job: JobCommand,
+}
+
+/// `--dir-as`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DirAsArg {
+    /// Each file holds records.
+    Records,
+    /// Each file is one document.
+    Documents,
 }
 
 /// The jobs.
@@ -302,6 +311,13 @@ pub struct CommonArgs {
     #[arg(long, value_name = "NAME", default_value = "id")]
     pub id_field: String,
 
+    /// How a directory input is read: `records` (each file holds records,
+    /// by its name's format) or `documents` (each file is one document)
+    /// [default: records when every file below it, hidden ones aside, is
+    /// .jsonl/.ndjson/.json/.parquet/.warc.wet, optionally .gz or .zst].
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub dir_as: Option<DirAsArg>,
+
     /// Records larger than this many bytes are rejected: 1 to 1 GiB
     /// (1073741824); a record up to this size is held in memory whole.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20,
@@ -420,6 +436,14 @@ impl CommonArgs {
         let input_options = InputOptions {
             max_record_bytes: usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX),
             leave_out: vec![output.path().to_path_buf()],
+            fields: TextFields {
+                text: self.text_field.clone(),
+                id: self.id_field.clone(),
+            },
+            dir_as: self.dir_as.map(|how| match how {
+                DirAsArg::Records => DirAs::Records,
+                DirAsArg::Documents => DirAs::Documents,
+            }),
         };
         RunContext {
             inputs: self.inputs.clone(),
@@ -461,11 +485,12 @@ impl CommonArgs {
         // The version: another release may hash or serialize differently,
         // so its checkpoints are refused rather than resumed.
         format!(
-            "drainpipe {}; job {job}; text field {:?}, id field {:?}, max record {} bytes; inputs: {}",
+            "drainpipe {}; job {job}; text field {:?}, id field {:?}, max record {} bytes; directories as {:?}; inputs: {}",
             env!("CARGO_PKG_VERSION"),
             self.text_field,
             self.id_field,
             self.max_record_bytes,
+            input_options.dir_as,
             inputs.join(", ")
         )
     }

@@ -422,7 +422,8 @@ fn is_output_folder(path: &std::path::Path, ctx: &jobs::RunContext) -> bool {
 }
 
 /// Maps an error that ended the run before a report existed to an exit
-/// code: IO problems are 74, anything else is an internal error.
+/// code: an unusable input is 65, IO problems are 74, anything else is an
+/// internal error.
 fn error_code(e: &anyhow::Error) -> Code {
     use drainpipe_actors::{CheckpointError, PipelineError};
     // A checkpoint that cannot be resumed from: the command asked for
@@ -460,6 +461,17 @@ fn error_code(e: &anyhow::Error) -> Code {
         .find_map(|cause| cause.downcast_ref::<drainpipe_actors::Failure>())
     {
         return failure.exit_code();
+    }
+    // An input that is not what the command says (a Parquet file without
+    // the text column): a data error, EX_DATAERR.
+    let unusable = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<drainpipe_actors::InputError>()
+            .and_then(|input| input.cause.get_ref())
+            .is_some_and(|inner| inner.is::<drainpipe::input::UnusableInput>())
+    });
+    if unusable {
+        return Code::TooManyRejects;
     }
     let io = e.chain().any(|cause| {
         cause.is::<std::io::Error>()

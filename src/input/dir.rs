@@ -37,6 +37,13 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
+    /// `<directory>/<relative path>`.
+    pub fn origin(&self) -> &Arc<str> {
+        match self {
+            Entry::File { origin, .. } | Entry::Unreadable { origin, .. } => origin,
+        }
+    }
+
     /// The bytes this entry stands for in the input's total.
     pub fn size(&self) -> u64 {
         match self {
@@ -167,16 +174,45 @@ pub(crate) fn list(dir: &Path, left_out: &LeftOut) -> io::Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// Whether an entry of `dir` is hidden: a component of its path below
+/// `dir` starts with a dot (`.git/...`, `.DS_Store`, Spark's `.crc` files).
+pub(crate) fn is_hidden(dir: &Path, entry: &Entry) -> bool {
+    let origin = Path::new(&**entry.origin());
+    let rel = origin.strip_prefix(dir).unwrap_or(origin);
+    rel.components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+}
+
+/// Whether a directory whose listing is `entries` is read as records when
+/// `--dir-as` does not say: it has at least one file that is not hidden,
+/// and every such file is a record file by its name (JSON Lines, Parquet
+/// or WET, optionally `.gz` or `.zst`). Hidden files and empty folders do
+/// not count either way.
+pub(crate) fn holds_records(dir: &Path, entries: &[Entry]) -> bool {
+    let mut visible = entries.iter().filter(|e| !is_hidden(dir, e)).peekable();
+    visible.peek().is_some() && visible.all(|e| kind_of(Path::new(&**e.origin())).is_records())
+}
+
 /// Logs `what` about `path` as a warning, unless it was logged already by
 /// this process.
-fn warn_once(path: &Path, what: &str) {
+pub(crate) fn warn_once(path: &Path, what: &str) {
+    say_once(log::Level::Warn, path, what);
+}
+
+/// Logs `what` about `path` at info level, unless it was logged already by
+/// this process.
+pub(crate) fn info_once(path: &Path, what: &str) {
+    say_once(log::Level::Info, path, what);
+}
+
+fn say_once(level: log::Level, path: &Path, what: &str) {
     static SAID: OnceLock<Mutex<HashSet<(PathBuf, String)>>> = OnceLock::new();
     let mut said = SAID
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if said.insert((path.to_owned(), what.to_owned())) {
-        log::warn!("{}: {what}", path.display());
+        log::log!(level, "{}: {what}", path.display());
     }
 }
 

@@ -13,8 +13,11 @@ use drainpipe_actors::{BatchBuilder, InputError, RecordSource, Span};
 
 use super::dir::{self, Entry};
 use super::lines::{read_line, Line};
-use super::stream::{decode, kind_of, Compression, CountingReader, Kind, Stream};
-use super::{InputOptions, FORMAT_FILE, FORMAT_JSONL};
+use super::parquet::{self, ParquetInput, Row};
+use super::record::TextFields;
+use super::stream::{decode, kind_of, Compression, Container, CountingReader, Kind, Stream};
+use super::wet::{Found, WetInput};
+use super::{DirAs, InputOptions, UnusableInput, FORMAT_FILE, FORMAT_JSONL};
 
 /// A UTF-8 byte order mark, dropped from the start of line inputs.
 const BOM: &[u8] = b"\xef\xbb\xbf";
@@ -24,24 +27,40 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 enum Input {
     /// `-`.
     Stdin,
-    /// A file read line by line.
+    /// A file of records: lines, Parquet rows or WET records.
     File {
         path: PathBuf,
         origin: Arc<str>,
-        /// Its position among the inputs (the [`Span`]s' input number).
-        ordinal: u32,
+        /// Its position among the inputs (the [`Span`]s' input number);
+        /// `None` for a file of a directory (its records have no span).
+        ordinal: Option<u32>,
         kind: Kind,
         /// Its size when the inputs were opened, if it is a regular file.
         size: Option<u64>,
     },
     /// A directory: one record per file.
     Dir { entries: Vec<Entry> },
+    /// A file of a directory read as records that cannot be read as such:
+    /// one rejected record.
+    Rejected { origin: Arc<str>, reason: String },
 }
 
 /// The input being read.
 enum Current {
     Lines(LineInput),
-    Dir { entries: std::vec::IntoIter<Entry> },
+    Dir {
+        entries: std::vec::IntoIter<Entry>,
+    },
+    Parquet(Box<ParquetInput>),
+    Wet {
+        reader: WetInput,
+        /// Stored bytes read so far.
+        read: Arc<AtomicU64>,
+    },
+    Rejected {
+        origin: Arc<str>,
+        reason: Option<String>,
+    },
 }
 
 /// A line input being read: a file, or stdin.
@@ -85,6 +104,7 @@ struct Item {
 /// the [module documentation](super) for the rules.
 pub struct Inputs {
     max_record_bytes: usize,
+    fields: TextFields,
     queue: VecDeque<Input>,
     current: Option<Current>,
     /// Stored bytes of the inputs done with.
@@ -137,6 +157,17 @@ impl Inputs {
                 if meta.is_dir() {
                     let entries = dir::list(path, &left_out).map_err(|e| open_error(path, e))?;
                     add(Some(entries.iter().map(Entry::size).sum()));
+                    let records = match options.dir_as {
+                        Some(how) => how == DirAs::Records,
+                        None => dir::holds_records(path, &entries),
+                    };
+                    if records {
+                        for shard in shards(path, entries) {
+                            check(&shard, &options.fields)?;
+                            queue.push_back(shard);
+                        }
+                        continue;
+                    }
                     Input::Dir { entries }
                 } else {
                     let size = if meta.is_file() {
@@ -147,19 +178,22 @@ impl Inputs {
                         None
                     };
                     add(size);
-                    Input::File {
+                    let file = Input::File {
                         path: path.clone(),
                         origin: Arc::from(path.display().to_string()),
-                        ordinal,
+                        ordinal: Some(ordinal),
                         kind: kind_of(path),
                         size,
-                    }
+                    };
+                    check(&file, &options.fields)?;
+                    file
                 }
             };
             queue.push_back(input);
         }
         Ok(Inputs {
             max_record_bytes: options.max_record_bytes,
+            fields: options.fields,
             queue,
             current: None,
             done: 0,
@@ -171,7 +205,7 @@ impl Inputs {
     }
 
     /// Starts reading `input`.
-    fn start(input: Input) -> Result<Current, InputError> {
+    fn start(input: Input, fields: &TextFields) -> Result<Current, InputError> {
         let lines = |reader,
                      origin: Arc<str>,
                      kind: Kind,
@@ -200,6 +234,7 @@ impl Inputs {
                 let kind = Kind {
                     format: FORMAT_JSONL,
                     compression: Compression::None,
+                    container: Container::Lines,
                 };
                 lines(
                     Box::new(io::stdin()) as Box<dyn io::Read + Send>,
@@ -208,6 +243,23 @@ impl Inputs {
                     None,
                     None,
                 )
+            }
+            Input::File {
+                path, origin, kind, ..
+            } if kind.container == Container::Parquet => Ok(Current::Parquet(Box::new(
+                ParquetInput::open(&path, origin, fields)?,
+            ))),
+            Input::File {
+                path, origin, kind, ..
+            } if kind.container == Container::Wet => {
+                let file = File::open(&path).map_err(|e| open_error(&path, e))?;
+                let (counting, read) = CountingReader::new(file);
+                let stream =
+                    decode(counting, kind.compression).map_err(|e| open_error(&path, e))?;
+                Ok(Current::Wet {
+                    reader: WetInput::new(stream, origin, fields),
+                    read,
+                })
             }
             Input::File {
                 path,
@@ -221,10 +273,14 @@ impl Inputs {
                     Some(size) => Some((size, file.try_clone().map_err(|e| open_error(&path, e))?)),
                     None => None,
                 };
-                lines(Box::new(file), origin, kind, size, Some(ordinal))
+                lines(Box::new(file), origin, kind, size, ordinal)
             }
             Input::Dir { entries } => Ok(Current::Dir {
                 entries: entries.into_iter(),
+            }),
+            Input::Rejected { origin, reason } => Ok(Current::Rejected {
+                origin,
+                reason: Some(reason),
             }),
         }
     }
@@ -238,7 +294,7 @@ impl Inputs {
             let step = match &mut self.current {
                 None => match self.queue.pop_front() {
                     Some(input) => {
-                        self.current = Some(Self::start(input)?);
+                        self.current = Some(Self::start(input, &self.fields)?);
                         continue;
                     }
                     None => return Ok(None),
@@ -251,13 +307,22 @@ impl Inputs {
                     }
                     None => Step::Ended(Ok(())),
                 },
+                Some(Current::Parquet(rows)) => parquet_step(rows, buf, max),
+                Some(Current::Wet { reader, .. }) => wet_step(reader, buf, max),
+                Some(Current::Rejected { origin, reason }) => match reason.take() {
+                    Some(reason) => Step::Item(Item {
+                        origin: Arc::clone(origin),
+                        line: 1,
+                        outcome: Err(reason),
+                        span: None,
+                    }),
+                    None => Step::Ended(Ok(())),
+                },
             };
             match step {
                 Step::Item(item) => return Ok(Some(item)),
                 Step::Ended(result) => {
-                    if let Some(Current::Lines(lines)) = &self.current {
-                        self.done += lines.read.load(Ordering::Relaxed);
-                    }
+                    self.done += self.current.as_ref().map_or(0, Current::read);
                     self.current = None;
                     result?;
                 }
@@ -393,6 +458,131 @@ impl LineInput {
     }
 }
 
+impl Current {
+    /// Stored bytes read of this input (a directory's files are counted as
+    /// they are read, in `Inputs::done`).
+    fn read(&self) -> u64 {
+        match self {
+            Current::Lines(lines) => lines.read.load(Ordering::Relaxed),
+            Current::Parquet(rows) => rows.read(),
+            Current::Wet { read, .. } => read.load(Ordering::Relaxed),
+            Current::Dir { .. } | Current::Rejected { .. } => 0,
+        }
+    }
+}
+
+/// The next row of a Parquet file.
+fn parquet_step(rows: &mut ParquetInput, buf: &mut Vec<u8>, max: usize) -> Step {
+    match rows.next(buf, max) {
+        Ok(Row::Record(outcome, line)) => Step::Item(Item {
+            origin: Arc::clone(rows.origin()),
+            line,
+            outcome: outcome.map(|()| FORMAT_JSONL),
+            span: None,
+        }),
+        Ok(Row::End) => Step::Ended(Ok(())),
+        Err(e) => Step::Ended(Err(e)),
+    }
+}
+
+/// The next conversion record of a WET file; at its end, the records of
+/// other types it skipped are logged (once per file and process: a run
+/// may read its inputs several times).
+fn wet_step(reader: &mut WetInput, buf: &mut Vec<u8>, max: usize) -> Step {
+    match reader.next(buf, max) {
+        Ok(Found::Record(outcome, line)) => Step::Item(Item {
+            origin: Arc::clone(reader.origin()),
+            line,
+            outcome: outcome.map(|()| FORMAT_JSONL),
+            span: None,
+        }),
+        Ok(Found::End(skipped)) => {
+            if !skipped.is_empty() {
+                let counts: Vec<String> = skipped
+                    .iter()
+                    .map(|(kind, n)| format!("{kind}: {n}"))
+                    .collect();
+                dir::info_once(
+                    Path::new(&**reader.origin()),
+                    &format!(
+                        "WARC records other than conversions skipped ({})",
+                        counts.join(", ")
+                    ),
+                );
+            }
+            Step::Ended(Ok(()))
+        }
+        Err(e) => Step::Ended(Err(e)),
+    }
+}
+
+/// The files of a directory read as records, as inputs of their own (in
+/// path order): hidden files are left out (and logged), files that are not
+/// record files and files that cannot be listed are rejected records.
+fn shards(dir: &Path, entries: Vec<Entry>) -> Vec<Input> {
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if dir::is_hidden(dir, &entry) {
+            dir::info_once(Path::new(&**entry.origin()), "hidden, not read as records");
+            continue;
+        }
+        out.push(match entry {
+            Entry::File { path, origin, size } => {
+                let kind = kind_of(&path);
+                if kind.is_records() {
+                    Input::File {
+                        path,
+                        origin,
+                        ordinal: None,
+                        kind,
+                        size: Some(size),
+                    }
+                } else {
+                    Input::Rejected {
+                        origin,
+                        reason: "not a record file (.jsonl, .ndjson, .json, .parquet, \
+                                 .warc.wet, optionally .gz or .zst) in a directory read as records"
+                            .into(),
+                    }
+                }
+            }
+            Entry::Unreadable { origin, reason } => Input::Rejected { origin, reason },
+        });
+    }
+    out
+}
+
+/// Checks, before any work, that a Parquet input can be read as records:
+/// a file whose footer cannot be read is an IO error (exit 74); one that
+/// lacks the text column, or is compressed as a whole, is
+/// [`UnusableInput`] (exit 65).
+fn check(input: &Input, fields: &TextFields) -> Result<(), InputError> {
+    let Input::File {
+        path, origin, kind, ..
+    } = input
+    else {
+        return Ok(());
+    };
+    if kind.container != Container::Parquet {
+        return Ok(());
+    }
+    if kind.compression != Compression::None {
+        return Err(InputError {
+            origin: origin.to_string(),
+            line: 0,
+            cause: io::Error::new(
+                io::ErrorKind::InvalidData,
+                UnusableInput(
+                    "a Parquet file compressed as a whole cannot be read (Parquet compresses \
+                     its pages itself): decompress it"
+                        .into(),
+                ),
+            ),
+        });
+    }
+    parquet::check(path, origin, fields)
+}
+
 /// Reads a directory's `entry` whole into `scratch` (so a file too large is
 /// found out before anything is appended), then, if it is a record, onto
 /// `buf`.
@@ -458,10 +648,7 @@ impl RecordSource for Inputs {
     /// Stored (compressed) bytes read so far; a record held back for the
     /// next batch counts as read.
     fn position(&self) -> u64 {
-        match &self.current {
-            Some(Current::Lines(lines)) => self.done + lines.read.load(Ordering::Relaxed),
-            _ => self.done,
-        }
+        self.done + self.current.as_ref().map_or(0, Current::read)
     }
 
     /// The size of every input file and of every file in input directories,

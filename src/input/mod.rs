@@ -41,12 +41,14 @@ mod dir;
 mod inputs;
 mod json;
 mod lines;
+mod parquet;
 mod parse;
 mod record;
 mod reread;
 mod stream;
 #[cfg(test)]
 mod testutil;
+mod wet;
 
 pub use inputs::Inputs;
 pub use parse::{line_id, parse_text_record};
@@ -91,6 +93,31 @@ pub const FORMAT_DEMO: u8 = 4;
 /// The default of [`InputOptions::max_record_bytes`]: 16 MiB.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
 
+/// An input that cannot be read as records at all, though it can be read:
+/// a Parquet file without the text column, or with columns of types that
+/// cannot be read. The cause of the [`InputError`](drainpipe_actors::InputError)
+/// naming the file, found before any work; the run exits 65 (the data is
+/// not what the command says it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableInput(pub String);
+
+impl std::fmt::Display for UnusableInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnusableInput {}
+
+/// How a directory input is read (`--dir-as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirAs {
+    /// Each file below it is a file of records, read by its name's format.
+    Records,
+    /// Each file below it is one document.
+    Documents,
+}
+
 /// Reader options.
 #[derive(Debug, Clone)]
 pub struct InputOptions {
@@ -100,6 +127,12 @@ pub struct InputOptions {
     /// folder, so that a run started inside its input (`cd corpus &&
     /// drainpipe dedup .`) reads neither its outputs nor their temporaries.
     pub leave_out: Vec<std::path::PathBuf>,
+    /// The Parquet columns (and the field names of the JSON objects that
+    /// Parquet rows and WET records are given as) of the text and the id.
+    pub fields: TextFields,
+    /// How directories are read; `None`: as records when every file below
+    /// them is a record file, else as documents (see the rules above).
+    pub dir_as: Option<DirAs>,
 }
 
 impl Default for InputOptions {
@@ -107,6 +140,8 @@ impl Default for InputOptions {
         InputOptions {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             leave_out: Vec::new(),
+            fields: TextFields::default(),
+            dir_as: None,
         }
     }
 }

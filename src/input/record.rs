@@ -37,3 +37,36 @@ pub struct TextRecord<'a> {
 pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 at byte {}", e.valid_up_to()))
 }
+
+/// Appends to `buf` the JSON object a record of a non-JSON container
+/// (a Parquet row, a WET record) is given to the parser as: the id field
+/// (if any) with `id`, already JSON text; the `extra` string fields; then
+/// the text field.
+pub(crate) fn write_json_record(
+    buf: &mut Vec<u8>,
+    fields: &TextFields,
+    id: Option<&str>,
+    extra: &[(&str, &str)],
+    text: &str,
+) {
+    let string = |buf: &mut Vec<u8>, s: &str| {
+        serde_json::to_writer(&mut *buf, s).expect("writing to a Vec does not fail");
+    };
+    buf.push(b'{');
+    if let Some(id) = id {
+        string(buf, &fields.id);
+        buf.push(b':');
+        buf.extend_from_slice(id.as_bytes());
+        buf.push(b',');
+    }
+    for (name, value) in extra {
+        string(buf, name);
+        buf.push(b':');
+        string(buf, value);
+        buf.push(b',');
+    }
+    string(buf, &fields.text);
+    buf.push(b':');
+    string(buf, text);
+    buf.push(b'}');
+}

@@ -23,17 +23,40 @@ pub(crate) enum Compression {
     Zstd,
 }
 
+/// How a file holds its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Container {
+    /// One record per line.
+    Lines,
+    /// `.parquet`: one record per row ([`super::parquet`]).
+    Parquet,
+    /// `.warc.wet`: one record per conversion record ([`super::wet`]).
+    Wet,
+}
+
 /// What a file name says about its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Kind {
-    /// [`FORMAT_JSONL`] or [`FORMAT_TEXT`] for line inputs.
+    /// [`FORMAT_JSONL`] or [`FORMAT_TEXT`] for line inputs; Parquet rows and
+    /// WET records are given to the parser as JSON objects, [`FORMAT_JSONL`].
     pub format: u8,
     /// How to decompress it.
     pub compression: Compression,
+    /// How its records are laid out.
+    pub container: Container,
+}
+
+impl Kind {
+    /// Whether a directory of such files is read as records (see
+    /// [`super::dir`]): JSON Lines, Parquet and WET files; not text.
+    pub fn is_records(self) -> bool {
+        self.format == FORMAT_JSONL
+    }
 }
 
 /// The kind of a file, from its name: a `.gz` or `.zst` suffix, then
-/// `.jsonl`/`.json`/`.ndjson` for JSON Lines; anything else is text lines.
+/// `.jsonl`/`.json`/`.ndjson` for JSON Lines, `.parquet` for Parquet,
+/// `.warc.wet` for WET; anything else is text lines.
 pub(crate) fn kind_of(path: &Path) -> Kind {
     let name = path
         .file_name()
@@ -49,9 +72,18 @@ pub(crate) fn kind_of(path: &Path) -> Kind {
     let json = [".jsonl", ".json", ".ndjson"]
         .iter()
         .any(|ext| stem.ends_with(ext));
+    let container = if stem.ends_with(".parquet") {
+        Container::Parquet
+    } else if stem.ends_with(".warc.wet") {
+        Container::Wet
+    } else {
+        Container::Lines
+    };
+    let records = json || container != Container::Lines;
     Kind {
-        format: if json { FORMAT_JSONL } else { FORMAT_TEXT },
+        format: if records { FORMAT_JSONL } else { FORMAT_TEXT },
         compression,
+        container,
     }
 }
 
@@ -126,6 +158,13 @@ mod tests {
         assert_eq!(kind("b.csv"), (FORMAT_TEXT, Compression::None));
         assert_eq!(kind("README"), (FORMAT_TEXT, Compression::None));
         assert_eq!(kind("x.gz"), (FORMAT_TEXT, Compression::Gzip));
+        assert_eq!(kind("p.PARQUET"), (FORMAT_JSONL, Compression::None));
+        assert_eq!(kind("cc.warc.wet.gz"), (FORMAT_JSONL, Compression::Gzip));
+        let container = |name| kind_of(Path::new(name)).container;
+        assert_eq!(container("p.parquet"), Container::Parquet);
+        assert_eq!(container("cc.warc.wet.gz"), Container::Wet);
+        assert_eq!(container("cc.warc.gz"), Container::Lines);
+        assert_eq!(container("a.jsonl"), Container::Lines);
     }
 
     #[test]

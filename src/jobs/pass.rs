@@ -84,6 +84,7 @@ impl RunContext {
             input_options: InputOptions {
                 max_record_bytes: 16 << 20,
                 leave_out: vec![output.path().to_path_buf()],
+                ..InputOptions::default()
             },
             fields: TextFields {
                 text: "text".into(),

@@ -15,6 +15,8 @@ mod common;
 mod mixed;
 #[path = "../common/nats.rs"]
 mod nats;
+#[path = "../common/parquet.rs"]
+mod parquet;
 
 mod a_closed_stderr_or_a_dead_coordinator_never_hangs_the_run;
 mod a_damaged_or_foreign_checkpoint_is_refused;
@@ -65,4 +67,5 @@ mod temporaries_are_removed_on_every_exit_path;
 mod the_examples_run_and_account_for_every_record;
 mod the_modules_import_one_way;
 mod the_protocol_loses_nothing_where_naive_shutdown_does;
+mod the_same_records_give_the_same_clusters_however_they_are_packaged;
 mod writing_to_a_closed_pipe_ends_quietly;

@@ -1,0 +1,489 @@
+//! Parquet input: one record per row, streamed row group by row group
+//! through the `parquet` crate's column readers, reading only the text
+//! column and the id column.
+//!
+//! Each row is given to the rest of the program as the JSON object
+//! `{"<id field>": <id>, "<text field>": "<text>"}` ([`super::FORMAT_JSONL`]), so
+//! that the one parser, the jobs and `kept.jsonl` work on it unchanged. An
+//! integer id is written as a JSON number, a string id as a JSON string, a
+//! null id as `null` (which the parser rejects, as in JSON Lines); without
+//! an id column the field is left out, and the record's id is
+//! `"<file>:<row>"` as for a JSON Lines line without one. The row (1-based,
+//! counted across row groups) is the record's line. Rows have no byte
+//! [`Span`](drainpipe_actors::Span): a later pass reads the file again.
+//!
+//! Memory is bounded by what one chunk of [`CHUNK`] rows needs: the pages
+//! of the two columns those rows are in (data pages are 1 MiB by default in
+//! the common writers, plus a column's dictionary page) and the rows' values,
+//! which point into those pages. Row groups are never read whole, however
+//! large they are.
+//!
+//! A file that lacks the text column, or whose text or id column is of a
+//! type that cannot be read, is refused before any work with an
+//! [`UnusableInput`] error listing its columns (exit 65). A file that is
+//! not Parquet, is corrupt or was cut short is an
+//! [`InputError`](drainpipe_actors::InputError) naming it (exit 74).
+
+use std::fs::File;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+
+use drainpipe_actors::InputError;
+use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
+use parquet::column::reader::{get_typed_column_reader, ColumnReader, ColumnReaderImpl};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::schema::types::{ColumnDescriptor, SchemaDescriptor};
+
+use super::record::{utf8, write_json_record, TextFields};
+use super::UnusableInput;
+
+/// Rows decoded at a time, per column.
+pub(crate) const CHUNK: usize = 256;
+
+/// How an id column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdKind {
+    Int32 { unsigned: bool },
+    Int64 { unsigned: bool },
+    Str,
+}
+
+/// The columns read, by their index in the file's schema.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    text: usize,
+    id: Option<(usize, IdKind)>,
+    /// The definition level of a value that is there (0 for a required
+    /// column, 1 for an optional one), of the text and id columns.
+    defined: (i16, i16),
+}
+
+/// Opens the Parquet file at `path` and checks that it has the columns
+/// `fields` names, of types that can be read: the check made for every
+/// Parquet input before a run starts.
+pub(crate) fn check(path: &Path, origin: &str, fields: &TextFields) -> Result<(), InputError> {
+    open(path, origin, fields).map(|_| ())
+}
+
+fn open(
+    path: &Path,
+    origin: &str,
+    fields: &TextFields,
+) -> Result<(SerializedFileReader<File>, Columns), InputError> {
+    let fail = |cause| InputError {
+        origin: origin.to_owned(),
+        line: 0,
+        cause,
+    };
+    let file = File::open(path).map_err(fail)?;
+    let reader = SerializedFileReader::new(file).map_err(|e| fail(invalid(e)))?;
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let columns = columns(schema, fields).map_err(|message| {
+        fail(io::Error::new(
+            io::ErrorKind::InvalidData,
+            UnusableInput(message),
+        ))
+    })?;
+    Ok((reader, columns))
+}
+
+/// A Parquet error as the IO error of an input that cannot be read.
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a readable Parquet file: {e}"),
+    )
+}
+
+/// Finds the text and id columns in `schema`, or says why the file cannot
+/// be read, listing its columns.
+fn columns(schema: &SchemaDescriptor, fields: &TextFields) -> Result<Columns, String> {
+    let find = |name: &str| {
+        (0..schema.num_columns()).find(|&i| schema.column(i).path().parts() == [name.to_owned()])
+    };
+    let listing = || {
+        let names: Vec<String> = schema
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|f| format!("{:?}", f.name()))
+            .collect();
+        format!("its columns: {}", names.join(", "))
+    };
+    let Some(text) = find(&fields.text) else {
+        return Err(format!(
+            "no text column {:?} (--text-field); {}",
+            fields.text,
+            listing()
+        ));
+    };
+    let descr = schema.column(text);
+    if !is_string(&descr) || descr.max_rep_level() > 0 {
+        return Err(format!(
+            "text column {:?} is {}, not a string; {}",
+            fields.text,
+            type_name(&descr),
+            listing()
+        ));
+    }
+    let id = match find(&fields.id) {
+        None => None,
+        Some(i) => {
+            let descr = schema.column(i);
+            let kind = id_kind(&descr).filter(|_| descr.max_rep_level() == 0);
+            let Some(kind) = kind else {
+                return Err(format!(
+                    "id column {:?} is {}, not an integer or a string; {}",
+                    fields.id,
+                    type_name(&descr),
+                    listing()
+                ));
+            };
+            Some((i, kind))
+        }
+    };
+    let defined = (
+        schema.column(text).max_def_level(),
+        id.map_or(0, |(i, _)| schema.column(i).max_def_level()),
+    );
+    Ok(Columns { text, id, defined })
+}
+
+/// Whether a column holds text: a byte array, unannotated or annotated as
+/// a string (Arrow's string and large string are both written so).
+fn is_string(descr: &ColumnDescriptor) -> bool {
+    descr.physical_type() == Physical::BYTE_ARRAY
+        && matches!(
+            descr.logical_type_ref(),
+            None | Some(LogicalType::String | LogicalType::Enum | LogicalType::Json)
+        )
+        && matches!(
+            descr.converted_type(),
+            ConvertedType::NONE | ConvertedType::UTF8 | ConvertedType::ENUM | ConvertedType::JSON
+        )
+}
+
+fn id_kind(descr: &ColumnDescriptor) -> Option<IdKind> {
+    let unsigned = matches!(
+        descr.logical_type_ref(),
+        Some(LogicalType::Integer(int)) if !int.is_signed
+    ) || matches!(
+        descr.converted_type(),
+        ConvertedType::UINT_8
+            | ConvertedType::UINT_16
+            | ConvertedType::UINT_32
+            | ConvertedType::UINT_64
+    );
+    let integer = matches!(
+        descr.logical_type_ref(),
+        None | Some(LogicalType::Integer(_))
+    );
+    match descr.physical_type() {
+        Physical::INT32 if integer => Some(IdKind::Int32 { unsigned }),
+        Physical::INT64 if integer => Some(IdKind::Int64 { unsigned }),
+        Physical::BYTE_ARRAY if is_string(descr) => Some(IdKind::Str),
+        _ => None,
+    }
+}
+
+fn type_name(descr: &ColumnDescriptor) -> String {
+    let mut name = match descr.logical_type_ref() {
+        Some(logical) => format!("{} ({logical:?})", descr.physical_type()),
+        None => descr.physical_type().to_string(),
+    };
+    if descr.max_rep_level() > 0 {
+        name.push_str(", repeated");
+    }
+    name
+}
+
+/// The reader of one id column.
+enum IdReader {
+    Int32(ColumnReaderImpl<Int32Type>, bool),
+    Int64(ColumnReaderImpl<Int64Type>, bool),
+    Str(ColumnReaderImpl<ByteArrayType>),
+}
+
+/// One row's id, as the JSON record will hold it.
+enum Id {
+    /// No id column.
+    Absent,
+    /// A null id.
+    Null,
+    /// The id's JSON text.
+    Json(String),
+    /// A string id, not yet checked to be UTF-8.
+    Bytes(ByteArray),
+}
+
+/// The rows decoded and not yet given out, in reverse order.
+#[derive(Default)]
+struct Chunk {
+    texts: Vec<Option<ByteArray>>,
+    ids: Vec<Id>,
+}
+
+/// One Parquet file being read.
+pub(crate) struct ParquetInput {
+    reader: SerializedFileReader<File>,
+    origin: Arc<str>,
+    fields: TextFields,
+    columns: Columns,
+    /// The next row group to open.
+    next_group: usize,
+    /// The row group being read: its readers and the rows it has left.
+    group: Option<(ColumnReaderImpl<ByteArrayType>, Option<IdReader>, usize)>,
+    chunk: Chunk,
+    /// Rows given out so far.
+    row: u64,
+    /// Stored bytes of the row groups read whole (the file's size at the end).
+    read: u64,
+    size: u64,
+}
+
+/// What [`ParquetInput::next`] gives.
+pub(crate) enum Row {
+    /// A record, appended to the buffer (`Ok`) or rejected (`Err`), and its row.
+    Record(Result<(), String>, u64),
+    /// The file is read.
+    End,
+}
+
+impl ParquetInput {
+    /// Opens the file at `path`, named `origin` in records and messages.
+    pub fn open(path: &Path, origin: Arc<str>, fields: &TextFields) -> Result<Self, InputError> {
+        let (reader, columns) = open(path, &origin, fields)?;
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        Ok(ParquetInput {
+            reader,
+            origin,
+            fields: fields.clone(),
+            columns,
+            next_group: 0,
+            group: None,
+            chunk: Chunk::default(),
+            row: 0,
+            read: 0,
+            size,
+        })
+    }
+
+    /// The file's name in records and messages.
+    pub fn origin(&self) -> &Arc<str> {
+        &self.origin
+    }
+
+    /// Stored bytes read so far, by row group.
+    pub fn read(&self) -> u64 {
+        self.read
+    }
+
+    /// Appends the next row's record to `buf` (unless it is rejected: then
+    /// `buf` is left as it was).
+    pub fn next(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Row, InputError> {
+        while self.chunk.texts.is_empty() {
+            let decoded = catch_unwind(AssertUnwindSafe(|| self.decode()));
+            let more = decoded
+                .unwrap_or_else(|_| Err("the Parquet decoder failed (panicked)".into()))
+                .map_err(|message| InputError {
+                    origin: self.origin.to_string(),
+                    line: self.row,
+                    cause: io::Error::new(io::ErrorKind::InvalidData, message),
+                })?;
+            if !more {
+                self.read = self.size;
+                return Ok(Row::End);
+            }
+        }
+        let text = self.chunk.texts.pop().expect("a row is left");
+        let id = self.chunk.ids.pop().unwrap_or(Id::Absent);
+        self.row += 1;
+        let start = buf.len();
+        let outcome = record(buf, &self.fields, id, text.as_ref(), max);
+        if outcome.is_err() {
+            buf.truncate(start);
+        }
+        Ok(Row::Record(outcome, self.row))
+    }
+
+    /// Decodes the next chunk of rows, opening the next row group when one
+    /// ends; `false` when every row group is read.
+    fn decode(&mut self) -> Result<bool, String> {
+        loop {
+            match &mut self.group {
+                Some((_, _, 0)) => {
+                    let done = self.reader.metadata().row_group(self.next_group - 1);
+                    self.read += u64::try_from(done.compressed_size()).unwrap_or(0);
+                    self.group = None;
+                }
+                Some((text, id, left)) => {
+                    let want = (*left).min(CHUNK);
+                    let (text_defined, id_defined) = self.columns.defined;
+                    let texts = read_column(text, want, text_defined)?;
+                    let ids = match id {
+                        None => Vec::new(),
+                        Some(id) => read_ids(id, want, id_defined)?,
+                    };
+                    if texts.len() != want || (self.columns.id.is_some() && ids.len() != want) {
+                        return Err(format!(
+                            "row group {} ends {left} rows early: the file is cut short or corrupt",
+                            self.next_group - 1
+                        ));
+                    }
+                    *left -= want;
+                    self.chunk.texts = texts;
+                    self.chunk.ids = ids;
+                    self.chunk.texts.reverse();
+                    self.chunk.ids.reverse();
+                    return Ok(true);
+                }
+                None => {
+                    if self.next_group == self.reader.num_row_groups() {
+                        return Ok(false);
+                    }
+                    self.group = Some(self.open_group(self.next_group)?);
+                    self.next_group += 1;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open_group(
+        &self,
+        i: usize,
+    ) -> Result<(ColumnReaderImpl<ByteArrayType>, Option<IdReader>, usize), String> {
+        let group = self.reader.get_row_group(i).map_err(|e| e.to_string())?;
+        let rows = usize::try_from(group.metadata().num_rows())
+            .map_err(|_| format!("row group {i} has a negative number of rows"))?;
+        let column = |c: usize| group.get_column_reader(c).map_err(|e| e.to_string());
+        let text = typed::<ByteArrayType>(column(self.columns.text)?);
+        let id = match self.columns.id {
+            None => None,
+            Some((c, IdKind::Int32 { unsigned })) => {
+                Some(IdReader::Int32(typed(column(c)?), unsigned))
+            }
+            Some((c, IdKind::Int64 { unsigned })) => {
+                Some(IdReader::Int64(typed(column(c)?), unsigned))
+            }
+            Some((c, IdKind::Str)) => Some(IdReader::Str(typed(column(c)?))),
+        };
+        Ok((text, id, rows))
+    }
+}
+
+/// The typed reader of a column whose physical type was checked.
+fn typed<T: DataType>(reader: ColumnReader) -> ColumnReaderImpl<T> {
+    get_typed_column_reader(reader)
+}
+
+/// Reads up to `want` rows of a column, nulls as `None`.
+fn read_column<T: DataType>(
+    reader: &mut ColumnReaderImpl<T>,
+    want: usize,
+    defined: i16,
+) -> Result<Vec<Option<T::T>>, String> {
+    let mut values = Vec::with_capacity(want);
+    let mut levels = Vec::with_capacity(want);
+    let (rows, _, read_levels) = reader
+        .read_records(want, Some(&mut levels), None, &mut values)
+        .map_err(|e| e.to_string())?;
+    if defined == 0 {
+        return Ok(values.into_iter().take(rows).map(Some).collect());
+    }
+    let mut values = values.into_iter();
+    let out: Option<Vec<_>> = levels[..read_levels.min(levels.len())]
+        .iter()
+        .map(|&level| {
+            if level == defined {
+                values.next().map(Some)
+            } else {
+                Some(None)
+            }
+        })
+        .collect();
+    out.ok_or_else(|| "fewer values than the definition levels say".to_owned())
+}
+
+fn read_ids(reader: &mut IdReader, want: usize, defined: i16) -> Result<Vec<Id>, String> {
+    let id = |v: Option<String>| v.map_or(Id::Null, Id::Json);
+    Ok(match reader {
+        IdReader::Int32(r, unsigned) => {
+            let unsigned = *unsigned;
+            read_column(r, want, defined)?
+                .into_iter()
+                .map(|v| {
+                    id(v.map(|n| {
+                        if unsigned {
+                            (n as u32).to_string()
+                        } else {
+                            n.to_string()
+                        }
+                    }))
+                })
+                .collect()
+        }
+        IdReader::Int64(r, unsigned) => {
+            let unsigned = *unsigned;
+            read_column(r, want, defined)?
+                .into_iter()
+                .map(|v| {
+                    id(v.map(|n| {
+                        if unsigned {
+                            (n as u64).to_string()
+                        } else {
+                            n.to_string()
+                        }
+                    }))
+                })
+                .collect()
+        }
+        IdReader::Str(r) => read_column(r, want, defined)?
+            .into_iter()
+            .map(|v| v.map_or(Id::Null, Id::Bytes))
+            .collect(),
+    })
+}
+
+/// Appends one row's JSON record to `buf`, or says why it is rejected.
+fn record(
+    buf: &mut Vec<u8>,
+    fields: &TextFields,
+    id: Id,
+    text: Option<&ByteArray>,
+    max: usize,
+) -> Result<(), String> {
+    let Some(text) = text else {
+        return Err(format!("text column {:?} is null", fields.text));
+    };
+    let text = utf8(text.data())?;
+    let id_json;
+    let id = match &id {
+        Id::Absent => None,
+        Id::Null => Some("null"),
+        Id::Json(json) => Some(json.as_str()),
+        Id::Bytes(bytes) => {
+            let id = utf8(bytes.data()).map_err(|e| format!("id column: {e}"))?;
+            id_json = serde_json::to_string(id).expect("a string serializes");
+            Some(id_json.as_str())
+        }
+    };
+    if text.len() > max {
+        return Err(format!(
+            "record of at least {} bytes exceeds --max-record-bytes {max}",
+            text.len()
+        ));
+    }
+    let start = buf.len();
+    write_json_record(buf, fields, id, &[], text);
+    let len = buf.len() - start;
+    if len > max {
+        return Err(format!(
+            "record of {len} bytes exceeds --max-record-bytes {max}"
+        ));
+    }
+    Ok(())
+}
