@@ -487,3 +487,266 @@ fn record(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::testutil::drain;
+    use crate::input::{InputOptions, Inputs};
+    use parquet::data_type::Int32Type;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    /// Values of one column of a row group: values and definition levels.
+    enum Values {
+        I32(Vec<i32>),
+        I64(Vec<i64>),
+        Bytes(Vec<&'static str>),
+    }
+
+    /// Writes a file of `schema` whose row groups are lists of columns.
+    fn write(path: &Path, schema: &str, groups: Vec<Vec<(Values, Option<Vec<i16>>)>>) {
+        let schema = Arc::new(parse_message_type(schema).unwrap());
+        let props = Arc::new(WriterProperties::builder().build());
+        let file = File::create(path).unwrap();
+        let mut writer = SerializedFileWriter::new(file, schema, props).unwrap();
+        for group in groups {
+            let mut rows = writer.next_row_group().unwrap();
+            for (values, levels) in group {
+                let mut column = rows.next_column().unwrap().unwrap();
+                let levels = levels.as_deref();
+                match values {
+                    Values::I32(v) => column.typed::<Int32Type>().write_batch(&v, levels, None),
+                    Values::I64(v) => column.typed::<Int64Type>().write_batch(&v, levels, None),
+                    Values::Bytes(v) => {
+                        let v: Vec<ByteArray> = v.into_iter().map(ByteArray::from).collect();
+                        column
+                            .typed::<ByteArrayType>()
+                            .write_batch(&v, levels, None)
+                    }
+                }
+                .unwrap();
+                column.close().unwrap();
+            }
+            rows.close().unwrap();
+        }
+        writer.close().unwrap();
+    }
+
+    fn read(path: &Path, max: usize) -> Result<Vec<String>, String> {
+        let options = InputOptions {
+            max_record_bytes: max,
+            ..InputOptions::default()
+        };
+        let mut inputs = Inputs::open(&[path.to_path_buf()], options).map_err(|e| e.to_string())?;
+        Ok(drain(&mut inputs))
+    }
+
+    #[test]
+    fn rows_are_json_records_with_their_ids_in_order_across_row_groups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a.parquet");
+        let schema = "message m { optional binary text (UTF8); required int64 id (INTEGER(64,false)); optional int32 n; }";
+        let many: Vec<&'static str> = vec!["x"; CHUNK + 5];
+        write(
+            &path,
+            schema,
+            vec![
+                vec![
+                    (
+                        Values::Bytes(vec!["a \"q\"", "\u{e9}"]),
+                        Some(vec![1, 0, 1]),
+                    ),
+                    (Values::I64(vec![1, -1, 3]), None),
+                    (Values::I32(vec![]), Some(vec![0, 0, 0])),
+                ],
+                vec![
+                    (Values::Bytes(many.clone()), Some(vec![1; many.len()])),
+                    (Values::I64((0..many.len() as i64).collect()), None),
+                    (Values::I32(vec![]), Some(vec![0; many.len()])),
+                ],
+            ],
+        );
+        let got = read(&path, 100).unwrap();
+        let p = path.display();
+        assert_eq!(got.len(), 3 + CHUNK + 5);
+        assert_eq!(got[0], format!(r#"{p}:1 1 {{"id":1,"text":"a \"q\""}}"#));
+        assert_eq!(
+            got[1],
+            format!(r#"{p}:2 rejected: text column "text" is null"#)
+        );
+        assert_eq!(got[2], format!(r#"{p}:3 1 {{"id":3,"text":"é"}}"#));
+        // An unsigned id is read as unsigned.
+        let path2 = tmp.path().join("u.parquet");
+        write(
+            &path2,
+            "message m { required binary text (UTF8); required int64 id (INTEGER(64,false)); }",
+            vec![vec![
+                (Values::Bytes(vec!["t"]), None),
+                (Values::I64(vec![-1]), None),
+            ]],
+        );
+        assert_eq!(
+            read(&path2, 100).unwrap()[0],
+            format!(
+                r#"{}:1 1 {{"id":18446744073709551615,"text":"t"}}"#,
+                path2.display()
+            )
+        );
+        assert_eq!(
+            got[3 + CHUNK + 4],
+            format!(
+                r#"{p}:{} 1 {{"id":{},"text":"x"}}"#,
+                3 + CHUNK + 5,
+                CHUNK + 4
+            )
+        );
+    }
+
+    #[test]
+    fn string_ids_null_ids_and_no_id_column_follow_json_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.parquet");
+        write(
+            &path,
+            "message m { required binary id (UTF8); required binary text (UTF8); }",
+            vec![vec![
+                (Values::Bytes(vec!["a\"b"]), None),
+                (Values::Bytes(vec!["t"]), None),
+            ]],
+        );
+        let p = path.display();
+        assert_eq!(
+            read(&path, 100).unwrap(),
+            [format!(r#"{p}:1 1 {{"id":"a\"b","text":"t"}}"#)]
+        );
+        let path = tmp.path().join("n.parquet");
+        write(
+            &path,
+            "message m { optional int32 id; required binary text; }",
+            vec![vec![
+                (Values::I32(vec![7]), Some(vec![0, 1])),
+                (Values::Bytes(vec!["t", "u"]), None),
+            ]],
+        );
+        let p = path.display();
+        assert_eq!(
+            read(&path, 100).unwrap(),
+            [
+                format!(r#"{p}:1 1 {{"id":null,"text":"t"}}"#),
+                format!(r#"{p}:2 1 {{"id":7,"text":"u"}}"#)
+            ]
+        );
+        let path = tmp.path().join("t.parquet");
+        write(
+            &path,
+            "message m { required binary text (UTF8); }",
+            vec![vec![(Values::Bytes(vec!["t"]), None)]],
+        );
+        let p = path.display();
+        assert_eq!(
+            read(&path, 100).unwrap(),
+            [format!(r#"{p}:1 1 {{"text":"t"}}"#)]
+        );
+        // Longer than the limit: rejected.
+        let got = read(&path, 5).unwrap();
+        assert_eq!(
+            got,
+            [format!(
+                "{p}:1 rejected: record of 12 bytes exceeds --max-record-bytes 5"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_readable_text_column_is_unusable_and_lists_its_columns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a.parquet");
+        write(
+            &path,
+            "message m { required int64 content; required double id; }",
+            vec![vec![
+                (Values::I64(vec![1]), None),
+                (Values::I64(vec![]), None),
+            ]]
+            .into_iter()
+            .take(0)
+            .collect(),
+        );
+        let fields = TextFields::default();
+        let e = check(&path, "a.parquet", &fields).unwrap_err();
+        assert!(e.cause.get_ref().unwrap().is::<UnusableInput>());
+        assert_eq!(
+            e.to_string(),
+            r#"cannot read a.parquet: no text column "text" (--text-field); its columns: "content", "id""#
+        );
+        let fields = TextFields {
+            text: "content".into(),
+            id: "id".into(),
+        };
+        let e = check(&path, "a.parquet", &fields).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"cannot read a.parquet: text column "content" is INT64, not a string; its columns: "content", "id""#
+        );
+        let fields = TextFields {
+            text: "content".into(),
+            id: "x".into(),
+        };
+        let e = check(&path, "a.parquet", &fields).unwrap_err();
+        assert!(e.to_string().contains("not a string"), "{e}");
+    }
+
+    #[test]
+    fn a_cut_or_corrupt_file_is_an_io_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a.parquet");
+        // Distinct texts, so that the pages (not a dictionary) hold them.
+        let texts: Vec<&'static str> = (0..5000)
+            .map(|i| &*Box::leak(format!("some text {i} to fill the pages").into_boxed_str()))
+            .collect();
+        write(
+            &path,
+            "message m { required binary text (UTF8); }",
+            vec![vec![(Values::Bytes(texts), None)]],
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let fields = TextFields::default();
+        for (name, damaged) in [
+            ("cut.parquet", bytes[..bytes.len() / 2].to_vec()),
+            ("empty.parquet", Vec::new()),
+            ("text.parquet", b"not parquet at all, no magic".to_vec()),
+        ] {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, damaged).unwrap();
+            let e = check(&path, name, &fields).unwrap_err();
+            assert!(
+                !e.cause.get_ref().is_some_and(|c| c.is::<UnusableInput>()),
+                "{e}"
+            );
+            assert!(
+                e.to_string().starts_with(&format!("cannot read {name}: ")),
+                "{e}"
+            );
+        }
+        // Pages damaged after the footer was read: an error, not a panic.
+        let mut damaged = bytes.clone();
+        for b in &mut damaged[4..bytes.len() / 2] {
+            *b = 0xA5;
+        }
+        let path = tmp.path().join("pages.parquet");
+        std::fs::write(&path, &damaged).unwrap();
+        let mut inputs =
+            Inputs::open(std::slice::from_ref(&path), InputOptions::default()).unwrap();
+        let e = loop {
+            let mut batch = drainpipe_actors::BatchBuilder::default();
+            match drainpipe_actors::RecordSource::fill(&mut inputs, &mut batch, 1000, usize::MAX) {
+                Ok(true) => {}
+                Ok(false) => panic!("the damage was not found"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.origin, path.display().to_string());
+    }
+}

@@ -240,3 +240,148 @@ fn cut_short(read: u64, length: u64) -> io::Error {
         format!("the content ends after {read} of its {length} bytes (Content-Length)"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One WARC record of `kind`, with `extra` header lines.
+    pub(crate) fn warc(kind: &str, extra: &str, content: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "WARC/1.0\r\nWARC-Type: {kind}\r\n{extra}Content-Length: {}\r\n\r\n",
+            content.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(content);
+        out.extend_from_slice(b"\r\n\r\n");
+        out
+    }
+
+    /// Every record of `bytes`: the JSON of each conversion record or why
+    /// it is rejected, then the skipped counts or the error.
+    fn read(bytes: &[u8], max: usize) -> (Vec<String>, Result<String, String>) {
+        let stream: Stream = Box::new(io::Cursor::new(bytes.to_vec()));
+        let mut wet = WetInput::new(stream, Arc::from("cc.warc.wet"), &TextFields::default());
+        let mut out = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            match wet.next(&mut buf, max) {
+                Ok(Found::Record(Ok(()), n)) => {
+                    out.push(format!("{n} {}", String::from_utf8(buf).unwrap()));
+                }
+                Ok(Found::Record(Err(why), n)) => {
+                    assert!(buf.is_empty());
+                    out.push(format!("{n} rejected: {why}"));
+                }
+                Ok(Found::End(skipped)) => return (out, Ok(format!("{skipped:?}"))),
+                Err(e) => return (out, Err(e.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn conversion_records_are_documents_with_their_id_and_url() {
+        let mut file = warc(
+            "warcinfo",
+            "WARC-Record-ID: <urn:uuid:0>\r\n",
+            b"software: x\r\n",
+        );
+        file.extend(warc(
+            "conversion",
+            "WARC-Target-URI: http://a.example/\r\nWARC-Record-ID: <urn:uuid:1>\r\n",
+            "héllo\nworld".as_bytes(),
+        ));
+        file.extend(warc("metadata", "", b"m"));
+        file.extend(warc(
+            "conversion",
+            "WARC-Record-ID: <urn:uuid:2>\r\n",
+            b"\xff",
+        ));
+        file.extend(warc("conversion", "WARC-Target-URI: u\r\n", b"no id"));
+        file.extend(warc(
+            "conversion",
+            "WARC-Record-ID: <urn:uuid:3>\r\n",
+            &[b'x'; 50],
+        ));
+        let (records, end) = read(&file, 40);
+        assert_eq!(
+            records,
+            [
+                "2 {\"id\":\"<urn:uuid:1>\",\"url\":\"http://a.example/\",\"text\":\"héllo\\nworld\"}",
+                "4 rejected: not valid UTF-8 at byte 0",
+                "5 rejected: conversion record without a WARC-Record-ID",
+                "6 rejected: record of 50 bytes exceeds --max-record-bytes 40",
+            ]
+        );
+        assert_eq!(end, Ok(r#"{"metadata": 1, "warcinfo": 1}"#.to_owned()));
+    }
+
+    #[test]
+    fn malformed_records_are_errors_naming_the_file_and_record() {
+        let good = warc("conversion", "WARC-Record-ID: <a>\r\n", b"text");
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"WARC/1.0\r\nWARC-Type: conversion\r\n",
+                "the file ends inside a header",
+            ),
+            (
+                b"WARC/1.0\r\nContent-Length: ten\r\n\r\n",
+                "Content-Length is not a number",
+            ),
+            (
+                b"WARC/1.0\r\nContent-Length: 100\r\n\r\nshort",
+                "the content ends after 5 of its 100 bytes",
+            ),
+            (b"WARC/1.0\r\nWARC-Type: x\r\n\r\n", "no Content-Length"),
+            (
+                b"WARC/1.0\r\nContent-Length: 4\r\ntext without a blank line\r\n",
+                "header line without a colon",
+            ),
+        ];
+        for (bad, why) in cases {
+            let mut file = good.clone();
+            file.extend_from_slice(bad);
+            let (records, end) = read(&file, 100);
+            assert_eq!(records.len(), 1, "{why}");
+            let e = end.unwrap_err();
+            assert!(
+                e.starts_with("cannot read cc.warc.wet after line 2: WARC record 2: ")
+                    && e.contains(why),
+                "{e}"
+            );
+        }
+        let (_, end) = read(b"not a warc file\n", 100);
+        assert!(end
+            .unwrap_err()
+            .contains("does not start with a WARC version line"));
+    }
+
+    proptest! {
+        /// Any bytes, and any cut or corruption of a valid file, end in
+        /// records and then the end or an error: no panic, no endless loop
+        /// (the test ends), and never more records than the file has.
+        #[test]
+        fn arbitrary_or_damaged_files_never_panic_or_hang(
+            cut in 0usize..400,
+            flip in 0usize..400,
+            byte in any::<u8>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut file = warc("warcinfo", "", b"info");
+            for i in 0..3 {
+                let id = format!("WARC-Record-ID: <{i}>\r\n");
+                file.extend(warc("conversion", &id, format!("text {i}").as_bytes()));
+            }
+            let mut damaged = file.clone();
+            if flip < damaged.len() {
+                damaged[flip] = byte;
+            }
+            damaged.truncate(cut.max(1));
+            for bytes in [&damaged, &noise] {
+                let (records, _) = read(bytes, 1 << 20);
+                prop_assert!(records.len() <= 3);
+            }
+        }
+    }
+}
