@@ -14,11 +14,14 @@ use drainpipe_actors::{OutputDir, RunHandle, Settings, TempSpace};
 /// pipeline that stops without losing a record or hanging.
 ///
 /// With no INPUT a job runs on an embedded, deterministic demo corpus.
-/// Inputs: JSON Lines (.jsonl/.json/.ndjson), plain text (.txt, one record
-/// per line), directories (every regular file is one record), any of them
-/// compressed as .gz or .zst; `-` reads JSON Lines from stdin.
+/// Inputs: JSON Lines (.jsonl/.json/.ndjson), Parquet (.parquet, one record
+/// per row), Common Crawl WET (.warc.wet), plain text (.txt, one record per
+/// line), directories (of record files: their records; else every regular
+/// file is one record; see --dir-as), any of them but Parquet compressed as
+/// .gz or .zst; `-` reads JSON Lines from stdin.
 ///
-/// Exit codes: 0 complete, 2 usage, 65 too many rejects, 70 data loss or
+/// Exit codes: 0 complete, 2 usage, 65 too many rejects or an unusable
+/// input (a Parquet file without the text column), 70 data loss or
 /// internal error, 74 IO error, 129 hung up (SIGHUP), 130 interrupted
 /// (SIGINT/SIGTERM); each after draining, with partial outputs.
 #[derive(Debug, Parser)]
@@ -66,8 +69,9 @@ pub enum JobCommand {
     /// batches of any run on the broker until SIGINT or SIGTERM, then
     /// finishes the batches it holds and exits 0. Not a job.
     Worker(WorkerArgs),
-    /// Write the demo corpus as JSON Lines (`{"id": N, "text": ...}`), to
-    /// benchmark or compare tools on the same data. Not a job.
+    /// Write the demo corpus as JSON Lines (`{"id": N, "text": ...}`) or
+    /// Parquet (columns id and text), to benchmark or compare tools and
+    /// formats on the same data. Not a job.
     Generate(GenerateArgs),
 }
 
@@ -234,6 +238,13 @@ pub struct GenerateArgs {
     /// Output file (written atomically); `-` for stdout.
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
+    /// `jsonl`, or `parquet` (columns id and text; needs --output).
+    #[arg(long, value_name = "FORMAT", default_value = "jsonl", value_parser = ["jsonl", "parquet"])]
+    pub format: String,
+    /// Rows per row group of the Parquet form.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub row_group: u64,
     /// Fewest words per document: 1 to 100,000 (short documents make
     /// large corpora that fit the disk: `--min-words 20 --max-words 40` is
     /// about 250 bytes a document, the default about 2 KB).
@@ -303,11 +314,12 @@ pub struct CommonArgs {
           value_parser = clap::value_parser!(u32).range(1..=bounds::BATCH))]
     pub batch: Option<u32>,
 
-    /// JSON field holding the text.
+    /// JSON field (or Parquet column) holding the text.
     #[arg(long, value_name = "NAME", default_value = "text")]
     pub text_field: String,
 
-    /// JSON field holding the record id (else the line number).
+    /// JSON field (or Parquet column) holding the record id (else the
+    /// line or row number).
     #[arg(long, value_name = "NAME", default_value = "id")]
     pub id_field: String,
 

@@ -321,7 +321,7 @@ dedup: precision {:.4}, recall {:.4} against the exact Jaccard ground truth ({} 
     Some(s)
 }
 
-/// Writes the demo corpus as JSON Lines.
+/// Writes the demo corpus as JSON Lines or Parquet.
 fn generate(args: &cli::GenerateArgs) -> anyhow::Result<()> {
     use std::io::Write;
     if args.min_words > args.max_words {
@@ -349,7 +349,17 @@ fn generate(args: &cli::GenerateArgs) -> anyhow::Result<()> {
         }
         out.flush()
     };
+    let parquet = args.format == "parquet";
     if args.output.as_os_str() == "-" {
+        if parquet {
+            use clap::CommandFactory;
+            cli::Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--format parquet writes a file: give --output",
+                )
+                .exit();
+        }
         let stdout = std::io::stdout();
         write_docs(&mut std::io::BufWriter::new(stdout.lock())).context("writing to stdout")?;
         return Ok(());
@@ -364,7 +374,14 @@ fn generate(args: &cli::GenerateArgs) -> anyhow::Result<()> {
         .and_then(|n| n.to_str())
         .with_context(|| format!("{} is not a file name", path.display()))?;
     let mut file = OutputDir::create(folder)?.atomic(name)?;
-    write_docs(&mut file).map_err(|e| drainpipe_actors::OutputError::new(path, e))?;
+    if parquet {
+        let group = usize::try_from(args.row_group).unwrap_or(usize::MAX);
+        file = corpus
+            .write_parquet(file, group)
+            .map_err(|e| drainpipe_actors::OutputError::new(path, std::io::Error::other(e)))?;
+    } else {
+        write_docs(&mut file).map_err(|e| drainpipe_actors::OutputError::new(path, e))?;
+    }
     file.commit()?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Input readers: JSON Lines, plain text, whole-file directories, `.gz` and
+//! Input readers: JSON Lines, Parquet, Common Crawl WET, plain text,
+//! directories (of record shards, or of whole-file documents), `.gz` and
 //! `.zst` decompressed on the fly, stdin; and the shared parser that turns a
 //! raw record into id + text.
 //!
@@ -8,9 +9,20 @@
 //!   by [`InputOptions::max_record_bytes`]) is held in memory at a time.
 //! - The format comes from the file name, case-insensitively, after an
 //!   optional `.gz` or `.zst` suffix is removed: `.jsonl`, `.json` and
-//!   `.ndjson` are JSON Lines ([`FORMAT_JSONL`]), `.txt` is one text record
-//!   per line ([`FORMAT_TEXT`]), and **any other name is read as plain text
-//!   lines** too. `-` is stdin, read as (uncompressed) JSON Lines.
+//!   `.ndjson` are JSON Lines ([`FORMAT_JSONL`]), `.parquet` is Parquet and
+//!   `.warc.wet` Common Crawl WET, `.txt` is one text record per line
+//!   ([`FORMAT_TEXT`]), and **any other name is read as plain text lines**
+//!   too. `-` is stdin, read as (uncompressed) JSON Lines.
+//! - A Parquet row or a WET conversion record is given to the parser as a
+//!   JSON object of the id, (for WET) `url` and text fields
+//!   ([`FORMAT_JSONL`]), so everything downstream reads it as a JSON Lines
+//!   record; it has no byte span, so later passes read its file again. Rows
+//!   are read a chunk at a time from the text and id columns only (see the
+//!   `parquet` module); a file without the text column is refused before
+//!   any work ([`UnusableInput`], exit 65, listing its columns); a corrupt
+//!   or cut Parquet file, or a malformed WET header, is an `InputError`
+//!   naming the file (exit 74). WET records of types other than
+//!   `conversion` are skipped and counted, logged once per file.
 //! - Lines lose their `\n` or `\r\n` terminator, but for the `\r` of a JSON
 //!   Lines record's `\r\n`: JSON takes it for whitespace, and it is kept so
 //!   that a kept record is written back byte for byte. A UTF-8 byte order
@@ -20,8 +32,18 @@
 //!   record ("empty line"); in plain text it is a record with empty text.
 //! - A line longer than the limit is skipped without being held in memory
 //!   and becomes a rejected record saying how long it was.
-//! - A directory contributes every regular file below it, recursively, in
-//!   path order, each as one [`FORMAT_FILE`] record named
+//! - A directory is read as **records** or as **documents**
+//!   ([`InputOptions::dir_as`], `--dir-as`). Unless told, it is read as
+//!   records when at least one file below it is not hidden and every such
+//!   file is a record file by its name (JSON Lines, Parquet or WET,
+//!   optionally `.gz` or `.zst`; not `.txt`). A file is hidden when a
+//!   component of its path below the directory starts with `.`; hidden
+//!   files and empty folders do not count either way. Read as records,
+//!   its files are inputs of their own in path order (their records carry
+//!   no span), hidden files are left out (logged), and a file that is not
+//!   a record file is one rejected record naming it.
+//! - A directory read as documents contributes every regular file below it,
+//!   recursively, in path order, each as one [`FORMAT_FILE`] record named
 //!   `<directory>/<relative path>` with line 1. Hidden files are included.
 //!   Symbolic links to files are read; symbolic links to directories are
 //!   not followed (they are logged and skipped), so there are no loops.

@@ -4,7 +4,9 @@
 //! directory mixing `.jsonl.gz`, `.jsonl.zst` and `.parquet` shards in
 //! nested folders (read as records because every file is a record file):
 //! `clusters.jsonl` is byte-identical (ids and similarities) and the kept
-//! ids are the same, in the same order.
+//! ids are the same, in the same order. The demo corpus written by
+//! `drainpipe generate --format parquet` gives the clusters of its JSON
+//! Lines form.
 
 use std::io::Write;
 use std::path::Path;
@@ -106,4 +108,33 @@ fn the_same_records_give_the_same_clusters_however_they_are_packaged() {
         assert!(c == clusters, "{name}: clusters.jsonl differs");
         assert_eq!(k, kept, "{name}: kept ids differ");
     }
+}
+
+#[test]
+fn the_demo_corpus_as_parquet_gives_the_clusters_of_its_json_lines_form() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut clusters = Vec::new();
+    for (format, name) in [("jsonl", "demo.jsonl"), ("parquet", "demo.parquet")] {
+        let path = tmp.path().join(name);
+        let status = drainpipe()
+            .args([
+                "generate",
+                "--docs",
+                "2000",
+                "--row-group",
+                "300",
+                "--format",
+                format,
+                "-o",
+            ])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        clusters.push(dedup(&path, &tmp.path().join(format!("out-{format}"))));
+    }
+    assert!(!clusters[0].0.is_empty());
+    assert!(clusters[0] == clusters[1], "clusters or kept ids differ");
+    let magic = std::fs::read(tmp.path().join("demo.parquet")).unwrap();
+    assert_eq!(&magic[..4], b"PAR1");
 }
