@@ -121,6 +121,7 @@ pub mod resume;
 pub mod shingle;
 pub mod similarity;
 pub mod spans;
+pub mod spill;
 pub mod state;
 pub mod truth;
 pub mod unionfind;
