@@ -17,7 +17,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
+use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError, TempSpace};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::chain::Candidates;
@@ -28,7 +28,9 @@ use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::records::record_id;
 use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::with_scratch;
-use crate::jobs::dedup::spans::Place;
+use crate::jobs::dedup::spans::{Place, Spans};
+use crate::jobs::dedup::spill::bands::{Budget, Spiller};
+use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
 mod remote;
@@ -50,6 +52,8 @@ pub struct SignatureJob {
     slot: Arc<Mutex<Option<Candidates>>>,
     /// Threads that sort the bands when the pass ends.
     threads: usize,
+    /// Where the bands spill, and under which budget (`None`: no limit).
+    spill: Option<(Arc<TempSpace>, Option<Budget>)>,
 }
 
 impl SignatureJob {
@@ -63,7 +67,16 @@ impl SignatureJob {
             result_file: None,
             slot: Arc::default(),
             threads: 1,
+            spill: None,
         }
+    }
+
+    /// Spills the band lists to `temp` when they would pass their share
+    /// of `max_memory` ([`Budget`]; `None`: never, but a resumed run still
+    /// merges the runs its checkpoint names).
+    pub fn spilling_to(mut self, temp: Arc<TempSpace>, max_memory: Option<u64>) -> Self {
+        self.spill = Some((temp, max_memory.map(|max_memory| Budget { max_memory })));
+        self
     }
 
     /// Sorts the bands on up to `threads` threads when the pass ends (the
@@ -125,15 +138,26 @@ impl Job for SignatureJob {
     }
 
     fn integrator(&self) -> BandIndex {
-        BandIndex {
+        let mut index = BandIndex {
             bands: vec![Vec::new(); self.banding.bands],
             threads: self.threads,
             found: Candidates::default(),
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
+            temp: self.spill.as_ref().map(|(temp, _)| Arc::clone(temp)),
+            spiller: None,
+        };
+        if let Some((temp, Some(budget))) = &self.spill {
+            let mut spiller = Spiller::new(Arc::clone(temp), Some(*budget), self.banding.bands);
+            spiller.reserve(&mut index.bands, &mut index.found.ids);
+            index.spiller = Some(spiller);
         }
+        index
     }
 }
+
+/// Pairs of records `(earlier, later)`: candidate pairs, repeated ids.
+type Pairs = Vec<(u32, u32)>;
 
 /// Step 2 of pass 1: per band, every record's key in record order, as
 /// `key << 32 | record`.
@@ -145,6 +169,11 @@ pub struct BandIndex {
     found: Candidates,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
+    /// The run's temporary space, when the pass may spill.
+    temp: Option<Arc<TempSpace>>,
+    /// Under a memory budget, or with runs a checkpoint named: writes
+    /// full chunks of the bands to sorted runs, and merges them.
+    spiller: Option<Spiller>,
 }
 
 impl BandIndex {
@@ -163,6 +192,88 @@ impl BandIndex {
             // (`buckets::Fingerprints`).
             + self.bands.first().map_or(0, Vec::len) * 8
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
+            + self.spiller.as_ref().map_or(0, Spiller::heap_bytes)
+    }
+
+    /// Under a budget: drops the places once they would pass their share
+    /// (before the record at `index` is noted), and notes its `keys`.
+    fn note_spilled(&mut self, index: u64, keys: &[u32]) {
+        let Some(spiller) = &mut self.spiller else {
+            return;
+        };
+        if self.found.spans.is_complete() && !spiller.keeps_places(index) {
+            log::info!(
+                "dedup pass 1: the records' places pass their share of the memory budget at record {index}: \
+                 dropped, so passes 2 and 3 read the whole input"
+            );
+            self.found.spans = Spans::unknown();
+        }
+        spiller.note(index, keys);
+    }
+
+    /// Spills the chunk once it is full, `next` being the record after
+    /// the last one integrated.
+    fn spill_if_full(&mut self, next: u64) -> Result<(), RecordError> {
+        match &mut self.spiller {
+            Some(spiller) if spiller.is_full(next) => {
+                spiller
+                    .spill(&mut self.bands, &mut self.found.ids, next)
+                    .map_err(RunError::into_io)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The candidate pairs and repeated id keys of the whole pass: sorted
+    /// in memory, or, once anything was spilled, the last chunk spilled too
+    /// and every band's runs merged.
+    fn pairs_and_repeats(&mut self) -> Result<(Pairs, Pairs), RunError> {
+        // Past the last record integrated (where a next chunk would start).
+        let next = self.found.integrated.words().len() as u64 * 64;
+        match &mut self.spiller {
+            Some(spiller) if spiller.spilled().spills() > 0 => {
+                spiller.spill(&mut self.bands, &mut self.found.ids, next)?;
+                // The lists are on disk: free them before the merge.
+                self.bands.iter_mut().for_each(|b| *b = Vec::new());
+                self.found.ids = IdKeys::default();
+                let spiller = &*spiller;
+                let threads = self.threads;
+                std::thread::scope(|scope| {
+                    let repeats = std::thread::Builder::new()
+                        .spawn_scoped(scope, || spiller.repeats())
+                        .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
+                    let pairs = spiller.pairs(threads)?;
+                    let repeated = match repeats {
+                        Ok(handle) => handle
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+                        Err(()) => spiller.repeats()?,
+                    };
+                    Ok((pairs, repeated))
+                })
+            }
+            _ => Ok(self.sorted_in_memory()),
+        }
+    }
+
+    /// [`BandIndex::pairs_and_repeats`] when nothing was spilled.
+    fn sorted_in_memory(&mut self) -> (Pairs, Pairs) {
+        let ids = &self.found.ids;
+        std::thread::scope(|scope| {
+            // Beside the sort of the bands: a thread refused sorts after.
+            let repeats = std::thread::Builder::new()
+                .spawn_scoped(scope, || ids.repeats())
+                .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
+            let pairs = candidate_pairs(&mut self.bands, self.threads);
+            let repeated = match repeats {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(()) => ids.repeats(),
+            };
+            (pairs, repeated)
+        })
     }
 }
 
@@ -173,20 +284,22 @@ impl Integrate for BandIndex {
         let id = record_id(index)?;
         self.found.integrated.insert(index);
         self.found.records += 1;
+        self.note_spilled(index, keys.as_slice());
         self.found.spans.record(index, place);
         self.found.ids.record(index, key);
         if keys.is_empty() {
             self.found.empty += 1;
-            return Ok(());
+        } else {
+            for (band, &key) in self.bands.iter_mut().zip(keys.as_slice()) {
+                band.push(u64::from(key) << 32 | u64::from(id));
+            }
         }
-        for (band, &key) in self.bands.iter_mut().zip(keys.as_slice()) {
-            band.push(u64::from(key) << 32 | u64::from(id));
-        }
-        Ok(())
+        self.spill_if_full(index + 1)
     }
 
     fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
-        let form = BandIndexForm::of(&self.bands, &self.found);
+        let spilled = self.spiller.as_ref().map(Spiller::spilled);
+        let form = BandIndexForm::of(&self.bands, &self.found, spilled);
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
 
@@ -200,7 +313,20 @@ impl Integrate for BandIndex {
             )
             .into());
         }
-        (self.bands, self.found) = form.into_parts();
+        let (bands, found, spilled) = form.into_parts();
+        (self.bands, self.found) = (bands, found);
+        if spilled.spills() > 0 && self.spiller.is_none() {
+            // Resumed without a budget: the named runs are merged still.
+            let temp = self
+                .temp
+                .clone()
+                .ok_or("the checkpoint names spilled runs, and this run has no temporary space")?;
+            self.spiller = Some(Spiller::new(temp, None, self.bands.len()));
+        }
+        if let Some(spiller) = &mut self.spiller {
+            spiller.restore(spilled, &self.bands)?;
+            spiller.reserve(&mut self.bands, &mut self.found.ids);
+        }
         Ok(())
     }
 
@@ -212,29 +338,22 @@ impl Integrate for BandIndex {
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
         if !run.partial {
-            let ids = &self.found.ids;
-            let (pairs, repeated) = std::thread::scope(|scope| {
-                // Beside the sort of the bands: a thread refused sorts after.
-                let repeats = std::thread::Builder::new()
-                    .spawn_scoped(scope, || ids.repeats())
-                    .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
-                let pairs = candidate_pairs(&mut self.bands, self.threads);
-                let repeated = match repeats {
-                    Ok(handle) => handle
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    Err(()) => ids.repeats(),
-                };
-                (pairs, repeated)
-            });
+            let (pairs, repeated) = self.pairs_and_repeats().map_err(RunError::into_io)?;
             self.found.pairs = pairs;
             self.found.repeated_ids = repeated;
             // Only the repeats are needed from here on.
             self.found.ids = IdKeys::default();
         }
+        let spilled = self.spiller.as_ref().map(Spiller::spilled);
+        let (spills, spilled_bytes) = spilled.map_or((0, 0), |s| (s.spills(), s.bytes()));
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &CandidatesForm::of(&self.found))?;
+            }
+            // The result is safe: the runs are no longer needed (a stopped
+            // pass keeps them for its checkpoint).
+            if let Some(spiller) = &mut self.spiller {
+                spiller.remove_all()?;
             }
         }
         let summary = serde_json::json!({
@@ -243,6 +362,8 @@ impl Integrate for BandIndex {
             "records": self.found.records,
             "candidate_pairs": self.found.pairs.len(),
             "integrator_bytes": self.found.integrator_bytes,
+            "spill_runs": spills,
+            "bytes_spilled": spilled_bytes,
         });
         // The bands are no longer needed: free them before the next pass.
         self.bands = Vec::new();

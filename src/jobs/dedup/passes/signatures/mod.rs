@@ -53,7 +53,8 @@ fn signatures(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
     let job = Arc::new(
         SignatureJob::new(ctx.fields.clone(), run.params.ngram, banding)
             .keeping_result(run.resume.result_file(Pass::Signatures))
-            .sorting_on(ctx.settings.workers),
+            .sorting_on(ctx.settings.workers)
+            .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory),
     );
     let checkpoints = run.resume.checkpoints(Pass::Signatures)?;
     let (source, name, rejects) = ((run.open)()?, Pass::Signatures.name(), resume::REJECTS_FILE);
