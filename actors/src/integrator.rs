@@ -197,32 +197,24 @@ impl<I: Integrate> Integrator<I> {
         let mut integrated = 0u64;
         let result = catch_unwind(AssertUnwindSafe(|| {
             for (index, output) in pending.outputs {
-                fail::fail_point!("integrator::integrate", |arg| Err(Failure::Step2(format!(
+                fail::fail_point!("integrator::integrate", |arg| Err(format!(
                     "injected error at record {index}: {}",
                     arg.unwrap_or_default()
-                ))));
-                state.integrate(index, output).map_err(|e| {
-                    // An IO error (a state spilling to disk) is one, exit 74.
-                    let io = e.downcast_ref::<OutputError>().is_some()
-                        || e.downcast_ref::<std::io::Error>().is_some();
-                    let reason = format!("record {index}: {e}");
-                    if io {
-                        Failure::Io(reason)
-                    } else {
-                        Failure::Step2(reason)
-                    }
-                })?;
+                )));
+                state
+                    .integrate(index, output)
+                    .map_err(|e| format!("record {index}: {e}"))?;
                 integrated += 1;
             }
             Ok(())
         }));
         self.integrated += integrated;
-        let failure = match result {
+        let reason = match result {
             Ok(Ok(())) => return true,
-            Ok(Err(failure)) => failure,
-            Err(panic) => Failure::Step2(format!("panic in step 2: {}", panic_message(&*panic))),
+            Ok(Err(reason)) => reason,
+            Err(panic) => format!("panic in step 2: {}", panic_message(&*panic)),
         };
-        self.fail(failure);
+        self.fail(Failure::Step2(reason));
         false
     }
 

@@ -183,3 +183,29 @@ fn a_run_stopped_after_it_spilled_resumes_to_the_same_outputs() {
         );
     }
 }
+
+#[test]
+fn a_spill_that_cannot_be_written_fails_the_run_naming_the_file_with_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path());
+    let out = tempfile::tempdir().unwrap();
+    let mut ctx = RunContext::quiet(vec![input], OutputDir::create(out.path()).unwrap());
+    // The temporary folder's place is taken by a file: no run can be
+    // created there.
+    let blocked = out.path().join("blocked");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    ctx.temp = Arc::new(drainpipe_actors::TempSpace::new(&blocked));
+    ctx.max_memory = Some(1 << 20);
+    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
+    // 70 while batches were in flight (the pipeline abandons them when
+    // its Integrator fails, whatever the cause), 74 had there been none.
+    assert!(matches!(report.exit_code, 70 | 74), "{}", report.human());
+    assert!(
+        report.human().contains("sorted run") && report.human().contains("Not a directory"),
+        "{}",
+        report.human()
+    );
+    for name in ["kept.jsonl", "clusters.jsonl"] {
+        assert!(!out.path().join(name).exists(), "{name} written");
+    }
+}

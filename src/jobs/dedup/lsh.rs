@@ -2,7 +2,10 @@
 //! band by band, to the candidate pairs. A kernel: it knows band lists of
 //! `key << 32 | record` entries and nothing of passes, files or
 //! checkpoints; pass 1's Integrator ([`super::passes::signatures`]) fills
-//! the lists and calls [`candidate_pairs`] when the pass ends.
+//! the lists and calls [`candidate_pairs`] when the pass ends, or, when
+//! the lists spilled to sorted runs under a memory budget
+//! ([`super::spill`]), [`merged_candidate_pairs`] over their merge, which
+//! gives the same pairs.
 //!
 //! Records sharing a key in a band are candidate pairs; which pairs of a
 //! bucket, and why, is [`super::buckets`].

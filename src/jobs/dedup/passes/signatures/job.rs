@@ -11,7 +11,10 @@
 //! miss per key, which grew with the index. Nothing of a record's text is
 //! kept: the Integrator holds, per record, 8 bytes per band, its place in
 //! the input, its id's key (8 bytes, to find repeated ids,
-//! [`crate::jobs::dedup::ids`]) and one bit. Its state is checkpointed ([`BandIndexForm`]);
+//! [`crate::jobs::dedup::ids`]) and one bit. Under a memory budget the
+//! band lists and id keys of each full chunk of records are sorted and
+//! written to sorted runs, and merged when the pass ends
+//! ([`crate::jobs::dedup::spill::bands`]). Its state is checkpointed ([`BandIndexForm`]);
 //! when the pass completes it writes what it found ([`Candidates`]) for a
 //! resumed run ([`ResultFile`]).
 

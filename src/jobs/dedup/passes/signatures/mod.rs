@@ -5,6 +5,7 @@
 //! | reads | the whole input |
 //! | step 1 sends | [`Signed`]: a record's band keys, place and id key |
 //! | Integrator state (checkpoints) | [`BandIndex`], saved as [`BandIndexForm`](crate::jobs::dedup::state::BandIndexForm) |
+//! | on disk under `--max-memory` | sorted runs of each band and of the id keys ([`crate::jobs::dedup::spill`]), named by the checkpoints, removed once the result is written |
 //! | result (kept for `--resume`) | [`Candidates`], saved as [`CandidatesForm`] |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass, or loads its
