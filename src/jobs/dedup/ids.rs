@@ -87,11 +87,27 @@ impl IdKeys {
         }
     }
 
-    /// Reserves room for keys up to the record `base + records`, and no
-    /// more (under a budget, a doubling would pass it).
-    pub fn reserve_to(&mut self, records: usize) {
-        self.keys
-            .reserve_exact(records.saturating_sub(self.keys.len()));
+    /// Makes room for one more key as a doubling would, but never past
+    /// `records` keys (under a budget, a doubling would pass it).
+    pub fn grow_within(&mut self, records: usize) {
+        let keys = &mut self.keys;
+        if keys.len() == keys.capacity() {
+            let target = (keys.capacity() * 2)
+                .max(1024)
+                .min(records)
+                .max(keys.len() + 1);
+            keys.reserve_exact(target - keys.len());
+        }
+    }
+
+    /// Keys held (records from `base` on, rejected ones included).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     /// Heap bytes held.

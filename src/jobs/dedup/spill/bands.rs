@@ -5,10 +5,12 @@
 //!
 //! # The budget's shares
 //!
-//! Of `--max-memory`, pass 1's Integrator state takes half
-//! ([`Budget::state`]); the other half is for what the process holds
-//! besides (batch buffers and records in flight, the processors' threads
-//! and scratch, the program, the allocator's slack). Of the state's half:
+//! Of `--max-memory` (the budget for the run's state, the fixed overhead
+//! of batch buffers, threads and program being on top), pass 1's
+//! Integrator state takes half ([`Budget::state`]); the other half covers
+//! what grows beside the lists counted below and is not counted (the
+//! allocator's slack, the candidate pairs as they are made, the merge's
+//! buffers). Of the state's half:
 //!
 //! - half for the chunk in memory ([`Budget::chunk_records`]): per record
 //!   spanned, 8 bytes per band, 8 for the sort's scratch (one band at a
@@ -52,6 +54,18 @@ const MIN_CHUNK: usize = 4096;
 /// and end so; a resumed run removes those its checkpoint does not name.
 const PREFIX: &str = "dedup-";
 const SUFFIX: &str = ".sorted";
+
+/// Grows `list` for one more item: doubles its room, but never past
+/// `limit` items (unless it holds that many already).
+fn grow_within<T>(list: &mut Vec<T>, limit: usize) {
+    if list.len() == list.capacity() {
+        let target = (list.capacity() * 2)
+            .max(1024)
+            .min(limit)
+            .max(list.len() + 1);
+        list.reserve_exact(target - list.len());
+    }
+}
 
 /// `--max-memory`, as pass 1 shares it (see the module's docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,18 +156,19 @@ impl Spiller {
         self.chunk
     }
 
-    /// Reserves the chunk's room in `bands` and `ids` once, exactly: a
-    /// list that doubled would pass the budget.
-    pub fn reserve(&mut self, bands: &mut [Vec<u64>], ids: &mut IdKeys) {
+    /// Makes room in `bands`, `ids` and the fingerprints for one more
+    /// record as a doubling would, but never past the chunk: a list that
+    /// doubled past it would pass the budget, and one reserved whole up
+    /// front would hold a budget's worth of address space for any input.
+    pub fn make_room(&mut self, bands: &mut [Vec<u64>], ids: &mut IdKeys) {
         if self.chunk == usize::MAX {
             return;
         }
         for band in bands {
-            band.reserve_exact(self.chunk.saturating_sub(band.len()));
+            grow_within(band, self.chunk);
         }
-        ids.reserve_to(self.chunk);
-        self.prints
-            .reserve_exact(self.chunk.saturating_sub(self.prints.len()));
+        ids.grow_within(self.chunk);
+        grow_within(&mut self.prints, self.chunk);
     }
 
     /// True while the places of the records up to `index` fit their share.
@@ -201,10 +216,25 @@ impl Spiller {
         next: u64,
     ) -> Result<(), RunError> {
         let seq = self.spilled.spills();
+        // At most 18 bytes a band entry (two variable-length integers and
+        // a fingerprint), 15 an id key, and each file's framing.
+        let entries: usize = bands.iter().map(Vec::len).sum();
+        let estimate = entries as u64 * 18 + ids.len() as u64 * 15 + (bands.len() as u64 + 1) * 64;
+        self.temp
+            .ensure_room(estimate)
+            .map_err(|cause| RunError::Io {
+                path: self.temp.folder().to_owned(),
+                cause,
+            })?;
         if seq == 0 {
+            let dir = self
+                .temp
+                .dir()
+                .unwrap_or_else(|_| self.temp.parent().to_owned());
             log::info!(
-                "dedup pass 1: the band lists pass the memory budget; spilling them to {} every {} records",
-                self.temp.parent().display(),
+                "dedup pass 1: the band lists pass their share of the memory budget; \
+                 spilling them to sorted runs in {} every {} records",
+                dir.display(),
                 self.chunk
             );
         }
@@ -401,10 +431,10 @@ mod tests {
         let mut in_memory: Vec<Vec<u64>> = vec![Vec::new(); nbands];
         let mut bands: Vec<Vec<u64>> = vec![Vec::new(); nbands];
         let (mut ids, mut all_ids) = (IdKeys::default(), IdKeys::default());
-        spiller.reserve(&mut bands, &mut ids);
         for (r, keys) in keys.iter().enumerate() {
             let Some(keys) = keys else { continue };
             let index = r as u64;
+            spiller.make_room(&mut bands, &mut ids);
             let id = u64::from(r as u32 % 1_000 + 1);
             ids.record(index, id);
             all_ids.record(index, id);

@@ -20,7 +20,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError, TempSpace};
+use drainpipe_actors::{
+    codec, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
+};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::chain::Candidates;
@@ -55,8 +57,9 @@ pub struct SignatureJob {
     slot: Arc<Mutex<Option<Candidates>>>,
     /// Threads that sort the bands when the pass ends.
     threads: usize,
-    /// Where the bands spill, and under which budget (`None`: no limit).
-    spill: Option<(Arc<TempSpace>, Option<Budget>)>,
+    /// Where the bands spill, under which budget (`None`: no limit), and
+    /// the run to stop when a spill fails.
+    spill: Option<(Arc<TempSpace>, Option<Budget>, RunHandle)>,
 }
 
 impl SignatureJob {
@@ -76,9 +79,16 @@ impl SignatureJob {
 
     /// Spills the band lists to `temp` when they would pass their share
     /// of `max_memory` ([`Budget`]; `None`: never, but a resumed run still
-    /// merges the runs its checkpoint names).
-    pub fn spilling_to(mut self, temp: Arc<TempSpace>, max_memory: Option<u64>) -> Self {
-        self.spill = Some((temp, max_memory.map(|max_memory| Budget { max_memory })));
+    /// merges the runs its checkpoint names); a spill that fails stops the
+    /// run through `handle`.
+    pub fn spilling_to(
+        mut self,
+        temp: Arc<TempSpace>,
+        max_memory: Option<u64>,
+        handle: RunHandle,
+    ) -> Self {
+        let budget = max_memory.map(|max_memory| Budget { max_memory });
+        self.spill = Some((temp, budget, handle));
         self
     }
 
@@ -147,12 +157,13 @@ impl Job for SignatureJob {
             found: Candidates::default(),
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
-            temp: self.spill.as_ref().map(|(temp, _)| Arc::clone(temp)),
+            temp: self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
+            handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             spiller: None,
+            failed: None,
         };
-        if let Some((temp, Some(budget))) = &self.spill {
-            let mut spiller = Spiller::new(Arc::clone(temp), Some(*budget), self.banding.bands);
-            spiller.reserve(&mut index.bands, &mut index.found.ids);
+        if let Some((temp, Some(budget), _)) = &self.spill {
+            let spiller = Spiller::new(Arc::clone(temp), Some(*budget), self.banding.bands);
             index.spiller = Some(spiller);
         }
         index
@@ -177,6 +188,12 @@ pub struct BandIndex {
     /// Under a memory budget, or with runs a checkpoint named: writes
     /// full chunks of the bands to sorted runs, and merges them.
     spiller: Option<Spiller>,
+    /// Stopped by a spill that failed (how the run ends, once stopped).
+    handle: Option<RunHandle>,
+    /// The spill that failed: returned from `save` (no checkpoint) and
+    /// `finish` (no output), not from `integrate`, where the batches behind
+    /// it would be refused and the run would exit 70, not 74.
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 impl BandIndex {
@@ -204,6 +221,7 @@ impl BandIndex {
         let Some(spiller) = &mut self.spiller else {
             return;
         };
+        spiller.make_room(&mut self.bands, &mut self.found.ids);
         if self.found.spans.is_complete() && !spiller.keeps_places(index) {
             log::info!(
                 "dedup pass 1: the records' places pass their share of the memory budget at record {index}: \
@@ -216,16 +234,28 @@ impl BandIndex {
 
     /// Spills the chunk once it is full, `next` being the record after
     /// the last one integrated.
-    fn spill_if_full(&mut self, next: u64) -> Result<(), RecordError> {
-        match &mut self.spiller {
-            Some(spiller) if spiller.is_full(next) => {
-                spiller
-                    .spill(&mut self.bands, &mut self.found.ids, next)
-                    .map_err(RunError::into_io)?;
-                Ok(())
-            }
-            _ => Ok(()),
+    /// A spill that fails is kept, and the run asked to stop.
+    fn spill_if_full(&mut self, next: u64) {
+        let Some(spiller) = &mut self.spiller else {
+            return;
+        };
+        if !spiller.is_full(next) {
+            return;
         }
+        if let Err(e) = spiller.spill(&mut self.bands, &mut self.found.ids, next) {
+            let e = e.into_io();
+            log::error!("dedup pass 1: {e}; stopping the run");
+            self.failed = Some((e.kind(), e.to_string()));
+            if let Some(handle) = &self.handle {
+                handle.request_stop();
+            }
+        }
+    }
+
+    /// The spill that failed, as the error `save` and `finish` return.
+    fn failure(&self) -> Option<RecordError> {
+        let (kind, message) = self.failed.as_ref()?;
+        Some(std::io::Error::new(*kind, message.clone()).into())
     }
 
     /// The candidate pairs and repeated id keys of the whole pass: sorted
@@ -284,6 +314,11 @@ impl Integrate for BandIndex {
     type Output = Signed;
 
     fn integrate(&mut self, index: u64, (keys, place, key): Signed) -> Result<(), RecordError> {
+        if self.failed.is_some() {
+            // A spill failed: the run is stopping and will end failed, with
+            // no output; nothing more is held.
+            return Ok(());
+        }
         let id = record_id(index)?;
         self.found.integrated.insert(index);
         self.found.records += 1;
@@ -297,10 +332,14 @@ impl Integrate for BandIndex {
                 band.push(u64::from(key) << 32 | u64::from(id));
             }
         }
-        self.spill_if_full(index + 1)
+        self.spill_if_full(index + 1);
+        Ok(())
     }
 
     fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
+        if let Some(e) = self.failure() {
+            return Some(Err(e));
+        }
         let spilled = self.spiller.as_ref().map(Spiller::spilled);
         let form = BandIndexForm::of(&self.bands, &self.found, spilled);
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
@@ -328,12 +367,14 @@ impl Integrate for BandIndex {
         }
         if let Some(spiller) = &mut self.spiller {
             spiller.restore(spilled, &self.bands)?;
-            spiller.reserve(&mut self.bands, &mut self.found.ids);
         }
         Ok(())
     }
 
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
         // The pass's rejects first, before the pass result (a resumed run
         // loads that and finds them in place); the run commits them as
         // `rejects.jsonl` with its outputs.

@@ -55,7 +55,7 @@ fn signatures(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
         SignatureJob::new(ctx.fields.clone(), run.params.ngram, banding)
             .keeping_result(run.resume.result_file(Pass::Signatures))
             .sorting_on(ctx.settings.workers)
-            .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory),
+            .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone()),
     );
     let checkpoints = run.resume.checkpoints(Pass::Signatures)?;
     let (source, name, rejects) = ((run.open)()?, Pass::Signatures.name(), resume::REJECTS_FILE);
