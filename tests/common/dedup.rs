@@ -109,6 +109,8 @@ pub struct Leg {
     pub stop: Option<StopAt>,
     pub checkpoint_every: Option<std::time::Duration>,
     pub fingerprint: String,
+    /// `--max-memory` (`None`: no limit).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for Leg {
@@ -121,6 +123,7 @@ impl Default for Leg {
             stop: None,
             checkpoint_every: None,
             fingerprint: "dedup over the mixed corpus".into(),
+            max_memory: None,
         }
     }
 }
@@ -138,6 +141,7 @@ pub fn run_leg(
     ctx.resume = leg.resume;
     ctx.checkpoint_every = leg.checkpoint_every;
     ctx.fingerprint = leg.fingerprint.clone();
+    ctx.max_memory = leg.max_memory;
     // The pass being run, as the progress factory is told when it starts.
     let current = Arc::new(Mutex::new(String::new()));
     ctx.progress = {

@@ -62,6 +62,23 @@ pub const WINDOW: usize = 8;
 /// accumulators stay in the first-level cache while each band goes by.
 const CHUNK: usize = 1024;
 
+/// One band's `key` into a record's fingerprint so far (from 0): a
+/// multiply and a rotation per key, computed over records side by side in
+/// [`Fingerprints::of`]: the key enters the low half, the multiply carries
+/// it up, the rotation brings it down for the next band.
+#[inline(always)]
+fn mix(print: u64, key: u64) -> u64 {
+    ((print ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(32)
+}
+
+/// The fingerprint of one record from its keys in band order: the value
+/// [`Fingerprints::of`] gives it (0 for a record without keys), computed
+/// when the record is integrated, for band lists that spill to disk.
+pub fn fingerprint(keys: &[u32]) -> u64 {
+    keys.iter()
+        .fold(0, |print, &key| mix(print, u64::from(key)))
+}
+
 /// Per record, a 64-bit hash of its keys in every band: records with equal
 /// fingerprints are twins (the same keys everywhere, but for a collision
 /// of probability about 2^-64 per pair).
@@ -95,11 +112,7 @@ impl Fingerprints {
                     .zip(&first[start..end])
                     .all(|(&e, &f)| e as u32 == f as u32));
                 for (a, &entry) in acc.iter_mut().zip(band) {
-                    // A multiply and a rotation per key, over records
-                    // side by side: the key enters the low half, the
-                    // multiply carries it up, the rotation brings it down
-                    // for the next band.
-                    *a = ((*a ^ (entry >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(32);
+                    *a = mix(*a, entry >> 32);
                 }
             }
             for (&a, &entry) in acc.iter().zip(&first[start..end]) {
@@ -146,19 +159,39 @@ impl<'a> BucketPairs<'a> {
     /// each twin's pair with its first when `with_twins` (one band says
     /// it for all: twins are in the same bucket in every band).
     pub fn add(&mut self, bucket: &[u64], with_twins: bool, pairs: &mut Vec<(u32, u32)>) {
-        let record = |entry: u64| entry as u32;
+        let twins = self.twins;
+        self.add_with(
+            bucket,
+            |&entry| entry as u32,
+            |&entry| twins.of_record(entry as u32),
+            with_twins,
+            pairs,
+        );
+    }
+
+    /// [`BucketPairs::add`] for a bucket of any entries, in input order,
+    /// whose `record` and twin fingerprint (`print`) are told by the two
+    /// functions: the fingerprints of spilled entries travel with them.
+    pub fn add_with<T>(
+        &mut self,
+        bucket: &[T],
+        record: impl Fn(&T) -> u32,
+        print: impl Fn(&T) -> u64,
+        with_twins: bool,
+        pairs: &mut Vec<(u32, u32)>,
+    ) {
         if bucket.len() <= ALL_PAIRS_UP_TO {
-            for (i, &a) in bucket.iter().enumerate() {
-                pairs.extend(bucket[i + 1..].iter().map(|&b| (record(a), record(b))));
+            for (i, a) in bucket.iter().enumerate() {
+                pairs.extend(bucket[i + 1..].iter().map(|b| (record(a), record(b))));
             }
             return;
         }
         self.firsts.clear();
         self.first_of.clear();
         let mut last: Option<(u64, u32)> = None;
-        for &entry in bucket {
+        for entry in bucket {
             let r = record(entry);
-            let print = self.twins.of_record(r);
+            let print = print(entry);
             // Twins are usually next to each other: one look-up per run.
             let first = match last {
                 Some((p, first)) if p == print => first,

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use drainpipe_actors::{BatchBuilder, RecordSource};
 use serde::{Deserialize, Serialize};
@@ -55,17 +56,27 @@ pub fn id_key(id: &str) -> u64 {
 }
 
 /// The id key of every record pass 1 integrated, by record index (0 for
-/// a rejected record).
+/// a rejected record), from the record `base` on: the records before it
+/// were spilled to disk ([`IdKeys::spill`]) under a memory budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdKeys {
+    base: u64,
     keys: Vec<u64>,
 }
 
 impl IdKeys {
+    /// Keys from the record `base` on.
+    pub fn from(base: u64) -> Self {
+        IdKeys {
+            base,
+            keys: Vec::new(),
+        }
+    }
+
     /// Notes the key of the record at `index` (records come in input order;
     /// the ones skipped in between were rejected).
     pub fn record(&mut self, index: u64, key: u64) {
-        let Ok(at) = usize::try_from(index) else {
+        let Some(Ok(at)) = index.checked_sub(self.base).map(usize::try_from) else {
             return;
         };
         if at >= self.keys.len() {
@@ -76,30 +87,83 @@ impl IdKeys {
         }
     }
 
+    /// Makes room for one more key as a doubling would, but never past
+    /// `records` keys (under a budget, a doubling would pass it).
+    pub fn grow_within(&mut self, records: usize) {
+        let keys = &mut self.keys;
+        if keys.len() == keys.capacity() {
+            let target = (keys.capacity() * 2)
+                .max(1024)
+                .min(records)
+                .max(keys.len() + 1);
+            keys.reserve_exact(target - keys.len());
+        }
+    }
+
+    /// Keys held (records from `base` on, rejected ones included).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.keys.capacity() * 8
     }
 
-    /// `(first, later)`: each record whose key an earlier record has,
-    /// with the first record of that key; sorted by the later record.
-    pub fn repeats(&self) -> Vec<(u32, u32)> {
+    /// `(key, record)` of every record held, sorted: what a sorted run of
+    /// id keys holds.
+    pub fn sorted(&self) -> Vec<(u64, u32)> {
         let mut keyed: Vec<(u64, u32)> = self
             .keys
             .iter()
             .enumerate()
             .filter(|&(_, &key)| key != 0)
-            .map(|(index, &key)| (key, index as u32))
+            .map(|(at, &key)| (key, (self.base + at as u64) as u32))
             .collect();
         keyed.sort_unstable();
-        let mut pairs: Vec<(u32, u32)> = keyed
-            .chunk_by(|a, b| a.0 == b.0)
-            .filter(|group| group.len() > 1)
-            .flat_map(|group| group[1..].iter().map(move |&(_, r)| (group[0].1, r)))
-            .collect();
-        pairs.sort_unstable_by_key(|&(first, later)| (later, first));
-        pairs
+        keyed
     }
+
+    /// Forgets the keys held (they were written to disk, [`IdKeys::sorted`])
+    /// and goes on from the record `base`, keeping the room reserved.
+    pub fn spill(&mut self, base: u64) {
+        self.keys.clear();
+        self.base = base;
+    }
+
+    /// `(first, later)`: each record whose key an earlier record has,
+    /// with the first record of that key; sorted by the later record.
+    pub fn repeats(&self) -> Vec<(u32, u32)> {
+        let sorted = self.sorted().into_iter().map(Ok::<_, Infallible>);
+        match repeats_in(sorted) {
+            Ok(pairs) => pairs,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// [`IdKeys::repeats`] of `(key, record)` pairs sorted by key, then record
+/// (from memory, or merged from sorted runs on disk); the first error ends
+/// it.
+pub fn repeats_in<E>(
+    sorted: impl IntoIterator<Item = Result<(u64, u32), E>>,
+) -> Result<Vec<(u32, u32)>, E> {
+    let mut pairs = Vec::new();
+    let mut first: Option<(u64, u32)> = None;
+    for item in sorted {
+        let (key, record) = item?;
+        match first {
+            Some((k, r)) if k == key => pairs.push((r, record)),
+            _ => first = Some((key, record)),
+        }
+    }
+    pairs.sort_unstable_by_key(|&(first, later)| (later, first));
+    Ok(pairs)
 }
 
 /// A record whose id an earlier record has.
@@ -281,5 +345,19 @@ mod tests {
         }
         assert_eq!(keys.repeats(), [(0, 3), (1, 6), (0, 7)]);
         assert_eq!(IdKeys::default().repeats(), []);
+        // Split where the keys spill: the same pairs from the two parts'
+        // sorted lists, merged.
+        let (mut early, mut late) = (IdKeys::default(), IdKeys::from(4));
+        for (index, key) in [(0, 5), (1, 7), (3, 5)] {
+            early.record(index, key);
+        }
+        for (index, key) in [(4, 9), (6, 7), (7, 5)] {
+            late.record(index, key);
+        }
+        let mut both = early.sorted();
+        both.extend(late.sorted());
+        both.sort_unstable();
+        let merged = repeats_in(both.into_iter().map(Ok::<_, ()>)).unwrap();
+        assert_eq!(merged, [(0, 3), (1, 6), (0, 7)]);
     }
 }

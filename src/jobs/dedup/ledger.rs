@@ -61,6 +61,12 @@ pub struct PassTime {
     /// pass ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     beside: Option<&'static str>,
+    /// Pass 1: the times its state spilled to sorted runs under the memory
+    /// budget, and the bytes they hold (0 and 0 when it fit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spill_runs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_spilled: Option<u64>,
 }
 
 impl PassTime {
@@ -71,6 +77,8 @@ impl PassTime {
             records_per_s: report.records_per_s,
             loaded: false,
             beside: None,
+            spill_runs: report.result["spill_runs"].as_u64(),
+            bytes_spilled: report.result["bytes_spilled"].as_u64(),
         }
     }
 
@@ -81,6 +89,8 @@ impl PassTime {
             records_per_s: 0.0,
             loaded: true,
             beside: None,
+            spill_runs: None,
+            bytes_spilled: None,
         }
     }
 
@@ -94,6 +104,8 @@ impl PassTime {
             records_per_s,
             loaded: false,
             beside: beside.map(Pass::name),
+            spill_runs: None,
+            bytes_spilled: None,
         }
     }
 }

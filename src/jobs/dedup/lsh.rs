@@ -2,15 +2,21 @@
 //! band by band, to the candidate pairs. A kernel: it knows band lists of
 //! `key << 32 | record` entries and nothing of passes, files or
 //! checkpoints; pass 1's Integrator ([`super::passes::signatures`]) fills
-//! the lists and calls [`candidate_pairs`] when the pass ends.
+//! the lists and calls [`candidate_pairs`] when the pass ends, or, when
+//! the lists spilled to sorted runs under a memory budget
+//! ([`super::spill`]), [`merged_candidate_pairs`] over their merge, which
+//! gives the same pairs.
 //!
 //! Records sharing a key in a band are candidate pairs; which pairs of a
 //! bucket, and why, is [`super::buckets`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::buckets::{BucketPairs, Fingerprints};
+use super::spill::merge::{next_bucket, EntrySource};
+use super::spill::runs::RunError;
 
 /// The candidate pairs of the `bands` (each a list of `key << 32 | record`
 /// in input order, sorted by key in place): the pairs of each bucket of
@@ -24,30 +30,86 @@ use super::buckets::{BucketPairs, Fingerprints};
 pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)> {
     // Before the sort, while entry `i` of every band is the same record.
     let twins = Fingerprints::of(bands);
+    let count = bands.len();
     let bands: Vec<Mutex<&mut Vec<u64>>> = bands.iter_mut().map(Mutex::new).collect();
-    let next = AtomicUsize::new(0);
-    let take_bands = || {
-        let (mut pairs, mut scratch) = (Vec::new(), Vec::new());
-        let mut buckets = BucketPairs::new(&twins);
-        loop {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(band) = bands.get(index) else {
-                break;
-            };
+    let pairs = on_threads(
+        count,
+        threads,
+        || (Vec::new(), BucketPairs::new(&twins)),
+        |(scratch, buckets), index, pairs| {
             // Each band is taken by one thread only: never contended.
-            let mut band = band.lock().expect("a band's lock");
-            add_pairs(
-                &mut band,
-                &mut scratch,
-                &mut buckets,
-                index == 0,
-                &mut pairs,
-            );
+            let mut band = bands[index].lock().expect("a band's lock");
+            add_pairs(&mut band, scratch, buckets, index == 0, pairs);
+            Ok::<(), Infallible>(())
+        },
+    );
+    match pairs {
+        Ok(pairs) => pairs,
+        Err(never) => match never {},
+    }
+}
+
+/// [`candidate_pairs`] of bands read from sorted runs: `open(band)` gives
+/// the band's entries in `(key, record)` order, each with its record's
+/// twin fingerprint (spilled band lists, merged). The same pairs as
+/// [`candidate_pairs`] of the same entries in memory; the first error of
+/// any band ends it.
+pub fn merged_candidate_pairs<S: EntrySource>(
+    bands: usize,
+    threads: usize,
+    open: impl Fn(usize) -> Result<S, RunError> + Sync,
+) -> Result<Vec<(u32, u32)>, RunError> {
+    let none = Fingerprints::default();
+    on_threads(
+        bands,
+        threads,
+        || (Vec::new(), BucketPairs::new(&none)),
+        |(bucket, buckets), index, pairs| {
+            let mut band = open(index)?;
+            let mut next = None;
+            while next_bucket(&mut band, &mut next, bucket)? {
+                if bucket.len() > 1 {
+                    buckets.add_with(bucket, |e| e.record, |e| e.print, index == 0, pairs);
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Runs `each(state, band, pairs)` for every band below `bands`, and
+/// returns the pairs all of them appended, sorted by the later record,
+/// then the earlier one, without repeats.
+///
+/// Bands are independent, and the processors are idle once the pass ends,
+/// so up to `threads` threads (the calling one included, each with its
+/// own `state()`) each take the next band not yet taken until none is
+/// left, or until one fails. A thread the system refuses to start only
+/// means fewer of them.
+fn on_threads<T, E: Send>(
+    bands: usize,
+    threads: usize,
+    state: impl Fn() -> T + Sync,
+    each: impl Fn(&mut T, usize, &mut Vec<(u32, u32)>) -> Result<(), E> + Sync,
+) -> Result<Vec<(u32, u32)>, E> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let take_bands = || {
+        let (mut pairs, mut state) = (Vec::new(), state());
+        while !failed.load(Ordering::Relaxed) {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= bands {
+                break;
+            }
+            if let Err(e) = each(&mut state, index, &mut pairs) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
         }
-        pairs
+        Ok(pairs)
     };
     let mut pairs = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(bands.len()))
+        let helpers: Vec<_> = (1..threads.min(bands))
             .filter_map(|_| {
                 std::thread::Builder::new()
                     .spawn_scoped(scope, take_bands)
@@ -58,17 +120,22 @@ pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)
         let mut pairs = take_bands();
         for helper in helpers {
             // A panic is the Integrator's, as if it had sorted alone.
-            pairs.extend(
-                helper
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            );
+            let theirs = helper
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            pairs = match (pairs, theirs) {
+                (Ok(mut mine), Ok(theirs)) => {
+                    mine.extend(theirs);
+                    Ok(mine)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
         }
         pairs
-    });
+    })?;
     pairs.sort_unstable_by_key(|&(earlier, later)| (later, earlier));
     pairs.dedup();
-    pairs
+    Ok(pairs)
 }
 
 /// Sorts `band` by key (through `scratch`) and appends the candidate pairs
@@ -96,7 +163,7 @@ fn add_pairs(
 /// each counted on its own, went over the entries eight times, not four
 /// (pass 1's Finishing at 200k documents, sort included: 28-30 ms before,
 /// 26-28 ms after).
-fn sort_by_key(entries: &mut Vec<u64>, scratch: &mut Vec<u64>) {
+pub fn sort_by_key(entries: &mut Vec<u64>, scratch: &mut Vec<u64>) {
     const BITS: u32 = 11;
     const DIGITS: usize = 1 << BITS;
     const SHIFTS: [u32; 3] = [32, 32 + BITS, 32 + 2 * BITS];

@@ -47,6 +47,12 @@
 //! modification time changed during the run fails it before anything is
 //! committed ([`outcome`]).
 //!
+//! Under a memory budget (`--max-memory`), pass 1's band lists and id keys
+//! spill to sorted runs in the run's temporary space whenever a chunk of
+//! records fills their share, and are merged band by band into the same
+//! candidate pairs when the pass ends ([`spill`]); the outputs are the same
+//! for every budget.
+//!
 //! Passes 1 and 2 take checkpoints, and each keeps its result in the output
 //! folder when it completes, so `--resume` skips the completed passes,
 //! resumes the interrupted one from its checkpoint and runs the rest, with
@@ -85,7 +91,7 @@
 //! | layer | modules | what they hold |
 //! |---|---|---|
 //! | kernels | [`hash`], [`normalize`], [`shingle`], [`minhash`], [`buckets`], [`lsh`], [`similarity`], [`bitset`], [`unionfind`], [`spans`], [`ids`], [`params`], [`truth`], [`memory`] | text to shingles and signatures, band keys (and which pairs of a bucket) to candidate pairs, the exact similarity, small tables, record ids' keys and their repeats, the parameters, the ground truth, an in-memory source; nothing of passes or files |
-//! | shared types | [`chain`], [`clusters`], [`fates`], [`records`], [`state`], [`resume`], [`ledger`] | the states between passes and their serialized forms; what pass 2 tells the copy beside it; how a pass names a record and rejects again one pass 1 rejected; pass results and checkpoints; the run so far and how a pass ends it |
+//! | shared types | [`chain`], [`clusters`], [`fates`], [`records`], [`state`], [`resume`], [`ledger`], [`spill`] | the states between passes and their serialized forms; what pass 2 tells the copy beside it; how a pass names a record and rejects again one pass 1 rejected; pass results and checkpoints; the run so far and how a pass ends it; state on disk under a memory budget (sorted runs, their merge, pass 1's chunks) |
 //! | passes | [`passes::signatures`], [`passes::verify`], [`passes::kept`] | each pass's steps 1 and 2 (`job.rs`, `pipeline.rs`, ...) and, in its `mod.rs`, the function that runs it or loads its result |
 //! | the job | this module, [`outcome`] | the chain; the input-change check, the commit, the accuracy and the summary |
 //!
@@ -121,6 +127,7 @@ pub mod resume;
 pub mod shingle;
 pub mod similarity;
 pub mod spans;
+pub mod spill;
 pub mod state;
 pub mod truth;
 pub mod unionfind;

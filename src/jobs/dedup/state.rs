@@ -21,11 +21,14 @@ use super::bitset::BitSet;
 use super::chain::{Candidates, Verified};
 use super::ids::IdKeys;
 use super::spans::Spans;
+use super::spill::bands::Spilled;
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
 /// keys; 3: the records' places in the input; 4: every record's band
-/// keys, not only each key's first record; 5: id keys and repeated ids).
-pub const STATE_VERSION: u32 = 5;
+/// keys, not only each key's first record; 5: id keys and repeated ids;
+/// 6: the sorted runs pass 1 spilled under a memory budget, and the first
+/// record of the id keys held).
+pub const STATE_VERSION: u32 = 6;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -109,17 +112,19 @@ impl CandidatesForm {
 
 /// Pass 1's Integrator state: per band, `(record, band key)` in record
 /// order, records as gaps (a record has one key per band, so the gaps are
-/// small), and what it found so far.
+/// small), what it found so far, and the sorted runs it spilled (named,
+/// not copied: the band lists above are the chunk still in memory).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BandIndexForm {
     bands: Vec<Vec<(u32, u32)>>,
     found: CandidatesForm,
+    spilled: Spilled,
 }
 
 impl BandIndexForm {
-    /// The form of the `bands` (`key << 32 | record`, in record order) and
-    /// of what was `found`.
-    pub fn of(bands: &[Vec<u64>], found: &Candidates) -> Self {
+    /// The form of the `bands` (`key << 32 | record`, in record order), of
+    /// what was `found` and of the runs `spilled` (`None`: none).
+    pub fn of(bands: &[Vec<u64>], found: &Candidates, spilled: Option<&Spilled>) -> Self {
         let bands = bands
             .iter()
             .map(|band| gapped(band.iter().map(|&e| (e as u32, (e >> 32) as u32))))
@@ -127,6 +132,7 @@ impl BandIndexForm {
         BandIndexForm {
             bands,
             found: CandidatesForm::of(found),
+            spilled: spilled.cloned().unwrap_or_default(),
         }
     }
 
@@ -135,8 +141,8 @@ impl BandIndexForm {
         self.bands.len()
     }
 
-    /// Back to the bands and what was found.
-    pub fn into_parts(self) -> (Vec<Vec<u64>>, Candidates) {
+    /// Back to the bands, what was found and the runs spilled.
+    pub fn into_parts(self) -> (Vec<Vec<u64>>, Candidates, Spilled) {
         let bands = self
             .bands
             .into_iter()
@@ -146,7 +152,7 @@ impl BandIndexForm {
                     .collect()
             })
             .collect();
-        (bands, self.found.into_candidates())
+        (bands, self.found.into_candidates(), self.spilled)
     }
 }
 
@@ -308,12 +314,31 @@ mod tests {
             vec![u64::from(u32::MAX) << 32 | 2, 5 << 32 | 7, 5 << 32 | 11],
             vec![],
         ];
-        let bytes = codec::encode(&BandIndexForm::of(&bands, &found), STATE_VERSION).unwrap();
+        let spilled = Spilled {
+            bands: vec![vec![], vec![]],
+            ids: vec![crate::jobs::dedup::spill::runs::RunInfo {
+                name: "dedup-ids-run-000000.sorted".into(),
+                bytes: 36,
+                entries: 1,
+                checksum: 77,
+            }],
+            base: 2,
+        };
+        let bytes = codec::encode(
+            &BandIndexForm::of(&bands, &found, Some(&spilled)),
+            STATE_VERSION,
+        )
+        .unwrap();
         let form: BandIndexForm = codec::decode(&bytes, STATE_VERSION).unwrap();
         assert_eq!(form.bands(), 2);
-        let (back, _) = form.into_parts();
+        let (back, _, back_spilled) = form.into_parts();
         assert_eq!(back, bands);
-        let again = codec::encode(&BandIndexForm::of(&back, &found), STATE_VERSION).unwrap();
+        assert_eq!(back_spilled, spilled);
+        let again = codec::encode(
+            &BandIndexForm::of(&back, &found, Some(&back_spilled)),
+            STATE_VERSION,
+        )
+        .unwrap();
         assert_eq!(again, bytes);
     }
 

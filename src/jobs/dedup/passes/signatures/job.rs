@@ -11,13 +11,18 @@
 //! miss per key, which grew with the index. Nothing of a record's text is
 //! kept: the Integrator holds, per record, 8 bytes per band, its place in
 //! the input, its id's key (8 bytes, to find repeated ids,
-//! [`crate::jobs::dedup::ids`]) and one bit. Its state is checkpointed ([`BandIndexForm`]);
+//! [`crate::jobs::dedup::ids`]) and one bit. Under a memory budget the
+//! band lists and id keys of each full chunk of records are sorted and
+//! written to sorted runs, and merged when the pass ends
+//! ([`crate::jobs::dedup::spill::bands`]). Its state is checkpointed ([`BandIndexForm`]);
 //! when the pass completes it writes what it found ([`Candidates`]) for a
 //! resumed run ([`ResultFile`]).
 
 use std::sync::{Arc, Mutex};
 
-use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
+use drainpipe_actors::{
+    codec, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
+};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::chain::Candidates;
@@ -28,7 +33,9 @@ use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::records::record_id;
 use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::with_scratch;
-use crate::jobs::dedup::spans::Place;
+use crate::jobs::dedup::spans::{Place, Spans};
+use crate::jobs::dedup::spill::bands::{Budget, Spiller};
+use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
 mod remote;
@@ -50,6 +57,9 @@ pub struct SignatureJob {
     slot: Arc<Mutex<Option<Candidates>>>,
     /// Threads that sort the bands when the pass ends.
     threads: usize,
+    /// Where the bands spill, under which budget (`None`: no limit), and
+    /// the run to stop when a spill fails.
+    spill: Option<(Arc<TempSpace>, Option<Budget>, RunHandle)>,
 }
 
 impl SignatureJob {
@@ -63,7 +73,23 @@ impl SignatureJob {
             result_file: None,
             slot: Arc::default(),
             threads: 1,
+            spill: None,
         }
+    }
+
+    /// Spills the band lists to `temp` when they would pass their share
+    /// of `max_memory` ([`Budget`]; `None`: never, but a resumed run still
+    /// merges the runs its checkpoint names); a spill that fails stops the
+    /// run through `handle`.
+    pub fn spilling_to(
+        mut self,
+        temp: Arc<TempSpace>,
+        max_memory: Option<u64>,
+        handle: RunHandle,
+    ) -> Self {
+        let budget = max_memory.map(|max_memory| Budget { max_memory });
+        self.spill = Some((temp, budget, handle));
+        self
     }
 
     /// Sorts the bands on up to `threads` threads when the pass ends (the
@@ -125,15 +151,27 @@ impl Job for SignatureJob {
     }
 
     fn integrator(&self) -> BandIndex {
-        BandIndex {
+        let mut index = BandIndex {
             bands: vec![Vec::new(); self.banding.bands],
             threads: self.threads,
             found: Candidates::default(),
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
+            temp: self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
+            handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
+            spiller: None,
+            failed: None,
+        };
+        if let Some((temp, Some(budget), _)) = &self.spill {
+            let spiller = Spiller::new(Arc::clone(temp), Some(*budget), self.banding.bands);
+            index.spiller = Some(spiller);
         }
+        index
     }
 }
+
+/// Pairs of records `(earlier, later)`: candidate pairs, repeated ids.
+type Pairs = Vec<(u32, u32)>;
 
 /// Step 2 of pass 1: per band, every record's key in record order, as
 /// `key << 32 | record`.
@@ -145,6 +183,17 @@ pub struct BandIndex {
     found: Candidates,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
+    /// The run's temporary space, when the pass may spill.
+    temp: Option<Arc<TempSpace>>,
+    /// Under a memory budget, or with runs a checkpoint named: writes
+    /// full chunks of the bands to sorted runs, and merges them.
+    spiller: Option<Spiller>,
+    /// Stopped by a spill that failed (how the run ends, once stopped).
+    handle: Option<RunHandle>,
+    /// The spill that failed: returned from `save` (no checkpoint) and
+    /// `finish` (no output), not from `integrate`, where the batches behind
+    /// it would be refused and the run would exit 70, not 74.
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 impl BandIndex {
@@ -163,6 +212,101 @@ impl BandIndex {
             // (`buckets::Fingerprints`).
             + self.bands.first().map_or(0, Vec::len) * 8
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
+            + self.spiller.as_ref().map_or(0, Spiller::heap_bytes)
+    }
+
+    /// Under a budget: drops the places once they would pass their share
+    /// (before the record at `index` is noted), and notes its `keys`.
+    fn note_spilled(&mut self, index: u64, keys: &[u32]) {
+        let Some(spiller) = &mut self.spiller else {
+            return;
+        };
+        spiller.make_room(&mut self.bands, &mut self.found.ids);
+        if self.found.spans.is_complete() && !spiller.keeps_places(index) {
+            log::info!(
+                "dedup pass 1: the records' places pass their share of the memory budget at record {index}: \
+                 dropped, so passes 2 and 3 read the whole input"
+            );
+            self.found.spans = Spans::unknown();
+        }
+        spiller.note(index, keys);
+    }
+
+    /// Spills the chunk once it is full, `next` being the record after
+    /// the last one integrated.
+    /// A spill that fails is kept, and the run asked to stop.
+    fn spill_if_full(&mut self, next: u64) {
+        let Some(spiller) = &mut self.spiller else {
+            return;
+        };
+        if !spiller.is_full(next) {
+            return;
+        }
+        if let Err(e) = spiller.spill(&mut self.bands, &mut self.found.ids, next) {
+            let e = e.into_io();
+            log::error!("dedup pass 1: {e}; stopping the run");
+            self.failed = Some((e.kind(), e.to_string()));
+            if let Some(handle) = &self.handle {
+                handle.request_stop();
+            }
+        }
+    }
+
+    /// The spill that failed, as the error `save` and `finish` return.
+    fn failure(&self) -> Option<RecordError> {
+        let (kind, message) = self.failed.as_ref()?;
+        Some(std::io::Error::new(*kind, message.clone()).into())
+    }
+
+    /// The candidate pairs and repeated id keys of the whole pass: sorted
+    /// in memory, or, once anything was spilled, the last chunk spilled too
+    /// and every band's runs merged.
+    fn pairs_and_repeats(&mut self) -> Result<(Pairs, Pairs), RunError> {
+        // Past the last record integrated (where a next chunk would start).
+        let next = self.found.integrated.words().len() as u64 * 64;
+        match &mut self.spiller {
+            Some(spiller) if spiller.spilled().spills() > 0 => {
+                spiller.spill(&mut self.bands, &mut self.found.ids, next)?;
+                // The lists are on disk: free them before the merge.
+                self.bands.iter_mut().for_each(|b| *b = Vec::new());
+                self.found.ids = IdKeys::default();
+                let spiller = &*spiller;
+                let threads = self.threads;
+                std::thread::scope(|scope| {
+                    let repeats = std::thread::Builder::new()
+                        .spawn_scoped(scope, || spiller.repeats())
+                        .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
+                    let pairs = spiller.pairs(threads)?;
+                    let repeated = match repeats {
+                        Ok(handle) => handle
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+                        Err(()) => spiller.repeats()?,
+                    };
+                    Ok((pairs, repeated))
+                })
+            }
+            _ => Ok(self.sorted_in_memory()),
+        }
+    }
+
+    /// [`BandIndex::pairs_and_repeats`] when nothing was spilled.
+    fn sorted_in_memory(&mut self) -> (Pairs, Pairs) {
+        let ids = &self.found.ids;
+        std::thread::scope(|scope| {
+            // Beside the sort of the bands: a thread refused sorts after.
+            let repeats = std::thread::Builder::new()
+                .spawn_scoped(scope, || ids.repeats())
+                .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
+            let pairs = candidate_pairs(&mut self.bands, self.threads);
+            let repeated = match repeats {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(()) => ids.repeats(),
+            };
+            (pairs, repeated)
+        })
     }
 }
 
@@ -170,23 +314,34 @@ impl Integrate for BandIndex {
     type Output = Signed;
 
     fn integrate(&mut self, index: u64, (keys, place, key): Signed) -> Result<(), RecordError> {
+        if self.failed.is_some() {
+            // A spill failed: the run is stopping and will end failed, with
+            // no output; nothing more is held.
+            return Ok(());
+        }
         let id = record_id(index)?;
         self.found.integrated.insert(index);
         self.found.records += 1;
+        self.note_spilled(index, keys.as_slice());
         self.found.spans.record(index, place);
         self.found.ids.record(index, key);
         if keys.is_empty() {
             self.found.empty += 1;
-            return Ok(());
+        } else {
+            for (band, &key) in self.bands.iter_mut().zip(keys.as_slice()) {
+                band.push(u64::from(key) << 32 | u64::from(id));
+            }
         }
-        for (band, &key) in self.bands.iter_mut().zip(keys.as_slice()) {
-            band.push(u64::from(key) << 32 | u64::from(id));
-        }
+        self.spill_if_full(index + 1);
         Ok(())
     }
 
     fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
-        let form = BandIndexForm::of(&self.bands, &self.found);
+        if let Some(e) = self.failure() {
+            return Some(Err(e));
+        }
+        let spilled = self.spiller.as_ref().map(Spiller::spilled);
+        let form = BandIndexForm::of(&self.bands, &self.found, spilled);
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
 
@@ -200,11 +355,26 @@ impl Integrate for BandIndex {
             )
             .into());
         }
-        (self.bands, self.found) = form.into_parts();
+        let (bands, found, spilled) = form.into_parts();
+        (self.bands, self.found) = (bands, found);
+        if spilled.spills() > 0 && self.spiller.is_none() {
+            // Resumed without a budget: the named runs are merged still.
+            let temp = self
+                .temp
+                .clone()
+                .ok_or("the checkpoint names spilled runs, and this run has no temporary space")?;
+            self.spiller = Some(Spiller::new(temp, None, self.bands.len()));
+        }
+        if let Some(spiller) = &mut self.spiller {
+            spiller.restore(spilled, &self.bands)?;
+        }
         Ok(())
     }
 
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
         // The pass's rejects first, before the pass result (a resumed run
         // loads that and finds them in place); the run commits them as
         // `rejects.jsonl` with its outputs.
@@ -212,29 +382,22 @@ impl Integrate for BandIndex {
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
         if !run.partial {
-            let ids = &self.found.ids;
-            let (pairs, repeated) = std::thread::scope(|scope| {
-                // Beside the sort of the bands: a thread refused sorts after.
-                let repeats = std::thread::Builder::new()
-                    .spawn_scoped(scope, || ids.repeats())
-                    .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
-                let pairs = candidate_pairs(&mut self.bands, self.threads);
-                let repeated = match repeats {
-                    Ok(handle) => handle
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    Err(()) => ids.repeats(),
-                };
-                (pairs, repeated)
-            });
+            let (pairs, repeated) = self.pairs_and_repeats().map_err(RunError::into_io)?;
             self.found.pairs = pairs;
             self.found.repeated_ids = repeated;
             // Only the repeats are needed from here on.
             self.found.ids = IdKeys::default();
         }
+        let spilled = self.spiller.as_ref().map(Spiller::spilled);
+        let (spills, spilled_bytes) = spilled.map_or((0, 0), |s| (s.spills(), s.bytes()));
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &CandidatesForm::of(&self.found))?;
+            }
+            // The result is safe: the runs are no longer needed (a stopped
+            // pass keeps them for its checkpoint).
+            if let Some(spiller) = &mut self.spiller {
+                spiller.remove_all()?;
             }
         }
         let summary = serde_json::json!({
@@ -243,6 +406,8 @@ impl Integrate for BandIndex {
             "records": self.found.records,
             "candidate_pairs": self.found.pairs.len(),
             "integrator_bytes": self.found.integrator_bytes,
+            "spill_runs": spills,
+            "bytes_spilled": spilled_bytes,
         });
         // The bands are no longer needed: free them before the next pass.
         self.bands = Vec::new();

@@ -5,6 +5,7 @@
 //! | reads | the whole input |
 //! | step 1 sends | [`Signed`]: a record's band keys, place and id key |
 //! | Integrator state (checkpoints) | [`BandIndex`], saved as [`BandIndexForm`](crate::jobs::dedup::state::BandIndexForm) |
+//! | on disk under `--max-memory` | sorted runs of each band and of the id keys ([`crate::jobs::dedup::spill`]), named by the checkpoints, removed once the result is written |
 //! | result (kept for `--resume`) | [`Candidates`], saved as [`CandidatesForm`] |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass, or loads its
@@ -53,7 +54,8 @@ fn signatures(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
     let job = Arc::new(
         SignatureJob::new(ctx.fields.clone(), run.params.ngram, banding)
             .keeping_result(run.resume.result_file(Pass::Signatures))
-            .sorting_on(ctx.settings.workers),
+            .sorting_on(ctx.settings.workers)
+            .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone()),
     );
     let checkpoints = run.resume.checkpoints(Pass::Signatures)?;
     let (source, name, rejects) = ((run.open)()?, Pass::Signatures.name(), resume::REJECTS_FILE);

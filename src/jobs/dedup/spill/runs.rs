@@ -1,0 +1,622 @@
+//! Sorted runs: the on-disk form of band lists (and of id keys) that did
+//! not fit the memory budget, read back in one sequential pass.
+//!
+//! A run is a list of [`Entry`] values in strictly increasing
+//! `(key, record)` order, written once by a [`RunWriter`] and streamed back
+//! by a [`RunReader`]. The same format holds a saved index's band lists
+//! (one run per band, records numbered from 0), so that they merge with a
+//! run's own spilled runs ([`super::merge`]).
+//!
+//! # Format (version [`RUN_VERSION`])
+//!
+//! All integers little-endian.
+//!
+//! | part | bytes | content |
+//! |---|---|---|
+//! | header | 16 | magic `DPSORTED` (8), version `u32`, flags `u32` (bit 0: entries carry a fingerprint) |
+//! | block, repeated | 12 + n | payload length `u32` (> 0), entries `u32`, CRC-32 of the payload `u32`, payload |
+//! | end | 20 | `0u32`, `0u32`, CRC-32 of the next 8 bytes `u32`, total entries `u64` |
+//!
+//! A block's payload is its entries one after the other: the key as its
+//! gap from the block's previous key (from 0 at the block's start) and the
+//! record, both as LEB128 variable-length integers, then, with flag bit 0,
+//! the fingerprint as a fixed `u64`. A sorted band's keys are close, so a
+//! key takes 1 to 3 bytes, where a fixed width takes 4 (bands) or 8 (ids).
+//! Blocks hold about [`BLOCK_BYTES`] each, so a reader holds one block,
+//! not the run, and a damaged byte is found in the block it is in.
+//!
+//! Whole-file checks: the writer returns the file's length and the CRC-32
+//! of all its bytes ([`RunInfo`]); a reader given them refuses a file of
+//! another length at once and one of another checksum at its end. Every
+//! error names the file ([`RunError`]).
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The format's magic number.
+const MAGIC: &[u8; 8] = b"DPSORTED";
+
+/// The format's version; bump on any change of it.
+pub const RUN_VERSION: u32 = 1;
+
+/// Flag bit: entries carry a fingerprint.
+const WITH_PRINTS: u32 = 1;
+
+/// A block's payload is cut once it reaches this many bytes.
+pub const BLOCK_BYTES: usize = 64 << 10;
+
+/// The largest payload a reader accepts (a block's entries can pass
+/// [`BLOCK_BYTES`] by one entry at most).
+const MAX_PAYLOAD: usize = BLOCK_BYTES + 64;
+
+const HEADER_LEN: usize = 16;
+const BLOCK_HEAD: usize = 12;
+
+/// One entry of a sorted run: a record's key in one band (or its id key),
+/// the record, and the record's twin fingerprint
+/// ([`crate::jobs::dedup::buckets::fingerprint`]; 0 in runs without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// The band key (`u32` widened) or id key.
+    pub key: u64,
+    /// The record's index.
+    pub record: u32,
+    /// The record's twin fingerprint.
+    pub print: u64,
+}
+
+impl Entry {
+    /// The order of a run: by key, then record.
+    pub fn order(&self) -> (u64, u32) {
+        (self.key, self.record)
+    }
+}
+
+/// What a written run is, as a checkpoint names it: its file name (inside
+/// the folder it was written to), length, entries and checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The file's name.
+    pub name: String,
+    /// The file's length in bytes.
+    pub bytes: u64,
+    /// Entries it holds.
+    pub entries: u64,
+    /// CRC-32 of all its bytes.
+    pub checksum: u32,
+}
+
+/// A run that cannot be written or read back as written.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The file could not be created, written, opened or read.
+    #[error("sorted run {}: {cause}", path.display())]
+    Io {
+        /// The run's file.
+        path: PathBuf,
+        /// The underlying error.
+        cause: io::Error,
+    },
+    /// The file is not the run that was written.
+    #[error("sorted run {} is damaged: {what}", path.display())]
+    Damaged {
+        /// The run's file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Entries were not given in strictly increasing `(key, record)` order.
+    #[error("sorted run {}: entry {entry:?} out of order (a bug)", path.display())]
+    OutOfOrder {
+        /// The run's file.
+        path: PathBuf,
+        /// The entry.
+        entry: Entry,
+    },
+    /// A run merged with a record offset ([`super::merge::Merge::add_with_offset`])
+    /// has a record whose index passes `u32::MAX` once offset.
+    #[error("record {record} of a sorted run, offset by {offset}, passes 2^32 records")]
+    RecordPastLimit {
+        /// The record, as the run holds it.
+        record: u32,
+        /// The offset.
+        offset: u32,
+    },
+}
+
+impl RunError {
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
+        move |cause| RunError::Io {
+            path: path.to_owned(),
+            cause,
+        }
+    }
+
+    fn damaged(path: &Path, what: impl Into<String>) -> RunError {
+        RunError::Damaged {
+            path: path.to_owned(),
+            what: what.into(),
+        }
+    }
+
+    /// As an IO error (what the pipeline maps to exit code 74), keeping
+    /// the message.
+    pub fn into_io(self) -> io::Error {
+        let kind = match &self {
+            RunError::Io { cause, .. } => cause.kind(),
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, self.to_string())
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Writes one sorted run.
+#[derive(Debug)]
+pub struct RunWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    with_prints: bool,
+    payload: Vec<u8>,
+    in_block: u32,
+    previous_key: u64,
+    last: Option<(u64, u32)>,
+    entries: u64,
+    bytes: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl RunWriter {
+    /// A run written to `file` (created empty), known as `path` in errors;
+    /// `with_prints`: entries carry their fingerprint.
+    pub fn new(file: File, path: PathBuf, with_prints: bool) -> Result<Self, RunError> {
+        let mut writer = RunWriter {
+            out: BufWriter::with_capacity(BLOCK_BYTES, file),
+            path,
+            with_prints,
+            payload: Vec::with_capacity(MAX_PAYLOAD),
+            in_block: 0,
+            previous_key: 0,
+            last: None,
+            entries: 0,
+            bytes: 0,
+            crc: crc32fast::Hasher::new(),
+        };
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&RUN_VERSION.to_le_bytes());
+        let flags = if with_prints { WITH_PRINTS } else { 0 };
+        header.extend_from_slice(&flags.to_le_bytes());
+        writer.write(&header)?;
+        Ok(writer)
+    }
+
+    /// Creates the file at `path` and writes a run into it.
+    pub fn create(path: &Path, with_prints: bool) -> Result<Self, RunError> {
+        let file = File::create(path).map_err(RunError::io(path))?;
+        RunWriter::new(file, path.to_owned(), with_prints)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), RunError> {
+        self.out
+            .write_all(bytes)
+            .map_err(RunError::io(&self.path))?;
+        self.crc.update(bytes);
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends `entry`, which must come after the previous one in
+    /// `(key, record)` order.
+    pub fn push(&mut self, entry: Entry) -> Result<(), RunError> {
+        if self.last.is_some_and(|last| last >= entry.order()) {
+            return Err(RunError::OutOfOrder {
+                path: self.path.clone(),
+                entry,
+            });
+        }
+        self.last = Some(entry.order());
+        put_varint(&mut self.payload, entry.key - self.previous_key);
+        put_varint(&mut self.payload, u64::from(entry.record));
+        if self.with_prints {
+            self.payload.extend_from_slice(&entry.print.to_le_bytes());
+        }
+        self.previous_key = entry.key;
+        self.in_block += 1;
+        self.entries += 1;
+        if self.payload.len() >= BLOCK_BYTES {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<(), RunError> {
+        if self.in_block == 0 {
+            return Ok(());
+        }
+        let mut head = [0u8; BLOCK_HEAD];
+        head[..4].copy_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&self.in_block.to_le_bytes());
+        head[8..].copy_from_slice(&crc32fast::hash(&self.payload).to_le_bytes());
+        self.write(&head)?;
+        let payload = std::mem::take(&mut self.payload);
+        self.write(&payload)?;
+        self.payload = payload;
+        self.payload.clear();
+        self.in_block = 0;
+        self.previous_key = 0;
+        Ok(())
+    }
+
+    /// Writes the last block and the end, and makes the file durable
+    /// (a checkpoint may name it next).
+    pub fn finish(mut self) -> Result<RunInfo, RunError> {
+        self.flush_block()?;
+        let total = self.entries.to_le_bytes();
+        let mut end = [0u8; BLOCK_HEAD];
+        end[8..].copy_from_slice(&crc32fast::hash(&total).to_le_bytes());
+        self.write(&end)?;
+        self.write(&total)?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| RunError::io(&self.path)(e.into_error()))?;
+        file.sync_all().map_err(RunError::io(&self.path))?;
+        let name = self.path.file_name().map_or_else(
+            || self.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok(RunInfo {
+            name,
+            bytes: self.bytes,
+            entries: self.entries,
+            checksum: self.crc.finalize(),
+        })
+    }
+}
+
+/// Streams a sorted run back, one block in memory at a time, checking
+/// every block's checksum and the entries' order.
+#[derive(Debug)]
+pub struct RunReader {
+    input: BufReader<File>,
+    path: PathBuf,
+    with_prints: bool,
+    payload: Vec<u8>,
+    at: usize,
+    left_in_block: u32,
+    previous_key: u64,
+    last: Option<(u64, u32)>,
+    entries: u64,
+    crc: crc32fast::Hasher,
+    expected: Option<(u64, u32)>,
+    ended: bool,
+}
+
+impl RunReader {
+    /// Reads the run in `file`, known as `path` in errors. With `expected`
+    /// (what the writer returned), a file of another length is refused
+    /// here, one of another checksum at its end.
+    pub fn new(file: File, path: PathBuf, expected: Option<&RunInfo>) -> Result<Self, RunError> {
+        if let Some(info) = expected {
+            let len = file.metadata().map_err(RunError::io(&path))?.len();
+            if len != info.bytes {
+                return Err(RunError::damaged(
+                    &path,
+                    format!("{len} bytes, {} written", info.bytes),
+                ));
+            }
+        }
+        let mut reader = RunReader {
+            input: BufReader::with_capacity(BLOCK_BYTES, file),
+            path,
+            with_prints: false,
+            payload: Vec::new(),
+            at: 0,
+            left_in_block: 0,
+            previous_key: 0,
+            last: None,
+            entries: 0,
+            crc: crc32fast::Hasher::new(),
+            expected: expected.map(|i| (i.bytes, i.checksum)),
+            ended: false,
+        };
+        let mut header = [0u8; HEADER_LEN];
+        reader.read_exact(&mut header, "its header")?;
+        if &header[..8] != MAGIC {
+            return Err(RunError::damaged(
+                &reader.path,
+                "not a sorted run (bad magic number)",
+            ));
+        }
+        let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+        if version != RUN_VERSION {
+            return Err(RunError::damaged(
+                &reader.path,
+                format!("format version {version}, this build reads version {RUN_VERSION}"),
+            ));
+        }
+        let flags = u32::from_le_bytes(header[12..].try_into().expect("4 bytes"));
+        if flags & !WITH_PRINTS != 0 {
+            return Err(RunError::damaged(
+                &reader.path,
+                format!("unknown flags {flags:#x}"),
+            ));
+        }
+        reader.with_prints = flags & WITH_PRINTS != 0;
+        Ok(reader)
+    }
+
+    /// Opens the run at `path` (see [`RunReader::new`]).
+    pub fn open(path: &Path, expected: Option<&RunInfo>) -> Result<Self, RunError> {
+        let file = File::open(path).map_err(RunError::io(path))?;
+        RunReader::new(file, path.to_owned(), expected)
+    }
+
+    /// True when the entries carry fingerprints.
+    pub fn with_prints(&self) -> bool {
+        self.with_prints
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), RunError> {
+        match self.input.read_exact(buf) {
+            Ok(()) => {
+                self.crc.update(buf);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(RunError::damaged(
+                &self.path,
+                format!("truncated: the file ends inside {what}"),
+            )),
+            Err(e) => Err(RunError::io(&self.path)(e)),
+        }
+    }
+
+    /// Reads the next block, or the end; false at the end.
+    fn next_block(&mut self) -> Result<bool, RunError> {
+        let mut head = [0u8; BLOCK_HEAD];
+        self.read_exact(&mut head, "a block's header")?;
+        let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
+        let (len, count, crc) = (word(0) as usize, word(4), word(8));
+        if len == 0 {
+            return self.read_end(count, crc).map(|()| false);
+        }
+        if len > MAX_PAYLOAD || count == 0 {
+            return Err(RunError::damaged(
+                &self.path,
+                format!("a block of {len} bytes and {count} entries"),
+            ));
+        }
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.resize(len, 0);
+        let read = self.read_exact(&mut payload, "a block");
+        self.payload = payload;
+        read?;
+        if crc32fast::hash(&self.payload) != crc {
+            return Err(RunError::damaged(
+                &self.path,
+                "a block's checksum does not match",
+            ));
+        }
+        (self.at, self.left_in_block, self.previous_key) = (0, count, 0);
+        Ok(true)
+    }
+
+    fn read_end(&mut self, zero: u32, crc: u32) -> Result<(), RunError> {
+        let mut total = [0u8; 8];
+        self.read_exact(&mut total, "its end")?;
+        if zero != 0 || crc32fast::hash(&total) != crc {
+            return Err(RunError::damaged(&self.path, "its end is damaged"));
+        }
+        let total = u64::from_le_bytes(total);
+        if total != self.entries {
+            return Err(RunError::damaged(
+                &self.path,
+                format!("{} entries read, {total} written", self.entries),
+            ));
+        }
+        let mut rest = [0u8; 1];
+        match self.input.read(&mut rest) {
+            Ok(0) => {}
+            Ok(_) => return Err(RunError::damaged(&self.path, "bytes after its end")),
+            Err(e) => return Err(RunError::io(&self.path)(e)),
+        }
+        if let Some((_, checksum)) = self.expected {
+            if self.crc.clone().finalize() != checksum {
+                return Err(RunError::damaged(&self.path, "its checksum does not match"));
+            }
+        }
+        self.ended = true;
+        Ok(())
+    }
+
+    fn varint(&mut self) -> Result<u64, RunError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.payload.get(self.at) else {
+                break;
+            };
+            self.at += 1;
+            value |= u64::from(byte & 0x7F) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(RunError::damaged(
+            &self.path,
+            "an entry runs past its block",
+        ))
+    }
+
+    /// The next entry, `None` at the run's end (once its end and checks
+    /// were read).
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
+        if self.left_in_block == 0 {
+            if self.at != self.payload.len() {
+                return Err(RunError::damaged(
+                    &self.path,
+                    "a block has bytes past its entries",
+                ));
+            }
+            if self.ended || !self.next_block()? {
+                return Ok(None);
+            }
+        }
+        let key = self
+            .previous_key
+            .checked_add(self.varint()?)
+            .ok_or_else(|| RunError::damaged(&self.path, "a key past 2^64"))?;
+        let record = u32::try_from(self.varint()?)
+            .map_err(|_| RunError::damaged(&self.path, "a record index past 2^32"))?;
+        let print = if self.with_prints {
+            let bytes = self
+                .payload
+                .get(self.at..self.at + 8)
+                .ok_or_else(|| RunError::damaged(&self.path, "an entry runs past its block"))?;
+            self.at += 8;
+            u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+        } else {
+            0
+        };
+        let entry = Entry { key, record, print };
+        if self.last.is_some_and(|last| last >= entry.order()) {
+            return Err(RunError::damaged(&self.path, "entries out of order"));
+        }
+        (self.last, self.previous_key) = (Some(entry.order()), key);
+        self.left_in_block -= 1;
+        self.entries += 1;
+        Ok(Some(entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(n: u32) -> Vec<Entry> {
+        (0..n)
+            .map(|i| Entry {
+                key: u64::from(i / 3) * 1_000_003,
+                record: i * 7 % 1000 + (i % 3) * 1000,
+                print: u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            })
+            .collect()
+    }
+
+    fn write(path: &Path, list: &[Entry], with_prints: bool) -> RunInfo {
+        let mut writer = RunWriter::create(path, with_prints).unwrap();
+        for &e in list {
+            writer.push(e).unwrap();
+        }
+        writer.finish().unwrap()
+    }
+
+    fn read_all(path: &Path, info: Option<&RunInfo>) -> Result<Vec<Entry>, RunError> {
+        let mut reader = RunReader::open(path, info)?;
+        let mut out = Vec::new();
+        while let Some(e) = reader.next_entry()? {
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_run_round_trips_over_many_blocks_with_and_without_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.run");
+        let mut list = entries(30_000);
+        list.sort_unstable_by_key(Entry::order);
+        let info = write(&path, &list, true);
+        assert_eq!(info.entries, 30_000);
+        assert_eq!(info.bytes, std::fs::metadata(&path).unwrap().len());
+        assert!(info.bytes > 3 * BLOCK_BYTES as u64, "several blocks");
+        assert_eq!(read_all(&path, Some(&info)).unwrap(), list);
+        // Without prints, the same entries with print 0, and fewer bytes.
+        let info2 = write(&path, &list, false);
+        let back = read_all(&path, Some(&info2)).unwrap();
+        assert!(back
+            .iter()
+            .zip(&list)
+            .all(|(b, l)| b.order() == l.order() && b.print == 0));
+        assert!(info2.bytes < info.bytes / 2);
+        // An empty run.
+        let info3 = write(&path, &[], true);
+        assert_eq!(read_all(&path, Some(&info3)).unwrap(), []);
+    }
+
+    #[test]
+    fn a_damaged_run_is_refused_with_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("band-03.run");
+        let mut list = entries(20_000);
+        list.sort_unstable_by_key(Entry::order);
+        let info = write(&path, &list, true);
+        let good = std::fs::read(&path).unwrap();
+        let named = |e: RunError| {
+            let text = e.to_string();
+            assert!(text.contains("band-03.run"), "{text}");
+            text
+        };
+        // A flipped byte inside a block.
+        let mut bytes = good.clone();
+        bytes[HEADER_LEN + BLOCK_HEAD + 100] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let text = named(read_all(&path, None).unwrap_err());
+        assert!(text.contains("checksum"), "{text}");
+        // Truncated: refused up front with its expected length, or at the
+        // end without it.
+        std::fs::write(&path, &good[..good.len() - 5]).unwrap();
+        let text = named(read_all(&path, Some(&info)).unwrap_err());
+        assert!(text.contains("written"), "{text}");
+        let text = named(read_all(&path, None).unwrap_err());
+        assert!(text.contains("truncated"), "{text}");
+        // Not a run at all, or another version.
+        std::fs::write(&path, b"{\"id\":1}\n").unwrap();
+        named(read_all(&path, None).unwrap_err());
+        let mut bytes = good.clone();
+        bytes[8] = 99;
+        std::fs::write(&path, &bytes).unwrap();
+        let text = named(read_all(&path, None).unwrap_err());
+        assert!(text.contains("version 99"), "{text}");
+        // Another run of the same length: its checksum differs.
+        let mut other = list.clone();
+        other[5].print ^= 1;
+        write(&path, &other, true);
+        let text = named(read_all(&path, Some(&info)).unwrap_err());
+        assert!(text.contains("checksum"), "{text}");
+        // A missing file.
+        std::fs::remove_file(&path).unwrap();
+        named(read_all(&path, Some(&info)).unwrap_err());
+    }
+
+    #[test]
+    fn entries_out_of_order_are_refused_by_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = RunWriter::create(&dir.path().join("x.run"), false).unwrap();
+        let e = |key, record| Entry {
+            key,
+            record,
+            print: 0,
+        };
+        writer.push(e(5, 1)).unwrap();
+        writer.push(e(5, 2)).unwrap();
+        assert!(matches!(
+            writer.push(e(5, 2)),
+            Err(RunError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            writer.push(e(4, 9)),
+            Err(RunError::OutOfOrder { .. })
+        ));
+    }
+}

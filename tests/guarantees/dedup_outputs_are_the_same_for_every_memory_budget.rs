@@ -1,0 +1,210 @@
+//! Guarantee: `dedup` under a memory budget small enough that pass 1
+//! spills its band lists and id keys to several sorted runs (and drops the
+//! records' places) writes `kept.jsonl`, `clusters.jsonl` and
+//! `rejects.jsonl` byte-identical to a run without a limit, on a corpus
+//! with near-duplicates, identical texts in buckets of more than 16
+//! records (twins, told apart by the fingerprints that travel with the
+//! spilled entries), repeated ids across chunks and rejected records. A
+//! run stopped in pass 1 after it spilled, and resumed (with the budget or
+//! without one), ends with the same outputs, and a complete run leaves no
+//! run on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::mixed::{outputs, run_leg, Leg, StopAt};
+use drainpipe::corpus::{Corpus, CorpusSpec};
+use drainpipe::jobs::dedup::memory::MemoryRecord;
+use drainpipe::jobs::dedup::{self, DedupParams};
+use drainpipe::jobs::RunContext;
+use drainpipe_actors::{OutputDir, RunReport, CHECKPOINT_FILE, TEMP_FOLDER};
+
+/// Documents, with their near-duplicates (the demo corpus's), exact
+/// copies of two texts spread over the whole input (one under a repeated
+/// id), and lines that are not JSON.
+fn lines() -> Vec<String> {
+    let corpus = Corpus::new(CorpusSpec {
+        docs: 30_000,
+        min_words: 30,
+        max_words: 80,
+        ..CorpusSpec::default()
+    });
+    let (copied, again) = (corpus.doc(7).text, corpus.doc(8).text);
+    let line = |id: String, text: &str| serde_json::json!({ "id": id, "text": text }).to_string();
+    let mut lines = Vec::new();
+    for (i, doc) in corpus.docs().enumerate() {
+        lines.push(line(format!("d{i}"), &doc.text));
+        if i > 0 && i % 700 == 0 {
+            lines.push(line(format!("copy{i}"), &copied));
+        }
+        if i > 0 && i % 1500 == 0 {
+            lines.push(line("again".into(), &again));
+        }
+        if i % 4999 == 3 {
+            lines.push("not json".into());
+        }
+    }
+    lines
+}
+
+fn input(dir: &Path) -> PathBuf {
+    let path = dir.join("input.jsonl");
+    std::fs::write(&path, lines().join("\n") + "\n").unwrap();
+    path
+}
+
+/// Sorted runs left in the run's temporary folder.
+fn runs_left(out: &Path) -> Vec<String> {
+    let Ok(list) = std::fs::read_dir(out.join(TEMP_FOLDER)) else {
+        return Vec::new();
+    };
+    list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sorted"))
+        .collect()
+}
+
+fn signatures_pass(report: &RunReport) -> serde_json::Value {
+    let passes = report.result["passes"].as_array().unwrap();
+    passes
+        .iter()
+        .find(|p| p["pass"] == "signatures")
+        .unwrap_or_else(|| panic!("no pass 1 in {passes:?}"))
+        .clone()
+}
+
+fn dedup_file(input: &Path, max_memory: Option<u64>) -> (Vec<(String, Vec<u8>)>, RunReport) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = RunContext::quiet(
+        vec![input.to_owned()],
+        OutputDir::create(dir.path()).unwrap(),
+    );
+    ctx.max_memory = max_memory;
+    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
+    assert_eq!(report.exit_code, 0, "{}", report.human());
+    assert!(
+        runs_left(dir.path()).is_empty(),
+        "{:?}",
+        runs_left(dir.path())
+    );
+    (outputs(dir.path()), report)
+}
+
+#[test]
+fn dedup_outputs_are_the_same_for_every_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path());
+    let (expected, report) = dedup_file(&input, None);
+    let pass = signatures_pass(&report);
+    assert_eq!(
+        (pass["spill_runs"].as_u64(), pass["bytes_spilled"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(report.records.rejected >= 6, "{}", report.human());
+    assert!(
+        report.result["repeated_ids"].as_u64() > Some(10),
+        "{}",
+        report.result
+    );
+    let clusters = String::from_utf8_lossy(&expected[1].1).lines().count();
+    assert!(clusters > 500, "{clusters} removed records");
+    // 4 MiB: chunks of about 5,700 records, the places kept; 1 MiB:
+    // chunks of 4,096 records, the places dropped at about 11,000.
+    for (budget, spills_at_least) in [(4u64 << 20, 5), (1 << 20, 7)] {
+        let (got, report) = dedup_file(&input, Some(budget));
+        let pass = signatures_pass(&report);
+        assert!(
+            pass["spill_runs"].as_u64() >= Some(spills_at_least)
+                && pass["bytes_spilled"].as_u64() > Some(1 << 20),
+            "budget {budget}: {pass}"
+        );
+        for ((name, want), (_, got)) in expected.iter().zip(&got) {
+            assert!(
+                want == got,
+                "budget {budget}: {name} differs from the run without a limit"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_run_stopped_after_it_spilled_resumes_to_the_same_outputs() {
+    let records: Vec<MemoryRecord> = lines().into_iter().map(MemoryRecord::jsonl).collect();
+    let records = Arc::new(records);
+    let expected = {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run_leg(&records, dir.path(), &Leg::default()).unwrap();
+        assert_eq!(report.exit_code, 0, "{}", report.human());
+        outputs(dir.path())
+    };
+    for resumed_budget in [Some(1 << 20), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let stopped = Leg {
+            max_memory: Some(1 << 20),
+            stop: Some(StopAt::During {
+                pass: "signatures",
+                after: 20_000,
+            }),
+            batch: Some(100),
+            ..Leg::default()
+        };
+        let report = run_leg(&records, dir.path(), &stopped).unwrap();
+        assert_eq!(report.exit_code, 130, "{}", report.human());
+        assert!(dir.path().join(CHECKPOINT_FILE).exists());
+        let left = runs_left(dir.path());
+        assert!(
+            left.len() >= 2 * 19,
+            "runs kept for the checkpoint: {left:?}"
+        );
+        // A run written after the checkpoint (as by a run killed before
+        // its next one): the resumed run removes it.
+        let stray = dir
+            .path()
+            .join(TEMP_FOLDER)
+            .join("dedup-band-000-run-999999.sorted");
+        std::fs::write(&stray, b"written after the checkpoint").unwrap();
+        let resumed = Leg {
+            max_memory: resumed_budget,
+            resume: true,
+            ..Leg::default()
+        };
+        let report = run_leg(&records, dir.path(), &resumed).unwrap();
+        assert_eq!(report.exit_code, 0, "{}", report.human());
+        assert!(signatures_pass(&report)["spill_runs"].as_u64() > Some(2));
+        for ((name, want), (_, got)) in expected.iter().zip(outputs(dir.path())) {
+            assert!(
+                *want == got,
+                "resumed with budget {resumed_budget:?}: {name} differs from the uninterrupted run's"
+            );
+        }
+        assert!(
+            runs_left(dir.path()).is_empty(),
+            "{:?}",
+            runs_left(dir.path())
+        );
+    }
+}
+
+#[test]
+fn a_spill_that_cannot_be_written_fails_the_run_with_exit_74_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path());
+    let out = tempfile::tempdir().unwrap();
+    let mut ctx = RunContext::quiet(vec![input], OutputDir::create(out.path()).unwrap());
+    // The temporary folder's place is taken by a file: no run can be
+    // created there.
+    let blocked = out.path().join("blocked");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    ctx.temp = Arc::new(drainpipe_actors::TempSpace::new(&blocked));
+    ctx.max_memory = Some(1 << 20);
+    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
+    assert_eq!(report.exit_code, 74, "{}", report.human());
+    assert!(!out.path().join(drainpipe_actors::CHECKPOINT_FILE).exists());
+    assert!(
+        report.human().contains("sorted run") && report.human().contains("Not a directory"),
+        "{}",
+        report.human()
+    );
+    for name in ["kept.jsonl", "clusters.jsonl"] {
+        assert!(!out.path().join(name).exists(), "{name} written");
+    }
+}
