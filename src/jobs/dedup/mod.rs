@@ -108,6 +108,7 @@ pub mod clusters;
 pub mod fates;
 pub mod hash;
 pub mod ids;
+pub mod index;
 pub mod ledger;
 pub mod lsh;
 pub mod memory;
@@ -132,6 +133,7 @@ pub use outcome::{ACCURACY_DEFINITION, SIMILARITY_DEFINITION};
 pub use params::{explain, Banding, DedupParams};
 
 use clusters::Clusters;
+use index::IndexRun;
 use ledger::{Halt, Run};
 use outcome::Findings;
 use passes::{kept, signatures, verify};
@@ -202,14 +204,38 @@ fn chain(
     measure_accuracy: bool,
 ) -> Result<RunReport, Halt> {
     let banding = params.banding().map_err(anyhow::Error::msg)?;
+    // Before any work: the indexes' parameters checked, their bands loaded.
+    let mut index = IndexRun::open(&params.index, params, banding).map_err(anyhow::Error::new)?;
+    let joined_params;
+    let params = match &index {
+        // The copy beside pass 2 knows nothing of the pairs across.
+        Some(_) => {
+            joined_params = DedupParams {
+                copy_beside_verify: false,
+                ..params.clone()
+            };
+            &joined_params
+        }
+        None => params,
+    };
+    let measure_accuracy = measure_accuracy && index.is_none();
     let mut run = Run::start(ctx, params, open)?;
-    let (found, pairs) = signatures::run(&mut run, banding)?.split();
+    let bands_hook = index.as_ref().map(IndexRun::bands_hook);
+    let (found, pairs) = signatures::run(&mut run, banding, bands_hook)?.split();
+    let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
     let reads = passes::reads(ctx, &found);
-    let (verified, beside) = verify::run(&mut run, &found, pairs, &reads)?;
-    let clusters = Clusters::from_pairs(&verified.pairs);
+    let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
+    let clusters = match &mut index {
+        Some(index) => index.clusters(&verified.pairs, found.read())?,
+        None => Clusters::from_pairs(&verified.pairs),
+    };
     let outputs = kept::run(&mut run, &found, &clusters, &verified.ids, &reads, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
+    // The saved index is written once the outputs are committed.
+    let indexes = index
+        .map(|index| index.finish(&clusters, found.read()))
+        .transpose()?;
     let accuracy = if measure_accuracy {
         outcome::demo_accuracy(ctx, open, params, &clusters)?
     } else {
@@ -223,5 +249,9 @@ fn chain(
         kept,
         rejects,
     };
-    Ok(outcome::summary(run, banding, &findings, accuracy)?)
+    let mut report = outcome::summary(run, banding, &findings, accuracy)?;
+    if let (Some(indexes), Some(result)) = (indexes, report.result.as_object_mut()) {
+        result.insert("index".into(), indexes);
+    }
+    Ok(report)
 }

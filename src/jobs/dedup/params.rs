@@ -23,6 +23,8 @@ pub struct DedupParams {
     /// places pass 1 noted ([`super::passes::kept::follow`]); else after
     /// it. The outputs are the same.
     pub copy_beside_verify: bool,
+    /// `--save-index` and `--against` ([`super::index`]).
+    pub index: super::index::IndexOptions,
 }
 
 impl Default for DedupParams {
@@ -34,6 +36,7 @@ impl Default for DedupParams {
             bands: None,
             rows: None,
             copy_beside_verify: true,
+            index: super::index::IndexOptions::default(),
         }
     }
 }

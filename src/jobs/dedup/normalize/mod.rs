@@ -42,6 +42,14 @@ mod rules;
 mod sink;
 mod tokenize;
 
+/// Version of what turns a text into words and their hashes: the rules
+/// above, [`super::hash`] and the shingle hashes built on them
+/// ([`super::shingle`]). Bump it on any change that can give a text other
+/// shingles: a saved index ([`super::index`]) records it and is refused by
+/// a run of another version, whose band keys and shingle sets would not
+/// match the index's.
+pub const NORMALIZATION_VERSION: u32 = 1;
+
 use super::hash::fmix64;
 pub use super::hash::{hash_word, word_state};
 use ascii_hash::ascii_word_state;

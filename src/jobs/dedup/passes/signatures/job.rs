@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
-use crate::jobs::dedup::chain::Candidates;
+use crate::jobs::dedup::chain::{BandsHook, Candidates};
 use crate::jobs::dedup::ids::{id_key, IdKeys};
 use crate::jobs::dedup::lsh::candidate_pairs;
 use crate::jobs::dedup::minhash::{BandKeys, MinHasher};
@@ -50,6 +50,8 @@ pub struct SignatureJob {
     slot: Arc<Mutex<Option<Candidates>>>,
     /// Threads that sort the bands when the pass ends.
     threads: usize,
+    /// Hook for a saved index (`--against`, `--save-index`).
+    bands_hook: Option<Arc<dyn BandsHook>>,
 }
 
 impl SignatureJob {
@@ -63,7 +65,15 @@ impl SignatureJob {
             result_file: None,
             slot: Arc::default(),
             threads: 1,
+            bands_hook: None,
         }
+    }
+
+    /// Index hook: makes the candidate pairs through `hook` (a saved
+    /// index's bands joined to the run's, [`BandsHook`]).
+    pub fn with_bands_hook(mut self, hook: Option<Arc<dyn BandsHook>>) -> Self {
+        self.bands_hook = hook;
+        self
     }
 
     /// Sorts the bands on up to `threads` threads when the pass ends (the
@@ -128,6 +138,7 @@ impl Job for SignatureJob {
         BandIndex {
             bands: vec![Vec::new(); self.banding.bands],
             threads: self.threads,
+            bands_hook: self.bands_hook.clone(),
             found: Candidates::default(),
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
@@ -142,6 +153,8 @@ pub struct BandIndex {
     bands: Vec<Vec<u64>>,
     /// Threads that sort the bands when the pass ends.
     threads: usize,
+    /// Index hook ([`SignatureJob::with_bands_hook`]).
+    bands_hook: Option<Arc<dyn BandsHook>>,
     found: Candidates,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
@@ -218,7 +231,11 @@ impl Integrate for BandIndex {
                 let repeats = std::thread::Builder::new()
                     .spawn_scoped(scope, || ids.repeats())
                     .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
-                let pairs = candidate_pairs(&mut self.bands, self.threads);
+                // Index hook: a saved index's bands join the run's.
+                let pairs = match &self.bands_hook {
+                    Some(hook) => hook.candidate_pairs(&mut self.bands, self.threads),
+                    None => Ok(candidate_pairs(&mut self.bands, self.threads)),
+                };
                 let repeated = match repeats {
                     Ok(handle) => handle
                         .join()
@@ -227,7 +244,7 @@ impl Integrate for BandIndex {
                 };
                 (pairs, repeated)
             });
-            self.found.pairs = pairs;
+            self.found.pairs = pairs?;
             self.found.repeated_ids = repeated;
             // Only the repeats are needed from here on.
             self.found.ids = IdKeys::default();

@@ -19,7 +19,7 @@ use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordEr
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::bitset::BitSet;
-use crate::jobs::dedup::chain::Verified;
+use crate::jobs::dedup::chain::{RecordHook, Verified};
 use crate::jobs::dedup::fates::Fates;
 use crate::jobs::dedup::records::{record_id, rejected_again};
 use crate::jobs::dedup::resume::ResultFile;
@@ -59,6 +59,8 @@ pub struct VerifyJob {
     reread: Option<Arc<Vec<u32>>>,
     result_file: Option<ResultFile>,
     fates: Option<Arc<Fates>>,
+    /// Hook for a saved index (`--against`, `--save-index`).
+    record_hook: Option<Arc<dyn RecordHook>>,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -100,8 +102,26 @@ impl VerifyJob {
             reread: None,
             result_file: None,
             fates: None,
+            record_hook: None,
             slot: Arc::default(),
         }
+    }
+
+    /// Index hook: reads the records `hook` asks for besides the
+    /// candidates, and tells it every record read ([`RecordHook`]).
+    pub fn with_record_hook(mut self, hook: Option<Arc<dyn RecordHook>>) -> Self {
+        if let Some(hook) = &hook {
+            let mut candidates = match hook.records() {
+                Some(extra) => extra,
+                None => (*self.integrated).clone(),
+            };
+            for r in self.candidates.iter() {
+                candidates.insert(r);
+            }
+            self.candidates = Arc::new(candidates);
+        }
+        self.record_hook = hook;
+        self
     }
 
     /// The records of every candidate pair, in input order: what a source
@@ -186,6 +206,7 @@ impl Job for VerifyJob {
             found: Verified::default(),
             result_file: self.result_file.clone(),
             fates: self.fates.clone(),
+            record_hook: self.record_hook.clone(),
             told: 0,
             slot: Arc::clone(&self.slot),
         }
@@ -209,6 +230,8 @@ pub struct Verifier {
     found: Verified,
     result_file: Option<ResultFile>,
     fates: Option<Arc<Fates>>,
+    /// Index hook ([`VerifyJob::with_record_hook`]).
+    record_hook: Option<Arc<dyn RecordHook>>,
     /// How many of `found.pairs` `fates` has been told.
     told: usize,
     slot: Arc<Mutex<Option<Verified>>>,
@@ -222,6 +245,9 @@ impl Integrate for Verifier {
             return Ok(());
         };
         let x = record_id(original(self.reread.as_ref(), index)?)?;
+        if let Some(hook) = &self.record_hook {
+            hook.record(x, &id, &set);
+        }
         self.found.ids.insert(x, id);
         let pairs = &self.pairs;
         while self.cursor < pairs.len() && pairs[self.cursor].1 < x {
