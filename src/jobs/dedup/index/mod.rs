@@ -53,24 +53,9 @@ pub mod hooks;
 pub mod manifest;
 pub mod run;
 
+pub use crate::jobs::dedup::params::IndexOptions;
 pub use manifest::{IndexParams, Manifest, INDEX_VERSION, MANIFEST_FILE};
 pub use run::IndexRun;
-
-/// `--save-index` and `--against`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IndexOptions {
-    /// Write the run's index into this folder (which must not exist).
-    pub save: Option<PathBuf>,
-    /// Deduplicate against these indexes, in this order.
-    pub against: Vec<PathBuf>,
-}
-
-impl IndexOptions {
-    /// True when neither option is given: the run is the plain one.
-    pub fn is_empty(&self) -> bool {
-        self.save.is_none() && self.against.is_empty()
-    }
-}
 
 /// Why an index cannot be used or written.
 #[derive(Debug)]
