@@ -384,9 +384,9 @@ fn a_damaged_index_exits_65_naming_the_file() {
         }),
         ("roots.bin", |bytes| bytes.truncate(bytes.len() - 1)),
         ("manifest.bin", |bytes| bytes[3] ^= 1),
-        // In the first (and only) block of sets, which holds the records
+        // In the first (and only) block of words, which holds the records
         // of A that B's share buckets with: found when it is read.
-        ("sets-000.bin", |bytes| {
+        ("words-000.bin", |bytes| {
             let at = 40;
             bytes[at] ^= 0xFF;
         }),

@@ -43,8 +43,12 @@ pub trait RecordHook: Send + Sync + std::fmt::Debug {
     /// Records pass 2 must read besides the candidates: `None`, every
     /// record pass 1 integrated.
     fn records(&self) -> Option<BitSet>;
-    /// `record`'s id and shingle set, in record order.
-    fn record(&self, record: u32, id: &str, set: &[u64]);
+    /// True when [`RecordHook::record`] needs each record's normalized
+    /// words, which pass 2's processors then send.
+    fn wants_words(&self) -> bool;
+    /// `record`'s id, shingle set and (when it wants them) normalized
+    /// words, in record order.
+    fn record(&self, record: u32, id: &str, set: &[u64], words: Option<&[u8]>);
 }
 
 /// What pass 1 found, handed to the next passes.

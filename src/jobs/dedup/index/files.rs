@@ -5,19 +5,14 @@
 //!   sorted, as `(key - previous key, record)`;
 //! - the roots: one frame, each record's cluster root as `record - root`
 //!   (0 for most records: one byte each);
-//! - a segment's sets and ids: one frame per block of [`BLOCK_RECORDS`]
-//!   records, so a reader of some records decodes only their blocks, in
-//!   order, skipping forward ([`read_blocks`]): sequential reads, never one
-//!   per record.
-//!
-//! A set is stored as the gaps between its sorted hashes, 8 bytes each,
-//! compressed with zstd per block: the gaps of a few hundred random 64-bit
-//! values have their top byte near zero, which zstd removes (measured in
-//! `docs/DEDUP.md`).
+//! - a segment's words and ids: one frame per block of [`BLOCK_RECORDS`]
+//!   records (the words zstd-compressed), so a reader of some records
+//!   decodes only their blocks, in order, skipping forward
+//!   ([`read_blocks`]): sequential reads, never one per record.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use drainpipe_actors::codec;
 use serde::{Deserialize, Serialize};
@@ -25,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use super::manifest::{FileRef, Segment, INDEX_VERSION};
 use super::IndexError;
 
-/// Records per block of sets and ids.
+/// Records per block of words and ids.
 pub const BLOCK_RECORDS: u64 = 1024;
 
-/// zstd level of the sets' blocks (level 3: most of the gain, fast).
+/// zstd level of the words' blocks (level 3: most of the gain, fast).
 const ZSTD_LEVEL: i32 = 3;
 
 fn written(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<FileRef> {
@@ -123,68 +118,53 @@ pub fn read_roots(dir: &Path, file: &FileRef, records: u64) -> Result<Vec<u32>, 
     Ok(roots)
 }
 
-/// One block of sets: each set's length, then every set's gaps, zstd.
+/// One block of records' words ([`super::words`]): each record's length
+/// in bytes, then all their bytes, zstd.
 #[derive(Debug, Serialize, Deserialize)]
-struct SetsBlock {
+struct WordsBlock {
     lens: Vec<u32>,
     packed: Vec<u8>,
 }
 
-impl SetsBlock {
-    fn of(sets: &[Vec<u64>]) -> std::io::Result<Self> {
-        let mut raw = Vec::with_capacity(sets.iter().map(Vec::len).sum::<usize>() * 8);
-        for set in sets {
-            let mut previous = 0u64;
-            for &h in set {
-                raw.extend_from_slice(&h.wrapping_sub(previous).to_le_bytes());
-                previous = h;
-            }
-        }
-        Ok(SetsBlock {
-            lens: sets.iter().map(|s| s.len() as u32).collect(),
+impl WordsBlock {
+    fn of(records: &[Vec<u8>]) -> std::io::Result<Self> {
+        let raw = records.concat();
+        Ok(WordsBlock {
+            lens: records.iter().map(|w| w.len() as u32).collect(),
             packed: zstd::bulk::compress(&raw, ZSTD_LEVEL)?,
         })
     }
 
-    fn sets(self) -> Result<Vec<Vec<u64>>, String> {
+    fn records(self) -> Result<Vec<Vec<u8>>, String> {
         let total: usize = self.lens.iter().map(|&n| n as usize).sum();
-        let raw = zstd::bulk::decompress(&self.packed, total * 8).map_err(|e| e.to_string())?;
-        if raw.len() != total * 8 {
+        let raw = zstd::bulk::decompress(&self.packed, total).map_err(|e| e.to_string())?;
+        if raw.len() != total {
             return Err(format!(
-                "{} bytes of sets, the lengths say {}",
-                raw.len(),
-                total * 8
+                "{} bytes of words, the lengths say {total}",
+                raw.len()
             ));
         }
-        let mut words = raw
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8")));
+        let mut at = 0;
         Ok(self
             .lens
             .iter()
             .map(|&n| {
-                let mut h = 0u64;
-                (0..n)
-                    .map(|_| {
-                        h = h.wrapping_add(words.next().expect("counted"));
-                        h
-                    })
-                    .collect()
+                at += n as usize;
+                raw[at - n as usize..at].to_vec()
             })
             .collect())
     }
 }
 
-/// Writes one segment's sets and ids, a block at a time, as records come
+/// Writes one segment's words and ids, a block at a time, as records come
 /// in record order.
 #[derive(Debug)]
 pub struct SegmentWriter {
-    dir: PathBuf,
     first: u64,
     records: u64,
     names: (String, String),
     files: (BufWriter<File>, BufWriter<File>),
-    block: (Vec<Vec<u64>>, Vec<Option<Box<str>>>),
+    block: (Vec<Vec<u8>>, Vec<Option<Box<str>>>),
     starts: (Vec<u64>, Vec<u64>),
     ends: (u64, u64),
 }
@@ -193,12 +173,11 @@ impl SegmentWriter {
     /// A segment `number` in `dir` whose first record is `first`.
     pub fn create(dir: &Path, number: usize, first: u64) -> std::io::Result<Self> {
         let names = (
-            format!("sets-{number:03}.bin"),
+            format!("words-{number:03}.bin"),
             format!("ids-{number:03}.bin"),
         );
         let open = |name: &str| File::create(dir.join(name)).map(BufWriter::new);
         Ok(SegmentWriter {
-            dir: dir.to_path_buf(),
             first,
             records: 0,
             files: (open(&names.0)?, open(&names.1)?),
@@ -214,9 +193,10 @@ impl SegmentWriter {
         self.records
     }
 
-    /// The next record's set and id (`None`: a record the run rejected).
-    pub fn push(&mut self, set: Vec<u64>, id: Option<Box<str>>) -> std::io::Result<()> {
-        self.block.0.push(set);
+    /// The next record's words and id (`None`: a record the run
+    /// rejected).
+    pub fn push(&mut self, words: Vec<u8>, id: Option<Box<str>>) -> std::io::Result<()> {
+        self.block.0.push(words);
         self.block.1.push(id);
         self.records += 1;
         if self.block.0.len() as u64 == BLOCK_RECORDS {
@@ -229,13 +209,13 @@ impl SegmentWriter {
         if self.block.0.is_empty() {
             return Ok(());
         }
-        let sets = frame(&SetsBlock::of(&std::mem::take(&mut self.block.0))?)?;
+        let words = frame(&WordsBlock::of(&std::mem::take(&mut self.block.0))?)?;
         let ids = frame(&std::mem::take(&mut self.block.1))?;
         self.starts.0.push(self.ends.0);
         self.starts.1.push(self.ends.1);
-        self.files.0.write_all(&sets)?;
+        self.files.0.write_all(&words)?;
         self.files.1.write_all(&ids)?;
-        self.ends.0 += sets.len() as u64;
+        self.ends.0 += words.len() as u64;
         self.ends.1 += ids.len() as u64;
         Ok(())
     }
@@ -247,14 +227,13 @@ impl SegmentWriter {
             file.flush()?;
             file.get_ref().sync_all()?;
         }
-        let (mut set_blocks, mut id_blocks) = self.starts;
-        set_blocks.push(self.ends.0);
+        let (mut word_blocks, mut id_blocks) = self.starts;
+        word_blocks.push(self.ends.0);
         id_blocks.push(self.ends.1);
-        let _ = &self.dir;
         Ok(Segment {
             first: self.first,
             records: self.records,
-            sets: FileRef {
+            words: FileRef {
                 name: self.names.0,
                 bytes: self.ends.0,
             },
@@ -262,7 +241,7 @@ impl SegmentWriter {
                 name: self.names.1,
                 bytes: self.ends.1,
             },
-            set_blocks,
+            word_blocks,
             id_blocks,
         })
     }
@@ -271,8 +250,8 @@ impl SegmentWriter {
 /// Which of a segment's files [`read_blocks`] reads.
 #[derive(Debug, Clone, Copy)]
 pub enum Part {
-    /// The shingle sets.
-    Sets,
+    /// The words.
+    Words,
     /// The ids.
     Ids,
 }
@@ -280,8 +259,8 @@ pub enum Part {
 /// What a block holds, by [`Part`].
 #[derive(Debug)]
 pub enum Block {
-    /// Sets, by record in the block.
-    Sets(Vec<Vec<u64>>),
+    /// Words, by record in the block.
+    Words(Vec<Vec<u8>>),
     /// Ids (`None`: a rejected record), by record in the block.
     Ids(Vec<Option<Box<str>>>),
 }
@@ -298,7 +277,7 @@ pub fn read_blocks(
     visit: &mut dyn FnMut(u32, &mut Block, usize),
 ) -> Result<(), IndexError> {
     let (file, starts) = match part {
-        Part::Sets => (&segment.sets, &segment.set_blocks),
+        Part::Words => (&segment.words, &segment.word_blocks),
         Part::Ids => (&segment.ids, &segment.id_blocks),
     };
     let end = segment.first + segment.records;
@@ -322,7 +301,7 @@ pub fn read_blocks(
         let (_, block) = current.as_mut().expect("just read");
         let place = (at % BLOCK_RECORDS) as usize;
         let len = match block {
-            Block::Sets(s) => s.len(),
+            Block::Words(w) => w.len(),
             Block::Ids(i) => i.len(),
         };
         if place >= len {
@@ -356,10 +335,10 @@ fn read_block(
         .and_then(|_| reader.read_exact(&mut bytes))
         .map_err(|e| IndexError::read(dir, &file.name, e))?;
     Ok(match part {
-        Part::Sets => {
-            let block: SetsBlock =
+        Part::Words => {
+            let block: WordsBlock =
                 codec::decode(&bytes, INDEX_VERSION).map_err(|e| damaged(e.to_string()))?;
-            Block::Sets(block.sets().map_err(damaged)?)
+            Block::Words(block.records().map_err(damaged)?)
         }
         Part::Ids => {
             Block::Ids(codec::decode(&bytes, INDEX_VERSION).map_err(|e| damaged(e.to_string()))?)
@@ -372,25 +351,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sets_and_ids_round_trip_through_blocks_read_in_part() {
+    fn words_and_ids_round_trip_through_blocks_read_in_part() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = SegmentWriter::create(dir.path(), 0, 100).unwrap();
-        let set = |r: u64| -> Vec<u64> { (0..r % 7).map(|i| i * (u64::MAX / 9) + r).collect() };
+        let set = |r: u64| -> Vec<u8> {
+            (0..r % 7)
+                .map(|i| format!("w{i}x{r} "))
+                .collect::<String>()
+                .into_bytes()
+        };
         for r in 100..100 + 2500 {
             let id = (r % 5 != 0).then(|| r.to_string().into_boxed_str());
             writer.push(set(r), id).unwrap();
         }
         let segment = writer.finish().unwrap();
-        assert_eq!(segment.set_blocks.len(), 4);
+        assert_eq!(segment.word_blocks.len(), 4);
         let wanted = [7u32, 105, 106, 1500, 2599, 2600];
         let mut seen = Vec::new();
         read_blocks(
             dir.path(),
             &segment,
-            Part::Sets,
+            Part::Words,
             &wanted,
             &mut |r, block, at| {
-                let Block::Sets(sets) = block else { panic!() };
+                let Block::Words(sets) = block else { panic!() };
                 seen.push((r, std::mem::take(&mut sets[at])));
             },
         )

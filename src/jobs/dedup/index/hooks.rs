@@ -3,7 +3,7 @@
 //! buckets, twins and windows are those of one run over the indexed
 //! records followed by this run's; and, in pass 2, each record's exact
 //! similarity with the indexed records it shares a bucket with, and its
-//! set and id written into the index being saved.
+//! words and id written into the index being saved.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -98,8 +98,8 @@ impl BandsHook for JoinedBands {
     }
 }
 
-/// Pass 2's hook: verifies the pairs across, and writes each record's set
-/// and id into the index being saved.
+/// Pass 2's hook: verifies the pairs across, and writes each record's
+/// words and id into the index being saved.
 #[derive(Debug)]
 pub struct Joiner {
     threshold: f64,
@@ -122,7 +122,7 @@ pub struct JoinerState {
     /// Pairs across that could not be checked (a record pass 2 did not
     /// read: the input changed).
     pub unverifiable: u64,
-    /// The index being saved: this run's records' sets and ids.
+    /// The index being saved: this run's records' words and ids.
     pub writer: Option<SegmentWriter>,
     /// The first error writing them.
     pub error: Option<std::io::Error>,
@@ -187,7 +187,11 @@ impl RecordHook for Joiner {
         self.reads.clone()
     }
 
-    fn record(&self, record: u32, id: &str, set: &[u64]) {
+    fn wants_words(&self) -> bool {
+        self.reads.is_none()
+    }
+
+    fn record(&self, record: u32, id: &str, set: &[u64], words: Option<&[u8]>) {
         let mut state = self.state.lock().expect("joiner poisoned");
         let s = &mut *state;
         while s.cursor < s.cross.len() && s.cross[s.cursor].1 < record {
@@ -209,7 +213,8 @@ impl RecordHook for Joiner {
         }
         s.fill_to(record.into());
         if let (Some(writer), None) = (&mut s.writer, &s.error) {
-            if let Err(e) = writer.push(set.to_vec(), Some(id.into())) {
+            let words = words.map(<[u8]>::to_vec).unwrap_or_default();
+            if let Err(e) = writer.push(words, Some(id.into())) {
                 s.error = Some(e);
             }
         }

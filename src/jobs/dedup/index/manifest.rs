@@ -18,7 +18,7 @@ use crate::jobs::dedup::passes::signatures::PERMUTATION_SEED;
 pub const MANIFEST_FILE: &str = "manifest.bin";
 
 /// Version of every file of an index (1: band runs, roots, segments of
-/// sets and ids in blocks).
+/// words and ids in blocks).
 pub const INDEX_VERSION: u32 = 1;
 
 /// What decides which pairs are candidates and which are duplicates: two
@@ -101,7 +101,7 @@ pub struct FileRef {
     pub bytes: u64,
 }
 
-/// A range of records whose shingle sets and ids are stored in blocks of
+/// A range of records whose words and ids are stored in blocks of
 /// [`super::files::BLOCK_RECORDS`] records, one codec frame per block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
@@ -109,12 +109,12 @@ pub struct Segment {
     pub first: u64,
     /// Records in the segment.
     pub records: u64,
-    /// The shingle sets' file.
-    pub sets: FileRef,
+    /// The words' file ([`super::words`]).
+    pub words: FileRef,
     /// The ids' file.
     pub ids: FileRef,
-    /// Where each block starts in `sets`, then the file's end.
-    pub set_blocks: Vec<u64>,
+    /// Where each block starts in `words`, then the file's end.
+    pub word_blocks: Vec<u64>,
     /// Where each block starts in `ids`, then the file's end.
     pub id_blocks: Vec<u64>,
 }
@@ -125,7 +125,7 @@ pub struct Manifest {
     /// The index's name (its folder's name when it was written): what
     /// `clusters.jsonl` says a record matched in.
     pub name: String,
-    /// The parameters its band keys and sets were made with.
+    /// The parameters its band keys and words were made with.
     pub params: IndexParams,
     /// Records it numbers, `0..records`, in the order the indexed runs
     /// read them (rejected records included, with no keys, set or id).
@@ -134,7 +134,7 @@ pub struct Manifest {
     pub bands: Vec<FileRef>,
     /// Each record's cluster root.
     pub roots: FileRef,
-    /// The records' sets and ids, in record order.
+    /// The records' words and ids, in record order.
     pub segments: Vec<Segment>,
     /// A digest of everything above: two indexes with the same
     /// fingerprint hold the same records.
@@ -147,7 +147,7 @@ impl Manifest {
         self.bands.iter().chain([&self.roots]).chain(
             self.segments
                 .iter()
-                .flat_map(|s| [&s.sets, &s.ids].into_iter()),
+                .flat_map(|s| [&s.words, &s.ids].into_iter()),
         )
     }
 

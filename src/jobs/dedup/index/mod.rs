@@ -9,7 +9,8 @@
 //! (`tests/guarantees/dedup_against_an_index_removes_what_one_run_over_both_would.rs`).
 //! So the index holds what such a run needs of A: every record of A (kept
 //! and removed, numbered as the run over A read them), its band keys, its
-//! cluster root, its id, and its shingle set for exact verification.
+//! cluster root, its id, and its normalized words, from which its shingle
+//! set is recomputed exactly for verification.
 //!
 //! A run against indexes numbers the indexed records first (index after
 //! index, in the order given), then its own. Pass 1 joins the indexes'
@@ -17,8 +18,8 @@
 //! twin and window is that of the single run; of the pairs, those of two
 //! indexed records are dropped (their clusters are in the index), those
 //! across go to pass 2, which verifies them exactly against the indexed
-//! records' sets, read in one sequential sweep of the blocks that hold
-//! them ([`hooks::Joiner`]). Union-find then joins this run's verified
+//! records' shingle sets, recomputed from their words, read in one
+//! sequential sweep of the blocks that hold them ([`hooks::Joiner`]). Union-find then joins this run's verified
 //! pairs and those across, each indexed record standing for its cluster's
 //! root ([`super::clusters::Clusters::with_index`]): a record of this run
 //! is removed exactly when its cluster has an earlier record, as in the
@@ -37,7 +38,7 @@
 //! | `manifest.bin` | [`Manifest`]: the parameters ([`IndexParams`]: threshold, n-gram, permutations, bands, rows, permutation seed, normalization version), the record count, every file's name and size, a fingerprint; written last |
 //! | `band-NNN.bin` | one sorted run per band: `(key, record)` by key ([`files::write_band`]) |
 //! | `roots.bin` | each record's cluster root: the first record of its cluster |
-//! | `sets-NNN.bin`, `ids-NNN.bin` | a segment: the sets (zstd) and ids of a range of records, in blocks of [`files::BLOCK_RECORDS`] |
+//! | `words-NNN.bin`, `ids-NNN.bin` | a segment: the normalized words (zstd) and ids of a range of records, in blocks of [`files::BLOCK_RECORDS`] |
 //!
 //! An index grown with `--against OLD --save-index NEW` numbers OLD's
 //! records first, then every record of the run (kept and removed): its

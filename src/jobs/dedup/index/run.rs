@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::jobs::dedup::chain::{BandsHook, RecordHook};
 use crate::jobs::dedup::clusters::Clusters;
 use crate::jobs::dedup::params::{Banding, DedupParams};
+use crate::jobs::dedup::shingle::shingle_set_of_words;
 
 use super::files::{self, Block, Part, SegmentWriter};
 use super::hooks::{JoinedBands, Joiner};
@@ -146,9 +147,10 @@ impl IndexRun {
         needed.sort_unstable();
         needed.dedup();
         let mut sets = HashMap::with_capacity(needed.len());
-        self.read_part(Part::Sets, &needed, &mut |record, block, at| {
-            if let Block::Sets(list) = block {
-                sets.insert(record, std::mem::take(&mut list[at]));
+        let ngram = self.params.ngram as usize;
+        self.read_part(Part::Words, &needed, &mut |record, block, at| {
+            if let Block::Words(list) = block {
+                sets.insert(record, shingle_set_of_words(&list[at], ngram));
             }
         })?;
         let writer = match &self.draft {
@@ -183,7 +185,7 @@ impl IndexRun {
         let mut state = joiner.take();
         state.fill_to(records_read);
         if let Some(e) = state.error.take() {
-            return Err(e).context("writing the index's sets and ids");
+            return Err(e).context("writing the index's words and ids");
         }
         if state.unverifiable > 0 {
             anyhow::bail!(
@@ -362,9 +364,9 @@ fn carried(
 ) -> anyhow::Result<Segment> {
     let mut moved = segment.clone();
     moved.first += u64::from(offset);
-    moved.sets.name = format!("sets-{number:03}.bin");
+    moved.words.name = format!("words-{number:03}.bin");
     moved.ids.name = format!("ids-{number:03}.bin");
-    for (old, new) in [(&segment.sets, &moved.sets), (&segment.ids, &moved.ids)] {
+    for (old, new) in [(&segment.words, &moved.words), (&segment.ids, &moved.ids)] {
         let (src, dst) = (from.join(&old.name), to.join(&new.name));
         if std::fs::hard_link(&src, &dst).is_err() {
             std::fs::copy(&src, &dst)

@@ -149,6 +149,22 @@ pub fn for_each_word(text: &str, buf: &mut Vec<u8>, emit: impl FnMut(&[u8])) {
     tokenize(text, buf, &mut sink);
 }
 
+/// The normalized words of `text`, separated by one space (a word is
+/// alphanumeric, never a space): what a saved index keeps of a record for
+/// exact verification, since hashing these bytes again gives the record's
+/// word hashes ([`super::shingle::shingle_set_of_words`]).
+pub fn normalized_words(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut buf = Vec::new();
+    for_each_word(text, &mut buf, |word| {
+        if !out.is_empty() {
+            out.push(b' ');
+        }
+        out.extend_from_slice(word);
+    });
+    out
+}
+
 /// Calls `emit` with [`hash_word`] of every normalized word of `text`, in
 /// order, without copying pure-ASCII words. `buf` is scratch space, reused
 /// across calls so that a record costs no allocation once it has grown.

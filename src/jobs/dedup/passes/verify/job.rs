@@ -21,6 +21,7 @@ use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{RecordHook, Verified};
 use crate::jobs::dedup::fates::Fates;
+use crate::jobs::dedup::normalize::normalized_words;
 use crate::jobs::dedup::records::{record_id, rejected_again};
 use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::shingle_set;
@@ -42,8 +43,10 @@ fn table_bytes(capacity: usize, entry: usize) -> usize {
     buckets * (entry + 1) + 16
 }
 
-/// A candidate record's id (JSON value text) and shingle set.
-pub type Member = (Box<str>, Vec<u64>);
+/// A candidate record's id (JSON value text), shingle set and, for an
+/// index hook that wants them ([`RecordHook::wants_words`]), its
+/// normalized words.
+pub type Member = (Box<str>, Vec<u64>, Option<Vec<u8>>);
 
 /// Steps 1 and 2 of pass 2.
 #[derive(Debug)]
@@ -61,6 +64,8 @@ pub struct VerifyJob {
     fates: Option<Arc<Fates>>,
     /// Hook for a saved index (`--against`, `--save-index`).
     record_hook: Option<Arc<dyn RecordHook>>,
+    /// Send each record's normalized words (for the hook).
+    words: bool,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -103,14 +108,17 @@ impl VerifyJob {
             result_file: None,
             fates: None,
             record_hook: None,
+            words: false,
             slot: Arc::default(),
         }
     }
 
     /// Index hook: reads the records `hook` asks for besides the
-    /// candidates, and tells it every record read ([`RecordHook`]).
+    /// candidates, and tells it every record read ([`RecordHook`]), with
+    /// its normalized words when it wants them.
     pub fn with_record_hook(mut self, hook: Option<Arc<dyn RecordHook>>) -> Self {
         if let Some(hook) = &hook {
+            self.words = hook.wants_words();
             let mut candidates = match hook.records() {
                 Some(extra) => extra,
                 None => (*self.integrated).clone(),
@@ -185,7 +193,8 @@ impl Job for VerifyJob {
             return Ok(None);
         };
         let set = shingle_set(&record.text, self.ngram);
-        Ok(Some((record.id.into_owned().into_boxed_str(), set)))
+        let words = self.words.then(|| normalized_words(&record.text));
+        Ok(Some((record.id.into_owned().into_boxed_str(), set, words)))
     }
 
     fn integrator(&self) -> Verifier {
@@ -241,12 +250,12 @@ impl Integrate for Verifier {
     type Output = Option<Member>;
 
     fn integrate(&mut self, index: u64, output: Option<Member>) -> Result<(), RecordError> {
-        let Some((id, set)) = output else {
+        let Some((id, set, words)) = output else {
             return Ok(());
         };
         let x = record_id(original(self.reread.as_ref(), index)?)?;
         if let Some(hook) = &self.record_hook {
-            hook.record(x, &id, &set);
+            hook.record(x, &id, &set, words.as_deref());
         }
         self.found.ids.insert(x, id);
         let pairs = &self.pairs;

@@ -4,7 +4,7 @@
 //! | | |
 //! |---|---|
 //! | reads | the candidate records only, at the places pass 1 noted ([`reread`]), or the whole input |
-//! | step 1 sends | [`Member`]: a candidate's id and shingle set |
+//! | step 1 sends | [`Member`]: a candidate's id and shingle set (and its words for an index hook) |
 //! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
 //! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
 //!
