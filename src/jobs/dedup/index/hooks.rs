@@ -60,10 +60,11 @@ impl BandsHook for JoinedBands {
         threads: usize,
     ) -> Result<Vec<(u32, u32)>, String> {
         let prior = std::mem::take(&mut *self.prior.lock().expect("bands hook poisoned"));
+        let mut prior = prior.into_iter();
         let offset = self.offset;
         let mut joined: Vec<Vec<u64>> = Vec::with_capacity(bands.len());
-        for (i, own) in std::mem::take(bands).into_iter().enumerate() {
-            let mut band = prior.get(i).cloned().unwrap_or_default();
+        for own in std::mem::take(bands) {
+            let mut band = prior.next().unwrap_or_default();
             band.reserve(own.len());
             for e in own {
                 let record = (e as u32).checked_add(offset).ok_or_else(|| {

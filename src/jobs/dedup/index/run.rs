@@ -78,6 +78,7 @@ impl IndexRun {
         if options.is_empty() {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let here = IndexParams::of(params, banding);
         let draft = options.save.as_deref().map(Draft::start).transpose()?;
         let (mut opened, mut offset) = (Vec::new(), 0u64);
@@ -107,6 +108,11 @@ impl IndexRun {
             band.sort_unstable_by_key(|&e| e as u32);
         }
         let offset = offset as u32;
+        log::info!(
+            "dedup index: {} indexed records' bands and roots loaded in {:.2} s",
+            roots.len(),
+            started.elapsed().as_secs_f64()
+        );
         Ok(Some(IndexRun {
             params: here,
             opened,
@@ -130,6 +136,7 @@ impl IndexRun {
     /// of the indexed records that share a bucket with the run's, and
     /// makes pass 2's hook.
     pub fn after_signatures(&mut self) -> anyhow::Result<Arc<dyn RecordHook>> {
+        let started = std::time::Instant::now();
         let out = self
             .bands
             .take()
@@ -149,8 +156,8 @@ impl IndexRun {
         let mut sets = HashMap::with_capacity(needed.len());
         let ngram = self.params.ngram as usize;
         self.read_part(Part::Words, &needed, &mut |record, block, at| {
-            if let Block::Words(list) = block {
-                sets.insert(record, shingle_set_of_words(&list[at], ngram));
+            if let Block::Words(words) = block {
+                sets.insert(record, shingle_set_of_words(words.get(at), ngram));
             }
         })?;
         let writer = match &self.draft {
@@ -164,6 +171,12 @@ impl IndexRun {
             }
             None => None,
         };
+        log::info!(
+            "dedup index: {} pairs across, the sets of {} indexed records read in {:.2} s",
+            out.cross.len(),
+            sets.len(),
+            started.elapsed().as_secs_f64()
+        );
         self.cross_pairs = out.cross.len() as u64;
         let joiner = Arc::new(Joiner::new(self.params.threshold, out.cross, sets, writer));
         self.joiner = Some(Arc::clone(&joiner));
