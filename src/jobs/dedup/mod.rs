@@ -53,6 +53,11 @@
 //! the outputs of an uninterrupted run; pass 3 always runs again from its
 //! start ([`resume`]).
 //!
+//! With `--against DIR`, the run joins saved indexes: their records come
+//! first in its numbering, their band lists join pass 1's, pass 2 verifies
+//! the pairs across, and a record joined to an indexed one is removed as
+//! its duplicate; `--save-index DIR` writes the run's own ([`index`]).
+//!
 //! On the embedded demo corpus, the result also carries precision and
 //! recall against the exact all-pairs ground truth ([`truth`]).
 //!
@@ -87,7 +92,7 @@
 //! | kernels | [`hash`], [`normalize`], [`shingle`], [`minhash`], [`buckets`], [`lsh`], [`similarity`], [`bitset`], [`unionfind`], [`spans`], [`ids`], [`params`], [`truth`], [`memory`] | text to shingles and signatures, band keys (and which pairs of a bucket) to candidate pairs, the exact similarity, small tables, record ids' keys and their repeats, the parameters, the ground truth, an in-memory source; nothing of passes or files |
 //! | shared types | [`chain`], [`clusters`], [`fates`], [`records`], [`state`], [`resume`], [`ledger`] | the states between passes and their serialized forms; what pass 2 tells the copy beside it; how a pass names a record and rejects again one pass 1 rejected; pass results and checkpoints; the run so far and how a pass ends it |
 //! | passes | [`passes::signatures`], [`passes::verify`], [`passes::kept`] | each pass's steps 1 and 2 (`job.rs`, `pipeline.rs`, ...) and, in its `mod.rs`, the function that runs it or loads its result |
-//! | the job | this module, [`outcome`] | the chain; the input-change check, the commit, the accuracy and the summary |
+//! | the job | this module, [`outcome`], [`index`] | the chain; the input-change check, the commit, the accuracy and the summary; a saved index, joined through hooks in passes 1 and 2 ([`chain::BandsHook`], [`chain::RecordHook`]) |
 //!
 //! Why: the next stages change the passes (spilling, remote workers,
 //! other formats), and a pass should be changeable, or run elsewhere,

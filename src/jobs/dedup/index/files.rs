@@ -45,8 +45,7 @@ fn frame<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
 fn read_frame<T: serde::de::DeserializeOwned>(dir: &Path, file: &FileRef) -> Result<T, IndexError> {
     let bytes =
         std::fs::read(dir.join(&file.name)).map_err(|e| IndexError::read(dir, &file.name, e))?;
-    codec::decode(&bytes, INDEX_VERSION)
-        .map_err(|e| IndexError::damaged(dir, &file.name, e.to_string()))
+    codec::decode(&bytes, INDEX_VERSION).map_err(|e| IndexError::undecodable(dir, &file.name, &e))
 }
 
 /// Writes band `band`'s run (entries sorted) into `dir`.
@@ -452,13 +451,14 @@ fn read_block(
         .map_err(|e| IndexError::read(dir, &file.name, e))?;
     Ok(match part {
         Part::Words => {
-            let block: WordsBlock =
-                codec::decode(&bytes, INDEX_VERSION).map_err(|e| damaged(e.to_string()))?;
+            let block: WordsBlock = codec::decode(&bytes, INDEX_VERSION)
+                .map_err(|e| IndexError::undecodable(dir, &file.name, &e))?;
             Block::Words(block.records().map_err(damaged)?)
         }
-        Part::Ids => {
-            Block::Ids(codec::decode(&bytes, INDEX_VERSION).map_err(|e| damaged(e.to_string()))?)
-        }
+        Part::Ids => Block::Ids(
+            codec::decode(&bytes, INDEX_VERSION)
+                .map_err(|e| IndexError::undecodable(dir, &file.name, &e))?,
+        ),
     })
 }
 

@@ -109,7 +109,7 @@ pub struct Segment {
     pub first: u64,
     /// Records in the segment.
     pub records: u64,
-    /// The words' file ([`super::words`]).
+    /// The words' file ([`crate::jobs::dedup::normalize::normalized_words`]).
     pub words: FileRef,
     /// The ids' file.
     pub ids: FileRef,
@@ -173,7 +173,7 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&path).map_err(|e| IndexError::read(dir, MANIFEST_FILE, e))?;
         let manifest: Manifest = codec::decode(&bytes, INDEX_VERSION)
-            .map_err(|e| IndexError::damaged(dir, MANIFEST_FILE, e.to_string()))?;
+            .map_err(|e| IndexError::undecodable(dir, MANIFEST_FILE, &e))?;
         for file in manifest.files() {
             let meta = std::fs::metadata(dir.join(&file.name))
                 .map_err(|e| IndexError::read(dir, &file.name, e))?;

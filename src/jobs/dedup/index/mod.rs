@@ -103,6 +103,20 @@ impl IndexError {
         }
     }
 
+    /// A file whose frame the codec refused, said as an index's file.
+    pub fn undecodable(dir: &Path, file: &str, e: &drainpipe_actors::CodecError) -> Self {
+        use drainpipe_actors::CodecError;
+        let why = match e {
+            CodecError::BadMagic => "not an index file (bad magic number)".to_owned(),
+            CodecError::Version { found, expected } => {
+                format!("format version {found}, this build reads version {expected}")
+            }
+            CodecError::Checksum => "corrupt or truncated (checksum mismatch)".to_owned(),
+            CodecError::Payload(e) => format!("undecodable: {e}"),
+        };
+        IndexError::damaged(dir, file, why)
+    }
+
     /// A damaged file.
     pub fn damaged(dir: &Path, file: &str, why: String) -> Self {
         IndexError::Damaged {
