@@ -402,12 +402,50 @@ fn a_damaged_index_exits_65_naming_the_file() {
         let mut bytes = std::fs::read(&path).unwrap();
         damage(&mut bytes);
         std::fs::write(&path, bytes).unwrap();
-        let args = [b.as_os_str(), "--against".as_ref(), copy.as_os_str()];
+        // Saving a grown index too: it is never left half-written.
+        let grown = dir.path().join(format!("grown{i}"));
+        let args = [
+            b.as_os_str(),
+            "--against".as_ref(),
+            copy.as_os_str(),
+            "--save-index".as_ref(),
+            grown.as_os_str(),
+        ];
         let (code, stderr) = refused(dir.path(), &format!("out{i}"), &args);
         assert_eq!(code, Some(65), "{file}: {stderr}");
         assert!(
             stderr.contains("is damaged") && stderr.contains(file),
             "{file}: {stderr}"
         );
+        assert!(!grown.exists(), "{file}");
+        assert_eq!(drafts(dir.path()), Vec::<String>::new(), "{file}");
     }
+}
+
+/// The index drafts (`.NAME.XXXXXX.tmp` folders) in `dir`.
+fn drafts(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.') && name.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn an_index_a_killed_run_was_writing_is_removed_by_the_next_run_saving_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = corpus(1, 9);
+    let a = write(dir.path(), "a.jsonl", &corpus.parts[0]);
+    // What a killed run leaves: a draft with some files in it.
+    let killed = dir.path().join(".IDX.a1b2c3.tmp");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::write(killed.join("band-000.bin"), b"half").unwrap();
+    let idx = dir.path().join("IDX");
+    dedup(
+        dir.path(),
+        "run1",
+        &[a.as_os_str(), "--save-index".as_ref(), idx.as_os_str()],
+    );
+    assert_eq!(drafts(dir.path()), Vec::<String>::new());
+    assert!(idx.join("manifest.bin").exists());
 }

@@ -221,3 +221,36 @@ impl RecordHook for Joiner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_bands_give_the_runs_own_pairs_and_the_pairs_across() {
+        // One band. Indexed records 0, 1, 2 (keys 7, 7, 9); this run's
+        // records 0, 1 (keys 7, 9), numbered 3 and 4 when joined.
+        let prior = vec![vec![7 << 32, 7 << 32 | 1, 9 << 32 | 2]];
+        let hook = JoinedBands::new(prior, 3, true);
+        let mut bands = vec![vec![7 << 32, 9 << 32 | 1]];
+        let own = hook.candidate_pairs(&mut bands, 1).unwrap();
+        assert!(own.is_empty(), "{own:?}");
+        let out = hook.take().unwrap();
+        assert_eq!(out.cross, [(0, 0), (1, 0), (2, 1)]);
+        assert_eq!(
+            out.bands,
+            [vec![
+                7 << 32,
+                7 << 32 | 1,
+                7 << 32 | 3,
+                9 << 32 | 2,
+                9 << 32 | 4
+            ]]
+        );
+        // Without an index: the run's own pairs, numbered as the run's.
+        let hook = JoinedBands::new(vec![Vec::new()], 0, false);
+        let mut bands = vec![vec![7 << 32, 7 << 32 | 1]];
+        assert_eq!(hook.candidate_pairs(&mut bands, 1).unwrap(), [(0, 1)]);
+        assert!(hook.take().unwrap().bands.is_empty());
+    }
+}

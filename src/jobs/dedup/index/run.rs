@@ -201,10 +201,12 @@ impl IndexRun {
             return Err(e).context("writing the index's words and ids");
         }
         if state.unverifiable > 0 {
-            anyhow::bail!(
+            // An input that changed under the run: an IO failure (exit 74).
+            return Err(std::io::Error::other(format!(
                 "{} pairs with indexed records could not be verified: the input changed during the run",
                 state.unverifiable
-            );
+            ))
+            .into());
         }
         if let (Some(writer), Some(draft)) = (state.writer.take(), &mut self.draft) {
             draft.segment = Some(
