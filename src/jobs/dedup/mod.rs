@@ -224,6 +224,19 @@ fn chain(
         None => params,
     };
     let measure_accuracy = measure_accuracy && index.is_none();
+    // An index run cannot be resumed (refused up front): no periodic
+    // checkpoints, whose verify pass would hold every record's id.
+    let unresumable;
+    let ctx = match &index {
+        Some(_) => {
+            unresumable = RunContext {
+                checkpoint_every: None,
+                ..ctx.clone()
+            };
+            &unresumable
+        }
+        None => ctx,
+    };
     let mut run = Run::start(ctx, params, open)?;
     let bands_hook = index.as_ref().map(IndexRun::bands_hook);
     let (found, pairs) = signatures::run(&mut run, banding, bands_hook)?.split();
