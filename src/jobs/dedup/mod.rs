@@ -225,15 +225,20 @@ fn chain(
     };
     let measure_accuracy = measure_accuracy && index.is_none();
     // An index run cannot be resumed (refused up front): no periodic
-    // checkpoints, whose verify pass would hold every record's id.
-    let unresumable;
+    // checkpoints, whose verify pass would hold every record's id. Its
+    // bands are joined in memory: nothing of it spills under the budget.
+    let index_ctx;
     let ctx = match &index {
         Some(_) => {
-            unresumable = RunContext {
+            if ctx.max_memory.is_some() {
+                log::info!("dedup: --save-index and --against keep the run's state in memory (no spill under --max-memory)");
+            }
+            index_ctx = RunContext {
                 checkpoint_every: None,
+                max_memory: None,
                 ..ctx.clone()
             };
-            &unresumable
+            &index_ctx
         }
         None => ctx,
     };
