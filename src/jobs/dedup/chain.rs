@@ -40,11 +40,12 @@ pub trait BandsHook: Send + Sync + std::fmt::Debug {
 /// What pass 2's Integrator tells, for every record it reads, when the
 /// run joins or writes a saved index ([`super::index`]).
 pub trait RecordHook: Send + Sync + std::fmt::Debug {
-    /// Records pass 2 must read besides the candidates: `None`, every
-    /// record pass 1 integrated.
-    fn records(&self) -> Option<BitSet>;
-    /// True when [`RecordHook::record`] needs each record's normalized
-    /// words, which pass 2's processors then send.
+    /// Records whose shingle sets the hook needs besides the candidates'.
+    fn records(&self) -> BitSet;
+    /// True when [`RecordHook::record`] needs every record's normalized
+    /// words: pass 2 then reads every record pass 1 integrated, and sends
+    /// an empty shingle set for those neither a candidate nor in
+    /// [`RecordHook::records`].
     fn wants_words(&self) -> bool;
     /// `record`'s id, shingle set and (when it wants them) normalized
     /// words, in record order.

@@ -104,7 +104,10 @@ impl BandsHook for JoinedBands {
 #[derive(Debug)]
 pub struct Joiner {
     threshold: f64,
-    reads: Option<BitSet>,
+    /// The records in pairs across.
+    reads: BitSet,
+    /// An index is saved: every record's words are written.
+    saving: bool,
     state: Mutex<JoinerState>,
 }
 
@@ -139,18 +142,14 @@ impl Joiner {
         sets: HashMap<u32, Vec<u64>>,
         writer: Option<SegmentWriter>,
     ) -> Self {
-        let reads = if writer.is_some() {
-            None
-        } else {
-            let mut records = BitSet::new();
-            for &(_, b) in &cross {
-                records.insert(b.into());
-            }
-            Some(records)
-        };
+        let mut reads = BitSet::new();
+        for &(_, b) in &cross {
+            reads.insert(b.into());
+        }
         Joiner {
             threshold,
             reads,
+            saving: writer.is_some(),
             state: Mutex::new(JoinerState {
                 cross,
                 sets,
@@ -184,12 +183,12 @@ impl JoinerState {
 }
 
 impl RecordHook for Joiner {
-    fn records(&self) -> Option<BitSet> {
+    fn records(&self) -> BitSet {
         self.reads.clone()
     }
 
     fn wants_words(&self) -> bool {
-        self.reads.is_none()
+        self.saving
     }
 
     fn record(&self, record: u32, id: &str, set: &[u64], words: Option<&[u8]>) {

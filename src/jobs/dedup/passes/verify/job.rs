@@ -66,6 +66,9 @@ pub struct VerifyJob {
     record_hook: Option<Arc<dyn RecordHook>>,
     /// Send each record's normalized words (for the hook).
     words: bool,
+    /// When every record is read for its words: those whose shingle set
+    /// is needed (the others send an empty one).
+    shingled: Option<Arc<BitSet>>,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -109,24 +112,29 @@ impl VerifyJob {
             fates: None,
             record_hook: None,
             words: false,
+            shingled: None,
             slot: Arc::default(),
         }
     }
 
-    /// Index hook: reads the records `hook` asks for besides the
-    /// candidates, and tells it every record read ([`RecordHook`]), with
-    /// its normalized words when it wants them.
+    /// Index hook: reads the records `hook` needs the shingle sets of
+    /// besides the candidates (and, when it wants every record's words,
+    /// every record, shingling only those), and tells it every record read
+    /// ([`RecordHook`]).
     pub fn with_record_hook(mut self, hook: Option<Arc<dyn RecordHook>>) -> Self {
         if let Some(hook) = &hook {
             self.words = hook.wants_words();
-            let mut candidates = match hook.records() {
-                Some(extra) => extra,
-                None => (*self.integrated).clone(),
-            };
+            let mut shingled = hook.records();
             for r in self.candidates.iter() {
-                candidates.insert(r);
+                shingled.insert(r);
             }
-            self.candidates = Arc::new(candidates);
+            let shingled = Arc::new(shingled);
+            if self.words {
+                self.candidates = Arc::clone(&self.integrated);
+                self.shingled = Some(shingled);
+            } else {
+                self.candidates = shingled;
+            }
         }
         self.record_hook = hook;
         self
@@ -167,8 +175,9 @@ impl VerifyJob {
 }
 
 impl Job for VerifyJob {
-    /// The record, when it is a candidate.
-    type Parsed<'a> = Option<TextRecord<'a>>;
+    /// The record, when it is a candidate, and whether its shingle set is
+    /// needed.
+    type Parsed<'a> = Option<(TextRecord<'a>, bool)>;
     type Output = Option<Member>;
     type Integrator = Verifier;
 
@@ -176,7 +185,10 @@ impl Job for VerifyJob {
         "dedup"
     }
 
-    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<Option<TextRecord<'a>>, RecordError> {
+    fn parse<'a>(
+        &self,
+        raw: &RawRecord<'a>,
+    ) -> Result<Option<(TextRecord<'a>, bool)>, RecordError> {
         let index = original(self.reread.as_ref(), raw.index)?;
         if !self.integrated.contains(index) {
             return Err(rejected_again(raw, &self.fields));
@@ -185,14 +197,22 @@ impl Job for VerifyJob {
             // Not parsed at all: pass 1 parsed it without error.
             return Ok(None);
         }
-        parse_text_record(raw, &self.fields).map(Some)
+        let shingle = self.shingled.as_ref().is_none_or(|s| s.contains(index));
+        parse_text_record(raw, &self.fields).map(|record| Some((record, shingle)))
     }
 
-    fn process(&self, record: Option<TextRecord<'_>>) -> Result<Option<Member>, RecordError> {
-        let Some(record) = record else {
+    fn process(
+        &self,
+        record: Option<(TextRecord<'_>, bool)>,
+    ) -> Result<Option<Member>, RecordError> {
+        let Some((record, shingle)) = record else {
             return Ok(None);
         };
-        let set = shingle_set(&record.text, self.ngram);
+        let set = if shingle {
+            shingle_set(&record.text, self.ngram)
+        } else {
+            Vec::new()
+        };
         let words = self.words.then(|| normalized_words(&record.text));
         Ok(Some((record.id.into_owned().into_boxed_str(), set, words)))
     }
