@@ -20,10 +20,11 @@ use drainpipe_actors::{OutputDir, RunHandle, Settings, TempSpace};
 /// file is one record; see --dir-as), any of them but Parquet compressed as
 /// .gz or .zst; `-` reads JSON Lines from stdin.
 ///
-/// Exit codes: 0 complete, 2 usage, 65 too many rejects or an unusable
-/// input (a Parquet file without the text column), 70 data loss or
-/// internal error, 74 IO error, 129 hung up (SIGHUP), 130 interrupted
-/// (SIGINT/SIGTERM); each after draining, with partial outputs.
+/// Exit codes: 0 complete, 2 usage, 65 too many rejects, an unusable
+/// input (a Parquet file without the text column) or a damaged dedup
+/// index, 70 data loss or internal error, 74 IO error, 129 hung up
+/// (SIGHUP), 130 interrupted (SIGINT/SIGTERM); each after draining, with
+/// partial outputs.
 #[derive(Debug, Parser)]
 #[command(name = "drainpipe", version, about, long_about)]
 pub struct Cli {
@@ -111,6 +112,18 @@ pub struct DedupArgs {
     /// and the verify pass's would compete for the head).
     #[arg(long)]
     pub copy_after_verify: bool,
+    /// Write the run's index into DIR (a new folder): every record's band
+    /// keys, id, cluster and shingle set, so that later runs dedup
+    /// against it with --against. With --against, the new index covers
+    /// the old indexes' records and this run's.
+    #[arg(long, value_name = "DIR")]
+    pub save_index: Option<PathBuf>,
+    /// Dedup the input against the index in DIR (repeatable): a record
+    /// that is a near-duplicate of an indexed record is removed, and
+    /// clusters.jsonl names that record and the index. The index must
+    /// have been made with the same parameters.
+    #[arg(long, value_name = "DIR")]
+    pub against: Vec<PathBuf>,
 }
 
 /// The bounds of the numeric options. Each is far beyond any useful value
@@ -211,11 +224,49 @@ impl Cli {
                     .to_owned(),
             ));
         }
-        Ok(())
+        params.validate_index(common.resume).map_err(refuse)
     }
 }
 
 impl DedupArgs {
+    /// The checks of `--save-index` and `--against` made before any work:
+    /// `--resume` is refused with them, the folder to save must not exist,
+    /// and each index must have been made with this run's parameters (a
+    /// damaged index is refused when the run opens it, exit 65).
+    fn validate_index(&self, resume: bool) -> Result<(), String> {
+        use drainpipe::jobs::dedup::index::{self, IndexError};
+        let options = self.params().index;
+        if options.is_empty() {
+            return Ok(());
+        }
+        if resume {
+            return Err("--resume cannot continue a run with --save-index or --against: run it again with --force".into());
+        }
+        if let Some(dir) = &options.save {
+            if dir.exists() {
+                return Err(format!(
+                    "--save-index {}: the folder exists (an index is written as a new folder; remove it or name another)",
+                    dir.display()
+                ));
+            }
+        }
+        let params = self.params();
+        let Ok(banding) = params.banding() else {
+            return Ok(());
+        };
+        let here = index::IndexParams::of(&params, banding);
+        for dir in &options.against {
+            if !dir.is_dir() {
+                return Err(format!("--against {}: no such folder", dir.display()));
+            }
+            // A damaged index is refused when the run opens it (exit 65).
+            if let Err(e @ IndexError::Mismatch { .. }) = index::run::open_checked(dir, &here) {
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// The job's parameters.
     pub fn params(&self) -> drainpipe::jobs::dedup::DedupParams {
         drainpipe::jobs::dedup::DedupParams {
@@ -225,6 +276,10 @@ impl DedupArgs {
             bands: self.bands.map(|b| b as usize),
             rows: self.rows.map(|r| r as usize),
             copy_beside_verify: !self.copy_after_verify,
+            index: drainpipe::jobs::dedup::index::IndexOptions {
+                save: self.save_index.clone(),
+                against: self.against.clone(),
+            },
         }
     }
 }
@@ -273,13 +328,21 @@ impl JobCommand {
             JobCommand::Vocab { .. } => "vocab".to_owned(),
             JobCommand::Dedup { params, .. } => {
                 let p = params.params();
-                match p.banding() {
+                let mut identity = match p.banding() {
                     Ok(b) => format!(
                         "dedup (threshold {}, {}-word shingles, {} permutations, {} bands x {} rows)",
                         p.threshold, p.ngram, p.num_perm, b.bands, b.rows
                     ),
                     Err(_) => format!("dedup {p:?}"),
+                };
+                // A run against indexes, or saving one, is another run.
+                for dir in &p.index.against {
+                    identity.push_str(&format!(" against {}", dir.display()));
                 }
+                if let Some(dir) = &p.index.save {
+                    identity.push_str(&format!(" saving an index into {}", dir.display()));
+                }
+                identity
             }
             JobCommand::Generate(_) => "generate".to_owned(),
             JobCommand::Worker(_) => "worker".to_owned(),

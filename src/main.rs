@@ -472,6 +472,13 @@ fn error_code(e: &anyhow::Error) -> Code {
     if unavailable {
         return Code::Unavailable;
     }
+    // An index that cannot be used as asked knows its code.
+    if let Some(index) = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<jobs::dedup::index::IndexError>())
+    {
+        return Code::from_code(index.exit_code()).unwrap_or(Code::Software);
+    }
     // A typed failure knows its code.
     if let Some(failure) = e
         .chain()

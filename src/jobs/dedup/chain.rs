@@ -21,6 +21,37 @@ use super::spans::Spans;
 /// The kept records.
 pub const KEPT_FILE: &str = "kept.jsonl";
 
+/// What pass 1 calls instead of [`super::lsh::candidate_pairs`] when the
+/// run joins or writes a saved index ([`super::index`]): the hook merges
+/// the index's band lists before this run's, keeps what it needs, and
+/// returns this run's own candidate pairs, numbered as the run numbers
+/// its records.
+pub trait BandsHook: Send + Sync + std::fmt::Debug {
+    /// The candidate pairs of `bands` (each `key << 32 | record`, in
+    /// record order), sorted as [`Candidates::pairs`]; `bands` may be
+    /// emptied.
+    fn candidate_pairs(
+        &self,
+        bands: &mut Vec<Vec<u64>>,
+        threads: usize,
+    ) -> Result<Vec<(u32, u32)>, String>;
+}
+
+/// What pass 2's Integrator tells, for every record it reads, when the
+/// run joins or writes a saved index ([`super::index`]).
+pub trait RecordHook: Send + Sync + std::fmt::Debug {
+    /// Records whose shingle sets the hook needs besides the candidates'.
+    fn records(&self) -> BitSet;
+    /// True when [`RecordHook::record`] needs every record's normalized
+    /// words: pass 2 then reads every record pass 1 integrated, and sends
+    /// an empty shingle set for those neither a candidate nor in
+    /// [`RecordHook::records`].
+    fn wants_words(&self) -> bool;
+    /// `record`'s id, shingle set and (when it wants them) normalized
+    /// words, in record order.
+    fn record(&self, record: u32, id: &str, set: &[u64], words: Option<&[u8]>);
+}
+
 /// What pass 1 found, handed to the next passes.
 #[derive(Debug, Default)]
 pub struct Candidates {

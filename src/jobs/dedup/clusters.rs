@@ -20,8 +20,27 @@ pub struct Clusters {
     /// `(removed record, kept record, similarity)` in input order of the
     /// removed record.
     pub removed: Vec<(u32, u32, f64)>,
+    /// Removed records whose cluster has an indexed record (`--against`),
+    /// in input order: they duplicate the cluster's first indexed record.
+    pub indexed: Vec<Indexed>,
     /// Number of clusters of each size (2 and more).
     pub sizes: BTreeMap<usize, u64>,
+}
+
+/// A record removed as a duplicate of an indexed record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indexed {
+    /// The removed record.
+    pub record: u32,
+    /// The indexed record it duplicates (its cluster's root), numbered
+    /// among the records of every index of the run, in order.
+    pub root: u32,
+    /// As [`Clusters::removed`]'s similarity.
+    pub similarity: f64,
+    /// The indexed record's id, once read from its index.
+    pub id: Box<str>,
+    /// The index's name.
+    pub index: Box<str>,
 }
 
 impl Clusters {
@@ -58,7 +77,58 @@ impl Clusters {
         for &n in size.values() {
             *sizes.entry(n).or_default() += 1;
         }
-        Clusters { removed, sizes }
+        Clusters {
+            removed,
+            indexed: Vec::new(),
+            sizes,
+        }
+    }
+
+    /// The clusters of one run over `offset` indexed records followed by
+    /// this run's records, from this run's verified `pairs` and its
+    /// verified pairs with indexed records, `(the indexed record's cluster
+    /// root, record, similarity)`: the indexes' clusters stand for their
+    /// roots. Also returns the indexed roots whose clusters joined an
+    /// earlier root's through this run's records, with that root.
+    /// Cluster sizes count each indexed cluster as one record.
+    pub fn with_index(
+        pairs: &[(u32, u32, f64)],
+        indexed: &[(u32, u32, f64)],
+        offset: u32,
+    ) -> (Self, Vec<(u32, u32)>) {
+        let all: Vec<(u32, u32, f64)> = indexed
+            .iter()
+            .map(|&(root, b, j)| (root, b + offset, j))
+            .chain(pairs.iter().map(|&(a, b, j)| (a + offset, b + offset, j)))
+            .collect();
+        let joined = Clusters::from_pairs(&all);
+        let mut clusters = Clusters {
+            sizes: joined.sizes,
+            ..Clusters::default()
+        };
+        let mut relabeled = Vec::new();
+        for (r, kept, j) in joined.removed {
+            if r < offset {
+                relabeled.push((r, kept));
+            } else if kept >= offset {
+                clusters.removed.push((r - offset, kept - offset, j));
+            } else {
+                clusters.indexed.push(Indexed {
+                    record: r - offset,
+                    root: kept,
+                    similarity: j,
+                    id: "".into(),
+                    index: "".into(),
+                });
+            }
+        }
+        (clusters, relabeled)
+    }
+
+    /// Records removed, as duplicates of this run's records or of indexed
+    /// ones.
+    pub fn removed_count(&self) -> usize {
+        self.removed.len() + self.indexed.len()
     }
 
     /// Clusters of two records or more.
@@ -71,6 +141,9 @@ impl Clusters {
         let mut removed = BitSet::new();
         for &(r, _, _) in &self.removed {
             removed.insert(r.into());
+        }
+        for r in &self.indexed {
+            removed.insert(r.record.into());
         }
         removed
     }
@@ -88,7 +161,9 @@ impl Clusters {
 
 /// Writes `clusters.jsonl` to a temporary file (committed by the caller):
 /// `{"id": <id>, "duplicate_of": <id of the kept record>, "similarity":
-/// <f64>}` per removed record, ids as the input gave them.
+/// <f64>}` per removed record, ids as the input gave them; a record that
+/// duplicates an indexed record has that record's id as `duplicate_of`
+/// and `"index": <the index's name>` after the similarity.
 pub fn write_clusters(
     output: &OutputDir,
     clusters: &Clusters,
@@ -100,7 +175,11 @@ pub fn write_clusters(
             anyhow::anyhow!("no id for record {r}: the input changed between passes")
         })
     };
+    let mut indexed = clusters.indexed.iter().peekable();
     for &(r, kept, j) in &clusters.removed {
+        while let Some(x) = indexed.next_if(|x| x.record < r) {
+            write_indexed(&mut file, id(x.record)?, x)?;
+        }
         writeln!(
             file,
             "{{\"id\":{},\"duplicate_of\":{},\"similarity\":{}}}",
@@ -110,7 +189,24 @@ pub fn write_clusters(
         )
         .map_err(|e| drainpipe_actors::OutputError::new(file.target(), e))?;
     }
+    for x in indexed {
+        write_indexed(&mut file, id(x.record)?, x)?;
+    }
     Ok(file)
+}
+
+/// The line of a record removed as a duplicate of an indexed record.
+fn write_indexed(file: &mut AtomicFile, id: &str, x: &Indexed) -> anyhow::Result<()> {
+    writeln!(
+        file,
+        "{{\"id\":{},\"duplicate_of\":{},\"similarity\":{},\"index\":{}}}",
+        id,
+        x.id,
+        serde_json::to_string(&x.similarity)?,
+        serde_json::to_string(&*x.index)?
+    )
+    .map_err(|e| drainpipe_actors::OutputError::new(file.target(), e))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -124,5 +220,30 @@ mod tests {
         assert_eq!(c.removed, [(6, 4, 0.95), (7, 2, 1.0), (9, 4, 0.95)]);
         assert_eq!(c.count(), 2);
         assert_eq!(c.sizes, BTreeMap::from([(2, 1), (3, 1)]));
+    }
+
+    #[test]
+    fn a_record_joined_to_an_indexed_cluster_duplicates_its_first_root() {
+        // Indexed roots 3 and 7 (of 10 indexed records); this run's 0-1
+        // verified, 1 joins root 7 and 2 joins root 3, 2-4 verified and
+        // 4 joins root 7: roots 3 and 7 become one cluster, rooted at 3.
+        let (c, relabeled) = Clusters::with_index(
+            &[(0, 1, 0.9), (2, 4, 0.8)],
+            &[(7, 1, 0.85), (3, 2, 1.0), (7, 4, 0.95)],
+            10,
+        );
+        assert_eq!(c.removed, []);
+        let indexed: Vec<(u32, u32, f64)> = c
+            .indexed
+            .iter()
+            .map(|x| (x.record, x.root, x.similarity))
+            .collect();
+        assert_eq!(
+            indexed,
+            [(0, 3, 0.9), (1, 3, 0.9), (2, 3, 1.0), (4, 3, 0.95)]
+        );
+        assert_eq!(relabeled, [(7, 3)]);
+        assert_eq!(c.sizes, BTreeMap::from([(6, 1)]));
+        assert_eq!(c.removed_count(), 4);
     }
 }

@@ -59,6 +59,11 @@
 //! the outputs of an uninterrupted run; pass 3 always runs again from its
 //! start ([`resume`]).
 //!
+//! With `--against DIR`, the run joins saved indexes: their records come
+//! first in its numbering, their band lists join pass 1's, pass 2 verifies
+//! the pairs across, and a record joined to an indexed one is removed as
+//! its duplicate; `--save-index DIR` writes the run's own ([`index`]).
+//!
 //! On the embedded demo corpus, the result also carries precision and
 //! recall against the exact all-pairs ground truth ([`truth`]).
 //!
@@ -93,7 +98,7 @@
 //! | kernels | [`hash`], [`normalize`], [`shingle`], [`minhash`], [`buckets`], [`lsh`], [`similarity`], [`bitset`], [`unionfind`], [`spans`], [`ids`], [`params`], [`truth`], [`memory`] | text to shingles and signatures, band keys (and which pairs of a bucket) to candidate pairs, the exact similarity, small tables, record ids' keys and their repeats, the parameters, the ground truth, an in-memory source; nothing of passes or files |
 //! | shared types | [`chain`], [`clusters`], [`fates`], [`records`], [`state`], [`resume`], [`ledger`], [`spill`] | the states between passes and their serialized forms; what pass 2 tells the copy beside it; how a pass names a record and rejects again one pass 1 rejected; pass results and checkpoints; the run so far and how a pass ends it; state on disk under a memory budget (sorted runs, their merge, pass 1's chunks) |
 //! | passes | [`passes::signatures`], [`passes::verify`], [`passes::kept`] | each pass's steps 1 and 2 (`job.rs`, `pipeline.rs`, ...) and, in its `mod.rs`, the function that runs it or loads its result |
-//! | the job | this module, [`outcome`] | the chain; the input-change check, the commit, the accuracy and the summary |
+//! | the job | this module, [`outcome`], [`index`] | the chain; the input-change check, the commit, the accuracy and the summary; a saved index, joined through hooks in passes 1 and 2 ([`chain::BandsHook`], [`chain::RecordHook`]) |
 //!
 //! Why: the next stages change the passes (spilling, remote workers,
 //! other formats), and a pass should be changeable, or run elsewhere,
@@ -114,6 +119,7 @@ pub mod clusters;
 pub mod fates;
 pub mod hash;
 pub mod ids;
+pub mod index;
 pub mod ledger;
 pub mod lsh;
 pub mod memory;
@@ -139,6 +145,7 @@ pub use outcome::{ACCURACY_DEFINITION, SIMILARITY_DEFINITION};
 pub use params::{explain, Banding, DedupParams};
 
 use clusters::Clusters;
+use index::IndexRun;
 use ledger::{Halt, Run};
 use outcome::Findings;
 use passes::{kept, signatures, verify};
@@ -209,14 +216,56 @@ fn chain(
     measure_accuracy: bool,
 ) -> Result<RunReport, Halt> {
     let banding = params.banding().map_err(anyhow::Error::msg)?;
+    // Before any work: the indexes' parameters checked, their bands loaded.
+    let mut index = IndexRun::open(&params.index, params, banding).map_err(anyhow::Error::new)?;
+    let joined_params;
+    let params = match &index {
+        // The copy beside pass 2 knows nothing of the pairs across.
+        Some(_) => {
+            joined_params = DedupParams {
+                copy_beside_verify: false,
+                ..params.clone()
+            };
+            &joined_params
+        }
+        None => params,
+    };
+    let measure_accuracy = measure_accuracy && index.is_none();
+    // An index run cannot be resumed (refused up front): no periodic
+    // checkpoints, whose verify pass would hold every record's id. Its
+    // bands are joined in memory: nothing of it spills under the budget.
+    let index_ctx;
+    let ctx = match &index {
+        Some(_) => {
+            if ctx.max_memory.is_some() {
+                log::info!("dedup: --save-index and --against keep the run's state in memory (no spill under --max-memory)");
+            }
+            index_ctx = RunContext {
+                checkpoint_every: None,
+                max_memory: None,
+                ..ctx.clone()
+            };
+            &index_ctx
+        }
+        None => ctx,
+    };
     let mut run = Run::start(ctx, params, open)?;
-    let (found, pairs) = signatures::run(&mut run, banding)?.split();
+    let bands_hook = index.as_ref().map(IndexRun::bands_hook);
+    let (found, pairs) = signatures::run(&mut run, banding, bands_hook)?.split();
+    let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
     let reads = passes::reads(ctx, &found);
-    let (verified, beside) = verify::run(&mut run, &found, pairs, &reads)?;
-    let clusters = Clusters::from_pairs(&verified.pairs);
+    let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
+    let clusters = match &mut index {
+        Some(index) => index.clusters(&verified.pairs, found.read())?,
+        None => Clusters::from_pairs(&verified.pairs),
+    };
     let outputs = kept::run(&mut run, &found, &clusters, &verified.ids, &reads, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
+    // The saved index is written once the outputs are committed.
+    let indexes = index
+        .map(|index| index.finish(&clusters, found.read()))
+        .transpose()?;
     let accuracy = if measure_accuracy {
         outcome::demo_accuracy(ctx, open, params, &clusters)?
     } else {
@@ -230,5 +279,9 @@ fn chain(
         kept,
         rejects,
     };
-    Ok(outcome::summary(run, banding, &findings, accuracy)?)
+    let mut report = outcome::summary(run, banding, &findings, accuracy)?;
+    if let (Some(indexes), Some(result)) = (indexes, report.result.as_object_mut()) {
+        result.insert("index".into(), indexes);
+    }
+    Ok(report)
 }

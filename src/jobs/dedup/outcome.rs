@@ -288,7 +288,7 @@ fn result(
         "records": report.records.integrated,
         "records_without_words": found.empty,
         "kept": kept,
-        "duplicates_removed": clusters.removed.len(),
+        "duplicates_removed": clusters.removed_count(),
         "repeated_ids": found.repeated_ids,
         "clusters": clusters.count(),
         "cluster_sizes": sizes,

@@ -23,6 +23,8 @@ pub struct DedupParams {
     /// places pass 1 noted ([`super::passes::kept::follow`]); else after
     /// it. The outputs are the same.
     pub copy_beside_verify: bool,
+    /// `--save-index` and `--against` ([`super::index`]).
+    pub index: IndexOptions,
 }
 
 impl Default for DedupParams {
@@ -34,7 +36,24 @@ impl Default for DedupParams {
             bands: None,
             rows: None,
             copy_beside_verify: true,
+            index: IndexOptions::default(),
         }
+    }
+}
+
+/// `--save-index` and `--against`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Write the run's index into this folder (which must not exist).
+    pub save: Option<std::path::PathBuf>,
+    /// Deduplicate against these indexes, in this order.
+    pub against: Vec<std::path::PathBuf>,
+}
+
+impl IndexOptions {
+    /// True when neither option is given: the run is the plain one.
+    pub fn is_empty(&self) -> bool {
+        self.save.is_none() && self.against.is_empty()
     }
 }
 

@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 
 pub use super::hash::hash_word;
-use super::hash::{fmix64, K1};
+use super::hash::{fmix64, word_state, K1};
 use super::normalize::{ascii_word_hashes, for_each_word_state};
 
 const SHINGLE_SEED: u64 = 0x5348_494E_474C_4531;
@@ -174,6 +174,23 @@ pub fn shingle_set(text: &str, ngram: usize) -> Vec<u64> {
     })
 }
 
+/// The shingle set of a record whose normalized words, separated by
+/// spaces, are `words` ([`super::normalize::normalized_words`]): exactly
+/// [`shingle_set`] of its text, each word hashed from the same bytes.
+pub fn shingle_set_of_words(words: &[u8], ngram: usize) -> Vec<u64> {
+    if words.is_empty() {
+        return Vec::new();
+    }
+    let mut hashes: Vec<u64> = words.split(|&b| b == b' ').map(word_state).collect();
+    finalize_words(&mut hashes);
+    let mut shingles = Vec::new();
+    hash_windows(&hashes, ngram.clamp(1, hashes.len()), &mut shingles);
+    let mut set = Vec::with_capacity(shingles.len());
+    sort_hashes_into(&shingles, &mut Vec::new(), &mut set);
+    set.dedup();
+    set
+}
+
 /// The most hashes [`sort_hashes_into`] sorts by counting.
 const MOST_COUNTED: usize = 2047;
 /// The most hashes of one bucket it puts in order by insertion (about one
@@ -237,6 +254,31 @@ pub fn sort_hashes_into(hashes: &[u64], counts: &mut Vec<u32>, out: &mut Vec<u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_normalized_words_give_back_its_shingle_set_exactly() {
+        use crate::jobs::dedup::normalize::normalized_words;
+        let texts = [
+            "",
+            "one",
+            "Two words",
+            "  The quick, brown FOX -- jumps over the lazy dog; the quick brown fox!  ",
+            "Ça VA? café CAFÉ cafe\u{301} naïve Ｆｕｌｌ－ｗｉｄｔｈ １２３ straße İstanbul ΣΊΣΥΦΟΣ",
+            "日本語のテキストと English mixed 😀👍🏽 emoji zero\u{200d}width so\u{ad}ft",
+            "a a a a a a a a a a a a a a a a a a a a a a a a",
+        ];
+        let long: String = (0..600).map(|i| format!("w{} ", i * 7919 % 1000)).collect();
+        for text in texts.iter().copied().chain([long.as_str()]) {
+            let words = normalized_words(text);
+            for ngram in [1, 2, 5, 9] {
+                assert_eq!(
+                    shingle_set_of_words(&words, ngram),
+                    shingle_set(text, ngram),
+                    "{text:?}, {ngram}-grams"
+                );
+            }
+        }
+    }
 
     #[test]
     fn hashes_sort_as_a_comparison_sort_sorts_them() {

@@ -42,6 +42,14 @@ mod rules;
 mod sink;
 mod tokenize;
 
+/// Version of what turns a text into words and their hashes: the rules
+/// above, [`super::hash`] and the shingle hashes built on them
+/// ([`super::shingle`]). Bump it on any change that can give a text other
+/// shingles: a saved index ([`super::index`]) records it and is refused by
+/// a run of another version, whose band keys and shingle sets would not
+/// match the index's.
+pub const NORMALIZATION_VERSION: u32 = 1;
+
 use super::hash::fmix64;
 pub use super::hash::{hash_word, word_state};
 use ascii_hash::ascii_word_state;
@@ -139,6 +147,22 @@ pub fn for_each_word(text: &str, buf: &mut Vec<u8>, emit: impl FnMut(&[u8])) {
         emit,
     };
     tokenize(text, buf, &mut sink);
+}
+
+/// The normalized words of `text`, separated by one space (a word is
+/// alphanumeric, never a space): what a saved index keeps of a record for
+/// exact verification, since hashing these bytes again gives the record's
+/// word hashes ([`super::shingle::shingle_set_of_words`]).
+pub fn normalized_words(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut buf = Vec::new();
+    for_each_word(text, &mut buf, |word| {
+        if !out.is_empty() {
+            out.push(b' ');
+        }
+        out.extend_from_slice(word);
+    });
+    out
 }
 
 /// Calls `emit` with [`hash_word`] of every normalized word of `text`, in

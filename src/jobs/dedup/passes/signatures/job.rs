@@ -25,7 +25,7 @@ use drainpipe_actors::{
 };
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
-use crate::jobs::dedup::chain::Candidates;
+use crate::jobs::dedup::chain::{BandsHook, Candidates};
 use crate::jobs::dedup::ids::{id_key, IdKeys};
 use crate::jobs::dedup::lsh::candidate_pairs;
 use crate::jobs::dedup::minhash::{BandKeys, MinHasher};
@@ -60,6 +60,8 @@ pub struct SignatureJob {
     /// Where the bands spill, under which budget (`None`: no limit), and
     /// the run to stop when a spill fails.
     spill: Option<(Arc<TempSpace>, Option<Budget>, RunHandle)>,
+    /// Hook for a saved index (`--against`, `--save-index`).
+    bands_hook: Option<Arc<dyn BandsHook>>,
 }
 
 impl SignatureJob {
@@ -74,6 +76,7 @@ impl SignatureJob {
             slot: Arc::default(),
             threads: 1,
             spill: None,
+            bands_hook: None,
         }
     }
 
@@ -89,6 +92,15 @@ impl SignatureJob {
     ) -> Self {
         let budget = max_memory.map(|max_memory| Budget { max_memory });
         self.spill = Some((temp, budget, handle));
+        self
+    }
+
+    /// Index hook: makes the candidate pairs through `hook` (a saved
+    /// index's bands joined to the run's, [`BandsHook`]). The run keeps
+    /// its bands in memory then (the index's runs do not go through the
+    /// spill's merge yet).
+    pub fn with_bands_hook(mut self, hook: Option<Arc<dyn BandsHook>>) -> Self {
+        self.bands_hook = hook;
         self
     }
 
@@ -154,6 +166,7 @@ impl Job for SignatureJob {
         let mut index = BandIndex {
             bands: vec![Vec::new(); self.banding.bands],
             threads: self.threads,
+            bands_hook: self.bands_hook.clone(),
             found: Candidates::default(),
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
@@ -180,6 +193,8 @@ pub struct BandIndex {
     bands: Vec<Vec<u64>>,
     /// Threads that sort the bands when the pass ends.
     threads: usize,
+    /// Index hook ([`SignatureJob::with_bands_hook`]).
+    bands_hook: Option<Arc<dyn BandsHook>>,
     found: Candidates,
     result_file: Option<ResultFile>,
     slot: Arc<Mutex<Option<Candidates>>>,
@@ -261,18 +276,20 @@ impl BandIndex {
     /// The candidate pairs and repeated id keys of the whole pass: sorted
     /// in memory, or, once anything was spilled, the last chunk spilled too
     /// and every band's runs merged.
-    fn pairs_and_repeats(&mut self) -> Result<(Pairs, Pairs), RunError> {
+    fn pairs_and_repeats(&mut self) -> Result<(Pairs, Pairs), RecordError> {
         // Past the last record integrated (where a next chunk would start).
         let next = self.found.integrated.words().len() as u64 * 64;
         match &mut self.spiller {
             Some(spiller) if spiller.spilled().spills() > 0 => {
-                spiller.spill(&mut self.bands, &mut self.found.ids, next)?;
+                spiller
+                    .spill(&mut self.bands, &mut self.found.ids, next)
+                    .map_err(RunError::into_io)?;
                 // The lists are on disk: free them before the merge.
                 self.bands.iter_mut().for_each(|b| *b = Vec::new());
                 self.found.ids = IdKeys::default();
                 let spiller = &*spiller;
                 let threads = self.threads;
-                std::thread::scope(|scope| {
+                let merged = std::thread::scope(|scope| {
                     let repeats = std::thread::Builder::new()
                         .spawn_scoped(scope, || spiller.repeats())
                         .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
@@ -284,21 +301,29 @@ impl BandIndex {
                         Err(()) => spiller.repeats()?,
                     };
                     Ok((pairs, repeated))
-                })
+                });
+                merged.map_err(|e: RunError| e.into_io().into())
             }
-            _ => Ok(self.sorted_in_memory()),
+            _ => {
+                let (pairs, repeated) = self.sorted_in_memory();
+                Ok((pairs?, repeated))
+            }
         }
     }
 
-    /// [`BandIndex::pairs_and_repeats`] when nothing was spilled.
-    fn sorted_in_memory(&mut self) -> (Pairs, Pairs) {
+    /// [`BandIndex::pairs_and_repeats`] when nothing was spilled (index
+    /// hook: with a saved index's bands joined, when the run has one).
+    fn sorted_in_memory(&mut self) -> (Result<Pairs, String>, Pairs) {
         let ids = &self.found.ids;
         std::thread::scope(|scope| {
             // Beside the sort of the bands: a thread refused sorts after.
             let repeats = std::thread::Builder::new()
                 .spawn_scoped(scope, || ids.repeats())
                 .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
-            let pairs = candidate_pairs(&mut self.bands, self.threads);
+            let pairs = match &self.bands_hook {
+                Some(hook) => hook.candidate_pairs(&mut self.bands, self.threads),
+                None => Ok(candidate_pairs(&mut self.bands, self.threads)),
+            };
             let repeated = match repeats {
                 Ok(handle) => handle
                     .join()
@@ -382,7 +407,7 @@ impl Integrate for BandIndex {
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
         if !run.partial {
-            let (pairs, repeated) = self.pairs_and_repeats().map_err(RunError::into_io)?;
+            let (pairs, repeated) = self.pairs_and_repeats()?;
             self.found.pairs = pairs;
             self.found.repeated_ids = repeated;
             // Only the repeats are needed from here on.

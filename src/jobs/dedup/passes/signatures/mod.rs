@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::jobs::dedup::chain::Candidates;
+use crate::jobs::dedup::chain::{BandsHook, Candidates};
 use crate::jobs::dedup::ids;
 use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
@@ -26,14 +26,19 @@ pub mod job;
 pub use job::{BandIndex, SignatureJob, Signed, PERMUTATION_SEED, REMOTE_NAME};
 
 /// Pass 1 with `banding`: loaded when resuming after it completed, else
-/// run. A pass that does not complete ends the run.
-pub fn run(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
+/// run. A pass that does not complete ends the run. `hook`: a saved
+/// index's bands join the run's ([`BandsHook`]).
+pub fn run(
+    run: &mut Run<'_>,
+    banding: Banding,
+    hook: Option<Arc<dyn BandsHook>>,
+) -> Result<Candidates, Halt> {
     let mut candidates = match run.resume.load::<CandidatesForm>(Pass::Signatures)? {
         Some(form) => {
             run.loaded(Pass::Signatures);
             form.into_candidates()
         }
-        None => signatures(run, banding)?,
+        None => signatures(run, banding, hook)?,
     };
     log::info!(
         "dedup pass 1: {} records, {} candidate pairs, {:.0} integrator bytes per record",
@@ -49,13 +54,18 @@ pub fn run(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
 }
 
 /// Runs the pass's pipeline over the whole input.
-fn signatures(run: &mut Run<'_>, banding: Banding) -> Result<Candidates, Halt> {
+fn signatures(
+    run: &mut Run<'_>,
+    banding: Banding,
+    hook: Option<Arc<dyn BandsHook>>,
+) -> Result<Candidates, Halt> {
     let ctx = run.ctx;
     let job = Arc::new(
         SignatureJob::new(ctx.fields.clone(), run.params.ngram, banding)
             .keeping_result(run.resume.result_file(Pass::Signatures))
             .sorting_on(ctx.settings.workers)
-            .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone()),
+            .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
+            .with_bands_hook(hook),
     );
     let checkpoints = run.resume.checkpoints(Pass::Signatures)?;
     let (source, name, rejects) = ((run.open)()?, Pass::Signatures.name(), resume::REJECTS_FILE);

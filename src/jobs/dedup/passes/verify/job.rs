@@ -19,8 +19,9 @@ use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordEr
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::bitset::BitSet;
-use crate::jobs::dedup::chain::Verified;
+use crate::jobs::dedup::chain::{RecordHook, Verified};
 use crate::jobs::dedup::fates::Fates;
+use crate::jobs::dedup::normalize::normalized_words;
 use crate::jobs::dedup::records::{record_id, rejected_again};
 use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::shingle_set;
@@ -42,8 +43,10 @@ fn table_bytes(capacity: usize, entry: usize) -> usize {
     buckets * (entry + 1) + 16
 }
 
-/// A candidate record's id (JSON value text) and shingle set.
-pub type Member = (Box<str>, Vec<u64>);
+/// A candidate record's id (JSON value text), shingle set and, for an
+/// index hook that wants them ([`RecordHook::wants_words`]), its
+/// normalized words.
+pub type Member = (Box<str>, Vec<u64>, Option<Vec<u8>>);
 
 /// Steps 1 and 2 of pass 2.
 #[derive(Debug)]
@@ -59,6 +62,13 @@ pub struct VerifyJob {
     reread: Option<Arc<Vec<u32>>>,
     result_file: Option<ResultFile>,
     fates: Option<Arc<Fates>>,
+    /// Hook for a saved index (`--against`, `--save-index`).
+    record_hook: Option<Arc<dyn RecordHook>>,
+    /// Send each record's normalized words (for the hook).
+    words: bool,
+    /// When every record is read for its words: those whose shingle set
+    /// is needed (the others send an empty one).
+    shingled: Option<Arc<BitSet>>,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -100,8 +110,34 @@ impl VerifyJob {
             reread: None,
             result_file: None,
             fates: None,
+            record_hook: None,
+            words: false,
+            shingled: None,
             slot: Arc::default(),
         }
+    }
+
+    /// Index hook: reads the records `hook` needs the shingle sets of
+    /// besides the candidates (and, when it wants every record's words,
+    /// every record, shingling only those), and tells it every record read
+    /// ([`RecordHook`]).
+    pub fn with_record_hook(mut self, hook: Option<Arc<dyn RecordHook>>) -> Self {
+        if let Some(hook) = &hook {
+            self.words = hook.wants_words();
+            let mut shingled = hook.records();
+            for r in self.candidates.iter() {
+                shingled.insert(r);
+            }
+            let shingled = Arc::new(shingled);
+            if self.words {
+                self.candidates = Arc::clone(&self.integrated);
+                self.shingled = Some(shingled);
+            } else {
+                self.candidates = shingled;
+            }
+        }
+        self.record_hook = hook;
+        self
     }
 
     /// The records of every candidate pair, in input order: what a source
@@ -139,8 +175,9 @@ impl VerifyJob {
 }
 
 impl Job for VerifyJob {
-    /// The record, when it is a candidate.
-    type Parsed<'a> = Option<TextRecord<'a>>;
+    /// The record, when it is a candidate, and whether its shingle set is
+    /// needed.
+    type Parsed<'a> = Option<(TextRecord<'a>, bool)>;
     type Output = Option<Member>;
     type Integrator = Verifier;
 
@@ -148,7 +185,10 @@ impl Job for VerifyJob {
         "dedup"
     }
 
-    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<Option<TextRecord<'a>>, RecordError> {
+    fn parse<'a>(
+        &self,
+        raw: &RawRecord<'a>,
+    ) -> Result<Option<(TextRecord<'a>, bool)>, RecordError> {
         let index = original(self.reread.as_ref(), raw.index)?;
         if !self.integrated.contains(index) {
             return Err(rejected_again(raw, &self.fields));
@@ -157,15 +197,24 @@ impl Job for VerifyJob {
             // Not parsed at all: pass 1 parsed it without error.
             return Ok(None);
         }
-        parse_text_record(raw, &self.fields).map(Some)
+        let shingle = self.shingled.as_ref().is_none_or(|s| s.contains(index));
+        parse_text_record(raw, &self.fields).map(|record| Some((record, shingle)))
     }
 
-    fn process(&self, record: Option<TextRecord<'_>>) -> Result<Option<Member>, RecordError> {
-        let Some(record) = record else {
+    fn process(
+        &self,
+        record: Option<(TextRecord<'_>, bool)>,
+    ) -> Result<Option<Member>, RecordError> {
+        let Some((record, shingle)) = record else {
             return Ok(None);
         };
-        let set = shingle_set(&record.text, self.ngram);
-        Ok(Some((record.id.into_owned().into_boxed_str(), set)))
+        let set = if shingle {
+            shingle_set(&record.text, self.ngram)
+        } else {
+            Vec::new()
+        };
+        let words = self.words.then(|| normalized_words(&record.text));
+        Ok(Some((record.id.into_owned().into_boxed_str(), set, words)))
     }
 
     fn integrator(&self) -> Verifier {
@@ -186,6 +235,7 @@ impl Job for VerifyJob {
             found: Verified::default(),
             result_file: self.result_file.clone(),
             fates: self.fates.clone(),
+            record_hook: self.record_hook.clone(),
             told: 0,
             slot: Arc::clone(&self.slot),
         }
@@ -209,6 +259,8 @@ pub struct Verifier {
     found: Verified,
     result_file: Option<ResultFile>,
     fates: Option<Arc<Fates>>,
+    /// Index hook ([`VerifyJob::with_record_hook`]).
+    record_hook: Option<Arc<dyn RecordHook>>,
     /// How many of `found.pairs` `fates` has been told.
     told: usize,
     slot: Arc<Mutex<Option<Verified>>>,
@@ -218,10 +270,13 @@ impl Integrate for Verifier {
     type Output = Option<Member>;
 
     fn integrate(&mut self, index: u64, output: Option<Member>) -> Result<(), RecordError> {
-        let Some((id, set)) = output else {
+        let Some((id, set, words)) = output else {
             return Ok(());
         };
         let x = record_id(original(self.reread.as_ref(), index)?)?;
+        if let Some(hook) = &self.record_hook {
+            hook.record(x, &id, &set, words.as_deref());
+        }
         self.found.ids.insert(x, id);
         let pairs = &self.pairs;
         while self.cursor < pairs.len() && pairs[self.cursor].1 < x {

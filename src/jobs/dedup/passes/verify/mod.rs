@@ -4,7 +4,7 @@
 //! | | |
 //! |---|---|
 //! | reads | the candidate records only, at the places pass 1 noted ([`reread`]), or the whole input |
-//! | step 1 sends | [`Member`]: a candidate's id and shingle set |
+//! | step 1 sends | [`Member`]: a candidate's id and shingle set (and its words for an index hook) |
 //! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
 //! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
 //!
@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::jobs::dedup::chain::{Found, Reads, Verified};
+use crate::jobs::dedup::chain::{Found, Reads, RecordHook, Verified};
 use crate::jobs::dedup::ledger::{changed, Halt, Run};
 use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::state::VerifiedForm;
@@ -33,14 +33,16 @@ pub use job::{Member, Verifier, VerifyJob};
 /// record): loaded when resuming after it completed, else run. Returns
 /// what it verified, and the copy of `kept.jsonl` when it ran beside the
 /// pass. A pass that does not complete ends the run (and abandons the
-/// copy).
+/// copy). `hook`: the pass also reads the records a saved index needs
+/// and tells it each one ([`RecordHook`]).
 pub fn run(
     run: &mut Run<'_>,
     found: &Found,
     pairs: Vec<(u32, u32)>,
     reads: &Reads,
+    hook: Option<Arc<dyn RecordHook>>,
 ) -> Result<(Verified, Option<KeptCopy>), Halt> {
-    if pairs.is_empty() {
+    if pairs.is_empty() && hook.is_none() {
         return Ok((Verified::default(), None));
     }
     if let Some(form) = run.resume.load::<VerifiedForm<Box<str>>>(Pass::Verify)? {
@@ -56,7 +58,8 @@ pub fn run(
         Arc::clone(&found.integrated),
         Arc::clone(&pairs),
     )
-    .keeping_result(run.resume.result_file(Pass::Verify));
+    .keeping_result(run.resume.result_file(Pass::Verify))
+    .with_record_hook(hook);
     // Reading the candidates only, it rejects nothing, unless the input
     // changed.
     let (source, to_read, rejects_file) = if reads.candidates_only {
