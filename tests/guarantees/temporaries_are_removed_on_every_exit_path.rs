@@ -209,3 +209,53 @@ fn the_next_run_removes_what_a_killed_run_left_wherever_it_was() {
     );
     nothing_left(&out, &tmp, "after the killed run");
 }
+
+/// A `--tmp-dir` that cannot hold a folder (here a plain file): the first
+/// spill fails, the run exits 74 with no output, and the message names the
+/// run's own temporary folder, where the run's files would have gone, not
+/// the folder given.
+#[test]
+fn a_tmp_dir_that_cannot_hold_the_spill_fails_the_run_naming_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("short.jsonl");
+    let generated = drainpipe()
+        .args(["generate", "--docs", "120000", "--min-words", "20"])
+        .args(["--max-words", "40", "-o"])
+        .arg(&corpus)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let not_a_folder = dir.path().join("a-file");
+    std::fs::write(&not_a_folder, b"not a folder").unwrap();
+    let out = dir.path().join("out");
+    let run = drainpipe()
+        .arg("dedup")
+        .arg(&corpus)
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "-w",
+            "1",
+            "--window",
+            "1",
+            "--max-memory",
+            "28M",
+            "--no-progress",
+        ])
+        .arg("--tmp-dir")
+        .arg(&not_a_folder)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(74), "{stderr}");
+    let spill_errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("sorted run"))
+        .collect();
+    assert!(!spill_errors.is_empty(), "{stderr}");
+    for line in spill_errors {
+        assert!(line.contains(".drainpipe-tmp-"), "{line}");
+    }
+    assert!(!out.join("kept.jsonl").exists());
+    assert!(!out.join("clusters.jsonl").exists());
+}

@@ -230,7 +230,7 @@ impl Spiller {
             let dir = self
                 .temp
                 .dir()
-                .unwrap_or_else(|_| self.temp.parent().to_owned());
+                .unwrap_or_else(|_| self.temp.folder().to_owned());
             log::info!(
                 "dedup pass 1: the band lists pass their share of the memory budget; \
                  spilling them to sorted runs in {} every {} records",
@@ -276,7 +276,7 @@ impl Spiller {
     ) -> Result<RunInfo, RunError> {
         let name = format!("{PREFIX}{name}{SUFFIX}");
         let path = self.temp.path(&name).map_err(|cause| RunError::Io {
-            path: self.temp.parent().join(&name),
+            path: self.temp.folder().join(&name),
             cause,
         })?;
         let mut writer = RunWriter::create(&path, with_prints)?;
@@ -290,7 +290,7 @@ impl Spiller {
 
     fn open(&self, info: &RunInfo) -> Result<RunReader, RunError> {
         let path = self.temp.path(&info.name).map_err(|cause| RunError::Io {
-            path: self.temp.parent().join(&info.name),
+            path: self.temp.folder().join(&info.name),
             cause,
         })?;
         RunReader::open(&path, Some(info))
@@ -346,7 +346,7 @@ impl Spiller {
         }
         let named: HashSet<&str> = spilled.all().map(|i| i.name.as_str()).collect();
         let dir = self.temp.dir().map_err(|cause| RunError::Io {
-            path: self.temp.parent().to_owned(),
+            path: self.temp.folder().to_owned(),
             cause,
         })?;
         let io = |cause| RunError::Io {
