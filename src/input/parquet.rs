@@ -408,38 +408,36 @@ fn read_column<T: DataType>(
     out.ok_or_else(|| "fewer values than the definition levels say".to_owned())
 }
 
+/// Integer ids as their JSON text (`text` says how an unsigned column's
+/// bits read), a null as [`Id::Null`].
+fn ids_of<N>(values: Vec<Option<N>>, text: impl Fn(N) -> String) -> Vec<Id> {
+    values
+        .into_iter()
+        .map(|v| v.map_or(Id::Null, |n| Id::Json(text(n))))
+        .collect()
+}
+
 fn read_ids(reader: &mut IdReader, want: usize, defined: i16) -> Result<Vec<Id>, String> {
-    let id = |v: Option<String>| v.map_or(Id::Null, Id::Json);
     Ok(match reader {
         IdReader::Int32(r, unsigned) => {
             let unsigned = *unsigned;
-            read_column(r, want, defined)?
-                .into_iter()
-                .map(|v| {
-                    id(v.map(|n| {
-                        if unsigned {
-                            (n as u32).to_string()
-                        } else {
-                            n.to_string()
-                        }
-                    }))
-                })
-                .collect()
+            ids_of(read_column(r, want, defined)?, |n| {
+                if unsigned {
+                    (n as u32).to_string()
+                } else {
+                    n.to_string()
+                }
+            })
         }
         IdReader::Int64(r, unsigned) => {
             let unsigned = *unsigned;
-            read_column(r, want, defined)?
-                .into_iter()
-                .map(|v| {
-                    id(v.map(|n| {
-                        if unsigned {
-                            (n as u64).to_string()
-                        } else {
-                            n.to_string()
-                        }
-                    }))
-                })
-                .collect()
+            ids_of(read_column(r, want, defined)?, |n| {
+                if unsigned {
+                    (n as u64).to_string()
+                } else {
+                    n.to_string()
+                }
+            })
         }
         IdReader::Str(r) => read_column(r, want, defined)?
             .into_iter()
