@@ -18,6 +18,7 @@ mod nats;
 #[path = "../common/parquet.rs"]
 mod parquet;
 
+mod a_broker_that_stays_away_fails_the_run_with_exit_70_and_a_checkpoint;
 mod a_closed_stderr_or_a_dead_coordinator_never_hangs_the_run;
 mod a_damaged_or_foreign_checkpoint_is_refused;
 mod a_damaged_or_foreign_dedup_pass_file_is_refused;
@@ -26,6 +27,7 @@ mod a_directory_is_read_as_records_when_every_file_is_a_record_file;
 mod a_distributed_run_gives_the_outputs_of_a_single_process_run;
 mod a_distributed_run_interrupted_and_resumed_gives_the_uninterrupted_outputs;
 mod a_folder_holds_the_outputs_of_one_run_only;
+mod a_killed_coordinators_stream_is_removed_and_never_feeds_another_run;
 mod a_killed_runs_temporary_files_are_removed_by_the_next_run;
 mod a_parquet_file_that_cannot_be_read_is_refused_naming_it;
 mod a_poison_batch_has_its_records_rejected_and_the_run_ends;
@@ -34,6 +36,7 @@ mod a_second_run_into_the_same_output_folder_is_refused;
 mod a_stuck_drain_ends_at_its_deadline_with_exit_70;
 mod an_output_folder_inside_an_input_directory_is_not_read_as_input;
 mod arbitrary_input_never_panics_the_parser_and_lines_are_conserved;
+mod broker_credentials_and_tls_fail_clearly_and_never_show_a_secret;
 mod dedup_a_stop_or_a_changed_input_ends_the_run_without_output;
 mod dedup_accuracy;
 mod dedup_against_an_index_removes_what_one_run_over_both_would;

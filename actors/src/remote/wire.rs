@@ -33,6 +33,9 @@ pub(crate) struct Work {
     pub job: String,
     /// The job's parameters ([`super::RemoteJob::params`]).
     pub params: Vec<u8>,
+    /// What step 1 needs to know about this part's records
+    /// ([`super::RemoteJob::context`]); empty for most jobs.
+    pub context: Vec<u8>,
     /// The records (which part of the batch they are travels in the
     /// [`PART_HEADER`] header, set once the batch is cut).
     pub batch: WireBatch,
