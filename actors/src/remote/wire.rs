@@ -12,8 +12,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::batch::WireBatch;
 use crate::integrator::RejectedRecord;
 
-/// The format version of [`Work`] and [`Answer`].
-const VERSION: u32 = 1;
+/// The format version of [`Work`] and [`Answer`] (2: a part carries its
+/// records' context).
+const VERSION: u32 = 2;
 /// zstd level: the fastest; batches are text, already 3-4x smaller.
 const LEVEL: i32 = 1;
 
