@@ -3,7 +3,8 @@
 //! step 1 of the batches it held itself, drains, takes a checkpoint and
 //! fails with exit 70 and a message that says the broker at its URL has
 //! been unreachable for so many seconds. Resumed once a broker is back
-//! (here, another one), it ends with the outputs of an uninterrupted run.
+//! (here, another one), it ends with the outputs of an uninterrupted run;
+//! so does dedup, its broker gone during its first pass.
 //! The test starts a real `nats-server` on 127.0.0.1 and kills it.
 
 use std::io::{BufRead, BufReader};
@@ -115,4 +116,58 @@ fn a_broker_that_stays_away_past_the_deadline_fails_the_run_with_exit_70_and_a_c
             == std::fs::read(single.join("vocab.tsv")).unwrap(),
         "vocab.tsv differs from the uninterrupted run's"
     );
+}
+
+#[test]
+fn dedup_whose_broker_stays_away_fails_with_exit_70_and_resumes_to_the_uninterrupted_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (single, distributed) = (dir.path().join("single"), dir.path().join("distributed"));
+    let dedup = |out: &Path, extra: &[&str]| {
+        let mut cmd = drainpipe();
+        cmd.args(["dedup", "--demo-docs", "3000", "--no-progress", "-o"])
+            .arg(out)
+            .args(extra);
+        cmd
+    };
+    let out = wait(spawn(dedup(&single, &[])), DEADLINE).0;
+    assert_eq!(out.status.code(), Some(0));
+
+    let mut server = NatsServer::start();
+    let url = server.url();
+    let mut worker = Worker::start(&url, 1, Some("worker::took_batch=sleep(50)"));
+    let took = took_a_batch(worker.child.as_mut().unwrap());
+    let remote = [
+        "--nats",
+        url.as_str(),
+        "--nats-deadline",
+        "2",
+        "--batch",
+        "32",
+    ];
+    let run = spawn(dedup(&distributed, &remote));
+    took.recv_timeout(DEADLINE)
+        .expect("the worker took a batch");
+    server.stop();
+    let out = wait(run, DEADLINE).0;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{stderr}");
+    assert!(stderr.contains("has been unreachable for"), "{stderr}");
+    assert!(distributed.join(CHECKPOINT_FILE).exists(), "a checkpoint");
+    assert!(!distributed.join("kept.jsonl").exists(), "no output");
+    drop(worker);
+
+    let server = NatsServer::start();
+    let _worker = Worker::start(&server.url(), 2, None);
+    let again = dedup(&distributed, &["--nats", &server.url(), "--resume"]);
+    let out = wait(spawn(again), DEADLINE).0;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(summary(&distributed)["conservation"], true);
+    for name in ["kept.jsonl", "clusters.jsonl"] {
+        assert!(
+            std::fs::read(distributed.join(name)).unwrap()
+                == std::fs::read(single.join(name)).unwrap(),
+            "{name} differs from the uninterrupted run's"
+        );
+    }
 }
