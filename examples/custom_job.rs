@@ -1,5 +1,13 @@
 //! A new job in one file: line-length statistics. Run it with `cargo run --example custom_job -- [FILE...]` (no file: this file).
 //!
+//! Distributed (`docs/DISTRIBUTED.md`): step 1 on worker processes through
+//! a NATS JetStream broker. A worker runs only the jobs compiled into it,
+//! so this program is its own worker: on each worker host
+//! `cargo run --example custom_job -- worker nats://HOST:4222`, then
+//! `cargo run --example custom_job -- --nats nats://HOST:4222 [FILE...]`.
+//! What makes the job distributable is [`RemoteJob`] (its parameters, and
+//! outputs that serialize) and its entry in the workers' [`Registry`].
+//!
 //! Step 1 (on the processors, in parallel) measures one line; step 2 (in the
 //! Integrator, in input order) keeps counts, extremes and a histogram, and
 //! `finish` writes `line_lengths.tsv` atomically. Inputs are read with
@@ -8,8 +16,12 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use drainpipe::input::{parse_text_record, InputOptions, Inputs, TextFields, TextRecord};
+use drainpipe_actors::remote::worker::{self, WorkerSettings};
+use drainpipe_actors::remote::{Broker, Registry, RemoteJob, RemoteSettings};
 use drainpipe_actors::{
     FinishContext, Integrate, Job, OutputDir, Pipeline, RawRecord, RecordError, RunReport,
 };
@@ -45,6 +57,29 @@ impl Job for LineLengths {
     fn integrator(&self) -> Stats {
         Stats::default()
     }
+}
+
+/// Step 1 on worker hosts: the job says what a worker needs to build the
+/// same job (the JSON fields it reads); its output, a `u64`, serializes.
+impl RemoteJob for LineLengths {
+    fn params(&self) -> Vec<u8> {
+        serde_json::to_vec(&(&self.0.text, &self.0.id)).expect("two strings serialize")
+    }
+}
+
+impl LineLengths {
+    /// The job [`RemoteJob::params`] describes, on a worker host.
+    fn from_params(params: &[u8]) -> Result<Self, String> {
+        let (text, id) = serde_json::from_slice(params).map_err(|e| e.to_string())?;
+        Ok(LineLengths(TextFields { text, id }))
+    }
+}
+
+/// The jobs this program's workers run, each by its [`Job::name`].
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.add("line-lengths", LineLengths::from_params);
+    registry
 }
 
 impl Integrate for Stats {
@@ -88,13 +123,58 @@ pub fn run(inputs: &[PathBuf], output: OutputDir) -> anyhow::Result<RunReport> {
     Ok(Pipeline::new(job, source, output).run()?)
 }
 
+/// [`run`] with step 1 on the workers ([`work`]) of the broker at `url`,
+/// as run `name` on it.
+pub fn run_distributed(
+    inputs: &[PathBuf],
+    output: OutputDir,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<RunReport> {
+    let source = Inputs::open(inputs, InputOptions::default())?;
+    let job = LineLengths(TextFields::default());
+    let remote = RemoteSettings::new(Broker::new(url), name);
+    Ok(Pipeline::new(job, source, output).remote(remote).run()?)
+}
+
+/// A worker host: takes batches of this program's jobs from the broker at
+/// `url`, `slots` at once, until `stop` is set; returns the batches it
+/// answered.
+pub fn work(url: &str, slots: usize, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
+    let settings = WorkerSettings {
+        broker: Broker::new(url),
+        workers: slots,
+    };
+    let report = worker::run(settings, registry(), stop)?;
+    Ok(report.answered.into_inner())
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut inputs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, url] = args.as_slice() {
+        if mode == "worker" {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, Arc::clone(&stop))?;
+            }
+            let answered = work(url, 2, stop)?;
+            eprintln!("worker stopped after {answered} batches");
+            return Ok(());
+        }
+    }
+    let (nats, files) = match args.as_slice() {
+        [flag, url, files @ ..] if flag == "--nats" => (Some(url.clone()), files),
+        files => (None, files),
+    };
+    let mut inputs: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
     if inputs.is_empty() {
         inputs.push(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/custom_job.rs").into());
     }
     let output = OutputDir::create("drainpipe-out/custom_job")?;
-    let report = run(&inputs, output.clone())?;
+    let report = match nats {
+        Some(url) => run_distributed(&inputs, output.clone(), &url, "custom_job")?,
+        None => run(&inputs, output.clone())?,
+    };
     report.write(&output)?;
     eprintln!("{}", report.human());
     println!("{:#}", report.result);

@@ -601,6 +601,12 @@ pub struct NatsArgs {
     #[arg(long, value_name = "N", default_value_t = 5, requires = "nats",
           value_parser = clap::value_parser!(u16).range(1..=100))]
     pub nats_max_deliver: u16,
+    /// Seconds the broker may stay unreachable during the run, 1 to
+    /// 604800: past them the run stops (exit 70) after a checkpoint, so
+    /// `--resume` goes on once the broker is back.
+    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "nats",
+          value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
+    pub nats_deadline: u64,
 }
 
 /// `--run`: a name a stream can take.
@@ -627,6 +633,7 @@ impl NatsArgs {
         let mut settings = drainpipe_actors::remote::RemoteSettings::new(broker, run);
         settings.ack_wait = Duration::from_secs(self.nats_ack_wait);
         settings.max_deliver = i64::from(self.nats_max_deliver);
+        settings.deadline = Duration::from_secs(self.nats_deadline);
         Some(settings)
     }
 }

@@ -134,6 +134,11 @@ pub enum Failure {
     /// died (exit 70).
     #[error("internal error: {0}")]
     Lost(String),
+    /// A service the run depends on (a distributed run's broker) stayed
+    /// unreachable past its deadline (exit 70). The run drains and takes a
+    /// checkpoint first, so `--resume` goes on once the service is back.
+    #[error("{0}")]
+    Unavailable(String),
     /// The protocol could not keep a promise: a deadline passed, a thread
     /// did not exit, two tallies of the same records differ (exit 70).
     #[error("{0}")]
@@ -164,6 +169,7 @@ impl Failure {
             Failure::Step2(_)
             | Failure::Refused(_)
             | Failure::Lost(_)
+            | Failure::Unavailable(_)
             | Failure::Internal(_)
             | Failure::DataLoss { .. } => ExitCode::Software,
         }

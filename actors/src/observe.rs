@@ -3,6 +3,7 @@
 //! fact and read by the Coordinator.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Sentinel for "no batch": the processor is idle.
@@ -128,6 +129,20 @@ pub struct Observed {
     pub integrator_reorder: PeakGauge,
     /// Batches dispatched and not yet answered.
     pub in_flight: PeakGauge,
+    /// A distributed run's broker, while it is unreachable (the remote
+    /// pool says so; the stall report names it, and the Coordinator stops
+    /// the run once it is gone for good).
+    pub broker: Mutex<Option<BrokerTrouble>>,
+}
+
+/// A broker that cannot be reached, as the remote pool sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerTrouble {
+    /// What the stall report and the run's failure say: the broker's URL
+    /// (without credentials) and for how long it has been unreachable.
+    pub message: String,
+    /// Past the run's deadline (`--nats-deadline`): the run must stop.
+    pub gone: bool,
 }
 
 impl Observed {
@@ -138,6 +153,7 @@ impl Observed {
             integrator_mailbox: PeakGauge::default(),
             integrator_reorder: PeakGauge::default(),
             in_flight: PeakGauge::default(),
+            broker: Mutex::new(None),
         }
     }
 

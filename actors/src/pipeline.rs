@@ -19,7 +19,8 @@ use crate::processor::ProcessBatch;
 use crate::processor::Processor;
 use crate::protocol::RunHandle;
 use crate::remote::{
-    Link, PoolWiring, RemoteError, RemoteJob, RemotePool, RemoteSettings, RemoteStats,
+    ContextFn, Link, PoolWiring, RemoteError, RemoteJob, RemotePool, RemoteSettings, RemoteStats,
+    Step,
 };
 use crate::report::{Progress, RunReport};
 pub use crate::settings::Settings;
@@ -63,6 +64,10 @@ struct Remote<J: Job> {
     /// [`RemoteJob::remote_name`].
     name: String,
     params: Vec<u8>,
+    /// [`RemoteJob::context`] of the run's job.
+    context: ContextFn,
+    /// The run's job, for step 1 here once the broker is gone.
+    local: Arc<dyn Step>,
     start: StartRemote<J>,
     stats: Arc<RemoteStats>,
 }
@@ -352,6 +357,9 @@ impl<J: Job, S: RecordSource> Pipeline<J, S> {
                 observed: Arc::clone(&observed),
                 stats: remote.stats,
                 publish_deadline: settings.drain_timeout,
+                context: remote.context,
+                local: remote.local,
+                deadline: remote.settings.deadline,
                 alive: alive_tx,
             }),
             _ => Processor::start_pool(
@@ -400,8 +408,11 @@ impl<J: RemoteJob, S: RecordSource> Pipeline<J, S> {
     /// same protocol. [`Pipeline::run`] then fails with
     /// [`PipelineError::Remote`] when the broker cannot be used.
     pub fn remote(mut self, settings: RemoteSettings) -> Self {
+        let job = Arc::clone(&self.job);
         self.remote = Some(Remote {
             params: self.job.params(),
+            context: Arc::new(move |records: std::ops::Range<u64>| job.context(records)),
+            local: Arc::clone(&self.job) as Arc<dyn Step>,
             name: self.job.remote_name().to_owned(),
             settings,
             start: RemotePool::<J::Integrator>::start_pool,

@@ -77,6 +77,16 @@ impl StopCause {
         matches!(self, StopCause::EndOfInput)
     }
 
+    /// Whether the drain ends with a checkpoint, so that `--resume` goes
+    /// on from where the run stopped: after a stop request, or when a
+    /// service the run depends on stayed away ([`Failure::Unavailable`]).
+    pub fn checkpoints(&self) -> bool {
+        matches!(
+            self,
+            StopCause::Interrupted | StopCause::Failed(Failure::Unavailable(_))
+        )
+    }
+
     /// Whether the Integrator's outputs can still be written (partially, if
     /// the input was not read to its end): after an end of input, a stop
     /// request or too many rejects. Not after an input error: the input is

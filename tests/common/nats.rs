@@ -42,6 +42,31 @@ impl NatsServer {
         self.child = serve(self.port, self._store.path());
     }
 
+    /// Stops the server for good (SIGKILL); it is not started again.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The streams the server keeps in its store (read from the store's
+    /// folder: a removed stream's folder is gone).
+    pub fn streams(&self) -> Vec<String> {
+        let folder = self
+            ._store
+            .path()
+            .join("jetstream")
+            .join("$G")
+            .join("streams");
+        std::fs::read_dir(folder)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The URL clients connect to.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

@@ -6,7 +6,8 @@
 //! message naming the option, and no output folder is created. `--explain`
 //! prints the memory a run needs, as an estimate. A `--max-memory` that is
 //! not a size, or is below the memory the run holds whatever its input,
-//! exits 2 the same way.
+//! exits 2 the same way, and so does a `--nats-deadline` outside 1 to
+//! 604800 seconds.
 
 use crate::binary;
 
@@ -241,4 +242,23 @@ fn the_largest_values_allowed_are_accepted_and_explain_estimates_the_memory() {
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(wrote);
+}
+
+#[test]
+fn a_broker_deadline_outside_its_bounds_exits_2_naming_the_option() {
+    for value in ["0", "604801", "x"] {
+        refused(
+            &[
+                "vocab",
+                "--no-progress",
+                "--demo-docs",
+                "10",
+                "--nats",
+                "nats://127.0.0.1:1",
+                "--nats-deadline",
+                value,
+            ],
+            "'--nats-deadline <SECS>'",
+        );
+    }
 }

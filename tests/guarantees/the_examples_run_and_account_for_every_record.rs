@@ -35,6 +35,43 @@ fn a_job_in_one_file_measures_every_line() {
 }
 
 #[test]
+fn a_job_in_one_file_runs_distributed_with_the_single_process_outputs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/custom_job.rs");
+    let (_single_dir, single) = output();
+    let report = custom_job::run(std::slice::from_ref(&path), single.clone()).unwrap();
+    assert_eq!(report.exit_code, 0, "{}", report.human());
+
+    // The example's own worker, with its registry, on a thread here; a
+    // worker host runs the same function (`custom_job worker URL`).
+    let server = crate::nats::NatsServer::start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (url, stop) = (server.url(), Arc::clone(&stop));
+        std::thread::spawn(move || custom_job::work(&url, 2, stop))
+    };
+    let (_dir, distributed) = output();
+    let report =
+        custom_job::run_distributed(&[path], distributed.clone(), &server.url(), "example")
+            .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let answered = worker.join().unwrap().unwrap();
+    assert_eq!(report.exit_code, 0, "{}", report.human());
+    assert_conserved(&report);
+    assert!(answered > 0, "the worker answered the batches");
+    let parts = report.remote.as_ref().unwrap()["parts"].as_u64().unwrap();
+    assert!(parts > 0, "step 1 went through the broker");
+    assert_eq!(
+        std::fs::read(single.file("line_lengths.tsv")).unwrap(),
+        std::fs::read(distributed.file("line_lengths.tsv")).unwrap(),
+        "the distributed run's histogram is the single-process run's"
+    );
+    assert_eq!(report.result["lines"], report.records.integrated);
+}
+
+#[test]
 fn a_custom_actor_receives_every_result_and_snapshot_it_was_sent() {
     let (_dir, out) = output();
     let outcome = custom_actor::run(2_000, out.clone()).unwrap();

@@ -49,10 +49,11 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
             self.pulling = Pulling::Abandoned;
         }
         if *checkpoint == DrainCheckpoint::Due {
-            // An interrupted run saves where it stopped, so `--resume` can
-            // go on.
-            let wanted =
-                interrupted && self.counts.abandoned_batches == 0 && self.checkpoints.supported;
+            // An interrupted run (or one whose broker stayed away) saves
+            // where it stopped, so `--resume` can go on.
+            let wanted = cause.checkpoints()
+                && self.counts.abandoned_batches == 0
+                && self.checkpoints.supported;
             if wanted {
                 *checkpoint = DrainCheckpoint::Requested {
                     began: Instant::now(),

@@ -45,6 +45,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         if self.handle.stop_requested() && self.state.phase() == Phase::Running {
             self.stop(StopCause::Interrupted, ctx);
         }
+        self.watch_broker(ctx);
         self.schedule_checkpoint(ctx);
         match self.state.phase() {
             Phase::Running | Phase::Draining => self.watch_stall(),
@@ -60,6 +61,21 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         if self.watch.last_progress.elapsed() >= self.settings.progress_every {
             self.watch.last_progress = Instant::now();
             self.publish_progress();
+        }
+    }
+
+    /// A distributed run whose broker stayed away past its deadline stops,
+    /// failed: it drains (the pool runs step 1 of what it held here) and
+    /// takes a checkpoint ([`StopCause::checkpoints`]).
+    fn watch_broker(&mut self, ctx: &mut Context<Self>) {
+        if self.state.phase() != Phase::Running {
+            return;
+        }
+        let gone = self.observed.broker.lock().expect("broker status").clone();
+        if let Some(trouble) = gone.filter(|t| t.gone) {
+            log::error!("{}", trouble.message);
+            let cause = StopCause::Failed(Failure::Unavailable(trouble.message));
+            self.stop(cause, ctx);
         }
     }
 
@@ -159,8 +175,12 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                 )
             })
             .collect();
+        let broker = match &*self.observed.broker.lock().expect("broker status") {
+            Some(trouble) => format!("; {}", trouble.message),
+            None => String::new(),
+        };
         format!(
-            "phase {}; in flight: [{}]; integrator backlog: {} deliveries waiting, {} batches held for order; processors: {}",
+            "phase {}; in flight: [{}]; integrator backlog: {} deliveries waiting, {} batches held for order; processors: {}{broker}",
             self.state.phase().name(),
             ages.join(", "),
             self.observed.integrator_mailbox.now(),

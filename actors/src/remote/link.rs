@@ -7,8 +7,16 @@
 //! a message once its consumer acks it, so what the broker holds is what
 //! is in flight, which the Coordinator's window bounds. Both consumers
 //! filter on their own subject, as a work-queue stream requires.
+//!
+//! A run's stream is removed by the run when it ends. A run killed with
+//! `kill -9` cannot: its pool beats ([`Link::beat`]) on a third subject
+//! (`alive`, one message kept), and any worker that sees a run's stream
+//! stay unchanged, heartbeat included, for longer than the run said it
+//! could be away from the broker (in the stream's description) removes it
+//! ([`Reaper`]).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 
@@ -22,6 +30,12 @@ pub(crate) const WORKERS: &str = "workers";
 const COORDINATOR: &str = "coordinator";
 /// Room left in a message for its headers and framing.
 pub(crate) const HEADROOM: usize = 4096;
+/// How often a run's pool beats.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A run's stream description begins with this; the seconds after it
+/// are how long the run may go without a heartbeat before it counts as
+/// dead.
+const STALE_AFTER: &str = "drainpipe run; stale after ";
 
 /// Connects to `broker`: a broker that does not answer within its connect
 /// deadline is [`RemoteError::Unreachable`]. Once connected, the client
@@ -44,10 +58,23 @@ pub async fn connect(
     }
     let client = tokio::time::timeout(broker.connect_timeout, options.connect(broker.url.as_str()))
         .await
-        .map_err(|_| unreachable(format!("no answer within {:?}", broker.connect_timeout)))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|_| {
+            let cause = format!("no answer within {:?}", broker.connect_timeout);
+            unreachable(with_tls_hint(&broker.url, cause))
+        })?
+        .map_err(|e| unreachable(with_tls_hint(&broker.url, e.to_string())))?;
     let js = jetstream::new(client.clone());
     Ok((client, js))
+}
+
+/// `cause`, and when the URL asks for TLS, that it does: a server without
+/// TLS fails the handshake with a message that does not say so.
+fn with_tls_hint(url: &str, cause: String) -> String {
+    if url.split(',').any(|u| u.trim_start().starts_with("tls://")) {
+        format!("{cause} (the URL asks for TLS: is TLS enabled on the server?)")
+    } else {
+        cause
+    }
 }
 
 /// A run's connection to the broker and its stream.
@@ -57,6 +84,7 @@ pub struct Link {
     pub(crate) js: jetstream::Context,
     pub(crate) stream: String,
     pub(crate) work_subject: String,
+    alive_subject: String,
     pub(crate) results: consumer::PullConsumer,
     /// The largest message the broker takes, less [`HEADROOM`].
     pub(crate) max_message: usize,
@@ -94,12 +122,21 @@ impl Link {
         let stream_name = format!("{STREAM_PREFIX}{}-{job}", settings.run);
         let base = format!("drainpipe.{}.{job}", settings.run);
         let (work_subject, result_subject) = (format!("{base}.work"), format!("{base}.result"));
+        let alive_subject = format!("{base}.alive");
+        // The broker may be away that long before the run stops itself;
+        // past it (and several heartbeats) the run is surely dead.
+        let stale_after = settings.deadline.max(5 * HEARTBEAT).as_secs();
         // Not there is the usual answer; any other refusal shows below.
         let _ = js.delete_stream(&stream_name).await;
         let stream = js
             .create_stream(stream::Config {
                 name: stream_name.clone(),
-                subjects: vec![work_subject.clone(), result_subject.clone()],
+                subjects: vec![
+                    work_subject.clone(),
+                    result_subject.clone(),
+                    alive_subject.clone(),
+                ],
+                description: Some(format!("{STALE_AFTER}{stale_after}s")),
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 duplicate_window: Duration::from_secs(120),
@@ -133,6 +170,7 @@ impl Link {
             js,
             stream: stream_name,
             work_subject,
+            alive_subject,
             results,
             max_message,
             url,
@@ -148,6 +186,36 @@ impl Link {
         )
     }
 
+    /// Says the run is alive: one small message on the stream's `alive`
+    /// subject, the previous ones purged (nothing consumes them).
+    pub(crate) async fn beat(&self) {
+        let beat = async {
+            let ack = self
+                .js
+                .publish(self.alive_subject.clone(), bytes::Bytes::new())
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map_err(|e| e.to_string())?;
+            let stream = self
+                .js
+                .get_stream(&self.stream)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .purge()
+                .filter(self.alive_subject.clone())
+                .keep(1)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(HEARTBEAT, beat).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::debug!("heartbeat of {}: {e}", self.stream),
+            Err(_) => log::debug!("heartbeat of {}: no answer", self.stream),
+        }
+    }
+
     /// Removes the run's stream (at the end of the run, in Releasing):
     /// whatever it still holds belongs to no run any more.
     pub(crate) async fn remove(&self) {
@@ -159,4 +227,57 @@ impl Link {
             Err(_) => log::warn!("could not remove stream {}: no answer in 5s", self.stream),
         }
     }
+}
+
+/// Removes the streams of runs that died without removing them: a run's
+/// stream that has not changed (its heartbeat included) for longer than
+/// its description says a live run can go without one.
+#[derive(Debug, Default)]
+pub(crate) struct Reaper {
+    /// Each run's stream: its last sequence number, and since when the
+    /// reaper has seen it unchanged.
+    seen: HashMap<String, (u64, Instant)>,
+}
+
+impl Reaper {
+    /// Looks at the runs' streams listed in `infos` and removes the dead.
+    pub(crate) async fn sweep(&mut self, js: &jetstream::Context, infos: &[stream::Info]) {
+        self.seen
+            .retain(|name, _| infos.iter().any(|i| &i.config.name == name));
+        for info in infos {
+            let Some(stale_after) = stale_after(info) else {
+                continue;
+            };
+            let name = &info.config.name;
+            let last = info.state.last_sequence;
+            let seen = self
+                .seen
+                .entry(name.clone())
+                .or_insert((last, Instant::now()));
+            if seen.0 != last {
+                *seen = (last, Instant::now());
+                continue;
+            }
+            if seen.1.elapsed() <= stale_after {
+                continue;
+            }
+            match js.delete_stream(name).await {
+                Ok(_) => log::warn!(
+                    "removed {name}: its run has given no sign of life for {}s (a coordinator killed without ending its run)",
+                    seen.1.elapsed().as_secs()
+                ),
+                Err(e) => log::debug!("removing the dead run's stream {name}: {e}"),
+            }
+            self.seen.remove(name);
+        }
+    }
+}
+
+/// How long the run of the stream `info` may go without a heartbeat;
+/// `None` for a stream that does not say (not a run's, or an older one's:
+/// left alone).
+fn stale_after(info: &stream::Info) -> Option<Duration> {
+    let description = info.config.description.as_deref()?;
+    let seconds = description.strip_prefix(STALE_AFTER)?.strip_suffix('s')?;
+    seconds.parse().ok().map(Duration::from_secs)
 }

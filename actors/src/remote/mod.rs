@@ -26,6 +26,7 @@ mod step;
 mod wire;
 pub mod worker;
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,10 +35,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::job::Job;
 
 pub use link::{connect, Link};
-pub(crate) use pool::PoolWiring;
 pub use pool::RemotePool;
+pub(crate) use pool::{ContextFn, PoolWiring};
 pub use stats::RemoteStats;
-pub use step::{Registry, Step, StepFactory};
+pub use step::{Registry, Step, StepFactory, StepOnly};
 
 /// A job whose step 1 can run on worker hosts: its outputs serialize, and
 /// it can name itself and its parameters so a worker builds the same job
@@ -52,6 +53,29 @@ pub trait RemoteJob: Job<Output: Serialize + DeserializeOwned> {
     /// job of several passes), which need a name each.
     fn remote_name(&self) -> &str {
         self.name()
+    }
+
+    /// What step 1 needs to know about the records at input indices
+    /// `records` besides the job's parameters: per-run state about those
+    /// records (which are candidates, which were removed), that a worker
+    /// has no other way to learn. It travels inside each part of a batch,
+    /// so no worker needs a shared filesystem or a message of its own.
+    /// Nothing, by default.
+    fn context(&self, records: Range<u64>) -> Vec<u8> {
+        let _ = records;
+        Vec::new()
+    }
+
+    /// On a worker: the job that runs step 1 on the records at `records`,
+    /// given their [`RemoteJob::context`]; `Ok(None)` (the default) runs
+    /// this job itself. `Err` says why the context is unusable (the
+    /// part's records are then rejected with the reason).
+    fn with_context(&self, records: Range<u64>, context: &[u8]) -> Result<Option<Self>, String>
+    where
+        Self: Sized,
+    {
+        let _ = (records, context);
+        Ok(None)
     }
 }
 
@@ -110,16 +134,22 @@ pub struct RemoteSettings {
     /// How many times the broker delivers a batch at most. Past it the
     /// batch's records are rejected (never lost, never a hang).
     pub max_deliver: i64,
+    /// How long the broker may stay unreachable during the run: past it
+    /// the run stops, failed (exit 70), after step 1 of the batches it
+    /// held ran here and a checkpoint was taken (`--nats-deadline`).
+    pub deadline: Duration,
 }
 
 impl RemoteSettings {
-    /// Settings for run `run` on `broker`: ack wait 30 s, 5 deliveries.
+    /// Settings for run `run` on `broker`: ack wait 30 s, 5 deliveries,
+    /// a broker unreachable for 60 s fails the run.
     pub fn new(broker: Broker, run: impl Into<String>) -> Self {
         RemoteSettings {
             broker,
             run: run.into(),
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
+            deadline: Duration::from_secs(60),
         }
     }
 }

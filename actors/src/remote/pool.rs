@@ -10,11 +10,19 @@
 //! that two workers both answered) is counted and dropped, so the
 //! Integrator gets each batch once. The pool acks an answer once it holds
 //! it.
+//!
+//! The broker is watched ([`BrokerState`]): while it is unreachable the
+//! stall report names it; once it has been away past the run's deadline
+//! the pool runs step 1 of every part it still waits for here, with the
+//! run's own job (the records are in the parts it kept), so the
+//! Coordinator can drain, take a checkpoint and stop the run (exit 70)
+//! without losing a record.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use async_nats::jetstream;
@@ -29,13 +37,33 @@ use crate::job::Integrate;
 use crate::observe::Observed;
 use crate::processor::{BatchDone, ProcessBatch};
 
-use super::link::Link;
+use super::link::{Link, HEARTBEAT};
 use super::publish::publish_all;
 use super::stats::RemoteStats;
+use super::step::Step;
 use super::wire::{pack, unpack, Answer, Work, UNPACKED_LIMIT};
+
+mod away;
 
 /// How often the pool looks whether the Coordinator has let it go.
 const LOOK: Duration = Duration::from_millis(20);
+/// How often the pool looks whether the broker is reachable.
+const BROKER_LOOK: Duration = Duration::from_millis(250);
+
+/// The job's [`super::RemoteJob::context`] of a part's records.
+pub(crate) type ContextFn = Arc<dyn Fn(Range<u64>) -> Vec<u8> + Send + Sync>;
+
+/// The broker, as the pool sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrokerState {
+    /// Connected.
+    Up,
+    /// Unreachable since then; the client reconnects by itself.
+    Away { since: Instant },
+    /// Unreachable past the run's deadline: step 1 runs here from now on,
+    /// and the Coordinator stops the run.
+    Gone,
+}
 
 /// A batch published and not yet fully answered.
 struct Waiting<O> {
@@ -64,6 +92,13 @@ pub struct RemotePool<I: Integrate> {
     stats: Arc<RemoteStats>,
     /// How long a publication may be retried before the batch is lost.
     publish_deadline: Duration,
+    /// The job's context of a part's records.
+    context: ContextFn,
+    /// The run's own job: step 1 here once the broker is gone.
+    local: Arc<dyn Step>,
+    broker: BrokerState,
+    /// How long the broker may stay away.
+    deadline: Duration,
     /// Dropped (after the stream is removed) when the pool has stopped:
     /// the Coordinator's Releasing waits for it, as for the local pool's
     /// threads.
@@ -79,6 +114,9 @@ pub(crate) struct PoolWiring<I: Integrate> {
     pub observed: Arc<Observed>,
     pub stats: Arc<RemoteStats>,
     pub publish_deadline: Duration,
+    pub context: ContextFn,
+    pub local: Arc<dyn Step>,
+    pub deadline: Duration,
     pub alive: mpsc::Sender<()>,
 }
 
@@ -98,6 +136,10 @@ where
             published: HashMap::new(),
             stats: w.stats,
             publish_deadline: w.publish_deadline,
+            context: w.context,
+            local: w.local,
+            broker: BrokerState::Up,
+            deadline: w.deadline,
             alive: Some(w.alive),
         }
         .start()
@@ -113,9 +155,11 @@ where
         let mut packed = Vec::new();
         while let Some(range) = ranges.pop() {
             let wire = batch.to_wire(range.clone());
+            let first = wire.first_index;
             let work = Work {
                 job: self.job.clone(),
                 params: self.params.to_vec(),
+                context: (self.context)(first..first + range.len() as u64),
                 batch: wire,
             };
             match pack(&work) {
@@ -184,6 +228,12 @@ where
                 ctx.stop();
             }
         });
+        ctx.run_interval(BROKER_LOOK, |act, ctx| act.watch_broker(ctx));
+        // Workers remove the stream of a run that stops beating.
+        ctx.run_interval(HEARTBEAT, |act, _| {
+            let link = act.link.clone();
+            actix::spawn(async move { link.beat().await });
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -191,8 +241,15 @@ where
         for (seq, _) in self.waiting.drain() {
             log::warn!("batch {seq} was still published when the pool stopped");
         }
+        let gone = self.broker == BrokerState::Gone;
         actix::spawn(async move {
-            link.remove().await;
+            if gone {
+                // Not waited for: the workers remove the stream of a run
+                // that stopped beating (`Reaper`), once the broker is back.
+                log::warn!("the stream {} is left on the broker", link.stream);
+            } else {
+                link.remove().await;
+            }
             drop(alive);
         });
     }
@@ -210,9 +267,13 @@ where
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let (seq, records) = (batch.seq(), batch.len() as u64);
+        let (reply, answered) = oneshot::channel();
+        if self.broker == BrokerState::Gone {
+            self.here(batch, reply, ctx);
+            return Box::pin(answered_or_lost(answered, seq, records));
+        }
         let packed = self.pack_parts(&batch);
         drop(batch);
-        let (reply, answered) = oneshot::channel();
         let mut parts = Vec::with_capacity(packed.len());
         let mut work = Vec::with_capacity(packed.len());
         let mut publish = Vec::new();
@@ -272,16 +333,23 @@ where
                     }
                 }),
         );
-        Box::pin(async move {
-            answered.await.unwrap_or_else(|_| {
-                lost(
-                    seq,
-                    records,
-                    "the remote pool stopped before the batch was answered".into(),
-                )
-            })
-        })
+        Box::pin(answered_or_lost(answered, seq, records))
     }
+}
+
+/// The pool's answer for batch `seq`, once it is given.
+async fn answered_or_lost(
+    answered: oneshot::Receiver<BatchDone>,
+    seq: u64,
+    records: u64,
+) -> BatchDone {
+    answered.await.unwrap_or_else(|_| {
+        lost(
+            seq,
+            records,
+            "the remote pool stopped before the batch was answered".into(),
+        )
+    })
 }
 
 /// The answer for a batch whose records are lost (the Coordinator stops

@@ -3,10 +3,12 @@
 //! job's parameters; the worker's [`Registry`] builds the job from them.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::batch::Batch;
+use crate::job::{FinishContext, Integrate, RecordError};
 use crate::processor::step1_batch;
 
 use super::wire::{pack, Answer};
@@ -14,16 +16,34 @@ use super::RemoteJob;
 
 /// Step 1 of one job, as a worker runs it; any [`RemoteJob`] is one.
 pub trait Step: Send + Sync {
-    /// Runs step 1 on `batch` (part `part`, delivered `delivered` times)
-    /// and packs the answer for the pool.
+    /// Runs step 1 on `batch` (part `part`, delivered `delivered` times),
+    /// whose records' context is `context` ([`RemoteJob::context`]), and
+    /// packs the answer for the pool.
     #[doc(hidden)]
-    fn answer(&self, batch: &Batch, part: u32, delivered: u64) -> Result<Vec<u8>, String>;
+    fn answer(
+        &self,
+        batch: &Batch,
+        context: &[u8],
+        part: u32,
+        delivered: u64,
+    ) -> Result<Vec<u8>, String>;
 }
 
 impl<J: RemoteJob> Step for J {
-    fn answer(&self, batch: &Batch, part: u32, delivered: u64) -> Result<Vec<u8>, String> {
+    fn answer(
+        &self,
+        batch: &Batch,
+        context: &[u8],
+        part: u32,
+        delivered: u64,
+    ) -> Result<Vec<u8>, String> {
         let started = Instant::now();
-        let (outputs, rejects) = step1_batch(self, batch, |_| {});
+        let first = batch.first_index;
+        let records = first..first + batch.len() as u64;
+        let (outputs, rejects) = match self.with_context(records, context)? {
+            Some(job) => step1_batch(&job, batch, |_| {}),
+            None => step1_batch(self, batch, |_| {}),
+        };
         pack(&Answer {
             seq: batch.seq(),
             part,
@@ -78,5 +98,35 @@ impl Registry {
             .get(name)
             .ok_or_else(|| format!("this worker does not know the job {name:?}"))?;
         factory(params)
+    }
+}
+
+/// The step 2 of a job that only runs step 1, on a worker host: a job
+/// built there from a batch's parameters and context, whose outputs go
+/// back to the run's own Integrator. Integrating into it is an error, so
+/// a job wired to it by mistake fails its run instead of dropping outputs.
+pub struct StepOnly<O>(PhantomData<fn() -> O>);
+
+impl<O> Default for StepOnly<O> {
+    fn default() -> Self {
+        StepOnly(PhantomData)
+    }
+}
+
+impl<O> std::fmt::Debug for StepOnly<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepOnly")
+    }
+}
+
+impl<O: Send + 'static> Integrate for StepOnly<O> {
+    type Output = O;
+
+    fn integrate(&mut self, index: u64, _: O) -> Result<(), RecordError> {
+        Err(format!("record {index}: this job runs step 1 only (on a worker host)").into())
+    }
+
+    fn finish(&mut self, _: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        Err("this job runs step 1 only (on a worker host)".into())
     }
 }

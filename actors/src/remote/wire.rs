@@ -12,8 +12,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::batch::WireBatch;
 use crate::integrator::RejectedRecord;
 
-/// The format version of [`Work`] and [`Answer`].
-const VERSION: u32 = 1;
+/// The format version of [`Work`] and [`Answer`] (2: a part carries its
+/// records' context).
+const VERSION: u32 = 2;
 /// zstd level: the fastest; batches are text, already 3-4x smaller.
 const LEVEL: i32 = 1;
 
@@ -33,6 +34,9 @@ pub(crate) struct Work {
     pub job: String,
     /// The job's parameters ([`super::RemoteJob::params`]).
     pub params: Vec<u8>,
+    /// What step 1 needs to know about this part's records
+    /// ([`super::RemoteJob::context`]); empty for most jobs.
+    pub context: Vec<u8>,
     /// The records (which part of the batch they are travels in the
     /// [`PART_HEADER`] header, set once the batch is cut).
     pub batch: WireBatch,

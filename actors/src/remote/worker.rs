@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures::StreamExt;
 
-use super::link::{connect, STREAM_PREFIX, WORKERS};
+use super::link::{connect, Reaper, STREAM_PREFIX, WORKERS};
 use super::step::{Registry, Step};
 use super::wire::{pack, unpack, Answer, Work, PART_HEADER, UNPACKED_LIMIT};
 use super::{Broker, RemoteError};
@@ -126,17 +126,21 @@ pub fn run(
 }
 
 /// Lists the runs' streams every [`DISCOVER`], so runs that start after
-/// the worker are found.
+/// the worker are found, and removes those of runs that died without
+/// removing them ([`Reaper`]).
 async fn discover(shared: Arc<Shared>) {
+    let mut reaper = Reaper::default();
     loop {
-        let names: Vec<String> = shared
+        let infos: Vec<_> = shared
             .js
-            .stream_names()
-            .filter_map(|name| async move { name.ok() })
-            .filter(|name| futures::future::ready(name.starts_with(STREAM_PREFIX)))
+            .streams()
+            .filter_map(|info| async move { info.ok() })
+            .filter(|info| futures::future::ready(info.config.name.starts_with(STREAM_PREFIX)))
             .collect()
             .await;
+        let names = infos.iter().map(|i| i.config.name.clone()).collect();
         *shared.runs.lock().expect("runs lock") = names;
+        reaper.sweep(&shared.js, &infos).await;
         tokio::time::sleep(DISCOVER).await;
     }
 }
@@ -226,9 +230,10 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
         let _permit = shared.compute.acquire().await.expect("never closed");
         let step = shared.step(&work.job, &work.params);
         let job = work.job.clone();
+        let context = work.context;
         let computing =
             tokio::task::spawn_blocking(move || match (step, work.batch.into_batch()) {
-                (Ok(step), Some(batch)) => step.answer(&batch, part, delivered),
+                (Ok(step), Some(batch)) => step.answer(&batch, &context, part, delivered),
                 (Err(why), _) => Err(format!("job {job}: {why}")),
                 (_, None) => Err("the batch's records do not fit its bytes".into()),
             });

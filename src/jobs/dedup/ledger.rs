@@ -296,6 +296,7 @@ pub fn combine(
             .integrator_reorder
             .max(other.peaks.integrator_reorder);
     }
+    report.remote = remote_by_pass(&report, others);
     report.elapsed_s = passes.iter().map(|p| p.elapsed_s).sum();
     report.records_per_s = if report.elapsed_s > 0.0 {
         report.records.read as f64 / report.elapsed_s
@@ -303,6 +304,31 @@ pub fn combine(
         0.0
     };
     report
+}
+
+/// What the broker did in the passes that ran distributed (`--nats`): the
+/// counts summed, and each pass's under `by_pass` (named by its pass);
+/// `None` when no pass did.
+fn remote_by_pass(first: &RunReport, others: &[&RunReport]) -> Option<serde_json::Value> {
+    let mut total = serde_json::Map::new();
+    let mut by_pass = serde_json::Map::new();
+    for report in std::iter::once(first).chain(others.iter().copied()) {
+        let Some(serde_json::Value::Object(counts)) = &report.remote else {
+            continue;
+        };
+        let pass = report.result["pass"].as_str().unwrap_or("signatures");
+        for (name, count) in counts {
+            let sum = total.get(name).and_then(serde_json::Value::as_u64);
+            let count = count.as_u64().unwrap_or(0);
+            total.insert(name.clone(), json!(sum.unwrap_or(0) + count));
+        }
+        by_pass.insert(pass.to_owned(), serde_json::Value::Object(counts.clone()));
+    }
+    if by_pass.is_empty() {
+        return None;
+    }
+    total.insert("by_pass".into(), serde_json::Value::Object(by_pass));
+    Some(serde_json::Value::Object(total))
 }
 
 /// The report of a run that stopped in `pass`: that pass's report (or the

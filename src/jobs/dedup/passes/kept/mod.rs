@@ -26,7 +26,7 @@ use crate::jobs::dedup::chain::{Found, Reads, Written};
 use crate::jobs::dedup::clusters::{write_clusters, Clusters};
 use crate::jobs::dedup::ledger::{changed, fail, Halt, PassTime, Run};
 use crate::jobs::dedup::resume::{self, Pass};
-use crate::jobs::pass::run_pass_into;
+use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
 pub mod copy;
 pub mod follow;
@@ -170,7 +170,15 @@ fn piped(
     let name = Pass::Kept.name();
     let source = (run.open)()?;
     let rejects = resume::REJECTS_FILE;
-    let mut report = run_pass_into(Arc::clone(&job), source, ctx, name, checkpoints, rejects)?;
+    // Step 1 on worker hosts with `--nats` (`pipeline/remote.rs`).
+    let mut report = match &ctx.remote {
+        Some(remote) => {
+            let remote = remote.clone();
+            let job = Arc::clone(&job);
+            run_pass_remote(job, source, ctx, name, checkpoints, rejects, remote)?
+        }
+        None => run_pass_into(Arc::clone(&job), source, ctx, name, checkpoints, rejects)?,
+    };
     run.ran(Pass::Kept, &report);
     if report.exit_code == 0 && report.records.read != found.read() {
         let read = report.records.read;

@@ -22,6 +22,10 @@ use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{Written, KEPT_FILE};
 use crate::jobs::dedup::records::rejected_again;
 
+mod remote;
+
+pub use remote::{KeptStep, REMOTE_NAME};
+
 /// Steps 1 and 2 of pass 3.
 #[derive(Debug)]
 pub struct KeptJob {
@@ -90,20 +94,7 @@ impl Job for KeptJob {
         let Kept::Record(raw) = record else {
             return Ok(None);
         };
-        if raw.format == FORMAT_JSONL {
-            let mut line = Vec::with_capacity(raw.bytes.len() + 1);
-            line.extend_from_slice(raw.bytes);
-            line.push(b'\n');
-            return Ok(Some(line));
-        }
-        let record = parse_text_record(&raw, &self.fields)?;
-        let mut line = Vec::with_capacity(record.text.len() + record.id.len() + 24);
-        line.extend_from_slice(b"{\"id\":");
-        line.extend_from_slice(record.id.as_bytes());
-        line.extend_from_slice(b",\"text\":");
-        serde_json::to_writer(&mut line, &*record.text)?;
-        line.extend_from_slice(b"}\n");
-        Ok(Some(line))
+        line(&raw, &self.fields).map(Some)
     }
 
     fn integrator(&self) -> KeptWriter {
@@ -115,6 +106,25 @@ impl Job for KeptJob {
             slot: Arc::clone(&self.slot),
         }
     }
+}
+
+/// The output line of a kept record, `\n` included: a JSON Lines record
+/// byte for byte, any other as `{"id": <id>, "text": <text>}`.
+fn line(raw: &RawRecord<'_>, fields: &TextFields) -> Result<Vec<u8>, RecordError> {
+    if raw.format == FORMAT_JSONL {
+        let mut line = Vec::with_capacity(raw.bytes.len() + 1);
+        line.extend_from_slice(raw.bytes);
+        line.push(b'\n');
+        return Ok(line);
+    }
+    let record = parse_text_record(raw, fields)?;
+    let mut line = Vec::with_capacity(record.text.len() + record.id.len() + 24);
+    line.extend_from_slice(b"{\"id\":");
+    line.extend_from_slice(record.id.as_bytes());
+    line.extend_from_slice(b",\"text\":");
+    serde_json::to_writer(&mut line, &*record.text)?;
+    line.extend_from_slice(b"}\n");
+    Ok(line)
 }
 
 /// Step 2 of pass 3: appends the lines to `kept.jsonl` in input order.

@@ -28,6 +28,10 @@ use crate::jobs::dedup::shingle::shingle_set;
 use crate::jobs::dedup::similarity::jaccard;
 use crate::jobs::dedup::state::{VerifiedForm, VerifierForm, STATE_VERSION};
 
+mod remote;
+
+pub use remote::{VerifyStep, REMOTE_NAME};
+
 /// Bytes a hashbrown table with `capacity` entries of `entry` bytes
 /// occupies (buckets are a power of two, at most 7/8 full, plus one control
 /// byte each).

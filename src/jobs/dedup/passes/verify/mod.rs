@@ -20,7 +20,7 @@ use crate::jobs::dedup::chain::{Found, Reads, RecordHook, Verified};
 use crate::jobs::dedup::ledger::{changed, Halt, Run};
 use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::state::VerifiedForm;
-use crate::jobs::pass::run_pass_into;
+use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
 use super::kept::{self, KeptCopy};
 
@@ -85,14 +85,26 @@ pub fn run(
     let job = Arc::new(job);
     let checkpoints = run.resume.checkpoints(Pass::Verify)?;
     let name = Pass::Verify.name();
-    let mut report = run_pass_into(
-        Arc::clone(&job),
-        source,
-        ctx,
-        name,
-        checkpoints,
-        rejects_file,
-    )?;
+    // Step 1 on worker hosts with `--nats` (`job/remote.rs`).
+    let mut report = match &ctx.remote {
+        Some(remote) => run_pass_remote(
+            Arc::clone(&job),
+            source,
+            ctx,
+            name,
+            checkpoints,
+            rejects_file,
+            remote.clone(),
+        )?,
+        None => run_pass_into(
+            Arc::clone(&job),
+            source,
+            ctx,
+            name,
+            checkpoints,
+            rejects_file,
+        )?,
+    };
     run.ran(Pass::Verify, &report);
     if report.exit_code == 0 && report.records.read != to_read {
         let read = report.records.read;
