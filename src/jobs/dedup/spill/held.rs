@@ -585,7 +585,9 @@ mod tests {
         pairs
     }
 
+    /// Records 50 and 51 are twins: the same set.
     fn set_of(record: u32) -> Vec<u64> {
+        let record = if record == 51 { 50 } else { record };
         (0..(record % 5 + 1) as u64)
             .map(|i| u64::from(record).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i)
             .collect()
