@@ -4,10 +4,11 @@
 //! `rejects.jsonl` byte-identical to a run without a limit, on a corpus
 //! with near-duplicates, identical texts in buckets of more than 16
 //! records (twins, told apart by the fingerprints that travel with the
-//! spilled entries), repeated ids across chunks and rejected records. A
-//! run stopped in pass 1 after it spilled, and resumed (with the budget or
-//! without one), ends with the same outputs, and a complete run leaves no
-//! run on disk.
+//! spilled entries), repeated ids across chunks and rejected records; the
+//! smaller budget also sends pass 2's held shingle sets to disk (the join
+//! of `src/jobs/dedup/spill/held.rs`). A run stopped in pass 1 or in pass
+//! 2 after it spilled, and resumed (with the budget or without one), ends
+//! with the same outputs, and a complete run leaves no run on disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,13 +64,17 @@ fn runs_left(out: &Path) -> Vec<String> {
         .collect()
 }
 
-fn signatures_pass(report: &RunReport) -> serde_json::Value {
+fn pass_named(report: &RunReport, name: &str) -> serde_json::Value {
     let passes = report.result["passes"].as_array().unwrap();
     passes
         .iter()
-        .find(|p| p["pass"] == "signatures")
-        .unwrap_or_else(|| panic!("no pass 1 in {passes:?}"))
+        .find(|p| p["pass"] == name)
+        .unwrap_or_else(|| panic!("no pass {name} in {passes:?}"))
         .clone()
+}
+
+fn signatures_pass(report: &RunReport) -> serde_json::Value {
+    pass_named(report, "signatures")
 }
 
 fn dedup_file(input: &Path, max_memory: Option<u64>) -> (Vec<(String, Vec<u8>)>, RunReport) {
@@ -107,8 +112,13 @@ fn dedup_outputs_are_the_same_for_every_memory_budget() {
     );
     let clusters = String::from_utf8_lossy(&expected[1].1).lines().count();
     assert!(clusters > 500, "{clusters} removed records");
+    assert_eq!(
+        pass_named(&report, "verify")["bytes_spilled"].as_u64(),
+        Some(0)
+    );
     // 4 MiB: chunks of about 5,700 records, the places kept; 1 MiB:
-    // chunks of 4,096 records, the places dropped at about 11,000.
+    // chunks of 4,096 records, the places dropped at about 11,000, and
+    // pass 2's held sets past their 256 KiB.
     for (budget, spills_at_least) in [(4u64 << 20, 5), (1 << 20, 7)] {
         let (got, report) = dedup_file(&input, Some(budget));
         let pass = signatures_pass(&report);
@@ -117,6 +127,14 @@ fn dedup_outputs_are_the_same_for_every_memory_budget() {
                 && pass["bytes_spilled"].as_u64() > Some(1 << 20),
             "budget {budget}: {pass}"
         );
+        if budget == 1 << 20 {
+            let verify = pass_named(&report, "verify");
+            assert!(
+                verify["spill_runs"].as_u64() >= Some(2)
+                    && verify["bytes_spilled"].as_u64() > Some(0),
+                "budget {budget}: {verify}"
+            );
+        }
         for ((name, want), (_, got)) in expected.iter().zip(&got) {
             assert!(
                 want == got,
@@ -170,6 +188,72 @@ fn a_run_stopped_after_it_spilled_resumes_to_the_same_outputs() {
         let report = run_leg(&records, dir.path(), &resumed).unwrap();
         assert_eq!(report.exit_code, 0, "{}", report.human());
         assert!(signatures_pass(&report)["spill_runs"].as_u64() > Some(2));
+        for ((name, want), (_, got)) in expected.iter().zip(outputs(dir.path())) {
+            assert!(
+                *want == got,
+                "resumed with budget {resumed_budget:?}: {name} differs from the uninterrupted run's"
+            );
+        }
+        assert!(
+            runs_left(dir.path()).is_empty(),
+            "{:?}",
+            runs_left(dir.path())
+        );
+    }
+}
+
+/// Runs of pass 2's held sets left in the run's temporary folder.
+fn held_runs_left(out: &Path) -> usize {
+    runs_left(out)
+        .iter()
+        .filter(|name| name.starts_with("dedup-verify-held-"))
+        .count()
+}
+
+#[test]
+fn a_run_stopped_after_pass_2_spilled_resumes_to_the_same_outputs() {
+    let records: Vec<MemoryRecord> = lines().into_iter().map(MemoryRecord::jsonl).collect();
+    let records = Arc::new(records);
+    let expected = {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run_leg(&records, dir.path(), &Leg::default()).unwrap();
+        assert_eq!(report.exit_code, 0, "{}", report.human());
+        outputs(dir.path())
+    };
+    for resumed_budget in [Some(1 << 20), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let stopped = Leg {
+            max_memory: Some(1 << 20),
+            stop: Some(StopAt::During {
+                pass: "verify",
+                after: 24_000,
+            }),
+            batch: Some(100),
+            ..Leg::default()
+        };
+        let report = run_leg(&records, dir.path(), &stopped).unwrap();
+        assert_eq!(report.exit_code, 130, "{}", report.human());
+        assert!(dir.path().join(CHECKPOINT_FILE).exists());
+        let kept = held_runs_left(dir.path());
+        assert!(kept >= 1, "pass 2's runs kept for the checkpoint");
+        // A run written after the checkpoint: the resumed run removes it.
+        let stray = dir
+            .path()
+            .join(TEMP_FOLDER)
+            .join("dedup-verify-held-999999.sorted");
+        std::fs::write(&stray, b"written after the checkpoint").unwrap();
+        let resumed = Leg {
+            max_memory: resumed_budget,
+            resume: true,
+            ..Leg::default()
+        };
+        let report = run_leg(&records, dir.path(), &resumed).unwrap();
+        assert_eq!(report.exit_code, 0, "{}", report.human());
+        let verify = pass_named(&report, "verify");
+        assert!(
+            verify["spill_runs"].as_u64() >= Some(kept as u64),
+            "the checkpoint's runs taken up: {verify}"
+        );
         for ((name, want), (_, got)) in expected.iter().zip(outputs(dir.path())) {
             assert!(
                 *want == got,

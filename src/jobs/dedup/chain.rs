@@ -9,7 +9,6 @@
 //! (spilling, saved indexes, remote workers) moves these states between
 //! processes and hosts. Their serialized forms are in [`super::state`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use drainpipe_actors::AtomicFile;
@@ -147,7 +146,7 @@ pub struct Verified {
     /// `(earlier, later, similarity)`, sorted by the later record.
     pub pairs: Vec<(u32, u32, f64)>,
     /// The ids of the candidate records, by record index.
-    pub ids: HashMap<u32, Box<str>>,
+    pub ids: CandidateIds,
     /// Candidate pairs whose similarity was computed.
     pub checked: u64,
     /// Records the pass rejected (known once it has finished): those pass 1
@@ -162,6 +161,92 @@ pub struct Verified {
     pub peak_bytes: u64,
 }
 
+/// The candidate records' ids (JSON value text), as pass 2 meets them in
+/// record order: one list of records, one of where each id ends, and the
+/// ids' bytes end to end, found by binary search. About 12 bytes a
+/// record beside the id's bytes, where a hash table of boxed strings took
+/// about 60 (an entry, a slack and an allocation per id).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CandidateIds {
+    records: Vec<u32>,
+    ends: Vec<u64>,
+    text: String,
+}
+
+impl CandidateIds {
+    /// Notes `record`'s `id`. Records come in increasing order; a record
+    /// given again keeps its first id, and one out of order is placed
+    /// where it belongs (slowly: that never happens in a pass).
+    pub fn insert(&mut self, record: u32, id: &str) {
+        match self.records.last() {
+            Some(&last) if last >= record => {
+                if let Err(at) = self.records.binary_search(&record) {
+                    let mut all: Vec<(u32, Box<str>)> =
+                        self.iter().map(|(r, i)| (r, i.into())).collect();
+                    all.insert(at, (record, id.into()));
+                    *self = CandidateIds::default();
+                    for (r, i) in all {
+                        self.insert(r, &i);
+                    }
+                }
+            }
+            _ => {
+                self.text.push_str(id);
+                self.records.push(record);
+                self.ends.push(self.text.len() as u64);
+            }
+        }
+    }
+
+    /// `record`'s id.
+    pub fn get(&self, record: u32) -> Option<&str> {
+        let at = self.records.binary_search(&record).ok()?;
+        Some(self.at(at))
+    }
+
+    fn at(&self, at: usize) -> &str {
+        let start = if at == 0 {
+            0
+        } else {
+            self.ends[at - 1] as usize
+        };
+        &self.text[start..self.ends[at] as usize]
+    }
+
+    /// Every `(record, id)` in record order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> + '_ {
+        self.records
+            .iter()
+            .enumerate()
+            .map(|(at, &r)| (r, self.at(at)))
+    }
+
+    /// Records noted.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no record was noted.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes of memory it holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.records.capacity() * 4 + self.ends.capacity() * 8 + self.text.capacity()
+    }
+}
+
+impl<'a> FromIterator<(u32, &'a str)> for CandidateIds {
+    fn from_iter<I: IntoIterator<Item = (u32, &'a str)>>(items: I) -> Self {
+        let mut ids = CandidateIds::default();
+        for (record, id) in items {
+            ids.insert(record, id);
+        }
+        ids
+    }
+}
+
 /// What pass 3 produced.
 #[derive(Debug)]
 pub struct Written {
@@ -169,4 +254,32 @@ pub struct Written {
     pub file: AtomicFile,
     /// Lines written.
     pub kept: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_ids_are_found_by_record_in_any_order_given() {
+        let mut ids: CandidateIds = [(3, "\"a\""), (9, "17"), (40, "\"long id\"")]
+            .into_iter()
+            .collect();
+        ids.insert(9, "\"again\"");
+        ids.insert(5, "\"late\"");
+        assert_eq!(ids.get(9), Some("17"));
+        assert_eq!(ids.get(5), Some("\"late\""));
+        assert_eq!(ids.get(4), None);
+        let all: Vec<(u32, &str)> = ids.iter().collect();
+        assert_eq!(
+            all,
+            [
+                (3, "\"a\""),
+                (5, "\"late\""),
+                (9, "17"),
+                (40, "\"long id\"")
+            ]
+        );
+        assert_eq!(ids.len(), 4);
+    }
 }

@@ -9,6 +9,7 @@ use std::io::Write;
 use drainpipe_actors::{AtomicFile, OutputDir};
 
 use super::bitset::BitSet;
+use super::chain::CandidateIds;
 use super::unionfind::UnionFind;
 
 /// The removed records, each with the record it duplicates.
@@ -167,11 +168,11 @@ impl Clusters {
 pub fn write_clusters(
     output: &OutputDir,
     clusters: &Clusters,
-    ids: &HashMap<u32, Box<str>>,
+    ids: &CandidateIds,
 ) -> anyhow::Result<AtomicFile> {
     let mut file = output.atomic(CLUSTERS_FILE)?;
     let id = |r: u32| {
-        ids.get(&r).ok_or_else(|| {
+        ids.get(r).ok_or_else(|| {
             anyhow::anyhow!("no id for record {r}: the input changed between passes")
         })
     };

@@ -18,17 +18,19 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::bitset::BitSet;
-use super::chain::{Candidates, Verified};
+use super::chain::{CandidateIds, Candidates, Verified};
 use super::ids::IdKeys;
 use super::spans::Spans;
 use super::spill::bands::Spilled;
+use super::spill::runs::RunInfo;
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
 /// keys; 3: the records' places in the input; 4: every record's band
 /// keys, not only each key's first record; 5: id keys and repeated ids;
 /// 6: the sorted runs pass 1 spilled under a memory budget, and the first
-/// record of the id keys held).
-pub const STATE_VERSION: u32 = 6;
+/// record of the id keys held; 7: the runs of held shingle sets pass 2
+/// spilled).
+pub const STATE_VERSION: u32 = 7;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -174,8 +176,7 @@ pub struct VerifiedForm<S> {
 impl<'a> VerifiedForm<&'a str> {
     /// The form of `found`.
     pub fn of(found: &'a Verified) -> Self {
-        let mut ids: Vec<(u32, &str)> = found.ids.iter().map(|(&r, id)| (r, &**id)).collect();
-        ids.sort_unstable_by_key(|&(r, _)| r);
+        let ids: Vec<(u32, &str)> = found.ids.iter().collect();
         VerifiedForm {
             pairs: gapped(
                 found
@@ -199,7 +200,13 @@ impl VerifiedForm<Box<str>> {
             pairs: ungapped(self.pairs)
                 .map(|(b, (d, j))| (b.wrapping_sub(d), b, j))
                 .collect(),
-            ids: ungapped(self.ids).collect::<HashMap<_, _>>(),
+            ids: {
+                let mut ids = CandidateIds::default();
+                for (record, id) in ungapped(self.ids) {
+                    ids.insert(record, &id);
+                }
+                ids
+            },
             checked: self.checked,
             rejected: self.rejected,
             unverifiable: self.unverifiable,
@@ -209,8 +216,10 @@ impl VerifiedForm<Box<str>> {
 }
 
 /// Pass 2's Integrator state: the next candidate pair, the shingle sets
-/// waiting for a later partner (in record order), the peak they reached
-/// and what was verified so far. Generic like [`VerifiedForm`].
+/// waiting for a later partner (in record order) in memory, the runs
+/// holding those that went to disk under a memory budget (named, not
+/// copied: [`super::spill::held`]), the peak the held sets reached and
+/// what was verified so far. Generic like [`VerifiedForm`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VerifierForm<S, H> {
     /// Index of the first pair whose later record has not arrived.
@@ -219,6 +228,8 @@ pub struct VerifierForm<S, H> {
     pub held: Vec<(u32, H)>,
     /// Most bytes of shingle sets held at once so far.
     pub peak_held_bytes: u64,
+    /// The runs of held sets written so far, in order.
+    pub spilled: Vec<RunInfo>,
     /// What was verified so far.
     pub found: VerifiedForm<S>,
 }
@@ -229,6 +240,7 @@ impl<'a> VerifierForm<&'a str, &'a [u64]> {
         cursor: usize,
         held: &'a HashMap<u32, Vec<u64>>,
         peak_held_bytes: u64,
+        spilled: &[RunInfo],
         found: &'a Verified,
     ) -> Self {
         let mut sets: Vec<(u32, &[u64])> = held.iter().map(|(&r, s)| (r, &s[..])).collect();
@@ -237,6 +249,7 @@ impl<'a> VerifierForm<&'a str, &'a [u64]> {
             cursor: cursor as u64,
             held: gapped(sets),
             peak_held_bytes,
+            spilled: spilled.to_vec(),
             found: VerifiedForm::of(found),
         }
     }
@@ -347,16 +360,24 @@ mod tests {
         let held = HashMap::from([(9u32, vec![1u64, 5, 8]), (4, vec![2])]);
         let found = Verified {
             pairs: vec![(1, 4, 0.9), (2, 4, 1.0), (4, 9, 0.85)],
-            ids: HashMap::from([(1, "\"a\"".into()), (4, "7".into())]),
+            ids: [(1, "\"a\""), (4, "7")].into_iter().collect(),
             checked: 5,
             rejected: 2,
             unverifiable: 1,
             peak_bytes: 0,
         };
-        let bytes = codec::encode(&VerifierForm::of(3, &held, 64, &found), STATE_VERSION).unwrap();
+        let runs = [crate::jobs::dedup::spill::runs::RunInfo {
+            name: "dedup-verify-held-000000.sorted".into(),
+            bytes: 120,
+            entries: 3,
+            checksum: 77,
+        }];
+        let form = VerifierForm::of(3, &held, 64, &runs, &found);
+        let bytes = codec::encode(&form, STATE_VERSION).unwrap();
         let mut back: VerifierForm<Box<str>, Vec<u64>> =
             codec::decode(&bytes, STATE_VERSION).unwrap();
         assert_eq!((back.cursor, back.peak_held_bytes), (3, 64));
+        assert_eq!(back.spilled, runs);
         assert_eq!(back.take_held(), held);
         let verified = back.found.into_verified();
         assert_eq!(verified.pairs, found.pairs);

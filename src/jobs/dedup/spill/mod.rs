@@ -1,17 +1,21 @@
 //! Dedup's state on disk under a memory budget (`--max-memory`): pass 1's
 //! band lists and id keys spill to sorted runs in the run's temporary
 //! space ([`bands`]) when they would pass their share of the budget, and
-//! are merged band by band into the candidate pairs when the pass ends.
+//! are merged band by band into the candidate pairs when the pass ends;
+//! pass 2's held shingle sets spill to runs keyed by the later partner,
+//! merged back as the pass advances ([`held`]).
 //!
 //! | module | holds |
 //! |---|---|
 //! | [`runs`] | the sorted-run file format: [`runs::Entry`], its writer and streaming reader |
 //! | [`merge`] | the k-way merge of runs (and sorted lists in memory), with a record offset for runs of another numbering (a saved index's) |
 //! | [`bands`] | the budget's shares, pass 1's chunks written as runs, their merge into candidate pairs and repeated ids, and what a checkpoint names |
+//! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
 //! the same way; nothing is looked up by record on disk.
 
 pub mod bands;
+pub mod held;
 pub mod merge;
 pub mod runs;

@@ -15,14 +15,13 @@
 //! ([`copy`]); and that copy on a thread beside pass 2 when pass 2 reads
 //! the candidates only ([`follow`], started by [`start_beside`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use drainpipe_actors::{AtomicFile, RunReport};
 
 use crate::jobs::dedup::bitset::BitSet;
-use crate::jobs::dedup::chain::{Found, Reads, Written};
+use crate::jobs::dedup::chain::{CandidateIds, Found, Reads, Written};
 use crate::jobs::dedup::clusters::{write_clusters, Clusters};
 use crate::jobs::dedup::ledger::{changed, fail, Halt, PassTime, Run};
 use crate::jobs::dedup::resume::{self, Pass};
@@ -78,7 +77,7 @@ pub fn run(
     run: &mut Run<'_>,
     found: &Found,
     clusters: &Clusters,
-    ids: &HashMap<u32, Box<str>>,
+    ids: &CandidateIds,
     reads: &Reads,
     beside: Option<KeptCopy>,
 ) -> Result<Outputs, Halt> {

@@ -8,14 +8,19 @@
 //! computes the exact Jaccard similarity of each candidate pair when its
 //! later record arrives; it holds a record's set only until its last
 //! partner has arrived, so its memory is the sets of the candidates still
-//! waiting for a partner, never the corpus. Its state is checkpointed
+//! waiting for a partner, never the corpus. Under a memory budget, once
+//! those sets pass their share ([`held_share`]) they go to disk as sorted
+//! runs keyed by the later partner, and come back by a merge as it
+//! arrives ([`crate::jobs::dedup::spill::held`]). Its state is checkpointed
 //! ([`VerifierForm`]); when the pass completes it writes what it verified
 //! ([`Verified`]) for a resumed run ([`ResultFile`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use drainpipe_actors::{codec, FinishContext, Integrate, Job, RawRecord, RecordError};
+use drainpipe_actors::{
+    codec, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
+};
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
 use crate::jobs::dedup::bitset::BitSet;
@@ -26,26 +31,13 @@ use crate::jobs::dedup::records::{record_id, rejected_again};
 use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::shingle_set;
 use crate::jobs::dedup::similarity::jaccard;
+use crate::jobs::dedup::spill::held::HeldSpill;
+use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{VerifiedForm, VerifierForm, STATE_VERSION};
 
 mod remote;
 
 pub use remote::{VerifyStep, REMOTE_NAME};
-
-/// Bytes a hashbrown table with `capacity` entries of `entry` bytes
-/// occupies (buckets are a power of two, at most 7/8 full, plus one control
-/// byte each).
-fn table_bytes(capacity: usize, entry: usize) -> usize {
-    if capacity == 0 {
-        return 0;
-    }
-    let buckets = if capacity < 8 {
-        (capacity + 1).next_power_of_two()
-    } else {
-        (capacity * 8 / 7).next_power_of_two()
-    };
-    buckets * (entry + 1) + 16
-}
 
 /// A candidate record's id (JSON value text), shingle set and, for an
 /// index hook that wants them ([`RecordHook::wants_words`]), its
@@ -73,7 +65,19 @@ pub struct VerifyJob {
     /// When every record is read for its words: those whose shingle set
     /// is needed (the others send an empty one).
     shingled: Option<Arc<BitSet>>,
+    /// The run's temporary space, the held sets' share of the memory
+    /// budget (`None`: no budget) and the run's handle, when the pass may
+    /// spill ([`VerifyJob::spilling_to`]).
+    spill: Option<(Arc<TempSpace>, Option<u64>, RunHandle)>,
     slot: Arc<Mutex<Option<Verified>>>,
+}
+
+/// The share of `--max-memory` pass 2's held shingle sets (with the
+/// merge's buffers) may take before they go to disk: a quarter, beside
+/// the candidate pairs, the ids, the last-partner list and the bits
+/// (`docs/DEDUP.md`, "Under a memory budget").
+pub fn held_share(max_memory: u64) -> u64 {
+    max_memory / 4
 }
 
 /// The index in the whole input of the `index`-th record the source
@@ -117,6 +121,7 @@ impl VerifyJob {
             record_hook: None,
             words: false,
             shingled: None,
+            spill: None,
             slot: Arc::default(),
         }
     }
@@ -172,6 +177,20 @@ impl VerifyJob {
         self
     }
 
+    /// Sends the held shingle sets to sorted runs in `temp` when they
+    /// would pass their share of `max_memory` ([`held_share`]; `None`:
+    /// never, but a resumed run still merges the runs its checkpoint
+    /// names); a spill that fails stops the run through `handle`.
+    pub fn spilling_to(
+        mut self,
+        temp: Arc<TempSpace>,
+        max_memory: Option<u64>,
+        handle: RunHandle,
+    ) -> Self {
+        self.spill = Some((temp, max_memory.map(held_share), handle));
+        self
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()
@@ -222,17 +241,12 @@ impl Job for VerifyJob {
     }
 
     fn integrator(&self) -> Verifier {
-        let mut last_partner: HashMap<u32, u32> = HashMap::new();
-        for &(a, b) in self.pairs.iter() {
-            let last = last_partner.entry(a).or_insert(b);
-            *last = (*last).max(b);
-        }
         Verifier {
             threshold: self.threshold,
             pairs: Arc::clone(&self.pairs),
             reread: self.reread.clone(),
             cursor: 0,
-            last_partner,
+            last_partner: last_partners(&self.pairs),
             held: HashMap::new(),
             held_bytes: 0,
             peak_held_bytes: 0,
@@ -241,10 +255,51 @@ impl Job for VerifyJob {
             fates: self.fates.clone(),
             record_hook: self.record_hook.clone(),
             told: 0,
+            temp: self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
+            spill: self.spill.as_ref().and_then(|(temp, share, _)| {
+                share.map(|share| HeldSpill::new(Arc::clone(temp), Some(share)))
+            }),
+            handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
+            failed: None,
+            candidates_bytes: self.candidates.heap_bytes() as u64,
             slot: Arc::clone(&self.slot),
         }
     }
 }
+
+/// For each record that is the earlier one of some pair, its latest
+/// partner (after which its set is dropped), sorted by record: 8 bytes a
+/// record, looked up by binary search.
+fn last_partners(pairs: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut last = pairs.to_vec();
+    last.sort_unstable();
+    // Of each record's pairs, the last sorted is its latest partner.
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for (a, b) in last {
+        match out.last_mut() {
+            Some(previous) if previous.0 == a => previous.1 = b,
+            _ => out.push((a, b)),
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+/// `record`'s latest partner in [`last_partners`]' list.
+fn last_of(list: &[(u32, u32)], record: u32) -> Option<u32> {
+    list.binary_search_by_key(&record, |&(a, _)| a)
+        .ok()
+        .map(|at| list[at].1)
+}
+
+/// Bytes a held set is counted for: its hashes and its table entry.
+fn held_cost(set: &[u64]) -> u64 {
+    set.len() as u64 * 8 + HELD_ENTRY_BYTES
+}
+
+/// A held set's entry in the table (record, vector, control byte, the
+/// table's slack).
+const HELD_ENTRY_BYTES: u64 = 40;
 
 /// Step 2 of pass 2: exact similarities of the candidate pairs.
 #[derive(Debug)]
@@ -254,9 +309,8 @@ pub struct Verifier {
     reread: Option<Arc<Vec<u32>>>,
     /// The first pair whose later record has not arrived yet.
     cursor: usize,
-    /// For each record that is the earlier one of some pair: the latest
-    /// partner, after which its set is dropped.
-    last_partner: HashMap<u32, u32>,
+    /// [`last_partners`] of the pairs.
+    last_partner: Vec<(u32, u32)>,
     held: HashMap<u32, Vec<u64>>,
     held_bytes: u64,
     peak_held_bytes: u64,
@@ -267,7 +321,105 @@ pub struct Verifier {
     record_hook: Option<Arc<dyn RecordHook>>,
     /// How many of `found.pairs` `fates` has been told.
     told: usize,
+    /// The run's temporary space, when the pass may spill.
+    temp: Option<Arc<TempSpace>>,
+    /// Under a memory budget, or with runs a checkpoint named: the held
+    /// sets that went to disk, and their merge.
+    spill: Option<HeldSpill>,
+    /// Stopped by a spill that failed (how the run ends, once stopped).
+    handle: Option<RunHandle>,
+    /// The spill that failed: returned from `save` (no checkpoint) and
+    /// `finish` (no output).
+    failed: Option<(std::io::ErrorKind, String)>,
+    /// Bytes of the job's candidate bits (counted in the peak).
+    candidates_bytes: u64,
     slot: Arc<Mutex<Option<Verified>>>,
+}
+
+impl Verifier {
+    /// A spill that failed: kept, and the run asked to stop.
+    fn fail(&mut self, e: RunError) {
+        let e = e.into_io();
+        log::error!("dedup pass 2: {e}; stopping the run");
+        self.failed = Some((e.kind(), e.to_string()));
+        if let Some(handle) = &self.handle {
+            handle.request_stop();
+        }
+    }
+
+    /// The spill that failed, as the error `save` and `finish` return.
+    fn failure(&self) -> Option<RecordError> {
+        let (kind, message) = self.failed.as_ref()?;
+        Some(std::io::Error::new(*kind, message.clone()).into())
+    }
+
+    /// The sets of `x`'s earlier partners that went to disk.
+    fn spilled_for(&mut self, x: u32) -> Result<Vec<(u32, Vec<u64>)>, RunError> {
+        let due = self.pairs.get(self.cursor).is_some_and(|p| p.1 == x);
+        match &mut self.spill {
+            Some(spill) if due => spill.take_for(x),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Verifies the pairs whose later record is `x` (its shingle set
+    /// `set`), dropping each earlier set after its last partner.
+    fn verify_pairs_of(&mut self, x: u32, set: &[u64], spilled: &[(u32, Vec<u64>)]) {
+        let pairs = &self.pairs;
+        while self.cursor < pairs.len() && pairs[self.cursor].1 == x {
+            let y = pairs[self.cursor].0;
+            self.cursor += 1;
+            let earlier = match self.held.get(&y) {
+                Some(s) => Some(&s[..]),
+                None => spilled
+                    .binary_search_by_key(&y, |e| e.0)
+                    .ok()
+                    .map(|at| &spilled[at].1[..]),
+            };
+            let Some(earlier) = earlier else {
+                self.found.unverifiable += 1;
+                continue;
+            };
+            let j = jaccard(earlier, set);
+            self.found.checked += 1;
+            if j >= self.threshold {
+                self.found.pairs.push((y, x, j));
+            }
+            if last_of(&self.last_partner, y) == Some(x) {
+                if let Some(gone) = self.held.remove(&y) {
+                    self.held_bytes -= held_cost(&gone);
+                }
+            }
+        }
+    }
+
+    /// Holds `x`'s set when a later record pairs with it, and sends the
+    /// held sets to disk once they pass their share.
+    fn hold(&mut self, x: u32, set: Vec<u64>) -> Result<(), RunError> {
+        if last_of(&self.last_partner, x).is_none_or(|last| last <= x) {
+            return Ok(());
+        }
+        self.held_bytes += held_cost(&set);
+        self.held.insert(x, set);
+        let merge = self.spill.as_ref().map_or(0, HeldSpill::heap_bytes);
+        self.peak_held_bytes = self.peak_held_bytes.max(self.held_bytes + merge);
+        if let Some(spill) = &mut self.spill {
+            if spill.is_over(self.held_bytes + merge) {
+                spill.evict(&mut self.held, &self.pairs[self.cursor..])?;
+                self.held_bytes = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the tables the Integrator holds besides the held sets.
+    fn tables_bytes(&self) -> u64 {
+        let tables = self.found.ids.heap_bytes()
+            + self.last_partner.capacity() * 8
+            + self.pairs.len() * std::mem::size_of::<(u32, u32)>()
+            + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
+        tables as u64 + self.candidates_bytes
+    }
 }
 
 impl Integrate for Verifier {
@@ -277,43 +429,36 @@ impl Integrate for Verifier {
         let Some((id, set, words)) = output else {
             return Ok(());
         };
+        if self.failed.is_some() {
+            // A spill failed: the run is stopping and will end failed.
+            return Ok(());
+        }
         let x = record_id(original(self.reread.as_ref(), index)?)?;
         if let Some(hook) = &self.record_hook {
             hook.record(x, &id, &set, words.as_deref());
         }
-        self.found.ids.insert(x, id);
+        self.found.ids.insert(x, &id);
         let pairs = &self.pairs;
         while self.cursor < pairs.len() && pairs[self.cursor].1 < x {
             self.found.unverifiable += 1;
             self.cursor += 1;
         }
-        while self.cursor < pairs.len() && pairs[self.cursor].1 == x {
-            let y = pairs[self.cursor].0;
-            self.cursor += 1;
-            let Some(earlier) = self.held.get(&y) else {
-                self.found.unverifiable += 1;
-                continue;
-            };
-            let j = jaccard(earlier, &set);
-            self.found.checked += 1;
-            if j >= self.threshold {
-                self.found.pairs.push((y, x, j));
+        let spilled = match self.spilled_for(x) {
+            Ok(spilled) => spilled,
+            Err(e) => {
+                self.fail(e);
+                return Ok(());
             }
-            if self.last_partner.get(&y) == Some(&x) {
-                if let Some(gone) = self.held.remove(&y) {
-                    self.held_bytes -= (gone.capacity() * 8) as u64;
-                }
-            }
-        }
-        if self.last_partner.get(&x).is_some_and(|&last| last > x) {
-            self.held_bytes += (set.capacity() * 8) as u64;
-            self.peak_held_bytes = self.peak_held_bytes.max(self.held_bytes);
-            self.held.insert(x, set);
+        };
+        self.verify_pairs_of(x, &set, &spilled);
+        if let Err(e) = self.hold(x, set) {
+            self.fail(e);
+            return Ok(());
         }
         if let Some(fates) = &self.fates {
             // Pairs are sorted by their later record: every pair before
             // the cursor is checked.
-            let below = pairs.get(self.cursor).map_or(u64::MAX, |p| p.1.into());
+            let below = self.pairs.get(self.cursor).map_or(u64::MAX, |p| p.1.into());
             fates.checked(below, &self.found.pairs[self.told..]);
             self.told = self.found.pairs.len();
         }
@@ -321,7 +466,17 @@ impl Integrate for Verifier {
     }
 
     fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
-        let form = VerifierForm::of(self.cursor, &self.held, self.peak_held_bytes, &self.found);
+        if let Some(e) = self.failure() {
+            return Some(Err(e));
+        }
+        let spilled = self.spill.as_ref().map_or(&[][..], HeldSpill::runs);
+        let form = VerifierForm::of(
+            self.cursor,
+            &self.held,
+            self.peak_held_bytes,
+            spilled,
+            &self.found,
+        );
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
 
@@ -335,9 +490,22 @@ impl Integrate for Verifier {
             )
             .into());
         }
+        if !form.spilled.is_empty() && self.spill.is_none() {
+            // Resumed without a budget: the named runs are merged still.
+            let temp = self
+                .temp
+                .clone()
+                .ok_or("the checkpoint names spilled runs, and this run has no temporary space")?;
+            self.spill = Some(HeldSpill::new(temp, None));
+        }
+        if let Some(spill) = &mut self.spill {
+            spill
+                .restore(std::mem::take(&mut form.spilled))
+                .map_err(RunError::into_io)?;
+        }
         self.cursor = cursor;
         self.held = form.take_held();
-        self.held_bytes = self.held.values().map(|s| (s.capacity() * 8) as u64).sum();
+        self.held_bytes = self.held.values().map(|s| held_cost(s)).sum();
         self.peak_held_bytes = form.peak_held_bytes.max(self.held_bytes);
         self.found = form.found.into_verified();
         self.told = 0;
@@ -345,27 +513,29 @@ impl Integrate for Verifier {
     }
 
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
         // The pass's rejects first, before the pass result (a resumed run
         // loads that and finds them in place); the run commits them as
         // `rejects.jsonl` with its outputs.
         run.commit_rejects()?;
         self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
-        let ids: usize = self.found.ids.values().map(|id| id.len()).sum();
-        let tables = table_bytes(self.last_partner.capacity(), 8)
-            + table_bytes(self.held.capacity(), 4 + std::mem::size_of::<Vec<u64>>())
-            + table_bytes(
-                self.found.ids.capacity(),
-                4 + std::mem::size_of::<Box<str>>(),
-            )
-            + ids
-            + self.pairs.len() * std::mem::size_of::<(u32, u32)>()
-            + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
-        self.found.peak_bytes = self.peak_held_bytes + tables as u64;
+        self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
         self.held = HashMap::new();
         self.found.rejected = run.rejected;
+        let (runs, spilled) = self
+            .spill
+            .as_ref()
+            .map_or((0, 0), |s| (s.runs().len(), s.bytes()));
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &VerifiedForm::of(&self.found))?;
+            }
+            // The result is safe: the runs are no longer needed (a stopped
+            // pass keeps them for its checkpoint).
+            if let Some(spill) = &mut self.spill {
+                spill.remove_all()?;
             }
         }
         let summary = serde_json::json!({
@@ -373,6 +543,8 @@ impl Integrate for Verifier {
             "partial": run.partial,
             "checked": self.found.checked,
             "verified": self.found.pairs.len(),
+            "spill_runs": runs,
+            "bytes_spilled": spilled,
         });
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);

@@ -6,6 +6,7 @@
 //! | reads | the candidate records only, at the places pass 1 noted ([`reread`]), or the whole input |
 //! | step 1 sends | [`Member`]: a candidate's id and shingle set (and its words for an index hook) |
 //! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
+//! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), named by the checkpoints, removed once the result is written |
 //! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass (not at all
@@ -59,6 +60,7 @@ pub fn run(
         Arc::clone(&pairs),
     )
     .keeping_result(run.resume.result_file(Pass::Verify))
+    .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
     .with_record_hook(hook);
     // Reading the candidates only, it rejects nothing, unless the input
     // changed.
