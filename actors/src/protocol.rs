@@ -4,7 +4,7 @@
 //! types implement.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The Coordinator's phases, in the only order they can occur.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -122,6 +122,8 @@ pub struct RunHandle {
 #[derive(Debug, Default)]
 struct HandleInner {
     stop: AtomicBool,
+    /// Why a stop was requested, when not by a signal.
+    failure: Mutex<Option<Failure>>,
     phase: AtomicU8,
     read: AtomicU64,
     done: AtomicU64,
@@ -138,6 +140,27 @@ impl RunHandle {
     /// Safe to call from any thread, including a signal-handling thread.
     pub fn request_stop(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Asks the Coordinator to drain and stop because of `failure` (a
+    /// job's own, found off the actors' messages: a write on a thread of
+    /// its own): the run ends failed with its cause and exit code, not as
+    /// interrupted. The first failure asked for is kept.
+    pub fn request_stop_failed(&self, failure: Failure) {
+        let mut kept = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+        kept.get_or_insert(failure);
+        drop(kept);
+        self.request_stop();
+    }
+
+    /// Why the stop was requested: the failure given to
+    /// [`RunHandle::request_stop_failed`], or a signal.
+    pub fn stop_cause(&self) -> StopCause {
+        let kept = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+        match &*kept {
+            Some(failure) => StopCause::Failed(failure.clone()),
+            None => StopCause::Interrupted,
+        }
     }
 
     /// Whether a stop was requested.

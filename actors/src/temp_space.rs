@@ -185,6 +185,14 @@ impl TempSpace {
         self.peak.fetch_max(held, Ordering::Relaxed);
     }
 
+    /// Counts `bytes` already in the temporary space, written by an earlier
+    /// run that this one resumes (its checkpoint names them): held, and so
+    /// in [`TempSpace::peak_bytes`], but not written by this run.
+    pub fn holds(&self, bytes: u64) {
+        let held = self.held.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(held, Ordering::Relaxed);
+    }
+
     /// Removes the temporary file `name`, which held `bytes`.
     pub fn remove(&self, name: &str, bytes: u64) -> io::Result<()> {
         match fs::remove_file(self.path(name)?) {

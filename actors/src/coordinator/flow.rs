@@ -103,7 +103,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
     /// window is open; otherwise sees whether a checkpoint can be taken.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.state.phase() == Phase::Running && self.handle.stop_requested() {
-            self.stop(StopCause::Interrupted, ctx);
+            self.stop(self.handle.stop_cause(), ctx);
         }
         if !matches!(self.state, State::Running)
             || self.pulling != Pulling::Idle

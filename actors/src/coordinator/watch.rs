@@ -43,7 +43,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         // Tests make the Coordinator itself panic here (feature `failpoints`).
         fail::fail_point!("coordinator::tick");
         if self.handle.stop_requested() && self.state.phase() == Phase::Running {
-            self.stop(StopCause::Interrupted, ctx);
+            self.stop(self.handle.stop_cause(), ctx);
         }
         self.watch_broker(ctx);
         self.schedule_checkpoint(ctx);

@@ -1,7 +1,8 @@
 //! Pass 1's band lists and id keys under a memory budget: kept in memory
 //! one chunk of records at a time, each full chunk sorted and written to
 //! the run's temporary space as sorted runs (one per band, one of id
-//! keys), and merged band by band when the pass ends.
+//! keys) while the next one fills, and merged band by band when the pass
+//! ends.
 //!
 //! # The budget's shares
 //!
@@ -12,16 +13,20 @@
 //! allocator's slack, the candidate pairs as they are made, the merge's
 //! buffers). Of the state's half:
 //!
-//! - half for the chunk in memory ([`Budget::chunk_records`]): per record
-//!   spanned, 8 bytes per band, 8 for the sort's scratch (one band at a
-//!   time), 8 for its twin fingerprint, 8 for its id key and 16 while the
-//!   id keys are sorted;
+//! - half for the two chunks in memory, the one being filled and the one
+//!   being sorted and written on a thread of its own ([`super::writer`])
+//!   ([`Budget::chunk_records`]): per record spanned, 8 bytes per band, 8
+//!   for its twin fingerprint and 8 for its id key in each chunk, and in
+//!   the one being written, 32 for the sort's room (one band at a time,
+//!   each entry with its fingerprint, twice) and 16 while the id keys are
+//!   sorted;
 //! - a quarter for the records' places ([`Budget::places_bytes`], 12
 //!   bytes a record): past it they are dropped, and passes 2 and 3 read
 //!   the whole input instead of the candidate records only;
 //! - a quarter for the rest: one bit a record, the candidate pairs, the
 //!   merge's read buffers (two blocks of [`super::runs::BLOCK_BYTES`] per
-//!   run of each band being merged).
+//!   run of each band being merged; past them, runs merge in levels first,
+//!   [`super::levels`]).
 //!
 //! # Why the merge gives the same pairs
 //!
@@ -35,25 +40,23 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::TempSpace;
 use serde::{Deserialize, Serialize};
 
+use super::levels;
 use super::merge::{EntrySource, Merge};
-use super::runs::{Entry, RunError, RunInfo, RunReader, RunWriter};
+use super::runs::{RunError, RunInfo};
+use super::writer::{Background, Chunk, Scratch, PREFIX, SUFFIX};
 use crate::jobs::dedup::buckets::fingerprint;
 use crate::jobs::dedup::ids::{repeats_in, IdKeys};
-use crate::jobs::dedup::lsh::{merged_candidate_pairs, sort_by_key};
+use crate::jobs::dedup::lsh::merged_candidate_pairs;
 
 /// A chunk spans at least this many records, however small the budget
 /// (so a tiny budget makes many runs, not one per record).
 const MIN_CHUNK: usize = 4096;
-
-/// Names of the files this module writes in the temporary space start
-/// and end so; a resumed run removes those its checkpoint does not name.
-const PREFIX: &str = "dedup-";
-const SUFFIX: &str = ".sorted";
 
 /// Grows `list` for one more item: doubles its room, but never past
 /// `limit` items (unless it holds that many already).
@@ -80,12 +83,19 @@ impl Budget {
         self.max_memory / 2
     }
 
-    /// Records a chunk spans before it spills, with `bands` bands.
+    /// Records a chunk spans before it spills, with `bands` bands (two
+    /// chunks are held at once: see the module's docs).
     pub fn chunk_records(self, bands: usize) -> usize {
-        let per_record = bands as u64 * 8 + 40;
+        let per_record = 2 * (bands as u64 * 8 + 16) + 48;
         usize::try_from(self.state() / 2 / per_record)
             .unwrap_or(usize::MAX)
             .max(MIN_CHUNK)
+    }
+
+    /// Room for the merges' readers when the pass ends (the chunks are
+    /// freed by then): a quarter of the state's share.
+    pub fn merge_bytes(self) -> u64 {
+        self.state() / 4
     }
 
     /// The most bytes the records' places may hold.
@@ -122,7 +132,8 @@ impl Spilled {
     }
 }
 
-/// Writes full chunks to sorted runs and merges them at the end.
+/// Writes full chunks to sorted runs, on a thread of their own
+/// ([`super::writer`]), and merges them at the end.
 #[derive(Debug)]
 pub struct Spiller {
     temp: Arc<TempSpace>,
@@ -130,8 +141,63 @@ pub struct Spiller {
     places: u64,
     /// Twin fingerprints of the chunk's records, by `record - base`.
     prints: Vec<u64>,
-    scratch: Vec<u64>,
+    /// The first record of the chunk being filled.
+    base: u64,
+    /// Chunks handed to the writer so far.
+    handed: usize,
+    /// Bytes of the chunk handed over last, with its sorts' room.
+    other_bytes: usize,
+    /// Room for the merges' readers ([`Budget::merge_bytes`]).
+    merge_bytes: u64,
+    /// The pass's own runs merged in levels: on disk until the pass's
+    /// result is written (a checkpoint names them).
+    aside: Vec<RunInfo>,
+    /// Bytes of the runs written by the merge in levels.
+    in_levels: u64,
+    /// What is written and in flight; behind a lock only because a
+    /// checkpoint (`&self`) waits for the chunk in flight.
+    writes: Mutex<Writes>,
+}
+
+/// The written runs and the chunk being written.
+#[derive(Debug, Default)]
+struct Writes {
     spilled: Spilled,
+    background: Background,
+    /// The lists of the chunk written last, emptied, to be filled next.
+    spare: Option<Chunk>,
+    scratch: Scratch,
+    /// The first write that failed (every later wait returns it again).
+    failed: Option<(std::io::ErrorKind, String)>,
+}
+
+impl Writes {
+    /// Waits for the chunk in flight and notes its runs.
+    fn settle(&mut self) -> Result<(), RunError> {
+        if let Some((chunk, scratch, result)) = self.background.wait() {
+            (self.spare, self.scratch) = (Some(chunk), scratch);
+            match result {
+                Ok(written) => {
+                    for (runs, info) in self.spilled.bands.iter_mut().zip(written.bands) {
+                        runs.push(info);
+                    }
+                    self.spilled.ids.push(written.ids);
+                    self.spilled.base = written.end;
+                }
+                Err(e) => {
+                    let e = e.into_io();
+                    self.failed = Some((e.kind(), e.to_string()));
+                }
+            }
+        }
+        match &self.failed {
+            Some((kind, message)) => Err(RunError::Failed {
+                kind: *kind,
+                message: message.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Spiller {
@@ -143,12 +209,26 @@ impl Spiller {
             chunk: budget.map_or(usize::MAX, |b| b.chunk_records(bands)),
             places: budget.map_or(u64::MAX, Budget::places_bytes),
             prints: Vec::new(),
-            scratch: Vec::new(),
-            spilled: Spilled {
-                bands: vec![Vec::new(); bands],
-                ..Spilled::default()
-            },
+            base: 0,
+            handed: 0,
+            other_bytes: 0,
+            merge_bytes: budget.map_or(u64::MAX, Budget::merge_bytes),
+            aside: Vec::new(),
+            in_levels: 0,
+            writes: Mutex::new(Writes {
+                spilled: Spilled {
+                    bands: vec![Vec::new(); bands],
+                    ..Spilled::default()
+                },
+                ..Writes::default()
+            }),
         }
+    }
+
+    fn writes(&self) -> std::sync::MutexGuard<'_, Writes> {
+        // A panic while it was held is resumed where it happened; the
+        // lists are whole between calls.
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a chunk spans before it spills (`usize::MAX`: no budget).
@@ -184,7 +264,7 @@ impl Spiller {
 
     fn note_print(&mut self, index: u64, print: u64) {
         // Records come in input order, from the chunk's first on.
-        let Some(at) = index.checked_sub(self.spilled.base) else {
+        let Some(at) = index.checked_sub(self.base) else {
             return;
         };
         self.prints.resize(at as usize, 0);
@@ -194,39 +274,54 @@ impl Spiller {
     /// True once the chunk spans its records, `next` being the record
     /// after the last one integrated.
     pub fn is_full(&self, next: u64) -> bool {
-        next - self.spilled.base >= self.chunk as u64
+        next - self.base >= self.chunk as u64
     }
 
-    /// What was spilled so far.
-    pub fn spilled(&self) -> &Spilled {
-        &self.spilled
+    /// True once a chunk was handed over to be written.
+    pub fn has_spilled(&self) -> bool {
+        self.handed > 0
     }
 
-    /// Heap bytes held (the chunk's lists are counted by their owner).
+    /// Spills so far (each wrote one run per band and one of id keys).
+    pub fn spills(&self) -> usize {
+        self.handed
+    }
+
+    /// Bytes of every run written, the spills' (complete ones) and the
+    /// merge in levels'.
+    pub fn bytes_written(&self) -> u64 {
+        let writes = self.writes();
+        let own = writes.spilled.all().filter(|r| !levels::is_intermediate(r));
+        own.chain(&self.aside).map(|r| r.bytes).sum::<u64>() + self.in_levels
+    }
+
+    /// What was spilled so far, once the chunk in flight is written (a
+    /// checkpoint names complete runs only), or the write that failed.
+    pub fn spilled(&self) -> Result<Spilled, RunError> {
+        let mut writes = self.writes();
+        writes.settle()?;
+        Ok(writes.spilled.clone())
+    }
+
+    /// Heap bytes held (the chunk's lists are counted by their owner):
+    /// the fingerprints, and the other chunk with its sorts' room.
     pub fn heap_bytes(&self) -> usize {
-        (self.prints.capacity() + self.scratch.capacity()) * 8
+        self.prints.capacity() * 8 + self.other_bytes
     }
 
-    /// Sorts the chunk's `bands` and `ids` and writes them as sorted runs,
-    /// then empties them; `next` is the record after the chunk's last.
+    /// Hands the chunk's `bands` and `ids` over to be sorted and written
+    /// as sorted runs (once the chunk before is written), and gives them
+    /// back empty; `next` is the record after the chunk's last. The error
+    /// is an earlier chunk's, that could not be written.
     pub fn spill(
         &mut self,
         bands: &mut [Vec<u64>],
         ids: &mut IdKeys,
         next: u64,
     ) -> Result<(), RunError> {
-        let seq = self.spilled.spills();
-        // At most 18 bytes a band entry (two variable-length integers and
-        // a fingerprint), 15 an id key, and each file's framing.
-        let entries: usize = bands.iter().map(Vec::len).sum();
-        let estimate = entries as u64 * 18 + ids.len() as u64 * 15 + (bands.len() as u64 + 1) * 64;
-        self.temp
-            .ensure_room(estimate)
-            .map_err(|cause| RunError::Io {
-                path: self.temp.folder().to_owned(),
-                cause,
-            })?;
-        if seq == 0 {
+        let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
+        writes.settle()?;
+        if self.handed == 0 {
             let dir = self
                 .temp
                 .dir()
@@ -238,70 +333,227 @@ impl Spiller {
                 self.chunk
             );
         }
-        for (b, band) in bands.iter_mut().enumerate() {
-            sort_by_key(band, &mut self.scratch);
-            let base = self.spilled.base;
-            let prints = &self.prints;
-            let entries = band.iter().map(|&e| Entry {
-                key: e >> 32,
-                record: e as u32,
-                print: u64::from(e as u32)
-                    .checked_sub(base)
-                    .and_then(|at| prints.get(at as usize))
-                    .copied()
-                    .unwrap_or(0),
-            });
-            let info = self.write(&format!("band-{b:03}-run-{seq:06}"), true, entries)?;
-            self.spilled.bands[b].push(info);
-            band.clear();
+        let mut chunk = writes.spare.take().unwrap_or_default();
+        chunk.bands.resize_with(bands.len(), Vec::new);
+        for (mine, theirs) in bands.iter_mut().zip(&mut chunk.bands) {
+            std::mem::swap(mine, theirs);
         }
-        let entries = ids.sorted().into_iter().map(|(key, record)| Entry {
-            key,
-            record,
-            print: 0,
-        });
-        let info = self.write(&format!("ids-run-{seq:06}"), false, entries)?;
-        self.spilled.ids.push(info);
-        ids.spill(next);
-        self.prints.clear();
-        self.spilled.base = next;
+        chunk.ids.spill(next);
+        std::mem::swap(ids, &mut chunk.ids);
+        std::mem::swap(&mut self.prints, &mut chunk.prints);
+        (chunk.seq, chunk.base, chunk.end) = (self.handed, self.base, next);
+        // The sorts' room: one band's, 16 bytes an id key.
+        let largest = chunk.bands.iter().map(Vec::len).max().unwrap_or(0);
+        self.other_bytes = chunk.heap_bytes() + Scratch::bytes_for(largest) + chunk.ids.len() * 16;
+        let scratch = std::mem::take(&mut writes.scratch);
+        writes.background.start(&self.temp, chunk, scratch);
+        self.handed += 1;
+        self.base = next;
         Ok(())
     }
 
-    fn write(
-        &self,
-        name: &str,
-        with_prints: bool,
-        entries: impl Iterator<Item = Entry>,
-    ) -> Result<RunInfo, RunError> {
-        let name = format!("{PREFIX}{name}{SUFFIX}");
-        let path = self.temp.path(&name).map_err(|cause| RunError::Io {
-            path: self.temp.folder().join(&name),
-            cause,
-        })?;
-        let mut writer = RunWriter::create(&path, with_prints)?;
-        for entry in entries {
-            writer.push(entry)?;
-        }
-        let info = writer.finish()?;
-        self.temp.wrote(info.bytes);
-        Ok(info)
+    /// Waits for the chunk in flight to be written.
+    pub fn settle(&mut self) -> Result<(), RunError> {
+        let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
+        writes.settle()
     }
 
-    fn open(&self, info: &RunInfo) -> Result<RunReader, RunError> {
-        let path = self.temp.path(&info.name).map_err(|cause| RunError::Io {
-            path: self.temp.folder().join(&info.name),
+    /// Every run written, once the chunk in flight is (or the write that
+    /// failed), to be merged on up to `threads` threads: a list with more
+    /// runs than the budget has room for readers is merged in levels
+    /// first ([`levels`]), on as many threads.
+    pub fn runs(&mut self, threads: usize) -> Result<Runs<'_>, RunError> {
+        let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
+        writes.settle()?;
+        // No chunk is filled any more: its room is freed for the merge.
+        (writes.spare, writes.scratch) = (None, Scratch::default());
+        self.prints = Vec::new();
+        // The bands' merges, and the ids' beside them.
+        let fan_in = levels::fan_in(self.merge_bytes, threads + 1);
+        let spilled = &mut writes.spilled;
+        let lists: Vec<Mutex<Level<'_>>> = (spilled.bands.iter_mut())
+            .enumerate()
+            .map(|(b, runs)| (runs, format!("band-{b:03}"), true))
+            .chain([(&mut spilled.ids, "ids".to_owned(), false)])
+            .filter(|(runs, ..)| runs.len() > fan_in)
+            .map(|(runs, name, with_prints)| {
+                Mutex::new(Level {
+                    runs,
+                    name,
+                    with_prints,
+                    aside: Vec::new(),
+                    written: 0,
+                })
+            })
+            .collect();
+        if !lists.is_empty() {
+            let started = std::time::Instant::now();
+            let temp = &*self.temp;
+            on_threads(lists.len(), threads, |i| {
+                let mut list = lists[i].lock().unwrap_or_else(|p| p.into_inner());
+                let Level {
+                    runs,
+                    name,
+                    with_prints,
+                    aside,
+                    written,
+                } = &mut *list;
+                *written = levels::reduce(temp, runs, fan_in, (name, *with_prints), aside)?;
+                Ok(())
+            })?;
+            log::info!(
+                "dedup pass 1: {} lists of runs merged in levels to {fan_in} runs each \
+                 (the budget's room for readers) in {:.2} s",
+                lists.len(),
+                started.elapsed().as_secs_f64()
+            );
+            for list in lists {
+                let list = list.into_inner().unwrap_or_else(|p| p.into_inner());
+                self.in_levels += list.written;
+                self.aside.extend(list.aside);
+            }
+        }
+        Ok(Runs {
+            temp: &self.temp,
+            spilled: &writes.spilled,
+        })
+    }
+
+    /// Removes every run written (the pass's result is safe elsewhere).
+    pub fn remove_all(&mut self) -> std::io::Result<()> {
+        let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
+        // A chunk in flight (a stop, a failure) is waited for first, so
+        // that no file is written after; its error was told already.
+        let _ = writes.settle();
+        for info in writes.spilled.all().chain(&self.aside) {
+            self.temp.remove(&info.name, info.bytes)?;
+        }
+        self.aside.clear();
+        writes.spilled = Spilled {
+            bands: vec![Vec::new(); writes.spilled.bands.len()],
+            ..Spilled::default()
+        };
+        Ok(())
+    }
+
+    /// Takes up the runs a checkpoint names, with the chunk it held in
+    /// memory (`bands`): each run must be there with its length (its
+    /// checksum is checked when it is merged); runs of the temporary
+    /// space it does not name were written after it, and are removed.
+    pub fn restore(&mut self, spilled: Spilled, bands: &[Vec<u64>]) -> Result<(), RunError> {
+        for info in spilled.all() {
+            levels::open(&self.temp, info)?;
+        }
+        let named: HashSet<&str> = spilled.all().map(|i| i.name.as_str()).collect();
+        let dir = self.temp.dir().map_err(|cause| RunError::Io {
+            path: self.temp.folder().to_owned(),
             cause,
         })?;
-        RunReader::open(&path, Some(info))
+        let io = |cause| RunError::Io {
+            path: dir.clone(),
+            cause,
+        };
+        for item in fs::read_dir(&dir).map_err(io)? {
+            let name = item.map_err(io)?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) && !named.contains(&*name) {
+                let path = dir.join(&*name);
+                fs::remove_file(&path).map_err(|cause| RunError::Io { path, cause })?;
+            }
+        }
+        (self.base, self.handed) = (spilled.base, spilled.spills());
+        // Runs of the resumed run are held as this run's are: the peak
+        // counts them.
+        self.temp.holds(spilled.bytes());
+        let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
+        writes.spilled = spilled;
+        // The chunk's fingerprints, from its lists (entry `i` of every
+        // band is the same record).
+        self.prints.clear();
+        if let Some(first) = bands.first() {
+            let mut keys = Vec::with_capacity(bands.len());
+            for (i, &entry) in first.iter().enumerate() {
+                keys.clear();
+                keys.extend(
+                    bands
+                        .iter()
+                        .filter_map(|b| b.get(i))
+                        .map(|&e| (e >> 32) as u32),
+                );
+                self.note_print(u64::from(entry as u32), fingerprint(&keys));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A list of runs being merged in levels ([`Spiller::runs`]).
+struct Level<'a> {
+    runs: &'a mut Vec<RunInfo>,
+    name: String,
+    with_prints: bool,
+    aside: Vec<RunInfo>,
+    written: u64,
+}
+
+/// Runs `each(i)` for every `i` below `count` on up to `threads` threads
+/// (the calling one included), each taking the next not yet taken; the
+/// first error stops them. A thread the system refuses to start only
+/// means fewer of them.
+fn on_threads(
+    count: usize,
+    threads: usize,
+    each: impl Fn(usize) -> Result<(), RunError> + Sync,
+) -> Result<(), RunError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || {
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= count {
+                break;
+            }
+            if let Err(e) = each(i) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.min(count))
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, work)
+                    .map_err(|e| log::warn!("merging runs in levels on fewer threads: {e}"))
+                    .ok()
+            })
+            .collect();
+        let mine = work();
+        helpers.into_iter().fold(mine, |result, helper| {
+            let theirs = helper
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            result.and(theirs)
+        })
+    })
+}
+
+/// The runs of a pass, complete, to be merged ([`Spiller::runs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Runs<'a> {
+    temp: &'a TempSpace,
+    spilled: &'a Spilled,
+}
+
+impl Runs<'_> {
+    /// Spills written (each wrote one run per band and one of id keys).
+    pub fn spills(&self) -> usize {
+        self.spilled.spills()
     }
 
     fn merge(&self, runs: &[RunInfo]) -> Result<Merge, RunError> {
-        let mut merge = Merge::new();
-        for info in runs {
-            merge.add(self.open(info)?)?;
-        }
-        Ok(merge)
+        levels::merge(self.temp, runs)
     }
 
     /// The candidate pairs of every band's runs, merged on up to
@@ -322,63 +574,6 @@ impl Spiller {
                 .map(|e| e.map(|e| (e.key, e.record)))
                 .transpose()
         }))
-    }
-
-    /// Removes every run written (the pass's result is safe elsewhere).
-    pub fn remove_all(&mut self) -> std::io::Result<()> {
-        for info in self.spilled.all() {
-            self.temp.remove(&info.name, info.bytes)?;
-        }
-        self.spilled = Spilled {
-            bands: vec![Vec::new(); self.spilled.bands.len()],
-            ..Spilled::default()
-        };
-        Ok(())
-    }
-
-    /// Takes up the runs a checkpoint names, with the chunk it held in
-    /// memory (`bands`): each run must be there with its length (its
-    /// checksum is checked when it is merged); runs of the temporary
-    /// space it does not name were written after it, and are removed.
-    pub fn restore(&mut self, spilled: Spilled, bands: &[Vec<u64>]) -> Result<(), RunError> {
-        for info in spilled.all() {
-            self.open(info)?;
-        }
-        let named: HashSet<&str> = spilled.all().map(|i| i.name.as_str()).collect();
-        let dir = self.temp.dir().map_err(|cause| RunError::Io {
-            path: self.temp.folder().to_owned(),
-            cause,
-        })?;
-        let io = |cause| RunError::Io {
-            path: dir.clone(),
-            cause,
-        };
-        for item in fs::read_dir(&dir).map_err(io)? {
-            let name = item.map_err(io)?.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) && !named.contains(&*name) {
-                let path = dir.join(&*name);
-                fs::remove_file(&path).map_err(|cause| RunError::Io { path, cause })?;
-            }
-        }
-        self.spilled = spilled;
-        // The chunk's fingerprints, from its lists (entry `i` of every
-        // band is the same record).
-        self.prints.clear();
-        if let Some(first) = bands.first() {
-            let mut keys = Vec::with_capacity(bands.len());
-            for (i, &entry) in first.iter().enumerate() {
-                keys.clear();
-                keys.extend(
-                    bands
-                        .iter()
-                        .filter_map(|b| b.get(i))
-                        .map(|&e| (e >> 32) as u32),
-                );
-                self.note_print(u64::from(entry as u32), fingerprint(&keys));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -452,24 +647,35 @@ mod tests {
         spiller
             .spill(&mut bands, &mut ids, u64::from(records))
             .unwrap();
-        assert_eq!(spiller.spilled().spills(), 5);
+        // What a checkpoint would name: the spills' own runs.
+        let spilled = spiller.spilled().unwrap();
+        assert_eq!(spilled.spills(), 5);
         let expected = candidate_pairs(&mut in_memory, 2);
         // Large buckets of twins and of distinct signatures both occur.
         assert!(expected.len() > 20 * records as usize, "{}", expected.len());
+        // The smallest budget has room for 2 readers a merge: the 5 runs
+        // of each list are merged in levels first.
         for threads in [1, 3] {
-            let pairs = spiller.pairs(threads).unwrap();
+            let pairs = spiller.runs(threads).unwrap().pairs(threads).unwrap();
             assert!(pairs == expected, "{threads} threads: other pairs");
         }
-        assert_eq!(spiller.repeats().unwrap(), all_ids.repeats());
-        assert!(temp.bytes_spilled() == spiller.spilled().bytes());
-        // A checkpoint's names restore; a run written after it is removed.
-        let spilled = spiller.spilled().clone();
+        let runs = spiller.runs(2).unwrap();
+        assert_eq!(runs.repeats().unwrap(), all_ids.repeats());
+        assert!(runs.spilled.ids.len() <= 2 && runs.spilled.bands.iter().all(|b| b.len() <= 2));
+        assert_eq!(spiller.spills(), 5);
+        assert!(spiller.bytes_written() > spilled.bytes() + spilled.bytes() / 2);
+        assert!(temp.bytes_spilled() == spiller.bytes_written());
+        // A checkpoint's names restore, counted in the peak of the resumed
+        // run's temporary space; a run written after it is removed.
         let stray = temp.path("dedup-ids-run-000099.sorted").unwrap();
         std::fs::write(&stray, b"later").unwrap();
-        let mut again = Spiller::new(Arc::clone(&temp), None, nbands);
+        let resumed = Arc::new(TempSpace::new(dir.path()));
+        let mut again = Spiller::new(Arc::clone(&resumed), None, nbands);
         again.restore(spilled.clone(), &[]).unwrap();
         assert!(!stray.exists());
-        assert!(again.pairs(2).unwrap() == expected, "restored: other pairs");
+        assert_eq!(resumed.peak_bytes(), spilled.bytes());
+        let pairs = again.runs(2).unwrap().pairs(2).unwrap();
+        assert!(pairs == expected, "restored: other pairs");
         // A named run that is gone is refused, naming it.
         std::fs::remove_file(temp.path(&spilled.ids[2].name).unwrap()).unwrap();
         let err = Spiller::new(Arc::clone(&temp), None, nbands)

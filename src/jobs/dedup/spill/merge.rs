@@ -10,9 +10,6 @@
 //! ([`Merge::add_with_offset`]): its records are moved by the offset, and
 //! the run's own by theirs, so that the two numberings do not overlap.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use super::runs::{Entry, RunError, RunReader};
 
 /// Anything that yields entries in strictly increasing `(key, record)`
@@ -55,17 +52,28 @@ struct Offset {
 /// The merge of several [`EntrySource`]s: the smallest `(key, record)`
 /// first; of equal ones (never, between runs of disjoint records), the
 /// source added first.
+///
+/// A tree of losers: each inner node keeps the source that lost the match
+/// there, the root the winner; taking an entry replays only the matches on
+/// the winner's path, one comparison a level, where a binary heap takes
+/// two a level for the pop and the push.
 pub struct Merge {
     sources: Vec<Offset>,
-    heads: Vec<Entry>,
-    heap: BinaryHeap<Reverse<((u64, u32), usize)>>,
+    /// Each source's next entry, `None` once it ended.
+    heads: Vec<Option<Entry>>,
+    /// `tree[0]`: the winner; `tree[n]` for `n` in `1..k`: the loser at
+    /// inner node `n`, whose children are `2n` and `2n + 1`, leaf `i`
+    /// being node `k + i`.
+    tree: Vec<usize>,
+    /// Sources were added since the tree was built.
+    stale: bool,
 }
 
 impl std::fmt::Debug for Merge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Merge")
             .field("sources", &self.sources.len())
-            .field("pending", &self.heap.len())
+            .field("pending", &self.heads.iter().flatten().count())
             .finish()
     }
 }
@@ -82,7 +90,8 @@ impl Merge {
         Merge {
             sources: Vec::new(),
             heads: Vec::new(),
-            heap: BinaryHeap::new(),
+            tree: Vec::new(),
+            stale: false,
         }
     }
 
@@ -103,40 +112,88 @@ impl Merge {
             source: Box::new(source),
             offset,
         });
-        self.heads.push(Entry {
-            key: 0,
-            record: 0,
-            print: 0,
-        });
+        self.heads.push(None);
+        self.stale = true;
         self.refill(at)
     }
 
-    /// Reads source `at`'s next entry into its head and the heap.
+    /// Reads source `at`'s next entry into its head (`None` at its end).
     fn refill(&mut self, at: usize) -> Result<(), RunError> {
         let source = &mut self.sources[at];
-        if let Some(mut entry) = source.source.next_entry()? {
-            entry.record =
-                entry
-                    .record
-                    .checked_add(source.offset)
-                    .ok_or(RunError::RecordPastLimit {
-                        record: entry.record,
-                        offset: source.offset,
-                    })?;
-            self.heads[at] = entry;
-            self.heap.push(Reverse((entry.order(), at)));
-        }
+        self.heads[at] =
+            match source.source.next_entry()? {
+                Some(mut entry) => {
+                    entry.record = entry.record.checked_add(source.offset).ok_or(
+                        RunError::RecordPastLimit {
+                            record: entry.record,
+                            offset: source.offset,
+                        },
+                    )?;
+                    Some(entry)
+                }
+                None => None,
+            };
         Ok(())
+    }
+
+    /// Whether source `a`'s head comes before source `b`'s (an ended
+    /// source's last of all; of equal ones, the one added first).
+    fn before(&self, a: usize, b: usize) -> bool {
+        match (&self.heads[a], &self.heads[b]) {
+            (Some(x), Some(y)) => (x.order(), a) < (y.order(), b),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => a < b,
+        }
+    }
+
+    /// Plays every match.
+    fn build(&mut self) {
+        let k = self.heads.len();
+        let mut winners = vec![0; 2 * k];
+        self.tree = vec![0; k];
+        for (i, slot) in winners[k..].iter_mut().enumerate() {
+            *slot = i;
+        }
+        for n in (1..k).rev() {
+            let (a, b) = (winners[2 * n], winners[2 * n + 1]);
+            let (won, lost) = if self.before(a, b) { (a, b) } else { (b, a) };
+            (winners[n], self.tree[n]) = (won, lost);
+        }
+        if k > 1 {
+            self.tree[0] = winners[1];
+        }
+        self.stale = false;
+    }
+
+    /// Replays the matches on the path of `winner`, whose head changed.
+    fn replay(&mut self, mut winner: usize) {
+        let mut node = (self.heads.len() + winner) / 2;
+        while node >= 1 {
+            let loser = self.tree[node];
+            if self.before(loser, winner) {
+                self.tree[node] = winner;
+                winner = loser;
+            }
+            node /= 2;
+        }
+        self.tree[0] = winner;
     }
 }
 
 impl EntrySource for Merge {
     fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
-        let Some(Reverse((_, at))) = self.heap.pop() else {
+        if self.stale {
+            self.build();
+        }
+        let Some(&at) = self.tree.first() else {
             return Ok(None);
         };
-        let entry = self.heads[at];
+        let Some(entry) = self.heads[at] else {
+            return Ok(None);
+        };
         self.refill(at)?;
+        self.replay(at);
         Ok(Some(entry))
     }
 }
@@ -255,5 +312,42 @@ mod tests {
             .add_with_offset(Sorted::new(vec![entry(1, 5)]), u32::MAX - 2)
             .unwrap_err();
         assert!(matches!(err, RunError::RecordPastLimit { record: 5, .. }));
+    }
+
+    #[test]
+    fn a_merge_of_any_number_of_sources_gives_the_one_sorted_list() {
+        for sources in [1usize, 2, 3, 5, 8, 13] {
+            let mut merge = Merge::new();
+            let mut all = Vec::new();
+            for s in 0..sources {
+                // Source `s` holds the records `r` with `r % sources == s`
+                // (one source in three empty), and `(5, 1_000_000)`, the
+                // same entry in every source: ties go to the source added
+                // first.
+                let mut list: Vec<Entry> = (0..3000u32)
+                    .filter(|r| r % sources as u32 == s as u32 && s % 3 != 2)
+                    .map(|r| entry(u64::from(r.wrapping_mul(2_654_435_761) % 61), r))
+                    .collect();
+                list.push(Entry {
+                    key: 5,
+                    record: 1_000_000,
+                    print: s as u64,
+                });
+                all.extend_from_slice(&list);
+                merge.add(Sorted::new(list)).unwrap();
+            }
+            let merged = drain(&mut merge);
+            all.sort_by_key(Entry::order);
+            assert_eq!(merged.len(), all.len());
+            let orders = |l: &[Entry]| l.iter().map(Entry::order).collect::<Vec<_>>();
+            assert_eq!(orders(&merged), orders(&all), "{sources} sources");
+            let ties: Vec<u64> = merged
+                .iter()
+                .filter(|e| e.record == 1_000_000)
+                .map(|e| e.print)
+                .collect();
+            assert_eq!(ties, (0..sources as u64).collect::<Vec<_>>());
+        }
+        assert_eq!(Merge::new().next_entry().unwrap(), None);
     }
 }

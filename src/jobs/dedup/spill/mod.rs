@@ -8,8 +8,10 @@
 //! | module | holds |
 //! |---|---|
 //! | [`runs`] | the sorted-run file format: [`runs::Entry`], its writer and streaming reader |
+//! | [`levels`] | the merge in levels, when a band has more runs than the budget has room for readers |
 //! | [`merge`] | the k-way merge of runs (and sorted lists in memory), with a record offset for runs of another numbering (a saved index's) |
-//! | [`bands`] | the budget's shares, pass 1's chunks written as runs, their merge into candidate pairs and repeated ids, and what a checkpoint names |
+//! | [`writer`] | a full chunk sorted and written as runs on a thread of its own, one chunk in flight at most |
+//! | [`bands`] | the budget's shares, pass 1's chunks handed to the writer, their runs merged into candidate pairs and repeated ids, and what a checkpoint names |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
@@ -17,5 +19,7 @@
 
 pub mod bands;
 pub mod held;
+pub mod levels;
 pub mod merge;
 pub mod runs;
+pub mod writer;

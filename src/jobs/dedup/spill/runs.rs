@@ -116,6 +116,16 @@ pub enum RunError {
         /// The entry.
         entry: Entry,
     },
+    /// A run could not be written, as told when it failed (with the
+    /// file's name): a chunk written on a thread of its own
+    /// ([`super::writer`]) tells its failure to every later wait.
+    #[error("{message}")]
+    Failed {
+        /// The kind of the IO error it was.
+        kind: io::ErrorKind,
+        /// What it said.
+        message: String,
+    },
     /// A run merged with a record offset ([`super::merge::Merge::add_with_offset`])
     /// has a record whose index passes `u32::MAX` once offset.
     #[error("record {record} of a sorted run, offset by {offset}, passes 2^32 records")]
@@ -147,6 +157,7 @@ impl RunError {
     pub fn into_io(self) -> io::Error {
         let kind = match &self {
             RunError::Io { cause, .. } => cause.kind(),
+            RunError::Failed { kind, .. } => *kind,
             _ => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, self.to_string())

@@ -21,7 +21,7 @@
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::{
-    codec, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
+    codec, Failure, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
 };
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
@@ -262,7 +262,9 @@ impl BandIndex {
             log::error!("dedup pass 1: {e}; stopping the run");
             self.failed = Some((e.kind(), e.to_string()));
             if let Some(handle) = &self.handle {
-                handle.request_stop();
+                // The run's report gives this cause (exit 74), not a
+                // signal's.
+                handle.request_stop_failed(Failure::Io(format!("dedup pass 1: {e}")));
             }
         }
     }
@@ -280,28 +282,33 @@ impl BandIndex {
         // Past the last record integrated (where a next chunk would start).
         let next = self.found.integrated.words().len() as u64 * 64;
         match &mut self.spiller {
-            Some(spiller) if spiller.spilled().spills() > 0 => {
+            Some(spiller) if spiller.has_spilled() => {
                 spiller
                     .spill(&mut self.bands, &mut self.found.ids, next)
                     .map_err(RunError::into_io)?;
                 // The lists are on disk: free them before the merge.
                 self.bands.iter_mut().for_each(|b| *b = Vec::new());
                 self.found.ids = IdKeys::default();
-                let spiller = &*spiller;
-                let threads = self.threads;
+                let runs = spiller.runs(self.threads).map_err(RunError::into_io)?;
+                let (threads, started) = (self.threads, std::time::Instant::now());
                 let merged = std::thread::scope(|scope| {
                     let repeats = std::thread::Builder::new()
-                        .spawn_scoped(scope, || spiller.repeats())
+                        .spawn_scoped(scope, || runs.repeats())
                         .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
-                    let pairs = spiller.pairs(threads)?;
+                    let pairs = runs.pairs(threads)?;
                     let repeated = match repeats {
                         Ok(handle) => handle
                             .join()
                             .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
-                        Err(()) => spiller.repeats()?,
+                        Err(()) => runs.repeats()?,
                     };
                     Ok((pairs, repeated))
                 });
+                log::info!(
+                    "dedup pass 1: the runs of {} spills merged in {:.2} s",
+                    runs.spills(),
+                    started.elapsed().as_secs_f64()
+                );
                 merged.map_err(|e: RunError| e.into_io().into())
             }
             _ => {
@@ -365,8 +372,13 @@ impl Integrate for BandIndex {
         if let Some(e) = self.failure() {
             return Some(Err(e));
         }
-        let spilled = self.spiller.as_ref().map(Spiller::spilled);
-        let form = BandIndexForm::of(&self.bands, &self.found, spilled);
+        // A checkpoint names complete runs only: the chunk in flight is
+        // waited for.
+        let spilled = match self.spiller.as_ref().map(Spiller::spilled).transpose() {
+            Ok(spilled) => spilled,
+            Err(e) => return Some(Err(e.into_io().into())),
+        };
+        let form = BandIndexForm::of(&self.bands, &self.found, spilled.as_ref());
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
 
@@ -413,8 +425,13 @@ impl Integrate for BandIndex {
             // Only the repeats are needed from here on.
             self.found.ids = IdKeys::default();
         }
-        let spilled = self.spiller.as_ref().map(Spiller::spilled);
-        let (spills, spilled_bytes) = spilled.map_or((0, 0), |s| (s.spills(), s.bytes()));
+        if let Some(spiller) = &mut self.spiller {
+            // A stopped pass: its last chunk is written before it is told.
+            spiller.settle().map_err(RunError::into_io)?;
+        }
+        let spiller = self.spiller.as_ref();
+        let spills = spiller.map_or(0, Spiller::spills);
+        let spilled_bytes = spiller.map_or(0, Spiller::bytes_written);
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &CandidatesForm::of(&self.found))?;
