@@ -21,8 +21,8 @@ use drainpipe_actors::{OutputDir, RunHandle, Settings, TempSpace};
 /// .gz or .zst; `-` reads JSON Lines from stdin.
 ///
 /// Exit codes: 0 complete, 2 usage, 65 too many rejects, an unusable
-/// input (a Parquet file without the text column) or a damaged dedup
-/// index, 70 data loss or internal error, 74 IO error, 129 hung up
+/// input (a Parquet file without the text column, Parquet inputs of two
+/// schemas for one kept.parquet) or a damaged dedup index, 70 data loss or internal error, 74 IO error, 129 hung up
 /// (SIGHUP), 130 interrupted (SIGINT/SIGTERM); each after draining, with
 /// partial outputs.
 #[derive(Debug, Parser)]
@@ -63,7 +63,7 @@ pub enum JobCommand {
     },
     /// Near-duplicate detection (MinHash + LSH, candidates verified with the
     /// exact Jaccard similarity of word n-gram shingles). Writes the kept
-    /// records (kept.jsonl), clusters.jsonl (each removed record, the record
+    /// records (kept.jsonl, or kept.parquet: see --kept-format), clusters.jsonl (each removed record, the record
     /// it duplicates and their similarity) and the summary. With no input it
     /// runs on a demo corpus with planted near-duplicates and prints
     /// precision and recall against exact ground truth.
