@@ -21,8 +21,8 @@ use drainpipe_actors::{OutputDir, RunHandle, Settings, TempSpace};
 /// .gz or .zst; `-` reads JSON Lines from stdin.
 ///
 /// Exit codes: 0 complete, 2 usage, 65 too many rejects, an unusable
-/// input (a Parquet file without the text column) or a damaged dedup
-/// index, 70 data loss or internal error, 74 IO error, 129 hung up
+/// input (a Parquet file without the text column, Parquet inputs of two
+/// schemas for one kept.parquet) or a damaged dedup index, 70 data loss or internal error, 74 IO error, 129 hung up
 /// (SIGHUP), 130 interrupted (SIGINT/SIGTERM); each after draining, with
 /// partial outputs.
 #[derive(Debug, Parser)]
@@ -42,6 +42,15 @@ pub enum DirAsArg {
     Documents,
 }
 
+/// `--kept-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeptFormatArg {
+    /// kept.jsonl.
+    Jsonl,
+    /// kept.parquet.
+    Parquet,
+}
+
 /// The jobs.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -54,7 +63,7 @@ pub enum JobCommand {
     },
     /// Near-duplicate detection (MinHash + LSH, candidates verified with the
     /// exact Jaccard similarity of word n-gram shingles). Writes the kept
-    /// records (kept.jsonl), clusters.jsonl (each removed record, the record
+    /// records (kept.jsonl, or kept.parquet: see --kept-format), clusters.jsonl (each removed record, the record
     /// it duplicates and their similarity) and the summary. With no input it
     /// runs on a demo corpus with planted near-duplicates and prints
     /// precision and recall against exact ground truth.
@@ -112,6 +121,14 @@ pub struct DedupArgs {
     /// and the verify pass's would compete for the head).
     #[arg(long)]
     pub copy_after_verify: bool,
+    /// The kept records' file: `jsonl` (kept.jsonl: JSON Lines records
+    /// byte for byte, any other record as {"id", "text"}, WET records with
+    /// their "url") or `parquet` (kept.parquet: the schema of the Parquet
+    /// inputs, every column, when every input is Parquet of one schema;
+    /// else columns id and text) [default: parquet when every input is a
+    /// Parquet file, else jsonl].
+    #[arg(long, value_name = "FORMAT")]
+    pub kept_format: Option<KeptFormatArg>,
     /// Write the run's index into DIR (a new folder): every record's band
     /// keys, id, cluster and shingle set, so that later runs dedup
     /// against it with --against. With --against, the new index covers
@@ -276,6 +293,10 @@ impl DedupArgs {
             bands: self.bands.map(|b| b as usize),
             rows: self.rows.map(|r| r as usize),
             copy_beside_verify: !self.copy_after_verify,
+            kept_format: self.kept_format.map(|format| match format {
+                KeptFormatArg::Jsonl => drainpipe::jobs::dedup::KeptFormat::Jsonl,
+                KeptFormatArg::Parquet => drainpipe::jobs::dedup::KeptFormat::Parquet,
+            }),
             index: drainpipe::jobs::dedup::index::IndexOptions {
                 save: self.save_index.clone(),
                 against: self.against.clone(),
@@ -519,6 +540,7 @@ impl CommonArgs {
                 DirAsArg::Records => DirAs::Records,
                 DirAsArg::Documents => DirAs::Documents,
             }),
+            ..InputOptions::default()
         };
         RunContext {
             inputs: self.inputs.clone(),

@@ -118,6 +118,8 @@ pub struct Inputs {
     /// An error met after records were added to a batch: returned by the
     /// next `fill`, so the records read before it are not lost.
     failed: Option<InputError>,
+    /// Where the records skipped are counted.
+    skipped: Arc<super::Skipped>,
 }
 
 impl fmt::Debug for Inputs {
@@ -201,7 +203,31 @@ impl Inputs {
             buf: Vec::new(),
             held: None,
             failed: None,
+            skipped: options.skipped,
         })
+    }
+
+    /// The Parquet files among the inputs, in reading order, each with
+    /// the origin its records carry (their [`RawRecord`](drainpipe_actors::RawRecord)'s
+    /// `location.origin`); `None` when an input could hold a record that is
+    /// not a Parquet row (stdin, a file of lines or WET records, a
+    /// directory read as documents). A file of a directory read as records
+    /// that is no record file at all is one rejected record and does not
+    /// count. Asked before reading starts.
+    pub fn parquet_files(&self) -> Option<Vec<(PathBuf, Arc<str>)>> {
+        let mut files = Vec::new();
+        for input in &self.queue {
+            match input {
+                Input::File {
+                    path, origin, kind, ..
+                } if kind.container == Container::Parquet => {
+                    files.push((path.clone(), Arc::clone(origin)));
+                }
+                Input::Rejected { .. } => {}
+                _ => return None,
+            }
+        }
+        Some(files)
     }
 
     /// Starts reading `input`.
@@ -308,7 +334,7 @@ impl Inputs {
                     None => Step::Ended(Ok(())),
                 },
                 Some(Current::Parquet(rows)) => parquet_step(rows, buf, max),
-                Some(Current::Wet { reader, .. }) => wet_step(reader, buf, max),
+                Some(Current::Wet { reader, .. }) => wet_step(reader, buf, max, &self.skipped),
                 Some(Current::Rejected { origin, reason }) => match reason.take() {
                     Some(reason) => Step::Item(Item {
                         origin: Arc::clone(origin),
@@ -488,7 +514,12 @@ fn parquet_step(rows: &mut ParquetInput, buf: &mut Vec<u8>, max: usize) -> Step 
 /// The next conversion record of a WET file; at its end, the records of
 /// other types it skipped are logged (once per file and process: a run
 /// may read its inputs several times).
-fn wet_step(reader: &mut WetInput, buf: &mut Vec<u8>, max: usize) -> Step {
+fn wet_step(
+    reader: &mut WetInput,
+    buf: &mut Vec<u8>,
+    max: usize,
+    counted: &super::Skipped,
+) -> Step {
     match reader.next(buf, max) {
         Ok(Found::Record(outcome, line)) => Step::Item(Item {
             origin: Arc::clone(reader.origin()),
@@ -497,6 +528,7 @@ fn wet_step(reader: &mut WetInput, buf: &mut Vec<u8>, max: usize) -> Step {
             span: None,
         }),
         Ok(Found::End(skipped)) => {
+            counted.record(reader.origin(), skipped.clone());
             if !skipped.is_empty() {
                 let counts: Vec<String> = skipped
                     .iter()

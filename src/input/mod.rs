@@ -63,6 +63,7 @@ mod dir;
 mod inputs;
 mod json;
 mod lines;
+mod pages;
 mod parquet;
 mod parse;
 mod record;
@@ -73,6 +74,20 @@ mod testutil;
 mod wet;
 
 pub use inputs::Inputs;
+
+/// Checks the page headers of a Parquet column chunk of `file` before it is
+/// read, for records of at most `max_record_bytes`: a page whose header
+/// declares more than a page may hold, or a dictionary of more values than
+/// its bytes can hold, is refused (the message names the column and page)
+/// rather than allocated.
+pub fn check_parquet_pages(
+    file: &std::fs::File,
+    column: &::parquet::file::metadata::ColumnChunkMetaData,
+    max_record_bytes: usize,
+) -> Result<(), String> {
+    let boolean = column.column_type() == ::parquet::basic::Type::BOOLEAN;
+    pages::check_column(file, column, pages::page_limit(max_record_bytes), boolean)
+}
 pub use parse::{line_id, parse_text_record};
 pub use record::{TextFields, TextRecord};
 pub use reread::{Reread, Wanted};
@@ -155,6 +170,42 @@ pub struct InputOptions {
     /// How directories are read; `None`: as records when every file below
     /// them is a record file, else as documents (see the rules above).
     pub dir_as: Option<DirAs>,
+    /// The records of WET files that are not documents, counted as each
+    /// file ends; shared by the clones of these options, so a run's
+    /// summary can report them.
+    pub skipped: std::sync::Arc<Skipped>,
+}
+
+/// Records of the inputs skipped, not rejected (WET records of types other
+/// than `conversion`), by file then type. A file read again (each pass of a
+/// run reads its inputs) replaces its counts, so they are a file's, not a
+/// sum over the reads.
+#[derive(Debug, Default)]
+pub struct Skipped(std::sync::Mutex<std::collections::BTreeMap<String, SkippedByType>>);
+
+/// Records skipped, by type.
+pub type SkippedByType = std::collections::BTreeMap<String, u64>;
+
+impl Skipped {
+    /// The file `origin` ended, having skipped `counts`.
+    pub fn record(&self, origin: &str, counts: SkippedByType) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(origin.to_owned(), counts);
+    }
+
+    /// Records skipped by every file read, by type.
+    pub fn by_type(&self) -> SkippedByType {
+        let files = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = SkippedByType::new();
+        for counts in files.values() {
+            for (kind, n) in counts {
+                *total.entry(kind.clone()).or_default() += n;
+            }
+        }
+        total
+    }
 }
 
 impl Default for InputOptions {
@@ -164,6 +215,7 @@ impl Default for InputOptions {
             leave_out: Vec::new(),
             fields: TextFields::default(),
             dir_as: None,
+            skipped: std::sync::Arc::default(),
         }
     }
 }

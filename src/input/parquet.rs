@@ -229,6 +229,11 @@ struct Chunk {
 /// One Parquet file being read.
 pub(crate) struct ParquetInput {
     reader: SerializedFileReader<File>,
+    /// The file, for the checks of its page headers ([`super::pages`]).
+    file: File,
+    /// The record limit the last call was given (pages are checked
+    /// against it).
+    max: usize,
     origin: Arc<str>,
     fields: TextFields,
     columns: Columns,
@@ -257,8 +262,15 @@ impl ParquetInput {
     pub fn open(path: &Path, origin: Arc<str>, fields: &TextFields) -> Result<Self, InputError> {
         let (reader, columns) = open(path, &origin, fields)?;
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let file = File::open(path).map_err(|e| InputError {
+            origin: origin.to_string(),
+            line: 0,
+            cause: e,
+        })?;
         Ok(ParquetInput {
             reader,
+            file,
+            max: super::DEFAULT_MAX_RECORD_BYTES,
             origin,
             fields: fields.clone(),
             columns,
@@ -284,6 +296,7 @@ impl ParquetInput {
     /// Appends the next row's record to `buf` (unless it is rejected: then
     /// `buf` is left as it was).
     pub fn next(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Row, InputError> {
+        self.max = max;
         while self.chunk.texts.is_empty() {
             let decoded = catch_unwind(AssertUnwindSafe(|| self.decode()));
             let more = decoded
@@ -359,6 +372,12 @@ impl ParquetInput {
         let group = self.reader.get_row_group(i).map_err(|e| e.to_string())?;
         let rows = usize::try_from(group.metadata().num_rows())
             .map_err(|_| format!("row group {i} has a negative number of rows"))?;
+        // Before the crate reads a page: what its headers declare.
+        let limit = super::pages::page_limit(self.max);
+        for c in std::iter::once(self.columns.text).chain(self.columns.id.map(|(c, _)| c)) {
+            super::pages::check_column(&self.file, group.metadata().column(c), limit, false)
+                .map_err(|e| format!("row group {i}, {e}"))?;
+        }
         let column = |c: usize| group.get_column_reader(c).map_err(|e| e.to_string());
         let text = typed::<ByteArrayType>(column(self.columns.text)?);
         let id = match self.columns.id {

@@ -5,8 +5,9 @@
 //! none of them (the names are checked against the jobs' own constants in
 //! `a_folder_holds_the_outputs_of_one_run_only`).
 
-/// Every job's output files: `vocab`'s, then `dedup`'s.
-pub const OUTPUT_FILES: [&str; 3] = ["vocab.tsv", "kept.jsonl", "clusters.jsonl"];
+/// Every job's output files: `vocab`'s, then `dedup`'s (whose kept records
+/// are one of `kept.jsonl` and `kept.parquet`).
+pub const OUTPUT_FILES: [&str; 4] = ["vocab.tsv", "kept.jsonl", "kept.parquet", "clusters.jsonl"];
 
 /// The output files of the jobs other than the one whose outputs are `own`.
 pub fn others(own: &[&str]) -> Vec<&'static str> {

@@ -91,3 +91,50 @@ pub fn write(path: &Path, columns: &[(&str, Column)], group: usize) {
     }
     writer.close().unwrap();
 }
+
+/// The schema and every row of the Parquet file at `path`, read with the
+/// `parquet` crate's row API.
+pub fn read_rows(path: &Path) -> (parquet::schema::types::Type, Vec<parquet::record::Row>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+    let schema = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .clone();
+    let rows = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| row.unwrap())
+        .collect();
+    (schema, rows)
+}
+
+/// The ids of the records of an output folder's kept file, `kept.jsonl`
+/// or `kept.parquet` (its `id` column), as JSON text (`12`, `"a"`).
+pub fn kept_ids(out: &Path) -> Vec<String> {
+    let jsonl = out.join("kept.jsonl");
+    if jsonl.exists() {
+        return std::fs::read_to_string(jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+            .collect();
+    }
+    let (_, rows) = read_rows(&out.join("kept.parquet"));
+    rows.iter()
+        .map(|row| {
+            let (_, id) = row
+                .get_column_iter()
+                .find(|(name, _)| name.as_str() == "id")
+                .expect("an id column");
+            match id {
+                parquet::record::Field::Long(n) => n.to_string(),
+                parquet::record::Field::Int(n) => n.to_string(),
+                parquet::record::Field::Str(s) => serde_json::to_string(s).unwrap(),
+                other => panic!("an id of another type: {other:?}"),
+            }
+        })
+        .collect()
+}

@@ -36,6 +36,7 @@ fn every_jobs_outputs_are_known_by_name() {
         [
             vocab::VOCAB_FILE,
             dedup::chain::KEPT_FILE,
+            dedup::chain::KEPT_PARQUET_FILE,
             dedup::clusters::CLUSTERS_FILE
         ]
     );

@@ -14,7 +14,7 @@ use std::path::Path;
 use drainpipe::corpus::{Corpus, CorpusSpec};
 
 use crate::binary::drainpipe;
-use crate::parquet::{write, Column};
+use crate::parquet::{kept_ids, write, Column};
 
 const DOCS: u64 = 3000;
 
@@ -67,12 +67,8 @@ fn dedup(input: &Path, out: &Path) -> (Vec<u8>, Vec<String>) {
         String::from_utf8_lossy(&output.stderr)
     );
     let clusters = std::fs::read(out.join("clusters.jsonl")).unwrap();
-    let kept = std::fs::read_to_string(out.join("kept.jsonl")).unwrap();
-    let ids = kept
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
-        .collect();
-    (clusters, ids)
+    // kept.jsonl, or kept.parquet for an input of Parquet files only.
+    (clusters, kept_ids(out))
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Guarantee: in a Common Crawl WET file, conversion records are the
 //! documents, with their `WARC-Record-ID` as id and their
 //! `WARC-Target-URI` kept (as `url` in `kept.jsonl`); `warcinfo` and other
-//! record types are skipped and counted in the log, not rejected. A
+//! record types are skipped and counted, in the log and in `summary.json`
+//! (`records_skipped`, by type), not rejected. `kept.jsonl` holds each
+//! kept record as `{id, url, text}`. A
 //! `.warc.wet.gz` of several gzip members (as Common Crawl ships them)
 //! reads the same.
 
@@ -83,6 +85,17 @@ fn wet_conversion_records_are_documents_and_other_records_are_counted() {
         assert!(clusters.contains("\"<urn:uuid:00000003>\""), "{clusters}");
         let summary = crate::binary::summary(&out);
         assert_eq!(summary["records"]["rejected"], 0, "{summary}");
+        assert_eq!(summary["records"]["read"], 3, "{summary}");
+        assert_eq!(
+            summary["result"]["records_skipped"],
+            serde_json::json!({ "metadata": 1, "warcinfo": 1 }),
+            "{summary}"
+        );
+        for record in &kept {
+            let mut fields: Vec<&String> = record.as_object().unwrap().keys().collect();
+            fields.sort();
+            assert_eq!(fields, ["id", "text", "url"], "{record}");
+        }
         assert_eq!(first.get_or_insert(clusters.clone()), &clusters);
     }
 }

@@ -19,6 +19,8 @@ use super::spans::Spans;
 
 /// The kept records.
 pub const KEPT_FILE: &str = "kept.jsonl";
+/// The kept records, in Parquet ([`crate::jobs::dedup::passes::kept::form`]).
+pub const KEPT_PARQUET_FILE: &str = "kept.parquet";
 
 /// What pass 1 calls instead of [`super::lsh::candidate_pairs`] when the
 /// run joins or writes a saved index ([`super::index`]): the hook merges
@@ -250,8 +252,10 @@ impl<'a> FromIterator<(u32, &'a str)> for CandidateIds {
 /// What pass 3 produced.
 #[derive(Debug)]
 pub struct Written {
-    /// `kept.jsonl`, complete but not committed.
+    /// `kept.jsonl` or `kept.parquet`, complete but not committed.
     pub file: AtomicFile,
+    /// Its name: [`KEPT_FILE`] or [`KEPT_PARQUET_FILE`].
+    pub name: &'static str,
     /// Lines written.
     pub kept: u64,
 }

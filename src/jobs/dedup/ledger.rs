@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::jobs::pass::RunContext;
 
-use super::chain::KEPT_FILE;
+use super::chain::{KEPT_FILE, KEPT_PARQUET_FILE};
 use super::clusters::CLUSTERS_FILE;
 use super::params::DedupParams;
 use super::resume::{Pass, Resume};
@@ -345,6 +345,7 @@ fn incomplete(
     // is in the pass file until the outputs are committed): the folder
     // holds one run's whole set or none.
     ctx.output.remove_stale(KEPT_FILE)?;
+    ctx.output.remove_stale(KEPT_PARQUET_FILE)?;
     ctx.output.remove_stale(CLUSTERS_FILE)?;
     ctx.output.remove_stale(REJECTS_FILE)?;
     let mut report = combine(ctx, report, earlier, passes);
@@ -363,7 +364,7 @@ fn incomplete(
         "incomplete": true,
         "stopped_in_pass": pass.name(),
         "outputs": [],
-        "note": "dedup needs every pass to complete; no kept.jsonl, clusters.jsonl or rejects.jsonl was written; --resume continues from the completed passes and the checkpoint",
+        "note": "dedup needs every pass to complete; no kept.jsonl, kept.parquet, clusters.jsonl or rejects.jsonl was written; --resume continues from the completed passes and the checkpoint",
         "passes": passes,
     });
     Ok(report)

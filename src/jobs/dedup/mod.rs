@@ -138,11 +138,11 @@ pub mod state;
 pub mod truth;
 pub mod unionfind;
 
-pub use chain::KEPT_FILE;
+pub use chain::{KEPT_FILE, KEPT_PARQUET_FILE};
 pub use clusters::CLUSTERS_FILE;
 pub use ledger::OpenInput;
 pub use outcome::{ACCURACY_DEFINITION, SIMILARITY_DEFINITION};
-pub use params::{explain, Banding, DedupParams};
+pub use params::{explain, Banding, DedupParams, KeptFormat};
 
 use clusters::Clusters;
 use index::IndexRun;
@@ -249,17 +249,26 @@ fn chain(
         }
         None => ctx,
     };
+    // Before any work: inputs that cannot give the kept records' form.
+    let form = passes::kept::form::decide(ctx, params.kept_format).map_err(anyhow::Error::new)?;
     let mut run = Run::start(ctx, params, open)?;
     let bands_hook = index.as_ref().map(IndexRun::bands_hook);
     let (found, pairs) = signatures::run(&mut run, banding, bands_hook)?.split();
     let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
-    let reads = passes::reads(ctx, &found);
+    let reads = passes::reads(ctx, &found, &form);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     let clusters = match &mut index {
         Some(index) => index.clusters(&verified.pairs, found.read())?,
         None => Clusters::from_pairs(&verified.pairs),
     };
-    let outputs = kept::run(&mut run, &found, &clusters, &verified.ids, &reads, beside)?;
+    let outputs = kept::run(
+        &mut run,
+        &found,
+        (&clusters, &verified.ids),
+        &reads,
+        &form,
+        beside,
+    )?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
     // The saved index is written once the outputs are committed.
@@ -277,6 +286,7 @@ fn chain(
         clusters: &clusters,
         reads,
         kept,
+        kept_file: form.file_name(),
         rejects,
     };
     let mut report = outcome::summary(run, banding, &findings, accuracy)?;

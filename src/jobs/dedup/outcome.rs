@@ -13,7 +13,7 @@ use std::time::Instant;
 use drainpipe_actors::{Records, RunReport, REJECTS_FILE};
 use serde_json::json;
 
-use super::chain::{Found, Reads, Verified, KEPT_FILE};
+use super::chain::{Found, Reads, Verified};
 use super::clusters::{Clusters, CLUSTERS_FILE};
 use super::ledger::{combine, fail, per_record, Halt, OpenInput, Run};
 use super::params::{Banding, DedupParams};
@@ -45,8 +45,10 @@ pub struct Findings<'a> {
     pub clusters: &'a Clusters,
     /// How passes 2 and 3 read the input.
     pub reads: Reads,
-    /// Lines of `kept.jsonl`.
+    /// Records of the kept file.
     pub kept: u64,
+    /// The kept file's name: `kept.jsonl` or `kept.parquet`.
+    pub kept_file: &'static str,
     /// Whether `rejects.jsonl` was committed (the run rejected records).
     pub rejects: bool,
 }
@@ -127,7 +129,8 @@ pub fn check_unchanged(
     })
 }
 
-/// Commits the outputs as one set: `kept.jsonl`, `clusters.jsonl` and the
+/// Commits the outputs as one set: `kept.jsonl` (or `kept.parquet`, and
+/// an earlier run's other kept file removed), `clusters.jsonl` and the
 /// passes' rejected records as `rejects.jsonl` (or, with none, the removal
 /// of an earlier run's), then removes the pass results (nothing is left to
 /// resume); returns the lines of `kept.jsonl` and whether `rejects.jsonl`
@@ -136,7 +139,10 @@ pub fn commit(run: &mut Run<'_>, outputs: Outputs, rejected: u64) -> anyhow::Res
     let kept = outputs.kept.kept;
     let output = &run.ctx.output;
     let (moved, mut stale) = rejects_in_the_set(output, rejected)?;
-    stale.extend(crate::jobs::outputs::others(&[KEPT_FILE, CLUSTERS_FILE]));
+    stale.extend(crate::jobs::outputs::others(&[
+        outputs.kept.name,
+        CLUSTERS_FILE,
+    ]));
     let files = vec![outputs.kept.file, outputs.clusters];
     output.commit_set(files, moved, &stale)?;
     run.resume.remove_all()?;
@@ -230,7 +236,14 @@ pub fn summary(
     } else {
         0.0
     };
-    let mut result = result(run.params, banding, findings, &run.passes, &report);
+    let skipped = ctx.input_options.skipped.by_type();
+    let mut result = result(
+        run.params,
+        banding,
+        findings,
+        (&run.passes, skipped),
+        &report,
+    );
     if let Some((accuracy, truth_s)) = accuracy {
         log::info!(
             "dedup accuracy on the demo corpus: precision {:.4}, recall {:.4} ({} true pairs, {} predicted)",
@@ -253,7 +266,7 @@ fn result(
     params: &DedupParams,
     banding: Banding,
     findings: &Findings<'_>,
-    passes: &[super::ledger::PassTime],
+    (passes, skipped): (&[super::ledger::PassTime], crate::input::SkippedByType),
     report: &RunReport,
 ) -> serde_json::Value {
     let Findings {
@@ -262,12 +275,13 @@ fn result(
         clusters,
         reads,
         kept,
+        kept_file,
         rejects,
     } = findings;
     let bytes_per_record = per_record(found.integrator_bytes, found.records);
     let verify_bytes_per_record = per_record(verified.peak_bytes, found.records);
     // A list, not an object: JSON object keys would sort "10" before "2".
-    let mut outputs = vec![KEPT_FILE, CLUSTERS_FILE];
+    let mut outputs = vec![*kept_file, CLUSTERS_FILE];
     if *rejects {
         outputs.push(REJECTS_FILE);
     }
@@ -286,6 +300,9 @@ fn result(
             "candidate_probability_at_threshold": banding.candidate_probability(params.threshold),
         },
         "records": report.records.integrated,
+        // Records of the inputs that are not documents (WET records other
+        // than conversions), by type: skipped, neither read nor rejected.
+        "records_skipped": skipped,
         "records_without_words": found.empty,
         "kept": kept,
         "duplicates_removed": clusters.removed_count(),

@@ -23,6 +23,10 @@ pub struct DedupParams {
     /// places pass 1 noted ([`super::passes::kept::follow`]); else after
     /// it. The outputs are the same.
     pub copy_beside_verify: bool,
+    /// The form of the kept records (`--kept-format`); `None`: Parquet
+    /// when every input is a Parquet file, else JSON Lines
+    /// ([`super::passes::kept::form`]).
+    pub kept_format: Option<KeptFormat>,
     /// `--save-index` and `--against` ([`super::index`]).
     pub index: IndexOptions,
 }
@@ -36,9 +40,19 @@ impl Default for DedupParams {
             bands: None,
             rows: None,
             copy_beside_verify: true,
+            kept_format: None,
             index: IndexOptions::default(),
         }
     }
+}
+
+/// The file the kept records are written to (`--kept-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptFormat {
+    /// `kept.jsonl`.
+    Jsonl,
+    /// `kept.parquet`.
+    Parquet,
 }
 
 /// `--save-index` and `--against`.

@@ -25,10 +25,11 @@ pub mod verify;
 
 /// How passes 2 and 3 read the input, from where pass 1 found the records:
 /// at their places when it knows every one (and, for the copy, every input
-/// is JSON Lines), else in full.
-pub fn reads(ctx: &RunContext, found: &Found) -> Reads {
+/// is JSON Lines and the kept records are written as `kept.jsonl`), else
+/// in full.
+pub fn reads(ctx: &RunContext, found: &Found, form: &kept::KeptForm) -> Reads {
     Reads {
         candidates_only: verify::reread::possible(ctx, &found.spans),
-        copy: kept::copy::can_copy(&found.spans, &ctx.inputs),
+        copy: form.is_jsonl() && kept::copy::can_copy(&found.spans, &ctx.inputs),
     }
 }

@@ -184,7 +184,11 @@ pub fn copy_kept(
         copier.write(&mut out, done)?;
     }
     copier.flush(&mut out)?;
-    Ok(Written { file: out, kept })
+    Ok(Written {
+        file: out,
+        name: KEPT_FILE,
+        kept,
+    })
 }
 
 struct Copier<'a> {

@@ -1,19 +1,21 @@
 //! Pass 3, kept: the [`Clusters`] in, the two output files out
-//! ([`Outputs`]: `kept.jsonl` and `clusters.jsonl`, complete and
-//! uncommitted; the run commits them once every check has passed).
+//! ([`Outputs`]: `kept.jsonl` or `kept.parquet` ([`form`]), and
+//! `clusters.jsonl`, complete and uncommitted; the run commits them once
+//! every check has passed).
 //!
 //! | | |
 //! |---|---|
 //! | reads | the kept records' bytes, copied from the inputs ([`copy`]), or the whole input ([`pipeline`]) |
 //! | step 1 sends (pipeline) | a kept record's output line |
 //! | Integrator state | none: it takes no checkpoint and keeps no result, so a resumed run runs it again from its start |
-//! | result | [`Written`]: `kept.jsonl`, uncommitted, and its line count |
+//! | result | [`Written`]: `kept.jsonl` or `kept.parquet`, uncommitted, and its record count |
 //!
 //! Three ways, one output: a pipeline pass whose processors format each
 //! kept record's line ([`pipeline`]); a copy of the kept records' bytes
 //! when pass 1 knows where every record is and every input is JSON Lines
 //! ([`copy`]); and that copy on a thread beside pass 2 when pass 2 reads
 //! the candidates only ([`follow`], started by [`start_beside`]).
+//! `kept.parquet` is always written by the pipeline pass ([`rows`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,9 +31,12 @@ use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
 pub mod copy;
 pub mod follow;
+pub mod form;
 pub mod pipeline;
+pub mod rows;
 
 pub use follow::KeptCopy;
+pub use form::KeptForm;
 pub use pipeline::KeptJob;
 
 use copy::{copy_kept, CopyTarget, NotCopied};
@@ -41,7 +46,7 @@ use follow::Checker;
 /// uncommitted.
 #[derive(Debug)]
 pub struct Outputs {
-    /// `kept.jsonl`.
+    /// `kept.jsonl` or `kept.parquet`.
     pub kept: Written,
     /// `clusters.jsonl`.
     pub clusters: AtomicFile,
@@ -70,15 +75,15 @@ pub fn start_beside(run: &Run<'_>, found: &Found, pairs: &[(u32, u32)]) -> Optio
 }
 
 /// Pass 3 over the `clusters` (`ids`: the candidates' ids, for
-/// `clusters.jsonl`): copied when `reads` says so (finishing the copy
-/// `beside` pass 2, if one runs), else a pipeline pass. A pass that does
-/// not complete ends the run.
+/// `clusters.jsonl`), the kept records in `form`: copied when `reads` says
+/// so (finishing the copy `beside` pass 2, if one runs), else a pipeline
+/// pass. A pass that does not complete ends the run.
 pub fn run(
     run: &mut Run<'_>,
     found: &Found,
-    clusters: &Clusters,
-    ids: &CandidateIds,
+    (clusters, ids): (&Clusters, &CandidateIds),
     reads: &Reads,
+    form: &KeptForm,
     beside: Option<KeptCopy>,
 ) -> Result<Outputs, Halt> {
     let removed = Arc::new(clusters.removed_records());
@@ -99,7 +104,7 @@ pub fn run(
         }
         (copied(run, found, removed, beside)?, None)
     } else {
-        let (kept, report) = piped(run, found, removed)?;
+        let (kept, report) = piped(run, found, removed, form)?;
         (kept, Some(report))
     };
     Ok(Outputs {
@@ -151,12 +156,13 @@ fn copied(
     })
 }
 
-/// `kept.jsonl` written by a pipeline pass over the whole input, and the
-/// pass's report.
+/// The kept records written by a pipeline pass over the whole input, in
+/// `form`, and the pass's report.
 fn piped(
     run: &mut Run<'_>,
     found: &Found,
     removed: Arc<BitSet>,
+    form: &KeptForm,
 ) -> Result<(Written, RunReport), Halt> {
     let ctx = run.ctx;
     let job = Arc::new(KeptJob::new(
@@ -164,13 +170,17 @@ fn piped(
         Arc::clone(&found.integrated),
         removed,
         ctx.output.clone(),
+        form.clone(),
     ));
     let checkpoints = run.resume.checkpoints(Pass::Kept)?;
     let name = Pass::Kept.name();
     let source = (run.open)()?;
     let rejects = resume::REJECTS_FILE;
-    // Step 1 on worker hosts with `--nats` (`pipeline/remote.rs`).
-    let mut report = match &ctx.remote {
+    // Step 1 on worker hosts with `--nats` (`pipeline/remote.rs`), for
+    // `kept.jsonl`: the processors of `kept.parquet` are cheap (a row's
+    // number, or its id and text) and its copy is the Integrator's.
+    let remote = ctx.remote.as_ref().filter(|_| form.is_jsonl());
+    let mut report = match remote {
         Some(remote) => {
             let remote = remote.clone();
             let job = Arc::clone(&job);

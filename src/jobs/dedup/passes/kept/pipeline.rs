@@ -1,15 +1,20 @@
-//! Pass 3 ([`super`]) as a pipeline pass over the whole input:
-//! `kept.jsonl`, every record that is neither rejected nor removed, in
-//! input order.
+//! Pass 3 ([`super`]) as a pipeline pass over the whole input: the kept
+//! records, every record that is neither rejected nor removed, in input
+//! order, in the run's [`KeptForm`].
 //!
-//! The processors turn each kept record into its output line (a JSON Lines
-//! record byte for byte, the `\r` of a `\r\n` included, and a `\n`; any
-//! other record as `{"id": <id>, "text": <text>}`, the costly JSON escaping
-//! done in parallel) and a removed one
-//! into nothing, without parsing it; the Integrator appends the lines to
-//! the file in input order. The file is handed back uncommitted: the run
-//! commits it with `clusters.jsonl` once every pass has checked out.
+//! For `kept.jsonl`, the processors turn each kept record into its output
+//! line (a JSON Lines record byte for byte, the `\r` of a `\r\n` included,
+//! and a `\n`; any other record as `{"id": <id>, "text": <text>}`, the
+//! costly JSON escaping done in parallel) and a removed one into nothing,
+//! without parsing it; the Integrator appends the lines to the file in
+//! input order. For `kept.parquet` with the inputs' schema, a kept record
+//! is the file and row it came from, and the Integrator copies the rows
+//! ([`RowCopier`]); with `id` and `text` columns, the processors parse it
+//! and the Integrator writes the two strings ([`IdTextWriter`]). The file
+//! is handed back uncommitted: the run commits it with `clusters.jsonl`
+//! once every pass has checked out.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -19,8 +24,11 @@ use drainpipe_actors::{
 
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
-use crate::jobs::dedup::chain::{Written, KEPT_FILE};
+use crate::jobs::dedup::chain::Written;
 use crate::jobs::dedup::records::rejected_again;
+
+use super::form::KeptForm;
+use super::rows::{IdTextWriter, RowCopier};
 
 mod remote;
 
@@ -33,23 +41,38 @@ pub struct KeptJob {
     integrated: Arc<BitSet>,
     removed: Arc<BitSet>,
     output: OutputDir,
+    form: KeptForm,
+    /// For [`KeptForm::InputSchema`]: the Parquet files' numbers, by the
+    /// origin their records carry.
+    files: HashMap<Arc<str>, u32>,
     slot: Arc<Mutex<Option<Written>>>,
 }
 
 impl KeptJob {
     /// Pass 3 for the records pass 1 `integrated`, less the `removed` ones,
-    /// writing into `output`.
+    /// writing into `output` in the `form` given.
     pub fn new(
         fields: TextFields,
         integrated: Arc<BitSet>,
         removed: Arc<BitSet>,
         output: OutputDir,
+        form: KeptForm,
     ) -> Self {
+        let files = match &form {
+            KeptForm::InputSchema(files, _) => files
+                .iter()
+                .enumerate()
+                .map(|(i, (_, origin))| (Arc::clone(origin), i as u32))
+                .collect(),
+            _ => HashMap::new(),
+        };
         KeptJob {
             fields,
             integrated,
             removed,
             output,
+            form,
+            files,
             slot: Arc::default(),
         }
     }
@@ -70,10 +93,22 @@ pub enum Kept<'a> {
     Record(RawRecord<'a>),
 }
 
+/// A kept record, as the Integrator writes it (and as a worker sends it
+/// back: only lines, pass 3 runs on workers for `kept.jsonl` only).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum KeptOut {
+    /// A line of `kept.jsonl`, `\n` included.
+    Line(Vec<u8>),
+    /// A row of a Parquet input: the file's number and the row (1-based).
+    Row(u32, u64),
+    /// The id (a string's value, a number's digits) and the text.
+    IdText(String, String),
+}
+
 impl Job for KeptJob {
     type Parsed<'a> = Kept<'a>;
-    /// The output line, `\n` included; `None` for a removed record.
-    type Output = Option<Vec<u8>>;
+    /// The kept record; `None` for a removed one.
+    type Output = Option<KeptOut>;
     type Integrator = KeptWriter;
 
     fn name(&self) -> &str {
@@ -90,17 +125,38 @@ impl Job for KeptJob {
         Ok(Kept::Record(*raw))
     }
 
-    fn process(&self, record: Kept<'_>) -> Result<Option<Vec<u8>>, RecordError> {
+    fn process(&self, record: Kept<'_>) -> Result<Option<KeptOut>, RecordError> {
         let Kept::Record(raw) = record else {
             return Ok(None);
         };
-        line(&raw, &self.fields).map(Some)
+        match &self.form {
+            KeptForm::Jsonl => line(&raw, &self.fields).map(|l| Some(KeptOut::Line(l))),
+            KeptForm::InputSchema(..) => match self.files.get(raw.location.origin) {
+                Some(&file) if raw.format == FORMAT_JSONL => {
+                    Ok(Some(KeptOut::Row(file, raw.location.line)))
+                }
+                _ => Err(format!(
+                    "{} is not one of the Parquet inputs kept.parquet is made of",
+                    raw.location.origin
+                )
+                .into()),
+            },
+            KeptForm::IdText => {
+                let record = parse_text_record(&raw, &self.fields)?;
+                let id = match serde_json::from_str::<String>(&record.id) {
+                    Ok(string) => string,
+                    Err(_) => record.id.into_owned(),
+                };
+                Ok(Some(KeptOut::IdText(id, record.text.into_owned())))
+            }
+        }
     }
 
     fn integrator(&self) -> KeptWriter {
         KeptWriter {
             output: self.output.clone(),
-            file: None,
+            form: self.form.clone(),
+            sink: Sink::None,
             error: None,
             kept: 0,
             slot: Arc::clone(&self.slot),
@@ -108,8 +164,7 @@ impl Job for KeptJob {
     }
 }
 
-/// The output line of a kept record, `\n` included: a JSON Lines record
-/// byte for byte, any other as `{"id": <id>, "text": <text>}`.
+/// The `kept.jsonl` line of a kept record.
 fn line(raw: &RawRecord<'_>, fields: &TextFields) -> Result<Vec<u8>, RecordError> {
     if raw.format == FORMAT_JSONL {
         let mut line = Vec::with_capacity(raw.bytes.len() + 1);
@@ -127,38 +182,86 @@ fn line(raw: &RawRecord<'_>, fields: &TextFields) -> Result<Vec<u8>, RecordError
     Ok(line)
 }
 
-/// Step 2 of pass 3: appends the lines to `kept.jsonl` in input order.
+/// Where the kept records go, opened at the first one.
+#[derive(Debug)]
+enum Sink {
+    /// Nothing written yet.
+    None,
+    Jsonl(AtomicFile),
+    Rows(Box<RowCopier>),
+    IdText(Box<IdTextWriter>),
+}
+
+/// Step 2 of pass 3: writes the kept records in input order.
 #[derive(Debug)]
 pub struct KeptWriter {
     output: OutputDir,
-    file: Option<AtomicFile>,
+    form: KeptForm,
+    sink: Sink,
     /// The first write error: reported by `finish`, so that it counts as an
     /// output error (exit code 74), not a failure of step 2.
-    error: Option<OutputError>,
+    error: Option<std::io::Error>,
     kept: u64,
     slot: Arc<Mutex<Option<Written>>>,
 }
 
 impl KeptWriter {
-    fn write(&mut self, line: &[u8]) -> Result<(), OutputError> {
-        if self.file.is_none() {
-            self.file = Some(self.output.atomic(KEPT_FILE)?);
+    /// The sink, opened if it was not.
+    fn sink(&mut self) -> std::io::Result<&mut Sink> {
+        if matches!(self.sink, Sink::None) {
+            let file = self
+                .output
+                .atomic(self.form.file_name())
+                .map_err(std::io::Error::other)?;
+            let target = file.target().to_owned();
+            let opened = match &self.form {
+                KeptForm::Jsonl => Ok(Sink::Jsonl(file)),
+                KeptForm::InputSchema(files, max) => {
+                    RowCopier::new(Arc::clone(files), *max, file).map(|c| Sink::Rows(Box::new(c)))
+                }
+                KeptForm::IdText => IdTextWriter::new(file).map(|w| Sink::IdText(Box::new(w))),
+            };
+            self.sink = opened.map_err(|e| std::io::Error::other(OutputError::new(&target, e)))?;
         }
-        let file = self.file.as_mut().expect("just opened");
-        file.write_all(line)
-            .map_err(|e| OutputError::new(file.target(), e))
+        Ok(&mut self.sink)
+    }
+
+    fn write(&mut self, out: KeptOut) -> std::io::Result<()> {
+        match (self.sink()?, out) {
+            (Sink::Jsonl(file), KeptOut::Line(line)) => file.write_all(&line).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("{}: {e}", file.target().display()))
+            }),
+            (Sink::Rows(rows), KeptOut::Row(file, row)) => rows.keep(file, row),
+            (Sink::IdText(writer), KeptOut::IdText(id, text)) => writer.push(id, text),
+            (sink, out) => Err(std::io::Error::other(format!(
+                "a kept record of the wrong form: {out:?} for {sink:?}"
+            ))),
+        }
+    }
+
+    /// The complete file, uncommitted.
+    fn complete(&mut self) -> std::io::Result<AtomicFile> {
+        if matches!(self.sink, Sink::None) {
+            self.sink()?;
+        }
+        match std::mem::replace(&mut self.sink, Sink::None) {
+            Sink::Jsonl(file) => Ok(file),
+            Sink::Rows(rows) => rows.finish(),
+            Sink::IdText(writer) => writer.finish(),
+            Sink::None => unreachable!("opened above"),
+        }
     }
 }
 
 impl Integrate for KeptWriter {
-    type Output = Option<Vec<u8>>;
+    type Output = Option<KeptOut>;
 
-    fn integrate(&mut self, _index: u64, line: Option<Vec<u8>>) -> Result<(), RecordError> {
-        let Some(line) = line else {
+    fn integrate(&mut self, _index: u64, out: Option<KeptOut>) -> Result<(), RecordError> {
+        let Some(out) = out else {
             return Ok(());
         };
         if self.error.is_none() {
-            if let Err(e) = self.write(&line) {
+            if let Err(e) = self.write(out) {
                 self.error = Some(e);
             }
         }
@@ -176,15 +279,13 @@ impl Integrate for KeptWriter {
         }
         if run.partial {
             // Interrupted: the file is dropped, nothing is written.
-            self.file = None;
+            self.sink = Sink::None;
             return Ok(serde_json::json!({ "pass": "kept", "partial": true }));
         }
-        let file = match self.file.take() {
-            Some(file) => file,
-            None => self.output.atomic(KEPT_FILE)?,
-        };
+        let file = self.complete()?;
         *self.slot.lock().expect("result slot poisoned") = Some(Written {
             file,
+            name: self.form.file_name(),
             kept: self.kept,
         });
         Ok(serde_json::json!({ "pass": "kept", "kept": self.kept }))

@@ -3,7 +3,8 @@
 //! pass 1 integrated nor those pass 2 removed, so the run's job
 //! ([`KeptJob`]) sends one tag per record inside each part
 //! ([`RemoteJob::context`]), and the worker's job ([`KeptStep`]) formats
-//! the kept records' lines as a local processor does ([`line`]).
+//! the kept records' lines as a local processor does ([`line`]). Only for
+//! `kept.jsonl`: `kept.parquet` is written by a pass run on this host.
 
 use std::ops::Range;
 
@@ -11,7 +12,7 @@ use drainpipe_actors::codec;
 use drainpipe_actors::remote::{RemoteJob, StepOnly};
 use drainpipe_actors::{Job, RawRecord, RecordError};
 
-use super::{line, Kept, KeptJob};
+use super::{line, Kept, KeptJob, KeptOut};
 use crate::input::TextFields;
 use crate::jobs::dedup::records::rejected_again;
 
@@ -77,8 +78,8 @@ impl KeptStep {
 
 impl Job for KeptStep {
     type Parsed<'a> = Kept<'a>;
-    type Output = Option<Vec<u8>>;
-    type Integrator = StepOnly<Option<Vec<u8>>>;
+    type Output = Option<KeptOut>;
+    type Integrator = StepOnly<Option<KeptOut>>;
 
     fn name(&self) -> &str {
         "dedup"
@@ -100,14 +101,14 @@ impl Job for KeptStep {
         }
     }
 
-    fn process(&self, record: Kept<'_>) -> Result<Option<Vec<u8>>, RecordError> {
+    fn process(&self, record: Kept<'_>) -> Result<Option<KeptOut>, RecordError> {
         match record {
             Kept::Removed => Ok(None),
-            Kept::Record(raw) => line(&raw, &self.fields).map(Some),
+            Kept::Record(raw) => line(&raw, &self.fields).map(|l| Some(KeptOut::Line(l))),
         }
     }
 
-    fn integrator(&self) -> StepOnly<Option<Vec<u8>>> {
+    fn integrator(&self) -> StepOnly<Option<KeptOut>> {
         StepOnly::default()
     }
 }
