@@ -60,6 +60,7 @@
 //!   deleted while being read stays readable once open, and is read whole.
 
 mod dir;
+mod field;
 mod inputs;
 mod json;
 mod lines;
@@ -72,6 +73,7 @@ mod stream;
 mod testutil;
 mod wet;
 
+pub use field::json_field;
 pub use inputs::Inputs;
 pub use parse::{line_id, parse_text_record};
 pub use record::{TextFields, TextRecord};

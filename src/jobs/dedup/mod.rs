@@ -120,6 +120,7 @@ pub mod fates;
 pub mod hash;
 pub mod ids;
 pub mod index;
+pub mod keep;
 pub mod ledger;
 pub mod lsh;
 pub mod memory;
@@ -220,7 +221,16 @@ fn chain(
     let mut index = IndexRun::open(&params.index, params, banding).map_err(anyhow::Error::new)?;
     let joined_params;
     let params = match &index {
-        // The copy beside pass 2 knows nothing of the pairs across.
+        // The copy beside pass 2 knows nothing of the pairs across, nor of
+        // a keep policy under which a later record may win: it would
+        // settle a record's fate too early (the copy runs after pass 2).
+        _ if !params.keep.is_first() => {
+            joined_params = DedupParams {
+                copy_beside_verify: false,
+                ..params.clone()
+            };
+            &joined_params
+        }
         Some(_) => {
             joined_params = DedupParams {
                 copy_beside_verify: false,
@@ -255,9 +265,11 @@ fn chain(
     let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
     let reads = passes::reads(ctx, &found);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
+    let ranking = params.keep.ranking(&verified.keys);
+    let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
     let clusters = match &mut index {
-        Some(index) => index.clusters(&verified.pairs, found.read())?,
-        None => Clusters::from_pairs(&verified.pairs),
+        Some(index) => index.clusters(&verified.pairs, found.read(), prefers)?,
+        None => Clusters::from_pairs_keeping(&verified.pairs, prefers),
     };
     let outputs = kept::run(&mut run, &found, &clusters, &verified.ids, &reads, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;

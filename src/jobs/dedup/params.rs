@@ -25,6 +25,8 @@ pub struct DedupParams {
     pub copy_beside_verify: bool,
     /// `--save-index` and `--against` ([`super::index`]).
     pub index: IndexOptions,
+    /// `--keep`: which record of a cluster is kept ([`super::keep`]).
+    pub keep: super::keep::KeepPolicy,
 }
 
 impl Default for DedupParams {
@@ -37,6 +39,7 @@ impl Default for DedupParams {
             rows: None,
             copy_beside_verify: true,
             index: IndexOptions::default(),
+            keep: super::keep::KeepPolicy::First,
         }
     }
 }
