@@ -542,6 +542,8 @@ impl CommonArgs {
                 DirAsArg::Records => DirAs::Records,
                 DirAsArg::Documents => DirAs::Documents,
             }),
+            // Set by a job that needs more columns (dedup --keep field:).
+            columns: Vec::new(),
         };
         RunContext {
             inputs: self.inputs.clone(),

@@ -157,6 +157,10 @@ pub struct InputOptions {
     /// How directories are read; `None`: as records when every file below
     /// them is a record file, else as documents (see the rules above).
     pub dir_as: Option<DirAs>,
+    /// Further Parquet columns each row carries into its JSON record,
+    /// when the file has them: the field `dedup --keep field:NAME` ranks
+    /// by (JSON Lines records carry every field already).
+    pub columns: Vec<String>,
 }
 
 impl Default for InputOptions {
@@ -166,6 +170,7 @@ impl Default for InputOptions {
             leave_out: Vec::new(),
             fields: TextFields::default(),
             dir_as: None,
+            columns: Vec::new(),
         }
     }
 }

@@ -168,6 +168,17 @@ pub fn run(ctx: &RunContext, params: &DedupParams) -> anyhow::Result<RunReport> 
             "dedup reads its input three times and stdin (`-`) only once: save it to a file first"
         );
     }
+    // `--keep field:NAME` ranks by a column Parquet rows must carry.
+    let keep_ctx;
+    let ctx = match params.keep.field() {
+        Some(name) => {
+            let mut with_column = ctx.clone();
+            with_column.input_options.columns.push(name.to_owned());
+            keep_ctx = with_column;
+            &keep_ctx
+        }
+        None => ctx,
+    };
     let demo = ctx.inputs.is_empty();
     if demo && ctx.demo_docs > MAX_TRUTH_DOCS {
         log::info!(
