@@ -11,7 +11,10 @@
 //! without the field. Parquet input gives the JSON Lines input's
 //! `clusters.jsonl`. Also: the default policy keeps the first record, with
 //! the outputs of `--keep first`; an invalid `--keep` exits 2 naming the
-//! syntax; a folder holding a run with another policy is refused.
+//! syntax; a folder holding a run with another policy is refused; a run
+//! under a policy stopped in pass 2, or after it, and resumed gives the
+//! uninterrupted run's outputs (the keys are in pass 2's checkpoint and
+//! result).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,6 +22,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::binary::{drainpipe, summary};
+use crate::mixed::{outputs, run_leg, Leg, StopAt};
 use crate::parquet::{write, Column};
 
 const CLUSTERS: usize = 6;
@@ -412,4 +416,59 @@ fn a_folder_holding_a_run_with_another_keep_policy_is_refused() {
         std::fs::read(out.join("clusters.jsonl")).unwrap(),
         first.clusters
     );
+}
+
+#[test]
+fn a_keep_policy_stopped_in_or_after_pass_2_resumes_to_the_uninterrupted_outputs() {
+    let records = std::sync::Arc::new(crate::mixed::records());
+    let longest = Leg {
+        keep: "longest".parse().unwrap(),
+        ..Leg::default()
+    };
+    let run = |leg: &Leg| {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run_leg(&records, dir.path(), leg).unwrap();
+        assert_eq!(report.exit_code, 0, "{}", report.human());
+        outputs(dir.path())
+    };
+    let expected = run(&longest);
+    assert!(
+        expected != run(&Leg::default()),
+        "the corpus must keep other records under longest"
+    );
+    for (stop, left) in [
+        (
+            StopAt::During {
+                pass: "verify",
+                after: 400,
+            },
+            drainpipe_actors::CHECKPOINT_FILE,
+        ),
+        // Pass 3 is the third opening: pass 2 completed and kept its result.
+        (
+            StopAt::Opening(3),
+            drainpipe::jobs::dedup::resume::VERIFIED_FILE,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let stopped = Leg {
+            batch: Some(50),
+            window: 2,
+            stop: Some(stop),
+            ..longest.clone()
+        };
+        let report = run_leg(&records, dir.path(), &stopped).unwrap();
+        assert_eq!(report.exit_code, 130, "{stop:?}: {}", report.human());
+        assert!(dir.path().join(left).exists(), "{stop:?}: no {left}");
+        let resumed = Leg {
+            resume: true,
+            ..longest.clone()
+        };
+        let report = run_leg(&records, dir.path(), &resumed).unwrap();
+        assert_eq!(report.exit_code, 0, "{stop:?}: {}", report.human());
+        assert!(
+            outputs(dir.path()) == expected,
+            "{stop:?}: the resumed outputs differ from the uninterrupted run's"
+        );
+    }
 }
