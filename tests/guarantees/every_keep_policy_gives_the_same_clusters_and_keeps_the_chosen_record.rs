@@ -11,7 +11,9 @@
 //! without the field. Parquet input gives the JSON Lines input's
 //! `clusters.jsonl`. Also: the default policy keeps the first record, with
 //! the outputs of `--keep first`; an invalid `--keep` exits 2 naming the
-//! syntax; a folder holding a run with another policy is refused; a run
+//! syntax; a folder holding a run with another policy is refused; against
+//! an index saved under a policy, a cluster keeps its indexed record, the
+//! one the indexed run kept; a run
 //! under a policy stopped in pass 2, or after it, and resumed gives the
 //! uninterrupted run's outputs (the keys are in pass 2's checkpoint and
 //! result).
@@ -471,4 +473,73 @@ fn a_keep_policy_stopped_in_or_after_pass_2_resumes_to_the_uninterrupted_outputs
             "{stop:?}: the resumed outputs differ from the uninterrupted run's"
         );
     }
+}
+
+#[test]
+fn against_an_index_a_cluster_keeps_its_indexed_record_the_one_that_run_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = records();
+    // Members 0 to 2 of every cluster and the 12 records in no cluster
+    // read between them (ids 101 to 112) are indexed; members 3 and 4 and
+    // the rest are new.
+    let (old, new): (Vec<Record>, Vec<Record>) = all
+        .into_iter()
+        .partition(|r| r.member.is_none_or(|(_, m)| m < 3) && r.id < 113);
+    let (a, b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
+    std::fs::write(&a, json_lines(&old)).unwrap();
+    std::fs::write(&b, json_lines(&new)).unwrap();
+    let index = tmp.path().join("idx");
+    let output = drainpipe()
+        .args([
+            "dedup",
+            "--no-progress",
+            "--keep",
+            "longest",
+            "--save-index",
+        ])
+        .arg(&index)
+        .arg(&a)
+        .arg("-o")
+        .arg(tmp.path().join("out-a"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The longest of members 0 to 2, by hand.
+    let kept_in_a = [1, 0, 0, 2, 0, 0];
+    let out = tmp.path().join("out-b");
+    let output = drainpipe()
+        .args(["dedup", "--no-progress", "--keep", "longest", "--against"])
+        .arg(&index)
+        .arg(&b)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let clusters = std::fs::read_to_string(out.join("clusters.jsonl")).unwrap();
+    let mut named: BTreeMap<i64, (i64, String)> = BTreeMap::new();
+    for line in clusters.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let of = v["duplicate_of"].as_i64().unwrap();
+        named.insert(v["id"].as_i64().unwrap(), (of, v["index"].to_string()));
+    }
+    // Every new member, the longest of its cluster (member 4 of cluster 3)
+    // too, duplicates the record the indexed run kept.
+    let expected: BTreeMap<i64, (i64, String)> = (0..CLUSTERS)
+        .flat_map(|c| {
+            [3, 4].map(|m| {
+                let kept = (c * 10 + kept_in_a[c]) as i64;
+                ((c * 10 + m) as i64, (kept, "\"idx\"".to_owned()))
+            })
+        })
+        .collect();
+    assert_eq!(named, expected);
 }
