@@ -13,7 +13,8 @@
 //! the outputs of `--keep first`; an invalid `--keep` exits 2 naming the
 //! syntax; a folder holding a run with another policy is refused; against
 //! an index saved under a policy, a cluster keeps its indexed record, the
-//! one the indexed run kept; a run
+//! one the indexed run kept; with `--nats`, workers compute the keys and
+//! the outputs are the single process's; a run
 //! under a policy stopped in pass 2, or after it, and resumed gives the
 //! uninterrupted run's outputs (the keys are in pass 2's checkpoint and
 //! result).
@@ -542,4 +543,54 @@ fn against_an_index_a_cluster_keeps_its_indexed_record_the_one_that_run_kept() {
         })
         .collect();
     assert_eq!(named, expected);
+}
+
+#[test]
+fn a_keep_policy_on_workers_gives_the_single_process_outputs() {
+    use crate::binary::{spawn, wait};
+    use crate::nats::{NatsServer, Worker};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, json_lines(&records())).unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut cmd = drainpipe();
+        cmd.arg("dedup").arg(&input).arg("-o").arg(out);
+        cmd.args(["--no-progress", "--keep", "field:score"])
+            .args(extra);
+        let output = wait(spawn(cmd), std::time::Duration::from_secs(180)).0;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let single = tmp.path().join("single");
+    run(&single, &[]);
+    let server = NatsServer::start();
+    let _workers = [
+        Worker::start(&server.url(), 1, None),
+        Worker::start(&server.url(), 1, None),
+    ];
+    let distributed = tmp.path().join("distributed");
+    run(&distributed, &["--nats", &server.url(), "--batch", "8"]);
+    for name in ["kept.jsonl", "clusters.jsonl"] {
+        let (a, b) = (single.join(name), distributed.join(name));
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{name} differs between the single-process and the distributed run"
+        );
+    }
+    let s = summary(&distributed);
+    let verify_parts = s["remote"]["by_pass"]["verify"]["parts"].as_u64();
+    assert!(
+        verify_parts > Some(0),
+        "pass 2 went through the broker: {}",
+        s["remote"]
+    );
+    let run = Run {
+        clusters: std::fs::read(distributed.join("clusters.jsonl")).unwrap(),
+        kept: std::fs::read(distributed.join("kept.jsonl")).unwrap(),
+        summary: s,
+    };
+    check(&run, &SCORE_DESC, None, "distributed, field:score");
 }

@@ -203,6 +203,19 @@ impl VerifyJob {
         self
     }
 
+    /// A candidate `record` read from `raw`, with its `--keep` key when
+    /// its shingle set is needed (only those records may be in a cluster).
+    fn candidate<'a>(
+        &self,
+        raw: &RawRecord<'a>,
+        record: TextRecord<'a>,
+        shingle: bool,
+    ) -> <Self as Job>::Parsed<'a> {
+        let json = (raw.format == FORMAT_JSONL).then_some(raw.bytes);
+        let key = shingle.then(|| self.keep.key(json, &record.text)).flatten();
+        Some((record, shingle, key))
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()
@@ -231,10 +244,7 @@ impl Job for VerifyJob {
         }
         let shingle = self.shingled.as_ref().is_none_or(|s| s.contains(index));
         let record = parse_text_record(raw, &self.fields)?;
-        // Only the records that may be in a cluster need a key.
-        let json = (raw.format == FORMAT_JSONL).then_some(raw.bytes);
-        let key = shingle.then(|| self.keep.key(json, &record.text)).flatten();
-        Ok(Some((record, shingle, key)))
+        Ok(self.candidate(raw, record, shingle))
     }
 
     fn process(&self, record: Self::Parsed<'_>) -> Result<Option<Member>, RecordError> {
