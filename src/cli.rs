@@ -141,6 +141,23 @@ pub struct DedupArgs {
     /// have been made with the same parameters.
     #[arg(long, value_name = "DIR")]
     pub against: Vec<PathBuf>,
+    /// Which record of a cluster is kept (the others are removed as its
+    /// duplicates; the clusters are the same whatever the choice):
+    /// `first` in input order; `longest` or `shortest` text, in characters;
+    /// `field:NAME[:asc|desc]`, the highest (`desc`, the default:
+    /// `field:score` keeps the best-scored) or lowest (`asc`) value of a
+    /// JSON field or Parquet column; numbers compare numerically, strings
+    /// by code points, a number ranks before a string, and a record
+    /// without the field (or with null, a boolean, an array or an object
+    /// there) ranks last. Ties go to the first in input order. A cluster
+    /// with a record of an --against index keeps that record.
+    #[arg(long, value_name = "POLICY", default_value = "first", value_parser = parse_keep)]
+    pub keep: drainpipe::jobs::dedup::keep::KeepPolicy,
+}
+
+/// `--keep`.
+fn parse_keep(s: &str) -> Result<drainpipe::jobs::dedup::keep::KeepPolicy, String> {
+    s.parse()
 }
 
 /// The bounds of the numeric options. Each is far beyond any useful value
@@ -301,6 +318,7 @@ impl DedupArgs {
                 save: self.save_index.clone(),
                 against: self.against.clone(),
             },
+            keep: self.keep.clone(),
         }
     }
 }
@@ -362,6 +380,11 @@ impl JobCommand {
                 }
                 if let Some(dir) = &p.index.save {
                     identity.push_str(&format!(" saving an index into {}", dir.display()));
+                }
+                // Another kept record is another result (`first` is left
+                // out: the fingerprint of a default run is unchanged).
+                if !p.keep.is_first() {
+                    identity.push_str(&format!(" keeping {}", p.keep));
                 }
                 identity
             }

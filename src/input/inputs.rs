@@ -105,6 +105,8 @@ struct Item {
 pub struct Inputs {
     max_record_bytes: usize,
     fields: TextFields,
+    /// [`InputOptions::columns`].
+    columns: Arc<[String]>,
     queue: VecDeque<Input>,
     current: Option<Current>,
     /// Stored bytes of the inputs done with.
@@ -165,7 +167,7 @@ impl Inputs {
                     };
                     if records {
                         for shard in shards(path, entries) {
-                            check(&shard, &options.fields)?;
+                            check(&shard, &options.fields, &options.columns)?;
                             queue.push_back(shard);
                         }
                         continue;
@@ -187,7 +189,7 @@ impl Inputs {
                         kind: kind_of(path),
                         size,
                     };
-                    check(&file, &options.fields)?;
+                    check(&file, &options.fields, &options.columns)?;
                     file
                 }
             };
@@ -196,6 +198,7 @@ impl Inputs {
         Ok(Inputs {
             max_record_bytes: options.max_record_bytes,
             fields: options.fields,
+            columns: options.columns.into(),
             queue,
             current: None,
             done: 0,
@@ -231,7 +234,7 @@ impl Inputs {
     }
 
     /// Starts reading `input`.
-    fn start(input: Input, fields: &TextFields) -> Result<Current, InputError> {
+    fn start(input: Input, fields: &TextFields, columns: &[String]) -> Result<Current, InputError> {
         let lines = |reader,
                      origin: Arc<str>,
                      kind: Kind,
@@ -273,7 +276,7 @@ impl Inputs {
             Input::File {
                 path, origin, kind, ..
             } if kind.container == Container::Parquet => Ok(Current::Parquet(Box::new(
-                ParquetInput::open(&path, origin, fields)?,
+                ParquetInput::open(&path, origin, fields, columns)?,
             ))),
             Input::File {
                 path, origin, kind, ..
@@ -320,7 +323,7 @@ impl Inputs {
             let step = match &mut self.current {
                 None => match self.queue.pop_front() {
                     Some(input) => {
-                        self.current = Some(Self::start(input, &self.fields)?);
+                        self.current = Some(Self::start(input, &self.fields, &self.columns)?);
                         continue;
                     }
                     None => return Ok(None),
@@ -588,7 +591,7 @@ fn shards(dir: &Path, entries: Vec<Entry>) -> Vec<Input> {
 /// a file whose footer cannot be read is an IO error (exit 74); one that
 /// lacks the text column, or is compressed as a whole, is
 /// [`UnusableInput`] (exit 65).
-fn check(input: &Input, fields: &TextFields) -> Result<(), InputError> {
+fn check(input: &Input, fields: &TextFields, columns: &[String]) -> Result<(), InputError> {
     let Input::File {
         path, origin, kind, ..
     } = input
@@ -612,7 +615,7 @@ fn check(input: &Input, fields: &TextFields) -> Result<(), InputError> {
             ),
         });
     }
-    parquet::check(path, origin, fields)
+    parquet::check_with(path, origin, fields, columns)
 }
 
 /// Reads a directory's `entry` whole into `scratch` (so a file too large is

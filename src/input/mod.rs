@@ -60,6 +60,7 @@
 //!   deleted while being read stays readable once open, and is read whole.
 
 mod dir;
+mod field;
 mod inputs;
 mod json;
 mod lines;
@@ -73,6 +74,7 @@ mod stream;
 mod testutil;
 mod wet;
 
+pub use field::json_field;
 pub use inputs::Inputs;
 
 /// Checks the page headers of a Parquet column chunk of `file` before it is
@@ -174,6 +176,10 @@ pub struct InputOptions {
     /// file ends; shared by the clones of these options, so a run's
     /// summary can report them.
     pub skipped: std::sync::Arc<Skipped>,
+    /// Further Parquet columns each row carries into its JSON record,
+    /// when the file has them: the field `dedup --keep field:NAME` ranks
+    /// by (JSON Lines records carry every field already).
+    pub columns: Vec<String>,
 }
 
 /// Records of the inputs skipped, not rejected (WET records of types other
@@ -216,6 +222,7 @@ impl Default for InputOptions {
             fields: TextFields::default(),
             dir_as: None,
             skipped: std::sync::Arc::default(),
+            columns: Vec::new(),
         }
     }
 }

@@ -18,6 +18,13 @@
 //! which point into those pages. Row groups are never read whole, however
 //! large they are.
 //!
+//! Further columns named in [`InputOptions::columns`](super::InputOptions)
+//! (dedup's `--keep field:NAME`) are read too and written into the record
+//! after the id, as JSON values: an integer, boolean or string as such, a
+//! float as a JSON number (a NaN or an infinity as `null`), a null or a
+//! string that is not UTF-8 as `null`; a file without such a column gives
+//! records without the field.
+//!
 //! A file that lacks the text column, or whose text or id column is of a
 //! type that cannot be read, is refused before any work with an
 //! [`UnusableInput`] error listing its columns (exit 65). A file that is
@@ -33,11 +40,13 @@ use std::sync::Arc;
 use drainpipe_actors::InputError;
 use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
 use parquet::column::reader::{get_typed_column_reader, ColumnReader, ColumnReaderImpl};
-use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
+use parquet::data_type::{
+    BoolType, ByteArray, ByteArrayType, DataType, DoubleType, FloatType, Int32Type, Int64Type,
+};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::{ColumnDescriptor, SchemaDescriptor};
 
-use super::record::{utf8, write_json_record, TextFields};
+use super::record::{utf8, write_json_record_with, TextFields};
 use super::UnusableInput;
 
 /// Rows decoded at a time, per column.
@@ -51,27 +60,61 @@ enum IdKind {
     Str,
 }
 
+/// How a further column ([`InputOptions::columns`](super::InputOptions)) is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExtraKind {
+    Id(IdKind),
+    Float,
+    Double,
+    Bool,
+}
+
+/// A further column: its index, name, kind and definition level.
+#[derive(Debug, Clone)]
+struct Extra {
+    column: usize,
+    name: Arc<str>,
+    kind: ExtraKind,
+    defined: i16,
+}
+
 /// The columns read, by their index in the file's schema.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Columns {
     text: usize,
     id: Option<(usize, IdKind)>,
     /// The definition level of a value that is there (0 for a required
     /// column, 1 for an optional one), of the text and id columns.
     defined: (i16, i16),
+    /// The further columns the file has.
+    extra: Vec<Extra>,
 }
 
 /// Opens the Parquet file at `path` and checks that it has the columns
 /// `fields` names, of types that can be read: the check made for every
-/// Parquet input before a run starts.
+/// Parquet input before a run starts (without further columns).
+#[cfg(test)]
 pub(crate) fn check(path: &Path, origin: &str, fields: &TextFields) -> Result<(), InputError> {
-    open(path, origin, fields).map(|_| ())
+    check_with(path, origin, fields, &[])
+}
+
+/// Opens the Parquet file at `path` and checks that it has the columns
+/// `fields` names, and the further `columns` it has, of types that can be
+/// read: the check made for every Parquet input before a run starts.
+pub(crate) fn check_with(
+    path: &Path,
+    origin: &str,
+    fields: &TextFields,
+    columns: &[String],
+) -> Result<(), InputError> {
+    open(path, origin, fields, columns).map(|_| ())
 }
 
 fn open(
     path: &Path,
     origin: &str,
     fields: &TextFields,
+    extra: &[String],
 ) -> Result<(SerializedFileReader<File>, Columns), InputError> {
     let fail = |cause| InputError {
         origin: origin.to_owned(),
@@ -81,7 +124,7 @@ fn open(
     let file = File::open(path).map_err(fail)?;
     let reader = SerializedFileReader::new(file).map_err(|e| fail(invalid(e)))?;
     let schema = reader.metadata().file_metadata().schema_descr();
-    let columns = columns(schema, fields).map_err(|message| {
+    let columns = columns(schema, fields, extra).map_err(|message| {
         fail(io::Error::new(
             io::ErrorKind::InvalidData,
             UnusableInput(message),
@@ -100,7 +143,11 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 
 /// Finds the text and id columns in `schema`, or says why the file cannot
 /// be read, listing its columns.
-fn columns(schema: &SchemaDescriptor, fields: &TextFields) -> Result<Columns, String> {
+fn columns(
+    schema: &SchemaDescriptor,
+    fields: &TextFields,
+    extra: &[String],
+) -> Result<Columns, String> {
     let find = |name: &str| {
         (0..schema.num_columns()).find(|&i| schema.column(i).path().parts() == [name.to_owned()])
     };
@@ -149,7 +196,44 @@ fn columns(schema: &SchemaDescriptor, fields: &TextFields) -> Result<Columns, St
         schema.column(text).max_def_level(),
         id.map_or(0, |(i, _)| schema.column(i).max_def_level()),
     );
-    Ok(Columns { text, id, defined })
+    let mut further = Vec::new();
+    // The text and id are written already.
+    for name in extra
+        .iter()
+        .filter(|n| **n != fields.text && **n != fields.id)
+    {
+        let Some(column) = find(name) else { continue };
+        let descr = schema.column(column);
+        let kind = extra_kind(&descr).filter(|_| descr.max_rep_level() == 0);
+        let Some(kind) = kind else {
+            return Err(format!(
+                "column {name:?} is {}, not a number, a boolean or a string; {}",
+                type_name(&descr),
+                listing()
+            ));
+        };
+        further.push(Extra {
+            column,
+            name: name.as_str().into(),
+            kind,
+            defined: descr.max_def_level(),
+        });
+    }
+    Ok(Columns {
+        text,
+        id,
+        defined,
+        extra: further,
+    })
+}
+
+fn extra_kind(descr: &ColumnDescriptor) -> Option<ExtraKind> {
+    match descr.physical_type() {
+        Physical::FLOAT => Some(ExtraKind::Float),
+        Physical::DOUBLE => Some(ExtraKind::Double),
+        Physical::BOOLEAN => Some(ExtraKind::Bool),
+        _ => id_kind(descr).map(ExtraKind::Id),
+    }
 }
 
 /// Whether a column holds text: a byte array, unannotated or annotated as
@@ -207,6 +291,44 @@ enum IdReader {
     Str(ColumnReaderImpl<ByteArrayType>),
 }
 
+/// The reader of a further column.
+enum ExtraReader {
+    Id(IdReader),
+    Float(ColumnReaderImpl<FloatType>),
+    Double(ColumnReaderImpl<DoubleType>),
+    Bool(ColumnReaderImpl<BoolType>),
+}
+
+/// A float as its JSON number, a NaN or an infinity as null.
+fn float_value<F: Into<f64> + serde::Serialize>(f: Option<F>) -> Id {
+    match f {
+        Some(f) => {
+            let json = serde_json::to_string(&f).unwrap_or_else(|_| "null".into());
+            if f.into().is_finite() {
+                Id::Json(json)
+            } else {
+                Id::Null
+            }
+        }
+        None => Id::Null,
+    }
+}
+
+fn read_extra(reader: &mut ExtraReader, want: usize, defined: i16) -> Result<Vec<Id>, String> {
+    Ok(match reader {
+        ExtraReader::Id(r) => read_ids(r, want, defined)?,
+        ExtraReader::Float(r) => read_column(r, want, defined)?
+            .into_iter()
+            .map(float_value)
+            .collect(),
+        ExtraReader::Double(r) => read_column(r, want, defined)?
+            .into_iter()
+            .map(float_value)
+            .collect(),
+        ExtraReader::Bool(r) => ids_of(read_column(r, want, defined)?, |b| b.to_string()),
+    })
+}
+
 /// One row's id, as the JSON record will hold it.
 enum Id {
     /// No id column.
@@ -224,6 +346,8 @@ enum Id {
 struct Chunk {
     texts: Vec<Option<ByteArray>>,
     ids: Vec<Id>,
+    /// Per further column.
+    extras: Vec<Vec<Id>>,
 }
 
 /// One Parquet file being read.
@@ -241,6 +365,8 @@ pub(crate) struct ParquetInput {
     next_group: usize,
     /// The row group being read: its readers and the rows it has left.
     group: Option<(ColumnReaderImpl<ByteArrayType>, Option<IdReader>, usize)>,
+    /// The further columns' readers of the row group being read.
+    extras: Vec<ExtraReader>,
     chunk: Chunk,
     /// Rows given out so far.
     row: u64,
@@ -258,9 +384,15 @@ pub(crate) enum Row {
 }
 
 impl ParquetInput {
-    /// Opens the file at `path`, named `origin` in records and messages.
-    pub fn open(path: &Path, origin: Arc<str>, fields: &TextFields) -> Result<Self, InputError> {
-        let (reader, columns) = open(path, &origin, fields)?;
+    /// Opens the file at `path`, named `origin` in records and messages,
+    /// reading the further `columns` it has too.
+    pub fn open(
+        path: &Path,
+        origin: Arc<str>,
+        fields: &TextFields,
+        columns: &[String],
+    ) -> Result<Self, InputError> {
+        let (reader, columns) = open(path, &origin, fields, columns)?;
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
         let file = File::open(path).map_err(|e| InputError {
             origin: origin.to_string(),
@@ -276,6 +408,7 @@ impl ParquetInput {
             columns,
             next_group: 0,
             group: None,
+            extras: Vec::new(),
             chunk: Chunk::default(),
             row: 0,
             read: 0,
@@ -313,9 +446,13 @@ impl ParquetInput {
         }
         let text = self.chunk.texts.pop().expect("a row is left");
         let id = self.chunk.ids.pop().unwrap_or(Id::Absent);
+        let extras: Vec<(&str, Id)> = (self.columns.extra.iter())
+            .zip(&mut self.chunk.extras)
+            .map(|(extra, values)| (&*extra.name, values.pop().unwrap_or(Id::Absent)))
+            .collect();
         self.row += 1;
         let start = buf.len();
-        let outcome = record(buf, &self.fields, id, text.as_ref(), max);
+        let outcome = record(buf, &self.fields, id, &extras, text.as_ref(), max);
         if outcome.is_err() {
             buf.truncate(start);
         }
@@ -340,7 +477,14 @@ impl ParquetInput {
                         None => Vec::new(),
                         Some(id) => read_ids(id, want, id_defined)?,
                     };
-                    if texts.len() != want || (self.columns.id.is_some() && ids.len() != want) {
+                    let mut extras = Vec::with_capacity(self.extras.len());
+                    for (reader, extra) in self.extras.iter_mut().zip(&self.columns.extra) {
+                        extras.push(read_extra(reader, want, extra.defined)?);
+                    }
+                    if texts.len() != want
+                        || (self.columns.id.is_some() && ids.len() != want)
+                        || extras.iter().any(|e| e.len() != want)
+                    {
                         return Err(format!(
                             "row group {} ends {left} rows early: the file is cut short or corrupt",
                             self.next_group - 1
@@ -351,6 +495,8 @@ impl ParquetInput {
                     self.chunk.ids = ids;
                     self.chunk.texts.reverse();
                     self.chunk.ids.reverse();
+                    self.chunk.extras = extras;
+                    self.chunk.extras.iter_mut().for_each(|e| e.reverse());
                     return Ok(true);
                 }
                 None => {
@@ -358,6 +504,7 @@ impl ParquetInput {
                         return Ok(false);
                     }
                     self.group = Some(self.open_group(self.next_group)?);
+                    self.extras = self.open_extras(self.next_group)?;
                     self.next_group += 1;
                 }
             }
@@ -391,6 +538,34 @@ impl ParquetInput {
             Some((c, IdKind::Str)) => Some(IdReader::Str(typed(column(c)?))),
         };
         Ok((text, id, rows))
+    }
+}
+
+impl ParquetInput {
+    /// The further columns' readers of row group `i`.
+    fn open_extras(&self, i: usize) -> Result<Vec<ExtraReader>, String> {
+        if self.columns.extra.is_empty() {
+            return Ok(Vec::new());
+        }
+        let group = self.reader.get_row_group(i).map_err(|e| e.to_string())?;
+        let column = |c: usize| group.get_column_reader(c).map_err(|e| e.to_string());
+        let mut readers = Vec::with_capacity(self.columns.extra.len());
+        for extra in &self.columns.extra {
+            let c = column(extra.column)?;
+            readers.push(match extra.kind {
+                ExtraKind::Id(IdKind::Int32 { unsigned }) => {
+                    ExtraReader::Id(IdReader::Int32(typed(c), unsigned))
+                }
+                ExtraKind::Id(IdKind::Int64 { unsigned }) => {
+                    ExtraReader::Id(IdReader::Int64(typed(c), unsigned))
+                }
+                ExtraKind::Id(IdKind::Str) => ExtraReader::Id(IdReader::Str(typed(c))),
+                ExtraKind::Float => ExtraReader::Float(typed(c)),
+                ExtraKind::Double => ExtraReader::Double(typed(c)),
+                ExtraKind::Bool => ExtraReader::Bool(typed(c)),
+            });
+        }
+        Ok(readers)
     }
 }
 
@@ -470,6 +645,7 @@ fn record(
     buf: &mut Vec<u8>,
     fields: &TextFields,
     id: Id,
+    extras: &[(&str, Id)],
     text: Option<&ByteArray>,
     max: usize,
 ) -> Result<(), String> {
@@ -494,8 +670,26 @@ fn record(
             text.len()
         ));
     }
+    // A further column's value that cannot be read is null: the record
+    // then lacks the value, which the job counts.
+    let extras: Vec<(&str, String)> = extras
+        .iter()
+        .filter_map(|(name, value)| {
+            let json = match value {
+                Id::Absent => return None,
+                Id::Null => "null".to_owned(),
+                Id::Json(json) => json.clone(),
+                Id::Bytes(bytes) => utf8(bytes.data()).map_or_else(
+                    |_| "null".to_owned(),
+                    |s| serde_json::to_string(s).expect("a string serializes"),
+                ),
+            };
+            Some((*name, json))
+        })
+        .collect();
+    let extras: Vec<(&str, &str)> = extras.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let start = buf.len();
-    write_json_record(buf, fields, id, &[], text);
+    write_json_record_with(buf, fields, id, &[], &extras, text);
     let len = buf.len() - start;
     if len > max {
         return Err(format!(
@@ -558,6 +752,42 @@ mod tests {
         };
         let mut inputs = Inputs::open(&[path.to_path_buf()], options).map_err(|e| e.to_string())?;
         Ok(drain(&mut inputs))
+    }
+
+    #[test]
+    fn further_columns_are_carried_into_the_records_as_json_values() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a.parquet");
+        let schema = "message m { required binary text (UTF8); optional int32 n; \
+                      required binary tag (UTF8); optional int64 id; }";
+        let rows = |n| (0..2).map(|_| n).collect::<Vec<i16>>();
+        write(
+            &path,
+            schema,
+            vec![vec![
+                (Values::Bytes(vec!["a", "b"]), None),
+                (Values::I32(vec![-5]), Some(vec![1, 0])),
+                (Values::Bytes(vec!["x\"", "y"]), None),
+                (Values::I64(vec![]), Some(rows(0))),
+            ]],
+        );
+        let options = InputOptions {
+            // `text` is written once; a column the file lacks is left out.
+            columns: vec!["tag".into(), "absent".into(), "n".into(), "text".into()],
+            ..InputOptions::default()
+        };
+        let mut inputs = Inputs::open(&[path], options).unwrap();
+        let records: Vec<String> = drain(&mut inputs)
+            .iter()
+            .map(|r| r[r.find('{').unwrap()..].to_owned())
+            .collect();
+        assert_eq!(
+            records,
+            [
+                r#"{"id":null,"tag":"x\"","n":-5,"text":"a"}"#,
+                r#"{"id":null,"tag":"y","n":null,"text":"b"}"#,
+            ]
+        );
     }
 
     #[test]

@@ -49,6 +49,19 @@ pub(crate) fn write_json_record(
     extra: &[(&str, &str)],
     text: &str,
 ) {
+    write_json_record_with(buf, fields, id, extra, &[], text);
+}
+
+/// [`write_json_record`], with `values` (fields whose values are already
+/// JSON text: a Parquet row's further columns) after the `extra` strings.
+pub(crate) fn write_json_record_with(
+    buf: &mut Vec<u8>,
+    fields: &TextFields,
+    id: Option<&str>,
+    extra: &[(&str, &str)],
+    values: &[(&str, &str)],
+    text: &str,
+) {
     let string = |buf: &mut Vec<u8>, s: &str| {
         serde_json::to_writer(&mut *buf, s).expect("writing to a Vec does not fail");
     };
@@ -63,6 +76,12 @@ pub(crate) fn write_json_record(
         string(buf, name);
         buf.push(b':');
         string(buf, value);
+        buf.push(b',');
+    }
+    for (name, json) in values {
+        string(buf, name);
+        buf.push(b':');
+        buf.extend_from_slice(json.as_bytes());
         buf.push(b',');
     }
     string(buf, &fields.text);

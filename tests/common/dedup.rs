@@ -111,6 +111,8 @@ pub struct Leg {
     pub fingerprint: String,
     /// `--max-memory` (`None`: no limit).
     pub max_memory: Option<u64>,
+    /// `--keep`.
+    pub keep: drainpipe::jobs::dedup::keep::KeepPolicy,
 }
 
 impl Default for Leg {
@@ -124,6 +126,7 @@ impl Default for Leg {
             checkpoint_every: None,
             fingerprint: "dedup over the mixed corpus".into(),
             max_memory: None,
+            keep: Default::default(),
         }
     }
 }
@@ -169,7 +172,11 @@ pub fn run_leg(
             handle: handle.clone(),
         }))
     };
-    dedup::run_on(&ctx, &DedupParams::default(), &open, false)
+    let params = DedupParams {
+        keep: leg.keep.clone(),
+        ..DedupParams::default()
+    };
+    dedup::run_on(&ctx, &params, &open, false)
 }
 
 /// A source that asks for a stop once `during` says so.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parquet::basic::Compression;
-use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
@@ -19,6 +19,8 @@ pub enum Column {
     Str(Vec<String>),
     /// `optional binary (UTF8)`: `None` is null.
     OptStr(Vec<Option<String>>),
+    /// `optional double`: `None` is null.
+    OptDouble(Vec<Option<f64>>),
 }
 
 impl Column {
@@ -27,6 +29,7 @@ impl Column {
             Column::Int64(v) => v.len(),
             Column::Str(v) => v.len(),
             Column::OptStr(v) => v.len(),
+            Column::OptDouble(v) => v.len(),
         }
     }
 
@@ -35,6 +38,7 @@ impl Column {
             Column::Int64(_) => format!("required int64 {name};"),
             Column::Str(_) => format!("required binary {name} (UTF8);"),
             Column::OptStr(_) => format!("optional binary {name} (UTF8);"),
+            Column::OptDouble(_) => format!("optional double {name};"),
         }
     }
 }
@@ -80,6 +84,16 @@ pub fn write(path: &Path, columns: &[(&str, Column)], group: usize) {
                         .map(|s| i16::from(s.is_some()))
                         .collect();
                     out.typed::<ByteArrayType>()
+                        .write_batch(&values, Some(&levels), None)
+                        .unwrap();
+                }
+                Column::OptDouble(v) => {
+                    let values: Vec<f64> = v[start..end].iter().flatten().copied().collect();
+                    let levels: Vec<i16> = v[start..end]
+                        .iter()
+                        .map(|s| i16::from(s.is_some()))
+                        .collect();
+                    out.typed::<DoubleType>()
                         .write_batch(&values, Some(&levels), None)
                         .unwrap();
                 }

@@ -9,12 +9,14 @@
 //! (spilling, saved indexes, remote workers) moves these states between
 //! processes and hosts. Their serialized forms are in [`super::state`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use drainpipe_actors::AtomicFile;
 
 use super::bitset::BitSet;
 use super::ids::IdKeys;
+use super::keep::KeepKey;
 use super::spans::Spans;
 
 /// The kept records.
@@ -149,6 +151,9 @@ pub struct Verified {
     pub pairs: Vec<(u32, u32, f64)>,
     /// The ids of the candidate records, by record index.
     pub ids: CandidateIds,
+    /// The candidate records' keys under a `--keep` policy other than
+    /// `first` (none under `first`), by record index.
+    pub keys: HashMap<u32, KeepKey>,
     /// Candidate pairs whose similarity was computed.
     pub checked: u64,
     /// Records the pass rejected (known once it has finished): those pass 1

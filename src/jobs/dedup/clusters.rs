@@ -12,6 +12,26 @@ use super::bitset::BitSet;
 use super::chain::CandidateIds;
 use super::unionfind::UnionFind;
 
+/// `prefers(later, earlier)`: true when record `later` ranks strictly
+/// higher than `earlier`, which comes before it in input order, under the
+/// run's `--keep` policy ([`super::keep`]).
+pub type Prefers<'a> = dyn Fn(u32, u32) -> bool + 'a;
+
+/// For each cluster's root (dense index), the dense index of the member
+/// it keeps: members are visited in input order, so a later one takes the
+/// place only when it ranks strictly higher, and ties go to the first.
+fn chosen(uf: &mut UnionFind, members: &[u32], prefers: &Prefers<'_>) -> Vec<u32> {
+    let mut kept: Vec<u32> = (0..members.len() as u32).collect();
+    for (i, &record) in members.iter().enumerate() {
+        let root = uf.find(i as u32) as usize;
+        let holder = kept[root] as usize;
+        if holder != i && prefers(record, members[holder]) {
+            kept[root] = i as u32;
+        }
+    }
+    kept
+}
+
 /// The removed records, each with the record it duplicates.
 pub const CLUSTERS_FILE: &str = "clusters.jsonl";
 
@@ -53,6 +73,15 @@ impl Clusters {
     /// equal to its similarity to the kept record when that pair was
     /// verified and is its closest).
     pub fn from_pairs(pairs: &[(u32, u32, f64)]) -> Self {
+        Clusters::from_pairs_keeping(pairs, None)
+    }
+
+    /// [`Clusters::from_pairs`], keeping in each cluster the record that
+    /// ranks highest by `prefers` (`prefers(later, earlier)`: true when the
+    /// later record ranks strictly higher; ties go to the first record in
+    /// input order): the clusters are the same, only the kept record and
+    /// so `duplicate_of` change. `None`: the first record.
+    pub fn from_pairs_keeping(pairs: &[(u32, u32, f64)], prefers: Option<&Prefers<'_>>) -> Self {
         let mut members: Vec<u32> = pairs.iter().flat_map(|&(a, b, _)| [a, b]).collect();
         members.sort_unstable();
         members.dedup();
@@ -65,13 +94,15 @@ impl Clusters {
             best[da] = best[da].max(j);
             best[db] = best[db].max(j);
         }
+        let chosen = prefers.map(|prefers| chosen(&mut uf, &members, prefers));
         let mut size: HashMap<u32, usize> = HashMap::new();
         let mut removed = Vec::new();
         for (i, &record) in members.iter().enumerate() {
             let root = uf.find(i as u32);
             *size.entry(root).or_default() += 1;
-            if root as usize != i {
-                removed.push((record, members[root as usize], best[i]));
+            let kept = chosen.as_ref().map_or(root, |k| k[root as usize]);
+            if kept as usize != i {
+                removed.push((record, members[kept as usize], best[i]));
             }
         }
         let mut sizes = BTreeMap::new();
@@ -97,12 +128,31 @@ impl Clusters {
         indexed: &[(u32, u32, f64)],
         offset: u32,
     ) -> (Self, Vec<(u32, u32)>) {
+        Clusters::with_index_keeping(pairs, indexed, offset, None)
+    }
+
+    /// [`Clusters::with_index`], keeping by `prefers` (over this run's
+    /// records, numbered as this run numbers them) in the clusters without
+    /// an indexed record; a cluster with one keeps its first indexed
+    /// root, as under `first`: an indexed record cannot be removed.
+    pub fn with_index_keeping(
+        pairs: &[(u32, u32, f64)],
+        indexed: &[(u32, u32, f64)],
+        offset: u32,
+        prefers: Option<&Prefers<'_>>,
+    ) -> (Self, Vec<(u32, u32)>) {
+        let joined_prefers = prefers.map(|p| {
+            move |later: u32, earlier: u32| {
+                earlier >= offset && later >= offset && p(later - offset, earlier - offset)
+            }
+        });
+        let joined_prefers = joined_prefers.as_ref().map(|p| p as &Prefers<'_>);
         let all: Vec<(u32, u32, f64)> = indexed
             .iter()
             .map(|&(root, b, j)| (root, b + offset, j))
             .chain(pairs.iter().map(|&(a, b, j)| (a + offset, b + offset, j)))
             .collect();
-        let joined = Clusters::from_pairs(&all);
+        let joined = Clusters::from_pairs_keeping(&all, joined_prefers);
         let mut clusters = Clusters {
             sizes: joined.sizes,
             ..Clusters::default()
@@ -221,6 +271,37 @@ mod tests {
         assert_eq!(c.removed, [(6, 4, 0.95), (7, 2, 1.0), (9, 4, 0.95)]);
         assert_eq!(c.count(), 2);
         assert_eq!(c.sizes, BTreeMap::from([(2, 1), (3, 1)]));
+    }
+
+    #[test]
+    fn a_cluster_keeps_the_record_its_policy_prefers_and_ties_go_to_the_first() {
+        let pairs = [(4, 9, 0.85), (4, 6, 0.9), (6, 9, 0.95), (2, 7, 1.0)];
+        // Ranks: 6 and 9 tie above 4; 7 ranks below 2.
+        let rank = |r: u32| match r {
+            6 | 9 => 2,
+            7 => 0,
+            _ => 1,
+        };
+        let prefers = |later: u32, earlier: u32| rank(later) > rank(earlier);
+        let c = Clusters::from_pairs_keeping(&pairs, Some(&prefers));
+        assert_eq!(c.removed, [(4, 6, 0.9), (7, 2, 1.0), (9, 6, 0.95)]);
+        assert_eq!(c.sizes, Clusters::from_pairs(&pairs).sizes);
+    }
+
+    #[test]
+    fn a_cluster_with_an_indexed_record_keeps_it_whatever_the_policy() {
+        // Indexed root 3 (of 10); this run's 0-1 and 2-4 (0 joins root 3),
+        // and 5-6 alone: the policy prefers every later record.
+        let prefers = |later: u32, earlier: u32| later > earlier;
+        let (c, _) = Clusters::with_index_keeping(
+            &[(0, 1, 0.9), (2, 4, 0.8), (5, 6, 1.0)],
+            &[(3, 0, 0.85)],
+            10,
+            Some(&prefers),
+        );
+        let indexed: Vec<(u32, u32)> = c.indexed.iter().map(|x| (x.record, x.root)).collect();
+        assert_eq!(indexed, [(0, 3), (1, 3)]);
+        assert_eq!(c.removed, [(2, 4, 0.8), (5, 6, 1.0)]);
     }
 
     #[test]

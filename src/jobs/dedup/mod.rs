@@ -20,7 +20,8 @@
 //!    pair, keeping a set only until the record's last partner has
 //!    arrived. Union-find over the verified pairs ([`unionfind`]) makes the
 //!    clusters ([`clusters`]); a cluster keeps its first record in input
-//!    order.
+//!    order, or the one `--keep` ranks first ([`keep`]: by the text's
+//!    length or a field, the key computed by pass 2's processors).
 //! 3. **kept** ([`passes::kept`]: a copy, or a pipeline pass):
 //!    `kept.jsonl`, the kept records in input order; `clusters.jsonl`
 //!    ([`clusters`]) lists every removed record with the record it
@@ -70,7 +71,7 @@
 //! Outputs are byte-identical whatever the number of workers, the window
 //! or the batch size: the Integrators see records in input order, and
 //! every choice (bucket's first record, cluster's kept record) is by
-//! input order.
+//! input order (a `--keep` policy's by its key, ties by input order).
 //!
 //! # Layout
 //!
@@ -95,7 +96,7 @@
 //!
 //! | layer | modules | what they hold |
 //! |---|---|---|
-//! | kernels | [`hash`], [`normalize`], [`shingle`], [`minhash`], [`buckets`], [`lsh`], [`similarity`], [`bitset`], [`unionfind`], [`spans`], [`ids`], [`params`], [`truth`], [`memory`] | text to shingles and signatures, band keys (and which pairs of a bucket) to candidate pairs, the exact similarity, small tables, record ids' keys and their repeats, the parameters, the ground truth, an in-memory source; nothing of passes or files |
+//! | kernels | [`hash`], [`normalize`], [`shingle`], [`minhash`], [`buckets`], [`lsh`], [`similarity`], [`bitset`], [`unionfind`], [`keep`], [`spans`], [`ids`], [`params`], [`truth`], [`memory`] | text to shingles and signatures, band keys (and which pairs of a bucket) to candidate pairs, the exact similarity, small tables, record ids' keys and their repeats, the parameters, the ground truth, an in-memory source; nothing of passes or files |
 //! | shared types | [`chain`], [`clusters`], [`fates`], [`records`], [`state`], [`resume`], [`ledger`], [`spill`] | the states between passes and their serialized forms; what pass 2 tells the copy beside it; how a pass names a record and rejects again one pass 1 rejected; pass results and checkpoints; the run so far and how a pass ends it; state on disk under a memory budget (sorted runs, their merge, pass 1's chunks) |
 //! | passes | [`passes::signatures`], [`passes::verify`], [`passes::kept`] | each pass's steps 1 and 2 (`job.rs`, `pipeline.rs`, ...) and, in its `mod.rs`, the function that runs it or loads its result |
 //! | the job | this module, [`outcome`], [`index`] | the chain; the input-change check, the commit, the accuracy and the summary; a saved index, joined through hooks in passes 1 and 2 ([`chain::BandsHook`], [`chain::RecordHook`]) |
@@ -120,6 +121,7 @@ pub mod fates;
 pub mod hash;
 pub mod ids;
 pub mod index;
+pub mod keep;
 pub mod ledger;
 pub mod lsh;
 pub mod memory;
@@ -167,6 +169,17 @@ pub fn run(ctx: &RunContext, params: &DedupParams) -> anyhow::Result<RunReport> 
             "dedup reads its input three times and stdin (`-`) only once: save it to a file first"
         );
     }
+    // `--keep field:NAME` ranks by a column Parquet rows must carry.
+    let keep_ctx;
+    let ctx = match params.keep.field() {
+        Some(name) => {
+            let mut with_column = ctx.clone();
+            with_column.input_options.columns.push(name.to_owned());
+            keep_ctx = with_column;
+            &keep_ctx
+        }
+        None => ctx,
+    };
     let demo = ctx.inputs.is_empty();
     if demo && ctx.demo_docs > MAX_TRUTH_DOCS {
         log::info!(
@@ -220,7 +233,16 @@ fn chain(
     let mut index = IndexRun::open(&params.index, params, banding).map_err(anyhow::Error::new)?;
     let joined_params;
     let params = match &index {
-        // The copy beside pass 2 knows nothing of the pairs across.
+        // The copy beside pass 2 knows nothing of the pairs across, nor of
+        // a keep policy under which a later record may win: it would
+        // settle a record's fate too early (the copy runs after pass 2).
+        _ if !params.keep.is_first() => {
+            joined_params = DedupParams {
+                copy_beside_verify: false,
+                ..params.clone()
+            };
+            &joined_params
+        }
         Some(_) => {
             joined_params = DedupParams {
                 copy_beside_verify: false,
@@ -257,9 +279,11 @@ fn chain(
     let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
     let reads = passes::reads(ctx, &found, &form);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
+    let ranking = params.keep.ranking(&verified.keys);
+    let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
     let clusters = match &mut index {
-        Some(index) => index.clusters(&verified.pairs, found.read())?,
-        None => Clusters::from_pairs(&verified.pairs),
+        Some(index) => index.clusters(&verified.pairs, found.read(), prefers)?,
+        None => Clusters::from_pairs_keeping(&verified.pairs, prefers),
     };
     let outputs = kept::run(
         &mut run,

@@ -261,6 +261,21 @@ pub fn summary(
     Ok(report)
 }
 
+/// `result.keep`: the policy, and under `field:` how many clustered
+/// records had no usable value (ranked last).
+fn keep_summary(
+    params: &DedupParams,
+    verified: &Verified,
+    clusters: &Clusters,
+) -> serde_json::Value {
+    let mut keep = json!({ "policy": params.keep.to_string() });
+    if params.keep.field().is_some() {
+        let clustered = clusters.roots().into_keys();
+        keep["missing_field"] = json!(params.keep.missing(&verified.keys, clustered));
+    }
+    keep
+}
+
 /// The job's summary (`result` in `summary.json`).
 fn result(
     params: &DedupParams,
@@ -306,6 +321,7 @@ fn result(
         "records_without_words": found.empty,
         "kept": kept,
         "duplicates_removed": clusters.removed_count(),
+        "keep": keep_summary(params, verified, clusters),
         "repeated_ids": found.repeated_ids,
         "clusters": clusters.count(),
         "cluster_sizes": sizes,

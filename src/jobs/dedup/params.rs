@@ -29,6 +29,8 @@ pub struct DedupParams {
     pub kept_format: Option<KeptFormat>,
     /// `--save-index` and `--against` ([`super::index`]).
     pub index: IndexOptions,
+    /// `--keep`: which record of a cluster is kept ([`super::keep`]).
+    pub keep: super::keep::KeepPolicy,
 }
 
 impl Default for DedupParams {
@@ -42,6 +44,7 @@ impl Default for DedupParams {
             copy_beside_verify: true,
             kept_format: None,
             index: IndexOptions::default(),
+            keep: super::keep::KeepPolicy::First,
         }
     }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::bitset::BitSet;
 use super::chain::{CandidateIds, Candidates, Verified};
 use super::ids::IdKeys;
+use super::keep::KeepKey;
 use super::spans::Spans;
 use super::spill::bands::Spilled;
 use super::spill::runs::RunInfo;
@@ -29,8 +30,8 @@ use super::spill::runs::RunInfo;
 /// keys, not only each key's first record; 5: id keys and repeated ids;
 /// 6: the sorted runs pass 1 spilled under a memory budget, and the first
 /// record of the id keys held; 7: the runs of held shingle sets pass 2
-/// spilled).
-pub const STATE_VERSION: u32 = 7;
+/// spilled; 8: the candidates' `--keep` keys).
+pub const STATE_VERSION: u32 = 8;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -167,6 +168,8 @@ pub struct VerifiedForm<S> {
     pairs: Vec<(u32, (u32, f64))>,
     /// The candidates' ids in record order.
     ids: Vec<(u32, S)>,
+    /// The candidates' `--keep` keys in record order (none under `first`).
+    keys: Vec<(u32, KeepKey)>,
     checked: u64,
     rejected: u64,
     unverifiable: u64,
@@ -177,6 +180,9 @@ impl<'a> VerifiedForm<&'a str> {
     /// The form of `found`.
     pub fn of(found: &'a Verified) -> Self {
         let ids: Vec<(u32, &str)> = found.ids.iter().collect();
+        let mut keys: Vec<(u32, KeepKey)> =
+            found.keys.iter().map(|(&r, k)| (r, k.clone())).collect();
+        keys.sort_unstable_by_key(|&(r, _)| r);
         VerifiedForm {
             pairs: gapped(
                 found
@@ -185,6 +191,7 @@ impl<'a> VerifiedForm<&'a str> {
                     .map(|&(a, b, j)| (b, (b.wrapping_sub(a), j))),
             ),
             ids: gapped(ids),
+            keys: gapped(keys),
             checked: found.checked,
             rejected: found.rejected,
             unverifiable: found.unverifiable,
@@ -207,6 +214,7 @@ impl VerifiedForm<Box<str>> {
                 }
                 ids
             },
+            keys: ungapped(self.keys).collect::<HashMap<_, _>>(),
             checked: self.checked,
             rejected: self.rejected,
             unverifiable: self.unverifiable,
@@ -361,6 +369,7 @@ mod tests {
         let found = Verified {
             pairs: vec![(1, 4, 0.9), (2, 4, 1.0), (4, 9, 0.85)],
             ids: [(1, "\"a\""), (4, "7")].into_iter().collect(),
+            keys: HashMap::from([(1, KeepKey::Text("b".into())), (4, KeepKey::Float(0.5))]),
             checked: 5,
             rejected: 2,
             unverifiable: 1,
@@ -382,6 +391,7 @@ mod tests {
         let verified = back.found.into_verified();
         assert_eq!(verified.pairs, found.pairs);
         assert_eq!(verified.ids, found.ids);
+        assert_eq!(verified.keys, found.keys);
         assert_eq!(
             (verified.checked, verified.rejected, verified.unverifiable),
             (5, 2, 1)

@@ -88,7 +88,9 @@ pub fn read_band(
     Ok(())
 }
 
-/// Writes each record's cluster root.
+/// Writes each record's cluster root, as its distance back from the record
+/// (wrapping: under a `--keep` policy other than `first` a cluster's kept
+/// record, its root, may come after some of its records).
 pub fn write_roots(dir: &Path, roots: &[u32]) -> std::io::Result<FileRef> {
     let form: Vec<u32> = roots
         .iter()
@@ -98,23 +100,30 @@ pub fn write_roots(dir: &Path, roots: &[u32]) -> std::io::Result<FileRef> {
     written(dir, "roots.bin", &frame(&form)?)
 }
 
-/// Each record's cluster root; refuses a root after its record.
+/// Each record's cluster root; refuses a root past the records, and one
+/// that is not its own root (every cluster's root is its kept record).
 pub fn read_roots(dir: &Path, file: &FileRef, records: u64) -> Result<Vec<u32>, IndexError> {
     let form: Vec<u32> = read_frame(dir, file)?;
     if form.len() as u64 != records {
         let why = format!("{} roots for {records} records", form.len());
         return Err(IndexError::damaged(dir, &file.name, why));
     }
+    let damaged = |why: String| IndexError::damaged(dir, &file.name, why);
     let mut roots = Vec::with_capacity(form.len());
     for (r, back) in form.into_iter().enumerate() {
-        let Some(root) = (r as u32).checked_sub(back) else {
-            return Err(IndexError::damaged(
-                dir,
-                &file.name,
-                format!("record {r}'s root is after it"),
-            ));
-        };
+        let root = (r as u32).wrapping_sub(back);
+        if u64::from(root) >= records {
+            return Err(damaged(format!(
+                "record {r}'s root {root} is past the {records} records"
+            )));
+        }
         roots.push(root);
+    }
+    if let Some(r) = (0..roots.len()).find(|&r| roots[roots[r] as usize] != roots[r]) {
+        return Err(damaged(format!(
+            "record {r}'s root {} is not a root",
+            roots[r]
+        )));
     }
     Ok(roots)
 }

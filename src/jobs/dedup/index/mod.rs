@@ -37,7 +37,7 @@
 //! |---|---|
 //! | `manifest.bin` | [`Manifest`]: the parameters ([`IndexParams`]: threshold, n-gram, permutations, bands, rows, permutation seed, normalization version), the record count, every file's name and size, a fingerprint; written last |
 //! | `band-NNN.bin` | one sorted run per band: `(key, record)` by key ([`files::write_band`]) |
-//! | `roots.bin` | each record's cluster root: the first record of its cluster |
+//! | `roots.bin` | each record's cluster root: the record its cluster keeps (the first under `--keep first`) |
 //! | `words-NNN.bin`, `ids-NNN.bin` | a segment: the normalized words (zstd) and ids of a range of records, in blocks of [`files::BLOCK_RECORDS`] |
 //!
 //! An index grown with `--against OLD --save-index NEW` numbers OLD's

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::jobs::dedup::chain::{BandsHook, RecordHook};
-use crate::jobs::dedup::clusters::Clusters;
+use crate::jobs::dedup::clusters::{Clusters, Prefers};
 use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::shingle::shingle_set_of_words;
 
@@ -187,11 +187,14 @@ impl IndexRun {
 
     /// After pass 2: the clusters of this run joined with the indexed
     /// ones, each record removed as a duplicate of an indexed record
-    /// named with that record's id and index.
+    /// named with that record's id and index. `prefers`: the `--keep`
+    /// order over this run's records, for the clusters without an indexed
+    /// record ([`Clusters::with_index_keeping`]).
     pub fn clusters(
         &mut self,
         pairs: &[(u32, u32, f64)],
         records_read: u64,
+        prefers: Option<&Prefers<'_>>,
     ) -> anyhow::Result<Clusters> {
         let joiner = self
             .joiner
@@ -223,7 +226,8 @@ impl IndexRun {
             .iter()
             .map(|&(a, b, j)| (self.roots[a as usize], b, j))
             .collect();
-        let (mut clusters, relabeled) = Clusters::with_index(pairs, &cross, self.offset);
+        let (mut clusters, relabeled) =
+            Clusters::with_index_keeping(pairs, &cross, self.offset, prefers);
         self.relabeled = relabeled;
         let mut wanted: Vec<u32> = clusters.indexed.iter().map(|x| x.root).collect();
         wanted.sort_unstable();

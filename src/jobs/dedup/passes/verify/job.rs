@@ -22,10 +22,11 @@ use drainpipe_actors::{
     codec, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
 };
 
-use crate::input::{parse_text_record, TextFields, TextRecord};
+use crate::input::{parse_text_record, TextFields, TextRecord, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{RecordHook, Verified};
 use crate::jobs::dedup::fates::Fates;
+use crate::jobs::dedup::keep::{KeepKey, KeepPolicy};
 use crate::jobs::dedup::normalize::normalized_words;
 use crate::jobs::dedup::records::{record_id, rejected_again};
 use crate::jobs::dedup::resume::ResultFile;
@@ -39,10 +40,11 @@ mod remote;
 
 pub use remote::{VerifyStep, REMOTE_NAME};
 
-/// A candidate record's id (JSON value text), shingle set and, for an
-/// index hook that wants them ([`RecordHook::wants_words`]), its
-/// normalized words.
-pub type Member = (Box<str>, Vec<u64>, Option<Vec<u8>>);
+/// A candidate record's id (JSON value text), shingle set, for an
+/// index hook that wants them ([`RecordHook::wants_words`]) its
+/// normalized words, and its key under a `--keep` policy other than
+/// `first` ([`KeepKey`]).
+pub type Member = (Box<str>, Vec<u64>, Option<Vec<u8>>, Option<KeepKey>);
 
 /// Steps 1 and 2 of pass 2.
 #[derive(Debug)]
@@ -69,6 +71,8 @@ pub struct VerifyJob {
     /// budget (`None`: no budget) and the run's handle, when the pass may
     /// spill ([`VerifyJob::spilling_to`]).
     spill: Option<(Arc<TempSpace>, Option<u64>, RunHandle)>,
+    /// `--keep`: the key each candidate is ranked by ([`KeepPolicy::key`]).
+    keep: KeepPolicy,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -122,8 +126,16 @@ impl VerifyJob {
             words: false,
             shingled: None,
             spill: None,
+            keep: KeepPolicy::First,
             slot: Arc::default(),
         }
+    }
+
+    /// Computes each candidate's key under `keep` in step 1 and hands it
+    /// to [`Verified::keys`] (nothing under `first`).
+    pub fn keeping(mut self, keep: KeepPolicy) -> Self {
+        self.keep = keep;
+        self
     }
 
     /// Index hook: reads the records `hook` needs the shingle sets of
@@ -191,6 +203,19 @@ impl VerifyJob {
         self
     }
 
+    /// A candidate `record` read from `raw`, with its `--keep` key when
+    /// its shingle set is needed (only those records may be in a cluster).
+    fn candidate<'a>(
+        &self,
+        raw: &RawRecord<'a>,
+        record: TextRecord<'a>,
+        shingle: bool,
+    ) -> <Self as Job>::Parsed<'a> {
+        let json = (raw.format == FORMAT_JSONL).then_some(raw.bytes);
+        let key = shingle.then(|| self.keep.key(json, &record.text)).flatten();
+        Some((record, shingle, key))
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()
@@ -198,9 +223,9 @@ impl VerifyJob {
 }
 
 impl Job for VerifyJob {
-    /// The record, when it is a candidate, and whether its shingle set is
-    /// needed.
-    type Parsed<'a> = Option<(TextRecord<'a>, bool)>;
+    /// The record, when it is a candidate, whether its shingle set is
+    /// needed, and its `--keep` key.
+    type Parsed<'a> = Option<(TextRecord<'a>, bool, Option<KeepKey>)>;
     type Output = Option<Member>;
     type Integrator = Verifier;
 
@@ -208,10 +233,7 @@ impl Job for VerifyJob {
         "dedup"
     }
 
-    fn parse<'a>(
-        &self,
-        raw: &RawRecord<'a>,
-    ) -> Result<Option<(TextRecord<'a>, bool)>, RecordError> {
+    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<Self::Parsed<'a>, RecordError> {
         let index = original(self.reread.as_ref(), raw.index)?;
         if !self.integrated.contains(index) {
             return Err(rejected_again(raw, &self.fields));
@@ -221,14 +243,12 @@ impl Job for VerifyJob {
             return Ok(None);
         }
         let shingle = self.shingled.as_ref().is_none_or(|s| s.contains(index));
-        parse_text_record(raw, &self.fields).map(|record| Some((record, shingle)))
+        let record = parse_text_record(raw, &self.fields)?;
+        Ok(self.candidate(raw, record, shingle))
     }
 
-    fn process(
-        &self,
-        record: Option<(TextRecord<'_>, bool)>,
-    ) -> Result<Option<Member>, RecordError> {
-        let Some((record, shingle)) = record else {
+    fn process(&self, record: Self::Parsed<'_>) -> Result<Option<Member>, RecordError> {
+        let Some((record, shingle, key)) = record else {
             return Ok(None);
         };
         let set = if shingle {
@@ -237,7 +257,12 @@ impl Job for VerifyJob {
             Vec::new()
         };
         let words = self.words.then(|| normalized_words(&record.text));
-        Ok(Some((record.id.into_owned().into_boxed_str(), set, words)))
+        Ok(Some((
+            record.id.into_owned().into_boxed_str(),
+            set,
+            words,
+            key,
+        )))
     }
 
     fn integrator(&self) -> Verifier {
@@ -416,6 +441,7 @@ impl Verifier {
     fn tables_bytes(&self) -> u64 {
         let tables = self.found.ids.heap_bytes()
             + self.last_partner.capacity() * 8
+            + self.found.keys.capacity() * (4 + std::mem::size_of::<KeepKey>())
             + self.pairs.len() * std::mem::size_of::<(u32, u32)>()
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
         tables as u64 + self.candidates_bytes
@@ -426,7 +452,7 @@ impl Integrate for Verifier {
     type Output = Option<Member>;
 
     fn integrate(&mut self, index: u64, output: Option<Member>) -> Result<(), RecordError> {
-        let Some((id, set, words)) = output else {
+        let Some((id, set, words, key)) = output else {
             return Ok(());
         };
         if self.failed.is_some() {
@@ -434,6 +460,9 @@ impl Integrate for Verifier {
             return Ok(());
         }
         let x = record_id(original(self.reread.as_ref(), index)?)?;
+        if let Some(key) = key {
+            self.found.keys.insert(x, key);
+        }
         if let Some(hook) = &self.record_hook {
             hook.record(x, &id, &set, words.as_deref());
         }

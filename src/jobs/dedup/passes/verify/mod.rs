@@ -61,6 +61,7 @@ pub fn run(
     )
     .keeping_result(run.resume.result_file(Pass::Verify))
     .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
+    .keeping(run.params.keep.clone())
     .with_record_hook(hook);
     // Reading the candidates only, it rejects nothing, unless the input
     // changed.

@@ -17,17 +17,19 @@ use drainpipe_actors::remote::{RemoteJob, StepOnly};
 use drainpipe_actors::{Job, RawRecord, RecordError};
 
 use super::{original, Member, VerifyJob};
-use crate::input::{parse_text_record, TextFields, TextRecord};
+use crate::input::{parse_text_record, TextFields};
 use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::keep::KeepPolicy;
 use crate::jobs::dedup::records::rejected_again;
 
 /// The name workers know pass 2 by (`src/jobs/registry.rs`).
 pub const REMOTE_NAME: &str = "dedup-verify";
-/// Version of the parameters and the context below.
-const VERSION: u32 = 1;
+/// Version of the parameters and the context below (2: the `--keep`
+/// policy, whose key step 1 computes).
+const VERSION: u32 = 2;
 
-/// `(text field, id field, ngram, send the words)`.
-type Params = (String, String, u64, bool);
+/// `(text field, id field, ngram, send the words, --keep policy)`.
+type Params = (String, String, u64, bool, String);
 /// One [`Tag`] per record of the part, and how many records the pass
 /// reads when it reads some only (for the message of a record past them).
 type Context = (Vec<u8>, Option<u64>);
@@ -69,6 +71,7 @@ impl RemoteJob for VerifyJob {
             self.fields.id.clone(),
             self.ngram as u64,
             self.words,
+            self.keep.to_string(),
         );
         codec::encode(&params, VERSION).expect("strings and numbers always encode")
     }
@@ -116,8 +119,11 @@ pub struct VerifyStep {
 impl VerifyStep {
     /// The step [`RemoteJob::params`] of a [`VerifyJob`] describes.
     pub fn from_params(params: &[u8]) -> Result<Self, String> {
-        let (text, id, ngram, words): Params =
+        let (text, id, ngram, words, keep): Params =
             codec::decode(params, VERSION).map_err(|e| e.to_string())?;
+        let keep: KeepPolicy = keep
+            .parse()
+            .map_err(|e| format!("unusable parameters: {e}"))?;
         if ngram == 0 || ngram > 1 << 16 {
             return Err(format!("unusable parameters: {ngram}-word shingles"));
         }
@@ -130,6 +136,7 @@ impl VerifyStep {
             Arc::default(),
         );
         job.words = words;
+        let job = job.keeping(keep);
         Ok(VerifyStep {
             job: Arc::new(job),
             part: None,
@@ -138,7 +145,7 @@ impl VerifyStep {
 }
 
 impl Job for VerifyStep {
-    type Parsed<'a> = Option<(TextRecord<'a>, bool)>;
+    type Parsed<'a> = <VerifyJob as Job>::Parsed<'a>;
     type Output = Option<Member>;
     type Integrator = StepOnly<Option<Member>>;
 
@@ -146,10 +153,7 @@ impl Job for VerifyStep {
         "dedup"
     }
 
-    fn parse<'a>(
-        &self,
-        raw: &RawRecord<'a>,
-    ) -> Result<Option<(TextRecord<'a>, bool)>, RecordError> {
+    fn parse<'a>(&self, raw: &RawRecord<'a>) -> Result<Self::Parsed<'a>, RecordError> {
         let Some((first, tags, reading)) = &self.part else {
             return Err("pass 2 on a worker: the batch carries no context".into());
         };
@@ -162,9 +166,8 @@ impl Job for VerifyStep {
         match tag {
             Tag::Rejected => Err(rejected_again(raw, fields)),
             Tag::Skipped => Ok(None),
-            Tag::Shingled | Tag::WordsOnly => {
-                parse_text_record(raw, fields).map(|record| Some((record, tag == Tag::Shingled)))
-            }
+            Tag::Shingled | Tag::WordsOnly => parse_text_record(raw, fields)
+                .map(|record| self.job.candidate(raw, record, tag == Tag::Shingled)),
             Tag::Past => Err(format!(
                 "record {} is past the {} to read",
                 raw.index,
