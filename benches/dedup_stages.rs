@@ -206,11 +206,12 @@ fn integrator_alone() {
     let params = DedupParams::default();
     let fields = RunContext::quiet(vec![], OutputDir::create(std::env::temp_dir()).unwrap()).fields;
     let job = SignatureJob::new(fields, params.ngram, params.banding().unwrap());
+    let texts: Vec<String> = corpus.docs().map(|d| d.text).collect();
     let t = Cpu::now();
-    let signed: Vec<_> = corpus
-        .docs()
+    let signed: Vec<_> = texts
+        .iter()
         .enumerate()
-        .map(|(i, d)| {
+        .map(|(i, text)| {
             let place = drainpipe::jobs::dedup::spans::Place {
                 span: Some(drainpipe_actors::Span {
                     input: 0,
@@ -219,10 +220,11 @@ fn integrator_alone() {
                 len: 2047,
                 line: i as u64 + 1,
             };
-            (i as u64, (job.band_keys(&d.text), place, i as u64 + 1))
+            (i as u64, (job.band_keys(text), place, i as u64 + 1))
         })
         .collect();
     let step1 = t.elapsed_s();
+    drop(texts);
     // Answers as workers send them: 1,000 outputs each, packed like
     // `remote/wire.rs` (codec, zstd level 1).
     let answers: Vec<Vec<u8>> = signed
