@@ -10,7 +10,11 @@
 //! limit made two or three messages (each a publication, a fetch, an answer
 //! and their acks) where one would do. The cut aims at the limit through
 //! the ratio the previous batch compressed at; a part that still comes out
-//! too large is halved, as before.
+//! too large is halved, as before. The answer must fit a message too, and
+//! some answers are larger than their work (dedup's verify pass answers
+//! with shingle sets): until answers have been seen the cut stays at the
+//! raw limit, and after, it aims the largest answer-to-work ratio seen at
+//! the limit as well.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +42,9 @@ pub(crate) struct Packer {
     pub limit: usize,
     /// Raw bytes per compressed byte of the last batch, in thousandths.
     ratio_milli: AtomicU64,
+    /// The largest answer seen, per byte of its work message, in
+    /// thousandths; 0 until an answer is seen.
+    answer_milli: AtomicU64,
 }
 
 impl Packer {
@@ -48,15 +55,32 @@ impl Packer {
             context,
             limit,
             ratio_milli: AtomicU64::new(1000),
+            answer_milli: AtomicU64::new(0),
         }
     }
 
-    /// The raw bytes a part may hold: the limit through the last ratio,
-    /// never less than the limit itself (what uncompressed bytes take).
+    /// An answer of `answer` bytes came for a work message of `work` bytes.
+    pub(crate) fn answered(&self, work: usize, answer: usize) {
+        if let Some(milli) = (answer as u64)
+            .saturating_mul(1000)
+            .checked_div(work as u64)
+        {
+            self.answer_milli.fetch_max(milli, Ordering::Relaxed);
+        }
+    }
+
+    /// The raw bytes a part may hold: the raw limit until answers are
+    /// seen; then the limit through the last compression ratio, less by
+    /// the largest answer-to-work ratio when answers are the larger.
     fn raw_cap(&self) -> usize {
+        let answers = self.answer_milli.load(Ordering::Relaxed);
+        if answers == 0 {
+            return self.limit;
+        }
         let ratio = self.ratio_milli.load(Ordering::Relaxed) as f64 / 1000.0;
-        let aimed = (self.limit as f64 * ratio * AIM) as usize;
-        aimed.clamp(self.limit, self.limit.saturating_mul(MOST_RAW))
+        let growth = (answers as f64 / 1000.0).max(1.0);
+        let aimed = (self.limit as f64 * ratio * AIM / growth) as usize;
+        aimed.clamp(self.limit / MOST_RAW, self.limit.saturating_mul(MOST_RAW))
     }
 
     /// The packed work messages of `batch`, each under the broker's
@@ -165,8 +189,9 @@ mod tests {
         let limit = 64 << 10;
         let packer = Packer::new("job".into(), vec![1, 2], no_context(), limit);
         let first = packer.pack_parts(&batch);
-        // The first batch knows no ratio: cut at the raw limit.
+        // No answer seen yet: cut at the raw limit.
         assert_eq!(first.len(), 7, "400 KB raw in parts of at most 64 KiB");
+        packer.answered(limit, limit / 10);
         let second = packer.pack_parts(&batch);
         assert!(
             second.len() < first.len() / 2,
@@ -187,10 +212,34 @@ mod tests {
     }
 
     #[test]
+    fn answers_larger_than_their_work_make_parts_smaller() {
+        let batch = batch();
+        let limit = 64 << 10;
+        let small = Packer::new("job".into(), Vec::new(), no_context(), limit);
+        let large = Packer::new("job".into(), Vec::new(), no_context(), limit);
+        small.pack_parts(&batch);
+        large.pack_parts(&batch);
+        small.answered(1000, 100);
+        // Answers 20 times their work message.
+        large.answered(1000, 20_000);
+        let (few, many) = (small.pack_parts(&batch), large.pack_parts(&batch));
+        assert!(
+            many.len() > few.len(),
+            "{} against {}",
+            many.len(),
+            few.len()
+        );
+        let ratio = large.ratio_milli.load(Ordering::Relaxed) as f64 / 1000.0;
+        let answer = large.raw_cap() as f64 / ratio * 20.0;
+        assert!(answer <= limit as f64, "an answer of {answer} bytes fits");
+    }
+
+    #[test]
     fn a_part_that_compresses_worse_than_the_last_batch_is_halved_until_it_fits() {
         let limit = 64 << 10;
         let packer = Packer::new("job".into(), Vec::new(), no_context(), limit);
         packer.pack_parts(&batch());
+        packer.answered(limit, limit / 10);
         // Bytes that do not compress, cut as if they did.
         let origin: Arc<str> = Arc::from("noise");
         let mut b = BatchBuilder::default();

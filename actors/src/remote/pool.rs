@@ -306,7 +306,17 @@ where
             .answer_bytes
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
         match unpack::<Answer<I::Output>>(&message.payload, UNPACKED_LIMIT) {
-            Ok(answer) => self.hold(answer, ctx),
+            Ok(answer) => {
+                // Parts are sized so that their answers fit too (`pack.rs`).
+                let work = self
+                    .waiting
+                    .get(&answer.seq)
+                    .and_then(|w| w.work.get(answer.part as usize)?.as_ref().map(|b| b.len()));
+                if let Some(work) = work {
+                    self.packer.answered(work, message.payload.len());
+                }
+                self.hold(answer, ctx)
+            }
             Err(e) => {
                 self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
                 log::error!("an unreadable answer in {}: {e}", self.link.stream);
