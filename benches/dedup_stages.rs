@@ -8,6 +8,8 @@
 //! DEDUP_DOCS=100000 DEDUP_WINDOW=8 cargo bench --bench dedup_stages -- pipeline
 //! # the cost of each part of step 1 (thread CPU time per document)
 //! DEDUP_DOCS=20000 cargo bench --bench dedup_stages -- step1
+//! # the Integrator of pass 1 alone, fed step 1's results computed ahead
+//! DEDUP_DOCS=200000 cargo bench --bench dedup_stages -- integrator
 //! ```
 
 use drainpipe::jobs::dedup::memory::{MemoryRecord, MemorySource};
@@ -188,12 +190,111 @@ impl Cpu {
     }
 }
 
+/// The Integrator of pass 1 alone: what one coordinating process does per
+/// document once step 1 runs elsewhere (read the answer: decompress and
+/// decode, as the remote pool does; integrate; the candidate pairs at the
+/// end), in thread CPU time, with step 1's results computed ahead.
+fn integrator_alone() {
+    use drainpipe::corpus::{Corpus, CorpusSpec};
+    use drainpipe::jobs::dedup::passes::signatures::SignatureJob;
+    use drainpipe_actors::{FinishContext, Integrate, Job, PendingRejects};
+    let n = env("DEDUP_DOCS", 200_000);
+    let corpus = Corpus::new(CorpusSpec {
+        docs: n,
+        ..CorpusSpec::default()
+    });
+    let params = DedupParams::default();
+    let fields = RunContext::quiet(vec![], OutputDir::create(std::env::temp_dir()).unwrap()).fields;
+    let job = SignatureJob::new(fields, params.ngram, params.banding().unwrap());
+    let texts: Vec<String> = corpus.docs().map(|d| d.text).collect();
+    let t = Cpu::now();
+    let signed: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let place = drainpipe::jobs::dedup::spans::Place {
+                span: Some(drainpipe_actors::Span {
+                    input: 0,
+                    offset: i as u64 * 2048,
+                }),
+                len: 2047,
+                line: i as u64 + 1,
+            };
+            (i as u64, (job.band_keys(text), place, i as u64 + 1))
+        })
+        .collect();
+    let step1 = t.elapsed_s();
+    drop(texts);
+    // Answers as workers send them: 1,000 outputs each, packed like
+    // `remote/wire.rs` (codec, zstd level 1).
+    let answers: Vec<Vec<u8>> = signed
+        .chunks(1000)
+        .map(|c| {
+            let encoded = drainpipe_actors::codec::encode(&c.to_vec(), 2).unwrap();
+            zstd::bulk::compress(&encoded, 1).unwrap()
+        })
+        .collect();
+    let wire: usize = answers.iter().map(Vec::len).sum();
+    let t = Cpu::now();
+    let mut decoded = Vec::with_capacity(signed.len());
+    for a in &answers {
+        let encoded = zstd::bulk::decompress(a, 1 << 30).unwrap();
+        let part: Vec<(u64, <SignatureJob as Job>::Output)> =
+            drainpipe_actors::codec::decode(&encoded, 2).unwrap();
+        decoded.extend(part);
+    }
+    let decode = t.elapsed_s();
+    drop(signed);
+    let t = Cpu::now();
+    let mut index = job.integrator();
+    for (i, output) in decoded {
+        index.integrate(i, output).unwrap();
+    }
+    let integrate = t.elapsed_s();
+    let dir = tempfile::tempdir().unwrap();
+    let out = OutputDir::create(dir.path()).unwrap();
+    let run = FinishContext::new(
+        &out,
+        false,
+        n,
+        0,
+        PendingRejects::new(None, "rejects.jsonl"),
+    );
+    let t = Cpu::now();
+    let found = index.finish(&run).unwrap();
+    let finish = t.elapsed_s();
+    let us = |s: f64| s * 1e6 / n as f64;
+    println!(
+        "{n} documents; step 1 (for comparison): {:.2} us/doc",
+        us(step1)
+    );
+    println!(
+        "answers: {:.0} bytes/doc; decompress + decode: {:.3} us/doc",
+        wire as f64 / n as f64,
+        us(decode)
+    );
+    println!(
+        "integrate: {:.3} us/doc; finish (candidate pairs): {:.3} us/doc",
+        us(integrate),
+        us(finish)
+    );
+    let total = decode + integrate + finish;
+    println!(
+        "Integrator alone: {:.3} us/doc, {:.0} docs/s (without finish: {:.0} docs/s); {}",
+        us(total),
+        n as f64 / total,
+        n as f64 / (decode + integrate),
+        found
+    );
+}
+
 fn main() {
     let mode = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     match mode.as_deref() {
         Some("demo") => demo_throughput(),
         Some("pipeline") => pipeline_throughput_without_generation(),
         Some("step1") | None => step1_cost(),
-        Some(other) => panic!("unknown mode {other}: demo, pipeline or step1"),
+        Some("integrator") => integrator_alone(),
+        Some(other) => panic!("unknown mode {other}: demo, pipeline, step1 or integrator"),
     }
 }

@@ -28,6 +28,10 @@ pub(crate) const STREAM_PREFIX: &str = "DRAINPIPE-";
 pub(crate) const WORKERS: &str = "workers";
 /// The pool's consumer of results.
 const COORDINATOR: &str = "coordinator";
+/// The subject on which a new run announces its stream, so idle workers
+/// look for it at once (core NATS: not stored; workers also list streams
+/// periodically).
+pub(crate) const RUNS_SUBJECT: &str = "drainpipe.runs";
 /// Room left in a message for its headers and framing.
 pub(crate) const HEADROOM: usize = 4096;
 /// How often a run's pool beats.
@@ -164,6 +168,14 @@ impl Link {
             })
             .await
             .map_err(|e| refused("creating the results' consumer", e.to_string()))?;
+        // Idle workers list the streams at once; one that misses this finds
+        // the run at its next periodic listing.
+        if let Err(e) = client
+            .publish(RUNS_SUBJECT, stream_name.clone().into())
+            .await
+        {
+            log::debug!("announcing {stream_name}: {e}");
+        }
         let max_message = client.server_info().max_payload.saturating_sub(HEADROOM);
         Ok(Link {
             client,

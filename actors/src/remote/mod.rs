@@ -12,6 +12,7 @@
 //! - `link.rs`: connecting, the run's stream and its names;
 //! - `wire.rs`: what travels (work and results) and how it is packed;
 //! - `pool.rs`: the [`RemotePool`] actor, in the Coordinator's process;
+//! - `pack.rs`: packing a batch into work messages, off the pool's thread;
 //! - `publish.rs`: publishing a batch's parts, with retries;
 //! - `stats.rs`: what the broker did, for `summary.json`;
 //! - `step.rs`: a job's step 1 behind an object, for workers that take
@@ -19,6 +20,7 @@
 //! - `worker.rs`: the worker host's pull loops.
 
 mod link;
+mod pack;
 mod pool;
 mod publish;
 mod stats;

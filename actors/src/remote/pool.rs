@@ -30,7 +30,6 @@ use futures::channel::oneshot;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::batch::Batch;
 use crate::failure::Failure;
 use crate::integrator::{Deliver, Integrator, RejectedRecord};
 use crate::job::Integrate;
@@ -38,10 +37,11 @@ use crate::observe::Observed;
 use crate::processor::{BatchDone, ProcessBatch};
 
 use super::link::{Link, HEARTBEAT};
+use super::pack::Packer;
 use super::publish::publish_all;
 use super::stats::RemoteStats;
 use super::step::Step;
-use super::wire::{pack, unpack, Answer, Work, UNPACKED_LIMIT};
+use super::wire::{unpack, Answer, UNPACKED_LIMIT};
 
 mod away;
 
@@ -80,8 +80,8 @@ struct Waiting<O> {
 /// The remote pool actor, generic over the job's step-2 state.
 pub struct RemotePool<I: Integrate> {
     link: Link,
-    job: String,
-    params: Arc<[u8]>,
+    /// Packs batches on blocking threads (`pack.rs`).
+    packer: Arc<Packer>,
     integrator: Addr<Integrator<I>>,
     observed: Arc<Observed>,
     /// Boxed: the outputs need not be `Unpin`, the actor must be.
@@ -127,9 +127,13 @@ where
     /// Starts the pool on the current arbiter (the System's).
     pub(crate) fn start_pool(w: PoolWiring<I>) -> Recipient<ProcessBatch> {
         RemotePool {
+            packer: Arc::new(Packer::new(
+                w.job,
+                w.params,
+                Arc::clone(&w.context),
+                w.link.max_message,
+            )),
             link: w.link,
-            job: w.job,
-            params: w.params.into(),
             integrator: w.integrator,
             observed: w.observed,
             waiting: HashMap::new(),
@@ -144,50 +148,6 @@ where
         }
         .start()
         .recipient()
-    }
-
-    /// The packed work messages of `batch`, each under the broker's
-    /// largest message; a record too large for one even compressed is
-    /// answered here, rejected with the reason.
-    fn pack_parts(&self, batch: &Batch) -> Vec<Result<Vec<u8>, RejectedRecord>> {
-        let limit = self.link.max_message;
-        let mut ranges: Vec<_> = batch.parts(limit).into_iter().rev().collect();
-        let mut packed = Vec::new();
-        while let Some(range) = ranges.pop() {
-            let wire = batch.to_wire(range.clone());
-            let first = wire.first_index;
-            let work = Work {
-                job: self.job.clone(),
-                params: self.params.to_vec(),
-                context: (self.context)(first..first + range.len() as u64),
-                batch: wire,
-            };
-            match pack(&work) {
-                Ok(bytes) if bytes.len() <= limit => packed.push(Ok(bytes)),
-                Ok(_) | Err(_) if range.len() > 1 => {
-                    // Halve it: entries and framing may outgrow the bytes.
-                    let mid = range.start + range.len() / 2;
-                    ranges.push(mid..range.end);
-                    ranges.push(range.start..mid);
-                }
-                other => {
-                    let raw = batch.records().nth(range.start).expect("in the batch");
-                    let (index, location) = match raw {
-                        Ok(r) => (r.index, r.location),
-                        Err(r) => (r.index, r.location),
-                    };
-                    let why = match other {
-                        Ok(bytes) => format!(
-                            "too large for one broker message: {} bytes compressed, the broker takes {limit}",
-                            bytes.len()
-                        ),
-                        Err(e) => format!("cannot be packed for the broker: {e}"),
-                    };
-                    packed.push(Err(RejectedRecord::new(index, location, why)));
-                }
-            }
-        }
-        packed
     }
 }
 
@@ -272,8 +232,127 @@ where
             self.here(batch, reply, ctx);
             return Box::pin(answered_or_lost(answered, seq, records));
         }
-        let packed = self.pack_parts(&batch);
-        drop(batch);
+        let packer = Arc::clone(&self.packer);
+        let packing = tokio::task::spawn_blocking(move || {
+            let packed = packer.pack_parts(&batch);
+            (batch, packed)
+        });
+        ctx.spawn(
+            packing
+                .into_actor(self)
+                .map(move |packed, act, ctx| match packed {
+                    // Gone while this batch was packed: step 1 here.
+                    Ok((batch, _)) if act.broker == BrokerState::Gone => {
+                        act.here(batch, reply, ctx)
+                    }
+                    Ok((_, packed)) => act.publish(seq, records, packed, reply, ctx),
+                    Err(e) => {
+                        let why = format!("packing it for the broker ended abnormally: {e}");
+                        let _ = reply.send(lost(seq, records, why));
+                    }
+                }),
+        );
+        Box::pin(answered_or_lost(answered, seq, records))
+    }
+}
+
+/// The pool's answer for batch `seq`, once it is given.
+async fn answered_or_lost(
+    answered: oneshot::Receiver<BatchDone>,
+    seq: u64,
+    records: u64,
+) -> BatchDone {
+    answered.await.unwrap_or_else(|_| {
+        lost(
+            seq,
+            records,
+            "the remote pool stopped before the batch was answered".into(),
+        )
+    })
+}
+
+/// The answer for a batch whose records are lost (the Coordinator stops
+/// the run with exit 70).
+fn lost(seq: u64, records: u64, why: String) -> BatchDone {
+    BatchDone {
+        seq,
+        records,
+        processed: 0,
+        rejected: 0,
+        busy: Duration::ZERO,
+        delivery: Err(Failure::Lost(format!("batch {seq}: {why}"))),
+    }
+}
+
+impl<I: Integrate>
+    StreamHandler<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>
+    for RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    fn handle(
+        &mut self,
+        item: Result<jetstream::Message, jetstream::consumer::pull::MessagesError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let message = match item {
+            Ok(message) => message,
+            Err(e) => {
+                log::warn!("reading answers from {}: {e}", self.link.stream);
+                return;
+            }
+        };
+        self.stats
+            .answer_bytes
+            .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        match unpack::<Answer<I::Output>>(&message.payload, UNPACKED_LIMIT) {
+            Ok(answer) => {
+                // Parts are sized so that their answers fit too (`pack.rs`).
+                let work = self
+                    .waiting
+                    .get(&answer.seq)
+                    .and_then(|w| w.work.get(answer.part as usize)?.as_ref().map(|b| b.len()));
+                if let Some(work) = work {
+                    self.packer.answered(work, message.payload.len());
+                }
+                self.hold(answer, ctx)
+            }
+            Err(e) => {
+                self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
+                log::error!("an unreadable answer in {}: {e}", self.link.stream);
+            }
+        }
+        // Held (or useless): the broker may forget it. A lost ack only
+        // brings the answer again, which is then dropped as a duplicate.
+        actix::spawn(async move {
+            if let Err(e) = message.ack().await {
+                log::debug!("ack of an answer: {e}");
+            }
+        });
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The default would stop the pool with batches waiting.
+        log::error!("the answers of {} stopped coming", self.link.stream);
+    }
+}
+
+impl<I: Integrate> RemotePool<I>
+where
+    I::Output: Serialize + DeserializeOwned,
+{
+    /// Publishes the packed parts of batch `seq` (the ones packed: a part
+    /// rejected while packing is answered already) and waits for their
+    /// answers; `reply` answers the Coordinator once the Integrator holds
+    /// the batch.
+    fn publish(
+        &mut self,
+        seq: u64,
+        records: u64,
+        packed: Vec<Result<Vec<u8>, RejectedRecord>>,
+        reply: oneshot::Sender<BatchDone>,
+        ctx: &mut Context<Self>,
+    ) {
         let mut parts = Vec::with_capacity(packed.len());
         let mut work = Vec::with_capacity(packed.len());
         let mut publish = Vec::new();
@@ -333,85 +412,8 @@ where
                     }
                 }),
         );
-        Box::pin(answered_or_lost(answered, seq, records))
-    }
-}
-
-/// The pool's answer for batch `seq`, once it is given.
-async fn answered_or_lost(
-    answered: oneshot::Receiver<BatchDone>,
-    seq: u64,
-    records: u64,
-) -> BatchDone {
-    answered.await.unwrap_or_else(|_| {
-        lost(
-            seq,
-            records,
-            "the remote pool stopped before the batch was answered".into(),
-        )
-    })
-}
-
-/// The answer for a batch whose records are lost (the Coordinator stops
-/// the run with exit 70).
-fn lost(seq: u64, records: u64, why: String) -> BatchDone {
-    BatchDone {
-        seq,
-        records,
-        processed: 0,
-        rejected: 0,
-        busy: Duration::ZERO,
-        delivery: Err(Failure::Lost(format!("batch {seq}: {why}"))),
-    }
-}
-
-impl<I: Integrate>
-    StreamHandler<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>
-    for RemotePool<I>
-where
-    I::Output: Serialize + DeserializeOwned,
-{
-    fn handle(
-        &mut self,
-        item: Result<jetstream::Message, jetstream::consumer::pull::MessagesError>,
-        ctx: &mut Context<Self>,
-    ) {
-        let message = match item {
-            Ok(message) => message,
-            Err(e) => {
-                log::warn!("reading answers from {}: {e}", self.link.stream);
-                return;
-            }
-        };
-        self.stats
-            .answer_bytes
-            .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
-        match unpack::<Answer<I::Output>>(&message.payload, UNPACKED_LIMIT) {
-            Ok(answer) => self.hold(answer, ctx),
-            Err(e) => {
-                self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                log::error!("an unreadable answer in {}: {e}", self.link.stream);
-            }
-        }
-        // Held (or useless): the broker may forget it. A lost ack only
-        // brings the answer again, which is then dropped as a duplicate.
-        actix::spawn(async move {
-            if let Err(e) = message.ack().await {
-                log::debug!("ack of an answer: {e}");
-            }
-        });
     }
 
-    fn finished(&mut self, _: &mut Context<Self>) {
-        // The default would stop the pool with batches waiting.
-        log::error!("the answers of {} stopped coming", self.link.stream);
-    }
-}
-
-impl<I: Integrate> RemotePool<I>
-where
-    I::Output: Serialize + DeserializeOwned,
-{
     /// Keeps the first answer of each part.
     fn hold(&mut self, answer: Answer<I::Output>, ctx: &mut Context<Self>) {
         let seq = answer.seq;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures::StreamExt;
 
-use super::link::{connect, Reaper, STREAM_PREFIX, WORKERS};
+use super::link::{connect, Reaper, RUNS_SUBJECT, STREAM_PREFIX, WORKERS};
 use super::step::{Registry, Step};
 use super::wire::{pack, unpack, Answer, Work, PART_HEADER, UNPACKED_LIMIT};
 use super::{Broker, RemoteError};
@@ -31,8 +31,9 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// How long a slot tries to publish an answer before it hands the batch
 /// back to the broker.
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
-/// How often the runs on the broker are listed: a run waits up to this
-/// long for workers that were idle.
+/// How often the runs on the broker are listed when no new run is
+/// announced (an announcement, on [`RUNS_SUBJECT`], lists them at once; it
+/// is not kept by the broker, so a missed one costs this long).
 const DISCOVER: Duration = Duration::from_millis(200);
 
 /// How a worker host runs.
@@ -67,6 +68,8 @@ struct Shared {
     registry: Registry,
     steps: Mutex<HashMap<JobKey, Arc<dyn Step>>>,
     runs: Mutex<Vec<String>>,
+    /// Wakes the slots waiting for a run when runs are found.
+    found: tokio::sync::Notify,
     /// One permit per step-1 thread (`--workers`). Twice as many slots
     /// pull: while one part is in step 1, the next is fetched and the last
     /// answered, so the broker's round trips overlap the work instead of
@@ -93,7 +96,7 @@ pub fn run(
             cause: format!("cannot start the runtime: {e}"),
         })?;
     runtime.block_on(async move {
-        let (_client, js) = connect(&settings.broker).await?;
+        let (client, js) = connect(&settings.broker).await?;
         log::info!(
             "worker connected to {} with {} slots",
             settings.broker.shown_url(),
@@ -104,11 +107,12 @@ pub fn run(
             registry,
             steps: Mutex::default(),
             runs: Mutex::default(),
+            found: tokio::sync::Notify::new(),
             compute: tokio::sync::Semaphore::new(settings.workers),
             stop,
             report: WorkerReport::default(),
         });
-        let discover = tokio::spawn(discover(Arc::clone(&shared)));
+        let discover = tokio::spawn(discover(Arc::clone(&shared), client));
         let slots: Vec<_> = (0..2 * settings.workers)
             .map(|slot| tokio::spawn(work(Arc::clone(&shared), slot)))
             .collect();
@@ -125,11 +129,19 @@ pub fn run(
     })
 }
 
-/// Lists the runs' streams every [`DISCOVER`], so runs that start after
-/// the worker are found, and removes those of runs that died without
-/// removing them ([`Reaper`]).
-async fn discover(shared: Arc<Shared>) {
+/// Lists the runs' streams when a run is announced, and every
+/// [`DISCOVER`] besides, so runs that start after the worker are found at
+/// once (waiting for the next listing cost each run up to 0.7 s), and
+/// removes those of runs that died without removing them ([`Reaper`]).
+async fn discover(shared: Arc<Shared>, client: async_nats::Client) {
     let mut reaper = Reaper::default();
+    let mut announced = match client.subscribe(RUNS_SUBJECT).await {
+        Ok(subscriber) => Some(subscriber),
+        Err(e) => {
+            log::debug!("not hearing of new runs ({e}): listing them every {DISCOVER:?}");
+            None
+        }
+    };
     loop {
         let infos: Vec<_> = shared
             .js
@@ -138,10 +150,19 @@ async fn discover(shared: Arc<Shared>) {
             .filter(|info| futures::future::ready(info.config.name.starts_with(STREAM_PREFIX)))
             .collect()
             .await;
-        let names = infos.iter().map(|i| i.config.name.clone()).collect();
+        let names: Vec<String> = infos.iter().map(|i| i.config.name.clone()).collect();
+        let any = !names.is_empty();
         *shared.runs.lock().expect("runs lock") = names;
+        if any {
+            shared.found.notify_waiters();
+        }
         reaper.sweep(&shared.js, &infos).await;
-        tokio::time::sleep(DISCOVER).await;
+        match announced.as_mut() {
+            Some(subscriber) => {
+                let _ = tokio::time::timeout(DISCOVER, subscriber.next()).await;
+            }
+            None => tokio::time::sleep(DISCOVER).await,
+        }
     }
 }
 
@@ -152,7 +173,8 @@ async fn work(shared: Arc<Shared>, slot: usize) {
     while !shared.stop.load(Ordering::SeqCst) {
         let runs = shared.runs.lock().expect("runs lock").clone();
         if runs.is_empty() {
-            tokio::time::sleep(POLL).await;
+            // Woken as soon as a run is found.
+            let _ = tokio::time::timeout(POLL, shared.found.notified()).await;
             continue;
         }
         turn = turn.wrapping_add(1);
