@@ -18,6 +18,13 @@
 //! which point into those pages. Row groups are never read whole, however
 //! large they are.
 //!
+//! The file is decoded on a thread of its own ([`prefetch`]), a chunk
+//! ahead of the rows handed on: decompressing and decoding the pages and
+//! writing the records is most of the cost of a Parquet row, and it then
+//! runs beside the Source's hand-over instead of before it. Three chunks'
+//! records at most are alive; the order, the errors and their causes are
+//! those of reading on one thread.
+//!
 //! Further columns named in [`InputOptions::columns`](super::InputOptions)
 //! (dedup's `--keep field:NAME`) are read too and written into the record
 //! after the id, as JSON values: an integer, boolean or string as such, a
@@ -33,7 +40,6 @@
 
 use std::fs::File;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,6 +54,9 @@ use parquet::schema::types::{ColumnDescriptor, SchemaDescriptor};
 
 use super::record::{utf8, write_json_record_with, TextFields};
 use super::UnusableInput;
+
+mod prefetch;
+use prefetch::Prefetch;
 
 /// Rows decoded at a time, per column.
 pub(crate) const CHUNK: usize = 256;
@@ -350,15 +359,14 @@ struct Chunk {
     extras: Vec<Vec<Id>>,
 }
 
-/// One Parquet file being read.
-pub(crate) struct ParquetInput {
+/// The decoding of one Parquet file, on the thread of its [`Prefetch`].
+struct Decoder {
     reader: SerializedFileReader<File>,
     /// The file, for the checks of its page headers ([`super::pages`]).
     file: File,
-    /// The record limit the last call was given (pages are checked
-    /// against it).
+    /// The record limit of the first call of [`ParquetInput::next`] (pages
+    /// are checked against it; the callers give one limit per run).
     max: usize,
-    origin: Arc<str>,
     fields: TextFields,
     columns: Columns,
     /// The next row group to open.
@@ -368,6 +376,37 @@ pub(crate) struct ParquetInput {
     /// The further columns' readers of the row group being read.
     extras: Vec<ExtraReader>,
     chunk: Chunk,
+    /// Stored bytes of the row groups read whole.
+    read: u64,
+}
+
+/// One chunk's rows, written as records on the decoding thread.
+struct Decoded {
+    records: Vec<u8>,
+    /// Per row, in reverse order: where its record ends in `records`, or
+    /// why it is rejected.
+    rows: Vec<Result<usize, String>>,
+    /// Where the next record starts in `records`.
+    at: usize,
+    /// [`Decoder::read`] when the chunk was decoded.
+    read: u64,
+}
+
+/// Where the reading of a file is.
+enum State {
+    /// Not started: the decoder waits for the record limit of the first
+    /// call.
+    Ready(Box<Decoder>),
+    /// Decoding ahead; the chunk being handed on.
+    Reading(Prefetch<Decoded>, Decoded),
+    /// Read to the end, or stopped by an error.
+    Ended,
+}
+
+/// One Parquet file being read.
+pub(crate) struct ParquetInput {
+    origin: Arc<str>,
+    state: State,
     /// Rows given out so far.
     row: u64,
     /// Stored bytes of the row groups read whole (the file's size at the end).
@@ -399,17 +438,21 @@ impl ParquetInput {
             line: 0,
             cause: e,
         })?;
-        Ok(ParquetInput {
+        let decoder = Decoder {
             reader,
             file,
             max: super::DEFAULT_MAX_RECORD_BYTES,
-            origin,
             fields: fields.clone(),
             columns,
             next_group: 0,
             group: None,
             extras: Vec::new(),
             chunk: Chunk::default(),
+            read: 0,
+        };
+        Ok(ParquetInput {
+            origin,
+            state: State::Ready(Box::new(decoder)),
             row: 0,
             read: 0,
             size,
@@ -429,34 +472,91 @@ impl ParquetInput {
     /// Appends the next row's record to `buf` (unless it is rejected: then
     /// `buf` is left as it was).
     pub fn next(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Row, InputError> {
-        self.max = max;
-        while self.chunk.texts.is_empty() {
-            let decoded = catch_unwind(AssertUnwindSafe(|| self.decode()));
-            let more = decoded
-                .unwrap_or_else(|_| Err("the Parquet decoder failed (panicked)".into()))
-                .map_err(|message| InputError {
-                    origin: self.origin.to_string(),
-                    line: self.row,
-                    cause: io::Error::new(io::ErrorKind::InvalidData, message),
-                })?;
-            if !more {
-                self.read = self.size;
-                return Ok(Row::End);
+        let fail = |row, cause| InputError {
+            origin: self.origin.to_string(),
+            line: row,
+            cause,
+        };
+        loop {
+            match &mut self.state {
+                State::Ready(_) => {
+                    let State::Ready(mut decoder) =
+                        std::mem::replace(&mut self.state, State::Ended)
+                    else {
+                        unreachable!("matched Ready")
+                    };
+                    decoder.max = max;
+                    let ahead =
+                        Prefetch::spawn(Arc::clone(&self.origin), move || decoder.produce())
+                            .map_err(|e| fail(0, e))?;
+                    let empty = Decoded {
+                        records: Vec::new(),
+                        rows: Vec::new(),
+                        at: 0,
+                        read: 0,
+                    };
+                    self.state = State::Reading(ahead, empty);
+                }
+                State::Reading(ahead, chunk) => {
+                    if let Some(row) = chunk.rows.pop() {
+                        self.row += 1;
+                        let outcome = row.map(|end| {
+                            buf.extend_from_slice(&chunk.records[chunk.at..end]);
+                            chunk.at = end;
+                        });
+                        return Ok(Row::Record(outcome, self.row));
+                    }
+                    match ahead.next() {
+                        Ok(Some(next)) => {
+                            self.read = next.read;
+                            *chunk = next;
+                        }
+                        Ok(None) => {
+                            self.state = State::Ended;
+                            self.read = self.size;
+                        }
+                        Err(message) => {
+                            self.state = State::Ended;
+                            let cause = io::Error::new(io::ErrorKind::InvalidData, message);
+                            return Err(fail(self.row, cause));
+                        }
+                    }
+                }
+                State::Ended => return Ok(Row::End),
             }
         }
-        let text = self.chunk.texts.pop().expect("a row is left");
-        let id = self.chunk.ids.pop().unwrap_or(Id::Absent);
-        let extras: Vec<(&str, Id)> = (self.columns.extra.iter())
-            .zip(&mut self.chunk.extras)
-            .map(|(extra, values)| (&*extra.name, values.pop().unwrap_or(Id::Absent)))
-            .collect();
-        self.row += 1;
-        let start = buf.len();
-        let outcome = record(buf, &self.fields, id, &extras, text.as_ref(), max);
-        if outcome.is_err() {
-            buf.truncate(start);
+    }
+}
+
+impl Decoder {
+    /// Decodes the next chunk of rows and writes their records; `None`
+    /// when every row group is read.
+    fn produce(&mut self) -> Result<Option<Decoded>, String> {
+        if !self.decode()? {
+            return Ok(None);
         }
-        Ok(Row::Record(outcome, self.row))
+        let mut chunk = Decoded {
+            records: Vec::new(),
+            rows: Vec::with_capacity(self.chunk.texts.len()),
+            at: 0,
+            read: self.read,
+        };
+        while let Some(text) = self.chunk.texts.pop() {
+            let id = self.chunk.ids.pop().unwrap_or(Id::Absent);
+            let extras: Vec<(&str, Id)> = (self.columns.extra.iter())
+                .zip(&mut self.chunk.extras)
+                .map(|(extra, values)| (&*extra.name, values.pop().unwrap_or(Id::Absent)))
+                .collect();
+            let buf = &mut chunk.records;
+            let start = buf.len();
+            let outcome = record(buf, &self.fields, id, &extras, text.as_ref(), self.max);
+            if outcome.is_err() {
+                buf.truncate(start);
+            }
+            chunk.rows.push(outcome.map(|()| buf.len()));
+        }
+        chunk.rows.reverse();
+        Ok(Some(chunk))
     }
 
     /// Decodes the next chunk of rows, opening the next row group when one
@@ -541,7 +641,7 @@ impl ParquetInput {
     }
 }
 
-impl ParquetInput {
+impl Decoder {
     /// The further columns' readers of row group `i`.
     fn open_extras(&self, i: usize) -> Result<Vec<ExtraReader>, String> {
         if self.columns.extra.is_empty() {
@@ -943,6 +1043,76 @@ mod tests {
         };
         let e = check(&path, "a.parquet", &fields).unwrap_err();
         assert!(e.to_string().contains("not a string"), "{e}");
+    }
+
+    #[test]
+    fn rows_of_several_row_groups_decoded_ahead_keep_their_order_and_a_later_error_names_the_file()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("g.parquet");
+        let rows = CHUNK + 3;
+        let texts: Vec<Vec<&'static str>> = (0..4)
+            .map(|g| {
+                (0..rows)
+                    .map(|i| &*Box::leak(format!("group {g} row {i}").into_boxed_str()))
+                    .collect()
+            })
+            .collect();
+        let groups = (0..4)
+            .map(|g| {
+                vec![
+                    (Values::Bytes(texts[g].clone()), None),
+                    (
+                        Values::I64((0..rows as i64).map(|i| g as i64 * 1000 + i).collect()),
+                        None,
+                    ),
+                ]
+            })
+            .collect();
+        write(
+            &path,
+            "message m { required binary text (UTF8); required int64 id; }",
+            groups,
+        );
+        let p = path.display();
+        let expected: Vec<String> = (0..4 * rows)
+            .map(|n| {
+                let (g, i) = (n / rows, n % rows);
+                format!(
+                    r#"{p}:{} 1 {{"id":{},"text":"group {g} row {i}"}}"#,
+                    n + 1,
+                    g * 1000 + i
+                )
+            })
+            .collect();
+        assert_eq!(read(&path, 1000).unwrap(), expected);
+        // The last row group's text column damaged: the rows before it,
+        // in order, then an error naming the file at the last good row.
+        let meta = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let (start, len) = meta.metadata().row_group(3).column(0).byte_range();
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[start as usize..(start + len) as usize] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let mut inputs =
+            Inputs::open(std::slice::from_ref(&path), InputOptions::default()).unwrap();
+        let mut records = 0;
+        let e = loop {
+            let mut batch = drainpipe_actors::BatchBuilder::default();
+            let filled =
+                drainpipe_actors::RecordSource::fill(&mut inputs, &mut batch, 100, usize::MAX);
+            records += batch.len();
+            match filled {
+                Ok(true) => {}
+                Ok(false) => panic!("the damage was not found"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(records, 3 * rows);
+        assert_eq!(e.origin, path.display().to_string());
+        assert_eq!(e.line, 3 * rows as u64);
+        assert_eq!(e.cause.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
