@@ -210,10 +210,18 @@ struct Run {
 
 fn dedup(input: &Path, out: &Path, keep: Option<&str>) -> Run {
     let mut cmd = drainpipe();
-    cmd.args(["dedup", "--workers", "2", "--no-progress"])
-        .arg(input)
-        .arg("-o")
-        .arg(out);
+    // kept.jsonl for Parquet input too, so the kept records compare as lines.
+    cmd.args([
+        "dedup",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--kept-format",
+        "jsonl",
+    ])
+    .arg(input)
+    .arg("-o")
+    .arg(out);
     if let Some(keep) = keep {
         cmd.args(["--keep", keep]);
     }

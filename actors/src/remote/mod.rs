@@ -37,8 +37,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::job::Job;
 
 pub use link::{connect, Link};
+pub(crate) use pack::ContextFn;
+pub(crate) use pool::PoolWiring;
 pub use pool::RemotePool;
-pub(crate) use pool::{ContextFn, PoolWiring};
 pub use stats::RemoteStats;
 pub use step::{Registry, Step, StepFactory, StepOnly};
 

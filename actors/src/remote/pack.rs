@@ -21,8 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::batch::Batch;
 use crate::integrator::RejectedRecord;
 
-use super::pool::ContextFn;
 use super::wire::{pack, Work};
+
+/// The job's [`super::RemoteJob::context`] of a part's records (here, with
+/// the packer that calls it, so the pool depends on this file and not the
+/// other way round).
+pub(crate) type ContextFn = std::sync::Arc<dyn Fn(std::ops::Range<u64>) -> Vec<u8> + Send + Sync>;
 
 /// The share of the limit a part aims at: batches vary, and a part that
 /// overshoots is compressed again in halves.

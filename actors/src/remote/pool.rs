@@ -19,7 +19,6 @@
 //! without losing a record.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ use crate::observe::Observed;
 use crate::processor::{BatchDone, ProcessBatch};
 
 use super::link::{Link, HEARTBEAT};
-use super::pack::Packer;
+use super::pack::{ContextFn, Packer};
 use super::publish::publish_all;
 use super::stats::RemoteStats;
 use super::step::Step;
@@ -49,9 +48,6 @@ mod away;
 const LOOK: Duration = Duration::from_millis(20);
 /// How often the pool looks whether the broker is reachable.
 const BROKER_LOOK: Duration = Duration::from_millis(250);
-
-/// The job's [`super::RemoteJob::context`] of a part's records.
-pub(crate) type ContextFn = Arc<dyn Fn(Range<u64>) -> Vec<u8> + Send + Sync>;
 
 /// The broker, as the pool sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
