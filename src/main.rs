@@ -174,8 +174,14 @@ fn worker(args: &cli::WorkerArgs) -> anyhow::Result<i32> {
     }
     let registry = jobs::registry::worker_registry();
     let report = drainpipe_actors::remote::worker::run(args.settings(), registry, stop)?;
-    let answered = report.answered.load(std::sync::atomic::Ordering::Relaxed);
-    log::info!("worker stopped after answering {answered} batches");
+    let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    log::info!(
+        "worker stopped: {} parts answered, {} handed back, {} unreadable, {} of ended runs dropped",
+        count(&report.answered),
+        count(&report.handed_back),
+        count(&report.unreadable),
+        count(&report.abandoned)
+    );
     Ok(Code::Complete.code())
 }
 

@@ -90,9 +90,14 @@ fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_o
     assert_eq!(out.status.code(), Some(0));
 
     let server = NatsServer::start();
-    // Slow workers: the run lasts seconds, and takes a checkpoint each.
-    let slow = Some("worker::took_batch=sleep(40)");
-    let _workers = [Worker::start(&server.url(), 1, slow)];
+    // A worker quick at first, so the run takes its first checkpoint, then
+    // slow: it still holds batches of the killed run when the resumed run
+    // has made its stream, and answers them late, with the batch numbers
+    // the resumed run uses. Those answers must neither pass for the
+    // resumed run's nor take their message ids (the broker would drop the
+    // real answers as duplicates, and the run wait for them).
+    let late = Some("worker::took_batch=16*sleep(40)->sleep(10000)");
+    let mut late = Worker::start(&server.url(), 1, late);
     let url = server.url();
     let remote = ["--nats", url.as_str(), "--run", "again", "--batch", "32"];
     let mut first = vocab(&distributed, &remote);
@@ -105,10 +110,16 @@ fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_o
     }
     signal(&run, "KILL");
     let _ = wait(run, Duration::from_secs(10));
+    // The resumed run's batches go to a worker without delay; the slow one
+    // only finishes the killed run's.
+    let _quick = Worker::start(&server.url(), 1, None);
+    let late = late.child.take().unwrap();
 
     let mut again = vocab(&distributed, &remote);
     again.args(["--resume", "--checkpoint-every", "0"]);
-    let out = wait(spawn(again), Duration::from_secs(120)).0;
+    let again = spawn(again);
+    signal(&late, "INT");
+    let out = wait(again, Duration::from_secs(120)).0;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s = summary(&distributed);
@@ -120,4 +131,10 @@ fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_o
         "vocab.tsv differs from the uninterrupted run's"
     );
     assert_eq!(s["remote"]["unreadable"], 0);
+    let worker_log = wait(late, Duration::from_secs(30)).0.stderr;
+    let worker_log = String::from_utf8_lossy(&worker_log);
+    assert!(
+        worker_log.contains("its run has ended; answer dropped"),
+        "the late answers of the killed run were not dropped: {worker_log}"
+    );
 }

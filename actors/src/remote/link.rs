@@ -71,6 +71,16 @@ pub async fn connect(
     Ok((client, js))
 }
 
+/// A name for one instance of a run, different for each `Link::open`
+/// (a process opens a run's stream once): its process id and the time,
+/// in hex.
+fn instance() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("p{:x}t{micros:x}", std::process::id())
+}
+
 /// `cause`, and when the URL asks for TLS, that it does: a server without
 /// TLS fails the handshake with a message that does not say so.
 fn with_tls_hint(url: &str, cause: String) -> String {
@@ -124,7 +134,13 @@ impl Link {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         let stream_name = format!("{STREAM_PREFIX}{}-{job}", settings.run);
-        let base = format!("drainpipe.{}.{job}", settings.run);
+        // The subjects name this instance of the run: a worker still holding
+        // a batch of a killed run of the same name publishes its late answer
+        // on the dead instance's subject, which no stream takes, so it can
+        // neither pass for this run's answer nor take its message id (the
+        // broker drops a second message of the same id as a duplicate: the
+        // resumed run then waited for an answer that never came).
+        let base = format!("drainpipe.{}.{job}.{}", settings.run, instance());
         let (work_subject, result_subject) = (format!("{base}.work"), format!("{base}.result"));
         let alive_subject = format!("{base}.alive");
         // The broker may be away that long before the run stops itself;

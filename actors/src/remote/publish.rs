@@ -25,7 +25,9 @@ pub(crate) async fn publish_all(
     let started = std::time::Instant::now();
     let mut stream_seqs = Vec::with_capacity(parts.len());
     for (part, payload) in parts {
-        let id = format!("{}.{seq}.{part}", link.stream);
+        // The work subject names the run's instance: a resumed run's ids
+        // never meet a killed one's in the broker's duplicate window.
+        let id = format!("{}.{seq}.{part}", link.work_subject);
         stats.parts.fetch_add(1, Ordering::Relaxed);
         stats
             .work_bytes

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use async_nats::jetstream::{self, consumer::PullConsumer, context::PublishErrorKind, AckKind};
 use futures::StreamExt;
 
 use super::link::{connect, Reaper, RUNS_SUBJECT, STREAM_PREFIX, WORKERS};
@@ -57,6 +57,10 @@ pub struct WorkerReport {
     pub handed_back: AtomicU64,
     /// Work messages that could not be read, dropped with an error.
     pub unreadable: AtomicU64,
+    /// Answers dropped because their run had ended (its stream removed,
+    /// or made anew by a resumed run of the same name) while the batch
+    /// was being worked on: nobody waits for them.
+    pub abandoned: AtomicU64,
 }
 
 /// A job as a batch names it: its name and parameters.
@@ -272,12 +276,15 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
             }
         }
     };
-    let subject = message.subject.as_str().replace(".work", ".result");
-    let stream = message
-        .info()
-        .map_or_else(|_| String::new(), |i| i.stream.to_owned());
-    let id = format!("{stream}.{seq}.{part}.answer");
-    if publish_answer(shared, &subject, &id, packed).await {
+    let base = message.subject.as_str();
+    let base = base.strip_suffix(".work").unwrap_or(base);
+    let subject = format!("{base}.result");
+    // The subject names the run's instance (`Link::open`), so the id of a
+    // killed run's answer never takes a resumed run's.
+    let id = format!("{subject}.{seq}.{part}");
+    let stream = message.info().map_or("", |i| i.stream);
+    let published = publish_answer(shared, stream, &subject, &id, packed).await;
+    if published == Published::Stored {
         // A plain ack, not a double ack: one round trip less per part. An
         // ack the broker never gets only brings the part again, and its
         // second answer is dropped by the pool.
@@ -287,10 +294,26 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
         log::trace!("answered batch {seq} part {part}");
         shared.report.answered.fetch_add(1, Ordering::Relaxed);
         shared.report.records.fetch_add(records, Ordering::Relaxed);
+    } else if published == Published::RunGone {
+        shared.report.abandoned.fetch_add(1, Ordering::Relaxed);
+        log::warn!("batch {seq} part {part}: its run has ended; answer dropped");
     } else {
         shared.report.handed_back.fetch_add(1, Ordering::Relaxed);
-        let _ = message.ack_with(AckKind::Nak(None)).await;
+        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+            log::warn!("handing back batch {seq} part {part}: {e} (the broker redelivers it after the ack wait)");
+        }
     }
+}
+
+/// What became of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    /// The broker confirmed it.
+    Stored,
+    /// Its run's stream no longer takes its subject: the run has ended.
+    RunGone,
+    /// Not confirmed within [`ANSWER_DEADLINE`].
+    NotStored,
 }
 
 /// Waits for step 1, telling the broker every third of `ack_wait` that the
@@ -337,8 +360,15 @@ fn rejecting(
 }
 
 /// Publishes an answer and waits for the broker's confirmation, trying
-/// again each second until [`ANSWER_DEADLINE`]. False when it never was.
-async fn publish_answer(shared: &Shared, subject: &str, id: &str, packed: Vec<u8>) -> bool {
+/// again each second until [`ANSWER_DEADLINE`], unless the run's `stream`
+/// is gone or no longer takes `subject` (a resumed run made it anew).
+async fn publish_answer(
+    shared: &Shared,
+    stream: &str,
+    subject: &str,
+    id: &str,
+    packed: Vec<u8>,
+) -> Published {
     let started = Instant::now();
     let payload = bytes::Bytes::from(packed);
     loop {
@@ -346,20 +376,37 @@ async fn publish_answer(shared: &Shared, subject: &str, id: &str, packed: Vec<u8
             .payload(payload.clone())
             .message_id(id);
         let confirmed = match shared.js.send_publish(subject.to_owned(), message).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(ack) => ack.await.map(|_| ()),
+            Err(e) => Err(e),
         };
         match confirmed {
-            Ok(()) => return true,
+            Ok(()) => return Published::Stored,
+            Err(e)
+                if e.kind() == PublishErrorKind::StreamNotFound
+                    && !takes(&shared.js, stream, subject).await =>
+            {
+                return Published::RunGone
+            }
             Err(e) if started.elapsed() < ANSWER_DEADLINE => {
                 log::warn!("publishing answer {id}: {e}; trying again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => {
                 log::error!("publishing answer {id}: {e}; handing the batch back");
-                return false;
+                return Published::NotStored;
             }
         }
+    }
+}
+
+/// Whether the broker answers that `stream` exists and takes `subject`.
+/// A broker that does not answer is taken to keep it (a restarting
+/// broker says "no stream" for a while).
+async fn takes(js: &jetstream::Context, stream: &str, subject: &str) -> bool {
+    match js.get_stream(stream).await {
+        Ok(s) => s.cached_info().config.subjects.iter().any(|s| s == subject),
+        Err(e) => !matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND),
     }
 }
 
