@@ -3,6 +3,7 @@
 //! writes `summary.json` and maps the outcome to an exit code. `anyhow`
 //! lives here, at the edge.
 
+mod allocator;
 mod cli;
 mod logging;
 mod progress;
@@ -20,6 +21,8 @@ use drainpipe_actors::{ExitCode as Code, FolderLock, LockError, OutputDir, RunHa
 use crate::cli::{Cli, JobCommand};
 
 fn main() -> ExitCode {
+    // Before any thread starts: the arenas a thread takes are then fixed.
+    allocator::cap_arenas();
     let cli = Cli::parse();
     if let Err(refusal) = cli.validate() {
         refusal.exit();

@@ -1,0 +1,47 @@
+//! The C allocator's arenas, capped before any thread starts.
+//!
+//! glibc's malloc gives each thread that contends for a lock an arena of
+//! its own, up to eight per core, and memory freed into an arena stays
+//! there for that arena's next allocations. Dedup's passes allocate on
+//! the processors' threads (shingle sets, signatures) and free on the
+//! Integrator's or the kept copy's: the freed pages sat in arenas no one
+//! allocated from again, and pass 2's peak RSS at 5M documents under
+//! `--max-memory 128M` was 194 MB against 151 MB with two arenas
+//! (`docs/PERFORMANCE.md`, "Pass 2 under the budget"). Two arenas keep
+//! that slack bounded by a constant whatever the thread count. A
+//! `MALLOC_ARENA_MAX` in the environment is the user's choice and wins.
+
+/// How many arenas the process's allocator may hold.
+pub const ARENA_MAX: i32 = 2;
+
+/// Caps glibc's arenas at [`ARENA_MAX`], unless `MALLOC_ARENA_MAX` is
+/// set; returns whether the cap was set. Call it before threads start.
+/// Elsewhere than on glibc it does nothing.
+pub fn cap_arenas() -> bool {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return false;
+    }
+    set_arena_max(ARENA_MAX)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_arena_max(arenas: i32) -> bool {
+    // SAFETY: `mallopt` only sets a tunable of the allocator; it is called
+    // with a documented parameter and returns 1 on success.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_arena_max(_arenas: i32) -> bool {
+    false
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allocator_accepts_the_arena_cap() {
+        assert!(set_arena_max(ARENA_MAX), "mallopt(M_ARENA_MAX) refused");
+    }
+}
