@@ -19,6 +19,7 @@ mod nats;
 mod parquet;
 
 mod a_broker_that_stays_away_fails_the_run_with_exit_70_and_a_checkpoint;
+mod a_budgeted_dedup_killed_at_any_stage_resumes_to_the_uninterrupted_outputs;
 mod a_closed_stderr_or_a_dead_coordinator_never_hangs_the_run;
 mod a_damaged_or_foreign_checkpoint_is_refused;
 mod a_damaged_or_foreign_dedup_pass_file_is_refused;

@@ -117,6 +117,7 @@ pub mod bitset;
 pub mod buckets;
 pub mod chain;
 pub mod clusters;
+pub mod crash;
 pub mod fates;
 pub mod hash;
 pub mod ids;

@@ -96,6 +96,7 @@ pub fn run(
         return Err(stopped);
     }
     let clusters = write_clusters(&run.ctx.output, clusters, ids)?;
+    crate::jobs::dedup::crash::here("dedup::pass3");
     let (kept, report) = if reads.copy {
         if run.reports.is_empty() {
             // Passes 1 and 2 were loaded: the run's report starts from theirs.

@@ -290,6 +290,7 @@ impl BandIndex {
                 self.bands.iter_mut().for_each(|b| *b = Vec::new());
                 self.found.ids = IdKeys::default();
                 let runs = spiller.runs(self.threads).map_err(RunError::into_io)?;
+                crate::jobs::dedup::crash::here("dedup::pass1_merging");
                 let (threads, started) = (self.threads, std::time::Instant::now());
                 let merged = std::thread::scope(|scope| {
                     let repeats = std::thread::Builder::new()

@@ -549,6 +549,7 @@ impl Integrate for Verifier {
         // loads that and finds them in place); the run commits them as
         // `rejects.jsonl` with its outputs.
         run.commit_rejects()?;
+        crate::jobs::dedup::crash::here("dedup::pass2_finishing");
         self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
         self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
         self.held = HashMap::new();

@@ -1,0 +1,178 @@
+//! A dedup run under a memory budget small enough to spill, killed with
+//! SIGKILL at each stage (pass 1 spilling, after a checkpoint; pass 1
+//! merging its runs; pass 2 finishing with its spilled sets; pass 3 with
+//! `clusters.jsonl` half-committed; between the renames of the commit),
+//! then run again with `--resume`: the outputs are byte-identical to an
+//! uninterrupted run's, and nothing of the killed run stays (no temporary
+//! file in the output folder, no temporary folder, no checkpoint, no
+//! pass file). The kills are the crash points of
+//! `src/jobs/dedup/crash.rs` (SIGKILL sent by the process to itself at
+//! that stage), except the first, sent by the test once a checkpoint of
+//! the spilling pass is written.
+
+#![cfg(feature = "failpoints")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::binary::{drainpipe, names, spawn, summary, wait};
+
+const DEADLINE: Duration = Duration::from_secs(300);
+
+/// 100,000 documents of the demo corpus (200 MB): enough for pass 1 to
+/// spill several times and pass 2 at least once under the budget below.
+fn corpus(dir: &Path) -> PathBuf {
+    let path = dir.join("in.jsonl");
+    let status = drainpipe()
+        .args(["generate", "--docs", "100000", "-o"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+/// `dedup INPUT -o OUT` under the least budget (one worker, a window of
+/// one), with a checkpoint every second.
+fn dedup(input: &Path, out: &Path) -> Command {
+    let mut cmd = drainpipe();
+    cmd.arg("dedup")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(["--no-progress", "-v", "--workers", "1", "--window", "1"])
+        .args(["--max-memory", "28M", "--checkpoint-every", "1"]);
+    cmd
+}
+
+/// The outputs of a dedup run.
+const OUTPUTS: [&str; 3] = ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"];
+
+/// Whether the files `a` and `b` hold the same bytes (or are both absent),
+/// read a block at a time (`kept.jsonl` is about 180 MB).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(a), Ok(b)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return a.exists() == b.exists();
+    };
+    let (mut a, mut b) = (std::io::BufReader::new(a), std::io::BufReader::new(b));
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = a.read(&mut x).unwrap();
+        if n == 0 {
+            return b.read(&mut y).unwrap() == 0;
+        }
+        if b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return false;
+        }
+    }
+}
+
+/// Runs `cmd` to its end; asserts its exit code.
+fn finish(cmd: Command, code: i32, what: &str) -> String {
+    let (output, _) = wait(spawn(cmd), DEADLINE);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "{what}: {stderr}");
+    stderr
+}
+
+/// Kills the run once its stderr shows a checkpoint written after pass 1
+/// began spilling.
+fn killed_after_a_spilled_checkpoint(cmd: Command) {
+    let mut child = spawn(cmd);
+    let stderr = child.stderr.take().unwrap();
+    let mut spilling = false;
+    let mut seen = Vec::new();
+    let mut killed = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        spilling |= line.contains("spilling them to sorted runs");
+        let at_checkpoint = spilling && line.contains("checkpoint written");
+        seen.push(line);
+        if at_checkpoint {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert!(
+        killed,
+        "no checkpoint while pass 1 spilled: {}",
+        seen.join("\n")
+    );
+}
+
+/// Asserts that nothing of a run is left besides its outputs.
+fn nothing_left(out: &Path, what: &str) {
+    let left: Vec<String> = names(out)
+        .into_iter()
+        .filter(|n| {
+            n.ends_with(".tmp")
+                || n.ends_with(".bin")
+                || n.starts_with(".drainpipe-tmp")
+                || n == ".drainpipe.commit"
+        })
+        .collect();
+    assert!(left.is_empty(), "{what}: {left:?}");
+}
+
+#[test]
+fn a_budgeted_dedup_killed_at_any_stage_resumes_to_the_uninterrupted_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let whole = dir.path().join("whole");
+    finish(dedup(&input, &whole), 0, "uninterrupted");
+    assert!(whole.join("kept.jsonl").exists() && whole.join("clusters.jsonl").exists());
+    let passes = summary(&whole)["result"]["passes"].clone();
+    assert!(
+        passes[0]["spill_runs"].as_u64().unwrap_or(0) >= 2
+            && passes[1]["spill_runs"].as_u64().unwrap_or(0) >= 1,
+        "passes 1 and 2 must spill for this test to mean anything: {passes}"
+    );
+    nothing_left(&whole, "uninterrupted");
+
+    let stages = [
+        ("pass 1 spilling", None),
+        ("pass 1 merging", Some("dedup::pass1_merging=return")),
+        ("pass 2 finishing", Some("dedup::pass2_finishing=return")),
+        ("pass 3", Some("dedup::pass3=return")),
+        ("the commit", Some("output::rename=return(clusters.jsonl)")),
+    ];
+    for (stage, crash) in stages {
+        let out = dir.path().join(stage.replace(' ', "-"));
+        match crash {
+            None => {
+                // Pass 1 slowed (2 ms on 2% of the records), so that a
+                // checkpoint falls between two of its spills.
+                let mut cmd = dedup(&input, &out);
+                cmd.env("FAILPOINTS", "processor::record=2%sleep(2)");
+                killed_after_a_spilled_checkpoint(cmd);
+            }
+            Some(point) => {
+                let mut cmd = dedup(&input, &out);
+                cmd.env("FAILPOINTS", point);
+                let (output, _) = wait(spawn(cmd), DEADLINE);
+                assert_eq!(
+                    output.status.code(),
+                    None,
+                    "{stage}: not killed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+        let mut resume = dedup(&input, &out);
+        resume.arg("--resume");
+        let stderr = finish(resume, 0, stage);
+        for name in OUTPUTS {
+            assert!(
+                same_file(&whole.join(name), &out.join(name)),
+                "{stage}: {name} differs from the uninterrupted run's"
+            );
+        }
+        assert_eq!(summary(&out)["exit"], "complete", "{stage}: {stderr}");
+        nothing_left(&out, stage);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
