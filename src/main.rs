@@ -470,6 +470,21 @@ fn error_code(e: &anyhow::Error) -> Code {
     if refused_resume {
         return Code::Usage;
     }
+    // A run name another live run uses on the broker: like an output
+    // folder another run is writing, the command must change.
+    let name_in_use = e.chain().any(|cause| {
+        use drainpipe_actors::remote::RemoteError;
+        matches!(
+            cause.downcast_ref::<RemoteError>(),
+            Some(RemoteError::RunInUse { .. })
+        ) || matches!(
+            cause.downcast_ref::<PipelineError>(),
+            Some(PipelineError::Remote(RemoteError::RunInUse { .. }))
+        )
+    });
+    if name_in_use {
+        return Code::Usage;
+    }
     // The broker of a distributed run (or of a worker) cannot be used.
     let unavailable = e.chain().any(|cause| {
         cause.is::<drainpipe_actors::remote::RemoteError>()

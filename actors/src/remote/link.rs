@@ -117,7 +117,9 @@ impl std::fmt::Debug for Link {
 impl Link {
     /// Connects and makes the stream of run `settings.run` for job `job`
     /// afresh: a stream of that name left by a killed run is removed first,
-    /// so none of its batches is taken for this run's.
+    /// so none of its batches is taken for this run's; a live run of the
+    /// same name is never touched: this run is refused
+    /// ([`RemoteError::RunInUse`]).
     pub async fn open(settings: &RemoteSettings, job: &str) -> Result<Link, RemoteError> {
         if !super::valid_run_name(&settings.run) {
             return Err(RemoteError::RunName(settings.run.clone()));
@@ -146,6 +148,8 @@ impl Link {
         // The broker may be away that long before the run stops itself;
         // past it (and several heartbeats) the run is surely dead.
         let stale_after = settings.deadline.max(5 * HEARTBEAT).as_secs();
+        // A namesake that still beats is another live run's: never removed.
+        refuse_a_live_namesake(&js, &settings.run, &url).await?;
         // Not there is the usual answer; any other refusal shows below.
         let _ = js.delete_stream(&stream_name).await;
         let stream = js
@@ -255,6 +259,73 @@ impl Link {
             Err(_) => log::warn!("could not remove stream {}: no answer in 5s", self.stream),
         }
     }
+}
+
+/// How long a run that finds streams of its name on the broker watches
+/// them for a heartbeat before it takes them for a killed run's: three
+/// heartbeats, so a live run, even one that opened its stream just now and
+/// has not beaten yet, shows itself.
+const NAMESAKE_WATCH: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
+
+/// Refuses run `run` ([`RemoteError::RunInUse`]) when a stream of a run of
+/// that name (any job or pass: its subjects are `drainpipe.<run>.*`) is
+/// alive: a new heartbeat appears on it within [`NAMESAKE_WATCH`]. A run
+/// resumed under its name after `kill -9` finds its old streams silent and
+/// goes on (it removes its own below); with no namesake it does not wait.
+async fn refuse_a_live_namesake(
+    js: &jetstream::Context,
+    run: &str,
+    url: &str,
+) -> Result<(), RemoteError> {
+    use futures::StreamExt as _;
+    let subjects = format!("drainpipe.{run}.");
+    let namesakes: Vec<(String, String)> = js
+        .streams()
+        .filter_map(|info| async move { info.ok() })
+        .filter_map(|info| {
+            let alive = info
+                .config
+                .subjects
+                .iter()
+                .find(|s| s.starts_with(&subjects) && s.ends_with(".alive"))
+                .cloned();
+            let stream = info.config.name;
+            async move { alive.map(|alive| (stream, alive)) }
+        })
+        .collect()
+        .await;
+    if namesakes.is_empty() {
+        return Ok(());
+    }
+    let last_beat = |stream: String, alive: String| async move {
+        let stream = js.get_stream_no_info(&stream).await.ok()?;
+        let beat = stream.get_last_raw_message_by_subject(&alive).await.ok()?;
+        Some(beat.sequence)
+    };
+    let mut first = Vec::with_capacity(namesakes.len());
+    for (stream, alive) in &namesakes {
+        first.push(last_beat(stream.clone(), alive.clone()).await);
+    }
+    log::info!(
+        "streams of a run named {run} are on the broker ({}): watching them up to {NAMESAKE_WATCH:?} for a heartbeat",
+        namesakes.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let started = Instant::now();
+    while started.elapsed() < NAMESAKE_WATCH {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for ((stream, alive), before) in namesakes.iter().zip(&first) {
+            // None after a beat: the stream is gone, its run ended.
+            let now = last_beat(stream.clone(), alive.clone()).await;
+            if now.is_some() && now != *before {
+                return Err(RemoteError::RunInUse {
+                    run: run.to_owned(),
+                    stream: stream.clone(),
+                    url: url.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes the streams of runs that died without removing them: a run's

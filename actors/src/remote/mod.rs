@@ -183,6 +183,20 @@ pub enum RemoteError {
     /// A run name that cannot name a stream.
     #[error("run name {0:?}: use 1 to 64 letters, digits, '-' or '_'")]
     RunName(String),
+    /// Another run of the same name is alive on the broker (its stream
+    /// beats): its stream is left alone and this run is refused (exit 2,
+    /// as for an output folder another run is writing).
+    #[error(
+        "--run {run}: a run of that name is alive on the NATS server at {url} (its stream {stream} beats): wait for it to end, or give another --run"
+    )]
+    RunInUse {
+        /// The run's name.
+        run: String,
+        /// The live run's stream.
+        stream: String,
+        /// The URL, without credentials.
+        url: String,
+    },
 }
 
 /// True when `run` can name a run's stream.
