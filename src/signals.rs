@@ -6,11 +6,20 @@
 //! keeps 130, as it always has here). The second exits at once, saying
 //! what it abandons, and still leaves a short `summary.json` saying so: a
 //! folder never keeps an earlier run's summary as if it were this one's.
+//!
+//! The others a user sends: SIGQUIT (`Ctrl-\`, "quit now") exits at once
+//! as a second signal does, with 131, whose default action (a core dump)
+//! would leave the earlier run's summary standing and the temporary files
+//! to the next run. SIGUSR1 says where the run is (phase, records read
+//! and done, batches in flight) on stderr and the run goes on, as `dd`
+//! does; its default action would kill the run. SIGPIPE is ignored (Rust
+//! programs do): a closed stdout or stderr is a failed write, handled
+//! where it happens.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use drainpipe_actors::{ExitCode, OutputDir, RunHandle};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 /// The first signal received, 0 before any.
@@ -32,14 +41,15 @@ fn name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",
         SIGHUP => "SIGHUP",
+        SIGQUIT => "SIGQUIT",
         _ => "SIGTERM",
     }
 }
 
 /// The exit code of a run stopped by `signal`.
 fn exit_code(signal: i32) -> i32 {
-    if signal == SIGHUP {
-        128 + SIGHUP
+    if signal == SIGHUP || signal == SIGQUIT {
+        128 + signal
     } else {
         ExitCode::Interrupted.code()
     }
@@ -56,11 +66,20 @@ pub fn stopped_by(code: i32) -> Option<(i32, &'static str)> {
 
 /// Starts the signal thread.
 pub fn install(handle: RunHandle, output: OutputDir, about: RunAbout) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1])?;
     std::thread::Builder::new()
         .name("drainpipe-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
+                if signal == SIGUSR1 {
+                    say_where(&handle);
+                    continue;
+                }
+                if signal == SIGQUIT {
+                    // "Quit now": no drain, whatever came before.
+                    let _ = FIRST.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                    hard_stop(signal, &handle, &output, &about);
+                }
                 if FIRST
                     .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
@@ -78,12 +97,24 @@ pub fn install(handle: RunHandle, output: OutputDir, about: RunAbout) -> std::io
     Ok(())
 }
 
-/// The second signal: says what is abandoned, removes the temporary files,
-/// writes the short summary and exits.
+/// SIGUSR1: where the run is, on stderr; the run goes on.
+fn say_where(handle: &RunHandle) {
+    crate::logging::say(format_args!(
+        "drainpipe: SIGUSR1: phase {}; {} records read, {} integrated or rejected; {} batches in flight",
+        handle.phase().name(),
+        handle.records_read(),
+        handle.records_done(),
+        handle.batches_in_flight(),
+    ));
+}
+
+/// The second signal (or SIGQUIT): says what is abandoned, removes the
+/// temporary files, writes the short summary and exits.
 fn hard_stop(signal: i32, handle: &RunHandle, output: &OutputDir, about: &RunAbout) -> ! {
     let pending = handle.records_read().saturating_sub(handle.records_done());
+    let which = if signal == SIGQUIT { "" } else { "second " };
     let cause = format!(
-        "second {}: exiting now in phase {}; abandoning {} batches in flight, {pending} of {} records read not yet integrated or rejected",
+        "{which}{}: exiting now in phase {}; abandoning {} batches in flight, {pending} of {} records read not yet integrated or rejected",
         name(signal),
         handle.phase().name(),
         handle.batches_in_flight(),

@@ -4,7 +4,8 @@
 //! (before, it killed the run with no message and no summary). A second
 //! signal exits at once, yet still writes a short summary, marked failed
 //! and `hard_stop`, saying what it abandoned, and leaves no temporary or
-//! lock file.
+//! lock file. SIGQUIT exits at once too (131), SIGUSR1 says where the
+//! run is and the run goes on, SIGPIPE is ignored.
 
 use crate::binary;
 
@@ -135,4 +136,65 @@ fn a_second_signal_exits_at_once_and_still_leaves_a_failed_summary() {
         assert!(!dir.join("vocab.tsv").exists());
         assert!(!dir.join(".drainpipe.lock").exists());
     }
+}
+
+#[test]
+fn sigquit_exits_at_once_with_131_and_a_failed_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("stderr.log");
+    let dir = tmp.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    // An earlier run's summary, which must not stand for this one (the
+    // default action, a core dump, would leave it).
+    std::fs::write(dir.join("summary.json"), "{\"exit\": \"complete\"}").unwrap();
+    let mut cmd = long_run(&dir);
+    cmd.arg("--force");
+    let child = start(cmd, &log, 3);
+    signal(&child, "QUIT");
+    let (out, _) = wait(child, Duration::from_secs(60));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(out.status.code(), Some(131), "{stderr}");
+    assert!(
+        stderr.contains("SIGQUIT: exiting now in phase ") && !stderr.contains("second SIGQUIT"),
+        "{stderr}"
+    );
+    let s = summary(&dir);
+    assert_eq!(s["exit"], "failed", "{s}");
+    assert_eq!(s["hard_stop"], true, "{s}");
+    assert_eq!(s["exit_code"], 131, "{s}");
+    assert_eq!(s["outputs_written"], false, "{s}");
+    assert!(leftovers(&dir).is_empty(), "{:?}", names(&dir));
+    assert!(!dir.join("vocab.tsv").exists());
+    assert!(!dir.join(".drainpipe.lock").exists());
+}
+
+#[test]
+fn sigusr1_says_where_the_run_is_and_sigpipe_is_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("stderr.log");
+    let dir = tmp.path().join("out");
+    let child = start(long_run(&dir), &log, 10);
+    signal(&child, "USR1");
+    signal(&child, "PIPE");
+    let started = Instant::now();
+    loop {
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        if stderr.contains("SIGUSR1: phase running; ") {
+            assert!(stderr.contains(" records read, "), "{stderr}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no answer to SIGUSR1: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Neither stopped the run: it still drains on SIGINT, as usual.
+    signal(&child, "INT");
+    let (out, _) = wait(child, Duration::from_secs(60));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let s = summary(&dir);
+    assert_eq!(s["exit"], "interrupted", "{s}");
+    assert_eq!(s["conservation"], true, "{s}");
 }
