@@ -90,25 +90,25 @@ pub enum JobCommand {
 pub struct DedupArgs {
     /// Jaccard similarity at or above which two records are duplicates:
     /// above 0, at most 1.
-    #[arg(long, value_name = "J", default_value_t = 0.8, value_parser = parse_threshold)]
+    #[arg(long, allow_negative_numbers = true, value_name = "J", default_value_t = 0.8, value_parser = parse_threshold)]
     pub threshold: f64,
     /// Words per shingle (word n-grams): 1 to 100.
-    #[arg(long, value_name = "N", default_value_t = 5,
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=bounds::NGRAM))]
     pub ngram: u32,
     /// MinHash permutations per signature: 1 to 1024 (each costs work on
     /// every shingle of every record).
-    #[arg(long, value_name = "P", default_value_t = 128,
+    #[arg(long, allow_negative_numbers = true, value_name = "P", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..=bounds::PERMUTATIONS))]
     pub num_perm: u32,
     /// LSH bands, at least 1; bands x rows at most --num-perm [default:
     /// chosen so a pair at the threshold becomes a candidate with
     /// probability >= 0.95].
-    #[arg(long, value_name = "B", requires = "rows",
+    #[arg(long, allow_negative_numbers = true, value_name = "B", requires = "rows",
           value_parser = clap::value_parser!(u32).range(1..=bounds::PERMUTATIONS))]
     pub bands: Option<u32>,
     /// Rows per LSH band, at least 1 [default: chosen with --bands].
-    #[arg(long, value_name = "R", requires = "bands",
+    #[arg(long, allow_negative_numbers = true, value_name = "R", requires = "bands",
           value_parser = clap::value_parser!(u32).range(1..=bounds::PERMUTATIONS))]
     pub rows: Option<u32>,
     /// Print the chosen bands and rows, the probability of becoming a
@@ -165,7 +165,10 @@ fn parse_keep(s: &str) -> Result<drainpipe::jobs::dedup::keep::KeepPolicy, Strin
 /// permutations took 24 GB, a batch of four billion records aborted on
 /// allocation, 65,535 threads aborted the process): a value outside them is
 /// refused with exit 2 before anything is read or written. (clap checks
-/// the ranges of the smaller integer types as `i64`.)
+/// the ranges of the smaller integer types as `i64`.) Every numeric
+/// option takes a negative number as its value (`allow_negative_numbers`),
+/// so that `--workers -1` is refused naming the option and its bounds, not
+/// as an unknown argument `-1`.
 pub mod bounds {
     /// Words per shingle.
     pub const NGRAM: i64 = 100;
@@ -203,9 +206,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, suffix) = t.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (a number of bytes, or with K, M, G or T)"))?;
+    let number: u64 = number.parse().map_err(|_| {
+        if number.is_empty() {
+            format!("{s:?} is not a size (a number of bytes, or with K, M, G or T)")
+        } else {
+            // Digits only: too many of them for a count of bytes.
+            format!("{s} is more bytes than can be counted")
+        }
+    })?;
     if suffix.starts_with(['.', ',']) {
         return Err(format!(
             "{s:?} is not a whole number of bytes, K, M, G or T (for 1.5G write 1536M)"
@@ -232,7 +240,19 @@ impl Cli {
         let refuse = |message: String| {
             Cli::command().error(clap::error::ErrorKind::ValueValidation, message)
         };
+        let nats = match &self.job {
+            JobCommand::Worker(worker) => Some(&worker.nats),
+            job => job.common().and_then(|c| c.nats.nats.as_ref()),
+        };
+        if let Some(url) = nats {
+            drainpipe_actors::remote::Broker::new(url.clone())
+                .check_url()
+                .map_err(refuse)?;
+        }
         if let Some(common) = self.job.common() {
+            if let Some(tmp) = &common.tmp_dir {
+                not_below_a_file("--tmp-dir", tmp).map_err(refuse)?;
+            }
             // Only a given budget is checked here: the default is never
             // below the least one.
             if let Some(given) = common.max_memory {
@@ -258,7 +278,17 @@ impl Cli {
                     .to_owned(),
             ));
         }
-        params.validate_index(common.resume).map_err(refuse)
+        // A pipe (`<(cmd)`, a FIFO) or a device reads once too: the later
+        // passes would wait for a writer that never comes.
+        if let Some(once) = common.inputs.iter().find(|p| reads_once(p)) {
+            return Err(refuse(format!(
+                "dedup reads its input three times and {} is a pipe or a device, read only once: save it to a file first",
+                once.display()
+            )));
+        }
+        params
+            .validate_index(common.resume, &common.output)
+            .map_err(refuse)
     }
 }
 
@@ -267,7 +297,7 @@ impl DedupArgs {
     /// `--resume` is refused with them, the folder to save must not exist,
     /// and each index must have been made with this run's parameters (a
     /// damaged index is refused when the run opens it, exit 65).
-    fn validate_index(&self, resume: bool) -> Result<(), String> {
+    fn validate_index(&self, resume: bool, output: &std::path::Path) -> Result<(), String> {
         use drainpipe::jobs::dedup::index::{self, IndexError};
         let options = self.params().index;
         if options.is_empty() {
@@ -277,12 +307,23 @@ impl DedupArgs {
             return Err("--resume cannot continue a run with --save-index or --against: run it again with --force".into());
         }
         if let Some(dir) = &options.save {
-            if dir.exists() {
+            validate_save_index(dir, output)?;
+        }
+        let mut seen: Vec<(std::path::PathBuf, &std::path::PathBuf)> = Vec::new();
+        for dir in &options.against {
+            // The same index twice would number its records twice, and an
+            // index saved from the run would hold them twice.
+            let Ok(real) = dir.canonicalize() else {
+                continue;
+            };
+            if let Some((_, first)) = seen.iter().find(|(r, _)| *r == real) {
                 return Err(format!(
-                    "--save-index {}: the folder exists (an index is written as a new folder; remove it or name another)",
-                    dir.display()
+                    "--against {} is given twice (also as --against {}): name each index once",
+                    dir.display(),
+                    first.display()
                 ));
             }
+            seen.push((real, dir));
         }
         let params = self.params();
         let Ok(banding) = params.banding() else {
@@ -323,11 +364,67 @@ impl DedupArgs {
     }
 }
 
+/// Whether the input at `path` is a pipe, a socket or a character
+/// device: something that gives its bytes once. Only looked at (`stat`
+/// does not open it, so a FIFO without a writer does not block here).
+fn reads_once(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| {
+        let t = m.file_type();
+        t.is_fifo() || t.is_socket() || t.is_char_device()
+    })
+}
+
+/// `--save-index DIR`: a new folder (one that exists is refused), not the
+/// output folder (which the run makes before it writes the index), in a
+/// folder (not below a file).
+fn validate_save_index(dir: &std::path::Path, output: &std::path::Path) -> Result<(), String> {
+    if dir.exists() {
+        return Err(format!(
+            "--save-index {}: the folder exists (an index is written as a new folder; remove it or name another)",
+            dir.display()
+        ));
+    }
+    let absolute = |p: &std::path::Path| {
+        std::path::absolute(p).map(|p| p.components().collect::<std::path::PathBuf>())
+    };
+    if let (Ok(index), Ok(out)) = (absolute(dir), absolute(output)) {
+        if index == out {
+            return Err(format!(
+                "--save-index {} is the output folder (-o): an index is a folder of its own; name another",
+                dir.display()
+            ));
+        }
+    }
+    not_below_a_file("--save-index", dir)
+}
+
+/// Refuses a folder option whose path is, or is below, a file: it could
+/// never be made (`--save-index f/IDX`, `--tmp-dir f`).
+fn not_below_a_file(option: &str, dir: &std::path::Path) -> Result<(), String> {
+    match dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.is_file())
+    {
+        Some(file) => Err(format!(
+            "{option} {}: {} is a file, not a folder",
+            dir.display(),
+            file.display()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Options of `generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Number of documents.
-    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 50_000
+    )]
     pub docs: u64,
     /// Output file (written atomically); `-` for stdout.
     #[arg(short, long, value_name = "FILE", default_value = "-")]
@@ -336,17 +433,17 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "FORMAT", default_value = "jsonl", value_parser = ["jsonl", "parquet"])]
     pub format: String,
     /// Rows per row group of the Parquet form.
-    #[arg(long, value_name = "N", default_value_t = 10_000,
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub row_group: u64,
     /// Fewest words per document: 1 to 100,000 (short documents make
     /// large corpora that fit the disk: `--min-words 20 --max-words 40` is
     /// about 250 bytes a document, the default about 2 KB).
-    #[arg(long, value_name = "N", default_value_t = 200,
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..=bounds::DOC_WORDS))]
     pub min_words: u32,
     /// Most words per document, at least --min-words: up to 100,000.
-    #[arg(long, value_name = "N", default_value_t = 400,
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 400,
           value_parser = clap::value_parser!(u32).range(1..=bounds::DOC_WORDS))]
     pub max_words: u32,
 }
@@ -406,18 +503,18 @@ pub struct CommonArgs {
     pub output: PathBuf,
 
     /// Processor threads, 1 to 1024 [default: number of cores].
-    #[arg(short, long, value_name = "N",
+    #[arg(short, long, allow_negative_numbers = true, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=bounds::WORKERS))]
     pub workers: Option<u16>,
 
     /// Most batches in flight, 1 to 4096 [default: 2 x workers].
-    #[arg(long, value_name = "W",
+    #[arg(long, allow_negative_numbers = true, value_name = "W",
           value_parser = clap::value_parser!(u32).range(1..=bounds::WINDOW))]
     pub window: Option<u32>,
 
     /// Records per batch, 1 to 1,000,000 [default: adaptive, about 8 ms of
     /// work per batch].
-    #[arg(long, value_name = "B",
+    #[arg(long, allow_negative_numbers = true, value_name = "B",
           value_parser = clap::value_parser!(u32).range(1..=bounds::BATCH))]
     pub batch: Option<u32>,
 
@@ -439,35 +536,35 @@ pub struct CommonArgs {
 
     /// Records larger than this many bytes are rejected: 1 to 1 GiB
     /// (1073741824); a record up to this size is held in memory whole.
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20,
+    #[arg(long, allow_negative_numbers = true, value_name = "BYTES", default_value_t = 16 << 20,
           value_parser = clap::value_parser!(u64).range(1..=bounds::RECORD_BYTES))]
     pub max_record_bytes: u64,
 
     /// Stop (exit 65) once more than N records are rejected [default: no limit].
-    #[arg(long, value_name = "N")]
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub max_rejects: Option<u64>,
 
     /// Deadline in seconds of each stopping phase (drain, finish, release):
     /// 1 to 604800 (a week).
-    #[arg(long, value_name = "SECS", default_value_t = 300,
+    #[arg(long, allow_negative_numbers = true, value_name = "SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub drain_timeout: u64,
 
     /// Log a stall report when no batch completes for this many seconds:
     /// 1 to 604800 (a week).
-    #[arg(long, value_name = "SECS", default_value_t = 30,
+    #[arg(long, allow_negative_numbers = true, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub stall_timeout: u64,
 
     /// Documents in the demo corpus (used when no INPUT is given): at most
     /// 4,000,000,000 (records are numbered with 32 bits).
-    #[arg(long, value_name = "N", default_value_t = 50_000,
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 50_000,
           value_parser = clap::value_parser!(u64).range(0..=bounds::DEMO_DOCS))]
     pub demo_docs: u64,
 
     /// Take a checkpoint this often, in seconds (0: only when interrupted):
     /// at most 604800 (a week).
-    #[arg(long, value_name = "SECS", default_value_t = 60,
+    #[arg(long, allow_negative_numbers = true, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(0..=bounds::SECONDS))]
     pub checkpoint_every: u64,
 
@@ -490,7 +587,7 @@ pub struct CommonArgs {
     /// window, threads; a smaller value is refused naming it) [default:
     /// half of the memory available to the process, cgroup limits
     /// included].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, allow_negative_numbers = true, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<u64>,
 
     /// Where state that passes --max-memory spills: a folder of this run's
@@ -638,18 +735,18 @@ pub struct NatsArgs {
     pub run: Option<String>,
     /// Seconds a worker may hold a batch without news before the broker
     /// gives it to another: 1 to 604800.
-    #[arg(long, value_name = "SECS", default_value_t = 30, requires = "nats",
+    #[arg(long, allow_negative_numbers = true, value_name = "SECS", default_value_t = 30, requires = "nats",
           value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub nats_ack_wait: u64,
     /// Deliveries of a batch at most, 1 to 100; past them (every worker
     /// that took it died) its records are rejected with the reason.
-    #[arg(long, value_name = "N", default_value_t = 5, requires = "nats",
+    #[arg(long, allow_negative_numbers = true, value_name = "N", default_value_t = 5, requires = "nats",
           value_parser = clap::value_parser!(u16).range(1..=100))]
     pub nats_max_deliver: u16,
     /// Seconds the broker may stay unreachable during the run, 1 to
     /// 604800: past them the run stops (exit 70) after a checkpoint, so
     /// `--resume` goes on once the broker is back.
-    #[arg(long, value_name = "SECS", default_value_t = 60, requires = "nats",
+    #[arg(long, allow_negative_numbers = true, value_name = "SECS", default_value_t = 60, requires = "nats",
           value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub nats_deadline: u64,
 }
@@ -693,7 +790,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "FILE")]
     pub nats_creds: Option<PathBuf>,
     /// Batches processed at once, 1 to 1024 [default: number of cores].
-    #[arg(short, long, value_name = "N",
+    #[arg(short, long, allow_negative_numbers = true, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=bounds::WORKERS))]
     pub workers: Option<u16>,
     /// More on stderr: -v each batch taken, -vv debug, -vvv trace.

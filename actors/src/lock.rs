@@ -95,7 +95,17 @@ impl OutputDir {
     /// pid and the start time. Never waits: a folder another run holds is
     /// [`LockError::Held`].
     pub fn lock(&self, command: &str) -> Result<FolderLock, LockError> {
-        let path = self.file(LOCK_FILE);
+        FolderLock::take(&self.file(LOCK_FILE), command)
+    }
+}
+
+impl FolderLock {
+    /// Takes the lock of the file at `path` (made if missing) for this
+    /// process, as [`OutputDir::lock`] takes an output folder's: for
+    /// another thing only one run may write at a time (a saved index).
+    /// [`LockError::Held`] names the folder holding `path`.
+    pub fn take(path: &Path, command: &str) -> Result<FolderLock, LockError> {
+        let path = path.to_path_buf();
         let io = |e| LockError::Io(OutputError::new(&path, e));
         loop {
             let mut options = OpenOptions::new();
@@ -113,10 +123,8 @@ impl OutputDir {
                         "" => "a run that is starting".to_owned(),
                         said => said.to_owned(),
                     };
-                    return Err(LockError::Held {
-                        folder: self.path().to_owned(),
-                        holder,
-                    });
+                    let folder = path.parent().unwrap_or(Path::new(".")).to_owned();
+                    return Err(LockError::Held { folder, holder });
                 }
                 Err(TryLockError::Error(e)) => return Err(io(e)),
             }

@@ -97,6 +97,13 @@ fn a_memory_budget_that_is_not_a_size_or_below_the_least_exits_2_naming_it() {
             &args("99999999T"),
             "99999999T is more bytes than can be counted",
         );
+        refused(
+            &args("99999999999999999999"),
+            "99999999999999999999 is more bytes than can be counted",
+        );
+        refused(&args("1P"), "\"P\" in \"1P\" is not K, M, G or T");
+        refused(&args("-5"), "invalid value '-5' for '--max-memory <SIZE>'");
+        refused(&args("1"), "--max-memory 1 B is below the least budget");
         // With one worker and a window of 1 the run holds 28 MiB whatever
         // its input: less is refused, naming the least.
         let mut small = args("27M");
@@ -152,6 +159,17 @@ fn absurd_values_exit_2_before_they_can_exhaust_the_machine() {
             "'--checkpoint-every <SECS>'",
         ),
         (&["dedup", "--demo-docs", "5000000000"], "'--demo-docs <N>'"),
+        // Negative numbers name their option, not an unknown argument.
+        (
+            &["vocab", "--workers", "-1"],
+            "invalid value '-1' for '--workers <N>'",
+        ),
+        (&["vocab", "--batch", "-5"], "'--batch <B>'"),
+        (
+            &["vocab", "--checkpoint-every", "-1"],
+            "'--checkpoint-every <SECS>'",
+        ),
+        (&["dedup", "--threshold", "-0.5"], "'--threshold <J>'"),
     ] {
         refused(args, says);
     }
@@ -261,4 +279,42 @@ fn a_broker_deadline_outside_its_bounds_exits_2_naming_the_option() {
             "'--nats-deadline <SECS>'",
         );
     }
+}
+
+#[test]
+fn a_temporary_folder_that_is_a_file_exits_2_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "not a folder").unwrap();
+    for tmp in [file.clone(), file.join("below")] {
+        let tmp = tmp.to_str().unwrap();
+        refused(
+            &["dedup", "--demo-docs", "10", "--tmp-dir", tmp],
+            &format!(
+                "--tmp-dir {tmp}: {} is a file, not a folder",
+                file.display()
+            ),
+        );
+    }
+}
+
+#[test]
+fn dedup_of_a_pipe_exits_2_where_its_later_passes_would_wait_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // No writer ever opens it: a run that opened it would block.
+    let fifo = fifo.to_str().unwrap();
+    refused(
+        &["dedup", "--no-progress", fifo],
+        &format!("{fifo} is a pipe or a device, read only once: save it to a file first"),
+    );
+    refused(
+        &["dedup", "--no-progress", "/dev/null"],
+        "is a pipe or a device",
+    );
 }

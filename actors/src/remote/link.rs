@@ -60,7 +60,10 @@ pub async fn connect(
             .await
             .map_err(|e| unreachable(format!("credentials file {}: {e}", creds.display())))?;
     }
-    let client = tokio::time::timeout(broker.connect_timeout, options.connect(broker.url.as_str()))
+    // Each server of a comma-separated list: the client reads a single
+    // string as one URL, and refused a list as an invalid port.
+    let servers: Vec<&str> = broker.url.split(',').collect();
+    let client = tokio::time::timeout(broker.connect_timeout, options.connect(servers))
         .await
         .map_err(|_| {
             let cause = format!("no answer within {:?}", broker.connect_timeout);

@@ -105,6 +105,21 @@ impl Broker {
         }
     }
 
+    /// Checks that the URL names servers a client can be pointed at
+    /// (scheme, host, port; each of a list), before anything connects: a
+    /// malformed URL is the command line's error (exit 2), where an
+    /// unreachable broker is the broker's (exit 69). The message shows the
+    /// URL without its password.
+    pub fn check_url(&self) -> Result<(), String> {
+        for one in self.url.split(',') {
+            if let Err(e) = one.parse::<async_nats::ServerAddr>() {
+                let shown = Broker::new(one).shown_url();
+                return Err(format!("--nats {shown:?}: {e}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The URL without any user or password in it, for messages and
     /// `summary.json`.
     pub fn shown_url(&self) -> String {

@@ -37,6 +37,9 @@ struct Draft {
     temp: tempfile::TempDir,
     bands: Vec<FileRef>,
     segment: Option<Segment>,
+    /// `.NAME.index-lock` beside the target, held until the draft is
+    /// committed or dropped: one run at a time writes an index.
+    _lock: drainpipe_actors::FolderLock,
 }
 
 /// The run's indexes: those it is against, the one it saves.
@@ -488,6 +491,7 @@ impl Draft {
             source: e,
         };
         std::fs::create_dir_all(&parent).map_err(io)?;
+        let lock = take_target(target, &parent, &name)?;
         remove_killed_drafts(&parent, &name);
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
@@ -499,6 +503,7 @@ impl Draft {
             temp,
             bands: Vec::new(),
             segment: None,
+            _lock: lock,
         })
     }
 
@@ -515,8 +520,41 @@ impl Draft {
     }
 }
 
+/// Locks `target` (`.NAME.index-lock` in `parent`, the kernel's `flock`,
+/// gone with the process however it ends) before any draft of it is made
+/// or removed: a second run saving the same index while the first writes
+/// it is refused (exit 2) naming the holder, where it would have removed
+/// the first's draft as a killed run's. Checks again, under the lock,
+/// that the target does not exist (a run that held it may have committed).
+fn take_target(
+    target: &Path,
+    parent: &Path,
+    name: &str,
+) -> Result<drainpipe_actors::FolderLock, IndexError> {
+    use drainpipe_actors::{FolderLock, LockError};
+    let path = parent.join(format!(".{name}.index-lock"));
+    let command = format!("--save-index {}", target.display());
+    let lock = FolderLock::take(&path, &command).map_err(|e| match e {
+        LockError::Held { holder, .. } => IndexError::Refused(format!(
+            "--save-index {}: another run is writing this index ({holder}): wait for it to end, or name another folder",
+            target.display()
+        )),
+        LockError::Io(e) => IndexError::Read {
+            path: e.path,
+            source: e.cause,
+        },
+    })?;
+    if target.exists() {
+        return Err(IndexError::Refused(format!(
+            "--save-index {}: the folder exists (an index is written as a new folder; remove it or name another)",
+            target.display()
+        )));
+    }
+    Ok(lock)
+}
+
 /// Removes `.NAME.XXXXXX.tmp` folders in `parent`: drafts of an index a
-/// killed run was writing.
+/// killed run was writing (under the target's lock: no live run's).
 fn remove_killed_drafts(parent: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
