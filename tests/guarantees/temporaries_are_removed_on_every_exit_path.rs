@@ -210,10 +210,11 @@ fn the_next_run_removes_what_a_killed_run_left_wherever_it_was() {
     nothing_left(&out, &tmp, "after the killed run");
 }
 
-/// A `--tmp-dir` that cannot hold a folder (here a plain file): the first
-/// spill fails, the run exits 74 with no output, and the message names the
-/// run's own temporary folder, where the run's files would have gone, not
-/// the folder given.
+/// A `--tmp-dir` that cannot hold a folder (here a link to nowhere; a
+/// plain file is refused before any work, exit 2): the first spill fails,
+/// the run exits 74 with no output, and the message names the run's own
+/// temporary folder, where the run's files would have gone, not the folder
+/// given.
 #[test]
 fn a_tmp_dir_that_cannot_hold_the_spill_fails_the_run_naming_the_run_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,8 +226,8 @@ fn a_tmp_dir_that_cannot_hold_the_spill_fails_the_run_naming_the_run_folder() {
         .status()
         .unwrap();
     assert!(generated.success());
-    let not_a_folder = dir.path().join("a-file");
-    std::fs::write(&not_a_folder, b"not a folder").unwrap();
+    let not_a_folder = dir.path().join("a-link");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &not_a_folder).unwrap();
     let out = dir.path().join("out");
     let run = drainpipe()
         .arg("dedup")
