@@ -95,8 +95,10 @@ fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_o
     // has made its stream, and answers them late, with the batch numbers
     // the resumed run uses. Those answers must neither pass for the
     // resumed run's nor take their message ids (the broker would drop the
-    // real answers as duplicates, and the run wait for them).
-    let late = Some("worker::took_batch=16*sleep(40)->sleep(10000)");
+    // real answers as duplicates, and the run wait for them). 20 s: the
+    // resumed run first watches the old stream for a heartbeat for 6 s
+    // (`Link::open`: a live run of that name is refused).
+    let late = Some("worker::took_batch=16*sleep(40)->sleep(20000)");
     let mut late = Worker::start(&server.url(), 1, late);
     let url = server.url();
     let remote = ["--nats", url.as_str(), "--run", "again", "--batch", "32"];
@@ -131,7 +133,7 @@ fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_o
         "vocab.tsv differs from the uninterrupted run's"
     );
     assert_eq!(s["remote"]["unreadable"], 0);
-    let worker_log = wait(late, Duration::from_secs(30)).0.stderr;
+    let worker_log = wait(late, Duration::from_secs(60)).0.stderr;
     let worker_log = String::from_utf8_lossy(&worker_log);
     assert!(
         worker_log.contains("its run has ended; answer dropped"),
