@@ -174,7 +174,15 @@ struct Writes {
 impl Writes {
     /// Waits for the chunk in flight and notes its runs.
     fn settle(&mut self) -> Result<(), RunError> {
-        if let Some((chunk, scratch, result)) = self.background.wait() {
+        let waited = match self.background.wait() {
+            Ok(waited) => waited,
+            Err(e) => {
+                let e = e.into_io();
+                self.failed.get_or_insert((e.kind(), e.to_string()));
+                None
+            }
+        };
+        if let Some((chunk, scratch, result)) = waited {
             (self.spare, self.scratch) = (Some(chunk), scratch);
             match result {
                 Ok(written) => {
