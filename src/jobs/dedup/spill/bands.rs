@@ -329,7 +329,7 @@ impl Spiller {
     ) -> Result<(), RunError> {
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
         writes.settle()?;
-        if self.handed == 0 {
+        if self.handed == 0 && self.chunk != usize::MAX {
             let dir = self
                 .temp
                 .dir()
@@ -562,6 +562,16 @@ impl Runs<'_> {
 
     fn merge(&self, runs: &[RunInfo]) -> Result<Merge, RunError> {
         levels::merge(self.temp, runs)
+    }
+
+    /// Bands.
+    pub fn bands(&self) -> usize {
+        self.spilled.bands.len()
+    }
+
+    /// Band `band`'s runs, merged: its entries in `(key, record)` order.
+    pub fn band(&self, band: usize) -> Result<Merge, RunError> {
+        self.merge(&self.spilled.bands[band])
     }
 
     /// The candidate pairs of every band's runs, merged on up to
