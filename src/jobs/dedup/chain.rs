@@ -18,26 +18,32 @@ use super::bitset::BitSet;
 use super::ids::IdKeys;
 use super::keep::KeepKey;
 use super::spans::Spans;
+use super::spill::merge::Merge;
+use super::spill::runs::RunError;
 
 /// The kept records.
 pub const KEPT_FILE: &str = "kept.jsonl";
 /// The kept records, in Parquet ([`crate::jobs::dedup::passes::kept::form`]).
 pub const KEPT_PARQUET_FILE: &str = "kept.parquet";
 
-/// What pass 1 calls instead of [`super::lsh::candidate_pairs`] when the
-/// run joins or writes a saved index ([`super::index`]): the hook merges
-/// the index's band lists before this run's, keeps what it needs, and
-/// returns this run's own candidate pairs, numbered as the run numbers
-/// its records.
+/// What pass 1 calls instead of [`super::lsh::merged_candidate_pairs`]
+/// when the run joins or writes a saved index ([`super::index`]): the
+/// hook merges the index's band runs before this run's, keeps what it
+/// needs, and returns this run's own candidate pairs, numbered as the run
+/// numbers its records. Nothing is held whole: the run's bands reach it as
+/// sorted runs (pass 1 spills its last chunk for it), the index's are read
+/// from their files, one block of each at a time.
 pub trait BandsHook: Send + Sync + std::fmt::Debug {
-    /// The candidate pairs of `bands` (each `key << 32 | record`, in
-    /// record order), sorted as [`Candidates::pairs`]; `bands` may be
-    /// emptied.
+    /// The candidate pairs of the run's `bands` band lists, sorted as
+    /// [`Candidates::pairs`]; `open(band)` gives band `band`'s entries
+    /// (records numbered as the run numbers them, each with its twin
+    /// fingerprint) in `(key, record)` order, on up to `threads` threads.
     fn candidate_pairs(
         &self,
-        bands: &mut Vec<Vec<u64>>,
+        bands: usize,
         threads: usize,
-    ) -> Result<Vec<(u32, u32)>, String>;
+        open: &(dyn Fn(usize) -> Result<Merge, RunError> + Sync),
+    ) -> Result<Vec<(u32, u32)>, RunError>;
 }
 
 /// What pass 2's Integrator tells, for every record it reads, when the

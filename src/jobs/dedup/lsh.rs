@@ -59,6 +59,19 @@ pub fn merged_candidate_pairs<S: EntrySource>(
     threads: usize,
     open: impl Fn(usize) -> Result<S, RunError> + Sync,
 ) -> Result<Vec<(u32, u32)>, RunError> {
+    merged_candidate_pairs_from(bands, threads, 0, open)
+}
+
+/// [`merged_candidate_pairs`] without the pairs whose later record is
+/// below `from`: a saved index's records come first in a run against it,
+/// and the pairs among them are never held (their buckets' entries are
+/// read, for the buckets they share with the run's records, and passed).
+pub fn merged_candidate_pairs_from<S: EntrySource>(
+    bands: usize,
+    threads: usize,
+    from: u32,
+    open: impl Fn(usize) -> Result<S, RunError> + Sync,
+) -> Result<Vec<(u32, u32)>, RunError> {
     let none = Fingerprints::default();
     on_threads(
         bands,
@@ -68,8 +81,22 @@ pub fn merged_candidate_pairs<S: EntrySource>(
             let mut band = open(index)?;
             let mut next = None;
             while next_bucket(&mut band, &mut next, bucket)? {
-                if bucket.len() > 1 {
-                    buckets.add_with(bucket, |e| e.record, |e| e.print, index == 0, pairs);
+                // Records are in order in a bucket: the last is the latest.
+                let latest = bucket.last().map_or(0, |e| e.record);
+                if bucket.len() < 2 || latest < from {
+                    continue;
+                }
+                let start = pairs.len();
+                buckets.add_with(bucket, |e| e.record, |e| e.print, index == 0, pairs);
+                if from > 0 {
+                    let mut kept = start;
+                    for at in start..pairs.len() {
+                        if pairs[at].1 >= from {
+                            pairs[kept] = pairs[at];
+                            kept += 1;
+                        }
+                    }
+                    pairs.truncate(kept);
                 }
             }
             Ok(())

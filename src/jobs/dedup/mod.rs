@@ -230,7 +230,7 @@ fn chain(
     measure_accuracy: bool,
 ) -> Result<RunReport, Halt> {
     let banding = params.banding().map_err(anyhow::Error::msg)?;
-    // Before any work: the indexes' parameters checked, their bands loaded.
+    // Before any work: the indexes' parameters and files checked.
     let mut index = IndexRun::open(&params.index, params, banding).map_err(anyhow::Error::new)?;
     let joined_params;
     let params = match &index {
@@ -255,17 +255,13 @@ fn chain(
     };
     let measure_accuracy = measure_accuracy && index.is_none();
     // An index run cannot be resumed (refused up front): no periodic
-    // checkpoints, whose verify pass would hold every record's id. Its
-    // bands are joined in memory: nothing of it spills under the budget.
+    // checkpoints. Its state spills under the budget like any run's: the
+    // indexes' band runs join pass 1's merge.
     let index_ctx;
     let ctx = match &index {
         Some(_) => {
-            if ctx.max_memory.is_some() {
-                log::info!("dedup: --save-index and --against keep the run's state in memory (no spill under --max-memory)");
-            }
             index_ctx = RunContext {
                 checkpoint_every: None,
-                max_memory: None,
                 ..ctx.clone()
             };
             &index_ctx
@@ -276,7 +272,14 @@ fn chain(
     let form = passes::kept::form::decide(ctx, params.kept_format).map_err(anyhow::Error::new)?;
     let mut run = Run::start(ctx, params, open)?;
     let bands_hook = index.as_ref().map(IndexRun::bands_hook);
-    let (found, pairs) = signatures::run(&mut run, banding, bands_hook)?.split();
+    let signed = signatures::run(&mut run, banding, bands_hook);
+    // A band run of an index that could not be read ended pass 1: said as
+    // the index's damage (exit 65) or IO error (exit 74).
+    let signed = match (signed, index.as_ref().and_then(IndexRun::damage)) {
+        (Err(_), Some(damage)) => return Err(anyhow::Error::new(damage).into()),
+        (signed, _) => signed?,
+    };
+    let (found, pairs) = signed.split();
     let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
     let reads = passes::reads(ctx, &found, &form);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;

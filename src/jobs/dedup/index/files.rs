@@ -1,10 +1,13 @@
 //! The files of an index and their frames, all through the codec (magic,
 //! version, checksum per frame):
 //!
-//! - a band run: one frame, the band's entries `key << 32 | record`
-//!   sorted, as `(key - previous key, record)`;
-//! - the roots: one frame, each record's cluster root as `record - root`
-//!   (0 for most records: one byte each);
+//! - a band run: the sorted-run format of the spills
+//!   ([`crate::jobs::dedup::spill::runs`]: magic, version, a CRC-32 per
+//!   block), each entry `(key, record, twin fingerprint)`, so that it
+//!   streams into pass 1's merge as one more run ([`band_name`]);
+//! - the roots: one frame per [`ROOT_BLOCK`] records, each record's
+//!   cluster root as `record - root` (0 for most records: one byte each),
+//!   written and read in record order ([`RootsWriter`], [`RootsReader`]);
 //! - a segment's words and ids: one frame per block of [`BLOCK_RECORDS`]
 //!   records (the words zstd-compressed), so a reader of some records
 //!   decodes only their blocks, in order, skipping forward
@@ -13,8 +16,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use drainpipe_actors::codec;
 use serde::{Deserialize, Serialize};
@@ -28,104 +32,177 @@ pub const BLOCK_RECORDS: u64 = 1024;
 /// zstd level of the words' blocks (level 3: most of the gain, fast).
 const ZSTD_LEVEL: i32 = 3;
 
-fn written(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<FileRef> {
-    let mut file = File::create(dir.join(name))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(FileRef {
-        name: name.to_owned(),
-        bytes: bytes.len() as u64,
-    })
-}
-
 fn frame<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     codec::encode(value, INDEX_VERSION).map_err(std::io::Error::other)
 }
 
-fn read_frame<T: serde::de::DeserializeOwned>(dir: &Path, file: &FileRef) -> Result<T, IndexError> {
-    let bytes =
-        std::fs::read(dir.join(&file.name)).map_err(|e| IndexError::read(dir, &file.name, e))?;
-    codec::decode(&bytes, INDEX_VERSION).map_err(|e| IndexError::undecodable(dir, &file.name, &e))
+/// The file name of band `band`'s run.
+pub fn band_name(band: usize) -> String {
+    format!("band-{band:03}.bin")
 }
 
-/// Writes band `band`'s run (entries sorted) into `dir`.
-pub fn write_band(dir: &Path, band: usize, entries: &[u64]) -> std::io::Result<FileRef> {
-    let mut previous = 0u32;
-    let form: Vec<(u32, u32)> = entries
-        .iter()
-        .map(|&e| {
-            let key = (e >> 32) as u32;
-            let gap = key.wrapping_sub(previous);
-            previous = key;
-            (gap, e as u32)
+/// Records per frame of the roots.
+pub const ROOT_BLOCK: usize = 1 << 16;
+
+/// The roots' file.
+pub const ROOTS_FILE: &str = "roots.bin";
+
+/// Writes each record's cluster root, in record order, as its distance
+/// back from the record (wrapping: under a `--keep` policy other than
+/// `first` a cluster's kept record, its root, may come after some of its
+/// records), one frame per [`ROOT_BLOCK`] records: nothing of the index
+/// is held whole while it is written.
+#[derive(Debug)]
+pub struct RootsWriter {
+    out: BufWriter<File>,
+    block: Vec<u32>,
+    next: u32,
+    bytes: u64,
+}
+
+impl RootsWriter {
+    /// [`ROOTS_FILE`] in `dir`, created empty.
+    pub fn create(dir: &Path) -> std::io::Result<Self> {
+        let out = BufWriter::new(File::create(dir.join(ROOTS_FILE))?);
+        Ok(RootsWriter {
+            out,
+            block: Vec::with_capacity(ROOT_BLOCK),
+            next: 0,
+            bytes: 0,
         })
-        .collect();
-    written(dir, &format!("band-{band:03}.bin"), &frame(&form)?)
+    }
+
+    /// The next record's root.
+    pub fn push(&mut self, root: u32) -> std::io::Result<()> {
+        self.block.push(self.next.wrapping_sub(root));
+        self.next = self.next.wrapping_add(1);
+        if self.block.len() == ROOT_BLOCK {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> std::io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let bytes = frame(&self.block)?;
+        self.out.write_all(&bytes)?;
+        self.bytes += bytes.len() as u64;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// Writes the last frame and makes the file durable.
+    pub fn finish(mut self) -> std::io::Result<FileRef> {
+        self.flush_block()?;
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        Ok(FileRef {
+            name: ROOTS_FILE.to_owned(),
+            bytes: self.bytes,
+        })
+    }
 }
 
-/// Appends band run `file`'s entries to `out`, each record plus
-/// `offset`, in the run's order (sorted by key).
-pub fn read_band(
-    dir: &Path,
-    file: &FileRef,
-    offset: u32,
-    out: &mut Vec<u64>,
-) -> Result<(), IndexError> {
-    let form: Vec<(u32, u32)> = read_frame(dir, file)?;
-    out.reserve(form.len());
-    let mut key = 0u32;
-    for (gap, record) in form {
-        key = key.wrapping_add(gap);
-        let Some(record) = record.checked_add(offset) else {
-            return Err(IndexError::damaged(
-                dir,
-                &file.name,
-                "a record past 2^32".into(),
-            ));
+/// Reads the roots back in record order, a frame at a time; refuses a
+/// root past the records, and a file that holds another number of them.
+#[derive(Debug)]
+pub struct RootsReader {
+    dir: std::path::PathBuf,
+    name: String,
+    input: std::io::BufReader<File>,
+    block: std::vec::IntoIter<u32>,
+    next: u64,
+    records: u64,
+}
+
+/// A codec frame's header: magic, version, payload length, checksum.
+const FRAME_HEAD: usize = 24;
+
+impl RootsReader {
+    /// The roots `file` of the index in `dir`, which numbers `records`.
+    pub fn open(dir: &Path, file: &FileRef, records: u64) -> Result<Self, IndexError> {
+        let input =
+            File::open(dir.join(&file.name)).map_err(|e| IndexError::read(dir, &file.name, e))?;
+        Ok(RootsReader {
+            dir: dir.to_path_buf(),
+            name: file.name.clone(),
+            input: std::io::BufReader::new(input),
+            block: Vec::new().into_iter(),
+            next: 0,
+            records,
+        })
+    }
+
+    fn damaged(&self, why: String) -> IndexError {
+        IndexError::damaged(&self.dir, &self.name, why)
+    }
+
+    /// Reads the next frame; false at the file's end.
+    fn next_block(&mut self) -> Result<bool, IndexError> {
+        let mut frame = vec![0u8; FRAME_HEAD];
+        let mut got = 0;
+        while got < FRAME_HEAD {
+            match self.input.read(&mut frame[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(self.damaged("truncated inside a frame's header".into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(IndexError::read(&self.dir, &self.name, e)),
+            }
+        }
+        let len = u64::from_le_bytes(frame[12..20].try_into().expect("8 bytes"));
+        // A frame of ROOT_BLOCK roots of at most 5 bytes each, and its count.
+        if len > (ROOT_BLOCK as u64) * 5 + 16 {
+            return Err(self.damaged(format!("a frame of {len} bytes")));
+        }
+        frame.resize(FRAME_HEAD + len as usize, 0);
+        self.input
+            .read_exact(&mut frame[FRAME_HEAD..])
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    self.damaged("truncated inside a frame".into())
+                }
+                _ => IndexError::read(&self.dir, &self.name, e),
+            })?;
+        let block: Vec<u32> = codec::decode(&frame, INDEX_VERSION)
+            .map_err(|e| IndexError::undecodable(&self.dir, &self.name, &e))?;
+        self.block = block.into_iter();
+        Ok(true)
+    }
+
+    /// The next record's root, `None` after the last record.
+    pub fn next_root(&mut self) -> Result<Option<u32>, IndexError> {
+        let back = match self.block.next() {
+            Some(back) => back,
+            None => {
+                if !self.next_block()? {
+                    if self.next != self.records {
+                        let (found, records) = (self.next, self.records);
+                        return Err(self.damaged(format!("{found} roots for {records} records")));
+                    }
+                    return Ok(None);
+                }
+                match self.block.next() {
+                    Some(back) => back,
+                    None => return Err(self.damaged("an empty frame".into())),
+                }
+            }
         };
-        out.push(u64::from(key) << 32 | u64::from(record));
-    }
-    Ok(())
-}
-
-/// Writes each record's cluster root, as its distance back from the record
-/// (wrapping: under a `--keep` policy other than `first` a cluster's kept
-/// record, its root, may come after some of its records).
-pub fn write_roots(dir: &Path, roots: &[u32]) -> std::io::Result<FileRef> {
-    let form: Vec<u32> = roots
-        .iter()
-        .enumerate()
-        .map(|(r, &root)| (r as u32).wrapping_sub(root))
-        .collect();
-    written(dir, "roots.bin", &frame(&form)?)
-}
-
-/// Each record's cluster root; refuses a root past the records, and one
-/// that is not its own root (every cluster's root is its kept record).
-pub fn read_roots(dir: &Path, file: &FileRef, records: u64) -> Result<Vec<u32>, IndexError> {
-    let form: Vec<u32> = read_frame(dir, file)?;
-    if form.len() as u64 != records {
-        let why = format!("{} roots for {records} records", form.len());
-        return Err(IndexError::damaged(dir, &file.name, why));
-    }
-    let damaged = |why: String| IndexError::damaged(dir, &file.name, why);
-    let mut roots = Vec::with_capacity(form.len());
-    for (r, back) in form.into_iter().enumerate() {
+        let (r, records) = (self.next, self.records);
+        if r >= records {
+            return Err(self.damaged(format!("more roots than the {records} records")));
+        }
         let root = (r as u32).wrapping_sub(back);
         if u64::from(root) >= records {
-            return Err(damaged(format!(
+            return Err(self.damaged(format!(
                 "record {r}'s root {root} is past the {records} records"
             )));
         }
-        roots.push(root);
+        self.next += 1;
+        Ok(Some(root))
     }
-    if let Some(r) = (0..roots.len()).find(|&r| roots[roots[r] as usize] != roots[r]) {
-        return Err(damaged(format!(
-            "record {r}'s root {} is not a root",
-            roots[r]
-        )));
-    }
-    Ok(roots)
 }
 
 /// One block of records' words ([`crate::jobs::dedup::normalize::normalized_words`]):
@@ -221,13 +298,47 @@ impl Words {
 /// in record order: the blocks are compressed and written on a thread of
 /// their own, so that pass 2's Integrator, which pushes the records, only
 /// hands over full blocks (compressing in it took a third of a
-/// `--save-index` run's pass 2).
+/// `--save-index` run's pass 2). The wait for that thread at the end has a
+/// deadline ([`FINISH_DEADLINE`]): past it the run fails saying so, and
+/// the thread is left behind, rather than waiting for a disk that stopped
+/// answering.
 #[derive(Debug)]
 pub struct SegmentWriter {
     records: u64,
     block: (Vec<Vec<u8>>, Vec<Option<Box<str>>>),
     to_files: Option<SyncSender<RecordsBlock>>,
-    files: Option<JoinHandle<std::io::Result<Segment>>>,
+    files: Option<(JoinHandle<()>, Receiver<std::io::Result<Segment>>)>,
+}
+
+/// How long the end of a segment (its last two blocks and the files'
+/// sync) may take before the run fails.
+pub const FINISH_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Waits for `thread` to tell its outcome on `done`, at most `deadline`.
+fn wait_for<T>(
+    thread: JoinHandle<()>,
+    done: &Receiver<std::io::Result<T>>,
+    deadline: Duration,
+) -> std::io::Result<T> {
+    match done.recv_timeout(deadline) {
+        Ok(written) => {
+            let _ = thread.join();
+            written
+        }
+        Err(RecvTimeoutError::Disconnected) => {
+            let _ = thread.join();
+            Err(std::io::Error::other("the index's writing thread panicked"))
+        }
+        // Not joined: the join would wait as long as the write.
+        Err(RecvTimeoutError::Timeout) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the index's writing thread (index-writer) did not finish within {:.0} s \
+                 (a disk that stopped answering?)",
+                deadline.as_secs_f64()
+            ),
+        )),
+    }
 }
 
 /// A block of records' words and ids, on its way to the files.
@@ -251,19 +362,23 @@ impl SegmentWriter {
         };
         // Two blocks queued at most: the Integrator waits past that.
         let (to_files, blocks) = sync_channel::<RecordsBlock>(2);
+        let (tell, done) = sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("index-writer".into())
             .spawn(move || {
-                for block in blocks {
-                    files.write(block)?;
-                }
-                files.finish()
+                let write = move || {
+                    for block in blocks {
+                        files.write(block)?;
+                    }
+                    files.finish()
+                };
+                let _ = tell.send(write());
             })?;
         Ok(SegmentWriter {
             records: 0,
             block: (Vec::new(), Vec::new()),
             to_files: Some(to_files),
-            files: Some(thread),
+            files: Some((thread, done)),
         })
     }
 
@@ -300,9 +415,8 @@ impl SegmentWriter {
     pub fn finish(mut self) -> std::io::Result<Segment> {
         let sent = self.send();
         drop(self.to_files.take());
-        let written = match self.files.take().map(JoinHandle::join) {
-            Some(Ok(written)) => written,
-            Some(Err(_)) => Err(std::io::Error::other("the index's writing thread panicked")),
+        let written = match self.files.take() {
+            Some((thread, done)) => wait_for(thread, &done, FINISH_DEADLINE),
             None => Err(std::io::Error::other("the index's writing thread is gone")),
         };
         let segment = written?;
@@ -316,8 +430,12 @@ impl Drop for SegmentWriter {
     /// before the run goes on: no thread outlives the run.
     fn drop(&mut self) {
         drop(self.to_files.take());
-        if let Some(thread) = self.files.take() {
-            let _ = thread.join();
+        if let Some((thread, done)) = self.files.take() {
+            if let Err(e) = wait_for(thread, &done, FINISH_DEADLINE) {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    log::error!("{e}; left behind");
+                }
+            }
         }
     }
 }
@@ -525,17 +643,60 @@ mod tests {
     }
 
     #[test]
-    fn bands_and_roots_round_trip() {
+    fn a_writing_thread_that_does_not_finish_by_its_deadline_fails_the_wait() {
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (tell, done) = sync_channel::<std::io::Result<u32>>(1);
+        let thread = std::thread::spawn(move || {
+            let _ = blocked.recv();
+            let _ = tell.send(Ok(7));
+        });
+        let err = wait_for(thread, &done, Duration::from_millis(20)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+        release.send(()).unwrap();
+        // One that finishes gives its outcome.
+        let (tell, done) = sync_channel::<std::io::Result<u32>>(1);
+        let thread = std::thread::spawn(move || {
+            let _ = tell.send(Ok(7));
+        });
+        assert_eq!(wait_for(thread, &done, FINISH_DEADLINE).unwrap(), 7);
+    }
+
+    #[test]
+    fn roots_round_trip_in_frames_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let entries = vec![3u64 << 32 | 9, 3 << 32 | 11, u64::from(u32::MAX) << 32 | 2];
-        let file = write_band(dir.path(), 4, &entries).unwrap();
-        let mut back = Vec::new();
-        read_band(dir.path(), &file, 10, &mut back).unwrap();
-        let shifted: Vec<u64> = entries.iter().map(|e| e + 10).collect();
-        assert_eq!(back, shifted);
-        let roots = vec![0, 1, 0, 3, 1];
-        let file = write_roots(dir.path(), &roots).unwrap();
-        assert_eq!(read_roots(dir.path(), &file, 5).unwrap(), roots);
-        assert!(read_roots(dir.path(), &file, 6).is_err());
+        let records = ROOT_BLOCK * 2 + 5;
+        let root = |r: usize| if r % 3 == 2 { r as u32 - 2 } else { r as u32 };
+        let mut writer = RootsWriter::create(dir.path()).unwrap();
+        for r in 0..records {
+            writer.push(root(r)).unwrap();
+        }
+        let file = writer.finish().unwrap();
+        let read = |records: u64| -> Result<Vec<u32>, IndexError> {
+            let mut reader = RootsReader::open(dir.path(), &file, records)?;
+            let mut out = Vec::new();
+            while let Some(root) = reader.next_root()? {
+                out.push(root);
+            }
+            Ok(out)
+        };
+        let expected: Vec<u32> = (0..records).map(root).collect();
+        assert_eq!(read(records as u64).unwrap(), expected);
+        // Another count of records, a root past them, a damaged frame.
+        assert!(read(records as u64 + 1).is_err());
+        assert!(read(records as u64 - 1).is_err());
+        let path = dir.path().join(ROOTS_FILE);
+        let good = std::fs::read(&path).unwrap();
+        let mut bytes = good.clone();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let text = read(records as u64).unwrap_err().to_string();
+        assert!(
+            text.contains("is damaged") && text.contains(ROOTS_FILE),
+            "{text}"
+        );
+        std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+        assert!(read(records as u64).is_err());
     }
 }

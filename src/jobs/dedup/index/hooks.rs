@@ -1,29 +1,50 @@
 //! What an index run hooks into passes 1 and 2 ([`BandsHook`],
-//! [`RecordHook`]): the indexes' band lists joined before the run's, so
+//! [`RecordHook`]): the indexes' band runs merged before the run's, so
 //! buckets, twins and windows are those of one run over the indexed
 //! records followed by this run's; and, in pass 2, each record's exact
 //! similarity with the indexed records it shares a bucket with, and its
 //! words and id written into the index being saved.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{BandsHook, RecordHook};
-use crate::jobs::dedup::lsh::candidate_pairs;
+use crate::jobs::dedup::lsh::merged_candidate_pairs_from;
 use crate::jobs::dedup::similarity::jaccard;
+use crate::jobs::dedup::spill::merge::{EntrySource, Merge};
+use crate::jobs::dedup::spill::runs::{Entry, RunError, RunInfo, RunReader, RunWriter};
 
-use super::files::SegmentWriter;
+use super::files::{band_name, SegmentWriter};
+use super::IndexError;
 
-/// Pass 1's hook: `prior` (the indexes' entries, records `0..offset`, in
-/// record order) joined before the run's entries (records shifted by
-/// `offset`).
+/// An index the run is against, as pass 1 reads its band runs.
+#[derive(Debug, Clone)]
+pub struct IndexBands {
+    /// The index's folder.
+    pub dir: PathBuf,
+    /// Its band runs, by band.
+    pub runs: Vec<RunInfo>,
+    /// Its first record's number in the run's joined numbering.
+    pub offset: u32,
+}
+
+/// Pass 1's hook: the indexes' band runs (records `0..offset`, each index
+/// from its own offset) merged before the run's own (records shifted by
+/// `offset`), band by band, as runs of one k-way merge
+/// ([`Merge::add_with_offset`]): the index's bands are read one block at a
+/// time, never held. With an index to save, each joined band is written
+/// into it as it is merged.
 #[derive(Debug)]
 pub struct JoinedBands {
-    prior: Mutex<Vec<Vec<u64>>>,
+    indexes: Vec<IndexBands>,
     offset: u32,
-    keep: bool,
+    /// The folder of the index being saved.
+    save_to: Option<PathBuf>,
     out: Mutex<Option<BandsOut>>,
+    /// The first error reading an index's band run, said as the index's.
+    damaged: Mutex<Option<IndexError>>,
 }
 
 /// What [`JoinedBands`] found besides the run's own pairs.
@@ -31,19 +52,22 @@ pub struct JoinedBands {
 pub struct BandsOut {
     /// `(indexed record, record)`: pairs across, sorted by the record.
     pub cross: Vec<(u32, u32)>,
-    /// The joined bands, sorted (kept when an index is saved).
-    pub bands: Vec<Vec<u64>>,
+    /// The joined bands' runs, written into the index being saved (none
+    /// when no index is saved).
+    pub bands: Vec<RunInfo>,
 }
 
 impl JoinedBands {
-    /// Joins `prior` (empty bands: no index to join) before the run's
-    /// bands; keeps the joined, sorted bands when `keep`.
-    pub fn new(prior: Vec<Vec<u64>>, offset: u32, keep: bool) -> Self {
+    /// Joins the `indexes`' band runs (none: no index to join) before the
+    /// run's bands, whose first record is `offset`; writes the joined
+    /// bands into `save_to` when an index is saved.
+    pub fn new(indexes: Vec<IndexBands>, offset: u32, save_to: Option<PathBuf>) -> Self {
         JoinedBands {
-            prior: Mutex::new(prior),
+            indexes,
             offset,
-            keep,
+            save_to,
             out: Mutex::default(),
+            damaged: Mutex::default(),
         }
     }
 
@@ -51,49 +75,130 @@ impl JoinedBands {
     pub fn take(&self) -> Option<BandsOut> {
         self.out.lock().expect("bands hook poisoned").take()
     }
+
+    /// Why an index's band run could not be read, when pass 1 failed so.
+    pub fn take_damage(&self) -> Option<IndexError> {
+        self.damaged.lock().expect("bands hook poisoned").take()
+    }
+
+    /// Notes `e` as an index's (exit 65 or 74, naming the index and the
+    /// file) when it is about a file of one.
+    fn note_damage(&self, e: &RunError) {
+        let path = match e {
+            RunError::Damaged { path, .. } | RunError::Io { path, .. } => path,
+            _ => return,
+        };
+        let Some(index) = self.indexes.iter().find(|i| path.starts_with(&i.dir)) else {
+            return;
+        };
+        let file = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let error = match e {
+            RunError::Damaged { what, .. } => IndexError::damaged(&index.dir, &file, what.clone()),
+            RunError::Io { cause, .. } => IndexError::read(
+                &index.dir,
+                &file,
+                std::io::Error::new(cause.kind(), cause.to_string()),
+            ),
+            _ => return,
+        };
+        let mut damaged = self.damaged.lock().expect("bands hook poisoned");
+        damaged.get_or_insert(error);
+    }
+
+    /// Band `band` joined: each index's run, then the run's own entries
+    /// (`own`), written into the index being saved as they go by.
+    fn joined<'a>(
+        &self,
+        band: usize,
+        own: Merge,
+        written: &'a Mutex<Option<RunInfo>>,
+    ) -> Result<Tee<'a>, RunError> {
+        let mut merge = Merge::new();
+        for index in &self.indexes {
+            let info = index.runs.get(band).ok_or_else(|| RunError::Damaged {
+                path: index.dir.join(super::MANIFEST_FILE),
+                what: format!("no run for band {band}"),
+            })?;
+            let reader = RunReader::open(&index.dir.join(&info.name), Some(info))?;
+            merge.add_with_offset(reader, index.offset)?;
+        }
+        merge.add_with_offset(own, self.offset)?;
+        let writer = match &self.save_to {
+            Some(dir) => Some(RunWriter::create(&dir.join(band_name(band)), true)?),
+            None => None,
+        };
+        Ok(Tee {
+            source: merge,
+            writer,
+            written,
+        })
+    }
+}
+
+/// A merge's entries, written to a run as they are read (the saved
+/// index's band); the run's account goes to `written` at the end.
+struct Tee<'a> {
+    source: Merge,
+    writer: Option<RunWriter>,
+    written: &'a Mutex<Option<RunInfo>>,
+}
+
+impl EntrySource for Tee<'_> {
+    fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
+        let entry = self.source.next_entry()?;
+        match (entry, self.writer.take()) {
+            (Some(e), Some(mut writer)) => {
+                writer.push(e)?;
+                self.writer = Some(writer);
+            }
+            (None, Some(writer)) => {
+                let info = writer.finish()?;
+                *self.written.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
+            }
+            _ => {}
+        }
+        Ok(entry)
+    }
 }
 
 impl BandsHook for JoinedBands {
     fn candidate_pairs(
         &self,
-        bands: &mut Vec<Vec<u64>>,
+        bands: usize,
         threads: usize,
-    ) -> Result<Vec<(u32, u32)>, String> {
-        let prior = std::mem::take(&mut *self.prior.lock().expect("bands hook poisoned"));
-        let mut prior = prior.into_iter();
+        open: &(dyn Fn(usize) -> Result<Merge, RunError> + Sync),
+    ) -> Result<Vec<(u32, u32)>, RunError> {
         let offset = self.offset;
-        let mut joined: Vec<Vec<u64>> = Vec::with_capacity(bands.len());
-        for own in std::mem::take(bands) {
-            let mut band = prior.next().unwrap_or_default();
-            band.reserve(own.len());
-            for e in own {
-                let record = (e as u32).checked_add(offset).ok_or_else(|| {
-                    format!("the indexes' {offset} records and this run's pass 2^32")
-                })?;
-                band.push(e >> 32 << 32 | u64::from(record));
-            }
-            joined.push(band);
-        }
-        drop(prior);
-        let pairs = candidate_pairs(&mut joined, threads);
+        let written: Vec<Mutex<Option<RunInfo>>> = (0..bands).map(|_| Mutex::default()).collect();
+        let pairs = merged_candidate_pairs_from(bands, threads, offset, |band| {
+            self.joined(band, open(band)?, &written[band])
+        })
+        .inspect_err(|e| self.note_damage(e))?;
+        // Pairs of two indexed records were left out: their clusters are
+        // the index's.
         let (mut own, mut cross) = (Vec::new(), Vec::new());
         for (a, b) in pairs {
-            if b < offset {
-                // Both indexed: their clusters are the index's.
-                continue;
-            }
             if a < offset {
                 cross.push((a, b - offset));
             } else {
                 own.push((a - offset, b - offset));
             }
         }
-        if !self.keep {
-            joined = Vec::new();
+        let mut saved = Vec::new();
+        if self.save_to.is_some() {
+            for (band, info) in written.into_iter().enumerate() {
+                let info = info.into_inner().unwrap_or_else(|p| p.into_inner());
+                saved.push(info.ok_or_else(|| RunError::Failed {
+                    kind: std::io::ErrorKind::Other,
+                    message: format!("band {band} of the index being saved was not written"),
+                })?);
+            }
         }
         *self.out.lock().expect("bands hook poisoned") = Some(BandsOut {
             cross,
-            bands: joined,
+            bands: saved,
         });
         Ok(own)
     }
@@ -225,31 +330,73 @@ impl RecordHook for Joiner {
 mod tests {
     use super::*;
 
+    use crate::jobs::dedup::spill::merge::Sorted;
+
+    fn entry(key: u64, record: u32) -> Entry {
+        Entry {
+            key,
+            record,
+            print: u64::from(record) * 7 + 1,
+        }
+    }
+
+    fn own(entries: Vec<Entry>) -> Result<Merge, RunError> {
+        let mut merge = Merge::new();
+        merge.add(Sorted::new(entries))?;
+        Ok(merge)
+    }
+
     #[test]
     fn joined_bands_give_the_runs_own_pairs_and_the_pairs_across() {
-        // One band. Indexed records 0, 1, 2 (keys 7, 7, 9); this run's
-        // records 0, 1 (keys 7, 9), numbered 3 and 4 when joined.
-        let prior = vec![vec![7 << 32, 7 << 32 | 1, 9 << 32 | 2]];
-        let hook = JoinedBands::new(prior, 3, true);
-        let mut bands = vec![vec![7 << 32, 9 << 32 | 1]];
-        let own = hook.candidate_pairs(&mut bands, 1).unwrap();
-        assert!(own.is_empty(), "{own:?}");
+        // One band. Indexed records 0, 1, 2 (keys 7, 7, 9), read from a
+        // run on disk; this run's records 0, 1 (keys 7, 9), numbered 3 and
+        // 4 when joined.
+        let dir = tempfile::tempdir().unwrap();
+        let index_dir = dir.path().join("IDX");
+        std::fs::create_dir(&index_dir).unwrap();
+        let mut writer = RunWriter::create(&index_dir.join(band_name(0)), true).unwrap();
+        for e in [entry(7, 0), entry(7, 1), entry(9, 2)] {
+            writer.push(e).unwrap();
+        }
+        let info = writer.finish().unwrap();
+        let index = IndexBands {
+            dir: index_dir.clone(),
+            runs: vec![info],
+            offset: 0,
+        };
+        let saved = dir.path().join("NEW");
+        std::fs::create_dir(&saved).unwrap();
+        let hook = JoinedBands::new(vec![index.clone()], 3, Some(saved.clone()));
+        let open = |_: usize| own(vec![entry(9, 1), entry(7, 0)]);
+        let pairs = hook.candidate_pairs(1, 1, &open).unwrap();
+        assert!(pairs.is_empty(), "{pairs:?}");
         let out = hook.take().unwrap();
         assert_eq!(out.cross, [(0, 0), (1, 0), (2, 1)]);
-        assert_eq!(
-            out.bands,
-            [vec![
-                7 << 32,
-                7 << 32 | 1,
-                7 << 32 | 3,
-                9 << 32 | 2,
-                9 << 32 | 4
-            ]]
-        );
+        // The saved band: the joined entries, the run's records shifted.
+        let mut reader = RunReader::open(&saved.join(band_name(0)), Some(&out.bands[0])).unwrap();
+        let mut joined = Vec::new();
+        while let Some(e) = reader.next_entry().unwrap() {
+            joined.push((e.key, e.record));
+        }
+        assert_eq!(joined, [(7, 0), (7, 1), (7, 3), (9, 2), (9, 4)]);
         // Without an index: the run's own pairs, numbered as the run's.
-        let hook = JoinedBands::new(vec![Vec::new()], 0, false);
-        let mut bands = vec![vec![7 << 32, 7 << 32 | 1]];
-        assert_eq!(hook.candidate_pairs(&mut bands, 1).unwrap(), [(0, 1)]);
+        let hook = JoinedBands::new(Vec::new(), 0, None);
+        let open = |_: usize| own(vec![entry(7, 0), entry(7, 1)]);
+        assert_eq!(hook.candidate_pairs(1, 1, &open).unwrap(), [(0, 1)]);
         assert!(hook.take().unwrap().bands.is_empty());
+        // A damaged band run is the index's damage, naming the file.
+        let path = index_dir.join(band_name(0));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x10;
+        std::fs::write(&path, bytes).unwrap();
+        let hook = JoinedBands::new(vec![index], 3, None);
+        let open = |_: usize| own(vec![entry(7, 0)]);
+        assert!(hook.candidate_pairs(1, 1, &open).is_err());
+        let damage = hook.take_damage().unwrap().to_string();
+        assert!(
+            damage.contains("is damaged") && damage.contains("band-000.bin"),
+            "{damage}"
+        );
     }
 }

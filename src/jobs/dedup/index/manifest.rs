@@ -13,13 +13,16 @@ use super::IndexError;
 use crate::jobs::dedup::normalize::NORMALIZATION_VERSION;
 use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::passes::signatures::PERMUTATION_SEED;
+use crate::jobs::dedup::spill::runs::RunInfo;
 
 /// The manifest's file name in the index folder.
 pub const MANIFEST_FILE: &str = "manifest.bin";
 
 /// Version of every file of an index (1: band runs, roots, segments of
-/// words and ids in blocks).
-pub const INDEX_VERSION: u32 = 1;
+/// words and ids in blocks; 2: band runs in the sorted-run format with
+/// each entry's twin fingerprint, streamed into pass 1's merge, and roots
+/// in blocks, streamed).
+pub const INDEX_VERSION: u32 = 2;
 
 /// What decides which pairs are candidates and which are duplicates: two
 /// runs agree on an index only when all of them are equal.
@@ -130,8 +133,10 @@ pub struct Manifest {
     /// Records it numbers, `0..records`, in the order the indexed runs
     /// read them (rejected records included, with no keys, set or id).
     pub records: u64,
-    /// The band runs, one file per band.
-    pub bands: Vec<FileRef>,
+    /// The band runs, one file per band, in the sorted-run format
+    /// ([`crate::jobs::dedup::spill::runs`]: entries with fingerprints),
+    /// with their entries and checksums.
+    pub bands: Vec<RunInfo>,
     /// Each record's cluster root.
     pub roots: FileRef,
     /// The records' words and ids, in record order.
@@ -142,13 +147,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Every file the manifest names.
-    pub fn files(&self) -> impl Iterator<Item = &FileRef> {
-        self.bands.iter().chain([&self.roots]).chain(
+    /// Every file the manifest names, as `(name, bytes)`.
+    pub fn files(&self) -> impl Iterator<Item = (&str, u64)> {
+        let bands = self.bands.iter().map(|b| (b.name.as_str(), b.bytes));
+        let rest = [&self.roots].into_iter().chain(
             self.segments
                 .iter()
                 .flat_map(|s| [&s.words, &s.ids].into_iter()),
-        )
+        );
+        bands.chain(rest.map(|f| (f.name.as_str(), f.bytes)))
     }
 
     /// Computes [`Manifest::fingerprint`] over the rest.
@@ -174,12 +181,12 @@ impl Manifest {
         let bytes = std::fs::read(&path).map_err(|e| IndexError::read(dir, MANIFEST_FILE, e))?;
         let manifest: Manifest = codec::decode(&bytes, INDEX_VERSION)
             .map_err(|e| IndexError::undecodable(dir, MANIFEST_FILE, &e))?;
-        for file in manifest.files() {
-            let meta = std::fs::metadata(dir.join(&file.name))
-                .map_err(|e| IndexError::read(dir, &file.name, e))?;
-            if meta.len() != file.bytes {
-                let why = format!("{} bytes, the manifest says {}", meta.len(), file.bytes);
-                return Err(IndexError::damaged(dir, &file.name, why));
+        for (name, bytes) in manifest.files() {
+            let meta =
+                std::fs::metadata(dir.join(name)).map_err(|e| IndexError::read(dir, name, e))?;
+            if meta.len() != bytes {
+                let why = format!("{} bytes, the manifest says {bytes}", meta.len());
+                return Err(IndexError::damaged(dir, name, why));
             }
         }
         Ok(manifest)

@@ -13,10 +13,14 @@
 //! set is recomputed exactly for verification.
 //!
 //! A run against indexes numbers the indexed records first (index after
-//! index, in the order given), then its own. Pass 1 joins the indexes'
-//! band lists before its own ([`hooks::JoinedBands`]), so every bucket,
+//! index, in the order given), then its own. Pass 1 merges the indexes'
+//! band runs before its own ([`hooks::JoinedBands`]: one k-way merge per
+//! band, the index's run read a block at a time beside the run's spilled
+//! runs, so nothing of the index is held whole and the run keeps its
+//! `--max-memory`), so every bucket,
 //! twin and window is that of the single run; of the pairs, those of two
-//! indexed records are dropped (their clusters are in the index), those
+//! indexed records are dropped as they are made (their clusters are in
+//! the index), those
 //! across go to pass 2, which verifies them exactly against the indexed
 //! records' shingle sets, recomputed from their words, read in one
 //! sequential sweep of the blocks that hold them ([`hooks::Joiner`]). Union-find then joins this run's verified
@@ -31,18 +35,21 @@
 //! An index is a folder, written as one set: into a temporary folder
 //! beside it (`.NAME.XXXXXX.tmp`), then renamed; a folder that exists is
 //! never written over. Every file is made of codec frames (magic, version
-//! [`INDEX_VERSION`], checksum):
+//! [`INDEX_VERSION`], checksum), but the band runs, which are in the
+//! sorted-run format of the spills (magic `DPSORTED`, version, a CRC-32
+//! per block, [`crate::jobs::dedup::spill::runs`]) so that they join
+//! pass 1's merge as they are:
 //!
 //! | file | holds |
 //! |---|---|
-//! | `manifest.bin` | [`Manifest`]: the parameters ([`IndexParams`]: threshold, n-gram, permutations, bands, rows, permutation seed, normalization version), the record count, every file's name and size, a fingerprint; written last |
-//! | `band-NNN.bin` | one sorted run per band: `(key, record)` by key ([`files::write_band`]) |
-//! | `roots.bin` | each record's cluster root: the record its cluster keeps (the first under `--keep first`) |
+//! | `manifest.bin` | [`Manifest`]: the parameters ([`IndexParams`]: threshold, n-gram, permutations, bands, rows, permutation seed, normalization version), the record count, every file's name and size (and each band run's entries and checksum), a fingerprint; written last |
+//! | `band-NNN.bin` | one sorted run per band: `(key, record, twin fingerprint)` by key, written as pass 1 merges the band ([`files::band_name`]) |
+//! | `roots.bin` | each record's cluster root: the record its cluster keeps (the first under `--keep first`), a frame per [`files::ROOT_BLOCK`] records, written and read in record order |
 //! | `words-NNN.bin`, `ids-NNN.bin` | a segment: the normalized words (zstd) and ids of a range of records, in blocks of [`files::BLOCK_RECORDS`] |
 //!
 //! An index grown with `--against OLD --save-index NEW` numbers OLD's
 //! records first, then every record of the run (kept and removed): its
-//! band runs are the joined, sorted bands; its roots those of the joined
+//! band runs are the joined bands, written as pass 1 merges them; its roots those of the joined
 //! clusters; its segments OLD's files (hard-linked, or copied across
 //! file systems) followed by the run's.
 

@@ -1,8 +1,13 @@
 //! A run's part in its indexes ([`IndexRun`]): opens the indexes it runs
-//! against before any work (parameters checked, band runs and roots
-//! loaded), hooks into passes 1 and 2 ([`super::hooks`]), makes the
-//! clusters joined with the indexed ones, and writes the index it saves
-//! as one set once the run's outputs are committed.
+//! against before any work (parameters and files checked), hooks into
+//! passes 1 and 2 ([`super::hooks`]), makes the clusters joined with the
+//! indexed ones, and writes the index it saves as one set once the run's
+//! outputs are committed.
+//!
+//! Nothing of an index is held whole: its band runs stream into pass 1's
+//! merge, its roots are read front to back (for the indexed records pass 2
+//! joined, and to write the grown index's roots), its words and ids a
+//! block at a time for the records that need them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,10 +21,11 @@ use crate::jobs::dedup::clusters::{Clusters, Prefers};
 use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::shingle::shingle_set_of_words;
 
-use super::files::{self, Block, Part, SegmentWriter};
-use super::hooks::{JoinedBands, Joiner};
-use super::manifest::{FileRef, Segment, MANIFEST_FILE};
+use super::files::{self, Block, Part, RootsReader, RootsWriter, SegmentWriter};
+use super::hooks::{IndexBands, JoinedBands, Joiner};
+use super::manifest::{Segment, MANIFEST_FILE};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
+use crate::jobs::dedup::spill::runs::RunInfo;
 
 /// An index the run is against, numbered from `offset` among the run's
 /// indexed records.
@@ -35,7 +41,7 @@ struct Opened {
 struct Draft {
     target: PathBuf,
     temp: tempfile::TempDir,
-    bands: Vec<FileRef>,
+    bands: Vec<RunInfo>,
     segment: Option<Segment>,
     /// `.NAME.index-lock` beside the target, held until the draft is
     /// committed or dropped: one run at a time writes an index.
@@ -50,8 +56,6 @@ pub struct IndexRun {
     /// Indexed records, all indexes together: this run's first record is
     /// numbered `offset` in the joined numbering.
     offset: u32,
-    /// Each indexed record's cluster root, in the joined numbering.
-    roots: Vec<u32>,
     draft: Option<Draft>,
     bands: Arc<JoinedBands>,
     joiner: Option<Arc<Joiner>>,
@@ -71,8 +75,9 @@ pub fn open_checked(dir: &Path, here: &IndexParams) -> Result<Manifest, IndexErr
 
 impl IndexRun {
     /// The run's indexes (`None` without `--against` or `--save-index`):
-    /// each index it is against opened and checked, its band runs and
-    /// roots loaded; the folder to save into refused if it exists.
+    /// each index it is against opened and checked (its manifest, its
+    /// files' sizes, a band run per band); the folder to save into refused
+    /// if it exists.
     pub fn open(
         options: &IndexOptions,
         params: &DedupParams,
@@ -81,12 +86,19 @@ impl IndexRun {
         if options.is_empty() {
             return Ok(None);
         }
-        let started = std::time::Instant::now();
         let here = IndexParams::of(params, banding);
         let draft = options.save.as_deref().map(Draft::start).transpose()?;
         let (mut opened, mut offset) = (Vec::new(), 0u64);
         for dir in &options.against {
             let manifest = open_checked(dir, &here)?;
+            if manifest.bands.len() != banding.bands {
+                let why = format!(
+                    "{} band runs for {} bands",
+                    manifest.bands.len(),
+                    banding.bands
+                );
+                return Err(IndexError::damaged(dir, MANIFEST_FILE, why));
+            }
             let records = manifest.records;
             opened.push(Opened {
                 dir: dir.clone(),
@@ -100,30 +112,21 @@ impl IndexRun {
                 ));
             }
         }
-        let mut prior = vec![Vec::new(); banding.bands];
-        let mut roots = Vec::with_capacity(offset as usize);
-        for index in &opened {
-            index.load(&mut prior, &mut roots)?;
-        }
         let offset = offset as u32;
-        in_record_order(&mut prior, offset).map_err(|why| {
-            let dir = options
-                .against
-                .first()
-                .map_or(Path::new(""), |d| d.as_path());
-            IndexError::damaged(dir, "band-*.bin", why)
-        })?;
-        log::info!(
-            "dedup index: {} indexed records' bands and roots loaded in {:.2} s",
-            roots.len(),
-            started.elapsed().as_secs_f64()
-        );
+        let indexes = opened
+            .iter()
+            .map(|o| IndexBands {
+                dir: o.dir.clone(),
+                runs: o.manifest.bands.clone(),
+                offset: o.offset,
+            })
+            .collect();
+        let save_to = draft.as_ref().map(|d| d.temp.path().to_path_buf());
         Ok(Some(IndexRun {
             params: here,
             opened,
             offset,
-            roots,
-            bands: Arc::new(JoinedBands::new(prior, offset, draft.is_some())),
+            bands: Arc::new(JoinedBands::new(indexes, offset, save_to)),
             draft,
             joiner: None,
             relabeled: Vec::new(),
@@ -132,13 +135,19 @@ impl IndexRun {
         }))
     }
 
+    /// Why pass 1 could not read an index's band run (the index is damaged
+    /// or unreadable: exit 65 or 74), when that is why it failed.
+    pub fn damage(&self) -> Option<IndexError> {
+        self.bands.take_damage()
+    }
+
     /// Pass 1's hook.
     pub fn bands_hook(&self) -> Arc<dyn BandsHook> {
         Arc::clone(&self.bands) as Arc<dyn BandsHook>
     }
 
-    /// After pass 1: writes the saved index's band runs, reads the sets
-    /// of the indexed records that share a bucket with the run's, and
+    /// After pass 1 (which wrote the saved index's band runs): reads the
+    /// sets of the indexed records that share a bucket with the run's, and
     /// makes pass 2's hook.
     pub fn after_signatures(&mut self) -> anyhow::Result<Arc<dyn RecordHook>> {
         let started = std::time::Instant::now();
@@ -147,14 +156,8 @@ impl IndexRun {
             .take()
             .context("pass 1 ended without the index's bands")?;
         if let Some(draft) = &mut self.draft {
-            for (i, band) in out.bands.iter().enumerate() {
-                let file = files::write_band(draft.temp.path(), i, band).with_context(|| {
-                    format!("writing band {i} of the index {}", draft.target.display())
-                })?;
-                draft.bands.push(file);
-            }
+            draft.bands = out.bands;
         }
-        drop(out.bands);
         let mut needed: Vec<u32> = out.cross.iter().map(|&(a, _)| a).collect();
         needed.sort_unstable();
         needed.dedup();
@@ -177,7 +180,7 @@ impl IndexRun {
             None => None,
         };
         log::info!(
-            "dedup index: {} pairs across, the sets of {} indexed records read (and the bands of an index to save written) in {:.2} s",
+            "dedup index: {} pairs across, the sets of {} indexed records read in {:.2} s",
             out.cross.len(),
             sets.len(),
             started.elapsed().as_secs_f64()
@@ -224,10 +227,11 @@ impl IndexRun {
             );
         }
         self.cross_checked = state.checked;
+        let roots = self.roots_of(state.verified.iter().map(|&(a, ..)| a).collect())?;
         let cross: Vec<(u32, u32, f64)> = state
             .verified
             .iter()
-            .map(|&(a, b, j)| (self.roots[a as usize], b, j))
+            .map(|&(a, b, j)| (roots.get(&a).copied().unwrap_or(a), b, j))
             .collect();
         let (mut clusters, relabeled) =
             Clusters::with_index_keeping(pairs, &cross, self.offset, prefers);
@@ -249,6 +253,36 @@ impl IndexRun {
             x.index = self.index_of(x.root).manifest.name.clone().into();
         }
         Ok(clusters)
+    }
+
+    /// The cluster roots of the indexed `records` (joined numbering), read
+    /// front to back from each index's roots, as far as the last one
+    /// wanted.
+    fn roots_of(&self, mut records: Vec<u32>) -> Result<HashMap<u32, u32>, IndexError> {
+        records.sort_unstable();
+        records.dedup();
+        let mut roots = HashMap::with_capacity(records.len());
+        let mut wanted = records.into_iter().peekable();
+        for index in &self.opened {
+            let end = u64::from(index.offset) + index.manifest.records;
+            if wanted.peek().is_none_or(|&r| u64::from(r) >= end) {
+                continue;
+            }
+            let manifest = &index.manifest;
+            let mut reader = RootsReader::open(&index.dir, &manifest.roots, manifest.records)?;
+            let mut record = index.offset;
+            while let Some(&next) = wanted.peek().filter(|&&r| u64::from(r) < end) {
+                let Some(root) = reader.next_root()? else {
+                    break;
+                };
+                if record == next {
+                    roots.insert(next, root + index.offset);
+                    wanted.next();
+                }
+                record += 1;
+            }
+        }
+        Ok(roots)
     }
 
     /// The index that holds joined record `record`.
@@ -322,22 +356,35 @@ impl IndexRun {
             return Ok(None);
         };
         let relabeled: HashMap<u32, u32> = self.relabeled.iter().copied().collect();
-        let mut roots = std::mem::take(&mut self.roots);
-        for root in &mut roots {
-            if let Some(&to) = relabeled.get(root) {
-                *root = to;
+        let dir = draft.temp.path().to_path_buf();
+        let offset = self.offset;
+        let mut roots = RootsWriter::create(&dir)?;
+        // The indexed records' roots, relabeled where this run joined
+        // their clusters to an earlier one.
+        for index in &self.opened {
+            let manifest = &index.manifest;
+            let mut reader = RootsReader::open(&index.dir, &manifest.roots, manifest.records)?;
+            while let Some(root) = reader.next_root()? {
+                let root = root + index.offset;
+                roots.push(relabeled.get(&root).copied().unwrap_or(root))?;
             }
         }
-        let offset = self.offset;
-        roots.extend((0..records_read as u32).map(|r| r + offset));
-        for &(r, kept, _) in &clusters.removed {
-            roots[(offset + r) as usize] = offset + kept;
+        // This run's: its own unless removed (the indexed cluster's root
+        // last, as it decides).
+        let mut moved: Vec<(u32, u32)> = (clusters.removed.iter())
+            .map(|&(r, kept, _)| (r, offset + kept))
+            .chain(clusters.indexed.iter().map(|x| (x.record, x.root)))
+            .collect();
+        moved.sort_by_key(|&(r, _)| r);
+        let mut moved = moved.into_iter().peekable();
+        for r in 0..records_read as u32 {
+            let mut root = offset + r;
+            while let Some((_, to)) = moved.next_if(|&(m, _)| m == r) {
+                root = to;
+            }
+            roots.push(root)?;
         }
-        for x in &clusters.indexed {
-            roots[(offset + x.record) as usize] = x.root;
-        }
-        let dir = draft.temp.path().to_path_buf();
-        let roots_file = files::write_roots(&dir, &roots)?;
+        let roots_file = roots.finish()?;
         let mut segments = Vec::new();
         for index in &self.opened {
             for segment in &index.manifest.segments {
@@ -364,7 +411,8 @@ impl IndexRun {
         let mut file = std::fs::File::create(dir.join(MANIFEST_FILE))?;
         std::io::Write::write_all(&mut file, &bytes)?;
         file.sync_all()?;
-        let bytes_total: u64 = manifest.files().map(|f| f.bytes).sum::<u64>() + bytes.len() as u64;
+        let bytes_total: u64 =
+            manifest.files().map(|(_, bytes)| bytes).sum::<u64>() + bytes.len() as u64;
         let target = draft.target.display().to_string();
         draft.commit()?;
         Ok(Some(json!({
@@ -375,46 +423,6 @@ impl IndexRun {
             "fingerprint": manifest.fingerprint,
         })))
     }
-}
-
-/// Puts each band's entries in record order, as pass 1's lists are (each
-/// record has one entry in every band, or none): by each record's rank
-/// among the records of the first band, in one pass per band, where a
-/// sort took most of the time of opening an index of 5M records. Refuses
-/// bands that do not hold the same records once each.
-fn in_record_order(bands: &mut [Vec<u64>], records: u32) -> Result<(), String> {
-    const ABSENT: u32 = u32::MAX;
-    let Some(first) = bands.first() else {
-        return Ok(());
-    };
-    let mut rank = vec![ABSENT; records as usize];
-    let mut present: Vec<u32> = first.iter().map(|&e| e as u32).collect();
-    present.sort_unstable();
-    for (i, &r) in present.iter().enumerate() {
-        match rank.get_mut(r as usize) {
-            Some(slot) if *slot == ABSENT => *slot = i as u32,
-            _ => return Err(format!("record {r} twice in a band, or past the records")),
-        }
-    }
-    for band in bands.iter_mut() {
-        if band.len() != present.len() {
-            return Err(format!(
-                "bands of {} and {} entries",
-                band.len(),
-                present.len()
-            ));
-        }
-        let mut ordered = vec![u64::MAX; band.len()];
-        for &e in band.iter() {
-            let at = rank.get(e as u32 as usize).copied().unwrap_or(ABSENT);
-            match ordered.get_mut(at as usize) {
-                Some(slot) if *slot == u64::MAX => *slot = e,
-                _ => return Err(format!("record {} not once in every band", e as u32)),
-            }
-        }
-        *band = ordered;
-    }
-    Ok(())
 }
 
 /// `segment` of the index in `from`, carried into `to` as segment
@@ -438,28 +446,6 @@ fn carried(
         }
     }
     Ok(moved)
-}
-
-impl Opened {
-    /// Appends the index's band entries (records shifted by its offset)
-    /// and roots (likewise) to the run's.
-    fn load(&self, bands: &mut [Vec<u64>], roots: &mut Vec<u32>) -> Result<(), IndexError> {
-        let (dir, manifest) = (&self.dir, &self.manifest);
-        if manifest.bands.len() != bands.len() {
-            let why = format!(
-                "{} band runs for {} bands",
-                manifest.bands.len(),
-                bands.len()
-            );
-            return Err(IndexError::damaged(dir, MANIFEST_FILE, why));
-        }
-        for (band, file) in bands.iter_mut().zip(&manifest.bands) {
-            files::read_band(dir, file, self.offset, band)?;
-        }
-        let own = files::read_roots(dir, &manifest.roots, manifest.records)?;
-        roots.extend(own.into_iter().map(|r| r + self.offset));
-        Ok(())
-    }
 }
 
 impl Draft {
@@ -573,33 +559,5 @@ fn remove_killed_drafts(parent: &Path, name: &str) {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bands_sorted_by_key_come_back_in_record_order_or_are_refused() {
-        let e = |key: u64, record: u64| key << 32 | record;
-        let mut bands = vec![
-            vec![e(1, 4), e(2, 0), e(9, 2)],
-            vec![e(0, 2), e(5, 4), e(7, 0)],
-        ];
-        in_record_order(&mut bands, 5).unwrap();
-        assert_eq!(
-            bands,
-            [
-                vec![e(2, 0), e(9, 2), e(1, 4)],
-                vec![e(7, 0), e(0, 2), e(5, 4)]
-            ]
-        );
-        let mut unequal = vec![vec![e(1, 4), e(2, 0)], vec![e(0, 2), e(5, 4)]];
-        assert!(in_record_order(&mut unequal, 5).is_err());
-        let mut twice = vec![vec![e(1, 4), e(2, 0)], vec![e(0, 4), e(5, 4)]];
-        assert!(in_record_order(&mut twice, 5).is_err());
-        let mut past = vec![vec![e(1, 7)]];
-        assert!(in_record_order(&mut past, 5).is_err());
     }
 }

@@ -174,7 +174,15 @@ struct Writes {
 impl Writes {
     /// Waits for the chunk in flight and notes its runs.
     fn settle(&mut self) -> Result<(), RunError> {
-        if let Some((chunk, scratch, result)) = self.background.wait() {
+        let waited = match self.background.wait() {
+            Ok(waited) => waited,
+            Err(e) => {
+                let e = e.into_io();
+                self.failed.get_or_insert((e.kind(), e.to_string()));
+                None
+            }
+        };
+        if let Some((chunk, scratch, result)) = waited {
             (self.spare, self.scratch) = (Some(chunk), scratch);
             match result {
                 Ok(written) => {
@@ -321,7 +329,7 @@ impl Spiller {
     ) -> Result<(), RunError> {
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
         writes.settle()?;
-        if self.handed == 0 {
+        if self.handed == 0 && self.chunk != usize::MAX {
             let dir = self
                 .temp
                 .dir()
@@ -554,6 +562,16 @@ impl Runs<'_> {
 
     fn merge(&self, runs: &[RunInfo]) -> Result<Merge, RunError> {
         levels::merge(self.temp, runs)
+    }
+
+    /// Bands.
+    pub fn bands(&self) -> usize {
+        self.spilled.bands.len()
+    }
+
+    /// Band `band`'s runs, merged: its entries in `(key, record)` order.
+    pub fn band(&self, band: usize) -> Result<Merge, RunError> {
+        self.merge(&self.spilled.bands[band])
     }
 
     /// The candidate pairs of every band's runs, merged on up to

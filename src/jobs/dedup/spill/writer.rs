@@ -12,7 +12,11 @@
 //! A write that fails is carried back with its cause ([`RunError`], which
 //! names the file) and returned by the next wait; a writer thread that
 //! panics has its panic resumed on the waiting thread. A wait that lasts
-//! logs what it waits for every [`DIAGNOSE_EVERY`].
+//! logs what it waits for every [`DIAGNOSE_EVERY`], and has a deadline
+//! ([`deadline_for`]): a write that has not finished by then (a disk that
+//! stopped answering) fails the wait with a message naming the spill, its
+//! thread and the time waited, and the thread is left behind rather than
+//! waited for forever; the run then stops as for any failed spill.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -32,6 +36,21 @@ pub const SUFFIX: &str = ".sorted";
 
 /// How often a wait for a write still going on says so.
 pub const DIAGNOSE_EVERY: Duration = Duration::from_secs(30);
+
+/// The least time a chunk's write is given before a wait for it fails.
+pub const LEAST_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The slowest writing a chunk is waited for: a disk slower than this
+/// (sorting included) is taken for one that stopped answering.
+pub const SLOWEST_BYTES_PER_S: u64 = 1 << 20;
+
+/// How long a wait for a chunk of `bytes` (its lists) may last:
+/// [`LEAST_DEADLINE`], plus the time to write it at
+/// [`SLOWEST_BYTES_PER_S`] (a budget of 4 GiB spills chunks of about
+/// 1 GiB: 5 minutes plus 17).
+pub fn deadline_for(bytes: usize) -> Duration {
+    LEAST_DEADLINE + Duration::from_secs(bytes as u64 / SLOWEST_BYTES_PER_S)
+}
 
 /// One chunk of pass 1's state: the records from `base` to `end`.
 #[derive(Debug, Default)]
@@ -206,6 +225,8 @@ struct Pending {
     seq: usize,
     outcome: mpsc::Receiver<Outcome>,
     thread: JoinHandle<()>,
+    /// How long a wait for it may last ([`deadline_for`]).
+    deadline: Duration,
 }
 
 /// Writes chunks on a thread of their own, one at a time.
@@ -226,19 +247,36 @@ impl Background {
     /// The chunk before must have been waited for ([`Background::wait`]).
     /// A thread the system refuses to start means writing it here.
     pub fn start(&mut self, temp: &Arc<TempSpace>, chunk: Chunk, scratch: Scratch) {
+        let deadline = deadline_for(chunk.heap_bytes());
+        let space = Arc::clone(temp);
+        self.start_with(chunk, scratch, deadline, move |chunk, scratch| {
+            write_chunk(&space, chunk, scratch)
+        });
+    }
+
+    /// [`Background::start`] with the write `write` and its `deadline`.
+    fn start_with(
+        &mut self,
+        chunk: Chunk,
+        scratch: Scratch,
+        deadline: Duration,
+        write: impl Fn(&mut Chunk, &mut Scratch) -> Result<Written, RunError> + Send + Sync + 'static,
+    ) {
         assert!(!self.in_flight(), "a chunk is written at a time");
         let seq = chunk.seq;
         // Taken by the thread, or back here if none can be started.
         let work = Arc::new(Mutex::new(Some((chunk, scratch))));
         let (send, outcome) = mpsc::sync_channel(1);
-        let (space, taken) = (Arc::clone(temp), Arc::clone(&work));
+        let write = Arc::new(write);
+        let (taken, writes) = (Arc::clone(&work), Arc::clone(&write));
         let job = move || {
             let Some((mut chunk, mut scratch)) = taken.lock().ok().and_then(|mut w| w.take())
             else {
                 return;
             };
-            let result = write_chunk(&space, &mut chunk, &mut scratch);
-            // The receiver is gone only if the Integrator is gone.
+            let result = (*writes)(&mut chunk, &mut scratch);
+            // The receiver is gone only if the Integrator is gone (or
+            // gave up waiting for it).
             let _ = send.send((chunk, scratch, result));
         };
         match std::thread::Builder::new()
@@ -250,6 +288,7 @@ impl Background {
                     seq,
                     outcome,
                     thread,
+                    deadline,
                 })
             }
             Err(e) => {
@@ -259,7 +298,7 @@ impl Background {
                     .expect("a chunk's slot")
                     .take()
                     .expect("no thread took the chunk");
-                let result = write_chunk(temp, &mut chunk, &mut scratch);
+                let result = (*write)(&mut chunk, &mut scratch);
                 self.done = Some((chunk, scratch, result));
             }
         }
@@ -267,23 +306,49 @@ impl Background {
 
     /// Waits for the chunk in flight, if any: its emptied lists, the
     /// scratch, and its runs or why it could not be written. Says every
-    /// [`DIAGNOSE_EVERY`] what it still waits for.
-    pub fn wait(&mut self) -> Option<Outcome> {
+    /// [`DIAGNOSE_EVERY`] what it still waits for; past the chunk's
+    /// deadline ([`deadline_for`]) gives up: the error names the spill,
+    /// its thread and the time waited, and the thread is left to end on
+    /// its own (its chunk is lost: the run fails).
+    pub fn wait(&mut self) -> Result<Option<Outcome>, RunError> {
         if let Some(done) = self.done.take() {
-            return Some(done);
+            return Ok(Some(done));
         }
-        let pending = self.pending.take()?;
+        let Some(pending) = self.pending.take() else {
+            return Ok(None);
+        };
         let started = Instant::now();
         let outcome = loop {
-            match pending.outcome.recv_timeout(DIAGNOSE_EVERY) {
-                Ok(outcome) => break Some(outcome),
-                Err(RecvTimeoutError::Timeout) => log::warn!(
-                    "dedup pass 1: still writing spill {} after {:.0} s (sorted runs, \
-                     thread dedup-spill-{})",
+            let left = pending.deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                let message = format!(
+                    "dedup pass 1: spill {} was not written within {:.0} s (thread dedup-spill-{} \
+                     still running: a disk that stopped answering?); the run stops",
                     pending.seq,
                     started.elapsed().as_secs_f64(),
                     pending.seq
-                ),
+                );
+                log::error!("{message}");
+                // Not joined: the join would wait as long as the write.
+                drop(pending.thread);
+                return Err(RunError::Failed {
+                    kind: std::io::ErrorKind::TimedOut,
+                    message,
+                });
+            }
+            match pending.outcome.recv_timeout(DIAGNOSE_EVERY.min(left)) {
+                Ok(outcome) => break Some(outcome),
+                Err(RecvTimeoutError::Timeout) if started.elapsed() < pending.deadline => {
+                    log::warn!(
+                        "dedup pass 1: still writing spill {} after {:.0} s (sorted runs, \
+                         thread dedup-spill-{}; given up after {:.0} s)",
+                        pending.seq,
+                        started.elapsed().as_secs_f64(),
+                        pending.seq,
+                        pending.deadline.as_secs_f64()
+                    )
+                }
+                Err(RecvTimeoutError::Timeout) => {}
                 // The thread ended without a word: it panicked.
                 Err(RecvTimeoutError::Disconnected) => break None,
             }
@@ -291,16 +356,93 @@ impl Background {
         if let Err(panic) = pending.thread.join() {
             std::panic::resume_unwind(panic);
         }
-        outcome
+        Ok(outcome)
     }
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         // A run dropped with a chunk in flight (a stop, a failure) still
-        // waits for its thread, so that no file is written after.
+        // waits for its thread, so that no file is written after; but no
+        // longer than the chunk's deadline.
         if let Some(pending) = self.pending.take() {
-            let _ = pending.thread.join();
+            match pending.outcome.recv_timeout(pending.deadline) {
+                Ok(_) | Err(RecvTimeoutError::Disconnected) => {
+                    let _ = pending.thread.join();
+                }
+                Err(RecvTimeoutError::Timeout) => log::error!(
+                    "dedup pass 1: spill {} still not written after {:.0} s; \
+                     left behind (thread dedup-spill-{})",
+                    pending.seq,
+                    pending.deadline.as_secs_f64(),
+                    pending.seq
+                ),
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spill_write_that_does_not_finish_by_its_deadline_fails_the_wait_naming_it() {
+        let (release, blocked) = mpsc::channel::<()>();
+        let blocked = Mutex::new(blocked);
+        let mut background = Background::default();
+        let chunk = Chunk {
+            seq: 7,
+            ..Chunk::default()
+        };
+        // A write that hangs until released (a disk that stopped
+        // answering), given a deadline of a few milliseconds.
+        background.start_with(
+            chunk,
+            Scratch::default(),
+            Duration::from_millis(20),
+            move |chunk, _| {
+                let _ = blocked.lock().unwrap().recv();
+                Ok(Written {
+                    bands: Vec::new(),
+                    ids: RunInfo {
+                        name: String::new(),
+                        bytes: 0,
+                        entries: 0,
+                        checksum: 0,
+                    },
+                    end: chunk.end,
+                })
+            },
+        );
+        let err = background.wait().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("spill 7 was not written within"), "{text}");
+        assert!(text.contains("dedup-spill-7"), "{text}");
+        assert_eq!(err.into_io().kind(), std::io::ErrorKind::TimedOut);
+        // Nothing is in flight any more: the next wait returns at once,
+        // and the thread ends once its write does.
+        assert!(!background.in_flight());
+        assert!(background.wait().unwrap().is_none());
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_write_that_finishes_in_time_gives_its_outcome() {
+        let mut background = Background::default();
+        let chunk = Chunk {
+            seq: 1,
+            end: 42,
+            ..Chunk::default()
+        };
+        background.start_with(chunk, Scratch::default(), LEAST_DEADLINE, |chunk, _| {
+            Err(RunError::Failed {
+                kind: std::io::ErrorKind::Other,
+                message: format!("chunk ending at {}", chunk.end),
+            })
+        });
+        let (chunk, _, result) = background.wait().unwrap().unwrap();
+        assert_eq!(chunk.end, 42);
+        assert_eq!(result.unwrap_err().to_string(), "chunk ending at 42");
     }
 }

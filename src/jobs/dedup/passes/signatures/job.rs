@@ -96,9 +96,10 @@ impl SignatureJob {
     }
 
     /// Index hook: makes the candidate pairs through `hook` (a saved
-    /// index's bands joined to the run's, [`BandsHook`]). The run keeps
-    /// its bands in memory then (the index's runs do not go through the
-    /// spill's merge yet).
+    /// index's band runs merged with the run's, [`BandsHook`]). The run's
+    /// bands then always end as sorted runs (the last chunk is spilled
+    /// even when nothing else was), so that the index's runs join them in
+    /// one merge, under the budget like any spill.
     pub fn with_bands_hook(mut self, hook: Option<Arc<dyn BandsHook>>) -> Self {
         self.bands_hook = hook;
         self
@@ -175,9 +176,14 @@ impl Job for SignatureJob {
             spiller: None,
             failed: None,
         };
-        if let Some((temp, Some(budget), _)) = &self.spill {
-            let spiller = Spiller::new(Arc::clone(temp), Some(*budget), self.banding.bands);
-            index.spiller = Some(spiller);
+        // With an index hook the bands end as sorted runs whatever the
+        // budget: the spiller notes every record's fingerprint from the
+        // start (with no budget, it never spills before the pass ends).
+        if let Some((temp, budget, _)) = &self.spill {
+            if budget.is_some() || self.bands_hook.is_some() {
+                let spiller = Spiller::new(Arc::clone(temp), *budget, self.banding.bands);
+                index.spiller = Some(spiller);
+            }
         }
         index
     }
@@ -276,13 +282,17 @@ impl BandIndex {
     }
 
     /// The candidate pairs and repeated id keys of the whole pass: sorted
-    /// in memory, or, once anything was spilled, the last chunk spilled too
-    /// and every band's runs merged.
+    /// in memory, or, once anything was spilled (always, with an index
+    /// hook), the last chunk spilled too and every band's runs merged.
     fn pairs_and_repeats(&mut self) -> Result<(Pairs, Pairs), RecordError> {
         // Past the last record integrated (where a next chunk would start).
         let next = self.found.integrated.words().len() as u64 * 64;
+        if self.bands_hook.is_some() && self.spiller.is_none() {
+            return Err("a saved index is joined, and this run has no temporary space".into());
+        }
+        let hook = self.bands_hook.clone();
         match &mut self.spiller {
-            Some(spiller) if spiller.has_spilled() => {
+            Some(spiller) if spiller.has_spilled() || hook.is_some() => {
                 spiller
                     .spill(&mut self.bands, &mut self.found.ids, next)
                     .map_err(RunError::into_io)?;
@@ -296,7 +306,12 @@ impl BandIndex {
                     let repeats = std::thread::Builder::new()
                         .spawn_scoped(scope, || runs.repeats())
                         .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
-                    let pairs = runs.pairs(threads)?;
+                    let pairs = match &hook {
+                        Some(hook) => {
+                            hook.candidate_pairs(runs.bands(), threads, &|b: usize| runs.band(b))?
+                        }
+                        None => runs.pairs(threads)?,
+                    };
                     let repeated = match repeats {
                         Ok(handle) => handle
                             .join()
@@ -312,26 +327,19 @@ impl BandIndex {
                 );
                 merged.map_err(|e: RunError| e.into_io().into())
             }
-            _ => {
-                let (pairs, repeated) = self.sorted_in_memory();
-                Ok((pairs?, repeated))
-            }
+            _ => Ok(self.sorted_in_memory()),
         }
     }
 
-    /// [`BandIndex::pairs_and_repeats`] when nothing was spilled (index
-    /// hook: with a saved index's bands joined, when the run has one).
-    fn sorted_in_memory(&mut self) -> (Result<Pairs, String>, Pairs) {
+    /// [`BandIndex::pairs_and_repeats`] when nothing was spilled.
+    fn sorted_in_memory(&mut self) -> (Pairs, Pairs) {
         let ids = &self.found.ids;
         std::thread::scope(|scope| {
             // Beside the sort of the bands: a thread refused sorts after.
             let repeats = std::thread::Builder::new()
                 .spawn_scoped(scope, || ids.repeats())
                 .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
-            let pairs = match &self.bands_hook {
-                Some(hook) => hook.candidate_pairs(&mut self.bands, self.threads),
-                None => Ok(candidate_pairs(&mut self.bands, self.threads)),
-            };
+            let pairs = candidate_pairs(&mut self.bands, self.threads);
             let repeated = match repeats {
                 Ok(handle) => handle
                     .join()

@@ -466,7 +466,12 @@ impl Integrate for Verifier {
         if let Some(hook) = &self.record_hook {
             hook.record(x, &id, &set, words.as_deref());
         }
-        self.found.ids.insert(x, &id);
+        // Records sent for the hook's words only (an empty set: neither a
+        // candidate nor in a pair across) are in no cluster: their ids,
+        // every record's when an index is saved, are not kept.
+        if !set.is_empty() {
+            self.found.ids.insert(x, &id);
+        }
         let pairs = &self.pairs;
         while self.cursor < pairs.len() && pairs[self.cursor].1 < x {
             self.found.unverifiable += 1;
