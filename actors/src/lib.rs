@@ -141,5 +141,5 @@ pub use pipeline::{Pipeline, PipelineError};
 pub use protocol::{Phase, RunHandle, StopCause};
 pub use report::{Progress, Records, RunReport};
 pub use settings::Settings;
-pub use source::RecordSource;
+pub use source::{Needed, RecordSource};
 pub use temp_space::{NoRoom, TempSpace, TEMP_FOLDER, TEMP_RECORD};

@@ -46,7 +46,21 @@ pub trait RecordSource: Send + 'static {
         }
         Ok(skipped)
     }
+
+    /// Tells the source that the job reads the bytes of only the records
+    /// whose input index `needed` accepts (a later pass of a multi-pass
+    /// job that needs a few records' contents but every record's place).
+    /// A source may then hand the others on with no bytes, their index,
+    /// location and format as ever, and save decoding them. The default
+    /// ignores it: every record whole is always correct.
+    fn only_needed(&mut self, needed: Needed) {
+        let _ = needed;
+    }
 }
+
+/// Which records' bytes a job reads, by input index
+/// ([`RecordSource::only_needed`]).
+pub type Needed = Arc<dyn Fn(u64) -> bool + Send + Sync>;
 
 /// Asks the Source for the next batch.
 #[derive(Debug, Message)]
@@ -199,5 +213,8 @@ impl<S: RecordSource + ?Sized> RecordSource for Box<S> {
     fn skip(&mut self, records: u64) -> Result<u64, InputError> {
         // Forwarded, so a source's own faster skip is not lost in a box.
         (**self).skip(records)
+    }
+    fn only_needed(&mut self, needed: Needed) {
+        (**self).only_needed(needed);
     }
 }

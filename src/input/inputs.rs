@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use drainpipe_actors::{BatchBuilder, InputError, RecordSource, Span};
+use drainpipe_actors::{BatchBuilder, InputError, Needed, RecordSource, Span};
 
 use super::dir::{self, Entry};
 use super::lines::{read_line, Line};
 use super::parquet::{self, ParquetInput, Row};
 use super::record::TextFields;
-use super::stream::{decode, kind_of, Compression, Container, CountingReader, Kind, Stream};
+use super::stream::{decode_ahead, kind_of, Compression, Container, CountingReader, Kind, Stream};
 use super::wet::{Found, WetInput};
 use super::{DirAs, InputOptions, UnusableInput, FORMAT_FILE, FORMAT_JSONL};
 
@@ -122,6 +122,12 @@ pub struct Inputs {
     failed: Option<InputError>,
     /// Where the records skipped are counted.
     skipped: Arc<super::Skipped>,
+    /// The records whose bytes are read, when not all are
+    /// ([`RecordSource::only_needed`]): the others are handed on empty.
+    needed: Option<Needed>,
+    /// Records (and rejected records) read so far: the input index of the
+    /// next one.
+    produced: u64,
 }
 
 impl fmt::Debug for Inputs {
@@ -207,6 +213,8 @@ impl Inputs {
             held: None,
             failed: None,
             skipped: options.skipped,
+            needed: None,
+            produced: 0,
         })
     }
 
@@ -241,11 +249,12 @@ impl Inputs {
                      size: Option<(u64, File)>,
                      ordinal: Option<u32>| {
             let (counting, read) = CountingReader::new(reader);
-            let stream = decode(counting, kind.compression).map_err(|e| InputError {
-                origin: origin.to_string(),
-                line: 0,
-                cause: e,
-            })?;
+            let stream =
+                decode_ahead(counting, kind.compression, &origin).map_err(|e| InputError {
+                    origin: origin.to_string(),
+                    line: 0,
+                    cause: e,
+                })?;
             Ok(Current::Lines(LineInput {
                 stream,
                 origin,
@@ -283,8 +292,8 @@ impl Inputs {
             } if kind.container == Container::Wet => {
                 let file = File::open(&path).map_err(|e| open_error(&path, e))?;
                 let (counting, read) = CountingReader::new(file);
-                let stream =
-                    decode(counting, kind.compression).map_err(|e| open_error(&path, e))?;
+                let stream = decode_ahead(counting, kind.compression, &origin)
+                    .map_err(|e| open_error(&path, e))?;
                 Ok(Current::Wet {
                     reader: WetInput::new(stream, origin, fields),
                     read,
@@ -319,11 +328,17 @@ impl Inputs {
     /// A rejected record, an error and the end leave `buf` as it was.
     fn next_item(&mut self, buf: &mut Vec<u8>) -> Result<Option<Item>, InputError> {
         let max = self.max_record_bytes;
+        let start = buf.len();
         loop {
             let step = match &mut self.current {
                 None => match self.queue.pop_front() {
                     Some(input) => {
-                        self.current = Some(Self::start(input, &self.fields, &self.columns)?);
+                        let mut current = Self::start(input, &self.fields, &self.columns)?;
+                        if let (Current::Parquet(rows), Some(needed)) = (&mut current, &self.needed)
+                        {
+                            rows.needing(Arc::clone(needed), self.produced);
+                        }
+                        self.current = Some(current);
                         continue;
                     }
                     None => return Ok(None),
@@ -349,7 +364,15 @@ impl Inputs {
                 },
             };
             match step {
-                Step::Item(item) => return Ok(Some(item)),
+                Step::Item(item) => {
+                    let index = self.produced;
+                    self.produced += 1;
+                    if item.outcome.is_ok() && self.needed.as_ref().is_some_and(|n| !n(index)) {
+                        // Not needed: handed on with no bytes.
+                        buf.truncate(start);
+                    }
+                    return Ok(Some(item));
+                }
                 Step::Ended(result) => {
                     self.done += self.current.as_ref().map_or(0, Current::read);
                     self.current = None;
@@ -690,6 +713,12 @@ impl RecordSource for Inputs {
     /// or `None` if stdin or a pipe is among the inputs.
     fn total(&self) -> Option<u64> {
         self.total
+    }
+
+    /// Records `needed` rejects are handed on with no bytes; a Parquet
+    /// file skips their pages where it can. Said before reading starts.
+    fn only_needed(&mut self, needed: Needed) {
+        self.needed = Some(needed);
     }
 }
 

@@ -16,7 +16,10 @@
 //! - A Parquet row or a WET conversion record is given to the parser as a
 //!   JSON object of the id, (for WET) `url` and text fields
 //!   ([`FORMAT_JSONL`]), so everything downstream reads it as a JSON Lines
-//!   record; it has no byte span, so later passes read its file again. Rows
+//!   record; it has no byte span, so later passes read its file again
+//!   (decoding only the records they need, when they say which:
+//!   [`RecordSource::only_needed`](drainpipe_actors::RecordSource::only_needed);
+//!   the others come with no bytes). Rows
 //!   are read a chunk at a time from the text and id columns only (see the
 //!   `parquet` module); a file without the text column is refused before
 //!   any work ([`UnusableInput`], exit 65, listing its columns); a corrupt
@@ -53,6 +56,8 @@
 //!   (a dangling symbolic link, a link to itself, an IO error), fail to
 //!   decompress or exceed the limit become rejected records. Anything else
 //!   (a FIFO, a socket, a device) is logged and skipped, never opened.
+//! - A `.gz` or `.zst` file of records is decompressed on a thread of its
+//!   own, a block ahead of the records read from it (`stream::decode_ahead`).
 //! - IO errors on line inputs (including truncated compressed files) are
 //!   [`InputError`](drainpipe_actors::InputError)s naming the file and the
 //!   last line read. So is a regular file that ends before the size it had
@@ -67,6 +72,7 @@ mod lines;
 mod pages;
 mod parquet;
 mod parse;
+mod prefetch;
 mod record;
 mod reread;
 mod stream;

@@ -18,12 +18,20 @@
 //! which point into those pages. Row groups are never read whole, however
 //! large they are.
 //!
-//! The file is decoded on a thread of its own ([`prefetch`]), a chunk
+//! The file is decoded on a thread of its own ([`super::prefetch`]), a chunk
 //! ahead of the rows handed on: decompressing and decoding the pages and
 //! writing the records is most of the cost of a Parquet row, and it then
 //! runs beside the Source's hand-over instead of before it. Three chunks'
 //! records at most are alive; the order, the errors and their causes are
 //! those of reading on one thread.
+//!
+//! A later pass that needs the contents of a few rows only (dedup's
+//! candidates, or none but the rows pass 1 rejected when `kept.parquet`
+//! copies rows by their number) says which
+//! ([`RecordSource::only_needed`](drainpipe_actors::RecordSource::only_needed)):
+//! the other rows are skipped in the column readers (a page none of whose
+//! rows is needed is not even decompressed) and handed on as records of no
+//! bytes, their row numbers as ever.
 //!
 //! Further columns named in [`InputOptions::columns`](super::InputOptions)
 //! (dedup's `--keep field:NAME`) are read too and written into the record
@@ -43,7 +51,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use drainpipe_actors::InputError;
+use drainpipe_actors::{InputError, Needed};
 use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
 use parquet::column::reader::{get_typed_column_reader, ColumnReader, ColumnReaderImpl};
 use parquet::data_type::{
@@ -55,11 +63,14 @@ use parquet::schema::types::{ColumnDescriptor, SchemaDescriptor};
 use super::record::{utf8, write_json_record_with, TextFields};
 use super::UnusableInput;
 
-mod prefetch;
-use prefetch::Prefetch;
+use super::prefetch::Prefetch;
 
 /// Rows decoded at a time, per column.
 pub(crate) const CHUNK: usize = 256;
+
+/// Rows not needed skipped at a time, at most: they cost a placeholder
+/// each (some 70 bytes) until they are handed on.
+const SKIPPED: usize = 1 << 16;
 
 /// How an id column is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,12 +311,35 @@ enum IdReader {
     Str(ColumnReaderImpl<ByteArrayType>),
 }
 
+impl IdReader {
+    /// Skips `rows` rows: how many there were.
+    fn skip(&mut self, rows: usize) -> parquet::errors::Result<usize> {
+        match self {
+            IdReader::Int32(r, _) => r.skip_records(rows),
+            IdReader::Int64(r, _) => r.skip_records(rows),
+            IdReader::Str(r) => r.skip_records(rows),
+        }
+    }
+}
+
 /// The reader of a further column.
 enum ExtraReader {
     Id(IdReader),
     Float(ColumnReaderImpl<FloatType>),
     Double(ColumnReaderImpl<DoubleType>),
     Bool(ColumnReaderImpl<BoolType>),
+}
+
+impl ExtraReader {
+    /// Skips `rows` rows: how many there were.
+    fn skip(&mut self, rows: usize) -> parquet::errors::Result<usize> {
+        match self {
+            ExtraReader::Id(r) => r.skip(rows),
+            ExtraReader::Float(r) => r.skip_records(rows),
+            ExtraReader::Double(r) => r.skip_records(rows),
+            ExtraReader::Bool(r) => r.skip_records(rows),
+        }
+    }
 }
 
 /// A float as its JSON number, a NaN or an infinity as null.
@@ -357,6 +391,9 @@ struct Chunk {
     ids: Vec<Id>,
     /// Per further column.
     extras: Vec<Vec<Id>>,
+    /// Per row: whether it was decoded (else it was skipped, not needed,
+    /// and its text and id are placeholders).
+    needed: Vec<bool>,
 }
 
 /// The decoding of one Parquet file, on the thread of its [`Prefetch`].
@@ -378,6 +415,11 @@ struct Decoder {
     chunk: Chunk,
     /// Stored bytes of the row groups read whole.
     read: u64,
+    /// Which rows are needed, when not all are: the test, by input index,
+    /// and the input index of the file's first row.
+    needed: Option<(Needed, u64)>,
+    /// Rows decoded or skipped so far.
+    done: u64,
 }
 
 /// One chunk's rows, written as records on the decoding thread.
@@ -449,6 +491,8 @@ impl ParquetInput {
             extras: Vec::new(),
             chunk: Chunk::default(),
             read: 0,
+            needed: None,
+            done: 0,
         };
         Ok(ParquetInput {
             origin,
@@ -457,6 +501,17 @@ impl ParquetInput {
             read: 0,
             size,
         })
+    }
+
+    /// Only the rows `needed` accepts are decoded (by input index, the
+    /// file's first row being `first`): the others are handed on with no
+    /// bytes ([`drainpipe_actors::RecordSource::only_needed`]), their
+    /// pages skipped undecoded where whole pages are not needed. Said
+    /// before the first row is read; later, it is ignored.
+    pub fn needing(&mut self, needed: Needed, first: u64) {
+        if let State::Ready(decoder) = &mut self.state {
+            decoder.needed = Some((needed, first));
+        }
     }
 
     /// The file's name in records and messages.
@@ -487,8 +542,10 @@ impl ParquetInput {
                     };
                     decoder.max = max;
                     let ahead =
-                        Prefetch::spawn(Arc::clone(&self.origin), move || decoder.produce())
-                            .map_err(|e| fail(0, e))?;
+                        Prefetch::spawn(Arc::clone(&self.origin), "drainpipe-parquet", move || {
+                            decoder.produce()
+                        })
+                        .map_err(|e| fail(0, e))?;
                     let empty = Decoded {
                         records: Vec::new(),
                         rows: Vec::new(),
@@ -548,6 +605,11 @@ impl Decoder {
                 .map(|(extra, values)| (&*extra.name, values.pop().unwrap_or(Id::Absent)))
                 .collect();
             let buf = &mut chunk.records;
+            if !self.chunk.needed.pop().unwrap_or(true) {
+                // Not needed: a record of no bytes.
+                chunk.rows.push(Ok(buf.len()));
+                continue;
+            }
             let start = buf.len();
             let outcome = record(buf, &self.fields, id, &extras, text.as_ref(), self.max);
             if outcome.is_err() {
@@ -563,42 +625,14 @@ impl Decoder {
     /// ends; `false` when every row group is read.
     fn decode(&mut self) -> Result<bool, String> {
         loop {
-            match &mut self.group {
+            let left = match &self.group {
                 Some((_, _, 0)) => {
                     let done = self.reader.metadata().row_group(self.next_group - 1);
                     self.read += u64::try_from(done.compressed_size()).unwrap_or(0);
                     self.group = None;
+                    continue;
                 }
-                Some((text, id, left)) => {
-                    let want = (*left).min(CHUNK);
-                    let (text_defined, id_defined) = self.columns.defined;
-                    let texts = read_column(text, want, text_defined)?;
-                    let ids = match id {
-                        None => Vec::new(),
-                        Some(id) => read_ids(id, want, id_defined)?,
-                    };
-                    let mut extras = Vec::with_capacity(self.extras.len());
-                    for (reader, extra) in self.extras.iter_mut().zip(&self.columns.extra) {
-                        extras.push(read_extra(reader, want, extra.defined)?);
-                    }
-                    if texts.len() != want
-                        || (self.columns.id.is_some() && ids.len() != want)
-                        || extras.iter().any(|e| e.len() != want)
-                    {
-                        return Err(format!(
-                            "row group {} ends {left} rows early: the file is cut short or corrupt",
-                            self.next_group - 1
-                        ));
-                    }
-                    *left -= want;
-                    self.chunk.texts = texts;
-                    self.chunk.ids = ids;
-                    self.chunk.texts.reverse();
-                    self.chunk.ids.reverse();
-                    self.chunk.extras = extras;
-                    self.chunk.extras.iter_mut().for_each(|e| e.reverse());
-                    return Ok(true);
-                }
+                Some((_, _, left)) => *left,
                 None => {
                     if self.next_group == self.reader.num_row_groups() {
                         return Ok(false);
@@ -606,9 +640,109 @@ impl Decoder {
                     self.group = Some(self.open_group(self.next_group)?);
                     self.extras = self.open_extras(self.next_group)?;
                     self.next_group += 1;
+                    continue;
                 }
+            };
+            let (want, runs) = self.runs(left);
+            let mut chunk = Chunk {
+                texts: Vec::with_capacity(want),
+                ids: Vec::with_capacity(want),
+                extras: self
+                    .extras
+                    .iter()
+                    .map(|_| Vec::with_capacity(want))
+                    .collect(),
+                needed: Vec::with_capacity(want),
+            };
+            for (needed, rows) in runs {
+                self.rows(needed, rows, &mut chunk)?;
+            }
+            if chunk.texts.len() != want
+                || (self.columns.id.is_some() && chunk.ids.len() != want)
+                || chunk.extras.iter().any(|e| e.len() != want)
+            {
+                return Err(format!(
+                    "row group {} ends {left} rows early: the file is cut short or corrupt",
+                    self.next_group - 1
+                ));
+            }
+            if let Some((_, _, left)) = &mut self.group {
+                *left -= want;
+            }
+            self.done += want as u64;
+            chunk.texts.reverse();
+            chunk.ids.reverse();
+            chunk.extras.iter_mut().for_each(|e| e.reverse());
+            chunk.needed.reverse();
+            self.chunk = chunk;
+            return Ok(true);
+        }
+    }
+
+    /// The rows of the next chunk, of the `left` of the row group, as
+    /// runs of needed and not needed rows: [`CHUNK`] rows, or when the
+    /// next row is not needed, every row up to the next needed one (at most
+    /// [`SKIPPED`]), so that the column readers skip whole pages.
+    fn runs(&self, left: usize) -> (usize, Vec<(bool, usize)>) {
+        let Some((needed, first)) = &self.needed else {
+            let want = left.min(CHUNK);
+            return (want, vec![(true, want)]);
+        };
+        let at = first + self.done;
+        let skipped = (0..left.min(SKIPPED) as u64)
+            .take_while(|&k| !needed(at + k))
+            .count();
+        if skipped > 0 {
+            return (skipped, vec![(false, skipped)]);
+        }
+        let want = left.min(CHUNK);
+        let mut runs: Vec<(bool, usize)> = Vec::new();
+        for k in 0..want as u64 {
+            let this = needed(at + k);
+            match runs.last_mut() {
+                Some((was, n)) if *was == this => *n += 1,
+                _ => runs.push((this, 1)),
             }
         }
+        (want, runs)
+    }
+
+    /// Decodes the next `rows` rows into `chunk`, or skips them when they
+    /// are not `needed` (placeholders then stand for them): fewer when
+    /// the row group ends early.
+    fn rows(&mut self, needed: bool, rows: usize, chunk: &mut Chunk) -> Result<(), String> {
+        let (text_defined, id_defined) = self.columns.defined;
+        let Some((text, id, _)) = &mut self.group else {
+            return Ok(());
+        };
+        let got = if needed {
+            let texts = read_column(text, rows, text_defined)?;
+            let got = texts.len();
+            chunk.texts.extend(texts);
+            if let Some(id) = id {
+                chunk.ids.extend(read_ids(id, rows, id_defined)?);
+            }
+            let columns = self.extras.iter_mut().zip(&self.columns.extra);
+            for ((reader, extra), out) in columns.zip(&mut chunk.extras) {
+                out.extend(read_extra(reader, rows, extra.defined)?);
+            }
+            got
+        } else {
+            let skip = |n: parquet::errors::Result<usize>| n.map_err(|e| e.to_string());
+            let got = skip(text.skip_records(rows))?;
+            chunk.texts.extend((0..got).map(|_| None));
+            if let Some(id) = id {
+                let n = skip(id.skip(rows))?;
+                chunk.ids.extend((0..n).map(|_| Id::Absent));
+            }
+            for (reader, out) in self.extras.iter_mut().zip(&mut chunk.extras) {
+                let n = skip(reader.skip(rows))?;
+                out.extend((0..n).map(|_| Id::Absent));
+            }
+            got
+        };
+        chunk.needed.extend(std::iter::repeat_n(needed, got));
+        Ok(())
     }
 
     #[allow(clippy::type_complexity)]
@@ -1113,6 +1247,73 @@ mod tests {
         assert_eq!(e.origin, path.display().to_string());
         assert_eq!(e.line, 3 * rows as u64);
         assert_eq!(e.cause.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn rows_not_needed_come_in_their_places_with_no_bytes_and_the_others_whole() {
+        use drainpipe_actors::RecordSource;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("n.parquet");
+        // Three row groups, one larger than SKIPPED, a null text and an
+        // extra column; a JSON Lines file before it, so that the Parquet
+        // rows' input indices do not start at 0.
+        let big = SKIPPED + 300;
+        let texts: Vec<&'static str> = (0..big)
+            .map(|i| &*Box::leak(format!("text {i}").into_boxed_str()))
+            .collect();
+        let group = |range: std::ops::Range<usize>| {
+            let mut levels = vec![1i16; range.len()];
+            if range.start == 0 {
+                levels[7] = 0;
+            }
+            let present: Vec<&'static str> = range
+                .clone()
+                .zip(&levels)
+                .filter(|(_, &l)| l == 1)
+                .map(|(i, _)| texts[i])
+                .collect();
+            vec![
+                (Values::Bytes(present), Some(levels)),
+                (Values::I64(range.clone().map(|i| i as i64).collect()), None),
+                (Values::I32(range.map(|i| i as i32).collect()), None),
+            ]
+        };
+        write(
+            &path,
+            "message m { optional binary text (UTF8); required int64 id; required int32 n; }",
+            vec![
+                group(0..CHUNK + 5),
+                group(CHUNK + 5..1000),
+                group(1000..big),
+            ],
+        );
+        let lines = tmp.path().join("a.jsonl");
+        std::fs::write(&lines, "{\"text\":\"x\"}\n{\"text\":\"y\"}\n").unwrap();
+        let options = InputOptions {
+            columns: vec!["n".into()],
+            ..InputOptions::default()
+        };
+        let inputs = [lines, path];
+        let all = drain(&mut Inputs::open(&inputs, options.clone()).unwrap());
+        // Needed: the second line, the row of the null text (the passes
+        // ask for the records pass 1 rejected), a few scattered rows, a run
+        // across the first two row groups' border, and the last row.
+        let wanted = move |i: u64| {
+            i == 1 || i == 9 || i % 97 == 3 || (250..270).contains(&i) || i == big as u64 + 1
+        };
+        let mut inputs = Inputs::open(&inputs, options).unwrap();
+        inputs.only_needed(Arc::new(wanted));
+        let some = drain(&mut inputs);
+        assert_eq!(some.len(), all.len());
+        for (i, (got, whole)) in some.iter().zip(&all).enumerate() {
+            if wanted(i as u64) {
+                assert_eq!(got, whole, "record {i}");
+            } else {
+                // Its place and format, no bytes.
+                let place = &whole[..whole.find(' ').unwrap()];
+                assert_eq!(*got, format!("{place} 1 "), "record {i}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::prefetch::Prefetch;
 use super::{FORMAT_JSONL, FORMAT_TEXT};
 
 /// Buffer size of the line readers.
@@ -136,6 +137,109 @@ pub(crate) fn decode<R: Read + Send + 'static>(
     })
 }
 
+/// Bytes of a block decompressed ahead ([`decode_ahead`]).
+const BLOCK: usize = 256 << 10;
+
+/// [`decode`], but a compressed stream is decompressed on a thread of its
+/// own ([`Prefetch`]), a block ahead of the reader: decompressing is most
+/// of the cost of reading a compressed file of records, and it then runs
+/// beside the splitting into records and their hand-over. The bytes, the
+/// errors and their kinds come in the order of decompressing on one thread;
+/// `name` (the file) names the thread's waits in the log.
+pub(crate) fn decode_ahead<R: Read + Send + 'static>(
+    reader: R,
+    compression: Compression,
+    name: &Arc<str>,
+) -> io::Result<Stream> {
+    if compression == Compression::None {
+        return decode(reader, compression);
+    }
+    let mut decoder: Box<dyn Read + Send> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        _ => Box::new(zstd::stream::read::Decoder::new(reader)?),
+    };
+    // An error met after some bytes of a block: handed on after them.
+    let mut pending: Option<io::Error> = None;
+    let mut failed = false;
+    let blocks = Prefetch::spawn(Arc::clone(name), "drainpipe-decompress", move || {
+        if failed {
+            return Ok(None);
+        }
+        if let Some(e) = pending.take() {
+            failed = true;
+            return Ok(Some(Err(e)));
+        }
+        let mut block = vec![0u8; BLOCK];
+        let mut filled = 0;
+        while filled < BLOCK {
+            match decoder.read(&mut block[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if filled == 0 => {
+                    failed = true;
+                    return Ok(Some(Err(e)));
+                }
+                Err(e) => {
+                    pending = Some(e);
+                    break;
+                }
+            }
+        }
+        if filled == 0 {
+            return Ok(None);
+        }
+        block.truncate(filled);
+        Ok(Some(Ok(block)))
+    })?;
+    Ok(Box::new(Ahead {
+        blocks,
+        block: Vec::new(),
+        at: 0,
+        ended: false,
+    }))
+}
+
+/// The reading side of [`decode_ahead`].
+struct Ahead {
+    blocks: Prefetch<io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    /// Bytes of `block` consumed.
+    at: usize,
+    ended: bool,
+}
+
+impl Read for Ahead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let have = self.fill_buf()?;
+        let n = have.len().min(buf.len());
+        buf[..n].copy_from_slice(&have[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Ahead {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at == self.block.len() && !self.ended {
+            match self.blocks.next() {
+                Ok(Some(Ok(block))) => {
+                    self.block = block;
+                    self.at = 0;
+                }
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(None) => self.ended = true,
+                Err(message) => return Err(io::Error::other(message)),
+            }
+        }
+        Ok(&self.block[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.block.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +287,37 @@ mod tests {
                 .unwrap();
             assert_eq!(out, plain, "{compression:?}");
             assert_eq!(count.load(Ordering::Relaxed), stored.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_stream_decompressed_ahead_gives_the_same_bytes_then_the_same_error() {
+        let plain: Vec<u8> = (0..BLOCK * 3 + 17).map(|i| (i * 7 % 251) as u8).collect();
+        let name: Arc<str> = "f".into();
+        for (stored, compression) in [
+            (gz(&plain), Compression::Gzip),
+            (zst(&plain), Compression::Zstd),
+        ] {
+            let mut out = Vec::new();
+            decode_ahead(io::Cursor::new(stored.clone()), compression, &name)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, plain, "{compression:?}");
+            // Cut short: the bytes before the cut, then the error that one
+            // thread would have met.
+            let cut = stored[..stored.len() / 2].to_vec();
+            let mut inline = Vec::new();
+            let expected = decode(io::Cursor::new(cut.clone()), compression)
+                .unwrap()
+                .read_to_end(&mut inline)
+                .unwrap_err();
+            let mut ahead = Vec::new();
+            let mut stream = decode_ahead(io::Cursor::new(cut), compression, &name).unwrap();
+            let got = stream.read_to_end(&mut ahead).unwrap_err();
+            assert_eq!(ahead, inline, "{compression:?}");
+            assert_eq!(got.kind(), expected.kind(), "{compression:?}");
+            assert_eq!(got.to_string(), expected.to_string(), "{compression:?}");
         }
     }
 }

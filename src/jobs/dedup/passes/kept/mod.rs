@@ -175,7 +175,12 @@ fn piped(
     ));
     let checkpoints = run.resume.checkpoints(Pass::Kept)?;
     let name = Pass::Kept.name();
-    let source = (run.open)()?;
+    let mut source = (run.open)()?;
+    if ctx.remote.is_none() {
+        // The removed records, and for `kept.parquet` the kept ones too,
+        // are not decoded.
+        source.only_needed(job.needed());
+    }
     let rejects = resume::REJECTS_FILE;
     // Step 1 on worker hosts with `--nats` (`pipeline/remote.rs`), for
     // `kept.jsonl`: the processors of `kept.parquet` are cheap (a row's

@@ -19,7 +19,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::{
-    AtomicFile, FinishContext, Integrate, Job, OutputDir, OutputError, RawRecord, RecordError,
+    AtomicFile, FinishContext, Integrate, Job, Needed, OutputDir, OutputError, RawRecord,
+    RecordError,
 };
 
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
@@ -75,6 +76,17 @@ impl KeptJob {
             files,
             slot: Arc::default(),
         }
+    }
+
+    /// The records whose bytes the pass reads: those pass 1 rejected (to
+    /// reject them again with the same reason) and, unless the kept
+    /// records are copied as rows of their Parquet files (which needs their
+    /// place only), the kept ones.
+    pub fn needed(&self) -> Needed {
+        let integrated = Arc::clone(&self.integrated);
+        let removed = Arc::clone(&self.removed);
+        let contents = !matches!(self.form, KeptForm::InputSchema(..));
+        Arc::new(move |i| !integrated.contains(i) || (contents && !removed.contains(i)))
     }
 
     /// The written file, once the pass has finished (not when it was

@@ -6,10 +6,19 @@
 //! type and any nesting is copied without being understood): the
 //! Integrator is told which rows of a row group are kept, and once the
 //! records go past that row group, its kept rows are copied into one row
-//! group of the output, column by column, `CHUNK` rows at a time. Memory
-//! holds one row group's kept row numbers (4 bytes a row), one chunk of one
-//! column and the writer's pages of the column being written, whatever the
-//! size of the file. Row groups without a kept row are not read.
+//! group of the output, column by column, `CHUNK` rows at a time. Row
+//! groups without a kept row are not read.
+//!
+//! Decoding and encoding the rows again (compressing the pages above all)
+//! is the cost of the pass, so a row group's copy runs on a thread of its
+//! own, [`ENCODING`] row groups at a time: each is encoded, with the
+//! output's writer properties, into an anonymous temporary file beside the
+//! output, and the Integrator splices the finished column chunks into the
+//! output in input order (the bytes are those the writer would have written
+//! itself). Memory holds the kept row numbers of the row groups in flight
+//! (4 bytes a row), one chunk of one column and the pages of the column
+//! being written per thread, whatever the size of the file; the temporary
+//! files hold those row groups' output, on disk.
 //!
 //! For records that are not all Parquet rows ([`IdTextWriter`]), each kept
 //! record is two strings, `id` and `text`, written a row group at a time.
@@ -18,26 +27,33 @@
 //! commits it with the other outputs, and a file left by a crash is a
 //! temporary one, never `kept.parquet`.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use drainpipe_actors::AtomicFile;
 use parquet::basic::Compression;
 use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
-use parquet::column::writer::ColumnWriterImpl;
+use parquet::column::writer::{
+    get_column_writer, get_typed_column_writer_mut, ColumnCloseResult, ColumnWriter,
+};
 use parquet::data_type::{
     BoolType, ByteArray, ByteArrayType, DataType, DoubleType, FixedLenByteArrayType, FloatType,
     Int32Type, Int64Type, Int96Type,
 };
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::SchemaDescPtr;
 
 /// Rows read from a column at a time.
 const CHUNK: usize = 1024;
+/// Row groups encoded at a time, each on a thread of its own.
+pub const ENCODING: usize = 2;
 /// Rows of a row group of [`IdTextWriter`]'s output, at most.
 const ID_TEXT_ROWS: usize = 65_536;
 /// Bytes of text of a row group of [`IdTextWriter`]'s output, at most.
@@ -54,8 +70,6 @@ fn failed(path: &std::path::Path, e: impl std::fmt::Display) -> io::Error {
 struct Open {
     file: u32,
     reader: SerializedFileReader<File>,
-    /// The file, for the checks of its page headers.
-    handle: File,
     /// The row group, its first row (1-based, as records number rows) and
     /// its rows.
     group: usize,
@@ -73,7 +87,13 @@ pub struct RowCopier {
     max_record_bytes: usize,
     target: PathBuf,
     writer: SerializedFileWriter<AtomicFile>,
+    /// The output's schema and writer properties, for the row groups
+    /// encoded apart.
+    schema: SchemaDescPtr,
+    props: WriterPropertiesPtr,
     open: Option<Open>,
+    /// The row groups being encoded, in output order.
+    encoding: VecDeque<JoinHandle<io::Result<Encoded>>>,
 }
 
 impl std::fmt::Debug for RowCopier {
@@ -111,15 +131,18 @@ impl RowCopier {
                     .set_column_compression(column.column_path().clone(), column.compression());
             }
         }
-        let writer =
-            SerializedFileWriter::new(out, schema.root_schema_ptr(), Arc::new(props.build()))
-                .map_err(|e| failed(&target, e))?;
+        let props = Arc::new(props.build());
+        let writer = SerializedFileWriter::new(out, schema.root_schema_ptr(), Arc::clone(&props))
+            .map_err(|e| failed(&target, e))?;
         Ok(RowCopier {
             files,
             max_record_bytes,
             target,
             writer,
+            schema,
+            props,
             open: None,
+            encoding: VecDeque::new(),
         })
     }
 
@@ -148,11 +171,9 @@ impl RowCopier {
                         io::Error::other(format!("input file {file} is not one of the run's"))
                     })?;
                     let reader = open(path)?;
-                    let handle = File::open(path).map_err(|e| failed(path, e))?;
                     self.open = Some(Open {
                         file,
                         reader,
-                        handle,
                         group: 0,
                         first_row: 1,
                         rows: 0,
@@ -201,8 +222,10 @@ impl RowCopier {
             .unwrap_or_default()
     }
 
-    /// Copies the kept rows of the open row group, if any, into a row
-    /// group of the output.
+    /// Starts copying the kept rows of the open row group, if any, into a
+    /// row group of the output, on a thread of its own; first, while
+    /// [`ENCODING`] row groups are being encoded, the oldest one is waited
+    /// for and written.
     fn flush(&mut self) -> io::Result<()> {
         let path = self.path();
         let Some(open) = self.open.as_mut() else {
@@ -211,40 +234,42 @@ impl RowCopier {
         if open.kept.is_empty() {
             return Ok(());
         }
-        let group = open
-            .reader
-            .get_row_group(open.group)
-            .map_err(|e| failed(&path, e))?;
-        let schema = open.reader.metadata().file_metadata().schema_descr_ptr();
-        let rows = usize::try_from(open.rows).unwrap_or(usize::MAX);
-        for column in group.metadata().columns() {
-            crate::input::check_parquet_pages(&open.handle, column, self.max_record_bytes)
-                .map_err(|e| failed(&path, format!("row group {}, {e}", open.group)))?;
+        let job = Encode {
+            group: open.group,
+            rows: usize::try_from(open.rows).unwrap_or(usize::MAX),
+            kept: std::mem::take(&mut open.kept),
+            path,
+            schema: Arc::clone(&self.schema),
+            props: Arc::clone(&self.props),
+            max_record_bytes: self.max_record_bytes,
+            target: self.target.clone(),
+        };
+        while self.encoding.len() >= ENCODING {
+            self.write_next()?;
         }
-        let mut out = self
-            .writer
-            .next_row_group()
-            .map_err(|e| failed(&self.target, e))?;
-        for c in 0..schema.num_columns() {
-            let descr = schema.column(c);
-            let levels = (descr.max_def_level(), descr.max_rep_level());
-            let reader = group.get_column_reader(c).map_err(|e| failed(&path, e))?;
-            let column = out
-                .next_column()
-                .map_err(|e| failed(&self.target, e))?
-                .ok_or_else(|| failed(&self.target, "fewer columns than the input"))?;
-            let copy = Copy {
-                levels,
-                rows,
-                kept: &open.kept,
-            };
-            copy_column(reader, column, &copy).map_err(|e| match e {
-                Side::Input(e) => failed(&path, e),
-                Side::Output(e) => failed(&self.target, e),
-            })?;
+        let thread = std::thread::Builder::new()
+            .name("drainpipe-kept-parquet".into())
+            .spawn(move || job.run())
+            .map_err(|e| failed(&self.target, format!("no thread to encode rows: {e}")))?;
+        self.encoding.push_back(thread);
+        Ok(())
+    }
+
+    /// Waits for the oldest row group being encoded and splices its column
+    /// chunks into a row group of the output.
+    fn write_next(&mut self) -> io::Result<()> {
+        let Some(thread) = self.encoding.pop_front() else {
+            return Ok(());
+        };
+        let encoded = thread
+            .join()
+            .map_err(|_| failed(&self.target, "the encoding of a row group panicked"))??;
+        let fail = |e| failed(&self.target, e);
+        let mut out = self.writer.next_row_group().map_err(fail)?;
+        for close in encoded.columns {
+            out.append_column(&encoded.file, close).map_err(fail)?;
         }
-        out.close().map_err(|e| failed(&self.target, e))?;
-        open.kept.clear();
+        out.close().map_err(fail)?;
         Ok(())
     }
 
@@ -252,9 +277,77 @@ impl RowCopier {
     /// complete and uncommitted.
     pub fn finish(mut self) -> io::Result<AtomicFile> {
         self.flush()?;
+        while !self.encoding.is_empty() {
+            self.write_next()?;
+        }
         self.writer
             .into_inner()
             .map_err(|e| failed(&self.target, e))
+    }
+}
+
+/// A row group's kept rows, to encode.
+struct Encode {
+    group: usize,
+    /// Rows of the row group.
+    rows: usize,
+    kept: Vec<u32>,
+    path: PathBuf,
+    schema: SchemaDescPtr,
+    props: WriterPropertiesPtr,
+    max_record_bytes: usize,
+    target: PathBuf,
+}
+
+/// A row group's kept rows, encoded: its column chunks, in an anonymous
+/// temporary file, and what the writer needs to splice them in.
+struct Encoded {
+    file: File,
+    columns: Vec<ColumnCloseResult>,
+}
+
+impl Encode {
+    /// Opens the file, checks the row group's page headers, then copies
+    /// the kept rows of each column into a column chunk of a temporary
+    /// file beside the output.
+    fn run(self) -> io::Result<Encoded> {
+        let path = &self.path;
+        // Files of its own: handles cloned from one another would share
+        // their offset with the other threads'.
+        let reader = open(path)?;
+        let handle = File::open(path).map_err(|e| failed(path, e))?;
+        let group = reader
+            .get_row_group(self.group)
+            .map_err(|e| failed(path, e))?;
+        for column in group.metadata().columns() {
+            crate::input::check_parquet_pages(&handle, column, self.max_record_bytes)
+                .map_err(|e| failed(path, format!("row group {}, {e}", self.group)))?;
+        }
+        let beside = self.target.parent().unwrap_or(Path::new("."));
+        let file = tempfile::tempfile_in(beside).map_err(|e| failed(&self.target, e))?;
+        let out = file.try_clone().map_err(|e| failed(&self.target, e))?;
+        let mut sink = TrackedWrite::new(out);
+        let mut columns = Vec::with_capacity(self.schema.num_columns());
+        for c in 0..self.schema.num_columns() {
+            let descr = self.schema.column(c);
+            let levels = (descr.max_def_level(), descr.max_rep_level());
+            let reader = group.get_column_reader(c).map_err(|e| failed(path, e))?;
+            let pages = Box::new(SerializedPageWriter::new(&mut sink));
+            let mut writer = get_column_writer(descr, Arc::clone(&self.props), pages);
+            let copy = Copy {
+                levels,
+                rows: self.rows,
+                kept: &self.kept,
+            };
+            copy_column(reader, &mut writer, &copy).map_err(|e| match e {
+                Side::Input(e) => failed(path, e),
+                Side::Output(e) => failed(&self.target, e),
+            })?;
+            columns.push(writer.close().map_err(|e| failed(&self.target, e))?);
+        }
+        sink.flush().map_err(|e| failed(&self.target, e))?;
+        drop(sink);
+        Ok(Encoded { file, columns })
     }
 }
 
@@ -282,24 +375,30 @@ struct Copy<'a> {
 /// Copies the kept rows of one column chunk, by its physical type.
 fn copy_column(
     reader: ColumnReader,
-    mut column: SerializedColumnWriter<'_>,
+    column: &mut ColumnWriter<'_>,
     copy: &Copy<'_>,
 ) -> Result<(), Side> {
+    let w = column;
     match reader {
-        ColumnReader::BoolColumnReader(r) => copy_typed::<BoolType>(r, column.typed(), copy),
-        ColumnReader::Int32ColumnReader(r) => copy_typed::<Int32Type>(r, column.typed(), copy),
-        ColumnReader::Int64ColumnReader(r) => copy_typed::<Int64Type>(r, column.typed(), copy),
-        ColumnReader::Int96ColumnReader(r) => copy_typed::<Int96Type>(r, column.typed(), copy),
-        ColumnReader::FloatColumnReader(r) => copy_typed::<FloatType>(r, column.typed(), copy),
-        ColumnReader::DoubleColumnReader(r) => copy_typed::<DoubleType>(r, column.typed(), copy),
-        ColumnReader::ByteArrayColumnReader(r) => {
-            copy_typed::<ByteArrayType>(r, column.typed(), copy)
-        }
+        ColumnReader::BoolColumnReader(r) => copy_typed::<BoolType>(r, typed(w), copy),
+        ColumnReader::Int32ColumnReader(r) => copy_typed::<Int32Type>(r, typed(w), copy),
+        ColumnReader::Int64ColumnReader(r) => copy_typed::<Int64Type>(r, typed(w), copy),
+        ColumnReader::Int96ColumnReader(r) => copy_typed::<Int96Type>(r, typed(w), copy),
+        ColumnReader::FloatColumnReader(r) => copy_typed::<FloatType>(r, typed(w), copy),
+        ColumnReader::DoubleColumnReader(r) => copy_typed::<DoubleType>(r, typed(w), copy),
+        ColumnReader::ByteArrayColumnReader(r) => copy_typed::<ByteArrayType>(r, typed(w), copy),
         ColumnReader::FixedLenByteArrayColumnReader(r) => {
-            copy_typed::<FixedLenByteArrayType>(r, column.typed(), copy)
+            copy_typed::<FixedLenByteArrayType>(r, typed(w), copy)
         }
-    }?;
-    column.close().map_err(Side::Output)
+    }
+}
+
+/// The writer of a column of the physical type `T`: the reader's, as the
+/// schemas are one (a mismatch is a bug, and the crate panics).
+fn typed<'a, 'b, T: DataType>(
+    column: &'a mut ColumnWriter<'b>,
+) -> &'a mut parquet::column::writer::ColumnWriterImpl<'b, T> {
+    get_typed_column_writer_mut(column)
 }
 
 /// The values and levels of the kept rows of one chunk of a column.
@@ -314,7 +413,7 @@ struct Picked<T> {
 /// level has a value (its definition level at the highest).
 fn copy_typed<T: DataType>(
     mut reader: ColumnReaderImpl<T>,
-    writer: &mut ColumnWriterImpl<'_, T>,
+    writer: &mut parquet::column::writer::ColumnWriterImpl<'_, T>,
     copy: &Copy<'_>,
 ) -> Result<(), Side> {
     let (max_def, max_rep) = copy.levels;

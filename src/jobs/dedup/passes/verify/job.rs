@@ -167,6 +167,15 @@ impl VerifyJob {
         self.candidates.iter().map(|r| r as u32).collect()
     }
 
+    /// The records whose bytes the pass reads from a source of the whole
+    /// input: the [`VerifyJob::candidate_records`], and those pass 1
+    /// rejected (to reject them again with the same reason).
+    pub fn needed(&self) -> drainpipe_actors::Needed {
+        let integrated = Arc::clone(&self.integrated);
+        let candidates = Arc::clone(&self.candidates);
+        Arc::new(move |i| !integrated.contains(i) || candidates.contains(i))
+    }
+
     /// For a source that yields the [`VerifyJob::candidate_records`] only,
     /// in that order (the pass then reads a fraction of the input).
     pub fn reading_only(mut self, records: Arc<Vec<u32>>) -> Self {

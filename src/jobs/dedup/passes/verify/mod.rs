@@ -72,7 +72,13 @@ pub fn run(
         job = job.reading_only(records);
         (source, n, reread::REJECTS_FILE)
     } else {
-        ((run.open)()?, found.read(), resume::REJECTS_FILE)
+        let mut source = (run.open)()?;
+        if ctx.remote.is_none() {
+            // Only the candidates, and the records pass 1 rejected, are
+            // decoded.
+            source.only_needed(job.needed());
+        }
+        (source, found.read(), resume::REJECTS_FILE)
     };
     if let Some(stopped) = run.stopped_before(Pass::Verify) {
         return Err(stopped);

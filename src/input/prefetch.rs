@@ -1,16 +1,16 @@
-//! Decoding ahead on a thread of its own: while the Source hands on one
-//! chunk of a Parquet file's rows, the next is decompressed, decoded and
-//! written as records.
+//! Decoding ahead on a thread of its own: while the Source hands on what
+//! was decoded, the next piece is decoded (a chunk of a Parquet file's rows,
+//! a block of a compressed file's bytes).
 //!
-//! The hand-over is a channel of capacity one, so at most three chunks
+//! The hand-over is a channel of capacity one, so at most three pieces
 //! are alive (the one handed on, the one waiting, the one being decoded):
-//! memory stays bounded by the chunk, not by the row group, however large
-//! the row groups are. Every outcome crosses the channel in order: the
-//! chunks, then the end or the error that stopped decoding, so records keep
-//! the file's order and an error keeps its cause. A producer that panics is
-//! an error too, and a thread that ends without a word is reported as one.
+//! memory stays bounded by the piece, not by the file. Every outcome
+//! crosses the channel in order: the pieces, then the end or the error
+//! that stopped decoding, so the reader sees the file's order and an error
+//! keeps its cause. A producer that panics is an error too, and a thread
+//! that ends without a word is reported as one.
 //!
-//! Dropping a [`Prefetch`] stops the thread: it is told to stop, the chunk
+//! Dropping a [`Prefetch`] stops the thread: it is told to stop, the piece
 //! it may be blocked on handing over is taken and discarded, and it is
 //! joined when it ends; should it not end within [`JOIN_DEADLINE`] (a read
 //! stuck in the file system), that is logged and it is left behind rather
@@ -33,7 +33,7 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(10);
 type Outcome<T> = Result<Option<T>, String>;
 
 /// A producer run ahead on its own thread, one outcome at a time.
-pub(super) struct Prefetch<T> {
+pub(crate) struct Prefetch<T> {
     /// Who reads, in diagnostics.
     name: Arc<str>,
     outcomes: Receiver<Outcome<T>>,
@@ -43,21 +43,23 @@ pub(super) struct Prefetch<T> {
 }
 
 impl<T: Send + 'static> Prefetch<T> {
-    /// Starts `produce` on a thread, reading for `name`; it is called until
-    /// it gives the end or an error, or the [`Prefetch`] is dropped.
+    /// Starts `produce` on a thread named `thread`, reading for `name`; it
+    /// is called until it gives the end or an error, or the [`Prefetch`] is
+    /// dropped.
     pub fn spawn(
         name: Arc<str>,
+        thread: &str,
         mut produce: impl FnMut() -> Outcome<T> + Send + 'static,
     ) -> std::io::Result<Self> {
         let (send, outcomes) = mpsc::sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
-            .name("drainpipe-parquet".into())
+            .name(thread.into())
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
                     let outcome = catch_unwind(AssertUnwindSafe(&mut produce))
-                        .unwrap_or_else(|_| Err("the Parquet decoder failed (panicked)".into()));
+                        .unwrap_or_else(|_| Err("the decoder failed (panicked)".into()));
                     let last = !matches!(outcome, Ok(Some(_)));
                     // A failed send: the reader is gone, and so is the need.
                     if send.send(outcome).is_err() || last {
@@ -84,12 +86,12 @@ impl<T: Send + 'static> Prefetch<T> {
             match self.outcomes.recv_timeout(WAIT_REPORT) {
                 Ok(outcome) => break outcome,
                 Err(RecvTimeoutError::Timeout) => log::warn!(
-                    "still decoding {} after {:.0} s (thread drainpipe-parquet)",
+                    "still decoding {} after {:.0} s",
                     self.name,
                     started.elapsed().as_secs_f64()
                 ),
                 Err(RecvTimeoutError::Disconnected) => {
-                    break Err("the Parquet decoder ended without a result".into())
+                    break Err("the decoder ended without a result".into())
                 }
             }
         };
@@ -143,7 +145,7 @@ mod tests {
     #[test]
     fn outcomes_come_in_order_and_the_end_or_an_error_is_the_last() {
         let mut n = 0;
-        let mut ahead = Prefetch::spawn("a".into(), move || {
+        let mut ahead = Prefetch::spawn("a".into(), "t", move || {
             n += 1;
             match n {
                 1..=5 => Ok(Some(n)),
@@ -160,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_panicking_producer_is_an_error_not_an_end() {
-        let mut ahead = Prefetch::<u8>::spawn("a".into(), || panic!("boom")).unwrap();
+        let mut ahead = Prefetch::<u8>::spawn("a".into(), "t", || panic!("boom")).unwrap();
         let e = ahead.next().unwrap_err();
         assert!(e.contains("panicked"), "{e}");
     }
@@ -170,7 +172,7 @@ mod tests {
         let made = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&made);
         // Endless: only the drop stops it.
-        let mut ahead = Prefetch::spawn("a".into(), move || {
+        let mut ahead = Prefetch::spawn("a".into(), "t", move || {
             Ok(Some(counted.fetch_add(1, Ordering::SeqCst)))
         })
         .unwrap();
