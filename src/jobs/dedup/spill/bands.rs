@@ -24,7 +24,8 @@
 //!   bytes a record): past it they are dropped, and passes 2 and 3 read
 //!   the whole input instead of the candidate records only;
 //! - a quarter for the rest: one bit a record, the candidate pairs, the
-//!   merge's read buffers (two blocks of [`super::runs::BLOCK_BYTES`] per
+//!   merge's read buffers ([`super::levels::READER_BYTES`], a block, a
+//!   read buffer and a batch of entries, per
 //!   run of each band being merged; past them, runs merge in levels first,
 //!   [`super::levels`]).
 //!
@@ -48,8 +49,8 @@ use serde::{Deserialize, Serialize};
 
 use super::levels;
 use super::merge::{EntrySource, Merge};
-use super::runs::{RunError, RunInfo};
-use super::writer::{Background, Chunk, Scratch, PREFIX, SUFFIX};
+use super::runs::{self, RunError, RunInfo};
+use super::writer::{self, Background, Chunk, Scratch, Written, PREFIX, SUFFIX};
 use crate::jobs::dedup::buckets::fingerprint;
 use crate::jobs::dedup::ids::{repeats_in, IdKeys};
 use crate::jobs::dedup::lsh::merged_candidate_pairs;
@@ -167,6 +168,9 @@ struct Writes {
     /// The lists of the chunk written last, emptied, to be filled next.
     spare: Option<Chunk>,
     scratch: Scratch,
+    /// The runs synced to disk for a checkpoint ([`Spiller::spilled`]):
+    /// runs are not synced as they are written.
+    synced: HashSet<String>,
     /// The first write that failed (every later wait returns it again).
     failed: Option<(std::io::ErrorKind, String)>,
 }
@@ -174,30 +178,38 @@ struct Writes {
 impl Writes {
     /// Waits for the chunk in flight and notes its runs.
     fn settle(&mut self) -> Result<(), RunError> {
-        let waited = match self.background.wait() {
-            Ok(waited) => waited,
+        match self.background.wait() {
+            Ok(Some(outcome)) => self.note(outcome),
+            Ok(None) => {}
+            // A write past its deadline: the run stops as for any failure.
             Err(e) => {
                 let e = e.into_io();
                 self.failed.get_or_insert((e.kind(), e.to_string()));
-                None
-            }
-        };
-        if let Some((chunk, scratch, result)) = waited {
-            (self.spare, self.scratch) = (Some(chunk), scratch);
-            match result {
-                Ok(written) => {
-                    for (runs, info) in self.spilled.bands.iter_mut().zip(written.bands) {
-                        runs.push(info);
-                    }
-                    self.spilled.ids.push(written.ids);
-                    self.spilled.base = written.end;
-                }
-                Err(e) => {
-                    let e = e.into_io();
-                    self.failed = Some((e.kind(), e.to_string()));
-                }
             }
         }
+        self.failure()
+    }
+
+    /// Notes a written chunk's runs, or why it could not be written.
+    fn note(&mut self, (chunk, scratch, result): (Chunk, Scratch, Result<Written, RunError>)) {
+        (self.spare, self.scratch) = (Some(chunk), scratch);
+        match result {
+            Ok(written) => {
+                for (runs, info) in self.spilled.bands.iter_mut().zip(written.bands) {
+                    runs.push(info);
+                }
+                self.spilled.ids.push(written.ids);
+                self.spilled.base = written.end;
+            }
+            Err(e) => {
+                let e = e.into_io();
+                self.failed = Some((e.kind(), e.to_string()));
+            }
+        }
+    }
+
+    /// The first write that failed, told again.
+    fn failure(&self) -> Result<(), RunError> {
         match &self.failed {
             Some((kind, message)) => Err(RunError::Failed {
                 kind: *kind,
@@ -303,12 +315,27 @@ impl Spiller {
         own.chain(&self.aside).map(|r| r.bytes).sum::<u64>() + self.in_levels
     }
 
-    /// What was spilled so far, once the chunk in flight is written (a
-    /// checkpoint names complete runs only), or the write that failed.
+    /// What was spilled so far, once the chunk in flight is written and
+    /// every run is synced to disk (a checkpoint names complete, durable
+    /// runs only), or the write that failed.
     pub fn spilled(&self) -> Result<Spilled, RunError> {
         let mut writes = self.writes();
         writes.settle()?;
-        Ok(writes.spilled.clone())
+        let Writes {
+            spilled, synced, ..
+        } = &mut *writes;
+        for info in spilled.all() {
+            if synced.contains(&info.name) {
+                continue;
+            }
+            let path = self.temp.path(&info.name).map_err(|cause| RunError::Io {
+                path: self.temp.folder().join(&info.name),
+                cause,
+            })?;
+            runs::sync(&path)?;
+            synced.insert(info.name.clone());
+        }
+        Ok(spilled.clone())
     }
 
     /// Heap bytes held (the chunk's lists are counted by their owner):
@@ -326,6 +353,32 @@ impl Spiller {
         bands: &mut [Vec<u64>],
         ids: &mut IdKeys,
         next: u64,
+    ) -> Result<(), RunError> {
+        self.spill_on(bands, ids, next, None)
+    }
+
+    /// Writes the pass's last chunk as [`Spiller::spill`] hands one over,
+    /// but here, on up to `threads` threads, once the chunk in flight is
+    /// written: the processors are idle by then, and the merge waits for
+    /// it. The error is this chunk's or an earlier one's.
+    pub fn spill_last(
+        &mut self,
+        bands: &mut [Vec<u64>],
+        ids: &mut IdKeys,
+        next: u64,
+        threads: usize,
+    ) -> Result<(), RunError> {
+        self.spill_on(bands, ids, next, Some(threads))
+    }
+
+    /// [`Spiller::spill`] on the writer's thread (`here` is `None`), or
+    /// here on `here` threads.
+    fn spill_on(
+        &mut self,
+        bands: &mut [Vec<u64>],
+        ids: &mut IdKeys,
+        next: u64,
+        here: Option<usize>,
     ) -> Result<(), RunError> {
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
         writes.settle()?;
@@ -353,11 +406,20 @@ impl Spiller {
         // The sorts' room: one band's, 16 bytes an id key.
         let largest = chunk.bands.iter().map(Vec::len).max().unwrap_or(0);
         self.other_bytes = chunk.heap_bytes() + Scratch::bytes_for(largest) + chunk.ids.len() * 16;
-        let scratch = std::mem::take(&mut writes.scratch);
-        writes.background.start(&self.temp, chunk, scratch);
+        let mut scratch = std::mem::take(&mut writes.scratch);
         self.handed += 1;
         self.base = next;
-        Ok(())
+        match here {
+            None => {
+                writes.background.start(&self.temp, chunk, scratch);
+                Ok(())
+            }
+            Some(threads) => {
+                let result = writer::write_chunk_on(&self.temp, &mut chunk, &mut scratch, threads);
+                writes.note((chunk, scratch, result));
+                writes.failure()
+            }
+        }
     }
 
     /// Waits for the chunk in flight to be written.
@@ -437,6 +499,7 @@ impl Spiller {
             self.temp.remove(&info.name, info.bytes)?;
         }
         self.aside.clear();
+        writes.synced.clear();
         writes.spilled = Spilled {
             bands: vec![Vec::new(); writes.spilled.bands.len()],
             ..Spilled::default()
@@ -474,6 +537,8 @@ impl Spiller {
         // counts them.
         self.temp.holds(spilled.bytes());
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
+        // Synced when the checkpoint was written.
+        writes.synced = spilled.all().map(|i| i.name.clone()).collect();
         writes.spilled = spilled;
         // The chunk's fingerprints, from its lists (entry `i` of every
         // band is the same record).
@@ -628,6 +693,33 @@ mod tests {
                 Some(keys)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_checkpoint_syncs_every_run_it_names_and_a_spill_syncs_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let mut spiller = Spiller::new(Arc::clone(&temp), Some(Budget { max_memory: 1 }), 2);
+        let mut bands: Vec<Vec<u64>> = vec![Vec::new(); 2];
+        let mut ids = IdKeys::default();
+        for r in 0..3 * MIN_CHUNK as u64 {
+            spiller.make_room(&mut bands, &mut ids);
+            ids.record(r, r % 17);
+            spiller.note(r, &[r as u32 % 5, 7]);
+            bands[0].push((r % 5) << 32 | r);
+            bands[1].push(7 << 32 | r);
+            if spiller.is_full(r + 1) {
+                spiller.spill(&mut bands, &mut ids, r + 1).unwrap();
+            }
+        }
+        spiller.settle().unwrap();
+        assert!(spiller.writes().synced.is_empty());
+        let named = spiller.spilled().unwrap();
+        assert_eq!(named.spills(), 3);
+        let synced = spiller.writes().synced.clone();
+        let names: HashSet<String> = named.all().map(|i| i.name.clone()).collect();
+        assert_eq!(synced, names);
+        assert_eq!(synced.len(), 3 * 3);
     }
 
     #[test]

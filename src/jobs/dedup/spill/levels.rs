@@ -1,5 +1,6 @@
 //! A merge in levels: when a band has more runs than the budget has room
-//! for readers (two blocks of [`BLOCK_BYTES`] each), runs are merged into
+//! for readers (a block of [`BLOCK_BYTES`], a read buffer and a batch of
+//! entries each), runs are merged into
 //! larger ones in the temporary space until few enough are left, so that
 //! any budget above the minimum works for any input size.
 //!
@@ -18,12 +19,12 @@
 
 use drainpipe_actors::TempSpace;
 
-use super::merge::{EntrySource, Merge};
-use super::runs::{RunError, RunInfo, RunReader, BLOCK_BYTES};
+use super::merge::{EntrySource, Merge, BATCH_BYTES};
+use super::runs::{RunError, RunInfo, RunReader, BLOCK_BYTES, READ_BUFFER};
 use super::writer::write_run;
 
 /// The bytes of reader buffers one run of a merge holds.
-pub const READER_BYTES: u64 = 2 * BLOCK_BYTES as u64;
+pub const READER_BYTES: u64 = (BLOCK_BYTES + READ_BUFFER + BATCH_BYTES) as u64;
 
 /// The part of the name of an intermediate run, between the list's name
 /// and its number.

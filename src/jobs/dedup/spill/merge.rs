@@ -17,13 +17,38 @@ use super::runs::{Entry, RunError, RunReader};
 pub trait EntrySource: Send {
     /// The next entry; `None` at the end.
     fn next_entry(&mut self) -> Result<Option<Entry>, RunError>;
+
+    /// Appends up to `most` of the next entries (at least one) to `out`,
+    /// or returns false at the end: what a [`Merge`] reads its sources by.
+    fn next_entries(&mut self, out: &mut Vec<Entry>, _most: usize) -> Result<bool, RunError> {
+        match self.next_entry()? {
+            Some(entry) => {
+                out.push(entry);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 impl EntrySource for RunReader {
     fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
         RunReader::next_entry(self)
     }
+
+    fn next_entries(&mut self, out: &mut Vec<Entry>, most: usize) -> Result<bool, RunError> {
+        RunReader::next_entries(self, out, most)
+    }
 }
+
+/// Entries a merge reads from a source at once ([`EntrySource::next_entries`]):
+/// the per-entry calls through the source's box were most of a merge's
+/// time; a batch takes this many entries' room a source
+/// ([`BATCH_BYTES`]).
+pub const BATCH: usize = 256;
+
+/// The bytes of a source's batch in a merge.
+pub const BATCH_BYTES: usize = BATCH * std::mem::size_of::<Entry>();
 
 /// A sorted list in memory, as an [`EntrySource`].
 #[derive(Debug)]
@@ -41,12 +66,31 @@ impl EntrySource for Sorted {
     fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
         Ok(self.0.next())
     }
+
+    fn next_entries(&mut self, out: &mut Vec<Entry>, most: usize) -> Result<bool, RunError> {
+        let before = out.len();
+        out.extend(self.0.by_ref().take(most.max(1)));
+        Ok(out.len() > before)
+    }
 }
 
-/// A source's entries with their records moved by an offset.
+/// A source's entries with their records moved by an offset, read a
+/// batch at a time.
 struct Offset {
     source: Box<dyn EntrySource>,
     offset: u32,
+    /// The batch read last, its records offset already.
+    batch: Vec<Entry>,
+    /// The batch's next entry.
+    at: usize,
+}
+
+/// The sort key of a source's head: `key << 32 | record`, or this, past
+/// every entry's (keys are below 2^64), once the source ended.
+const ENDED: u128 = u128::MAX;
+
+fn order_key(entry: &Entry) -> u128 {
+    u128::from(entry.key) << 32 | u128::from(entry.record)
 }
 
 /// The merge of several [`EntrySource`]s: the smallest `(key, record)`
@@ -59,8 +103,11 @@ struct Offset {
 /// two a level for the pop and the push.
 pub struct Merge {
     sources: Vec<Offset>,
-    /// Each source's next entry, `None` once it ended.
-    heads: Vec<Option<Entry>>,
+    /// Each source's next entry (stale once it ended).
+    heads: Vec<Entry>,
+    /// Each source's head as one number to compare ([`order_key`]),
+    /// [`ENDED`] once it ended.
+    keys: Vec<u128>,
     /// `tree[0]`: the winner; `tree[n]` for `n` in `1..k`: the loser at
     /// inner node `n`, whose children are `2n` and `2n + 1`, leaf `i`
     /// being node `k + i`.
@@ -73,7 +120,10 @@ impl std::fmt::Debug for Merge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Merge")
             .field("sources", &self.sources.len())
-            .field("pending", &self.heads.iter().flatten().count())
+            .field(
+                "pending",
+                &self.keys.iter().filter(|&&k| k != ENDED).count(),
+            )
             .finish()
     }
 }
@@ -90,6 +140,7 @@ impl Merge {
         Merge {
             sources: Vec::new(),
             heads: Vec::new(),
+            keys: Vec::new(),
             tree: Vec::new(),
             stale: false,
         }
@@ -111,40 +162,54 @@ impl Merge {
         self.sources.push(Offset {
             source: Box::new(source),
             offset,
+            batch: Vec::with_capacity(BATCH),
+            at: 0,
         });
-        self.heads.push(None);
+        self.heads.push(Entry::default());
+        self.keys.push(ENDED);
         self.stale = true;
         self.refill(at)
     }
 
-    /// Reads source `at`'s next entry into its head (`None` at its end).
+    /// Reads source `at`'s next entry into its head ([`ENDED`] at its
+    /// end), and the next batch first when its batch is used up.
+    #[inline]
     fn refill(&mut self, at: usize) -> Result<(), RunError> {
         let source = &mut self.sources[at];
-        self.heads[at] =
-            match source.source.next_entry()? {
-                Some(mut entry) => {
-                    entry.record = entry.record.checked_add(source.offset).ok_or(
-                        RunError::RecordPastLimit {
-                            record: entry.record,
-                            offset: source.offset,
-                        },
-                    )?;
-                    Some(entry)
+        if source.at == source.batch.len() {
+            source.batch.clear();
+            source.at = 0;
+            while source.batch.is_empty() {
+                if !source.source.next_entries(&mut source.batch, BATCH)? {
+                    self.keys[at] = ENDED;
+                    return Ok(());
                 }
-                None => None,
-            };
+            }
+            if source.offset != 0 {
+                let offset = source.offset;
+                for entry in &mut source.batch {
+                    entry.record =
+                        entry
+                            .record
+                            .checked_add(offset)
+                            .ok_or(RunError::RecordPastLimit {
+                                record: entry.record,
+                                offset,
+                            })?;
+                }
+            }
+        }
+        let entry = source.batch[source.at];
+        source.at += 1;
+        (self.heads[at], self.keys[at]) = (entry, order_key(&entry));
         Ok(())
     }
 
     /// Whether source `a`'s head comes before source `b`'s (an ended
     /// source's last of all; of equal ones, the one added first).
+    #[inline]
     fn before(&self, a: usize, b: usize) -> bool {
-        match (&self.heads[a], &self.heads[b]) {
-            (Some(x), Some(y)) => (x.order(), a) < (y.order(), b),
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => a < b,
-        }
+        (self.keys[a], a) < (self.keys[b], b)
     }
 
     /// Plays every match.
@@ -189,9 +254,10 @@ impl EntrySource for Merge {
         let Some(&at) = self.tree.first() else {
             return Ok(None);
         };
-        let Some(entry) = self.heads[at] else {
+        if self.keys[at] == ENDED {
             return Ok(None);
-        };
+        }
+        let entry = self.heads[at];
         self.refill(at)?;
         self.replay(at);
         Ok(Some(entry))

@@ -48,6 +48,12 @@ const WITH_PRINTS: u32 = 1;
 /// A block's payload is cut once it reaches this many bytes.
 pub const BLOCK_BYTES: usize = 64 << 10;
 
+/// A reader's buffer under its block: a block's header and the start of
+/// its payload come through it, the rest of the payload is read straight
+/// into the block (a buffer of a whole block would double a reader's
+/// bytes, and so halve the runs a merge has room to read at once).
+pub const READ_BUFFER: usize = 8 << 10;
+
 /// The largest payload a reader accepts (a block's entries can pass
 /// [`BLOCK_BYTES`] by one entry at most).
 const MAX_PAYLOAD: usize = BLOCK_BYTES + 64;
@@ -58,7 +64,7 @@ const BLOCK_HEAD: usize = 12;
 /// One entry of a sorted run: a record's key in one band (or its id key),
 /// the record, and the record's twin fingerprint
 /// ([`crate::jobs::dedup::buckets::fingerprint`]; 0 in runs without one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
     /// The band key (`u32` widened) or id key.
     pub key: u64,
@@ -164,12 +170,55 @@ impl RunError {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// The most bytes an entry takes: a key gap (10), a record (5), a
+/// fingerprint (8).
+const ENTRY_MAX: usize = 23;
+
+/// Writes `value` as LEB128 into `out` from `at`; returns where it ends.
+/// Into an array, then appended once an entry: a push a byte was most of
+/// a spill's writing.
+#[inline]
+fn put_varint(out: &mut [u8; ENTRY_MAX], mut at: usize, mut value: u64) -> usize {
     while value >= 0x80 {
-        out.push(value as u8 | 0x80);
+        out[at] = value as u8 | 0x80;
         value >>= 7;
+        at += 1;
     }
-    out.push(value as u8);
+    out[at] = value as u8;
+    at + 1
+}
+
+/// The LEB128 integer at `*at` in `payload`, `*at` moved past it; `None`
+/// when it runs past the payload or past ten bytes.
+#[inline]
+fn varint_at(payload: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let &byte = payload.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7F) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The entry at `*at` in a block's `payload`, the block's previous key
+/// being `previous`; `None` when it runs past the payload, or its key
+/// passes 2^64 or its record 2^32.
+#[inline]
+fn decode_entry(payload: &[u8], at: &mut usize, previous: u64, with_prints: bool) -> Option<Entry> {
+    let key = previous.checked_add(varint_at(payload, at)?)?;
+    let record = u32::try_from(varint_at(payload, at)?).ok()?;
+    let print = if with_prints {
+        let bytes = payload.get(*at..*at + 8)?;
+        *at += 8;
+        u64::from_le_bytes(bytes.try_into().ok()?)
+    } else {
+        0
+    };
+    Some(Entry { key, record, print })
 }
 
 /// Writes one sorted run.
@@ -237,11 +286,14 @@ impl RunWriter {
             });
         }
         self.last = Some(entry.order());
-        put_varint(&mut self.payload, entry.key - self.previous_key);
-        put_varint(&mut self.payload, u64::from(entry.record));
+        let mut bytes = [0u8; ENTRY_MAX];
+        let mut end = put_varint(&mut bytes, 0, entry.key - self.previous_key);
+        end = put_varint(&mut bytes, end, u64::from(entry.record));
         if self.with_prints {
-            self.payload.extend_from_slice(&entry.print.to_le_bytes());
+            bytes[end..end + 8].copy_from_slice(&entry.print.to_le_bytes());
+            end += 8;
         }
+        self.payload.extend_from_slice(&bytes[..end]);
         self.previous_key = entry.key;
         self.in_block += 1;
         self.entries += 1;
@@ -269,8 +321,10 @@ impl RunWriter {
         Ok(())
     }
 
-    /// Writes the last block and the end, and makes the file durable
-    /// (a checkpoint may name it next).
+    /// Writes the last block and the end. The file is not made durable
+    /// here: most runs are merged and removed before any checkpoint names
+    /// them, and a sync per run made every spill wait for the disk; a
+    /// checkpoint syncs the runs it names first ([`sync`]).
     pub fn finish(mut self) -> Result<RunInfo, RunError> {
         self.flush_block()?;
         let total = self.entries.to_le_bytes();
@@ -278,11 +332,10 @@ impl RunWriter {
         end[8..].copy_from_slice(&crc32fast::hash(&total).to_le_bytes());
         self.write(&end)?;
         self.write(&total)?;
-        let file = self
-            .out
+        // Flushed, and closed as it drops.
+        self.out
             .into_inner()
             .map_err(|e| RunError::io(&self.path)(e.into_error()))?;
-        file.sync_all().map_err(RunError::io(&self.path))?;
         let name = self.path.file_name().map_or_else(
             || self.path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -294,6 +347,14 @@ impl RunWriter {
             checksum: self.crc.finalize(),
         })
     }
+}
+
+/// Makes the run at `path`, written and closed, durable: its data reach
+/// the disk before a checkpoint names it.
+pub fn sync(path: &Path) -> Result<(), RunError> {
+    File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(RunError::io(path))
 }
 
 /// Streams a sorted run back, one block in memory at a time, checking
@@ -329,7 +390,7 @@ impl RunReader {
             }
         }
         let mut reader = RunReader {
-            input: BufReader::with_capacity(BLOCK_BYTES, file),
+            input: BufReader::with_capacity(READ_BUFFER, file),
             path,
             with_prints: false,
             payload: Vec::new(),
@@ -452,21 +513,51 @@ impl RunReader {
     }
 
     fn varint(&mut self) -> Result<u64, RunError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let Some(&byte) = self.payload.get(self.at) else {
-                break;
-            };
-            self.at += 1;
-            value |= u64::from(byte & 0x7F) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
+        varint_at(&self.payload, &mut self.at)
+            .ok_or_else(|| RunError::damaged(&self.path, "an entry runs past its block"))
+    }
+
+    /// Appends up to `most` (at least one) of the next entries to `out`,
+    /// all from one block, or returns false at the run's end: the merge
+    /// reads runs so, one call a batch and the entries decoded in one
+    /// loop, where one call an entry was most of its time. The same
+    /// checks as [`RunReader::next_entry`]'s.
+    pub fn next_entries(&mut self, out: &mut Vec<Entry>, most: usize) -> Result<bool, RunError> {
+        if self.left_in_block == 0 {
+            if self.at != self.payload.len() {
+                return Err(RunError::damaged(
+                    &self.path,
+                    "a block has bytes past its entries",
+                ));
+            }
+            if self.ended || !self.next_block()? {
+                return Ok(false);
             }
         }
-        Err(RunError::damaged(
-            &self.path,
-            "an entry runs past its block",
-        ))
+        let count = (self.left_in_block as usize).min(most.max(1));
+        out.reserve(count);
+        let (payload, with_prints) = (&self.payload[..], self.with_prints);
+        let (mut at, mut key, mut last) = (self.at, self.previous_key, self.last);
+        let mut fault = None;
+        for _ in 0..count {
+            let Some(entry) = decode_entry(payload, &mut at, key, with_prints) else {
+                fault = Some("an entry runs past its block, or a key or record past its width");
+                break;
+            };
+            if last.is_some_and(|last| last >= entry.order()) {
+                fault = Some("entries out of order");
+                break;
+            }
+            (last, key) = (Some(entry.order()), entry.key);
+            out.push(entry);
+        }
+        if let Some(what) = fault {
+            return Err(RunError::damaged(&self.path, what));
+        }
+        (self.at, self.previous_key, self.last) = (at, key, last);
+        self.left_in_block -= count as u32;
+        self.entries += count as u64;
+        Ok(true)
     }
 
     /// The next entry, `None` at the run's end (once its end and checks
@@ -563,6 +654,36 @@ mod tests {
         // An empty run.
         let info3 = write(&path, &[], true);
         assert_eq!(read_all(&path, Some(&info3)).unwrap(), []);
+    }
+
+    #[test]
+    fn a_run_read_in_batches_gives_the_entries_read_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.run");
+        let mut list = entries(30_000);
+        list.sort_unstable_by_key(Entry::order);
+        for with_prints in [true, false] {
+            let info = write(&path, &list, with_prints);
+            let one_by_one = read_all(&path, Some(&info)).unwrap();
+            for most in [1, 7, 256, 100_000] {
+                let mut reader = RunReader::open(&path, Some(&info)).unwrap();
+                let mut batched = Vec::new();
+                let mut batches = 0;
+                while reader.next_entries(&mut batched, most).unwrap() {
+                    batches += 1;
+                }
+                assert_eq!(batched, one_by_one, "{most} at a time");
+                assert!(batches >= list.len().div_ceil(most), "{batches} batches");
+            }
+        }
+        // A damaged block is refused read in batches too.
+        let info = write(&path, &list, true);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER_LEN + BLOCK_HEAD + 100] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = RunReader::open(&path, Some(&info)).unwrap();
+        let err = reader.next_entries(&mut Vec::new(), 256).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! thread and the time waited, and the thread is left behind rather than
 //! waited for forever; the run then stops as for any failed spill.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -143,8 +144,20 @@ pub fn write_chunk(
     chunk: &mut Chunk,
     scratch: &mut Scratch,
 ) -> Result<Written, RunError> {
-    let Scratch(scratch, other) = scratch;
-    let seq = chunk.seq;
+    write_chunk_on(temp, chunk, scratch, 1)
+}
+
+/// [`write_chunk`] on up to `threads` threads (the calling one included,
+/// with `scratch`; each other with a scratch of its own), each taking the
+/// next list not yet written: for the last chunk, which the merge waits
+/// for while the processors are idle. The runs are the same, however
+/// many threads write them.
+pub fn write_chunk_on(
+    temp: &TempSpace,
+    chunk: &mut Chunk,
+    scratch: &mut Scratch,
+    threads: usize,
+) -> Result<Written, RunError> {
     // At most 18 bytes a band entry (two variable-length integers and a
     // fingerprint), 15 an id key, and each file's framing.
     let entries: usize = chunk.bands.iter().map(Vec::len).sum();
@@ -154,47 +167,110 @@ pub fn write_chunk(
         path: temp.folder().to_owned(),
         cause,
     })?;
-    let mut bands = Vec::with_capacity(chunk.bands.len());
-    let (base, prints) = (chunk.base, &chunk.prints);
-    for (b, band) in chunk.bands.iter_mut().enumerate() {
-        // Each entry with its record's fingerprint, looked up while the
-        // band is in record order (front to back through the prints); once
-        // sorted by key, the lookups would jump about the whole chunk.
-        scratch.clear();
-        scratch.extend(band.iter().map(|&e| {
-            let print = u64::from(e as u32)
-                .checked_sub(base)
-                .and_then(|at| prints.get(at as usize))
-                .copied()
-                .unwrap_or(0);
-            (e, print)
-        }));
-        sort_by_band_key(scratch, other);
-        let entries = scratch.iter().map(|&(e, print)| Entry {
-            key: e >> 32,
-            record: e as u32,
-            print,
-        });
-        bands.push(write_run(
-            temp,
-            &format!("band-{b:03}-run-{seq:06}"),
-            true,
-            entries,
-        )?);
-        band.clear();
-    }
-    let entries = chunk.ids.sorted().into_iter().map(|(key, record)| Entry {
-        key,
-        record,
-        print: 0,
-    });
-    let ids = write_run(temp, &format!("ids-run-{seq:06}"), false, entries)?;
+    let lists = chunk.bands.len() + 1;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let shared: &Chunk = chunk;
+    // List `lists - 1` is the id keys'.
+    let work = |scratch: &mut Scratch| {
+        let mut written = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let list = next.fetch_add(1, Ordering::Relaxed);
+            if list >= lists {
+                break;
+            }
+            let run = match shared.bands.get(list) {
+                Some(band) => write_band(temp, shared, list, band, scratch),
+                None => write_ids(temp, shared),
+            };
+            match run {
+                Ok(info) => written.push((list, info)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(written)
+    };
+    let mut written = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.min(lists))
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name(format!("dedup-spill-{}", shared.seq))
+                    .spawn_scoped(scope, || work(&mut Scratch::default()))
+                    .map_err(|e| log::warn!("writing the last spill on fewer threads: {e}"))
+                    .ok()
+            })
+            .collect();
+        let mine = work(scratch);
+        helpers.into_iter().fold(mine, |result, helper| {
+            let theirs = helper
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            match (result, theirs) {
+                (Ok(mut all), Ok(more)) => {
+                    all.extend(more);
+                    Ok(all)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        })
+    })?;
+    written.sort_unstable_by_key(|&(list, _)| list);
+    let mut runs = written.into_iter().map(|(_, info)| info);
+    let bands: Vec<RunInfo> = runs.by_ref().take(lists - 1).collect();
+    let ids = runs.next().expect("the id keys' run");
+    chunk.bands.iter_mut().for_each(Vec::clear);
     chunk.prints.clear();
     Ok(Written {
         bands,
         ids,
         end: chunk.end,
     })
+}
+
+/// Sorts band `b` of `chunk` (its entries `band`) with each entry's
+/// fingerprint, and writes it as a run.
+fn write_band(
+    temp: &TempSpace,
+    chunk: &Chunk,
+    b: usize,
+    band: &[u64],
+    scratch: &mut Scratch,
+) -> Result<RunInfo, RunError> {
+    let Scratch(scratch, other) = scratch;
+    let (base, prints) = (chunk.base, &chunk.prints);
+    // Each entry with its record's fingerprint, looked up while the band
+    // is in record order (front to back through the prints); once sorted
+    // by key, the lookups would jump about the whole chunk.
+    scratch.clear();
+    scratch.extend(band.iter().map(|&e| {
+        let print = u64::from(e as u32)
+            .checked_sub(base)
+            .and_then(|at| prints.get(at as usize))
+            .copied()
+            .unwrap_or(0);
+        (e, print)
+    }));
+    sort_by_band_key(scratch, other);
+    let entries = scratch.iter().map(|&(e, print)| Entry {
+        key: e >> 32,
+        record: e as u32,
+        print,
+    });
+    let seq = chunk.seq;
+    write_run(temp, &format!("band-{b:03}-run-{seq:06}"), true, entries)
+}
+
+/// Sorts `chunk`'s id keys and writes them as a run.
+fn write_ids(temp: &TempSpace, chunk: &Chunk) -> Result<RunInfo, RunError> {
+    let entries = chunk.ids.sorted().into_iter().map(|(key, record)| Entry {
+        key,
+        record,
+        print: 0,
+    });
+    write_run(temp, &format!("ids-run-{:06}", chunk.seq), false, entries)
 }
 
 /// Writes `entries` as the run `name` (with [`PREFIX`] and [`SUFFIX`])
@@ -444,5 +520,57 @@ mod tests {
         let (chunk, _, result) = background.wait().unwrap().unwrap();
         assert_eq!(chunk.end, 42);
         assert_eq!(result.unwrap_err().to_string(), "chunk ending at 42");
+    }
+
+    /// A chunk of records `base..base + records` with `bands` bands of
+    /// keys drawn from a few values (so keys repeat), fingerprints and
+    /// id keys.
+    fn chunk(seq: usize, base: u64, records: u64, bands: usize) -> Chunk {
+        let mut chunk = Chunk {
+            seq,
+            base,
+            end: base + records,
+            bands: vec![Vec::new(); bands],
+            ..Chunk::default()
+        };
+        for r in base..base + records {
+            for (b, band) in chunk.bands.iter_mut().enumerate() {
+                let key = (r.wrapping_mul(2_654_435_761) >> (b % 7)) % 1_000;
+                band.push(key << 32 | r);
+            }
+            chunk.prints.push(r.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            chunk.ids.record(r, r % 321);
+        }
+        chunk
+    }
+
+    #[test]
+    fn a_chunk_written_on_several_threads_gives_the_runs_of_one_thread() {
+        let one = tempfile::tempdir().unwrap();
+        let several = tempfile::tempdir().unwrap();
+        let (temp_one, temp_several) = (TempSpace::new(one.path()), TempSpace::new(several.path()));
+        let mut a = chunk(3, 10_000, 20_000, 5);
+        let mut b = chunk(3, 10_000, 20_000, 5);
+        let first = write_chunk(&temp_one, &mut a, &mut Scratch::default()).unwrap();
+        for threads in [2, 3, 8] {
+            let mut b = chunk(3, 10_000, 20_000, 5);
+            let other =
+                write_chunk_on(&temp_several, &mut b, &mut Scratch::default(), threads).unwrap();
+            assert_eq!(other.bands, first.bands, "{threads} threads");
+            assert_eq!(other.ids, first.ids, "{threads} threads");
+            assert!(b.bands.iter().all(Vec::is_empty) && b.prints.is_empty());
+        }
+        assert_eq!(first.bands.len(), 5);
+        assert!(first.bands.iter().all(|r| r.entries == 20_000));
+        let ids = chunk(3, 10_000, 20_000, 5).ids.sorted().len() as u64;
+        assert!(ids > 19_000 && first.ids.entries == ids, "{ids}");
+        assert!(a.bands.iter().all(Vec::is_empty));
+        // A failed write is told, however many threads: the space's
+        // parent is a file, where no folder can be made.
+        let file = one.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err =
+            write_chunk_on(&TempSpace::new(&file), &mut b, &mut Scratch::default(), 3).unwrap_err();
+        assert!(err.to_string().contains("a-file"), "{err}");
     }
 }

@@ -294,7 +294,7 @@ impl BandIndex {
         match &mut self.spiller {
             Some(spiller) if spiller.has_spilled() || hook.is_some() => {
                 spiller
-                    .spill(&mut self.bands, &mut self.found.ids, next)
+                    .spill_last(&mut self.bands, &mut self.found.ids, next, self.threads)
                     .map_err(RunError::into_io)?;
                 // The lists are on disk: free them before the merge.
                 self.bands.iter_mut().for_each(|b| *b = Vec::new());
