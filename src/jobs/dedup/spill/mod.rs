@@ -21,5 +21,7 @@ pub mod bands;
 pub mod held;
 pub mod levels;
 pub mod merge;
+#[cfg(test)]
+mod pinned;
 pub mod runs;
 pub mod writer;
