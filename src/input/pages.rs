@@ -227,41 +227,28 @@ fn read_header(r: &mut impl Read) -> io::Result<Header> {
 }
 
 #[cfg(test)]
+#[path = "../../tests/common/thrift.rs"]
+mod thrift;
+
+#[cfg(test)]
 mod tests {
+    use super::thrift::{next_i32_field, zigzag};
     use super::*;
 
     /// A header's bytes: type, sizes, crc, then a dictionary page header.
     fn header(uncompressed: i64, compressed: i64, dictionary: Option<i64>) -> Vec<u8> {
-        fn zz(v: i64) -> Vec<u8> {
-            let mut u = ((v << 1) ^ (v >> 63)) as u64;
-            let mut out = Vec::new();
-            loop {
-                let b = (u & 0x7f) as u8;
-                u >>= 7;
-                if u == 0 {
-                    out.push(b);
-                    return out;
-                }
-                out.push(b | 0x80);
-            }
-        }
-        let mut out = vec![0x15];
-        out.extend(zz(if dictionary.is_some() { 2 } else { 0 }));
-        out.push(0x15);
-        out.extend(zz(uncompressed));
-        out.push(0x15);
-        out.extend(zz(compressed));
+        let mut out = next_i32_field(if dictionary.is_some() { 2 } else { 0 });
+        out.extend(next_i32_field(uncompressed));
+        out.extend(next_i32_field(compressed));
         // A binary field 9 (unknown here), skipped.
         out.push(0x68);
         out.extend([3, b'a', b'b', b'c']);
         if let Some(values) = dictionary {
             // Field 7 (delta -2: long form), a struct.
             out.push(0x0c);
-            out.extend(zz(7));
-            out.push(0x15);
-            out.extend(zz(values));
-            out.push(0x15);
-            out.extend(zz(0));
+            out.extend(zigzag(7));
+            out.extend(next_i32_field(values));
+            out.extend(next_i32_field(0));
             out.push(0x11); // is_sorted: true
             out.push(0);
         }

@@ -12,6 +12,19 @@ pub fn drainpipe() -> Command {
     cmd
 }
 
+/// Runs `cmd` to its end and asserts that it exits 0 (saying how it
+/// failed otherwise); its output.
+pub fn succeeded(cmd: &mut Command) -> Output {
+    let output = cmd.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{cmd:?} exited with {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Starts `cmd` with stdout and stderr captured.
 pub fn spawn(mut cmd: Command) -> Child {
     cmd.stdout(Stdio::piped())

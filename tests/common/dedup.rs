@@ -179,6 +179,27 @@ pub fn run_leg(
     dedup::run_on(&ctx, &params, &open, false)
 }
 
+/// Runs one leg of dedup over `records` into `dir` and asserts that it
+/// exits with `code` (0, or 130 for a leg that stops); its report.
+pub fn run_leg_to(
+    records: &Arc<Vec<MemoryRecord>>,
+    dir: &std::path::Path,
+    leg: &Leg,
+    code: i32,
+) -> drainpipe_actors::RunReport {
+    let report = run_leg(records, dir, leg).unwrap();
+    assert_eq!(report.exit_code, code, "{leg:?}: {}", report.human());
+    report
+}
+
+/// The outputs of `leg` run to its end over `records` in a folder of its
+/// own.
+pub fn outputs_of_leg(records: &Arc<Vec<MemoryRecord>>, leg: &Leg) -> Vec<(String, Vec<u8>)> {
+    let dir = tempfile::tempdir().unwrap();
+    run_leg_to(records, dir.path(), leg, 0);
+    outputs(dir.path())
+}
+
 /// A source that asks for a stop once `during` says so.
 struct Stopping {
     inner: MemorySource,
@@ -206,6 +227,16 @@ impl RecordSource for Stopping {
     }
     fn total(&self) -> Option<u64> {
         self.inner.total()
+    }
+}
+
+/// Asserts that `got` are the `expected` outputs (of [`outputs`]), naming
+/// the first file that differs and the run (`what`) that wrote it.
+pub fn assert_same_outputs(expected: &[(String, Vec<u8>)], got: &[(String, Vec<u8>)], what: &str) {
+    let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(expected), names(got), "{what}");
+    for ((name, want), (_, got)) in expected.iter().zip(got) {
+        assert!(want == got, "{what}: {name} differs");
     }
 }
 

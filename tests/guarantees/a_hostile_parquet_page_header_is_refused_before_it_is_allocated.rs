@@ -17,6 +17,7 @@ use ::parquet::file::writer::SerializedFileWriter;
 use ::parquet::schema::parser::parse_message_type;
 
 use crate::binary::drainpipe;
+use crate::thrift::next_i32_field;
 
 /// Writes one row group of string `columns`, one page each, no
 /// dictionary, snappy-compressed: the first column's page header is at
@@ -45,20 +46,6 @@ fn write(path: &Path, columns: &[(&str, Vec<String>)]) {
     }
     group.close().unwrap();
     writer.close().unwrap();
-}
-
-fn zigzag(v: i64) -> Vec<u8> {
-    let mut u = ((v << 1) ^ (v >> 63)) as u64;
-    let mut out = Vec::new();
-    loop {
-        let b = (u & 0x7f) as u8;
-        u >>= 7;
-        if u == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 fn read_zigzag(bytes: &[u8], at: &mut usize) -> i64 {
@@ -95,10 +82,8 @@ fn hostile(bytes: &[u8]) -> Vec<u8> {
     let old = at - sizes_at;
     let mut grown = 0;
     let sizes = loop {
-        let mut sizes = vec![0x15];
-        sizes.extend(zigzag(i32::MAX.into()));
-        sizes.push(0x15);
-        sizes.extend(zigzag(compressed - grown as i64));
+        let mut sizes = next_i32_field(i32::MAX.into());
+        sizes.extend(next_i32_field(compressed - grown as i64));
         if sizes.len() - old == grown {
             break sizes;
         }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use drainpipe::corpus::SplitMix64;
 
-use crate::binary::drainpipe;
+use crate::binary::{drainpipe, succeeded};
 
 const WORDS: usize = 104;
 const SHIFT: usize = 6;
@@ -133,21 +133,30 @@ fn write(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
 /// Runs `dedup` with `args`; returns its output folder.
 fn dedup(dir: &Path, out: &str, args: &[&std::ffi::OsStr]) -> PathBuf {
     let out = dir.join(out);
-    let result = drainpipe()
-        .arg("dedup")
-        .args(args)
-        .arg("-o")
-        .arg(&out)
-        .arg("-q")
-        .output()
-        .unwrap();
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&result.stderr)
+    succeeded(
+        drainpipe()
+            .arg("dedup")
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .arg("-q"),
     );
     out
+}
+
+/// Runs `dedup` over `input` alone, saving its index as `index`.
+fn save_index(dir: &Path, out: &str, input: &Path, index: &Path) {
+    let save: &std::ffi::OsStr = "--save-index".as_ref();
+    dedup(dir, out, &[input.as_os_str(), save, index.as_os_str()]);
+}
+
+/// The corpus's parts written to `p0.jsonl`, `p1.jsonl`..., and all of
+/// them, in order, to `all.jsonl`.
+fn write_parts(dir: &Path, corpus: &Corpus) -> (Vec<PathBuf>, PathBuf) {
+    let files = (corpus.parts.iter().enumerate())
+        .map(|(p, part)| write(dir, &format!("p{p}.jsonl"), part))
+        .collect();
+    (files, write(dir, "all.jsonl", &corpus.parts.concat()))
 }
 
 fn ids_of(lines: &[String]) -> HashSet<String> {
@@ -236,11 +245,7 @@ fn dedup_against_an_index_removes_what_one_run_over_both_would() {
     let both: Vec<String> = corpus.parts.concat();
     let ab = write(dir.path(), "ab.jsonl", &both);
     let idx = dir.path().join("IDX");
-    dedup(
-        dir.path(),
-        "run1",
-        &[a.as_os_str(), "--save-index".as_ref(), idx.as_os_str()],
-    );
+    save_index(dir.path(), "run1", &a, &idx);
     let run2 = dedup(
         dir.path(),
         "run2",
@@ -282,20 +287,9 @@ fn dedup_against_an_index_removes_what_one_run_over_both_would() {
 fn an_index_grown_run_by_run_removes_what_one_run_over_all_would() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = corpus(3, 11);
-    let files: Vec<PathBuf> = (0..3)
-        .map(|p| write(dir.path(), &format!("p{p}.jsonl"), &corpus.parts[p]))
-        .collect();
-    let all = write(dir.path(), "all.jsonl", &corpus.parts.concat());
+    let (files, all) = write_parts(dir.path(), &corpus);
     let (i1, i2) = (dir.path().join("I1"), dir.path().join("I2"));
-    dedup(
-        dir.path(),
-        "g1",
-        &[
-            files[0].as_os_str(),
-            "--save-index".as_ref(),
-            i1.as_os_str(),
-        ],
-    );
+    save_index(dir.path(), "g1", &files[0], &i1);
     let grow = [
         files[1].as_os_str(),
         "--against".as_ref(),
@@ -320,30 +314,11 @@ fn an_index_grown_run_by_run_removes_what_one_run_over_all_would() {
 fn dedup_against_several_indexes_removes_what_one_run_over_all_would() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = corpus(3, 13);
-    let files: Vec<PathBuf> = (0..3)
-        .map(|p| write(dir.path(), &format!("p{p}.jsonl"), &corpus.parts[p]))
-        .collect();
-    let all = write(dir.path(), "all.jsonl", &corpus.parts.concat());
+    let (files, all) = write_parts(dir.path(), &corpus);
     let (i1, i2) = (dir.path().join("I1"), dir.path().join("I2"));
     // Each index of its own part alone.
-    dedup(
-        dir.path(),
-        "s1",
-        &[
-            files[0].as_os_str(),
-            "--save-index".as_ref(),
-            i1.as_os_str(),
-        ],
-    );
-    dedup(
-        dir.path(),
-        "s2",
-        &[
-            files[1].as_os_str(),
-            "--save-index".as_ref(),
-            i2.as_os_str(),
-        ],
-    );
+    save_index(dir.path(), "s1", &files[0], &i1);
+    save_index(dir.path(), "s2", &files[1], &i2);
     let against = [
         files[2].as_os_str(),
         "--against".as_ref(),
@@ -385,11 +360,7 @@ fn an_index_of_other_parameters_exits_2_naming_each_difference() {
     let a = write(dir.path(), "a.jsonl", &corpus.parts[0]);
     let b = write(dir.path(), "b.jsonl", &corpus.parts[1]);
     let idx = dir.path().join("IDX");
-    dedup(
-        dir.path(),
-        "run1",
-        &[a.as_os_str(), "--save-index".as_ref(), idx.as_os_str()],
-    );
+    save_index(dir.path(), "run1", &a, &idx);
     let args = [
         b.as_os_str(),
         "--against".as_ref(),
@@ -423,11 +394,7 @@ fn a_damaged_index_exits_65_naming_the_file() {
     let a = write(dir.path(), "a.jsonl", &corpus.parts[0]);
     let b = write(dir.path(), "b.jsonl", &corpus.parts[1]);
     let idx = dir.path().join("IDX");
-    dedup(
-        dir.path(),
-        "run1",
-        &[a.as_os_str(), "--save-index".as_ref(), idx.as_os_str()],
-    );
+    save_index(dir.path(), "run1", &a, &idx);
     let damages: [(&str, Damage); 4] = [
         ("band-003.bin", |bytes| {
             let at = bytes.len() / 2;
@@ -492,11 +459,7 @@ fn an_index_a_killed_run_was_writing_is_removed_by_the_next_run_saving_it() {
     std::fs::create_dir(&killed).unwrap();
     std::fs::write(killed.join("band-000.bin"), b"half").unwrap();
     let idx = dir.path().join("IDX");
-    dedup(
-        dir.path(),
-        "run1",
-        &[a.as_os_str(), "--save-index".as_ref(), idx.as_os_str()],
-    );
+    save_index(dir.path(), "run1", &a, &idx);
     assert_eq!(drafts(dir.path()), Vec::<String>::new());
     assert!(idx.join("manifest.bin").exists());
 }

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::mixed::{outputs, run_leg, Leg, StopAt};
+use crate::mixed::{assert_same_outputs, outputs, outputs_of_leg, run_leg_to, Leg, StopAt};
 use drainpipe::corpus::{Corpus, CorpusSpec};
 use drainpipe::jobs::dedup::memory::MemoryRecord;
 use drainpipe::jobs::dedup::{self, DedupParams};
@@ -136,71 +136,83 @@ fn dedup_outputs_are_the_same_for_every_memory_budget() {
                 "budget {budget}: {verify}"
             );
         }
-        for ((name, want), (_, got)) in expected.iter().zip(&got) {
-            assert!(
-                want == got,
-                "budget {budget}: {name} differs from the run without a limit"
-            );
-        }
+        assert_same_outputs(
+            &expected,
+            &got,
+            &format!("budget {budget}, against the run without a limit"),
+        );
     }
 }
 
-#[test]
-fn a_run_stopped_after_it_spilled_resumes_to_the_same_outputs() {
+/// Stops a run under a 1 MiB budget in `pass` once its input served
+/// `after` records; `kept` checks the folder it left (the runs its
+/// checkpoint names) and counts them. Then a run file `stray` is written,
+/// as by a run killed after the checkpoint, and the run is resumed with
+/// the budget and without one: each must remove `stray`, leave no run,
+/// and write the uninterrupted run's outputs; `resumed` checks each
+/// resumed run's report, given the count of kept runs.
+fn stopped_and_resumed(
+    pass: &'static str,
+    after: u64,
+    stray: &str,
+    kept: impl Fn(&Path) -> usize,
+    resumed: impl Fn(&RunReport, usize),
+) {
     let records: Vec<MemoryRecord> = lines().into_iter().map(MemoryRecord::jsonl).collect();
     let records = Arc::new(records);
-    let expected = {
-        let dir = tempfile::tempdir().unwrap();
-        let report = run_leg(&records, dir.path(), &Leg::default()).unwrap();
-        assert_eq!(report.exit_code, 0, "{}", report.human());
-        outputs(dir.path())
-    };
+    let expected = outputs_of_leg(&records, &Leg::default());
     for resumed_budget in [Some(1 << 20), None] {
         let dir = tempfile::tempdir().unwrap();
         let stopped = Leg {
             max_memory: Some(1 << 20),
-            stop: Some(StopAt::During {
-                pass: "signatures",
-                after: 20_000,
-            }),
+            stop: Some(StopAt::During { pass, after }),
             batch: Some(100),
             ..Leg::default()
         };
-        let report = run_leg(&records, dir.path(), &stopped).unwrap();
-        assert_eq!(report.exit_code, 130, "{}", report.human());
+        run_leg_to(&records, dir.path(), &stopped, 130);
         assert!(dir.path().join(CHECKPOINT_FILE).exists());
-        let left = runs_left(dir.path());
-        assert!(
-            left.len() >= 2 * 19,
-            "runs kept for the checkpoint: {left:?}"
-        );
-        // A run written after the checkpoint (as by a run killed before
-        // its next one): the resumed run removes it.
-        let stray = dir
-            .path()
-            .join(TEMP_FOLDER)
-            .join("dedup-band-000-run-999999.sorted");
-        std::fs::write(&stray, b"written after the checkpoint").unwrap();
-        let resumed = Leg {
+        let kept = kept(dir.path());
+        std::fs::write(
+            dir.path().join(TEMP_FOLDER).join(stray),
+            b"written after the checkpoint",
+        )
+        .unwrap();
+        let leg = Leg {
             max_memory: resumed_budget,
             resume: true,
             ..Leg::default()
         };
-        let report = run_leg(&records, dir.path(), &resumed).unwrap();
-        assert_eq!(report.exit_code, 0, "{}", report.human());
-        assert!(signatures_pass(&report)["spill_runs"].as_u64() > Some(2));
-        for ((name, want), (_, got)) in expected.iter().zip(outputs(dir.path())) {
-            assert!(
-                *want == got,
-                "resumed with budget {resumed_budget:?}: {name} differs from the uninterrupted run's"
-            );
-        }
+        let report = run_leg_to(&records, dir.path(), &leg, 0);
+        resumed(&report, kept);
+        assert_same_outputs(
+            &expected,
+            &outputs(dir.path()),
+            &format!("resumed with budget {resumed_budget:?}, against the uninterrupted run"),
+        );
         assert!(
             runs_left(dir.path()).is_empty(),
             "{:?}",
             runs_left(dir.path())
         );
     }
+}
+
+#[test]
+fn a_run_stopped_after_it_spilled_resumes_to_the_same_outputs() {
+    stopped_and_resumed(
+        "signatures",
+        20_000,
+        "dedup-band-000-run-999999.sorted",
+        |out| {
+            let left = runs_left(out);
+            assert!(
+                left.len() >= 2 * 19,
+                "runs kept for the checkpoint: {left:?}"
+            );
+            left.len()
+        },
+        |report, _| assert!(signatures_pass(report)["spill_runs"].as_u64() > Some(2)),
+    );
 }
 
 /// Runs of pass 2's held sets left in the run's temporary folder.
@@ -213,60 +225,23 @@ fn held_runs_left(out: &Path) -> usize {
 
 #[test]
 fn a_run_stopped_after_pass_2_spilled_resumes_to_the_same_outputs() {
-    let records: Vec<MemoryRecord> = lines().into_iter().map(MemoryRecord::jsonl).collect();
-    let records = Arc::new(records);
-    let expected = {
-        let dir = tempfile::tempdir().unwrap();
-        let report = run_leg(&records, dir.path(), &Leg::default()).unwrap();
-        assert_eq!(report.exit_code, 0, "{}", report.human());
-        outputs(dir.path())
-    };
-    for resumed_budget in [Some(1 << 20), None] {
-        let dir = tempfile::tempdir().unwrap();
-        let stopped = Leg {
-            max_memory: Some(1 << 20),
-            stop: Some(StopAt::During {
-                pass: "verify",
-                after: 24_000,
-            }),
-            batch: Some(100),
-            ..Leg::default()
-        };
-        let report = run_leg(&records, dir.path(), &stopped).unwrap();
-        assert_eq!(report.exit_code, 130, "{}", report.human());
-        assert!(dir.path().join(CHECKPOINT_FILE).exists());
-        let kept = held_runs_left(dir.path());
-        assert!(kept >= 1, "pass 2's runs kept for the checkpoint");
-        // A run written after the checkpoint: the resumed run removes it.
-        let stray = dir
-            .path()
-            .join(TEMP_FOLDER)
-            .join("dedup-verify-held-999999.sorted");
-        std::fs::write(&stray, b"written after the checkpoint").unwrap();
-        let resumed = Leg {
-            max_memory: resumed_budget,
-            resume: true,
-            ..Leg::default()
-        };
-        let report = run_leg(&records, dir.path(), &resumed).unwrap();
-        assert_eq!(report.exit_code, 0, "{}", report.human());
-        let verify = pass_named(&report, "verify");
-        assert!(
-            verify["spill_runs"].as_u64() >= Some(kept as u64),
-            "the checkpoint's runs taken up: {verify}"
-        );
-        for ((name, want), (_, got)) in expected.iter().zip(outputs(dir.path())) {
+    stopped_and_resumed(
+        "verify",
+        24_000,
+        "dedup-verify-held-999999.sorted",
+        |out| {
+            let kept = held_runs_left(out);
+            assert!(kept >= 1, "pass 2's runs kept for the checkpoint");
+            kept
+        },
+        |report, kept| {
+            let verify = pass_named(report, "verify");
             assert!(
-                *want == got,
-                "resumed with budget {resumed_budget:?}: {name} differs from the uninterrupted run's"
+                verify["spill_runs"].as_u64() >= Some(kept as u64),
+                "the checkpoint's runs taken up: {verify}"
             );
-        }
-        assert!(
-            runs_left(dir.path()).is_empty(),
-            "{:?}",
-            runs_left(dir.path())
-        );
-    }
+        },
+    );
 }
 
 #[test]

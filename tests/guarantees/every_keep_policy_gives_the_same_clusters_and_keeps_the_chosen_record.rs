@@ -24,8 +24,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::binary::{drainpipe, summary};
-use crate::mixed::{outputs, run_leg, Leg, StopAt};
+use crate::binary::{drainpipe, succeeded, summary};
+use crate::mixed::{assert_same_outputs, outputs, outputs_of_leg, run_leg_to, Leg, StopAt};
 use crate::parquet::{write, Column};
 
 const CLUSTERS: usize = 6;
@@ -208,7 +208,9 @@ struct Run {
     summary: Value,
 }
 
-fn dedup(input: &Path, out: &Path, keep: Option<&str>) -> Run {
+/// Runs `dedup` over `input` into `out` under `keep` (the default
+/// policy: `None`), with the further `args`.
+fn dedup(input: &Path, out: &Path, keep: Option<&str>, args: &[&std::ffi::OsStr]) -> Run {
     let mut cmd = drainpipe();
     // kept.jsonl for Parquet input too, so the kept records compare as lines.
     cmd.args([
@@ -221,21 +223,26 @@ fn dedup(input: &Path, out: &Path, keep: Option<&str>) -> Run {
     ])
     .arg(input)
     .arg("-o")
-    .arg(out);
+    .arg(out)
+    .args(args);
     if let Some(keep) = keep {
         cmd.args(["--keep", keep]);
     }
-    let output = cmd.output().unwrap();
-    assert!(
-        output.status.success(),
-        "--keep {keep:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&mut cmd);
     Run {
         clusters: std::fs::read(out.join("clusters.jsonl")).unwrap(),
         kept: std::fs::read(out.join("kept.jsonl")).unwrap(),
         summary: summary(out),
     }
+}
+
+/// The records as JSON Lines, written to `in.jsonl` in `dir`: the file
+/// and its text.
+fn jsonl_input(dir: &Path) -> (std::path::PathBuf, String) {
+    let lines = json_lines(&records());
+    let path = dir.join("in.jsonl");
+    std::fs::write(&path, &lines).unwrap();
+    (path, lines)
 }
 
 /// Each kept record's id with the ids `clusters.jsonl` names it for.
@@ -302,12 +309,9 @@ fn check(run: &Run, chosen: &[usize; CLUSTERS], input: Option<&str>, label: &str
 #[test]
 fn every_keep_policy_gives_the_same_clusters_and_keeps_the_chosen_record() {
     let tmp = tempfile::tempdir().unwrap();
-    let all = records();
-    let lines = json_lines(&all);
-    let jsonl = tmp.path().join("in.jsonl");
-    std::fs::write(&jsonl, &lines).unwrap();
+    let (jsonl, lines) = jsonl_input(tmp.path());
     let pq = tmp.path().join("in.parquet");
-    parquet(&pq, &all);
+    parquet(&pq, &records());
 
     let first = [0; CLUSTERS];
     let policies: [(&str, &[usize; CLUSTERS], Option<u64>); 9] = [
@@ -323,7 +327,12 @@ fn every_keep_policy_gives_the_same_clusters_and_keeps_the_chosen_record() {
         ("field:absent", &first, Some((CLUSTERS * MEMBERS) as u64)),
     ];
     for (i, (keep, chosen, missing)) in policies.iter().enumerate() {
-        let run = dedup(&jsonl, &tmp.path().join(format!("jsonl-{i}")), Some(keep));
+        let run = dedup(
+            &jsonl,
+            &tmp.path().join(format!("jsonl-{i}")),
+            Some(keep),
+            &[],
+        );
         check(&run, chosen, Some(&lines), &format!("JSON Lines, {keep}"));
         let result = &run.summary["result"];
         let canonical = match *keep {
@@ -339,7 +348,12 @@ fn every_keep_policy_gives_the_same_clusters_and_keeps_the_chosen_record() {
             continue;
         }
         // Parquet: the same choice, the same clusters.jsonl.
-        let from_parquet = dedup(&pq, &tmp.path().join(format!("parquet-{i}")), Some(keep));
+        let from_parquet = dedup(
+            &pq,
+            &tmp.path().join(format!("parquet-{i}")),
+            Some(keep),
+            &[],
+        );
         check(&from_parquet, chosen, None, &format!("Parquet, {keep}"));
         assert!(
             from_parquet.clusters == run.clusters,
@@ -356,13 +370,10 @@ fn every_keep_policy_gives_the_same_clusters_and_keeps_the_chosen_record() {
 #[test]
 fn the_default_keep_policy_keeps_the_first_record() {
     let tmp = tempfile::tempdir().unwrap();
-    let all = records();
-    let lines = json_lines(&all);
-    let jsonl = tmp.path().join("in.jsonl");
-    std::fs::write(&jsonl, &lines).unwrap();
-    let default = dedup(&jsonl, &tmp.path().join("default"), None);
+    let (jsonl, lines) = jsonl_input(tmp.path());
+    let default = dedup(&jsonl, &tmp.path().join("default"), None, &[]);
     check(&default, &[0; CLUSTERS], Some(&lines), "default");
-    let first = dedup(&jsonl, &tmp.path().join("first"), Some("first"));
+    let first = dedup(&jsonl, &tmp.path().join("first"), Some("first"), &[]);
     assert!(default.clusters == first.clusters && default.kept == first.kept);
     assert_eq!(
         default.summary["result"]["keep"],
@@ -374,11 +385,25 @@ fn the_default_keep_policy_keeps_the_first_record() {
     );
 }
 
+/// Runs `dedup --keep KEEP` over `input` into `out`, expecting exit 2;
+/// its stderr.
+fn exits_2(input: &Path, out: &Path, keep: &str) -> String {
+    let output = drainpipe()
+        .args(["dedup", "--no-progress", "--keep", keep])
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "--keep {keep:?}: {stderr}");
+    stderr
+}
+
 #[test]
 fn an_invalid_keep_policy_exits_2_naming_the_syntax() {
     let tmp = tempfile::tempdir().unwrap();
-    let jsonl = tmp.path().join("in.jsonl");
-    std::fs::write(&jsonl, json_lines(&records())).unwrap();
+    let (jsonl, _) = jsonl_input(tmp.path());
     for bad in [
         "last",
         "",
@@ -389,15 +414,7 @@ fn an_invalid_keep_policy_exits_2_naming_the_syntax() {
         "field::asc",
     ] {
         let out = tmp.path().join("out");
-        let output = drainpipe()
-            .args(["dedup", "--keep", bad])
-            .arg(&jsonl)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{bad:?}: {stderr}");
+        let stderr = exits_2(&jsonl, &out, bad);
         assert!(
             stderr.contains("--keep") && stderr.contains("field:NAME[:asc|desc]"),
             "{bad:?}: {stderr}"
@@ -409,19 +426,10 @@ fn an_invalid_keep_policy_exits_2_naming_the_syntax() {
 #[test]
 fn a_folder_holding_a_run_with_another_keep_policy_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let jsonl = tmp.path().join("in.jsonl");
-    std::fs::write(&jsonl, json_lines(&records())).unwrap();
+    let (jsonl, _) = jsonl_input(tmp.path());
     let out = tmp.path().join("out");
-    let first = dedup(&jsonl, &out, Some("longest"));
-    let output = drainpipe()
-        .args(["dedup", "--no-progress", "--keep", "shortest"])
-        .arg(&jsonl)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let first = dedup(&jsonl, &out, Some("longest"), &[]);
+    let stderr = exits_2(&jsonl, &out, "shortest");
     assert!(stderr.contains("keeping longest"), "{stderr}");
     assert_eq!(
         std::fs::read(out.join("clusters.jsonl")).unwrap(),
@@ -436,15 +444,9 @@ fn a_keep_policy_stopped_in_or_after_pass_2_resumes_to_the_uninterrupted_outputs
         keep: "longest".parse().unwrap(),
         ..Leg::default()
     };
-    let run = |leg: &Leg| {
-        let dir = tempfile::tempdir().unwrap();
-        let report = run_leg(&records, dir.path(), leg).unwrap();
-        assert_eq!(report.exit_code, 0, "{}", report.human());
-        outputs(dir.path())
-    };
-    let expected = run(&longest);
+    let expected = outputs_of_leg(&records, &longest);
     assert!(
-        expected != run(&Leg::default()),
+        expected != outputs_of_leg(&records, &Leg::default()),
         "the corpus must keep other records under longest"
     );
     for (stop, left) in [
@@ -468,18 +470,17 @@ fn a_keep_policy_stopped_in_or_after_pass_2_resumes_to_the_uninterrupted_outputs
             stop: Some(stop),
             ..longest.clone()
         };
-        let report = run_leg(&records, dir.path(), &stopped).unwrap();
-        assert_eq!(report.exit_code, 130, "{stop:?}: {}", report.human());
+        run_leg_to(&records, dir.path(), &stopped, 130);
         assert!(dir.path().join(left).exists(), "{stop:?}: no {left}");
         let resumed = Leg {
             resume: true,
             ..longest.clone()
         };
-        let report = run_leg(&records, dir.path(), &resumed).unwrap();
-        assert_eq!(report.exit_code, 0, "{stop:?}: {}", report.human());
-        assert!(
-            outputs(dir.path()) == expected,
-            "{stop:?}: the resumed outputs differ from the uninterrupted run's"
+        run_leg_to(&records, dir.path(), &resumed, 0);
+        assert_same_outputs(
+            &expected,
+            &outputs(dir.path()),
+            &format!("stopped at {stop:?} and resumed, against the uninterrupted run"),
         );
     }
 }
@@ -498,41 +499,13 @@ fn against_an_index_a_cluster_keeps_its_indexed_record_the_one_that_run_kept() {
     std::fs::write(&a, json_lines(&old)).unwrap();
     std::fs::write(&b, json_lines(&new)).unwrap();
     let index = tmp.path().join("idx");
-    let output = drainpipe()
-        .args([
-            "dedup",
-            "--no-progress",
-            "--keep",
-            "longest",
-            "--save-index",
-        ])
-        .arg(&index)
-        .arg(&a)
-        .arg("-o")
-        .arg(tmp.path().join("out-a"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let save = ["--save-index".as_ref(), index.as_os_str()];
+    dedup(&a, &tmp.path().join("out-a"), Some("longest"), &save);
     // The longest of members 0 to 2, by hand.
     let kept_in_a = [1, 0, 0, 2, 0, 0];
     let out = tmp.path().join("out-b");
-    let output = drainpipe()
-        .args(["dedup", "--no-progress", "--keep", "longest", "--against"])
-        .arg(&index)
-        .arg(&b)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let against = ["--against".as_ref(), index.as_os_str()];
+    dedup(&b, &out, Some("longest"), &against);
     let clusters = std::fs::read_to_string(out.join("clusters.jsonl")).unwrap();
     let mut named: BTreeMap<i64, (i64, String)> = BTreeMap::new();
     for line in clusters.lines() {

@@ -17,6 +17,8 @@ mod mixed;
 mod nats;
 #[path = "../common/parquet.rs"]
 mod parquet;
+#[path = "../common/thrift.rs"]
+mod thrift;
 
 mod a_broker_that_stays_away_fails_the_run_with_exit_70_and_a_checkpoint;
 mod a_budgeted_dedup_killed_at_any_stage_resumes_to_the_uninterrupted_outputs;
