@@ -523,10 +523,12 @@ impl HeldSpill {
             if let Some(e) = &next {
                 self.heap.push(Reverse((e.later, e.earlier, at)));
             }
-            let entry = std::mem::replace(&mut self.heads[at], next);
+            // An entry of the heap is its reader's head: an empty set here
+            // would check the pair against nothing.
+            let entry = std::mem::replace(&mut self.heads[at], next)
+                .expect("each entry of the heap is its reader's head");
             if b == later {
-                let set = entry.map(|e| e.set).unwrap_or_default();
-                found.push((a, set));
+                found.push((a, entry.set));
             }
         }
         Ok(found)

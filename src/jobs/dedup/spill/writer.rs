@@ -346,10 +346,12 @@ impl Background {
         let write = Arc::new(write);
         let (taken, writes) = (Arc::clone(&work), Arc::clone(&write));
         let job = move || {
-            let Some((mut chunk, mut scratch)) = taken.lock().ok().and_then(|mut w| w.take())
-            else {
-                return;
-            };
+            // A thread that runs was started, so the chunk is there; were
+            // it not, the panic reaches the Integrator's wait (a chunk
+            // missing without a word would lose its band lists).
+            let (mut chunk, mut scratch) = (taken.lock().unwrap_or_else(|p| p.into_inner()))
+                .take()
+                .expect("the chunk of a started spill thread");
             let result = (*writes)(&mut chunk, &mut scratch);
             // The receiver is gone only if the Integrator is gone (or
             // gave up waiting for it).
