@@ -4,8 +4,10 @@
 //! `nats-server` when it is missing.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A running `nats-server -js`, stopped when dropped.
@@ -120,6 +122,51 @@ impl Worker {
         Worker {
             child: Some(crate::binary::spawn(cmd)),
         }
+    }
+}
+
+impl Worker {
+    /// Fires each time the worker's stderr says it took a batch (started
+    /// with failpoints, so with `-v`); the worker's stderr is read by a
+    /// thread from then on.
+    pub fn took_a_batch(&mut self) -> mpsc::Receiver<()> {
+        let child = self.child.as_mut().expect("the worker is running");
+        let stderr = child.stderr.take().expect("stderr not taken yet");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("took batch") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// A broker and worker processes on it, as most distributed tests want:
+/// the workers are killed first when dropped, then the broker.
+pub struct Cluster {
+    /// The `drainpipe worker` processes.
+    pub workers: Vec<Worker>,
+    /// The broker.
+    pub server: NatsServer,
+}
+
+impl Cluster {
+    /// A fresh broker and `workers` worker processes of one step-1 thread
+    /// each (`--workers 1`), as a run over several hosts has.
+    pub fn start(workers: usize) -> Cluster {
+        let server = NatsServer::start();
+        let workers = (0..workers)
+            .map(|_| Worker::start(&server.url(), 1, None))
+            .collect();
+        Cluster { workers, server }
+    }
+
+    /// The broker's URL.
+    pub fn url(&self) -> String {
+        self.server.url()
     }
 }
 

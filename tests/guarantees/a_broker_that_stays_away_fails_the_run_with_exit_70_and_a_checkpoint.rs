@@ -7,9 +7,7 @@
 //! so does dedup, its broker gone during its first pass.
 //! The test starts a real `nats-server` on 127.0.0.1 and kills it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use drainpipe_actors::CHECKPOINT_FILE;
@@ -27,20 +25,6 @@ fn vocab(out: &Path, extra: &[&str]) -> std::process::Command {
     cmd
 }
 
-/// Fires once the worker's stderr says it took a batch.
-fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
-    let stderr = worker.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("took batch") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn a_broker_that_stays_away_past_the_deadline_fails_the_run_with_exit_70_and_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +36,7 @@ fn a_broker_that_stays_away_past_the_deadline_fails_the_run_with_exit_70_and_a_c
     let url = server.url();
     // A slow worker: the run is still going when the broker goes.
     let mut worker = Worker::start(&url, 1, Some("worker::took_batch=sleep(50)"));
-    let took = took_a_batch(worker.child.as_mut().unwrap());
+    let took = worker.took_a_batch();
     let run = spawn(vocab(
         &distributed,
         &[
@@ -135,7 +119,7 @@ fn dedup_whose_broker_stays_away_fails_with_exit_70_and_resumes_to_the_uninterru
     let mut server = NatsServer::start();
     let url = server.url();
     let mut worker = Worker::start(&url, 1, Some("worker::took_batch=sleep(50)"));
-    let took = took_a_batch(worker.child.as_mut().unwrap());
+    let took = worker.took_a_batch();
     let remote = [
         "--nats",
         url.as_str(),

@@ -5,14 +5,12 @@
 //! `summary.json`; a broker that cannot be reached is refused with exit
 //! 69. Each test starts its own `nats-server` on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Output;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, signal, spawn, summary, wait};
-use crate::nats::{NatsServer, Worker};
+use crate::nats::{Cluster, NatsServer, Worker};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -63,11 +61,7 @@ fn vocab_on_two_worker_processes_writes_the_single_process_outputs() {
     let out = vocab(&input, &single, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
-    let server = NatsServer::start();
-    let _workers = [
-        Worker::start(&server.url(), 1, None),
-        Worker::start(&server.url(), 1, None),
-    ];
+    let server = Cluster::start(2);
     // Small batches: many messages, several in flight at once.
     let out = vocab(
         &input,
@@ -108,11 +102,7 @@ fn dedup_with_pass_1_on_two_worker_processes_writes_the_single_process_outputs()
     let out = dedup(&single, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
-    let server = NatsServer::start();
-    let _workers = [
-        Worker::start(&server.url(), 1, None),
-        Worker::start(&server.url(), 1, None),
-    ];
+    let server = Cluster::start(2);
     let out = dedup(&distributed, &["--nats", &server.url(), "--batch", "64"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for name in ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"] {
@@ -148,7 +138,7 @@ fn a_worker_killed_holding_a_batch_changes_nothing_but_the_redelivery_count() {
     let server = NatsServer::start();
     // This worker holds the first batch it takes and never answers it.
     let mut doomed = Worker::start(&server.url(), 1, Some("worker::took_batch=sleep(600000)"));
-    let took = took_a_batch(doomed.child.as_mut().unwrap());
+    let took = doomed.took_a_batch();
     let mut cmd = drainpipe();
     cmd.arg("vocab").arg(&input).arg("-o").arg(&distributed);
     cmd.args(["--no-progress", "--checkpoint-every", "0", "--batch", "64"]);
@@ -182,7 +172,7 @@ fn a_worker_stopped_by_sigterm_answers_the_batch_it_holds_and_exits_0() {
     // Holds each batch a second before working on it: the signal comes
     // while it holds one.
     let mut stopping = Worker::start(&server.url(), 1, Some("worker::took_batch=sleep(1000)"));
-    let took = took_a_batch(stopping.child.as_mut().unwrap());
+    let took = stopping.took_a_batch();
     let mut cmd = drainpipe();
     cmd.arg("vocab").arg(&input).arg("-o").arg(&distributed);
     cmd.args(["--no-progress", "--checkpoint-every", "0", "--batch", "64"]);
@@ -217,7 +207,7 @@ fn a_broker_restarted_mid_run_changes_nothing_but_the_time_taken() {
     // broker goes away.
     let slow = Some("worker::took_batch=sleep(50)");
     let mut first = Worker::start(&server.url(), 1, slow);
-    let took = took_a_batch(first.child.as_mut().unwrap());
+    let took = first.took_a_batch();
     let _second = Worker::start(&server.url(), 1, slow);
     let mut cmd = drainpipe();
     cmd.arg("vocab").arg(&input).arg("-o").arg(&distributed);
@@ -231,20 +221,6 @@ fn a_broker_restarted_mid_run_changes_nothing_but_the_time_taken() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     same_outputs(&single, &distributed);
     assert_eq!(summary(&distributed)["conservation"], true);
-}
-
-/// Fires once the worker's stderr says it took a batch.
-fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
-    let stderr = worker.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("took batch") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx
 }
 
 /// A URL where nothing listens: a port the system handed out and took back.

@@ -14,7 +14,7 @@ use drainpipe_actors::remote::{Broker, RemoteSettings};
 use drainpipe_actors::{OutputDir, Phase, RunHandle, Settings, CHECKPOINT_FILE};
 
 use crate::binary::{drainpipe, signal, spawn, summary, wait};
-use crate::nats::{NatsServer, Worker};
+use crate::nats::{Cluster, NatsServer, Worker};
 
 const DOCS: u64 = 20_000;
 
@@ -38,11 +38,7 @@ fn an_interrupted_distributed_run_resumes_to_the_uninterrupted_outputs() {
     let reference = vocab::run(&context(reference_dir.path(), None)).unwrap();
     assert_eq!(reference.exit_code, 0, "{}", reference.human());
 
-    let server = NatsServer::start();
-    let _workers = [
-        Worker::start(&server.url(), 1, None),
-        Worker::start(&server.url(), 1, None),
-    ];
+    let server = Cluster::start(2);
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = context(dir.path(), Some((&server.url(), "first")));
     let handle = RunHandle::new();

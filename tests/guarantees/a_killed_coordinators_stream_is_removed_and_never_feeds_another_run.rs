@@ -10,9 +10,7 @@
 //! forever. A live run that waits on a slow worker beats, and keeps its
 //! stream. Each test starts its own `nats-server` on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::binary::{drainpipe, signal, spawn, summary, wait};
@@ -27,20 +25,6 @@ fn vocab(docs: u32, out: &Path, extra: &[&str]) -> std::process::Command {
         .arg(out)
         .args(extra);
     cmd
-}
-
-/// Fires once the worker's stderr says it took a batch.
-fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
-    let stderr = worker.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("took batch") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx
 }
 
 fn same_vocab(a: &Path, b: &Path) {
@@ -60,7 +44,7 @@ fn a_killed_coordinators_stream_is_removed_by_the_workers_and_never_feeds_a_new_
     let server = NatsServer::start();
     let url = server.url();
     let mut slow = Worker::start(&url, 1, Some("worker::took_batch=sleep(40)"));
-    let took = took_a_batch(slow.child.as_mut().unwrap());
+    let took = slow.took_a_batch();
     let dead = dir.path().join("dead");
     let remote = ["--nats", url.as_str(), "--batch", "32"];
     let mut first = vocab(3000, &dead, &remote);

@@ -13,7 +13,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, spawn, summary, wait};
-use crate::nats::{NatsServer, Worker};
+use crate::nats::Cluster;
 
 const DEADLINE: Duration = Duration::from_secs(180);
 
@@ -58,11 +58,7 @@ fn single_and_distributed(input: &Path, dir: &Path) -> serde_json::Value {
     let (single, distributed) = (dir.join("single"), dir.join("distributed"));
     let out = dedup(input, &single, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let server = NatsServer::start();
-    let _workers = [
-        Worker::start(&server.url(), 1, None),
-        Worker::start(&server.url(), 1, None),
-    ];
+    let server = Cluster::start(2);
     let out = dedup(
         input,
         &distributed,

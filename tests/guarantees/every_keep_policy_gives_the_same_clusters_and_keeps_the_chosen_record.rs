@@ -529,7 +529,7 @@ fn against_an_index_a_cluster_keeps_its_indexed_record_the_one_that_run_kept() {
 #[test]
 fn a_keep_policy_on_workers_gives_the_single_process_outputs() {
     use crate::binary::{spawn, wait};
-    use crate::nats::{NatsServer, Worker};
+    use crate::nats::Cluster;
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, json_lines(&records())).unwrap();
@@ -547,11 +547,7 @@ fn a_keep_policy_on_workers_gives_the_single_process_outputs() {
     };
     let single = tmp.path().join("single");
     run(&single, &[]);
-    let server = NatsServer::start();
-    let _workers = [
-        Worker::start(&server.url(), 1, None),
-        Worker::start(&server.url(), 1, None),
-    ];
+    let server = Cluster::start(2);
     let distributed = tmp.path().join("distributed");
     run(&distributed, &["--nats", &server.url(), "--batch", "8"]);
     for name in ["kept.jsonl", "clusters.jsonl"] {

@@ -8,9 +8,11 @@
 //!
 //! Stopping (SIGINT, SIGTERM: the caller sets `stop`): no slot takes a new
 //! batch; each finishes and answers the one it holds; then `run` returns.
-//! Every wait is bounded: a fetch expires after [`POLL`], a publication is
-//! retried until [`ANSWER_DEADLINE`] and the batch is then handed back
-//! (nak) for another worker.
+//! Every wait is bounded: a fetch expires after [`POLL`] (and is dropped
+//! at once when its run's stream is removed, as at the end of each pass of
+//! a job of several passes), a publication is retried until
+//! [`ANSWER_DEADLINE`] and the batch is then handed back (nak) for another
+//! worker.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, context::PublishErrorKind, AckKind};
 use futures::StreamExt;
+use tokio::sync::watch;
 
 use super::link::{connect, Reaper, RUNS_SUBJECT, STREAM_PREFIX, WORKERS};
 use super::step::{Registry, Step};
@@ -71,9 +74,10 @@ struct Shared {
     js: jetstream::Context,
     registry: Registry,
     steps: Mutex<HashMap<JobKey, Arc<dyn Step>>>,
-    runs: Mutex<Vec<String>>,
-    /// Wakes the slots waiting for a run when runs are found.
-    found: tokio::sync::Notify,
+    /// The runs' streams, as last listed in full: a slot waiting for a run
+    /// is woken when one is found, and a slot whose pending fetch is on a
+    /// stream that is no longer listed drops it (`removed`).
+    runs: watch::Sender<Vec<String>>,
     /// One permit per step-1 thread (`--workers`). Twice as many slots
     /// pull: while one part is in step 1, the next is fetched and the last
     /// answered, so the broker's round trips overlap the work instead of
@@ -110,8 +114,7 @@ pub fn run(
             js,
             registry,
             steps: Mutex::default(),
-            runs: Mutex::default(),
-            found: tokio::sync::Notify::new(),
+            runs: watch::Sender::new(Vec::new()),
             compute: tokio::sync::Semaphore::new(settings.workers),
             stop,
             report: WorkerReport::default(),
@@ -147,20 +150,23 @@ async fn discover(shared: Arc<Shared>, client: async_nats::Client) {
         }
     };
     loop {
-        let infos: Vec<_> = shared
-            .js
-            .streams()
-            .filter_map(|info| async move { info.ok() })
-            .filter(|info| futures::future::ready(info.config.name.starts_with(STREAM_PREFIX)))
-            .collect()
-            .await;
-        let names: Vec<String> = infos.iter().map(|i| i.config.name.clone()).collect();
-        let any = !names.is_empty();
-        *shared.runs.lock().expect("runs lock") = names;
-        if any {
-            shared.found.notify_waiters();
+        let listed: Vec<_> = shared.js.streams().collect().await;
+        // Only a listing in full says which runs there are: a slot drops
+        // its fetch on a stream no longer listed, so a stream missing from
+        // a broken listing must not count as removed.
+        if let Ok(listed) = listed.into_iter().collect::<Result<Vec<_>, _>>() {
+            let infos: Vec<_> = listed
+                .into_iter()
+                .filter(|info| info.config.name.starts_with(STREAM_PREFIX))
+                .collect();
+            let names: Vec<String> = infos.iter().map(|i| i.config.name.clone()).collect();
+            shared.runs.send_if_modified(|runs| {
+                let changed = *runs != names;
+                *runs = names;
+                changed
+            });
+            reaper.sweep(&shared.js, &infos).await;
         }
-        reaper.sweep(&shared.js, &infos).await;
         match announced.as_mut() {
             Some(subscriber) => {
                 let _ = tokio::time::timeout(DISCOVER, subscriber.next()).await;
@@ -174,11 +180,13 @@ async fn discover(shared: Arc<Shared>, client: async_nats::Client) {
 async fn work(shared: Arc<Shared>, slot: usize) {
     let mut consumers: HashMap<String, PullConsumer> = HashMap::new();
     let mut turn = slot;
+    let mut listed = shared.runs.subscribe();
     while !shared.stop.load(Ordering::SeqCst) {
-        let runs = shared.runs.lock().expect("runs lock").clone();
+        let runs = listed.borrow_and_update().clone();
+        consumers.retain(|stream, _| runs.contains(stream));
         if runs.is_empty() {
             // Woken as soon as a run is found.
-            let _ = tokio::time::timeout(POLL, shared.found.notified()).await;
+            let _ = tokio::time::timeout(POLL, listed.changed()).await;
             continue;
         }
         turn = turn.wrapping_add(1);
@@ -209,11 +217,36 @@ async fn work(shared: Arc<Shared>, slot: usize) {
             }
         };
         let ack_wait = consumer.cached_info().config.ack_wait;
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => answer(&shared, message, ack_wait).await,
-                Err(e) => log::debug!("fetching from {stream}: {e}"),
+        let mut removing = shared.runs.subscribe();
+        loop {
+            tokio::select! {
+                message = messages.next() => match message {
+                    Some(Ok(message)) => answer(&shared, message, ack_wait).await,
+                    Some(Err(e)) => log::debug!("fetching from {stream}: {e}"),
+                    None => break,
+                },
+                () = removed(&mut removing, stream) => {
+                    log::debug!("{stream} was removed: its pending fetch is dropped");
+                    break;
+                }
             }
+        }
+    }
+}
+
+/// Resolves once `stream` is no longer among the runs listed. A fetch
+/// pending on a stream that is removed gets the server's `409 Consumer
+/// Deleted`, which the client yields as an error without ending the
+/// fetch: it waited out the fetch's expiry and 5 s more, so each pass of a
+/// job of several passes (a stream each) began that late on every slot.
+async fn removed(runs: &mut watch::Receiver<Vec<String>>, stream: &str) {
+    loop {
+        if !runs.borrow_and_update().iter().any(|s| s == stream) {
+            return;
+        }
+        if runs.changed().await.is_err() {
+            // The listing has ended (the worker is stopping): never.
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -423,5 +456,30 @@ impl Shared {
             .expect("steps lock")
             .insert(key, Arc::clone(&step));
         Ok(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[test]
+    fn a_fetch_pending_on_a_stream_is_dropped_once_the_stream_is_no_longer_listed() {
+        let runs = watch::Sender::new(vec!["DRAINPIPE-a".to_owned(), "DRAINPIPE-b".to_owned()]);
+        let mut listed = runs.subscribe();
+        let mut gone = Box::pin(removed(&mut listed, "DRAINPIPE-a"));
+        assert!(gone.as_mut().now_or_never().is_none(), "still listed");
+        // Another run starts: the stream is still there.
+        runs.send_replace(vec![
+            "DRAINPIPE-a".to_owned(),
+            "DRAINPIPE-b".to_owned(),
+            "DRAINPIPE-c".to_owned(),
+        ]);
+        assert!(gone.as_mut().now_or_never().is_none(), "still listed");
+        // The pass ends and the next begins: its stream is removed.
+        runs.send_replace(vec!["DRAINPIPE-b".to_owned(), "DRAINPIPE-c".to_owned()]);
+        assert!(gone.as_mut().now_or_never().is_some(), "dropped");
     }
 }
