@@ -244,6 +244,18 @@ impl CandidateIds {
         self.records.is_empty()
     }
 
+    /// Keeps the ids of the records `keep` is true for, in place, and
+    /// gives back the memory of the others.
+    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        let (mut records, mut ends, mut text) = (Vec::new(), Vec::new(), String::new());
+        for (record, id) in self.iter().filter(|&(r, _)| keep(r)) {
+            text.push_str(id);
+            records.push(record);
+            ends.push(text.len() as u64);
+        }
+        (self.records, self.ends, self.text) = (records, ends, text);
+    }
+
     /// Bytes of memory it holds.
     pub fn heap_bytes(&self) -> usize {
         self.records.capacity() * 4 + self.ends.capacity() * 8 + self.text.capacity()
@@ -296,5 +308,10 @@ mod tests {
             ]
         );
         assert_eq!(ids.len(), 4);
+        ids.retain(|r| r != 5 && r != 40);
+        let all: Vec<(u32, &str)> = ids.iter().collect();
+        assert_eq!(all, [(3, "\"a\""), (9, "17")]);
+        assert_eq!(ids.get(40), None);
+        assert!(ids.heap_bytes() < 2 * 4 + 2 * 8 + 16);
     }
 }

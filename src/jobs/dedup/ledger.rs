@@ -67,6 +67,10 @@ pub struct PassTime {
     spill_runs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_spilled: Option<u64>,
+    /// Pass 2: the most bytes the candidates' ids held
+    /// ([`crate::jobs::dedup::budget::Shares::candidate_ids`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_ids_peak_bytes: Option<u64>,
 }
 
 impl PassTime {
@@ -79,6 +83,7 @@ impl PassTime {
             beside: None,
             spill_runs: report.result["spill_runs"].as_u64(),
             bytes_spilled: report.result["bytes_spilled"].as_u64(),
+            candidate_ids_peak_bytes: report.result["candidate_ids_peak_bytes"].as_u64(),
         }
     }
 
@@ -91,6 +96,7 @@ impl PassTime {
             beside: None,
             spill_runs: None,
             bytes_spilled: None,
+            candidate_ids_peak_bytes: None,
         }
     }
 
@@ -106,6 +112,7 @@ impl PassTime {
             beside: beside.map(Pass::name),
             spill_runs: None,
             bytes_spilled: None,
+            candidate_ids_peak_bytes: None,
         }
     }
 }

@@ -115,6 +115,7 @@ use crate::jobs::pass::{open_source, RunContext};
 
 pub mod bitset;
 pub mod buckets;
+pub mod budget;
 pub mod chain;
 pub mod clusters;
 pub mod crash;

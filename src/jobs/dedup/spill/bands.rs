@@ -6,6 +6,8 @@
 //!
 //! # The budget's shares
 //!
+//! (Set in [`crate::jobs::dedup::budget`], with those of the other passes.)
+//!
 //! Of `--max-memory` (the budget for the run's state, the fixed overhead
 //! of batch buffers, threads and program being on top), pass 1's
 //! Integrator state takes half ([`Budget::state`]); the other half covers
@@ -52,6 +54,7 @@ use super::merge::{EntrySource, Merge};
 use super::runs::{self, RunError, RunInfo};
 use super::writer::{self, Background, Chunk, Scratch, Written, PREFIX, SUFFIX};
 use crate::jobs::dedup::buckets::fingerprint;
+use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::ids::{repeats_in, IdKeys};
 use crate::jobs::dedup::lsh::merged_candidate_pairs;
 
@@ -79,16 +82,22 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Pass 1's Integrator state: half the budget.
+    fn shares(self) -> Shares {
+        Shares {
+            max_memory: self.max_memory,
+        }
+    }
+
+    /// Pass 1's Integrator state: half the budget ([`Shares::pass1_state`]).
     pub fn state(self) -> u64 {
-        self.max_memory / 2
+        self.shares().pass1_state()
     }
 
     /// Records a chunk spans before it spills, with `bands` bands (two
     /// chunks are held at once: see the module's docs).
     pub fn chunk_records(self, bands: usize) -> usize {
         let per_record = 2 * (bands as u64 * 8 + 16) + 48;
-        usize::try_from(self.state() / 2 / per_record)
+        usize::try_from(self.shares().chunks() / per_record)
             .unwrap_or(usize::MAX)
             .max(MIN_CHUNK)
     }
@@ -96,12 +105,12 @@ impl Budget {
     /// Room for the merges' readers when the pass ends (the chunks are
     /// freed by then): a quarter of the state's share.
     pub fn merge_bytes(self) -> u64 {
-        self.state() / 4
+        self.shares().merge()
     }
 
     /// The most bytes the records' places may hold.
     pub fn places_bytes(self) -> u64 {
-        self.state() / 4
+        self.shares().places()
     }
 }
 

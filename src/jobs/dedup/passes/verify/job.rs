@@ -24,6 +24,7 @@ use drainpipe_actors::{
 
 use crate::input::{parse_text_record, TextFields, TextRecord, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::chain::{RecordHook, Verified};
 use crate::jobs::dedup::fates::Fates;
 use crate::jobs::dedup::keep::{KeepKey, KeepPolicy};
@@ -70,7 +71,7 @@ pub struct VerifyJob {
     /// The run's temporary space, the held sets' share of the memory
     /// budget (`None`: no budget) and the run's handle, when the pass may
     /// spill ([`VerifyJob::spilling_to`]).
-    spill: Option<(Arc<TempSpace>, Option<u64>, RunHandle)>,
+    spill: Option<(Arc<TempSpace>, Option<Pass2Shares>, RunHandle)>,
     /// `--keep`: the key each candidate is ranked by ([`KeepPolicy::key`]).
     keep: KeepPolicy,
     slot: Arc<Mutex<Option<Verified>>>,
@@ -81,7 +82,16 @@ pub struct VerifyJob {
 /// the candidate pairs, the ids, the last-partner list and the bits
 /// (`docs/DEDUP.md`, "Under a memory budget").
 pub fn held_share(max_memory: u64) -> u64 {
-    max_memory / 4
+    Shares { max_memory }.held()
+}
+
+/// Pass 2's shares of the memory budget ([`Shares`]).
+#[derive(Debug, Clone, Copy)]
+struct Pass2Shares {
+    /// The held shingle sets' ([`held_share`]).
+    held: u64,
+    /// The candidates' ids' and keys' ([`Shares::candidate_ids`]).
+    ids: u64,
 }
 
 /// The index in the whole input of the `index`-th record the source
@@ -208,7 +218,11 @@ impl VerifyJob {
         max_memory: Option<u64>,
         handle: RunHandle,
     ) -> Self {
-        self.spill = Some((temp, max_memory.map(held_share), handle));
+        let shares = max_memory.map(|max_memory| Pass2Shares {
+            held: held_share(max_memory),
+            ids: Shares { max_memory }.candidate_ids(),
+        });
+        self.spill = Some((temp, shares, handle));
         self
     }
 
@@ -290,12 +304,17 @@ impl Job for VerifyJob {
             record_hook: self.record_hook.clone(),
             told: 0,
             temp: self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
-            spill: self.spill.as_ref().and_then(|(temp, share, _)| {
-                share.map(|share| HeldSpill::new(Arc::clone(temp), Some(share)))
+            spill: self.spill.as_ref().and_then(|(temp, shares, _)| {
+                shares.map(|s| HeldSpill::new(Arc::clone(temp), Some(s.held)))
             }),
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             failed: None,
             candidates_bytes: self.candidates.heap_bytes() as u64,
+            ids_limit: self
+                .spill
+                .as_ref()
+                .and_then(|(_, budget, _)| budget.map(|b| (b.ids, b.ids))),
+            peak_ids_bytes: 0,
             slot: Arc::clone(&self.slot),
         }
     }
@@ -367,6 +386,11 @@ pub struct Verifier {
     failed: Option<(std::io::ErrorKind, String)>,
     /// Bytes of the job's candidate bits (counted in the peak).
     candidates_bytes: u64,
+    /// Under a memory budget: the candidates' ids' and keys' share, and
+    /// the bytes past which they are pruned ([`Verifier::prune_ids`]).
+    ids_limit: Option<(u64, u64)>,
+    /// Most bytes the candidates' ids and keys held.
+    peak_ids_bytes: u64,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -446,14 +470,62 @@ impl Verifier {
         Ok(())
     }
 
+    /// Bytes the candidates' ids and `--keep` keys hold.
+    fn ids_bytes(&self) -> u64 {
+        let keys = self.found.keys.capacity() * (4 + std::mem::size_of::<KeepKey>());
+        (self.found.ids.heap_bytes() + keys) as u64
+    }
+
+    /// Under a budget, once the candidates' ids and keys pass their limit:
+    /// prunes them after record `x` ([`Verifier::prune_ids`]), and sets
+    /// the next limit at twice what is left when that is more than the
+    /// share (what is left grows with the pairs, and pruning again at
+    /// once would be in vain).
+    fn prune_ids_if_over(&mut self, x: u32) {
+        let Some((share, limit)) = self.ids_limit else {
+            return;
+        };
+        let bytes = self.ids_bytes();
+        self.peak_ids_bytes = self.peak_ids_bytes.max(bytes);
+        if bytes <= limit {
+            return;
+        }
+        self.prune_ids(x);
+        let left = self.ids_bytes();
+        log::debug!(
+            "dedup pass 2: candidates' ids pruned after record {x}: {bytes} -> {left} bytes"
+        );
+        self.ids_limit = Some((share, share.max(2 * left)));
+    }
+
+    /// Drops the ids and keys of the candidates that no verified pair
+    /// holds and whose every partner has come (up to record `x`): they
+    /// can be in no cluster, and only the clusters' members' ids are
+    /// written ([`crate::jobs::dedup::clusters::write_clusters`]). Those
+    /// of the candidates still waiting for a later partner stay.
+    fn prune_ids(&mut self, x: u32) {
+        let mut members: Vec<u32> = self
+            .found
+            .pairs
+            .iter()
+            .flat_map(|&(a, b, _)| [a, b])
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        let last = &self.last_partner;
+        let keep =
+            |r: u32| members.binary_search(&r).is_ok() || last_of(last, r).is_some_and(|l| l > x);
+        self.found.ids.retain(keep);
+        self.found.keys.retain(|&r, _| keep(r));
+        self.found.keys.shrink_to_fit();
+    }
+
     /// Bytes of the tables the Integrator holds besides the held sets.
     fn tables_bytes(&self) -> u64 {
-        let tables = self.found.ids.heap_bytes()
-            + self.last_partner.capacity() * 8
-            + self.found.keys.capacity() * (4 + std::mem::size_of::<KeepKey>())
+        let tables = self.last_partner.capacity() * 8
             + self.pairs.len() * std::mem::size_of::<(u32, u32)>()
             + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
-        tables as u64 + self.candidates_bytes
+        tables as u64 + self.candidates_bytes + self.peak_ids_bytes.max(self.ids_bytes())
     }
 }
 
@@ -505,6 +577,7 @@ impl Integrate for Verifier {
             fates.checked(below, &self.found.pairs[self.told..]);
             self.told = self.found.pairs.len();
         }
+        self.prune_ids_if_over(x);
         Ok(())
     }
 
@@ -566,6 +639,10 @@ impl Integrate for Verifier {
         crate::jobs::dedup::crash::here("dedup::pass2_finishing");
         self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
         self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
+        if self.ids_limit.is_some() && !run.partial {
+            // Every partner has come: only the clusters' ids are left.
+            self.prune_ids(u32::MAX);
+        }
         self.held = HashMap::new();
         self.found.rejected = run.rejected;
         let (runs, spilled) = self
@@ -589,6 +666,7 @@ impl Integrate for Verifier {
             "verified": self.found.pairs.len(),
             "spill_runs": runs,
             "bytes_spilled": spilled,
+            "candidate_ids_peak_bytes": self.peak_ids_bytes.max(self.ids_bytes()),
         });
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);

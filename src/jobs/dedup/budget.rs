@@ -1,0 +1,94 @@
+//! How `--max-memory` is split between the state of dedup's passes: the
+//! one place that says it. The structures that grow with the input either
+//! stay within their share here (and go to disk past it, or are dropped
+//! when they only save time) or are a bit per record, counted apart.
+//!
+//! The passes run one after the other, so each pass has the whole budget
+//! for what it holds alone; what a pass hands the next (the bits, the
+//! places, the candidate pairs) is counted in both.
+//!
+//! | pass | structure | bytes | share |
+//! |---|---|---|---|
+//! | 1 | band lists, fingerprints, id keys of two chunks of records | `2 * (8 * bands + 16) + 48` a record of a chunk | [`Shares::chunks`]: a quarter; full chunks go to sorted runs |
+//! | 1-3 | the records' places (`spans`) | 12 a record | [`Shares::places`]: an eighth; past it dropped (passes 2 and 3 read the whole input) |
+//! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
+//! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
+//! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth; past it, the ids of candidates that can no longer be in a cluster are dropped |
+//! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
+//! | 2 | candidate pairs, each earlier record's last partner | 8 a pair, 8 an earlier record | none yet: they grow with the pairs, not the records |
+//!
+//! What is not counted (the allocator's slack, the batch buffers, the
+//! threads, the program) is the rest of the budget and the fixed overhead
+//! on top of it ([`crate::memory_budget`]).
+
+/// The shares of one run's budget, `max_memory` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shares {
+    /// The run's budget in bytes (`--max-memory`).
+    pub max_memory: u64,
+}
+
+impl Shares {
+    /// Pass 1's Integrator state: half the budget (the other half covers
+    /// the allocator's slack and the candidate pairs as they are made).
+    pub fn pass1_state(self) -> u64 {
+        self.max_memory / 2
+    }
+
+    /// Pass 1's two chunks of band lists in memory: half its state.
+    pub fn chunks(self) -> u64 {
+        self.pass1_state() / 2
+    }
+
+    /// Pass 1's merge readers when it ends (the chunks are freed by then):
+    /// a quarter of its state.
+    pub fn merge(self) -> u64 {
+        self.pass1_state() / 4
+    }
+
+    /// The records' places: a quarter of pass 1's state (they are read by
+    /// passes 2 and 3 too, where the bits and held sets leave room).
+    pub fn places(self) -> u64 {
+        self.pass1_state() / 4
+    }
+
+    /// Pass 2's held shingle sets, with the read buffers of their runs: a
+    /// quarter of the budget.
+    pub fn held(self) -> u64 {
+        self.max_memory / 4
+    }
+
+    /// Pass 2's candidates' ids and `--keep` keys: an eighth of the
+    /// budget. Past it, those of candidates whose every partner has come
+    /// and that no verified pair holds are dropped; what is left (the
+    /// candidates still waiting for a partner, and the clustered ones)
+    /// grows with the pairs, not the records.
+    pub fn candidate_ids(self) -> u64 {
+        self.max_memory / 8
+    }
+}
+
+/// Bytes of the bit per record each of the three record sets takes for
+/// `records` records (integrated, candidates, removed): 125 MB each for
+/// 10^9 records, so 375 MB with all three alive in pass 3.
+pub fn bits_bytes(records: u64) -> u64 {
+    3 * records.div_ceil(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shares_of_each_pass_stay_within_the_budget() {
+        let s = Shares {
+            max_memory: 128 << 20,
+        };
+        // Pass 1: chunks, places and merge readers within its state.
+        assert!(s.chunks() + s.places() + s.merge() <= s.pass1_state());
+        assert!(s.pass1_state() + s.places() <= s.max_memory);
+        // Pass 2: held sets, ids and the places handed on.
+        assert!(s.held() + s.candidate_ids() + s.places() <= s.max_memory / 2);
+        assert_eq!(bits_bytes(1_000_000_000), 375_000_000);
+    }
+}
