@@ -310,9 +310,13 @@ impl Job for VerifyJob {
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             failed: None,
             candidates_bytes: self.candidates.heap_bytes() as u64,
+            // With a saved index the clusters also name records whose
+            // only partners are indexed ones (pairs outside `found.pairs`):
+            // their ids are kept, none pruned.
             ids_limit: self
                 .spill
                 .as_ref()
+                .filter(|_| self.record_hook.is_none())
                 .and_then(|(_, budget, _)| budget.map(|b| (b.ids, b.ids))),
             peak_ids_bytes: 0,
             slot: Arc::clone(&self.slot),
