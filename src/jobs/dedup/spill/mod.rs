@@ -8,6 +8,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`runs`] | the sorted-run file format: [`runs::Entry`], its writer and streaming reader |
+//! | [`runs::blocks`] | the framing of every spill file, sorted runs and [`held`]'s alike: checksummed blocks, the end, the whole-file checks |
 //! | [`levels`] | the merge in levels, when a band has more runs than the budget has room for readers |
 //! | [`merge`] | the k-way merge of runs (and sorted lists in memory), with a record offset for runs of another numbering (a saved index's) |
 //! | [`writer`] | a full chunk sorted and written as runs on a thread of its own, one chunk in flight at most |
