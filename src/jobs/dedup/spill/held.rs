@@ -29,7 +29,7 @@
 //! 64-bit hashes do not shrink as gaps).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use drainpipe_actors::TempSpace;
 
+use super::leftovers::remove_unnamed;
 use super::runs::blocks::{put_varint, BlockReader, BlockWriter, Format};
 use super::runs::{RunError, RunInfo, BLOCK_BYTES};
 
@@ -324,23 +325,7 @@ impl HeldSpill {
     /// [`HeldSpill::take_for`]); runs of this module the checkpoint does
     /// not name were written after it, and are removed.
     pub fn restore(&mut self, runs: Vec<RunInfo>) -> Result<(), RunError> {
-        let named: HashSet<&str> = runs.iter().map(|i| i.name.as_str()).collect();
-        let dir = self.temp.dir().map_err(|cause| RunError::Io {
-            path: self.temp.folder().to_owned(),
-            cause,
-        })?;
-        let io = |cause| RunError::Io {
-            path: dir.clone(),
-            cause,
-        };
-        for item in fs::read_dir(&dir).map_err(io)? {
-            let name = item.map_err(io)?.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) && !named.contains(&*name) {
-                let path = dir.join(&*name);
-                fs::remove_file(&path).map_err(|cause| RunError::Io { path, cause })?;
-            }
-        }
+        remove_unnamed(&self.temp, PREFIX, SUFFIX, &runs)?;
         (self.readers, self.heads, self.heap) = (Vec::new(), Vec::new(), BinaryHeap::new());
         for info in &runs {
             let reader = HeldReader::open(&self.path(&info.name)?, Some(info))?;
