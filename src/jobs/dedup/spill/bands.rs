@@ -42,13 +42,13 @@
 //! with every entry, so no table by record is needed while merging.
 
 use std::collections::HashSet;
-use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::TempSpace;
 use serde::{Deserialize, Serialize};
 
+use super::leftovers::remove_unnamed;
 use super::levels;
 use super::merge::{EntrySource, Merge};
 use super::runs::{self, RunError, RunInfo};
@@ -524,23 +524,7 @@ impl Spiller {
         for info in spilled.all() {
             levels::open(&self.temp, info)?;
         }
-        let named: HashSet<&str> = spilled.all().map(|i| i.name.as_str()).collect();
-        let dir = self.temp.dir().map_err(|cause| RunError::Io {
-            path: self.temp.folder().to_owned(),
-            cause,
-        })?;
-        let io = |cause| RunError::Io {
-            path: dir.clone(),
-            cause,
-        };
-        for item in fs::read_dir(&dir).map_err(io)? {
-            let name = item.map_err(io)?.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) && !named.contains(&*name) {
-                let path = dir.join(&*name);
-                fs::remove_file(&path).map_err(|cause| RunError::Io { path, cause })?;
-            }
-        }
+        remove_unnamed(&self.temp, PREFIX, SUFFIX, spilled.all())?;
         (self.base, self.handed) = (spilled.base, spilled.spills());
         // Runs of the resumed run are held as this run's are: the peak
         // counts them.

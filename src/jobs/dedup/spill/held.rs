@@ -19,177 +19,95 @@
 //!
 //! # Format (version [`HELD_VERSION`])
 //!
-//! The framing of [`super::runs`] (a 16-byte header with magic `DPHELDST`,
-//! blocks of about [`BLOCK_BYTES`] with their length, entry count and
-//! CRC-32, an end with the total entries), with entries in strictly
+//! The framing of [`super::runs::blocks`] (a 16-byte header with magic
+//! `DPHELDST` and no flags, blocks of about [`BLOCK_BYTES`] with their
+//! length, entry count and CRC-32, an end with the total entries), with
+//! entries in strictly
 //! increasing `(later, earlier)` order, each: the later record as its gap
 //! from the block's previous one, the earlier record and the set's length
 //! as LEB128 integers, then the set's hashes as fixed `u64`s (random
 //! 64-bit hashes do not shrink as gaps).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::collections::{BinaryHeap, HashMap};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use drainpipe_actors::TempSpace;
 
+use super::leftovers::remove_unnamed;
+use super::runs::blocks::{put_varint, BlockReader, BlockWriter, Format};
 use super::runs::{RunError, RunInfo, BLOCK_BYTES};
-
-const MAGIC: &[u8; 8] = b"DPHELDST";
 
 /// The format's version; bump on any change of it.
 pub const HELD_VERSION: u32 = 1;
+
+const FORMAT: Format = Format {
+    magic: b"DPHELDST",
+    version: HELD_VERSION,
+    flags: 0,
+    // One entry can pass a block by a whole set (a document of millions
+    // of words).
+    max_payload: 256 << 20,
+    what: "a run of held sets",
+};
 
 /// Names of the runs this module writes start and end so; a resumed pass
 /// 2 removes those its checkpoint does not name.
 const PREFIX: &str = "dedup-verify-held-";
 const SUFFIX: &str = ".sorted";
 
-const HEADER_LEN: usize = 16;
-const BLOCK_HEAD: usize = 12;
-
-/// The largest block a reader accepts: one entry can pass
-/// [`BLOCK_BYTES`] by a whole set (a document of millions of words).
-const MAX_PAYLOAD: usize = 256 << 20;
-
 /// Bytes the reader and writer buffers of one run take.
 const RUN_BUFFER_BYTES: u64 = 2 * BLOCK_BYTES as u64;
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn damaged(path: &Path, what: impl Into<String>) -> RunError {
-    RunError::Damaged {
-        path: path.to_owned(),
-        what: what.into(),
-    }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
-    move |cause| RunError::Io {
-        path: path.to_owned(),
-        cause,
-    }
-}
 
 /// Writes one run of held sets.
 #[derive(Debug)]
 pub struct HeldWriter {
-    out: BufWriter<File>,
-    path: PathBuf,
-    payload: Vec<u8>,
-    in_block: u32,
+    blocks: BlockWriter,
     previous_later: u32,
     last: Option<(u32, u32)>,
-    entries: u64,
-    bytes: u64,
-    crc: crc32fast::Hasher,
 }
 
 impl HeldWriter {
     /// Creates the file at `path` and writes a run into it.
     pub fn create(path: &Path) -> Result<Self, RunError> {
-        let file = File::create(path).map_err(io_error(path))?;
-        let mut writer = HeldWriter {
-            out: BufWriter::with_capacity(BLOCK_BYTES, file),
-            path: path.to_owned(),
-            payload: Vec::with_capacity(BLOCK_BYTES + 1024),
-            in_block: 0,
+        let file = fs::File::create(path).map_err(RunError::io(path))?;
+        Ok(HeldWriter {
+            blocks: BlockWriter::new(file, path.to_owned(), &FORMAT, 0)?,
             previous_later: 0,
             last: None,
-            entries: 0,
-            bytes: 0,
-            crc: crc32fast::Hasher::new(),
-        };
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&HELD_VERSION.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        writer.write(&header)?;
-        Ok(writer)
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), RunError> {
-        self.out.write_all(bytes).map_err(io_error(&self.path))?;
-        self.crc.update(bytes);
-        self.bytes += bytes.len() as u64;
-        Ok(())
+        })
     }
 
     /// Appends `earlier`'s `set` for its partner `later`, after the
     /// previous entry in `(later, earlier)` order.
     pub fn push(&mut self, later: u32, earlier: u32, set: &[u64]) -> Result<(), RunError> {
         if self.last.is_some_and(|last| last >= (later, earlier)) {
-            return Err(damaged(
-                &self.path,
+            return Err(RunError::damaged(
+                self.blocks.path(),
                 format!("entry ({later}, {earlier}) written out of order (a bug)"),
             ));
         }
         self.last = Some((later, earlier));
-        put_varint(&mut self.payload, u64::from(later - self.previous_later));
-        put_varint(&mut self.payload, u64::from(earlier));
-        put_varint(&mut self.payload, set.len() as u64);
-        for &h in set {
-            self.payload.extend_from_slice(&h.to_le_bytes());
-        }
-        self.previous_later = later;
-        self.in_block += 1;
-        self.entries += 1;
-        if self.payload.len() >= BLOCK_BYTES {
-            self.flush_block()?;
-        }
-        Ok(())
-    }
-
-    fn flush_block(&mut self) -> Result<(), RunError> {
-        if self.in_block == 0 {
-            return Ok(());
-        }
-        let mut head = [0u8; BLOCK_HEAD];
-        head[..4].copy_from_slice(&(self.payload.len() as u32).to_le_bytes());
-        head[4..8].copy_from_slice(&self.in_block.to_le_bytes());
-        head[8..].copy_from_slice(&crc32fast::hash(&self.payload).to_le_bytes());
-        self.write(&head)?;
-        let payload = std::mem::take(&mut self.payload);
-        self.write(&payload)?;
-        self.payload = payload;
-        self.payload.clear();
-        (self.in_block, self.previous_later) = (0, 0);
-        Ok(())
+        let previous = &mut self.previous_later;
+        self.blocks.push(|payload, first| {
+            let from = if first { 0 } else { *previous };
+            put_varint(payload, u64::from(later - from));
+            put_varint(payload, u64::from(earlier));
+            put_varint(payload, set.len() as u64);
+            for &h in set {
+                payload.extend_from_slice(&h.to_le_bytes());
+            }
+            *previous = later;
+        })
     }
 
     /// Writes the last block and the end, and makes the file durable (a
     /// checkpoint may name it next).
-    pub fn finish(mut self) -> Result<RunInfo, RunError> {
-        self.flush_block()?;
-        let total = self.entries.to_le_bytes();
-        let mut end = [0u8; BLOCK_HEAD];
-        end[8..].copy_from_slice(&crc32fast::hash(&total).to_le_bytes());
-        self.write(&end)?;
-        self.write(&total)?;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| io_error(&self.path)(e.into_error()))?;
-        file.sync_all().map_err(io_error(&self.path))?;
-        let name = self.path.file_name().map_or_else(
-            || self.path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        Ok(RunInfo {
-            name,
-            bytes: self.bytes,
-            entries: self.entries,
-            checksum: self.crc.finalize(),
-        })
+    pub fn finish(self) -> Result<RunInfo, RunError> {
+        self.blocks.finish(true)
     }
 }
 
@@ -209,183 +127,51 @@ pub struct HeldEntry {
 /// [`RunInfo`]) the file's length and checksum.
 #[derive(Debug)]
 pub struct HeldReader {
-    input: BufReader<File>,
-    path: PathBuf,
-    payload: Vec<u8>,
-    at: usize,
-    left_in_block: u32,
+    blocks: BlockReader,
     previous_later: u32,
     last: Option<(u32, u32)>,
-    entries: u64,
-    crc: crc32fast::Hasher,
-    checksum: Option<u32>,
-    ended: bool,
 }
 
 impl HeldReader {
     /// Opens the run at `path`; with `expected`, a file of another length
     /// is refused here, one of another checksum at its end.
     pub fn open(path: &Path, expected: Option<&RunInfo>) -> Result<Self, RunError> {
-        let file = File::open(path).map_err(io_error(path))?;
-        if let Some(info) = expected {
-            let len = file.metadata().map_err(io_error(path))?.len();
-            if len != info.bytes {
-                return Err(damaged(
-                    path,
-                    format!("{len} bytes, {} written", info.bytes),
-                ));
-            }
-        }
-        let mut reader = HeldReader {
-            input: BufReader::with_capacity(BLOCK_BYTES, file),
-            path: path.to_owned(),
-            payload: Vec::new(),
-            at: 0,
-            left_in_block: 0,
+        let file = fs::File::open(path).map_err(RunError::io(path))?;
+        let (blocks, _) = BlockReader::new(file, path.to_owned(), &FORMAT, expected)?;
+        Ok(HeldReader {
+            blocks,
             previous_later: 0,
             last: None,
-            entries: 0,
-            crc: crc32fast::Hasher::new(),
-            checksum: expected.map(|i| i.checksum),
-            ended: false,
-        };
-        let mut header = [0u8; HEADER_LEN];
-        reader.read_exact(&mut header, "its header")?;
-        if &header[..8] != MAGIC {
-            return Err(damaged(path, "not a run of held sets (bad magic number)"));
-        }
-        let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-        if version != HELD_VERSION {
-            return Err(damaged(
-                path,
-                format!("format version {version}, this build reads version {HELD_VERSION}"),
-            ));
-        }
-        Ok(reader)
-    }
-
-    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), RunError> {
-        match self.input.read_exact(buf) {
-            Ok(()) => {
-                self.crc.update(buf);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(damaged(
-                &self.path,
-                format!("truncated: the file ends inside {what}"),
-            )),
-            Err(e) => Err(io_error(&self.path)(e)),
-        }
-    }
-
-    /// Reads the next block, or the end; false at the end.
-    fn next_block(&mut self) -> Result<bool, RunError> {
-        let mut head = [0u8; BLOCK_HEAD];
-        self.read_exact(&mut head, "a block's header")?;
-        let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
-        let (len, count, crc) = (word(0) as usize, word(4), word(8));
-        if len == 0 {
-            return self.read_end(count, crc).map(|()| false);
-        }
-        if len > MAX_PAYLOAD || count == 0 {
-            return Err(damaged(
-                &self.path,
-                format!("a block of {len} bytes and {count} entries"),
-            ));
-        }
-        let mut payload = std::mem::take(&mut self.payload);
-        payload.resize(len, 0);
-        let read = self.read_exact(&mut payload, "a block");
-        self.payload = payload;
-        read?;
-        if crc32fast::hash(&self.payload) != crc {
-            return Err(damaged(&self.path, "a block's checksum does not match"));
-        }
-        (self.at, self.left_in_block, self.previous_later) = (0, count, 0);
-        Ok(true)
-    }
-
-    fn read_end(&mut self, zero: u32, crc: u32) -> Result<(), RunError> {
-        let mut total = [0u8; 8];
-        self.read_exact(&mut total, "its end")?;
-        if zero != 0 || crc32fast::hash(&total) != crc {
-            return Err(damaged(&self.path, "its end is damaged"));
-        }
-        let total = u64::from_le_bytes(total);
-        if total != self.entries {
-            return Err(damaged(
-                &self.path,
-                format!("{} entries read, {total} written", self.entries),
-            ));
-        }
-        let mut rest = [0u8; 1];
-        match self.input.read(&mut rest) {
-            Ok(0) => {}
-            Ok(_) => return Err(damaged(&self.path, "bytes after its end")),
-            Err(e) => return Err(io_error(&self.path)(e)),
-        }
-        if self
-            .checksum
-            .is_some_and(|c| self.crc.clone().finalize() != c)
-        {
-            return Err(damaged(&self.path, "its checksum does not match"));
-        }
-        self.ended = true;
-        Ok(())
-    }
-
-    fn varint(&mut self) -> Result<u64, RunError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let Some(&byte) = self.payload.get(self.at) else {
-                break;
-            };
-            self.at += 1;
-            value |= u64::from(byte & 0x7F) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(damaged(&self.path, "an entry runs past its block"))
+        })
     }
 
     fn small(&mut self, what: &str) -> Result<u32, RunError> {
-        let value = self.varint()?;
-        u32::try_from(value).map_err(|_| damaged(&self.path, format!("{what} past 2^32")))
+        let value = self.blocks.varint()?;
+        u32::try_from(value).map_err(|_| self.blocks.damaged(format!("{what} past 2^32")))
     }
 
     /// The next entry, `None` at the run's end (once its end and checks
     /// were read).
     pub fn next_entry(&mut self) -> Result<Option<HeldEntry>, RunError> {
-        if self.left_in_block == 0 {
-            if self.at != self.payload.len() {
-                return Err(damaged(&self.path, "a block has bytes past its entries"));
-            }
-            if self.ended || !self.next_block()? {
-                return Ok(None);
-            }
-        }
-        let later = self
-            .previous_later
+        let Some(first) = self.blocks.next_entry()? else {
+            return Ok(None);
+        };
+        let from = if first { 0 } else { self.previous_later };
+        let later = from
             .checked_add(self.small("a record")?)
-            .ok_or_else(|| damaged(&self.path, "a record past 2^32"))?;
+            .ok_or_else(|| self.blocks.damaged("a record past 2^32"))?;
         let earlier = self.small("a record")?;
         let len = self.small("a set's length")? as usize;
-        let bytes = self
-            .payload
-            .get(self.at..self.at.saturating_add(len.saturating_mul(8)))
-            .ok_or_else(|| damaged(&self.path, "an entry runs past its block"))?;
-        let set = bytes
+        let set = self
+            .blocks
+            .take(len.saturating_mul(8))?
             .chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect();
-        self.at += len * 8;
         if self.last.is_some_and(|last| last >= (later, earlier)) {
-            return Err(damaged(&self.path, "entries out of order"));
+            return Err(self.blocks.damaged("entries out of order"));
         }
         (self.last, self.previous_later) = (Some((later, earlier)), later);
-        self.left_in_block -= 1;
-        self.entries += 1;
         Ok(Some(HeldEntry {
             later,
             earlier,
@@ -539,23 +325,7 @@ impl HeldSpill {
     /// [`HeldSpill::take_for`]); runs of this module the checkpoint does
     /// not name were written after it, and are removed.
     pub fn restore(&mut self, runs: Vec<RunInfo>) -> Result<(), RunError> {
-        let named: HashSet<&str> = runs.iter().map(|i| i.name.as_str()).collect();
-        let dir = self.temp.dir().map_err(|cause| RunError::Io {
-            path: self.temp.folder().to_owned(),
-            cause,
-        })?;
-        let io = |cause| RunError::Io {
-            path: dir.clone(),
-            cause,
-        };
-        for item in fs::read_dir(&dir).map_err(io)? {
-            let name = item.map_err(io)?.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) && !named.contains(&*name) {
-                let path = dir.join(&*name);
-                fs::remove_file(&path).map_err(|cause| RunError::Io { path, cause })?;
-            }
-        }
+        remove_unnamed(&self.temp, PREFIX, SUFFIX, &runs)?;
         (self.readers, self.heads, self.heap) = (Vec::new(), Vec::new(), BinaryHeap::new());
         for info in &runs {
             let reader = HeldReader::open(&self.path(&info.name)?, Some(info))?;
@@ -577,6 +347,7 @@ impl HeldSpill {
 
 #[cfg(test)]
 mod tests {
+    use super::super::runs::blocks::{BLOCK_HEAD, HEADER_LEN};
     use super::*;
 
     /// Candidate pairs `(earlier, later)` sorted by `(later, earlier)`,

@@ -8,17 +8,20 @@
 //! | module | holds |
 //! |---|---|
 //! | [`runs`] | the sorted-run file format: [`runs::Entry`], its writer and streaming reader |
+//! | [`runs::blocks`] | the framing of every spill file, sorted runs and [`held`]'s alike: checksummed blocks, the end, the whole-file checks |
 //! | [`levels`] | the merge in levels, when a band has more runs than the budget has room for readers |
 //! | [`merge`] | the k-way merge of runs (and sorted lists in memory), with a record offset for runs of another numbering (a saved index's) |
 //! | [`writer`] | a full chunk sorted and written as runs on a thread of its own, one chunk in flight at most |
 //! | [`bands`] | the budget's shares, pass 1's chunks handed to the writer, their runs merged into candidate pairs and repeated ids, and what a checkpoint names |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
+//! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
 //! the same way; nothing is looked up by record on disk.
 
 pub mod bands;
 pub mod held;
+pub mod leftovers;
 pub mod levels;
 pub mod merge;
 #[cfg(test)]

@@ -9,35 +9,33 @@
 //!
 //! # Format (version [`RUN_VERSION`])
 //!
-//! All integers little-endian.
-//!
-//! | part | bytes | content |
-//! |---|---|---|
-//! | header | 16 | magic `DPSORTED` (8), version `u32`, flags `u32` (bit 0: entries carry a fingerprint) |
-//! | block, repeated | 12 + n | payload length `u32` (> 0), entries `u32`, CRC-32 of the payload `u32`, payload |
-//! | end | 20 | `0u32`, `0u32`, CRC-32 of the next 8 bytes `u32`, total entries `u64` |
+//! The framing of [`blocks`] (a header, blocks of about [`BLOCK_BYTES`]
+//! with their length, entry count and CRC-32, an end with the total
+//! entries; all integers little-endian), with magic `DPSORTED` and flags
+//! bit 0: entries carry a fingerprint.
 //!
 //! A block's payload is its entries one after the other: the key as its
 //! gap from the block's previous key (from 0 at the block's start) and the
 //! record, both as LEB128 variable-length integers, then, with flag bit 0,
 //! the fingerprint as a fixed `u64`. A sorted band's keys are close, so a
 //! key takes 1 to 3 bytes, where a fixed width takes 4 (bands) or 8 (ids).
-//! Blocks hold about [`BLOCK_BYTES`] each, so a reader holds one block,
-//! not the run, and a damaged byte is found in the block it is in.
+//! The writer encodes an entry into an array and the reader decodes a
+//! batch of a block's entries in one loop ([`RunReader::next_entries`]):
+//! the merge's and the spill's time goes there.
 //!
-//! Whole-file checks: the writer returns the file's length and the CRC-32
-//! of all its bytes ([`RunInfo`]); a reader given them refuses a file of
-//! another length at once and one of another checksum at its end. Every
-//! error names the file ([`RunError`]).
+//! A reader given the writer's [`RunInfo`] checks the file's length and
+//! checksum too; every error names the file ([`RunError`]).
+
+pub mod blocks;
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The format's magic number.
-const MAGIC: &[u8; 8] = b"DPSORTED";
+use self::blocks::{BlockReader, BlockWriter, Format};
+pub use self::blocks::{BLOCK_BYTES, READ_BUFFER};
 
 /// The format's version; bump on any change of it.
 pub const RUN_VERSION: u32 = 1;
@@ -45,21 +43,14 @@ pub const RUN_VERSION: u32 = 1;
 /// Flag bit: entries carry a fingerprint.
 const WITH_PRINTS: u32 = 1;
 
-/// A block's payload is cut once it reaches this many bytes.
-pub const BLOCK_BYTES: usize = 64 << 10;
-
-/// A reader's buffer under its block: a block's header and the start of
-/// its payload come through it, the rest of the payload is read straight
-/// into the block (a buffer of a whole block would double a reader's
-/// bytes, and so halve the runs a merge has room to read at once).
-pub const READ_BUFFER: usize = 8 << 10;
-
-/// The largest payload a reader accepts (a block's entries can pass
-/// [`BLOCK_BYTES`] by one entry at most).
-const MAX_PAYLOAD: usize = BLOCK_BYTES + 64;
-
-const HEADER_LEN: usize = 16;
-const BLOCK_HEAD: usize = 12;
+const FORMAT: Format = Format {
+    magic: b"DPSORTED",
+    version: RUN_VERSION,
+    flags: WITH_PRINTS,
+    // A block's entries can pass [`BLOCK_BYTES`] by one entry at most.
+    max_payload: BLOCK_BYTES + 64,
+    what: "a sorted run",
+};
 
 /// One entry of a sorted run: a record's key in one band (or its id key),
 /// the record, and the record's twin fingerprint
@@ -144,14 +135,14 @@ pub enum RunError {
 }
 
 impl RunError {
-    fn io(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
+    pub(super) fn io(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
         move |cause| RunError::Io {
             path: path.to_owned(),
             cause,
         }
     }
 
-    fn damaged(path: &Path, what: impl Into<String>) -> RunError {
+    pub(super) fn damaged(path: &Path, what: impl Into<String>) -> RunError {
         RunError::Damaged {
             path: path.to_owned(),
             what: what.into(),
@@ -224,41 +215,23 @@ fn decode_entry(payload: &[u8], at: &mut usize, previous: u64, with_prints: bool
 /// Writes one sorted run.
 #[derive(Debug)]
 pub struct RunWriter {
-    out: BufWriter<File>,
-    path: PathBuf,
+    blocks: BlockWriter,
     with_prints: bool,
-    payload: Vec<u8>,
-    in_block: u32,
     previous_key: u64,
     last: Option<(u64, u32)>,
-    entries: u64,
-    bytes: u64,
-    crc: crc32fast::Hasher,
 }
 
 impl RunWriter {
     /// A run written to `file` (created empty), known as `path` in errors;
     /// `with_prints`: entries carry their fingerprint.
     pub fn new(file: File, path: PathBuf, with_prints: bool) -> Result<Self, RunError> {
-        let mut writer = RunWriter {
-            out: BufWriter::with_capacity(BLOCK_BYTES, file),
-            path,
+        let flags = if with_prints { WITH_PRINTS } else { 0 };
+        Ok(RunWriter {
+            blocks: BlockWriter::new(file, path, &FORMAT, flags)?,
             with_prints,
-            payload: Vec::with_capacity(MAX_PAYLOAD),
-            in_block: 0,
             previous_key: 0,
             last: None,
-            entries: 0,
-            bytes: 0,
-            crc: crc32fast::Hasher::new(),
-        };
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&RUN_VERSION.to_le_bytes());
-        let flags = if with_prints { WITH_PRINTS } else { 0 };
-        header.extend_from_slice(&flags.to_le_bytes());
-        writer.write(&header)?;
-        Ok(writer)
+        })
     }
 
     /// Creates the file at `path` and writes a run into it.
@@ -267,85 +240,38 @@ impl RunWriter {
         RunWriter::new(file, path.to_owned(), with_prints)
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), RunError> {
-        self.out
-            .write_all(bytes)
-            .map_err(RunError::io(&self.path))?;
-        self.crc.update(bytes);
-        self.bytes += bytes.len() as u64;
-        Ok(())
-    }
-
     /// Appends `entry`, which must come after the previous one in
     /// `(key, record)` order.
+    #[inline]
     pub fn push(&mut self, entry: Entry) -> Result<(), RunError> {
         if self.last.is_some_and(|last| last >= entry.order()) {
             return Err(RunError::OutOfOrder {
-                path: self.path.clone(),
+                path: self.blocks.path().to_owned(),
                 entry,
             });
         }
         self.last = Some(entry.order());
-        let mut bytes = [0u8; ENTRY_MAX];
-        let mut end = put_varint(&mut bytes, 0, entry.key - self.previous_key);
-        end = put_varint(&mut bytes, end, u64::from(entry.record));
-        if self.with_prints {
-            bytes[end..end + 8].copy_from_slice(&entry.print.to_le_bytes());
-            end += 8;
-        }
-        self.payload.extend_from_slice(&bytes[..end]);
-        self.previous_key = entry.key;
-        self.in_block += 1;
-        self.entries += 1;
-        if self.payload.len() >= BLOCK_BYTES {
-            self.flush_block()?;
-        }
-        Ok(())
-    }
-
-    fn flush_block(&mut self) -> Result<(), RunError> {
-        if self.in_block == 0 {
-            return Ok(());
-        }
-        let mut head = [0u8; BLOCK_HEAD];
-        head[..4].copy_from_slice(&(self.payload.len() as u32).to_le_bytes());
-        head[4..8].copy_from_slice(&self.in_block.to_le_bytes());
-        head[8..].copy_from_slice(&crc32fast::hash(&self.payload).to_le_bytes());
-        self.write(&head)?;
-        let payload = std::mem::take(&mut self.payload);
-        self.write(&payload)?;
-        self.payload = payload;
-        self.payload.clear();
-        self.in_block = 0;
-        self.previous_key = 0;
-        Ok(())
+        let (previous, with_prints) = (&mut self.previous_key, self.with_prints);
+        self.blocks.push(|payload, first| {
+            let from = if first { 0 } else { *previous };
+            let mut bytes = [0u8; ENTRY_MAX];
+            let mut end = put_varint(&mut bytes, 0, entry.key - from);
+            end = put_varint(&mut bytes, end, u64::from(entry.record));
+            if with_prints {
+                bytes[end..end + 8].copy_from_slice(&entry.print.to_le_bytes());
+                end += 8;
+            }
+            payload.extend_from_slice(&bytes[..end]);
+            *previous = entry.key;
+        })
     }
 
     /// Writes the last block and the end. The file is not made durable
     /// here: most runs are merged and removed before any checkpoint names
     /// them, and a sync per run made every spill wait for the disk; a
     /// checkpoint syncs the runs it names first ([`sync`]).
-    pub fn finish(mut self) -> Result<RunInfo, RunError> {
-        self.flush_block()?;
-        let total = self.entries.to_le_bytes();
-        let mut end = [0u8; BLOCK_HEAD];
-        end[8..].copy_from_slice(&crc32fast::hash(&total).to_le_bytes());
-        self.write(&end)?;
-        self.write(&total)?;
-        // Flushed, and closed as it drops.
-        self.out
-            .into_inner()
-            .map_err(|e| RunError::io(&self.path)(e.into_error()))?;
-        let name = self.path.file_name().map_or_else(
-            || self.path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        Ok(RunInfo {
-            name,
-            bytes: self.bytes,
-            entries: self.entries,
-            checksum: self.crc.finalize(),
-        })
+    pub fn finish(self) -> Result<RunInfo, RunError> {
+        self.blocks.finish(false)
     }
 }
 
@@ -361,18 +287,10 @@ pub fn sync(path: &Path) -> Result<(), RunError> {
 /// every block's checksum and the entries' order.
 #[derive(Debug)]
 pub struct RunReader {
-    input: BufReader<File>,
-    path: PathBuf,
+    blocks: BlockReader,
     with_prints: bool,
-    payload: Vec<u8>,
-    at: usize,
-    left_in_block: u32,
     previous_key: u64,
     last: Option<(u64, u32)>,
-    entries: u64,
-    crc: crc32fast::Hasher,
-    expected: Option<(u64, u32)>,
-    ended: bool,
 }
 
 impl RunReader {
@@ -380,53 +298,13 @@ impl RunReader {
     /// (what the writer returned), a file of another length is refused
     /// here, one of another checksum at its end.
     pub fn new(file: File, path: PathBuf, expected: Option<&RunInfo>) -> Result<Self, RunError> {
-        if let Some(info) = expected {
-            let len = file.metadata().map_err(RunError::io(&path))?.len();
-            if len != info.bytes {
-                return Err(RunError::damaged(
-                    &path,
-                    format!("{len} bytes, {} written", info.bytes),
-                ));
-            }
-        }
-        let mut reader = RunReader {
-            input: BufReader::with_capacity(READ_BUFFER, file),
-            path,
-            with_prints: false,
-            payload: Vec::new(),
-            at: 0,
-            left_in_block: 0,
+        let (blocks, flags) = BlockReader::new(file, path, &FORMAT, expected)?;
+        Ok(RunReader {
+            blocks,
+            with_prints: flags & WITH_PRINTS != 0,
             previous_key: 0,
             last: None,
-            entries: 0,
-            crc: crc32fast::Hasher::new(),
-            expected: expected.map(|i| (i.bytes, i.checksum)),
-            ended: false,
-        };
-        let mut header = [0u8; HEADER_LEN];
-        reader.read_exact(&mut header, "its header")?;
-        if &header[..8] != MAGIC {
-            return Err(RunError::damaged(
-                &reader.path,
-                "not a sorted run (bad magic number)",
-            ));
-        }
-        let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-        if version != RUN_VERSION {
-            return Err(RunError::damaged(
-                &reader.path,
-                format!("format version {version}, this build reads version {RUN_VERSION}"),
-            ));
-        }
-        let flags = u32::from_le_bytes(header[12..].try_into().expect("4 bytes"));
-        if flags & !WITH_PRINTS != 0 {
-            return Err(RunError::damaged(
-                &reader.path,
-                format!("unknown flags {flags:#x}"),
-            ));
-        }
-        reader.with_prints = flags & WITH_PRINTS != 0;
-        Ok(reader)
+        })
     }
 
     /// Opens the run at `path` (see [`RunReader::new`]).
@@ -440,104 +318,22 @@ impl RunReader {
         self.with_prints
     }
 
-    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), RunError> {
-        match self.input.read_exact(buf) {
-            Ok(()) => {
-                self.crc.update(buf);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(RunError::damaged(
-                &self.path,
-                format!("truncated: the file ends inside {what}"),
-            )),
-            Err(e) => Err(RunError::io(&self.path)(e)),
-        }
-    }
-
-    /// Reads the next block, or the end; false at the end.
-    fn next_block(&mut self) -> Result<bool, RunError> {
-        let mut head = [0u8; BLOCK_HEAD];
-        self.read_exact(&mut head, "a block's header")?;
-        let word = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
-        let (len, count, crc) = (word(0) as usize, word(4), word(8));
-        if len == 0 {
-            return self.read_end(count, crc).map(|()| false);
-        }
-        if len > MAX_PAYLOAD || count == 0 {
-            return Err(RunError::damaged(
-                &self.path,
-                format!("a block of {len} bytes and {count} entries"),
-            ));
-        }
-        let mut payload = std::mem::take(&mut self.payload);
-        payload.resize(len, 0);
-        let read = self.read_exact(&mut payload, "a block");
-        self.payload = payload;
-        read?;
-        if crc32fast::hash(&self.payload) != crc {
-            return Err(RunError::damaged(
-                &self.path,
-                "a block's checksum does not match",
-            ));
-        }
-        (self.at, self.left_in_block, self.previous_key) = (0, count, 0);
-        Ok(true)
-    }
-
-    fn read_end(&mut self, zero: u32, crc: u32) -> Result<(), RunError> {
-        let mut total = [0u8; 8];
-        self.read_exact(&mut total, "its end")?;
-        if zero != 0 || crc32fast::hash(&total) != crc {
-            return Err(RunError::damaged(&self.path, "its end is damaged"));
-        }
-        let total = u64::from_le_bytes(total);
-        if total != self.entries {
-            return Err(RunError::damaged(
-                &self.path,
-                format!("{} entries read, {total} written", self.entries),
-            ));
-        }
-        let mut rest = [0u8; 1];
-        match self.input.read(&mut rest) {
-            Ok(0) => {}
-            Ok(_) => return Err(RunError::damaged(&self.path, "bytes after its end")),
-            Err(e) => return Err(RunError::io(&self.path)(e)),
-        }
-        if let Some((_, checksum)) = self.expected {
-            if self.crc.clone().finalize() != checksum {
-                return Err(RunError::damaged(&self.path, "its checksum does not match"));
-            }
-        }
-        self.ended = true;
-        Ok(())
-    }
-
-    fn varint(&mut self) -> Result<u64, RunError> {
-        varint_at(&self.payload, &mut self.at)
-            .ok_or_else(|| RunError::damaged(&self.path, "an entry runs past its block"))
-    }
-
     /// Appends up to `most` (at least one) of the next entries to `out`,
     /// all from one block, or returns false at the run's end: the merge
     /// reads runs so, one call a batch and the entries decoded in one
     /// loop, where one call an entry was most of its time. The same
     /// checks as [`RunReader::next_entry`]'s.
     pub fn next_entries(&mut self, out: &mut Vec<Entry>, most: usize) -> Result<bool, RunError> {
-        if self.left_in_block == 0 {
-            if self.at != self.payload.len() {
-                return Err(RunError::damaged(
-                    &self.path,
-                    "a block has bytes past its entries",
-                ));
-            }
-            if self.ended || !self.next_block()? {
-                return Ok(false);
-            }
+        match self.blocks.fill()? {
+            None => return Ok(false),
+            Some(true) => self.previous_key = 0,
+            Some(false) => {}
         }
-        let count = (self.left_in_block as usize).min(most.max(1));
+        let (payload, mut at, left) = self.blocks.rest();
+        let count = (left as usize).min(most.max(1));
         out.reserve(count);
-        let (payload, with_prints) = (&self.payload[..], self.with_prints);
-        let (mut at, mut key, mut last) = (self.at, self.previous_key, self.last);
+        let with_prints = self.with_prints;
+        let (mut key, mut last) = (self.previous_key, self.last);
         let mut fault = None;
         for _ in 0..count {
             let Some(entry) = decode_entry(payload, &mut at, key, with_prints) else {
@@ -552,57 +348,43 @@ impl RunReader {
             out.push(entry);
         }
         if let Some(what) = fault {
-            return Err(RunError::damaged(&self.path, what));
+            return Err(self.blocks.damaged(what));
         }
-        (self.at, self.previous_key, self.last) = (at, key, last);
-        self.left_in_block -= count as u32;
-        self.entries += count as u64;
+        (self.previous_key, self.last) = (key, last);
+        self.blocks.consumed(at, count as u32);
         Ok(true)
     }
 
     /// The next entry, `None` at the run's end (once its end and checks
     /// were read).
     pub fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
-        if self.left_in_block == 0 {
-            if self.at != self.payload.len() {
-                return Err(RunError::damaged(
-                    &self.path,
-                    "a block has bytes past its entries",
-                ));
-            }
-            if self.ended || !self.next_block()? {
-                return Ok(None);
-            }
-        }
-        let key = self
-            .previous_key
-            .checked_add(self.varint()?)
-            .ok_or_else(|| RunError::damaged(&self.path, "a key past 2^64"))?;
-        let record = u32::try_from(self.varint()?)
-            .map_err(|_| RunError::damaged(&self.path, "a record index past 2^32"))?;
+        let Some(first) = self.blocks.next_entry()? else {
+            return Ok(None);
+        };
+        let from = if first { 0 } else { self.previous_key };
+        let key = from
+            .checked_add(self.blocks.varint()?)
+            .ok_or_else(|| self.blocks.damaged("a key past 2^64"))?;
+        let record = u32::try_from(self.blocks.varint()?)
+            .map_err(|_| self.blocks.damaged("a record index past 2^32"))?;
         let print = if self.with_prints {
-            let bytes = self
-                .payload
-                .get(self.at..self.at + 8)
-                .ok_or_else(|| RunError::damaged(&self.path, "an entry runs past its block"))?;
-            self.at += 8;
+            let bytes = self.blocks.take(8)?;
             u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
         } else {
             0
         };
         let entry = Entry { key, record, print };
         if self.last.is_some_and(|last| last >= entry.order()) {
-            return Err(RunError::damaged(&self.path, "entries out of order"));
+            return Err(self.blocks.damaged("entries out of order"));
         }
         (self.last, self.previous_key) = (Some(entry.order()), key);
-        self.left_in_block -= 1;
-        self.entries += 1;
         Ok(Some(entry))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::blocks::{BLOCK_HEAD, HEADER_LEN};
     use super::*;
 
     fn entries(n: u32) -> Vec<Entry> {
