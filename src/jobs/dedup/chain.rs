@@ -253,6 +253,10 @@ impl CandidateIds {
             records.push(record);
             ends.push(text.len() as u64);
         }
+        // Exactly what is kept: pruning is for giving memory back.
+        records.shrink_to_fit();
+        ends.shrink_to_fit();
+        text.shrink_to_fit();
         (self.records, self.ends, self.text) = (records, ends, text);
     }
 
