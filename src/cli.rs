@@ -20,7 +20,8 @@ use drainpipe_actors::{OutputDir, RunHandle, Settings, TempSpace};
 /// file is one record; see --dir-as), any of them but Parquet compressed as
 /// .gz or .zst; `-` reads JSON Lines from stdin.
 ///
-/// Exit codes: 0 complete, 2 usage, 65 too many rejects, an unusable
+/// Exit codes: 0 complete, 2 usage, 65 too many rejects (or every record
+/// rejected), an unusable
 /// input (a Parquet file without the text column, Parquet inputs of two
 /// schemas for one kept.parquet) or a damaged dedup index, 70 data loss or internal error, 74 IO error, 129 hung up
 /// (SIGHUP), 130 interrupted (SIGINT/SIGTERM); each after draining, with

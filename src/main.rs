@@ -130,6 +130,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         report.exit_code = code;
         report.cause = format!("{} ({signal})", report.cause);
     }
+    jobs::fail_if_every_record_was_rejected(&mut report);
     let memory = memory();
     report.peak_rss_bytes = memory.peak_rss_bytes;
     space::write_summary(&report, &memory, &output)?;

@@ -20,7 +20,8 @@ pub enum ExitCode {
     Complete = 0,
     /// Bad command line (`EX_USAGE`).
     Usage = 2,
-    /// More rejected records than `--max-rejects` (`EX_DATAERR`).
+    /// More rejected records than `--max-rejects`, or every record read
+    /// rejected (`EX_DATAERR`).
     TooManyRejects = 65,
     /// A service the run needs (the NATS broker of a distributed run)
     /// cannot be reached at start (`EX_UNAVAILABLE`).
@@ -117,6 +118,13 @@ pub enum Failure {
         /// The limit (`Settings::max_rejects`).
         limit: u64,
     },
+    /// Records were read and every one was rejected: nothing was
+    /// integrated, so the outputs say nothing of the input (exit 65).
+    #[error("every record read was rejected ({rejected} of {rejected}), none integrated: the reasons are in rejects.jsonl")]
+    AllRejected {
+        /// The records read, all rejected.
+        rejected: u64,
+    },
     /// The job's step 2 (`integrate`, `finish` or `save`) returned an
     /// error or panicked (exit 70).
     #[error("{0}")]
@@ -164,7 +172,9 @@ impl Failure {
             Failure::Input(_) | Failure::Output(_) | Failure::Io(_) | Failure::Checkpoint(_) => {
                 ExitCode::Io
             }
-            Failure::TooManyRejects { .. } => ExitCode::TooManyRejects,
+            Failure::TooManyRejects { .. } | Failure::AllRejected { .. } => {
+                ExitCode::TooManyRejects
+            }
             Failure::Integrator(cause) => cause.exit_code(),
             Failure::Step2(_)
             | Failure::Refused(_)

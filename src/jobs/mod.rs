@@ -6,7 +6,7 @@
 //! over the input (like `dedup`) run several pipelines in sequence from
 //! their entry point.
 
-use drainpipe_actors::OutputDir;
+use drainpipe_actors::{ExitCode, Failure, OutputDir, RunReport};
 
 pub mod dedup;
 pub mod outputs;
@@ -33,4 +33,19 @@ pub fn remove_resumable_state(output: &OutputDir) -> Result<(), drainpipe_actors
     std::iter::once(drainpipe_actors::CHECKPOINT_FILE)
         .chain(dedup::resume::PASS_FILES)
         .try_for_each(|name| output.remove_stale(name))
+}
+
+/// Fails a complete run that read records and integrated none of them
+/// (exit 65): every record was rejected (a wrong `--text-field`, a file of
+/// another format), so its outputs, written all the same, say nothing of
+/// the input; `rejects.jsonl` gives each record's reason. A run that
+/// rejected some records and integrated others stays complete (rejects are
+/// reported, not fatal), and so does a run over an empty input, which read
+/// nothing.
+pub fn fail_if_every_record_was_rejected(report: &mut RunReport) {
+    let r = &report.records;
+    if report.exit_code == ExitCode::Complete.code() && r.read > 0 && r.integrated == 0 {
+        let rejected = r.rejected;
+        report.fail(Failure::AllRejected { rejected });
+    }
 }

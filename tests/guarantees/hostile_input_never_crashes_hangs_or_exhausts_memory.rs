@@ -270,7 +270,10 @@ fn json_that_is_not_an_object_is_rejected() {
     let data: String = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
     let path = write(dir.path(), "values.ndjson", data.as_bytes());
     let out = dir.path().join("out");
-    complete(&vocab(&out, &[&path], &[]));
+    // Every record rejected: listed all the same, and the run exits 65.
+    let output = vocab(&out, &[&path], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(65), "{stderr}");
     let expected: Vec<(&Path, u64, &str)> = lines
         .iter()
         .enumerate()
@@ -302,7 +305,10 @@ fn a_missing_or_non_string_text_field_is_rejected() {
     let data: String = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
     let path = write(dir.path(), "fields.json", data.as_bytes());
     let out = dir.path().join("out");
-    complete(&vocab(&out, &[&path], &[]));
+    // Every record rejected: listed all the same, and the run exits 65.
+    let output = vocab(&out, &[&path], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(65), "{stderr}");
     let expected: Vec<(&Path, u64, &str)> = lines[..7]
         .iter()
         .enumerate()
