@@ -251,6 +251,7 @@ impl Cli {
                 .map_err(refuse)?;
         }
         if let Some(common) = self.job.common() {
+            not_in_an_index(&common.output).map_err(refuse)?;
             if let Some(tmp) = &common.tmp_dir {
                 not_below_a_file("--tmp-dir", tmp).map_err(refuse)?;
             }
@@ -288,7 +289,7 @@ impl Cli {
             )));
         }
         params
-            .validate_index(common.resume, &common.output)
+            .validate_index(common.resume, &common.output, &common.inputs)
             .map_err(refuse)
     }
 }
@@ -298,7 +299,12 @@ impl DedupArgs {
     /// `--resume` is refused with them, the folder to save must not exist,
     /// and each index must have been made with this run's parameters (a
     /// damaged index is refused when the run opens it, exit 65).
-    fn validate_index(&self, resume: bool, output: &std::path::Path) -> Result<(), String> {
+    fn validate_index(
+        &self,
+        resume: bool,
+        output: &std::path::Path,
+        inputs: &[PathBuf],
+    ) -> Result<(), String> {
         use drainpipe::jobs::dedup::index::{self, IndexError};
         let options = self.params().index;
         if options.is_empty() {
@@ -308,7 +314,7 @@ impl DedupArgs {
             return Err("--resume cannot continue a run with --save-index or --against: run it again with --force".into());
         }
         if let Some(dir) = &options.save {
-            validate_save_index(dir, output)?;
+            validate_save_index(dir, output, inputs)?;
         }
         let mut seen: Vec<(std::path::PathBuf, &std::path::PathBuf)> = Vec::new();
         for dir in &options.against {
@@ -377,27 +383,74 @@ fn reads_once(path: &std::path::Path) -> bool {
 }
 
 /// `--save-index DIR`: a new folder (one that exists is refused), not the
-/// output folder (which the run makes before it writes the index), in a
+/// output folder nor inside it (which the run makes before it writes the
+/// index, and which holds one run's outputs), not inside an input
+/// directory (a later run over it would read the index as input), in a
 /// folder (not below a file).
-fn validate_save_index(dir: &std::path::Path, output: &std::path::Path) -> Result<(), String> {
+fn validate_save_index(
+    dir: &std::path::Path,
+    output: &std::path::Path,
+    inputs: &[PathBuf],
+) -> Result<(), String> {
     if dir.exists() {
         return Err(format!(
             "--save-index {}: the folder exists (an index is written as a new folder; remove it or name another)",
             dir.display()
         ));
     }
-    let absolute = |p: &std::path::Path| {
-        std::path::absolute(p).map(|p| p.components().collect::<std::path::PathBuf>())
-    };
-    if let (Ok(index), Ok(out)) = (absolute(dir), absolute(output)) {
-        if index == out {
-            return Err(format!(
-                "--save-index {} is the output folder (-o): an index is a folder of its own; name another",
-                dir.display()
-            ));
-        }
+    let index = resolved(dir);
+    if index.starts_with(resolved(output)) {
+        return Err(format!(
+            "--save-index {} is the output folder (-o) or inside it: an index is a folder of its own; name another",
+            dir.display()
+        ));
+    }
+    let below = |input: &&PathBuf| input.is_dir() && index.starts_with(resolved(input));
+    if let Some(input) = inputs.iter().find(below) {
+        return Err(format!(
+            "--save-index {} is inside the input directory {}: a later run over it would read the index as input; name another",
+            dir.display(),
+            input.display()
+        ));
     }
     not_below_a_file("--save-index", dir)
+}
+
+/// `-o DIR`: not the folder of a saved index (`dedup --save-index`), nor a
+/// folder inside one: the run's outputs, lock and summary would be mixed
+/// with the index's files.
+fn not_in_an_index(output: &std::path::Path) -> Result<(), String> {
+    use drainpipe::jobs::dedup::index::is_index_folder;
+    match resolved(output).ancestors().find(|dir| is_index_folder(dir)) {
+        Some(index) => Err(format!(
+            "-o {}: {} is a saved dedup index (--save-index): outputs go to a folder of their own; name another",
+            output.display(),
+            index.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `path` made absolute, through its links where it exists (the part that
+/// does not exist yet is appended as given), so that two names of one
+/// folder compare equal.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let absolute: PathBuf = absolute.components().collect();
+    let mut missing = Vec::new();
+    let mut existing = absolute.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return missing.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// Refuses a folder option whose path is, or is below, a file: it could

@@ -3,8 +3,10 @@
 //! first writes it is refused with exit 2 naming the holder (it used to
 //! remove the first run's draft as if a killed run had left it, and the
 //! first then failed); the first ends intact. An index that would be the
-//! output folder, a folder below a file, or an `--against` index named
-//! twice is refused with exit 2 before any work, naming the option.
+//! output folder or inside it, inside an input directory, a folder below
+//! a file, or an `--against` index named twice is refused with exit 2
+//! before any work, naming the option; so is an output folder (`-o`) that
+//! is a saved index or inside one.
 
 use std::path::Path;
 use std::process::Command;
@@ -127,4 +129,56 @@ fn an_index_folder_that_cannot_be_its_own_or_an_index_named_twice_exits_2() {
     let (code, stderr) = finish(dedup(&out, &["--against".as_ref(), plain.as_os_str()]));
     assert_eq!(code, Some(65), "{stderr}");
     assert!(stderr.contains("manifest.bin"), "{stderr}");
+}
+
+#[test]
+fn an_index_and_a_runs_outputs_never_share_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("IDX");
+    let save = ["--save-index".as_ref(), idx.as_os_str()];
+    let (code, stderr) = finish(dedup(&dir.path().join("saved"), &save));
+    assert_eq!(code, Some(0), "{stderr}");
+    let files = crate::binary::names(&idx);
+    // Outputs into the index's folder, or into a folder inside it, of
+    // either job, with or without the index as --against.
+    let against = ["--against".as_ref(), idx.as_os_str()];
+    let mut vocab = drainpipe();
+    vocab.args(["vocab", "--demo-docs", "10", "-o"]).arg(&idx);
+    for cmd in [
+        vocab,
+        dedup(&idx, &[]),
+        dedup(&idx, &against),
+        dedup(&idx.join("out"), &[]),
+    ] {
+        let what = format!("{cmd:?}");
+        let (code, stderr) = finish(cmd);
+        assert_eq!(code, Some(2), "{what}: {stderr}");
+        assert!(
+            stderr.contains("is a saved dedup index"),
+            "{what}: {stderr}"
+        );
+    }
+    assert_eq!(crate::binary::names(&idx), files, "the index is untouched");
+    // An index inside the output folder.
+    let out = dir.path().join("out");
+    let inside = out.join("IDX");
+    let (code, stderr) = finish(dedup(&out, &["--save-index".as_ref(), inside.as_os_str()]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is the output folder (-o) or inside it"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    // An index inside an input directory, which a later run over the
+    // directory would read as input.
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::write(corpus.join("a.jsonl"), "{\"text\": \"one record\"}\n").unwrap();
+    let in_corpus = corpus.join("IDX");
+    let mut cmd = dedup(&out, &["--save-index".as_ref(), in_corpus.as_os_str()]);
+    cmd.arg(&corpus);
+    let (code, stderr) = finish(cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is inside the input directory"), "{stderr}");
+    assert!(!out.exists() && !in_corpus.exists());
 }

@@ -65,6 +65,14 @@ pub use crate::jobs::dedup::params::IndexOptions;
 pub use manifest::{IndexParams, Manifest, INDEX_VERSION, MANIFEST_FILE};
 pub use run::IndexRun;
 
+/// Whether `dir` is the folder of a saved index: it holds the index's
+/// manifest and roots (an index is renamed into place whole, so a folder
+/// with both is one, complete or damaged). Other runs' outputs are refused
+/// there.
+pub fn is_index_folder(dir: &Path) -> bool {
+    dir.join(MANIFEST_FILE).is_file() && dir.join(files::ROOTS_FILE).is_file()
+}
+
 /// Why an index cannot be used or written.
 #[derive(Debug)]
 pub enum IndexError {
