@@ -20,8 +20,8 @@ pub enum ExitCode {
     Complete = 0,
     /// Bad command line (`EX_USAGE`).
     Usage = 2,
-    /// More rejected records than `--max-rejects`, or every record read
-    /// rejected (`EX_DATAERR`).
+    /// More rejected records than `--max-rejects`, every record read
+    /// rejected, or more records than the run can number (`EX_DATAERR`).
     TooManyRejects = 65,
     /// A service the run needs (the NATS broker of a distributed run)
     /// cannot be reached at start (`EX_UNAVAILABLE`).
@@ -118,6 +118,14 @@ pub enum Failure {
         /// The limit (`Settings::max_rejects`).
         limit: u64,
     },
+    /// The input holds more records than the run may read
+    /// (`Settings::max_records`); the records past the limit were read but
+    /// not processed (exit 65).
+    #[error("the input holds more than {limit} records, the most this run can number (records past it are not processed)")]
+    TooManyRecords {
+        /// The limit (`Settings::max_records`).
+        limit: u64,
+    },
     /// Records were read and every one was rejected: nothing was
     /// integrated, so the outputs say nothing of the input (exit 65).
     #[error("every record read was rejected ({rejected} of {rejected}), none integrated: the reasons are in rejects.jsonl")]
@@ -172,9 +180,9 @@ impl Failure {
             Failure::Input(_) | Failure::Output(_) | Failure::Io(_) | Failure::Checkpoint(_) => {
                 ExitCode::Io
             }
-            Failure::TooManyRejects { .. } | Failure::AllRejected { .. } => {
-                ExitCode::TooManyRejects
-            }
+            Failure::TooManyRejects { .. }
+            | Failure::AllRejected { .. }
+            | Failure::TooManyRecords { .. } => ExitCode::TooManyRejects,
             Failure::Integrator(cause) => cause.exit_code(),
             Failure::Step2(_)
             | Failure::Refused(_)

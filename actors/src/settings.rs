@@ -22,6 +22,11 @@ pub struct Settings {
     pub stall_timeout: Duration,
     /// Stop (exit code 65) once more records than this are rejected.
     pub max_rejects: Option<u64>,
+    /// The most records the run reads (a job whose tables number records
+    /// with fewer bits than `u64` says how many it can number). No record
+    /// past it is dispatched: an input that holds more stops the run
+    /// (exit 65) before any record's number passes the limit.
+    pub max_records: Option<u64>,
     /// How often the progress callback is called.
     pub progress_every: Duration,
 }
@@ -37,6 +42,7 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(300),
             stall_timeout: Duration::from_secs(30),
             max_rejects: None,
+            max_records: None,
             progress_every: Duration::from_millis(500),
         }
     }

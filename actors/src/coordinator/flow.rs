@@ -114,8 +114,15 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         }
         let Some(source) = &self.source else { return };
         self.pulling = Pulling::Outstanding;
+        let mut max_records = self.sizing.next(&self.counts, self.settings.workers);
+        if let Some(limit) = self.settings.max_records {
+            // No batch crosses the limit; at the limit, one record more
+            // tells whether the input holds more.
+            let left = limit.saturating_sub(self.counts.read).max(1);
+            max_records = max_records.min(usize::try_from(left).unwrap_or(usize::MAX));
+        }
         let pull = Pull {
-            max_records: self.sizing.next(&self.counts, self.settings.workers),
+            max_records,
             max_bytes: self.settings.max_batch_bytes,
         };
         source
@@ -160,6 +167,9 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                 self.counts.position = position;
                 self.counts.read += batch.len() as u64;
                 self.counts.bytes += batch.data_bytes() as u64;
+                if self.past_record_limit(&batch, ctx) {
+                    return;
+                }
                 // A batch that was pulled is dispatched even after a stop
                 // request: its records are read and must be accounted for.
                 self.dispatch(batch, ctx);
@@ -167,6 +177,27 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                 self.check_drained(ctx);
             }
         }
+    }
+
+    /// A batch whose records pass `Settings::max_records` is not
+    /// dispatched: no record past the limit reaches step 1 or 2 (whose
+    /// tables could not number it). Its records are counted abandoned
+    /// and the run stops, failed, without outputs.
+    fn past_record_limit(&mut self, batch: &Batch, ctx: &mut Context<Self>) -> bool {
+        let Some(limit) = self.settings.max_records else {
+            return false;
+        };
+        if self.counts.read <= limit {
+            return false;
+        }
+        log::error!(
+            "record {} is past the {limit} records this run can number: {} records read are not processed",
+            limit + 1,
+            batch.len()
+        );
+        self.counts.abandoned_batches += 1;
+        self.stop(StopCause::Failed(Failure::TooManyRecords { limit }), ctx);
+        true
     }
 
     fn dispatch(&mut self, batch: Batch, ctx: &mut Context<Self>) {

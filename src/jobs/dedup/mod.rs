@@ -221,6 +221,36 @@ pub fn run_on(
     }
 }
 
+/// The run's parameters: with indexes, or under a keep policy other than
+/// `first`, the kept records are copied after pass 2, not beside it.
+fn for_run(params: &DedupParams, index: Option<&IndexRun>) -> DedupParams {
+    // The copy beside pass 2 knows nothing of the pairs across, nor of a
+    // keep policy under which a later record may win: it would settle a
+    // record's fate too early (the copy runs after pass 2).
+    let beside = params.copy_beside_verify && index.is_none() && params.keep.is_first();
+    DedupParams {
+        copy_beside_verify: beside,
+        ..params.clone()
+    }
+}
+
+/// The run's context: records are numbered with 32 bits, the indexes'
+/// first, so every pass stops before a record's number passes what they
+/// leave ([`records::record_limit`]). An index run cannot be resumed
+/// (refused up front): no periodic checkpoints. Its state spills under
+/// the budget like any run's: the indexes' band runs join pass 1's merge.
+fn context_for_run(ctx: &RunContext, index: Option<&IndexRun>) -> RunContext {
+    let indexed = index.map_or(0, IndexRun::indexed_records);
+    RunContext {
+        settings: drainpipe_actors::Settings {
+            max_records: Some(records::record_limit(indexed)),
+            ..ctx.settings.clone()
+        },
+        checkpoint_every: ctx.checkpoint_every.filter(|_| index.is_none()),
+        ..ctx.clone()
+    }
+}
+
 /// The passes, each from the state the one before made, then the steps
 /// that end a complete run. A pass or a check that fails ends the chain
 /// with the run's report ([`Halt::Ended`]).
@@ -233,42 +263,9 @@ fn chain(
     let banding = params.banding().map_err(anyhow::Error::msg)?;
     // Before any work: the indexes' parameters and files checked.
     let mut index = IndexRun::open(&params.index, params, banding).map_err(anyhow::Error::new)?;
-    let joined_params;
-    let params = match &index {
-        // The copy beside pass 2 knows nothing of the pairs across, nor of
-        // a keep policy under which a later record may win: it would
-        // settle a record's fate too early (the copy runs after pass 2).
-        _ if !params.keep.is_first() => {
-            joined_params = DedupParams {
-                copy_beside_verify: false,
-                ..params.clone()
-            };
-            &joined_params
-        }
-        Some(_) => {
-            joined_params = DedupParams {
-                copy_beside_verify: false,
-                ..params.clone()
-            };
-            &joined_params
-        }
-        None => params,
-    };
+    let params = &for_run(params, index.as_ref());
     let measure_accuracy = measure_accuracy && index.is_none();
-    // An index run cannot be resumed (refused up front): no periodic
-    // checkpoints. Its state spills under the budget like any run's: the
-    // indexes' band runs join pass 1's merge.
-    let index_ctx;
-    let ctx = match &index {
-        Some(_) => {
-            index_ctx = RunContext {
-                checkpoint_every: None,
-                ..ctx.clone()
-            };
-            &index_ctx
-        }
-        None => ctx,
-    };
+    let ctx = &context_for_run(ctx, index.as_ref());
     // Before any work: inputs that cannot give the kept records' form.
     let form = passes::kept::form::decide(ctx, params.kept_format).map_err(anyhow::Error::new)?;
     let mut run = Run::start(ctx, params, open)?;

@@ -74,6 +74,12 @@ pub fn open_checked(dir: &Path, here: &IndexParams) -> Result<Manifest, IndexErr
 }
 
 impl IndexRun {
+    /// The records of the indexes the run is against, numbered before its
+    /// own.
+    pub fn indexed_records(&self) -> u64 {
+        u64::from(self.offset)
+    }
+
     /// The run's indexes (`None` without `--against` or `--save-index`):
     /// each index it is against opened and checked (its manifest, its
     /// files' sizes, a band run per band); the folder to save into refused
