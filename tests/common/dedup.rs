@@ -1,6 +1,7 @@
 //! Shared by the dedup integration tests: a mixed in-memory corpus, a run
-//! that returns every output file, and legs of a run stopped at a chosen
-//! point and resumed.
+//! that returns every output file, legs of a run stopped at a chosen
+//! point and resumed, and a run over a file under a memory budget with
+//! what its report says of each pass.
 #![allow(dead_code)]
 
 use std::cell::Cell;
@@ -12,7 +13,8 @@ use drainpipe::jobs::dedup::memory::{MemoryRecord, MemorySource};
 use drainpipe::jobs::dedup::{self, DedupParams, CLUSTERS_FILE, KEPT_FILE};
 use drainpipe::jobs::RunContext;
 use drainpipe_actors::{
-    BatchBuilder, InputError, OutputDir, Progress, RecordSource, RunHandle, REJECTS_FILE,
+    BatchBuilder, InputError, OutputDir, Progress, RecordSource, RunHandle, RunReport,
+    REJECTS_FILE, TEMP_FOLDER,
 };
 
 /// Demo documents with their near-duplicates, some JSON Lines records, a
@@ -250,4 +252,46 @@ pub fn outputs(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
             (name.to_string(), bytes)
         })
         .collect()
+}
+
+/// `dedup` over the file `input` under `--max-memory max_memory` (none:
+/// no budget), into a folder of its own: its outputs (of [`outputs`]) and
+/// its report, once it is seen to have completed and to have left no
+/// sorted run on disk.
+pub fn dedup_file(
+    input: &std::path::Path,
+    max_memory: Option<u64>,
+) -> (Vec<(String, Vec<u8>)>, RunReport) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = RunContext::quiet(
+        vec![input.to_owned()],
+        OutputDir::create(dir.path()).unwrap(),
+    );
+    ctx.max_memory = max_memory;
+    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
+    assert_eq!(report.exit_code, 0, "{}", report.human());
+    let left = runs_left(dir.path());
+    assert!(left.is_empty(), "{left:?}");
+    (outputs(dir.path()), report)
+}
+
+/// Sorted runs left in the temporary folder of the output folder `out`.
+pub fn runs_left(out: &std::path::Path) -> Vec<String> {
+    let Ok(list) = std::fs::read_dir(out.join(TEMP_FOLDER)) else {
+        return Vec::new();
+    };
+    list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sorted"))
+        .collect()
+}
+
+/// What the report says of the pass `name` (`signatures`, `verify`,
+/// `kept`): its entry of `result.passes`.
+pub fn pass_named(report: &RunReport, name: &str) -> serde_json::Value {
+    let passes = report.result["passes"].as_array().unwrap();
+    passes
+        .iter()
+        .find(|p| p["pass"] == name)
+        .unwrap_or_else(|| panic!("no pass {name} in {passes:?}"))
+        .clone()
 }

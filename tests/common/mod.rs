@@ -1,5 +1,6 @@
-//! Shared by the integration tests: an in-memory source and a scriptable
-//! test job whose records say what step 1 and step 2 should do with them.
+//! Shared by the integration tests: an in-memory source, a scriptable
+//! test job whose records say what step 1 and step 2 should do with them,
+//! and compressed forms of input files.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -187,4 +188,16 @@ pub fn assert_conserved(report: &RunReport) {
         "{}",
         report.human()
     );
+}
+
+/// `bytes` gzip-compressed.
+pub fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `bytes` zstd-compressed.
+pub fn zst(bytes: &[u8]) -> Vec<u8> {
+    zstd::encode_all(bytes, 1).unwrap()
 }

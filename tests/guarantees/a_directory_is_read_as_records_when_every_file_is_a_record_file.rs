@@ -5,41 +5,25 @@
 //! file that is not a record file is a rejected record naming it, and
 //! hidden files are left out.
 
-use std::io::Write;
+use crate::common::gz;
 use std::path::Path;
 
-use crate::binary::drainpipe;
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
+use crate::binary::{drainpipe, succeeded};
 
 /// Runs dedup on `dir`: the kept records' ids and the number rejected.
 fn kept_ids(dir: &Path, out: &Path, extra: &[&str]) -> (Vec<String>, u64) {
-    let output = drainpipe()
-        .arg("dedup")
-        .args(extra)
-        .arg(dir)
-        .arg("-o")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeded(
+        drainpipe()
+            .arg("dedup")
+            .args(extra)
+            .arg(dir)
+            .arg("-o")
+            .arg(out),
     );
-    let kept = std::fs::read_to_string(out.join("kept.jsonl")).unwrap();
-    let ids = kept
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
-        .collect();
     let rejected = crate::binary::summary(out)["records"]["rejected"]
         .as_u64()
         .unwrap();
-    (ids, rejected)
+    (crate::parquet::kept_ids(out), rejected)
 }
 
 fn line(id: &str, text: &str) -> String {

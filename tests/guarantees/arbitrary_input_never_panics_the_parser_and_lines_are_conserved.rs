@@ -5,7 +5,7 @@
 //! over the size limit come back as rejects that say how long they were.
 //! The `fuzz/` targets explore the same code for longer.
 
-use std::io::Write as _;
+use crate::common::gz;
 use std::path::Path;
 
 use drainpipe::input::{
@@ -164,10 +164,4 @@ fn read_all(
     }
     assert_eq!(Some(inputs.position()), total, "every stored byte read");
     out
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
 }

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::mixed::outputs;
+use crate::mixed::{outputs, pass_named};
 use drainpipe::corpus::{Corpus, CorpusSpec};
 use drainpipe::jobs::dedup::{self, DedupParams};
 use drainpipe::jobs::RunContext;
@@ -75,11 +75,6 @@ fn dedup_into(
     report
 }
 
-fn pass(report: &RunReport, name: &str) -> serde_json::Value {
-    let passes = report.result["passes"].as_array().unwrap();
-    passes.iter().find(|p| p["pass"] == name).unwrap().clone()
-}
-
 /// Every file of the index in `dir`, by name.
 fn files(dir: &Path) -> Files {
     let mut files: Files = std::fs::read_dir(dir)
@@ -122,7 +117,9 @@ fn dedup_against_an_index_gives_the_same_outputs_for_every_memory_budget() {
         // The index of A (same folder name in each leg: the name is in it).
         let idx = leg.join("i").join("IDX");
         let report = dedup_into(&leg.join("save"), &a, budget, &[], Some(&idx));
-        let spills = pass(&report, "signatures")["spill_runs"].as_u64().unwrap();
+        let spills = pass_named(&report, "signatures")["spill_runs"]
+            .as_u64()
+            .unwrap();
         if budget.is_some() {
             assert!(spills >= 3, "saving under {name}: {spills} spills");
         }
@@ -131,7 +128,7 @@ fn dedup_against_an_index_gives_the_same_outputs_for_every_memory_budget() {
         let first = dir.path().join("unlimited").join("i").join("IDX");
         let out = leg.join("against");
         let report = dedup_into(&out, &b, budget, &[&first], None);
-        let signatures = pass(&report, "signatures");
+        let signatures = pass_named(&report, "signatures");
         if budget.is_some() {
             assert!(
                 signatures["spill_runs"].as_u64() >= Some(3)

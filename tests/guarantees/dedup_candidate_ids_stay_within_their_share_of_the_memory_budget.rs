@@ -9,13 +9,9 @@
 //! The bound is on the run's own accounting of the bytes it holds
 //! (`candidate_ids_peak_bytes` of pass 2 in `summary.json`), not on time.
 
-use std::path::Path;
+use drainpipe_actors::RunReport;
 
-use drainpipe::jobs::dedup::{self, DedupParams};
-use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunReport};
-
-use crate::mixed::outputs;
+use crate::mixed::{dedup_file, pass_named};
 
 /// Pairs of adjacent records: the second is the first with two words
 /// changed (Jaccard about 0.7 on 5-word shingles: mostly a candidate
@@ -50,22 +46,10 @@ fn lines(pairs: usize) -> Vec<String> {
     lines
 }
 
-fn dedup_file(input: &Path, max_memory: Option<u64>) -> (Vec<(String, Vec<u8>)>, RunReport) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctx = RunContext::quiet(
-        vec![input.to_owned()],
-        OutputDir::create(dir.path()).unwrap(),
-    );
-    ctx.max_memory = max_memory;
-    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    (outputs(dir.path()), report)
-}
-
 fn ids_peak(report: &RunReport) -> u64 {
-    let passes = report.result["passes"].as_array().unwrap();
-    let verify = passes.iter().find(|p| p["pass"] == "verify").unwrap();
-    verify["candidate_ids_peak_bytes"].as_u64().unwrap()
+    pass_named(report, "verify")["candidate_ids_peak_bytes"]
+        .as_u64()
+        .unwrap()
 }
 
 #[test]

@@ -13,7 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::mixed::{assert_same_outputs, outputs, outputs_of_leg, run_leg_to, Leg, StopAt};
+use crate::mixed::{
+    assert_same_outputs, dedup_file, outputs, outputs_of_leg, pass_named, run_leg_to, runs_left,
+    Leg, StopAt,
+};
 use drainpipe::corpus::{Corpus, CorpusSpec};
 use drainpipe::jobs::dedup::memory::MemoryRecord;
 use drainpipe::jobs::dedup::{self, DedupParams};
@@ -54,44 +57,8 @@ fn input(dir: &Path) -> PathBuf {
     path
 }
 
-/// Sorted runs left in the run's temporary folder.
-fn runs_left(out: &Path) -> Vec<String> {
-    let Ok(list) = std::fs::read_dir(out.join(TEMP_FOLDER)) else {
-        return Vec::new();
-    };
-    list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".sorted"))
-        .collect()
-}
-
-fn pass_named(report: &RunReport, name: &str) -> serde_json::Value {
-    let passes = report.result["passes"].as_array().unwrap();
-    passes
-        .iter()
-        .find(|p| p["pass"] == name)
-        .unwrap_or_else(|| panic!("no pass {name} in {passes:?}"))
-        .clone()
-}
-
 fn signatures_pass(report: &RunReport) -> serde_json::Value {
     pass_named(report, "signatures")
-}
-
-fn dedup_file(input: &Path, max_memory: Option<u64>) -> (Vec<(String, Vec<u8>)>, RunReport) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctx = RunContext::quiet(
-        vec![input.to_owned()],
-        OutputDir::create(dir.path()).unwrap(),
-    );
-    ctx.max_memory = max_memory;
-    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    assert!(
-        runs_left(dir.path()).is_empty(),
-        "{:?}",
-        runs_left(dir.path())
-    );
-    (outputs(dir.path()), report)
 }
 
 #[test]

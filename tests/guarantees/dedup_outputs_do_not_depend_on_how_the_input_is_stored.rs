@@ -11,6 +11,7 @@
 //! rewritten or truncated during the run fails it with exit code 74 and no
 //! output.
 
+use crate::common::gz;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -110,12 +111,6 @@ fn layouts(lines: &[String]) -> Vec<Layout> {
             copies: false,
         },
     ]
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
 }
 
 /// Writes the layout's files into `dir` (compressed with a `.gz` suffix

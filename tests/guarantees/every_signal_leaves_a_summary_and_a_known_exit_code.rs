@@ -65,6 +65,36 @@ fn start(mut cmd: Command, log: &Path, number: u32) -> Child {
     child
 }
 
+/// Waits for the run to end: its exit code and its stderr (from `log`).
+fn ended(child: Child, log: &Path) -> (Option<i32>, String) {
+    let (out, _) = wait(child, Duration::from_secs(60));
+    (out.status.code(), std::fs::read_to_string(log).unwrap())
+}
+
+/// A folder `out` in `tmp` holding an earlier run's summary, which must
+/// not stand for the run stopped there.
+fn folder_with_an_earlier_summary(tmp: &Path) -> std::path::PathBuf {
+    let dir = tmp.join("out");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("summary.json"), "{\"exit\": \"complete\"}").unwrap();
+    dir
+}
+
+/// What a run stopped at once leaves in `dir`: a short summary, failed,
+/// `hard_stop`, with `code`; no output, no temporary file, no lock. The
+/// summary, for more checks.
+fn assert_stopped_at_once(dir: &Path, code: i32) -> serde_json::Value {
+    let s = summary(dir);
+    assert_eq!(s["exit"], "failed", "{s}");
+    assert_eq!(s["hard_stop"], true, "{s}");
+    assert_eq!(s["exit_code"], code, "{s}");
+    assert_eq!(s["outputs_written"], false, "{s}");
+    assert!(leftovers(dir).is_empty(), "{:?}", names(dir));
+    assert!(!dir.join("vocab.tsv").exists());
+    assert!(!dir.join(".drainpipe.lock").exists());
+    s
+}
+
 #[test]
 fn the_first_signal_drains_and_exits_with_its_code() {
     for (sig, number, code) in [("INT", 2, 130), ("TERM", 15, 130), ("HUP", 1, 129)] {
@@ -73,9 +103,8 @@ fn the_first_signal_drains_and_exits_with_its_code() {
         let out_dir = dir.path().join("out");
         let child = start(long_run(&out_dir), &log, number);
         signal(&child, sig);
-        let (out, _) = wait(child, Duration::from_secs(60));
-        let stderr = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(out.status.code(), Some(code), "SIG{sig}: {stderr}");
+        let (exit, stderr) = ended(child, &log);
+        assert_eq!(exit, Some(code), "SIG{sig}: {stderr}");
         assert!(
             stderr.contains(&format!("SIG{sig}: draining in-flight work")),
             "{stderr}"
@@ -103,10 +132,7 @@ fn a_second_signal_exits_at_once_and_still_leaves_a_failed_summary() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join("stderr.log");
-        let dir = tmp.path().join("out");
-        std::fs::create_dir(&dir).unwrap();
-        // An earlier run's summary, which must not stand for this one.
-        std::fs::write(dir.join("summary.json"), "{\"exit\": \"complete\"}").unwrap();
+        let dir = folder_with_an_earlier_summary(tmp.path());
         let mut cmd = long_run(&dir);
         // Every record takes 100 ms: draining takes seconds, and the second
         // signal comes while it does.
@@ -116,25 +142,17 @@ fn a_second_signal_exits_at_once_and_still_leaves_a_failed_summary() {
         signal(&child, first);
         std::thread::sleep(Duration::from_millis(300));
         signal(&child, second);
-        let (out, _) = wait(child, Duration::from_secs(60));
-        let stderr = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(out.status.code(), Some(code), "{first}+{second}: {stderr}");
+        let (exit, stderr) = ended(child, &log);
+        assert_eq!(exit, Some(code), "{first}+{second}: {stderr}");
         let said = format!("second SIG{second}: exiting now in phase ");
         assert!(stderr.contains(&said), "{stderr}");
-        let s = summary(&dir);
-        assert_eq!(s["exit"], "failed", "{s}");
-        assert_eq!(s["hard_stop"], true, "{s}");
-        assert_eq!(s["exit_code"], code, "{s}");
+        let s = assert_stopped_at_once(&dir, code);
         assert_eq!(s["job"], "vocab", "{s}");
-        assert_eq!(s["outputs_written"], false, "{s}");
         assert!(s["cause"].as_str().unwrap().starts_with(&said), "{s}");
         assert!(
             s["fingerprint"].as_str().unwrap().contains("50000000"),
             "{s}"
         );
-        assert!(leftovers(&dir).is_empty(), "{:?}", names(&dir));
-        assert!(!dir.join("vocab.tsv").exists());
-        assert!(!dir.join(".drainpipe.lock").exists());
     }
 }
 
@@ -142,30 +160,19 @@ fn a_second_signal_exits_at_once_and_still_leaves_a_failed_summary() {
 fn sigquit_exits_at_once_with_131_and_a_failed_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("stderr.log");
-    let dir = tmp.path().join("out");
-    std::fs::create_dir(&dir).unwrap();
-    // An earlier run's summary, which must not stand for this one (the
-    // default action, a core dump, would leave it).
-    std::fs::write(dir.join("summary.json"), "{\"exit\": \"complete\"}").unwrap();
+    // The default action, a core dump, would leave the earlier summary.
+    let dir = folder_with_an_earlier_summary(tmp.path());
     let mut cmd = long_run(&dir);
     cmd.arg("--force");
     let child = start(cmd, &log, 3);
     signal(&child, "QUIT");
-    let (out, _) = wait(child, Duration::from_secs(60));
-    let stderr = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(out.status.code(), Some(131), "{stderr}");
+    let (exit, stderr) = ended(child, &log);
+    assert_eq!(exit, Some(131), "{stderr}");
     assert!(
         stderr.contains("SIGQUIT: exiting now in phase ") && !stderr.contains("second SIGQUIT"),
         "{stderr}"
     );
-    let s = summary(&dir);
-    assert_eq!(s["exit"], "failed", "{s}");
-    assert_eq!(s["hard_stop"], true, "{s}");
-    assert_eq!(s["exit_code"], 131, "{s}");
-    assert_eq!(s["outputs_written"], false, "{s}");
-    assert!(leftovers(&dir).is_empty(), "{:?}", names(&dir));
-    assert!(!dir.join("vocab.tsv").exists());
-    assert!(!dir.join(".drainpipe.lock").exists());
+    assert_stopped_at_once(&dir, 131);
 }
 
 #[test]
@@ -191,9 +198,8 @@ fn sigusr1_says_where_the_run_is_and_sigpipe_is_ignored() {
     }
     // Neither stopped the run: it still drains on SIGINT, as usual.
     signal(&child, "INT");
-    let (out, _) = wait(child, Duration::from_secs(60));
-    let stderr = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let (exit, stderr) = ended(child, &log);
+    assert_eq!(exit, Some(130), "{stderr}");
     let s = summary(&dir);
     assert_eq!(s["exit"], "interrupted", "{s}");
     assert_eq!(s["conservation"], true, "{s}");

@@ -4,6 +4,7 @@
 //! within its deadline, without a panic.
 
 use crate::binary;
+use crate::common::{gz, zst};
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -81,16 +82,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
-
-fn zst(bytes: &[u8]) -> Vec<u8> {
-    zstd::encode_all(bytes, 1).unwrap()
 }
 
 #[test]
@@ -305,10 +296,7 @@ fn a_missing_or_non_string_text_field_is_rejected() {
     let data: String = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
     let path = write(dir.path(), "fields.json", data.as_bytes());
     let out = dir.path().join("out");
-    // Every record rejected: listed all the same, and the run exits 65.
-    let output = vocab(&out, &[&path], &[]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(65), "{stderr}");
+    complete(&vocab(&out, &[&path], &[]));
     let expected: Vec<(&Path, u64, &str)> = lines[..7]
         .iter()
         .enumerate()

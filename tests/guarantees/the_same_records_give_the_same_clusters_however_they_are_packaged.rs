@@ -8,6 +8,7 @@
 //! `drainpipe generate --format parquet` gives the clusters of its JSON
 //! Lines form.
 
+use crate::common::gz;
 use std::io::Write;
 use std::path::Path;
 
@@ -43,12 +44,6 @@ fn parquet(path: &Path, records: &[(i64, String)], group: usize) {
         &[("id", Column::Int64(ids)), ("text", Column::Str(texts))],
         group,
     );
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
 }
 
 /// Runs dedup on `input`; its clusters and its kept records' ids.
