@@ -118,22 +118,32 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         JobCommand::Dedup { params, .. } => jobs::dedup::run(&ctx, &params.params()),
         JobCommand::Generate(_) | JobCommand::Worker(_) => unreachable!("handled above"),
     };
-    let mut report = match ran {
-        Ok(report) => report,
+    match ran {
+        Ok(report) => conclude(common, report, &memory(), &output),
         Err(e) => {
             write_failure_summary(&output, &cli.job, &ctx.fingerprint, &e, &memory());
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
+
+/// The end of a run that has its report: the signal that stopped it named,
+/// a run that integrated none of the records it read failed, the summary
+/// written and said. The exit code.
+fn conclude(
+    common: &cli::CommonArgs,
+    mut report: drainpipe_actors::RunReport,
+    memory: &space::MemoryUse,
+    output: &OutputDir,
+) -> anyhow::Result<i32> {
     if let Some((code, signal)) = signals::stopped_by(report.exit_code) {
         // Stopped as SIGINT would stop it, but the code names the signal.
         report.exit_code = code;
         report.cause = format!("{} ({signal})", report.cause);
     }
     jobs::fail_if_every_record_was_rejected(&mut report);
-    let memory = memory();
     report.peak_rss_bytes = memory.peak_rss_bytes;
-    space::write_summary(&report, &memory, &output)?;
+    space::write_summary(&report, memory, output)?;
     say_summary(common, &report);
     Ok(report.exit_code)
 }
@@ -452,50 +462,8 @@ fn is_output_folder(path: &std::path::Path, ctx: &jobs::RunContext) -> bool {
 /// code: an unusable input is 65, IO problems are 74, anything else is an
 /// internal error.
 fn error_code(e: &anyhow::Error) -> Code {
-    use drainpipe_actors::{CheckpointError, PipelineError};
-    // A checkpoint that cannot be resumed from: the command asked for
-    // something this output folder cannot give.
-    let refused_resume = e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<CheckpointError>(),
-            Some(
-                CheckpointError::Missing(_)
-                    | CheckpointError::Codec { .. }
-                    | CheckpointError::OtherRun { .. }
-            )
-        ) || matches!(
-            cause.downcast_ref::<PipelineError>(),
-            Some(PipelineError::Resume(_))
-        )
-    });
-    if refused_resume {
-        return Code::Usage;
-    }
-    // A run name another live run uses on the broker: like an output
-    // folder another run is writing, the command must change.
-    let name_in_use = e.chain().any(|cause| {
-        use drainpipe_actors::remote::RemoteError;
-        matches!(
-            cause.downcast_ref::<RemoteError>(),
-            Some(RemoteError::RunInUse { .. })
-        ) || matches!(
-            cause.downcast_ref::<PipelineError>(),
-            Some(PipelineError::Remote(RemoteError::RunInUse { .. }))
-        )
-    });
-    if name_in_use {
-        return Code::Usage;
-    }
-    // The broker of a distributed run (or of a worker) cannot be used.
-    let unavailable = e.chain().any(|cause| {
-        cause.is::<drainpipe_actors::remote::RemoteError>()
-            || matches!(
-                cause.downcast_ref::<PipelineError>(),
-                Some(PipelineError::Remote(_))
-            )
-    });
-    if unavailable {
-        return Code::Unavailable;
+    if let Some(code) = usage_or_broker_code(e) {
+        return code;
     }
     // An index that cannot be used as asked knows its code.
     if let Some(index) = e
@@ -532,6 +500,58 @@ fn error_code(e: &anyhow::Error) -> Code {
     } else {
         Code::Software
     }
+}
+
+/// The code of an error that says the command must change (a checkpoint
+/// that cannot be resumed, a run name in use on the broker: 2) or that the
+/// broker cannot be used (69), if it is one.
+fn usage_or_broker_code(e: &anyhow::Error) -> Option<Code> {
+    use drainpipe_actors::{CheckpointError, PipelineError};
+    // A checkpoint that cannot be resumed from: the command asked for
+    // something this output folder cannot give.
+    let refused_resume = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<CheckpointError>(),
+            Some(
+                CheckpointError::Missing(_)
+                    | CheckpointError::Codec { .. }
+                    | CheckpointError::OtherRun { .. }
+            )
+        ) || matches!(
+            cause.downcast_ref::<PipelineError>(),
+            Some(PipelineError::Resume(_))
+        )
+    });
+    if refused_resume {
+        return Some(Code::Usage);
+    }
+    // A run name another live run uses on the broker: like an output
+    // folder another run is writing, the command must change.
+    let name_in_use = e.chain().any(|cause| {
+        use drainpipe_actors::remote::RemoteError;
+        matches!(
+            cause.downcast_ref::<RemoteError>(),
+            Some(RemoteError::RunInUse { .. })
+        ) || matches!(
+            cause.downcast_ref::<PipelineError>(),
+            Some(PipelineError::Remote(RemoteError::RunInUse { .. }))
+        )
+    });
+    if name_in_use {
+        return Some(Code::Usage);
+    }
+    // The broker of a distributed run (or of a worker) cannot be used.
+    let unavailable = e.chain().any(|cause| {
+        cause.is::<drainpipe_actors::remote::RemoteError>()
+            || matches!(
+                cause.downcast_ref::<PipelineError>(),
+                Some(PipelineError::Remote(_))
+            )
+    });
+    if unavailable {
+        return Some(Code::Unavailable);
+    }
+    None
 }
 
 /// A panic in step 1 is caught and becomes a reject carrying the panic's

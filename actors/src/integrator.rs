@@ -300,13 +300,33 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
     type Result = Result<Finished, IntegratorFailure>;
 
     fn handle(&mut self, msg: Finish, _: &mut Context<Self>) -> Self::Result {
-        // Whatever is held in order first (a notification may still be
-        // pending), then what is left behind a gap.
+        let out_of_order = self.integrate_left_behind();
+        if let Some(f) = &self.failure {
+            return Err(f.clone());
+        }
+        let job = if msg.write {
+            self.finish_job(msg.partial)?
+        } else {
+            serde_json::Value::Null
+        };
+        Ok(Finished {
+            integrated: self.integrated,
+            rejected: self.rejected,
+            job,
+            integrated_out_of_order: out_of_order,
+        })
+    }
+}
+
+impl<I: Integrate> Integrator<I> {
+    /// Integrates whatever is held in order first (a notification may
+    /// still be pending), then what is left behind a gap: a batch was
+    /// lost. Those are integrated anyway so the counts are exact; the
+    /// conservation check reports the loss. How many were behind a gap.
+    fn integrate_left_behind(&mut self) -> u64 {
         if self.failure.is_none() {
             self.integrate_ready();
         }
-        // Batches behind a gap: a batch was lost. Integrate them anyway so the
-        // counts are exact; the conservation check reports the loss.
         let mut out_of_order = 0;
         while self.failure.is_none() {
             let Some((seq, pending)) = self.reorder.pop_first() else {
@@ -320,24 +340,20 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
             out_of_order += 1;
             self.integrate(pending);
         }
-        if let Some(f) = &self.failure {
-            return Err(f.clone());
-        }
-        if !msg.write {
-            return Ok(Finished {
-                integrated: self.integrated,
-                rejected: self.rejected,
-                job: serde_json::Value::Null,
-                integrated_out_of_order: out_of_order,
-            });
-        }
+        out_of_order
+    }
+
+    /// Has the job write its outputs (`Integrate::finish`, under
+    /// `catch_unwind`) and commits the rejects; then, for a complete run,
+    /// removes the checkpoint. The job's summary.
+    fn finish_job(&mut self, partial: bool) -> Result<serde_json::Value, IntegratorFailure> {
         // The rejects go to the job uncommitted, to commit with its outputs
         // (no file: remove one an earlier run may have left); what it
         // leaves is committed after it.
         let rejects = PendingRejects::new(self.rejects_file.take(), self.rejects_name);
         let ctx = FinishContext::new(
             &self.output,
-            msg.partial,
+            partial,
             self.integrated,
             self.rejected,
             rejects,
@@ -348,23 +364,18 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
                 .finish(&ctx)
                 .and_then(|job| Ok(ctx.commit_rejects().map(|()| job)?))
         }));
-        match finished {
+        let failure = match finished {
             Ok(Ok(job)) => {
                 // A complete run leaves nothing to resume. Removed only once
                 // the outputs that replace it are written, so a crash at any
                 // moment leaves one or the other.
-                if !msg.partial {
-                    if let Err(e) = self.output.remove_stale(CHECKPOINT_FILE) {
-                        self.fail(e.into());
-                        return Err(self.failure.clone().expect("just failed"));
-                    }
+                if partial {
+                    return Ok(job);
                 }
-                Ok(Finished {
-                    integrated: self.integrated,
-                    rejected: self.rejected,
-                    job,
-                    integrated_out_of_order: out_of_order,
-                })
+                match self.output.remove_stale(CHECKPOINT_FILE) {
+                    Ok(()) => return Ok(job),
+                    Err(e) => e.into(),
+                }
             }
             Ok(Err(e)) => {
                 // Finishing mostly writes files: an error here is an output
@@ -372,21 +383,19 @@ impl<I: Integrate> Handler<Finish> for Integrator<I> {
                 let io = e.downcast_ref::<OutputError>().is_some()
                     || e.downcast_ref::<std::io::Error>().is_some();
                 let message = format!("finishing the job: {e}");
-                self.fail(if io {
+                if io {
                     Failure::Io(message)
                 } else {
                     Failure::Step2(message)
-                });
-                Err(self.failure.clone().expect("just failed"))
+                }
             }
-            Err(panic) => {
-                self.fail(Failure::Step2(format!(
-                    "panic while finishing the job: {}",
-                    panic_message(&*panic)
-                )));
-                Err(self.failure.clone().expect("just failed"))
-            }
-        }
+            Err(panic) => Failure::Step2(format!(
+                "panic while finishing the job: {}",
+                panic_message(&*panic)
+            )),
+        };
+        self.fail(failure);
+        Err(self.failure.clone().expect("just failed"))
     }
 }
 
