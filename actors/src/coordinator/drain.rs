@@ -84,8 +84,11 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
                 let finished = match reply {
                     Ok(result) => Some(result),
                     Err(e) => {
+                        // The deadline bounds the whole of the job's finish,
+                        // which it cannot see move: say which limit passed.
                         act.fail(Failure::Internal(format!(
-                            "the integrator did not finish: {e}"
+                            "the integrator did not finish within the drain timeout ({}s, --drain-timeout): {e}",
+                            act.settings.drain_timeout.as_secs()
                         )));
                         None
                     }
