@@ -12,10 +12,11 @@
 //! | 1 | band lists, fingerprints, id keys of two chunks of records | `2 * (8 * bands + 16) + 48` a record of a chunk | [`Shares::chunks`]: a quarter; full chunks go to sorted runs |
 //! | 1-3 | the records' places (`spans`) | 12 a record | [`Shares::places`]: an eighth; past it dropped (passes 2 and 3 read the whole input) |
 //! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
+//! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats |
 //! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth; past it, the ids of candidates that can no longer be in a cluster are dropped |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
-//! | 2 | candidate pairs, each earlier record's last partner | 8 a pair, 8 an earlier record | none yet: they grow with the pairs, not the records |
+//! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record | none yet: they grow with the distinct pairs, not the records |
 //!
 //! What is not counted (the allocator's slack, the batch buffers, the
 //! threads, the program) is the rest of the budget and the fixed overhead
@@ -44,6 +45,14 @@ impl Shares {
     /// a quarter of its state.
     pub fn merge(self) -> u64 {
         self.pass1_state() / 4
+    }
+
+    /// The candidate pairs as pass 1's merge makes them (each band's, the
+    /// repeats across bands included), the threads' lists together: half
+    /// its state, the chunks' room (freed by then). Past it they go to
+    /// sorted runs ([`crate::jobs::dedup::spill::pairs`]).
+    pub fn pairs(self) -> u64 {
+        self.pass1_state() / 2
     }
 
     /// The records' places: a quarter of pass 1's state (they are read by
@@ -87,6 +96,8 @@ mod tests {
         // Pass 1: chunks, places and merge readers within its state.
         assert!(s.chunks() + s.places() + s.merge() <= s.pass1_state());
         assert!(s.pass1_state() + s.places() <= s.max_memory);
+        // Pass 1's merge: the pairs beside the readers and the places.
+        assert!(s.pairs() + s.merge() + s.places() <= s.pass1_state());
         // Pass 2: held sets, ids and the places handed on.
         assert!(s.held() + s.candidate_ids() + s.places() <= s.max_memory / 2);
         assert_eq!(bits_bytes(1_000_000_000), 375_000_000);

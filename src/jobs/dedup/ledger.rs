@@ -71,6 +71,16 @@ pub struct PassTime {
     /// ([`crate::jobs::dedup::budget::Shares::candidate_ids`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     candidate_ids_peak_bytes: Option<u64>,
+    /// Pass 1 under a budget: the candidate pairs its merge made (each
+    /// band's, repeats included), the most bytes their lists held
+    /// ([`crate::jobs::dedup::budget::Shares::pairs`]), and the bytes of
+    /// their sorted runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_pairs_made: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_pairs_peak_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_pairs_bytes_spilled: Option<u64>,
 }
 
 impl PassTime {
@@ -84,6 +94,9 @@ impl PassTime {
             spill_runs: report.result["spill_runs"].as_u64(),
             bytes_spilled: report.result["bytes_spilled"].as_u64(),
             candidate_ids_peak_bytes: report.result["candidate_ids_peak_bytes"].as_u64(),
+            candidate_pairs_made: report.result["candidate_pairs_made"].as_u64(),
+            candidate_pairs_peak_bytes: report.result["candidate_pairs_peak_bytes"].as_u64(),
+            candidate_pairs_bytes_spilled: report.result["candidate_pairs_bytes_spilled"].as_u64(),
         }
     }
 
@@ -97,6 +110,9 @@ impl PassTime {
             spill_runs: None,
             bytes_spilled: None,
             candidate_ids_peak_bytes: None,
+            candidate_pairs_made: None,
+            candidate_pairs_peak_bytes: None,
+            candidate_pairs_bytes_spilled: None,
         }
     }
 
@@ -113,6 +129,9 @@ impl PassTime {
             spill_runs: None,
             bytes_spilled: None,
             candidate_ids_peak_bytes: None,
+            candidate_pairs_made: None,
+            candidate_pairs_peak_bytes: None,
+            candidate_pairs_bytes_spilled: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use super::buckets::{BucketPairs, Fingerprints};
 use super::spill::merge::{next_bucket, EntrySource};
+use super::spill::pairs::{sort_pairs, PairSpill, PairsMade, Tally};
 use super::spill::runs::RunError;
 
 /// The candidate pairs of the `bands` (each a list of `key << 32 | record`
@@ -35,6 +36,7 @@ pub fn candidate_pairs(bands: &mut [Vec<u64>], threads: usize) -> Vec<(u32, u32)
     let pairs = on_threads(
         count,
         threads,
+        None,
         || (Vec::new(), BucketPairs::new(&twins)),
         |(scratch, buckets), index, pairs| {
             // Each band is taken by one thread only: never contended.
@@ -62,6 +64,18 @@ pub fn merged_candidate_pairs<S: EntrySource>(
     merged_candidate_pairs_from(bands, threads, 0, open)
 }
 
+/// [`merged_candidate_pairs`] with the pairs, as they are made, under
+/// `spill`'s share of the memory budget: past it they go to sorted runs,
+/// merged into the same pairs at the end ([`PairSpill`]).
+pub fn merged_candidate_pairs_spilling<S: EntrySource>(
+    bands: usize,
+    threads: usize,
+    spill: PairSpill<'_>,
+    open: impl Fn(usize) -> Result<S, RunError> + Sync,
+) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
+    pairs_of_merged_bands(bands, threads, 0, Some(spill), open)
+}
+
 /// [`merged_candidate_pairs`] without the pairs whose later record is
 /// below `from`: a saved index's records come first in a run against it,
 /// and the pairs among them are never held (their buckets' entries are
@@ -72,12 +86,25 @@ pub fn merged_candidate_pairs_from<S: EntrySource>(
     from: u32,
     open: impl Fn(usize) -> Result<S, RunError> + Sync,
 ) -> Result<Vec<(u32, u32)>, RunError> {
+    pairs_of_merged_bands(bands, threads, from, None, open).map(|(pairs, _)| pairs)
+}
+
+/// [`merged_candidate_pairs_from`], the pairs under `spill` when given.
+fn pairs_of_merged_bands<S: EntrySource>(
+    bands: usize,
+    threads: usize,
+    from: u32,
+    spill: Option<PairSpill<'_>>,
+    open: impl Fn(usize) -> Result<S, RunError> + Sync,
+) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
     let none = Fingerprints::default();
-    on_threads(
+    let sink = spill.as_ref();
+    let pairs = on_threads(
         bands,
         threads,
-        || (Vec::new(), BucketPairs::new(&none)),
-        |(bucket, buckets), index, pairs| {
+        sink,
+        || (Vec::new(), BucketPairs::new(&none), Tally::default()),
+        |(bucket, buckets, tally), index, pairs| {
             let mut band = open(index)?;
             let mut next = None;
             while next_bucket(&mut band, &mut next, bucket)? {
@@ -98,10 +125,17 @@ pub fn merged_candidate_pairs_from<S: EntrySource>(
                     }
                     pairs.truncate(kept);
                 }
+                if let Some(sink) = sink {
+                    sink.check(pairs, tally)?;
+                }
             }
             Ok(())
         },
-    )
+    )?;
+    match spill {
+        Some(spill) => spill.finish(pairs),
+        None => Ok((pairs, PairsMade::default())),
+    }
 }
 
 /// Runs `each(state, band, pairs)` for every band below `bands`, and
@@ -112,10 +146,13 @@ pub fn merged_candidate_pairs_from<S: EntrySource>(
 /// so up to `threads` threads (the calling one included, each with its
 /// own `state()`) each take the next band not yet taken until none is
 /// left, or until one fails. A thread the system refuses to start only
-/// means fewer of them.
+/// means fewer of them. Under a `spill`, each thread's list is sorted
+/// (and the repeats dropped) before the lists join, so that they join
+/// within its limit.
 fn on_threads<T, E: Send>(
     bands: usize,
     threads: usize,
+    spill: Option<&PairSpill<'_>>,
     state: impl Fn() -> T + Sync,
     each: impl Fn(&mut T, usize, &mut Vec<(u32, u32)>) -> Result<(), E> + Sync,
 ) -> Result<Vec<(u32, u32)>, E> {
@@ -132,6 +169,10 @@ fn on_threads<T, E: Send>(
                 failed.store(true, Ordering::Relaxed);
                 return Err(e);
             }
+        }
+        if spill.is_some() {
+            sort_pairs(&mut pairs);
+            pairs.shrink_to_fit();
         }
         Ok(pairs)
     };
@@ -160,8 +201,10 @@ fn on_threads<T, E: Send>(
         }
         pairs
     })?;
-    pairs.sort_unstable_by_key(|&(earlier, later)| (later, earlier));
-    pairs.dedup();
+    if let Some(spill) = spill {
+        spill.joined(&pairs, pairs.capacity());
+    }
+    sort_pairs(&mut pairs);
     Ok(pairs)
 }
 

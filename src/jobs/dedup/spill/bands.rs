@@ -51,12 +51,13 @@ use serde::{Deserialize, Serialize};
 use super::leftovers::remove_unnamed;
 use super::levels;
 use super::merge::{EntrySource, Merge};
+use super::pairs::{PairSpill, PairsMade};
 use super::runs::{self, RunError, RunInfo};
 use super::writer::{self, Background, Chunk, Scratch, Written, PREFIX, SUFFIX};
 use crate::jobs::dedup::buckets::fingerprint;
 use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::ids::{repeats_in, IdKeys};
-use crate::jobs::dedup::lsh::merged_candidate_pairs;
+use crate::jobs::dedup::lsh::{merged_candidate_pairs, merged_candidate_pairs_spilling};
 
 /// A chunk spans at least this many records, however small the budget
 /// (so a tiny budget makes many runs, not one per record).
@@ -112,6 +113,12 @@ impl Budget {
     pub fn places_bytes(self) -> u64 {
         self.shares().places()
     }
+
+    /// The most bytes the candidate pairs may hold as the merge makes
+    /// them ([`Shares::pairs`]).
+    pub fn pairs_bytes(self) -> u64 {
+        self.shares().pairs()
+    }
 }
 
 /// The runs written so far, as a checkpoint names them (it does not copy
@@ -159,6 +166,9 @@ pub struct Spiller {
     other_bytes: usize,
     /// Room for the merges' readers ([`Budget::merge_bytes`]).
     merge_bytes: u64,
+    /// The candidate pairs' share as the merge makes them
+    /// ([`Budget::pairs_bytes`]; `None`: no budget, held whole).
+    pairs_bytes: Option<u64>,
     /// The pass's own runs merged in levels: on disk until the pass's
     /// result is written (a checkpoint names them).
     aside: Vec<RunInfo>,
@@ -242,6 +252,7 @@ impl Spiller {
             handed: 0,
             other_bytes: 0,
             merge_bytes: budget.map_or(u64::MAX, Budget::merge_bytes),
+            pairs_bytes: budget.map(Budget::pairs_bytes),
             aside: Vec::new(),
             in_levels: 0,
             writes: Mutex::new(Writes {
@@ -495,6 +506,7 @@ impl Spiller {
         Ok(Runs {
             temp: &self.temp,
             spilled: &writes.spilled,
+            pairs: self.pairs_bytes.map(|share| (share, self.merge_bytes)),
         })
     }
 
@@ -610,6 +622,9 @@ fn on_threads(
 pub struct Runs<'a> {
     temp: &'a TempSpace,
     spilled: &'a Spilled,
+    /// Under a budget: the candidate pairs' share and the room for the
+    /// readers of their runs' merge ([`PairSpill`]).
+    pairs: Option<(u64, u64)>,
 }
 
 impl Runs<'_> {
@@ -634,10 +649,21 @@ impl Runs<'_> {
 
     /// The candidate pairs of every band's runs, merged on up to
     /// `threads` threads: [`crate::jobs::dedup::lsh::candidate_pairs`] of
-    /// the same lists.
-    pub fn pairs(&self, threads: usize) -> Result<Vec<(u32, u32)>, RunError> {
+    /// the same lists. Under a budget, the pairs as they are made stay
+    /// within their share, and go to sorted runs past it ([`PairSpill`]).
+    pub fn pairs(&self, threads: usize) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
         let bands = &self.spilled.bands;
-        merged_candidate_pairs(bands.len(), threads, |b| self.merge(&bands[b]))
+        let open = |b: usize| self.merge(&bands[b]);
+        match self.pairs {
+            Some((share, readers)) => {
+                let spill = PairSpill::new(self.temp, share, threads, readers);
+                merged_candidate_pairs_spilling(bands.len(), threads, spill, open)
+            }
+            None => Ok((
+                merged_candidate_pairs(bands.len(), threads, open)?,
+                PairsMade::default(),
+            )),
+        }
     }
 
     /// The repeated id keys of the runs of id keys, merged:
@@ -758,16 +784,21 @@ mod tests {
         assert!(expected.len() > 20 * records as usize, "{}", expected.len());
         // The smallest budget has room for 2 readers a merge: the 5 runs
         // of each list are merged in levels first.
+        // The pairs as made pass their share of the smallest budget: they
+        // go to runs of their own too.
+        let mut pairs_spilled = 0;
         for threads in [1, 3] {
-            let pairs = spiller.runs(threads).unwrap().pairs(threads).unwrap();
+            let (pairs, made) = spiller.runs(threads).unwrap().pairs(threads).unwrap();
             assert!(pairs == expected, "{threads} threads: other pairs");
+            assert!(made.bytes_spilled > 0);
+            pairs_spilled += made.bytes_spilled;
         }
         let runs = spiller.runs(2).unwrap();
         assert_eq!(runs.repeats().unwrap(), all_ids.repeats());
         assert!(runs.spilled.ids.len() <= 2 && runs.spilled.bands.iter().all(|b| b.len() <= 2));
         assert_eq!(spiller.spills(), 5);
         assert!(spiller.bytes_written() > spilled.bytes() + spilled.bytes() / 2);
-        assert!(temp.bytes_spilled() == spiller.bytes_written());
+        assert!(temp.bytes_spilled() == spiller.bytes_written() + pairs_spilled);
         // A checkpoint's names restore, counted in the peak of the resumed
         // run's temporary space; a run written after it is removed.
         let stray = temp.path("dedup-ids-run-000099.sorted").unwrap();
@@ -777,7 +808,7 @@ mod tests {
         again.restore(spilled.clone(), &[]).unwrap();
         assert!(!stray.exists());
         assert_eq!(resumed.peak_bytes(), spilled.bytes());
-        let pairs = again.runs(2).unwrap().pairs(2).unwrap();
+        let pairs = again.runs(2).unwrap().pairs(2).unwrap().0;
         assert!(pairs == expected, "restored: other pairs");
         // A named run that is gone is refused, naming it.
         std::fs::remove_file(temp.path(&spilled.ids[2].name).unwrap()).unwrap();

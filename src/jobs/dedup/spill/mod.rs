@@ -1,7 +1,9 @@
 //! Dedup's state on disk under a memory budget (`--max-memory`): pass 1's
 //! band lists and id keys spill to sorted runs in the run's temporary
 //! space ([`bands`]) when they would pass their share of the budget, and
-//! are merged band by band into the candidate pairs when the pass ends;
+//! are merged band by band into the candidate pairs when the pass ends
+//! (the pairs, as they are made, spill in turn past their share:
+//! [`pairs`]);
 //! pass 2's held shingle sets spill to runs keyed by the later partner,
 //! merged back as the pass advances ([`held`]).
 //!
@@ -13,6 +15,7 @@
 //! | [`merge`] | the k-way merge of runs (and sorted lists in memory), with a record offset for runs of another numbering (a saved index's) |
 //! | [`writer`] | a full chunk sorted and written as runs on a thread of its own, one chunk in flight at most |
 //! | [`bands`] | the budget's shares, pass 1's chunks handed to the writer, their runs merged into candidate pairs and repeated ids, and what a checkpoint names |
+//! | [`pairs`] | pass 1's candidate pairs as the merge makes them, past their share sorted runs merged into the pairs without their repeats across bands |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
@@ -24,6 +27,7 @@ pub mod held;
 pub mod leftovers;
 pub mod levels;
 pub mod merge;
+pub mod pairs;
 #[cfg(test)]
 mod pinned;
 pub mod runs;

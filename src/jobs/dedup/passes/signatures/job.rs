@@ -35,6 +35,7 @@ use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::with_scratch;
 use crate::jobs::dedup::spans::{Place, Spans};
 use crate::jobs::dedup::spill::bands::{Budget, Spiller};
+use crate::jobs::dedup::spill::pairs::PairsMade;
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
@@ -175,6 +176,7 @@ impl Job for SignatureJob {
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             spiller: None,
             failed: None,
+            pairs_made: PairsMade::default(),
         };
         // With an index hook the bands end as sorted runs whatever the
         // budget: the spiller notes every record's fingerprint from the
@@ -215,6 +217,8 @@ pub struct BandIndex {
     /// `finish` (no output), not from `integrate`, where the batches behind
     /// it would be refused and the run would exit 70, not 74.
     failed: Option<(std::io::ErrorKind, String)>,
+    /// What the candidate pairs took as the runs' merge made them.
+    pairs_made: PairsMade,
 }
 
 impl BandIndex {
@@ -302,6 +306,7 @@ impl BandIndex {
                 let runs = spiller.runs(self.threads).map_err(RunError::into_io)?;
                 crate::jobs::dedup::crash::here("dedup::pass1_merging");
                 let (threads, started) = (self.threads, std::time::Instant::now());
+                let mut pairs_made = PairsMade::default();
                 let merged = std::thread::scope(|scope| {
                     let repeats = std::thread::Builder::new()
                         .spawn_scoped(scope, || runs.repeats())
@@ -310,7 +315,11 @@ impl BandIndex {
                         Some(hook) => {
                             hook.candidate_pairs(runs.bands(), threads, &|b: usize| runs.band(b))?
                         }
-                        None => runs.pairs(threads)?,
+                        None => {
+                            let (pairs, made) = runs.pairs(threads)?;
+                            pairs_made = made;
+                            pairs
+                        }
                     };
                     let repeated = match repeats {
                         Ok(handle) => handle
@@ -325,6 +334,7 @@ impl BandIndex {
                     runs.spills(),
                     started.elapsed().as_secs_f64()
                 );
+                self.pairs_made = pairs_made;
                 merged.map_err(|e: RunError| e.into_io().into())
             }
             _ => Ok(self.sorted_in_memory()),
@@ -440,7 +450,8 @@ impl Integrate for BandIndex {
         }
         let spiller = self.spiller.as_ref();
         let spills = spiller.map_or(0, Spiller::spills);
-        let spilled_bytes = spiller.map_or(0, Spiller::bytes_written);
+        let spilled_bytes =
+            spiller.map_or(0, Spiller::bytes_written) + self.pairs_made.bytes_spilled;
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &CandidatesForm::of(&self.found))?;
@@ -451,7 +462,7 @@ impl Integrate for BandIndex {
                 spiller.remove_all()?;
             }
         }
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "pass": "signatures",
             "partial": run.partial,
             "records": self.found.records,
@@ -460,6 +471,16 @@ impl Integrate for BandIndex {
             "spill_runs": spills,
             "bytes_spilled": spilled_bytes,
         });
+        let made = self.pairs_made;
+        if let (true, Some(summary)) = (made.made > 0, summary.as_object_mut()) {
+            // The pairs were made under their share of the budget.
+            summary.insert("candidate_pairs_made".into(), made.made.into());
+            summary.insert("candidate_pairs_peak_bytes".into(), made.peak_bytes.into());
+            summary.insert(
+                "candidate_pairs_bytes_spilled".into(),
+                made.bytes_spilled.into(),
+            );
+        }
         // The bands are no longer needed: free them before the next pass.
         self.bands = Vec::new();
         let found = std::mem::take(&mut self.found);

@@ -1,0 +1,104 @@
+//! Guarantee: under `--max-memory`, pass 1's candidate pairs, as the
+//! merge of the bands' runs makes them (every band's pairs, the repeats
+//! across bands included), stay within their share of the budget
+//! (`src/jobs/dedup/budget.rs`, `Shares::pairs`: a quarter): past it they
+//! go to sorted runs, merged into the same pairs without the repeats
+//! (`src/jobs/dedup/spill/pairs.rs`). The corpus makes several times the
+//! bound in pairs, and the outputs are byte-identical to the run without
+//! a limit.
+//!
+//! The bound is on the run's own accounting of the bytes its lists hold
+//! (`candidate_pairs_peak_bytes` of pass 1 in `summary.json`), not on
+//! time.
+
+use std::path::Path;
+
+use drainpipe::jobs::dedup::{self, DedupParams};
+use drainpipe::jobs::RunContext;
+use drainpipe_actors::{OutputDir, RunReport};
+
+use crate::mixed::outputs;
+
+/// Groups of three records: a text, its exact copy, and the text with
+/// one word changed (Jaccard about 0.76 on 5-word shingles: a candidate,
+/// not a duplicate); each group's three pairs share most bands, so the
+/// merge makes each pair many times, and each copy is removed.
+fn lines(groups: usize) -> Vec<String> {
+    let mut state = 0xfa11_u64;
+    let mut word = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        format!("w{}", (state >> 33) % 200_000)
+    };
+    let line = |n: usize, words: &[String]| {
+        serde_json::json!({"id": format!("doc-{n}"), "text": words.join(" ")}).to_string()
+    };
+    let mut lines = Vec::new();
+    for g in 0..groups {
+        let first: Vec<String> = (0..40).map(|_| word()).collect();
+        let mut third = first.clone();
+        third[20] = word();
+        lines.push(line(3 * g, &first));
+        lines.push(line(3 * g + 1, &first));
+        lines.push(line(3 * g + 2, &third));
+    }
+    lines
+}
+
+fn dedup_file(input: &Path, max_memory: Option<u64>) -> (Vec<(String, Vec<u8>)>, RunReport) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = RunContext::quiet(
+        vec![input.to_owned()],
+        OutputDir::create(dir.path()).unwrap(),
+    );
+    ctx.max_memory = max_memory;
+    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
+    assert_eq!(report.exit_code, 0, "{}", report.human());
+    (outputs(dir.path()), report)
+}
+
+fn signatures(report: &RunReport) -> &serde_json::Value {
+    let passes = report.result["passes"].as_array().unwrap();
+    passes.iter().find(|p| p["pass"] == "signatures").unwrap()
+}
+
+#[test]
+fn dedup_candidate_pairs_stay_within_their_share_of_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    std::fs::write(&input, lines(6_000).join("\n") + "\n").unwrap();
+    let budget = 1u64 << 20;
+    let bound = budget / 4;
+    let (expected, unlimited) = dedup_file(&input, None);
+    let (got, limited) = dedup_file(&input, Some(budget));
+    let pass1 = signatures(&limited);
+    let made = pass1["candidate_pairs_made"].as_u64().unwrap();
+    assert!(
+        made * 8 > 4 * bound,
+        "the merge made {made} pairs: the corpus must pass the bound several times"
+    );
+    let peak = pass1["candidate_pairs_peak_bytes"].as_u64().unwrap();
+    assert!(peak > 0, "the pairs' lists are counted");
+    assert!(
+        peak <= bound,
+        "under {budget} bytes the pairs as made held {peak} bytes, over {bound}"
+    );
+    assert!(
+        pass1["candidate_pairs_bytes_spilled"].as_u64().unwrap() > 0,
+        "past their share the pairs went to sorted runs"
+    );
+    // The same pairs, without their repeats, as without a limit.
+    let pairs = limited.result["candidate_pairs"].as_u64().unwrap();
+    assert_eq!(pairs, unlimited.result["candidate_pairs"].as_u64().unwrap());
+    assert!(
+        pairs >= 3 * 5_000 && pairs < made,
+        "{pairs} pairs of {made} made"
+    );
+    let removed = String::from_utf8_lossy(&expected[1].1).lines().count();
+    assert!(removed >= 6_000, "{removed} removed records");
+    assert_eq!(expected.len(), got.len());
+    for ((name, want), (_, got)) in expected.iter().zip(&got) {
+        assert!(want == got, "{name} differs from the run without a limit");
+    }
+}
