@@ -185,7 +185,7 @@ impl<'a> PairSpill<'a> {
     /// Every pair, sorted by `(later, earlier)` without repeats: `rest`
     /// (what the threads' lists held at the end) and the runs'. Nothing
     /// spilled: `rest` sorted. Else `rest` is written as a run too, the
-    /// runs are merged (in levels first when they are too many, [`reduce`]), counted,
+    /// runs are merged (in levels first when they are too many, each pair once), counted,
     /// and merged again into a list of exactly the pairs' room; every run
     /// is removed.
     pub fn finish(
