@@ -42,6 +42,12 @@ impl NatsServer {
         NatsServer::start_with(extra, "tls")
     }
 
+    /// Starts a server in operator mode, trusting `accounts`'s operator and
+    /// knowing its account: only its users get in (`--nats-creds`).
+    pub fn start_with_accounts(accounts: &Accounts) -> NatsServer {
+        NatsServer::start_with(vec!["-c".into(), accounts.config().into()], "nats")
+    }
+
     fn start_with(extra: Vec<OsString>, scheme: &'static str) -> NatsServer {
         let store = tempfile::tempdir().unwrap();
         // A port the system just handed out and took back: free.
@@ -276,4 +282,112 @@ impl Certificates {
     pub fn server_key(&self) -> PathBuf {
         self.dir.path().join("server-key.pem")
     }
+}
+
+/// A NATS operator, one account with JetStream and one user of it, made
+/// for one test: the JWTs signed with nkeys here, no tool needed. Gives
+/// the server's configuration and the user's credentials file, the format
+/// `nsc` writes.
+pub struct Accounts {
+    dir: tempfile::TempDir,
+    /// The user's nkey seed: the secret of the credentials file.
+    pub seed: String,
+}
+
+impl Accounts {
+    /// Makes the keys, the JWTs and the two files.
+    pub fn new() -> Accounts {
+        let operator = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        // JetStream in operator mode needs a system account.
+        let system = nkeys::KeyPair::new_account();
+        let user = nkeys::KeyPair::new_user();
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+        });
+        let operator_jwt = jwt(
+            &operator,
+            &operator.public_key(),
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let account_jwt = jwt(
+            &operator,
+            &account.public_key(),
+            serde_json::json!({
+                "limits": unlimited,
+                "default_permissions": {"pub": {}, "sub": {}},
+                "type": "account", "version": 2
+            }),
+        );
+        let system_jwt = jwt(
+            &operator,
+            &system.public_key(),
+            serde_json::json!({"type": "account", "version": 2}),
+        );
+        let user_jwt = jwt(
+            &account,
+            &user.public_key(),
+            serde_json::json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2
+            }),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("server.conf"),
+            format!(
+                "operator: \"{operator_jwt}\"\nsystem_account: {system}\nresolver: MEMORY\n\
+                 resolver_preload: {{\n  {account}: \"{account_jwt}\"\n  {system}: \"{system_jwt}\"\n}}\n",
+                account = account.public_key(),
+                system = system.public_key(),
+            ),
+        )
+        .unwrap();
+        let seed = user.seed().unwrap();
+        std::fs::write(
+            dir.path().join("user.creds"),
+            format!(
+                "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+            ),
+        )
+        .unwrap();
+        Accounts { dir, seed }
+    }
+
+    /// The server's configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("server.conf")
+    }
+
+    /// The user's credentials file, for `--nats-creds`.
+    pub fn creds(&self) -> PathBuf {
+        self.dir.path().join("user.creds")
+    }
+}
+
+/// A NATS JWT for `subject`, signed by `issuer`, with `nats` as its
+/// NATS-specific claims.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("test{subject}"),
+        "iat": now,
+        "iss": issuer.public_key(),
+        "name": "test",
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
+    let signed = format!("{header}.{payload}");
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
 }
