@@ -178,18 +178,8 @@ impl Link {
         // The broker may be away that long before the run stops itself;
         // past it (and several heartbeats) the run is surely dead.
         let stale_after = settings.deadline.max(5 * HEARTBEAT).as_secs();
-        // The claim seen before the check: the name is taken below only if
-        // it is still that one, so of two runs that both see no one, one
-        // goes on (`claim.rs`).
-        let seen = claim::last(&js, &settings.run).await.map_err(|e| {
-            refused(
-                &format!("reading the claim of run name {}", settings.run),
-                e,
-            )
-        })?;
-        // A namesake that still beats is another live run's: never removed.
-        refuse_a_live_namesake(&js, &settings.run, &url, seen.is_some()).await?;
-        let claim = claim::take(&js, &settings.run, seen, &url, &instance).await?;
+        // Never a live namesake's stream removed, nor one stream for two.
+        let claim = claim_the_name(&js, &settings.run, &url, &instance).await?;
         // Not there is the usual answer; any other refusal shows below.
         let _ = js.delete_stream(&stream_name).await;
         let stream = js
@@ -302,6 +292,29 @@ impl Link {
         }
         claim::release(&self.js, &self.claim).await;
     }
+}
+
+/// Makes run name `run` this run's: refused ([`RemoteError::RunInUse`])
+/// when a namesake is alive, or claimed it at the same moment.
+async fn claim_the_name(
+    js: &jetstream::Context,
+    run: &str,
+    url: &str,
+    instance: &str,
+) -> Result<Claim, RemoteError> {
+    // The claim seen before the check: the name is taken only if it is
+    // still that one, so of two runs that both see no one, one goes on
+    // (`claim.rs`).
+    let seen = claim::last(js, run)
+        .await
+        .map_err(|cause| RemoteError::JetStream {
+            url: url.to_owned(),
+            what: format!("reading the claim of run name {run}"),
+            cause,
+        })?;
+    // A namesake that still beats is another live run's: never removed.
+    refuse_a_live_namesake(js, run, url, seen.is_some()).await?;
+    claim::take(js, run, seen, url, instance).await
 }
 
 /// How long a run that finds streams of its name on the broker watches
