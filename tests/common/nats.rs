@@ -189,11 +189,10 @@ impl Worker {
     /// with failpoints, so with `-v`); the worker's stderr is read by a
     /// thread from then on.
     pub fn took_a_batch(&mut self) -> mpsc::Receiver<()> {
-        let child = self.child.as_mut().expect("the worker is running");
-        let stderr = child.stderr.take().expect("stderr not taken yet");
+        let lines = self.lines();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in lines {
                 if line.contains("took batch") {
                     let _ = tx.send(());
                 }

@@ -14,9 +14,7 @@
 
 #![cfg(feature = "failpoints")]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, spawn, summary, wait};
@@ -32,20 +30,6 @@ fn vocab(out: &Path, extra: &[&str]) -> std::process::Command {
     cmd
 }
 
-/// Fires once the worker's stderr says it took a batch.
-fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
-    let stderr = worker.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("took batch") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn a_second_run_of_a_live_runs_name_is_refused_and_the_first_ends_intact() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +42,7 @@ fn a_second_run_of_a_live_runs_name_is_refused_and_the_first_ends_intact() {
     // Its first batch takes 8 s: the first run is alive and beating while
     // the second starts.
     let mut worker = Worker::start(&url, 1, Some("worker::took_batch=1*sleep(8000)"));
-    let took = took_a_batch(worker.child.as_mut().unwrap());
+    let took = worker.took_a_batch();
     let remote = ["--nats", url.as_str(), "--run", "same", "--batch", "100"];
     let first_out = dir.path().join("first");
     let first = spawn(vocab(&first_out, &remote));

@@ -6,8 +6,9 @@
 //! broker gives it to another worker after the ack wait; the pool drops
 //! whichever answer comes second.
 //!
-//! Stopping (SIGINT, SIGTERM, SIGHUP: the caller sets `stop`): no slot takes a new
-//! batch; each finishes and answers the one it holds; then `run` returns.
+//! Stopping (SIGINT, SIGTERM, SIGHUP: the caller sets `stop`): no slot
+//! takes a new batch; each finishes and answers the one it holds; then
+//! `run` returns.
 //! Every wait is bounded: a fetch expires after [`POLL`] (and is dropped
 //! at once when its run's stream is removed, as at the end of each pass of
 //! a job of several passes), a publication is retried until
