@@ -782,6 +782,10 @@ pub struct NatsArgs {
     /// A NATS credentials file.
     #[arg(long, value_name = "FILE", requires = "nats")]
     pub nats_creds: Option<PathBuf>,
+    /// PEM certificates of the authorities that sign the server's TLS
+    /// certificate, trusted in place of the system's (TLS then required).
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    pub nats_ca: Option<PathBuf>,
     /// The run's name on the broker (letters, digits, - and _) [default:
     /// made of the process id and the time].
     #[arg(long, value_name = "NAME", requires = "nats",
@@ -820,6 +824,7 @@ impl NatsArgs {
         let url = self.nats.as_ref()?;
         let mut broker = drainpipe_actors::remote::Broker::new(url.clone());
         broker.creds = self.nats_creds.clone();
+        broker.ca = self.nats_ca.clone();
         let run = self.run.clone().unwrap_or_else(|| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -843,6 +848,10 @@ pub struct WorkerArgs {
     /// A NATS credentials file.
     #[arg(long, value_name = "FILE")]
     pub nats_creds: Option<PathBuf>,
+    /// PEM certificates of the authorities that sign the server's TLS
+    /// certificate, trusted in place of the system's (TLS then required).
+    #[arg(long, value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
     /// Batches processed at once, 1 to 1024 [default: number of cores].
     #[arg(short, long, allow_negative_numbers = true, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=bounds::WORKERS))]
@@ -857,6 +866,7 @@ impl WorkerArgs {
     pub fn settings(&self) -> drainpipe_actors::remote::worker::WorkerSettings {
         let mut broker = drainpipe_actors::remote::Broker::new(self.nats.clone());
         broker.creds = self.nats_creds.clone();
+        broker.ca = self.nats_ca.clone();
         drainpipe_actors::remote::worker::WorkerSettings {
             broker,
             workers: self

@@ -172,23 +172,24 @@ fn say_summary(common: &cli::CommonArgs, report: &drainpipe_actors::RunReport) {
     }
 }
 
-/// `drainpipe worker`: step 1 of distributed runs until SIGINT or SIGTERM
-/// (the first finishes the batches held, then exits 0; a second exits at
-/// once with the first's code).
+/// `drainpipe worker`: step 1 of distributed runs until SIGINT, SIGTERM or
+/// SIGHUP (the first finishes the batches held, then exits 0; a second
+/// exits at once, as SIGQUIT does; `signals::worker`).
 fn worker(args: &cli::WorkerArgs) -> anyhow::Result<i32> {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal, once `stop` is set, exits at once.
-        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&stop))
-            .context("installing the signal handlers")?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing the signal handlers")?;
-    }
+    let report = Arc::new(drainpipe_actors::remote::worker::WorkerReport::default());
+    signals::worker::install(Arc::clone(&stop), Arc::clone(&report))
+        .context("installing the signal handlers")?;
     let registry = jobs::registry::worker_registry();
-    let report = drainpipe_actors::remote::worker::run(args.settings(), registry, stop)?;
-    let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    drainpipe_actors::remote::worker::run_reporting(
+        args.settings(),
+        registry,
+        stop,
+        Arc::clone(&report),
+    )?;
+    let count = |n: &AtomicU64| n.load(Ordering::Relaxed);
     log::info!(
         "worker stopped: {} parts answered, {} handed back, {} unreadable, {} of ended runs dropped",
         count(&report.answered),

@@ -14,7 +14,10 @@
 //! and done, batches in flight) on stderr and the run goes on, as `dd`
 //! does; its default action would kill the run. SIGPIPE is ignored (Rust
 //! programs do): a closed stdout or stderr is a failed write, handled
-//! where it happens.
+//! where it happens. `drainpipe worker` answers the same signals in the
+//! same way (`worker`).
+
+pub mod worker;
 
 use std::sync::atomic::{AtomicI32, Ordering};
 

@@ -4,8 +4,10 @@
 //! `nats-server` when it is missing.
 #![allow(dead_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,11 +17,38 @@ pub struct NatsServer {
     child: Child,
     port: u16,
     _store: tempfile::TempDir,
+    /// More arguments for `nats-server` (TLS), kept for a restart.
+    extra: Vec<OsString>,
+    /// `nats` or `tls`.
+    scheme: &'static str,
 }
 
 impl NatsServer {
     /// Starts a server and waits (at most 10 s) until it takes connections.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(Vec::new(), "nats")
+    }
+
+    /// Starts a server that speaks only TLS, with the server certificate
+    /// of `certificates` (its URL is `tls://`).
+    pub fn start_tls(certificates: &Certificates) -> NatsServer {
+        let extra = vec![
+            "--tls".into(),
+            "--tlscert".into(),
+            certificates.server_cert().into(),
+            "--tlskey".into(),
+            certificates.server_key().into(),
+        ];
+        NatsServer::start_with(extra, "tls")
+    }
+
+    /// Starts a server in operator mode, trusting `accounts`'s operator and
+    /// knowing its account: only its users get in (`--nats-creds`).
+    pub fn start_with_accounts(accounts: &Accounts) -> NatsServer {
+        NatsServer::start_with(vec!["-c".into(), accounts.config().into()], "nats")
+    }
+
+    fn start_with(extra: Vec<OsString>, scheme: &'static str) -> NatsServer {
         let store = tempfile::tempdir().unwrap();
         // A port the system just handed out and took back: free.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -27,11 +56,13 @@ impl NatsServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = serve(port, store.path());
+        let child = serve(port, store.path(), &extra);
         NatsServer {
             child,
             port,
             _store: store,
+            extra,
+            scheme,
         }
     }
 
@@ -41,7 +72,7 @@ impl NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::thread::sleep(down);
-        self.child = serve(self.port, self._store.path());
+        self.child = serve(self.port, self._store.path(), &self.extra);
     }
 
     /// Stops the server for good (SIGKILL); it is not started again.
@@ -50,8 +81,9 @@ impl NatsServer {
         let _ = self.child.wait();
     }
 
-    /// The streams the server keeps in its store (read from the store's
-    /// folder: a removed stream's folder is gone).
+    /// The runs' streams the server keeps in its store (read from the
+    /// store's folder: a removed stream's folder is gone); the stream of
+    /// run-name claims, `DRAINPIPE_CLAIMS`, is not a run's.
     pub fn streams(&self) -> Vec<String> {
         let folder = self
             ._store
@@ -64,6 +96,7 @@ impl NatsServer {
                 entries
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with("DRAINPIPE-"))
                     .collect()
             })
             .unwrap_or_default()
@@ -71,16 +104,17 @@ impl NatsServer {
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 }
 
 /// Starts `nats-server` on 127.0.0.1:`port` with its store in `store`, and
 /// waits (at most 10 s) until it takes connections.
-fn serve(port: u16, store: &std::path::Path) -> Child {
+fn serve(port: u16, store: &Path, extra: &[OsString]) -> Child {
     let child = Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -114,8 +148,19 @@ impl Worker {
     /// `failpoints`, it also says which batch it takes (`-v`), on a stderr
     /// the test must read.
     pub fn start(url: &str, workers: u32, failpoints: Option<&str>) -> Worker {
+        Worker::start_with(url, workers, failpoints, &[])
+    }
+
+    /// As [`Worker::start`], with more arguments (`--nats-ca FILE`).
+    pub fn start_with(
+        url: &str,
+        workers: u32,
+        failpoints: Option<&str>,
+        extra: &[&OsStr],
+    ) -> Worker {
         let mut cmd = crate::binary::drainpipe();
         cmd.args(["worker", "--nats", url, "--workers", &workers.to_string()]);
+        cmd.args(extra);
         if let Some(f) = failpoints {
             cmd.env("FAILPOINTS", f).arg("-v");
         }
@@ -126,15 +171,28 @@ impl Worker {
 }
 
 impl Worker {
-    /// Fires each time the worker's stderr says it took a batch (started
-    /// with failpoints, so with `-v`); the worker's stderr is read by a
-    /// thread from then on.
-    pub fn took_a_batch(&mut self) -> mpsc::Receiver<()> {
+    /// Each line of the worker's stderr, as it comes; the worker's stderr
+    /// is read by a thread from then on.
+    pub fn lines(&mut self) -> mpsc::Receiver<String> {
         let child = self.child.as_mut().expect("the worker is running");
         let stderr = child.stderr.take().expect("stderr not taken yet");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    }
+
+    /// Fires each time the worker's stderr says it took a batch (started
+    /// with failpoints, so with `-v`); the worker's stderr is read by a
+    /// thread from then on.
+    pub fn took_a_batch(&mut self) -> mpsc::Receiver<()> {
+        let lines = self.lines();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines {
                 if line.contains("took batch") {
                     let _ = tx.send(());
                 }
@@ -177,4 +235,158 @@ impl Drop for Worker {
             let _ = child.wait();
         }
     }
+}
+
+/// A certificate authority made for one test, and a server certificate it
+/// signed for 127.0.0.1 and localhost, as PEM files in a temporary folder:
+/// made at test time (rcgen), so no tool beyond the build is needed.
+pub struct Certificates {
+    dir: tempfile::TempDir,
+}
+
+impl Certificates {
+    /// Makes the authority and the server's certificate and key.
+    pub fn new() -> Certificates {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "drainpipe test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server-key.pem"), key.serialize_pem()).unwrap();
+        Certificates { dir }
+    }
+
+    /// The authority's certificate, for `--nats-ca`.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The server's certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    /// The server's private key.
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server-key.pem")
+    }
+}
+
+/// A NATS operator, one account with JetStream and one user of it, made
+/// for one test: the JWTs signed with nkeys here, no tool needed. Gives
+/// the server's configuration and the user's credentials file, the format
+/// `nsc` writes.
+pub struct Accounts {
+    dir: tempfile::TempDir,
+    /// The user's nkey seed: the secret of the credentials file.
+    pub seed: String,
+}
+
+impl Accounts {
+    /// Makes the keys, the JWTs and the two files.
+    pub fn new() -> Accounts {
+        let operator = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        // JetStream in operator mode needs a system account.
+        let system = nkeys::KeyPair::new_account();
+        let user = nkeys::KeyPair::new_user();
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+        });
+        let operator_jwt = jwt(
+            &operator,
+            &operator.public_key(),
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let account_jwt = jwt(
+            &operator,
+            &account.public_key(),
+            serde_json::json!({
+                "limits": unlimited,
+                "default_permissions": {"pub": {}, "sub": {}},
+                "type": "account", "version": 2
+            }),
+        );
+        let system_jwt = jwt(
+            &operator,
+            &system.public_key(),
+            serde_json::json!({"type": "account", "version": 2}),
+        );
+        let user_jwt = jwt(
+            &account,
+            &user.public_key(),
+            serde_json::json!({
+                "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2
+            }),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("server.conf"),
+            format!(
+                "operator: \"{operator_jwt}\"\nsystem_account: {system}\nresolver: MEMORY\n\
+                 resolver_preload: {{\n  {account}: \"{account_jwt}\"\n  {system}: \"{system_jwt}\"\n}}\n",
+                account = account.public_key(),
+                system = system.public_key(),
+            ),
+        )
+        .unwrap();
+        let seed = user.seed().unwrap();
+        std::fs::write(
+            dir.path().join("user.creds"),
+            format!(
+                "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+            ),
+        )
+        .unwrap();
+        Accounts { dir, seed }
+    }
+
+    /// The server's configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("server.conf")
+    }
+
+    /// The user's credentials file, for `--nats-creds`.
+    pub fn creds(&self) -> PathBuf {
+        self.dir.path().join("user.creds")
+    }
+}
+
+/// A NATS JWT for `subject`, signed by `issuer`, with `nats` as its
+/// NATS-specific claims.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("test{subject}"),
+        "iat": now,
+        "iss": issuer.public_key(),
+        "name": "test",
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
+    let signed = format!("{header}.{payload}");
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
 }

@@ -86,39 +86,50 @@ fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_o
     assert_eq!(out.status.code(), Some(0));
 
     let server = NatsServer::start();
-    // A worker quick at first, so the run takes its first checkpoint, then
-    // slow: it still holds batches of the killed run when the resumed run
-    // has made its stream, and answers them late, with the batch numbers
-    // the resumed run uses. Those answers must neither pass for the
-    // resumed run's nor take their message ids (the broker would drop the
-    // real answers as duplicates, and the run wait for them). 20 s: the
-    // resumed run first watches the old stream for a heartbeat for 6 s
-    // (`Link::open`: a live run of that name is refused).
-    let late = Some("worker::took_batch=16*sleep(40)->sleep(20000)");
-    let mut late = Worker::start(&server.url(), 1, late);
+    // The only worker of the first run. Once the run's first checkpoint
+    // exists, it holds each batch it takes, unanswered, until the test
+    // releases it: it then still holds batches of the killed run when the
+    // resumed run has made its stream, and answers them late, with the
+    // batch numbers the resumed run uses. Those answers must neither pass
+    // for the resumed run's nor take their message ids (the broker would
+    // drop the real answers as duplicates, and the run wait for them).
+    // Each batch costs it 50 ms at least, so batches remain after the
+    // first checkpoint (due after 1 s) for it to hold, however slow the
+    // machine.
+    let checkpoint = distributed.join(CHECKPOINT_FILE);
+    let failpoints = format!(
+        "worker::took_batch=sleep(50);worker::hold_once_file_exists=return({})",
+        checkpoint.display()
+    );
+    let mut late = Worker::start(&server.url(), 1, Some(&failpoints));
+    let late_lines = late.lines();
     let url = server.url();
-    let remote = ["--nats", url.as_str(), "--run", "again", "--batch", "32"];
+    let remote = ["--nats", url.as_str(), "--run", "again", "--batch", "16"];
     let mut first = vocab(&distributed, &remote);
-    first.args(["--checkpoint-every", "1"]);
+    // Held batches are never given to another worker in this run.
+    first.args(["--checkpoint-every", "1", "--nats-ack-wait", "600"]);
     let run = spawn(first);
-    let started = std::time::Instant::now();
-    while !distributed.join(CHECKPOINT_FILE).exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    while !late_lines
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the worker holds a batch taken after the first checkpoint")
+        .contains("held until")
+    {}
     signal(&run, "KILL");
     let _ = wait(run, Duration::from_secs(10));
-    // The resumed run's batches go to a worker without delay; the slow one
-    // only finishes the killed run's.
+    // The resumed run's batches go to a worker that holds none.
     let _quick = Worker::start(&server.url(), 1, None);
-    let late = late.child.take().unwrap();
 
     let mut again = vocab(&distributed, &remote);
-    again.args(["--resume", "--checkpoint-every", "0"]);
-    let again = spawn(again);
-    signal(&late, "INT");
+    again.args(["--resume", "--checkpoint-every", "0", "-v"]);
+    let mut again = spawn(again);
+    let (made, again_log) = lines_of(again.stderr.take().unwrap());
+    made.recv_timeout(Duration::from_secs(120))
+        .expect("the resumed run makes its stream");
+    // Only now does the held batch get its (late) answer.
+    std::fs::write(format!("{}.release", checkpoint.display()), b"").unwrap();
+    let late = late.child.take().unwrap();
     let out = wait(again, Duration::from_secs(120)).0;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = again_log.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let s = summary(&distributed);
     assert!(s["checkpoints"]["resumed_at"].as_u64().unwrap() > 0, "{s}");
@@ -129,10 +140,41 @@ fn a_coordinator_killed_and_resumed_under_its_run_name_gives_the_uninterrupted_o
         "vocab.tsv differs from the uninterrupted run's"
     );
     assert_eq!(s["remote"]["unreadable"], 0);
-    let worker_log = wait(late, Duration::from_secs(60)).0.stderr;
-    let worker_log = String::from_utf8_lossy(&worker_log);
+    signal(&late, "INT");
+    let _ = wait(late, Duration::from_secs(60));
+    // Every line: the channel ends with the worker's stderr.
+    let worker_log: Vec<String> = late_lines.iter().collect();
     assert!(
-        worker_log.contains("its run has ended; answer dropped"),
-        "the late answers of the killed run were not dropped: {worker_log}"
+        worker_log
+            .iter()
+            .any(|l| l.contains("its run has ended; answer dropped")),
+        "the late answers of the killed run were not dropped: {worker_log:?}"
     );
+}
+
+/// Reads `stderr` on a thread: fires once a line says the run made its
+/// stream; the thread returns everything read.
+fn lines_of(
+    stderr: std::process::ChildStderr,
+) -> (
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("run again: stream ") && line.contains(" made") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (rx, reader)
 }

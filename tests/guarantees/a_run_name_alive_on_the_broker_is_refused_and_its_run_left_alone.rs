@@ -7,13 +7,14 @@
 //! outputs. A killed run's silent stream is still removed by a run resumed
 //! under its name
 //! (`a_distributed_run_interrupted_and_resumed_gives_the_uninterrupted_outputs`).
-//! Starts its own `nats-server` on 127.0.0.1.
+//! Two runs of one name started at the same moment, before either has a
+//! stream to watch, do not share one: the name is claimed on the broker
+//! with a compare-and-set, so exactly one goes on and the other exits 2
+//! naming the name. Each test starts its own `nats-server` on 127.0.0.1.
 
 #![cfg(feature = "failpoints")]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, spawn, summary, wait};
@@ -29,20 +30,6 @@ fn vocab(out: &Path, extra: &[&str]) -> std::process::Command {
     cmd
 }
 
-/// Fires once the worker's stderr says it took a batch.
-fn took_a_batch(worker: &mut std::process::Child) -> mpsc::Receiver<()> {
-    let stderr = worker.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("took batch") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn a_second_run_of_a_live_runs_name_is_refused_and_the_first_ends_intact() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +42,7 @@ fn a_second_run_of_a_live_runs_name_is_refused_and_the_first_ends_intact() {
     // Its first batch takes 8 s: the first run is alive and beating while
     // the second starts.
     let mut worker = Worker::start(&url, 1, Some("worker::took_batch=1*sleep(8000)"));
-    let took = took_a_batch(worker.child.as_mut().unwrap());
+    let took = worker.took_a_batch();
     let remote = ["--nats", url.as_str(), "--run", "same", "--batch", "100"];
     let first_out = dir.path().join("first");
     let first = spawn(vocab(&first_out, &remote));
@@ -82,5 +69,62 @@ fn a_second_run_of_a_live_runs_name_is_refused_and_the_first_ends_intact() {
         "vocab.tsv differs from the single-process run's"
     );
     assert_eq!(summary(&first_out)["conservation"], true);
+    assert!(server.streams().is_empty(), "{:?}", server.streams());
+}
+
+#[test]
+fn two_runs_of_one_name_started_at_once_one_goes_on_and_the_other_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = dir.path().join("single");
+    let out = wait(spawn(vocab(&single, &[])), DEADLINE).0;
+    assert_eq!(out.status.code(), Some(0));
+
+    let server = NatsServer::start();
+    let url = server.url();
+    // Every batch is held until the test releases it, so neither run can
+    // end before the other has started and been judged.
+    let gate = dir.path().join("gate");
+    std::fs::write(&gate, b"").unwrap();
+    let hold = format!("worker::hold_once_file_exists=return({})", gate.display());
+    let _worker = Worker::start(&url, 1, Some(&hold));
+    let remote = ["--nats", url.as_str(), "--run", "twin", "--batch", "100"];
+    let outs = [dir.path().join("a"), dir.path().join("b")];
+    let mut runs: Vec<_> = outs
+        .iter()
+        .map(|o| Some(spawn(vocab(o, &remote))))
+        .collect();
+    // The first to end is the refused one; the other waits for its batches.
+    let started = std::time::Instant::now();
+    let loser = loop {
+        if let Some(i) = (0..2).find(|&i| {
+            runs[i]
+                .as_mut()
+                .is_some_and(|run| run.try_wait().unwrap().is_some())
+        }) {
+            break i;
+        }
+        assert!(started.elapsed() < DEADLINE, "neither run was refused");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, _) = wait(runs[loser].take().unwrap(), DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--run twin: a run of that name is alive"),
+        "{stderr}"
+    );
+    assert!(!outs[loser].join("vocab.tsv").exists());
+
+    std::fs::write(format!("{}.release", gate.display()), b"").unwrap();
+    let winner = 1 - loser;
+    let (out, _) = wait(runs[winner].take().unwrap(), DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read(outs[winner].join("vocab.tsv")).unwrap(),
+        std::fs::read(single.join("vocab.tsv")).unwrap(),
+        "vocab.tsv differs from the single-process run's"
+    );
+    assert_eq!(summary(&outs[winner])["conservation"], true);
     assert!(server.streams().is_empty(), "{:?}", server.streams());
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 
+use super::claim::{self, Claim};
 use super::{Broker, RemoteError, RemoteSettings};
 
 /// Every run's stream name starts with this; workers find runs by it.
@@ -60,6 +61,12 @@ pub async fn connect(
             .await
             .map_err(|e| unreachable(format!("credentials file {}: {e}", creds.display())))?;
     }
+    if let Some(ca) = &broker.ca {
+        // Read here so a file that cannot be used is named; the client
+        // reads it again when it connects.
+        check_ca_file(ca).map_err(unreachable)?;
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
     // Each server of a comma-separated list: the client reads a single
     // string as one URL, and refused a list as an invalid port.
     let servers: Vec<&str> = broker.url.split(',').collect();
@@ -72,6 +79,23 @@ pub async fn connect(
         .map_err(|e| unreachable(with_tls_hint(&broker.url, e.to_string())))?;
     let js = jetstream::new(client.clone());
     Ok((client, js))
+}
+
+/// `Err` naming `ca` when it holds no PEM certificate: the client would
+/// otherwise fail the handshake with a message that does not name it.
+fn check_ca_file(ca: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read(ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+    if text
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "CA file {}: no PEM certificate in it",
+            ca.display()
+        ))
+    }
 }
 
 /// A name for one instance of a run, different for each `Link::open`
@@ -106,6 +130,8 @@ pub struct Link {
     /// The largest message the broker takes, less [`HEADROOM`].
     pub(crate) max_message: usize,
     pub(crate) url: String,
+    /// The run's name, this run's on the broker until it ends.
+    claim: Claim,
 }
 
 impl std::fmt::Debug for Link {
@@ -145,14 +171,15 @@ impl Link {
         // neither pass for this run's answer nor take its message id (the
         // broker drops a second message of the same id as a duplicate: the
         // resumed run then waited for an answer that never came).
-        let base = format!("drainpipe.{}.{job}.{}", settings.run, instance());
+        let instance = instance();
+        let base = format!("drainpipe.{}.{job}.{instance}", settings.run);
         let (work_subject, result_subject) = (format!("{base}.work"), format!("{base}.result"));
         let alive_subject = format!("{base}.alive");
         // The broker may be away that long before the run stops itself;
         // past it (and several heartbeats) the run is surely dead.
         let stale_after = settings.deadline.max(5 * HEARTBEAT).as_secs();
-        // A namesake that still beats is another live run's: never removed.
-        refuse_a_live_namesake(&js, &settings.run, &url).await?;
+        // Never a live namesake's stream removed, nor one stream for two.
+        let claim = claim_the_name(&js, &settings.run, &url, &instance).await?;
         // Not there is the usual answer; any other refusal shows below.
         let _ = js.delete_stream(&stream_name).await;
         let stream = js
@@ -191,6 +218,7 @@ impl Link {
             })
             .await
             .map_err(|e| refused("creating the results' consumer", e.to_string()))?;
+        log::info!("run {}: stream {stream_name} made", settings.run);
         // Idle workers list the streams at once; one that misses this finds
         // the run at its next periodic listing.
         if let Err(e) = client
@@ -209,6 +237,7 @@ impl Link {
             results,
             max_message,
             url,
+            claim,
         })
     }
 
@@ -261,7 +290,31 @@ impl Link {
             Ok(Err(e)) => log::warn!("could not remove stream {}: {e}", self.stream),
             Err(_) => log::warn!("could not remove stream {}: no answer in 5s", self.stream),
         }
+        claim::release(&self.js, &self.claim).await;
     }
+}
+
+/// Makes run name `run` this run's: refused ([`RemoteError::RunInUse`])
+/// when a namesake is alive, or claimed it at the same moment.
+async fn claim_the_name(
+    js: &jetstream::Context,
+    run: &str,
+    url: &str,
+    instance: &str,
+) -> Result<Claim, RemoteError> {
+    // The claim seen before the check: the name is taken only if it is
+    // still that one, so of two runs that both see no one, one goes on
+    // (`claim.rs`).
+    let seen = claim::last(js, run)
+        .await
+        .map_err(|cause| RemoteError::JetStream {
+            url: url.to_owned(),
+            what: format!("reading the claim of run name {run}"),
+            cause,
+        })?;
+    // A namesake that still beats is another live run's: never removed.
+    refuse_a_live_namesake(js, run, url, seen.is_some()).await?;
+    claim::take(js, run, seen, url, instance).await
 }
 
 /// How long a run that finds streams of its name on the broker watches
@@ -270,20 +323,12 @@ impl Link {
 /// has not beaten yet, shows itself.
 const NAMESAKE_WATCH: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
 
-/// Refuses run `run` ([`RemoteError::RunInUse`]) when a stream of a run of
-/// that name (any job or pass: its subjects are `drainpipe.<run>.*`) is
-/// alive: a new heartbeat appears on it within [`NAMESAKE_WATCH`]. A run
-/// resumed under its name after `kill -9` finds its old streams silent and
-/// goes on (it removes its own below); with no namesake it does not wait.
-async fn refuse_a_live_namesake(
-    js: &jetstream::Context,
-    run: &str,
-    url: &str,
-) -> Result<(), RemoteError> {
+/// The streams of runs named `run` (any job or pass: their subjects are
+/// `drainpipe.<run>.*`), each with its heartbeat's subject.
+async fn list_namesakes(js: &jetstream::Context, run: &str) -> Vec<(String, String)> {
     use futures::StreamExt as _;
     let subjects = format!("drainpipe.{run}.");
-    let namesakes: Vec<(String, String)> = js
-        .streams()
+    js.streams()
         .filter_map(|info| async move { info.ok() })
         .filter_map(|info| {
             let alive = info
@@ -296,10 +341,31 @@ async fn refuse_a_live_namesake(
             async move { alive.map(|alive| (stream, alive)) }
         })
         .collect()
-        .await;
-    if namesakes.is_empty() {
+        .await
+}
+
+/// Refuses run `run` ([`RemoteError::RunInUse`]) when a stream of a run of
+/// that name is alive: a new heartbeat appears on it within
+/// [`NAMESAKE_WATCH`]. A run resumed under its name after `kill -9` finds
+/// its old streams silent and goes on (it removes its own below). With
+/// the name `claimed` (by a run killed, or one that is making its stream
+/// now), it also watches for a namesake's stream to appear; with no claim
+/// and no namesake it does not wait.
+async fn refuse_a_live_namesake(
+    js: &jetstream::Context,
+    run: &str,
+    url: &str,
+    claimed: bool,
+) -> Result<(), RemoteError> {
+    let namesakes = list_namesakes(js, run).await;
+    if namesakes.is_empty() && !claimed {
         return Ok(());
     }
+    let in_use = |why: String| RemoteError::RunInUse {
+        run: run.to_owned(),
+        why,
+        url: url.to_owned(),
+    };
     let last_beat = |stream: String, alive: String| async move {
         let stream = js.get_stream_no_info(&stream).await.ok()?;
         let beat = stream.get_last_raw_message_by_subject(&alive).await.ok()?;
@@ -310,7 +376,7 @@ async fn refuse_a_live_namesake(
         first.push(last_beat(stream.clone(), alive.clone()).await);
     }
     log::info!(
-        "streams of a run named {run} are on the broker ({}): watching them up to {NAMESAKE_WATCH:?} for a heartbeat",
+        "the run name {run} is claimed on the broker (streams: {}): watching up to {NAMESAKE_WATCH:?} for a heartbeat",
         namesakes.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(", ")
     );
     let started = Instant::now();
@@ -320,11 +386,13 @@ async fn refuse_a_live_namesake(
             // None after a beat: the stream is gone, its run ended.
             let now = last_beat(stream.clone(), alive.clone()).await;
             if now.is_some() && now != *before {
-                return Err(RemoteError::RunInUse {
-                    run: run.to_owned(),
-                    stream: stream.clone(),
-                    url: url.to_owned(),
-                });
+                return Err(in_use(format!("its stream {stream} beats")));
+            }
+        }
+        if claimed {
+            let new = list_namesakes(js, run).await;
+            if let Some((stream, _)) = new.iter().find(|n| !namesakes.contains(n)) {
+                return Err(in_use(format!("its stream {stream} was just made")));
             }
         }
     }

@@ -10,6 +10,7 @@
 //! whatever the broker redelivers. `docs/DISTRIBUTED.md` is the contract.
 //!
 //! - `link.rs`: connecting, the run's stream and its names;
+//! - `claim.rs`: claiming a run's name on the broker, atomically;
 //! - `wire.rs`: what travels (work and results) and how it is packed;
 //! - `pool.rs`: the [`RemotePool`] actor, in the Coordinator's process;
 //! - `pack.rs`: packing a batch into work messages, off the pool's thread;
@@ -19,6 +20,7 @@
 //!   batches of any job ([`Registry`]);
 //! - `worker.rs`: the worker host's pull loops.
 
+mod claim;
 mod link;
 mod pack;
 mod pool;
@@ -90,17 +92,23 @@ pub struct Broker {
     pub url: String,
     /// A NATS credentials file (`--nats-creds`).
     pub creds: Option<PathBuf>,
+    /// PEM certificates of the authorities the server's certificate is
+    /// checked against (`--nats-ca`), in place of the system's; given, the
+    /// connection must be TLS whatever the URL's scheme.
+    pub ca: Option<PathBuf>,
     /// How long connecting may take before the broker counts as
     /// unreachable.
     pub connect_timeout: Duration,
 }
 
 impl Broker {
-    /// A broker at `url`, without credentials, with a 5 s connect deadline.
+    /// A broker at `url`, without credentials, trusting the system's
+    /// certificate authorities, with a 5 s connect deadline.
     pub fn new(url: impl Into<String>) -> Self {
         Broker {
             url: url.into(),
             creds: None,
+            ca: None,
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -199,16 +207,17 @@ pub enum RemoteError {
     #[error("run name {0:?}: use 1 to 64 letters, digits, '-' or '_'")]
     RunName(String),
     /// Another run of the same name is alive on the broker (its stream
-    /// beats): its stream is left alone and this run is refused (exit 2,
-    /// as for an output folder another run is writing).
+    /// beats, or it claimed the name at the same moment): its stream is
+    /// left alone and this run is refused (exit 2, as for an output folder
+    /// another run is writing).
     #[error(
-        "--run {run}: a run of that name is alive on the NATS server at {url} (its stream {stream} beats): wait for it to end, or give another --run"
+        "--run {run}: a run of that name is alive on the NATS server at {url} ({why}): wait for it to end, or give another --run"
     )]
     RunInUse {
         /// The run's name.
         run: String,
-        /// The live run's stream.
-        stream: String,
+        /// How the live run showed itself (its stream that beats).
+        why: String,
         /// The URL, without credentials.
         url: String,
     },

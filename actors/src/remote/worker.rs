@@ -6,8 +6,9 @@
 //! broker gives it to another worker after the ack wait; the pool drops
 //! whichever answer comes second.
 //!
-//! Stopping (SIGINT, SIGTERM: the caller sets `stop`): no slot takes a new
-//! batch; each finishes and answers the one it holds; then `run` returns.
+//! Stopping (SIGINT, SIGTERM, SIGHUP: the caller sets `stop`): no slot
+//! takes a new batch; each finishes and answers the one it holds; then
+//! `run` returns.
 //! Every wait is bounded: a fetch expires after [`POLL`] (and is dropped
 //! at once when its run's stream is removed, as at the end of each pass of
 //! a job of several passes), a publication is retried until
@@ -60,6 +61,8 @@ pub struct WorkerReport {
     pub handed_back: AtomicU64,
     /// Work messages that could not be read, dropped with an error.
     pub unreadable: AtomicU64,
+    /// Batches (parts) held now: taken, not yet answered or handed back.
+    pub held: AtomicU64,
     /// Answers dropped because their run had ended (its stream removed,
     /// or made anew by a resumed run of the same name) while the batch
     /// was being worked on: nobody waits for them.
@@ -84,7 +87,7 @@ struct Shared {
     /// adding to it (they were half of a one-slot worker's time).
     compute: tokio::sync::Semaphore,
     stop: Arc<AtomicBool>,
-    report: WorkerReport,
+    report: Arc<WorkerReport>,
 }
 
 /// Runs a worker host until `stop` is set, then lets every slot finish the
@@ -94,6 +97,19 @@ pub fn run(
     registry: Registry,
     stop: Arc<AtomicBool>,
 ) -> Result<WorkerReport, RemoteError> {
+    let report = Arc::new(WorkerReport::default());
+    run_reporting(settings, registry, stop, Arc::clone(&report))?;
+    Ok(Arc::into_inner(report).expect("every slot has ended"))
+}
+
+/// As [`run`], counting into `report` as it goes, so that another thread
+/// (a signal handler saying where the worker is) reads the counts live.
+pub fn run_reporting(
+    settings: WorkerSettings,
+    registry: Registry,
+    stop: Arc<AtomicBool>,
+    report: Arc<WorkerReport>,
+) -> Result<(), RemoteError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("drainpipe-worker-io")
@@ -117,7 +133,7 @@ pub fn run(
             runs: watch::Sender::new(Vec::new()),
             compute: tokio::sync::Semaphore::new(settings.workers),
             stop,
-            report: WorkerReport::default(),
+            report,
         });
         let discover = tokio::spawn(discover(Arc::clone(&shared), client));
         let slots: Vec<_> = (0..2 * settings.workers)
@@ -131,8 +147,7 @@ pub fn run(
         discover.abort();
         // Awaited so its clone of `shared` is dropped.
         let _ = discover.await;
-        let shared = Arc::into_inner(shared).expect("every slot has ended");
-        Ok(shared.report)
+        Ok(())
     })
 }
 
@@ -269,6 +284,7 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
         .and_then(|h| h.get(PART_HEADER))
         .and_then(|v| v.as_str().parse::<u32>().ok());
     let work = unpack::<Work>(&message.payload, UNPACKED_LIMIT);
+    let _held = Held::new(&shared.report.held);
     let (Some(part), Ok(work)) = (part, work) else {
         shared.report.unreadable.fetch_add(1, Ordering::Relaxed);
         log::error!("an unreadable batch on {}: dropped", message.subject);
@@ -279,6 +295,7 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
     log::trace!("fetched batch {seq} part {part}");
     log::info!("took batch {seq} part {part} ({records} records, delivery {delivered})");
     fail::fail_point!("worker::took_batch");
+    hold_for_a_test(seq, part).await;
     // A worker that dies on batch 2 (tests of poison batches).
     fail::fail_point!(
         "worker::dies_on_batch_2",
@@ -335,6 +352,53 @@ async fn answer(shared: &Arc<Shared>, message: jetstream::Message, ack_wait: Dur
         if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
             log::warn!("handing back batch {seq} part {part}: {e} (the broker redelivers it after the ack wait)");
         }
+    }
+}
+
+/// With the failpoint `worker::hold_once_file_exists=return(FILE)`: once
+/// FILE exists, each batch taken is held, unanswered, until `FILE.release`
+/// exists (at most [`ANSWER_DEADLINE`] times ten). Tests that must kill a
+/// coordinator while a worker holds one of its batches, and release the
+/// answer only once the run's successor is there, use it with FILE the
+/// run's checkpoint: events, not delays, whatever the machine's load.
+async fn hold_for_a_test(seq: u64, part: u32) {
+    let Some(file) = hold_file() else {
+        return;
+    };
+    if !std::path::Path::new(&file).exists() {
+        return;
+    }
+    let release = format!("{file}.release");
+    log::info!("batch {seq} part {part}: held until {release} exists");
+    let started = Instant::now();
+    while !std::path::Path::new(&release).exists() {
+        if started.elapsed() > 10 * ANSWER_DEADLINE {
+            log::error!("batch {seq} part {part}: {release} never appeared; answering");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The file named by the failpoint `worker::hold_once_file_exists`.
+fn hold_file() -> Option<String> {
+    fail::fail_point!("worker::hold_once_file_exists", |file| file);
+    None
+}
+
+/// One batch held, counted in [`WorkerReport::held`] until dropped.
+struct Held<'a>(&'a AtomicU64);
+
+impl<'a> Held<'a> {
+    fn new(held: &'a AtomicU64) -> Self {
+        held.fetch_add(1, Ordering::Relaxed);
+        Held(held)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
