@@ -120,8 +120,10 @@ fn dedup_against_an_index_gives_the_same_outputs_for_every_memory_budget() {
         let spills = pass_named(&report, "signatures")["spill_runs"]
             .as_u64()
             .unwrap();
+        // Spills written (the last chunk is merged from memory beside
+        // them, not written): two, and the index's runs, in one merge.
         if budget.is_some() {
-            assert!(spills >= 3, "saving under {name}: {spills} spills");
+            assert!(spills >= 2, "saving under {name}: {spills} spills");
         }
         saved.push(files(&idx));
         // B against the index written without a limit, under each budget.
@@ -131,7 +133,7 @@ fn dedup_against_an_index_gives_the_same_outputs_for_every_memory_budget() {
         let signatures = pass_named(&report, "signatures");
         if budget.is_some() {
             assert!(
-                signatures["spill_runs"].as_u64() >= Some(3)
+                signatures["spill_runs"].as_u64() >= Some(2)
                     && signatures["bytes_spilled"].as_u64() > Some(1 << 20),
                 "against under {name}: {signatures}"
             );

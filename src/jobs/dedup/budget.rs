@@ -9,7 +9,7 @@
 //!
 //! | pass | structure | bytes | share |
 //! |---|---|---|---|
-//! | 1 | band lists, fingerprints, id keys of two chunks of records | `2 * (8 * bands + 16) + 48` a record of a chunk | [`Shares::chunks`]: a quarter; full chunks go to sorted runs |
+//! | 1 | band lists, fingerprints, id keys of two chunks of records | `2 * (8 * bands + 16) + 48` a record of a chunk | [`Shares::chunks`]: a quarter; full chunks go to sorted runs, the last one is sorted in memory (`16 * bands + 16` a record) and merged from there |
 //! | 1-3 | the records' places (`spans`) | 12 a record | [`Shares::places`]: an eighth; past it dropped (passes 2 and 3 read the whole input) |
 //! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
 //! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats |
@@ -41,8 +41,9 @@ impl Shares {
         self.pass1_state() / 2
     }
 
-    /// Pass 1's merge readers when it ends (the chunks are freed by then):
-    /// a quarter of its state.
+    /// Pass 1's merge readers when it ends: a quarter of its state (the
+    /// last chunk, sorted in memory and merged beside the runs, stays
+    /// within [`Shares::chunks`]).
     pub fn merge(self) -> u64 {
         self.pass1_state() / 4
     }

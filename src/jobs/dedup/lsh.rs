@@ -11,11 +11,10 @@
 //! bucket, and why, is [`super::buckets`].
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::buckets::{BucketPairs, Fingerprints};
-use super::spill::merge::{next_bucket, EntrySource};
+use super::spill::merge::{Buckets, EntrySource};
 use super::spill::pairs::{sort_pairs, PairSpill, PairsMade, Tally};
 use super::spill::runs::RunError;
 
@@ -103,11 +102,10 @@ fn pairs_of_merged_bands<S: EntrySource>(
         bands,
         threads,
         sink,
-        || (Vec::new(), BucketPairs::new(&none), Tally::default()),
-        |(bucket, buckets, tally), index, pairs| {
-            let mut band = open(index)?;
-            let mut next = None;
-            while next_bucket(&mut band, &mut next, bucket)? {
+        || (BucketPairs::new(&none), Tally::default()),
+        |(buckets, tally), index, pairs| {
+            let mut band = Buckets::new(open(index)?);
+            while let Some(bucket) = band.next_bucket()? {
                 // Records are in order in a bucket: the last is the latest.
                 let latest = bucket.last().map_or(0, |e| e.record);
                 if bucket.len() < 2 || latest < from {
@@ -145,62 +143,34 @@ fn pairs_of_merged_bands<S: EntrySource>(
 /// Bands are independent, and the processors are idle once the pass ends,
 /// so up to `threads` threads (the calling one included, each with its
 /// own `state()`) each take the next band not yet taken until none is
-/// left, or until one fails. A thread the system refuses to start only
-/// means fewer of them. Under a `spill`, each thread's list is sorted
-/// (and the repeats dropped) before the lists join, so that they join
-/// within its limit.
-fn on_threads<T, E: Send>(
+/// left, or until one fails ([`super::threads::on_threads`]). Under a
+/// `spill`, each thread's list is sorted (and the repeats dropped) before
+/// the lists join, so that they join within its limit.
+fn on_threads<T: Send, E: Send>(
     bands: usize,
     threads: usize,
     spill: Option<&PairSpill<'_>>,
     state: impl Fn() -> T + Sync,
     each: impl Fn(&mut T, usize, &mut Vec<(u32, u32)>) -> Result<(), E> + Sync,
 ) -> Result<Vec<(u32, u32)>, E> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let take_bands = || {
-        let (mut pairs, mut state) = (Vec::new(), state());
-        while !failed.load(Ordering::Relaxed) {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            if index >= bands {
-                break;
-            }
-            if let Err(e) = each(&mut state, index, &mut pairs) {
-                failed.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
+    let states = super::threads::on_threads(
+        bands,
+        threads,
+        "sorting LSH bands",
+        || (state(), Vec::new()),
+        |(state, pairs), band| each(state, band, pairs),
+    )?;
+    let mut lists: Vec<Vec<(u32, u32)>> = states.into_iter().map(|(_, pairs)| pairs).collect();
+    if spill.is_some() {
+        for list in &mut lists {
+            sort_pairs(list);
+            list.shrink_to_fit();
         }
-        if spill.is_some() {
-            sort_pairs(&mut pairs);
-            pairs.shrink_to_fit();
-        }
-        Ok(pairs)
-    };
-    let mut pairs = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(bands))
-            .filter_map(|_| {
-                std::thread::Builder::new()
-                    .spawn_scoped(scope, take_bands)
-                    .map_err(|e| log::warn!("sorting LSH bands on fewer threads: {e}"))
-                    .ok()
-            })
-            .collect();
-        let mut pairs = take_bands();
-        for helper in helpers {
-            // A panic is the Integrator's, as if it had sorted alone.
-            let theirs = helper
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            pairs = match (pairs, theirs) {
-                (Ok(mut mine), Ok(theirs)) => {
-                    mine.extend(theirs);
-                    Ok(mine)
-                }
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
-        }
-        pairs
-    })?;
+    }
+    let mut pairs = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    for list in lists {
+        pairs.extend(list);
+    }
     if let Some(spill) = spill {
         spill.joined(&pairs, pairs.capacity());
     }

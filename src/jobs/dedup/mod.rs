@@ -96,7 +96,7 @@
 //!
 //! | layer | modules | what they hold |
 //! |---|---|---|
-//! | kernels | [`hash`], [`normalize`], [`shingle`], [`minhash`], [`buckets`], [`lsh`], [`similarity`], [`bitset`], [`unionfind`], [`keep`], [`spans`], [`ids`], [`params`], [`truth`], [`memory`] | text to shingles and signatures, band keys (and which pairs of a bucket) to candidate pairs, the exact similarity, small tables, record ids' keys and their repeats, the parameters, the ground truth, an in-memory source; nothing of passes or files |
+//! | kernels | [`hash`], [`normalize`], [`shingle`], [`minhash`], [`buckets`], [`lsh`], [`similarity`], [`bitset`], [`unionfind`], [`keep`], [`spans`], [`ids`], [`params`], [`truth`], [`memory`], [`threads`] | text to shingles and signatures, band keys (and which pairs of a bucket) to candidate pairs, the exact similarity, small tables, record ids' keys and their repeats, the parameters, the ground truth, an in-memory source, work shared among threads; nothing of passes or files |
 //! | shared types | [`chain`], [`clusters`], [`fates`], [`records`], [`state`], [`resume`], [`ledger`], [`spill`] | the states between passes and their serialized forms; what pass 2 tells the copy beside it; how a pass names a record and rejects again one pass 1 rejected; pass results and checkpoints; the run so far and how a pass ends it; state on disk under a memory budget (sorted runs, their merge, pass 1's chunks) |
 //! | passes | [`passes::signatures`], [`passes::verify`], [`passes::kept`] | each pass's steps 1 and 2 (`job.rs`, `pipeline.rs`, ...) and, in its `mod.rs`, the function that runs it or loads its result |
 //! | the job | this module, [`outcome`], [`index`] | the chain; the input-change check, the commit, the accuracy and the summary; a saved index, joined through hooks in passes 1 and 2 ([`chain::BandsHook`], [`chain::RecordHook`]) |
@@ -139,6 +139,7 @@ pub mod similarity;
 pub mod spans;
 pub mod spill;
 pub mod state;
+pub mod threads;
 pub mod truth;
 pub mod unionfind;
 

@@ -2,7 +2,10 @@
 //! one chunk of records at a time, each full chunk sorted and written to
 //! the run's temporary space as sorted runs (one per band, one of id
 //! keys) while the next one fills, and merged band by band when the pass
-//! ends.
+//! ends. The last chunk is not written: it is sorted in memory, in the
+//! room of the two chunks, and merged from there beside the runs
+//! ([`Spiller::keep_last`]); no checkpoint is taken once the pass ends, so
+//! none names it.
 //!
 //! # The budget's shares
 //!
@@ -21,7 +24,9 @@
 //!   for its twin fingerprint and 8 for its id key in each chunk, and in
 //!   the one being written, 32 for the sort's room (one band at a time,
 //!   each entry with its fingerprint, twice) and 16 while the id keys are
-//!   sorted;
+//!   sorted; when the pass ends, the last chunk sorted, 16 bytes per band
+//!   and 16 for its id key (each band's list freed once sorted, a sort's
+//!   room a thread);
 //! - a quarter for the records' places ([`Budget::places_bytes`], 12
 //!   bytes a record): past it they are dropped, and passes 2 and 3 read
 //!   the whole input instead of the candidate records only;
@@ -42,7 +47,6 @@
 //! with every entry, so no table by record is needed while merging.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::TempSpace;
@@ -52,12 +56,13 @@ use super::leftovers::remove_unnamed;
 use super::levels;
 use super::merge::{EntrySource, Merge};
 use super::pairs::{PairSpill, PairsMade};
-use super::runs::{self, RunError, RunInfo};
+use super::runs::{self, Entry, RunError, RunInfo};
 use super::writer::{self, Background, Chunk, Scratch, Written, PREFIX, SUFFIX};
 use crate::jobs::dedup::buckets::fingerprint;
 use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::ids::{repeats_in, IdKeys};
 use crate::jobs::dedup::lsh::{merged_candidate_pairs, merged_candidate_pairs_spilling};
+use crate::jobs::dedup::threads::on_threads;
 
 /// A chunk spans at least this many records, however small the budget
 /// (so a tiny budget makes many runs, not one per record).
@@ -174,6 +179,8 @@ pub struct Spiller {
     aside: Vec<RunInfo>,
     /// Bytes of the runs written by the merge in levels.
     in_levels: u64,
+    /// The pass's last chunk, sorted in memory ([`Spiller::keep_last`]).
+    kept: Option<Arc<writer::Sorted>>,
     /// What is written and in flight; behind a lock only because a
     /// checkpoint (`&self`) waits for the chunk in flight.
     writes: Mutex<Writes>,
@@ -255,6 +262,7 @@ impl Spiller {
             pairs_bytes: budget.map(Budget::pairs_bytes),
             aside: Vec::new(),
             in_levels: 0,
+            kept: None,
             writes: Mutex::new(Writes {
                 spilled: Spilled {
                     bands: vec![Vec::new(); bands],
@@ -374,31 +382,50 @@ impl Spiller {
         ids: &mut IdKeys,
         next: u64,
     ) -> Result<(), RunError> {
-        self.spill_on(bands, ids, next, None)
+        self.spill_on(bands, ids, next)
     }
 
-    /// Writes the pass's last chunk as [`Spiller::spill`] hands one over,
-    /// but here, on up to `threads` threads, once the chunk in flight is
-    /// written: the processors are idle by then, and the merge waits for
-    /// it. The error is this chunk's or an earlier one's.
-    pub fn spill_last(
+    /// Keeps the pass's last chunk (`bands`, `ids`, up to the record
+    /// before `next`) in memory, sorted on up to `threads` threads once
+    /// the chunk in flight is written, to be merged beside the runs: the
+    /// processors are idle by then, and writing it only to read it back
+    /// took a chunk's worth of the merge's time. Its sorted lists take the
+    /// room of the two chunks the budget holds (the other one is freed
+    /// here), and no checkpoint is taken once the pass ends, so none
+    /// needs it on disk. The error is an earlier chunk's, that could not
+    /// be written.
+    pub fn keep_last(
         &mut self,
         bands: &mut [Vec<u64>],
         ids: &mut IdKeys,
         next: u64,
         threads: usize,
     ) -> Result<(), RunError> {
-        self.spill_on(bands, ids, next, Some(threads))
+        let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
+        writes.settle()?;
+        (writes.spare, writes.scratch) = (None, Scratch::default());
+        let mut chunk = Chunk {
+            seq: self.handed,
+            base: self.base,
+            end: next,
+            ..Chunk::default()
+        };
+        for band in bands.iter_mut() {
+            chunk.bands.push(std::mem::take(band));
+        }
+        std::mem::swap(ids, &mut chunk.ids);
+        std::mem::swap(&mut self.prints, &mut chunk.prints);
+        self.kept = Some(Arc::new(writer::sort_chunk_on(&mut chunk, threads)));
+        self.base = next;
+        Ok(())
     }
 
-    /// [`Spiller::spill`] on the writer's thread (`here` is `None`), or
-    /// here on `here` threads.
+    /// [`Spiller::spill`].
     fn spill_on(
         &mut self,
         bands: &mut [Vec<u64>],
         ids: &mut IdKeys,
         next: u64,
-        here: Option<usize>,
     ) -> Result<(), RunError> {
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
         writes.settle()?;
@@ -426,20 +453,11 @@ impl Spiller {
         // The sorts' room: one band's, 16 bytes an id key.
         let largest = chunk.bands.iter().map(Vec::len).max().unwrap_or(0);
         self.other_bytes = chunk.heap_bytes() + Scratch::bytes_for(largest) + chunk.ids.len() * 16;
-        let mut scratch = std::mem::take(&mut writes.scratch);
+        let scratch = std::mem::take(&mut writes.scratch);
         self.handed += 1;
         self.base = next;
-        match here {
-            None => {
-                writes.background.start(&self.temp, chunk, scratch);
-                Ok(())
-            }
-            Some(threads) => {
-                let result = writer::write_chunk_on(&self.temp, &mut chunk, &mut scratch, threads);
-                writes.note((chunk, scratch, result));
-                writes.failure()
-            }
-        }
+        writes.background.start(&self.temp, chunk, scratch);
+        Ok(())
     }
 
     /// Waits for the chunk in flight to be written.
@@ -479,18 +497,24 @@ impl Spiller {
         if !lists.is_empty() {
             let started = std::time::Instant::now();
             let temp = &*self.temp;
-            on_threads(lists.len(), threads, |i| {
-                let mut list = lists[i].lock().unwrap_or_else(|p| p.into_inner());
-                let Level {
-                    runs,
-                    name,
-                    with_prints,
-                    aside,
-                    written,
-                } = &mut *list;
-                *written = levels::reduce(temp, runs, fan_in, (name, *with_prints), aside)?;
-                Ok(())
-            })?;
+            on_threads(
+                lists.len(),
+                threads,
+                "merging runs in levels",
+                || (),
+                |(), i| {
+                    let mut list = lists[i].lock().unwrap_or_else(|p| p.into_inner());
+                    let Level {
+                        runs,
+                        name,
+                        with_prints,
+                        aside,
+                        written,
+                    } = &mut *list;
+                    *written = levels::reduce(temp, runs, fan_in, (name, *with_prints), aside)?;
+                    Ok(())
+                },
+            )?;
             log::info!(
                 "dedup pass 1: {} lists of runs merged in levels to {fan_in} runs each \
                  (the budget's room for readers) in {:.2} s",
@@ -507,6 +531,7 @@ impl Spiller {
             temp: &self.temp,
             spilled: &writes.spilled,
             pairs: self.pairs_bytes.map(|share| (share, self.merge_bytes)),
+            kept: self.kept.as_ref(),
         })
     }
 
@@ -520,6 +545,7 @@ impl Spiller {
             self.temp.remove(&info.name, info.bytes)?;
         }
         self.aside.clear();
+        self.kept = None;
         writes.synced.clear();
         writes.spilled = Spilled {
             bands: vec![Vec::new(); writes.spilled.bands.len()],
@@ -574,50 +600,8 @@ struct Level<'a> {
     written: u64,
 }
 
-/// Runs `each(i)` for every `i` below `count` on up to `threads` threads
-/// (the calling one included), each taking the next not yet taken; the
-/// first error stops them. A thread the system refuses to start only
-/// means fewer of them.
-fn on_threads(
-    count: usize,
-    threads: usize,
-    each: impl Fn(usize) -> Result<(), RunError> + Sync,
-) -> Result<(), RunError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let work = || {
-        while !failed.load(Ordering::Relaxed) {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= count {
-                break;
-            }
-            if let Err(e) = each(i) {
-                failed.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-        }
-        Ok(())
-    };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(count))
-            .filter_map(|_| {
-                std::thread::Builder::new()
-                    .spawn_scoped(scope, work)
-                    .map_err(|e| log::warn!("merging runs in levels on fewer threads: {e}"))
-                    .ok()
-            })
-            .collect();
-        let mine = work();
-        helpers.into_iter().fold(mine, |result, helper| {
-            let theirs = helper
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            result.and(theirs)
-        })
-    })
-}
-
-/// The runs of a pass, complete, to be merged ([`Spiller::runs`]).
+/// The runs of a pass, complete, to be merged ([`Spiller::runs`]), with
+/// its last chunk when it is held in memory ([`Spiller::keep_last`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Runs<'a> {
     temp: &'a TempSpace,
@@ -625,6 +609,56 @@ pub struct Runs<'a> {
     /// Under a budget: the candidate pairs' share and the room for the
     /// readers of their runs' merge ([`PairSpill`]).
     pairs: Option<(u64, u64)>,
+    kept: Option<&'a Arc<writer::Sorted>>,
+}
+
+/// A band of the last chunk, sorted in memory, as an [`EntrySource`].
+struct KeptBand {
+    chunk: Arc<writer::Sorted>,
+    band: usize,
+    at: usize,
+}
+
+impl EntrySource for KeptBand {
+    fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
+        let mut one = Vec::with_capacity(1);
+        Ok(if self.next_entries(&mut one, 1)? {
+            one.pop()
+        } else {
+            None
+        })
+    }
+
+    fn next_entries(&mut self, out: &mut Vec<Entry>, most: usize) -> Result<bool, RunError> {
+        let list = &self.chunk.bands[self.band];
+        let end = list.len().min(self.at + most.max(1));
+        out.extend(list[self.at..end].iter().map(|&(e, print)| Entry {
+            key: e >> 32,
+            record: e as u32,
+            print,
+        }));
+        let more = end > self.at;
+        self.at = end;
+        Ok(more)
+    }
+}
+
+/// The id keys of the last chunk, sorted in memory, as an [`EntrySource`].
+struct KeptIds {
+    chunk: Arc<writer::Sorted>,
+    at: usize,
+}
+
+impl EntrySource for KeptIds {
+    fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
+        let entry = self.chunk.ids.get(self.at).map(|&(key, record)| Entry {
+            key,
+            record,
+            print: 0,
+        });
+        self.at += usize::from(entry.is_some());
+        Ok(entry)
+    }
 }
 
 impl Runs<'_> {
@@ -633,8 +667,9 @@ impl Runs<'_> {
         self.spilled.spills()
     }
 
-    fn merge(&self, runs: &[RunInfo]) -> Result<Merge, RunError> {
-        levels::merge(self.temp, runs)
+    /// True when the last chunk is held in memory, not written.
+    pub fn keeps_last(&self) -> bool {
+        self.kept.is_some()
     }
 
     /// Bands.
@@ -642,9 +677,18 @@ impl Runs<'_> {
         self.spilled.bands.len()
     }
 
-    /// Band `band`'s runs, merged: its entries in `(key, record)` order.
+    /// Band `band`'s runs, merged (and its list of the last chunk, held in
+    /// memory): its entries in `(key, record)` order.
     pub fn band(&self, band: usize) -> Result<Merge, RunError> {
-        self.merge(&self.spilled.bands[band])
+        let mut merge = levels::merge(self.temp, &self.spilled.bands[band])?;
+        if let Some(chunk) = self.kept {
+            merge.add(KeptBand {
+                chunk: Arc::clone(chunk),
+                band,
+                at: 0,
+            })?;
+        }
+        Ok(merge)
     }
 
     /// The candidate pairs of every band's runs, merged on up to
@@ -652,24 +696,30 @@ impl Runs<'_> {
     /// the same lists. Under a budget, the pairs as they are made stay
     /// within their share, and go to sorted runs past it ([`PairSpill`]).
     pub fn pairs(&self, threads: usize) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
-        let bands = &self.spilled.bands;
-        let open = |b: usize| self.merge(&bands[b]);
+        let open = |b: usize| self.band(b);
         match self.pairs {
             Some((share, readers)) => {
                 let spill = PairSpill::new(self.temp, share, threads, readers);
-                merged_candidate_pairs_spilling(bands.len(), threads, spill, open)
+                merged_candidate_pairs_spilling(self.bands(), threads, spill, open)
             }
             None => Ok((
-                merged_candidate_pairs(bands.len(), threads, open)?,
+                merged_candidate_pairs(self.bands(), threads, open)?,
                 PairsMade::default(),
             )),
         }
     }
 
-    /// The repeated id keys of the runs of id keys, merged:
-    /// [`IdKeys::repeats`] of the same keys.
+    /// The repeated id keys of the runs of id keys (and of the last
+    /// chunk's, held in memory), merged: [`IdKeys::repeats`] of the same
+    /// keys.
     pub fn repeats(&self) -> Result<Vec<(u32, u32)>, RunError> {
-        let mut merge = self.merge(&self.spilled.ids)?;
+        let mut merge = levels::merge(self.temp, &self.spilled.ids)?;
+        if let Some(chunk) = self.kept {
+            merge.add(KeptIds {
+                chunk: Arc::clone(chunk),
+                at: 0,
+            })?;
+        }
         repeats_in(std::iter::from_fn(|| {
             merge
                 .next_entry()
@@ -741,17 +791,15 @@ mod tests {
         assert_eq!(synced.len(), 3 * 3);
     }
 
-    #[test]
-    fn spilled_bands_give_the_pairs_and_repeats_of_the_lists_in_memory() {
-        let (records, nbands) = (20_000u32, 5);
-        let keys = keys_of(records, nbands);
-        let dir = tempfile::tempdir().unwrap();
-        let temp = Arc::new(TempSpace::new(dir.path()));
-        let budget = Budget {
-            // The smallest chunks: MIN_CHUNK records.
-            max_memory: 1,
-        };
-        let mut spiller = Spiller::new(Arc::clone(&temp), Some(budget), nbands);
+    /// Integrates `keys` (see [`keys_of`]) into `spiller` as pass 1 does,
+    /// spilling each full chunk; returns the band lists and id keys of
+    /// every record as they would be held in memory, and the last chunk's
+    /// lists, not spilled.
+    fn integrate(
+        spiller: &mut Spiller,
+        keys: &[Option<Vec<u32>>],
+        nbands: usize,
+    ) -> (Vec<Vec<u64>>, IdKeys, Vec<Vec<u64>>, IdKeys) {
         let mut in_memory: Vec<Vec<u64>> = vec![Vec::new(); nbands];
         let mut bands: Vec<Vec<u64>> = vec![Vec::new(); nbands];
         let (mut ids, mut all_ids) = (IdKeys::default(), IdKeys::default());
@@ -773,6 +821,52 @@ mod tests {
                 spiller.spill(&mut bands, &mut ids, index + 1).unwrap();
             }
         }
+        (in_memory, all_ids, bands, ids)
+    }
+
+    #[test]
+    fn a_last_chunk_held_in_memory_gives_the_pairs_and_repeats_of_the_lists_in_memory() {
+        let (records, nbands) = (20_000u32, 5);
+        let keys = keys_of(records, nbands);
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        // The smallest chunks: MIN_CHUNK records, 2 readers a merge.
+        let mut spiller = Spiller::new(Arc::clone(&temp), Some(Budget { max_memory: 1 }), nbands);
+        let (mut in_memory, all_ids, mut bands, mut ids) = integrate(&mut spiller, &keys, nbands);
+        spiller
+            .keep_last(&mut bands, &mut ids, u64::from(records), 2)
+            .unwrap();
+        assert!(bands.iter().all(Vec::is_empty) && ids.is_empty());
+        // Four full chunks written; the fifth is not.
+        assert_eq!(spiller.spills(), 4);
+        let files = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+        assert_eq!(files, 4 * (nbands + 1));
+        let expected = candidate_pairs(&mut in_memory, 2);
+        assert!(expected.len() > 20 * records as usize, "{}", expected.len());
+        for threads in [1, 3] {
+            let runs = spiller.runs(threads).unwrap();
+            assert!(runs.keeps_last());
+            let (pairs, _) = runs.pairs(threads).unwrap();
+            assert!(pairs == expected, "{threads} threads: other pairs");
+            assert_eq!(runs.repeats().unwrap(), all_ids.repeats());
+        }
+        spiller.remove_all().unwrap();
+        let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn spilled_bands_give_the_pairs_and_repeats_of_the_lists_in_memory() {
+        let (records, nbands) = (20_000u32, 5);
+        let keys = keys_of(records, nbands);
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let budget = Budget {
+            // The smallest chunks: MIN_CHUNK records.
+            max_memory: 1,
+        };
+        let mut spiller = Spiller::new(Arc::clone(&temp), Some(budget), nbands);
+        let (mut in_memory, all_ids, mut bands, mut ids) = integrate(&mut spiller, &keys, nbands);
         spiller
             .spill(&mut bands, &mut ids, u64::from(records))
             .unwrap();

@@ -85,33 +85,43 @@ struct Offset {
     at: usize,
 }
 
-/// The sort key of a source's head: `key << 32 | record`, or this, past
-/// every entry's (keys are below 2^64), once the source ended.
+/// The sort key of a source's head once the source ended: past every
+/// entry's ([`order_key`] of a key below 2^64 and a record below 2^32,
+/// with a source below 2^32).
 const ENDED: u128 = u128::MAX;
 
-fn order_key(entry: &Entry) -> u128 {
-    u128::from(entry.key) << 32 | u128::from(entry.record)
+/// The sort key of source `source`'s head `entry`: `key << 64 |
+/// record << 32 | source`. One number to compare: the source in the low
+/// bits breaks ties by the order sources were added, and tells the
+/// winner of the tree's matches without a look-up.
+#[inline]
+fn order_key(entry: &Entry, source: usize) -> u128 {
+    u128::from(entry.key) << 64 | u128::from(entry.record) << 32 | source as u128
 }
 
 /// The merge of several [`EntrySource`]s: the smallest `(key, record)`
 /// first; of equal ones (never, between runs of disjoint records), the
 /// source added first.
 ///
-/// A tree of losers: each inner node keeps the source that lost the match
-/// there, the root the winner; taking an entry replays only the matches on
-/// the winner's path, one comparison a level, where a binary heap takes
-/// two a level for the pop and the push.
+/// A tree of losers: each inner node keeps the sort key of the source
+/// that lost the match there, the root the winner's; taking an entry
+/// replays only the matches on the winner's path, one comparison a level,
+/// where a binary heap takes two a level for the pop and the push. The
+/// nodes hold the keys themselves (the source is in their low bits), and
+/// a match is played without a branch: which of two runs of random keys
+/// wins is a coin toss, and a mispredicted branch a level, with a look-up
+/// of the loser's key, was most of a merge's time.
 pub struct Merge {
     sources: Vec<Offset>,
     /// Each source's next entry (stale once it ended).
     heads: Vec<Entry>,
-    /// Each source's head as one number to compare ([`order_key`]),
-    /// [`ENDED`] once it ended.
+    /// Each source's head's sort key ([`order_key`]), [`ENDED`] once it
+    /// ended.
     keys: Vec<u128>,
-    /// `tree[0]`: the winner; `tree[n]` for `n` in `1..k`: the loser at
-    /// inner node `n`, whose children are `2n` and `2n + 1`, leaf `i`
-    /// being node `k + i`.
-    tree: Vec<usize>,
+    /// `tree[0]`: the winner's sort key; `tree[n]` for `n` in `1..k`: the
+    /// loser's at inner node `n`, whose children are `2n` and `2n + 1`,
+    /// leaf `i` being node `k + i`.
+    tree: Vec<u128>,
     /// Sources were added since the tree was built.
     stale: bool,
 }
@@ -159,6 +169,8 @@ impl Merge {
         offset: u32,
     ) -> Result<(), RunError> {
         let at = self.sources.len();
+        // The source's number is in its sort keys' low 32 bits.
+        assert!(at < u32::MAX as usize, "a merge of 2^32 sources");
         self.sources.push(Offset {
             source: Box::new(source),
             offset,
@@ -177,72 +189,87 @@ impl Merge {
     fn refill(&mut self, at: usize) -> Result<(), RunError> {
         let source = &mut self.sources[at];
         if source.at == source.batch.len() {
-            source.batch.clear();
-            source.at = 0;
-            while source.batch.is_empty() {
-                if !source.source.next_entries(&mut source.batch, BATCH)? {
-                    self.keys[at] = ENDED;
-                    return Ok(());
-                }
-            }
-            if source.offset != 0 {
-                let offset = source.offset;
-                for entry in &mut source.batch {
-                    entry.record =
-                        entry
-                            .record
-                            .checked_add(offset)
-                            .ok_or(RunError::RecordPastLimit {
-                                record: entry.record,
-                                offset,
-                            })?;
-                }
-            }
+            return self.refill_batch(at);
         }
         let entry = source.batch[source.at];
         source.at += 1;
-        (self.heads[at], self.keys[at]) = (entry, order_key(&entry));
+        (self.heads[at], self.keys[at]) = (entry, order_key(&entry, at));
         Ok(())
     }
 
-    /// Whether source `a`'s head comes before source `b`'s (an ended
-    /// source's last of all; of equal ones, the one added first).
-    #[inline]
-    fn before(&self, a: usize, b: usize) -> bool {
-        (self.keys[a], a) < (self.keys[b], b)
+    /// [`Merge::refill`] once source `at`'s batch is used up.
+    #[cold]
+    fn refill_batch(&mut self, at: usize) -> Result<(), RunError> {
+        let source = &mut self.sources[at];
+        source.batch.clear();
+        source.at = 0;
+        while source.batch.is_empty() {
+            if !source.source.next_entries(&mut source.batch, BATCH)? {
+                self.keys[at] = ENDED;
+                return Ok(());
+            }
+        }
+        if source.offset != 0 {
+            let offset = source.offset;
+            for entry in &mut source.batch {
+                entry.record =
+                    entry
+                        .record
+                        .checked_add(offset)
+                        .ok_or(RunError::RecordPastLimit {
+                            record: entry.record,
+                            offset,
+                        })?;
+            }
+        }
+        self.refill(at)
     }
 
     /// Plays every match.
     fn build(&mut self) {
-        let k = self.heads.len();
-        let mut winners = vec![0; 2 * k];
+        let k = self.keys.len();
+        let mut winners = vec![0u128; 2 * k];
         self.tree = vec![0; k];
-        for (i, slot) in winners[k..].iter_mut().enumerate() {
-            *slot = i;
-        }
+        winners[k..].copy_from_slice(&self.keys);
         for n in (1..k).rev() {
             let (a, b) = (winners[2 * n], winners[2 * n + 1]);
-            let (won, lost) = if self.before(a, b) { (a, b) } else { (b, a) };
-            (winners[n], self.tree[n]) = (won, lost);
+            (winners[n], self.tree[n]) = (a.min(b), a.max(b));
         }
-        if k > 1 {
-            self.tree[0] = winners[1];
+        if k > 0 {
+            self.tree[0] = if k > 1 { winners[1] } else { self.keys[0] };
         }
         self.stale = false;
     }
 
-    /// Replays the matches on the path of `winner`, whose head changed.
-    fn replay(&mut self, mut winner: usize) {
-        let mut node = (self.heads.len() + winner) / 2;
+    /// Replays the matches on the path of source `at`, whose head changed:
+    /// the smaller key goes up, the larger stays, without a branch.
+    #[inline]
+    fn replay(&mut self, at: usize) {
+        let mut key = self.keys[at];
+        let mut node = (self.keys.len() + at) / 2;
         while node >= 1 {
-            let loser = self.tree[node];
-            if self.before(loser, winner) {
-                self.tree[node] = winner;
-                winner = loser;
-            }
+            let other = self.tree[node];
+            self.tree[node] = other.max(key);
+            key = other.min(key);
             node /= 2;
         }
-        self.tree[0] = winner;
+        self.tree[0] = key;
+    }
+
+    /// The next entry, once the tree is built.
+    #[inline]
+    fn take(&mut self) -> Result<Option<Entry>, RunError> {
+        let Some(&top) = self.tree.first() else {
+            return Ok(None);
+        };
+        if top == ENDED {
+            return Ok(None);
+        }
+        let at = top as u32 as usize;
+        let entry = self.heads[at];
+        self.refill(at)?;
+        self.replay(at);
+        Ok(Some(entry))
     }
 }
 
@@ -251,44 +278,78 @@ impl EntrySource for Merge {
         if self.stale {
             self.build();
         }
-        let Some(&at) = self.tree.first() else {
-            return Ok(None);
-        };
-        if self.keys[at] == ENDED {
-            return Ok(None);
+        self.take()
+    }
+
+    fn next_entries(&mut self, out: &mut Vec<Entry>, most: usize) -> Result<bool, RunError> {
+        if self.stale {
+            self.build();
         }
-        let entry = self.heads[at];
-        self.refill(at)?;
-        self.replay(at);
-        Ok(Some(entry))
+        let before = out.len();
+        for _ in 0..most.max(1) {
+            match self.take()? {
+                Some(entry) => out.push(entry),
+                None => break,
+            }
+        }
+        Ok(out.len() > before)
     }
 }
 
-/// Reads `source` bucket by bucket: each call fills `bucket` with the
-/// entries of the next key (in record order) and returns true, or returns
-/// false at the end. `next` holds the entry read past the last bucket.
-pub fn next_bucket(
-    source: &mut dyn EntrySource,
-    next: &mut Option<Entry>,
-    bucket: &mut Vec<Entry>,
-) -> Result<bool, RunError> {
-    bucket.clear();
-    let first = match next.take() {
-        Some(entry) => entry,
-        None => match source.next_entry()? {
-            Some(entry) => entry,
-            None => return Ok(false),
-        },
-    };
-    bucket.push(first);
-    while let Some(entry) = source.next_entry()? {
-        if entry.key != first.key {
-            *next = Some(entry);
-            break;
+/// Reads a source bucket by bucket ([`Buckets::next_bucket`]): its
+/// entries a batch at a time ([`EntrySource::next_entries`]), where one
+/// call an entry through the source was a fifth of a merge's time, and a
+/// bucket within the batch given where it lies (most buckets hold one
+/// entry: copying each was a tenth).
+#[derive(Debug)]
+pub struct Buckets<S> {
+    source: S,
+    /// The batch read last.
+    batch: Vec<Entry>,
+    /// Its next entry.
+    at: usize,
+    /// A bucket that runs past the end of a batch, gathered.
+    across: Vec<Entry>,
+}
+
+impl<S: EntrySource> Buckets<S> {
+    /// The buckets of `source`, its entries in `(key, record)` order.
+    pub fn new(source: S) -> Self {
+        Buckets {
+            source,
+            batch: Vec::with_capacity(BATCH),
+            at: 0,
+            across: Vec::new(),
         }
-        bucket.push(entry);
     }
-    Ok(true)
+
+    /// The entries of the next key (in record order), `None` at the end.
+    pub fn next_bucket(&mut self) -> Result<Option<&[Entry]>, RunError> {
+        self.across.clear();
+        loop {
+            if self.at == self.batch.len() {
+                self.batch.clear();
+                self.at = 0;
+                if !self.source.next_entries(&mut self.batch, BATCH)? {
+                    return Ok((!self.across.is_empty()).then_some(&self.across[..]));
+                }
+            }
+            let from = self.at;
+            let key = self.across.first().map_or(self.batch[from].key, |e| e.key);
+            let same = self.batch[from..]
+                .iter()
+                .take_while(|e| e.key == key)
+                .count();
+            self.at += same;
+            if self.at < self.batch.len() && self.across.is_empty() {
+                return Ok(Some(&self.batch[from..self.at]));
+            }
+            self.across.extend_from_slice(&self.batch[from..self.at]);
+            if self.at < self.batch.len() {
+                return Ok(Some(&self.across[..]));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -347,10 +408,10 @@ mod tests {
         all.sort_by_key(Entry::order);
         assert_eq!(merged, all);
         // Bucket by bucket: each key once, records in order.
-        let mut source = Sorted::new(all.clone());
-        let (mut next, mut bucket, mut keys) = (None, Vec::new(), Vec::new());
+        let mut source = Buckets::new(Sorted::new(all.clone()));
+        let mut keys = Vec::new();
         let mut count = 0;
-        while next_bucket(&mut source, &mut next, &mut bucket).unwrap() {
+        while let Some(bucket) = source.next_bucket().unwrap() {
             assert!(bucket.iter().all(|e| e.key == bucket[0].key));
             assert!(bucket.windows(2).all(|w| w[0].record < w[1].record));
             keys.push(bucket[0].key);

@@ -261,7 +261,11 @@ impl RunWriter {
                 bytes[end..end + 8].copy_from_slice(&entry.print.to_le_bytes());
                 end += 8;
             }
-            payload.extend_from_slice(&bytes[..end]);
+            // A copy of the whole array, then cut: a copy of a length
+            // known here is a few moves, one of `end` bytes a call.
+            let len = payload.len();
+            payload.extend_from_slice(&bytes);
+            payload.truncate(len + end);
             *previous = entry.key;
         })
     }

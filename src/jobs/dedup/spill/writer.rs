@@ -18,7 +18,6 @@
 //! thread and the time waited, and the thread is left behind rather than
 //! waited for forever; the run then stops as for any failed spill.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,6 +27,7 @@ use drainpipe_actors::TempSpace;
 
 use super::runs::{Entry, RunError, RunInfo, RunWriter};
 use crate::jobs::dedup::ids::IdKeys;
+use crate::jobs::dedup::threads::on_threads;
 
 /// Names of the files this module writes in the temporary space start
 /// and end so; a resumed run removes those its checkpoint does not name.
@@ -144,20 +144,6 @@ pub fn write_chunk(
     chunk: &mut Chunk,
     scratch: &mut Scratch,
 ) -> Result<Written, RunError> {
-    write_chunk_on(temp, chunk, scratch, 1)
-}
-
-/// [`write_chunk`] on up to `threads` threads (the calling one included,
-/// with `scratch`; each other with a scratch of its own), each taking the
-/// next list not yet written: for the last chunk, which the merge waits
-/// for while the processors are idle. The runs are the same, however
-/// many threads write them.
-pub fn write_chunk_on(
-    temp: &TempSpace,
-    chunk: &mut Chunk,
-    scratch: &mut Scratch,
-    threads: usize,
-) -> Result<Written, RunError> {
     // At most 18 bytes a band entry (two variable-length integers and a
     // fingerprint), 15 an id key, and each file's framing.
     let entries: usize = chunk.bands.iter().map(Vec::len).sum();
@@ -167,60 +153,11 @@ pub fn write_chunk_on(
         path: temp.folder().to_owned(),
         cause,
     })?;
-    let lists = chunk.bands.len() + 1;
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
     let shared: &Chunk = chunk;
-    // List `lists - 1` is the id keys'.
-    let work = |scratch: &mut Scratch| {
-        let mut written = Vec::new();
-        while !failed.load(Ordering::Relaxed) {
-            let list = next.fetch_add(1, Ordering::Relaxed);
-            if list >= lists {
-                break;
-            }
-            let run = match shared.bands.get(list) {
-                Some(band) => write_band(temp, shared, list, band, scratch),
-                None => write_ids(temp, shared),
-            };
-            match run {
-                Ok(info) => written.push((list, info)),
-                Err(e) => {
-                    failed.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(written)
-    };
-    let mut written = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(lists))
-            .filter_map(|_| {
-                std::thread::Builder::new()
-                    .name(format!("dedup-spill-{}", shared.seq))
-                    .spawn_scoped(scope, || work(&mut Scratch::default()))
-                    .map_err(|e| log::warn!("writing the last spill on fewer threads: {e}"))
-                    .ok()
-            })
-            .collect();
-        let mine = work(scratch);
-        helpers.into_iter().fold(mine, |result, helper| {
-            let theirs = helper
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            match (result, theirs) {
-                (Ok(mut all), Ok(more)) => {
-                    all.extend(more);
-                    Ok(all)
-                }
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            }
-        })
-    })?;
-    written.sort_unstable_by_key(|&(list, _)| list);
-    let mut runs = written.into_iter().map(|(_, info)| info);
-    let bands: Vec<RunInfo> = runs.by_ref().take(lists - 1).collect();
-    let ids = runs.next().expect("the id keys' run");
+    let bands = (shared.bands.iter().enumerate())
+        .map(|(b, band)| write_band(temp, shared, b, band, scratch))
+        .collect::<Result<Vec<RunInfo>, RunError>>()?;
+    let ids = write_ids(temp, shared)?;
     chunk.bands.iter_mut().for_each(Vec::clear);
     chunk.prints.clear();
     Ok(Written {
@@ -239,13 +176,31 @@ fn write_band(
     band: &[u64],
     scratch: &mut Scratch,
 ) -> Result<RunInfo, RunError> {
-    let Scratch(scratch, other) = scratch;
+    let Scratch(sorted, other) = scratch;
+    sort_band(chunk, band, sorted, other);
+    let entries = sorted.iter().map(|&(e, print)| Entry {
+        key: e >> 32,
+        record: e as u32,
+        print,
+    });
+    let seq = chunk.seq;
+    write_run(temp, &format!("band-{b:03}-run-{seq:06}"), true, entries)
+}
+
+/// Fills `sorted` with the entries `band` of `chunk`, each with its
+/// record's fingerprint, sorted by key (`other` the sort's room).
+fn sort_band(
+    chunk: &Chunk,
+    band: &[u64],
+    sorted: &mut Vec<(u64, u64)>,
+    other: &mut Vec<(u64, u64)>,
+) {
     let (base, prints) = (chunk.base, &chunk.prints);
     // Each entry with its record's fingerprint, looked up while the band
     // is in record order (front to back through the prints); once sorted
     // by key, the lookups would jump about the whole chunk.
-    scratch.clear();
-    scratch.extend(band.iter().map(|&e| {
+    sorted.clear();
+    sorted.extend(band.iter().map(|&e| {
         let print = u64::from(e as u32)
             .checked_sub(base)
             .and_then(|at| prints.get(at as usize))
@@ -253,14 +208,63 @@ fn write_band(
             .unwrap_or(0);
         (e, print)
     }));
-    sort_by_band_key(scratch, other);
-    let entries = scratch.iter().map(|&(e, print)| Entry {
-        key: e >> 32,
-        record: e as u32,
-        print,
+    sort_by_band_key(sorted, other);
+}
+
+/// A chunk's lists sorted in memory, as its runs would hold them: the
+/// pass's last chunk, merged from memory beside the runs on disk
+/// ([`super::bands`]).
+#[derive(Debug, Default)]
+pub struct Sorted {
+    /// Per band, `(key << 32 | record, fingerprint)` by key, then record.
+    pub bands: Vec<Vec<(u64, u64)>>,
+    /// The id keys `(key, record)`, sorted.
+    pub ids: Vec<(u64, u32)>,
+}
+
+/// Sorts `chunk`'s lists in memory on up to `threads` threads, each
+/// band's list freed once sorted (so the chunk and its sorted form are
+/// never held whole at once), and empties the chunk.
+pub fn sort_chunk_on(chunk: &mut Chunk, threads: usize) -> Sorted {
+    let lists: Vec<Mutex<Vec<u64>>> = chunk.bands.drain(..).map(Mutex::new).collect();
+    let sorted: Vec<Mutex<Vec<(u64, u64)>>> = lists.iter().map(|_| Mutex::default()).collect();
+    let shared: &Chunk = chunk;
+    let ids = std::thread::scope(|scope| {
+        let ids = std::thread::Builder::new()
+            .spawn_scoped(scope, || shared.ids.sorted())
+            .map_err(|e| log::warn!("sorting the last chunk's id keys after its bands: {e}"));
+        let done = on_threads(
+            lists.len(),
+            threads,
+            "sorting the last chunk",
+            Vec::new,
+            |other: &mut Vec<(u64, u64)>, b| {
+                let band = std::mem::take(&mut *lists[b].lock().unwrap_or_else(|p| p.into_inner()));
+                let mut list = Vec::with_capacity(band.len());
+                sort_band(shared, &band, &mut list, other);
+                *sorted[b].lock().unwrap_or_else(|p| p.into_inner()) = list;
+                Ok::<(), std::convert::Infallible>(())
+            },
+        );
+        if let Err(never) = done {
+            match never {}
+        }
+        match ids {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(()) => shared.ids.sorted(),
+        }
     });
-    let seq = chunk.seq;
-    write_run(temp, &format!("band-{b:03}-run-{seq:06}"), true, entries)
+    chunk.prints = Vec::new();
+    chunk.ids = IdKeys::default();
+    Sorted {
+        bands: sorted
+            .into_iter()
+            .map(|b| b.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect(),
+        ids,
+    }
 }
 
 /// Sorts `chunk`'s id keys and writes them as a run.
@@ -547,32 +551,50 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_written_on_several_threads_gives_the_runs_of_one_thread() {
+    fn a_chunk_sorted_in_memory_holds_the_entries_of_its_written_runs() {
         let one = tempfile::tempdir().unwrap();
-        let several = tempfile::tempdir().unwrap();
-        let (temp_one, temp_several) = (TempSpace::new(one.path()), TempSpace::new(several.path()));
+        let temp = TempSpace::new(one.path());
         let mut a = chunk(3, 10_000, 20_000, 5);
-        let mut b = chunk(3, 10_000, 20_000, 5);
-        let first = write_chunk(&temp_one, &mut a, &mut Scratch::default()).unwrap();
-        for threads in [2, 3, 8] {
-            let mut b = chunk(3, 10_000, 20_000, 5);
-            let other =
-                write_chunk_on(&temp_several, &mut b, &mut Scratch::default(), threads).unwrap();
-            assert_eq!(other.bands, first.bands, "{threads} threads");
-            assert_eq!(other.ids, first.ids, "{threads} threads");
-            assert!(b.bands.iter().all(Vec::is_empty) && b.prints.is_empty());
-        }
-        assert_eq!(first.bands.len(), 5);
-        assert!(first.bands.iter().all(|r| r.entries == 20_000));
+        let written = write_chunk(&temp, &mut a, &mut Scratch::default()).unwrap();
+        assert_eq!(written.bands.len(), 5);
+        assert!(written.bands.iter().all(|r| r.entries == 20_000));
         let ids = chunk(3, 10_000, 20_000, 5).ids.sorted().len() as u64;
-        assert!(ids > 19_000 && first.ids.entries == ids, "{ids}");
+        assert!(ids > 19_000 && written.ids.entries == ids, "{ids}");
         assert!(a.bands.iter().all(Vec::is_empty));
-        // A failed write is told, however many threads: the space's
-        // parent is a file, where no folder can be made.
+        let read = |info: &RunInfo| {
+            let path = temp.path(&info.name).unwrap();
+            let mut reader = super::super::runs::RunReader::open(&path, Some(info)).unwrap();
+            let mut all = Vec::new();
+            while reader.next_entries(&mut all, 1000).unwrap() {}
+            all
+        };
+        for threads in [1, 2, 3, 8] {
+            let mut b = chunk(3, 10_000, 20_000, 5);
+            let sorted = sort_chunk_on(&mut b, threads);
+            for (list, info) in sorted.bands.iter().zip(&written.bands) {
+                let entries: Vec<Entry> = list
+                    .iter()
+                    .map(|&(e, print)| Entry {
+                        key: e >> 32,
+                        record: e as u32,
+                        print,
+                    })
+                    .collect();
+                assert!(entries == read(info), "{threads} threads: another band");
+            }
+            let ids: Vec<(u64, u32)> = read(&written.ids)
+                .iter()
+                .map(|e| (e.key, e.record))
+                .collect();
+            assert_eq!(sorted.ids, ids, "{threads} threads");
+            assert!(b.bands.is_empty() && b.prints.is_empty() && b.ids.is_empty());
+        }
+        // A failed write is told: the space's parent is a file, where no
+        // folder can be made.
         let file = one.path().join("a-file");
         std::fs::write(&file, b"x").unwrap();
-        let err =
-            write_chunk_on(&TempSpace::new(&file), &mut b, &mut Scratch::default(), 3).unwrap_err();
+        let mut b = chunk(3, 10_000, 20_000, 5);
+        let err = write_chunk(&TempSpace::new(&file), &mut b, &mut Scratch::default()).unwrap_err();
         assert!(err.to_string().contains("a-file"), "{err}");
     }
 }

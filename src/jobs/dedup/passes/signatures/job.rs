@@ -297,12 +297,11 @@ impl BandIndex {
         let hook = self.bands_hook.clone();
         match &mut self.spiller {
             Some(spiller) if spiller.has_spilled() || hook.is_some() => {
+                // The last chunk is sorted and held by the spiller, its
+                // lists here emptied.
                 spiller
-                    .spill_last(&mut self.bands, &mut self.found.ids, next, self.threads)
+                    .keep_last(&mut self.bands, &mut self.found.ids, next, self.threads)
                     .map_err(RunError::into_io)?;
-                // The lists are on disk: free them before the merge.
-                self.bands.iter_mut().for_each(|b| *b = Vec::new());
-                self.found.ids = IdKeys::default();
                 let runs = spiller.runs(self.threads).map_err(RunError::into_io)?;
                 crate::jobs::dedup::crash::here("dedup::pass1_merging");
                 let (threads, started) = (self.threads, std::time::Instant::now());
@@ -330,8 +329,13 @@ impl BandIndex {
                     Ok((pairs, repeated))
                 });
                 log::info!(
-                    "dedup pass 1: the runs of {} spills merged in {:.2} s",
+                    "dedup pass 1: the runs of {} spills merged{} in {:.2} s",
                     runs.spills(),
+                    if runs.keeps_last() {
+                        " with the last chunk, held in memory,"
+                    } else {
+                        ""
+                    },
                     started.elapsed().as_secs_f64()
                 );
                 self.pairs_made = pairs_made;
