@@ -856,6 +856,7 @@ mod tests {
         let texts = [same, same, same];
         let target = CopyTarget {
             inputs: checker_over(dir.path(), &texts).inputs,
+            temp: std::sync::Arc::new(drainpipe_actors::TempSpace::new(dir.path())),
             output: drainpipe_actors::OutputDir::create(dir.path().join("out")).unwrap(),
             handle: drainpipe_actors::RunHandle::default(),
         };
