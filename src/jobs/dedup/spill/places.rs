@@ -124,6 +124,17 @@ impl PlacesSpill {
         if spans.on_disk() && spans.in_memory() > 0 {
             self.write(spans)?;
         }
+        self.sync(spans)
+    }
+
+    /// Makes the runs `spans` names durable, before a checkpoint or the
+    /// pass's result names them (a run already synced costs little).
+    pub fn sync(&self, spans: &Spans) -> Result<(), RunError> {
+        for run in spans.runs() {
+            let path = self.temp.folder().join(&run.name);
+            let file = fs::File::open(&path).map_err(RunError::io(&path))?;
+            file.sync_all().map_err(RunError::io(&path))?;
+        }
         Ok(())
     }
 
@@ -168,8 +179,10 @@ impl PlacesSpill {
                 (previous, end) = (index, offset + u64::from(len));
             })?;
         }
-        // Durable: a checkpoint may name it next.
-        let info = blocks.finish(true)?;
+        // Not synced here (the Integrator would wait for the disk): a
+        // checkpoint, or the pass's result, syncs the runs it names
+        // ([`PlacesSpill::sync`]).
+        let info = blocks.finish(false)?;
         self.temp.wrote(info.bytes);
         spans.moved_to(info);
         Ok(())

@@ -411,6 +411,9 @@ impl Integrate for BandIndex {
             Ok(spilled) => spilled,
             Err(e) => return Some(Err(e.into_io().into())),
         };
+        if let Some(Err(e)) = self.places.as_ref().map(|p| p.sync(&self.found.spans)) {
+            return Some(Err(e.into_io().into()));
+        }
         let form = BandIndexForm::of(&self.bands, &self.found, spilled.as_ref());
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }

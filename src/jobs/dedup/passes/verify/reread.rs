@@ -36,6 +36,9 @@ pub struct CandidateSource {
     /// Their record indices, in the order it yields them (for
     /// [`VerifyJob::reading_only`]).
     pub records: Arc<Vec<u32>>,
+    /// Their places, in that order (the copy beside the pass finds them
+    /// there when the places are on disk).
+    pub wanted: Arc<Vec<Wanted>>,
 }
 
 /// The source of the candidate records of `job`.
@@ -64,9 +67,11 @@ pub fn candidates(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let source = Reread::open(&ctx.inputs, Arc::new(wanted))?;
+    let wanted = Arc::new(wanted);
+    let source = Reread::open(&ctx.inputs, Arc::clone(&wanted))?;
     Ok(CandidateSource {
         source: Box::new(source),
         records: Arc::new(records),
+        wanted,
     })
 }
