@@ -17,6 +17,7 @@
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth; past it, the ids of candidates that can no longer be in a cluster are dropped |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record | none yet: they grow with the distinct pairs, not the records |
+//! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`) | 24 a candidate record | none yet: grows with the candidates |
 //!
 //! What is not counted (the allocator's slack, the batch buffers, the
 //! threads, the program) is the rest of the budget and the fixed overhead
