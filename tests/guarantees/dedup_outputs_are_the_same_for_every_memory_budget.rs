@@ -1,6 +1,6 @@
 //! Guarantee: `dedup` under a memory budget small enough that pass 1
-//! spills its band lists and id keys to several sorted runs (and drops the
-//! records' places) writes `kept.jsonl`, `clusters.jsonl` and
+//! spills its band lists and id keys to several sorted runs (and writes the
+//! records' places to disk) writes `kept.jsonl`, `clusters.jsonl` and
 //! `rejects.jsonl` byte-identical to a run without a limit, on a corpus
 //! with near-duplicates, identical texts in buckets of more than 16
 //! records (twins, told apart by the fingerprints that travel with the
@@ -84,7 +84,7 @@ fn dedup_outputs_are_the_same_for_every_memory_budget() {
         Some(0)
     );
     // 4 MiB: chunks of 4,096 records (two held at once), the places
-    // kept; 1 MiB: the same chunks, the places dropped at about 11,000,
+    // kept; 1 MiB: the same chunks, the places on disk from about 11,000,
     // room for the readers of 2 runs a merge (the runs merge in levels),
     // and pass 2's held sets past their 256 KiB.
     for (budget, spills_at_least) in [(4u64 << 20, 5), (1 << 20, 7)] {

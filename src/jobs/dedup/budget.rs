@@ -10,13 +10,14 @@
 //! | pass | structure | bytes | share |
 //! |---|---|---|---|
 //! | 1 | band lists, fingerprints, id keys of two chunks of records | `2 * (8 * bands + 16) + 48` a record of a chunk | [`Shares::chunks`]: a quarter; full chunks go to sorted runs, the last one is sorted in memory (`16 * bands + 16` a record) and merged from there |
-//! | 1-3 | the records' places (`spans`) | 12 a record | [`Shares::places`]: an eighth; past it dropped (passes 2 and 3 read the whole input) |
+//! | 1-3 | the records' places (`spans`) | 12 a record | [`Shares::places`]: an eighth; past it, all go to disk in record order ([`crate::jobs::dedup::spill::places`]: a segment of at most 3 MiB in memory while pass 1 writes, one block while passes 2 and 3 read them back) |
 //! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
 //! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats |
 //! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth; past it, the ids of candidates that can no longer be in a cluster are dropped |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record | none yet: they grow with the distinct pairs, not the records |
+//! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`) | 24 a candidate record | none yet: grows with the candidates |
 //!
 //! What is not counted (the allocator's slack, the batch buffers, the
 //! threads, the program) is the rest of the budget and the fixed overhead
@@ -57,7 +58,9 @@ impl Shares {
     }
 
     /// The records' places: a quarter of pass 1's state (they are read by
-    /// passes 2 and 3 too, where the bits and held sets leave room).
+    /// passes 2 and 3 too, where the bits and held sets leave room). Past
+    /// it they go to disk, and passes 2 and 3 read them back front to
+    /// back.
     pub fn places(self) -> u64 {
         self.pass1_state() / 4
     }

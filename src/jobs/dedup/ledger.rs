@@ -67,6 +67,10 @@ pub struct PassTime {
     spill_runs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_spilled: Option<u64>,
+    /// Pass 1: bytes of the records' places written to disk past their
+    /// share of the budget (0 when they fit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    places_spilled_bytes: Option<u64>,
     /// Pass 2: the most bytes the candidates' ids held
     /// ([`crate::jobs::dedup::budget::Shares::candidate_ids`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +97,7 @@ impl PassTime {
             beside: None,
             spill_runs: report.result["spill_runs"].as_u64(),
             bytes_spilled: report.result["bytes_spilled"].as_u64(),
+            places_spilled_bytes: report.result["places_spilled_bytes"].as_u64(),
             candidate_ids_peak_bytes: report.result["candidate_ids_peak_bytes"].as_u64(),
             candidate_pairs_made: report.result["candidate_pairs_made"].as_u64(),
             candidate_pairs_peak_bytes: report.result["candidate_pairs_peak_bytes"].as_u64(),
@@ -109,6 +114,7 @@ impl PassTime {
             beside: None,
             spill_runs: None,
             bytes_spilled: None,
+            places_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_pairs_made: None,
             candidate_pairs_peak_bytes: None,
@@ -128,6 +134,7 @@ impl PassTime {
             beside: beside.map(Pass::name),
             spill_runs: None,
             bytes_spilled: None,
+            places_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_pairs_made: None,
             candidate_pairs_peak_bytes: None,

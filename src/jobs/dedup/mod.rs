@@ -298,6 +298,11 @@ fn chain(
     )?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
+    // Nothing is left to resume: the places on disk are of no more use
+    // (a file that stays goes with the temporary folder).
+    if let Err(e) = spill::places::remove_runs(&ctx.temp, &found.spans) {
+        log::warn!("dedup: the outputs are committed, but {e}");
+    }
     // The saved index is written once the outputs are committed.
     let indexes = index
         .map(|index| index.finish(&clusters, found.read()))

@@ -7,10 +7,18 @@
 //! ([`drainpipe_actors::Span`]); as soon as one integrated record comes
 //! without one (a compressed file, a directory, the demo corpus), the
 //! table is dropped and the later passes read the input in full, as
-//! before. 12 bytes per record while it is kept.
+//! before. 12 bytes per record in memory.
+//!
+//! Under a memory budget, past their share, the places of the records
+//! before [`Spans::base`] are on disk, in record order, in the runs
+//! [`Spans::runs`] names ([`crate::jobs::dedup::spill::places`] writes
+//! them and reads them back front to back); the table holds the places
+//! from `base` on. Without a budget `base` is 0 and nothing is on disk.
 
 use drainpipe_actors::Span;
 use serde::{Deserialize, Serialize};
+
+use super::spill::runs::RunInfo;
 
 /// Marks a record without a place (rejected by pass 1).
 const NONE: u64 = u64::MAX;
@@ -41,9 +49,15 @@ pub struct Located {
 
 /// The places of the records pass 1 integrated, by record index. Saved
 /// as it is: the codec's variable-length integers take 5 bytes for an
-/// offset below 4 GiB, 9 above, 1-3 for a length.
+/// offset below 4 GiB, 9 above, 1-3 for a length; the runs on disk are
+/// named, not copied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spans {
+    /// The records before this one have their places in `runs`.
+    base: u64,
+    /// The runs of places on disk, in record order.
+    runs: Vec<RunInfo>,
+    /// The places of the records from `base` on.
     offsets: Vec<u64>,
     lens: Vec<u32>,
     /// `(index of the input's line 1, input)`, once per input, in order.
@@ -54,6 +68,8 @@ pub struct Spans {
 impl Default for Spans {
     fn default() -> Self {
         Spans {
+            base: 0,
+            runs: Vec::new(),
             offsets: Vec::new(),
             lens: Vec::new(),
             inputs: Vec::new(),
@@ -69,9 +85,8 @@ impl Spans {
         if !self.complete {
             return;
         }
-        let (Some(span), Ok(len), Ok(at)) =
-            (place.span, u32::try_from(place.len), usize::try_from(index))
-        else {
+        let at = index.checked_sub(self.base).map(usize::try_from);
+        let (Some(span), Ok(len), Some(Ok(at))) = (place.span, u32::try_from(place.len), at) else {
             return self.drop_all();
         };
         if at < self.offsets.len() || place.line == 0 || place.line > index + 1 {
@@ -89,8 +104,14 @@ impl Spans {
         self.lens.push(len);
     }
 
+    /// Forgets every place; the runs on disk stay named until their
+    /// writer removes them ([`Spans::forget_runs`]).
     fn drop_all(&mut self) {
-        *self = Spans::unknown();
+        let runs = std::mem::take(&mut self.runs);
+        *self = Spans {
+            runs,
+            ..Spans::unknown()
+        };
     }
 
     /// A table that knows no place: the later passes read the input.
@@ -106,22 +127,74 @@ impl Spans {
         self.complete
     }
 
-    /// The place of the record at `index`, if pass 1 integrated it and
-    /// the table is complete.
+    /// The place of the record at `index`, if pass 1 integrated it, the
+    /// table is complete and the place is in memory (at or after
+    /// [`Spans::base`]; a place on disk is read in record order by
+    /// [`crate::jobs::dedup::spill::places::PlaceCursor`]).
     pub fn get(&self, index: u64) -> Option<Located> {
-        let at = usize::try_from(index).ok()?;
+        let at = usize::try_from(index.checked_sub(self.base)?).ok()?;
         let offset = *self.offsets.get(at)?;
         if offset == NONE {
             return None;
         }
+        self.locate(index, offset, self.lens[at])
+    }
+
+    /// The place of the record at `index`, `len` bytes at `offset` of its
+    /// input: its input and line from the table of inputs.
+    pub fn locate(&self, index: u64, offset: u64, len: u32) -> Option<Located> {
         let k = self.inputs.partition_point(|&(first, _)| first <= index);
         let (first, input) = self.inputs[k.checked_sub(1)?];
         Some(Located {
             input,
             offset,
-            len: self.lens[at],
+            len,
             line: index - first + 1,
         })
+    }
+
+    /// The records before this one have their places on disk.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The runs of places on disk, in record order.
+    pub fn runs(&self) -> &[RunInfo] {
+        &self.runs
+    }
+
+    /// True when some places are on disk.
+    pub fn on_disk(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
+    /// Records whose place (or mark of a rejected record) is in memory.
+    pub fn in_memory(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// The places in memory, as `(index, offset, len)` in record order
+    /// (rejected records passed over).
+    pub fn held(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
+        let base = self.base;
+        (0u64..)
+            .zip(self.offsets.iter().zip(&self.lens))
+            .filter(|(_, (&offset, _))| offset != NONE)
+            .map(move |(i, (&offset, &len))| (base + i, offset, len))
+    }
+
+    /// The places in memory were written to disk as `run`: they are
+    /// freed, and the next record's place starts the table again.
+    pub fn moved_to(&mut self, run: RunInfo) {
+        self.base += self.offsets.len() as u64;
+        self.runs.push(run);
+        (self.offsets, self.lens) = (Vec::new(), Vec::new());
+    }
+
+    /// Forgets the runs on disk (of a table dropped, once its writer
+    /// removed them).
+    pub fn forget_runs(&mut self) -> Vec<RunInfo> {
+        std::mem::take(&mut self.runs)
     }
 
     /// The inputs the records are in.
@@ -139,7 +212,9 @@ impl Spans {
     /// later passes read the input.
     pub fn checked(self) -> Spans {
         let ordered = self.inputs.windows(2).all(|w| w[0].0 < w[1].0);
-        if self.offsets.len() == self.lens.len() && ordered {
+        let on_disk: u64 = self.runs.iter().map(|r| r.entries).sum();
+        let bases = on_disk <= self.base && self.runs.is_empty() == (self.base == 0);
+        if self.offsets.len() == self.lens.len() && ordered && bases {
             self
         } else {
             Spans::unknown()

@@ -30,8 +30,9 @@ use super::spill::runs::RunInfo;
 /// keys, not only each key's first record; 5: id keys and repeated ids;
 /// 6: the sorted runs pass 1 spilled under a memory budget, and the first
 /// record of the id keys held; 7: the runs of held shingle sets pass 2
-/// spilled; 8: the candidates' `--keep` keys).
-pub const STATE_VERSION: u32 = 8;
+/// spilled; 8: the candidates' `--keep` keys; 9: the records' places on
+/// disk past their share of the budget, named).
+pub const STATE_VERSION: u32 = 9;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {

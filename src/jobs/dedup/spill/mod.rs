@@ -5,7 +5,8 @@
 //! (the pairs, as they are made, spill in turn past their share:
 //! [`pairs`]);
 //! pass 2's held shingle sets spill to runs keyed by the later partner,
-//! merged back as the pass advances ([`held`]).
+//! merged back as the pass advances ([`held`]); the records' places go to
+//! runs in record order, read back by passes 2 and 3 ([`places`]).
 //!
 //! | module | holds |
 //! |---|---|
@@ -17,6 +18,7 @@
 //! | [`bands`] | the budget's shares, pass 1's chunks handed to the writer, their runs merged into candidate pairs and repeated ids, and what a checkpoint names |
 //! | [`pairs`] | pass 1's candidate pairs as the merge makes them, past their share sorted runs merged into the pairs without their repeats across bands |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
+//! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
@@ -30,5 +32,6 @@ pub mod merge;
 pub mod pairs;
 #[cfg(test)]
 mod pinned;
+pub mod places;
 pub mod runs;
 pub mod writer;

@@ -19,7 +19,9 @@
 //! where the run starts and end where it ends, or the input changed since
 //! pass 1 (an edit that kept its size and modification time) and the pass
 //! fails rather than splice wrong bytes.
-//! One input file is open at a time.
+//! One input file is open at a time. Places on disk (past their share of
+//! the memory budget) are read once, front to back, as the copy goes
+//! ([`PlaceCursor`]).
 //!
 //! Which records are removed comes from a [`Removed`]: the final set of
 //! pass 2, or, when the copy runs beside pass 2 ([`super::follow`]), the
@@ -29,13 +31,15 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use drainpipe_actors::{AtomicFile, OutputDir, RunHandle};
+use drainpipe_actors::{AtomicFile, OutputDir, RunHandle, TempSpace};
 
 use crate::input::{format_of, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{Written, KEPT_FILE};
 use crate::jobs::dedup::spans::Spans;
+use crate::jobs::dedup::spill::places::PlaceCursor;
 use crate::jobs::pass::RunContext;
 
 /// Runs shorter than this are gathered ([`copy_gathered`]); longer ones
@@ -82,6 +86,9 @@ pub enum NotCopied {
 pub struct CopyTarget {
     /// The run's input files, by input number.
     pub inputs: Vec<PathBuf>,
+    /// Where the records' places past their share of the memory budget
+    /// are ([`PlaceCursor`]).
+    pub temp: Arc<TempSpace>,
     /// Where `kept.jsonl` goes.
     pub output: OutputDir,
     /// Stop requests.
@@ -93,6 +100,7 @@ impl CopyTarget {
     pub fn of(ctx: &RunContext) -> Self {
         CopyTarget {
             inputs: ctx.inputs.clone(),
+            temp: Arc::clone(&ctx.temp),
             output: ctx.output.clone(),
             handle: ctx.handle.clone(),
         }
@@ -156,13 +164,17 @@ pub fn copy_kept(
     };
     let mut run: Option<Run> = None;
     let mut kept = 0u64;
+    let mut places = PlaceCursor::new(spans, &target.temp);
     for index in integrated.iter() {
         if removed.removed(index)? {
             continue;
         }
-        let place = spans.get(index).ok_or_else(|| {
-            NotCopied::Failed(format!("record {index} has no place in the input"))
-        })?;
+        let place = places
+            .get(index)
+            .map_err(|e| NotCopied::Failed(format!("dedup pass 3: the records' places: {e}")))?
+            .ok_or_else(|| {
+                NotCopied::Failed(format!("record {index} has no place in the input"))
+            })?;
         kept += 1;
         let (start, end) = (place.offset, place.offset + u64::from(place.len));
         match &mut run {
@@ -500,6 +512,7 @@ mod tests {
                 let out = OutputDir::create(dir.path().join(format!("out{every}"))).unwrap();
                 let target = CopyTarget {
                     inputs: vec![path.clone()],
+                    temp: std::sync::Arc::new(drainpipe_actors::TempSpace::new(dir.path())),
                     output: out,
                     handle: RunHandle::new(),
                 };
@@ -544,6 +557,7 @@ mod tests {
                 .for_each(|i| removed.insert(i));
             let target = CopyTarget {
                 inputs: vec![path.clone()],
+                temp: std::sync::Arc::new(drainpipe_actors::TempSpace::new(dir.path())),
                 output: OutputDir::create(dir.path().join(format!("o{every}"))).unwrap(),
                 handle: RunHandle::new(),
             };

@@ -49,13 +49,14 @@ use std::time::{Duration, Instant};
 
 use drainpipe_actors::{Location, RawRecord, Settings};
 
+use crate::input::Wanted;
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::Written;
 use crate::jobs::dedup::fates::{End, Fates, State};
 use crate::jobs::dedup::shingle::shingle_set;
 use crate::jobs::dedup::similarity::jaccard;
-use crate::jobs::dedup::spans::Spans;
+use crate::jobs::dedup::spans::{Located, Spans};
 use crate::jobs::dedup::unionfind::UnionFind;
 
 use super::copy::{copy_kept, CopyTarget, NotCopied, Removed};
@@ -80,14 +81,21 @@ fn wait_level(still_for: Duration, stuck: Duration) -> log::Level {
 /// (it holds their shingle sets at once, about 2.4 KB a record).
 const CHECKED_BY_COPY: usize = 64;
 
+/// The candidate records, in increasing order, and their places: what
+/// pass 2 reads ([`crate::jobs::dedup::passes::verify::reread`]).
+pub type CandidatePlaces = (Arc<Vec<u32>>, Arc<Vec<Wanted>>);
+
 /// What pass 2 computes for a pair, computed by the copy: reads records
-/// at the places pass 1 noted, and computes their similarity as pass 2
-/// does.
+/// at the places pass 1 noted (or, when those are on disk, at the
+/// candidates' places pass 2 found), and computes their similarity as
+/// pass 2 does.
 pub struct Checker {
     /// The run's input files, by input number.
     inputs: Vec<PathBuf>,
     /// Where each record is.
     spans: Arc<Spans>,
+    /// Where each candidate record is, when pass 2 found them.
+    candidates: Option<CandidatePlaces>,
     /// Which JSON fields hold the text and the id.
     fields: TextFields,
     /// Words per shingle.
@@ -111,6 +119,7 @@ impl Checker {
         Checker {
             inputs,
             spans,
+            candidates: None,
             fields,
             ngram,
             threshold,
@@ -119,11 +128,32 @@ impl Checker {
         }
     }
 
+    /// Finds the candidate records' places in `candidates` too (those
+    /// past the places' share are on disk, not in [`Spans::get`]).
+    pub fn with_candidates(mut self, candidates: Option<CandidatePlaces>) -> Self {
+        self.candidates = candidates;
+        self
+    }
+
+    /// Where `record` is.
+    fn place_of(&self, record: u32) -> Option<Located> {
+        if let Some(at) = self.spans.get(record.into()) {
+            return Some(at);
+        }
+        let (records, wanted) = self.candidates.as_ref()?;
+        let w = wanted.get(records.binary_search(&record).ok()?)?;
+        Some(Located {
+            input: w.span.input,
+            offset: w.span.offset,
+            len: w.len,
+            line: w.line,
+        })
+    }
+
     /// The shingle set of `record`, as pass 2 computes it.
     fn set_of(&mut self, record: u32) -> Result<Vec<u64>, String> {
         let at = self
-            .spans
-            .get(record.into())
+            .place_of(record)
             .ok_or_else(|| format!("record {record} has no place"))?;
         let path = self
             .inputs
@@ -856,6 +886,7 @@ mod tests {
         let texts = [same, same, same];
         let target = CopyTarget {
             inputs: checker_over(dir.path(), &texts).inputs,
+            temp: std::sync::Arc::new(drainpipe_actors::TempSpace::new(dir.path())),
             output: drainpipe_actors::OutputDir::create(dir.path().join("out")).unwrap(),
             handle: drainpipe_actors::RunHandle::default(),
         };

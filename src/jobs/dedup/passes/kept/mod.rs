@@ -35,7 +35,7 @@ pub mod form;
 pub mod pipeline;
 pub mod rows;
 
-pub use follow::KeptCopy;
+pub use follow::{CandidatePlaces, KeptCopy};
 pub use form::KeptForm;
 pub use pipeline::KeptJob;
 
@@ -56,9 +56,15 @@ pub struct Outputs {
 }
 
 /// Starts the copy of `kept.jsonl` beside pass 2 over the candidate
-/// `pairs`; `None` when the system gives it no thread (the copy then
-/// runs after the pass).
-pub fn start_beside(run: &Run<'_>, found: &Found, pairs: &[(u32, u32)]) -> Option<KeptCopy> {
+/// `pairs`, whose records' places pass 2 found (`candidates`); `None`
+/// when the system gives it no thread (the copy then runs after the
+/// pass).
+pub fn start_beside(
+    run: &Run<'_>,
+    found: &Found,
+    pairs: &[(u32, u32)],
+    candidates: Option<CandidatePlaces>,
+) -> Option<KeptCopy> {
     let ctx = run.ctx;
     let target = CopyTarget::of(ctx);
     let checker = Checker::new(
@@ -67,7 +73,8 @@ pub fn start_beside(run: &Run<'_>, found: &Found, pairs: &[(u32, u32)]) -> Optio
         ctx.fields.clone(),
         run.params.ngram,
         run.params.threshold,
-    );
+    )
+    .with_candidates(candidates);
     let stuck = ctx.settings.stall_timeout;
     KeptCopy::start(target, Arc::clone(&found.integrated), pairs, checker, stuck)
         .map_err(|e| log::warn!("dedup: no thread for the copy beside the verify pass: {e}"))

@@ -33,9 +33,10 @@ use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::records::record_id;
 use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::with_scratch;
-use crate::jobs::dedup::spans::{Place, Spans};
+use crate::jobs::dedup::spans::Place;
 use crate::jobs::dedup::spill::bands::{Budget, Spiller};
 use crate::jobs::dedup::spill::pairs::PairsMade;
+use crate::jobs::dedup::spill::places::{bytes_on_disk, PlacesSpill};
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
@@ -175,6 +176,9 @@ impl Job for SignatureJob {
             temp: self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             spiller: None,
+            places: self.spill.as_ref().map(|(temp, budget, _)| {
+                PlacesSpill::new(Arc::clone(temp), budget.map(Budget::places_bytes))
+            }),
             failed: None,
             pairs_made: PairsMade::default(),
         };
@@ -211,6 +215,8 @@ pub struct BandIndex {
     /// Under a memory budget, or with runs a checkpoint named: writes
     /// full chunks of the bands to sorted runs, and merges them.
     spiller: Option<Spiller>,
+    /// Writes the records' places to disk past their share.
+    places: Option<PlacesSpill>,
     /// Stopped by a spill that failed (how the run ends, once stopped).
     handle: Option<RunHandle>,
     /// The spill that failed: returned from `save` (no checkpoint) and
@@ -240,21 +246,24 @@ impl BandIndex {
             + self.spiller.as_ref().map_or(0, Spiller::heap_bytes)
     }
 
-    /// Under a budget: drops the places once they would pass their share
-    /// (before the record at `index` is noted), and notes its `keys`.
+    /// Under a budget: notes the `keys` of the record at `index`.
     fn note_spilled(&mut self, index: u64, keys: &[u32]) {
         let Some(spiller) = &mut self.spiller else {
             return;
         };
         spiller.make_room(&mut self.bands, &mut self.found.ids);
-        if self.found.spans.is_complete() && !spiller.keeps_places(index) {
-            log::info!(
-                "dedup pass 1: the records' places pass their share of the memory budget at record {index}: \
-                 dropped, so passes 2 and 3 read the whole input"
-            );
-            self.found.spans = Spans::unknown();
-        }
         spiller.note(index, keys);
+    }
+
+    /// Notes the `place` of the record at `index`: past their share, the
+    /// places go to disk.
+    fn note_place(&mut self, index: u64, place: Place) {
+        self.found.spans.record(index, place);
+        if let Some(places) = &self.places {
+            if let Err(e) = places.after_record(&mut self.found.spans) {
+                self.fail(e);
+            }
+        }
     }
 
     /// Spills the chunk once it is full, `next` being the record after
@@ -268,14 +277,19 @@ impl BandIndex {
             return;
         }
         if let Err(e) = spiller.spill(&mut self.bands, &mut self.found.ids, next) {
-            let e = e.into_io();
-            log::error!("dedup pass 1: {e}; stopping the run");
-            self.failed = Some((e.kind(), e.to_string()));
-            if let Some(handle) = &self.handle {
-                // The run's report gives this cause (exit 74), not a
-                // signal's.
-                handle.request_stop_failed(Failure::Io(format!("dedup pass 1: {e}")));
-            }
+            self.fail(e);
+        }
+    }
+
+    /// A write to disk failed: kept, and the run asked to stop.
+    fn fail(&mut self, e: RunError) {
+        let e = e.into_io();
+        log::error!("dedup pass 1: {e}; stopping the run");
+        self.failed = Some((e.kind(), e.to_string()));
+        if let Some(handle) = &self.handle {
+            // The run's report gives this cause (exit 74), not a
+            // signal's.
+            handle.request_stop_failed(Failure::Io(format!("dedup pass 1: {e}")));
         }
     }
 
@@ -378,7 +392,7 @@ impl Integrate for BandIndex {
         self.found.integrated.insert(index);
         self.found.records += 1;
         self.note_spilled(index, keys.as_slice());
-        self.found.spans.record(index, place);
+        self.note_place(index, place);
         self.found.ids.record(index, key);
         if keys.is_empty() {
             self.found.empty += 1;
@@ -401,6 +415,9 @@ impl Integrate for BandIndex {
             Ok(spilled) => spilled,
             Err(e) => return Some(Err(e.into_io().into())),
         };
+        if let Some(Err(e)) = self.places.as_ref().map(|p| p.sync(&self.found.spans)) {
+            return Some(Err(e.into_io().into()));
+        }
         let form = BandIndexForm::of(&self.bands, &self.found, spilled.as_ref());
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
@@ -428,6 +445,16 @@ impl Integrate for BandIndex {
         if let Some(spiller) = &mut self.spiller {
             spiller.restore(spilled, &self.bands)?;
         }
+        match &self.places {
+            Some(places) => places.restore(&self.found.spans)?,
+            None if self.found.spans.on_disk() => {
+                return Err(
+                    "the checkpoint names places on disk, and this run has no temporary space"
+                        .into(),
+                )
+            }
+            None => {}
+        }
         Ok(())
     }
 
@@ -442,6 +469,11 @@ impl Integrate for BandIndex {
         self.found.integrator_bytes = self.heap_bytes() as u64;
         self.found.rejected = run.rejected;
         if !run.partial {
+            if let Some(places) = &self.places {
+                places
+                    .finish(&mut self.found.spans)
+                    .map_err(RunError::into_io)?;
+            }
             let (pairs, repeated) = self.pairs_and_repeats()?;
             self.found.pairs = pairs;
             self.found.repeated_ids = repeated;
@@ -474,6 +506,7 @@ impl Integrate for BandIndex {
             "integrator_bytes": self.found.integrator_bytes,
             "spill_runs": spills,
             "bytes_spilled": spilled_bytes,
+            "places_spilled_bytes": bytes_on_disk(&self.found.spans),
         });
         let made = self.pairs_made;
         if let (true, Some(summary)) = (made.made > 0, summary.as_object_mut()) {

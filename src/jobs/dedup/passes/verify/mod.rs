@@ -65,12 +65,16 @@ pub fn run(
     .with_record_hook(hook);
     // Reading the candidates only, it rejects nothing, unless the input
     // changed.
-    let (source, to_read, rejects_file) = if reads.candidates_only {
-        let reread::CandidateSource { source, records } =
-            reread::candidates(ctx, &found.spans, &job)?;
+    let (source, to_read, rejects_file, places) = if reads.candidates_only {
+        let reread::CandidateSource {
+            source,
+            records,
+            wanted,
+        } = reread::candidates(ctx, &found.spans, &job)?;
         let n = records.len() as u64;
+        let places = Some((Arc::clone(&records), wanted));
         job = job.reading_only(records);
-        (source, n, reread::REJECTS_FILE)
+        (source, n, reread::REJECTS_FILE, places)
     } else {
         let mut source = (run.open)()?;
         if ctx.remote.is_none() {
@@ -78,13 +82,13 @@ pub fn run(
             // decoded.
             source.only_needed(job.needed());
         }
-        (source, found.read(), resume::REJECTS_FILE)
+        (source, found.read(), resume::REJECTS_FILE, None)
     };
     if let Some(stopped) = run.stopped_before(Pass::Verify) {
         return Err(stopped);
     }
     let copy = if reads.copy && reads.candidates_only && run.params.copy_beside_verify {
-        kept::start_beside(run, found, &pairs)
+        kept::start_beside(run, found, &pairs, places)
     } else {
         None
     };

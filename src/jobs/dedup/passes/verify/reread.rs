@@ -2,7 +2,9 @@
 //! where every record it integrated lies ([`Spans`]), the verify pass reads
 //! the records of the candidate pairs at their places
 //! ([`crate::input::Reread`]), a fraction of the input, instead of all of
-//! it. Its outputs are those of a full read.
+//! it. Its outputs are those of a full read. Places on disk (past their
+//! share of the memory budget) are read once, front to back, for the
+//! candidates' ([`PlaceCursor`]).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use crate::input::{Reread, Wanted};
 use crate::jobs::pass::RunContext;
 
 use crate::jobs::dedup::spans::Spans;
+use crate::jobs::dedup::spill::places::PlaceCursor;
 
 use super::job::VerifyJob;
 
@@ -33,6 +36,9 @@ pub struct CandidateSource {
     /// Their record indices, in the order it yields them (for
     /// [`VerifyJob::reading_only`]).
     pub records: Arc<Vec<u32>>,
+    /// Their places, in that order (the copy beside the pass finds them
+    /// there when the places are on disk).
+    pub wanted: Arc<Vec<Wanted>>,
 }
 
 /// The source of the candidate records of `job`.
@@ -42,11 +48,14 @@ pub fn candidates(
     job: &VerifyJob,
 ) -> anyhow::Result<CandidateSource> {
     let records = job.candidate_records();
+    let mut places = PlaceCursor::new(spans, &ctx.temp);
     let wanted = records
         .iter()
         .map(|&record| {
-            let at = spans
+            let at = places
                 .get(record.into())
+                .map_err(|e| e.into_io())
+                .context("dedup pass 2: reading the records' places")?
                 .with_context(|| format!("candidate record {record} has no place in the input"))?;
             Ok(Wanted {
                 span: Span {
@@ -58,9 +67,11 @@ pub fn candidates(
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let source = Reread::open(&ctx.inputs, Arc::new(wanted))?;
+    let wanted = Arc::new(wanted);
+    let source = Reread::open(&ctx.inputs, Arc::clone(&wanted))?;
     Ok(CandidateSource {
         source: Box::new(source),
         records: Arc::new(records),
+        wanted,
     })
 }
