@@ -10,6 +10,8 @@
 //!   every job receives and how it runs a pass is [`jobs::pass`], a leaf
 //!   the jobs import.
 //! - [`corpus`]: the deterministic demo corpus.
+//! - [`allocator`]: the C allocator's arenas capped, and freed memory
+//!   given back between passes.
 //! - [`baseline`]: the same jobs on plain threads, to measure what the
 //!   actors cost (benchmarks only).
 //!
@@ -20,6 +22,7 @@
 //! or around a circle (`tests/guarantees/the_modules_import_one_way.rs`
 //! checks `src/` and `actors/src/`, and names a cycle it finds).
 
+pub mod allocator;
 pub mod baseline;
 pub mod corpus;
 pub mod input;

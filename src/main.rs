@@ -3,7 +3,6 @@
 //! writes `summary.json` and maps the outcome to an exit code. `anyhow`
 //! lives here, at the edge.
 
-mod allocator;
 mod cli;
 mod logging;
 mod progress;
@@ -22,7 +21,7 @@ use crate::cli::{Cli, JobCommand};
 
 fn main() -> ExitCode {
     // Before any thread starts: the arenas a thread takes are then fixed.
-    allocator::cap_arenas();
+    drainpipe::allocator::cap_arenas();
     let cli = Cli::parse();
     if let Err(refusal) = cli.validate() {
         refusal.exit();

@@ -279,9 +279,14 @@ fn chain(
         (signed, _) => signed?,
     };
     let (found, pairs) = signed.split();
+    // Pass 1's band runs, merge buffers and signatures are freed: pass 2
+    // starts from what it holds, not from pass 1's peak.
+    crate::allocator::give_back_freed();
     let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
     let reads = passes::reads(ctx, &found, &form);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
+    // Pass 2's held sets, candidates' pairs and last-partner table freed.
+    crate::allocator::give_back_freed();
     let ranking = params.keep.ranking(&verified.keys);
     let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
     let clusters = match &mut index {
