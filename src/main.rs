@@ -22,6 +22,7 @@ use crate::cli::{Cli, JobCommand};
 fn main() -> ExitCode {
     // Before any thread starts: the arenas a thread takes are then fixed.
     drainpipe::allocator::cap_arenas();
+    drainpipe::allocator::fix_mmap_threshold();
     let cli = Cli::parse();
     if let Err(refusal) = cli.validate() {
         refusal.exit();
