@@ -110,3 +110,34 @@ fn dedup_places_past_their_share_go_to_disk_and_later_passes_read_only_what_they
         "budget 1 MiB, against the run without a limit",
     );
 }
+
+/// Under a budget whose share cannot hold the candidates' places
+/// (`Shares::candidate_places`, counted as two records a candidate pair),
+/// pass 2 reads the whole input instead of building their list; the kept
+/// records are still copied at their places, read from disk in order, and
+/// the outputs are the same.
+#[test]
+fn dedup_candidates_past_their_places_share_are_found_by_reading_the_whole_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input(dir.path());
+    let (expected, unlimited) = dedup_file(&input, None);
+    let pairs = unlimited.result["candidate_pairs"].as_u64().unwrap();
+    // 28 bytes a candidate record, two a pair, a quarter of the budget:
+    // a budget of a quarter of that cannot hold them.
+    let budget = 2 * pairs * 28;
+    let (got, limited) = dedup_file(&input, Some(budget));
+    let whole = (
+        serde_json::json!({ "verify": "whole input", "kept": "copied byte ranges" }),
+        serde_json::Value::Null,
+    );
+    assert_eq!(reads(&limited), whole, "{}", limited.result);
+    let spilled = pass_named(&limited, "signatures")["places_spilled_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(spilled > 0, "{}", limited.result);
+    assert_same_outputs(
+        &expected,
+        &got,
+        "a budget too small for the candidates' places, against the run without a limit",
+    );
+}

@@ -17,7 +17,7 @@
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth; past it, the ids of candidates that can no longer be in a cluster are dropped |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record | none yet: they grow with the distinct pairs, not the records |
-//! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`) | 24 a candidate record | none yet: grows with the candidates |
+//! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
 //!
 //! What is not counted (the allocator's slack, the batch buffers, the
 //! threads, the program) is the rest of the budget and the fixed overhead
@@ -81,6 +81,14 @@ impl Shares {
     /// grows with the pairs, not the records.
     pub fn candidate_ids(self) -> u64 {
         self.max_memory / 8
+    }
+
+    /// Pass 2's list of the candidate records' places, when it reads the
+    /// candidates only: a quarter of the budget. Past it (known from the
+    /// candidate pairs before pass 2 starts), pass 2 reads the whole
+    /// input instead, decoding only the records it needs.
+    pub fn candidate_places(self) -> u64 {
+        self.max_memory / 4
     }
 }
 

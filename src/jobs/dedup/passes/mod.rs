@@ -29,7 +29,7 @@ pub mod verify;
 /// in full.
 pub fn reads(ctx: &RunContext, found: &Found, form: &kept::KeptForm) -> Reads {
     Reads {
-        candidates_only: verify::reread::possible(ctx, &found.spans),
+        candidates_only: verify::reread::possible(ctx, found),
         copy: form.is_jsonl() && kept::copy::can_copy(&found.spans, &ctx.inputs),
     }
 }

@@ -14,6 +14,8 @@ use drainpipe_actors::{RecordSource, Span};
 use crate::input::{Reread, Wanted};
 use crate::jobs::pass::RunContext;
 
+use crate::jobs::dedup::budget::Shares;
+use crate::jobs::dedup::chain::Found;
 use crate::jobs::dedup::spans::Spans;
 use crate::jobs::dedup::spill::places::PlaceCursor;
 
@@ -24,9 +26,23 @@ use super::job::VerifyJob;
 /// stays pass 1's.
 pub const REJECTS_FILE: &str = "dedup-verify-rejects.jsonl";
 
-/// True when pass 2 can read the candidates only.
-pub fn possible(ctx: &RunContext, spans: &Spans) -> bool {
-    !ctx.inputs.is_empty() && spans.is_complete()
+/// Bytes pass 2 holds for each candidate record while it reads the
+/// candidates only: its place ([`Wanted`]) and its index.
+pub const CANDIDATE_PLACE_BYTES: u64 = (size_of::<Wanted>() + size_of::<u32>()) as u64;
+
+/// True when pass 2 can read the candidates only: pass 1 noted every
+/// record's place, and under a memory budget the candidates' places (at
+/// most two records a candidate pair) fit in their share
+/// ([`Shares::candidate_places`]). Past it, pass 2 reads the whole input,
+/// decoding only the records it needs, so the list never grows with the
+/// candidates beyond the budget (at 20M short documents it would be about
+/// 120 MB).
+pub fn possible(ctx: &RunContext, found: &Found) -> bool {
+    let fits = |max_memory| {
+        let most = 2 * found.candidate_pairs * CANDIDATE_PLACE_BYTES;
+        most <= Shares { max_memory }.candidate_places()
+    };
+    !ctx.inputs.is_empty() && found.spans.is_complete() && ctx.max_memory.is_none_or(fits)
 }
 
 /// A source of the candidate records only.
