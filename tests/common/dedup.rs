@@ -275,13 +275,14 @@ pub fn dedup_file(
     (outputs(dir.path()), report)
 }
 
-/// Sorted runs left in the temporary folder of the output folder `out`.
+/// Sorted runs and runs of places left in the temporary folder of the
+/// output folder `out`.
 pub fn runs_left(out: &std::path::Path) -> Vec<String> {
     let Ok(list) = std::fs::read_dir(out.join(TEMP_FOLDER)) else {
         return Vec::new();
     };
     list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".sorted"))
+        .filter(|name| name.ends_with(".sorted") || name.ends_with(".places"))
         .collect()
 }
 

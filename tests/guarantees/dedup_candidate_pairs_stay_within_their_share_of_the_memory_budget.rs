@@ -11,13 +11,9 @@
 //! (`candidate_pairs_peak_bytes` of pass 1 in `summary.json`), not on
 //! time.
 
-use std::path::Path;
+use drainpipe_actors::RunReport;
 
-use drainpipe::jobs::dedup::{self, DedupParams};
-use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunReport};
-
-use crate::mixed::outputs;
+use crate::mixed::{dedup_file, pass_named};
 
 /// Groups of three records: a text, its exact copy, and the text with
 /// one word changed (Jaccard about 0.76 on 5-word shingles: a candidate,
@@ -46,21 +42,8 @@ fn lines(groups: usize) -> Vec<String> {
     lines
 }
 
-fn dedup_file(input: &Path, max_memory: Option<u64>) -> (Vec<(String, Vec<u8>)>, RunReport) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctx = RunContext::quiet(
-        vec![input.to_owned()],
-        OutputDir::create(dir.path()).unwrap(),
-    );
-    ctx.max_memory = max_memory;
-    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    (outputs(dir.path()), report)
-}
-
-fn signatures(report: &RunReport) -> &serde_json::Value {
-    let passes = report.result["passes"].as_array().unwrap();
-    passes.iter().find(|p| p["pass"] == "signatures").unwrap()
+fn signatures(report: &RunReport) -> serde_json::Value {
+    pass_named(report, "signatures")
 }
 
 #[test]

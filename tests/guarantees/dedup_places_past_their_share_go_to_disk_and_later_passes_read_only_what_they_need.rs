@@ -13,11 +13,9 @@
 use std::path::Path;
 
 use drainpipe::corpus::{Corpus, CorpusSpec};
-use drainpipe::jobs::dedup::{self, DedupParams};
-use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunReport, TEMP_FOLDER};
+use drainpipe_actors::RunReport;
 
-use crate::mixed::{assert_same_outputs, outputs};
+use crate::mixed::{assert_same_outputs, dedup_file, pass_named};
 
 /// 30,000 documents with the demo corpus's near-duplicates, in one JSON
 /// Lines file (uncompressed: every record has a place).
@@ -36,36 +34,6 @@ fn input(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("input.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
-}
-
-fn pass_named(report: &RunReport, name: &str) -> serde_json::Value {
-    let passes = report.result["passes"].as_array().unwrap();
-    passes
-        .iter()
-        .find(|p| p["pass"] == name)
-        .unwrap_or_else(|| panic!("no pass {name} in {passes:?}"))
-        .clone()
-}
-
-/// The outputs and report of a run over `input`, and the runs of places
-/// left in its temporary folder.
-fn dedup_file(input: &Path, max_memory: Option<u64>) -> (Vec<(String, Vec<u8>)>, RunReport) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctx = RunContext::quiet(
-        vec![input.to_owned()],
-        OutputDir::create(dir.path()).unwrap(),
-    );
-    ctx.max_memory = max_memory;
-    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    let left: Vec<String> = std::fs::read_dir(dir.path().join(TEMP_FOLDER))
-        .map(|list| {
-            list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(left.is_empty(), "left in the temporary folder: {left:?}");
-    (outputs(dir.path()), report)
 }
 
 /// How passes 2 and 3 read, and the pass the kept pass ran beside.
