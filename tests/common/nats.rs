@@ -12,6 +12,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Asserts that each file of `names` is byte-identical in the output
+/// folders `single` (the single-process run's) and `other`, naming the
+/// file and `other` (`"distributed"`, `"TLS"`, ...) when one differs.
+pub fn same_files(single: &Path, other_dir: &Path, names: &[&str], other: &str) {
+    for name in names {
+        let a = std::fs::read(single.join(name)).unwrap();
+        let b = std::fs::read(other_dir.join(name)).unwrap();
+        assert!(
+            a == b,
+            "{name} differs between the single-process and the {other} run"
+        );
+    }
+}
+
 /// A running `nats-server -js`, stopped when dropped.
 pub struct NatsServer {
     child: Child,

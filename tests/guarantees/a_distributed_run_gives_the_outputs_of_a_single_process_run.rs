@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, signal, spawn, summary, wait};
-use crate::nats::{Cluster, NatsServer, Worker};
+use crate::nats::{same_files, Cluster, NatsServer, Worker};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -39,14 +39,12 @@ fn vocab(input: &Path, out: &Path, extra: &[&str]) -> Output {
 }
 
 fn same_outputs(single: &Path, distributed: &Path) {
-    for name in ["vocab.tsv", "rejects.jsonl"] {
-        let a = std::fs::read(single.join(name)).unwrap();
-        let b = std::fs::read(distributed.join(name)).unwrap();
-        assert!(
-            a == b,
-            "{name} differs between the single-process and the distributed run"
-        );
-    }
+    same_files(
+        single,
+        distributed,
+        &["vocab.tsv", "rejects.jsonl"],
+        "distributed",
+    );
 }
 
 fn stderr(out: &Output) -> String {
@@ -105,14 +103,8 @@ fn dedup_with_pass_1_on_two_worker_processes_writes_the_single_process_outputs()
     let server = Cluster::start(2);
     let out = dedup(&distributed, &["--nats", &server.url(), "--batch", "64"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for name in ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"] {
-        let a = std::fs::read(single.join(name)).unwrap();
-        let b = std::fs::read(distributed.join(name)).unwrap();
-        assert!(
-            a == b,
-            "{name} differs between the single-process and the distributed run"
-        );
-    }
+    let names = ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"];
+    same_files(&single, &distributed, &names, "distributed");
     let clusters = std::fs::read_to_string(single.join("clusters.jsonl")).unwrap();
     assert!(
         clusters.lines().count() > 0,

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::binary::{drainpipe, signal, spawn, summary, wait};
-use crate::nats::{NatsServer, Worker};
+use crate::nats::{same_files, NatsServer, Worker};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -28,10 +28,7 @@ fn vocab(docs: u32, out: &Path, extra: &[&str]) -> std::process::Command {
 }
 
 fn same_vocab(a: &Path, b: &Path) {
-    assert!(
-        std::fs::read(a.join("vocab.tsv")).unwrap() == std::fs::read(b.join("vocab.tsv")).unwrap(),
-        "vocab.tsv differs from the single-process run's"
-    );
+    same_files(a, b, &["vocab.tsv"], "distributed");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, spawn, summary, wait};
-use crate::nats::{Certificates, NatsServer, Worker};
+use crate::nats::{same_files, Certificates, NatsServer, Worker};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -76,14 +76,12 @@ fn dedup_over_tls_with_two_workers_trusting_the_given_authority_writes_the_singl
     extra.extend(trust);
     let out = dedup(&input, &distributed, &extra);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for name in ["kept.jsonl", "clusters.jsonl"] {
-        let a = std::fs::read(single.join(name)).unwrap();
-        let b = std::fs::read(distributed.join(name)).unwrap();
-        assert!(
-            a == b,
-            "{name} differs between the single-process and the TLS run"
-        );
-    }
+    same_files(
+        &single,
+        &distributed,
+        &["kept.jsonl", "clusters.jsonl"],
+        "TLS",
+    );
     let clusters = std::fs::read_to_string(single.join("clusters.jsonl")).unwrap();
     assert!(
         clusters.lines().count() > 0,

@@ -12,7 +12,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, signal, spawn, summary, wait};
-use crate::nats::{NatsServer, Worker};
+use crate::nats::{same_files, NatsServer, Worker};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -54,9 +54,7 @@ fn line_with(lines: &Receiver<String>, what: &str) -> String {
 }
 
 fn same_vocab(single: &Path, distributed: &Path) {
-    let a = std::fs::read(single.join("vocab.tsv")).unwrap();
-    let b = std::fs::read(distributed.join("vocab.tsv")).unwrap();
-    assert!(a == b, "vocab.tsv differs from the single-process run's");
+    same_files(single, distributed, &["vocab.tsv"], "distributed");
 }
 
 #[test]

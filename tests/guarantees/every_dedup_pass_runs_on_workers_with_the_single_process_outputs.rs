@@ -13,7 +13,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use crate::binary::{drainpipe, spawn, summary, wait};
-use crate::nats::Cluster;
+use crate::nats::{same_files, Cluster};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 
@@ -65,14 +65,8 @@ fn single_and_distributed(input: &Path, dir: &Path) -> serde_json::Value {
         &["--nats", &server.url(), "--batch", "64"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for name in ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"] {
-        let a = std::fs::read(single.join(name)).unwrap();
-        let b = std::fs::read(distributed.join(name)).unwrap();
-        assert!(
-            a == b,
-            "{name} differs between the single-process and the distributed run"
-        );
-    }
+    let names = ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"];
+    same_files(&single, &distributed, &names, "distributed");
     let clusters = std::fs::read_to_string(single.join("clusters.jsonl")).unwrap();
     assert!(
         clusters.lines().count() > 0,
