@@ -23,12 +23,65 @@ use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::state::VerifiedForm;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
+use drainpipe_actors::RecordSource;
+
+use super::kept::follow::CandidatePlaces;
 use super::kept::{self, KeptCopy};
 
 pub mod job;
 pub mod reread;
 
 pub use job::{Member, Verifier, VerifyJob};
+
+/// What pass 2 reads: its source, how many records it will read from it,
+/// where its rejects go, and the candidates' places when it reads those
+/// only (for the copy beside it).
+struct Opened {
+    source: Box<dyn RecordSource>,
+    to_read: u64,
+    rejects_file: &'static str,
+    places: Option<CandidatePlaces>,
+}
+
+/// Opens what pass 2 reads for `job`: the candidate records only, at their
+/// places, when `reads` says so (the job then expects those only), else
+/// the whole input, decoding only the records it needs.
+fn open(
+    run: &Run<'_>,
+    found: &Found,
+    reads: &Reads,
+    job: VerifyJob,
+) -> Result<(VerifyJob, Opened), Halt> {
+    // Reading the candidates only, it rejects nothing, unless the input
+    // changed.
+    if reads.candidates_only {
+        let reread::CandidateSource {
+            source,
+            records,
+            wanted,
+        } = reread::candidates(run.ctx, &found.spans, &job)?;
+        let opened = Opened {
+            source,
+            to_read: records.len() as u64,
+            rejects_file: reread::REJECTS_FILE,
+            places: Some((Arc::clone(&records), wanted)),
+        };
+        return Ok((job.reading_only(records), opened));
+    }
+    let mut source = (run.open)()?;
+    if run.ctx.remote.is_none() {
+        // Only the candidates, and the records pass 1 rejected, are
+        // decoded.
+        source.only_needed(job.needed());
+    }
+    let opened = Opened {
+        source,
+        to_read: found.read(),
+        rejects_file: resume::REJECTS_FILE,
+        places: None,
+    };
+    Ok((job, opened))
+}
 
 /// Pass 2 over the candidate `pairs` of pass 1 (sorted by the later
 /// record): loaded when resuming after it completed, else run. Returns
@@ -52,7 +105,7 @@ pub fn run(
     }
     let ctx = run.ctx;
     let pairs = Arc::new(pairs);
-    let mut job = VerifyJob::new(
+    let job = VerifyJob::new(
         ctx.fields.clone(),
         run.params.ngram,
         run.params.threshold,
@@ -63,27 +116,15 @@ pub fn run(
     .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
     .keeping(run.params.keep.clone())
     .with_record_hook(hook);
-    // Reading the candidates only, it rejects nothing, unless the input
-    // changed.
-    let (source, to_read, rejects_file, places) = if reads.candidates_only {
-        let reread::CandidateSource {
+    let (
+        mut job,
+        Opened {
             source,
-            records,
-            wanted,
-        } = reread::candidates(ctx, &found.spans, &job)?;
-        let n = records.len() as u64;
-        let places = Some((Arc::clone(&records), wanted));
-        job = job.reading_only(records);
-        (source, n, reread::REJECTS_FILE, places)
-    } else {
-        let mut source = (run.open)()?;
-        if ctx.remote.is_none() {
-            // Only the candidates, and the records pass 1 rejected, are
-            // decoded.
-            source.only_needed(job.needed());
-        }
-        (source, found.read(), resume::REJECTS_FILE, None)
-    };
+            to_read,
+            rejects_file,
+            places,
+        },
+    ) = open(run, found, reads, job)?;
     if let Some(stopped) = run.stopped_before(Pass::Verify) {
         return Err(stopped);
     }
