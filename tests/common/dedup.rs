@@ -296,3 +296,16 @@ pub fn pass_named(report: &RunReport, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no pass {name} in {passes:?}"))
         .clone()
 }
+
+/// A deterministic stream of words from `seed` (a linear congruential
+/// generator over a vocabulary of 200,000 words), for corpora whose texts
+/// must differ by chosen words only.
+pub fn words(seed: u64) -> impl FnMut() -> String {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        format!("w{}", (state >> 33) % 200_000)
+    }
+}

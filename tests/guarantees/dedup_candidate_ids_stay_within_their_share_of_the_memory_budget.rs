@@ -11,20 +11,14 @@
 
 use drainpipe_actors::RunReport;
 
-use crate::mixed::{dedup_file, pass_named};
+use crate::mixed::{dedup_file, pass_named, words};
 
 /// Pairs of adjacent records: the second is the first with two words
 /// changed (Jaccard about 0.7 on 5-word shingles: mostly a candidate
 /// pair, never a verified one), except every 50th pair, an exact copy.
 /// Ids are long, so that the ids' bytes are most of what pass 2 holds.
 fn lines(pairs: usize) -> Vec<String> {
-    let mut state = 0x5eed_u64;
-    let mut word = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        format!("w{}", (state >> 33) % 200_000)
-    };
+    let mut word = words(0x5eed_u64);
     let line = |n: usize, words: &[String]| {
         serde_json::json!({
             "id": format!("a-rather-long-document-identifier-{n:08}"),

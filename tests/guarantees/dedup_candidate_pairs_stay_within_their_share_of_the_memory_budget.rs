@@ -13,20 +13,14 @@
 
 use drainpipe_actors::RunReport;
 
-use crate::mixed::{dedup_file, pass_named};
+use crate::mixed::{dedup_file, pass_named, words};
 
 /// Groups of three records: a text, its exact copy, and the text with
 /// one word changed (Jaccard about 0.76 on 5-word shingles: a candidate,
 /// not a duplicate); each group's three pairs share most bands, so the
 /// merge makes each pair many times, and each copy is removed.
 fn lines(groups: usize) -> Vec<String> {
-    let mut state = 0xfa11_u64;
-    let mut word = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        format!("w{}", (state >> 33) % 200_000)
-    };
+    let mut word = words(0xfa11_u64);
     let line = |n: usize, words: &[String]| {
         serde_json::json!({"id": format!("doc-{n}"), "text": words.join(" ")}).to_string()
     };

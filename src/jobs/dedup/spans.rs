@@ -222,17 +222,19 @@ impl Spans {
     }
 }
 
+/// A place at `offset` of input `input`, for tests.
+#[cfg(test)]
+pub(crate) fn place(input: u32, offset: u64, len: usize, line: u64) -> Place {
+    Place {
+        span: Some(Span { input, offset }),
+        len,
+        line,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn place(input: u32, offset: u64, len: usize, line: u64) -> Place {
-        Place {
-            span: Some(Span { input, offset }),
-            len,
-            line,
-        }
-    }
 
     #[test]
     fn records_are_found_with_their_input_and_line() {

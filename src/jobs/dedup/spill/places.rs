@@ -309,16 +309,7 @@ impl<'a> PlaceCursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::dedup::spans::Place;
-    use drainpipe_actors::Span;
-
-    fn place(input: u32, offset: u64, len: usize, line: u64) -> Place {
-        Place {
-            span: Some(Span { input, offset }),
-            len,
-            line,
-        }
-    }
+    use crate::jobs::dedup::spans::{place, Place};
 
     /// Records of two inputs, every seventh one rejected (no place).
     fn noted(spill: &PlacesSpill, spans: &mut Spans, records: u64) {
