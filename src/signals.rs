@@ -39,7 +39,7 @@ pub struct RunAbout {
     pub temp: std::sync::Arc<drainpipe_actors::TempSpace>,
 }
 
-/// The signal's name.
+/// The signal's name (the run's and the worker's).
 fn name(signal: i32) -> &'static str {
     match signal {
         SIGINT => "SIGINT",

@@ -16,15 +16,7 @@ use drainpipe_actors::remote::worker::WorkerReport;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
-/// The signal's name.
-fn name(signal: i32) -> &'static str {
-    match signal {
-        SIGINT => "SIGINT",
-        SIGHUP => "SIGHUP",
-        SIGQUIT => "SIGQUIT",
-        _ => "SIGTERM",
-    }
-}
+use super::name;
 
 /// Starts the worker's signal thread: the first SIGINT, SIGTERM or SIGHUP
 /// sets `stop`.
