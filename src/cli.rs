@@ -598,8 +598,12 @@ pub struct CommonArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "N")]
     pub max_rejects: Option<u64>,
 
-    /// Deadline in seconds of each stopping phase (drain, finish, release):
-    /// 1 to 604800 (a week).
+    /// Deadline in seconds of each wait of a stopping run: the drain of
+    /// the batches in flight, the release of the threads, and the job's
+    /// finish (dedup's final merge), which may take as long as it needs
+    /// while it reports progress: for it, this is the most time between
+    /// two reports, so large inputs need no larger value. 1 to 604800 (a
+    /// week).
     #[arg(long, allow_negative_numbers = true, value_name = "SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=bounds::SECONDS))]
     pub drain_timeout: u64,

@@ -357,7 +357,8 @@ impl<I: Integrate> Integrator<I> {
             self.integrated,
             self.rejected,
             rejects,
-        );
+        )
+        .with_heartbeat(self.observed.finish.clone());
         let state = &mut self.state;
         let finished = catch_unwind(AssertUnwindSafe(|| {
             state

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use crate::batch::RawRecord;
 use crate::error::OutputError;
+use crate::observe::Heartbeat;
 use crate::output::{AtomicFile, OutputDir};
 
 /// Why one record could not be parsed or processed. Any error converts into
@@ -55,6 +56,12 @@ pub trait Integrate: Send + 'static {
     /// Writes the job's outputs into the output folder (atomically, through
     /// [`OutputDir`]) and returns the job's part of `summary.json`. Called
     /// once, after every dispatched batch has been integrated.
+    ///
+    /// The run waits for it at most `Settings::drain_timeout` without
+    /// progress: a finish that takes long (a merge of spilled state, an
+    /// output of many gigabytes) calls [`FinishContext::progress`] as it
+    /// moves on, and is then never cut while it does; one that never
+    /// calls it must end within the timeout.
     fn finish(&mut self, run: &FinishContext<'_>) -> Result<serde_json::Value, RecordError>;
 
     /// The state as bytes for a checkpoint (use [`crate::codec::encode`] or
@@ -76,7 +83,9 @@ pub trait Integrate: Send + 'static {
 /// rejected records, written but not yet committed: the job commits them in
 /// one set with its outputs ([`FinishContext::commit_set`]), or first
 /// ([`FinishContext::commit_rejects`]); whatever the job leaves, the
-/// Integrator commits after `finish` returns.
+/// Integrator commits after `finish` returns. And where the finish reports
+/// its progress ([`FinishContext::progress`]), which is what the run's
+/// deadline for it measures.
 #[derive(Debug)]
 pub struct FinishContext<'a> {
     /// Where the outputs go.
@@ -89,6 +98,7 @@ pub struct FinishContext<'a> {
     /// Records rejected.
     pub rejected: u64,
     rejects: RefCell<Option<PendingRejects>>,
+    heartbeat: Heartbeat,
 }
 
 /// A run's rejects file, written, not committed: the file, or, when the
@@ -126,7 +136,31 @@ impl<'a> FinishContext<'a> {
             integrated,
             rejected,
             rejects: RefCell::new(Some(rejects)),
+            heartbeat: Heartbeat::default(),
         }
+    }
+
+    /// The context with its progress reported to `heartbeat` (the one the
+    /// Coordinator watches; without it, progress goes nowhere: a finish
+    /// called outside a pipeline).
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// Says the finish moved on: the run's deadline for the finish
+    /// (`Settings::drain_timeout`) counts from the last call, so a long
+    /// finish that calls this at least once a timeout is never cut. Cheap
+    /// (one atomic add), but call it per piece of work, not per item.
+    pub fn progress(&self) {
+        self.heartbeat.beat();
+    }
+
+    /// Where [`FinishContext::progress`] goes, for threads of the finish
+    /// and code that does not hold the context: clone it and
+    /// [`Heartbeat::beat`].
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
     }
 
     /// Commits `files` as one set with the run's rejects (or the removal

@@ -23,16 +23,18 @@
 //! - [`coordinator`]: the Coordinator actor: flow control and the stop
 //!   protocol, on the System arbiter. A folder: the protocol's state as
 //!   one enum with the counters (`state.rs`), Running's pulls, dispatches
-//!   and batch sizes (`flow.rs`), checkpoints (`checkpoint.rs`), Draining
-//!   to Stopped (`drain.rs`), the tick's deadlines, stall reports and
-//!   progress (`watch.rs`), and the final report (`summary.rs`).
+//!   and batch sizes (`flow.rs`), checkpoints (`checkpoint.rs`), Draining,
+//!   Releasing and Stopped (`drain.rs`), Finishing (`finish.rs`), the
+//!   tick's deadlines, stall reports and progress (`watch.rs`), and the
+//!   final report (`summary.rs`).
 //! - [`protocol`]: phases, stop causes, the [`RunHandle`].
 //! - [`failure`]: [`Failure`], the typed cause of every way a run fails, and
 //!   the [`ExitCode`] each maps to.
 //! - [`pipeline`]: wiring and running it all ([`Pipeline`]).
 //! - [`settings`]: the tuning and limits of a run ([`Settings`]).
 //! - [`report`]: progress snapshots and the final [`RunReport`].
-//! - [`observe`]: what actors publish for stall reports and bound checks.
+//! - [`observe`]: what actors publish for stall reports and bound checks,
+//!   and the [`Heartbeat`] a job's finish reports its progress on.
 //! - [`output`]: the output folder and atomic writes.
 //! - [`checkpoint`]: checkpoints, the results of completed passes, and
 //!   `--resume`.
@@ -136,6 +138,7 @@ pub use failure::Failure;
 pub use integrator::{RejectedRecord, REJECTS_FILE};
 pub use job::{FinishContext, Integrate, Job, PendingRejects, RecordError};
 pub use lock::{FolderLock, LockError, LOCK_FILE};
+pub use observe::Heartbeat;
 pub use output::{AtomicFile, OutputDir};
 pub use pipeline::{Pipeline, PipelineError};
 pub use protocol::{Phase, RunHandle, StopCause};

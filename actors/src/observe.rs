@@ -3,7 +3,7 @@
 //! fact and read by the Coordinator.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Sentinel for "no batch": the processor is idle.
@@ -116,6 +116,32 @@ impl PeakGauge {
     }
 }
 
+/// A sign of life of work the Coordinator cannot see into: the job's
+/// finish ([`crate::Integrate::finish`]) runs on the Integrator's thread,
+/// inside the job's code, and tells it moves on by beating
+/// ([`crate::FinishContext::progress`]). The Coordinator's Finishing
+/// deadline (`--drain-timeout`) then bounds the time between two beats,
+/// not the whole finish.
+///
+/// A clone beats the same heart: hand one to every thread of the work.
+/// A beat is one relaxed atomic add on a value the threads share: beat
+/// per piece of work (a file written, a list merged, some thousands of
+/// entries), not per item.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat(Arc<AtomicU64>);
+
+impl Heartbeat {
+    /// Says the work moved on.
+    pub fn beat(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The beats so far (the Coordinator looks whether they changed).
+    pub fn beats(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Everything the actors of one run publish.
 #[derive(Debug)]
 pub struct Observed {
@@ -133,6 +159,9 @@ pub struct Observed {
     /// pool says so; the stall report names it, and the Coordinator stops
     /// the run once it is gone for good).
     pub broker: Mutex<Option<BrokerTrouble>>,
+    /// The job's finish beats here ([`crate::FinishContext::progress`]);
+    /// the Coordinator's Finishing deadline counts from the last beat.
+    pub finish: Heartbeat,
 }
 
 /// A broker that cannot be reached, as the remote pool sees it.
@@ -154,6 +183,7 @@ impl Observed {
             integrator_reorder: PeakGauge::default(),
             in_flight: PeakGauge::default(),
             broker: Mutex::new(None),
+            finish: Heartbeat::default(),
         }
     }
 

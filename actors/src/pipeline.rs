@@ -447,8 +447,7 @@ fn join_arbiter(arbiter: Arbiter, deadline: Duration) -> Result<(), String> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(panic)) => Err(format!("the integrator's thread panicked: {panic}")),
         Err(_) => Err(format!(
-            "the integrator's thread did not exit within {}s",
-            deadline.as_secs()
+            "the integrator's thread did not exit within {deadline:?}"
         )),
     }
 }

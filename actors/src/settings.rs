@@ -16,7 +16,9 @@ pub struct Settings {
     pub batch: Option<usize>,
     /// Most bytes of record data per batch (a larger record travels alone).
     pub max_batch_bytes: usize,
-    /// Deadline of each phase after Running.
+    /// Deadline of each wait after Running. For Finishing, the most time
+    /// the job's finish may go without reporting progress
+    /// ([`crate::FinishContext::progress`]), not a bound on all of it.
     pub drain_timeout: Duration,
     /// A stall report is logged when no batch completes for this long.
     pub stall_timeout: Duration,

@@ -1,14 +1,14 @@
-//! Draining, Finishing, Releasing and Stopped: waiting for every answer,
-//! asking the Integrator to finish, dropping the pool's and the Source's
-//! addresses and waiting for their threads, then stopping the System.
+//! Draining, Releasing and Stopped: waiting for every answer, dropping the
+//! pool's and the Source's addresses and waiting for their threads, then
+//! stopping the System. Finishing, between Draining and Releasing, is
+//! `finish.rs`.
 
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::failure::Failure;
-use crate::integrator::{Finish, Finished, IntegratorFailure};
+use crate::integrator::{Finished, IntegratorFailure};
 use crate::job::Job;
 use crate::protocol::StopCause;
 use crate::source::RecordSource;
@@ -68,37 +68,7 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         self.finish(cause, ctx);
     }
 
-    /// Finishing: the Integrator writes the outputs (unless the run failed
-    /// in a way that makes them untrustworthy) and answers with its counts.
-    fn finish(&mut self, cause: StopCause, ctx: &mut Context<Self>) {
-        let finish = Finish {
-            partial: !cause.complete(),
-            write: cause.outputs_writable() && self.counts.abandoned_batches == 0,
-        };
-        self.enter(State::Finishing { cause });
-        self.integrator
-            .send(finish)
-            .timeout(self.settings.drain_timeout)
-            .into_actor(self)
-            .map(|reply, act, ctx| {
-                let finished = match reply {
-                    Ok(result) => Some(result),
-                    Err(e) => {
-                        // The deadline bounds the whole of the job's finish,
-                        // which it cannot see move: say which limit passed.
-                        act.fail(Failure::Internal(format!(
-                            "the integrator did not finish within the drain timeout ({}s, --drain-timeout): {e}",
-                            act.settings.drain_timeout.as_secs()
-                        )));
-                        None
-                    }
-                };
-                act.release(finished, ctx);
-            })
-            .spawn(ctx);
-    }
-
-    fn release(
+    pub(super) fn release(
         &mut self,
         finished: Option<Result<Finished, IntegratorFailure>>,
         ctx: &mut Context<Self>,

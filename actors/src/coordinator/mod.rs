@@ -16,13 +16,16 @@
 //! - `flow.rs`: Running: pulling, dispatching, answers, the window and the
 //!   batch size;
 //! - `checkpoint.rs`: checkpoints while running and when interrupted;
-//! - `drain.rs`: Draining, Finishing, Releasing and Stopped;
+//! - `drain.rs`: Draining, Releasing and Stopped;
+//! - `finish.rs`: Finishing, whose deadline counts from the job's last
+//!   report of progress;
 //! - `watch.rs`: the tick: stop requests, deadlines, stall reports and
 //!   progress;
 //! - `summary.rs`: the final report and its conservation checks.
 
 mod checkpoint;
 mod drain;
+mod finish;
 mod flow;
 mod state;
 mod summary;

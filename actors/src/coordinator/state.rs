@@ -29,8 +29,12 @@ pub(super) enum State {
         /// abandoned).
         timed_out: bool,
     },
-    /// `Finish` is with the Integrator.
-    Finishing { cause: StopCause },
+    /// `Finish` is with the Integrator; `progress` is what its finish has
+    /// shown of moving on (its deadline counts from the last sign).
+    Finishing {
+        cause: StopCause,
+        progress: FinishProgress,
+    },
     /// The pool's and Source's addresses are dropped; waiting for their
     /// threads to exit. `finished` is the Integrator's answer to `Finish`
     /// (`None` if it did not answer in time).
@@ -71,10 +75,49 @@ impl State {
     pub(super) fn cause(&self) -> Option<&StopCause> {
         match self {
             State::Draining { cause, .. }
-            | State::Finishing { cause }
+            | State::Finishing { cause, .. }
             | State::Releasing { cause, .. } => Some(cause),
             State::Running | State::Checkpointing { .. } | State::Stopped => None,
         }
+    }
+}
+
+/// What the Coordinator has seen of the job's finish moving on: the beats
+/// of its heartbeat (`Observed::finish`), looked at every tick.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FinishProgress {
+    /// When Finishing began.
+    pub began: Instant,
+    /// The beats when Finishing began.
+    pub first: u64,
+    /// The beats when last looked at.
+    pub beats: u64,
+    /// When the beats were last seen to change (or Finishing began).
+    pub last: Instant,
+}
+
+impl FinishProgress {
+    /// Finishing begins now, the heartbeat at `beats`.
+    pub(super) fn new(beats: u64) -> Self {
+        let now = Instant::now();
+        FinishProgress {
+            began: now,
+            first: beats,
+            beats,
+            last: now,
+        }
+    }
+
+    /// Takes the heartbeat's `beats` now: progress when they moved.
+    pub(super) fn look(&mut self, beats: u64) {
+        if beats != self.beats {
+            (self.beats, self.last) = (beats, Instant::now());
+        }
+    }
+
+    /// Progress reports since Finishing began.
+    pub(super) fn reports(&self) -> u64 {
+        self.beats.wrapping_sub(self.first)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The tick: what the Coordinator looks at every [`TICK`] whatever else
-//! happens: the stop request, checkpoints due, the deadlines of Draining
-//! and Releasing, stalls, and progress.
+//! happens: the stop request, checkpoints due, the deadlines of Draining,
+//! Finishing (`finish.rs`) and Releasing, stalls, and progress.
 
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,9 @@ impl<J: Job, S: RecordSource> Coordinator<J, S> {
         self.schedule_checkpoint(ctx);
         match self.state.phase() {
             Phase::Running | Phase::Draining => self.watch_stall(),
+            Phase::Finishing => self.finish_deadline(ctx),
             Phase::Releasing => self.release_deadline(),
-            Phase::Finishing | Phase::Stopped => {}
+            Phase::Stopped => {}
         }
         self.drain_deadline(ctx);
         self.handle.set_counts(

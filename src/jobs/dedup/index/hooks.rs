@@ -116,6 +116,11 @@ impl JoinedBands {
         written: &'a Mutex<Option<RunInfo>>,
     ) -> Result<Tee<'a>, RunError> {
         let mut merge = Merge::new();
+        // The indexes' runs may be most of what is read: the joined merge
+        // beats the finish's heartbeat as the run's own does.
+        if let Some(heartbeat) = own.heartbeat() {
+            merge.beating(heartbeat);
+        }
         for index in &self.indexes {
             let info = index.runs.get(band).ok_or_else(|| RunError::Damaged {
                 path: index.dir.join(super::MANIFEST_FILE),

@@ -45,11 +45,19 @@
 //! record's keys as it is integrated ([`fingerprint`], the value
 //! [`crate::jobs::dedup::buckets::Fingerprints::of`] gives), and written
 //! with every entry, so no table by record is needed while merging.
+//!
+//! # Progress
+//!
+//! The merge runs in pass 1's finish, and takes longer the larger the
+//! input: it beats the finish's heartbeat ([`Spiller::runs`]) once a list
+//! merged in levels or a band opened, and every merge as it reads
+//! ([`Merge::beating`]), so the run's deadline for the finish
+//! (`--drain-timeout`) counts from the last beat, not from the start.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use drainpipe_actors::TempSpace;
+use drainpipe_actors::{Heartbeat, TempSpace};
 use serde::{Deserialize, Serialize};
 
 use super::leftovers::remove_unnamed;
@@ -469,8 +477,13 @@ impl Spiller {
     /// Every run written, once the chunk in flight is (or the write that
     /// failed), to be merged on up to `threads` threads: a list with more
     /// runs than the budget has room for readers is merged in levels
-    /// first ([`levels`]), on as many threads.
-    pub fn runs(&mut self, threads: usize) -> Result<Runs<'_>, RunError> {
+    /// first ([`levels`]), on as many threads. The merges beat `heartbeat`
+    /// as they go.
+    pub fn runs<'a>(
+        &'a mut self,
+        threads: usize,
+        heartbeat: &'a Heartbeat,
+    ) -> Result<Runs<'a>, RunError> {
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
         writes.settle()?;
         // No chunk is filled any more: its room is freed for the merge.
@@ -511,7 +524,9 @@ impl Spiller {
                         aside,
                         written,
                     } = &mut *list;
-                    *written = levels::reduce(temp, runs, fan_in, (name, *with_prints), aside)?;
+                    let level = (&**name, *with_prints);
+                    *written = levels::reduce(temp, runs, fan_in, level, aside, heartbeat)?;
+                    heartbeat.beat();
                     Ok(())
                 },
             )?;
@@ -532,6 +547,7 @@ impl Spiller {
             spilled: &writes.spilled,
             pairs: self.pairs_bytes.map(|share| (share, self.merge_bytes)),
             kept: self.kept.as_ref(),
+            heartbeat,
         })
     }
 
@@ -610,6 +626,8 @@ pub struct Runs<'a> {
     /// readers of their runs' merge ([`PairSpill`]).
     pairs: Option<(u64, u64)>,
     kept: Option<&'a Arc<writer::Sorted>>,
+    /// What every merge beats as it reads.
+    heartbeat: &'a Heartbeat,
 }
 
 /// A band of the last chunk, sorted in memory, as an [`EntrySource`].
@@ -680,7 +698,10 @@ impl Runs<'_> {
     /// Band `band`'s runs, merged (and its list of the last chunk, held in
     /// memory): its entries in `(key, record)` order.
     pub fn band(&self, band: usize) -> Result<Merge, RunError> {
-        let mut merge = levels::merge(self.temp, &self.spilled.bands[band])?;
+        // Tests slow the merge band by band (feature `failpoints`).
+        fail::fail_point!("dedup::merge_band");
+        self.heartbeat.beat();
+        let mut merge = levels::merge(self.temp, &self.spilled.bands[band], self.heartbeat)?;
         if let Some(chunk) = self.kept {
             merge.add(KeptBand {
                 chunk: Arc::clone(chunk),
@@ -699,7 +720,8 @@ impl Runs<'_> {
         let open = |b: usize| self.band(b);
         match self.pairs {
             Some((share, readers)) => {
-                let spill = PairSpill::new(self.temp, share, threads, readers);
+                let spill =
+                    PairSpill::new(self.temp, share, threads, readers).beating(self.heartbeat);
                 merged_candidate_pairs_spilling(self.bands(), threads, spill, open)
             }
             None => Ok((
@@ -713,7 +735,7 @@ impl Runs<'_> {
     /// chunk's, held in memory), merged: [`IdKeys::repeats`] of the same
     /// keys.
     pub fn repeats(&self) -> Result<Vec<(u32, u32)>, RunError> {
-        let mut merge = levels::merge(self.temp, &self.spilled.ids)?;
+        let mut merge = levels::merge(self.temp, &self.spilled.ids, self.heartbeat)?;
         if let Some(chunk) = self.kept {
             merge.add(KeptIds {
                 chunk: Arc::clone(chunk),
@@ -843,8 +865,9 @@ mod tests {
         assert_eq!(files, 4 * (nbands + 1));
         let expected = candidate_pairs(&mut in_memory, 2);
         assert!(expected.len() > 20 * records as usize, "{}", expected.len());
+        let heartbeat = Heartbeat::default();
         for threads in [1, 3] {
-            let runs = spiller.runs(threads).unwrap();
+            let runs = spiller.runs(threads, &heartbeat).unwrap();
             assert!(runs.keeps_last());
             let (pairs, _) = runs.pairs(threads).unwrap();
             assert!(pairs == expected, "{threads} threads: other pairs");
@@ -882,12 +905,18 @@ mod tests {
         // go to runs of their own too.
         let mut pairs_spilled = 0;
         for threads in [1, 3] {
-            let (pairs, made) = spiller.runs(threads).unwrap().pairs(threads).unwrap();
+            // The merge says it moves on: once a band at least, besides
+            // its lists merged in levels (the first time).
+            let heartbeat = Heartbeat::default();
+            let runs = spiller.runs(threads, &heartbeat).unwrap();
+            let (pairs, made) = runs.pairs(threads).unwrap();
+            assert!(heartbeat.beats() >= nbands as u64, "{}", heartbeat.beats());
             assert!(pairs == expected, "{threads} threads: other pairs");
             assert!(made.bytes_spilled > 0);
             pairs_spilled += made.bytes_spilled;
         }
-        let runs = spiller.runs(2).unwrap();
+        let heartbeat = Heartbeat::default();
+        let runs = spiller.runs(2, &heartbeat).unwrap();
         assert_eq!(runs.repeats().unwrap(), all_ids.repeats());
         assert!(runs.spilled.ids.len() <= 2 && runs.spilled.bands.iter().all(|b| b.len() <= 2));
         assert_eq!(spiller.spills(), 5);
@@ -902,7 +931,12 @@ mod tests {
         again.restore(spilled.clone(), &[]).unwrap();
         assert!(!stray.exists());
         assert_eq!(resumed.peak_bytes(), spilled.bytes());
-        let pairs = again.runs(2).unwrap().pairs(2).unwrap().0;
+        let pairs = again
+            .runs(2, &Heartbeat::default())
+            .unwrap()
+            .pairs(2)
+            .unwrap()
+            .0;
         assert!(pairs == expected, "restored: other pairs");
         // A named run that is gone is refused, naming it.
         std::fs::remove_file(temp.path(&spilled.ids[2].name).unwrap()).unwrap();

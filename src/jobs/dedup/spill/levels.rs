@@ -16,8 +16,13 @@
 //! resumes from its checkpoint; the intermediate runs are removed as soon
 //! as they are merged in turn (no checkpoint names them). Both are counted
 //! in the temporary space's bytes.
+//!
+//! A merge in levels runs in pass 1's finish, and its time grows with the
+//! input: every merge beats the finish's heartbeat as it reads
+//! ([`Merge::beating`]), and [`reduce`] beats it once a run written, so
+//! the run's deadline for the finish counts from the last of them.
 
-use drainpipe_actors::TempSpace;
+use drainpipe_actors::{Heartbeat, TempSpace};
 
 use super::merge::{EntrySource, Merge, BATCH_BYTES};
 use super::runs::{RunError, RunInfo, RunReader, BLOCK_BYTES, READ_BUFFER};
@@ -46,9 +51,10 @@ pub fn open(temp: &TempSpace, info: &RunInfo) -> Result<RunReader, RunError> {
     RunReader::open(&path, Some(info))
 }
 
-/// The merge of `runs` in `temp`.
-pub fn merge(temp: &TempSpace, runs: &[RunInfo]) -> Result<Merge, RunError> {
+/// The merge of `runs` in `temp`, beating `heartbeat` as it reads.
+pub fn merge(temp: &TempSpace, runs: &[RunInfo], heartbeat: &Heartbeat) -> Result<Merge, RunError> {
     let mut merge = Merge::new();
+    merge.beating(heartbeat);
     for info in runs {
         merge.add(open(temp, info)?)?;
     }
@@ -64,13 +70,14 @@ pub fn is_intermediate(info: &RunInfo) -> bool {
 /// `temp`) until at most `fan_in` are left (see the module's docs), and
 /// returns the bytes written. `with_prints`: the runs' entries carry
 /// fingerprints. The pass's own runs merged are moved to `aside`: on disk
-/// still, to be removed with the rest.
+/// still, to be removed with the rest. Beats `heartbeat` as it goes.
 pub fn reduce(
     temp: &TempSpace,
     runs: &mut Vec<RunInfo>,
     fan_in: usize,
     (list, with_prints): (&str, bool),
     aside: &mut Vec<RunInfo>,
+    heartbeat: &Heartbeat,
 ) -> Result<u64, RunError> {
     let mut written = 0;
     let fan_in = fan_in.max(2);
@@ -78,7 +85,7 @@ pub fn reduce(
     while runs.len() > fan_in {
         let take = fan_in.min(runs.len() - fan_in + 1);
         let group: Vec<RunInfo> = runs.drain(..take).collect();
-        let mut source = merge(temp, &group)?;
+        let mut source = merge(temp, &group, heartbeat)?;
         let mut failed = None;
         let entries = std::iter::from_fn(|| match source.next_entry() {
             Ok(entry) => entry,
@@ -106,6 +113,7 @@ pub fn reduce(
         written += info.bytes;
         runs.push(info);
         merged += 1;
+        heartbeat.beat();
     }
     Ok(written)
 }
@@ -148,11 +156,16 @@ mod tests {
         assert_eq!(fan_in(10 * READER_BYTES, 2), 5);
         assert_eq!(fan_in(0, 2), 2, "never below 2");
         let mut aside = Vec::new();
-        let written = reduce(&temp, &mut runs, 3, ("band-000", true), &mut aside).unwrap();
+        let heartbeat = Heartbeat::default();
+        let level = ("band-000", true);
+        let written = reduce(&temp, &mut runs, 3, level, &mut aside, &heartbeat).unwrap();
         assert_eq!(aside.len(), 11, "the own runs, set aside");
         assert!(runs.len() <= 3, "{} runs left", runs.len());
         assert!(runs.iter().any(is_intermediate), "merged in levels");
-        let got = drain(&mut merge(&temp, &runs).unwrap());
+        // Four merges (11 runs, 9, 7, 5, 3), a beat each (too few entries
+        // for a merge's own beats).
+        assert_eq!(heartbeat.beats(), 4);
+        let got = drain(&mut merge(&temp, &runs, &heartbeat).unwrap());
         assert!(got == all, "the merge in levels gives another list");
         // The pass's own runs stay (a checkpoint may name them); of the
         // intermediate runs, only those left in the list are on disk.
@@ -176,7 +189,7 @@ mod tests {
         assert!(temp.peak_bytes() > own);
         // Few enough runs already: nothing is merged.
         let before = runs.clone();
-        let again = reduce(&temp, &mut runs, 3, ("band-000", true), &mut aside).unwrap();
+        let again = reduce(&temp, &mut runs, 3, level, &mut aside, &heartbeat).unwrap();
         assert_eq!((again, &runs), (0, &before));
     }
 }

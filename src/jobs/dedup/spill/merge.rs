@@ -10,6 +10,8 @@
 //! ([`Merge::add_with_offset`]): its records are moved by the offset, and
 //! the run's own by theirs, so that the two numberings do not overlap.
 
+use drainpipe_actors::Heartbeat;
+
 use super::runs::{Entry, RunError, RunReader};
 
 /// Anything that yields entries in strictly increasing `(key, record)`
@@ -49,6 +51,12 @@ pub const BATCH: usize = 256;
 
 /// The bytes of a source's batch in a merge.
 pub const BATCH_BYTES: usize = BATCH * std::mem::size_of::<Entry>();
+
+/// A merge with a heartbeat beats once every this many batches read from
+/// its sources (about 65,000 entries, a millisecond or so of merging):
+/// often enough for any deadline in seconds, rarely enough to cost
+/// nothing ([`Merge::beating`]).
+const BEAT_EVERY: u32 = 256;
 
 /// A sorted list in memory, as an [`EntrySource`].
 #[derive(Debug)]
@@ -124,6 +132,9 @@ pub struct Merge {
     tree: Vec<u128>,
     /// Sources were added since the tree was built.
     stale: bool,
+    /// Where the merge says it moves on, and the batches read since it
+    /// last did ([`Merge::beating`]).
+    beat: Option<(Heartbeat, u32)>,
 }
 
 impl std::fmt::Debug for Merge {
@@ -153,7 +164,21 @@ impl Merge {
             keys: Vec::new(),
             tree: Vec::new(),
             stale: false,
+            beat: None,
         }
+    }
+
+    /// Beats `heartbeat` as the merge reads its sources (every
+    /// 256 batches, `BEAT_EVERY`): a merge in a job's finish shows it moves
+    /// on, however long one list takes.
+    pub fn beating(&mut self, heartbeat: &Heartbeat) {
+        self.beat = Some((heartbeat.clone(), 0));
+    }
+
+    /// The heartbeat the merge beats, if any (for a merge that reads this
+    /// one, to beat it too).
+    pub fn heartbeat(&self) -> Option<&Heartbeat> {
+        self.beat.as_ref().map(|(heartbeat, _)| heartbeat)
     }
 
     /// Adds `source` to the merge, its records as they are.
@@ -200,6 +225,13 @@ impl Merge {
     /// [`Merge::refill`] once source `at`'s batch is used up.
     #[cold]
     fn refill_batch(&mut self, at: usize) -> Result<(), RunError> {
+        if let Some((heartbeat, batches)) = &mut self.beat {
+            *batches += 1;
+            if *batches == BEAT_EVERY {
+                *batches = 0;
+                heartbeat.beat();
+            }
+        }
         let source = &mut self.sources[at];
         source.batch.clear();
         source.at = 0;
@@ -476,5 +508,27 @@ mod tests {
             assert_eq!(ties, (0..sources as u64).collect::<Vec<_>>());
         }
         assert_eq!(Merge::new().next_entry().unwrap(), None);
+    }
+
+    #[test]
+    fn a_merge_with_a_heartbeat_beats_as_it_reads_and_gives_the_same_list() {
+        // 4 sources of 100,000 entries: 392 reads of a batch from each
+        // (the last finds the end), 1,568 in all: 6 beats.
+        let lists: Vec<Vec<Entry>> = (0..4u32)
+            .map(|s| chunk(s * 100_000..(s + 1) * 100_000))
+            .collect();
+        let merged = |heartbeat: Option<&Heartbeat>| {
+            let mut merge = Merge::new();
+            if let Some(heartbeat) = heartbeat {
+                merge.beating(heartbeat);
+            }
+            for list in &lists {
+                merge.add(Sorted::new(list.clone())).unwrap();
+            }
+            drain(&mut merge)
+        };
+        let heartbeat = Heartbeat::default();
+        assert!(merged(Some(&heartbeat)) == merged(None));
+        assert_eq!(heartbeat.beats(), 1_568 / u64::from(BEAT_EVERY));
     }
 }

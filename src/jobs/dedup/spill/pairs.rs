@@ -25,7 +25,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use drainpipe_actors::TempSpace;
+use drainpipe_actors::{Heartbeat, TempSpace};
 
 use super::levels;
 use super::merge::EntrySource;
@@ -53,6 +53,8 @@ pub struct PairSpill<'a> {
     peak: AtomicU64,
     /// Pairs made, repeats included.
     made: AtomicU64,
+    /// What the merges of the runs beat as they read (pass 1's finish).
+    heartbeat: Heartbeat,
 }
 
 /// What one thread's list was last counted at ([`PairSpill::check`]).
@@ -91,6 +93,15 @@ impl<'a> PairSpill<'a> {
             held: AtomicU64::new(0),
             peak: AtomicU64::new(0),
             made: AtomicU64::new(0),
+            heartbeat: Heartbeat::default(),
+        }
+    }
+
+    /// The spill with its runs' merges beating `heartbeat`.
+    pub fn beating(self, heartbeat: &Heartbeat) -> Self {
+        PairSpill {
+            heartbeat: heartbeat.clone(),
+            ..self
         }
     }
 
@@ -211,12 +222,12 @@ impl<'a> PairSpill<'a> {
         drop(rest);
         runs.extend(spill.runs());
         made.bytes_spilled = runs.iter().map(|r| r.bytes).sum();
-        let temp = spill.temp;
-        let outcome = reduce(temp, &mut runs, spill.fan_in).and_then(|written| {
+        let (temp, beat) = (spill.temp, &spill.heartbeat);
+        let outcome = reduce(temp, &mut runs, spill.fan_in, beat).and_then(|written| {
             made.bytes_spilled += written;
-            let count = merged(temp, &runs, |_| Ok(()))?;
+            let count = merged(temp, &runs, beat, |_| Ok(()))?;
             let mut pairs = Vec::with_capacity(count);
-            merged(temp, &runs, |p| {
+            merged(temp, &runs, beat, |p| {
                 pairs.push(p);
                 Ok(())
             })?;
@@ -230,8 +241,13 @@ impl<'a> PairSpill<'a> {
 /// Merges the first `fan_in` of `runs` (fewer, when fewer suffice) into
 /// one, each pair once, put at the end, until at most `fan_in` are left
 /// (as [`levels::reduce`] does, which keeps repeats); returns the bytes
-/// written. The runs merged are removed.
-fn reduce(temp: &TempSpace, runs: &mut Vec<RunInfo>, fan_in: usize) -> Result<u64, RunError> {
+/// written. The runs merged are removed. Beats `heartbeat` as it goes.
+fn reduce(
+    temp: &TempSpace,
+    runs: &mut Vec<RunInfo>,
+    fan_in: usize,
+    heartbeat: &Heartbeat,
+) -> Result<u64, RunError> {
     let (fan_in, mut written) = (fan_in.max(2), 0);
     let mut level = 0usize;
     while runs.len() > fan_in {
@@ -245,7 +261,7 @@ fn reduce(temp: &TempSpace, runs: &mut Vec<RunInfo>, fan_in: usize) -> Result<u6
                 cause,
             })?;
         let mut writer = RunWriter::create(&path, false)?;
-        let outcome = merged(temp, &group, |p| writer.push(entry_of(p)));
+        let outcome = merged(temp, &group, heartbeat, |p| writer.push(entry_of(p)));
         remove(temp, &group)?;
         outcome?;
         let info = writer.finish()?;
@@ -253,6 +269,7 @@ fn reduce(temp: &TempSpace, runs: &mut Vec<RunInfo>, fan_in: usize) -> Result<u6
         written += info.bytes;
         runs.push(info);
         level += 1;
+        heartbeat.beat();
     }
     Ok(written)
 }
@@ -285,13 +302,14 @@ fn entry_of((earlier, later): (u32, u32)) -> Entry {
 }
 
 /// Gives `each` the pairs of the merge of `runs` once each, in order, and
-/// returns how many.
+/// returns how many; the merge beats `heartbeat`.
 fn merged(
     temp: &TempSpace,
     runs: &[RunInfo],
+    heartbeat: &Heartbeat,
     mut each: impl FnMut((u32, u32)) -> Result<(), RunError>,
 ) -> Result<usize, RunError> {
-    let mut merge = levels::merge(temp, runs)?;
+    let mut merge = levels::merge(temp, runs, heartbeat)?;
     let (mut last, mut count) = (None, 0);
     while let Some(entry) = merge.next_entry()? {
         let pair = (entry.record, entry.key as u32);

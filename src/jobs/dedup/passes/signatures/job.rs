@@ -21,7 +21,8 @@
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::{
-    codec, Failure, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
+    codec, Failure, FinishContext, Heartbeat, Integrate, Job, RawRecord, RecordError, RunHandle,
+    TempSpace,
 };
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
@@ -301,8 +302,9 @@ impl BandIndex {
 
     /// The candidate pairs and repeated id keys of the whole pass: sorted
     /// in memory, or, once anything was spilled (always, with an index
-    /// hook), the last chunk spilled too and every band's runs merged.
-    fn pairs_and_repeats(&mut self) -> Result<(Pairs, Pairs), RecordError> {
+    /// hook), the last chunk spilled too and every band's runs merged,
+    /// the merges beating `heartbeat` (the finish's) as they go.
+    fn pairs_and_repeats(&mut self, heartbeat: &Heartbeat) -> Result<(Pairs, Pairs), RecordError> {
         // Past the last record integrated (where a next chunk would start).
         let next = self.found.integrated.words().len() as u64 * 64;
         if self.bands_hook.is_some() && self.spiller.is_none() {
@@ -316,7 +318,10 @@ impl BandIndex {
                 spiller
                     .keep_last(&mut self.bands, &mut self.found.ids, next, self.threads)
                     .map_err(RunError::into_io)?;
-                let runs = spiller.runs(self.threads).map_err(RunError::into_io)?;
+                heartbeat.beat();
+                let runs = spiller
+                    .runs(self.threads, heartbeat)
+                    .map_err(RunError::into_io)?;
                 crate::jobs::dedup::crash::here("dedup::pass1_merging");
                 let (threads, started) = (self.threads, std::time::Instant::now());
                 let mut pairs_made = PairsMade::default();
@@ -474,7 +479,11 @@ impl Integrate for BandIndex {
                     .finish(&mut self.found.spans)
                     .map_err(RunError::into_io)?;
             }
-            let (pairs, repeated) = self.pairs_and_repeats()?;
+            // Each step below says it moved on, and the merge as it goes:
+            // the run's deadline for the finish counts from the last sign.
+            run.progress();
+            let (pairs, repeated) = self.pairs_and_repeats(run.heartbeat())?;
+            run.progress();
             self.found.pairs = pairs;
             self.found.repeated_ids = repeated;
             // Only the repeats are needed from here on.
@@ -491,6 +500,7 @@ impl Integrate for BandIndex {
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &CandidatesForm::of(&self.found))?;
+                run.progress();
             }
             // The result is safe: the runs are no longer needed (a stopped
             // pass keeps them for its checkpoint).

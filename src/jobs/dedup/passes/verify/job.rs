@@ -647,6 +647,7 @@ impl Integrate for Verifier {
             // Every partner has come: only the clusters' ids are left.
             self.prune_ids(u32::MAX);
         }
+        run.progress();
         self.held = HashMap::new();
         self.found.rejected = run.rejected;
         let (runs, spilled) = self
@@ -656,6 +657,7 @@ impl Integrate for Verifier {
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &VerifiedForm::of(&self.found))?;
+                run.progress();
             }
             // The result is safe: the runs are no longer needed (a stopped
             // pass keeps them for its checkpoint).
