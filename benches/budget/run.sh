@@ -47,7 +47,7 @@ results=$dir/results.tsv
 # One run: appends docs, budget, wall s, peak KB, spilled, peak temp, md5s.
 one() {
     local n=$1 budget=$2 corpus=$3 out=$dir/out
-    local args=(dedup -q "$corpus" -o "$out" --drain-timeout 7200)
+    local args=(dedup -q "$corpus" -o "$out")
     [ "$budget" = none ] || args+=(--max-memory "$budget")
     rm -rf "$out"
     /usr/bin/time -o "$dir/time" -f "%e %M" "$drainpipe" "${args[@]}" > /dev/null
