@@ -717,7 +717,10 @@ impl CommonArgs {
     ) -> RunContext {
         let input_options = InputOptions {
             max_record_bytes: usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX),
-            leave_out: vec![output.path().to_path_buf()],
+            // The temporary folder too: `--tmp-dir` inside an input
+            // directory read as documents would have the later passes read
+            // the spilled runs as records, and fail the run.
+            leave_out: vec![output.path().to_path_buf(), temp.folder().to_path_buf()],
             fields: TextFields {
                 text: self.text_field.clone(),
                 id: self.id_field.clone(),

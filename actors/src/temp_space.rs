@@ -582,7 +582,10 @@ mod tests {
         // Once the run is gone (killed: nothing removed), it is removed.
         drop(live);
         std::fs::write(moved.file(TEMP_RECORD), format!("{}\n", folder.display())).unwrap();
-        assert_eq!(remove_left(&moved, &lock).unwrap(), std::slice::from_ref(&folder));
+        assert_eq!(
+            remove_left(&moved, &lock).unwrap(),
+            std::slice::from_ref(&folder)
+        );
         assert!(!folder.exists());
     }
 
