@@ -220,6 +220,8 @@ pub struct HeldSpill {
     next: usize,
     /// Bytes of every run written, the merged ones included.
     written: u64,
+    /// Runs written, the merged ones included.
+    written_runs: usize,
     readers: Vec<HeldReader>,
     /// Each reader's next entry, by position in `readers`.
     heads: Vec<Option<HeldEntry>>,
@@ -238,6 +240,7 @@ impl HeldSpill {
             aside: Vec::new(),
             next: 0,
             written: 0,
+            written_runs: 0,
             readers: Vec::new(),
             heads: Vec::new(),
             heap: BinaryHeap::new(),
@@ -257,6 +260,12 @@ impl HeldSpill {
     /// Bytes of every run written, those merged into others included.
     pub fn bytes(&self) -> u64 {
         self.written
+    }
+
+    /// The runs written, those merged into others included (those a
+    /// resumed pass took up count as written).
+    pub fn runs_written(&self) -> usize {
+        self.written_runs
     }
 
     /// Bytes of memory the merge's buffers hold.
@@ -314,6 +323,7 @@ impl HeldSpill {
         let info = writer.finish()?;
         self.temp.wrote(info.bytes);
         self.written += info.bytes;
+        self.written_runs += 1;
         held.clear();
         held.shrink_to_fit();
         let reader = HeldReader::open(&path, Some(&info))?;
@@ -346,6 +356,7 @@ impl HeldSpill {
         let info = writer.finish()?;
         self.temp.wrote(info.bytes);
         self.written += info.bytes;
+        self.written_runs += 1;
         (self.readers, self.heads) = (Vec::new(), Vec::new());
         self.aside.append(&mut self.runs);
         let reader = HeldReader::open(&path, Some(&info))?;
@@ -416,6 +427,7 @@ impl HeldSpill {
             self.add(reader)?;
         }
         self.written = runs.iter().map(|r| r.bytes).sum();
+        self.written_runs = runs.len();
         (self.runs, self.aside) = (runs, Vec::new());
         Ok(())
     }
