@@ -456,14 +456,22 @@ fn resolved(path: &std::path::Path) -> PathBuf {
 /// Refuses a folder option whose path is, or is below, a file: it could
 /// never be made (`--save-index f/IDX`, `--tmp-dir f`).
 fn not_below_a_file(option: &str, dir: &std::path::Path) -> Result<(), String> {
+    // Not only a regular file: a device (`/dev/null`) or a FIFO is no
+    // folder either, and a run would find it out only when it spills.
+    let not_a_folder = |a: &std::path::Path| a.exists() && !a.is_dir();
     match dir
         .ancestors()
-        .find(|a| !a.as_os_str().is_empty() && a.is_file())
+        .find(|a| !a.as_os_str().is_empty() && not_a_folder(a))
     {
         Some(file) => Err(format!(
-            "{option} {}: {} is a file, not a folder",
+            "{option} {}: {} is a {}, not a folder",
             dir.display(),
-            file.display()
+            file.display(),
+            if file.is_file() {
+                "file"
+            } else {
+                "device or pipe"
+            }
         )),
         None => Ok(()),
     }
@@ -709,7 +717,10 @@ impl CommonArgs {
     ) -> RunContext {
         let input_options = InputOptions {
             max_record_bytes: usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX),
-            leave_out: vec![output.path().to_path_buf()],
+            // The temporary folder too: `--tmp-dir` inside an input
+            // directory read as documents would have the later passes read
+            // the spilled runs as records, and fail the run.
+            leave_out: vec![output.path().to_path_buf(), temp.folder().to_path_buf()],
             fields: TextFields {
                 text: self.text_field.clone(),
                 id: self.id_field.clone(),

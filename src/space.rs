@@ -37,7 +37,7 @@ pub fn space_for(common: &CommonArgs, output: &OutputDir) -> anyhow::Result<Arc<
                     );
                 }
             }
-            return Ok(Arc::new(TempSpace::resumed(output, folder)));
+            return Ok(Arc::new(TempSpace::resumed(output, folder)?));
         }
     }
     let temp = TempSpace::for_output(output, common.tmp_dir.as_deref())

@@ -21,6 +21,13 @@
 //! ([`remove_left`]); a `--resume` run works in the recorded folder
 //! ([`TempSpace::resumed`]).
 //!
+//! A folder in `--tmp-dir` is not under the output folder's lock: the
+//! record of an output folder that was moved or copied after a run was
+//! killed names the folder of the path it had, which a new run into that
+//! path uses again. So the run that uses such a folder holds the
+//! kernel's lock (`flock`) on [`IN_USE`] inside it, and [`remove_left`]
+//! leaves a folder whose lock another process holds.
+//!
 //! The counters say what the summary reports: every byte written
 //! ([`TempSpace::bytes_spilled`]) and the most held at once
 //! ([`TempSpace::peak_bytes`]). [`TempSpace::ensure_room`] is the check a
@@ -43,6 +50,14 @@ pub const TEMP_FOLDER: &str = ".drainpipe-tmp";
 /// The file in the output folder naming the temporary folder of the run
 /// that created it (one line, its absolute path).
 pub const TEMP_RECORD: &str = ".drainpipe-tmp-location";
+
+/// The file inside a temporary folder in `--tmp-dir` that the run using
+/// the folder holds locked.
+pub const IN_USE: &str = ".in-use";
+
+/// How long a run waits for the lock on [`IN_USE`] that another holds: a
+/// run removing a killed run's folder holds it for as long as that takes.
+pub const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Room [`TempSpace::ensure_room`] leaves free on the disk besides what a
 /// write needs: the outputs' last writes, the summary, a checkpoint.
@@ -88,6 +103,8 @@ pub struct TempSpace {
     record: Option<OutputDir>,
     /// Whether `folder` was created (or found, when resumed).
     created: Mutex<bool>,
+    /// [`IN_USE`], held locked while the run uses a folder in `--tmp-dir`.
+    in_use: Mutex<Option<File>>,
     held: AtomicU64,
     peak: AtomicU64,
     spilled: AtomicU64,
@@ -119,14 +136,19 @@ impl TempSpace {
     /// The temporary space an interrupted run into `output` recorded,
     /// `folder` ([`recorded`]): a `--resume` run works there, since its
     /// checkpoint may name files in it.
-    pub fn resumed(output: &OutputDir, folder: PathBuf) -> Self {
+    /// A folder in `--tmp-dir` that another run is using is refused.
+    pub fn resumed(output: &OutputDir, folder: PathBuf) -> io::Result<Self> {
         let parent = folder.parent().map_or_else(PathBuf::new, Path::to_path_buf);
         let space = Self::at(parent, folder, Some(output.clone()));
+        let found = space.folder.is_dir();
         *space
             .created
             .lock()
-            .expect("temporary folder lock poisoned") = space.folder.is_dir();
-        space
+            .expect("temporary folder lock poisoned") = found;
+        if found {
+            space.hold_in_use()?;
+        }
+        Ok(space)
     }
 
     fn at(parent: PathBuf, folder: PathBuf, record: Option<OutputDir>) -> Self {
@@ -135,6 +157,7 @@ impl TempSpace {
             folder,
             record,
             created: Mutex::new(false),
+            in_use: Mutex::new(None),
             held: AtomicU64::new(0),
             peak: AtomicU64::new(0),
             spilled: AtomicU64::new(0),
@@ -153,9 +176,54 @@ impl TempSpace {
                 output.write_all(TEMP_RECORD, &line).map_err(into_io)?;
             }
             fs::create_dir_all(&self.folder)?;
+            self.hold_in_use()?;
             *created = true;
         }
         Ok(self.folder.clone())
+    }
+
+    /// Takes the lock on [`IN_USE`] in a folder of `--tmp-dir` (the folder
+    /// in the output folder is under that folder's lock), making the
+    /// folder again if a run removing a killed run's removed it meanwhile
+    /// (it holds the lock only while it removes). Held by another run
+    /// for [`IN_USE_WAIT`], the error names the folder.
+    fn hold_in_use(&self) -> io::Result<()> {
+        let shared = self.record.is_some()
+            && self.folder.file_name() != Some(std::ffi::OsStr::new(TEMP_FOLDER));
+        let mut in_use = self.in_use.lock().expect("temporary folder lock poisoned");
+        if !shared || in_use.is_some() {
+            return Ok(());
+        }
+        let path = self.folder.join(IN_USE);
+        let deadline = std::time::Instant::now() + IN_USE_WAIT;
+        loop {
+            fs::create_dir_all(&self.folder)?;
+            let file = match fs::OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            match file.try_lock() {
+                Ok(()) if same_file(&path, &file) => {
+                    *in_use = Some(file);
+                    return Ok(());
+                }
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        format!(
+                            "the temporary folder {} is in use by another run (was the output folder moved or copied?)",
+                            self.folder.display()
+                        ),
+                    ))
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
     }
 
     /// The temporary folder's path, whether it exists yet or not.
@@ -255,6 +323,7 @@ impl TempSpace {
     pub fn remove_all(&self) -> io::Result<bool> {
         let mut created = self.created.lock().expect("temporary folder lock poisoned");
         let removed = remove_folder(&self.folder)?;
+        *self.in_use.lock().expect("temporary folder lock poisoned") = None;
         if let Some(output) = &self.record {
             output.remove_stale(TEMP_RECORD).map_err(into_io)?;
         }
@@ -286,12 +355,57 @@ pub fn remove_left(output: &OutputDir, _lock: &FolderLock) -> io::Result<Vec<Pat
     let mut removed = Vec::new();
     let default = output.file(TEMP_FOLDER);
     for folder in recorded(output).into_iter().chain([default]) {
-        if !removed.contains(&folder) && remove_folder(&folder)? {
+        if removed.contains(&folder) {
+            continue;
+        }
+        // Held while it is removed, so that a run starting to use it waits.
+        let Some(_unused) = unused(&folder)? else {
+            log::warn!(
+                "left the temporary folder {} that the record in {} names: another run is using it (was the output folder moved or copied?)",
+                folder.display(),
+                output.path().display()
+            );
+            continue;
+        };
+        if remove_folder(&folder)? {
             removed.push(folder);
         }
     }
     output.remove_stale(TEMP_RECORD).map_err(into_io)?;
     Ok(removed)
+}
+
+/// The lock on `folder`'s [`IN_USE`] when no other process holds it
+/// (`Some(None)` when there is no such file), `None` when one does.
+fn unused(folder: &Path) -> io::Result<Option<Option<File>>> {
+    let file = match File::open(folder.join(IN_USE)) {
+        Ok(file) => file,
+        Err(e) if gone(&e) => return Ok(Some(None)),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Some(file))),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether `path` still names the file `file` has open.
+fn same_file(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Whether an error says that there is nothing at the path: not found,
+/// or an ancestor that is no folder (a record naming `/dev/null/...`).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 /// An output error as an IO error of the same kind, its message naming
@@ -305,7 +419,7 @@ fn into_io(e: crate::error::OutputError) -> io::Error {
 fn remove_folder(folder: &Path) -> io::Result<bool> {
     match fs::remove_dir_all(folder) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) if gone(&e) => Ok(false),
         Err(e) => Err(io::Error::new(
             e.kind(),
             format!("removing the temporary folder {}: {e}", folder.display()),
@@ -436,5 +550,56 @@ mod tests {
             message.contains(&format!("{} free", no_room.free)),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_folder_a_live_run_uses_is_left_by_a_run_into_a_moved_output_folder() {
+        // A run into `out` with --tmp-dir is killed; `out` is moved to
+        // `moved`; a new run into `out` uses the same folder in tmp (it is
+        // named for the path). A run into `moved` finds the old record
+        // naming that folder: it must leave it while the new run lives.
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        let out = OutputDir::create(dir.path().join("out")).unwrap();
+        let killed = TempSpace::for_output(&out, Some(&tmp)).unwrap();
+        killed.create("run-0").unwrap();
+        drop(killed); // a kill: the folder and the record stay, unlocked
+        std::fs::rename(out.path(), dir.path().join("moved")).unwrap();
+        let moved = OutputDir::create(dir.path().join("moved")).unwrap();
+        let out = OutputDir::create(dir.path().join("out")).unwrap();
+        let live = TempSpace::for_output(&out, Some(&tmp)).unwrap();
+        live.create("run-1").unwrap();
+        assert_eq!(recorded(&moved).as_deref(), Some(live.folder()));
+        let lock = moved.lock("test").unwrap();
+        assert!(remove_left(&moved, &lock).unwrap().is_empty());
+        assert!(
+            live.path("run-1").unwrap().exists(),
+            "a live run's file removed"
+        );
+        // A resumed run into `moved`, which would work in it, finds it so.
+        let folder = live.folder().to_owned();
+        assert!(unused(&folder).unwrap().is_none());
+        // Once the run is gone (killed: nothing removed), it is removed.
+        drop(live);
+        std::fs::write(moved.file(TEMP_RECORD), format!("{}\n", folder.display())).unwrap();
+        assert_eq!(
+            remove_left(&moved, &lock).unwrap(),
+            std::slice::from_ref(&folder)
+        );
+        assert!(!folder.exists());
+    }
+
+    #[test]
+    fn a_record_naming_a_path_below_a_device_is_nothing_to_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::create(dir.path().join("out")).unwrap();
+        std::fs::write(
+            out.file(TEMP_RECORD),
+            "/dev/null/.drainpipe-tmp-0123456789abcdef\n",
+        )
+        .unwrap();
+        let lock = out.lock("test").unwrap();
+        assert!(remove_left(&out, &lock).unwrap().is_empty());
+        assert_eq!(recorded(&out), None, "the record is removed");
     }
 }

@@ -2,7 +2,9 @@
 //! directories (`cd corpus && drainpipe dedup .`, the default output
 //! folder) reads neither its outputs nor their temporaries as input: the
 //! run completes, a re-run reads the same records and writes the same
-//! outputs, and `vocab` counts no word of its own output files.
+//! outputs, and `vocab` counts no word of its own output files. The same
+//! holds for its temporary folder given inside an input directory
+//! (`--tmp-dir corpus`).
 
 use crate::binary;
 
@@ -115,4 +117,33 @@ fn an_input_that_is_the_output_folder_itself_is_refused() {
             assert!(!root.join("summary.json").exists(), "{job}: {stderr}");
         }
     }
+}
+
+#[test]
+fn a_temporary_folder_inside_an_input_directory_is_not_read_as_input() {
+    // A folder of documents reads hidden files too: the run's temporary
+    // folder in it (`.drainpipe-tmp-<hash>`, with a spilled file written
+    // before the job runs) was read as input, and a spill made during
+    // pass 1 failed the run as an input that changed between passes.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("corpus");
+    corpus(&root);
+    let out_dir = tmp.path().join("out");
+    let out = drainpipe()
+        .env("FAILPOINTS", "main::spill=return(run-0)")
+        .args(["dedup", "--no-progress"])
+        .arg(&root)
+        .arg("-o")
+        .arg(&out_dir)
+        .arg("--tmp-dir")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let summary = summary(&out_dir);
+    assert_eq!(summary["records"]["read"], 4, "{summary}");
+    let kept = std::fs::read_to_string(out_dir.join("kept.jsonl")).unwrap();
+    assert!(!kept.contains(".drainpipe-tmp"), "{kept}");
+    assert_eq!(summary["result"]["duplicates_removed"], 1);
 }

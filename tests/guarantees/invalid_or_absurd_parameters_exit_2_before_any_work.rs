@@ -282,6 +282,18 @@ fn a_broker_deadline_outside_its_bounds_exits_2_naming_the_option() {
 }
 
 #[test]
+fn a_temporary_folder_that_is_a_device_exits_2_naming_the_option() {
+    // Found out only when the run spilled, after reading its input, and
+    // the folder it recorded then failed the next run into the output.
+    for tmp in ["/dev/null", "/dev/null/below"] {
+        refused(
+            &["dedup", "--demo-docs", "10", "--tmp-dir", tmp],
+            &format!("--tmp-dir {tmp}: /dev/null is a device or pipe, not a folder"),
+        );
+    }
+}
+
+#[test]
 fn a_temporary_folder_that_is_a_file_exits_2_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");

@@ -17,6 +17,18 @@
 //! partners costs as many copies, the price of reading every run
 //! sequentially.
 //!
+//! The runs being merged stay few: each holds a descriptor and two blocks
+//! of buffers, which count against the share, so without a bound every
+//! eviction would leave less room for the held sets, until each record
+//! made a run of its own (and the process ran out of descriptors). When
+//! the runs would pass [`fan_in`] (half the share in buffers, and the
+//! descriptors [`super::levels::descriptor_room`] leaves), their entries
+//! not yet handed back are merged into one run first
+//! ([`HeldSpill::evict`]). The runs merged stay on disk until the pass's
+//! result is written, as a checkpoint taken before may name them; the
+//! merged run has a name of its own, which a resumed pass removes when
+//! its checkpoint does not name it.
+//!
 //! # Format (version [`HELD_VERSION`])
 //!
 //! The framing of [`super::runs::blocks`] (a 16-byte header with magic
@@ -61,6 +73,17 @@ const SUFFIX: &str = ".sorted";
 
 /// Bytes the reader and writer buffers of one run take.
 const RUN_BUFFER_BYTES: u64 = 2 * BLOCK_BYTES as u64;
+
+/// The most runs merged at once for held sets of `share` bytes: their
+/// buffers within half of it, within the descriptors the process may
+/// open, and never below 2.
+pub fn fan_in(share: u64) -> usize {
+    let by_bytes = share / 2 / RUN_BUFFER_BYTES;
+    let by_descriptors = super::levels::descriptor_room();
+    usize::try_from(by_bytes.min(by_descriptors))
+        .unwrap_or(usize::MAX)
+        .max(2)
+}
 
 /// Writes one run of held sets.
 #[derive(Debug)]
@@ -188,7 +211,17 @@ pub struct HeldSpill {
     temp: Arc<TempSpace>,
     /// Bytes the held sets may take in memory (`u64::MAX`: no budget).
     share: u64,
+    /// The runs being merged (what a checkpoint names).
     runs: Vec<RunInfo>,
+    /// Runs merged into a later one: kept until the pass's result is
+    /// written, as an earlier checkpoint may name them.
+    aside: Vec<RunInfo>,
+    /// The number in the next run's name.
+    next: usize,
+    /// Bytes of every run written, the merged ones included.
+    written: u64,
+    /// Runs written, the merged ones included.
+    written_runs: usize,
     readers: Vec<HeldReader>,
     /// Each reader's next entry, by position in `readers`.
     heads: Vec<Option<HeldEntry>>,
@@ -204,6 +237,10 @@ impl HeldSpill {
             temp,
             share: share.unwrap_or(u64::MAX),
             runs: Vec::new(),
+            aside: Vec::new(),
+            next: 0,
+            written: 0,
+            written_runs: 0,
             readers: Vec::new(),
             heads: Vec::new(),
             heap: BinaryHeap::new(),
@@ -215,14 +252,20 @@ impl HeldSpill {
         bytes > self.share
     }
 
-    /// The runs written so far, in order.
+    /// The runs being merged, in order: what a checkpoint names.
     pub fn runs(&self) -> &[RunInfo] {
         &self.runs
     }
 
-    /// Bytes of every run written.
+    /// Bytes of every run written, those merged into others included.
     pub fn bytes(&self) -> u64 {
-        self.runs.iter().map(|r| r.bytes).sum()
+        self.written
+    }
+
+    /// The runs written, those merged into others included (those a
+    /// resumed pass took up count as written).
+    pub fn runs_written(&self) -> usize {
+        self.written_runs
     }
 
     /// Bytes of memory the merge's buffers hold.
@@ -247,7 +290,11 @@ impl HeldSpill {
         held: &mut HashMap<u32, Vec<u64>>,
         pending: &[(u32, u32)],
     ) -> Result<(), RunError> {
-        let seq = self.runs.len();
+        if self.readers.len() >= fan_in(self.share) {
+            self.merge_runs()?;
+        }
+        let seq = self.next;
+        self.next += 1;
         let name = format!("{PREFIX}{seq:06}{SUFFIX}");
         let path = self.path(&name)?;
         // A generous estimate: every pending pair's earlier set at the
@@ -275,8 +322,43 @@ impl HeldSpill {
         }
         let info = writer.finish()?;
         self.temp.wrote(info.bytes);
+        self.written += info.bytes;
+        self.written_runs += 1;
         held.clear();
         held.shrink_to_fit();
+        let reader = HeldReader::open(&path, Some(&info))?;
+        self.runs.push(info);
+        self.add(reader)
+    }
+
+    /// Merges the entries of every run not yet handed back into one run,
+    /// which takes their place; the runs merged are set aside.
+    fn merge_runs(&mut self) -> Result<(), RunError> {
+        let seq = self.next;
+        self.next += 1;
+        let name = format!("{PREFIX}{seq:06}{SUFFIX}");
+        let path = self.path(&name)?;
+        let most: u64 = self.runs.iter().map(|r| r.bytes).sum();
+        self.temp.ensure_room(most).map_err(|cause| RunError::Io {
+            path: self.temp.folder().to_owned(),
+            cause,
+        })?;
+        let mut writer = HeldWriter::create(&path)?;
+        while let Some(Reverse((later, earlier, at))) = self.heap.pop() {
+            let next = self.readers[at].next_entry()?;
+            if let Some(e) = &next {
+                self.heap.push(Reverse((e.later, e.earlier, at)));
+            }
+            let entry = std::mem::replace(&mut self.heads[at], next)
+                .expect("each entry of the heap is its reader's head");
+            writer.push(later, earlier, &entry.set)?;
+        }
+        let info = writer.finish()?;
+        self.temp.wrote(info.bytes);
+        self.written += info.bytes;
+        self.written_runs += 1;
+        (self.readers, self.heads) = (Vec::new(), Vec::new());
+        self.aside.append(&mut self.runs);
         let reader = HeldReader::open(&path, Some(&info))?;
         self.runs.push(info);
         self.add(reader)
@@ -327,18 +409,34 @@ impl HeldSpill {
     pub fn restore(&mut self, runs: Vec<RunInfo>) -> Result<(), RunError> {
         remove_unnamed(&self.temp, PREFIX, SUFFIX, &runs)?;
         (self.readers, self.heads, self.heap) = (Vec::new(), Vec::new(), BinaryHeap::new());
+        // Past every name taken, so that a run written next replaces none.
+        self.next = runs
+            .iter()
+            .filter_map(|r| {
+                r.name
+                    .strip_prefix(PREFIX)?
+                    .strip_suffix(SUFFIX)?
+                    .parse()
+                    .ok()
+            })
+            .map(|seq: usize| seq + 1)
+            .max()
+            .unwrap_or(0);
         for info in &runs {
             let reader = HeldReader::open(&self.path(&info.name)?, Some(info))?;
             self.add(reader)?;
         }
-        self.runs = runs;
+        self.written = runs.iter().map(|r| r.bytes).sum();
+        self.written_runs = runs.len();
+        (self.runs, self.aside) = (runs, Vec::new());
         Ok(())
     }
 
     /// Removes every run written (the pass's result is safe elsewhere).
     pub fn remove_all(&mut self) -> io::Result<()> {
         (self.readers, self.heads, self.heap) = (Vec::new(), Vec::new(), BinaryHeap::new());
-        for info in std::mem::take(&mut self.runs) {
+        let aside = std::mem::take(&mut self.aside);
+        for info in std::mem::take(&mut self.runs).into_iter().chain(aside) {
             self.temp.remove(&info.name, info.bytes)?;
         }
         Ok(())
@@ -394,6 +492,7 @@ mod tests {
             }
             if x % evict_every == evict_every - 1 && !held.is_empty() {
                 spill.evict(&mut held, &pairs[cursor..]).unwrap();
+                assert!(spill.readers.len() <= fan_in(0), "{}", spill.readers.len());
             }
         }
         assert!(spill.bytes() > 0);
@@ -489,5 +588,47 @@ mod tests {
         assert!(!temp.path(&spill.runs()[1].name).unwrap().exists());
         assert_eq!(resumed.take_for(7).unwrap(), []);
         assert_eq!(resumed.take_for(9).unwrap(), [(1, set_of(1))]);
+    }
+
+    #[test]
+    fn held_runs_read_at_once_stay_within_the_fan_in_and_an_earlier_checkpoint_still_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        // Every record of 0..100 waits for a partner 1,000 records later,
+        // and each is written to a run of its own (a share of 0): without
+        // the merge, a reader (a descriptor and two blocks) a record.
+        let pairs = sorted((0..100).map(|a| (a, a + 1_000)).collect());
+        let mut spill = HeldSpill::new(Arc::clone(&temp), Some(0));
+        let mut named = Vec::new();
+        for a in 0..100 {
+            let mut held = HashMap::from([(a, set_of(a))]);
+            spill.evict(&mut held, &pairs).unwrap();
+            assert!(spill.readers.len() <= fan_in(0), "{}", spill.readers.len());
+            if a == 10 {
+                named = spill.runs().to_vec();
+            }
+        }
+        assert!(spill.bytes() > spill.runs().iter().map(|r| r.bytes).sum::<u64>());
+        for b in 1_000..1_100 {
+            assert_eq!(spill.take_for(b).unwrap(), [(b - 1_000, set_of(b - 1_000))]);
+        }
+        // A checkpoint taken before the runs were merged names runs merged
+        // since: they are still on disk, and the merged ones are removed.
+        let merged: Vec<String> = spill.runs().iter().map(|r| r.name.clone()).collect();
+        let mut resumed = HeldSpill::new(Arc::clone(&temp), Some(0));
+        resumed.restore(named).unwrap();
+        assert!(merged.iter().all(|n| !temp.path(n).unwrap().exists()));
+        for b in 1_000..1_011 {
+            assert_eq!(
+                resumed.take_for(b).unwrap(),
+                [(b - 1_000, set_of(b - 1_000))]
+            );
+        }
+        let mut held = HashMap::from([(11, set_of(11))]);
+        resumed.evict(&mut held, &pairs[11..]).unwrap();
+        assert_eq!(resumed.take_for(1_011).unwrap(), [(11, set_of(11))]);
+        spill.remove_all().unwrap();
+        resumed.remove_all().unwrap();
+        assert_eq!(std::fs::read_dir(temp.folder()).unwrap().count(), 0);
     }
 }

@@ -36,10 +36,32 @@ pub const READER_BYTES: u64 = (BLOCK_BYTES + READ_BUFFER + BATCH_BYTES) as u64;
 const MERGED: &str = "merge";
 
 /// The most runs a merge may read at once, with `bytes` for the buffers
-/// of `merges` merges at a time: never below 2.
+/// of `merges` merges at a time, and the descriptors
+/// [`descriptor_room`] leaves for all of them: never below 2.
 pub fn fan_in(bytes: u64, merges: usize) -> usize {
-    let per_merge = bytes / READER_BYTES / merges.max(1) as u64;
+    let readers = (bytes / READER_BYTES).min(descriptor_room());
+    let per_merge = readers / merges.max(1) as u64;
     usize::try_from(per_merge).unwrap_or(usize::MAX).max(2)
+}
+
+/// The runs the spills may hold open at once: half the descriptors the
+/// process may open (`RLIMIT_NOFILE`'s soft limit, 1,024 on many
+/// systems), the other half left to the inputs, the outputs, the
+/// runtime and another pass's runs. A budget's room for readers can pass
+/// the limit (a gigabyte has room for about 13,000), and a merge that
+/// opened that many runs would fail with "too many open files" after the
+/// whole input was read.
+pub fn descriptor_room() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !got || limit.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    limit.rlim_cur / 2
 }
 
 /// Opens the run `info` in `temp`.

@@ -653,7 +653,7 @@ impl Integrate for Verifier {
         let (runs, spilled) = self
             .spill
             .as_ref()
-            .map_or((0, 0), |s| (s.runs().len(), s.bytes()));
+            .map_or((0, 0), |s| (s.runs_written(), s.bytes()));
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &VerifiedForm::of(&self.found))?;
