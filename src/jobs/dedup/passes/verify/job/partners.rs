@@ -60,7 +60,7 @@ pub enum Partners {
         pairs: Arc<Vec<(u32, u32)>>,
         /// The first pair whose later record has not arrived yet.
         cursor: usize,
-        /// [`last_partners`] of the pairs.
+        /// Each earlier record's last partner, sorted by record.
         last: Vec<(u32, u32)>,
     },
     /// Read from the pairs' files.
