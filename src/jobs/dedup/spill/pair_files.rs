@@ -251,7 +251,7 @@ impl<'a> PairFilesWriter<'a> {
         })?;
         self.last.push((earlier, later));
         self.pushed += 1;
-        if self.pushed % BEAT_EVERY == 0 {
+        if self.pushed.is_multiple_of(BEAT_EVERY) {
             self.heartbeat.beat();
         }
         if self.last.len() >= self.limit {
@@ -274,6 +274,7 @@ impl<'a> PairFilesWriter<'a> {
         let last = self.finish_last()?;
         let by_later = self.by_later.finish()?;
         self.temp.wrote(by_later.bytes);
+        self.heartbeat.beat();
         Ok(PairFiles { by_later, last })
     }
 
