@@ -19,6 +19,7 @@ use super::ids::IdKeys;
 use super::keep::KeepKey;
 use super::spans::Spans;
 use super::spill::merge::Merge;
+pub use super::spill::pair_files::CandidatePairs;
 use super::spill::runs::RunError;
 
 /// The kept records.
@@ -65,8 +66,9 @@ pub trait RecordHook: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default)]
 pub struct Candidates {
     /// Candidate pairs `(earlier, later)` by record index, sorted by the
-    /// later record, then the earlier one; no repeats.
-    pub pairs: Vec<(u32, u32)>,
+    /// later record, then the earlier one; no repeats: in memory, or on
+    /// disk past pass 2's share of the budget.
+    pub pairs: CandidatePairs,
     /// The records pass 1 integrated (the others were rejected).
     pub integrated: BitSet,
     /// Records integrated.
@@ -92,7 +94,7 @@ pub struct Candidates {
 impl Candidates {
     /// What the later passes read of pass 1's result, and the candidate
     /// pairs apart: pass 2 takes them, and they are freed when it ends.
-    pub fn split(self) -> (Found, Vec<(u32, u32)>) {
+    pub fn split(self) -> (Found, CandidatePairs) {
         let found = Found {
             integrated: Arc::new(self.integrated),
             spans: Arc::new(self.spans),
@@ -100,7 +102,7 @@ impl Candidates {
             rejected: self.rejected,
             empty: self.empty,
             integrator_bytes: self.integrator_bytes,
-            candidate_pairs: self.pairs.len() as u64,
+            candidate_pairs: self.pairs.len(),
             repeated_ids: self.repeated_ids.len() as u64,
         };
         (found, self.pairs)

@@ -85,6 +85,11 @@ pub struct PassTime {
     candidate_pairs_peak_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     candidate_pairs_bytes_spilled: Option<u64>,
+    /// Past pass 2's share of the budget
+    /// ([`crate::jobs::dedup::budget::Shares::verify_pairs`]): pass 1
+    /// handed the candidate pairs on disk, pass 2 read them from there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_pairs_on_disk: Option<bool>,
 }
 
 impl PassTime {
@@ -102,6 +107,9 @@ impl PassTime {
             candidate_pairs_made: report.result["candidate_pairs_made"].as_u64(),
             candidate_pairs_peak_bytes: report.result["candidate_pairs_peak_bytes"].as_u64(),
             candidate_pairs_bytes_spilled: report.result["candidate_pairs_bytes_spilled"].as_u64(),
+            candidate_pairs_on_disk: report.result["candidate_pairs_on_disk"]
+                .as_bool()
+                .filter(|&on_disk| on_disk),
         }
     }
 
@@ -119,6 +127,7 @@ impl PassTime {
             candidate_pairs_made: None,
             candidate_pairs_peak_bytes: None,
             candidate_pairs_bytes_spilled: None,
+            candidate_pairs_on_disk: None,
         }
     }
 
@@ -139,6 +148,7 @@ impl PassTime {
             candidate_pairs_made: None,
             candidate_pairs_peak_bytes: None,
             candidate_pairs_bytes_spilled: None,
+            candidate_pairs_on_disk: None,
         }
     }
 }

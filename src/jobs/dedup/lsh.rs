@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use super::buckets::{BucketPairs, Fingerprints};
 use super::spill::merge::{Buckets, EntrySource};
+use super::spill::pair_files::CandidatePairs;
 use super::spill::pairs::{sort_pairs, PairSpill, PairsMade, Tally};
 use super::spill::runs::RunError;
 
@@ -71,8 +72,9 @@ pub fn merged_candidate_pairs_spilling<S: EntrySource>(
     threads: usize,
     spill: PairSpill<'_>,
     open: impl Fn(usize) -> Result<S, RunError> + Sync,
-) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
-    pairs_of_merged_bands(bands, threads, 0, Some(spill), open)
+) -> Result<(CandidatePairs, PairsMade), RunError> {
+    let pairs = pairs_of_merged_bands(bands, threads, 0, Some(&spill), open)?;
+    spill.finish(pairs)
 }
 
 /// [`merged_candidate_pairs`] without the pairs whose later record is
@@ -85,20 +87,20 @@ pub fn merged_candidate_pairs_from<S: EntrySource>(
     from: u32,
     open: impl Fn(usize) -> Result<S, RunError> + Sync,
 ) -> Result<Vec<(u32, u32)>, RunError> {
-    pairs_of_merged_bands(bands, threads, from, None, open).map(|(pairs, _)| pairs)
+    pairs_of_merged_bands(bands, threads, from, None, open)
 }
 
-/// [`merged_candidate_pairs_from`], the pairs under `spill` when given.
+/// [`merged_candidate_pairs_from`], the pairs under `sink` when given
+/// (what its lists hold at the end: the caller finishes it).
 fn pairs_of_merged_bands<S: EntrySource>(
     bands: usize,
     threads: usize,
     from: u32,
-    spill: Option<PairSpill<'_>>,
+    sink: Option<&PairSpill<'_>>,
     open: impl Fn(usize) -> Result<S, RunError> + Sync,
-) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
+) -> Result<Vec<(u32, u32)>, RunError> {
     let none = Fingerprints::default();
-    let sink = spill.as_ref();
-    let pairs = on_threads(
+    on_threads(
         bands,
         threads,
         sink,
@@ -129,11 +131,7 @@ fn pairs_of_merged_bands<S: EntrySource>(
             }
             Ok(())
         },
-    )?;
-    match spill {
-        Some(spill) => spill.finish(pairs),
-        None => Ok((pairs, PairsMade::default())),
-    }
+    )
 }
 
 /// Runs `each(state, band, pairs)` for every band below `bands`, and

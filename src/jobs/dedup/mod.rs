@@ -279,6 +279,11 @@ fn chain(
         (signed, _) => signed?,
     };
     let (found, pairs) = signed.split();
+    // Named before pass 2 takes them: removed once the outputs are in.
+    let pair_files = match &pairs {
+        spill::pair_files::CandidatePairs::Disk(files) => Some(files.clone()),
+        spill::pair_files::CandidatePairs::Memory(_) => None,
+    };
     // Pass 1's band runs, merge buffers and signatures are freed: pass 2
     // starts from what it holds, not from pass 1's peak.
     crate::allocator::give_back_freed();
@@ -307,6 +312,11 @@ fn chain(
     // (a file that stays goes with the temporary folder).
     if let Err(e) = spill::places::remove_runs(&ctx.temp, &found.spans) {
         log::warn!("dedup: the outputs are committed, but {e}");
+    }
+    if let Some(Err(e)) = pair_files.map(|files| files.remove(&ctx.temp)) {
+        log::warn!(
+            "dedup: the outputs are committed, but removing the candidate pairs' files: {e}"
+        );
     }
     // The saved index is written once the outputs are committed.
     let indexes = index

@@ -23,6 +23,7 @@ use super::ids::IdKeys;
 use super::keep::KeepKey;
 use super::spans::Spans;
 use super::spill::bands::Spilled;
+use super::spill::pair_files::{CandidatePairs, PairFiles};
 use super::spill::runs::RunInfo;
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
@@ -31,8 +32,9 @@ use super::spill::runs::RunInfo;
 /// 6: the sorted runs pass 1 spilled under a memory budget, and the first
 /// record of the id keys held; 7: the runs of held shingle sets pass 2
 /// spilled; 8: the candidates' `--keep` keys; 9: the records' places on
-/// disk past their share of the budget, named).
-pub const STATE_VERSION: u32 = 9;
+/// disk past their share of the budget, named; 10: the candidate pairs on
+/// disk past pass 2's share, named).
+pub const STATE_VERSION: u32 = 10;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -68,10 +70,34 @@ fn pairs_of(form: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// The candidate pairs: in memory as [`pairs_form`], or the files on
+/// disk that hold them, named (not copied).
+#[derive(Debug, Serialize, Deserialize)]
+enum PairsForm {
+    Memory(Vec<(u32, u32)>),
+    Disk(PairFiles),
+}
+
+impl PairsForm {
+    fn of(pairs: &CandidatePairs) -> Self {
+        match pairs {
+            CandidatePairs::Memory(pairs) => PairsForm::Memory(pairs_form(pairs)),
+            CandidatePairs::Disk(files) => PairsForm::Disk(files.clone()),
+        }
+    }
+
+    fn into_pairs(self) -> CandidatePairs {
+        match self {
+            PairsForm::Memory(form) => CandidatePairs::Memory(pairs_of(form)),
+            PairsForm::Disk(files) => CandidatePairs::Disk(files),
+        }
+    }
+}
+
 /// What pass 1 found ([`Candidates`]): its result, and part of its state.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CandidatesForm {
-    pairs: Vec<(u32, u32)>,
+    pairs: PairsForm,
     integrated: Vec<u64>,
     records: u64,
     rejected: u64,
@@ -86,7 +112,7 @@ impl CandidatesForm {
     /// The form of `found`.
     pub fn of(found: &Candidates) -> Self {
         CandidatesForm {
-            pairs: pairs_form(&found.pairs),
+            pairs: PairsForm::of(&found.pairs),
             integrated: found.integrated.words().to_vec(),
             records: found.records,
             rejected: found.rejected,
@@ -101,7 +127,7 @@ impl CandidatesForm {
     /// Back to what pass 1 found.
     pub fn into_candidates(self) -> Candidates {
         Candidates {
-            pairs: pairs_of(self.pairs),
+            pairs: self.pairs.into_pairs(),
             integrated: BitSet::from_words(self.integrated),
             records: self.records,
             rejected: self.rejected,
@@ -246,7 +272,7 @@ pub struct VerifierForm<S, H> {
 impl<'a> VerifierForm<&'a str, &'a [u64]> {
     /// The form of a Verifier's state.
     pub fn of(
-        cursor: usize,
+        cursor: u64,
         held: &'a HashMap<u32, Vec<u64>>,
         peak_held_bytes: u64,
         spilled: &[RunInfo],
@@ -255,7 +281,7 @@ impl<'a> VerifierForm<&'a str, &'a [u64]> {
         let mut sets: Vec<(u32, &[u64])> = held.iter().map(|(&r, s)| (r, &s[..])).collect();
         sets.sort_unstable_by_key(|&(r, _)| r);
         VerifierForm {
-            cursor: cursor as u64,
+            cursor,
             held: gapped(sets),
             peak_held_bytes,
             spilled: spilled.to_vec(),
@@ -298,7 +324,7 @@ mod tests {
             );
         }
         let found = Candidates {
-            pairs: vec![(0, 3), (3, 64), (0, 900), (64, 900)],
+            pairs: CandidatePairs::Memory(vec![(0, 3), (3, 64), (0, 900), (64, 900)]),
             integrated,
             records: 4,
             rejected: 2,

@@ -63,6 +63,7 @@ use serde::{Deserialize, Serialize};
 use super::leftovers::remove_unnamed;
 use super::levels;
 use super::merge::{EntrySource, Merge};
+use super::pair_files::CandidatePairs;
 use super::pairs::{PairSpill, PairsMade};
 use super::runs::{self, Entry, RunError, RunInfo};
 use super::writer::{self, Background, Chunk, Scratch, Written, PREFIX, SUFFIX};
@@ -179,9 +180,10 @@ pub struct Spiller {
     other_bytes: usize,
     /// Room for the merges' readers ([`Budget::merge_bytes`]).
     merge_bytes: u64,
-    /// The candidate pairs' share as the merge makes them
-    /// ([`Budget::pairs_bytes`]; `None`: no budget, held whole).
-    pairs_bytes: Option<u64>,
+    /// The budget: the candidate pairs' share as the merge makes them
+    /// ([`Budget::pairs_bytes`]), and pass 2's, past which they are handed
+    /// on disk ([`CandidatePairs::handed`]); `None`: no budget, held whole.
+    budget: Option<Budget>,
     /// The pass's own runs merged in levels: on disk until the pass's
     /// result is written (a checkpoint names them).
     aside: Vec<RunInfo>,
@@ -267,7 +269,7 @@ impl Spiller {
             handed: 0,
             other_bytes: 0,
             merge_bytes: budget.map_or(u64::MAX, Budget::merge_bytes),
-            pairs_bytes: budget.map(Budget::pairs_bytes),
+            budget,
             aside: Vec::new(),
             in_levels: 0,
             kept: None,
@@ -545,7 +547,7 @@ impl Spiller {
         Ok(Runs {
             temp: &self.temp,
             spilled: &writes.spilled,
-            pairs: self.pairs_bytes.map(|share| (share, self.merge_bytes)),
+            budget: self.budget,
             kept: self.kept.as_ref(),
             heartbeat,
         })
@@ -623,8 +625,8 @@ pub struct Runs<'a> {
     temp: &'a TempSpace,
     spilled: &'a Spilled,
     /// Under a budget: the candidate pairs' share and the room for the
-    /// readers of their runs' merge ([`PairSpill`]).
-    pairs: Option<(u64, u64)>,
+    /// readers of their runs' merge ([`PairSpill`]), and pass 2's share.
+    budget: Option<Budget>,
     kept: Option<&'a Arc<writer::Sorted>>,
     /// What every merge beats as it reads.
     heartbeat: &'a Heartbeat,
@@ -690,6 +692,11 @@ impl Runs<'_> {
         self.kept.is_some()
     }
 
+    /// The temporary space the runs are in.
+    pub fn temp(&self) -> &TempSpace {
+        self.temp
+    }
+
     /// Bands.
     pub fn bands(&self) -> usize {
         self.spilled.bands.len()
@@ -715,17 +722,21 @@ impl Runs<'_> {
     /// The candidate pairs of every band's runs, merged on up to
     /// `threads` threads: [`crate::jobs::dedup::lsh::candidate_pairs`] of
     /// the same lists. Under a budget, the pairs as they are made stay
-    /// within their share, and go to sorted runs past it ([`PairSpill`]).
-    pub fn pairs(&self, threads: usize) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
+    /// within their share, and go to sorted runs past it ([`PairSpill`]);
+    /// past pass 2's share they are handed on disk
+    /// ([`CandidatePairs::handed`]).
+    pub fn pairs(&self, threads: usize) -> Result<(CandidatePairs, PairsMade), RunError> {
         let open = |b: usize| self.band(b);
-        match self.pairs {
-            Some((share, readers)) => {
-                let spill =
-                    PairSpill::new(self.temp, share, threads, readers).beating(self.heartbeat);
+        match self.budget {
+            Some(budget) => {
+                let (share, readers) = (budget.pairs_bytes(), budget.merge_bytes());
+                let spill = PairSpill::new(self.temp, share, threads, readers)
+                    .beating(self.heartbeat)
+                    .handing(budget.max_memory);
                 merged_candidate_pairs_spilling(self.bands(), threads, spill, open)
             }
             None => Ok((
-                merged_candidate_pairs(self.bands(), threads, open)?,
+                CandidatePairs::Memory(merged_candidate_pairs(self.bands(), threads, open)?),
                 PairsMade::default(),
             )),
         }
@@ -870,7 +881,11 @@ mod tests {
             let runs = spiller.runs(threads, &heartbeat).unwrap();
             assert!(runs.keeps_last());
             let (pairs, _) = runs.pairs(threads).unwrap();
-            assert!(pairs == expected, "{threads} threads: other pairs");
+            assert!(
+                pairs.read(&temp) == expected,
+                "{threads} threads: other pairs"
+            );
+            pairs.remove(&temp).unwrap();
             assert_eq!(runs.repeats().unwrap(), all_ids.repeats());
         }
         spiller.remove_all().unwrap();
@@ -911,7 +926,11 @@ mod tests {
             let runs = spiller.runs(threads, &heartbeat).unwrap();
             let (pairs, made) = runs.pairs(threads).unwrap();
             assert!(heartbeat.beats() >= nbands as u64, "{}", heartbeat.beats());
-            assert!(pairs == expected, "{threads} threads: other pairs");
+            assert!(
+                pairs.read(&temp) == expected,
+                "{threads} threads: other pairs"
+            );
+            pairs.remove(&temp).unwrap();
             assert!(made.bytes_spilled > 0);
             pairs_spilled += made.bytes_spilled;
         }
@@ -937,7 +956,8 @@ mod tests {
             .pairs(2)
             .unwrap()
             .0;
-        assert!(pairs == expected, "restored: other pairs");
+        assert!(pairs.read(&temp) == expected, "restored: other pairs");
+        pairs.remove(&temp).unwrap();
         // A named run that is gone is refused, naming it.
         std::fs::remove_file(temp.path(&spilled.ids[2].name).unwrap()).unwrap();
         let err = Spiller::new(Arc::clone(&temp), None, nbands)

@@ -203,6 +203,20 @@ impl HeldReader {
     }
 }
 
+/// The candidate pairs whose later record has not arrived, as `(earlier,
+/// later)` sorted by `(later, earlier)`: what [`HeldSpill::evict`] reads
+/// (twice: to count, then to write), from memory or from disk.
+pub trait Pending {
+    /// Calls `f` with each pair in order; its first error ends the scan.
+    fn each(&self, f: &mut dyn FnMut((u32, u32)) -> Result<(), RunError>) -> Result<(), RunError>;
+}
+
+impl Pending for [(u32, u32)] {
+    fn each(&self, f: &mut dyn FnMut((u32, u32)) -> Result<(), RunError>) -> Result<(), RunError> {
+        self.iter().try_for_each(|&p| f(p))
+    }
+}
+
 /// The held sets of pass 2 that went to disk: the runs written (what a
 /// checkpoint names), and the merge that hands each set back when its
 /// later partner arrives.
@@ -282,13 +296,11 @@ impl HeldSpill {
     }
 
     /// Writes every `held` set to a run, each once per partner of `pending`
-    /// (the candidate pairs whose later record has not arrived, as
-    /// `(earlier, later)` sorted by `(later, earlier)`), and empties
-    /// `held`.
+    /// ([`Pending`]), and empties `held`.
     pub fn evict(
         &mut self,
         held: &mut HashMap<u32, Vec<u64>>,
-        pending: &[(u32, u32)],
+        pending: &(impl Pending + ?Sized),
     ) -> Result<(), RunError> {
         if self.readers.len() >= fan_in(self.share) {
             self.merge_runs()?;
@@ -300,7 +312,11 @@ impl HeldSpill {
         // A generous estimate: every pending pair's earlier set at the
         // largest size held.
         let largest = held.values().map(Vec::len).max().unwrap_or(0) as u64;
-        let pairs = pending.iter().filter(|p| held.contains_key(&p.0)).count() as u64;
+        let mut pairs = 0u64;
+        pending.each(&mut |(a, _)| {
+            pairs += u64::from(held.contains_key(&a));
+            Ok(())
+        })?;
         self.temp
             .ensure_room(pairs * (largest * 8 + 15) + 64)
             .map_err(|cause| RunError::Io {
@@ -315,11 +331,10 @@ impl HeldSpill {
             );
         }
         let mut writer = HeldWriter::create(&path)?;
-        for &(a, b) in pending {
-            if let Some(set) = held.get(&a) {
-                writer.push(b, a, set)?;
-            }
-        }
+        pending.each(&mut |(a, b)| match held.get(&a) {
+            Some(set) => writer.push(b, a, set),
+            None => Ok(()),
+        })?;
         let info = writer.finish()?;
         self.temp.wrote(info.bytes);
         self.written += info.bytes;
@@ -575,7 +590,7 @@ mod tests {
         let pairs = sorted(vec![(1, 5), (2, 5), (1, 9), (3, 9)]);
         let mut spill = HeldSpill::new(Arc::clone(&temp), Some(0));
         let mut held = HashMap::from([(1, set_of(1)), (2, set_of(2))]);
-        spill.evict(&mut held, &pairs).unwrap();
+        spill.evict(&mut held, &pairs[..]).unwrap();
         let named = spill.runs().to_vec();
         let mut held = HashMap::from([(3, set_of(3))]);
         spill.evict(&mut held, &pairs[2..]).unwrap();
@@ -602,7 +617,7 @@ mod tests {
         let mut named = Vec::new();
         for a in 0..100 {
             let mut held = HashMap::from([(a, set_of(a))]);
-            spill.evict(&mut held, &pairs).unwrap();
+            spill.evict(&mut held, &pairs[..]).unwrap();
             assert!(spill.readers.len() <= fan_in(0), "{}", spill.readers.len());
             if a == 10 {
                 named = spill.runs().to_vec();

@@ -4,6 +4,8 @@
 //! are merged band by band into the candidate pairs when the pass ends
 //! (the pairs, as they are made, spill in turn past their share:
 //! [`pairs`]);
+//! past their share in pass 2, the pairs pass 1 hands it go to two sorted
+//! runs it reads front to back ([`pair_files`]);
 //! pass 2's held shingle sets spill to runs keyed by the later partner,
 //! merged back as the pass advances ([`held`]); the records' places go to
 //! runs in record order, read back by passes 2 and 3 ([`places`]).
@@ -17,6 +19,7 @@
 //! | [`writer`] | a full chunk sorted and written as runs on a thread of its own, one chunk in flight at most |
 //! | [`bands`] | the budget's shares, pass 1's chunks handed to the writer, their runs merged into candidate pairs and repeated ids, and what a checkpoint names |
 //! | [`pairs`] | pass 1's candidate pairs as the merge makes them, past their share sorted runs merged into the pairs without their repeats across bands |
+//! | [`pair_files`] | the candidate pairs handed to pass 2, past their share written by the later record and, with each one's last partner, by the earlier one, and read back front to back |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
 //! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
@@ -29,6 +32,7 @@ pub mod held;
 pub mod leftovers;
 pub mod levels;
 pub mod merge;
+pub mod pair_files;
 pub mod pairs;
 #[cfg(test)]
 mod pinned;

@@ -14,7 +14,9 @@
 //! [`super::levels`] does, but each pair once, since runs repeat pairs)
 //! are merged once more, and each pair is kept once:
 //! the pairs [`crate::jobs::dedup::lsh::candidate_pairs`] would give, in
-//! the same order.
+//! the same order: into a list, or, past pass 2's share of the budget,
+//! into the files pass 2 reads them from ([`super::pair_files`]), never
+//! held whole.
 //!
 //! The runs live only while pass 1 finishes: no checkpoint names them.
 //! Their names start as every pass 1 run's ([`super::writer::PREFIX`]),
@@ -27,8 +29,11 @@ use std::sync::Mutex;
 
 use drainpipe_actors::{Heartbeat, TempSpace};
 
+use crate::jobs::dedup::budget::Shares;
+
 use super::levels;
 use super::merge::EntrySource;
+use super::pair_files::{CandidatePairs, PairFilesWriter};
 use super::runs::{Entry, RunError, RunInfo, RunWriter};
 use super::writer::{write_run, PREFIX, SUFFIX};
 
@@ -55,6 +60,9 @@ pub struct PairSpill<'a> {
     made: AtomicU64,
     /// What the merges of the runs beat as they read (pass 1's finish).
     heartbeat: Heartbeat,
+    /// The budget the merged pairs are handed on under
+    /// ([`CandidatePairs::handed`]; `None`: in memory).
+    hand: Option<u64>,
 }
 
 /// What one thread's list was last counted at ([`PairSpill::check`]).
@@ -94,6 +102,7 @@ impl<'a> PairSpill<'a> {
             peak: AtomicU64::new(0),
             made: AtomicU64::new(0),
             heartbeat: Heartbeat::default(),
+            hand: None,
         }
     }
 
@@ -101,6 +110,16 @@ impl<'a> PairSpill<'a> {
     pub fn beating(self, heartbeat: &Heartbeat) -> Self {
         PairSpill {
             heartbeat: heartbeat.clone(),
+            ..self
+        }
+    }
+
+    /// Hands the merged pairs on under `max_memory`: past pass 2's share
+    /// they are written to disk as they are merged, never held whole
+    /// ([`CandidatePairs::handed`]).
+    pub fn handing(self, max_memory: u64) -> Self {
+        PairSpill {
+            hand: Some(max_memory),
             ..self
         }
     }
@@ -196,13 +215,14 @@ impl<'a> PairSpill<'a> {
     /// Every pair, sorted by `(later, earlier)` without repeats: `rest`
     /// (what the threads' lists held at the end) and the runs'. Nothing
     /// spilled: `rest` sorted. Else `rest` is written as a run too, the
-    /// runs are merged (in levels first when they are too many, each pair once), counted,
-    /// and merged again into a list of exactly the pairs' room; every run
-    /// is removed.
+    /// runs are merged (in levels first when they are too many, each pair
+    /// once), counted, and merged again into a list of exactly the pairs'
+    /// room, or, past pass 2's share, into the pairs' files; every run is
+    /// removed.
     pub fn finish(
         self,
         mut rest: Vec<(u32, u32)>,
-    ) -> Result<(Vec<(u32, u32)>, PairsMade), RunError> {
+    ) -> Result<(CandidatePairs, PairsMade), RunError> {
         sort_pairs(&mut rest);
         let mut made = PairsMade {
             made: self.made.load(Ordering::Relaxed),
@@ -211,7 +231,10 @@ impl<'a> PairSpill<'a> {
         };
         let mut runs = self.runs.into_inner().unwrap_or_else(|p| p.into_inner());
         if runs.is_empty() {
-            return Ok((rest, made));
+            let before = self.temp.bytes_spilled();
+            let pairs = CandidatePairs::handed(rest, self.temp, self.hand, &self.heartbeat)?;
+            made.bytes_spilled = self.temp.bytes_spilled() - before;
+            return Ok((pairs, made));
         }
         let spill = PairSpill {
             runs: Mutex::default(),
@@ -222,16 +245,25 @@ impl<'a> PairSpill<'a> {
         drop(rest);
         runs.extend(spill.runs());
         made.bytes_spilled = runs.iter().map(|r| r.bytes).sum();
-        let (temp, beat) = (spill.temp, &spill.heartbeat);
+        let (temp, beat, hand) = (spill.temp, &spill.heartbeat, spill.hand);
         let outcome = reduce(temp, &mut runs, spill.fan_in, beat).and_then(|written| {
             made.bytes_spilled += written;
             let count = merged(temp, &runs, beat, |_| Ok(()))?;
+            if let (false, Some(max_memory)) = (CandidatePairs::fit(count as u64, hand), hand) {
+                let shares = Shares { max_memory };
+                let before = temp.bytes_spilled();
+                let mut files = PairFilesWriter::new(temp, count as u64, shares, beat)?;
+                merged(temp, &runs, beat, |p| files.push(p))?;
+                let files = files.finish()?;
+                made.bytes_spilled += temp.bytes_spilled() - before;
+                return Ok((CandidatePairs::Disk(files), made));
+            }
             let mut pairs = Vec::with_capacity(count);
             merged(temp, &runs, beat, |p| {
                 pairs.push(p);
                 Ok(())
             })?;
-            Ok((pairs, made))
+            Ok((CandidatePairs::Memory(pairs), made))
         });
         remove(temp, &runs)?;
         outcome
@@ -356,6 +388,9 @@ mod tests {
             spill.check(&mut list, &mut tally).unwrap();
         }
         let (got, made) = spill.finish(list).unwrap();
+        let CandidatePairs::Memory(got) = got else {
+            panic!("no budget to hand them on under: held in memory");
+        };
         assert_eq!(made.made, pairs.len() as u64, "every pair made is counted");
         // A list within its limit, with the room doubling leaves it.
         assert!(made.peak_bytes <= 2 * (limit + step as u64) * PAIR_BYTES);

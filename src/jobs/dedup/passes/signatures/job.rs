@@ -26,7 +26,7 @@ use drainpipe_actors::{
 };
 
 use crate::input::{parse_text_record, TextFields, TextRecord};
-use crate::jobs::dedup::chain::{BandsHook, Candidates};
+use crate::jobs::dedup::chain::{BandsHook, CandidatePairs, Candidates};
 use crate::jobs::dedup::ids::{id_key, IdKeys};
 use crate::jobs::dedup::lsh::candidate_pairs;
 use crate::jobs::dedup::minhash::{BandKeys, MinHasher};
@@ -182,6 +182,10 @@ impl Job for SignatureJob {
             }),
             failed: None,
             pairs_made: PairsMade::default(),
+            max_memory: self
+                .spill
+                .as_ref()
+                .and_then(|(_, budget, _)| budget.map(|b| b.max_memory)),
         };
         // With an index hook the bands end as sorted runs whatever the
         // budget: the spiller notes every record's fingerprint from the
@@ -226,6 +230,9 @@ pub struct BandIndex {
     failed: Option<(std::io::ErrorKind, String)>,
     /// What the candidate pairs took as the runs' merge made them.
     pairs_made: PairsMade,
+    /// The run's budget (`None`: none): past pass 2's share of it the
+    /// candidate pairs are handed on disk ([`CandidatePairs::handed`]).
+    max_memory: Option<u64>,
 }
 
 impl BandIndex {
@@ -243,7 +250,7 @@ impl BandIndex {
             // The records' fingerprints while pairs are made, 8 bytes each
             // (`buckets::Fingerprints`).
             + self.bands.first().map_or(0, Vec::len) * 8
-            + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32)>()
+            + self.found.pairs.heap_bytes()
             + self.spiller.as_ref().map_or(0, Spiller::heap_bytes)
     }
 
@@ -304,7 +311,10 @@ impl BandIndex {
     /// in memory, or, once anything was spilled (always, with an index
     /// hook), the last chunk spilled too and every band's runs merged,
     /// the merges beating `heartbeat` (the finish's) as they go.
-    fn pairs_and_repeats(&mut self, heartbeat: &Heartbeat) -> Result<(Pairs, Pairs), RecordError> {
+    fn pairs_and_repeats(
+        &mut self,
+        heartbeat: &Heartbeat,
+    ) -> Result<(CandidatePairs, Pairs), RecordError> {
         // Past the last record integrated (where a next chunk would start).
         let next = self.found.integrated.words().len() as u64 * 64;
         if self.bands_hook.is_some() && self.spiller.is_none() {
@@ -331,7 +341,17 @@ impl BandIndex {
                         .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
                     let pairs = match &hook {
                         Some(hook) => {
-                            hook.candidate_pairs(runs.bands(), threads, &|b: usize| runs.band(b))?
+                            let pairs =
+                                hook.candidate_pairs(runs.bands(), threads, &|b| runs.band(b))?;
+                            let before = runs.temp().bytes_spilled();
+                            let pairs = CandidatePairs::handed(
+                                pairs,
+                                runs.temp(),
+                                self.max_memory,
+                                heartbeat,
+                            )?;
+                            pairs_made.bytes_spilled = runs.temp().bytes_spilled() - before;
+                            pairs
                         }
                         None => {
                             let (pairs, made) = runs.pairs(threads)?;
@@ -360,7 +380,20 @@ impl BandIndex {
                 self.pairs_made = pairs_made;
                 merged.map_err(|e: RunError| e.into_io().into())
             }
-            _ => Ok(self.sorted_in_memory()),
+            _ => {
+                let (pairs, repeated) = self.sorted_in_memory();
+                let pairs = match &self.temp {
+                    Some(temp) => {
+                        let before = temp.bytes_spilled();
+                        let pairs = CandidatePairs::handed(pairs, temp, self.max_memory, heartbeat)
+                            .map_err(RunError::into_io)?;
+                        self.pairs_made.bytes_spilled = temp.bytes_spilled() - before;
+                        pairs
+                    }
+                    None => CandidatePairs::Memory(pairs),
+                };
+                Ok((pairs, repeated))
+            }
         }
     }
 
@@ -513,6 +546,7 @@ impl Integrate for BandIndex {
             "partial": run.partial,
             "records": self.found.records,
             "candidate_pairs": self.found.pairs.len(),
+            "candidate_pairs_on_disk": matches!(self.found.pairs, CandidatePairs::Disk(_)),
             "integrator_bytes": self.found.integrator_bytes,
             "spill_runs": spills,
             "bytes_spilled": spilled_bytes,

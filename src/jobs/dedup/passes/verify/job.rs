@@ -11,7 +11,9 @@
 //! waiting for a partner, never the corpus. Under a memory budget, once
 //! those sets pass their share ([`held_share`]) they go to disk as sorted
 //! runs keyed by the later partner, and come back by a merge as it
-//! arrives ([`crate::jobs::dedup::spill::held`]). Its state is checkpointed
+//! arrives ([`crate::jobs::dedup::spill::held`]). Past their own share,
+//! the candidate pairs and each earlier record's last partner are read
+//! from disk front to back ([`Partners`]). Its state is checkpointed
 //! ([`VerifierForm`]); when the pass completes it writes what it verified
 //! ([`Verified`]) for a resumed run ([`ResultFile`]).
 
@@ -34,11 +36,14 @@ use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::shingle_set;
 use crate::jobs::dedup::similarity::jaccard;
 use crate::jobs::dedup::spill::held::HeldSpill;
+use crate::jobs::dedup::spill::pair_files::{pair_of, CandidatePairs, PairFiles, PairReader};
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{VerifiedForm, VerifierForm, STATE_VERSION};
 
+mod partners;
 mod remote;
 
+pub use partners::Partners;
 pub use remote::{VerifyStep, REMOTE_NAME};
 
 /// A candidate record's id (JSON value text), shingle set, for an
@@ -55,7 +60,8 @@ pub struct VerifyJob {
     threshold: f64,
     integrated: Arc<BitSet>,
     candidates: Arc<BitSet>,
-    pairs: Arc<Vec<(u32, u32)>>,
+    /// The candidate pairs, in memory or on disk ([`PairsIn`]).
+    pairs: PairsIn,
     /// When the source reads the candidate records only: the record index
     /// of each record it yields, in order.
     reread: Option<Arc<Vec<u32>>>,
@@ -94,6 +100,58 @@ struct Pass2Shares {
     ids: u64,
 }
 
+/// The candidate pairs pass 2 reads: held in memory, or in their files in
+/// the run's temporary space, read front to back
+/// ([`crate::jobs::dedup::spill::pair_files`]).
+#[derive(Debug, Clone)]
+pub enum PairsIn {
+    /// Held whole.
+    Memory(Arc<Vec<(u32, u32)>>),
+    /// On disk.
+    Disk(Arc<TempSpace>, PairFiles),
+}
+
+impl PairsIn {
+    /// Pass 1's `pairs`, whose files (if on disk) are in `temp`.
+    pub fn of(pairs: CandidatePairs, temp: &Arc<TempSpace>) -> Self {
+        match pairs {
+            CandidatePairs::Memory(pairs) => PairsIn::Memory(Arc::new(pairs)),
+            CandidatePairs::Disk(files) => PairsIn::Disk(Arc::clone(temp), files),
+        }
+    }
+
+    /// The pairs held in memory, if they are.
+    pub fn in_memory(&self) -> Option<&[(u32, u32)]> {
+        match self {
+            PairsIn::Memory(pairs) => Some(pairs),
+            PairsIn::Disk(..) => None,
+        }
+    }
+
+    /// Calls `f` with each pair in order: from memory, or from their file
+    /// read front to back once.
+    fn each(&self, mut f: impl FnMut((u32, u32))) -> Result<(), RunError> {
+        match self {
+            PairsIn::Memory(pairs) => pairs.iter().for_each(|&p| f(p)),
+            PairsIn::Disk(temp, files) => {
+                let mut reader = PairReader::open(temp, &files.by_later)?;
+                while let Some(entry) = reader.next_entry()? {
+                    f(pair_of(entry));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// As pass 2's Integrator reads them.
+    fn partners(&self) -> Partners {
+        match self {
+            PairsIn::Memory(pairs) => Partners::in_memory(Arc::clone(pairs)),
+            PairsIn::Disk(temp, files) => Partners::on_disk(Arc::clone(temp), files.clone()),
+        }
+    }
+}
+
 /// The index in the whole input of the `index`-th record the source
 /// yielded: itself, unless the source reads some records only.
 fn original(reread: Option<&Arc<Vec<u32>>>, index: u64) -> Result<u64, RecordError> {
@@ -109,20 +167,21 @@ fn original(reread: Option<&Arc<Vec<u32>>>, index: u64) -> Result<u64, RecordErr
 
 impl VerifyJob {
     /// Pass 2 over the candidate `pairs` of pass 1 (sorted by the later
-    /// record), for the records pass 1 `integrated`.
+    /// record), for the records pass 1 `integrated`. Pairs on disk are
+    /// read once here, front to back, for the candidates' bits.
     pub fn new(
         fields: TextFields,
         ngram: usize,
         threshold: f64,
         integrated: Arc<BitSet>,
-        pairs: Arc<Vec<(u32, u32)>>,
-    ) -> Self {
+        pairs: PairsIn,
+    ) -> Result<Self, RunError> {
         let mut candidates = BitSet::new();
-        for &(a, b) in pairs.iter() {
+        pairs.each(|(a, b)| {
             candidates.insert(a.into());
             candidates.insert(b.into());
-        }
-        VerifyJob {
+        })?;
+        Ok(VerifyJob {
             fields,
             ngram,
             threshold,
@@ -138,7 +197,7 @@ impl VerifyJob {
             spill: None,
             keep: KeepPolicy::First,
             slot: Arc::default(),
-        }
+        })
     }
 
     /// Computes each candidate's key under `keep` in step 1 and hands it
@@ -291,10 +350,8 @@ impl Job for VerifyJob {
     fn integrator(&self) -> Verifier {
         Verifier {
             threshold: self.threshold,
-            pairs: Arc::clone(&self.pairs),
+            partners: self.pairs.partners(),
             reread: self.reread.clone(),
-            cursor: 0,
-            last_partner: last_partners(&self.pairs),
             held: HashMap::new(),
             held_bytes: 0,
             peak_held_bytes: 0,
@@ -319,34 +376,10 @@ impl Job for VerifyJob {
                 .filter(|_| self.record_hook.is_none())
                 .and_then(|(_, budget, _)| budget.map(|b| (b.ids, b.ids))),
             peak_ids_bytes: 0,
+            peak_pairs_bytes: 0,
             slot: Arc::clone(&self.slot),
         }
     }
-}
-
-/// For each record that is the earlier one of some pair, its latest
-/// partner (after which its set is dropped), sorted by record: 8 bytes a
-/// record, looked up by binary search.
-fn last_partners(pairs: &[(u32, u32)]) -> Vec<(u32, u32)> {
-    let mut last = pairs.to_vec();
-    last.sort_unstable();
-    // Of each record's pairs, the last sorted is its latest partner.
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    for (a, b) in last {
-        match out.last_mut() {
-            Some(previous) if previous.0 == a => previous.1 = b,
-            _ => out.push((a, b)),
-        }
-    }
-    out.shrink_to_fit();
-    out
-}
-
-/// `record`'s latest partner in [`last_partners`]' list.
-fn last_of(list: &[(u32, u32)], record: u32) -> Option<u32> {
-    list.binary_search_by_key(&record, |&(a, _)| a)
-        .ok()
-        .map(|at| list[at].1)
 }
 
 /// Bytes a held set is counted for: its hashes and its table entry.
@@ -362,12 +395,10 @@ const HELD_ENTRY_BYTES: u64 = 40;
 #[derive(Debug)]
 pub struct Verifier {
     threshold: f64,
-    pairs: Arc<Vec<(u32, u32)>>,
+    /// The candidate pairs from the first one whose later record has not
+    /// arrived yet, and each earlier record's last partner.
+    partners: Partners,
     reread: Option<Arc<Vec<u32>>>,
-    /// The first pair whose later record has not arrived yet.
-    cursor: usize,
-    /// [`last_partners`] of the pairs.
-    last_partner: Vec<(u32, u32)>,
     held: HashMap<u32, Vec<u64>>,
     held_bytes: u64,
     peak_held_bytes: u64,
@@ -395,6 +426,8 @@ pub struct Verifier {
     ids_limit: Option<(u64, u64)>,
     /// Most bytes the candidates' ids and keys held.
     peak_ids_bytes: u64,
+    /// Most bytes the candidate pairs and last partners held.
+    peak_pairs_bytes: u64,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -417,7 +450,7 @@ impl Verifier {
 
     /// The sets of `x`'s earlier partners that went to disk.
     fn spilled_for(&mut self, x: u32) -> Result<Vec<(u32, Vec<u64>)>, RunError> {
-        let due = self.pairs.get(self.cursor).is_some_and(|p| p.1 == x);
+        let due = self.partners.peek()?.is_some_and(|p| p.1 == x);
         match &mut self.spill {
             Some(spill) if due => spill.take_for(x),
             _ => Ok(Vec::new()),
@@ -426,11 +459,17 @@ impl Verifier {
 
     /// Verifies the pairs whose later record is `x` (its shingle set
     /// `set`), dropping each earlier set after its last partner.
-    fn verify_pairs_of(&mut self, x: u32, set: &[u64], spilled: &[(u32, Vec<u64>)]) {
-        let pairs = &self.pairs;
-        while self.cursor < pairs.len() && pairs[self.cursor].1 == x {
-            let y = pairs[self.cursor].0;
-            self.cursor += 1;
+    fn verify_pairs_of(
+        &mut self,
+        x: u32,
+        set: &[u64],
+        spilled: &[(u32, Vec<u64>)],
+    ) -> Result<(), RunError> {
+        while let Some((y, later)) = self.partners.peek()? {
+            if later != x {
+                break;
+            }
+            self.partners.pass();
             let earlier = match self.held.get(&y) {
                 Some(s) => Some(&s[..]),
                 None => spilled
@@ -447,31 +486,49 @@ impl Verifier {
             if j >= self.threshold {
                 self.found.pairs.push((y, x, j));
             }
-            if last_of(&self.last_partner, y) == Some(x) {
+            if self.partners.ends(y, x) {
                 if let Some(gone) = self.held.remove(&y) {
                     self.held_bytes -= held_cost(&gone);
                 }
             }
         }
+        Ok(())
     }
 
     /// Holds `x`'s set when a later record pairs with it, and sends the
     /// held sets to disk once they pass their share.
     fn hold(&mut self, x: u32, set: Vec<u64>) -> Result<(), RunError> {
-        if last_of(&self.last_partner, x).is_none_or(|last| last <= x) {
-            return Ok(());
+        match self.partners.last_on_arrival(x)? {
+            Some(last) if last > x => self.partners.held(x, last),
+            _ => return Ok(()),
         }
         self.held_bytes += held_cost(&set);
         self.held.insert(x, set);
+        self.peak_pairs_bytes = self.peak_pairs_bytes.max(self.partners.heap_bytes());
         let merge = self.spill.as_ref().map_or(0, HeldSpill::heap_bytes);
         self.peak_held_bytes = self.peak_held_bytes.max(self.held_bytes + merge);
         if let Some(spill) = &mut self.spill {
             if spill.is_over(self.held_bytes + merge) {
-                spill.evict(&mut self.held, &self.pairs[self.cursor..])?;
+                self.partners.evict(spill, &mut self.held)?;
                 self.held_bytes = 0;
             }
         }
         Ok(())
+    }
+
+    /// Passes the pairs whose later record never arrived, verifies those
+    /// of `x` and holds `x`'s set when a later record pairs with it.
+    fn check_pairs_of(&mut self, x: u32, set: Vec<u64>) -> Result<(), RunError> {
+        while let Some((_, later)) = self.partners.peek()? {
+            if later >= x {
+                break;
+            }
+            self.found.unverifiable += 1;
+            self.partners.pass();
+        }
+        let spilled = self.spilled_for(x)?;
+        self.verify_pairs_of(x, &set, &spilled)?;
+        self.hold(x, set)
     }
 
     /// Bytes the candidates' ids and `--keep` keys hold.
@@ -516,9 +573,15 @@ impl Verifier {
             .collect();
         members.sort_unstable();
         members.dedup();
-        let last = &self.last_partner;
-        let keep =
-            |r: u32| members.binary_search(&r).is_ok() || last_of(last, r).is_some_and(|l| l > x);
+        let waiting = match self.partners.waiting_after(x) {
+            Ok(waiting) => waiting,
+            Err(e) => {
+                // Nothing pruned: the ids stay, the run stops.
+                self.fail(e);
+                return;
+            }
+        };
+        let keep = |r: u32| members.binary_search(&r).is_ok() || waiting.contains(r);
         self.found.ids.retain(keep);
         self.found.keys.retain(|&r, _| keep(r));
         self.found.keys.shrink_to_fit();
@@ -526,10 +589,11 @@ impl Verifier {
 
     /// Bytes of the tables the Integrator holds besides the held sets.
     fn tables_bytes(&self) -> u64 {
-        let tables = self.last_partner.capacity() * 8
-            + self.pairs.len() * std::mem::size_of::<(u32, u32)>()
-            + self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
-        tables as u64 + self.candidates_bytes + self.peak_ids_bytes.max(self.ids_bytes())
+        let tables = self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
+        tables as u64
+            + self.peak_pairs_bytes.max(self.partners.heap_bytes())
+            + self.candidates_bytes
+            + self.peak_ids_bytes.max(self.ids_bytes())
     }
 }
 
@@ -557,27 +621,16 @@ impl Integrate for Verifier {
         if !set.is_empty() {
             self.found.ids.insert(x, &id);
         }
-        let pairs = &self.pairs;
-        while self.cursor < pairs.len() && pairs[self.cursor].1 < x {
-            self.found.unverifiable += 1;
-            self.cursor += 1;
-        }
-        let spilled = match self.spilled_for(x) {
-            Ok(spilled) => spilled,
-            Err(e) => {
-                self.fail(e);
-                return Ok(());
-            }
-        };
-        self.verify_pairs_of(x, &set, &spilled);
-        if let Err(e) = self.hold(x, set) {
+        if let Err(e) = self.check_pairs_of(x, set) {
             self.fail(e);
             return Ok(());
         }
         if let Some(fates) = &self.fates {
             // Pairs are sorted by their later record: every pair before
-            // the cursor is checked.
-            let below = self.pairs.get(self.cursor).map_or(u64::MAX, |p| p.1.into());
+            // the cursor is checked (the copy beside runs with the pairs
+            // in memory only).
+            let next = self.partners.peek().ok().flatten();
+            let below = next.map_or(u64::MAX, |p| p.1.into());
             fates.checked(below, &self.found.pairs[self.told..]);
             self.told = self.found.pairs.len();
         }
@@ -591,7 +644,7 @@ impl Integrate for Verifier {
         }
         let spilled = self.spill.as_ref().map_or(&[][..], HeldSpill::runs);
         let form = VerifierForm::of(
-            self.cursor,
+            self.partners.position(),
             &self.held,
             self.peak_held_bytes,
             spilled,
@@ -602,14 +655,10 @@ impl Integrate for Verifier {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), RecordError> {
         let mut form: VerifierForm<Box<str>, Vec<u64>> = codec::decode(state, STATE_VERSION)?;
-        let cursor = usize::try_from(form.cursor).unwrap_or(usize::MAX);
-        if cursor > self.pairs.len() {
-            return Err(format!(
-                "the checkpoint is past candidate pair {cursor}, this run has {}",
-                self.pairs.len()
-            )
-            .into());
-        }
+        let held = form.take_held();
+        let mut held_records: Vec<u32> = held.keys().copied().collect();
+        held_records.sort_unstable();
+        self.partners.restore(form.cursor, &held_records)?;
         if !form.spilled.is_empty() && self.spill.is_none() {
             // Resumed without a budget: the named runs are merged still.
             let temp = self
@@ -623,8 +672,7 @@ impl Integrate for Verifier {
                 .restore(std::mem::take(&mut form.spilled))
                 .map_err(RunError::into_io)?;
         }
-        self.cursor = cursor;
-        self.held = form.take_held();
+        self.held = held;
         self.held_bytes = self.held.values().map(|s| held_cost(s)).sum();
         self.peak_held_bytes = form.peak_held_bytes.max(self.held_bytes);
         self.found = form.found.into_verified();
@@ -641,7 +689,7 @@ impl Integrate for Verifier {
         // `rejects.jsonl` with its outputs.
         run.commit_rejects()?;
         crate::jobs::dedup::crash::here("dedup::pass2_finishing");
-        self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
+        self.found.unverifiable += self.partners.count() - self.partners.position();
         self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
         if self.ids_limit.is_some() && !run.partial {
             // Every partner has come: only the clusters' ids are left.
@@ -673,6 +721,8 @@ impl Integrate for Verifier {
             "spill_runs": runs,
             "bytes_spilled": spilled,
             "candidate_ids_peak_bytes": self.peak_ids_bytes.max(self.ids_bytes()),
+            "candidate_pairs_peak_bytes": self.peak_pairs_bytes.max(self.partners.heap_bytes()),
+            "candidate_pairs_on_disk": matches!(self.partners, Partners::Disk(_)),
         });
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);

@@ -6,7 +6,7 @@
 //! | reads | the candidate records only, at the places pass 1 noted ([`reread`]), or the whole input |
 //! | step 1 sends | [`Member`]: a candidate's id and shingle set (and its words for an index hook) |
 //! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
-//! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), named by the checkpoints, removed once the result is written |
+//! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), named by the checkpoints, removed once the result is written; the candidate pairs and last partners past theirs, written by pass 1 and read front to back ([`job::Partners`]), named by pass 1's result, removed once the outputs are committed |
 //! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass (not at all
@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use crate::jobs::dedup::chain::{Found, Reads, RecordHook, Verified};
+use crate::jobs::dedup::chain::{CandidatePairs, Found, Reads, RecordHook, Verified};
 use crate::jobs::dedup::ledger::{changed, Halt, Run};
 use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::state::VerifiedForm;
@@ -31,7 +31,7 @@ use super::kept::{self, KeptCopy};
 pub mod job;
 pub mod reread;
 
-pub use job::{Member, Verifier, VerifyJob};
+pub use job::{Member, PairsIn, Verifier, VerifyJob};
 
 /// What pass 2 reads: its source, how many records it will read from it,
 /// where its rejects go, and the candidates' places when it reads those
@@ -84,7 +84,7 @@ fn open(
 }
 
 /// Pass 2 over the candidate `pairs` of pass 1 (sorted by the later
-/// record): loaded when resuming after it completed, else run. Returns
+/// record; in memory, or on disk past their share): loaded when resuming after it completed, else run. Returns
 /// what it verified, and the copy of `kept.jsonl` when it ran beside the
 /// pass. A pass that does not complete ends the run (and abandons the
 /// copy). `hook`: the pass also reads the records a saved index needs
@@ -92,7 +92,7 @@ fn open(
 pub fn run(
     run: &mut Run<'_>,
     found: &Found,
-    pairs: Vec<(u32, u32)>,
+    pairs: CandidatePairs,
     reads: &Reads,
     hook: Option<Arc<dyn RecordHook>>,
 ) -> Result<(Verified, Option<KeptCopy>), Halt> {
@@ -104,14 +104,15 @@ pub fn run(
         return Ok((form.into_verified(), None));
     }
     let ctx = run.ctx;
-    let pairs = Arc::new(pairs);
+    let pairs = PairsIn::of(pairs, &ctx.temp);
     let job = VerifyJob::new(
         ctx.fields.clone(),
         run.params.ngram,
         run.params.threshold,
         Arc::clone(&found.integrated),
-        Arc::clone(&pairs),
+        pairs.clone(),
     )
+    .map_err(|e| anyhow::Error::new(e.into_io()).context("dedup pass 2: the candidate pairs"))?
     .keeping_result(run.resume.result_file(Pass::Verify))
     .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
     .keeping(run.params.keep.clone())
@@ -128,10 +129,13 @@ pub fn run(
     if let Some(stopped) = run.stopped_before(Pass::Verify) {
         return Err(stopped);
     }
-    let copy = if reads.copy && reads.candidates_only && run.params.copy_beside_verify {
-        kept::start_beside(run, found, &pairs, places)
-    } else {
-        None
+    // The copy beside builds a graph of the pairs: only with the pairs in
+    // memory, within their share (else it runs after the pass).
+    let copy = match pairs.in_memory() {
+        Some(pairs) if reads.copy && reads.candidates_only && run.params.copy_beside_verify => {
+            kept::start_beside(run, found, pairs, places)
+        }
+        _ => None,
     };
     if let Some(copy) = &copy {
         job = job.telling(copy.fates());

@@ -16,7 +16,7 @@ use drainpipe_actors::codec;
 use drainpipe_actors::remote::{RemoteJob, StepOnly};
 use drainpipe_actors::{Job, RawRecord, RecordError};
 
-use super::{original, Member, VerifyJob};
+use super::{original, Member, PairsIn, VerifyJob};
 use crate::input::{parse_text_record, TextFields};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::keep::KeepPolicy;
@@ -133,8 +133,9 @@ impl VerifyStep {
             ngram as usize,
             1.0,
             Arc::new(BitSet::new()),
-            Arc::default(),
-        );
+            PairsIn::Memory(Arc::default()),
+        )
+        .map_err(|e| e.to_string())?;
         job.words = words;
         let job = job.keeping(keep);
         Ok(VerifyStep {
