@@ -4,10 +4,9 @@
 //!
 //! At most one chunk is in flight ([`Background`]): the Integrator hands
 //! one over only once the one before it is written, so the memory held is
-//! two chunks at most, the one being filled and the one being written
-//! ([`super::bands::Budget::chunk_records`] sizes them for that). The
-//! written chunk's lists come back emptied, their room kept, to be filled
-//! next: the two chunks' buffers take turns.
+//! the lists still in memory and one chunk being written
+//! ([`super::bands::Budget`] sizes them for that). The written chunk's
+//! lists come back emptied, their room kept, to take the next chunk.
 //!
 //! A write that fails is carried back with its cause ([`RunError`], which
 //! names the file) and returned by the next wait; a writer thread that
