@@ -9,7 +9,8 @@
 //!
 //! | pass | structure | bytes | share |
 //! |---|---|---|---|
-//! | 1 | band lists, fingerprints, id keys of two chunks of records | `2 * (8 * bands + 16) + 48` a record of a chunk | [`Shares::chunks`]: a quarter; full chunks go to sorted runs, the last one is sorted in memory (`16 * bands + 16` a record) and merged from there |
+//! | 1 | band lists and id keys until they first spill: every record's | `8 * bands + 8` a record; `8 * bands + 32 + 8 * threads` sorted in memory at the end | [`Shares::unspilled`]: the state but the places' share; a run that fits spills nothing |
+//! | 1 | band lists and id keys once they spilled: the latest records, and the chunk being written (the oldest ones) | `8 * bands + 8` a record held, `8 * bands + 64` a record written (fingerprint, sort's room) | [`Shares::unspilled`] while the pass goes on; at its end, the latest ones kept (`8 * bands + 32 + 32 * threads` a record, a band sorted a merging thread) within [`Shares::chunks`], a quarter, and merged from there beside the runs |
 //! | 1-3 | the records' places (`spans`) | 12 a record | [`Shares::places`]: an eighth; past it, all go to disk in record order ([`crate::jobs::dedup::spill::places`]: a segment of at most 3 MiB in memory while pass 1 writes, one block while passes 2 and 3 read them back) |
 //! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
 //! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats |
@@ -40,13 +41,23 @@ impl Shares {
         self.max_memory / 2
     }
 
-    /// Pass 1's two chunks of band lists in memory: half its state.
+    /// Pass 1's band lists until they first spill: its state but for the
+    /// places' share. A run whose lists fit it (sorted in memory at the
+    /// end, as with no budget) spills nothing.
+    pub fn unspilled(self) -> u64 {
+        self.pass1_state() - self.places()
+    }
+
+    /// Pass 1's band lists once they have spilled, as the pass ends: half
+    /// its state, for the latest records, kept in memory and merged beside
+    /// the runs. While the pass goes on, they and the chunk being written
+    /// stay within [`Shares::unspilled`].
     pub fn chunks(self) -> u64 {
         self.pass1_state() / 2
     }
 
     /// Pass 1's merge readers when it ends: a quarter of its state (the
-    /// last chunk, sorted in memory and merged beside the runs, stays
+    /// latest records, kept in memory and merged beside the runs, stay
     /// within [`Shares::chunks`]).
     pub fn merge(self) -> u64 {
         self.pass1_state() / 4
@@ -54,8 +65,9 @@ impl Shares {
 
     /// The candidate pairs as pass 1's merge makes them (each band's, the
     /// repeats across bands included), the threads' lists together: half
-    /// its state, the chunks' room (freed by then). Past it they go to
-    /// sorted runs ([`crate::jobs::dedup::spill::pairs`]).
+    /// its state, beside the latest records kept ([`Shares::chunks`]), the
+    /// merge's readers and the places, all within the budget. Past it
+    /// they go to sorted runs ([`crate::jobs::dedup::spill::pairs`]).
     pub fn pairs(self) -> u64 {
         self.pass1_state() / 2
     }
@@ -116,11 +128,16 @@ mod tests {
         let s = Shares {
             max_memory: 128 << 20,
         };
-        // Pass 1: chunks, places and merge readers within its state.
+        // Pass 1: the lists as they fill beside the places, and the
+        // latest ones kept at the end beside the merge's readers.
+        assert!(s.unspilled() + s.places() <= s.pass1_state());
+        assert!(s.chunks() <= s.unspilled());
         assert!(s.chunks() + s.places() + s.merge() <= s.pass1_state());
         assert!(s.pass1_state() + s.places() <= s.max_memory);
-        // Pass 1's merge: the pairs beside the readers and the places.
+        // Pass 1's merge: the pairs beside the readers and the places,
+        // and the latest records kept.
         assert!(s.pairs() + s.merge() + s.places() <= s.pass1_state());
+        assert!(s.chunks() + s.pairs() + s.merge() + s.places() <= s.max_memory);
         // Pass 2: held sets, ids and the places handed on.
         assert!(s.held() + s.candidate_ids() + s.places() <= s.max_memory / 2);
         // Pass 2 with all it may hold: the pairs in memory, and the list

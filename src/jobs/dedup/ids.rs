@@ -136,6 +136,27 @@ impl IdKeys {
         self.base = base;
     }
 
+    /// Takes the keys of the records before `end` away, in their own
+    /// [`IdKeys`] (to be written to disk), and goes on from `end`.
+    pub fn take_front(&mut self, end: u64) -> IdKeys {
+        let at = usize::try_from(end.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.keys.len());
+        let front = IdKeys {
+            base: self.base,
+            keys: self.keys[..at].to_vec(),
+        };
+        self.keys.drain(..at);
+        self.base = self.base.max(end);
+        front
+    }
+
+    /// Gives back the room past `records` keys (a list that held more
+    /// before it spilled).
+    pub fn shrink_to(&mut self, records: usize) {
+        self.keys.shrink_to(records);
+    }
+
     /// `(first, later)`: each record whose key an earlier record has,
     /// with the first record of that key; sorted by the later record.
     pub fn repeats(&self) -> Vec<(u32, u32)> {

@@ -1,11 +1,14 @@
-//! Pass 1's band lists and id keys under a memory budget: kept in memory
-//! one chunk of records at a time, each full chunk sorted and written to
-//! the run's temporary space as sorted runs (one per band, one of id
-//! keys) while the next one fills, and merged band by band when the pass
-//! ends. The last chunk is not written: it is sorted in memory, in the
-//! room of the two chunks, and merged from there beside the runs
-//! ([`Spiller::keep_last`]); no checkpoint is taken once the pass ends, so
-//! none names it.
+//! Pass 1's band lists and id keys under a memory budget: held in memory,
+//! in record order, for as long as they fit, so that a run whose state
+//! fits its budget spills nothing and ends as a run with no budget does
+//! (the lists sorted in memory). Past that, only the oldest records go:
+//! sorted and written to the run's temporary space as sorted runs (one
+//! per band, one of id keys), a chunk at a time on a thread of its own
+//! while the lists go on filling, and merged band by band when the pass
+//! ends. The latest records are not written: they are kept in memory and
+//! merged from there beside the runs ([`Spiller::keep_last`]); no
+//! checkpoint is taken once the pass ends, so none names them. A larger
+//! budget keeps more of them, and so spills less.
 //!
 //! # The budget's shares
 //!
@@ -16,25 +19,43 @@
 //! Integrator state takes half ([`Budget::state`]); the other half covers
 //! what grows beside the lists counted below and is not counted (the
 //! allocator's slack, the candidate pairs as they are made, the merge's
-//! buffers). Of the state's half:
+//! buffers). Of the state's half, the records' places take a quarter
+//! ([`Budget::places_bytes`], 12 bytes a record: past it they go to
+//! disk), and the lists the rest ([`Shares::unspilled`]), at each stage
+//! (bytes a record: [`per_record`]):
 //!
-//! - half for the two chunks in memory, the one being filled and the one
-//!   being sorted and written on a thread of its own ([`super::writer`])
-//!   ([`Budget::chunk_records`]): per record spanned, 8 bytes per band, 8
-//!   for its twin fingerprint and 8 for its id key in each chunk, and in
-//!   the one being written, 32 for the sort's room (one band at a time,
-//!   each entry with its fingerprint, twice) and 16 while the id keys are
-//!   sorted; when the pass ends, the last chunk sorted, 16 bytes per band
-//!   and 16 for its id key (each band's list freed once sorted, a sort's
-//!   room a thread);
-//! - a quarter for the records' places ([`Budget::places_bytes`], 12
-//!   bytes a record): past it they are dropped, and passes 2 and 3 read
-//!   the whole input instead of the candidate records only;
-//! - a quarter for the rest: one bit a record, the candidate pairs, the
-//!   merge's read buffers ([`super::levels::READER_BYTES`], a block, a
-//!   read buffer and a batch of entries, per
-//!   run of each band being merged; past them, runs merge in levels first,
+//! - **until they first spill**, the lists of every record so far
+//!   ([`Budget::hold_records`]), as many as the sort in memory holds when
+//!   the pass ends (8 bytes per band and 8 for the id key, then 8 for the
+//!   twin fingerprint, 8 per sorting thread for its room and 16 for the
+//!   id key sorted), and as leave room for the first chunk written beside
+//!   them;
+//! - **when they pass that**, the oldest records go, in chunks of equal
+//!   size of at most [`Budget::chunk_records`] (the size the two chunks
+//!   that took turns had, so a budget writes as many runs as it did): a
+//!   chunk being written takes, besides its lists, 8 bytes a record for
+//!   the fingerprints (computed from the lists on the writer's thread,
+//!   [`writer::prints_of`]), 32 for the sort's room (one band at a time,
+//!   each entry with its fingerprint, twice) and 16 while its id keys are
+//!   sorted; the lists keep the latest [`Budget::keep_records`] less a
+//!   chunk;
+//! - **after**, each time the lists span [`Budget::keep_records`], their
+//!   oldest chunk is handed over to be written (once the one before is),
+//!   and taken out of them;
+//! - **when the pass ends**, the latest records (at most
+//!   [`Budget::keep_records`]) are kept in record order within
+//!   [`Shares::chunks`], each band's list sorted, with its fingerprints,
+//!   only when its merge opens it (16 bytes an entry and as much for the
+//!   sort's room, per merging thread), beside the merge's read buffers
+//!   ([`super::levels::READER_BYTES`], a block, a read buffer and a batch
+//!   of entries, per run of each band being merged; past
+//!   [`Budget::merge_bytes`], runs merge in levels first,
 //!   [`super::levels`]).
+//!
+//! Taking the oldest records out of the lists moves the rest to their
+//! front: a record is moved `keep / chunk - 1` times on average (about
+//! half a time with the default banding), a copy made faster than the
+//! disk takes the runs.
 //!
 //! # Why the merge gives the same pairs
 //!
@@ -42,7 +63,7 @@
 //! `(key, record)`, so the merge of a band's runs is the band's list as
 //! the one sort in memory makes it: the same buckets, records in input
 //! order. A bucket's twins are told by fingerprints computed from each
-//! record's keys as it is integrated ([`fingerprint`], the value
+//! record's keys ([`writer::prints_of`], the value
 //! [`crate::jobs::dedup::buckets::Fingerprints::of`] gives), and written
 //! with every entry, so no table by record is needed while merging.
 //!
@@ -67,7 +88,6 @@ use super::pair_files::CandidatePairs;
 use super::pairs::{PairSpill, PairsMade};
 use super::runs::{self, Entry, RunError, RunInfo};
 use super::writer::{self, Background, Chunk, Scratch, Written, PREFIX, SUFFIX};
-use crate::jobs::dedup::buckets::fingerprint;
 use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::ids::{repeats_in, IdKeys};
 use crate::jobs::dedup::lsh::{merged_candidate_pairs, merged_candidate_pairs_spilling};
@@ -86,6 +106,46 @@ fn grow_within<T>(list: &mut Vec<T>, limit: usize) {
             .min(limit)
             .max(list.len() + 1);
         list.reserve_exact(target - list.len());
+    }
+}
+
+/// Records of `per_record` bytes each that `bytes` holds, at least
+/// [`MIN_CHUNK`].
+fn records_in(bytes: u64, per_record: u64) -> usize {
+    usize::try_from(bytes / per_record.max(1))
+        .unwrap_or(usize::MAX)
+        .max(MIN_CHUNK)
+}
+
+/// Bytes a record takes in pass 1's lists at each stage, with `bands`
+/// bands (and `threads` threads sorting or merging them when the pass
+/// ends): what [`Budget`] sizes the lists by.
+pub mod per_record {
+    /// While the lists fill: its entry in each band and its id key.
+    pub fn filled(bands: usize) -> u64 {
+        8 * bands as u64 + 8
+    }
+
+    /// In a chunk being written: its entries and id key, its fingerprint,
+    /// the sort's room (its entry of the band being sorted with its
+    /// fingerprint, twice) and its id key sorted.
+    pub fn in_flight(bands: usize) -> u64 {
+        filled(bands) + 8 + 32 + 16
+    }
+
+    /// Sorted in memory when nothing spilled (as with no budget): its
+    /// entries and id key, its fingerprint, each sorting thread's room
+    /// (an entry of the band it sorts) and its id key sorted.
+    pub fn in_memory(bands: usize, threads: usize) -> u64 {
+        filled(bands) + 8 + 8 * threads.clamp(1, bands.max(1)) as u64 + 16
+    }
+
+    /// Kept in memory and merged beside the runs when the pass ends: its
+    /// entries and id key, its fingerprint, its id key sorted and, on
+    /// each merging thread, its entry of the band merged there sorted
+    /// with its fingerprint and the sort's room (16 bytes each).
+    pub fn kept(bands: usize, threads: usize) -> u64 {
+        filled(bands) + 8 + 16 + 32 * threads.clamp(1, bands.max(1)) as u64
     }
 }
 
@@ -108,13 +168,39 @@ impl Budget {
         self.shares().pass1_state()
     }
 
-    /// Records a chunk spans before it spills, with `bands` bands (two
-    /// chunks are held at once: see the module's docs).
-    pub fn chunk_records(self, bands: usize) -> usize {
+    /// Records a chunk written at a time spans, with `bands` bands: two
+    /// chunks' lists, fingerprints and id keys, and one sort's room, fit
+    /// [`Shares::chunks`] (the size the chunks had when two took turns, so
+    /// that a budget writes as many runs as it did); never more than
+    /// [`Budget::keep_records`].
+    pub fn chunk_records(self, bands: usize, threads: usize) -> usize {
         let per_record = 2 * (bands as u64 * 8 + 16) + 48;
-        usize::try_from(self.shares().chunks() / per_record)
-            .unwrap_or(usize::MAX)
-            .max(MIN_CHUNK)
+        records_in(self.shares().chunks(), per_record).min(self.keep_records(bands, threads))
+    }
+
+    /// Records the lists span once they have spilled, with `bands` bands
+    /// merged on `threads` threads: the latest ones, kept in memory and
+    /// merged from there beside the runs when the pass ends, within
+    /// [`Shares::chunks`] then ([`per_record::kept`]).
+    pub fn keep_records(self, bands: usize, threads: usize) -> usize {
+        records_in(self.shares().chunks(), per_record::kept(bands, threads))
+    }
+
+    /// Records the lists span before they spill at all: as many as the
+    /// sort in memory when the pass ends holds within
+    /// [`Shares::unspilled`] ([`per_record::in_memory`]), and as leave room
+    /// there for the first chunk written beside them
+    /// ([`per_record::in_flight`]); never fewer than
+    /// [`Budget::keep_records`].
+    pub fn hold_records(self, bands: usize, threads: usize) -> usize {
+        let room = self.shares().unspilled();
+        let chunk = self.chunk_records(bands, threads) as u64;
+        let sorted = records_in(room, per_record::in_memory(bands, threads));
+        let beside = records_in(
+            room.saturating_sub(chunk * per_record::in_flight(bands)),
+            per_record::filled(bands),
+        );
+        sorted.min(beside).max(self.keep_records(bands, threads))
     }
 
     /// Room for the merges' readers when the pass ends (the chunks are
@@ -168,11 +254,15 @@ impl Spilled {
 #[derive(Debug)]
 pub struct Spiller {
     temp: Arc<TempSpace>,
+    /// Records a chunk written spans at most ([`Budget::chunk_records`]).
     chunk: usize,
+    /// Records the lists span before they spill
+    /// ([`Budget::hold_records`]), and once they have
+    /// ([`Budget::keep_records`]).
+    hold: usize,
+    keep: usize,
     places: u64,
-    /// Twin fingerprints of the chunk's records, by `record - base`.
-    prints: Vec<u64>,
-    /// The first record of the chunk being filled.
+    /// The first record of the lists in memory.
     base: u64,
     /// Chunks handed to the writer so far.
     handed: usize,
@@ -189,8 +279,8 @@ pub struct Spiller {
     aside: Vec<RunInfo>,
     /// Bytes of the runs written by the merge in levels.
     in_levels: u64,
-    /// The pass's last chunk, sorted in memory ([`Spiller::keep_last`]).
-    kept: Option<Arc<writer::Sorted>>,
+    /// The pass's latest records, kept in memory ([`Spiller::keep_last`]).
+    kept: Option<Kept>,
     /// What is written and in flight; behind a lock only because a
     /// checkpoint (`&self`) waits for the chunk in flight.
     writes: Mutex<Writes>,
@@ -258,13 +348,18 @@ impl Writes {
 
 impl Spiller {
     /// Spills into `temp` under `budget` (`None`: only merges the runs a
-    /// checkpoint names), for `bands` bands.
-    pub fn new(temp: Arc<TempSpace>, budget: Option<Budget>, bands: usize) -> Self {
+    /// checkpoint names), for `bands` bands sorted and merged on
+    /// `threads` threads when the pass ends.
+    pub fn new(temp: Arc<TempSpace>, budget: Option<Budget>, bands: usize, threads: usize) -> Self {
+        let records = |f: fn(Budget, usize, usize) -> usize| {
+            budget.map_or(usize::MAX, |b| f(b, bands, threads))
+        };
         Spiller {
             temp,
-            chunk: budget.map_or(usize::MAX, |b| b.chunk_records(bands)),
+            chunk: records(Budget::chunk_records),
+            hold: records(Budget::hold_records),
+            keep: records(Budget::keep_records),
             places: budget.map_or(u64::MAX, Budget::places_bytes),
-            prints: Vec::new(),
             base: 0,
             handed: 0,
             other_bytes: 0,
@@ -289,24 +384,34 @@ impl Spiller {
         self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a chunk spans before it spills (`usize::MAX`: no budget).
+    /// Records a chunk written spans at most (`usize::MAX`: no budget).
     pub fn chunk_records(&self) -> usize {
         self.chunk
     }
 
-    /// Makes room in `bands`, `ids` and the fingerprints for one more
-    /// record as a doubling would, but never past the chunk: a list that
-    /// doubled past it would pass the budget, and one reserved whole up
-    /// front would hold a budget's worth of address space for any input.
+    /// Records the lists span at most: [`Budget::hold_records`] until they
+    /// spill, [`Budget::keep_records`] after.
+    fn limit(&self) -> usize {
+        if self.handed == 0 {
+            self.hold
+        } else {
+            self.keep
+        }
+    }
+
+    /// Makes room in `bands` and `ids` for one more record as a doubling
+    /// would, but never past the lists' limit: a list that doubled past
+    /// it would pass the budget, and one reserved whole up front would
+    /// hold a budget's worth of address space for any input.
     pub fn make_room(&mut self, bands: &mut [Vec<u64>], ids: &mut IdKeys) {
         if self.chunk == usize::MAX {
             return;
         }
+        let limit = self.limit();
         for band in bands {
-            grow_within(band, self.chunk);
+            grow_within(band, limit);
         }
-        ids.grow_within(self.chunk);
-        grow_within(&mut self.prints, self.chunk);
+        ids.grow_within(limit);
     }
 
     /// True while the places of the records up to `index` fit their share.
@@ -314,25 +419,11 @@ impl Spiller {
         index.saturating_add(1).saturating_mul(12) <= self.places
     }
 
-    /// Notes the band `keys` of the record at `index` (none: an empty
-    /// record).
-    pub fn note(&mut self, index: u64, keys: &[u32]) {
-        self.note_print(index, fingerprint(keys));
-    }
-
-    fn note_print(&mut self, index: u64, print: u64) {
-        // Records come in input order, from the chunk's first on.
-        let Some(at) = index.checked_sub(self.base) else {
-            return;
-        };
-        self.prints.resize(at as usize, 0);
-        self.prints.push(print);
-    }
-
-    /// True once the chunk spans its records, `next` being the record
-    /// after the last one integrated.
+    /// True once the lists span as many records as they may, `next` being
+    /// the record after the last one integrated: the oldest ones are to
+    /// be written ([`Spiller::spill`]).
     pub fn is_full(&self, next: u64) -> bool {
-        next - self.base >= self.chunk as u64
+        next - self.base >= self.limit() as u64
     }
 
     /// True once a chunk was handed over to be written.
@@ -376,66 +467,78 @@ impl Spiller {
         Ok(spilled.clone())
     }
 
-    /// Heap bytes held (the chunk's lists are counted by their owner):
-    /// the fingerprints, and the other chunk with its sorts' room.
+    /// Heap bytes held (the lists are counted by their owner): the chunk
+    /// being written, with its sorts' room.
     pub fn heap_bytes(&self) -> usize {
-        self.prints.capacity() * 8 + self.other_bytes
+        self.other_bytes
     }
 
-    /// Hands the chunk's `bands` and `ids` over to be sorted and written
-    /// as sorted runs (once the chunk before is written), and gives them
-    /// back empty; `next` is the record after the chunk's last. The error
-    /// is an earlier chunk's, that could not be written.
+    /// Hands the oldest records of the lists (`bands`, `ids`, up to the
+    /// record before `next`) over to be sorted and written as sorted runs,
+    /// a chunk at a time (each once the one before is written), until the
+    /// lists span [`Budget::keep_records`] less a chunk: room for the next
+    /// chunk to fill. The first time, when the lists span
+    /// [`Budget::hold_records`], that is several chunks; after, one. The
+    /// error is an earlier chunk's, that could not be written.
     pub fn spill(
         &mut self,
         bands: &mut [Vec<u64>],
         ids: &mut IdKeys,
         next: u64,
     ) -> Result<(), RunError> {
-        self.spill_on(bands, ids, next)
+        let stay = self.keep.saturating_sub(self.chunk) as u64;
+        let end = next.saturating_sub(stay).max(self.base);
+        let over = end - self.base;
+        // Chunks of equal size, none past `chunk`.
+        let chunks = over.div_ceil(self.chunk as u64).max(1);
+        let each = over.div_ceil(chunks).max(1);
+        while self.base < end {
+            let upto = (self.base + each).min(end);
+            self.hand_over(bands, ids, upto)?;
+        }
+        // The room the lists took before they spilled is given back.
+        for band in bands.iter_mut() {
+            band.shrink_to(self.keep);
+        }
+        ids.shrink_to(self.keep);
+        Ok(())
     }
 
-    /// Keeps the pass's last chunk (`bands`, `ids`, up to the record
-    /// before `next`) in memory, sorted on up to `threads` threads once
-    /// the chunk in flight is written, to be merged beside the runs: the
-    /// processors are idle by then, and writing it only to read it back
-    /// took a chunk's worth of the merge's time. Its sorted lists take the
-    /// room of the two chunks the budget holds (the other one is freed
-    /// here), and no checkpoint is taken once the pass ends, so none
-    /// needs it on disk. The error is an earlier chunk's, that could not
-    /// be written.
+    /// Keeps the pass's latest records (`bands`, `ids`, up to the record
+    /// before `next`) in memory, once the chunk in flight is written, to
+    /// be merged beside the runs: writing them only to read them back
+    /// took their share of the merge's time. They stay in record order,
+    /// within [`Shares::chunks`], each band's list sorted (with its
+    /// fingerprints) only when its merge opens it ([`Runs::band`]); no
+    /// checkpoint is taken once the pass ends, so none needs them on disk.
+    /// The error is an earlier chunk's, that could not be written.
     pub fn keep_last(
         &mut self,
         bands: &mut [Vec<u64>],
         ids: &mut IdKeys,
         next: u64,
-        threads: usize,
     ) -> Result<(), RunError> {
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
         writes.settle()?;
         (writes.spare, writes.scratch) = (None, Scratch::default());
-        let mut chunk = Chunk {
-            seq: self.handed,
+        let bands: Vec<Vec<u64>> = bands.iter_mut().map(std::mem::take).collect();
+        self.kept = Some(Kept {
+            prints: writer::prints_of(&bands, self.base),
             base: self.base,
-            end: next,
-            ..Chunk::default()
-        };
-        for band in bands.iter_mut() {
-            chunk.bands.push(std::mem::take(band));
-        }
-        std::mem::swap(ids, &mut chunk.ids);
-        std::mem::swap(&mut self.prints, &mut chunk.prints);
-        self.kept = Some(Arc::new(writer::sort_chunk_on(&mut chunk, threads)));
+            bands,
+            ids: std::mem::take(ids),
+        });
         self.base = next;
         Ok(())
     }
 
-    /// [`Spiller::spill`].
-    fn spill_on(
+    /// Hands the records of the lists before `end` over to be written (once
+    /// the chunk before is), and takes them out of the lists.
+    fn hand_over(
         &mut self,
         bands: &mut [Vec<u64>],
         ids: &mut IdKeys,
-        next: u64,
+        end: u64,
     ) -> Result<(), RunError> {
         let writes = self.writes.get_mut().unwrap_or_else(|p| p.into_inner());
         writes.settle()?;
@@ -446,26 +549,41 @@ impl Spiller {
                 .unwrap_or_else(|_| self.temp.folder().to_owned());
             log::info!(
                 "dedup pass 1: the band lists pass their share of the memory budget; \
-                 spilling them to sorted runs in {} every {} records",
+                 spilling them to sorted runs in {}, the oldest records {} at a time, \
+                 the latest {} kept in memory",
                 dir.display(),
-                self.chunk
+                self.chunk,
+                self.keep.saturating_sub(self.chunk)
             );
         }
         let mut chunk = writes.spare.take().unwrap_or_default();
         chunk.bands.resize_with(bands.len(), Vec::new);
+        // Entry `i` of every band is the same record: as many entries of
+        // records before `end` in each.
+        let entries = bands
+            .first()
+            .map_or(0, |b| b.partition_point(|&e| u64::from(e as u32) < end));
         for (mine, theirs) in bands.iter_mut().zip(&mut chunk.bands) {
-            std::mem::swap(mine, theirs);
+            theirs.clear();
+            // The room of a larger chunk written before is given back, and
+            // a smaller one's grown to this one's only.
+            theirs.shrink_to(entries);
+            theirs.reserve_exact(entries);
+            theirs.extend_from_slice(&mine[..entries]);
+            mine.drain(..entries);
         }
-        chunk.ids.spill(next);
-        std::mem::swap(ids, &mut chunk.ids);
-        std::mem::swap(&mut self.prints, &mut chunk.prints);
-        (chunk.seq, chunk.base, chunk.end) = (self.handed, self.base, next);
-        // The sorts' room: one band's, 16 bytes an id key.
-        let largest = chunk.bands.iter().map(Vec::len).max().unwrap_or(0);
-        self.other_bytes = chunk.heap_bytes() + Scratch::bytes_for(largest) + chunk.ids.len() * 16;
+        chunk.ids = ids.take_front(end);
+        chunk.prints = Vec::new();
+        (chunk.seq, chunk.base, chunk.end) = (self.handed, self.base, end);
+        // The sorts' room: one band's, 16 bytes an id key; and the
+        // fingerprints the writer computes.
+        self.other_bytes = chunk.heap_bytes()
+            + Scratch::bytes_for(entries)
+            + chunk.ids.len() * 16
+            + (end - self.base) as usize * 8;
         let scratch = std::mem::take(&mut writes.scratch);
         self.handed += 1;
-        self.base = next;
+        self.base = end;
         writes.background.start(&self.temp, chunk, scratch);
         Ok(())
     }
@@ -490,7 +608,6 @@ impl Spiller {
         writes.settle()?;
         // No chunk is filled any more: its room is freed for the merge.
         (writes.spare, writes.scratch) = (None, Scratch::default());
-        self.prints = Vec::new();
         // The bands' merges, and the ids' beside them.
         let fan_in = levels::fan_in(self.merge_bytes, threads + 1);
         let spilled = &mut writes.spilled;
@@ -572,11 +689,11 @@ impl Spiller {
         Ok(())
     }
 
-    /// Takes up the runs a checkpoint names, with the chunk it held in
-    /// memory (`bands`): each run must be there with its length (its
-    /// checksum is checked when it is merged); runs of the temporary
-    /// space it does not name were written after it, and are removed.
-    pub fn restore(&mut self, spilled: Spilled, bands: &[Vec<u64>]) -> Result<(), RunError> {
+    /// Takes up the runs a checkpoint names: each must be there with its
+    /// length (its checksum is checked when it is merged); runs of the
+    /// temporary space it does not name were written after it, and are
+    /// removed. The lists it held are the records from its `base` on.
+    pub fn restore(&mut self, spilled: Spilled) -> Result<(), RunError> {
         for info in spilled.all() {
             levels::open(&self.temp, info)?;
         }
@@ -589,22 +706,6 @@ impl Spiller {
         // Synced when the checkpoint was written.
         writes.synced = spilled.all().map(|i| i.name.clone()).collect();
         writes.spilled = spilled;
-        // The chunk's fingerprints, from its lists (entry `i` of every
-        // band is the same record).
-        self.prints.clear();
-        if let Some(first) = bands.first() {
-            let mut keys = Vec::with_capacity(bands.len());
-            for (i, &entry) in first.iter().enumerate() {
-                keys.clear();
-                keys.extend(
-                    bands
-                        .iter()
-                        .filter_map(|b| b.get(i))
-                        .map(|&e| (e >> 32) as u32),
-                );
-                self.note_print(u64::from(entry as u32), fingerprint(&keys));
-            }
-        }
         Ok(())
     }
 }
@@ -627,15 +728,27 @@ pub struct Runs<'a> {
     /// Under a budget: the candidate pairs' share and the room for the
     /// readers of their runs' merge ([`PairSpill`]), and pass 2's share.
     budget: Option<Budget>,
-    kept: Option<&'a Arc<writer::Sorted>>,
+    kept: Option<&'a Kept>,
     /// What every merge beats as it reads.
     heartbeat: &'a Heartbeat,
 }
 
-/// A band of the last chunk, sorted in memory, as an [`EntrySource`].
+/// The pass's latest records, kept in memory when it ends
+/// ([`Spiller::keep_last`]): its lists in record order, from the record
+/// `base` on, with their fingerprints.
+#[derive(Debug)]
+struct Kept {
+    base: u64,
+    bands: Vec<Vec<u64>>,
+    /// By `record - base` ([`writer::prints_of`]).
+    prints: Vec<u64>,
+    ids: IdKeys,
+}
+
+/// A band of the latest records, sorted in memory (with each entry's
+/// fingerprint) when its merge opens it, as an [`EntrySource`].
 struct KeptBand {
-    chunk: Arc<writer::Sorted>,
-    band: usize,
+    sorted: Vec<(u64, u64)>,
     at: usize,
 }
 
@@ -650,9 +763,8 @@ impl EntrySource for KeptBand {
     }
 
     fn next_entries(&mut self, out: &mut Vec<Entry>, most: usize) -> Result<bool, RunError> {
-        let list = &self.chunk.bands[self.band];
-        let end = list.len().min(self.at + most.max(1));
-        out.extend(list[self.at..end].iter().map(|&(e, print)| Entry {
+        let end = self.sorted.len().min(self.at + most.max(1));
+        out.extend(self.sorted[self.at..end].iter().map(|&(e, print)| Entry {
             key: e >> 32,
             record: e as u32,
             print,
@@ -663,15 +775,16 @@ impl EntrySource for KeptBand {
     }
 }
 
-/// The id keys of the last chunk, sorted in memory, as an [`EntrySource`].
+/// The id keys of the latest records, sorted in memory, as an
+/// [`EntrySource`].
 struct KeptIds {
-    chunk: Arc<writer::Sorted>,
+    sorted: Vec<(u64, u32)>,
     at: usize,
 }
 
 impl EntrySource for KeptIds {
     fn next_entry(&mut self) -> Result<Option<Entry>, RunError> {
-        let entry = self.chunk.ids.get(self.at).map(|&(key, record)| Entry {
+        let entry = self.sorted.get(self.at).map(|&(key, record)| Entry {
             key,
             record,
             print: 0,
@@ -709,10 +822,9 @@ impl Runs<'_> {
         fail::fail_point!("dedup::merge_band");
         self.heartbeat.beat();
         let mut merge = levels::merge(self.temp, &self.spilled.bands[band], self.heartbeat)?;
-        if let Some(chunk) = self.kept {
+        if let Some(kept) = self.kept {
             merge.add(KeptBand {
-                chunk: Arc::clone(chunk),
-                band,
+                sorted: writer::sorted_band(kept.base, &kept.prints, &kept.bands[band]),
                 at: 0,
             })?;
         }
@@ -747,9 +859,9 @@ impl Runs<'_> {
     /// keys.
     pub fn repeats(&self) -> Result<Vec<(u32, u32)>, RunError> {
         let mut merge = levels::merge(self.temp, &self.spilled.ids, self.heartbeat)?;
-        if let Some(chunk) = self.kept {
+        if let Some(kept) = self.kept {
             merge.add(KeptIds {
-                chunk: Arc::clone(chunk),
+                sorted: kept.ids.sorted(),
                 at: 0,
             })?;
         }
@@ -801,13 +913,12 @@ mod tests {
     fn a_checkpoint_syncs_every_run_it_names_and_a_spill_syncs_none() {
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
-        let mut spiller = Spiller::new(Arc::clone(&temp), Some(Budget { max_memory: 1 }), 2);
+        let mut spiller = Spiller::new(Arc::clone(&temp), Some(Budget { max_memory: 1 }), 2, 2);
         let mut bands: Vec<Vec<u64>> = vec![Vec::new(); 2];
         let mut ids = IdKeys::default();
         for r in 0..3 * MIN_CHUNK as u64 {
             spiller.make_room(&mut bands, &mut ids);
             ids.record(r, r % 17);
-            spiller.note(r, &[r as u32 % 5, 7]);
             bands[0].push((r % 5) << 32 | r);
             bands[1].push(7 << 32 | r);
             if spiller.is_full(r + 1) {
@@ -845,7 +956,6 @@ mod tests {
             all_ids.record(index, id);
             let empty = keys.iter().all(|&k| k == 0);
             let keys: &[u32] = if empty { &[] } else { keys };
-            spiller.note(index, keys);
             for (b, &k) in keys.iter().enumerate() {
                 bands[b].push(u64::from(k) << 32 | index);
                 in_memory[b].push(u64::from(k) << 32 | index);
@@ -864,10 +974,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
         // The smallest chunks: MIN_CHUNK records, 2 readers a merge.
-        let mut spiller = Spiller::new(Arc::clone(&temp), Some(Budget { max_memory: 1 }), nbands);
+        let mut spiller =
+            Spiller::new(Arc::clone(&temp), Some(Budget { max_memory: 1 }), nbands, 2);
         let (mut in_memory, all_ids, mut bands, mut ids) = integrate(&mut spiller, &keys, nbands);
         spiller
-            .keep_last(&mut bands, &mut ids, u64::from(records), 2)
+            .keep_last(&mut bands, &mut ids, u64::from(records))
             .unwrap();
         assert!(bands.iter().all(Vec::is_empty) && ids.is_empty());
         // Four full chunks written; the fifth is not.
@@ -903,7 +1014,7 @@ mod tests {
             // The smallest chunks: MIN_CHUNK records.
             max_memory: 1,
         };
-        let mut spiller = Spiller::new(Arc::clone(&temp), Some(budget), nbands);
+        let mut spiller = Spiller::new(Arc::clone(&temp), Some(budget), nbands, 2);
         let (mut in_memory, all_ids, mut bands, mut ids) = integrate(&mut spiller, &keys, nbands);
         spiller
             .spill(&mut bands, &mut ids, u64::from(records))
@@ -946,8 +1057,8 @@ mod tests {
         let stray = temp.path("dedup-ids-run-000099.sorted").unwrap();
         std::fs::write(&stray, b"later").unwrap();
         let resumed = Arc::new(TempSpace::new(dir.path()));
-        let mut again = Spiller::new(Arc::clone(&resumed), None, nbands);
-        again.restore(spilled.clone(), &[]).unwrap();
+        let mut again = Spiller::new(Arc::clone(&resumed), None, nbands, 2);
+        again.restore(spilled.clone()).unwrap();
         assert!(!stray.exists());
         assert_eq!(resumed.peak_bytes(), spilled.bytes());
         let pairs = again
@@ -960,12 +1071,113 @@ mod tests {
         pairs.remove(&temp).unwrap();
         // A named run that is gone is refused, naming it.
         std::fs::remove_file(temp.path(&spilled.ids[2].name).unwrap()).unwrap();
-        let err = Spiller::new(Arc::clone(&temp), None, nbands)
-            .restore(spilled, &[])
+        let err = Spiller::new(Arc::clone(&temp), None, nbands, 2)
+            .restore(spilled)
             .unwrap_err();
         assert!(err.to_string().contains("dedup-ids-run-000002"), "{err}");
         spiller.remove_all().unwrap();
         let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn the_lists_stay_within_their_shares_at_every_stage() {
+        let mut last: Option<(usize, usize)> = None;
+        for max_memory in [64u64 << 20, 128 << 20, 1 << 30, 4 << 30, 64 << 30] {
+            let budget = Budget { max_memory };
+            let shares = budget.shares();
+            for bands in [1, 9, 18, 32, 128] {
+                for threads in [1, 2, 4, 16] {
+                    let chunk = budget.chunk_records(bands, threads) as u64;
+                    let keep = budget.keep_records(bands, threads) as u64;
+                    let hold = budget.hold_records(bands, threads) as u64;
+                    let case = format!("{max_memory} B, {bands} bands, {threads} threads");
+                    assert!(chunk <= keep && keep <= hold, "{case}");
+                    let filled = per_record::filled(bands);
+                    let in_flight = chunk * per_record::in_flight(bands);
+                    // Before the first spill, and sorted in memory at the end.
+                    assert!(hold * filled + in_flight <= shares.unspilled(), "{case}");
+                    let in_memory = hold * per_record::in_memory(bands, threads);
+                    assert!(in_memory <= shares.unspilled(), "{case}");
+                    // After: the lists beside the chunk being written, and
+                    // kept at the end.
+                    assert!(keep * filled + in_flight <= shares.unspilled(), "{case}");
+                    let kept = keep * per_record::kept(bands, threads);
+                    assert!(kept <= shares.chunks(), "{case}");
+                    if (bands, threads) == (18, 2) {
+                        // A larger budget holds more, before and after.
+                        if let Some((held, kept)) = last {
+                            assert!(hold as usize > held && keep as usize > kept, "{case}");
+                        }
+                        last = Some((hold as usize, keep as usize));
+                    }
+                }
+            }
+        }
+        // 1 GiB, the default banding: a million short documents fit.
+        let budget = Budget {
+            max_memory: 1 << 30,
+        };
+        assert!(budget.hold_records(18, 2) > 1_500_000);
+    }
+
+    #[test]
+    fn lists_that_pass_their_hold_keep_the_latest_records_and_give_the_pairs_of_the_lists_in_memory(
+    ) {
+        let nbands = 5;
+        // Chunks of 13107 records, 15420 kept, 34953 held before a spill.
+        let budget = Budget {
+            max_memory: 8 << 20,
+        };
+        let (chunk, keep, hold) = (
+            budget.chunk_records(nbands, 2),
+            budget.keep_records(nbands, 2),
+            budget.hold_records(nbands, 2),
+        );
+        assert!(
+            MIN_CHUNK < chunk && chunk < keep && 2 * keep < hold,
+            "{chunk} {keep} {hold}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        // Up to `hold` records: nothing spills.
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let mut spiller = Spiller::new(Arc::clone(&temp), Some(budget), nbands, 2);
+        let keys = keys_of(hold as u32 - 1, nbands);
+        let (_, _, bands, _) = integrate(&mut spiller, &keys, nbands);
+        assert!(!spiller.has_spilled());
+        assert!(bands.iter().all(|b| b.capacity() <= hold));
+        // Past it: the first spill writes the records past `keep - chunk`,
+        // in chunks of equal size, and each later one a chunk.
+        let records = 100_000u32;
+        let keys = keys_of(records, nbands);
+        let mut spiller = Spiller::new(Arc::clone(&temp), Some(budget), nbands, 2);
+        let (mut in_memory, all_ids, mut bands, mut ids) = integrate(&mut spiller, &keys, nbands);
+        let first = (hold - (keep - chunk)).div_ceil(chunk);
+        let later = (records as usize - hold).div_ceil(chunk);
+        let spills = spiller.spills();
+        assert!(
+            (first + later - 1..=first + later + 1).contains(&spills),
+            "{spills}"
+        );
+        assert!(bands.iter().all(|b| b.capacity() <= keep));
+        let kept = u64::from(records) - spiller.base;
+        assert!(
+            (keep - chunk) as u64 <= kept && kept < keep as u64,
+            "{kept}"
+        );
+        spiller
+            .keep_last(&mut bands, &mut ids, u64::from(records))
+            .unwrap();
+        let expected = candidate_pairs(&mut in_memory, 2);
+        // Runs are merged once a pass (a merge in levels names its runs
+        // by list and level).
+        let heartbeat = Heartbeat::default();
+        let runs = spiller.runs(3, &heartbeat).unwrap();
+        assert!(runs.keeps_last());
+        let (pairs, _) = runs.pairs(3).unwrap();
+        assert!(pairs.read(&temp) == expected, "other pairs");
+        pairs.remove(&temp).unwrap();
+        assert_eq!(runs.repeats().unwrap(), all_ids.repeats());
+        spiller.remove_all().unwrap();
     }
 }

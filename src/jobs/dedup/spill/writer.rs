@@ -4,10 +4,9 @@
 //!
 //! At most one chunk is in flight ([`Background`]): the Integrator hands
 //! one over only once the one before it is written, so the memory held is
-//! two chunks at most, the one being filled and the one being written
-//! ([`super::bands::Budget::chunk_records`] sizes them for that). The
-//! written chunk's lists come back emptied, their room kept, to be filled
-//! next: the two chunks' buffers take turns.
+//! the lists still in memory and one chunk being written
+//! ([`super::bands::Budget`] sizes them for that). The written chunk's
+//! lists come back emptied, their room kept, to take the next chunk.
 //!
 //! A write that fails is carried back with its cause ([`RunError`], which
 //! names the file) and returned by the next wait; a writer thread that
@@ -26,8 +25,8 @@ use std::time::{Duration, Instant};
 use drainpipe_actors::TempSpace;
 
 use super::runs::{Entry, RunError, RunInfo, RunWriter};
+use crate::jobs::dedup::buckets::fingerprint;
 use crate::jobs::dedup::ids::IdKeys;
-use crate::jobs::dedup::threads::on_threads;
 
 /// Names of the files this module writes in the temporary space start
 /// and end so; a resumed run removes those its checkpoint does not name.
@@ -66,7 +65,9 @@ pub struct Chunk {
     pub bands: Vec<Vec<u64>>,
     /// The records' id keys.
     pub ids: IdKeys,
-    /// The records' twin fingerprints, by `record - base`.
+    /// The records' twin fingerprints, by `record - base`: computed from
+    /// the lists on the writer's thread ([`prints_of`]), not as records
+    /// are integrated.
     pub prints: Vec<u64>,
 }
 
@@ -153,6 +154,9 @@ pub fn write_chunk(
         path: temp.folder().to_owned(),
         cause,
     })?;
+    if chunk.prints.is_empty() {
+        chunk.prints = prints_of(&chunk.bands, chunk.base);
+    }
     let shared: &Chunk = chunk;
     let bands = (shared.bands.iter().enumerate())
         .map(|(b, band)| write_band(temp, shared, b, band, scratch))
@@ -177,7 +181,7 @@ fn write_band(
     scratch: &mut Scratch,
 ) -> Result<RunInfo, RunError> {
     let Scratch(sorted, other) = scratch;
-    sort_band(chunk, band, sorted, other);
+    sort_band(chunk.base, &chunk.prints, band, sorted, other);
     let entries = sorted.iter().map(|&(e, print)| Entry {
         key: e >> 32,
         record: e as u32,
@@ -187,15 +191,55 @@ fn write_band(
     write_run(temp, &format!("band-{b:03}-run-{seq:06}"), true, entries)
 }
 
-/// Fills `sorted` with the entries `band` of `chunk`, each with its
-/// record's fingerprint, sorted by key (`other` the sort's room).
+/// The twin fingerprints of the records of `bands` (each a list of
+/// `key << 32 | record` in record order, from the record `base` on), by
+/// `record - base`: entry `i` of every band is the same record (a record
+/// has a key in every band, or none), so its keys are read across the
+/// bands at `i`. A record without keys has none.
+pub fn prints_of(bands: &[Vec<u64>], base: u64) -> Vec<u64> {
+    let Some(first) = bands.first() else {
+        return Vec::new();
+    };
+    let records = first
+        .last()
+        .map_or(0, |&e| (u64::from(e as u32) + 1).saturating_sub(base));
+    let mut prints = vec![0; usize::try_from(records).unwrap_or(0)];
+    let mut keys = Vec::with_capacity(bands.len());
+    for (i, &entry) in first.iter().enumerate() {
+        keys.clear();
+        keys.extend(
+            bands
+                .iter()
+                .filter_map(|b| b.get(i))
+                .map(|&e| (e >> 32) as u32),
+        );
+        if let Some(at) = u64::from(entry as u32).checked_sub(base) {
+            prints[at as usize] = fingerprint(&keys);
+        }
+    }
+    prints
+}
+
+/// The entries `band` of the records from `base` on, each with its
+/// record's fingerprint (`prints`, by `record - base`), sorted by key,
+/// records of a key in record order: a list kept in memory, as its run
+/// would hold it.
+pub fn sorted_band(base: u64, prints: &[u64], band: &[u64]) -> Vec<(u64, u64)> {
+    let (mut sorted, mut other) = (Vec::with_capacity(band.len()), Vec::new());
+    sort_band(base, prints, band, &mut sorted, &mut other);
+    sorted
+}
+
+/// Fills `sorted` with the entries `band` of the records from `base` on,
+/// each with its record's fingerprint (`prints`), sorted by key (`other`
+/// the sort's room).
 fn sort_band(
-    chunk: &Chunk,
+    base: u64,
+    prints: &[u64],
     band: &[u64],
     sorted: &mut Vec<(u64, u64)>,
     other: &mut Vec<(u64, u64)>,
 ) {
-    let (base, prints) = (chunk.base, &chunk.prints);
     // Each entry with its record's fingerprint, looked up while the band
     // is in record order (front to back through the prints); once sorted
     // by key, the lookups would jump about the whole chunk.
@@ -209,62 +253,6 @@ fn sort_band(
         (e, print)
     }));
     sort_by_band_key(sorted, other);
-}
-
-/// A chunk's lists sorted in memory, as its runs would hold them: the
-/// pass's last chunk, merged from memory beside the runs on disk
-/// ([`super::bands`]).
-#[derive(Debug, Default)]
-pub struct Sorted {
-    /// Per band, `(key << 32 | record, fingerprint)` by key, then record.
-    pub bands: Vec<Vec<(u64, u64)>>,
-    /// The id keys `(key, record)`, sorted.
-    pub ids: Vec<(u64, u32)>,
-}
-
-/// Sorts `chunk`'s lists in memory on up to `threads` threads, each
-/// band's list freed once sorted (so the chunk and its sorted form are
-/// never held whole at once), and empties the chunk.
-pub fn sort_chunk_on(chunk: &mut Chunk, threads: usize) -> Sorted {
-    let lists: Vec<Mutex<Vec<u64>>> = chunk.bands.drain(..).map(Mutex::new).collect();
-    let sorted: Vec<Mutex<Vec<(u64, u64)>>> = lists.iter().map(|_| Mutex::default()).collect();
-    let shared: &Chunk = chunk;
-    let ids = std::thread::scope(|scope| {
-        let ids = std::thread::Builder::new()
-            .spawn_scoped(scope, || shared.ids.sorted())
-            .map_err(|e| log::warn!("sorting the last chunk's id keys after its bands: {e}"));
-        let done = on_threads(
-            lists.len(),
-            threads,
-            "sorting the last chunk",
-            Vec::new,
-            |other: &mut Vec<(u64, u64)>, b| {
-                let band = std::mem::take(&mut *lists[b].lock().unwrap_or_else(|p| p.into_inner()));
-                let mut list = Vec::with_capacity(band.len());
-                sort_band(shared, &band, &mut list, other);
-                *sorted[b].lock().unwrap_or_else(|p| p.into_inner()) = list;
-                Ok::<(), std::convert::Infallible>(())
-            },
-        );
-        if let Err(never) = done {
-            match never {}
-        }
-        match ids {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(()) => shared.ids.sorted(),
-        }
-    });
-    chunk.prints = Vec::new();
-    chunk.ids = IdKeys::default();
-    Sorted {
-        bands: sorted
-            .into_iter()
-            .map(|b| b.into_inner().unwrap_or_else(|p| p.into_inner()))
-            .collect(),
-        ids,
-    }
 }
 
 /// Sorts `chunk`'s id keys and writes them as a run.
@@ -551,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_sorted_in_memory_holds_the_entries_of_its_written_runs() {
+    fn a_band_sorted_in_memory_holds_the_entries_of_its_written_run() {
         let one = tempfile::tempdir().unwrap();
         let temp = TempSpace::new(one.path());
         let mut a = chunk(3, 10_000, 20_000, 5);
@@ -568,27 +556,23 @@ mod tests {
             while reader.next_entries(&mut all, 1000).unwrap() {}
             all
         };
-        for threads in [1, 2, 3, 8] {
-            let mut b = chunk(3, 10_000, 20_000, 5);
-            let sorted = sort_chunk_on(&mut b, threads);
-            for (list, info) in sorted.bands.iter().zip(&written.bands) {
-                let entries: Vec<Entry> = list
-                    .iter()
-                    .map(|&(e, print)| Entry {
-                        key: e >> 32,
-                        record: e as u32,
-                        print,
-                    })
-                    .collect();
-                assert!(entries == read(info), "{threads} threads: another band");
-            }
-            let ids: Vec<(u64, u32)> = read(&written.ids)
+        let b = chunk(3, 10_000, 20_000, 5);
+        for (band, info) in b.bands.iter().zip(&written.bands) {
+            let entries: Vec<Entry> = sorted_band(b.base, &b.prints, band)
                 .iter()
-                .map(|e| (e.key, e.record))
+                .map(|&(e, print)| Entry {
+                    key: e >> 32,
+                    record: e as u32,
+                    print,
+                })
                 .collect();
-            assert_eq!(sorted.ids, ids, "{threads} threads");
-            assert!(b.bands.is_empty() && b.prints.is_empty() && b.ids.is_empty());
+            assert!(entries == read(info), "another band");
         }
+        let ids: Vec<(u64, u32)> = read(&written.ids)
+            .iter()
+            .map(|e| (e.key, e.record))
+            .collect();
+        assert_eq!(b.ids.sorted(), ids);
         // A failed write is told: the space's parent is a file, where no
         // folder can be made.
         let file = one.path().join("a-file");
@@ -596,5 +580,43 @@ mod tests {
         let mut b = chunk(3, 10_000, 20_000, 5);
         let err = write_chunk(&TempSpace::new(&file), &mut b, &mut Scratch::default()).unwrap_err();
         assert!(err.to_string().contains("a-file"), "{err}");
+    }
+
+    #[test]
+    fn the_fingerprints_read_from_the_lists_are_those_of_each_records_keys() {
+        // Records 100..110 of 3 bands; 103 and 107 have no keys.
+        let mut bands = vec![Vec::new(); 3];
+        for r in (100u64..110).filter(|r| r % 4 != 3) {
+            for (b, band) in bands.iter_mut().enumerate() {
+                band.push((r * 7 + b as u64) << 32 | r);
+            }
+        }
+        let prints = prints_of(&bands, 100);
+        assert_eq!(prints.len(), 10);
+        for (at, &print) in prints.iter().enumerate() {
+            let r = 100 + at as u64;
+            let keys: Vec<u32> = (0..3).map(|b| (r * 7 + b) as u32).collect();
+            let expected = if r % 4 == 3 { 0 } else { fingerprint(&keys) };
+            assert_eq!(print, expected, "record {r}");
+        }
+        assert!(prints_of(&[], 0).is_empty() && prints_of(&[Vec::new()], 5).is_empty());
+        // Written without fingerprints, a chunk's runs carry them.
+        let dir = tempfile::tempdir().unwrap();
+        let temp = TempSpace::new(dir.path());
+        let mut c = Chunk {
+            base: 100,
+            end: 110,
+            bands: bands.clone(),
+            ..Chunk::default()
+        };
+        let written = write_chunk(&temp, &mut c, &mut Scratch::default()).unwrap();
+        let path = temp.path(&written.bands[0].name).unwrap();
+        let mut reader =
+            super::super::runs::RunReader::open(&path, Some(&written.bands[0])).unwrap();
+        let mut all = Vec::new();
+        while reader.next_entries(&mut all, 100).unwrap() {}
+        assert!(all
+            .iter()
+            .all(|e| e.print == prints[(e.record - 100) as usize]));
     }
 }

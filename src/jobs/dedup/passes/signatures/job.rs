@@ -11,9 +11,10 @@
 //! miss per key, which grew with the index. Nothing of a record's text is
 //! kept: the Integrator holds, per record, 8 bytes per band, its place in
 //! the input, its id's key (8 bytes, to find repeated ids,
-//! [`crate::jobs::dedup::ids`]) and one bit. Under a memory budget the
-//! band lists and id keys of each full chunk of records are sorted and
-//! written to sorted runs, and merged when the pass ends
+//! [`crate::jobs::dedup::ids`]) and one bit. Under a memory budget, once
+//! the lists pass their share, the band lists and id keys of the oldest
+//! records are sorted and written to sorted runs a chunk at a time, and
+//! merged with the latest ones when the pass ends
 //! ([`crate::jobs::dedup::spill::bands`]). Its state is checkpointed ([`BandIndexForm`]);
 //! when the pass completes it writes what it found ([`Candidates`]) for a
 //! resumed run ([`ResultFile`]).
@@ -187,12 +188,13 @@ impl Job for SignatureJob {
                 .as_ref()
                 .and_then(|(_, budget, _)| budget.map(|b| b.max_memory)),
         };
-        // With an index hook the bands end as sorted runs whatever the
-        // budget: the spiller notes every record's fingerprint from the
-        // start (with no budget, it never spills before the pass ends).
+        // With an index hook the bands end merged with the index's runs
+        // whatever the budget: the spiller keeps them (with no budget, it
+        // never spills before the pass ends).
         if let Some((temp, budget, _)) = &self.spill {
             if budget.is_some() || self.bands_hook.is_some() {
-                let spiller = Spiller::new(Arc::clone(temp), *budget, self.banding.bands);
+                let bands = self.banding.bands;
+                let spiller = Spiller::new(Arc::clone(temp), *budget, bands, self.threads);
                 index.spiller = Some(spiller);
             }
         }
@@ -254,13 +256,11 @@ impl BandIndex {
             + self.spiller.as_ref().map_or(0, Spiller::heap_bytes)
     }
 
-    /// Under a budget: notes the `keys` of the record at `index`.
-    fn note_spilled(&mut self, index: u64, keys: &[u32]) {
-        let Some(spiller) = &mut self.spiller else {
-            return;
-        };
-        spiller.make_room(&mut self.bands, &mut self.found.ids);
-        spiller.note(index, keys);
+    /// Under a budget: makes room for one more record in the lists.
+    fn make_room(&mut self) {
+        if let Some(spiller) = &mut self.spiller {
+            spiller.make_room(&mut self.bands, &mut self.found.ids);
+        }
     }
 
     /// Notes the `place` of the record at `index`: past their share, the
@@ -323,10 +323,10 @@ impl BandIndex {
         let hook = self.bands_hook.clone();
         match &mut self.spiller {
             Some(spiller) if spiller.has_spilled() || hook.is_some() => {
-                // The last chunk is sorted and held by the spiller, its
+                // The latest records are kept by the spiller, their
                 // lists here emptied.
                 spiller
-                    .keep_last(&mut self.bands, &mut self.found.ids, next, self.threads)
+                    .keep_last(&mut self.bands, &mut self.found.ids, next)
                     .map_err(RunError::into_io)?;
                 heartbeat.beat();
                 let runs = spiller
@@ -429,7 +429,7 @@ impl Integrate for BandIndex {
         let id = record_id(index)?;
         self.found.integrated.insert(index);
         self.found.records += 1;
-        self.note_spilled(index, keys.as_slice());
+        self.make_room();
         self.note_place(index, place);
         self.found.ids.record(index, key);
         if keys.is_empty() {
@@ -478,10 +478,11 @@ impl Integrate for BandIndex {
                 .temp
                 .clone()
                 .ok_or("the checkpoint names spilled runs, and this run has no temporary space")?;
-            self.spiller = Some(Spiller::new(temp, None, self.bands.len()));
+            let bands = self.bands.len();
+            self.spiller = Some(Spiller::new(temp, None, bands, self.threads));
         }
         if let Some(spiller) = &mut self.spiller {
-            spiller.restore(spilled, &self.bands)?;
+            spiller.restore(spilled)?;
         }
         match &self.places {
             Some(places) => places.restore(&self.found.spans)?,
