@@ -11,7 +11,9 @@
 //! waiting for a partner, never the corpus. Under a memory budget, once
 //! those sets pass their share ([`held_share`]) they go to disk as sorted
 //! runs keyed by the later partner, and come back by a merge as it
-//! arrives ([`crate::jobs::dedup::spill::held`]). Its state is checkpointed
+//! arrives ([`crate::jobs::dedup::spill::held`]); the candidates' ids, kept
+//! for the clusters, stay within their share too, on disk past it
+//! (`ids.rs`, [`crate::jobs::dedup::spill::ids`]). Its state is checkpointed
 //! ([`VerifierForm`]); when the pass completes it writes what it verified
 //! ([`Verified`]) for a resumed run ([`ResultFile`]).
 
@@ -37,8 +39,10 @@ use crate::jobs::dedup::spill::held::HeldSpill;
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{VerifiedForm, VerifierForm, STATE_VERSION};
 
+mod ids;
 mod remote;
 
+use ids::IdsHeld;
 pub use remote::{VerifyStep, REMOTE_NAME};
 
 /// A candidate record's id (JSON value text), shingle set, for an
@@ -239,6 +243,20 @@ impl VerifyJob {
         Some((record, shingle, key))
     }
 
+    /// Where the Integrator holds the candidates' ids: under a budget,
+    /// within their share. With a saved index the clusters also name
+    /// records whose only partners are indexed ones (pairs outside
+    /// `found.pairs`): their ids are all kept in memory, none pruned.
+    fn ids_held(&self) -> IdsHeld {
+        match &self.spill {
+            Some((temp, Some(shares), _)) if self.record_hook.is_none() => IdsHeld::Pruned {
+                share: shares.ids,
+                temp: Arc::clone(temp),
+            },
+            _ => IdsHeld::All,
+        }
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()
@@ -310,14 +328,7 @@ impl Job for VerifyJob {
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             failed: None,
             candidates_bytes: self.candidates.heap_bytes() as u64,
-            // With a saved index the clusters also name records whose
-            // only partners are indexed ones (pairs outside `found.pairs`):
-            // their ids are kept, none pruned.
-            ids_limit: self
-                .spill
-                .as_ref()
-                .filter(|_| self.record_hook.is_none())
-                .and_then(|(_, budget, _)| budget.map(|b| (b.ids, b.ids))),
+            ids: self.ids_held(),
             peak_ids_bytes: 0,
             slot: Arc::clone(&self.slot),
         }
@@ -390,9 +401,8 @@ pub struct Verifier {
     failed: Option<(std::io::ErrorKind, String)>,
     /// Bytes of the job's candidate bits (counted in the peak).
     candidates_bytes: u64,
-    /// Under a memory budget: the candidates' ids' and keys' share, and
-    /// the bytes past which they are pruned ([`Verifier::prune_ids`]).
-    ids_limit: Option<(u64, u64)>,
+    /// Where the candidates' ids and keys are held ([`IdsHeld`]).
+    ids: IdsHeld,
     /// Most bytes the candidates' ids and keys held.
     peak_ids_bytes: u64,
     slot: Arc<Mutex<Option<Verified>>>,
@@ -474,34 +484,6 @@ impl Verifier {
         Ok(())
     }
 
-    /// Bytes the candidates' ids and `--keep` keys hold.
-    fn ids_bytes(&self) -> u64 {
-        let keys = self.found.keys.capacity() * (4 + std::mem::size_of::<KeepKey>());
-        (self.found.ids.heap_bytes() + keys) as u64
-    }
-
-    /// Under a budget, once the candidates' ids and keys pass their limit:
-    /// prunes them after record `x` ([`Verifier::prune_ids`]), and sets
-    /// the next limit at twice what is left when that is more than the
-    /// share (what is left grows with the pairs, and pruning again at
-    /// once would be in vain).
-    fn prune_ids_if_over(&mut self, x: u32) {
-        let Some((share, limit)) = self.ids_limit else {
-            return;
-        };
-        let bytes = self.ids_bytes();
-        self.peak_ids_bytes = self.peak_ids_bytes.max(bytes);
-        if bytes <= limit {
-            return;
-        }
-        self.prune_ids(x);
-        let left = self.ids_bytes();
-        log::debug!(
-            "dedup pass 2: candidates' ids pruned after record {x}: {bytes} -> {left} bytes"
-        );
-        self.ids_limit = Some((share, share.max(2 * left)));
-    }
-
     /// Drops the ids and keys of the candidates that no verified pair
     /// holds and whose every partner has come (up to record `x`): they
     /// can be in no cluster, and only the clusters' members' ids are
@@ -545,18 +527,10 @@ impl Integrate for Verifier {
             return Ok(());
         }
         let x = record_id(original(self.reread.as_ref(), index)?)?;
-        if let Some(key) = key {
-            self.found.keys.insert(x, key);
-        }
         if let Some(hook) = &self.record_hook {
             hook.record(x, &id, &set, words.as_deref());
         }
-        // Records sent for the hook's words only (an empty set: neither a
-        // candidate nor in a pair across) are in no cluster: their ids,
-        // every record's when an index is saved, are not kept.
-        if !set.is_empty() {
-            self.found.ids.insert(x, &id);
-        }
+        let set_was_empty = set.is_empty();
         let pairs = &self.pairs;
         while self.cursor < pairs.len() && pairs[self.cursor].1 < x {
             self.found.unverifiable += 1;
@@ -581,7 +555,15 @@ impl Integrate for Verifier {
             fates.checked(below, &self.found.pairs[self.told..]);
             self.told = self.found.pairs.len();
         }
-        self.prune_ids_if_over(x);
+        // Noted once `x`'s pairs are verified: making room for it may drop
+        // the ids of the candidates whose last partner was `x`. Records
+        // sent for the hook's words only (an empty set: neither a
+        // candidate nor in a pair across) are in no cluster: their ids,
+        // every record's when an index is saved, are not kept.
+        let id = (!set_was_empty).then_some(&*id);
+        if let Err(e) = self.note_id(x, id, key) {
+            self.fail(e);
+        }
         Ok(())
     }
 
@@ -595,6 +577,7 @@ impl Integrate for Verifier {
             &self.held,
             self.peak_held_bytes,
             spilled,
+            self.ids.runs(),
             &self.found,
         );
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
@@ -627,6 +610,8 @@ impl Integrate for Verifier {
         self.held = form.take_held();
         self.held_bytes = self.held.values().map(|s| held_cost(s)).sum();
         self.peak_held_bytes = form.peak_held_bytes.max(self.held_bytes);
+        self.restore_ids(std::mem::take(&mut form.ids_spilled))
+            .map_err(RunError::into_io)?;
         self.found = form.found.into_verified();
         self.told = 0;
         Ok(())
@@ -642,11 +627,12 @@ impl Integrate for Verifier {
         run.commit_rejects()?;
         crate::jobs::dedup::crash::here("dedup::pass2_finishing");
         self.found.unverifiable += (self.pairs.len() - self.cursor) as u64;
-        self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
-        if self.ids_limit.is_some() && !run.partial {
-            // Every partner has come: only the clusters' ids are left.
-            self.prune_ids(u32::MAX);
+        if !run.partial {
+            // Every partner has come: only the clusters' ids are left (a
+            // stopped pass keeps them all for its checkpoint).
+            self.keep_clustered_ids().map_err(RunError::into_io)?;
         }
+        self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
         run.progress();
         self.held = HashMap::new();
         self.found.rejected = run.rejected;
@@ -654,6 +640,7 @@ impl Integrate for Verifier {
             .spill
             .as_ref()
             .map_or((0, 0), |s| (s.runs_written(), s.bytes()));
+        let ids_spilled = self.ids.bytes();
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &VerifiedForm::of(&self.found))?;
@@ -664,6 +651,7 @@ impl Integrate for Verifier {
             if let Some(spill) = &mut self.spill {
                 spill.remove_all()?;
             }
+            self.remove_id_runs()?;
         }
         let summary = serde_json::json!({
             "pass": "verify",
@@ -673,6 +661,7 @@ impl Integrate for Verifier {
             "spill_runs": runs,
             "bytes_spilled": spilled,
             "candidate_ids_peak_bytes": self.peak_ids_bytes.max(self.ids_bytes()),
+            "candidate_ids_spilled_bytes": ids_spilled,
         });
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);

@@ -6,7 +6,7 @@
 //! | reads | the candidate records only, at the places pass 1 noted ([`reread`]), or the whole input |
 //! | step 1 sends | [`Member`]: a candidate's id and shingle set (and its words for an index hook) |
 //! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
-//! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), named by the checkpoints, removed once the result is written |
+//! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), and the candidates' ids and keys past theirs, as runs in record order ([`crate::jobs::dedup::spill::ids`]), named by the checkpoints, removed once the result is written |
 //! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass (not at all
