@@ -110,7 +110,7 @@ fn a_budgeted_dedup_killed_after_its_candidates_ids_went_to_disk_resumes_to_the_
     );
     nothing_left(&whole, "uninterrupted");
     let expected = outputs(&whole);
-    assert!(expected.iter().all(Option::is_some));
+    assert!(expected[0].is_some() && expected[1].is_some());
     std::fs::remove_dir_all(&whole).unwrap();
 
     for stage in ["pass 2 with its ids on disk", "pass 2 finishing"] {
