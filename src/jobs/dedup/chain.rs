@@ -282,6 +282,16 @@ impl CandidateIds {
         records * 4 + ends * 8 + grown(self.text.capacity(), self.text.len(), len, 8)
     }
 
+    /// Room for `records` ids of `text` bytes in all, taken at once: a
+    /// list whose size is known is not grown by doubling.
+    pub fn with_capacity(records: usize, text: usize) -> Self {
+        CandidateIds {
+            records: Vec::with_capacity(records),
+            ends: Vec::with_capacity(records),
+            text: String::with_capacity(text),
+        }
+    }
+
     /// Forgets every id, keeping the memory for the next ones.
     pub fn clear(&mut self) {
         self.records.clear();

@@ -194,22 +194,33 @@ impl Verifier {
             .collect();
         members.sort_unstable();
         members.dedup();
-        let (mut ids, mut keys) = (CandidateIds::default(), HashMap::new());
-        if let IdsHeld::OnDisk(spill) = &self.ids {
-            spill.join(&members, |record, id, key| {
-                if let Some(id) = id {
-                    ids.insert(record, id);
-                }
-                if let Some(key) = key {
-                    keys.insert(record, key);
-                }
-            })?;
-        }
+        let IdsHeld::OnDisk(spill) = &self.ids else {
+            unreachable!("matched on disk above");
+        };
+        // Read twice: once to size the clustered records' ids (they grow
+        // with the duplicates, and a list grown by doubling would hold up
+        // to twice them), once to fill them.
+        let (mut count, mut text, mut keyed) = (segment.len(), 0, segment_keys.len());
+        text += segment.iter().map(|(_, id)| id.len()).sum::<usize>();
+        spill.join(&members, |_, id, key| {
+            count += usize::from(id.is_some());
+            text += id.map_or(0, str::len);
+            keyed += usize::from(key.is_some());
+        })?;
+        let mut ids = CandidateIds::with_capacity(count, text);
+        let mut keys = HashMap::with_capacity(keyed);
+        spill.join(&members, |record, id, key| {
+            if let Some(id) = id {
+                ids.insert(record, id);
+            }
+            if let Some(key) = key {
+                keys.insert(record, key);
+            }
+        })?;
         for (record, id) in segment.iter() {
             ids.insert(record, id);
         }
         keys.extend(segment_keys);
-        keys.shrink_to_fit();
         (self.found.ids, self.found.keys) = (ids, keys);
         // The segment and the joined ids were held at once.
         self.peak_ids_bytes = self.peak_ids_bytes.max(segment_bytes + self.ids_bytes());
