@@ -262,27 +262,40 @@ pub fn dedup_file(
     input: &std::path::Path,
     max_memory: Option<u64>,
 ) -> (Vec<(String, Vec<u8>)>, RunReport) {
+    dedup_file_with(input, max_memory, &DedupParams::default())
+}
+
+/// [`dedup_file`] with the parameters `params`.
+pub fn dedup_file_with(
+    input: &std::path::Path,
+    max_memory: Option<u64>,
+    params: &DedupParams,
+) -> (Vec<(String, Vec<u8>)>, RunReport) {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = RunContext::quiet(
         vec![input.to_owned()],
         OutputDir::create(dir.path()).unwrap(),
     );
     ctx.max_memory = max_memory;
-    let report = dedup::run(&ctx, &DedupParams::default()).unwrap();
+    let report = dedup::run(&ctx, params).unwrap();
     assert_eq!(report.exit_code, 0, "{}", report.human());
     let left = runs_left(dir.path());
     assert!(left.is_empty(), "{left:?}");
     (outputs(dir.path()), report)
 }
 
-/// Sorted runs and runs of places left in the temporary folder of the
-/// output folder `out`.
+/// Sorted runs, runs of places and runs of candidates' ids left in the
+/// temporary folder of the output folder `out`.
 pub fn runs_left(out: &std::path::Path) -> Vec<String> {
     let Ok(list) = std::fs::read_dir(out.join(TEMP_FOLDER)) else {
         return Vec::new();
     };
     list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".sorted") || name.ends_with(".places"))
+        .filter(|name| {
+            [".sorted", ".places", ".ids"]
+                .iter()
+                .any(|s| name.ends_with(s))
+        })
         .collect()
 }
 
@@ -307,5 +320,40 @@ pub fn words(seed: u64) -> impl FnMut() -> String {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         format!("w{}", (state >> 33) % 200_000)
+    }
+}
+
+/// Writes to `path` `documents` records, then a near-copy of each in the
+/// same order: every candidate of the first half waits for its partner
+/// until the second half, so the ids that no pruning may drop grow with
+/// the corpus. A copy has two words changed (a candidate pair, not a
+/// verified one), except every 40th, which has one more word at its end
+/// (verified, and longer: `--keep longest` keeps the copy, `first` the
+/// original). Written as made: the originals' words are drawn again for
+/// their copies, not held.
+pub fn write_far_apart(path: &std::path::Path, documents: usize) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut line = |n: usize, words: &[String]| {
+        let record = serde_json::json!({
+            "id": format!("a-rather-long-document-identifier-{n:08}"),
+            "text": words.join(" "),
+        });
+        writeln!(out, "{record}").unwrap();
+    };
+    let mut original = words(0xfa7_u64);
+    for n in 0..documents {
+        line(n, &(0..60).map(|_| original()).collect::<Vec<_>>());
+    }
+    let (mut original, mut other) = (words(0xfa7_u64), words(0x07e4_u64));
+    for n in 0..documents {
+        let mut copy: Vec<String> = (0..60).map(|_| original()).collect();
+        if n % 40 == 0 {
+            copy.push(other());
+        } else {
+            copy[20] = other();
+            copy[40] = other();
+        }
+        line(documents + n, &copy);
     }
 }

@@ -15,7 +15,7 @@
 //! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
 //! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats |
 //! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
-//! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth; past it, the ids of candidates that can no longer be in a cluster are dropped |
+//! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth, kept before an id's vectors grow; past it, the ids of candidates that can no longer be in a cluster are dropped, and when that leaves more than half the share, every id goes to disk in record order ([`crate::jobs::dedup::spill::ids`]: a segment of a quarter of the share in memory), joined back for the clustered records when the pass ends |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
@@ -90,7 +90,10 @@ impl Shares {
     /// budget. Past it, those of candidates whose every partner has come
     /// and that no verified pair holds are dropped; what is left (the
     /// candidates still waiting for a partner, and the clustered ones)
-    /// grows with the pairs, not the records.
+    /// can grow with the corpus, so when it is more than half the share
+    /// every id goes to disk in record order
+    /// ([`crate::jobs::dedup::spill::ids`]), and the clustered records'
+    /// are joined back when the pass ends.
     pub fn candidate_ids(self) -> u64 {
         self.max_memory / 8
     }

@@ -266,6 +266,40 @@ impl CandidateIds {
     pub fn heap_bytes(&self) -> usize {
         self.records.capacity() * 4 + self.ends.capacity() * 8 + self.text.capacity()
     }
+
+    /// At most the bytes of memory it will hold once an id of `len` bytes
+    /// is noted after the others: a full vector doubles (as `Vec` grows,
+    /// at least to 4 items, a string to 8 bytes), so that a budget can be
+    /// kept before the memory is taken, not after.
+    pub fn bytes_after(&self, len: usize) -> usize {
+        let grown = |capacity: usize, used: usize, more: usize, least: usize| {
+            if used + more <= capacity {
+                capacity
+            } else {
+                (2 * capacity).max(used + more).max(least)
+            }
+        };
+        let records = grown(self.records.capacity(), self.records.len(), 1, 4);
+        let ends = grown(self.ends.capacity(), self.ends.len(), 1, 4);
+        records * 4 + ends * 8 + grown(self.text.capacity(), self.text.len(), len, 8)
+    }
+
+    /// Room for `records` ids of `text` bytes in all, taken at once: a
+    /// list whose size is known is not grown by doubling.
+    pub fn with_capacity(records: usize, text: usize) -> Self {
+        CandidateIds {
+            records: Vec::with_capacity(records),
+            ends: Vec::with_capacity(records),
+            text: String::with_capacity(text),
+        }
+    }
+
+    /// Forgets every id, keeping the memory for the next ones.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.ends.clear();
+        self.text.clear();
+    }
 }
 
 impl<'a> FromIterator<(u32, &'a str)> for CandidateIds {
@@ -319,5 +353,20 @@ mod tests {
         assert_eq!(all, [(3, "\"a\""), (9, "17")]);
         assert_eq!(ids.get(40), None);
         assert!(ids.heap_bytes() < 2 * 4 + 2 * 8 + 16);
+    }
+
+    #[test]
+    fn the_bytes_after_an_id_are_never_below_what_noting_it_takes() {
+        let mut ids = CandidateIds::default();
+        for record in 0..5_000u32 {
+            let id = "x".repeat(record as usize % 37);
+            let after = ids.bytes_after(id.len());
+            ids.insert(record, &id);
+            assert!(ids.heap_bytes() <= after, "record {record}");
+        }
+        let held = ids.heap_bytes();
+        ids.clear();
+        assert!(ids.is_empty() && ids.heap_bytes() == held);
+        assert_eq!(ids.bytes_after(3), held);
     }
 }

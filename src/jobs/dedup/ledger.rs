@@ -75,6 +75,10 @@ pub struct PassTime {
     /// ([`crate::jobs::dedup::budget::Shares::candidate_ids`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     candidate_ids_peak_bytes: Option<u64>,
+    /// Pass 2: bytes of the candidates' ids written to disk past their
+    /// share ([`crate::jobs::dedup::spill::ids`]; 0 when they fit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_ids_spilled_bytes: Option<u64>,
     /// Pass 1 under a budget: the candidate pairs its merge made (each
     /// band's, repeats included), the most bytes their lists held
     /// ([`crate::jobs::dedup::budget::Shares::pairs`]), and the bytes of
@@ -104,6 +108,7 @@ impl PassTime {
             bytes_spilled: report.result["bytes_spilled"].as_u64(),
             places_spilled_bytes: report.result["places_spilled_bytes"].as_u64(),
             candidate_ids_peak_bytes: report.result["candidate_ids_peak_bytes"].as_u64(),
+            candidate_ids_spilled_bytes: report.result["candidate_ids_spilled_bytes"].as_u64(),
             candidate_pairs_made: report.result["candidate_pairs_made"].as_u64(),
             candidate_pairs_peak_bytes: report.result["candidate_pairs_peak_bytes"].as_u64(),
             candidate_pairs_bytes_spilled: report.result["candidate_pairs_bytes_spilled"].as_u64(),
@@ -124,6 +129,7 @@ impl PassTime {
             bytes_spilled: None,
             places_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
+            candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,
             candidate_pairs_peak_bytes: None,
             candidate_pairs_bytes_spilled: None,
@@ -145,6 +151,7 @@ impl PassTime {
             bytes_spilled: None,
             places_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
+            candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,
             candidate_pairs_peak_bytes: None,
             candidate_pairs_bytes_spilled: None,

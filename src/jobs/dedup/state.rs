@@ -33,7 +33,8 @@ use super::spill::runs::RunInfo;
 /// record of the id keys held; 7: the runs of held shingle sets pass 2
 /// spilled; 8: the candidates' `--keep` keys; 9: the records' places on
 /// disk past their share of the budget, named; 10: the candidate pairs on
-/// disk past pass 2's share, named).
+/// disk past pass 2's share, and the runs of candidates' ids pass 2 wrote
+/// past their share, named).
 pub const STATE_VERSION: u32 = 10;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
@@ -253,8 +254,10 @@ impl VerifiedForm<Box<str>> {
 /// Pass 2's Integrator state: the next candidate pair, the shingle sets
 /// waiting for a later partner (in record order) in memory, the runs
 /// holding those that went to disk under a memory budget (named, not
-/// copied: [`super::spill::held`]), the peak the held sets reached and
-/// what was verified so far. Generic like [`VerifiedForm`].
+/// copied: [`super::spill::held`]), the peak the held sets reached, the
+/// runs holding the candidates' ids and keys that went to disk (named:
+/// [`super::spill::ids`]; those in memory are in `found`) and what was
+/// verified so far. Generic like [`VerifiedForm`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VerifierForm<S, H> {
     /// Index of the first pair whose later record has not arrived.
@@ -265,6 +268,9 @@ pub struct VerifierForm<S, H> {
     pub peak_held_bytes: u64,
     /// The runs of held sets written so far, in order.
     pub spilled: Vec<RunInfo>,
+    /// The runs of candidates' ids and keys written so far, in record
+    /// order.
+    pub ids_spilled: Vec<RunInfo>,
     /// What was verified so far.
     pub found: VerifiedForm<S>,
 }
@@ -276,6 +282,7 @@ impl<'a> VerifierForm<&'a str, &'a [u64]> {
         held: &'a HashMap<u32, Vec<u64>>,
         peak_held_bytes: u64,
         spilled: &[RunInfo],
+        ids_spilled: &[RunInfo],
         found: &'a Verified,
     ) -> Self {
         let mut sets: Vec<(u32, &[u64])> = held.iter().map(|(&r, s)| (r, &s[..])).collect();
@@ -285,6 +292,7 @@ impl<'a> VerifierForm<&'a str, &'a [u64]> {
             held: gapped(sets),
             peak_held_bytes,
             spilled: spilled.to_vec(),
+            ids_spilled: ids_spilled.to_vec(),
             found: VerifiedForm::of(found),
         }
     }
@@ -408,12 +416,19 @@ mod tests {
             entries: 3,
             checksum: 77,
         }];
-        let form = VerifierForm::of(3, &held, 64, &runs, &found);
+        let ids_runs = [crate::jobs::dedup::spill::runs::RunInfo {
+            name: "dedup-verify-ids-000000.ids".into(),
+            bytes: 80,
+            entries: 2,
+            checksum: 78,
+        }];
+        let form = VerifierForm::of(3, &held, 64, &runs, &ids_runs, &found);
         let bytes = codec::encode(&form, STATE_VERSION).unwrap();
         let mut back: VerifierForm<Box<str>, Vec<u64>> =
             codec::decode(&bytes, STATE_VERSION).unwrap();
         assert_eq!((back.cursor, back.peak_held_bytes), (3, 64));
         assert_eq!(back.spilled, runs);
+        assert_eq!(back.ids_spilled, ids_runs);
         assert_eq!(back.take_held(), held);
         let verified = back.found.into_verified();
         assert_eq!(verified.pairs, found.pairs);

@@ -7,7 +7,9 @@
 //! past their share in pass 2, the pairs pass 1 hands it go to two sorted
 //! runs it reads front to back ([`pair_files`]);
 //! pass 2's held shingle sets spill to runs keyed by the later partner,
-//! merged back as the pass advances ([`held`]); the records' places go to
+//! merged back as the pass advances ([`held`]), and its candidates' ids
+//! past their share to runs in record order, joined back for the
+//! clustered records when it ends ([`ids`]); the records' places go to
 //! runs in record order, read back by passes 2 and 3 ([`places`]).
 //!
 //! | module | holds |
@@ -21,6 +23,7 @@
 //! | [`pairs`] | pass 1's candidate pairs as the merge makes them, past their share sorted runs merged into the pairs without their repeats across bands |
 //! | [`pair_files`] | the candidate pairs handed to pass 2, past their share written by the later record and, with each one's last partner, by the earlier one, and read back front to back |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
+//! | [`ids`] | pass 2's candidates' ids and `--keep` keys past their share, written in record order and joined back for the clustered records when the pass ends |
 //! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
@@ -29,6 +32,7 @@
 
 pub mod bands;
 pub mod held;
+pub mod ids;
 pub mod leftovers;
 pub mod levels;
 pub mod merge;

@@ -13,7 +13,9 @@
 //! runs keyed by the later partner, and come back by a merge as it
 //! arrives ([`crate::jobs::dedup::spill::held`]). Past their own share,
 //! the candidate pairs and each earlier record's last partner are read
-//! from disk front to back ([`Partners`]). Its state is checkpointed
+//! from disk front to back ([`Partners`]); the candidates' ids, kept for
+//! the clusters, stay within their share too, on disk past it (`ids.rs`,
+//! [`crate::jobs::dedup::spill::ids`]). Its state is checkpointed
 //! ([`VerifierForm`]); when the pass completes it writes what it verified
 //! ([`Verified`]) for a resumed run ([`ResultFile`]).
 
@@ -40,9 +42,11 @@ use crate::jobs::dedup::spill::pair_files::{pair_of, CandidatePairs, PairFiles, 
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{VerifiedForm, VerifierForm, STATE_VERSION};
 
+mod ids;
 mod partners;
 mod remote;
 
+use ids::IdsHeld;
 pub use partners::Partners;
 pub use remote::{VerifyStep, REMOTE_NAME};
 
@@ -298,6 +302,20 @@ impl VerifyJob {
         Some((record, shingle, key))
     }
 
+    /// Where the Integrator holds the candidates' ids: under a budget,
+    /// within their share. With a saved index the clusters also name
+    /// records whose only partners are indexed ones (pairs outside
+    /// `found.pairs`): their ids are all kept in memory, none pruned.
+    fn ids_held(&self) -> IdsHeld {
+        match &self.spill {
+            Some((temp, Some(shares), _)) if self.record_hook.is_none() => IdsHeld::Pruned {
+                share: shares.ids,
+                temp: Arc::clone(temp),
+            },
+            _ => IdsHeld::All,
+        }
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()
@@ -367,14 +385,7 @@ impl Job for VerifyJob {
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             failed: None,
             candidates_bytes: self.candidates.heap_bytes() as u64,
-            // With a saved index the clusters also name records whose
-            // only partners are indexed ones (pairs outside `found.pairs`):
-            // their ids are kept, none pruned.
-            ids_limit: self
-                .spill
-                .as_ref()
-                .filter(|_| self.record_hook.is_none())
-                .and_then(|(_, budget, _)| budget.map(|b| (b.ids, b.ids))),
+            ids: self.ids_held(),
             peak_ids_bytes: 0,
             peak_pairs_bytes: 0,
             slot: Arc::clone(&self.slot),
@@ -421,9 +432,8 @@ pub struct Verifier {
     failed: Option<(std::io::ErrorKind, String)>,
     /// Bytes of the job's candidate bits (counted in the peak).
     candidates_bytes: u64,
-    /// Under a memory budget: the candidates' ids' and keys' share, and
-    /// the bytes past which they are pruned ([`Verifier::prune_ids`]).
-    ids_limit: Option<(u64, u64)>,
+    /// Where the candidates' ids and keys are held ([`IdsHeld`]).
+    ids: IdsHeld,
     /// Most bytes the candidates' ids and keys held.
     peak_ids_bytes: u64,
     /// Most bytes the candidate pairs and last partners held.
@@ -531,34 +541,6 @@ impl Verifier {
         self.hold(x, set)
     }
 
-    /// Bytes the candidates' ids and `--keep` keys hold.
-    fn ids_bytes(&self) -> u64 {
-        let keys = self.found.keys.capacity() * (4 + std::mem::size_of::<KeepKey>());
-        (self.found.ids.heap_bytes() + keys) as u64
-    }
-
-    /// Under a budget, once the candidates' ids and keys pass their limit:
-    /// prunes them after record `x` ([`Verifier::prune_ids`]), and sets
-    /// the next limit at twice what is left when that is more than the
-    /// share (what is left grows with the pairs, and pruning again at
-    /// once would be in vain).
-    fn prune_ids_if_over(&mut self, x: u32) {
-        let Some((share, limit)) = self.ids_limit else {
-            return;
-        };
-        let bytes = self.ids_bytes();
-        self.peak_ids_bytes = self.peak_ids_bytes.max(bytes);
-        if bytes <= limit {
-            return;
-        }
-        self.prune_ids(x);
-        let left = self.ids_bytes();
-        log::debug!(
-            "dedup pass 2: candidates' ids pruned after record {x}: {bytes} -> {left} bytes"
-        );
-        self.ids_limit = Some((share, share.max(2 * left)));
-    }
-
     /// Drops the ids and keys of the candidates that no verified pair
     /// holds and whose every partner has come (up to record `x`): they
     /// can be in no cluster, and only the clusters' members' ids are
@@ -609,18 +591,10 @@ impl Integrate for Verifier {
             return Ok(());
         }
         let x = record_id(original(self.reread.as_ref(), index)?)?;
-        if let Some(key) = key {
-            self.found.keys.insert(x, key);
-        }
         if let Some(hook) = &self.record_hook {
             hook.record(x, &id, &set, words.as_deref());
         }
-        // Records sent for the hook's words only (an empty set: neither a
-        // candidate nor in a pair across) are in no cluster: their ids,
-        // every record's when an index is saved, are not kept.
-        if !set.is_empty() {
-            self.found.ids.insert(x, &id);
-        }
+        let set_was_empty = set.is_empty();
         if let Err(e) = self.check_pairs_of(x, set) {
             self.fail(e);
             return Ok(());
@@ -634,7 +608,15 @@ impl Integrate for Verifier {
             fates.checked(below, &self.found.pairs[self.told..]);
             self.told = self.found.pairs.len();
         }
-        self.prune_ids_if_over(x);
+        // Noted once `x`'s pairs are verified: making room for it may drop
+        // the ids of the candidates whose last partner was `x`. Records
+        // sent for the hook's words only (an empty set: neither a
+        // candidate nor in a pair across) are in no cluster: their ids,
+        // every record's when an index is saved, are not kept.
+        let id = (!set_was_empty).then_some(&*id);
+        if let Err(e) = self.note_id(x, id, key) {
+            self.fail(e);
+        }
         Ok(())
     }
 
@@ -648,6 +630,7 @@ impl Integrate for Verifier {
             &self.held,
             self.peak_held_bytes,
             spilled,
+            self.ids.runs(),
             &self.found,
         );
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
@@ -675,6 +658,8 @@ impl Integrate for Verifier {
         self.held = held;
         self.held_bytes = self.held.values().map(|s| held_cost(s)).sum();
         self.peak_held_bytes = form.peak_held_bytes.max(self.held_bytes);
+        self.restore_ids(std::mem::take(&mut form.ids_spilled))
+            .map_err(RunError::into_io)?;
         self.found = form.found.into_verified();
         self.told = 0;
         Ok(())
@@ -690,11 +675,12 @@ impl Integrate for Verifier {
         run.commit_rejects()?;
         crate::jobs::dedup::crash::here("dedup::pass2_finishing");
         self.found.unverifiable += self.partners.count() - self.partners.position();
-        self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
-        if self.ids_limit.is_some() && !run.partial {
-            // Every partner has come: only the clusters' ids are left.
-            self.prune_ids(u32::MAX);
+        if !run.partial {
+            // Every partner has come: only the clusters' ids are left (a
+            // stopped pass keeps them all for its checkpoint).
+            self.keep_clustered_ids().map_err(RunError::into_io)?;
         }
+        self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
         run.progress();
         self.held = HashMap::new();
         self.found.rejected = run.rejected;
@@ -702,6 +688,7 @@ impl Integrate for Verifier {
             .spill
             .as_ref()
             .map_or((0, 0), |s| (s.runs_written(), s.bytes()));
+        let ids_spilled = self.ids.bytes();
         if !run.partial {
             if let Some(file) = &self.result_file {
                 file.write(run.output, &VerifiedForm::of(&self.found))?;
@@ -712,6 +699,7 @@ impl Integrate for Verifier {
             if let Some(spill) = &mut self.spill {
                 spill.remove_all()?;
             }
+            self.remove_id_runs()?;
         }
         let summary = serde_json::json!({
             "pass": "verify",
@@ -723,6 +711,7 @@ impl Integrate for Verifier {
             "candidate_ids_peak_bytes": self.peak_ids_bytes.max(self.ids_bytes()),
             "candidate_pairs_peak_bytes": self.peak_pairs_bytes.max(self.partners.heap_bytes()),
             "candidate_pairs_on_disk": matches!(self.partners, Partners::Disk(_)),
+            "candidate_ids_spilled_bytes": ids_spilled,
         });
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);

@@ -6,7 +6,7 @@
 //! | reads | the candidate records only, at the places pass 1 noted ([`reread`]), or the whole input |
 //! | step 1 sends | [`Member`]: a candidate's id and shingle set (and its words for an index hook) |
 //! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
-//! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), named by the checkpoints, removed once the result is written; the candidate pairs and last partners past theirs, written by pass 1 and read front to back ([`job::Partners`]), named by pass 1's result, removed once the outputs are committed |
+//! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), and the candidates' ids and keys past theirs, as runs in record order ([`crate::jobs::dedup::spill::ids`]), named by the checkpoints, removed once the result is written; the candidate pairs and last partners past theirs, written by pass 1 and read front to back ([`job::Partners`]), named by pass 1's result, removed once the outputs are committed |
 //! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass (not at all

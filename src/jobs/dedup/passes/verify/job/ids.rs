@@ -1,0 +1,298 @@
+//! Where pass 2 keeps the candidates' ids and `--keep` keys until the
+//! clusters are known ([`IdsHeld`]): in memory with no budget; under one,
+//! in memory while they fit their share ([`Shares::candidate_ids`]),
+//! those of candidates that can be in no cluster dropped past it; and on
+//! disk in record order once dropping those no longer makes room (the
+//! ids of candidates still waiting for a later partner cannot be
+//! dropped, and grow with the corpus), joined back for the clustered
+//! records when the pass ends ([`crate::jobs::dedup::spill::ids`]).
+//!
+//! The budget is kept before the memory is taken: an id is noted only
+//! once what its vectors would grow to fits ([`Verifier::ids_bytes_after`]).
+//!
+//! [`Shares::candidate_ids`]: crate::jobs::dedup::budget::Shares::candidate_ids
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use drainpipe_actors::TempSpace;
+
+use super::Verifier;
+use crate::jobs::dedup::chain::CandidateIds;
+use crate::jobs::dedup::keep::KeepKey;
+use crate::jobs::dedup::spill::ids::{remove_unnamed_runs, IdEntry, IdsSpill};
+use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
+
+/// Bytes a slot of the keys' table is counted for.
+const KEY_SLOT_BYTES: usize = 4 + std::mem::size_of::<KeepKey>();
+
+/// Where the candidates' ids and keys are held.
+#[derive(Debug)]
+pub enum IdsHeld {
+    /// No budget, or a saved index's hook (its clusters also name records
+    /// whose only partners are indexed ones): every id in memory, none
+    /// dropped.
+    All,
+    /// Under a budget, in memory: past `share` bytes those of candidates
+    /// that can be in no cluster are dropped ([`Verifier::prune_ids`]);
+    /// when that leaves more than half the share, all go to disk in
+    /// `temp`.
+    Pruned {
+        /// The ids' share of the budget.
+        share: u64,
+        /// The run's temporary space.
+        temp: Arc<TempSpace>,
+    },
+    /// On disk: runs in record order, and the segment being filled in
+    /// `found.ids` and `found.keys`.
+    OnDisk(IdsSpill),
+}
+
+impl IdsHeld {
+    /// The runs of ids a checkpoint names.
+    pub fn runs(&self) -> &[RunInfo] {
+        match self {
+            IdsHeld::OnDisk(spill) => spill.runs(),
+            _ => &[],
+        }
+    }
+
+    /// Bytes of the runs of ids written.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            IdsHeld::OnDisk(spill) => spill.bytes(),
+            _ => 0,
+        }
+    }
+}
+
+/// The `(record, id, key)` of every candidate of `ids` and `keys`, in
+/// record order.
+fn entries<'a>(
+    ids: &'a CandidateIds,
+    keys: &'a HashMap<u32, KeepKey>,
+) -> impl Iterator<Item = IdEntry<'a>> + 'a {
+    let mut keyed: Vec<(u32, &KeepKey)> = keys.iter().map(|(&r, k)| (r, k)).collect();
+    keyed.sort_unstable_by_key(|&(r, _)| r);
+    let mut ids = ids.iter().peekable();
+    let mut keyed = keyed.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let next_id = ids.peek().map(|&(r, _)| r);
+        let next_key = keyed.peek().map(|&(r, _)| r);
+        let record = match (next_id, next_key) {
+            (None, None) => return None,
+            (Some(a), Some(b)) => a.min(b),
+            (Some(r), None) | (None, Some(r)) => r,
+        };
+        let id = ids.next_if(|&(r, _)| r == record).map(|(_, id)| id);
+        let key = keyed.next_if(|&(r, _)| r == record).map(|(_, k)| k);
+        Some((record, id, key))
+    })
+}
+
+impl Verifier {
+    /// Bytes the candidates' ids and `--keep` keys hold.
+    pub(super) fn ids_bytes(&self) -> u64 {
+        let keys = self.found.keys.capacity() * KEY_SLOT_BYTES;
+        (self.found.ids.heap_bytes() + keys) as u64
+    }
+
+    /// At most the bytes they will hold once an id of `len` bytes (and a
+    /// key, when `key`) is noted: a full table doubles.
+    pub(super) fn ids_bytes_after(&self, len: usize, key: bool) -> u64 {
+        let keys = &self.found.keys;
+        let slots = if !key || keys.len() < keys.capacity() {
+            keys.capacity()
+        } else {
+            (2 * keys.capacity() + 1).max(3)
+        };
+        (self.found.ids.bytes_after(len) + slots * KEY_SLOT_BYTES) as u64
+    }
+
+    /// Notes candidate `x`'s `id` (`None`: a record read for a saved
+    /// index's words only, in no cluster) and `key`, after its pairs were
+    /// verified; under a budget, first makes room for them within their
+    /// share (or the segment on disk).
+    pub(super) fn note_id(
+        &mut self,
+        x: u32,
+        id: Option<&str>,
+        key: Option<KeepKey>,
+    ) -> Result<(), RunError> {
+        let len = id.map_or(0, str::len);
+        let after = self.ids_bytes_after(len, key.is_some());
+        match &self.ids {
+            IdsHeld::All => {}
+            IdsHeld::Pruned { share, temp } if after > *share => {
+                let (share, temp) = (*share, Arc::clone(temp));
+                let bytes = self.ids_bytes();
+                self.prune_ids(x);
+                let left = self.ids_bytes();
+                log::debug!(
+                    "dedup pass 2: candidates' ids pruned after record {x}: {bytes} -> {left} bytes"
+                );
+                if left > share / 2 || self.ids_bytes_after(len, key.is_some()) > share {
+                    let mut spill = IdsSpill::new(temp, Some(share));
+                    self.write_segment(&mut spill)?;
+                    // The segments that follow are a fraction of the share.
+                    (self.found.ids, self.found.keys) = (CandidateIds::default(), HashMap::new());
+                    self.ids = IdsHeld::OnDisk(spill);
+                }
+            }
+            IdsHeld::Pruned { .. } => {}
+            IdsHeld::OnDisk(spill) if after > spill.segment_bytes() => {
+                let IdsHeld::OnDisk(mut spill) = std::mem::replace(&mut self.ids, IdsHeld::All)
+                else {
+                    unreachable!("matched on disk above");
+                };
+                let written = self.write_segment(&mut spill);
+                self.ids = IdsHeld::OnDisk(spill);
+                written?;
+                self.found.ids.clear();
+                self.found.keys.clear();
+            }
+            IdsHeld::OnDisk(_) => {}
+        }
+        if let Some(key) = key {
+            self.found.keys.insert(x, key);
+        }
+        if let Some(id) = id {
+            self.found.ids.insert(x, id);
+        }
+        self.peak_ids_bytes = self.peak_ids_bytes.max(self.ids_bytes());
+        Ok(())
+    }
+
+    /// Writes the ids and keys in memory as the next run of `spill`.
+    fn write_segment(&self, spill: &mut IdsSpill) -> Result<(), RunError> {
+        let bytes = 2 * self.ids_bytes() + 64;
+        spill.write(entries(&self.found.ids, &self.found.keys), bytes)
+    }
+
+    /// When the pass has ended (every partner has come): only the ids
+    /// and keys of the clustered records are kept, those on disk joined
+    /// back from their runs, in record order.
+    pub(super) fn keep_clustered_ids(&mut self) -> Result<(), RunError> {
+        match &self.ids {
+            IdsHeld::All => return Ok(()),
+            IdsHeld::Pruned { .. } => {
+                self.prune_ids(u32::MAX);
+                return Ok(());
+            }
+            IdsHeld::OnDisk(_) => {}
+        }
+        // The segment in memory first (its records come after the runs').
+        self.prune_ids(u32::MAX);
+        let segment = std::mem::take(&mut self.found.ids);
+        let segment_keys = std::mem::take(&mut self.found.keys);
+        let segment_bytes = self.ids_bytes_of(&segment, &segment_keys);
+        let mut members: Vec<u32> = self
+            .found
+            .pairs
+            .iter()
+            .flat_map(|&(a, b, _)| [a, b])
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        let IdsHeld::OnDisk(spill) = &self.ids else {
+            unreachable!("matched on disk above");
+        };
+        // Read twice: once to size the clustered records' ids (they grow
+        // with the duplicates, and a list grown by doubling would hold up
+        // to twice them), once to fill them.
+        let (mut count, mut text, mut keyed) = (segment.len(), 0, segment_keys.len());
+        text += segment.iter().map(|(_, id)| id.len()).sum::<usize>();
+        spill.join(&members, |_, id, key| {
+            count += usize::from(id.is_some());
+            text += id.map_or(0, str::len);
+            keyed += usize::from(key.is_some());
+        })?;
+        let mut ids = CandidateIds::with_capacity(count, text);
+        let mut keys = HashMap::with_capacity(keyed);
+        spill.join(&members, |record, id, key| {
+            if let Some(id) = id {
+                ids.insert(record, id);
+            }
+            if let Some(key) = key {
+                keys.insert(record, key);
+            }
+        })?;
+        for (record, id) in segment.iter() {
+            ids.insert(record, id);
+        }
+        keys.extend(segment_keys);
+        (self.found.ids, self.found.keys) = (ids, keys);
+        // The segment and the joined ids were held at once.
+        self.peak_ids_bytes = self.peak_ids_bytes.max(segment_bytes + self.ids_bytes());
+        Ok(())
+    }
+
+    fn ids_bytes_of(&self, ids: &CandidateIds, keys: &HashMap<u32, KeepKey>) -> u64 {
+        (ids.heap_bytes() + keys.capacity() * KEY_SLOT_BYTES) as u64
+    }
+
+    /// Takes up the runs of ids a checkpoint names (the ids it holds are
+    /// those in memory then); runs of ids it does not name were written
+    /// after it, and are removed.
+    pub(super) fn restore_ids(&mut self, runs: Vec<RunInfo>) -> Result<(), RunError> {
+        let Some(temp) = self.temp.clone() else {
+            if runs.is_empty() {
+                return Ok(());
+            }
+            return Err(RunError::Failed {
+                kind: std::io::ErrorKind::NotFound,
+                message: "the checkpoint names runs of candidates' ids, and this run has no \
+                          temporary space"
+                    .into(),
+            });
+        };
+        if runs.is_empty() {
+            return remove_unnamed_runs(&temp, &[]);
+        }
+        let share = match &self.ids {
+            IdsHeld::Pruned { share, .. } => Some(*share),
+            _ => None,
+        };
+        let mut spill = IdsSpill::new(temp, share);
+        log::info!(
+            "dedup pass 2: resumed with {} runs of candidates' ids on disk",
+            runs.len()
+        );
+        spill.restore(runs)?;
+        self.ids = IdsHeld::OnDisk(spill);
+        Ok(())
+    }
+
+    /// Removes the runs of ids, once the pass's result is written.
+    pub(super) fn remove_id_runs(&mut self) -> std::io::Result<()> {
+        match &mut self.ids {
+            IdsHeld::OnDisk(spill) => spill.remove_all(),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_go_in_record_order_with_their_keys() {
+        let ids: CandidateIds = [(2, "\"b\""), (5, "7"), (9, "\"c\"")].into_iter().collect();
+        let keys = HashMap::from([
+            (9, KeepKey::Length(4)),
+            (1, KeepKey::Missing),
+            (5, KeepKey::Int(-2)),
+        ]);
+        let all: Vec<_> = entries(&ids, &keys).collect();
+        assert_eq!(
+            all,
+            [
+                (1, None, Some(&KeepKey::Missing)),
+                (2, Some("\"b\""), None),
+                (5, Some("7"), Some(&KeepKey::Int(-2))),
+                (9, Some("\"c\""), Some(&KeepKey::Length(4))),
+            ]
+        );
+    }
+}
