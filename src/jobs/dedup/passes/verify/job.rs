@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::{
-    codec, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
+    codec, Failure, FinishContext, Integrate, Job, RawRecord, RecordError, RunHandle, TempSpace,
 };
 
 use crate::input::{parse_text_record, TextFields, TextRecord, FORMAT_JSONL};
@@ -448,7 +448,9 @@ impl Verifier {
         log::error!("dedup pass 2: {e}; stopping the run");
         self.failed = Some((e.kind(), e.to_string()));
         if let Some(handle) = &self.handle {
-            handle.request_stop();
+            // The run's report gives this cause (exit 74), not a
+            // signal's.
+            handle.request_stop_failed(Failure::Io(format!("dedup pass 2: {e}")));
         }
     }
 
