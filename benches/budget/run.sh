@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# dedup under memory budgets: for each corpus size, runs with no budget and
-# with each `--max-memory` given, interleaved round by round, and prints per
+# dedup under memory budgets: for each corpus size, runs without
+# `--max-memory` (the default budget, half the memory available: "default")
+# and with each `--max-memory` given, interleaved round by round, and prints per
 # size and budget the median wall time, documents/s, the ratio to the
 # no-budget run of the same round set, the peak RSS (GNU time's, the highest
 # over the runs), bytes spilled and peak temporary disk (`summary.json`), and
@@ -35,7 +36,7 @@ done
 command -v python3 >/dev/null || { echo "needs python3 to read summary.json" >&2; exit 1; }
 
 (cd "$root" && cargo build --release -q)
-drainpipe=$root/target/release/drainpipe
+drainpipe=${CARGO_TARGET_DIR:-$root/target}/release/drainpipe
 if [ -z "$dir" ]; then
     dir=$(mktemp -d)
     trap 'rm -rf "$dir"' EXIT
@@ -61,7 +62,7 @@ one() {
 for n in $docs; do
     corpus=$dir/short-$n.jsonl
     [ -s "$corpus" ] || "$drainpipe" generate --docs "$n" --min-words 20 --max-words 40 -o "$corpus"
-    echo "corpus: $n docs, $(du -h "$corpus" | cut -f1); $runs round(s); load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    echo "corpus: $n docs, $(du -hL "$corpus" | cut -f1); $runs round(s); load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     for _ in $(seq "$runs"); do
         for budget in none $budgets; do
             one "$n" "$budget" "$corpus"
@@ -75,13 +76,13 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 by = {}
 for n, budget, wall, kb, spilled, temp, sums in rows:
     by.setdefault((int(n), budget), []).append((float(wall), int(kb), int(spilled), int(temp), sums))
-print("| documents | budget | median wall s | docs/s | ratio to none | peak RSS MiB | bytes spilled | peak temp bytes | outputs as no budget |")
+print("| documents | budget | median wall s | docs/s | ratio to default | peak RSS MiB | bytes spilled | peak temp bytes | outputs as default |")
 print("|---|---|---|---|---|---|---|---|---|")
 for (n, budget), runs in by.items():
     wall = statistics.median(r[0] for r in runs)
     base = statistics.median(r[0] for r in by[(n, "none")])
     same = all(r[4] == by[(n, "none")][0][4] for r in runs)
-    print(f"| {n:,} | {budget} | {wall:.2f} | {n / wall:,.0f} | {base / wall:.2f} | "
+    print(f"| {n:,} | {'default' if budget == 'none' else budget} | {wall:.2f} | {n / wall:,.0f} | {base / wall:.2f} | "
           f"{max(r[1] for r in runs) / 1024:.0f} | {max(r[2] for r in runs):,} | "
           f"{max(r[3] for r in runs):,} | {'yes' if same else 'NO'} |")
 EOF
