@@ -12,6 +12,20 @@ pub fn drainpipe() -> Command {
     cmd
 }
 
+/// `dedup INPUT -o OUT` under the least budget (one worker, a window of
+/// one), with a checkpoint every second: the budgeted kill-and-resume
+/// tests' run.
+pub fn least_budget_dedup(input: &Path, out: &Path) -> Command {
+    let mut cmd = drainpipe();
+    cmd.arg("dedup")
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .args(["--no-progress", "-v", "--workers", "1", "--window", "1"])
+        .args(["--max-memory", "28M", "--checkpoint-every", "1"]);
+    cmd
+}
+
 /// Runs `cmd` to its end and asserts that it exits 0 (saying how it
 /// failed otherwise); its output.
 pub fn succeeded(cmd: &mut Command) -> Output {

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::binary::{drainpipe, names, spawn, summary, wait};
+use crate::binary::{least_budget_dedup, names, spawn, summary, wait};
 use crate::mixed::write_far_apart;
 
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -25,14 +25,8 @@ const DEADLINE: Duration = Duration::from_secs(300);
 /// `dedup INPUT -o OUT` under the least budget (one worker, a window of
 /// one), with a checkpoint every second.
 fn dedup(input: &Path, out: &Path) -> Command {
-    let mut cmd = drainpipe();
-    cmd.arg("dedup")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args(["--no-progress", "-v", "--workers", "1", "--window", "1"])
-        .args(["--keep", "longest"])
-        .args(["--max-memory", "28M", "--checkpoint-every", "1"]);
+    let mut cmd = least_budget_dedup(input, out);
+    cmd.args(["--keep", "longest"]);
     cmd
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::binary::{drainpipe, names, spawn, summary, wait};
+use crate::binary::{drainpipe, least_budget_dedup, names, spawn, summary, wait};
 
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -37,14 +37,7 @@ fn corpus(dir: &Path) -> PathBuf {
 /// `dedup INPUT -o OUT` under the least budget (one worker, a window of
 /// one), with a checkpoint every second.
 fn dedup(input: &Path, out: &Path) -> Command {
-    let mut cmd = drainpipe();
-    cmd.arg("dedup")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args(["--no-progress", "-v", "--workers", "1", "--window", "1"])
-        .args(["--max-memory", "28M", "--checkpoint-every", "1"]);
-    cmd
+    least_budget_dedup(input, out)
 }
 
 /// The outputs of a dedup run.

@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::binary::{drainpipe, names, spawn, summary, wait};
+use crate::binary::{least_budget_dedup, names, spawn, summary, wait};
 use crate::mixed::{dedup_file, pass_named, words};
 
 /// Groups of ten records: a text, its exact copy (removed), and eight
@@ -96,14 +96,7 @@ const DEADLINE: Duration = Duration::from_secs(300);
 /// `dedup INPUT -o OUT` under the least budget (one worker, a window of
 /// one), with a checkpoint every second.
 fn dedup(input: &Path, out: &Path) -> std::process::Command {
-    let mut cmd = drainpipe();
-    cmd.arg("dedup")
-        .arg(input)
-        .arg("-o")
-        .arg(out)
-        .args(["--no-progress", "-v", "--workers", "1", "--window", "1"])
-        .args(["--max-memory", "28M", "--checkpoint-every", "1"]);
-    cmd
+    least_budget_dedup(input, out)
 }
 
 fn finish(cmd: std::process::Command, what: &str) -> String {

@@ -549,14 +549,7 @@ impl Verifier {
     /// written ([`crate::jobs::dedup::clusters::write_clusters`]). Those
     /// of the candidates still waiting for a later partner stay.
     fn prune_ids(&mut self, x: u32) {
-        let mut members: Vec<u32> = self
-            .found
-            .pairs
-            .iter()
-            .flat_map(|&(a, b, _)| [a, b])
-            .collect();
-        members.sort_unstable();
-        members.dedup();
+        let members = self.clustered_records();
         let waiting = match self.partners.waiting_after(x) {
             Ok(waiting) => waiting,
             Err(e) => {
@@ -569,6 +562,20 @@ impl Verifier {
         self.found.ids.retain(keep);
         self.found.keys.retain(|&r, _| keep(r));
         self.found.keys.shrink_to_fit();
+    }
+
+    /// The records of the verified pairs (the clusters' members), sorted,
+    /// each once.
+    fn clustered_records(&self) -> Vec<u32> {
+        let mut members: Vec<u32> = self
+            .found
+            .pairs
+            .iter()
+            .flat_map(|&(a, b, _)| [a, b])
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        members
     }
 
     /// Bytes of the tables the Integrator holds besides the held sets.

@@ -186,14 +186,7 @@ impl Verifier {
         let segment = std::mem::take(&mut self.found.ids);
         let segment_keys = std::mem::take(&mut self.found.keys);
         let segment_bytes = self.ids_bytes_of(&segment, &segment_keys);
-        let mut members: Vec<u32> = self
-            .found
-            .pairs
-            .iter()
-            .flat_map(|&(a, b, _)| [a, b])
-            .collect();
-        members.sort_unstable();
-        members.dedup();
+        let members = self.clustered_records();
         let IdsHeld::OnDisk(spill) = &self.ids else {
             unreachable!("matched on disk above");
         };
