@@ -16,6 +16,7 @@
 //! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats |
 //! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth, kept before an id's vectors grow; past it, the ids of candidates that can no longer be in a cluster are dropped, and when that leaves more than half the share, every id goes to disk in record order ([`crate::jobs::dedup::spill::ids`]: a segment of a quarter of the share in memory), joined back for the clustered records when the pass ends |
+//! | 2 | the verified pairs | 16 a pair, lists grown by doubling | [`Shares::verified_pairs`]: a sixteenth; past it, all go to sorted runs in the order pass 2 makes them ([`crate::jobs::dedup::spill::verified`]: a segment of a quarter of the share in memory), and the clustered records' ids, when they were on disk, to a run of their own ([`crate::jobs::dedup::spill::ids`]) |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
@@ -106,6 +107,13 @@ impl Shares {
         self.max_memory / 16
     }
 
+    /// Pass 2's verified pairs: a sixteenth of the budget, counted 16
+    /// bytes a pair. Past it they go to sorted runs
+    /// ([`crate::jobs::dedup::spill::verified`]), read back in order.
+    pub fn verified_pairs(self) -> u64 {
+        self.max_memory / 16
+    }
+
     /// Pass 2's list of the candidate records' places, when it reads the
     /// candidates only: a quarter of the budget. Past it (known from the
     /// candidate pairs before pass 2 starts), pass 2 reads the whole
@@ -143,11 +151,12 @@ mod tests {
         assert!(s.chunks() + s.pairs() + s.merge() + s.places() <= s.max_memory);
         // Pass 2: held sets, ids and the places handed on.
         assert!(s.held() + s.candidate_ids() + s.places() <= s.max_memory / 2);
-        // Pass 2 with all it may hold: the pairs in memory, and the list
-        // of the candidates' places beside them; an eighth left for the
-        // readers of the runs and the allocator's slack.
+        // Pass 2 with all it may hold: the candidate and verified pairs
+        // in memory, and the list of the candidates' places beside them;
+        // an eighth left for the readers of the runs and the allocator's
+        // slack.
         let pass2 = s.held() + s.candidate_ids() + s.places() + s.candidate_places();
-        assert!(pass2 + s.verify_pairs() <= s.max_memory / 8 * 7);
+        assert!(pass2 + s.verify_pairs() + s.verified_pairs() <= s.max_memory / 8 * 7);
         assert_eq!(bits_bytes(1_000_000_000), 375_000_000);
     }
 }

@@ -12,15 +12,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use drainpipe_actors::AtomicFile;
+use drainpipe_actors::{AtomicFile, TempSpace};
 
 use super::bitset::BitSet;
 use super::ids::IdKeys;
 use super::keep::KeepKey;
 use super::spans::Spans;
+use super::spill::ids::IdsRunReader;
 use super::spill::merge::Merge;
 pub use super::spill::pair_files::CandidatePairs;
-use super::spill::runs::RunError;
+use super::spill::runs::{RunError, RunInfo};
+pub use super::spill::verified::VerifiedPairs;
 
 /// The kept records.
 pub const KEPT_FILE: &str = "kept.jsonl";
@@ -155,13 +157,12 @@ pub struct Reads {
 #[derive(Debug, Default)]
 pub struct Verified {
     /// Candidate pairs whose exact similarity reaches the threshold:
-    /// `(earlier, later, similarity)`, sorted by the later record.
-    pub pairs: Vec<(u32, u32, f64)>,
-    /// The ids of the candidate records, by record index.
-    pub ids: CandidateIds,
-    /// The candidate records' keys under a `--keep` policy other than
-    /// `first` (none under `first`), by record index.
-    pub keys: HashMap<u32, KeepKey>,
+    /// `(earlier, later, similarity)`, sorted by the later record, then
+    /// the earlier one; in memory, or on disk past their share.
+    pub pairs: VerifiedPairs,
+    /// The ids and `--keep` keys of the clustered records (those of the
+    /// verified pairs): in memory, or on disk when they went there.
+    pub ids: ClusteredIds,
     /// Candidate pairs whose similarity was computed.
     pub checked: u64,
     /// Records the pass rejected (known once it has finished): those pass 1
@@ -172,8 +173,125 @@ pub struct Verified {
     pub unverifiable: u64,
     /// Most bytes the Integrator held at once (estimated): the shingle
     /// sets waiting for a partner at their peak, plus the candidate pairs,
-    /// the last-partner table and the ids.
+    /// the last-partner table, the ids and the verified pairs.
     pub peak_bytes: u64,
+}
+
+impl Verified {
+    /// Removes the files its pairs and ids are in (nothing when they are
+    /// in memory): once the run's outputs are committed.
+    pub fn remove_files(&self, temp: &TempSpace) -> std::io::Result<()> {
+        self.pairs.remove(temp)?;
+        self.ids.remove(temp)
+    }
+}
+
+/// A clustered record's id (JSON value text) and `--keep` key.
+pub type ClusteredId = (u32, String, Option<KeepKey>);
+
+/// The clustered records' ids and `--keep` keys (none under `first`), as
+/// pass 2 hands them on: in memory, or in a run in record order
+/// ([`crate::jobs::dedup::spill::ids`]) when the candidates' ids went to
+/// disk. Read front to back ([`ClusteredIds::reader`]); the callers that
+/// still look ids up by record take them whole ([`ClusteredIds::to_memory`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusteredIds {
+    /// Held whole.
+    Memory {
+        /// The ids, by record.
+        ids: CandidateIds,
+        /// The keys, by record.
+        keys: HashMap<u32, KeepKey>,
+    },
+    /// In the run's temporary space.
+    Disk(RunInfo),
+}
+
+impl Default for ClusteredIds {
+    fn default() -> Self {
+        ClusteredIds::Memory {
+            ids: CandidateIds::default(),
+            keys: HashMap::new(),
+        }
+    }
+}
+
+impl ClusteredIds {
+    /// Every clustered record's `(record, id, key)` in record order, from
+    /// memory or read front to back from its run in `temp`, one block in
+    /// memory. A record without an id (read for a saved index's words
+    /// only) is in no cluster, and not given.
+    pub fn reader<'a>(
+        &'a self,
+        temp: &'a TempSpace,
+    ) -> Box<dyn Iterator<Item = Result<ClusteredId, RunError>> + 'a> {
+        match self {
+            ClusteredIds::Memory { ids, keys } => Box::new(
+                ids.iter()
+                    .map(|(r, id)| Ok((r, id.to_owned(), keys.get(&r).cloned()))),
+            ),
+            ClusteredIds::Disk(info) => {
+                let mut reader = match IdsRunReader::open(temp, info) {
+                    Ok(reader) => Some(reader),
+                    Err(e) => return Box::new(std::iter::once(Err(e))),
+                };
+                Box::new(std::iter::from_fn(move || loop {
+                    let next = reader.as_mut()?.next_entry();
+                    match next {
+                        Ok(Some((record, Some(id), key))) => return Some(Ok((record, id, key))),
+                        Ok(Some((_, None, _))) => continue,
+                        Ok(None) => return None,
+                        Err(e) => {
+                            reader = None;
+                            return Some(Err(e));
+                        }
+                    }
+                }))
+            }
+        }
+    }
+
+    /// The ids and keys held whole, by record: the step that still holds
+    /// every clustered record's id at once (`clusters.jsonl`'s writer,
+    /// the `--keep` ranking and its summary look them up by record).
+    pub fn to_memory(
+        &self,
+        temp: &TempSpace,
+    ) -> Result<(CandidateIds, HashMap<u32, KeepKey>), RunError> {
+        let info = match self {
+            ClusteredIds::Memory { ids, keys } => return Ok((ids.clone(), keys.clone())),
+            ClusteredIds::Disk(info) => info,
+        };
+        // Read twice: once to size the lists (a list grown by doubling
+        // would hold up to twice them), once to fill them.
+        let (mut count, mut text, mut keyed) = (0, 0, 0);
+        let mut reader = IdsRunReader::open(temp, info)?;
+        while let Some((_, id, key)) = reader.next_entry()? {
+            count += usize::from(id.is_some());
+            text += id.map_or(0, |id| id.len());
+            keyed += usize::from(key.is_some());
+        }
+        let mut ids = CandidateIds::with_capacity(count, text);
+        let mut keys = HashMap::with_capacity(keyed);
+        let mut reader = IdsRunReader::open(temp, info)?;
+        while let Some((record, id, key)) = reader.next_entry()? {
+            if let Some(id) = id {
+                ids.insert(record, &id);
+            }
+            if let Some(key) = key {
+                keys.insert(record, key);
+            }
+        }
+        Ok((ids, keys))
+    }
+
+    /// Removes its run (nothing when in memory).
+    pub fn remove(&self, temp: &TempSpace) -> std::io::Result<()> {
+        match self {
+            ClusteredIds::Memory { .. } => Ok(()),
+            ClusteredIds::Disk(info) => temp.remove(&info.name, info.bytes),
+        }
+    }
 }
 
 /// The candidate records' ids (JSON value text), as pass 2 meets them in

@@ -292,20 +292,29 @@ fn chain(
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     // Pass 2's held sets, candidates' pairs and last-partner table freed.
     crate::allocator::give_back_freed();
-    let ranking = params.keep.ranking(&verified.keys);
-    let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
-    let clusters = match &mut index {
-        Some(index) => index.clusters(&verified.pairs, found.read(), prefers)?,
-        None => Clusters::from_pairs_keeping(&verified.pairs, prefers),
+    // The step that still holds pass 2's result whole, in memory: the
+    // clustered records' ids and keys by record (for the ranking and
+    // `clusters.jsonl`), and the pairs while union-find reads them.
+    let spilled = |what: &'static str| {
+        move |e: spill::runs::RunError| anyhow::Error::new(e.into_io()).context(what)
     };
-    let outputs = kept::run(
-        &mut run,
-        &found,
-        (&clusters, &verified.ids),
-        &reads,
-        &form,
-        beside,
-    )?;
+    let (ids, keys) = verified
+        .ids
+        .to_memory(&ctx.temp)
+        .map_err(spilled("dedup: reading the clustered records' ids"))?;
+    let ranking = params.keep.ranking(&keys);
+    let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
+    let clusters = {
+        let pairs = verified
+            .pairs
+            .to_vec(&ctx.temp)
+            .map_err(spilled("dedup: reading the verified pairs"))?;
+        match &mut index {
+            Some(index) => index.clusters(&pairs, found.read(), prefers)?,
+            None => Clusters::from_pairs_keeping(&pairs, prefers),
+        }
+    };
+    let outputs = kept::run(&mut run, &found, (&clusters, &ids), &reads, &form, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
     // Nothing is left to resume: the places on disk are of no more use
@@ -317,6 +326,9 @@ fn chain(
         log::warn!(
             "dedup: the outputs are committed, but removing the candidate pairs' files: {e}"
         );
+    }
+    if let Err(e) = verified.remove_files(&ctx.temp) {
+        log::warn!("dedup: the outputs are committed, but removing pass 2's result files: {e}");
     }
     // The saved index is written once the outputs are committed.
     let indexes = index
@@ -330,6 +342,7 @@ fn chain(
     let findings = Findings {
         found: &found,
         verified: &verified,
+        keys: &keys,
         clusters: &clusters,
         reads,
         kept,

@@ -8,6 +8,7 @@
 //! has passed, and the pass results are removed only once both outputs are
 //! committed.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use drainpipe_actors::{Records, RunReport, REJECTS_FILE};
@@ -15,6 +16,7 @@ use serde_json::json;
 
 use super::chain::{Found, Reads, Verified};
 use super::clusters::{Clusters, CLUSTERS_FILE};
+use super::keep::KeepKey;
 use super::ledger::{combine, fail, per_record, Halt, OpenInput, Run};
 use super::params::{Banding, DedupParams};
 use super::passes::kept::Outputs;
@@ -41,6 +43,8 @@ pub struct Findings<'a> {
     pub found: &'a Found,
     /// Pass 2's result.
     pub verified: &'a Verified,
+    /// The clustered records' `--keep` keys, by record.
+    pub keys: &'a HashMap<u32, KeepKey>,
     /// The clusters.
     pub clusters: &'a Clusters,
     /// How passes 2 and 3 read the input.
@@ -265,13 +269,13 @@ pub fn summary(
 /// records had no usable value (ranked last).
 fn keep_summary(
     params: &DedupParams,
-    verified: &Verified,
+    keys: &HashMap<u32, KeepKey>,
     clusters: &Clusters,
 ) -> serde_json::Value {
     let mut keep = json!({ "policy": params.keep.to_string() });
     if params.keep.field().is_some() {
         let clustered = clusters.roots().into_keys();
-        keep["missing_field"] = json!(params.keep.missing(&verified.keys, clustered));
+        keep["missing_field"] = json!(params.keep.missing(keys, clustered));
     }
     keep
 }
@@ -287,6 +291,7 @@ fn result(
     let Findings {
         found,
         verified,
+        keys,
         clusters,
         reads,
         kept,
@@ -321,7 +326,7 @@ fn result(
         "records_without_words": found.empty,
         "kept": kept,
         "duplicates_removed": clusters.removed_count(),
-        "keep": keep_summary(params, verified, clusters),
+        "keep": keep_summary(params, keys, clusters),
         "repeated_ids": found.repeated_ids,
         "clusters": clusters.count(),
         "cluster_sizes": sizes,

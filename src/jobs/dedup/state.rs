@@ -15,16 +15,17 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::bitset::BitSet;
-use super::chain::{CandidateIds, Candidates, Verified};
+use super::chain::{CandidateIds, Candidates, ClusteredIds, Verified, VerifiedPairs};
 use super::ids::IdKeys;
 use super::keep::KeepKey;
 use super::spans::Spans;
 use super::spill::bands::Spilled;
 use super::spill::pair_files::{CandidatePairs, PairFiles};
 use super::spill::runs::RunInfo;
+use super::spill::verified::{VerifiedPair, VerifiedRun};
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
 /// keys; 3: the records' places in the input; 4: every record's band
@@ -34,20 +35,49 @@ use super::spill::runs::RunInfo;
 /// spilled; 8: the candidates' `--keep` keys; 9: the records' places on
 /// disk past their share of the budget, named; 10: the candidate pairs on
 /// disk past pass 2's share, and the runs of candidates' ids pass 2 wrote
-/// past their share, named).
-pub const STATE_VERSION: u32 = 10;
+/// past their share, named; 11: pass 2's verified pairs and clustered ids
+/// on disk past their shares, named).
+pub const STATE_VERSION: u32 = 11;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
+    gaps(items).collect()
+}
+
+/// [`gapped`], as the items are read (the form of a list is written
+/// without a second copy of it: [`SeqOf`]).
+fn gaps<T, I: IntoIterator<Item = (u32, T)>>(items: I) -> impl Iterator<Item = (u32, T)> {
     let mut previous = 0u32;
-    items
-        .into_iter()
-        .map(|(id, value)| {
-            let gap = id.wrapping_sub(previous);
-            previous = id;
-            (gap, value)
-        })
-        .collect()
+    items.into_iter().map(move |(id, value)| {
+        let gap = id.wrapping_sub(previous);
+        previous = id;
+        (gap, value)
+    })
+}
+
+/// Serializes as a sequence of what its iterator gives, with the bytes of
+/// the `Vec` of them: a form that does not copy the list it writes. The
+/// iterator must know its length (the codec writes it first).
+pub struct SeqOf<I>(std::cell::RefCell<Option<I>>);
+
+impl<I> SeqOf<I> {
+    fn new(items: I) -> Self {
+        SeqOf(std::cell::RefCell::new(Some(items)))
+    }
+}
+
+impl<I> Serialize for SeqOf<I>
+where
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let items = self.0.borrow_mut().take();
+        match items {
+            Some(items) => serializer.collect_seq(items),
+            None => Err(serde::ser::Error::custom("a streamed list is written once")),
+        }
+    }
 }
 
 /// The inverse of [`gapped`].
@@ -187,39 +217,121 @@ impl BandIndexForm {
     }
 }
 
-/// What pass 2 found ([`Verified`]). Generic over how an id is held, so
-/// saving borrows (`&str`) and restoring owns (`Box<str>`), with the same
-/// bytes.
+/// Verified pairs: in memory as `(gap of the later record, later -
+/// earlier, similarity)`, or the runs on disk that hold them, named (not
+/// copied). Generic over how the list in memory is held: saving streams
+/// it ([`SeqOf`]), restoring owns it, with the same bytes.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct VerifiedForm<S> {
-    /// `(gap of the later record, later - earlier, similarity)`.
-    pairs: Vec<(u32, (u32, f64))>,
-    /// The candidates' ids in record order.
-    ids: Vec<(u32, S)>,
-    /// The candidates' `--keep` keys in record order (none under `first`).
-    keys: Vec<(u32, KeepKey)>,
+pub enum VerifiedPairsForm<M> {
+    /// In memory.
+    Memory(M),
+    /// On disk.
+    Disk(VerifiedRun),
+}
+
+/// The clustered records' ids and `--keep` keys in record order (ids as
+/// gaps, like the keys), or the run on disk that holds them, named.
+/// Generic like [`VerifiedPairsForm`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum IdsForm<I, K> {
+    /// In memory.
+    Memory {
+        /// `(gap, id)`.
+        ids: I,
+        /// `(gap, key)`.
+        keys: K,
+    },
+    /// On disk.
+    Disk(RunInfo),
+}
+
+/// What pass 2 found ([`Verified`]): its pairs and ids (or the runs that
+/// hold them) and its counts. Generic over how the lists are held (see
+/// [`SavedVerified`] and [`LoadedVerified`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifiedForm<P, I> {
+    /// The verified pairs.
+    pairs: P,
+    /// The clustered records' ids and keys.
+    ids: I,
     checked: u64,
     rejected: u64,
     unverifiable: u64,
     peak_bytes: u64,
 }
 
-impl<'a> VerifiedForm<&'a str> {
-    /// The form of `found`.
+/// The verified pairs held in memory, streamed as their form.
+pub type PairsSeq<'a> = SeqOf<Box<dyn Iterator<Item = (u32, (u32, f64))> + 'a>>;
+/// The clustered ids held in memory, streamed as their form.
+pub type IdsSeq<'a> = SeqOf<Box<dyn Iterator<Item = (u32, &'a str)> + 'a>>;
+/// The clustered keys held in memory, by reference, as their form.
+pub type KeysSeq<'a> = SeqOf<std::vec::IntoIter<(u32, &'a KeepKey)>>;
+
+/// [`VerifiedForm`] as it is saved: the lists in memory read as they are
+/// written, never copied.
+pub type SavedVerified<'a> =
+    VerifiedForm<VerifiedPairsForm<PairsSeq<'a>>, IdsForm<IdsSeq<'a>, KeysSeq<'a>>>;
+
+/// [`VerifiedForm`] as it is loaded.
+pub type LoadedVerified = VerifiedForm<
+    VerifiedPairsForm<Vec<(u32, (u32, f64))>>,
+    IdsForm<Vec<(u32, Box<str>)>, Vec<(u32, KeepKey)>>,
+>;
+
+fn pairs_seq(pairs: &[VerifiedPair]) -> PairsSeq<'_> {
+    SeqOf::new(Box::new(gaps(
+        pairs.iter().map(|&(a, b, j)| (b, (b.wrapping_sub(a), j))),
+    )))
+}
+
+fn ids_form<'a>(
+    ids: &'a CandidateIds,
+    keys: &'a HashMap<u32, KeepKey>,
+) -> IdsForm<IdsSeq<'a>, KeysSeq<'a>> {
+    // The keys by record: a list of references, not of keys.
+    let mut keyed: Vec<(u32, &KeepKey)> = keys.iter().map(|(&r, k)| (r, k)).collect();
+    keyed.sort_unstable_by_key(|&(r, _)| r);
+    let keyed: Vec<(u32, &KeepKey)> = gaps(keyed).collect();
+    IdsForm::Memory {
+        ids: SeqOf::new(Box::new(gaps(ids.iter()))),
+        keys: SeqOf::new(keyed.into_iter()),
+    }
+}
+
+impl<'a> SavedVerified<'a> {
+    /// The form of `found`: its lists in memory streamed, those on disk
+    /// named.
     pub fn of(found: &'a Verified) -> Self {
-        let ids: Vec<(u32, &str)> = found.ids.iter().collect();
-        let mut keys: Vec<(u32, KeepKey)> =
-            found.keys.iter().map(|(&r, k)| (r, k.clone())).collect();
-        keys.sort_unstable_by_key(|&(r, _)| r);
+        let pairs = match &found.pairs {
+            VerifiedPairs::Memory(pairs) => VerifiedPairsForm::Memory(pairs_seq(pairs)),
+            VerifiedPairs::Disk(run) => VerifiedPairsForm::Disk(run.clone()),
+        };
+        let ids = match &found.ids {
+            ClusteredIds::Memory { ids, keys } => ids_form(ids, keys),
+            ClusteredIds::Disk(info) => IdsForm::Disk(info.clone()),
+        };
         VerifiedForm {
-            pairs: gapped(
-                found
-                    .pairs
-                    .iter()
-                    .map(|&(a, b, j)| (b, (b.wrapping_sub(a), j))),
-            ),
-            ids: gapped(ids),
-            keys: gapped(keys),
+            pairs,
+            ids,
+            checked: found.checked,
+            rejected: found.rejected,
+            unverifiable: found.unverifiable,
+            peak_bytes: found.peak_bytes,
+        }
+    }
+
+    /// The form of what pass 2 verified so far (its counts in `found`):
+    /// the verified `pairs` held in memory, and the candidates' `ids` and
+    /// `keys` held in memory.
+    pub fn so_far(
+        found: &'a Verified,
+        pairs: &'a [VerifiedPair],
+        ids: &'a CandidateIds,
+        keys: &'a HashMap<u32, KeepKey>,
+    ) -> Self {
+        VerifiedForm {
+            pairs: VerifiedPairsForm::Memory(pairs_seq(pairs)),
+            ids: ids_form(ids, keys),
             checked: found.checked,
             rejected: found.rejected,
             unverifiable: found.unverifiable,
@@ -228,21 +340,33 @@ impl<'a> VerifiedForm<&'a str> {
     }
 }
 
-impl VerifiedForm<Box<str>> {
+impl LoadedVerified {
     /// Back to what pass 2 found.
     pub fn into_verified(self) -> Verified {
-        Verified {
-            pairs: ungapped(self.pairs)
-                .map(|(b, (d, j))| (b.wrapping_sub(d), b, j))
-                .collect(),
-            ids: {
+        let pairs = match self.pairs {
+            VerifiedPairsForm::Memory(form) => VerifiedPairs::Memory(
+                ungapped(form)
+                    .map(|(b, (d, j))| (b.wrapping_sub(d), b, j))
+                    .collect(),
+            ),
+            VerifiedPairsForm::Disk(run) => VerifiedPairs::Disk(run),
+        };
+        let ids = match self.ids {
+            IdsForm::Memory { ids: list, keys } => {
                 let mut ids = CandidateIds::default();
-                for (record, id) in ungapped(self.ids) {
+                for (record, id) in ungapped(list) {
                     ids.insert(record, &id);
                 }
-                ids
-            },
-            keys: ungapped(self.keys).collect::<HashMap<_, _>>(),
+                ClusteredIds::Memory {
+                    ids,
+                    keys: ungapped(keys).collect(),
+                }
+            }
+            IdsForm::Disk(info) => ClusteredIds::Disk(info),
+        };
+        Verified {
+            pairs,
+            ids,
             checked: self.checked,
             rejected: self.rejected,
             unverifiable: self.unverifiable,
@@ -256,10 +380,13 @@ impl VerifiedForm<Box<str>> {
 /// holding those that went to disk under a memory budget (named, not
 /// copied: [`super::spill::held`]), the peak the held sets reached, the
 /// runs holding the candidates' ids and keys that went to disk (named:
-/// [`super::spill::ids`]; those in memory are in `found`) and what was
-/// verified so far. Generic like [`VerifiedForm`].
+/// [`super::spill::ids`]; those in memory are in `found`), the runs
+/// holding the verified pairs that went to disk (named:
+/// [`super::spill::verified`]; those in memory are in `found`) and what
+/// was verified so far. Generic over how lists are held: `H` a held set,
+/// `F` the form of `found` ([`SavedVerified`] or [`LoadedVerified`]).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct VerifierForm<S, H> {
+pub struct VerifierForm<H, F> {
     /// Index of the first pair whose later record has not arrived.
     pub cursor: u64,
     /// The held shingle sets.
@@ -271,19 +398,32 @@ pub struct VerifierForm<S, H> {
     /// The runs of candidates' ids and keys written so far, in record
     /// order.
     pub ids_spilled: Vec<RunInfo>,
+    /// The runs of verified pairs written so far, in order.
+    pub pairs_spilled: Vec<RunInfo>,
     /// What was verified so far.
-    pub found: VerifiedForm<S>,
+    pub found: F,
 }
 
-impl<'a> VerifierForm<&'a str, &'a [u64]> {
+/// The runs a Verifier's state names besides its held sets: the held
+/// sets', the candidates' ids' and the verified pairs'.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifierRuns<'a> {
+    /// Runs of held shingle sets.
+    pub held: &'a [RunInfo],
+    /// Runs of candidates' ids and keys.
+    pub ids: &'a [RunInfo],
+    /// Runs of verified pairs.
+    pub pairs: &'a [RunInfo],
+}
+
+impl<'a> VerifierForm<&'a [u64], SavedVerified<'a>> {
     /// The form of a Verifier's state.
     pub fn of(
         cursor: u64,
         held: &'a HashMap<u32, Vec<u64>>,
         peak_held_bytes: u64,
-        spilled: &[RunInfo],
-        ids_spilled: &[RunInfo],
-        found: &'a Verified,
+        runs: VerifierRuns<'_>,
+        found: SavedVerified<'a>,
     ) -> Self {
         let mut sets: Vec<(u32, &[u64])> = held.iter().map(|(&r, s)| (r, &s[..])).collect();
         sets.sort_unstable_by_key(|&(r, _)| r);
@@ -291,14 +431,15 @@ impl<'a> VerifierForm<&'a str, &'a [u64]> {
             cursor,
             held: gapped(sets),
             peak_held_bytes,
-            spilled: spilled.to_vec(),
-            ids_spilled: ids_spilled.to_vec(),
-            found: VerifiedForm::of(found),
+            spilled: runs.held.to_vec(),
+            ids_spilled: runs.ids.to_vec(),
+            pairs_spilled: runs.pairs.to_vec(),
+            found,
         }
     }
 }
 
-impl VerifierForm<Box<str>, Vec<u64>> {
+impl VerifierForm<Vec<u64>, LoadedVerified> {
     /// The held shingle sets, by record.
     pub fn take_held(&mut self) -> HashMap<u32, Vec<u64>> {
         ungapped(std::mem::take(&mut self.held)).collect()
@@ -398,45 +539,109 @@ mod tests {
         assert_eq!(again, bytes);
     }
 
-    #[test]
-    fn a_verifier_state_round_trips() {
-        let held = HashMap::from([(9u32, vec![1u64, 5, 8]), (4, vec![2])]);
-        let found = Verified {
-            pairs: vec![(1, 4, 0.9), (2, 4, 1.0), (4, 9, 0.85)],
-            ids: [(1, "\"a\""), (4, "7")].into_iter().collect(),
-            keys: HashMap::from([(1, KeepKey::Text("b".into())), (4, KeepKey::Float(0.5))]),
+    fn verified() -> Verified {
+        let ids: CandidateIds = [(1, "\"a\""), (4, "7")].into_iter().collect();
+        let keys = HashMap::from([(1, KeepKey::Text("b".into())), (4, KeepKey::Float(0.5))]);
+        Verified {
+            pairs: VerifiedPairs::Memory(vec![(1, 4, 0.9), (2, 4, 1.0), (4, 9, 0.85)]),
+            ids: ClusteredIds::Memory { ids, keys },
             checked: 5,
             rejected: 2,
             unverifiable: 1,
-            peak_bytes: 0,
-        };
-        let runs = [crate::jobs::dedup::spill::runs::RunInfo {
-            name: "dedup-verify-held-000000.sorted".into(),
+            peak_bytes: 7,
+        }
+    }
+
+    fn run_info(name: &str) -> RunInfo {
+        RunInfo {
+            name: name.into(),
             bytes: 120,
             entries: 3,
             checksum: 77,
-        }];
-        let ids_runs = [crate::jobs::dedup::spill::runs::RunInfo {
-            name: "dedup-verify-ids-000000.ids".into(),
-            bytes: 80,
-            entries: 2,
-            checksum: 78,
-        }];
-        let form = VerifierForm::of(3, &held, 64, &runs, &ids_runs, &found);
+        }
+    }
+
+    #[test]
+    fn a_verifier_state_round_trips() {
+        let held = HashMap::from([(9u32, vec![1u64, 5, 8]), (4, vec![2])]);
+        let found = verified();
+        let (VerifiedPairs::Memory(pairs), ClusteredIds::Memory { ids, keys }) =
+            (&found.pairs, &found.ids)
+        else {
+            unreachable!("in memory");
+        };
+        let runs = [run_info("dedup-verify-held-000000.sorted")];
+        let ids_runs = [run_info("dedup-verify-ids-000000.ids")];
+        let pairs_runs = [run_info("dedup-verify-pairs-000000.vpairs")];
+        let named = VerifierRuns {
+            held: &runs,
+            ids: &ids_runs,
+            pairs: &pairs_runs,
+        };
+        let so_far = SavedVerified::so_far(&found, pairs, ids, keys);
+        let form = VerifierForm::of(3, &held, 64, named, so_far);
         let bytes = codec::encode(&form, STATE_VERSION).unwrap();
-        let mut back: VerifierForm<Box<str>, Vec<u64>> =
+        let mut back: VerifierForm<Vec<u64>, LoadedVerified> =
             codec::decode(&bytes, STATE_VERSION).unwrap();
         assert_eq!((back.cursor, back.peak_held_bytes), (3, 64));
         assert_eq!(back.spilled, runs);
         assert_eq!(back.ids_spilled, ids_runs);
+        assert_eq!(back.pairs_spilled, pairs_runs);
         assert_eq!(back.take_held(), held);
         let verified = back.found.into_verified();
         assert_eq!(verified.pairs, found.pairs);
         assert_eq!(verified.ids, found.ids);
-        assert_eq!(verified.keys, found.keys);
         assert_eq!(
             (verified.checked, verified.rejected, verified.unverifiable),
             (5, 2, 1)
         );
+    }
+
+    #[test]
+    fn a_verified_result_round_trips_in_memory_and_on_disk_with_the_same_bytes() {
+        let found = verified();
+        let bytes = codec::encode(&SavedVerified::of(&found), STATE_VERSION).unwrap();
+        // Streamed, the lists have the bytes of the lists themselves.
+        let (VerifiedPairs::Memory(pairs), ClusteredIds::Memory { ids, keys }) =
+            (&found.pairs, &found.ids)
+        else {
+            unreachable!("in memory");
+        };
+        let mut keyed: Vec<(u32, KeepKey)> = keys.iter().map(|(&r, k)| (r, k.clone())).collect();
+        keyed.sort_unstable_by_key(|&(r, _)| r);
+        let copied: LoadedVerified = VerifiedForm {
+            pairs: VerifiedPairsForm::Memory(gapped(
+                pairs.iter().map(|&(a, b, j)| (b, (b.wrapping_sub(a), j))),
+            )),
+            ids: IdsForm::Memory {
+                ids: gapped(ids.iter().map(|(r, id)| (r, Box::<str>::from(id)))),
+                keys: gapped(keyed),
+            },
+            checked: 5,
+            rejected: 2,
+            unverifiable: 1,
+            peak_bytes: 7,
+        };
+        assert_eq!(codec::encode(&copied, STATE_VERSION).unwrap(), bytes);
+        let back: LoadedVerified = codec::decode(&bytes, STATE_VERSION).unwrap();
+        let back = back.into_verified();
+        assert_eq!((&back.pairs, &back.ids), (&found.pairs, &found.ids));
+        assert_eq!(
+            codec::encode(&SavedVerified::of(&back), STATE_VERSION).unwrap(),
+            bytes
+        );
+        // On disk: the runs named.
+        let on_disk = Verified {
+            pairs: VerifiedPairs::Disk(VerifiedRun {
+                runs: vec![run_info("dedup-verify-pairs-000000.vpairs")],
+            }),
+            ids: ClusteredIds::Disk(run_info("dedup-verify-clustered.ids")),
+            ..verified()
+        };
+        let bytes = codec::encode(&SavedVerified::of(&on_disk), STATE_VERSION).unwrap();
+        assert!(bytes.len() < 200);
+        let back: LoadedVerified = codec::decode(&bytes, STATE_VERSION).unwrap();
+        let back = back.into_verified();
+        assert_eq!((back.pairs, back.ids), (on_disk.pairs, on_disk.ids));
     }
 }

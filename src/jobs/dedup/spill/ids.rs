@@ -11,8 +11,12 @@
 //! order instead of holding it: a segment is held in memory until it
 //! fills ([`IdsSpill::segment_bytes`]), then written as the next run.
 //! When the pass ends, [`IdsSpill::join`] reads the runs once, front to
-//! back, beside the sorted list of the clustered records (a merge join),
-//! and keeps only theirs: what `clusters.jsonl` and the ranking read.
+//! back, beside the clustered records (a merge join), and writes only
+//! theirs to one more run in record order ([`CLUSTERED_NAME`]): what
+//! `clusters.jsonl` and the ranking read, streamed back by
+//! [`IdsRunReader`] (they grow with the duplicates, so they are not held
+//! in memory either). Pass 2's result names that run; it is removed once
+//! the run's outputs are committed.
 //!
 //! A checkpoint names the runs written (the segment being filled is in the
 //! state it saves, as the ids held in memory are); a restore removes the
@@ -61,6 +65,11 @@ const FORMAT: Format = Format {
 const PREFIX: &str = "dedup-verify-ids-";
 const SUFFIX: &str = ".ids";
 
+/// The run of the clustered records' ids and keys, written when pass 2
+/// ends; a pass resumed from a checkpoint (which never names it) removes
+/// it.
+pub const CLUSTERED_NAME: &str = "dedup-verify-clustered.ids";
+
 /// A segment takes at most this many bytes in memory, and at least.
 const MAX_SEGMENT: u64 = 8 << 20;
 const MIN_SEGMENT: u64 = 64 << 10;
@@ -73,6 +82,9 @@ const HAS_ID: u8 = 1;
 
 /// One entry: a record, its id (JSON value text) and its `--keep` key.
 pub type IdEntry<'a> = (u32, Option<&'a str>, Option<&'a KeepKey>);
+
+/// An entry read back.
+pub type OwnedIdEntry = (u32, Option<String>, Option<KeepKey>);
 
 /// The runs of candidates' ids pass 2 wrote, and the size of the segment
 /// it holds before writing the next one.
@@ -145,64 +157,48 @@ impl IdsSpill {
                 self.temp.folder().display()
             );
         }
-        let file = fs::File::create(&path).map_err(RunError::io(&path))?;
-        let mut blocks = BlockWriter::new(file, path.clone(), &FORMAT, 0)?;
-        let mut last = self.last;
-        let mut previous = 0u32;
+        let mut writer = IdsRunWriter::create(path, self.last)?;
         for (record, id, key) in entries {
-            if last.is_some_and(|l| l >= record) {
-                return Err(RunError::damaged(
-                    &path,
-                    format!("record {record} written out of order (a bug)"),
-                ));
-            }
-            last = Some(record);
-            blocks.push(|payload, first| {
-                let from = if first { 0 } else { previous };
-                put_varint(payload, u64::from(record - from));
-                encode(payload, id, key);
-                previous = record;
-            })?;
+            writer.push(record, id, key)?;
         }
-        let info = blocks.finish(true)?;
+        let last = writer.last;
+        let info = writer.finish()?;
         self.temp.wrote(info.bytes);
         self.last = last;
         self.runs.push(info);
         Ok(())
     }
 
-    /// Reads every run once, front to back, and hands `found` the id and
-    /// key of each of `records` (sorted, without repeats) that the runs
-    /// hold, in record order: a merge join, one block in memory.
-    pub fn join(
+    /// Reads every run once, front to back, and writes the id and key of
+    /// each record `wanted` is true for (the clustered records), then
+    /// those of `tail` (the segment in memory, after the runs' records),
+    /// to the run [`CLUSTERED_NAME`] in record order: a merge join, one
+    /// block in memory. Returns the run and the bytes its entries would
+    /// hold in memory.
+    pub fn join<'a>(
         &self,
-        records: &[u32],
-        mut found: impl FnMut(u32, Option<&str>, Option<KeepKey>),
-    ) -> Result<(), RunError> {
-        let mut wanted = records.iter().copied().peekable();
+        wanted: impl Fn(u32) -> bool,
+        tail: impl IntoIterator<Item = IdEntry<'a>>,
+    ) -> Result<RunInfo, RunError> {
+        let path = self.path(CLUSTERED_NAME)?;
+        self.temp
+            .ensure_room(self.bytes() + 64)
+            .map_err(RunError::io(self.temp.folder()))?;
+        let mut writer = IdsRunWriter::create(path, None)?;
         for info in &self.runs {
-            let path = self.path(&info.name)?;
-            let file = fs::File::open(&path).map_err(RunError::io(&path))?;
-            let (mut blocks, _) = BlockReader::new(file, path, &FORMAT, Some(info))?;
-            let mut previous = 0u32;
-            while let Some(first) = blocks.next_entry()? {
-                let from = if first { 0 } else { previous };
-                let record = u32::try_from(blocks.varint()?)
-                    .ok()
-                    .and_then(|gap| from.checked_add(gap))
-                    .ok_or_else(|| blocks.damaged("a record past 2^32"))?;
-                if !first && record <= previous {
-                    return Err(blocks.damaged("records out of order"));
-                }
-                previous = record;
-                while wanted.next_if(|&r| r < record).is_some() {}
-                let (id, key) = decode(&mut blocks)?;
-                if wanted.next_if_eq(&record).is_some() {
-                    found(record, id.as_deref(), key);
+            let mut reader = IdsRunReader::open(&self.temp, info)?;
+            while let Some((record, id, key)) = reader.next_entry()? {
+                if wanted(record) {
+                    writer.push(record, id.as_deref(), key.as_ref())?;
                 }
             }
         }
-        Ok(())
+        for (record, id, key) in tail {
+            writer.push(record, id, key)?;
+        }
+        let info = writer.finish()?;
+        self.temp.wrote(info.bytes);
+        Ok(info)
     }
 
     /// Takes up the runs a checkpoint names (none: the ids were in memory
@@ -223,6 +219,109 @@ impl IdsSpill {
         }
         Ok(())
     }
+}
+
+/// Writes one run of ids: entries in strictly increasing record order.
+#[derive(Debug)]
+pub struct IdsRunWriter {
+    blocks: BlockWriter,
+    path: PathBuf,
+    /// The last record written, or the one the entries must come after.
+    last: Option<u32>,
+    previous: u32,
+}
+
+impl IdsRunWriter {
+    /// A run at `path` whose records come after `after`.
+    fn create(path: PathBuf, after: Option<u32>) -> Result<Self, RunError> {
+        let file = fs::File::create(&path).map_err(RunError::io(&path))?;
+        let blocks = BlockWriter::new(file, path.clone(), &FORMAT, 0)?;
+        Ok(IdsRunWriter {
+            blocks,
+            path,
+            last: after,
+            previous: 0,
+        })
+    }
+
+    /// Appends `record`'s id and key.
+    fn push(
+        &mut self,
+        record: u32,
+        id: Option<&str>,
+        key: Option<&KeepKey>,
+    ) -> Result<(), RunError> {
+        if self.last.is_some_and(|l| l >= record) {
+            return Err(RunError::damaged(
+                &self.path,
+                format!("record {record} written out of order (a bug)"),
+            ));
+        }
+        self.last = Some(record);
+        let previous = &mut self.previous;
+        self.blocks.push(|payload, first| {
+            let from = if first { 0 } else { *previous };
+            put_varint(payload, u64::from(record - from));
+            encode(payload, id, key);
+            *previous = record;
+        })
+    }
+
+    /// Writes the end, durable: a checkpoint or a result may name it next.
+    fn finish(self) -> Result<RunInfo, RunError> {
+        self.blocks.finish(true)
+    }
+}
+
+/// Streams a run of ids back in record order, one block in memory.
+#[derive(Debug)]
+pub struct IdsRunReader {
+    blocks: BlockReader,
+    previous: u32,
+}
+
+impl IdsRunReader {
+    /// Opens the run `info` names in `temp`, checked against it.
+    pub fn open(temp: &TempSpace, info: &RunInfo) -> Result<Self, RunError> {
+        let path = temp.path(&info.name).map_err(|cause| RunError::Io {
+            path: temp.folder().join(&info.name),
+            cause,
+        })?;
+        let file = fs::File::open(&path).map_err(RunError::io(&path))?;
+        let (blocks, _) = BlockReader::new(file, path, &FORMAT, Some(info))?;
+        Ok(IdsRunReader {
+            blocks,
+            previous: 0,
+        })
+    }
+
+    /// The next `(record, id, key)`, `None` at the run's end.
+    pub fn next_entry(&mut self) -> Result<Option<OwnedIdEntry>, RunError> {
+        let Some(first) = self.blocks.next_entry()? else {
+            return Ok(None);
+        };
+        let blocks = &mut self.blocks;
+        let from = if first { 0 } else { self.previous };
+        let record = u32::try_from(blocks.varint()?)
+            .ok()
+            .and_then(|gap| from.checked_add(gap))
+            .ok_or_else(|| blocks.damaged("a record past 2^32"))?;
+        if !first && record <= self.previous {
+            return Err(blocks.damaged("records out of order"));
+        }
+        self.previous = record;
+        let (id, key) = decode(blocks)?;
+        Ok(Some((record, id, key)))
+    }
+}
+
+/// Removes the run of the clustered records' ids a stopped pass 2 may
+/// have left (a checkpoint never names it).
+pub fn remove_clustered_run(temp: &TempSpace) -> Result<(), RunError> {
+    if !temp.folder().is_dir() {
+        return Ok(());
+    }
+    remove_unnamed(temp, CLUSTERED_NAME, "", &[])
 }
 
 /// Removes the runs of ids in `temp` that `named` does not name (written
@@ -316,8 +415,17 @@ mod tests {
             .then(|| format!("\"doc-{record:08}-{}\"", "x".repeat(record as usize % 40)))
     }
 
+    fn read_run(temp: &TempSpace, info: &RunInfo) -> Vec<OwnedIdEntry> {
+        let mut reader = IdsRunReader::open(temp, info).unwrap();
+        let mut all = Vec::new();
+        while let Some(entry) = reader.next_entry().unwrap() {
+            all.push(entry);
+        }
+        all
+    }
+
     #[test]
-    fn the_join_hands_back_the_ids_and_keys_of_the_records_asked_for() {
+    fn the_join_writes_the_ids_and_keys_of_the_records_asked_for_to_a_run() {
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
         let mut spill = IdsSpill::new(Arc::clone(&temp), Some(1));
@@ -338,19 +446,24 @@ mod tests {
         assert_eq!(spill.runs().len(), 5);
         assert!(spill.bytes() > 0 && temp.bytes_spilled() == spill.bytes());
         // Every fifth record, some not written at all (between them).
-        let asked: Vec<u32> = (0..100_000).step_by(5).collect();
-        let mut got = Vec::new();
-        spill
-            .join(&asked, |r, id, key| {
-                got.push((r, id.map(str::to_owned), key))
-            })
-            .unwrap();
-        let expected: Vec<_> = records
+        // The segment in memory follows.
+        let tail_key = KeepKey::Length(3);
+        let tail = [
+            (200_000, Some("\"t\""), Some(&tail_key)),
+            (200_001, None, None),
+        ];
+        let clustered = spill.join(|r| r % 5 == 0, tail).unwrap();
+        assert_eq!(clustered.name, CLUSTERED_NAME);
+        let mut expected: Vec<_> = records
             .iter()
             .filter(|r| *r % 5 == 0)
             .map(|&r| (r, id_of(r), key_of(r)))
             .collect();
-        assert_eq!(got, expected);
+        expected.push((200_000, Some("\"t\"".into()), Some(tail_key.clone())));
+        expected.push((200_001, None, None));
+        assert_eq!(read_run(&temp, &clustered), expected);
+        remove_clustered_run(&temp).unwrap();
+        assert!(!temp.path(CLUSTERED_NAME).unwrap().exists());
         // Out of order: refused.
         let before = spill.runs().len();
         assert!(spill.write([(3, Some("\"a\""), None)], 10).is_err());
@@ -378,12 +491,12 @@ mod tests {
         let mut resumed = IdsSpill::new(Arc::clone(&temp), None);
         resumed.restore(named.clone()).unwrap();
         assert_eq!(files(), 2);
-        let mut got = Vec::new();
-        resumed
-            .join(&[5, 120, 150, 210], |r, id, _| {
-                got.push((r, id.unwrap().to_owned()))
-            })
-            .unwrap();
+        let wanted = |r| [5, 120, 150, 210].contains(&r);
+        let clustered = resumed.join(wanted, []).unwrap();
+        let got: Vec<_> = read_run(&temp, &clustered)
+            .into_iter()
+            .map(|(r, id, _)| (r, id.unwrap()))
+            .collect();
         assert_eq!(got, [(5, "5".to_owned()), (120, "120".to_owned())]);
         // A byte changed in the first run's last block.
         let path = temp.path(&named[0].name).unwrap();
@@ -391,7 +504,7 @@ mod tests {
         let at = bytes.len() - 30;
         bytes[at] ^= 0x20;
         fs::write(&path, bytes).unwrap();
-        let e = resumed.join(&[5], |_, _, _| {}).unwrap_err();
+        let e = resumed.join(|r| r == 5, []).unwrap_err();
         assert!(e.to_string().contains("damaged"), "{e}");
     }
 }

@@ -9,7 +9,9 @@
 //! pass 2's held shingle sets spill to runs keyed by the later partner,
 //! merged back as the pass advances ([`held`]), and its candidates' ids
 //! past their share to runs in record order, joined back for the
-//! clustered records when it ends ([`ids`]); the records' places go to
+//! clustered records when it ends (to a run of their own when they were on
+//! disk: [`ids`]), and its verified pairs past their share to sorted runs
+//! ([`verified`]); the records' places go to
 //! runs in record order, read back by passes 2 and 3 ([`places`]).
 //!
 //! | module | holds |
@@ -24,6 +26,7 @@
 //! | [`pair_files`] | the candidate pairs handed to pass 2, past their share written by the later record and, with each one's last partner, by the earlier one, and read back front to back |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
 //! | [`ids`] | pass 2's candidates' ids and `--keep` keys past their share, written in record order and joined back for the clustered records when the pass ends |
+//! | [`verified`] | pass 2's verified pairs past their share, written as sorted runs in the order it makes them, named by its checkpoints and result, removed once the outputs are committed |
 //! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
@@ -42,4 +45,5 @@ pub mod pairs;
 mod pinned;
 pub mod places;
 pub mod runs;
+pub mod verified;
 pub mod writer;

@@ -15,7 +15,10 @@
 //! the candidate pairs and each earlier record's last partner are read
 //! from disk front to back ([`Partners`]); the candidates' ids, kept for
 //! the clusters, stay within their share too, on disk past it (`ids.rs`,
-//! [`crate::jobs::dedup::spill::ids`]). Its state is checkpointed
+//! [`crate::jobs::dedup::spill::ids`]), and the verified pairs past
+//! theirs go to sorted runs ([`crate::jobs::dedup::spill::verified`]),
+//! as do the clustered records' ids when the ids were on disk: what the
+//! pass hands on stays within the budget too. Its state is checkpointed
 //! ([`VerifierForm`]); when the pass completes it writes what it verified
 //! ([`Verified`]) for a resumed run ([`ResultFile`]).
 
@@ -29,7 +32,7 @@ use drainpipe_actors::{
 use crate::input::{parse_text_record, TextFields, TextRecord, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::budget::Shares;
-use crate::jobs::dedup::chain::{RecordHook, Verified};
+use crate::jobs::dedup::chain::{CandidateIds, ClusteredIds, RecordHook, Verified};
 use crate::jobs::dedup::fates::Fates;
 use crate::jobs::dedup::keep::{KeepKey, KeepPolicy};
 use crate::jobs::dedup::normalize::normalized_words;
@@ -40,7 +43,10 @@ use crate::jobs::dedup::similarity::jaccard;
 use crate::jobs::dedup::spill::held::HeldSpill;
 use crate::jobs::dedup::spill::pair_files::{pair_of, CandidatePairs, PairFiles, PairReader};
 use crate::jobs::dedup::spill::runs::RunError;
-use crate::jobs::dedup::state::{VerifiedForm, VerifierForm, STATE_VERSION};
+use crate::jobs::dedup::spill::verified::{PairsSpill, VerifiedPair, VerifiedPairs};
+use crate::jobs::dedup::state::{
+    LoadedVerified, SavedVerified, VerifierForm, VerifierRuns, STATE_VERSION,
+};
 
 mod ids;
 mod partners;
@@ -102,6 +108,8 @@ struct Pass2Shares {
     held: u64,
     /// The candidates' ids' and keys' ([`Shares::candidate_ids`]).
     ids: u64,
+    /// The verified pairs' ([`Shares::verified_pairs`]).
+    pairs: u64,
 }
 
 /// The candidate pairs pass 2 reads: held in memory, or in their files in
@@ -284,6 +292,7 @@ impl VerifyJob {
         let shares = max_memory.map(|max_memory| Pass2Shares {
             held: held_share(max_memory),
             ids: Shares { max_memory }.candidate_ids(),
+            pairs: Shares { max_memory }.verified_pairs(),
         });
         self.spill = Some((temp, shares, handle));
         self
@@ -374,10 +383,19 @@ impl Job for VerifyJob {
             held_bytes: 0,
             peak_held_bytes: 0,
             found: Verified::default(),
+            pairs: PairsSpill::new(
+                self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
+                self.spill
+                    .as_ref()
+                    .and_then(|(_, shares, _)| shares.map(|s| s.pairs)),
+            ),
+            fresh: Vec::new(),
+            retell: false,
+            held_ids: CandidateIds::default(),
+            held_keys: HashMap::new(),
             result_file: self.result_file.clone(),
             fates: self.fates.clone(),
             record_hook: self.record_hook.clone(),
-            told: 0,
             temp: self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
             spill: self.spill.as_ref().and_then(|(temp, shares, _)| {
                 shares.map(|s| HeldSpill::new(Arc::clone(temp), Some(s.held)))
@@ -413,13 +431,22 @@ pub struct Verifier {
     held: HashMap<u32, Vec<u64>>,
     held_bytes: u64,
     peak_held_bytes: u64,
+    /// The counts so far; the pairs and ids once the pass has ended.
     found: Verified,
+    /// The verified pairs, in memory or past their share on disk.
+    pairs: PairsSpill,
+    /// The pairs verified for the record being integrated.
+    fresh: Vec<VerifiedPair>,
+    /// Restored from a checkpoint: `fates` is told every pair so far first.
+    retell: bool,
+    /// The candidates' ids held in memory ([`IdsHeld`]).
+    held_ids: CandidateIds,
+    /// The candidates' `--keep` keys held in memory (none under `first`).
+    held_keys: HashMap<u32, KeepKey>,
     result_file: Option<ResultFile>,
     fates: Option<Arc<Fates>>,
     /// Index hook ([`VerifyJob::with_record_hook`]).
     record_hook: Option<Arc<dyn RecordHook>>,
-    /// How many of `found.pairs` `fates` has been told.
-    told: usize,
     /// The run's temporary space, when the pass may spill.
     temp: Option<Arc<TempSpace>>,
     /// Under a memory budget, or with runs a checkpoint named: the held
@@ -496,7 +523,7 @@ impl Verifier {
             let j = jaccard(earlier, set);
             self.found.checked += 1;
             if j >= self.threshold {
-                self.found.pairs.push((y, x, j));
+                self.fresh.push((y, x, j));
             }
             if self.partners.ends(y, x) {
                 if let Some(gone) = self.held.remove(&y) {
@@ -549,7 +576,13 @@ impl Verifier {
     /// written ([`crate::jobs::dedup::clusters::write_clusters`]). Those
     /// of the candidates still waiting for a later partner stay.
     fn prune_ids(&mut self, x: u32) {
-        let members = self.clustered_records();
+        let members = match self.clustered_records() {
+            Ok(members) => members,
+            Err(e) => {
+                self.fail(e);
+                return;
+            }
+        };
         let waiting = match self.partners.waiting_after(x) {
             Ok(waiting) => waiting,
             Err(e) => {
@@ -558,30 +591,52 @@ impl Verifier {
                 return;
             }
         };
-        let keep = |r: u32| members.binary_search(&r).is_ok() || waiting.contains(r);
-        self.found.ids.retain(keep);
-        self.found.keys.retain(|&r, _| keep(r));
-        self.found.keys.shrink_to_fit();
+        let keep = |r: u32| members.contains(r.into()) || waiting.contains(r);
+        self.held_ids.retain(keep);
+        self.held_keys.retain(|&r, _| keep(r));
+        self.held_keys.shrink_to_fit();
     }
 
-    /// The records of the verified pairs (the clusters' members), sorted,
-    /// each once.
-    fn clustered_records(&self) -> Vec<u32> {
-        let mut members: Vec<u32> = self
-            .found
-            .pairs
-            .iter()
-            .flat_map(|&(a, b, _)| [a, b])
-            .collect();
-        members.sort_unstable();
-        members.dedup();
-        members
+    /// The records of the verified pairs (the clusters' members): a bit a
+    /// record, the pairs on disk read front to back.
+    fn clustered_records(&self) -> Result<BitSet, RunError> {
+        let mut members = BitSet::new();
+        for pair in self.pairs.reader() {
+            let (a, b, _) = pair?;
+            members.insert(a.into());
+            members.insert(b.into());
+        }
+        Ok(members)
+    }
+
+    /// Tells `fates` how far the pass has checked and the pairs verified
+    /// since (all of them first, once restored from a checkpoint).
+    fn tell(&mut self, fates: &Fates) -> Result<(), RunError> {
+        // Pairs are sorted by their later record: every pair before the
+        // cursor is checked (the copy beside runs with the pairs in
+        // memory only).
+        let next = self.partners.peek().ok().flatten();
+        let below = next.map_or(u64::MAX, |p| p.1.into());
+        if std::mem::take(&mut self.retell) {
+            let earlier = self.pairs.reader().collect::<Result<Vec<_>, _>>()?;
+            fates.checked(0, &earlier);
+        }
+        fates.checked(below, &self.fresh);
+        Ok(())
+    }
+
+    /// Appends the pairs verified for the record just integrated.
+    fn keep_fresh(&mut self) -> Result<(), RunError> {
+        for i in 0..self.fresh.len() {
+            self.pairs.push(self.fresh[i])?;
+        }
+        self.fresh.clear();
+        Ok(())
     }
 
     /// Bytes of the tables the Integrator holds besides the held sets.
     fn tables_bytes(&self) -> u64 {
-        let tables = self.found.pairs.capacity() * std::mem::size_of::<(u32, u32, f64)>();
-        tables as u64
+        self.pairs.peak_bytes()
             + self.peak_pairs_bytes.max(self.partners.heap_bytes())
             + self.candidates_bytes
             + self.peak_ids_bytes.max(self.ids_bytes())
@@ -608,14 +663,15 @@ impl Integrate for Verifier {
             self.fail(e);
             return Ok(());
         }
-        if let Some(fates) = &self.fates {
-            // Pairs are sorted by their later record: every pair before
-            // the cursor is checked (the copy beside runs with the pairs
-            // in memory only).
-            let next = self.partners.peek().ok().flatten();
-            let below = next.map_or(u64::MAX, |p| p.1.into());
-            fates.checked(below, &self.found.pairs[self.told..]);
-            self.told = self.found.pairs.len();
+        if let Some(fates) = self.fates.clone() {
+            if let Err(e) = self.tell(&fates) {
+                self.fail(e);
+                return Ok(());
+            }
+        }
+        if let Err(e) = self.keep_fresh() {
+            self.fail(e);
+            return Ok(());
         }
         // Noted once `x`'s pairs are verified: making room for it may drop
         // the ids of the candidates whose last partner was `x`. Records
@@ -634,19 +690,29 @@ impl Integrate for Verifier {
             return Some(Err(e));
         }
         let spilled = self.spill.as_ref().map_or(&[][..], HeldSpill::runs);
+        let runs = VerifierRuns {
+            held: spilled,
+            ids: self.ids.runs(),
+            pairs: self.pairs.runs(),
+        };
+        let found = SavedVerified::so_far(
+            &self.found,
+            self.pairs.held(),
+            &self.held_ids,
+            &self.held_keys,
+        );
         let form = VerifierForm::of(
             self.partners.position(),
             &self.held,
             self.peak_held_bytes,
-            spilled,
-            self.ids.runs(),
-            &self.found,
+            runs,
+            found,
         );
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), RecordError> {
-        let mut form: VerifierForm<Box<str>, Vec<u64>> = codec::decode(state, STATE_VERSION)?;
+        let mut form: VerifierForm<Vec<u64>, LoadedVerified> = codec::decode(state, STATE_VERSION)?;
         let held = form.take_held();
         let mut held_records: Vec<u32> = held.keys().copied().collect();
         held_records.sort_unstable();
@@ -669,8 +735,23 @@ impl Integrate for Verifier {
         self.peak_held_bytes = form.peak_held_bytes.max(self.held_bytes);
         self.restore_ids(std::mem::take(&mut form.ids_spilled))
             .map_err(RunError::into_io)?;
-        self.found = form.found.into_verified();
-        self.told = 0;
+        let pairs_spilled = std::mem::take(&mut form.pairs_spilled);
+        let found = form.found.into_verified();
+        let (VerifiedPairs::Memory(pairs), ClusteredIds::Memory { ids, keys }) =
+            (found.pairs, found.ids)
+        else {
+            return Err("a checkpoint of pass 2 names its pairs and ids in memory only".into());
+        };
+        self.pairs
+            .restore(pairs_spilled, pairs)
+            .map_err(RunError::into_io)?;
+        (self.held_ids, self.held_keys) = (ids, keys);
+        self.found = Verified {
+            pairs: VerifiedPairs::default(),
+            ids: ClusteredIds::default(),
+            ..found
+        };
+        self.retell = true;
         Ok(())
     }
 
@@ -684,10 +765,14 @@ impl Integrate for Verifier {
         run.commit_rejects()?;
         crate::jobs::dedup::crash::here("dedup::pass2_finishing");
         self.found.unverifiable += self.partners.count() - self.partners.position();
+        let verified = self.pairs.len();
         if !run.partial {
             // Every partner has come: only the clusters' ids are left (a
-            // stopped pass keeps them all for its checkpoint).
+            // stopped pass keeps them all for its checkpoint), and the
+            // pairs are handed on (the last ones written after the
+            // others, past their share).
             self.keep_clustered_ids().map_err(RunError::into_io)?;
+            self.found.pairs = self.pairs.finish().map_err(RunError::into_io)?;
         }
         self.found.peak_bytes = self.peak_held_bytes + self.tables_bytes();
         run.progress();
@@ -698,13 +783,19 @@ impl Integrate for Verifier {
             .as_ref()
             .map_or((0, 0), |s| (s.runs_written(), s.bytes()));
         let ids_spilled = self.ids.bytes();
+        let pairs_spilled = match &self.found.pairs {
+            VerifiedPairs::Disk(run) => run.bytes(),
+            VerifiedPairs::Memory(_) => self.pairs.bytes(),
+        };
         if !run.partial {
             if let Some(file) = &self.result_file {
-                file.write(run.output, &VerifiedForm::of(&self.found))?;
+                file.write(run.output, &SavedVerified::of(&self.found))?;
                 run.progress();
             }
             // The result is safe: the runs are no longer needed (a stopped
-            // pass keeps them for its checkpoint).
+            // pass keeps them for its checkpoint). Those of the verified
+            // pairs and clustered ids are named by the result, and
+            // removed once the outputs are committed.
             if let Some(spill) = &mut self.spill {
                 spill.remove_all()?;
             }
@@ -714,13 +805,17 @@ impl Integrate for Verifier {
             "pass": "verify",
             "partial": run.partial,
             "checked": self.found.checked,
-            "verified": self.found.pairs.len(),
+            "verified": verified,
             "spill_runs": runs,
             "bytes_spilled": spilled,
             "candidate_ids_peak_bytes": self.peak_ids_bytes.max(self.ids_bytes()),
             "candidate_pairs_peak_bytes": self.peak_pairs_bytes.max(self.partners.heap_bytes()),
             "candidate_pairs_on_disk": matches!(self.partners, Partners::Disk(_)),
             "candidate_ids_spilled_bytes": ids_spilled,
+            "verified_pairs_peak_bytes": self.pairs.peak_bytes(),
+            "verified_pairs_on_disk": matches!(self.found.pairs, VerifiedPairs::Disk(_)),
+            "verified_pairs_spilled_bytes": pairs_spilled,
+            "clustered_ids_on_disk": matches!(self.found.ids, ClusteredIds::Disk(_)),
         });
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);

@@ -7,7 +7,7 @@
 //! | step 1 sends | [`Member`]: a candidate's id and shingle set (and its words for an index hook) |
 //! | Integrator state (checkpoints) | [`Verifier`], saved as [`VerifierForm`](crate::jobs::dedup::state::VerifierForm) |
 //! | on disk under `--max-memory` | the held shingle sets past their share, as runs keyed by the later partner ([`crate::jobs::dedup::spill::held`]), and the candidates' ids and keys past theirs, as runs in record order ([`crate::jobs::dedup::spill::ids`]), named by the checkpoints, removed once the result is written; the candidate pairs and last partners past theirs, written by pass 1 and read front to back ([`job::Partners`]), named by pass 1's result, removed once the outputs are committed |
-//! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`] |
+//! | result (kept for `--resume`) | [`Verified`], saved as [`VerifiedForm`](crate::jobs::dedup::state::VerifiedForm): the pairs and clustered ids in memory, or the runs that hold them, named |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass (not at all
 //! when there is no candidate pair), or loads its result when an earlier
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::jobs::dedup::chain::{CandidatePairs, Found, Reads, RecordHook, Verified};
 use crate::jobs::dedup::ledger::{changed, Halt, Run};
 use crate::jobs::dedup::resume::{self, Pass};
-use crate::jobs::dedup::state::VerifiedForm;
+use crate::jobs::dedup::state::LoadedVerified;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
 use drainpipe_actors::RecordSource;
@@ -99,7 +99,7 @@ pub fn run(
     if pairs.is_empty() && hook.is_none() {
         return Ok((Verified::default(), None));
     }
-    if let Some(form) = run.resume.load::<VerifiedForm<Box<str>>>(Pass::Verify)? {
+    if let Some(form) = run.resume.load::<LoadedVerified>(Pass::Verify)? {
         run.loaded(Pass::Verify);
         return Ok((form.into_verified(), None));
     }

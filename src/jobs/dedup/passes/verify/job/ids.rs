@@ -4,8 +4,10 @@
 //! those of candidates that can be in no cluster dropped past it; and on
 //! disk in record order once dropping those no longer makes room (the
 //! ids of candidates still waiting for a later partner cannot be
-//! dropped, and grow with the corpus), joined back for the clustered
-//! records when the pass ends ([`crate::jobs::dedup::spill::ids`]).
+//! dropped, and grow with the corpus), and the clustered records' joined
+//! into a run of their own when the pass ends
+//! ([`crate::jobs::dedup::spill::ids`]): what the pass hands on
+//! ([`ClusteredIds`]) is on disk then too.
 //!
 //! The budget is kept before the memory is taken: an id is noted only
 //! once what its vectors would grow to fits ([`Verifier::ids_bytes_after`]).
@@ -18,9 +20,11 @@ use std::sync::Arc;
 use drainpipe_actors::TempSpace;
 
 use super::Verifier;
-use crate::jobs::dedup::chain::CandidateIds;
+use crate::jobs::dedup::chain::{CandidateIds, ClusteredIds};
 use crate::jobs::dedup::keep::KeepKey;
-use crate::jobs::dedup::spill::ids::{remove_unnamed_runs, IdEntry, IdsSpill};
+use crate::jobs::dedup::spill::ids::{
+    remove_clustered_run, remove_unnamed_runs, IdEntry, IdsSpill,
+};
 use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
 
 /// Bytes a slot of the keys' table is counted for.
@@ -44,7 +48,7 @@ pub enum IdsHeld {
         temp: Arc<TempSpace>,
     },
     /// On disk: runs in record order, and the segment being filled in
-    /// `found.ids` and `found.keys`.
+    /// `held_ids` and `held_keys`.
     OnDisk(IdsSpill),
 }
 
@@ -93,20 +97,20 @@ fn entries<'a>(
 impl Verifier {
     /// Bytes the candidates' ids and `--keep` keys hold.
     pub(super) fn ids_bytes(&self) -> u64 {
-        let keys = self.found.keys.capacity() * KEY_SLOT_BYTES;
-        (self.found.ids.heap_bytes() + keys) as u64
+        let keys = self.held_keys.capacity() * KEY_SLOT_BYTES;
+        (self.held_ids.heap_bytes() + keys) as u64
     }
 
     /// At most the bytes they will hold once an id of `len` bytes (and a
     /// key, when `key`) is noted: a full table doubles.
     pub(super) fn ids_bytes_after(&self, len: usize, key: bool) -> u64 {
-        let keys = &self.found.keys;
+        let keys = &self.held_keys;
         let slots = if !key || keys.len() < keys.capacity() {
             keys.capacity()
         } else {
             (2 * keys.capacity() + 1).max(3)
         };
-        (self.found.ids.bytes_after(len) + slots * KEY_SLOT_BYTES) as u64
+        (self.held_ids.bytes_after(len) + slots * KEY_SLOT_BYTES) as u64
     }
 
     /// Notes candidate `x`'s `id` (`None`: a record read for a saved
@@ -135,7 +139,7 @@ impl Verifier {
                     let mut spill = IdsSpill::new(temp, Some(share));
                     self.write_segment(&mut spill)?;
                     // The segments that follow are a fraction of the share.
-                    (self.found.ids, self.found.keys) = (CandidateIds::default(), HashMap::new());
+                    (self.held_ids, self.held_keys) = (CandidateIds::default(), HashMap::new());
                     self.ids = IdsHeld::OnDisk(spill);
                 }
             }
@@ -148,16 +152,16 @@ impl Verifier {
                 let written = self.write_segment(&mut spill);
                 self.ids = IdsHeld::OnDisk(spill);
                 written?;
-                self.found.ids.clear();
-                self.found.keys.clear();
+                self.held_ids.clear();
+                self.held_keys.clear();
             }
             IdsHeld::OnDisk(_) => {}
         }
         if let Some(key) = key {
-            self.found.keys.insert(x, key);
+            self.held_keys.insert(x, key);
         }
         if let Some(id) = id {
-            self.found.ids.insert(x, id);
+            self.held_ids.insert(x, id);
         }
         self.peak_ids_bytes = self.peak_ids_bytes.max(self.ids_bytes());
         Ok(())
@@ -166,62 +170,32 @@ impl Verifier {
     /// Writes the ids and keys in memory as the next run of `spill`.
     fn write_segment(&self, spill: &mut IdsSpill) -> Result<(), RunError> {
         let bytes = 2 * self.ids_bytes() + 64;
-        spill.write(entries(&self.found.ids, &self.found.keys), bytes)
+        spill.write(entries(&self.held_ids, &self.held_keys), bytes)
     }
 
     /// When the pass has ended (every partner has come): only the ids
-    /// and keys of the clustered records are kept, those on disk joined
-    /// back from their runs, in record order.
+    /// and keys of the clustered records are handed on, in memory when
+    /// they were there, else joined from their runs (and the segment in
+    /// memory) into a run of their own, in record order.
     pub(super) fn keep_clustered_ids(&mut self) -> Result<(), RunError> {
         match &self.ids {
-            IdsHeld::All => return Ok(()),
-            IdsHeld::Pruned { .. } => {
-                self.prune_ids(u32::MAX);
+            IdsHeld::All => {}
+            IdsHeld::Pruned { .. } => self.prune_ids(u32::MAX),
+            IdsHeld::OnDisk(spill) => {
+                let members = self.clustered_records()?;
+                let wanted = |r: u32| members.contains(r.into());
+                let tail = entries(&self.held_ids, &self.held_keys).filter(|e| wanted(e.0));
+                let run = spill.join(wanted, tail)?;
+                self.found.ids = ClusteredIds::Disk(run);
+                (self.held_ids, self.held_keys) = (CandidateIds::default(), HashMap::new());
                 return Ok(());
             }
-            IdsHeld::OnDisk(_) => {}
         }
-        // The segment in memory first (its records come after the runs').
-        self.prune_ids(u32::MAX);
-        let segment = std::mem::take(&mut self.found.ids);
-        let segment_keys = std::mem::take(&mut self.found.keys);
-        let segment_bytes = self.ids_bytes_of(&segment, &segment_keys);
-        let members = self.clustered_records();
-        let IdsHeld::OnDisk(spill) = &self.ids else {
-            unreachable!("matched on disk above");
+        self.found.ids = ClusteredIds::Memory {
+            ids: std::mem::take(&mut self.held_ids),
+            keys: std::mem::take(&mut self.held_keys),
         };
-        // Read twice: once to size the clustered records' ids (they grow
-        // with the duplicates, and a list grown by doubling would hold up
-        // to twice them), once to fill them.
-        let (mut count, mut text, mut keyed) = (segment.len(), 0, segment_keys.len());
-        text += segment.iter().map(|(_, id)| id.len()).sum::<usize>();
-        spill.join(&members, |_, id, key| {
-            count += usize::from(id.is_some());
-            text += id.map_or(0, str::len);
-            keyed += usize::from(key.is_some());
-        })?;
-        let mut ids = CandidateIds::with_capacity(count, text);
-        let mut keys = HashMap::with_capacity(keyed);
-        spill.join(&members, |record, id, key| {
-            if let Some(id) = id {
-                ids.insert(record, id);
-            }
-            if let Some(key) = key {
-                keys.insert(record, key);
-            }
-        })?;
-        for (record, id) in segment.iter() {
-            ids.insert(record, id);
-        }
-        keys.extend(segment_keys);
-        (self.found.ids, self.found.keys) = (ids, keys);
-        // The segment and the joined ids were held at once.
-        self.peak_ids_bytes = self.peak_ids_bytes.max(segment_bytes + self.ids_bytes());
         Ok(())
-    }
-
-    fn ids_bytes_of(&self, ids: &CandidateIds, keys: &HashMap<u32, KeepKey>) -> u64 {
-        (ids.heap_bytes() + keys.capacity() * KEY_SLOT_BYTES) as u64
     }
 
     /// Takes up the runs of ids a checkpoint names (the ids it holds are
@@ -239,6 +213,9 @@ impl Verifier {
                     .into(),
             });
         };
+        // A pass that ended but was not kept may have left the clustered
+        // records' run.
+        remove_clustered_run(&temp)?;
         if runs.is_empty() {
             return remove_unnamed_runs(&temp, &[]);
         }
