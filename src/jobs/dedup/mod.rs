@@ -294,9 +294,13 @@ fn chain(
     crate::allocator::give_back_freed();
     let ranking = params.keep.ranking(&verified.keys);
     let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
-    let clusters = match &mut index {
-        Some(index) => index.clusters(&verified.pairs, found.read(), prefers)?,
-        None => Clusters::from_pairs_keeping(&verified.pairs, prefers),
+    let clusters = match (&mut index, prefers) {
+        (Some(index), _) => index.clusters(&verified.pairs, found.read(), prefers)?,
+        (None, None) => {
+            let pairs = &verified.pairs;
+            clusters_first(ctx, pairs.len() as u64, || pairs.iter().map(|&p| Ok(p)))?
+        }
+        (None, Some(_)) => Clusters::from_pairs_keeping(&verified.pairs, prefers),
     };
     let outputs = kept::run(
         &mut run,
@@ -341,4 +345,26 @@ fn chain(
         result.insert("index".into(), indexes);
     }
     Ok(report)
+}
+
+/// The clusters under `--keep first` without an index, from the `count`
+/// verified pairs `pairs` gives, within their share of the run's budget
+/// ([`budget::Shares::clusters`]): past it, made with sorted runs in the
+/// run's temporary space ([`spill::components`]). A pair source that
+/// fails, or a run that cannot be written or read, ends the run as an IO
+/// error (exit 74).
+fn clusters_first<I>(
+    ctx: &RunContext,
+    count: u64,
+    pairs: impl FnOnce() -> I,
+) -> anyhow::Result<Clusters>
+where
+    I: Iterator<Item = Result<(u32, u32, f64), spill::runs::RunError>>,
+{
+    let share = ctx
+        .max_memory
+        .map(|max_memory| budget::Shares { max_memory }.clusters());
+    Clusters::from_pair_stream(pairs(), count, share, &ctx.temp).map_err(|e| {
+        anyhow::Error::new(e.into_io()).context("dedup: making the clusters of the verified pairs")
+    })
 }
