@@ -10,7 +10,7 @@
 //! The corpus is mostly duplicates: clusters of 2 to 9 records, each a
 //! chain of near-copies (each copy one word off the one before it, so
 //! records two steps apart are not a verified pair and a cluster holds
-//! together through its chain only), scattered across the input.
+//! together through its chain only), shuffled within blocks of records.
 
 use drainpipe::jobs::dedup::budget::Shares;
 use drainpipe::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES;
@@ -18,7 +18,7 @@ use drainpipe::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES;
 use crate::mixed::{dedup_file, words};
 
 /// `clusters` chains of near-copies of 80 words and as many singletons,
-/// in a scattered order.
+/// shuffled within blocks.
 fn lines(clusters: usize) -> Vec<String> {
     let mut word = words(0xc1_u64);
     let mut texts = Vec::new();
@@ -31,10 +31,17 @@ fn lines(clusters: usize) -> Vec<String> {
         }
         texts.push((0..80).map(|_| word()).collect::<Vec<_>>().join(" "));
     }
-    // A fixed permutation: the members of a cluster far apart.
+    // A fixed permutation within blocks of 100 records: the members of a
+    // cluster apart, not so far that pass 2 holds many records' shingle
+    // sets at once (what it holds past its share is another guarantee).
     let n = texts.len();
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20);
+    order.sort_by_key(|&i| {
+        (
+            i / 100,
+            (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20,
+        )
+    });
     order
         .iter()
         .enumerate()
@@ -63,7 +70,12 @@ fn dedup_clusters_stay_within_their_share_on_a_corpus_of_many_duplicates() {
     assert!(removed * 16 > share / 4, "{removed} removed records");
     // Chains: fewer verified pairs than pairs of a cluster's members.
     assert!(unlimited.result["clusters"].as_u64().unwrap() > 1_500);
+    assert_eq!(unlimited.result["clusters_spilled_bytes"], 0);
     let (got, limited) = dedup_file(&input, Some(budget));
+    // Made with runs: at least the removed records' run (10 bytes or more
+    // each: a record, its kept record, the similarity's 8 bytes).
+    let spilled = limited.result["clusters_spilled_bytes"].as_u64().unwrap();
+    assert!(spilled > 10 * removed, "{spilled} bytes spilled");
     assert_eq!(limited.result["duplicates_removed"], removed);
     assert_eq!(
         limited.result["cluster_sizes"],

@@ -67,6 +67,9 @@ pub struct Clusters {
     pub indexed: Vec<Indexed>,
     /// Number of clusters of each size (2 and more).
     pub sizes: BTreeMap<usize, u64>,
+    /// Bytes written to the temporary space to make them (0: made in
+    /// memory), `clusters_spilled_bytes` in the summary.
+    pub spilled_bytes: u64,
 }
 
 /// A record removed as a duplicate of an indexed record.
@@ -108,6 +111,7 @@ impl Clusters {
             removed: Removed::Memory(removed),
             indexed: Vec::new(),
             sizes,
+            spilled_bytes: 0,
         }
     }
 
@@ -134,6 +138,7 @@ impl Clusters {
              budget ({share} bytes); making them with sorted runs in {}",
             temp.folder().display()
         );
+        let before = temp.bytes_spilled();
         let found = components(pairs, share, temp)?;
         log::info!(
             "dedup: clusters made in {} contraction rounds, {} runs written",
@@ -144,6 +149,7 @@ impl Clusters {
             removed: found.removed,
             indexed: Vec::new(),
             sizes: found.sizes,
+            spilled_bytes: temp.bytes_spilled() - before,
         })
     }
 
@@ -429,6 +435,7 @@ mod tests {
         // Past it: runs, the removed records among them.
         let c = Clusters::from_pair_stream(stream(), count, Some(64 << 10), &temp).unwrap();
         assert!(temp.bytes_spilled() > 0);
+        assert_eq!(c.spilled_bytes, temp.bytes_spilled());
         assert!(matches!(c.removed, Removed::Disk(_)));
         assert_eq!(c.removed.to_vec().unwrap(), want.removed.to_vec().unwrap());
         assert_eq!(

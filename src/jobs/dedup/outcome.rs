@@ -326,6 +326,7 @@ fn result(
         "repeated_ids": found.repeated_ids,
         "clusters": clusters.count(),
         "cluster_sizes": sizes,
+        "clusters_spilled_bytes": clusters.spilled_bytes,
         "candidate_pairs": found.candidate_pairs,
         "verified_pairs": verified.pairs.len(),
         "integrator_bytes_per_record": bytes_per_record.max(verify_bytes_per_record),
