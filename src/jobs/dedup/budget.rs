@@ -17,6 +17,7 @@
 //! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth, kept before an id's vectors grow; past it, the ids of candidates that can no longer be in a cluster are dropped, and when that leaves more than half the share, every id goes to disk in record order ([`crate::jobs::dedup::spill::ids`]: a segment of a quarter of the share in memory), joined back for the clustered records when the pass ends |
 //! | 2 | the verified pairs | 16 a pair, lists grown by doubling | [`Shares::verified_pairs`]: a sixteenth; past it, all go to sorted runs in the order pass 2 makes them ([`crate::jobs::dedup::spill::verified`]: a segment of a quarter of the share in memory), and the clustered records' ids, when they were on disk, to a run of their own ([`crate::jobs::dedup::spill::ids`]) |
+//! | 2-3 | the clusters: while they are made, the union-find over the clustered records (with their best similarity and cluster sizes); then the removed records with their kept record, held through pass 3 | about 112 a verified pair in memory ([`crate::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES`]); 16 a removed record | [`Shares::clusters`]: a quarter; past it, the components are made with sorted runs ([`crate::jobs::dedup::spill::components`]), and the removed records past a quarter of the share go to a run read front to back |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
@@ -121,6 +122,20 @@ impl Shares {
     pub fn candidate_places(self) -> u64 {
         self.max_memory / 4
     }
+
+    /// The clusters, made between passes 2 and 3: a quarter of the
+    /// budget, for the union-find over every clustered record (its
+    /// parents, best similarities and cluster sizes: about 112 bytes a
+    /// verified pair, known before it starts), then for the removed
+    /// records pass 3 reads. Pass 2's held sets and candidates' places are
+    /// gone by then; what is left beside it is the places, the clustered
+    /// records' ids and the bits. Past it, the components are made with
+    /// sorted runs read front to back within it
+    /// ([`crate::jobs::dedup::spill::components`]), and the removed
+    /// records past a quarter of it are read back from a run.
+    pub fn clusters(self) -> u64 {
+        self.max_memory / 4
+    }
 }
 
 /// Bytes of the bit per record each of the three record sets takes for
@@ -157,6 +172,9 @@ mod tests {
         // slack.
         let pass2 = s.held() + s.candidate_ids() + s.places() + s.candidate_places();
         assert!(pass2 + s.verify_pairs() + s.verified_pairs() <= s.max_memory / 8 * 7);
+        // Between passes 2 and 3 and in pass 3: the clusters beside the
+        // places and the clustered records' ids.
+        assert!(s.clusters() + s.places() + s.candidate_ids() <= s.max_memory / 2);
         assert_eq!(bits_bytes(1_000_000_000), 375_000_000);
     }
 }

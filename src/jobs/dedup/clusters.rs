@@ -2,15 +2,36 @@
 //! pairs ([`Clusters`], the state pass 3 reads), and `clusters.jsonl`, one
 //! line per removed record (`kept.jsonl` is pass 3,
 //! [`super::passes::kept`]).
+//!
+//! The clusters are made in memory by a union-find over the verified
+//! pairs' records, or, past their share of the memory budget
+//! ([`super::budget::Shares::clusters`]), from a stream of the pairs with
+//! sorted runs read front to back ([`Clusters::from_pair_stream`],
+//! [`super::spill::components`]), the removed records then read back
+//! from disk in order ([`Removed`]). Only `--keep first` without an index
+//! takes that path for now: the other policies
+//! ([`Clusters::from_pairs_keeping`]) and `--against`
+//! ([`Clusters::with_index_keeping`]) hold the union-find in memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::Arc;
 
-use drainpipe_actors::{AtomicFile, OutputDir};
+use drainpipe_actors::{AtomicFile, OutputDir, TempSpace};
 
 use super::bitset::BitSet;
 use super::chain::CandidateIds;
+use super::spill::components::components;
+pub use super::spill::components::{Removed, RemovedIter, RemovedRecord};
+use super::spill::runs::RunError;
 use super::unionfind::UnionFind;
+
+/// Bytes the union-find in memory takes a verified pair at most: the pair
+/// (16, collected from a stream), its two records in the member list (8),
+/// and per member (two a pair) its union-find parent (4), best
+/// similarity (8), a cluster size (24, a map entry with its room) and a
+/// removed record (16).
+pub const IN_MEMORY_PAIR_BYTES: u64 = 16 + 8 + 2 * (4 + 8 + 24 + 16);
 
 /// `prefers(later, earlier)`: true when record `later` ranks strictly
 /// higher than `earlier`, which comes before it in input order, under the
@@ -39,13 +60,16 @@ pub const CLUSTERS_FILE: &str = "clusters.jsonl";
 #[derive(Debug, Default)]
 pub struct Clusters {
     /// `(removed record, kept record, similarity)` in input order of the
-    /// removed record.
-    pub removed: Vec<(u32, u32, f64)>,
+    /// removed record: in memory, or in a run on disk read front to back.
+    pub removed: Removed,
     /// Removed records whose cluster has an indexed record (`--against`),
     /// in input order: they duplicate the cluster's first indexed record.
     pub indexed: Vec<Indexed>,
     /// Number of clusters of each size (2 and more).
     pub sizes: BTreeMap<usize, u64>,
+    /// Bytes written to the temporary space to make them (0: made in
+    /// memory), `clusters_spilled_bytes` in the summary.
+    pub spilled_bytes: u64,
 }
 
 /// A record removed as a duplicate of an indexed record.
@@ -82,38 +106,51 @@ impl Clusters {
     /// input order): the clusters are the same, only the kept record and
     /// so `duplicate_of` change. `None`: the first record.
     pub fn from_pairs_keeping(pairs: &[(u32, u32, f64)], prefers: Option<&Prefers<'_>>) -> Self {
-        let mut members: Vec<u32> = pairs.iter().flat_map(|&(a, b, _)| [a, b]).collect();
-        members.sort_unstable();
-        members.dedup();
-        let dense = |r: u32| members.binary_search(&r).expect("a member");
-        let mut uf = UnionFind::new(members.len());
-        let mut best = vec![0.0f64; members.len()];
-        for &(a, b, j) in pairs {
-            let (da, db) = (dense(a), dense(b));
-            uf.union(da as u32, db as u32);
-            best[da] = best[da].max(j);
-            best[db] = best[db].max(j);
-        }
-        let chosen = prefers.map(|prefers| chosen(&mut uf, &members, prefers));
-        let mut size: HashMap<u32, usize> = HashMap::new();
-        let mut removed = Vec::new();
-        for (i, &record) in members.iter().enumerate() {
-            let root = uf.find(i as u32);
-            *size.entry(root).or_default() += 1;
-            let kept = chosen.as_ref().map_or(root, |k| k[root as usize]);
-            if kept as usize != i {
-                removed.push((record, members[kept as usize], best[i]));
-            }
-        }
-        let mut sizes = BTreeMap::new();
-        for &n in size.values() {
-            *sizes.entry(n).or_default() += 1;
-        }
+        let (removed, sizes) = in_memory(pairs, prefers);
         Clusters {
-            removed,
+            removed: Removed::Memory(removed),
             indexed: Vec::new(),
             sizes,
+            spilled_bytes: 0,
         }
+    }
+
+    /// [`Clusters::from_pairs`] from a stream of the `count` verified
+    /// pairs (sorted by the later record), within `share` bytes of memory
+    /// (`None`: no budget): the union-find in memory when the pairs fit
+    /// ([`IN_MEMORY_PAIR_BYTES`] each), else the components made with
+    /// sorted runs in `temp` ([`super::spill::components`]), the removed
+    /// records in a run past a quarter of the share. The same clusters
+    /// either way.
+    pub fn from_pair_stream(
+        pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+        count: u64,
+        share: Option<u64>,
+        temp: &Arc<TempSpace>,
+    ) -> Result<Self, RunError> {
+        let past = |&share: &u64| count.saturating_mul(IN_MEMORY_PAIR_BYTES) > share;
+        let Some(share) = share.filter(past) else {
+            let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
+            return Ok(Clusters::from_pairs(&pairs));
+        };
+        log::info!(
+            "dedup: the clusters of {count} verified pairs pass their share of the memory \
+             budget ({share} bytes); making them with sorted runs in {}",
+            temp.folder().display()
+        );
+        let before = temp.bytes_spilled();
+        let found = components(pairs, share, temp)?;
+        log::info!(
+            "dedup: clusters made in {} contraction rounds, {} runs written",
+            found.work.rounds,
+            found.work.runs
+        );
+        Ok(Clusters {
+            removed: found.removed,
+            indexed: Vec::new(),
+            sizes: found.sizes,
+            spilled_bytes: temp.bytes_spilled() - before,
+        })
     }
 
     /// The clusters of one run over `offset` indexed records followed by
@@ -152,17 +189,17 @@ impl Clusters {
             .map(|&(root, b, j)| (root, b + offset, j))
             .chain(pairs.iter().map(|&(a, b, j)| (a + offset, b + offset, j)))
             .collect();
-        let joined = Clusters::from_pairs_keeping(&all, joined_prefers);
+        let (joined, sizes) = in_memory(&all, joined_prefers);
         let mut clusters = Clusters {
-            sizes: joined.sizes,
+            sizes,
             ..Clusters::default()
         };
-        let mut relabeled = Vec::new();
-        for (r, kept, j) in joined.removed {
+        let (mut relabeled, mut removed) = (Vec::new(), Vec::new());
+        for (r, kept, j) in joined {
             if r < offset {
                 relabeled.push((r, kept));
             } else if kept >= offset {
-                clusters.removed.push((r - offset, kept - offset, j));
+                removed.push((r - offset, kept - offset, j));
             } else {
                 clusters.indexed.push(Indexed {
                     record: r - offset,
@@ -173,13 +210,14 @@ impl Clusters {
                 });
             }
         }
+        clusters.removed = Removed::Memory(removed);
         (clusters, relabeled)
     }
 
     /// Records removed, as duplicates of this run's records or of indexed
     /// ones.
     pub fn removed_count(&self) -> usize {
-        self.removed.len() + self.indexed.len()
+        self.removed.len() as usize + self.indexed.len()
     }
 
     /// Clusters of two records or more.
@@ -187,27 +225,66 @@ impl Clusters {
         self.sizes.values().sum()
     }
 
-    /// The removed records.
-    pub fn removed_records(&self) -> BitSet {
+    /// The removed records (read front to back when on disk).
+    pub fn removed_records(&self) -> Result<BitSet, RunError> {
         let mut removed = BitSet::new();
-        for &(r, _, _) in &self.removed {
-            removed.insert(r.into());
+        for record in self.removed.iter() {
+            removed.insert(record?.0.into());
         }
         for r in &self.indexed {
             removed.insert(r.record.into());
         }
-        removed
+        Ok(removed)
     }
 
-    /// Each clustered record with its cluster's kept record.
-    pub fn roots(&self) -> HashMap<u32, u32> {
+    /// Each clustered record with its cluster's kept record: a table of
+    /// every clustered record in memory, for the demo's accuracy and the
+    /// `--keep field:` summary (whose clusters are in memory anyway).
+    pub fn roots(&self) -> Result<HashMap<u32, u32>, RunError> {
         let mut roots = HashMap::new();
-        for &(r, kept, _) in &self.removed {
+        for record in self.removed.iter() {
+            let (r, kept, _) = record?;
             roots.insert(r, kept);
             roots.insert(kept, kept);
         }
-        roots
+        Ok(roots)
     }
+}
+
+/// The union-find over `pairs` ([`Clusters::from_pairs_keeping`]): the
+/// removed records in input order, and the clusters' sizes.
+fn in_memory(
+    pairs: &[(u32, u32, f64)],
+    prefers: Option<&Prefers<'_>>,
+) -> (Vec<RemovedRecord>, BTreeMap<usize, u64>) {
+    let mut members: Vec<u32> = pairs.iter().flat_map(|&(a, b, _)| [a, b]).collect();
+    members.sort_unstable();
+    members.dedup();
+    let dense = |r: u32| members.binary_search(&r).expect("a member");
+    let mut uf = UnionFind::new(members.len());
+    let mut best = vec![0.0f64; members.len()];
+    for &(a, b, j) in pairs {
+        let (da, db) = (dense(a), dense(b));
+        uf.union(da as u32, db as u32);
+        best[da] = best[da].max(j);
+        best[db] = best[db].max(j);
+    }
+    let chosen = prefers.map(|prefers| chosen(&mut uf, &members, prefers));
+    let mut size: HashMap<u32, usize> = HashMap::new();
+    let mut removed = Vec::new();
+    for (i, &record) in members.iter().enumerate() {
+        let root = uf.find(i as u32);
+        *size.entry(root).or_default() += 1;
+        let kept = chosen.as_ref().map_or(root, |k| k[root as usize]);
+        if kept as usize != i {
+            removed.push((record, members[kept as usize], best[i]));
+        }
+    }
+    let mut sizes = BTreeMap::new();
+    for &n in size.values() {
+        *sizes.entry(n).or_default() += 1;
+    }
+    (removed, sizes)
 }
 
 /// Writes `clusters.jsonl` to a temporary file (committed by the caller):
@@ -227,7 +304,8 @@ pub fn write_clusters(
         })
     };
     let mut indexed = clusters.indexed.iter().peekable();
-    for &(r, kept, j) in &clusters.removed {
+    for removed in clusters.removed.iter() {
+        let (r, kept, j) = removed.map_err(|e| e.into_io())?;
         while let Some(x) = indexed.next_if(|x| x.record < r) {
             write_indexed(&mut file, id(x.record)?, x)?;
         }
@@ -268,7 +346,10 @@ mod tests {
     fn a_cluster_keeps_its_first_record() {
         // 9-4 and 4-6 verified, 2-7 verified: clusters {4, 6, 9}, {2, 7}.
         let c = Clusters::from_pairs(&[(4, 9, 0.85), (4, 6, 0.9), (6, 9, 0.95), (2, 7, 1.0)]);
-        assert_eq!(c.removed, [(6, 4, 0.95), (7, 2, 1.0), (9, 4, 0.95)]);
+        assert_eq!(
+            c.removed.to_vec().unwrap(),
+            [(6, 4, 0.95), (7, 2, 1.0), (9, 4, 0.95)]
+        );
         assert_eq!(c.count(), 2);
         assert_eq!(c.sizes, BTreeMap::from([(2, 1), (3, 1)]));
     }
@@ -284,7 +365,10 @@ mod tests {
         };
         let prefers = |later: u32, earlier: u32| rank(later) > rank(earlier);
         let c = Clusters::from_pairs_keeping(&pairs, Some(&prefers));
-        assert_eq!(c.removed, [(4, 6, 0.9), (7, 2, 1.0), (9, 6, 0.95)]);
+        assert_eq!(
+            c.removed.to_vec().unwrap(),
+            [(4, 6, 0.9), (7, 2, 1.0), (9, 6, 0.95)]
+        );
         assert_eq!(c.sizes, Clusters::from_pairs(&pairs).sizes);
     }
 
@@ -301,7 +385,7 @@ mod tests {
         );
         let indexed: Vec<(u32, u32)> = c.indexed.iter().map(|x| (x.record, x.root)).collect();
         assert_eq!(indexed, [(0, 3), (1, 3)]);
-        assert_eq!(c.removed, [(2, 4, 0.8), (5, 6, 1.0)]);
+        assert_eq!(c.removed.to_vec().unwrap(), [(2, 4, 0.8), (5, 6, 1.0)]);
     }
 
     #[test]
@@ -314,7 +398,7 @@ mod tests {
             &[(7, 1, 0.85), (3, 2, 1.0), (7, 4, 0.95)],
             10,
         );
-        assert_eq!(c.removed, []);
+        assert_eq!(c.removed.to_vec().unwrap(), []);
         let indexed: Vec<(u32, u32, f64)> = c
             .indexed
             .iter()
@@ -327,5 +411,45 @@ mod tests {
         assert_eq!(relabeled, [(7, 3)]);
         assert_eq!(c.sizes, BTreeMap::from([(6, 1)]));
         assert_eq!(c.removed_count(), 4);
+    }
+
+    #[test]
+    fn clusters_past_their_share_are_made_with_runs_and_are_the_same() {
+        // Chains of three records far apart: 6,000 pairs.
+        let pairs: Vec<(u32, u32, f64)> = (0..3_000u32)
+            .flat_map(|i| {
+                let (a, b, c) = (i, i + 7_000, i * 3 + 20_000);
+                [(a, b, 0.81), (b, c, 0.9 + f64::from(i % 7) / 100.0)]
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let stream = || pairs.iter().map(|&p| Ok(p));
+        let count = pairs.len() as u64;
+        let want = Clusters::from_pairs(&pairs);
+        // Within the share: the union-find in memory, nothing written.
+        let share = count * IN_MEMORY_PAIR_BYTES;
+        let c = Clusters::from_pair_stream(stream(), count, Some(share), &temp).unwrap();
+        assert_eq!(temp.bytes_spilled(), 0);
+        assert!(matches!(c.removed, Removed::Memory(_)));
+        // Past it: runs, the removed records among them.
+        let c = Clusters::from_pair_stream(stream(), count, Some(64 << 10), &temp).unwrap();
+        assert!(temp.bytes_spilled() > 0);
+        assert_eq!(c.spilled_bytes, temp.bytes_spilled());
+        assert!(matches!(c.removed, Removed::Disk(_)));
+        assert_eq!(c.removed.to_vec().unwrap(), want.removed.to_vec().unwrap());
+        assert_eq!(
+            (c.sizes.clone(), c.removed_count()),
+            (want.sizes.clone(), 6_000)
+        );
+        assert_eq!(c.roots().unwrap(), want.roots().unwrap());
+        let bits = |c: &Clusters| {
+            let set = c.removed_records().unwrap();
+            (0..30_000u64).filter(|&r| set.contains(r)).count()
+        };
+        assert_eq!(bits(&c), bits(&want));
+        drop(c);
+        let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+        assert_eq!(left, 0, "the removed records' run goes with the clusters");
     }
 }

@@ -149,11 +149,14 @@ pub use ledger::OpenInput;
 pub use outcome::{ACCURACY_DEFINITION, SIMILARITY_DEFINITION};
 pub use params::{explain, Banding, DedupParams, KeptFormat};
 
+use chain::{CandidateIds, Found, Verified};
 use clusters::Clusters;
 use index::IndexRun;
+use keep::KeepKey;
 use ledger::{Halt, Run};
 use outcome::Findings;
 use passes::{kept, signatures, verify};
+use std::collections::HashMap;
 
 /// Runs `dedup` over the context's input (the demo corpus when there is
 /// none, with precision and recall against the exact ground truth up to
@@ -292,28 +295,7 @@ fn chain(
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     // Pass 2's held sets, candidates' pairs and last-partner table freed.
     crate::allocator::give_back_freed();
-    // The step that still holds pass 2's result whole, in memory: the
-    // clustered records' ids and keys by record (for the ranking and
-    // `clusters.jsonl`), and the pairs while union-find reads them.
-    let spilled = |what: &'static str| {
-        move |e: spill::runs::RunError| anyhow::Error::new(e.into_io()).context(what)
-    };
-    let (ids, keys) = verified
-        .ids
-        .to_memory(&ctx.temp)
-        .map_err(spilled("dedup: reading the clustered records' ids"))?;
-    let ranking = params.keep.ranking(&keys);
-    let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
-    let clusters = {
-        let pairs = verified
-            .pairs
-            .to_vec(&ctx.temp)
-            .map_err(spilled("dedup: reading the verified pairs"))?;
-        match &mut index {
-            Some(index) => index.clusters(&pairs, found.read(), prefers)?,
-            None => Clusters::from_pairs_keeping(&pairs, prefers),
-        }
-    };
+    let (clusters, ids, keys) = clusters_of(ctx, params, index.as_mut(), &found, &verified)?;
     let outputs = kept::run(&mut run, &found, (&clusters, &ids), &reads, &form, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
@@ -354,4 +336,65 @@ fn chain(
         result.insert("index".into(), indexes);
     }
     Ok(report)
+}
+
+/// The clusters of pass 2's verified pairs, with the clustered records'
+/// ids and keys. Under `--keep first` without an index, the pairs are
+/// streamed into [`Clusters::from_pair_stream`] (on disk past its share);
+/// the ranking of another policy and an index's clusters still read the
+/// pairs whole. The ids and keys are still read whole, in memory.
+fn clusters_of(
+    ctx: &RunContext,
+    params: &DedupParams,
+    index: Option<&mut IndexRun>,
+    found: &Found,
+    verified: &Verified,
+) -> Result<(Clusters, CandidateIds, HashMap<u32, KeepKey>), Halt> {
+    let spilled = |what: &'static str| {
+        move |e: spill::runs::RunError| anyhow::Error::new(e.into_io()).context(what)
+    };
+    let (ids, keys) = verified
+        .ids
+        .to_memory(&ctx.temp)
+        .map_err(spilled("dedup: reading the clustered records' ids"))?;
+    let whole = || {
+        verified
+            .pairs
+            .to_vec(&ctx.temp)
+            .map_err(spilled("dedup: reading the verified pairs"))
+    };
+    let clusters = {
+        let ranking = params.keep.ranking(&keys);
+        let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
+        match (index, prefers) {
+            (Some(index), _) => index.clusters(&whole()?, found.read(), prefers)?,
+            (None, None) => clusters_first(ctx, verified.pairs.len(), || {
+                verified.pairs.reader(&ctx.temp)
+            })?,
+            (None, Some(_)) => Clusters::from_pairs_keeping(&whole()?, prefers),
+        }
+    };
+    Ok((clusters, ids, keys))
+}
+
+/// The clusters under `--keep first` without an index, from the `count`
+/// verified pairs `pairs` gives, within their share of the run's budget
+/// ([`budget::Shares::clusters`]): past it, made with sorted runs in the
+/// run's temporary space ([`spill::components`]). A pair source that
+/// fails, or a run that cannot be written or read, ends the run as an IO
+/// error (exit 74).
+fn clusters_first<I>(
+    ctx: &RunContext,
+    count: u64,
+    pairs: impl FnOnce() -> I,
+) -> anyhow::Result<Clusters>
+where
+    I: Iterator<Item = Result<(u32, u32, f64), spill::runs::RunError>>,
+{
+    let share = ctx
+        .max_memory
+        .map(|max_memory| budget::Shares { max_memory }.clusters());
+    Clusters::from_pair_stream(pairs(), count, share, &ctx.temp).map_err(|e| {
+        anyhow::Error::new(e.into_io()).context("dedup: making the clusters of the verified pairs")
+    })
 }

@@ -22,6 +22,7 @@ use super::params::{Banding, DedupParams};
 use super::passes::kept::Outputs;
 use super::passes::verify::reread;
 use super::resume::{self, Pass};
+use super::spill::runs::RunError;
 use super::truth;
 
 /// The run's report, written after the set it describes.
@@ -202,7 +203,7 @@ pub fn demo_accuracy(
     };
     let pairs = truth::all_pairs(&sets, params.threshold);
     drop(sets);
-    let accuracy = truth::accuracy(&pairs, &clusters.roots());
+    let accuracy = truth::accuracy(&pairs, &clusters.roots().map_err(RunError::into_io)?);
     Ok(Some((accuracy, started.elapsed().as_secs_f64())))
 }
 
@@ -247,7 +248,7 @@ pub fn summary(
         findings,
         (&run.passes, skipped),
         &report,
-    );
+    )?;
     if let Some((accuracy, truth_s)) = accuracy {
         log::info!(
             "dedup accuracy on the demo corpus: precision {:.4}, recall {:.4} ({} true pairs, {} predicted)",
@@ -271,13 +272,13 @@ fn keep_summary(
     params: &DedupParams,
     keys: &HashMap<u32, KeepKey>,
     clusters: &Clusters,
-) -> serde_json::Value {
+) -> anyhow::Result<serde_json::Value> {
     let mut keep = json!({ "policy": params.keep.to_string() });
     if params.keep.field().is_some() {
-        let clustered = clusters.roots().into_keys();
+        let clustered = clusters.roots().map_err(RunError::into_io)?.into_keys();
         keep["missing_field"] = json!(params.keep.missing(keys, clustered));
     }
-    keep
+    Ok(keep)
 }
 
 /// The job's summary (`result` in `summary.json`).
@@ -287,7 +288,7 @@ fn result(
     findings: &Findings<'_>,
     (passes, skipped): (&[super::ledger::PassTime], crate::input::SkippedByType),
     report: &RunReport,
-) -> serde_json::Value {
+) -> anyhow::Result<serde_json::Value> {
     let Findings {
         found,
         verified,
@@ -310,7 +311,7 @@ fn result(
         .iter()
         .map(|(size, n)| json!({ "size": size, "clusters": n }))
         .collect();
-    json!({
+    Ok(json!({
         "parameters": {
             "threshold": params.threshold,
             "ngram": params.ngram,
@@ -326,10 +327,11 @@ fn result(
         "records_without_words": found.empty,
         "kept": kept,
         "duplicates_removed": clusters.removed_count(),
-        "keep": keep_summary(params, keys, clusters),
+        "keep": keep_summary(params, keys, clusters)?,
         "repeated_ids": found.repeated_ids,
         "clusters": clusters.count(),
         "cluster_sizes": sizes,
+        "clusters_spilled_bytes": clusters.spilled_bytes,
         "candidate_pairs": found.candidate_pairs,
         "verified_pairs": verified.pairs.len(),
         "integrator_bytes_per_record": bytes_per_record.max(verify_bytes_per_record),
@@ -350,5 +352,5 @@ fn result(
             },
             "kept": if reads.copy { "copied byte ranges" } else { "whole input" },
         },
-    })
+    }))
 }

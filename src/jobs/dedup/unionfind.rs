@@ -16,6 +16,14 @@ impl UnionFind {
         }
     }
 
+    /// `n` singletons again, the room kept (a union-find reused for one
+    /// piece of a list after another).
+    pub fn reset(&mut self, n: usize) {
+        self.parent.clear();
+        self.parent.reserve_exact(n);
+        self.parent.extend(0..n as u32);
+    }
+
     /// The smallest member of `x`'s set (halving the path on the way).
     pub fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
@@ -67,5 +75,7 @@ mod tests {
             (0..6).map(|x| uf.find(x)).collect::<Vec<_>>(),
             [0, 1, 1, 1, 1, 1]
         );
+        uf.reset(3);
+        assert_eq!((uf.len(), uf.find(2)), (3, 2));
     }
 }

@@ -25,7 +25,7 @@ use super::files::{self, Block, Part, RootsReader, RootsWriter, SegmentWriter};
 use super::hooks::{IndexBands, JoinedBands, Joiner};
 use super::manifest::{Segment, MANIFEST_FILE};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
-use crate::jobs::dedup::spill::runs::RunInfo;
+use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
 
 /// An index the run is against, numbered from `offset` among the run's
 /// indexed records.
@@ -377,7 +377,8 @@ impl IndexRun {
         }
         // This run's: its own unless removed (the indexed cluster's root
         // last, as it decides).
-        let mut moved: Vec<(u32, u32)> = (clusters.removed.iter())
+        let removed = clusters.removed.to_vec().map_err(RunError::into_io)?;
+        let mut moved: Vec<(u32, u32)> = (removed.iter())
             .map(|&(r, kept, _)| (r, offset + kept))
             .chain(clusters.indexed.iter().map(|x| (x.record, x.root)))
             .collect();

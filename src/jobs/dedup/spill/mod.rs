@@ -28,12 +28,15 @@
 //! | [`ids`] | pass 2's candidates' ids and `--keep` keys past their share, written in record order and joined back for the clustered records when the pass ends |
 //! | [`verified`] | pass 2's verified pairs past their share, written as sorted runs in the order it makes them, named by its checkpoints and result, removed once the outputs are committed |
 //! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
+//! | [`sorter`] | an external sort of entries pushed in any order within a share: runs past it, merged (in levels past the readers' room) into one stream, each `(key, record)` once |
+//! | [`components`] | the clusters' connected components past their share: contraction rounds of union-find over pieces of the pairs, resolved back with sort-merge joins |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
 //! the same way; nothing is looked up by record on disk.
 
 pub mod bands;
+pub mod components;
 pub mod held;
 pub mod ids;
 pub mod leftovers;
@@ -45,5 +48,6 @@ pub mod pairs;
 mod pinned;
 pub mod places;
 pub mod runs;
+pub mod sorter;
 pub mod verified;
 pub mod writer;

@@ -725,7 +725,7 @@ mod tests {
                 .collect();
             let clusters = Clusters::from_pairs(&verified);
             let mut expected = BitSet::new();
-            for &(r, _, _) in &clusters.removed {
+            for (r, _, _) in clusters.removed.to_vec().unwrap() {
                 expected.insert(r.into());
             }
             // The Verifier's calls, one per record, in order; after each,

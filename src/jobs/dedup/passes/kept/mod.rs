@@ -93,7 +93,10 @@ pub fn run(
     form: &KeptForm,
     beside: Option<KeptCopy>,
 ) -> Result<Outputs, Halt> {
-    let removed = Arc::new(clusters.removed_records());
+    let removed = clusters.removed_records().map_err(|e| {
+        anyhow::Error::new(e.into_io()).context("dedup: reading the removed records")
+    })?;
+    let removed = Arc::new(removed);
     if reads.copy {
         // No pipeline pass follows: the batch buffers are freed now, while
         // the copy runs, not as the process exits.

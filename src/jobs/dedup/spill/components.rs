@@ -1,0 +1,745 @@
+//! The clusters' connected components when their members do not fit
+//! their share of the memory budget
+//! ([`crate::jobs::dedup::budget::Shares::clusters`]): what the in-memory
+//! union-find makes ([`crate::jobs::dedup::clusters::Clusters::from_pairs`]),
+//! made with sorted runs read front to back, never a look-up by record on
+//! disk. [`crate::jobs::dedup::clusters::Clusters::from_pair_stream`]
+//! picks it past the share, under `--keep first` without an index; the
+//! other policies and `--against` keep the in-memory union-find for now.
+//!
+//! It gives, for every clustered record but its component's smallest, the
+//! record, that smallest one (the kept record under `--keep first`) and
+//! the highest similarity among the record's verified pairs, in record
+//! order ([`Removed`]: in memory within a quarter of the share, else a
+//! sorted run); and the histogram of the components' sizes.
+//!
+//! # Contraction rounds
+//!
+//! Round `r` reads its edge list `E_r` (round 0: the verified pairs) in
+//! pieces of a bounded number of edges and runs a union-find over each
+//! piece. Every node of a piece is a *leaf* of its piece component's
+//! smallest node, or that node, a *center*; both are sorted by node
+//! ([`super::sorter`]). For a node `v` with parents `m1 < m2 < ...` (over
+//! all pieces): `v -> m1` goes to the round's map, and the next list gets
+//! the edges `(m1, mi)`, and `(m1, v)` when `v` is a center too. A node
+//! that is a center only maps nowhere.
+//!
+//! Why this is exact: replacing each piece by its star keeps the
+//! components, and so does replacing `v`'s star edges by `v - m1` and
+//! `m1 - mi`. A leaf that is no center has that one map edge, so no path
+//! between nodes of `E_{r+1}` goes through it; a center that is mapped
+//! keeps its map edge in `E_{r+1}`. So a component of `E_r` that meets
+//! `E_{r+1}` meets it in one component of `E_{r+1}` holding its smallest
+//! node (a center that no edge maps), and a component that does not is a
+//! star: a center, never mapped, and leaves mapped to it alone. Hence, with
+//! `R_r(x)` the smallest node of `x`'s component in `E_r`: `R_r(x) =
+//! R_{r+1}(x)` for `x` in `E_{r+1}`, `R_r(v) = R_r(m1)` for `v` mapped,
+//! `R_r(c) = c` for the rest, with `R_r(m1) = R_{r+1}(m1)` when `m1` is in
+//! `E_{r+1}`, else `m1` (a star's center). No chain within a round.
+//!
+//! Why it ends: a piece of `n` nodes in `c` components has `n - c` leaf
+//! edges, no more than its edges, and `E_{r+1}` has one edge fewer than
+//! the leaf edges for each leaf that is no center, of which there is at
+//! least one (the largest node of `E_r`): `|E_{r+1}| < |E_r|`. A list that
+//! fits one piece is solved in one round (each node one parent, no center
+//! mapped: `E_{r+1}` is empty). The next list comes sorted by its smaller
+//! end, so a chain of records comes back in order and collapses by the
+//! piece's size a round. A graph whose edges keep jumping between pieces
+//! can take more rounds (each one sort of the remaining edges); the rounds
+//! are counted ([`Work`]).
+//!
+//! The roots are then resolved from the last round's map back to the
+//! first: a table of `(node, root)` for the nodes that are not their own
+//! root, sorted by node, merge-joined with the round's map sorted by
+//! `m1`. The first round's table, joined with each record's highest
+//! similarity (a sort of both ends of every pair, each record once with
+//! its largest similarity), gives the removed records in order; sorted by
+//! root, it gives the sizes.
+//!
+//! # Memory
+//!
+//! Each step holds at most the share: a piece (24 bytes an edge: the edge,
+//! its nodes and their union-find) with the sorts it feeds, or the
+//! readers of the runs it merges with the sort it feeds, each a fixed
+//! part of the share ([`components`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drainpipe_actors::TempSpace;
+
+use super::merge::{Buckets, EntrySource};
+use super::runs::{Entry, RunError, RunInfo, RunReader, RunWriter};
+use super::sorter::{unique_name, SortedRuns, SortedStream, Sorter};
+use super::writer::{PREFIX, SUFFIX};
+use crate::jobs::dedup::unionfind::UnionFind;
+
+/// Bytes a piece takes an edge: the edge (8), its two nodes (8) and
+/// their union-find (8).
+pub const PIECE_EDGE_BYTES: u64 = 24;
+
+/// The fewest edges a piece holds, whatever the share.
+pub const MIN_PIECE: usize = 16;
+
+/// Bytes a removed record takes in memory ([`Removed::Memory`]).
+pub const REMOVED_BYTES: u64 = 16;
+
+/// A removed record: itself, the record it duplicates, the similarity.
+pub type RemovedRecord = (u32, u32, f64);
+
+/// What the external algorithm did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Work {
+    /// Contraction rounds.
+    pub rounds: usize,
+    /// Runs written in all.
+    pub runs: usize,
+}
+
+/// The components of the verified pairs.
+#[derive(Debug, Default)]
+pub struct Components {
+    /// Every clustered record but its component's smallest, in record
+    /// order, with the smallest and its highest similarity.
+    pub removed: Removed,
+    /// Components of each size.
+    pub sizes: BTreeMap<usize, u64>,
+    /// What it took.
+    pub work: Work,
+}
+
+/// The removed records, in record order: in memory, or in a sorted run of
+/// the temporary space (`Entry { key: record, record: kept, print:
+/// similarity's bits }`).
+#[derive(Debug)]
+pub enum Removed {
+    /// Held whole.
+    Memory(Vec<RemovedRecord>),
+    /// On disk.
+    Disk(RemovedRun),
+}
+
+impl Default for Removed {
+    fn default() -> Self {
+        Removed::Memory(Vec::new())
+    }
+}
+
+impl Removed {
+    /// How many.
+    pub fn len(&self) -> u64 {
+        match self {
+            Removed::Memory(list) => list.len() as u64,
+            Removed::Disk(run) => run.info.entries,
+        }
+    }
+
+    /// True when none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each in record order, read front to back when on disk.
+    pub fn iter(&self) -> RemovedIter<'_> {
+        match self {
+            Removed::Memory(list) => RemovedIter::Memory(list.iter()),
+            Removed::Disk(run) => RemovedIter::Disk(Some(run.open())),
+        }
+    }
+
+    /// All of them in one list (tests, and the users that need one).
+    pub fn to_vec(&self) -> Result<Vec<RemovedRecord>, RunError> {
+        self.iter().collect()
+    }
+}
+
+/// The removed records' run, removed when dropped.
+#[derive(Debug)]
+pub struct RemovedRun {
+    temp: Arc<TempSpace>,
+    info: RunInfo,
+}
+
+impl RemovedRun {
+    fn open(&self) -> Result<RunReader, RunError> {
+        super::levels::open(&self.temp, &self.info)
+    }
+}
+
+impl Drop for RemovedRun {
+    fn drop(&mut self) {
+        if let Err(e) = self.temp.remove(&self.info.name, self.info.bytes) {
+            log::warn!(
+                "dedup clusters: removing {}: {e} (removed with the temporary folder)",
+                self.info.name
+            );
+        }
+    }
+}
+
+/// [`Removed::iter`]: the records, or the error that ended the read.
+#[derive(Debug)]
+pub enum RemovedIter<'a> {
+    /// From memory.
+    Memory(std::slice::Iter<'a, RemovedRecord>),
+    /// From the run (`None` once it ended or failed).
+    Disk(Option<Result<RunReader, RunError>>),
+}
+
+impl Iterator for RemovedIter<'_> {
+    type Item = Result<RemovedRecord, RunError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = match self {
+            RemovedIter::Memory(list) => return list.next().map(|&r| Ok(r)),
+            RemovedIter::Disk(reader) => reader,
+        };
+        let read = match reader.as_mut()? {
+            Ok(run) => run.next_entry(),
+            Err(_) => Err(reader.take()?.expect_err("a failed open")),
+        };
+        match read {
+            Ok(Some(e)) => Some(Ok((e.key as u32, e.record, f64::from_bits(e.print)))),
+            Ok(None) => {
+                *reader = None;
+                None
+            }
+            Err(e) => {
+                *reader = None;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// An error of the algorithm itself (a bug), as a run's failure.
+fn bug(message: String) -> RunError {
+    RunError::Failed {
+        kind: std::io::ErrorKind::Other,
+        message: format!("dedup clusters: {message} (a bug)"),
+    }
+}
+
+/// One piece of an edge list at a time, each turned into its stars.
+struct Pieces {
+    edges: Vec<(u32, u32)>,
+    nodes: Vec<u32>,
+    uf: UnionFind,
+    limit: usize,
+}
+
+impl Pieces {
+    /// Pieces within `share` bytes.
+    fn new(share: u64) -> Self {
+        let limit = usize::try_from(share / PIECE_EDGE_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(MIN_PIECE);
+        Pieces {
+            edges: Vec::new(),
+            nodes: Vec::new(),
+            uf: UnionFind::new(0),
+            limit,
+        }
+    }
+
+    /// Adds the edge `(a, b)`; a full piece goes to `stars`.
+    fn push(&mut self, (a, b): (u32, u32), stars: &mut Sorter) -> Result<(), RunError> {
+        if self.edges.capacity() == 0 {
+            // Their room taken once, exactly: grown by doubling, they
+            // could take twice the piece's share.
+            self.edges.reserve_exact(self.limit);
+            self.nodes.reserve_exact(2 * self.limit);
+        }
+        self.edges.push((a, b));
+        if self.edges.len() >= self.limit {
+            self.flush(stars)?;
+        }
+        Ok(())
+    }
+
+    /// The piece's stars: each node with its component's smallest node
+    /// (the smallest with itself: a center), as `Entry { key: node,
+    /// record: smallest }`.
+    fn flush(&mut self, stars: &mut Sorter) -> Result<(), RunError> {
+        if self.edges.is_empty() {
+            return Ok(());
+        }
+        self.nodes.clear();
+        self.nodes
+            .extend(self.edges.iter().flat_map(|&(a, b)| [a, b]));
+        self.nodes.sort_unstable();
+        self.nodes.dedup();
+        // Dense indices in node order: the union-find's smallest index is
+        // the smallest node.
+        let dense = |nodes: &[u32], x: u32| nodes.binary_search(&x).expect("a node") as u32;
+        self.uf.reset(self.nodes.len());
+        for &(a, b) in &self.edges {
+            self.uf.union(dense(&self.nodes, a), dense(&self.nodes, b));
+        }
+        for i in 0..self.nodes.len() {
+            let root = self.uf.find(i as u32);
+            stars.push(Entry {
+                key: u64::from(self.nodes[i]),
+                record: self.nodes[root as usize],
+                print: 0,
+            })?;
+        }
+        self.edges.clear();
+        Ok(())
+    }
+}
+
+/// Splits a round's stars (sorted by node, then parent) into the round's
+/// map (`Entry { key: m1, record: v }`, on disk) and the next round's
+/// edges (`Entry { key: smaller, record: larger }`), each sort within
+/// `share`.
+fn contract(
+    stars: SortedStream,
+    temp: &Arc<TempSpace>,
+    share: u64,
+    work: &mut Work,
+) -> Result<(SortedRuns, SortedStream), RunError> {
+    let mut map = Sorter::new(temp, "map", share);
+    let mut next = Sorter::new(temp, "edges", share);
+    let mut buckets = Buckets::new(stars);
+    while let Some(bucket) = buckets.next_bucket()? {
+        let v = bucket[0].key as u32;
+        let center = bucket.last().is_some_and(|e| e.record == v);
+        let parents = &bucket[..bucket.len() - usize::from(center)];
+        let Some((first, rest)) = parents.split_first() else {
+            continue;
+        };
+        let m1 = first.record;
+        let edge = |to: u32| Entry {
+            key: u64::from(m1),
+            record: to,
+            print: 0,
+        };
+        map.push(edge(v))?;
+        for m in rest {
+            next.push(edge(m.record))?;
+        }
+        if center {
+            next.push(edge(v))?;
+        }
+    }
+    work.runs += map.runs_written();
+    let map = map.into_runs()?;
+    work.runs += map.runs().len() + next.runs_written();
+    Ok((map, next.finish()?))
+}
+
+/// A stream with its next entry looked at.
+struct Peeked {
+    source: Option<SortedStream>,
+    head: Option<Entry>,
+}
+
+impl Peeked {
+    fn new(mut source: Option<SortedStream>) -> Result<Self, RunError> {
+        let head = match &mut source {
+            Some(s) => s.next_entry()?,
+            None => None,
+        };
+        Ok(Peeked { source, head })
+    }
+
+    fn advance(&mut self) -> Result<Option<Entry>, RunError> {
+        let head = self.head;
+        self.head = match &mut self.source {
+            Some(s) => s.next_entry()?,
+            None => None,
+        };
+        Ok(head)
+    }
+}
+
+/// The roots table of round `r` (`Entry { key: node, record: root }` for
+/// the nodes that are not their own root) from the round's `map` and
+/// the next round's `table` (see the module's docs), sorted within
+/// `share`.
+fn resolve(
+    map: SortedRuns,
+    table: Option<SortedStream>,
+    temp: &Arc<TempSpace>,
+    share: u64,
+    work: &mut Work,
+) -> Result<SortedStream, RunError> {
+    let mut out = Sorter::new(temp, "roots", share);
+    let mut later = Peeked::new(table)?;
+    let mut map = map.stream()?;
+    while let Some(e) = map.next_entry()? {
+        while later.head.is_some_and(|t| t.key < e.key) {
+            out.push(later.advance()?.expect("a head"))?;
+        }
+        let root = match later.head {
+            Some(t) if t.key == e.key => t.record,
+            _ => e.key as u32,
+        };
+        out.push(Entry {
+            key: u64::from(e.record),
+            record: root,
+            print: 0,
+        })?;
+    }
+    while let Some(t) = later.advance()? {
+        out.push(t)?;
+    }
+    work.runs += out.runs_written();
+    out.finish()
+}
+
+/// The removed records as they are joined, in memory until they pass
+/// `limit`, then in a run.
+struct RemovedWriter {
+    temp: Arc<TempSpace>,
+    limit: usize,
+    memory: Vec<RemovedRecord>,
+    disk: Option<RunWriter>,
+}
+
+impl RemovedWriter {
+    fn push(&mut self, removed: RemovedRecord) -> Result<(), RunError> {
+        let entry = |(r, kept, j): RemovedRecord| Entry {
+            key: u64::from(r),
+            record: kept,
+            print: j.to_bits(),
+        };
+        if let Some(writer) = &mut self.disk {
+            return writer.push(entry(removed));
+        }
+        self.memory.push(removed);
+        if self.memory.len() > self.limit {
+            let name = format!("{PREFIX}{}{SUFFIX}", unique_name("removed"));
+            let room = self.memory.len() as u64 * 23;
+            let io = |cause| RunError::Io {
+                path: self.temp.folder().join(&name),
+                cause,
+            };
+            self.temp.ensure_room(room).map_err(io)?;
+            let path = self.temp.path(&name).map_err(io)?;
+            let mut writer = RunWriter::create(&path, true)?;
+            for &r in &self.memory {
+                writer.push(entry(r))?;
+            }
+            self.memory = Vec::new();
+            self.disk = Some(writer);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Removed, RunError> {
+        let Some(writer) = self.disk else {
+            return Ok(Removed::Memory(self.memory));
+        };
+        let info = writer.finish()?;
+        self.temp.wrote(info.bytes);
+        Ok(Removed::Disk(RemovedRun {
+            temp: self.temp,
+            info,
+        }))
+    }
+}
+
+/// The components of the verified `pairs` (`(earlier, later,
+/// similarity)`, in any order), within `share` bytes, in the temporary
+/// space `temp` (see the module's docs). Every run is removed when it
+/// returns, but the removed records' when they are on disk (removed as
+/// they drop).
+///
+/// The share's parts: round 0 reads the pairs in pieces of a quarter,
+/// beside two sorts of a quarter each (the stars, each record's highest
+/// similarity); later rounds in pieces of half, beside the stars' sort
+/// and the edges' readers; a round's split and each resolution hold
+/// three sorts' or readers' quarters; the last join the table's and the
+/// similarities' readers, the sizes' sort and the removed records in
+/// memory, a quarter each.
+pub fn components(
+    pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+    share: u64,
+    temp: &Arc<TempSpace>,
+) -> Result<Components, RunError> {
+    let quarter = share / 4;
+    let mut work = Work::default();
+    let mut maps: Vec<SortedRuns> = Vec::new();
+    let mut best = Sorter::new(temp, "best", quarter);
+    let mut stars = Sorter::new(temp, "stars", quarter);
+    let mut pieces = Pieces::new(quarter);
+    for pair in pairs {
+        let (a, b, j) = pair?;
+        for x in [a, b] {
+            best.push(Entry {
+                key: u64::from(x),
+                record: 0,
+                print: j.to_bits(),
+            })?;
+        }
+        pieces.push((a, b), &mut stars)?;
+    }
+    pieces.flush(&mut stars)?;
+    drop(pieces);
+    work.runs += best.runs_written();
+    let best = best.into_runs()?;
+    loop {
+        work.rounds += 1;
+        work.runs += stars.runs_written();
+        let (map, mut edges) = contract(stars.finish()?, temp, quarter, &mut work)?;
+        maps.push(map);
+        let mut first = edges.next_entry()?;
+        if first.is_none() {
+            break;
+        }
+        stars = Sorter::new(temp, "stars", quarter);
+        let mut pieces = Pieces::new(share / 2);
+        while let Some(e) = first {
+            pieces.push((e.key as u32, e.record), &mut stars)?;
+            first = edges.next_entry()?;
+        }
+        pieces.flush(&mut stars)?;
+    }
+    let mut table = None;
+    while let Some(map) = maps.pop() {
+        table = Some(resolve(map, table, temp, quarter, &mut work)?);
+    }
+    let (removed, sizes) = join(table, best, temp, quarter, &mut work)?;
+    Ok(Components {
+        removed,
+        sizes,
+        work,
+    })
+}
+
+/// The removed records, each roots-table entry with its record's highest
+/// similarity from `best`, and the sizes, counted from the table sorted
+/// by root; each part within `quarter`.
+fn join(
+    table: Option<SortedStream>,
+    best: SortedRuns,
+    temp: &Arc<TempSpace>,
+    quarter: u64,
+    work: &mut Work,
+) -> Result<(Removed, BTreeMap<usize, u64>), RunError> {
+    let mut table = Peeked::new(table)?;
+    let mut best = best.stream()?;
+    let mut by_root = Sorter::new(temp, "sizes", quarter);
+    let mut out = RemovedWriter {
+        temp: Arc::clone(temp),
+        limit: usize::try_from(quarter / REMOVED_BYTES).unwrap_or(usize::MAX),
+        memory: Vec::new(),
+        disk: None,
+    };
+    while let Some(t) = table.advance()? {
+        let similarity = loop {
+            match best.next_entry()? {
+                Some(b) if b.key < t.key => continue,
+                Some(b) if b.key == t.key => break f64::from_bits(b.print),
+                _ => return Err(bug(format!("record {} without a similarity", t.key))),
+            }
+        };
+        out.push((t.key as u32, t.record, similarity))?;
+        by_root.push(Entry {
+            key: u64::from(t.record),
+            record: t.key as u32,
+            print: 0,
+        })?;
+    }
+    drop(best);
+    work.runs += by_root.runs_written();
+    let mut sizes = BTreeMap::new();
+    let mut by_root = Buckets::new(by_root.finish()?);
+    while let Some(members) = by_root.next_bucket()? {
+        // The root, and the records removed as its duplicates.
+        *sizes.entry(members.len() + 1).or_default() += 1;
+    }
+    let removed = out.finish()?;
+    work.runs += usize::from(matches!(removed, Removed::Disk(_)));
+    Ok((removed, sizes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::dedup::clusters::Clusters;
+
+    /// A small random number generator (SplitMix64).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// The pairs as pass 2 gives them: each once, sorted by the later
+    /// record, with a similarity.
+    fn verified(rng: &mut Rng, edges: impl IntoIterator<Item = (u32, u32)>) -> Vec<RemovedRecord> {
+        let mut pairs: Vec<(u32, u32)> = edges
+            .into_iter()
+            .filter(|&(a, b)| a != b)
+            .map(|(a, b)| (a.min(b), a.max(b)))
+            .collect();
+        pairs.sort_unstable_by_key(|&(a, b)| (b, a));
+        pairs.dedup();
+        pairs
+            .into_iter()
+            .map(|(a, b)| (a, b, 0.5 + rng.below(1 << 20) as f64 / f64::from(1 << 21)))
+            .collect()
+    }
+
+    /// Graphs of each shape, with their names.
+    fn graphs(rng: &mut Rng) -> Vec<(&'static str, Vec<RemovedRecord>)> {
+        let n = 6_000u32;
+        let random: Vec<(u32, u32)> = (0..n)
+            .map(|_| {
+                (
+                    rng.below(u64::from(n)) as u32,
+                    rng.below(u64::from(n)) as u32,
+                )
+            })
+            .collect();
+        let giant: Vec<(u32, u32)> = (1..n)
+            .map(|i| (rng.below(u64::from(i)) as u32, i))
+            .collect();
+        vec![
+            ("random pairs", verified(rng, random)),
+            (
+                "a chain in order",
+                verified(rng, (0..n).map(|i| (i, i + 1))),
+            ),
+            ("a chain in reverse", {
+                let mut v = verified(rng, (0..n).map(|i| (i, i + 1)));
+                v.reverse();
+                v
+            }),
+            ("a chain shuffled", {
+                let mut v = verified(rng, (0..n).map(|i| (i, i + 1)));
+                for i in (1..v.len()).rev() {
+                    v.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+                v
+            }),
+            ("a chain of every other record", {
+                verified(rng, (0..n).map(|i| (2 * i, 2 * i + 2)))
+            }),
+            (
+                "stars",
+                verified(rng, (0..n).map(|i| (i / 500 * 500 + 7, i + 10))),
+            ),
+            (
+                "a star on the last record",
+                verified(rng, (0..n).map(|i| (i, n))),
+            ),
+            ("cliques", {
+                let mut edges = Vec::new();
+                for c in 0..40u32 {
+                    for a in 0..12 {
+                        for b in a + 1..12 {
+                            edges.push((c + 40 * a, c + 40 * b));
+                        }
+                    }
+                }
+                verified(rng, edges)
+            }),
+            (
+                "components of two",
+                verified(rng, (0..n).map(|i| (3 * i, 3 * i + 1))),
+            ),
+            ("one giant component", verified(rng, giant)),
+            ("nothing", Vec::new()),
+        ]
+    }
+
+    fn external(pairs: &[RemovedRecord], share: u64) -> (Components, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let got = components(pairs.iter().map(|&p| Ok(p)), share, &temp).unwrap();
+        let left: Vec<_> = std::fs::read_dir(temp.dir().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let expected = usize::from(matches!(got.removed, Removed::Disk(_)));
+        assert_eq!(
+            left.len(),
+            expected,
+            "only the removed records' run: {left:?}"
+        );
+        (got, dir)
+    }
+
+    fn same_as_in_memory(name: &str, pairs: &[RemovedRecord], share: u64) -> Work {
+        let want = Clusters::from_pairs(pairs);
+        let (got, _dir) = external(pairs, share);
+        let (want_list, got_list) = (
+            want.removed.to_vec().unwrap(),
+            got.removed.to_vec().unwrap(),
+        );
+        assert_eq!(got_list.len(), want_list.len(), "{name}");
+        for (g, w) in got_list.iter().zip(&want_list) {
+            assert!(
+                g.0 == w.0 && g.1 == w.1 && g.2.to_bits() == w.2.to_bits(),
+                "{name}: {g:?} where the union-find gives {w:?}"
+            );
+        }
+        assert_eq!(got.sizes, want.sizes, "{name}");
+        got.work
+    }
+
+    #[test]
+    fn the_external_components_are_the_union_finds_on_graphs_of_every_shape() {
+        let mut rng = Rng(42);
+        for (name, pairs) in graphs(&mut rng) {
+            for share in [0, 4 << 10, 1 << 30] {
+                let work = same_as_in_memory(name, &pairs, share);
+                if share == 0 && pairs.len() > 1_000 {
+                    // Pairs apart are solved in their pieces: one round.
+                    let rounds = if name == "components of two" { 1 } else { 2 };
+                    assert!(work.rounds >= rounds, "{name}: {work:?}");
+                    assert!(work.runs > 10, "{name}: {work:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_graphs_of_every_density_give_the_union_finds_components() {
+        let mut rng = Rng(7);
+        for _ in 0..40 {
+            let nodes = 2 + rng.below(3_000);
+            let edges: Vec<(u32, u32)> = (0..rng.below(4 * nodes))
+                .map(|_| (rng.below(nodes) as u32, rng.below(nodes) as u32))
+                .collect();
+            let pairs = verified(&mut rng, edges);
+            same_as_in_memory("random", &pairs, rng.below(3) * (2 << 10));
+        }
+    }
+
+    #[test]
+    fn removed_records_past_their_room_go_to_a_run_read_back_in_order() {
+        let mut rng = Rng(3);
+        let pairs = verified(&mut rng, (0..20_000u32).map(|i| (2 * i, 2 * i + 1)));
+        let (got, dir) = external(&pairs, 0);
+        let Removed::Disk(_) = &got.removed else {
+            panic!("20,000 removed records within no share: on disk");
+        };
+        let list = got.removed.to_vec().unwrap();
+        assert_eq!(list.len(), 20_000);
+        assert!(list
+            .iter()
+            .all(|&(r, kept, _)| r == kept + 1 && kept % 2 == 0));
+        drop(got);
+        let temp = dir.path().join(drainpipe_actors::TEMP_FOLDER);
+        assert_eq!(
+            std::fs::read_dir(temp).unwrap().count(),
+            0,
+            "removed with it"
+        );
+    }
+}
