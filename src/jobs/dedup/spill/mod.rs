@@ -25,6 +25,7 @@
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
 //! | [`ids`] | pass 2's candidates' ids and `--keep` keys past their share, written in record order and joined back for the clustered records when the pass ends |
 //! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
+//! | [`named`] | the removed records named by id for `clusters.jsonl`, from streams in record order: sorted by kept record, joined with the ids, sorted by removed record (in memory while they fit their share, else runs merged), joined with the ids again |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
@@ -36,6 +37,7 @@ pub mod ids;
 pub mod leftovers;
 pub mod levels;
 pub mod merge;
+pub mod named;
 pub mod pair_files;
 pub mod pairs;
 #[cfg(test)]
