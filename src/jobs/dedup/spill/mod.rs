@@ -10,7 +10,9 @@
 //! merged back as the pass advances ([`held`]), and its candidates' ids
 //! past their share to runs in record order, joined back for the
 //! clustered records when it ends ([`ids`]); the records' places go to
-//! runs in record order, read back by passes 2 and 3 ([`places`]).
+//! runs in record order, read back by passes 2 and 3 ([`places`]); and
+//! the removed records, named by id for `clusters.jsonl`, are sorted
+//! twice, past their share in runs merged back ([`named`]).
 //!
 //! | module | holds |
 //! |---|---|

@@ -248,13 +248,14 @@ struct Named<'a> {
     id: &'a str,
 }
 
-/// A record in memory; its id is in its chunk's text.
+/// A record in memory, 24 bytes: its order as one number (`key << 32 |
+/// other`, sorted faster than the pair), its id's place in its chunk's
+/// text (a chunk's text stays below 4 GiB: [`Chunk::room_for`]).
 #[derive(Debug, Clone, Copy)]
 struct Row {
-    key: u32,
-    other: u32,
+    order: u64,
     similarity: f64,
-    start: u64,
+    start: u32,
     len: u32,
 }
 
@@ -282,12 +283,17 @@ impl Chunk {
         (rows * std::mem::size_of::<Row>() + text) as u64
     }
 
+    /// True when an id of `len` bytes can be added: the text's places
+    /// are 32-bit.
+    fn room_for(&self, len: usize) -> bool {
+        self.text.len() + len <= u32::MAX as usize
+    }
+
     fn push(&mut self, key: u32, other: u32, similarity: f64, id: &str) {
-        let start = self.text.len() as u64;
+        let start = self.text.len() as u32;
         self.text.push_str(id);
         self.rows.push(Row {
-            key,
-            other,
+            order: u64::from(key) << 32 | u64::from(other),
             similarity,
             start,
             len: id.len() as u32,
@@ -295,16 +301,17 @@ impl Chunk {
     }
 
     fn sort(&mut self) {
-        self.rows.sort_unstable_by_key(|r| (r.key, r.other));
+        self.rows.sort_unstable_by_key(|r| r.order);
     }
 
     fn named(&self, at: usize) -> Named<'_> {
         let r = &self.rows[at];
+        let start = r.start as usize;
         Named {
-            key: r.key,
-            other: r.other,
+            key: (r.order >> 32) as u32,
+            other: r.order as u32,
             similarity: r.similarity,
-            id: &self.text[r.start as usize..r.start as usize + r.len as usize],
+            id: &self.text[start..start + r.len as usize],
         }
     }
 
@@ -381,7 +388,7 @@ impl<'t> Runs<'t> {
         let Some(at) = self.files.iter().position(|f| f.name == name) else {
             return Ok(());
         };
-        let info = self.files.swap_remove(at);
+        let info = self.files.remove(at);
         self.temp
             .remove(&info.name, info.bytes)
             .map_err(|cause| RunError::Io {
@@ -559,7 +566,8 @@ impl<'t> Sorter<'t> {
     }
 
     fn push(&mut self, key: u32, other: u32, similarity: f64, id: &str) -> Result<(), RunError> {
-        if !self.chunk.rows.is_empty() && self.chunk.bytes_after(id.len()) > self.share {
+        let full = self.chunk.bytes_after(id.len()) > self.share || !self.chunk.room_for(id.len());
+        if !self.chunk.rows.is_empty() && full {
             self.spill()?;
         }
         self.chunk.push(key, other, similarity, id);
@@ -576,6 +584,11 @@ impl<'t> Sorter<'t> {
         }
         self.runs.finish(writer)?;
         self.chunk.clear();
+        if self.chunk.bytes_after(0) > self.share {
+            // Grown past the share by one large record: given back, or
+            // every later run would hold one record.
+            self.chunk = Chunk::default();
+        }
         Ok(())
     }
 
@@ -610,7 +623,6 @@ impl<'t> Sorter<'t> {
                 self.runs.remove(&done.name)?;
             }
         }
-        // `remove` swaps: the runs' order is any, the merge's is theirs.
         let merge = RunMerge::open(&self.runs, &self.runs.files)?;
         Ok(Sorted::Runs(merge, self.runs))
     }
