@@ -267,7 +267,7 @@ where
     })?;
     if spilled.bytes > 0 {
         log::info!(
-            "dedup: {CLUSTERS_FILE} past its share of the memory budget: {} and {} runs sorted, {} bytes written to {}",
+            "dedup: {CLUSTERS_FILE} past its share of the memory budget: {} runs sorted by kept record, {} by removed record, {} bytes written to {}",
             spilled.by_kept,
             spilled.by_removed,
             spilled.bytes,
