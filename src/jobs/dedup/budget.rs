@@ -21,6 +21,7 @@
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
+//! | 3 | the removed records named by id for `clusters.jsonl`, sorted by kept then by removed record | 24 a removed record, and the kept record's id | [`Shares::clusters_file`]: a quarter, half a sort; past it, runs merged ([`crate::jobs::dedup::spill::named`]: a block and a read buffer a run) |
 //!
 //! What is not counted (the allocator's slack, the batch buffers, the
 //! threads, the program) is the rest of the budget and the fixed overhead
@@ -115,6 +116,19 @@ impl Shares {
         self.max_memory / 16
     }
 
+    /// The sorts that write `clusters.jsonl` (by kept record, then by
+    /// removed record, each holding half of it): a quarter of the budget.
+    /// They run after pass 2, before pass 3 reads a record, so beside them
+    /// are only what pass 3 is handed (the places, an eighth, and the
+    /// bits) and the copy of `kept.jsonl` running beside pass 2, which the
+    /// rest leaves room for. Past it, runs merged
+    /// ([`crate::jobs::dedup::spill::named`]): with a quarter, a budget of
+    /// 128 MiB sorts 16 MiB chunks (about 400,000 removed records with
+    /// ids of 20 bytes) and merges hundreds of runs in one level.
+    pub fn clusters_file(self) -> u64 {
+        self.max_memory / 4
+    }
+
     /// Pass 2's list of the candidate records' places, when it reads the
     /// candidates only: a quarter of the budget. Past it (known from the
     /// candidate pairs before pass 2 starts), pass 2 reads the whole
@@ -175,6 +189,9 @@ mod tests {
         // Between passes 2 and 3 and in pass 3: the clusters beside the
         // places and the clustered records' ids.
         assert!(s.clusters() + s.places() + s.candidate_ids() <= s.max_memory / 2);
+        // Writing clusters.jsonl: its sorts beside the places handed to
+        // pass 3, half the budget left for the copy beside pass 2.
+        assert!(s.clusters_file() + s.places() <= s.max_memory / 2);
         assert_eq!(bits_bytes(1_000_000_000), 375_000_000);
     }
 }

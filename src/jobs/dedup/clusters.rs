@@ -17,12 +17,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
-use drainpipe_actors::{AtomicFile, OutputDir, TempSpace};
+use drainpipe_actors::{AtomicFile, OutputDir, OutputError, TempSpace};
 
 use super::bitset::BitSet;
+use super::budget::Shares;
 use super::chain::CandidateIds;
 use super::spill::components::components;
 pub use super::spill::components::{Removed, RemovedIter, RemovedRecord};
+use super::spill::named::{name_removed, Line, NamingError};
 use super::spill::runs::RunError;
 use super::unionfind::UnionFind;
 
@@ -291,51 +293,98 @@ fn in_memory(
 /// `{"id": <id>, "duplicate_of": <id of the kept record>, "similarity":
 /// <f64>}` per removed record, ids as the input gave them; a record that
 /// duplicates an indexed record has that record's id as `duplicate_of`
-/// and `"index": <the index's name>` after the similarity.
+/// and `"index": <the index's name>` after the similarity. Within the
+/// share of `max_memory` ([`Shares::clusters_file`]; `None`: no budget),
+/// past it with runs in `temp` ([`write_clusters_from`]).
 pub fn write_clusters(
     output: &OutputDir,
     clusters: &Clusters,
     ids: &CandidateIds,
+    (temp, max_memory): (&TempSpace, Option<u64>),
 ) -> anyhow::Result<AtomicFile> {
+    let removed = clusters.removed.iter();
+    let ids = || Ok::<_, RunError>(ids.iter().map(Ok));
+    write_clusters_from(output, removed, ids, &clusters.indexed, (temp, max_memory))
+}
+
+/// [`write_clusters`] from streams, none held whole
+/// ([`crate::jobs::dedup::spill::named`]): the `removed` records
+/// `(removed, kept, similarity)`, and passes over the `ids` in record order
+/// (each call opens one), holding those of every removed, kept and
+/// `indexed` record.
+pub fn write_clusters_from<E, I, S>(
+    output: &OutputDir,
+    removed: impl IntoIterator<Item = Result<(u32, u32, f64), E>>,
+    ids: impl FnMut() -> Result<I, E>,
+    indexed: &[Indexed],
+    (temp, max_memory): (&TempSpace, Option<u64>),
+) -> anyhow::Result<AtomicFile>
+where
+    E: Into<NamingError>,
+    I: Iterator<Item = Result<(u32, S), E>>,
+    S: AsRef<str>,
+{
+    let share = max_memory.map_or(u64::MAX, |max_memory| Shares { max_memory }.clusters_file());
     let mut file = output.atomic(CLUSTERS_FILE)?;
-    let id = |r: u32| {
-        ids.get(r).ok_or_else(|| {
-            anyhow::anyhow!("no id for record {r}: the input changed between passes")
-        })
-    };
-    let mut indexed = clusters.indexed.iter().peekable();
-    for removed in clusters.removed.iter() {
-        let (r, kept, j) = removed.map_err(|e| e.into_io())?;
-        while let Some(x) = indexed.next_if(|x| x.record < r) {
-            write_indexed(&mut file, id(x.record)?, x)?;
-        }
-        writeln!(
-            file,
-            "{{\"id\":{},\"duplicate_of\":{},\"similarity\":{}}}",
-            id(r)?,
-            id(kept)?,
-            serde_json::to_string(&j)?
-        )
-        .map_err(|e| drainpipe_actors::OutputError::new(file.target(), e))?;
-    }
-    for x in indexed {
-        write_indexed(&mut file, id(x.record)?, x)?;
+    let records = indexed.iter().map(|x| x.record);
+    let spilled = name_removed(removed, ids, records, (share, temp), |line| match line {
+        Line::Removed {
+            id,
+            kept,
+            similarity,
+        } => write_removed(&mut file, (id, kept), similarity),
+        Line::Indexed { nth, id } => write_indexed(&mut file, id, &indexed[nth]),
+    })
+    .map_err(|e| match e {
+        // As an IO error: exit 74, the file named.
+        NamingError::Spill(e) => anyhow::Error::new(e.into_io()),
+        NamingError::Write(e) => anyhow::Error::new(e),
+        e => anyhow::Error::new(e),
+    })?;
+    if spilled.bytes > 0 {
+        log::info!(
+            "dedup: {CLUSTERS_FILE} past its share of the memory budget: {} runs sorted by kept record, {} by removed record, {} bytes written to {}",
+            spilled.by_kept,
+            spilled.by_removed,
+            spilled.bytes,
+            temp.folder().display()
+        );
     }
     Ok(file)
 }
 
+/// The line of a record removed as a duplicate of one of the run's
+/// records, by their `(removed, kept)` ids.
+fn write_removed(
+    file: &mut AtomicFile,
+    (id, kept): (&str, &str),
+    similarity: f64,
+) -> Result<(), NamingError> {
+    let similarity = similarity_text(file, similarity)?;
+    writeln!(
+        file,
+        "{{\"id\":{id},\"duplicate_of\":{kept},\"similarity\":{similarity}}}"
+    )
+    .map_err(|e| OutputError::new(file.target(), e).into())
+}
+
 /// The line of a record removed as a duplicate of an indexed record.
-fn write_indexed(file: &mut AtomicFile, id: &str, x: &Indexed) -> anyhow::Result<()> {
+fn write_indexed(file: &mut AtomicFile, id: &str, x: &Indexed) -> Result<(), NamingError> {
+    let similarity = similarity_text(file, x.similarity)?;
+    let index = serde_json::to_string(&*x.index)
+        .map_err(|e| OutputError::new(file.target(), std::io::Error::other(e)))?;
     writeln!(
         file,
         "{{\"id\":{},\"duplicate_of\":{},\"similarity\":{},\"index\":{}}}",
-        id,
-        x.id,
-        serde_json::to_string(&x.similarity)?,
-        serde_json::to_string(&*x.index)?
+        id, x.id, similarity, index
     )
-    .map_err(|e| drainpipe_actors::OutputError::new(file.target(), e))?;
-    Ok(())
+    .map_err(|e| OutputError::new(file.target(), e).into())
+}
+
+/// A similarity as JSON (as `serde_json` writes an `f64`).
+fn similarity_text(file: &AtomicFile, similarity: f64) -> Result<String, OutputError> {
+    serde_json::to_string(&similarity)
+        .map_err(|e| OutputError::new(file.target(), std::io::Error::other(e)))
 }
 
 #[cfg(test)]

@@ -12,7 +12,11 @@
 //! clustered records when it ends (to a run of their own when they were on
 //! disk: [`ids`]), and its verified pairs past their share to sorted runs
 //! ([`verified`]); the records' places go to
-//! runs in record order, read back by passes 2 and 3 ([`places`]).
+//! runs in record order, read back by passes 2 and 3 ([`places`]); the
+//! clusters' connected components past their share are made with sorted
+//! runs ([`components`]); and the removed records, named by id for
+//! `clusters.jsonl`, are sorted twice, past their share in runs merged
+//! back ([`named`]).
 //!
 //! | module | holds |
 //! |---|---|
@@ -30,6 +34,7 @@
 //! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
 //! | [`sorter`] | an external sort of entries pushed in any order within a share: runs past it, merged (in levels past the readers' room) into one stream, each `(key, record)` once |
 //! | [`components`] | the clusters' connected components past their share: contraction rounds of union-find over pieces of the pairs, resolved back with sort-merge joins |
+//! | [`named`] | the removed records named by id for `clusters.jsonl`, from streams in record order: sorted by kept record, joined with the ids, sorted by removed record (in memory while they fit their share, else runs merged), joined with the ids again |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
@@ -42,6 +47,7 @@ pub mod ids;
 pub mod leftovers;
 pub mod levels;
 pub mod merge;
+pub mod named;
 pub mod pair_files;
 pub mod pairs;
 #[cfg(test)]

@@ -105,7 +105,8 @@ pub fn run(
     if let Some(stopped) = run.stopped_before(Pass::Kept) {
         return Err(stopped);
     }
-    let clusters = write_clusters(&run.ctx.output, clusters, ids)?;
+    let budget = (&*run.ctx.temp, run.ctx.max_memory);
+    let clusters = write_clusters(&run.ctx.output, clusters, ids, budget)?;
     crate::jobs::dedup::crash::here("dedup::pass3");
     let (kept, report) = if reads.copy {
         if run.reports.is_empty() {
