@@ -125,6 +125,25 @@ impl Default for Removed {
     }
 }
 
+#[cfg(test)]
+impl Removed {
+    /// The list, when held in memory (tests build and read it there).
+    pub fn in_memory(&self) -> &[RemovedRecord] {
+        match self {
+            Removed::Memory(list) => list,
+            Removed::Disk(_) => panic!("the removed records are on disk"),
+        }
+    }
+
+    /// [`Removed::in_memory`], to fill.
+    pub fn in_memory_mut(&mut self) -> &mut Vec<RemovedRecord> {
+        match self {
+            Removed::Memory(list) => list,
+            Removed::Disk(_) => panic!("the removed records are on disk"),
+        }
+    }
+}
+
 impl Removed {
     /// How many.
     pub fn len(&self) -> u64 {

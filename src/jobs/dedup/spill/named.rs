@@ -740,7 +740,7 @@ mod tests {
             } else if random.below(4) != 0 {
                 let k = kept[random.below(kept.len() as u64) as usize];
                 let similarity = f64::from_bits(0.6f64.to_bits() + random.below(1 << 40));
-                clusters.removed.push((r, k, similarity));
+                clusters.removed.in_memory_mut().push((r, k, similarity));
             }
         }
         (ids, clusters)
@@ -763,7 +763,7 @@ mod tests {
             .unwrap();
         };
         let mut indexed = clusters.indexed.iter().peekable();
-        for &(r, kept, j) in &clusters.removed {
+        for &(r, kept, j) in clusters.removed.in_memory() {
             while let Some(x) = indexed.next_if(|x| x.record < r) {
                 indexed_line(&mut out, x);
             }
@@ -817,7 +817,7 @@ mod tests {
         let temp = TempSpace::new(dir.path().join("tmp"));
         let (ids, clusters) = corpus(0x5EED, 3_000);
         assert!(
-            clusters.removed.iter().any(|&(r, k, _)| k > r),
+            clusters.removed.in_memory().iter().any(|&(r, k, _)| k > r),
             "kept after"
         );
         assert!(clusters.removed.len() > 500 && clusters.indexed.len() > 100);
@@ -829,7 +829,7 @@ mod tests {
         assert_eq!(temp.bytes_spilled(), 0);
         // A budget whose share holds a few dozen records a sort.
         for max_memory in [16 << 10, 4 << 10] {
-            let removed = clusters.removed.iter().map(|&r| Ok::<_, RunError>(r));
+            let removed = clusters.removed.iter();
             let budget = (&temp, Some(max_memory));
             let file =
                 write_clusters_from(&output, removed, streamed(&ids), &clusters.indexed, budget)
@@ -849,7 +849,7 @@ mod tests {
         temp: &TempSpace,
     ) -> Result<(Vec<String>, Spilled), NamingError> {
         let mut out = Vec::new();
-        let removed = clusters.removed.iter().map(|&r| Ok::<_, RunError>(r));
+        let removed = clusters.removed.iter();
         let records = clusters.indexed.iter().map(|x| x.record);
         let spilled = name_removed(removed, streamed(ids), records, (share, temp), |line| {
             out.push(match line {
@@ -891,8 +891,8 @@ mod tests {
         let (ids, clusters) = corpus(11, 2_000);
         // A kept record's id, then (found in the second pass) a removed
         // record's, then an indexed record's.
-        let kept = clusters.removed[clusters.removed.len() / 2].1;
-        let removed = clusters.removed[clusters.removed.len() / 3].0;
+        let kept = clusters.removed.in_memory()[clusters.removed.in_memory().len() / 2].1;
+        let removed = clusters.removed.in_memory()[clusters.removed.in_memory().len() / 3].0;
         let indexed = clusters.indexed[clusters.indexed.len() / 2].record;
         for missing in [kept, removed, indexed] {
             let mut without = ids.clone();
@@ -905,7 +905,7 @@ mod tests {
                     .collect();
                 Ok::<_, RunError>(all.into_iter())
             };
-            let removed = clusters.removed.iter().map(|&r| Ok::<_, RunError>(r));
+            let removed = clusters.removed.iter();
             let records = clusters.indexed.iter().map(|x| x.record);
             let e =
                 name_removed(removed, opener, records, (2 << 10, &temp), |_| Ok(())).unwrap_err();
@@ -931,7 +931,7 @@ mod tests {
                 .collect();
             Ok::<_, RunError>(all.into_iter())
         };
-        let removed = clusters.removed.iter().map(|&r| Ok::<_, RunError>(r));
+        let removed = clusters.removed.iter();
         let e = name_removed(removed, failing, [], (2 << 10, &temp), |_| Ok(())).unwrap_err();
         assert!(e.to_string().contains("ids-run is damaged: a test"), "{e}");
         assert_eq!(files_in(&temp), Vec::<String>::new(), "runs left");
@@ -962,7 +962,11 @@ mod tests {
         };
         let clusters = Clusters {
             // Kept 5 comes after 1 and 3; 9 after 7.
-            removed: vec![(1, 5, 0.9), (3, 5, 1.0), (7, 9, 0.8125)],
+            removed: crate::jobs::dedup::spill::components::Removed::Memory(vec![
+                (1, 5, 0.9),
+                (3, 5, 1.0),
+                (7, 9, 0.8125),
+            ]),
             indexed: vec![indexed(0), indexed(2), indexed(9)],
             ..Clusters::default()
         };
