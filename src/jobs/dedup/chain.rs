@@ -251,6 +251,14 @@ impl ClusteredIds {
         }
     }
 
+    /// The keys by record, when held in memory.
+    pub fn keys(&self) -> Option<&HashMap<u32, KeepKey>> {
+        match self {
+            ClusteredIds::Memory { keys, .. } => Some(keys),
+            ClusteredIds::Disk(_) => None,
+        }
+    }
+
     /// The ids and keys held whole, by record: the step that still holds
     /// every clustered record's id at once (`clusters.jsonl`'s writer,
     /// the `--keep` ranking and its summary look them up by record).

@@ -21,7 +21,7 @@ use drainpipe_actors::{AtomicFile, OutputDir, OutputError, TempSpace};
 
 use super::bitset::BitSet;
 use super::budget::Shares;
-use super::chain::CandidateIds;
+use super::chain::{CandidateIds, ClusteredIds};
 use super::spill::components::components;
 pub use super::spill::components::{Removed, RemovedIter, RemovedRecord};
 use super::spill::named::{name_removed, Line, NamingError};
@@ -305,6 +305,28 @@ pub fn write_clusters(
     let removed = clusters.removed.iter();
     let ids = || Ok::<_, RunError>(ids.iter().map(Ok));
     write_clusters_from(output, removed, ids, &clusters.indexed, (temp, max_memory))
+}
+
+/// [`write_clusters`] with the clustered records' ids as pass 2 left
+/// them: looked up in memory, or read front to back from their run on
+/// disk, never held whole.
+pub fn write_clusters_of(
+    output: &OutputDir,
+    clusters: &Clusters,
+    ids: &ClusteredIds,
+    budget: (&TempSpace, Option<u64>),
+) -> anyhow::Result<AtomicFile> {
+    match ids {
+        ClusteredIds::Memory { ids, .. } => write_clusters(output, clusters, ids, budget),
+        ClusteredIds::Disk(_) => {
+            let named = || {
+                let read = ids.reader(budget.0);
+                Ok::<_, RunError>(read.map(|id| id.map(|(record, id, _)| (record, id))))
+            };
+            let removed = clusters.removed.iter();
+            write_clusters_from(output, removed, named, &clusters.indexed, budget)
+        }
+    }
 }
 
 /// [`write_clusters`] from streams, none held whole

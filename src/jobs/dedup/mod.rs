@@ -149,7 +149,7 @@ pub use ledger::OpenInput;
 pub use outcome::{ACCURACY_DEFINITION, SIMILARITY_DEFINITION};
 pub use params::{explain, Banding, DedupParams, KeptFormat};
 
-use chain::{CandidateIds, Found, Verified};
+use chain::{ClusteredIds, Found, Verified};
 use clusters::Clusters;
 use index::IndexRun;
 use keep::KeepKey;
@@ -295,8 +295,12 @@ fn chain(
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     // Pass 2's held sets, candidates' pairs and last-partner table freed.
     crate::allocator::give_back_freed();
-    let (clusters, ids, keys) = clusters_of(ctx, params, index.as_mut(), &found, &verified)?;
-    let outputs = kept::run(&mut run, &found, (&clusters, &ids), &reads, &form, beside)?;
+    let loaded = ids_in_memory(ctx, params, &verified)?;
+    let ids = loaded.as_ref().unwrap_or(&verified.ids);
+    let no_keys = HashMap::new();
+    let keys = ids.keys().unwrap_or(&no_keys);
+    let clusters = clusters_of(ctx, params, index.as_mut(), &found, (&verified, keys))?;
+    let outputs = kept::run(&mut run, &found, (&clusters, ids), &reads, &form, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
     // Nothing is left to resume: the places on disk are of no more use
@@ -324,7 +328,7 @@ fn chain(
     let findings = Findings {
         found: &found,
         verified: &verified,
-        keys: &keys,
+        keys,
         clusters: &clusters,
         reads,
         kept,
@@ -338,43 +342,50 @@ fn chain(
     Ok(report)
 }
 
-/// The clusters of pass 2's verified pairs, with the clustered records'
-/// ids and keys. Under `--keep first` without an index, the pairs are
-/// streamed into [`Clusters::from_pair_stream`] (on disk past its share);
-/// the ranking of another policy and an index's clusters still read the
-/// pairs whole. The ids and keys are still read whole, in memory.
+/// The clustered records' ids and keys read whole from disk, when a
+/// `--keep` policy other than `first` ranks by the keys (looked up by
+/// record); `None` when they are in memory already, or are only read in
+/// record order (`clusters.jsonl`'s writer streams them).
+fn ids_in_memory(
+    ctx: &RunContext,
+    params: &DedupParams,
+    verified: &Verified,
+) -> Result<Option<ClusteredIds>, Halt> {
+    if params.keep.is_first() || matches!(verified.ids, ClusteredIds::Memory { .. }) {
+        return Ok(None);
+    }
+    let (ids, keys) = verified.ids.to_memory(&ctx.temp).map_err(|e| {
+        anyhow::Error::new(e.into_io()).context("dedup: reading the clustered records' ids")
+    })?;
+    Ok(Some(ClusteredIds::Memory { ids, keys }))
+}
+
+/// The clusters of pass 2's verified pairs, ranked by the clustered
+/// records' `keys` under a `--keep` policy other than `first`. Under
+/// `first` without an index, the pairs are streamed into
+/// [`Clusters::from_pair_stream`] (on disk past its share); the ranking
+/// of another policy and an index's clusters still read the pairs whole.
 fn clusters_of(
     ctx: &RunContext,
     params: &DedupParams,
     index: Option<&mut IndexRun>,
     found: &Found,
-    verified: &Verified,
-) -> Result<(Clusters, CandidateIds, HashMap<u32, KeepKey>), Halt> {
-    let spilled = |what: &'static str| {
-        move |e: spill::runs::RunError| anyhow::Error::new(e.into_io()).context(what)
-    };
-    let (ids, keys) = verified
-        .ids
-        .to_memory(&ctx.temp)
-        .map_err(spilled("dedup: reading the clustered records' ids"))?;
+    (verified, keys): (&Verified, &HashMap<u32, KeepKey>),
+) -> Result<Clusters, Halt> {
     let whole = || {
-        verified
-            .pairs
-            .to_vec(&ctx.temp)
-            .map_err(spilled("dedup: reading the verified pairs"))
+        verified.pairs.to_vec(&ctx.temp).map_err(|e| {
+            anyhow::Error::new(e.into_io()).context("dedup: reading the verified pairs")
+        })
     };
-    let clusters = {
-        let ranking = params.keep.ranking(&keys);
-        let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
-        match (index, prefers) {
-            (Some(index), _) => index.clusters(&whole()?, found.read(), prefers)?,
-            (None, None) => clusters_first(ctx, verified.pairs.len(), || {
-                verified.pairs.reader(&ctx.temp)
-            })?,
-            (None, Some(_)) => Clusters::from_pairs_keeping(&whole()?, prefers),
-        }
-    };
-    Ok((clusters, ids, keys))
+    let ranking = params.keep.ranking(keys);
+    let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
+    Ok(match (index, prefers) {
+        (Some(index), _) => index.clusters(&whole()?, found.read(), prefers)?,
+        (None, None) => clusters_first(ctx, verified.pairs.len(), || {
+            verified.pairs.reader(&ctx.temp)
+        })?,
+        (None, Some(_)) => Clusters::from_pairs_keeping(&whole()?, prefers),
+    })
 }
 
 /// The clusters under `--keep first` without an index, from the `count`

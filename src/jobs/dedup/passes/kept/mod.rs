@@ -23,8 +23,8 @@ use std::time::Instant;
 use drainpipe_actors::{AtomicFile, RunReport};
 
 use crate::jobs::dedup::bitset::BitSet;
-use crate::jobs::dedup::chain::{CandidateIds, Found, Reads, Written};
-use crate::jobs::dedup::clusters::{write_clusters, Clusters};
+use crate::jobs::dedup::chain::{ClusteredIds, Found, Reads, Written};
+use crate::jobs::dedup::clusters::{write_clusters_of, Clusters};
 use crate::jobs::dedup::ledger::{changed, fail, Halt, PassTime, Run};
 use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
@@ -81,14 +81,14 @@ pub fn start_beside(
         .ok()
 }
 
-/// Pass 3 over the `clusters` (`ids`: the candidates' ids, for
-/// `clusters.jsonl`), the kept records in `form`: copied when `reads` says
+/// Pass 3 over the `clusters` (`ids`: the clustered records' ids, in
+/// memory or on disk, for `clusters.jsonl`), the kept records in `form`: copied when `reads` says
 /// so (finishing the copy `beside` pass 2, if one runs), else a pipeline
 /// pass. A pass that does not complete ends the run.
 pub fn run(
     run: &mut Run<'_>,
     found: &Found,
-    (clusters, ids): (&Clusters, &CandidateIds),
+    (clusters, ids): (&Clusters, &ClusteredIds),
     reads: &Reads,
     form: &KeptForm,
     beside: Option<KeptCopy>,
@@ -106,7 +106,7 @@ pub fn run(
         return Err(stopped);
     }
     let budget = (&*run.ctx.temp, run.ctx.max_memory);
-    let clusters = write_clusters(&run.ctx.output, clusters, ids, budget)?;
+    let clusters = write_clusters_of(&run.ctx.output, clusters, ids, budget)?;
     crate::jobs::dedup::crash::here("dedup::pass3");
     let (kept, report) = if reads.copy {
         if run.reports.is_empty() {
