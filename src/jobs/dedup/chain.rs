@@ -482,6 +482,43 @@ mod tests {
     }
 
     #[test]
+    fn clustered_ids_read_the_same_from_memory_and_from_their_run() {
+        use crate::jobs::dedup::spill::ids::IdsSpill;
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let ids: CandidateIds = [(2, "\"b\""), (5, "7"), (9, "\"c\"")].into_iter().collect();
+        let keys = HashMap::from([(5, KeepKey::Int(-2)), (9, KeepKey::Length(4))]);
+        let memory = ClusteredIds::Memory {
+            ids: ids.clone(),
+            keys: keys.clone(),
+        };
+        // On disk: every candidate's id written, the clustered ones joined.
+        let mut spill = IdsSpill::new(Arc::clone(&temp), None);
+        let written = [
+            (1, Some("\"a\""), None),
+            (2, Some("\"b\""), None),
+            (5, Some("7"), keys.get(&5)),
+            (7, None, None),
+        ];
+        spill.write(written, 100).unwrap();
+        let tail = [(9, Some("\"c\""), keys.get(&9))];
+        let disk = ClusteredIds::Disk(spill.join(|r| r != 1 && r != 7, tail).unwrap());
+        let expected: Vec<ClusteredId> = vec![
+            (2, "\"b\"".into(), None),
+            (5, "7".into(), Some(KeepKey::Int(-2))),
+            (9, "\"c\"".into(), Some(KeepKey::Length(4))),
+        ];
+        for clustered in [&memory, &disk] {
+            let read: Vec<ClusteredId> = clustered.reader(&temp).map(Result::unwrap).collect();
+            assert_eq!(read, expected);
+            let (got_ids, got_keys) = clustered.to_memory(&temp).unwrap();
+            assert_eq!((&got_ids, &got_keys), (&ids, &keys));
+        }
+        disk.remove(&temp).unwrap();
+        assert!(disk.reader(&temp).next().unwrap().is_err());
+    }
+
+    #[test]
     fn the_bytes_after_an_id_are_never_below_what_noting_it_takes() {
         let mut ids = CandidateIds::default();
         for record in 0..5_000u32 {

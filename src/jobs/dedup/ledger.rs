@@ -94,6 +94,18 @@ pub struct PassTime {
     /// handed the candidate pairs on disk, pass 2 read them from there.
     #[serde(skip_serializing_if = "Option::is_none")]
     candidate_pairs_on_disk: Option<bool>,
+    /// Pass 2: the most bytes its verified pairs held in memory
+    /// ([`crate::jobs::dedup::budget::Shares::verified_pairs`]), and the
+    /// bytes of their runs past it ([`crate::jobs::dedup::spill::verified`];
+    /// 0 when they fit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_pairs_peak_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_pairs_spilled_bytes: Option<u64>,
+    /// Pass 2 handed the clustered records' ids on disk (the candidates'
+    /// ids went there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clustered_ids_on_disk: Option<bool>,
 }
 
 impl PassTime {
@@ -115,6 +127,11 @@ impl PassTime {
             candidate_pairs_on_disk: report.result["candidate_pairs_on_disk"]
                 .as_bool()
                 .filter(|&on_disk| on_disk),
+            verified_pairs_peak_bytes: report.result["verified_pairs_peak_bytes"].as_u64(),
+            verified_pairs_spilled_bytes: report.result["verified_pairs_spilled_bytes"].as_u64(),
+            clustered_ids_on_disk: report.result["clustered_ids_on_disk"]
+                .as_bool()
+                .filter(|&on_disk| on_disk),
         }
     }
 
@@ -134,6 +151,9 @@ impl PassTime {
             candidate_pairs_peak_bytes: None,
             candidate_pairs_bytes_spilled: None,
             candidate_pairs_on_disk: None,
+            verified_pairs_peak_bytes: None,
+            verified_pairs_spilled_bytes: None,
+            clustered_ids_on_disk: None,
         }
     }
 
@@ -156,6 +176,9 @@ impl PassTime {
             candidate_pairs_peak_bytes: None,
             candidate_pairs_bytes_spilled: None,
             candidate_pairs_on_disk: None,
+            verified_pairs_peak_bytes: None,
+            verified_pairs_spilled_bytes: None,
+            clustered_ids_on_disk: None,
         }
     }
 }

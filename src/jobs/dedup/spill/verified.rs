@@ -379,6 +379,12 @@ impl PairsSpill {
                     .into(),
             });
         }
+        if !runs.is_empty() {
+            log::info!(
+                "dedup pass 2: resumed with {} runs of verified pairs on disk",
+                runs.len()
+            );
+        }
         self.runs = runs;
         self.held = held;
         self.peak_bytes = self.peak_bytes.max(self.heap_bytes());

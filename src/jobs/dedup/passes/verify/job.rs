@@ -213,7 +213,7 @@ impl VerifyJob {
     }
 
     /// Computes each candidate's key under `keep` in step 1 and hands it
-    /// to [`Verified::keys`] (nothing under `first`).
+    /// to [`Verified::ids`] (no key under `first`).
     pub fn keeping(mut self, keep: KeepPolicy) -> Self {
         self.keep = keep;
         self
