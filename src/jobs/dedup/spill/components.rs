@@ -92,7 +92,8 @@ pub type RemovedRecord = (u32, u32, f64);
 pub struct Work {
     /// Contraction rounds.
     pub rounds: usize,
-    /// Runs written in all.
+    /// Runs written, at least (the last run of a sort read straight
+    /// from its end, and its merges in levels, are not all counted).
     pub runs: usize,
 }
 
@@ -248,11 +249,11 @@ struct Pieces {
 }
 
 impl Pieces {
-    /// Pieces within `share` bytes.
-    fn new(share: u64) -> Self {
+    /// Pieces within `share` bytes, of `floor` edges at least.
+    fn new(share: u64, floor: usize) -> Self {
         let limit = usize::try_from(share / PIECE_EDGE_BYTES)
             .unwrap_or(usize::MAX)
-            .max(MIN_PIECE);
+            .max(floor.max(1));
         Pieces {
             edges: Vec::new(),
             nodes: Vec::new(),
@@ -342,9 +343,8 @@ fn contract(
             next.push(edge(v))?;
         }
     }
-    work.runs += map.runs_written();
     let map = map.into_runs()?;
-    work.runs += map.runs().len() + next.runs_written();
+    work.runs += map.written() + next.runs_written();
     Ok((map, next.finish()?))
 }
 
@@ -478,12 +478,23 @@ pub fn components(
     share: u64,
     temp: &Arc<TempSpace>,
 ) -> Result<Components, RunError> {
+    components_in_pieces(pairs, share, temp, MIN_PIECE)
+}
+
+/// [`components`] in pieces of `floor` edges at least (tests: pieces of
+/// one edge).
+fn components_in_pieces(
+    pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+    share: u64,
+    temp: &Arc<TempSpace>,
+    floor: usize,
+) -> Result<Components, RunError> {
     let quarter = share / 4;
     let mut work = Work::default();
     let mut maps: Vec<SortedRuns> = Vec::new();
     let mut best = Sorter::new(temp, "best", quarter);
     let mut stars = Sorter::new(temp, "stars", quarter);
-    let mut pieces = Pieces::new(quarter);
+    let mut pieces = Pieces::new(quarter, floor);
     for pair in pairs {
         let (a, b, j) = pair?;
         for x in [a, b] {
@@ -497,8 +508,8 @@ pub fn components(
     }
     pieces.flush(&mut stars)?;
     drop(pieces);
-    work.runs += best.runs_written();
     let best = best.into_runs()?;
+    work.runs += best.written();
     loop {
         work.rounds += 1;
         work.runs += stars.runs_written();
@@ -509,7 +520,7 @@ pub fn components(
             break;
         }
         stars = Sorter::new(temp, "stars", quarter);
-        let mut pieces = Pieces::new(share / 2);
+        let mut pieces = Pieces::new(share / 2, floor);
         while let Some(e) = first {
             pieces.push((e.key as u32, e.record), &mut stars)?;
             first = edges.next_entry()?;
@@ -677,9 +688,17 @@ mod tests {
     }
 
     fn external(pairs: &[RemovedRecord], share: u64) -> (Components, tempfile::TempDir) {
+        external_in_pieces(pairs, share, MIN_PIECE)
+    }
+
+    fn external_in_pieces(
+        pairs: &[RemovedRecord],
+        share: u64,
+        floor: usize,
+    ) -> (Components, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
-        let got = components(pairs.iter().map(|&p| Ok(p)), share, &temp).unwrap();
+        let got = components_in_pieces(pairs.iter().map(|&p| Ok(p)), share, &temp, floor).unwrap();
         let left: Vec<_> = std::fs::read_dir(temp.dir().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -694,8 +713,12 @@ mod tests {
     }
 
     fn same_as_in_memory(name: &str, pairs: &[RemovedRecord], share: u64) -> Work {
+        same_in_pieces(name, pairs, share, MIN_PIECE)
+    }
+
+    fn same_in_pieces(name: &str, pairs: &[RemovedRecord], share: u64, floor: usize) -> Work {
         let want = Clusters::from_pairs(pairs);
-        let (got, _dir) = external(pairs, share);
+        let (got, _dir) = external_in_pieces(pairs, share, floor);
         let (want_list, got_list) = (
             want.removed.to_vec().unwrap(),
             got.removed.to_vec().unwrap(),
@@ -737,6 +760,39 @@ mod tests {
                 .collect();
             let pairs = verified(&mut rng, edges);
             same_as_in_memory("random", &pairs, rng.below(3) * (2 << 10));
+        }
+    }
+
+    #[test]
+    fn a_center_that_only_its_mapped_leaf_joins_to_a_smaller_one_gets_its_root() {
+        // Pieces of one edge: 5 is a leaf of 2, and the center of 7, which
+        // is a leaf of 0 too. Mapping 7 to 0 with the edge (0, 5) alone
+        // would leave 2 as a root of its own; 5 keeps its edge to 2.
+        let pairs = [(2, 5, 0.9), (5, 7, 0.8), (0, 7, 0.85)];
+        let work = same_in_pieces("mapped center", &pairs, 0, 1);
+        assert!(work.rounds >= 2, "{work:?}");
+        let (got, _dir) = external_in_pieces(&pairs, 0, 1);
+        let list = got.removed.to_vec().unwrap();
+        assert_eq!(list, [(2, 0, 0.9), (5, 0, 0.9), (7, 0, 0.85)]);
+    }
+
+    #[test]
+    fn graphs_in_pieces_of_one_or_two_edges_give_the_union_finds_components() {
+        let mut rng = Rng(11);
+        for _ in 0..300 {
+            let nodes = 2 + rng.below(40);
+            let edges: Vec<(u32, u32)> = (0..rng.below(3 * nodes))
+                .map(|_| (rng.below(nodes) as u32, rng.below(nodes) as u32))
+                .collect();
+            let mut pairs = verified(&mut rng, edges);
+            // In any order: pass 2's, or shuffled.
+            if rng.below(2) == 0 {
+                for i in (1..pairs.len()).rev() {
+                    pairs.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+            }
+            let floor = 1 + rng.below(2) as usize;
+            same_in_pieces("small", &pairs, 0, floor);
         }
     }
 

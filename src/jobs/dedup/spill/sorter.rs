@@ -198,6 +198,7 @@ impl Sorter {
         }
         self.buffer = Vec::new();
         self.reduce()?;
+        self.runs.written = self.runs_written();
         Ok(self.runs)
     }
 
@@ -237,6 +238,8 @@ impl Sorter {
 pub struct SortedRuns {
     temp: Arc<TempSpace>,
     runs: Vec<RunInfo>,
+    /// Runs the sort wrote to make them, those merged since included.
+    written: usize,
 }
 
 impl SortedRuns {
@@ -244,12 +247,19 @@ impl SortedRuns {
         SortedRuns {
             temp: Arc::clone(temp),
             runs: Vec::new(),
+            written: 0,
         }
     }
 
     /// The runs.
     pub fn runs(&self) -> &[RunInfo] {
         &self.runs
+    }
+
+    /// Runs the sort wrote to make them, those merged in levels since
+    /// included.
+    pub fn written(&self) -> usize {
+        self.written
     }
 
     /// Entries the runs hold (an entry repeated across runs counts once
