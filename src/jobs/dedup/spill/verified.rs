@@ -303,9 +303,12 @@ impl PairsSpill {
         sync(&path)?;
         temp.wrote(info.bytes);
         self.runs.push(info);
-        if seq == 0 {
-            // The segments that follow are a fraction of the share.
-            self.held = Vec::with_capacity(self.segment());
+        let segment = self.segment();
+        if seq == 0 || self.held.capacity() < segment {
+            // The segments that follow are a fraction of the share (and
+            // whole: a list restored from a checkpoint is only as long
+            // as it was).
+            self.held = Vec::with_capacity(segment);
         } else {
             self.held.clear();
         }
@@ -458,6 +461,32 @@ mod tests {
         let done = resumed.finish().unwrap();
         done.remove(&temp).unwrap();
         assert_eq!(std::fs::read_dir(temp.folder()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_run_resumed_without_a_budget_goes_on_writing_whole_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let mut spill = PairsSpill::new(Some(Arc::clone(&temp)), Some(1));
+        let all = pairs(30_000);
+        let (first, rest) = all.split_at(10);
+        for &p in first {
+            spill.push(p).unwrap();
+        }
+        let named = spill.runs().to_vec();
+        assert_eq!(named.len(), 1);
+        let mut resumed = PairsSpill::new(Some(Arc::clone(&temp)), None);
+        resumed.restore(named, spill.held().to_vec()).unwrap();
+        for &p in rest {
+            resumed.push(p).unwrap();
+        }
+        assert_eq!(
+            resumed.runs().len(),
+            2,
+            "one run for the rest, not one a few pairs"
+        );
+        let done = resumed.finish().unwrap();
+        assert_eq!(done.to_vec(&temp).unwrap(), all);
     }
 
     #[test]
