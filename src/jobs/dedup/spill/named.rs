@@ -123,7 +123,7 @@ pub struct Spilled {
 /// Hands `line` the lines of `clusters.jsonl` in record order: one per
 /// `removed` record `(removed, kept, similarity)` (in any order, each
 /// removed record once), and one per record of `indexed` (in increasing
-/// order; a line before a removed record's of the same number), each with
+/// order; after a removed record's line of the same number), each with
 /// the ids `ids` gives: every call opens a pass over them, `(record, id)`
 /// in strictly increasing record order, holding at least the removed, kept
 /// and indexed records. Holds about `share` bytes at most (but one record
