@@ -261,9 +261,15 @@ impl HeldSpill {
         }
     }
 
-    /// True when held sets of `bytes` pass their share.
-    pub fn is_over(&self, bytes: u64) -> bool {
-        bytes > self.share
+    /// True when `held` bytes of sets, beside `merge` bytes of the
+    /// merge's buffers, pass their share and are a quarter of it at least.
+    /// [`fan_in`] never goes below 2 runs, so in a share smaller than two
+    /// runs' buffers the buffers alone fill it: evicting then at every set
+    /// held made a run a record, each merged again with all the others, and
+    /// the bytes written grew with the square of the records (48 GB for
+    /// 16,000 records under a 1 MiB budget).
+    pub fn must_evict(&self, held: u64, merge: u64) -> bool {
+        held + merge > self.share && held >= self.share / 4
     }
 
     /// The runs being merged, in order: what a checkpoint names.
@@ -462,6 +468,32 @@ impl HeldSpill {
 mod tests {
     use super::super::runs::blocks::{BLOCK_HEAD, HEADER_LEN};
     use super::*;
+
+    #[test]
+    fn held_sets_in_a_share_the_buffers_fill_are_evicted_a_quarter_of_it_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = 3 * RUN_BUFFER_BYTES / 2;
+        let spill = HeldSpill::new(Arc::new(TempSpace::new(dir.path())), Some(share));
+        let buffers = fan_in(share) as u64 * RUN_BUFFER_BYTES;
+        assert!(
+            buffers > share,
+            "the buffers of {} runs fill the share",
+            fan_in(share)
+        );
+        assert!(
+            !spill.must_evict(1, buffers),
+            "one set beside full buffers is held"
+        );
+        assert!(!spill.must_evict(share / 4 - 1, buffers));
+        assert!(spill.must_evict(share / 4, buffers));
+        // In a share with room for the buffers, as before: past the share.
+        let roomy = HeldSpill::new(
+            Arc::new(TempSpace::new(dir.path())),
+            Some(64 * RUN_BUFFER_BYTES),
+        );
+        assert!(!roomy.must_evict(32 * RUN_BUFFER_BYTES, 32 * RUN_BUFFER_BYTES));
+        assert!(roomy.must_evict(32 * RUN_BUFFER_BYTES + 1, 32 * RUN_BUFFER_BYTES));
+    }
 
     /// Candidate pairs `(earlier, later)` sorted by `(later, earlier)`,
     /// and a set for every record.

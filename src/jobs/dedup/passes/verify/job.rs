@@ -547,7 +547,7 @@ impl Verifier {
         let merge = self.spill.as_ref().map_or(0, HeldSpill::heap_bytes);
         self.peak_held_bytes = self.peak_held_bytes.max(self.held_bytes + merge);
         if let Some(spill) = &mut self.spill {
-            if spill.is_over(self.held_bytes + merge) {
+            if spill.must_evict(self.held_bytes, merge) {
                 self.partners.evict(spill, &mut self.held)?;
                 self.held_bytes = 0;
             }
