@@ -111,6 +111,14 @@ fn dedup_candidate_ids_waiting_for_far_partners_go_to_disk_within_their_share() 
             "--keep {keep}: under {budget} bytes the candidates' ids held {} bytes, over {share}",
             ids_peak(&limited)
         );
+        // Every held set waits for a far partner: written once, and merged
+        // again a few times, never once a record (that wrote 48 GB).
+        let input_bytes = std::fs::metadata(&input).unwrap().len();
+        let held_spilled = verify_pass(&limited, "bytes_spilled");
+        assert!(
+            held_spilled > 0 && held_spilled < 64 * input_bytes,
+            "--keep {keep}: {held_spilled} bytes of held sets on disk for {input_bytes} of input"
+        );
         let spilled = verify_pass(&limited, "candidate_ids_spilled_bytes");
         assert!(
             spilled > 2 * share,
