@@ -1,6 +1,7 @@
 //! Running the real `drainpipe` binary from tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -103,4 +104,41 @@ pub fn names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Starts `cmd` and kills it (SIGKILL) at the first checkpoint written
+/// once a line of its stderr holds `after`; fails, with the lines seen,
+/// when the run ends without one.
+pub fn killed_at_a_checkpoint_after(cmd: Command, after: &str) {
+    let mut child = spawn(cmd);
+    let stderr = child.stderr.take().unwrap();
+    let (mut past, mut seen) = (false, Vec::new());
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        past |= line.contains(after);
+        let at_checkpoint = past && line.contains("checkpoint written");
+        seen.push(line);
+        if at_checkpoint {
+            child.kill().unwrap();
+            // Reaped: its exit status is SIGKILL's, nothing to check.
+            let _ = child.wait();
+            return;
+        }
+    }
+    let _ = child.wait();
+    panic!("no checkpoint after \"{after}\": {}", seen.join("\n"));
+}
+
+/// Asserts that nothing of a run is left in `out` besides its outputs: no
+/// temporary file, checkpoint, temporary folder or commit record.
+pub fn nothing_of_the_run_left(out: &Path, what: &str) {
+    let left: Vec<String> = names(out)
+        .into_iter()
+        .filter(|n| {
+            n.ends_with(".tmp")
+                || n.ends_with(".bin")
+                || n.starts_with(".drainpipe-tmp")
+                || n == ".drainpipe.commit"
+        })
+        .collect();
+    assert!(left.is_empty(), "{what}: {left:?}");
 }

@@ -6,18 +6,19 @@
 //! `--resume`: the outputs are byte-identical to an uninterrupted run's,
 //! under `--keep longest` (whose keys go to disk beside the ids), the
 //! run resumed from the first kill takes up the runs of ids its
-//! checkpoint names, and nothing
+//! checkpoint and nothing
 //! of the killed run stays (no temporary folder, no checkpoint, no pass
 //! file).
 
 #![cfg(feature = "failpoints")]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::binary::{least_budget_dedup, names, spawn, summary, wait};
+use crate::binary::{
+    killed_at_a_checkpoint_after, least_budget_dedup, nothing_of_the_run_left, spawn, summary, wait,
+};
 use crate::mixed::write_far_apart;
 
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -47,43 +48,6 @@ fn finish(cmd: Command, code: i32, what: &str) -> String {
     stderr
 }
 
-/// Kills the run once its stderr shows a checkpoint written after pass 2
-/// wrote candidates' ids to disk.
-fn killed_after_ids_went_to_disk(cmd: Command) {
-    let mut child = spawn(cmd);
-    let stderr = child.stderr.take().unwrap();
-    let (mut on_disk, mut killed, mut seen) = (false, false, Vec::new());
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        on_disk |= line.contains("the candidates' ids pass their share");
-        let at_checkpoint = on_disk && line.contains("checkpoint written");
-        seen.push(line);
-        if at_checkpoint {
-            child.kill().unwrap(); // SIGKILL
-            killed = true;
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(
-        killed,
-        "no checkpoint once the ids were on disk: {}",
-        seen.join("\n")
-    );
-}
-
-fn nothing_left(out: &Path, what: &str) {
-    let left: Vec<String> = names(out)
-        .into_iter()
-        .filter(|n| {
-            n.ends_with(".tmp")
-                || n.ends_with(".bin")
-                || n.starts_with(".drainpipe-tmp")
-                || n == ".drainpipe.commit"
-        })
-        .collect();
-    assert!(left.is_empty(), "{what}: {left:?}");
-}
-
 #[test]
 fn a_budgeted_dedup_killed_after_its_candidates_ids_went_to_disk_resumes_to_the_uninterrupted_outputs(
 ) {
@@ -103,7 +67,7 @@ fn a_budgeted_dedup_killed_after_its_candidates_ids_went_to_disk_resumes_to_the_
         verify["candidate_ids_spilled_bytes"].as_u64().unwrap_or(0) > 0,
         "pass 2 must write its ids to disk for this test to mean anything: {passes}"
     );
-    nothing_left(&whole, "uninterrupted");
+    nothing_of_the_run_left(&whole, "uninterrupted");
     let expected = outputs(&whole);
     assert!(expected[0].is_some() && expected[1].is_some());
     std::fs::remove_dir_all(&whole).unwrap();
@@ -129,7 +93,7 @@ fn a_budgeted_dedup_killed_after_its_candidates_ids_went_to_disk_resumes_to_the_
             // Records slowed (2 ms on 2% of them), so that checkpoints fall
             // between two runs of ids.
             cmd.env("FAILPOINTS", "processor::record=2%sleep(2)");
-            killed_after_ids_went_to_disk(cmd);
+            killed_at_a_checkpoint_after(cmd, "the candidates' ids pass their share");
         }
         let mut resume = dedup(&input, &out);
         resume.arg("--resume");
@@ -148,7 +112,7 @@ fn a_budgeted_dedup_killed_after_its_candidates_ids_went_to_disk_resumes_to_the_
             "{stage}: the outputs ({OUTPUTS:?}) differ from the uninterrupted run's"
         );
         assert_eq!(summary(&out)["exit"], "complete", "{stage}: {stderr}");
-        nothing_left(&out, stage);
+        nothing_of_the_run_left(&out, stage);
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -12,12 +12,14 @@
 
 #![cfg(feature = "failpoints")]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::binary::{drainpipe, least_budget_dedup, names, spawn, summary, wait};
+use crate::binary::{
+    drainpipe, killed_at_a_checkpoint_after, least_budget_dedup, nothing_of_the_run_left, spawn,
+    summary, wait,
+};
 
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -75,46 +77,6 @@ fn finish(cmd: Command, code: i32, what: &str) -> String {
     stderr
 }
 
-/// Kills the run once its stderr shows a checkpoint written after pass 1
-/// began spilling.
-fn killed_after_a_spilled_checkpoint(cmd: Command) {
-    let mut child = spawn(cmd);
-    let stderr = child.stderr.take().unwrap();
-    let mut spilling = false;
-    let mut seen = Vec::new();
-    let mut killed = false;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        spilling |= line.contains("spilling them to sorted runs");
-        let at_checkpoint = spilling && line.contains("checkpoint written");
-        seen.push(line);
-        if at_checkpoint {
-            child.kill().unwrap(); // SIGKILL
-            killed = true;
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(
-        killed,
-        "no checkpoint while pass 1 spilled: {}",
-        seen.join("\n")
-    );
-}
-
-/// Asserts that nothing of a run is left besides its outputs.
-fn nothing_left(out: &Path, what: &str) {
-    let left: Vec<String> = names(out)
-        .into_iter()
-        .filter(|n| {
-            n.ends_with(".tmp")
-                || n.ends_with(".bin")
-                || n.starts_with(".drainpipe-tmp")
-                || n == ".drainpipe.commit"
-        })
-        .collect();
-    assert!(left.is_empty(), "{what}: {left:?}");
-}
-
 #[test]
 fn a_budgeted_dedup_killed_at_any_stage_resumes_to_the_uninterrupted_outputs() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +90,7 @@ fn a_budgeted_dedup_killed_at_any_stage_resumes_to_the_uninterrupted_outputs() {
             && passes[1]["spill_runs"].as_u64().unwrap_or(0) >= 1,
         "passes 1 and 2 must spill for this test to mean anything: {passes}"
     );
-    nothing_left(&whole, "uninterrupted");
+    nothing_of_the_run_left(&whole, "uninterrupted");
     let expected = digests(&whole);
     std::fs::remove_dir_all(&whole).unwrap();
 
@@ -147,7 +109,7 @@ fn a_budgeted_dedup_killed_at_any_stage_resumes_to_the_uninterrupted_outputs() {
                 // checkpoint falls between two of its spills.
                 let mut cmd = dedup(&input, &out);
                 cmd.env("FAILPOINTS", "processor::record=2%sleep(2)");
-                killed_after_a_spilled_checkpoint(cmd);
+                killed_at_a_checkpoint_after(cmd, "spilling them to sorted runs");
             }
             Some(point) => {
                 let mut cmd = dedup(&input, &out);
@@ -170,7 +132,7 @@ fn a_budgeted_dedup_killed_at_any_stage_resumes_to_the_uninterrupted_outputs() {
             "{stage}: the outputs ({OUTPUTS:?}) differ from the uninterrupted run's"
         );
         assert_eq!(summary(&out)["exit"], "complete", "{stage}: {stderr}");
-        nothing_left(&out, stage);
+        nothing_of_the_run_left(&out, stage);
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -15,11 +15,12 @@
 //! files' read buffers and the held sets' last partners on disk), not on
 //! time.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::binary::{least_budget_dedup, names, spawn, summary, wait};
+use crate::binary::{
+    killed_at_a_checkpoint_after, least_budget_dedup, names, spawn, summary, wait,
+};
 use crate::mixed::{dedup_file, pass_named, words};
 
 /// Groups of ten records: a text, its exact copy (removed), and eight
@@ -133,27 +134,7 @@ fn a_dedup_killed_while_pass_two_reads_the_pairs_from_disk_resumes_to_the_same_o
     let out = dir.path().join("killed");
     let mut cmd = dedup(&input, &out);
     cmd.env("FAILPOINTS", "processor::record=10%sleep(2)");
-    let mut child = spawn(cmd);
-    let (mut reading, mut killed, mut seen) = (false, false, Vec::new());
-    for line in BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        reading |= line.contains("candidate pairs from");
-        let at_checkpoint = reading && line.contains("checkpoint written");
-        seen.push(line);
-        if at_checkpoint {
-            child.kill().unwrap();
-            killed = true;
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(
-        killed,
-        "no checkpoint while pass 2 read the pairs: {}",
-        seen.join("\n")
-    );
+    killed_at_a_checkpoint_after(cmd, "candidate pairs from");
 
     let mut resume = dedup(&input, &out);
     resume.arg("--resume");

@@ -15,12 +15,14 @@
 //! and `candidate_ids_peak_bytes` of the verify pass in `summary.json`),
 //! not on time.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::binary::{least_budget_dedup, names, spawn, summary, wait};
+use crate::binary::{
+    killed_at_a_checkpoint_after, least_budget_dedup, nothing_of_the_run_left, spawn, summary, wait,
+};
 use crate::mixed::{dedup_file, pass_named, words};
 
 /// `documents` short texts with ids `doc-N`, then the same texts in the
@@ -102,43 +104,6 @@ fn finish(cmd: Command, what: &str) -> String {
     stderr
 }
 
-/// Kills the run (SIGKILL) once its stderr shows a checkpoint written
-/// after pass 2 wrote verified pairs to disk.
-fn killed_after_the_pairs_went_to_disk(cmd: Command) {
-    let mut child = spawn(cmd);
-    let stderr = child.stderr.take().unwrap();
-    let (mut on_disk, mut killed, mut seen) = (false, false, Vec::new());
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        on_disk |= line.contains("the verified pairs pass their share");
-        let at_checkpoint = on_disk && line.contains("checkpoint written");
-        seen.push(line);
-        if at_checkpoint {
-            child.kill().unwrap();
-            killed = true;
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(
-        killed,
-        "no checkpoint once the verified pairs were on disk: {}",
-        seen.join("\n")
-    );
-}
-
-fn nothing_left(out: &Path, what: &str) {
-    let left: Vec<String> = names(out)
-        .into_iter()
-        .filter(|n| {
-            n.ends_with(".tmp")
-                || n.ends_with(".bin")
-                || n.starts_with(".drainpipe-tmp")
-                || n == ".drainpipe.commit"
-        })
-        .collect();
-    assert!(left.is_empty(), "{what}: {left:?}");
-}
-
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_budgeted_dedup_killed_after_its_verified_pairs_went_to_disk_resumes_to_the_uninterrupted_outputs(
@@ -161,7 +126,7 @@ fn a_budgeted_dedup_killed_after_its_verified_pairs_went_to_disk_resumes_to_the_
         verify["verified_pairs_spilled_bytes"].as_u64().unwrap_or(0) > 0,
         "pass 2 must write its verified pairs to disk for this test to mean anything: {passes}"
     );
-    nothing_left(&whole, "uninterrupted");
+    nothing_of_the_run_left(&whole, "uninterrupted");
     let expected = outputs(&whole);
     assert!(expected[0].is_some() && expected[1].is_some());
     std::fs::remove_dir_all(&whole).unwrap();
@@ -184,7 +149,7 @@ fn a_budgeted_dedup_killed_after_its_verified_pairs_went_to_disk_resumes_to_the_
             // Records slowed (2 ms on 2% of them), so that checkpoints
             // fall after the pairs went to disk.
             cmd.env("FAILPOINTS", "processor::record=2%sleep(2)");
-            killed_after_the_pairs_went_to_disk(cmd);
+            killed_at_a_checkpoint_after(cmd, "the verified pairs pass their share");
         }
         let mut resume = least_budget_dedup(&input, &out);
         resume.arg("--resume");
@@ -210,7 +175,7 @@ fn a_budgeted_dedup_killed_after_its_verified_pairs_went_to_disk_resumes_to_the_
             "{stage}: the outputs ({OUTPUTS:?}) differ from the uninterrupted run's: {stderr}"
         );
         assert_eq!(summary(&out)["exit"], "complete", "{stage}: {stderr}");
-        nothing_left(&out, stage);
+        nothing_of_the_run_left(&out, stage);
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
