@@ -8,10 +8,11 @@
 //! ([`super::budget::Shares::clusters`]), from a stream of the pairs with
 //! sorted runs read front to back ([`Clusters::from_pair_stream`],
 //! [`super::spill::components`]), the removed records then read back
-//! from disk in order ([`Removed`]). Only `--keep first` without an index
-//! takes that path for now: the other policies
-//! ([`Clusters::from_pairs_keeping`]) and `--against`
-//! ([`Clusters::with_index_keeping`]) hold the union-find in memory.
+//! from disk in order ([`Removed`]). Under `--keep longest`, `shortest`
+//! or `field:` the kept records are chosen the same way past the share
+//! ([`Clusters::from_pair_stream_keeping`], [`super::spill::ranked`]),
+//! the keys read in record order. `--against`
+//! ([`Clusters::with_index_keeping`]) holds the union-find in memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -22,9 +23,11 @@ use drainpipe_actors::{AtomicFile, OutputDir, OutputError, TempSpace};
 use super::bitset::BitSet;
 use super::budget::Shares;
 use super::chain::{CandidateIds, ClusteredIds};
+use super::keep::{KeepKey, KeepPolicy};
 use super::spill::components::components;
 pub use super::spill::components::{Removed, RemovedIter, RemovedRecord};
 use super::spill::named::{name_removed, Line, NamingError};
+use super::spill::ranked::ranked;
 use super::spill::runs::RunError;
 use super::unionfind::UnionFind;
 
@@ -34,6 +37,11 @@ use super::unionfind::UnionFind;
 /// similarity (8), a cluster size (24, a map entry with its room) and a
 /// removed record (16).
 pub const IN_MEMORY_PAIR_BYTES: u64 = 16 + 8 + 2 * (4 + 8 + 24 + 16);
+
+/// Bytes a `--keep` key read from disk into memory takes at most beside
+/// its string's bytes: a hash table's slot (the record and the key, 32
+/// bytes, and a control byte), up to twice over for the table's room.
+pub const KEY_IN_MEMORY_BYTES: u64 = 80;
 
 /// `prefers(later, earlier)`: true when record `later` ranks strictly
 /// higher than `earlier`, which comes before it in input order, under the
@@ -72,6 +80,12 @@ pub struct Clusters {
     /// Bytes written to the temporary space to make them (0: made in
     /// memory), `clusters_spilled_bytes` in the summary.
     pub spilled_bytes: u64,
+    /// Under a `--keep` policy other than `first` without an index, the
+    /// clustered records without a usable value for its field (0 unless
+    /// it is `field:`), counted as the clusters are made: the summary's
+    /// `keep.missing_field`. `None`: not counted (the summary counts
+    /// them from the keys in memory).
+    pub missing_keys: Option<u64>,
 }
 
 /// A record removed as a duplicate of an indexed record.
@@ -111,9 +125,8 @@ impl Clusters {
         let (removed, sizes) = in_memory(pairs, prefers);
         Clusters {
             removed: Removed::Memory(removed),
-            indexed: Vec::new(),
             sizes,
-            spilled_bytes: 0,
+            ..Clusters::default()
         }
     }
 
@@ -149,10 +162,93 @@ impl Clusters {
         );
         Ok(Clusters {
             removed: found.removed,
-            indexed: Vec::new(),
             sizes: found.sizes,
             spilled_bytes: temp.bytes_spilled() - before,
+            ..Clusters::default()
         })
+    }
+
+    /// [`Clusters::from_pair_stream`] under a `--keep` `policy` other
+    /// than `first`, ranking by the clustered records' keys in `ids`: the
+    /// union-find with its ranking in memory when the pairs fit the share
+    /// (and the keys too, when they must be read from disk into memory:
+    /// [`KEY_IN_MEMORY_BYTES`] each, beside their run's bytes), else
+    /// [`super::spill::ranked`], the keys read front to back in record
+    /// order. The same clusters either way, with
+    /// [`Clusters::missing_keys`] counted.
+    pub fn from_pair_stream_keeping(
+        pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+        count: u64,
+        (ids, policy): (&ClusteredIds, &KeepPolicy),
+        share: Option<u64>,
+        temp: &Arc<TempSpace>,
+    ) -> Result<Self, RunError> {
+        let loaded_keys = match ids {
+            ClusteredIds::Memory { .. } => 0,
+            ClusteredIds::Disk(info) => info
+                .entries
+                .saturating_mul(KEY_IN_MEMORY_BYTES)
+                .saturating_add(info.bytes),
+        };
+        let bytes = count
+            .saturating_mul(IN_MEMORY_PAIR_BYTES)
+            .saturating_add(loaded_keys);
+        let Some(share) = share.filter(|&share| bytes > share) else {
+            let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
+            return Clusters::keeping_in_memory(&pairs, (ids, policy), temp);
+        };
+        log::info!(
+            "dedup: the clusters of {count} verified pairs pass their share of the memory \
+             budget ({share} bytes); making them and choosing their kept records by \
+             --keep {policy} with sorted runs in {}",
+            temp.folder().display()
+        );
+        let before = temp.bytes_spilled();
+        let keys = ids
+            .reader(temp)
+            .map(|id| id.map(|(record, _, key)| (record, key)));
+        let found = ranked(pairs, keys, policy, share, temp)?;
+        log::info!(
+            "dedup: clusters made in {} contraction rounds, {} runs written",
+            found.work.rounds,
+            found.work.runs
+        );
+        Ok(Clusters {
+            removed: found.removed,
+            sizes: found.sizes,
+            spilled_bytes: temp.bytes_spilled() - before,
+            missing_keys: Some(found.missing),
+            ..Clusters::default()
+        })
+    }
+
+    /// [`Clusters::from_pairs_keeping`] by the keys of `ids` (read into
+    /// memory when on disk), with [`Clusters::missing_keys`] counted.
+    fn keeping_in_memory(
+        pairs: &[RemovedRecord],
+        (ids, policy): (&ClusteredIds, &KeepPolicy),
+        temp: &TempSpace,
+    ) -> Result<Self, RunError> {
+        let loaded: HashMap<u32, KeepKey>;
+        let keys = match ids {
+            ClusteredIds::Memory { keys, .. } => keys,
+            ClusteredIds::Disk(_) => {
+                loaded = ids
+                    .reader(temp)
+                    .filter_map(|id| match id {
+                        Ok((record, _, key)) => key.map(|key| Ok((record, key))),
+                        Err(e) => Some(Err(e)),
+                    })
+                    .collect::<Result<_, RunError>>()?;
+                &loaded
+            }
+        };
+        let ranking = policy.ranking(keys);
+        let prefers = ranking.as_ref().map(|r| r as &Prefers<'_>);
+        let mut clusters = Clusters::from_pairs_keeping(pairs, prefers);
+        let clustered = clusters.roots()?.into_keys();
+        clusters.missing_keys = Some(policy.missing(keys, clustered));
+        Ok(clusters)
     }
 
     /// The clusters of one run over `offset` indexed records followed by

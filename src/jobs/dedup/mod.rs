@@ -295,7 +295,7 @@ fn chain(
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     // Pass 2's held sets, candidates' pairs and last-partner table freed.
     crate::allocator::give_back_freed();
-    let loaded = ids_in_memory(ctx, params, &verified)?;
+    let loaded = ids_in_memory(ctx, params, index.is_some(), &verified)?;
     let ids = loaded.as_ref().unwrap_or(&verified.ids);
     let no_keys = HashMap::new();
     let keys = ids.keys().unwrap_or(&no_keys);
@@ -343,15 +343,18 @@ fn chain(
 }
 
 /// The clustered records' ids and keys read whole from disk, when a
-/// `--keep` policy other than `first` ranks by the keys (looked up by
-/// record); `None` when they are in memory already, or are only read in
-/// record order (`clusters.jsonl`'s writer streams them).
+/// `--keep` policy other than `first` ranks an index run's clusters by
+/// the keys (looked up by record); `None` when they are in memory
+/// already, or are only read in record order (`clusters.jsonl`'s writer
+/// and, without an index, the ranking stream them).
 fn ids_in_memory(
     ctx: &RunContext,
     params: &DedupParams,
+    indexed: bool,
     verified: &Verified,
 ) -> Result<Option<ClusteredIds>, Halt> {
-    if params.keep.is_first() || matches!(verified.ids, ClusteredIds::Memory { .. }) {
+    let on_disk = matches!(verified.ids, ClusteredIds::Disk(_));
+    if params.keep.is_first() || !indexed || !on_disk {
         return Ok(None);
     }
     let (ids, keys) = verified.ids.to_memory(&ctx.temp).map_err(|e| {
@@ -361,10 +364,11 @@ fn ids_in_memory(
 }
 
 /// The clusters of pass 2's verified pairs, ranked by the clustered
-/// records' `keys` under a `--keep` policy other than `first`. Under
-/// `first` without an index, the pairs are streamed into
-/// [`Clusters::from_pair_stream`] (on disk past its share); the ranking
-/// of another policy and an index's clusters still read the pairs whole.
+/// records' `keys` under a `--keep` policy other than `first`. Without
+/// an index, the pairs are streamed into [`Clusters::from_pair_stream`]
+/// under `first`, else into [`Clusters::from_pair_stream_keeping`] with
+/// the clustered records' keys (each on disk past its share); an index's
+/// clusters still read the pairs whole.
 fn clusters_of(
     ctx: &RunContext,
     params: &DedupParams,
@@ -377,35 +381,37 @@ fn clusters_of(
             anyhow::Error::new(e.into_io()).context("dedup: reading the verified pairs")
         })
     };
-    let ranking = params.keep.ranking(keys);
-    let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
-    Ok(match (index, prefers) {
-        (Some(index), _) => index.clusters(&whole()?, found.read(), prefers)?,
-        (None, None) => clusters_first(ctx, verified.pairs.len(), || {
-            verified.pairs.reader(&ctx.temp)
-        })?,
-        (None, Some(_)) => Clusters::from_pairs_keeping(&whole()?, prefers),
-    })
+    if let Some(index) = index {
+        let ranking = params.keep.ranking(keys);
+        let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
+        return Ok(index.clusters(&whole()?, found.read(), prefers)?);
+    }
+    Ok(clusters_streamed(ctx, params, verified)?)
 }
 
-/// The clusters under `--keep first` without an index, from the `count`
-/// verified pairs `pairs` gives, within their share of the run's budget
+/// The clusters without an index, from pass 2's verified pairs read
+/// front to back, within their share of the run's budget
 /// ([`budget::Shares::clusters`]): past it, made with sorted runs in the
-/// run's temporary space ([`spill::components`]). A pair source that
-/// fails, or a run that cannot be written or read, ends the run as an IO
-/// error (exit 74).
-fn clusters_first<I>(
+/// run's temporary space ([`spill::components`], and under a `--keep`
+/// policy other than `first` [`spill::ranked`], with the clustered
+/// records' keys). A pair source that fails, or a run that cannot be
+/// written or read, ends the run as an IO error (exit 74).
+fn clusters_streamed(
     ctx: &RunContext,
-    count: u64,
-    pairs: impl FnOnce() -> I,
-) -> anyhow::Result<Clusters>
-where
-    I: Iterator<Item = Result<(u32, u32, f64), spill::runs::RunError>>,
-{
+    params: &DedupParams,
+    verified: &Verified,
+) -> anyhow::Result<Clusters> {
     let share = ctx
         .max_memory
         .map(|max_memory| budget::Shares { max_memory }.clusters());
-    Clusters::from_pair_stream(pairs(), count, share, &ctx.temp).map_err(|e| {
+    let (pairs, count) = (verified.pairs.reader(&ctx.temp), verified.pairs.len());
+    let made = if params.keep.is_first() {
+        Clusters::from_pair_stream(pairs, count, share, &ctx.temp)
+    } else {
+        let keeping = (&verified.ids, &params.keep);
+        Clusters::from_pair_stream_keeping(pairs, count, keeping, share, &ctx.temp)
+    };
+    made.map_err(|e| {
         anyhow::Error::new(e.into_io()).context("dedup: making the clusters of the verified pairs")
     })
 }

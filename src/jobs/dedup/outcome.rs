@@ -267,7 +267,8 @@ pub fn summary(
 }
 
 /// `result.keep`: the policy, and under `field:` how many clustered
-/// records had no usable value (ranked last).
+/// records had no usable value (ranked last): counted as the clusters
+/// were made, or (an index run's) from the `keys` in memory.
 fn keep_summary(
     params: &DedupParams,
     keys: &HashMap<u32, KeepKey>,
@@ -275,8 +276,14 @@ fn keep_summary(
 ) -> anyhow::Result<serde_json::Value> {
     let mut keep = json!({ "policy": params.keep.to_string() });
     if params.keep.field().is_some() {
-        let clustered = clusters.roots().map_err(RunError::into_io)?.into_keys();
-        keep["missing_field"] = json!(params.keep.missing(keys, clustered));
+        let missing = match clusters.missing_keys {
+            Some(missing) => missing,
+            None => {
+                let clustered = clusters.roots().map_err(RunError::into_io)?.into_keys();
+                params.keep.missing(keys, clustered)
+            }
+        };
+        keep["missing_field"] = json!(missing);
     }
     Ok(keep)
 }

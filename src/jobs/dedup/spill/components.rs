@@ -233,7 +233,7 @@ impl Iterator for RemovedIter<'_> {
 }
 
 /// An error of the algorithm itself (a bug), as a run's failure.
-fn bug(message: String) -> RunError {
+pub(super) fn bug(message: String) -> RunError {
     RunError::Failed {
         kind: std::io::ErrorKind::Other,
         message: format!("dedup clusters: {message} (a bug)"),
@@ -410,7 +410,7 @@ fn resolve(
 
 /// The removed records as they are joined, in memory until they pass
 /// `limit`, then in a run.
-struct RemovedWriter {
+pub(super) struct RemovedWriter {
     temp: Arc<TempSpace>,
     limit: usize,
     memory: Vec<RemovedRecord>,
@@ -418,7 +418,19 @@ struct RemovedWriter {
 }
 
 impl RemovedWriter {
-    fn push(&mut self, removed: RemovedRecord) -> Result<(), RunError> {
+    /// Removed records in memory within `bytes`, past them in a run of
+    /// `temp`.
+    pub(super) fn new(temp: &Arc<TempSpace>, bytes: u64) -> Self {
+        RemovedWriter {
+            temp: Arc::clone(temp),
+            limit: usize::try_from(bytes / REMOVED_BYTES).unwrap_or(usize::MAX),
+            memory: Vec::new(),
+            disk: None,
+        }
+    }
+
+    /// Adds the next one, in record order.
+    pub(super) fn push(&mut self, removed: RemovedRecord) -> Result<(), RunError> {
         let entry = |(r, kept, j): RemovedRecord| Entry {
             key: u64::from(r),
             record: kept,
@@ -447,7 +459,8 @@ impl RemovedWriter {
         Ok(())
     }
 
-    fn finish(self) -> Result<Removed, RunError> {
+    /// The removed records, in memory or in their run.
+    pub(super) fn finish(self) -> Result<Removed, RunError> {
         let Some(writer) = self.disk else {
             return Ok(Removed::Memory(self.memory));
         };
@@ -489,6 +502,27 @@ fn components_in_pieces(
     temp: &Arc<TempSpace>,
     floor: usize,
 ) -> Result<Components, RunError> {
+    let (table, best, mut work) = contracted(pairs, share, temp, floor)?;
+    let (removed, sizes) = join(table, best, temp, share / 4, &mut work)?;
+    Ok(Components {
+        removed,
+        sizes,
+        work,
+    })
+}
+
+/// The components before their join ([`components`] but its last
+/// step, which [`super::ranked`] does its own way): the roots table
+/// (`Entry { key: node, record: root }` for every clustered record but
+/// its component's smallest, in node order; `None`: no pair), every
+/// clustered record's highest similarity (`Entry { key: record, print:
+/// similarity's bits }`, in record order), and the work.
+pub(super) fn contracted(
+    pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+    share: u64,
+    temp: &Arc<TempSpace>,
+    floor: usize,
+) -> Result<(Option<SortedStream>, SortedRuns, Work), RunError> {
     let quarter = share / 4;
     let mut work = Work::default();
     let mut maps: Vec<SortedRuns> = Vec::new();
@@ -531,12 +565,7 @@ fn components_in_pieces(
     while let Some(map) = maps.pop() {
         table = Some(resolve(map, table, temp, quarter, &mut work)?);
     }
-    let (removed, sizes) = join(table, best, temp, quarter, &mut work)?;
-    Ok(Components {
-        removed,
-        sizes,
-        work,
-    })
+    Ok((table, best, work))
 }
 
 /// The removed records, each roots-table entry with its record's highest
@@ -552,12 +581,7 @@ fn join(
     let mut table = Peeked::new(table)?;
     let mut best = best.stream()?;
     let mut by_root = Sorter::new(temp, "sizes", quarter);
-    let mut out = RemovedWriter {
-        temp: Arc::clone(temp),
-        limit: usize::try_from(quarter / REMOVED_BYTES).unwrap_or(usize::MAX),
-        memory: Vec::new(),
-        disk: None,
-    };
+    let mut out = RemovedWriter::new(temp, quarter);
     while let Some(t) = table.advance()? {
         let similarity = loop {
             match best.next_entry()? {

@@ -14,9 +14,10 @@
 //! ([`verified`]); the records' places go to
 //! runs in record order, read back by passes 2 and 3 ([`places`]); the
 //! clusters' connected components past their share are made with sorted
-//! runs ([`components`]); and the removed records, named by id for
-//! `clusters.jsonl`, are sorted twice, past their share in runs merged
-//! back ([`named`]).
+//! runs ([`components`]), and under a `--keep` policy other than `first`
+//! the kept record of each with more sorts ([`ranked`]); and the removed
+//! records, named by id for `clusters.jsonl`, are sorted twice, past
+//! their share in runs merged back ([`named`]).
 //!
 //! | module | holds |
 //! |---|---|
@@ -34,6 +35,7 @@
 //! | [`places`] | the records' places past their share, written in record order and read back front to back by passes 2 and 3 |
 //! | [`sorter`] | an external sort of entries pushed in any order within a share: runs past it, merged (in levels past the readers' room) into one stream, each `(key, record)` once |
 //! | [`components`] | the clusters' connected components past their share: contraction rounds of union-find over pieces of the pairs, resolved back with sort-merge joins |
+//! | [`ranked`] | the clusters past their share under `--keep longest`, `shortest` or `field:`: the components' members sorted by root with their keys, each cluster's kept record chosen as its members pass in record order, the removed records sorted back by record |
 //! | [`named`] | the removed records named by id for `clusters.jsonl`, from streams in record order: sorted by kept record, joined with the ids, sorted by removed record (in memory while they fit their share, else runs merged), joined with the ids again |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
@@ -53,6 +55,7 @@ pub mod pairs;
 #[cfg(test)]
 mod pinned;
 pub mod places;
+pub mod ranked;
 pub mod runs;
 pub mod sorter;
 pub mod verified;

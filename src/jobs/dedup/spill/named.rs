@@ -239,13 +239,14 @@ where
     }
 }
 
-/// A record of a sort: `key` and `other` are its order.
+/// A record of a sort: `key` and `other` are its order (also sorted
+/// by [`super::ranked`], its `--keep` key as the text).
 #[derive(Debug, Clone, Copy)]
-struct Named<'a> {
-    key: u32,
-    other: u32,
-    similarity: f64,
-    id: &'a str,
+pub(super) struct Named<'a> {
+    pub(super) key: u32,
+    pub(super) other: u32,
+    pub(super) similarity: f64,
+    pub(super) id: &'a str,
 }
 
 /// A record in memory, 24 bytes: its order as one number (`key << 32 |
@@ -261,7 +262,7 @@ struct Row {
 
 /// Records held in memory: the rows, and their ids end to end.
 #[derive(Debug, Default)]
-struct Chunk {
+pub(super) struct Chunk {
     rows: Vec<Row>,
     text: String,
 }
@@ -324,7 +325,7 @@ impl Chunk {
 /// The runs one sort has on disk: removed when merged, and every one left
 /// when dropped.
 #[derive(Debug)]
-struct Runs<'t> {
+pub(super) struct Runs<'t> {
     temp: &'t TempSpace,
     list: &'static str,
     /// Runs written so far (levels included): each one's number.
@@ -500,7 +501,7 @@ impl RunCursor {
 
 /// The merge of runs: the smallest `(key, other)` first (of equal ones,
 /// the run given first).
-struct RunMerge {
+pub(super) struct RunMerge {
     runs: Vec<RunCursor>,
     heads: BinaryHeap<Reverse<(u32, u32, usize)>>,
     /// The run whose head was handed out last: advanced at the next call.
@@ -543,14 +544,14 @@ impl RunMerge {
 
 /// An external sort of [`Named`] records by `(key, other)` within `share`
 /// bytes: in memory while they fit, else runs merged.
-struct Sorter<'t> {
+pub(super) struct Sorter<'t> {
     share: u64,
     chunk: Chunk,
     runs: Runs<'t>,
 }
 
 impl<'t> Sorter<'t> {
-    fn new(temp: &'t TempSpace, list: &'static str, share: u64) -> Self {
+    pub(super) fn new(temp: &'t TempSpace, list: &'static str, share: u64) -> Self {
         Sorter {
             share,
             chunk: Chunk::default(),
@@ -565,7 +566,13 @@ impl<'t> Sorter<'t> {
         }
     }
 
-    fn push(&mut self, key: u32, other: u32, similarity: f64, id: &str) -> Result<(), RunError> {
+    pub(super) fn push(
+        &mut self,
+        key: u32,
+        other: u32,
+        similarity: f64,
+        id: &str,
+    ) -> Result<(), RunError> {
         let full = self.chunk.bytes_after(id.len()) > self.share || !self.chunk.room_for(id.len());
         if !self.chunk.rows.is_empty() && full {
             self.spill()?;
@@ -595,7 +602,7 @@ impl<'t> Sorter<'t> {
     /// The records in order: the chunk sorted, when nothing was written;
     /// else the runs (the chunk written as the last), merged in levels
     /// until the share has room for a reader of each.
-    fn finish(mut self) -> Result<Sorted<'t>, RunError> {
+    pub(super) fn finish(mut self) -> Result<Sorted<'t>, RunError> {
         if self.runs.files.is_empty() {
             self.chunk.sort();
             let chunk = std::mem::take(&mut self.chunk);
@@ -629,7 +636,7 @@ impl<'t> Sorter<'t> {
 }
 
 /// A sort's records in order.
-enum Sorted<'t> {
+pub(super) enum Sorted<'t> {
     /// Sorted in memory; the next one's place.
     Memory(Chunk, usize),
     /// Merged from runs, removed when it closes or drops.
@@ -645,14 +652,14 @@ impl Sorted<'_> {
     }
 
     /// Runs the sort wrote.
-    fn made(&self) -> usize {
+    pub(super) fn made(&self) -> usize {
         match self {
             Sorted::Memory(..) => 0,
             Sorted::Runs(_, runs) => runs.made,
         }
     }
 
-    fn next(&mut self) -> Result<Option<Named<'_>>, RunError> {
+    pub(super) fn next(&mut self) -> Result<Option<Named<'_>>, RunError> {
         match self {
             Sorted::Memory(chunk, at) => {
                 if *at == chunk.rows.len() {
@@ -666,7 +673,7 @@ impl Sorted<'_> {
     }
 
     /// Removes the runs; returns the bytes the sort wrote.
-    fn close(self) -> Result<u64, RunError> {
+    pub(super) fn close(self) -> Result<u64, RunError> {
         match self {
             Sorted::Memory(..) => Ok(0),
             Sorted::Runs(merge, mut runs) => {
