@@ -193,7 +193,8 @@ pub type ClusteredId = (u32, String, Option<KeepKey>);
 /// pass 2 hands them on: in memory, or in a run in record order
 /// ([`crate::jobs::dedup::spill::ids`]) when the candidates' ids went to
 /// disk. Read front to back ([`ClusteredIds::reader`]); the callers that
-/// still look ids up by record take them whole ([`ClusteredIds::to_memory`]).
+/// still look ids up by record (an index run's `--keep` ranking) take
+/// them whole ([`ClusteredIds::to_memory`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClusteredIds {
     /// Held whole.

@@ -337,7 +337,7 @@ impl Clusters {
 
     /// Each clustered record with its cluster's kept record: a table of
     /// every clustered record in memory, for the demo's accuracy and the
-    /// `--keep field:` summary (whose clusters are in memory anyway).
+    /// `--keep field:` summary of clusters made in memory.
     pub fn roots(&self) -> Result<HashMap<u32, u32>, RunError> {
         let mut roots = HashMap::new();
         for record in self.removed.iter() {

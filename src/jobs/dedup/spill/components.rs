@@ -4,8 +4,10 @@
 //! union-find makes ([`crate::jobs::dedup::clusters::Clusters::from_pairs`]),
 //! made with sorted runs read front to back, never a look-up by record on
 //! disk. [`crate::jobs::dedup::clusters::Clusters::from_pair_stream`]
-//! picks it past the share, under `--keep first` without an index; the
-//! other policies and `--against` keep the in-memory union-find for now.
+//! picks it past the share, under `--keep first` without an index; under
+//! the other policies, [`super::ranked`] takes its roots table and
+//! similarities (`contracted`) to choose each component's kept record;
+//! `--against` keeps the in-memory union-find.
 //!
 //! It gives, for every clustered record but its component's smallest, the
 //! record, that smallest one (the kept record under `--keep first`) and

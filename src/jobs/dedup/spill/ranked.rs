@@ -16,13 +16,13 @@
 //! 64-bit floats, two integers exactly), so the holder a cluster ends
 //! with can depend on the order its members come in.
 //!
-//! 1. The components ([`super::components::contracted`]): every clustered
+//! 1. The components (`components::contracted`): every clustered
 //!    record but its component's smallest with that smallest (its root),
 //!    and every clustered record's highest similarity, both in record
 //!    order. Joined, beside the keys (also in record order), they give
 //!    each member `(root, record, similarity, key)`, sorted by `(root,
 //!    record)` with the key as text ([`super::named`]'s sort of records
-//!    with a text, [`key_text`]).
+//!    with a text: the key written as one, exactly).
 //! 2. Each root's members come in record order: only the holder and its
 //!    key are held while they pass, so a cluster of a million identical
 //!    records takes no more than one of two. Each root whose holder is
