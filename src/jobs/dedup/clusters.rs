@@ -619,4 +619,73 @@ mod tests {
         let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
         assert_eq!(left, 0, "the removed records' run goes with the clusters");
     }
+
+    #[test]
+    fn clusters_kept_by_a_policy_past_their_share_are_the_ones_made_in_memory() {
+        use crate::jobs::dedup::spill::ids::IdsSpill;
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        // Clusters of 2 to 6 records; a score by record, some missing.
+        let pairs: Vec<(u32, u32, f64)> = (0..12_000u32)
+            .filter(|r| r % 6 < 1 + r / 6 % 5)
+            .map(|r| (r, r + 1, 0.5 + f64::from(r % 7) / 16.0))
+            .collect();
+        let key = |r: u32| match r % 5 {
+            0 => KeepKey::Missing,
+            1 => KeepKey::Text(format!("s{}", r % 3).into()),
+            n => KeepKey::Int(i64::from((r * n) % 11)),
+        };
+        let clustered: std::collections::BTreeSet<u32> =
+            pairs.iter().flat_map(|&(a, b, _)| [a, b]).collect();
+        let names: Vec<String> = clustered.iter().map(|r| format!("{r}")).collect();
+        let keys: HashMap<u32, KeepKey> = clustered.iter().map(|&r| (r, key(r))).collect();
+        let memory = ClusteredIds::Memory {
+            ids: clustered
+                .iter()
+                .zip(&names)
+                .map(|(&r, n)| (r, n.as_str()))
+                .collect(),
+            keys: keys.clone(),
+        };
+        let mut spill = IdsSpill::new(Arc::clone(&temp), None);
+        let entries = clustered.iter().zip(&names);
+        spill
+            .write(
+                entries.map(|(&r, n)| (r, Some(n.as_str()), keys.get(&r))),
+                1 << 20,
+            )
+            .unwrap();
+        let disk = ClusteredIds::Disk(spill.join(|_| true, []).unwrap());
+        spill.remove_all().unwrap();
+        let count = pairs.len() as u64;
+        for policy in ["field:k", "field:k:asc", "longest"] {
+            let policy: KeepPolicy = policy.parse().unwrap();
+            let ranking = policy.ranking(&keys);
+            let want = Clusters::from_pairs_keeping(&pairs, ranking.as_ref().map(|r| r as _));
+            let want_missing = policy.missing(&keys, clustered.iter().copied());
+            for ids in [&memory, &disk] {
+                for (share, spills) in [(None, false), (Some(64 << 10), true)] {
+                    let before = temp.bytes_spilled();
+                    let stream = pairs.iter().map(|&p| Ok(p));
+                    let c = Clusters::from_pair_stream_keeping(
+                        stream,
+                        count,
+                        (ids, &policy),
+                        share,
+                        &temp,
+                    )
+                    .unwrap();
+                    assert_eq!(temp.bytes_spilled() > before, spills, "{policy}");
+                    assert_eq!(c.spilled_bytes > 0, spills, "{policy}");
+                    assert_eq!(c.removed.to_vec().unwrap(), want.removed.to_vec().unwrap());
+                    assert_eq!(c.sizes, want.sizes, "{policy}");
+                    assert_eq!(c.missing_keys, Some(want_missing), "{policy}");
+                }
+            }
+            assert!(want_missing > 0 || policy.field().is_none());
+        }
+        disk.remove(&temp).unwrap();
+        let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+        assert_eq!(left, 0, "every run removed");
+    }
 }
