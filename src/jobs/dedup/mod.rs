@@ -379,8 +379,14 @@ fn clusters_of(
     };
     let ranking = params.keep.ranking(keys);
     let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
+    let share = ctx
+        .max_memory
+        .map(|max_memory| budget::Shares { max_memory }.clusters());
     Ok(match (index, prefers) {
-        (Some(index), _) => index.clusters(&whole()?, found.read(), prefers)?,
+        (Some(index), _) => {
+            let within = (share, &ctx.temp);
+            index.clusters(&verified.pairs, within, found.read(), prefers)?
+        }
         (None, None) => clusters_first(ctx, verified.pairs.len(), || {
             verified.pairs.reader(&ctx.temp)
         })?,

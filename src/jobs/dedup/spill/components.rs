@@ -4,8 +4,10 @@
 //! union-find makes ([`crate::jobs::dedup::clusters::Clusters::from_pairs`]),
 //! made with sorted runs read front to back, never a look-up by record on
 //! disk. [`crate::jobs::dedup::clusters::Clusters::from_pair_stream`]
-//! picks it past the share, under `--keep first` without an index; the
-//! other policies and `--against` keep the in-memory union-find for now.
+//! picks it past the share under `--keep first`, and so does
+//! [`crate::jobs::dedup::clusters::Clusters::with_index_stream`] for a
+//! run against saved indexes ([`super::joined`]); the other policies keep
+//! the in-memory union-find for now.
 //!
 //! It gives, for every clustered record but its component's smallest, the
 //! record, that smallest one (the kept record under `--keep first`) and
@@ -408,9 +410,9 @@ fn resolve(
     out.finish()
 }
 
-/// The removed records as they are joined, in memory until they pass
+/// Removed records pushed in record order, in memory until they pass
 /// `limit`, then in a run.
-struct RemovedWriter {
+pub struct RemovedWriter {
     temp: Arc<TempSpace>,
     limit: usize,
     memory: Vec<RemovedRecord>,
@@ -418,7 +420,19 @@ struct RemovedWriter {
 }
 
 impl RemovedWriter {
-    fn push(&mut self, removed: RemovedRecord) -> Result<(), RunError> {
+    /// A writer holding at most `room` bytes in memory
+    /// ([`REMOVED_BYTES`] a record), its run in `temp`.
+    pub fn new(temp: &Arc<TempSpace>, room: u64) -> Self {
+        RemovedWriter {
+            temp: Arc::clone(temp),
+            limit: usize::try_from(room / REMOVED_BYTES).unwrap_or(usize::MAX),
+            memory: Vec::new(),
+            disk: None,
+        }
+    }
+
+    /// Adds the next removed record.
+    pub fn push(&mut self, removed: RemovedRecord) -> Result<(), RunError> {
         let entry = |(r, kept, j): RemovedRecord| Entry {
             key: u64::from(r),
             record: kept,
@@ -447,7 +461,8 @@ impl RemovedWriter {
         Ok(())
     }
 
-    fn finish(self) -> Result<Removed, RunError> {
+    /// The records pushed.
+    pub fn finish(self) -> Result<Removed, RunError> {
         let Some(writer) = self.disk else {
             return Ok(Removed::Memory(self.memory));
         };
@@ -552,12 +567,7 @@ fn join(
     let mut table = Peeked::new(table)?;
     let mut best = best.stream()?;
     let mut by_root = Sorter::new(temp, "sizes", quarter);
-    let mut out = RemovedWriter {
-        temp: Arc::clone(temp),
-        limit: usize::try_from(quarter / REMOVED_BYTES).unwrap_or(usize::MAX),
-        memory: Vec::new(),
-        disk: None,
-    };
+    let mut out = RemovedWriter::new(temp, quarter);
     while let Some(t) = table.advance()? {
         let similarity = loop {
             match best.next_entry()? {
