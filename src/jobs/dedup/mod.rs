@@ -363,8 +363,9 @@ fn ids_in_memory(
 /// The clusters of pass 2's verified pairs, ranked by the clustered
 /// records' `keys` under a `--keep` policy other than `first`. Under
 /// `first` without an index, the pairs are streamed into
-/// [`Clusters::from_pair_stream`] (on disk past its share); the ranking
-/// of another policy and an index's clusters still read the pairs whole.
+/// [`Clusters::from_pair_stream`] (on disk past its share), and with an
+/// index into [`IndexRun::clusters`] (likewise); the ranking of another
+/// policy still reads the pairs whole.
 fn clusters_of(
     ctx: &RunContext,
     params: &DedupParams,
