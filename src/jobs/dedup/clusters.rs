@@ -8,11 +8,15 @@
 //! ([`super::budget::Shares::clusters`]), from a stream of the pairs with
 //! sorted runs read front to back ([`Clusters::from_pair_stream`],
 //! [`super::spill::components`]), the removed records then read back
-//! from disk in order ([`Removed`]). Under `--keep longest`, `shortest`
-//! or `field:` the kept records are chosen the same way past the share
+//! from disk in order ([`Removed`]). `--keep first` takes that path, with
+//! or without indexes: against indexes, the components of the joined
+//! pairs ([`Clusters::with_index_stream`], [`super::spill::joined`]),
+//! their first indexed root being each component's smallest record.
+//! Under `--keep longest`, `shortest` or `field:` without an index the
+//! kept records are chosen the same way past the share
 //! ([`Clusters::from_pair_stream_keeping`], [`super::spill::ranked`]),
-//! the keys read in record order. `--against`
-//! ([`Clusters::with_index_keeping`]) holds the union-find in memory.
+//! the keys read in record order; with an index, those policies
+//! ([`Clusters::with_index_keeping`]) hold the union-find in memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -26,9 +30,11 @@ use super::chain::{CandidateIds, ClusteredIds};
 use super::keep::{KeepKey, KeepPolicy};
 use super::spill::components::components;
 pub use super::spill::components::{Removed, RemovedIter, RemovedRecord};
+use super::spill::joined::joined_components;
 use super::spill::named::{name_removed, Line, NamingError};
 use super::spill::ranked::ranked;
 use super::spill::runs::RunError;
+use super::spill::verified::VERIFIED_PAIR_BYTES;
 use super::unionfind::UnionFind;
 
 /// Bytes the union-find in memory takes a verified pair at most: the pair
@@ -98,11 +104,16 @@ pub struct Indexed {
     pub root: u32,
     /// As [`Clusters::removed`]'s similarity.
     pub similarity: f64,
-    /// The indexed record's id, once read from its index.
-    pub id: Box<str>,
-    /// The index's name.
-    pub index: Box<str>,
+    /// The indexed record's id, once read from its index (shared by the
+    /// records that duplicate the same indexed record).
+    pub id: Arc<str>,
+    /// The index's name (shared by the records of each index).
+    pub index: Arc<str>,
 }
+
+/// Bytes an [`Indexed`] takes in memory, its id shared with the other
+/// duplicates of its indexed record and counted apart.
+pub const INDEXED_BYTES: u64 = std::mem::size_of::<Indexed>() as u64;
 
 impl Clusters {
     /// Union-find over the verified pairs `(earlier, later, similarity)`.
@@ -249,6 +260,66 @@ impl Clusters {
         let clustered = clusters.roots()?.into_keys();
         clusters.missing_keys = Some(policy.missing(keys, clustered));
         Ok(clusters)
+    }
+
+    /// [`Clusters::with_index_keeping`] from a stream of this run's
+    /// `count` verified `pairs`, within `share` bytes of memory (`None`:
+    /// no budget): the union-find in memory when the pairs and those
+    /// across fit ([`IN_MEMORY_PAIR_BYTES`] each, as
+    /// [`Clusters::from_pair_stream`]) or a policy other than `first`
+    /// ranks the records, else the components of the joined pairs made
+    /// with sorted runs in `temp` ([`super::spill::joined`]), the removed
+    /// records in a run past a quarter of the share. The same clusters
+    /// either way. The pairs across are freed once read.
+    pub fn with_index_stream(
+        pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+        count: u64,
+        (indexed, offset): (Vec<RemovedRecord>, u32),
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+        prefers: Option<&Prefers<'_>>,
+    ) -> Result<(Self, Vec<(u32, u32)>), RunError> {
+        let all = count.saturating_add(indexed.len() as u64);
+        let past = |&share: &u64| all.saturating_mul(IN_MEMORY_PAIR_BYTES) > share;
+        let Some(share) = share.filter(past).filter(|_| prefers.is_none()) else {
+            let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
+            return Ok(Clusters::with_index_keeping(
+                &pairs, &indexed, offset, prefers,
+            ));
+        };
+        log::info!(
+            "dedup: the clusters of {all} verified pairs (with those across) pass their share \
+             of the memory budget ({share} bytes); making them with sorted runs in {}",
+            temp.folder().display()
+        );
+        // The pairs across are held until the first round has read them.
+        let held = (indexed.len() as u64).saturating_mul(VERIFIED_PAIR_BYTES);
+        let before = temp.bytes_spilled();
+        let cross = indexed.into_iter().map(Ok);
+        let found = joined_components(cross, pairs, offset, share.saturating_sub(held), temp)?;
+        log::info!(
+            "dedup: clusters made in {} contraction rounds, {} runs written; {} records \
+             removed as duplicates of indexed records held ({} bytes with their ids)",
+            found.work.rounds,
+            found.work.runs,
+            found.indexed.len(),
+            found.indexed.len() as u64 * INDEXED_BYTES
+        );
+        let clusters = Clusters {
+            removed: found.removed,
+            indexed: (found.indexed.into_iter())
+                .map(|(record, root, similarity)| Indexed {
+                    record,
+                    root,
+                    similarity,
+                    id: "".into(),
+                    index: "".into(),
+                })
+                .collect(),
+            sizes: found.sizes,
+            spilled_bytes: temp.bytes_spilled() - before,
+            missing_keys: None,
+        };
+        Ok((clusters, found.relabeled))
     }
 
     /// The clusters of one run over `offset` indexed records followed by

@@ -367,8 +367,9 @@ fn ids_in_memory(
 /// records' `keys` under a `--keep` policy other than `first`. Without
 /// an index, the pairs are streamed into [`Clusters::from_pair_stream`]
 /// under `first`, else into [`Clusters::from_pair_stream_keeping`] with
-/// the clustered records' keys (each on disk past its share); an index's
-/// clusters still read the pairs whole.
+/// the clustered records' keys (each on disk past its share); with an
+/// index, into [`IndexRun::clusters`] (likewise under `first`; another
+/// policy still ranks them in memory).
 fn clusters_of(
     ctx: &RunContext,
     params: &DedupParams,
@@ -376,15 +377,14 @@ fn clusters_of(
     found: &Found,
     (verified, keys): (&Verified, &HashMap<u32, KeepKey>),
 ) -> Result<Clusters, Halt> {
-    let whole = || {
-        verified.pairs.to_vec(&ctx.temp).map_err(|e| {
-            anyhow::Error::new(e.into_io()).context("dedup: reading the verified pairs")
-        })
-    };
     if let Some(index) = index {
         let ranking = params.keep.ranking(keys);
         let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
-        return Ok(index.clusters(&whole()?, found.read(), prefers)?);
+        let share = ctx
+            .max_memory
+            .map(|max_memory| budget::Shares { max_memory }.clusters());
+        let within = (share, &ctx.temp);
+        return Ok(index.clusters(&verified.pairs, within, found.read(), prefers)?);
     }
     Ok(clusters_streamed(ctx, params, verified)?)
 }

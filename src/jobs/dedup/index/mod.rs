@@ -25,7 +25,10 @@
 //! records' shingle sets, recomputed from their words, read in one
 //! sequential sweep of the blocks that hold them ([`hooks::Joiner`]). Union-find then joins this run's verified
 //! pairs and those across, each indexed record standing for its cluster's
-//! root ([`super::clusters::Clusters::with_index`]): a record of this run
+//! root ([`super::clusters::Clusters::with_index`]; past the clusters'
+//! share of `--max-memory` under `--keep first`, the components of the
+//! same pairs made with sorted runs,
+//! [`super::clusters::Clusters::with_index_stream`]): a record of this run
 //! is removed exactly when its cluster has an earlier record, as in the
 //! single run, since every path from it to an earlier record reaches the
 //! first indexed record on it through this run's own pairs.

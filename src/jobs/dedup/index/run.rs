@@ -8,6 +8,18 @@
 //! merge, its roots are read front to back (for the indexed records pass 2
 //! joined, and to write the grown index's roots), its words and ids a
 //! block at a time for the records that need them.
+//!
+//! Nor is this run's part of the clusters, under `--keep first` past their
+//! share: the pairs across are relabeled to their roots in place (sorted
+//! by indexed record, the roots read beside them), the joined pairs made
+//! into components with sorted runs, and the grown index's roots written
+//! from the removed records read in record order, the few indexed roots
+//! joined to an earlier one looked up in a sorted list. What is held is
+//! the pairs across (16 bytes each, as pass 2 verified them, until the
+//! components have read them) and, through pass 3, the records removed as
+//! indexed records' duplicates ([`crate::jobs::dedup::clusters::Indexed`],
+//! [`crate::jobs::dedup::clusters::INDEXED_BYTES`] each) with one id for
+//! each indexed record they duplicate.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +37,10 @@ use super::files::{self, Block, Part, RootsReader, RootsWriter, SegmentWriter};
 use super::hooks::{IndexBands, JoinedBands, Joiner};
 use super::manifest::{Segment, MANIFEST_FILE};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
+use crate::jobs::dedup::spill::components::RemovedRecord;
 use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
+use crate::jobs::dedup::spill::verified::VerifiedPairs;
+use drainpipe_actors::TempSpace;
 
 /// An index the run is against, numbered from `offset` among the run's
 /// indexed records.
@@ -197,14 +212,17 @@ impl IndexRun {
         Ok(joiner)
     }
 
-    /// After pass 2: the clusters of this run joined with the indexed
-    /// ones, each record removed as a duplicate of an indexed record
-    /// named with that record's id and index. `prefers`: the `--keep`
-    /// order over this run's records, for the clusters without an indexed
-    /// record ([`Clusters::with_index_keeping`]).
+    /// After pass 2: the clusters of this run's verified `pairs` joined
+    /// with the indexed ones, each record removed as a duplicate of an
+    /// indexed record named with that record's id and index. `prefers`:
+    /// the `--keep` order over this run's records, for the clusters
+    /// without an indexed record ([`Clusters::with_index_keeping`]).
+    /// Within `share` bytes (`None`: no budget) under `--keep first`,
+    /// past it with sorted runs in `temp` ([`Clusters::with_index_stream`]).
     pub fn clusters(
         &mut self,
-        pairs: &[(u32, u32, f64)],
+        pairs: &VerifiedPairs,
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
         records_read: u64,
         prefers: Option<&Prefers<'_>>,
     ) -> anyhow::Result<Clusters> {
@@ -233,68 +251,79 @@ impl IndexRun {
             );
         }
         self.cross_checked = state.checked;
-        let roots = self.roots_of(state.verified.iter().map(|&(a, ..)| a).collect())?;
-        let cross: Vec<(u32, u32, f64)> = state
-            .verified
-            .iter()
-            .map(|&(a, b, j)| (roots.get(&a).copied().unwrap_or(a), b, j))
-            .collect();
-        let (mut clusters, relabeled) =
-            Clusters::with_index_keeping(pairs, &cross, self.offset, prefers);
+        let mut cross = std::mem::take(&mut state.verified);
+        drop(state);
+        self.to_roots(&mut cross)?;
+        let (mut clusters, relabeled) = Clusters::with_index_stream(
+            pairs.reader(temp),
+            pairs.len(),
+            (cross, self.offset),
+            (share, temp),
+            prefers,
+        )
+        .map_err(|e| {
+            anyhow::Error::new(e.into_io())
+                .context("dedup: making the clusters of the verified pairs")
+        })?;
         self.relabeled = relabeled;
         let mut wanted: Vec<u32> = clusters.indexed.iter().map(|x| x.root).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let mut ids: HashMap<u32, Box<str>> = HashMap::with_capacity(wanted.len());
+        // An id a distinct indexed record, shared by its duplicates.
+        let mut ids: HashMap<u32, Arc<str>> = HashMap::with_capacity(wanted.len());
         self.read_part(Part::Ids, &wanted, &mut |record, block, at| {
             if let Block::Ids(list) = block {
-                ids.insert(record, list[at].take().unwrap_or_else(|| "null".into()));
+                let id = list[at].take().unwrap_or_else(|| "null".into());
+                ids.insert(record, id.into());
             }
         })?;
+        drop(wanted);
+        let names: Vec<Arc<str>> = (self.opened.iter())
+            .map(|o| o.manifest.name.as_str().into())
+            .collect();
         for x in &mut clusters.indexed {
             x.id = ids
                 .get(&x.root)
                 .cloned()
                 .context("an indexed record without its id")?;
-            x.index = self.index_of(x.root).manifest.name.clone().into();
+            x.index = Arc::clone(&names[self.index_number(x.root)]);
         }
         Ok(clusters)
     }
 
-    /// The cluster roots of the indexed `records` (joined numbering), read
-    /// front to back from each index's roots, as far as the last one
-    /// wanted.
-    fn roots_of(&self, mut records: Vec<u32>) -> Result<HashMap<u32, u32>, IndexError> {
-        records.sort_unstable();
-        records.dedup();
-        let mut roots = HashMap::with_capacity(records.len());
-        let mut wanted = records.into_iter().peekable();
+    /// Each pair's indexed record (joined numbering) replaced by its
+    /// cluster's root, read front to back from each index's roots, as far
+    /// as the last one wanted: the pairs sorted by indexed record, in
+    /// place, nothing else held.
+    fn to_roots(&self, pairs: &mut [(u32, u32, f64)]) -> Result<(), IndexError> {
+        pairs.sort_unstable_by_key(|&(a, b, _)| (a, b));
+        let mut at = 0;
         for index in &self.opened {
             let end = u64::from(index.offset) + index.manifest.records;
-            if wanted.peek().is_none_or(|&r| u64::from(r) >= end) {
+            if pairs.get(at).is_none_or(|&(r, ..)| u64::from(r) >= end) {
                 continue;
             }
             let manifest = &index.manifest;
             let mut reader = RootsReader::open(&index.dir, &manifest.roots, manifest.records)?;
             let mut record = index.offset;
-            while let Some(&next) = wanted.peek().filter(|&&r| u64::from(r) < end) {
+            while pairs.get(at).is_some_and(|p| u64::from(p.0) < end) {
                 let Some(root) = reader.next_root()? else {
                     break;
                 };
-                if record == next {
-                    roots.insert(next, root + index.offset);
-                    wanted.next();
+                while let Some(pair) = pairs.get_mut(at).filter(|p| p.0 == record) {
+                    pair.0 = root + index.offset;
+                    at += 1;
                 }
                 record += 1;
             }
         }
-        Ok(roots)
+        Ok(())
     }
 
-    /// The index that holds joined record `record`.
-    fn index_of(&self, record: u32) -> &Opened {
+    /// The number of the index that holds joined record `record`.
+    fn index_number(&self, record: u32) -> usize {
         let i = self.opened.partition_point(|o| o.offset <= record);
-        &self.opened[i.saturating_sub(1)]
+        i.saturating_sub(1)
     }
 
     /// Reads `part` of the `wanted` records (joined numbering, sorted),
@@ -361,7 +390,7 @@ impl IndexRun {
         let Some(mut draft) = self.draft.take() else {
             return Ok(None);
         };
-        let relabeled: HashMap<u32, u32> = self.relabeled.iter().copied().collect();
+        let relabeled = std::mem::take(&mut self.relabeled);
         let dir = draft.temp.path().to_path_buf();
         let offset = self.offset;
         let mut roots = RootsWriter::create(&dir)?;
@@ -372,22 +401,27 @@ impl IndexRun {
             let mut reader = RootsReader::open(&index.dir, &manifest.roots, manifest.records)?;
             while let Some(root) = reader.next_root()? {
                 let root = root + index.offset;
-                roots.push(relabeled.get(&root).copied().unwrap_or(root))?;
+                roots.push(relabeled_root(&relabeled, root))?;
             }
         }
-        // This run's: its own unless removed (the indexed cluster's root
-        // last, as it decides).
-        let removed = clusters.removed.to_vec().map_err(RunError::into_io)?;
-        let mut moved: Vec<(u32, u32)> = (removed.iter())
-            .map(|&(r, kept, _)| (r, offset + kept))
-            .chain(clusters.indexed.iter().map(|x| (x.record, x.root)))
-            .collect();
-        moved.sort_by_key(|&(r, _)| r);
-        let mut moved = moved.into_iter().peekable();
+        drop(relabeled);
+        // This run's: its own unless removed, read in record order from
+        // the removed records and those removed as indexed records'
+        // duplicates (the indexed cluster's root last, as it decides).
+        let mut removed = clusters.removed.iter().peekable();
+        let mut indexed = clusters.indexed.iter().peekable();
         for r in 0..records_read as u32 {
             let mut root = offset + r;
-            while let Some((_, to)) = moved.next_if(|&(m, _)| m == r) {
-                root = to;
+            while let Some(next) = removed.next_if(|m| m.as_ref().map_or(true, |m| m.0 <= r)) {
+                let (m, kept, _): RemovedRecord = next.map_err(RunError::into_io)?;
+                if m == r {
+                    root = offset + kept;
+                }
+            }
+            while let Some(x) = indexed.next_if(|x| x.record <= r) {
+                if x.record == r {
+                    root = x.root;
+                }
             }
             roots.push(root)?;
         }
@@ -430,6 +464,14 @@ impl IndexRun {
             "fingerprint": manifest.fingerprint,
         })))
     }
+}
+
+/// `root`'s first indexed root when this run joined its cluster to an
+/// earlier one (`relabeled`: sorted by root), else itself.
+fn relabeled_root(relabeled: &[(u32, u32)], root: u32) -> u32 {
+    relabeled
+        .binary_search_by_key(&root, |&(r, _)| r)
+        .map_or(root, |at| relabeled[at].1)
 }
 
 /// `segment` of the index in `from`, carried into `to` as segment

@@ -4,10 +4,13 @@
 //! union-find makes ([`crate::jobs::dedup::clusters::Clusters::from_pairs`]),
 //! made with sorted runs read front to back, never a look-up by record on
 //! disk. [`crate::jobs::dedup::clusters::Clusters::from_pair_stream`]
-//! picks it past the share, under `--keep first` without an index; under
-//! the other policies, [`super::ranked`] takes its roots table and
-//! similarities (`contracted`) to choose each component's kept record;
-//! `--against` keeps the in-memory union-find.
+//! picks it past the share under `--keep first`, and so does
+//! [`crate::jobs::dedup::clusters::Clusters::with_index_stream`] for a
+//! run against saved indexes ([`super::joined`]); under the other
+//! policies without an index, [`super::ranked`] takes its roots table
+//! and similarities (`contracted`) to choose each component's kept
+//! record; the other policies against an index keep the in-memory
+//! union-find for now.
 //!
 //! It gives, for every clustered record but its component's smallest, the
 //! record, that smallest one (the kept record under `--keep first`) and
@@ -410,7 +413,7 @@ fn resolve(
     out.finish()
 }
 
-/// The removed records as they are joined, in memory until they pass
+/// Removed records pushed in record order, in memory until they pass
 /// `limit`, then in a run.
 pub(super) struct RemovedWriter {
     temp: Arc<TempSpace>,

@@ -36,6 +36,7 @@
 //! | [`sorter`] | an external sort of entries pushed in any order within a share: runs past it, merged (in levels past the readers' room) into one stream, each `(key, record)` once |
 //! | [`components`] | the clusters' connected components past their share: contraction rounds of union-find over pieces of the pairs, resolved back with sort-merge joins |
 //! | [`ranked`] | the clusters past their share under `--keep longest`, `shortest` or `field:`: the components' members sorted by root with their keys, each cluster's kept record chosen as its members pass in record order, the removed records sorted back by record |
+//! | [`joined`] | the clusters of a run against saved indexes past their share: the components of the joined pairs, split into this run's removed records, those removed as indexed records' duplicates, and the indexed clusters joined to an earlier one |
 //! | [`named`] | the removed records named by id for `clusters.jsonl`, from streams in record order: sorted by kept record, joined with the ids, sorted by removed record (in memory while they fit their share, else runs merged), joined with the ids again |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
@@ -46,6 +47,7 @@ pub mod bands;
 pub mod components;
 pub mod held;
 pub mod ids;
+pub mod joined;
 pub mod leftovers;
 pub mod levels;
 pub mod merge;

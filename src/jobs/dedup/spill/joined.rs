@@ -1,0 +1,233 @@
+//! The clusters of a run against saved indexes (`--against`) when their
+//! pairs do not fit their share of the memory budget
+//! ([`crate::jobs::dedup::budget::Shares::clusters`]): what the in-memory
+//! union-find over the joined numbering makes
+//! ([`crate::jobs::dedup::clusters::Clusters::with_index`]), made with
+//! [`super::components`] from a stream of the joined pairs, under
+//! `--keep first`.
+//!
+//! The joined numbering puts the indexed records first (`0..offset`), so
+//! a component's smallest record, which [`super::components`] gives as the
+//! root of every other member, is its first indexed root when it has one:
+//! the record the in-memory path keeps (an indexed record cannot be
+//! removed), and the first record otherwise, as `--keep first` keeps. Its
+//! removed stream, in record order, is split as it is read:
+//!
+//! - an indexed root (`r < offset`) joined to an earlier one: `relabeled`,
+//!   for the saved index's roots (in order, so sorted by the root);
+//! - a record of this run whose root is one of this run's: the removed
+//!   records, renumbered as this run numbers them, in memory within a
+//!   quarter of the share, else in a run ([`RemovedWriter`]);
+//! - a record of this run whose root is indexed: `indexed`, in record
+//!   order (named with the indexed record's id by the caller).
+//!
+//! `indexed` and `relabeled` are held in memory: 16 and 8 bytes a record,
+//! one per record of the run that duplicates an indexed one and one per
+//! indexed cluster this run joins to another.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drainpipe_actors::TempSpace;
+
+use super::components::{components, Removed, RemovedRecord, RemovedWriter, Work};
+use super::runs::RunError;
+
+/// The joined clusters, split by numbering.
+#[derive(Debug, Default)]
+pub struct Joined {
+    /// This run's records removed as duplicates of this run's records,
+    /// `(removed, kept, similarity)`, numbered as this run numbers them,
+    /// in record order.
+    pub removed: Removed,
+    /// This run's records removed as duplicates of an indexed record,
+    /// `(removed, indexed root, similarity)`, the root in the joined
+    /// numbering, in record order.
+    pub indexed: Vec<RemovedRecord>,
+    /// `(indexed root, the first indexed root of its cluster)` for the
+    /// indexed clusters this run joined to an earlier one, by root.
+    pub relabeled: Vec<(u32, u32)>,
+    /// Clusters of each size, an indexed cluster counted as one record.
+    pub sizes: BTreeMap<usize, u64>,
+    /// What the components took.
+    pub work: Work,
+}
+
+/// The clusters of `offset` indexed records followed by this run's, from
+/// the verified pairs `cross` (`(indexed cluster root, record of this
+/// run, similarity)`) and this run's `own` (`(earlier, later,
+/// similarity)`), each in any order, within `share` bytes in `temp`.
+pub fn joined_components(
+    cross: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+    own: impl Iterator<Item = Result<RemovedRecord, RunError>>,
+    offset: u32,
+    share: u64,
+    temp: &Arc<TempSpace>,
+) -> Result<Joined, RunError> {
+    let shifted = |x: u32| {
+        x.checked_add(offset).ok_or_else(|| RunError::Failed {
+            kind: std::io::ErrorKind::Other,
+            message: format!(
+                "dedup clusters: record {x} past 2^32 once numbered after the indexes (a bug)"
+            ),
+        })
+    };
+    let pairs = cross
+        .map(move |p| p.and_then(|(root, b, j)| Ok((root, shifted(b)?, j))))
+        .chain(own.map(move |p| p.and_then(|(a, b, j)| Ok((shifted(a)?, shifted(b)?, j)))));
+    let found = components(pairs, share, temp)?;
+    let mut removed = RemovedWriter::new(temp, share / 4);
+    let (mut indexed, mut relabeled) = (Vec::new(), Vec::new());
+    for record in found.removed.iter() {
+        let (r, kept, j) = record?;
+        if r < offset {
+            relabeled.push((r, kept));
+        } else if kept >= offset {
+            removed.push((r - offset, kept - offset, j))?;
+        } else {
+            indexed.push((r - offset, kept, j));
+        }
+    }
+    Ok(Joined {
+        removed: removed.finish()?,
+        indexed,
+        relabeled,
+        sizes: found.sizes,
+        work: found.work,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::dedup::clusters::Clusters;
+
+    /// A small random number generator (SplitMix64).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n.max(1)
+        }
+
+        fn similarity(&mut self) -> f64 {
+            0.5 + self.below(1 << 20) as f64 / f64::from(1 << 21)
+        }
+    }
+
+    /// A random graph: `offset` indexed records of which some are roots,
+    /// `records` of this run; this run's pairs `(earlier, later)` once
+    /// each, sorted by the later record, and pairs across `(indexed root,
+    /// record)` sorted by the record, as pass 2 gives them.
+    type Graph = (Vec<RemovedRecord>, Vec<RemovedRecord>, u32);
+
+    fn graph(rng: &mut Rng) -> Graph {
+        let offset = rng.below(400) as u32;
+        let records = 2 + rng.below(2_000);
+        let roots: Vec<u32> = (0..offset).filter(|_| rng.below(3) == 0).collect();
+        let mut own: Vec<(u32, u32)> = (0..rng.below(3 * records))
+            .map(|_| (rng.below(records) as u32, rng.below(records) as u32))
+            .filter(|&(a, b)| a != b)
+            .map(|(a, b)| (a.min(b), a.max(b)))
+            .collect();
+        own.sort_unstable_by_key(|&(a, b)| (b, a));
+        own.dedup();
+        let mut cross: Vec<(u32, u32)> = Vec::new();
+        if !roots.is_empty() {
+            for _ in 0..rng.below(records) {
+                let root = roots[rng.below(roots.len() as u64) as usize];
+                cross.push((root, rng.below(records) as u32));
+            }
+        }
+        cross.sort_unstable_by_key(|&(a, b)| (b, a));
+        cross.dedup();
+        let mut with = |pairs: Vec<(u32, u32)>| -> Vec<RemovedRecord> {
+            pairs
+                .into_iter()
+                .map(|(a, b)| (a, b, rng.similarity()))
+                .collect()
+        };
+        (with(own), with(cross), offset)
+    }
+
+    fn stream(
+        list: &[RemovedRecord],
+    ) -> impl Iterator<Item = Result<RemovedRecord, RunError>> + '_ {
+        list.iter().map(|&p| Ok(p))
+    }
+
+    fn same(got: &[RemovedRecord], want: &[RemovedRecord], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                g.0 == w.0 && g.1 == w.1 && g.2.to_bits() == w.2.to_bits(),
+                "{what}: {g:?} where the union-find gives {w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_joined_components_are_the_union_finds_with_the_index_on_random_graphs() {
+        let mut rng = Rng(14);
+        let mut spilled = 0;
+        for round in 0..60 {
+            let (own, cross, offset) = graph(&mut rng);
+            let (want, want_relabeled) = Clusters::with_index(&own, &cross, offset);
+            let dir = tempfile::tempdir().unwrap();
+            let temp = Arc::new(TempSpace::new(dir.path()));
+            // Tiny shares: pieces of the fewest edges, every sort in runs.
+            let share = rng.below(3) * (2 << 10);
+            let got =
+                joined_components(stream(&cross), stream(&own), offset, share, &temp).unwrap();
+            let what = format!("graph {round}: offset {offset}, share {share}");
+            same(
+                &got.removed.to_vec().unwrap(),
+                &want.removed.to_vec().unwrap(),
+                &what,
+            );
+            let want_indexed: Vec<RemovedRecord> = (want.indexed.iter())
+                .map(|x| (x.record, x.root, x.similarity))
+                .collect();
+            same(&got.indexed, &want_indexed, &what);
+            assert_eq!(got.relabeled, want_relabeled, "{what}");
+            assert_eq!(got.sizes, want.sizes, "{what}");
+            spilled += usize::from(matches!(got.removed, Removed::Disk(_)));
+            let expected = usize::from(matches!(got.removed, Removed::Disk(_)));
+            drop(got);
+            let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+            assert_eq!(left, 0, "{what}: {expected} run(s) left before the drop");
+        }
+        assert!(
+            spilled > 5,
+            "{spilled} graphs with the removed records in a run"
+        );
+    }
+
+    #[test]
+    fn indexed_roots_joined_through_this_run_are_relabeled_to_the_first() {
+        // As `Clusters::with_index`'s example: indexed roots 3 and 7 (of
+        // 10), joined through this run's records 1, 2 and 4.
+        let own = [(0, 1, 0.9), (2, 4, 0.8)];
+        let cross = [(7, 1, 0.85), (3, 2, 1.0), (7, 4, 0.95), (5, 6, 0.7)];
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let got = joined_components(stream(&cross), stream(&own), 10, 0, &temp).unwrap();
+        assert_eq!(got.removed.to_vec().unwrap(), []);
+        assert_eq!(
+            got.indexed,
+            [
+                (0, 3, 0.9),
+                (1, 3, 0.9),
+                (2, 3, 1.0),
+                (4, 3, 0.95),
+                (6, 5, 0.7)
+            ]
+        );
+        assert_eq!(got.relabeled, [(7, 3)]);
+        assert_eq!(got.sizes, BTreeMap::from([(2, 1), (6, 1)]));
+    }
+}
