@@ -22,8 +22,8 @@ use drainpipe_actors::{AtomicFile, OutputDir, OutputError, TempSpace};
 use super::bitset::BitSet;
 use super::budget::Shares;
 use super::chain::{CandidateIds, ClusteredIds};
-use super::spill::components::components;
-pub use super::spill::components::{Removed, RemovedIter, RemovedRecord};
+use super::spill::components::{components, Work, DISK_BYTES_PER_PAIR};
+pub use super::spill::components::{Removed, RemovedIter, RemovedRecord, StopCheck};
 use super::spill::named::{name_removed, Line, NamingError};
 use super::spill::runs::RunError;
 use super::unionfind::UnionFind;
@@ -123,36 +123,62 @@ impl Clusters {
     /// ([`IN_MEMORY_PAIR_BYTES`] each), else the components made with
     /// sorted runs in `temp` ([`super::spill::components`]), the removed
     /// records in a run past a quarter of the share. The same clusters
-    /// either way.
+    /// either way. A stop `stop` sees ends it with [`RunError::Stopped`],
+    /// nothing of it left on disk.
     pub fn from_pair_stream(
         pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
         count: u64,
-        share: Option<u64>,
-        temp: &Arc<TempSpace>,
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+        stop: &StopCheck<'_>,
     ) -> Result<Self, RunError> {
         let past = |&share: &u64| count.saturating_mul(IN_MEMORY_PAIR_BYTES) > share;
+        let pairs = pairs.map(|pair| stop.step().and(pair));
         let Some(share) = share.filter(past) else {
+            log::info!("dedup: making the clusters of {count} verified pairs in memory");
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
-            return Ok(Clusters::from_pairs(&pairs));
+            let clusters = Clusters::from_pairs(&pairs);
+            clusters.made(None);
+            return Ok(clusters);
         };
         log::info!(
             "dedup: the clusters of {count} verified pairs pass their share of the memory \
              budget ({share} bytes); making them with sorted runs in {}",
             temp.folder().display()
         );
+        // Refused before a run is written when the disk has no room for
+        // what they are estimated to take at their peak; each run checks
+        // its own room as it goes.
+        let room = count.saturating_mul(DISK_BYTES_PER_PAIR);
+        temp.ensure_room(room).map_err(|cause| RunError::Io {
+            path: temp.folder().to_owned(),
+            cause,
+        })?;
         let before = temp.bytes_spilled();
-        let found = components(pairs, share, temp)?;
-        log::info!(
-            "dedup: clusters made in {} contraction rounds, {} runs written",
-            found.work.rounds,
-            found.work.runs
-        );
-        Ok(Clusters {
+        let found = components(pairs, share, temp, stop)?;
+        let clusters = Clusters {
             removed: found.removed,
             indexed: Vec::new(),
             sizes: found.sizes,
             spilled_bytes: temp.bytes_spilled() - before,
-        })
+        };
+        clusters.made(Some(found.work));
+        Ok(clusters)
+    }
+
+    /// Logs what was made, with `work` the contraction's on disk (`None`:
+    /// in memory).
+    fn made(&self, work: Option<Work>) {
+        let how = work.map_or("in memory".to_owned(), |work| {
+            format!(
+                "in {} contraction rounds, {} runs written, {} bytes spilled",
+                work.rounds, work.runs, self.spilled_bytes
+            )
+        });
+        log::info!(
+            "dedup: {} clusters made, {} records removed, {how}",
+            self.count(),
+            self.removed.len()
+        );
     }
 
     /// The clusters of one run over `offset` indexed records followed by
@@ -500,11 +526,13 @@ mod tests {
         let want = Clusters::from_pairs(&pairs);
         // Within the share: the union-find in memory, nothing written.
         let share = count * IN_MEMORY_PAIR_BYTES;
-        let c = Clusters::from_pair_stream(stream(), count, Some(share), &temp).unwrap();
+        let never = StopCheck::never();
+        let c = Clusters::from_pair_stream(stream(), count, (Some(share), &temp), &never).unwrap();
         assert_eq!(temp.bytes_spilled(), 0);
         assert!(matches!(c.removed, Removed::Memory(_)));
         // Past it: runs, the removed records among them.
-        let c = Clusters::from_pair_stream(stream(), count, Some(64 << 10), &temp).unwrap();
+        let c =
+            Clusters::from_pair_stream(stream(), count, (Some(64 << 10), &temp), &never).unwrap();
         assert!(temp.bytes_spilled() > 0);
         assert_eq!(c.spilled_bytes, temp.bytes_spilled());
         assert!(matches!(c.removed, Removed::Disk(_)));

@@ -299,7 +299,7 @@ fn chain(
     let ids = loaded.as_ref().unwrap_or(&verified.ids);
     let no_keys = HashMap::new();
     let keys = ids.keys().unwrap_or(&no_keys);
-    let clusters = clusters_of(ctx, params, index.as_mut(), &found, (&verified, keys))?;
+    let clusters = clusters_of(&mut run, index.as_mut(), &found, (&verified, keys))?;
     let outputs = kept::run(&mut run, &found, (&clusters, ids), &reads, &form, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
@@ -365,13 +365,15 @@ fn ids_in_memory(
 /// `first` without an index, the pairs are streamed into
 /// [`Clusters::from_pair_stream`] (on disk past its share); the ranking
 /// of another policy and an index's clusters still read the pairs whole.
+/// A stop seen while they are made ends the run as a stop before pass 3
+/// does ([`stopped_in_clusters`]).
 fn clusters_of(
-    ctx: &RunContext,
-    params: &DedupParams,
+    run: &mut Run<'_>,
     index: Option<&mut IndexRun>,
     found: &Found,
     (verified, keys): (&Verified, &HashMap<u32, KeepKey>),
 ) -> Result<Clusters, Halt> {
+    let (ctx, params) = (run.ctx, run.params);
     let whole = || {
         verified.pairs.to_vec(&ctx.temp).map_err(|e| {
             anyhow::Error::new(e.into_io()).context("dedup: reading the verified pairs")
@@ -381,9 +383,16 @@ fn clusters_of(
     let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
     Ok(match (index, prefers) {
         (Some(index), _) => index.clusters(&whole()?, found.read(), prefers)?,
-        (None, None) => clusters_first(ctx, verified.pairs.len(), || {
-            verified.pairs.reader(&ctx.temp)
-        })?,
+        (None, None) => {
+            let pairs = || verified.pairs.reader(&ctx.temp);
+            match clusters_first(ctx, verified.pairs.len(), pairs) {
+                Err(spill::runs::RunError::Stopped) => return Err(stopped_in_clusters(run, found)),
+                made => made.map_err(|e| {
+                    anyhow::Error::new(e.into_io())
+                        .context("dedup: making the clusters of the verified pairs")
+                })?,
+            }
+        }
         (None, Some(_)) => Clusters::from_pairs_keeping(&whole()?, prefers),
     })
 }
@@ -393,19 +402,40 @@ fn clusters_of(
 /// ([`budget::Shares::clusters`]): past it, made with sorted runs in the
 /// run's temporary space ([`spill::components`]). A pair source that
 /// fails, or a run that cannot be written or read, ends the run as an IO
-/// error (exit 74).
+/// error (exit 74); a stop request, with [`spill::runs::RunError::Stopped`].
 fn clusters_first<I>(
     ctx: &RunContext,
     count: u64,
     pairs: impl FnOnce() -> I,
-) -> anyhow::Result<Clusters>
+) -> Result<Clusters, spill::runs::RunError>
 where
     I: Iterator<Item = Result<(u32, u32, f64), spill::runs::RunError>>,
 {
     let share = ctx
         .max_memory
         .map(|max_memory| budget::Shares { max_memory }.clusters());
-    Clusters::from_pair_stream(pairs(), count, share, &ctx.temp).map_err(|e| {
-        anyhow::Error::new(e.into_io()).context("dedup: making the clusters of the verified pairs")
+    // Tests lower the share (feature `failpoints`):
+    // `dedup::clusters_share=return(BYTES)`.
+    #[cfg(feature = "failpoints")]
+    let share = fail::eval("dedup::clusters_share", |bytes| {
+        bytes.and_then(|b| b.parse::<u64>().ok())
     })
+    .flatten()
+    .or(share);
+    let asked = || ctx.handle.stop_requested();
+    let stop = clusters::StopCheck::new(&asked);
+    Clusters::from_pair_stream(pairs(), count, (share, &ctx.temp), &stop)
+}
+
+/// The run stopped while its clusters were made, after pass 2 completed:
+/// ended as a stop before pass 3 is, pass 2's result kept for `--resume`
+/// (the clusters' runs went as they dropped). A run that loaded passes 1
+/// and 2 ran no pass: its report is built from their counts.
+fn stopped_in_clusters(run: &mut Run<'_>, found: &Found) -> Halt {
+    log::warn!("dedup: stopped while making the clusters; --resume goes on from pass 2's result");
+    if run.reports.is_empty() {
+        let report = run.loaded_report(found.records, found.rejected);
+        run.reports.push(report);
+    }
+    run.ended_in(resume::Pass::Kept, |_| {})
 }
