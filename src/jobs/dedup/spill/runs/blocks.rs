@@ -118,7 +118,8 @@ impl BlockWriter {
         // `dedup::run_write=return(NAME)`.
         #[cfg(feature = "failpoints")]
         if let Some(Some(name)) = fail::eval("dedup::run_write", |name| name) {
-            if self.path.to_string_lossy().contains(&name) {
+            let file = self.path.file_name().unwrap_or_default();
+            if file.to_string_lossy().contains(&name) {
                 return Err(RunError::io(&self.path)(std::io::Error::from_raw_os_error(
                     5,
                 )));
