@@ -4,7 +4,8 @@
 //! 130, a partial summary, no `kept.jsonl` nor `clusters.jsonl`, none of
 //! the clusters' sorted runs left, pass 2's result kept; `--resume` then
 //! makes the clusters again and gives the outputs of an uninterrupted run,
-//! byte for byte, leaving nothing of either run.
+//! byte for byte, leaving nothing of either run. A resumed run, which
+//! loaded passes 1 and 2, stopped there ends the same way.
 //!
 //! The clusters' share is lowered (failpoint `dedup::clusters_share`) so
 //! a corpus of a few thousand records makes them with sorted runs; the
@@ -68,6 +69,45 @@ fn clusters_runs(out: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Runs `cmd` until it holds (it writes `held`), with the clusters'
+/// runs on disk, then sends SIGINT: asserts how it ends.
+fn stopped_while_held(cmd: Command, held: &Path, out: &Path) {
+    let child = spawn(cmd);
+    let started = Instant::now();
+    while !held.exists() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the run never held while making its clusters"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !clusters_runs(out).is_empty(),
+        "held with the clusters' runs on disk"
+    );
+    signal(&child, "INT");
+    let (output, _) = wait(child, DEADLINE);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped while making the clusters"),
+        "{stderr}"
+    );
+    let s = summary(out);
+    assert_eq!(s["exit"], "interrupted", "{s}");
+    assert_eq!(s["partial"], true);
+    assert_eq!(s["result"]["stopped_in_pass"], "kept", "{s}");
+    for name in OUTPUTS {
+        assert!(!out.join(name).exists(), "{name} written by a stopped run");
+    }
+    assert_eq!(clusters_runs(out), Vec::<String>::new(), "runs left");
+    assert!(
+        out.join("dedup-verified.bin").exists(),
+        "pass 2's result is kept for --resume: {:?}",
+        names(out)
+    );
+}
+
 #[test]
 fn a_budgeted_dedup_stopped_while_making_its_clusters_resumes_to_the_uninterrupted_outputs() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,43 +123,18 @@ fn a_budgeted_dedup_stopped_while_making_its_clusters_resumes_to_the_uninterrupt
     let expected = outputs(&whole);
     assert!(expected[0].is_some() && expected[1].is_some(), "{stderr}");
 
+    // Stopped once in a run from the start, once in a resumed run that
+    // loaded passes 1 and 2 (no pass of its own ran).
     let out = dir.path().join("stopped");
-    let held = dir.path().join("held");
-    let hold = format!(";dedup::clusters_hold=return({})", held.display());
-    let child = spawn(dedup(&input, &out, &hold));
-    let started = Instant::now();
-    while !held.exists() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the run never held while making its clusters"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    for (nth, resumed) in [(1, false), (2, true)] {
+        let held = dir.path().join(format!("held-{nth}"));
+        let hold = format!(";dedup::clusters_hold=return({})", held.display());
+        let mut cmd = dedup(&input, &out, &hold);
+        if resumed {
+            cmd.arg("--resume");
+        }
+        stopped_while_held(cmd, &held, &out);
     }
-    assert!(
-        !clusters_runs(&out).is_empty(),
-        "held with the clusters' runs on disk"
-    );
-    signal(&child, "INT");
-    let (output, _) = wait(child, DEADLINE);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(
-        stderr.contains("stopped while making the clusters"),
-        "{stderr}"
-    );
-    let s = summary(&out);
-    assert_eq!(s["exit"], "interrupted", "{s}");
-    assert_eq!(s["partial"], true);
-    assert_eq!(s["result"]["stopped_in_pass"], "kept", "{s}");
-    for name in OUTPUTS {
-        assert!(!out.join(name).exists(), "{name} written by a stopped run");
-    }
-    assert_eq!(clusters_runs(&out), Vec::<String>::new(), "runs left");
-    assert!(
-        out.join("dedup-verified.bin").exists(),
-        "pass 2's result is kept for --resume: {:?}",
-        names(&out)
-    );
 
     let mut resume = dedup(&input, &out, "");
     resume.arg("--resume");
