@@ -19,7 +19,7 @@ use crate::mixed::{dedup_file, words};
 
 /// `clusters` chains of near-copies of 80 words and as many singletons,
 /// shuffled within blocks.
-fn lines(clusters: usize) -> Vec<String> {
+pub(crate) fn lines(clusters: usize) -> Vec<String> {
     let mut word = words(0xc1_u64);
     let mut texts = Vec::new();
     for c in 0..clusters {

@@ -28,8 +28,8 @@ use super::bitset::BitSet;
 use super::budget::Shares;
 use super::chain::{CandidateIds, ClusteredIds};
 use super::keep::{KeepKey, KeepPolicy};
-use super::spill::components::components;
-pub use super::spill::components::{Removed, RemovedIter, RemovedRecord};
+use super::spill::components::{components, Work, DISK_BYTES_PER_PAIR};
+pub use super::spill::components::{Removed, RemovedIter, RemovedRecord, StopCheck};
 use super::spill::joined::joined_components;
 use super::spill::named::{name_removed, Line, NamingError};
 use super::spill::ranked::ranked;
@@ -147,36 +147,55 @@ impl Clusters {
     /// ([`IN_MEMORY_PAIR_BYTES`] each), else the components made with
     /// sorted runs in `temp` ([`super::spill::components`]), the removed
     /// records in a run past a quarter of the share. The same clusters
-    /// either way.
+    /// either way. A stop `stop` sees ends it with [`RunError::Stopped`],
+    /// nothing of it left on disk.
     pub fn from_pair_stream(
         pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
         count: u64,
-        share: Option<u64>,
-        temp: &Arc<TempSpace>,
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+        stop: &StopCheck<'_>,
     ) -> Result<Self, RunError> {
         let past = |&share: &u64| count.saturating_mul(IN_MEMORY_PAIR_BYTES) > share;
+        let pairs = pairs.map(|pair| stop.step().and(pair));
         let Some(share) = share.filter(past) else {
+            log::info!("dedup: making the clusters of {count} verified pairs in memory");
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
-            return Ok(Clusters::from_pairs(&pairs));
+            let clusters = Clusters::from_pairs(&pairs);
+            clusters.made(None);
+            return Ok(clusters);
         };
         log::info!(
             "dedup: the clusters of {count} verified pairs pass their share of the memory \
              budget ({share} bytes); making them with sorted runs in {}",
             temp.folder().display()
         );
+        room_for(count, temp)?;
         let before = temp.bytes_spilled();
-        let found = components(pairs, share, temp)?;
-        log::info!(
-            "dedup: clusters made in {} contraction rounds, {} runs written",
-            found.work.rounds,
-            found.work.runs
-        );
-        Ok(Clusters {
+        let found = components(pairs, share, temp, stop)?;
+        let clusters = Clusters {
             removed: found.removed,
             sizes: found.sizes,
             spilled_bytes: temp.bytes_spilled() - before,
             ..Clusters::default()
-        })
+        };
+        clusters.made(Some(found.work));
+        Ok(clusters)
+    }
+
+    /// Logs what was made, with `work` the contraction's on disk (`None`:
+    /// in memory).
+    fn made(&self, work: Option<Work>) {
+        let how = work.map_or("in memory".to_owned(), |work| {
+            format!(
+                "in {} contraction rounds, {} runs written, {} bytes spilled",
+                work.rounds, work.runs, self.spilled_bytes
+            )
+        });
+        log::info!(
+            "dedup: {} clusters made, {} records removed, {how}",
+            self.count(),
+            self.removed.len()
+        );
     }
 
     /// [`Clusters::from_pair_stream`] under a `--keep` `policy` other
@@ -191,8 +210,8 @@ impl Clusters {
         pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
         count: u64,
         (ids, policy): (&ClusteredIds, &KeepPolicy),
-        share: Option<u64>,
-        temp: &Arc<TempSpace>,
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+        stop: &StopCheck<'_>,
     ) -> Result<Self, RunError> {
         let loaded_keys = match ids {
             ClusteredIds::Memory { .. } => 0,
@@ -204,9 +223,13 @@ impl Clusters {
         let bytes = count
             .saturating_mul(IN_MEMORY_PAIR_BYTES)
             .saturating_add(loaded_keys);
+        let pairs = pairs.map(|pair| stop.step().and(pair));
         let Some(share) = share.filter(|&share| bytes > share) else {
+            log::info!("dedup: making the clusters of {count} verified pairs in memory");
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
-            return Clusters::keeping_in_memory(&pairs, (ids, policy), temp);
+            let clusters = Clusters::keeping_in_memory(&pairs, (ids, policy), temp)?;
+            clusters.made(None);
+            return Ok(clusters);
         };
         log::info!(
             "dedup: the clusters of {count} verified pairs pass their share of the memory \
@@ -214,23 +237,21 @@ impl Clusters {
              --keep {policy} with sorted runs in {}",
             temp.folder().display()
         );
+        room_for(count, temp)?;
         let before = temp.bytes_spilled();
         let keys = ids
             .reader(temp)
             .map(|id| id.map(|(record, _, key)| (record, key)));
-        let found = ranked(pairs, keys, policy, share, temp)?;
-        log::info!(
-            "dedup: clusters made in {} contraction rounds, {} runs written",
-            found.work.rounds,
-            found.work.runs
-        );
-        Ok(Clusters {
+        let found = ranked(pairs, keys, policy, (share, temp), stop)?;
+        let clusters = Clusters {
             removed: found.removed,
             sizes: found.sizes,
             spilled_bytes: temp.bytes_spilled() - before,
             missing_keys: Some(found.missing),
             ..Clusters::default()
-        })
+        };
+        clusters.made(Some(found.work));
+        Ok(clusters)
     }
 
     /// [`Clusters::from_pairs_keeping`] by the keys of `ids` (read into
@@ -276,15 +297,19 @@ impl Clusters {
         count: u64,
         (indexed, offset): (Vec<RemovedRecord>, u32),
         (share, temp): (Option<u64>, &Arc<TempSpace>),
-        prefers: Option<&Prefers<'_>>,
+        (prefers, stop): (Option<&Prefers<'_>>, &StopCheck<'_>),
     ) -> Result<(Self, Vec<(u32, u32)>), RunError> {
         let all = count.saturating_add(indexed.len() as u64);
         let past = |&share: &u64| all.saturating_mul(IN_MEMORY_PAIR_BYTES) > share;
+        let pairs = pairs.map(|pair| stop.step().and(pair));
         let Some(share) = share.filter(past).filter(|_| prefers.is_none()) else {
+            log::info!(
+                "dedup: making the clusters of {all} verified pairs (with those across) in memory"
+            );
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
-            return Ok(Clusters::with_index_keeping(
-                &pairs, &indexed, offset, prefers,
-            ));
+            let made = Clusters::with_index_keeping(&pairs, &indexed, offset, prefers);
+            made.0.made(None);
+            return Ok(made);
         };
         log::info!(
             "dedup: the clusters of {all} verified pairs (with those across) pass their share \
@@ -293,9 +318,11 @@ impl Clusters {
         );
         // The pairs across are held until the first round has read them.
         let held = (indexed.len() as u64).saturating_mul(VERIFIED_PAIR_BYTES);
+        room_for(all, temp)?;
         let before = temp.bytes_spilled();
         let cross = indexed.into_iter().map(Ok);
-        let found = joined_components(cross, pairs, offset, share.saturating_sub(held), temp)?;
+        let within = (share.saturating_sub(held), temp);
+        let found = joined_components(cross, pairs, offset, within, stop)?;
         log::info!(
             "dedup: clusters made in {} contraction rounds, {} runs written; {} records \
              removed as duplicates of indexed records held ({} bytes with their ids)",
@@ -418,6 +445,18 @@ impl Clusters {
         }
         Ok(roots)
     }
+}
+
+/// Refuses clusters of `count` verified pairs made with runs before one
+/// is written when the disk has no room for what they are estimated to
+/// take at their peak ([`DISK_BYTES_PER_PAIR`] a pair); each run checks
+/// its own room as it goes.
+fn room_for(count: u64, temp: &TempSpace) -> Result<(), RunError> {
+    let room = count.saturating_mul(DISK_BYTES_PER_PAIR);
+    temp.ensure_room(room).map_err(|cause| RunError::Io {
+        path: temp.folder().to_owned(),
+        cause,
+    })
 }
 
 /// The union-find over `pairs` ([`Clusters::from_pairs_keeping`]): the
@@ -667,11 +706,13 @@ mod tests {
         let want = Clusters::from_pairs(&pairs);
         // Within the share: the union-find in memory, nothing written.
         let share = count * IN_MEMORY_PAIR_BYTES;
-        let c = Clusters::from_pair_stream(stream(), count, Some(share), &temp).unwrap();
+        let never = StopCheck::never();
+        let c = Clusters::from_pair_stream(stream(), count, (Some(share), &temp), &never).unwrap();
         assert_eq!(temp.bytes_spilled(), 0);
         assert!(matches!(c.removed, Removed::Memory(_)));
         // Past it: runs, the removed records among them.
-        let c = Clusters::from_pair_stream(stream(), count, Some(64 << 10), &temp).unwrap();
+        let c =
+            Clusters::from_pair_stream(stream(), count, (Some(64 << 10), &temp), &never).unwrap();
         assert!(temp.bytes_spilled() > 0);
         assert_eq!(c.spilled_bytes, temp.bytes_spilled());
         assert!(matches!(c.removed, Removed::Disk(_)));
@@ -742,8 +783,8 @@ mod tests {
                         stream,
                         count,
                         (ids, &policy),
-                        share,
-                        &temp,
+                        (share, &temp),
+                        &StopCheck::never(),
                     )
                     .unwrap();
                     assert_eq!(temp.bytes_spilled() > before, spills, "{policy}");

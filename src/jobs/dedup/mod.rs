@@ -299,7 +299,7 @@ fn chain(
     let ids = loaded.as_ref().unwrap_or(&verified.ids);
     let no_keys = HashMap::new();
     let keys = ids.keys().unwrap_or(&no_keys);
-    let clusters = clusters_of(ctx, params, index.as_mut(), &found, (&verified, keys))?;
+    let clusters = clusters_of(&mut run, index.as_mut(), &found, (&verified, keys))?;
     let outputs = kept::run(&mut run, &found, (&clusters, ids), &reads, &form, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
@@ -369,24 +369,33 @@ fn ids_in_memory(
 /// under `first`, else into [`Clusters::from_pair_stream_keeping`] with
 /// the clustered records' keys (each on disk past its share); with an
 /// index, into [`IndexRun::clusters`] (likewise under `first`; another
-/// policy still ranks them in memory).
+/// policy still ranks them in memory). A stop seen while they are made
+/// ends the run as a stop before pass 3 does ([`stopped_in_clusters`]).
 fn clusters_of(
-    ctx: &RunContext,
-    params: &DedupParams,
+    run: &mut Run<'_>,
     index: Option<&mut IndexRun>,
     found: &Found,
     (verified, keys): (&Verified, &HashMap<u32, KeepKey>),
 ) -> Result<Clusters, Halt> {
-    if let Some(index) = index {
-        let ranking = params.keep.ranking(keys);
-        let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
-        let share = ctx
-            .max_memory
-            .map(|max_memory| budget::Shares { max_memory }.clusters());
-        let within = (share, &ctx.temp);
-        return Ok(index.clusters(&verified.pairs, within, found.read(), prefers)?);
+    let (ctx, params) = (run.ctx, run.params);
+    let share = clusters_share(ctx);
+    let asked = || ctx.handle.stop_requested();
+    let stop = clusters::StopCheck::new(&asked);
+    let made = match index {
+        Some(index) => {
+            let ranking = params.keep.ranking(keys);
+            let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
+            let within = (share, &ctx.temp);
+            index.clusters(&verified.pairs, within, found.read(), (prefers, &stop))
+        }
+        None => clusters_streamed(ctx, params, verified, (share, &stop)),
+    };
+    match made {
+        Err(e) if matches!(e.downcast_ref(), Some(spill::runs::RunError::Stopped)) => {
+            Err(stopped_in_clusters(run, found))
+        }
+        made => Ok(made?),
     }
-    Ok(clusters_streamed(ctx, params, verified)?)
 }
 
 /// The clusters without an index, from pass 2's verified pairs read
@@ -395,23 +404,55 @@ fn clusters_of(
 /// run's temporary space ([`spill::components`], and under a `--keep`
 /// policy other than `first` [`spill::ranked`], with the clustered
 /// records' keys). A pair source that fails, or a run that cannot be
-/// written or read, ends the run as an IO error (exit 74).
+/// written or read, ends the run as an IO error (exit 74); a stop
+/// request, with [`spill::runs::RunError::Stopped`].
 fn clusters_streamed(
     ctx: &RunContext,
     params: &DedupParams,
     verified: &Verified,
+    (share, stop): (Option<u64>, &clusters::StopCheck<'_>),
 ) -> anyhow::Result<Clusters> {
+    let (pairs, count) = (verified.pairs.reader(&ctx.temp), verified.pairs.len());
+    let within = (share, &ctx.temp);
+    let made = if params.keep.is_first() {
+        Clusters::from_pair_stream(pairs, count, within, stop)
+    } else {
+        let keeping = (&verified.ids, &params.keep);
+        Clusters::from_pair_stream_keeping(pairs, count, keeping, within, stop)
+    };
+    made.map_err(|e| match e {
+        spill::runs::RunError::Stopped => anyhow::Error::new(e),
+        e => anyhow::Error::new(e.into_io())
+            .context("dedup: making the clusters of the verified pairs"),
+    })
+}
+
+/// The clusters' share of the run's budget ([`budget::Shares::clusters`];
+/// `None`: no budget).
+fn clusters_share(ctx: &RunContext) -> Option<u64> {
     let share = ctx
         .max_memory
         .map(|max_memory| budget::Shares { max_memory }.clusters());
-    let (pairs, count) = (verified.pairs.reader(&ctx.temp), verified.pairs.len());
-    let made = if params.keep.is_first() {
-        Clusters::from_pair_stream(pairs, count, share, &ctx.temp)
-    } else {
-        let keeping = (&verified.ids, &params.keep);
-        Clusters::from_pair_stream_keeping(pairs, count, keeping, share, &ctx.temp)
-    };
-    made.map_err(|e| {
-        anyhow::Error::new(e.into_io()).context("dedup: making the clusters of the verified pairs")
+    // Tests lower the share (feature `failpoints`):
+    // `dedup::clusters_share=return(BYTES)`.
+    #[cfg(feature = "failpoints")]
+    let share = fail::eval("dedup::clusters_share", |bytes| {
+        bytes.and_then(|b| b.parse::<u64>().ok())
     })
+    .flatten()
+    .or(share);
+    share
+}
+
+/// The run stopped while its clusters were made, after pass 2 completed:
+/// ended as a stop before pass 3 is, pass 2's result kept for `--resume`
+/// (the clusters' runs went as they dropped). A run that loaded passes 1
+/// and 2 ran no pass: its report is built from their counts.
+fn stopped_in_clusters(run: &mut Run<'_>, found: &Found) -> Halt {
+    log::warn!("dedup: stopped while making the clusters; --resume goes on from pass 2's result");
+    if run.reports.is_empty() {
+        let report = run.loaded_report(found.records, found.rejected);
+        run.reports.push(report);
+    }
+    run.ended_in(resume::Pass::Kept, |_| {})
 }

@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::jobs::dedup::chain::{BandsHook, RecordHook};
-use crate::jobs::dedup::clusters::{Clusters, Prefers};
+use crate::jobs::dedup::clusters::{Clusters, Prefers, StopCheck};
 use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::shingle::shingle_set_of_words;
 
@@ -224,7 +224,7 @@ impl IndexRun {
         pairs: &VerifiedPairs,
         (share, temp): (Option<u64>, &Arc<TempSpace>),
         records_read: u64,
-        prefers: Option<&Prefers<'_>>,
+        (prefers, stop): (Option<&Prefers<'_>>, &StopCheck<'_>),
     ) -> anyhow::Result<Clusters> {
         let joiner = self
             .joiner
@@ -259,11 +259,13 @@ impl IndexRun {
             pairs.len(),
             (cross, self.offset),
             (share, temp),
-            prefers,
+            (prefers, stop),
         )
-        .map_err(|e| {
-            anyhow::Error::new(e.into_io())
-                .context("dedup: making the clusters of the verified pairs")
+        .map_err(|e| match e {
+            // Said as a stop by the caller, not as an IO error.
+            RunError::Stopped => anyhow::Error::new(e),
+            e => anyhow::Error::new(e.into_io())
+                .context("dedup: making the clusters of the verified pairs"),
         })?;
         self.relabeled = relabeled;
         let mut wanted: Vec<u32> = clusters.indexed.iter().map(|x| x.root).collect();

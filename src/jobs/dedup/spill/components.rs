@@ -53,6 +53,19 @@
 //! can take more rounds (each one sort of the remaining edges); the rounds
 //! are counted ([`Work`]).
 //!
+//! How many, measured in pieces of [`MIN_PIECE`] edges (a share of 0): a
+//! path of 20,000 (200,000) records numbered at random, 19 (28) rounds:
+//! about a third of its nodes are local maxima, contracted each round.
+//! But `k` interleaved chains (`x - x + k`, records of `k` documents each
+//! edited in turn) with `k` above the piece's edges contract one node a
+//! chain a round: 20,000 edges took 1,176 rounds with `k = 17` (55 s, 2.7
+//! GB written), 199 with `k = 100`, 19 with `k = 1,000`, i.e. the chains'
+//! length. Pieces of a real share hold hundreds of thousands of edges, so
+//! it takes that many interleaved chains; the fix would contract on the
+//! records relabelled by a bijective hash (local maxima then a third of
+//! the nodes on any numbering) and find each component's smallest record
+//! from the roots' table sorted by root, one more sort, the same result.
+//!
 //! The roots are then resolved from the last round's map back to the
 //! first: a table of `(node, root)` for the nodes that are not their own
 //! root, sorted by node, merge-joined with the round's map sorted by
@@ -61,6 +74,16 @@
 //! its largest similarity), gives the removed records in order; sorted by
 //! root, it gives the sizes.
 //!
+//! # Stopping
+//!
+//! A stop request is looked at every [`STOP_EVERY`] steps of every loop
+//! (a pair or edge read, a bucket split, an entry resolved or joined) and
+//! at the start of every round ([`StopCheck`]): a stop ends it with
+//! [`RunError::Stopped`] within a bounded time whatever the graph, every
+//! run it wrote removed as its owner drops. Each round's start is logged
+//! at info level with the edges it contracts, so a long clustering is
+//! not silent.
+//!
 //! # Memory
 //!
 //! Each step holds at most the share: a piece (24 bytes an edge: the edge,
@@ -68,8 +91,10 @@
 //! readers of the runs it merges with the sort it feeds, each a fixed
 //! part of the share ([`components`]).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use drainpipe_actors::TempSpace;
 
@@ -86,11 +111,69 @@ pub const PIECE_EDGE_BYTES: u64 = 24;
 /// The fewest edges a piece holds, whatever the share.
 pub const MIN_PIECE: usize = 16;
 
+/// Bytes the runs take at their peak, a verified pair, at most: the
+/// similarities' and the first stars' sorts (two entries a pair each), a
+/// round's map and next edges beside them, the removed records' run, of
+/// 10 to 23 bytes an entry (measured: 40 to 66 on graphs of every shape,
+/// `the_peak_on_disk_is_within_its_estimate`).
+/// What [`crate::jobs::dedup::clusters::Clusters::from_pair_stream`]
+/// checks the disk's room for before it writes a run.
+pub const DISK_BYTES_PER_PAIR: u64 = 80;
+
 /// Bytes a removed record takes in memory ([`Removed::Memory`]).
 pub const REMOVED_BYTES: u64 = 16;
 
 /// A removed record: itself, the record it duplicates, the similarity.
 pub type RemovedRecord = (u32, u32, f64);
+
+/// Steps between two looks at whether the run was asked to stop: a look
+/// is an atomic load, a step a few nanoseconds.
+pub const STOP_EVERY: u32 = 1 << 12;
+
+/// Whether the run was asked to stop, looked at every [`STOP_EVERY`]
+/// steps and at each stage's start ([`RunError::Stopped`] when it was).
+pub struct StopCheck<'a> {
+    asked: &'a dyn Fn() -> bool,
+    steps: Cell<u32>,
+}
+
+impl<'a> StopCheck<'a> {
+    /// A check asking `asked`.
+    pub fn new(asked: &'a dyn Fn() -> bool) -> Self {
+        StopCheck {
+            asked,
+            steps: Cell::new(0),
+        }
+    }
+
+    /// A check that never stops (tests, and work no run can stop).
+    pub fn never() -> StopCheck<'static> {
+        StopCheck::new(&|| false)
+    }
+
+    /// Whether the run was asked to stop, now.
+    pub fn asked(&self) -> bool {
+        (self.asked)()
+    }
+
+    /// One step: every [`STOP_EVERY`], [`StopCheck::now`].
+    pub fn step(&self) -> Result<(), RunError> {
+        let steps = self.steps.get().wrapping_add(1);
+        self.steps.set(steps);
+        if steps.is_multiple_of(STOP_EVERY) {
+            return self.now();
+        }
+        Ok(())
+    }
+
+    /// [`RunError::Stopped`] when the run was asked to stop.
+    pub fn now(&self) -> Result<(), RunError> {
+        if self.asked() {
+            return Err(RunError::Stopped);
+        }
+        Ok(())
+    }
+}
 
 /// What the external algorithm did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -322,12 +405,13 @@ fn contract(
     stars: SortedStream,
     temp: &Arc<TempSpace>,
     share: u64,
-    work: &mut Work,
+    (work, stop): (&mut Work, &StopCheck<'_>),
 ) -> Result<(SortedRuns, SortedStream), RunError> {
     let mut map = Sorter::new(temp, "map", share);
     let mut next = Sorter::new(temp, "edges", share);
     let mut buckets = Buckets::new(stars);
     while let Some(bucket) = buckets.next_bucket()? {
+        stop.step()?;
         let v = bucket[0].key as u32;
         let center = bucket.last().is_some_and(|e| e.record == v);
         let parents = &bucket[..bucket.len() - usize::from(center)];
@@ -387,12 +471,14 @@ fn resolve(
     table: Option<SortedStream>,
     temp: &Arc<TempSpace>,
     share: u64,
-    work: &mut Work,
+    (work, stop): (&mut Work, &StopCheck<'_>),
 ) -> Result<SortedStream, RunError> {
+    stop.now()?;
     let mut out = Sorter::new(temp, "roots", share);
     let mut later = Peeked::new(table)?;
     let mut map = map.stream()?;
     while let Some(e) = map.next_entry()? {
+        stop.step()?;
         while later.head.is_some_and(|t| t.key < e.key) {
             out.push(later.advance()?.expect("a head"))?;
         }
@@ -407,20 +493,32 @@ fn resolve(
         })?;
     }
     while let Some(t) = later.advance()? {
+        stop.step()?;
         out.push(t)?;
     }
     work.runs += out.runs_written();
     out.finish()
 }
 
-/// Removed records pushed in record order, in memory until they pass
-/// `limit`, then in a run.
+/// The removed records as they are joined, in memory until they pass
+/// `limit`, then in a run, whose room on the disk is checked before it is
+/// written and every [`ROOM_EVERY`] entries after: it grows to the end,
+/// so one check at its start cannot tell a disk that fills meanwhile.
+/// An unfinished run is removed when the writer drops.
 pub(super) struct RemovedWriter {
     temp: Arc<TempSpace>,
     limit: usize,
     memory: Vec<RemovedRecord>,
-    disk: Option<RunWriter>,
+    /// The run being written: its writer, its name, its entries.
+    disk: Option<(RunWriter, String, u64)>,
 }
+
+/// Entries of the removed records' run between two checks of the disk's
+/// room (1.4 MiB of them at most).
+const ROOM_EVERY: u64 = 1 << 16;
+
+/// Bytes an entry of the removed records' run takes on disk at most.
+const REMOVED_DISK_BYTES: u64 = 23;
 
 impl RemovedWriter {
     /// Removed records in memory within `bytes`, past them in a run of
@@ -434,6 +532,14 @@ impl RemovedWriter {
         }
     }
 
+    /// Checks that `bytes` more fit on the disk of the run `name`.
+    fn room(&self, name: &str, bytes: u64) -> Result<(), RunError> {
+        self.temp.ensure_room(bytes).map_err(|cause| RunError::Io {
+            path: self.temp.folder().join(name),
+            cause,
+        })
+    }
+
     /// Adds the next one, in record order.
     pub(super) fn push(&mut self, removed: RemovedRecord) -> Result<(), RunError> {
         let entry = |(r, kept, j): RemovedRecord| Entry {
@@ -441,40 +547,61 @@ impl RemovedWriter {
             record: kept,
             print: j.to_bits(),
         };
-        if let Some(writer) = &mut self.disk {
+        if let Some((_, name, entries)) = &self.disk {
+            if (*entries + 1).is_multiple_of(ROOM_EVERY) {
+                self.room(name, ROOM_EVERY * REMOVED_DISK_BYTES)?;
+            }
+        }
+        if let Some((writer, _, entries)) = &mut self.disk {
+            *entries += 1;
             return writer.push(entry(removed));
         }
         self.memory.push(removed);
         if self.memory.len() > self.limit {
             let name = format!("{PREFIX}{}{SUFFIX}", unique_name("removed"));
-            let room = self.memory.len() as u64 * 23;
-            let io = |cause| RunError::Io {
+            let held = self.memory.len() as u64;
+            self.room(&name, (held + ROOM_EVERY) * REMOVED_DISK_BYTES)?;
+            let path = self.temp.path(&name).map_err(|cause| RunError::Io {
                 path: self.temp.folder().join(&name),
                 cause,
-            };
-            self.temp.ensure_room(room).map_err(io)?;
-            let path = self.temp.path(&name).map_err(io)?;
-            let mut writer = RunWriter::create(&path, true)?;
+            })?;
+            let writer = RunWriter::create(&path, true)?;
+            let (writer, _, _) = self.disk.insert((writer, name, held));
             for &r in &self.memory {
                 writer.push(entry(r))?;
             }
             self.memory = Vec::new();
-            self.disk = Some(writer);
         }
         Ok(())
     }
 
     /// The removed records, in memory or in their run.
-    pub(super) fn finish(self) -> Result<Removed, RunError> {
-        let Some(writer) = self.disk else {
-            return Ok(Removed::Memory(self.memory));
+    pub(super) fn finish(mut self) -> Result<Removed, RunError> {
+        let Some((writer, name, _)) = self.disk.take() else {
+            return Ok(Removed::Memory(std::mem::take(&mut self.memory)));
         };
-        let info = writer.finish()?;
+        let info = writer.finish().inspect_err(|_| self.forget(&name))?;
         self.temp.wrote(info.bytes);
         Ok(Removed::Disk(RemovedRun {
-            temp: self.temp,
+            temp: Arc::clone(&self.temp),
             info,
         }))
+    }
+
+    /// Removes the unfinished run `name` (never counted as written).
+    fn forget(&self, name: &str) {
+        if let Err(e) = self.temp.remove(name, 0) {
+            log::warn!("dedup clusters: removing {name}: {e} (removed with the temporary folder)");
+        }
+    }
+}
+
+impl Drop for RemovedWriter {
+    fn drop(&mut self) {
+        if let Some((writer, name, _)) = self.disk.take() {
+            drop(writer);
+            self.forget(&name);
+        }
     }
 }
 
@@ -491,12 +618,16 @@ impl RemovedWriter {
 /// three sorts' or readers' quarters; the last join the table's and the
 /// similarities' readers, the sizes' sort and the removed records in
 /// memory, a quarter each.
+///
+/// `stop` is looked at as it goes (see the module's docs): a stop ends it
+/// with [`RunError::Stopped`], every run removed.
 pub fn components(
     pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
     share: u64,
     temp: &Arc<TempSpace>,
+    stop: &StopCheck<'_>,
 ) -> Result<Components, RunError> {
-    components_in_pieces(pairs, share, temp, MIN_PIECE)
+    components_in_pieces(pairs, share, temp, (MIN_PIECE, stop))
 }
 
 /// [`components`] in pieces of `floor` edges at least (tests: pieces of
@@ -505,10 +636,10 @@ fn components_in_pieces(
     pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
     share: u64,
     temp: &Arc<TempSpace>,
-    floor: usize,
+    (floor, stop): (usize, &StopCheck<'_>),
 ) -> Result<Components, RunError> {
-    let (table, best, mut work) = contracted(pairs, share, temp, floor)?;
-    let (removed, sizes) = join(table, best, temp, share / 4, &mut work)?;
+    let (table, best, mut work) = contracted(pairs, share, temp, (floor, stop))?;
+    let (removed, sizes) = join(table, best, temp, share / 4, (&mut work, stop))?;
     Ok(Components {
         removed,
         sizes,
@@ -526,7 +657,7 @@ pub(super) fn contracted(
     pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
     share: u64,
     temp: &Arc<TempSpace>,
-    floor: usize,
+    (floor, stop): (usize, &StopCheck<'_>),
 ) -> Result<(Option<SortedStream>, SortedRuns, Work), RunError> {
     let quarter = share / 4;
     let mut work = Work::default();
@@ -535,6 +666,7 @@ pub(super) fn contracted(
     let mut stars = Sorter::new(temp, "stars", quarter);
     let mut pieces = Pieces::new(quarter, floor);
     for pair in pairs {
+        stop.step()?;
         let (a, b, j) = pair?;
         for x in [a, b] {
             best.push(Entry {
@@ -549,10 +681,14 @@ pub(super) fn contracted(
     drop(pieces);
     let best = best.into_runs()?;
     work.runs += best.written();
+    // Tests act here (a signal, a full disk) with runs on disk.
+    crate::jobs::dedup::crash::hold("dedup::clusters_hold", &|| stop.asked());
+    let mut said = RoundLog::new();
     loop {
+        stop.now()?;
         work.rounds += 1;
         work.runs += stars.runs_written();
-        let (map, mut edges) = contract(stars.finish()?, temp, quarter, &mut work)?;
+        let (map, mut edges) = contract(stars.finish()?, temp, quarter, (&mut work, stop))?;
         maps.push(map);
         let mut first = edges.next_entry()?;
         if first.is_none() {
@@ -560,17 +696,55 @@ pub(super) fn contracted(
         }
         stars = Sorter::new(temp, "stars", quarter);
         let mut pieces = Pieces::new(share / 2, floor);
+        let mut left = 0u64;
         while let Some(e) = first {
+            stop.step()?;
             pieces.push((e.key as u32, e.record), &mut stars)?;
+            left += 1;
             first = edges.next_entry()?;
         }
         pieces.flush(&mut stars)?;
+        said.round(work.rounds, left);
     }
     let mut table = None;
     while let Some(map) = maps.pop() {
-        table = Some(resolve(map, table, temp, quarter, &mut work)?);
+        table = Some(resolve(map, table, temp, quarter, (&mut work, stop))?);
     }
     Ok((table, best, work))
+}
+
+/// The rounds' log lines: at info level for the first rounds, each power
+/// of two and at least every [`ROUND_LOG_EVERY`], so a clustering of many
+/// rounds says where it is without a line a round.
+struct RoundLog {
+    last: Instant,
+}
+
+/// The longest a clustering goes without a round's line at info level.
+const ROUND_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl RoundLog {
+    fn new() -> Self {
+        RoundLog {
+            last: Instant::now(),
+        }
+    }
+
+    /// Round `round` contracted its edges to `left` for the next.
+    fn round(&mut self, round: usize, left: u64) {
+        let due = round <= 4 || round.is_power_of_two() || self.last.elapsed() >= ROUND_LOG_EVERY;
+        let level = if due {
+            self.last = Instant::now();
+            log::Level::Info
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
+            "dedup: clusters: contraction round {round} done, {left} edges left for round {}",
+            round + 1
+        );
+    }
 }
 
 /// The removed records, each roots-table entry with its record's highest
@@ -581,13 +755,15 @@ fn join(
     best: SortedRuns,
     temp: &Arc<TempSpace>,
     quarter: u64,
-    work: &mut Work,
+    (work, stop): (&mut Work, &StopCheck<'_>),
 ) -> Result<(Removed, BTreeMap<usize, u64>), RunError> {
+    stop.now()?;
     let mut table = Peeked::new(table)?;
     let mut best = best.stream()?;
     let mut by_root = Sorter::new(temp, "sizes", quarter);
     let mut out = RemovedWriter::new(temp, quarter);
     while let Some(t) = table.advance()? {
+        stop.step()?;
         let similarity = loop {
             match best.next_entry()? {
                 Some(b) if b.key < t.key => continue,
@@ -607,6 +783,7 @@ fn join(
     let mut sizes = BTreeMap::new();
     let mut by_root = Buckets::new(by_root.finish()?);
     while let Some(members) = by_root.next_bucket()? {
+        stop.step()?;
         // The root, and the records removed as its duplicates.
         *sizes.entry(members.len() + 1).or_default() += 1;
     }
@@ -727,7 +904,9 @@ mod tests {
     ) -> (Components, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
-        let got = components_in_pieces(pairs.iter().map(|&p| Ok(p)), share, &temp, floor).unwrap();
+        let stop = StopCheck::never();
+        let pairs = pairs.iter().map(|&p| Ok(p));
+        let got = components_in_pieces(pairs, share, &temp, (floor, &stop)).unwrap();
         let left: Vec<_> = std::fs::read_dir(temp.dir().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -780,6 +959,32 @@ mod tests {
     }
 
     #[test]
+    fn the_peak_on_disk_is_within_its_estimate() {
+        let mut rng = Rng(13);
+        for (name, pairs) in graphs(&mut rng) {
+            if pairs.len() < 1_000 {
+                continue;
+            }
+            for share in [0, 64 << 10] {
+                let dir = tempfile::tempdir().unwrap();
+                let temp = Arc::new(TempSpace::new(dir.path()));
+                let stop = StopCheck::never();
+                let stream = pairs.iter().map(|&p| Ok(p));
+                let got = components_in_pieces(stream, share, &temp, (MIN_PIECE, &stop)).unwrap();
+                let per_pair = temp.peak_bytes() as f64 / pairs.len() as f64;
+                eprintln!(
+                    "{name}, share {share}: {per_pair:.1} bytes a pair at the peak, {:?}",
+                    got.work
+                );
+                assert!(
+                    temp.peak_bytes() <= pairs.len() as u64 * DISK_BYTES_PER_PAIR,
+                    "{name}: {per_pair:.1} bytes a pair"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn random_graphs_of_every_density_give_the_union_finds_components() {
         let mut rng = Rng(7);
         for _ in 0..40 {
@@ -822,6 +1027,62 @@ mod tests {
             }
             let floor = 1 + rng.below(2) as usize;
             same_in_pieces("small", &pairs, 0, floor);
+        }
+    }
+
+    /// [`components_in_pieces`] over `pairs` within no share, asked to
+    /// stop at the `stop_at`-th look (never: 0), and the looks it took.
+    fn stopped_at(pairs: &[RemovedRecord], stop_at: u32) -> (Result<Components, RunError>, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let looks = Cell::new(0u32);
+        let asked = || {
+            looks.set(looks.get() + 1);
+            looks.get() == stop_at
+        };
+        let stop = StopCheck::new(&asked);
+        let got = components_in_pieces(pairs.iter().map(|&p| Ok(p)), 0, &temp, (MIN_PIECE, &stop));
+        let left: Vec<_> = match temp.dir() {
+            Ok(folder) => std::fs::read_dir(folder)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if got.is_err() {
+            assert!(left.is_empty(), "stopped at look {stop_at}: {left:?} left");
+        }
+        (got, looks.get())
+    }
+
+    #[test]
+    fn a_stop_seen_at_any_look_ends_the_components_with_no_run_left() {
+        let mut rng = Rng(5);
+        // A chain whose records are shuffled: several rounds, each with
+        // its runs.
+        let n = 20_000u32;
+        let mut order: Vec<u32> = (0..n).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let pairs = verified(&mut rng, order.windows(2).map(|w| (w[0], w[1])));
+        let (whole, looks) = stopped_at(&pairs, 0);
+        let work = whole.unwrap().work;
+        // Looked at in every stage: each round's start and its steps, each
+        // resolution's and the join's.
+        assert!(work.rounds >= 2, "{work:?}");
+        assert!(
+            looks as usize > 2 * work.rounds + pairs.len() * 2 / STOP_EVERY as usize,
+            "{looks} looks in {work:?}"
+        );
+        for stop_at in 1..=looks {
+            let (got, seen) = stopped_at(&pairs, stop_at);
+            assert!(
+                matches!(got, Err(RunError::Stopped)),
+                "asked to stop at look {stop_at} of {looks}: {:?}",
+                got.map(|c| c.work)
+            );
+            assert_eq!(seen, stop_at, "it went on looking after the stop");
         }
     }
 

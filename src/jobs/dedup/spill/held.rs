@@ -336,12 +336,15 @@ impl HeldSpill {
                 self.temp.folder().display()
             );
         }
-        let mut writer = HeldWriter::create(&path)?;
-        pending.each(&mut |(a, b)| match held.get(&a) {
-            Some(set) => writer.push(b, a, set),
-            None => Ok(()),
-        })?;
-        let info = writer.finish()?;
+        let written = (|| {
+            let mut writer = HeldWriter::create(&path)?;
+            pending.each(&mut |(a, b)| match held.get(&a) {
+                Some(set) => writer.push(b, a, set),
+                None => Ok(()),
+            })?;
+            writer.finish()
+        })();
+        let info = written.inspect_err(|_| self.discard(&name))?;
         self.temp.wrote(info.bytes);
         self.written += info.bytes;
         self.written_runs += 1;
@@ -364,7 +367,22 @@ impl HeldSpill {
             path: self.temp.folder().to_owned(),
             cause,
         })?;
-        let mut writer = HeldWriter::create(&path)?;
+        let info = self
+            .merge_into(&path)
+            .inspect_err(|_| self.discard(&name))?;
+        self.temp.wrote(info.bytes);
+        self.written += info.bytes;
+        self.written_runs += 1;
+        (self.readers, self.heads) = (Vec::new(), Vec::new());
+        self.aside.append(&mut self.runs);
+        let reader = HeldReader::open(&path, Some(&info))?;
+        self.runs.push(info);
+        self.add(reader)
+    }
+
+    /// Writes the merge of the runs' readers to a run at `path`.
+    fn merge_into(&mut self, path: &Path) -> Result<RunInfo, RunError> {
+        let mut writer = HeldWriter::create(path)?;
         while let Some(Reverse((later, earlier, at))) = self.heap.pop() {
             let next = self.readers[at].next_entry()?;
             if let Some(e) = &next {
@@ -374,15 +392,15 @@ impl HeldSpill {
                 .expect("each entry of the heap is its reader's head");
             writer.push(later, earlier, &entry.set)?;
         }
-        let info = writer.finish()?;
-        self.temp.wrote(info.bytes);
-        self.written += info.bytes;
-        self.written_runs += 1;
-        (self.readers, self.heads) = (Vec::new(), Vec::new());
-        self.aside.append(&mut self.runs);
-        let reader = HeldReader::open(&path, Some(&info))?;
-        self.runs.push(info);
-        self.add(reader)
+        writer.finish()
+    }
+
+    /// Removes the run `name` whose write failed (never counted, never
+    /// named by a checkpoint): the run ends with the write's error.
+    fn discard(&self, name: &str) {
+        if let Err(e) = self.temp.remove(name, 0) {
+            log::warn!("dedup pass 2: removing {name}: {e} (removed with the temporary folder)");
+        }
     }
 
     fn add(&mut self, mut reader: HeldReader) -> Result<(), RunError> {

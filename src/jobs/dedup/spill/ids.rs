@@ -157,12 +157,15 @@ impl IdsSpill {
                 self.temp.folder().display()
             );
         }
-        let mut writer = IdsRunWriter::create(path, self.last)?;
-        for (record, id, key) in entries {
-            writer.push(record, id, key)?;
-        }
-        let last = writer.last;
-        let info = writer.finish()?;
+        let written = (|| {
+            let mut writer = IdsRunWriter::create(path, self.last)?;
+            for (record, id, key) in entries {
+                writer.push(record, id, key)?;
+            }
+            let last = writer.last;
+            Ok((writer.finish()?, last))
+        })();
+        let (info, last) = written.inspect_err(|_| self.discard(&name))?;
         self.temp.wrote(info.bytes);
         self.last = last;
         self.runs.push(info);
@@ -184,19 +187,22 @@ impl IdsSpill {
         self.temp
             .ensure_room(self.bytes() + 64)
             .map_err(RunError::io(self.temp.folder()))?;
-        let mut writer = IdsRunWriter::create(path, None)?;
-        for info in &self.runs {
-            let mut reader = IdsRunReader::open(&self.temp, info)?;
-            while let Some((record, id, key)) = reader.next_entry()? {
-                if wanted(record) {
-                    writer.push(record, id.as_deref(), key.as_ref())?;
+        let written = (|| {
+            let mut writer = IdsRunWriter::create(path, None)?;
+            for info in &self.runs {
+                let mut reader = IdsRunReader::open(&self.temp, info)?;
+                while let Some((record, id, key)) = reader.next_entry()? {
+                    if wanted(record) {
+                        writer.push(record, id.as_deref(), key.as_ref())?;
+                    }
                 }
             }
-        }
-        for (record, id, key) in tail {
-            writer.push(record, id, key)?;
-        }
-        let info = writer.finish()?;
+            for (record, id, key) in tail {
+                writer.push(record, id, key)?;
+            }
+            writer.finish()
+        })();
+        let info = written.inspect_err(|_| self.discard(CLUSTERED_NAME))?;
         self.temp.wrote(info.bytes);
         Ok(info)
     }
@@ -210,6 +216,14 @@ impl IdsSpill {
         self.runs = runs;
         self.last = None;
         Ok(())
+    }
+
+    /// Removes the run `name` whose write failed (never counted, never
+    /// named by a checkpoint): the run ends with the write's error.
+    fn discard(&self, name: &str) {
+        if let Err(e) = self.temp.remove(name, 0) {
+            log::warn!("dedup pass 2: removing {name}: {e} (removed with the temporary folder)");
+        }
     }
 
     /// Removes every run written (the pass's result is safe elsewhere).

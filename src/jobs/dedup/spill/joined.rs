@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use drainpipe_actors::TempSpace;
 
-use super::components::{components, Removed, RemovedRecord, RemovedWriter, Work};
+use super::components::{components, Removed, RemovedRecord, RemovedWriter, StopCheck, Work};
 use super::runs::RunError;
 
 /// The joined clusters, split by numbering.
@@ -61,8 +61,8 @@ pub fn joined_components(
     cross: impl Iterator<Item = Result<RemovedRecord, RunError>>,
     own: impl Iterator<Item = Result<RemovedRecord, RunError>>,
     offset: u32,
-    share: u64,
-    temp: &Arc<TempSpace>,
+    (share, temp): (u64, &Arc<TempSpace>),
+    stop: &StopCheck<'_>,
 ) -> Result<Joined, RunError> {
     let shifted = |x: u32| {
         x.checked_add(offset).ok_or_else(|| RunError::Failed {
@@ -75,10 +75,11 @@ pub fn joined_components(
     let pairs = cross
         .map(move |p| p.and_then(|(root, b, j)| Ok((root, shifted(b)?, j))))
         .chain(own.map(move |p| p.and_then(|(a, b, j)| Ok((shifted(a)?, shifted(b)?, j)))));
-    let found = components(pairs, share, temp)?;
+    let found = components(pairs, share, temp, stop)?;
     let mut removed = RemovedWriter::new(temp, share / 4);
     let (mut indexed, mut relabeled) = (Vec::new(), Vec::new());
     for record in found.removed.iter() {
+        stop.step()?;
         let (r, kept, j) = record?;
         if r < offset {
             relabeled.push((r, kept));
@@ -181,8 +182,14 @@ mod tests {
             let temp = Arc::new(TempSpace::new(dir.path()));
             // Tiny shares: pieces of the fewest edges, every sort in runs.
             let share = rng.below(3) * (2 << 10);
-            let got =
-                joined_components(stream(&cross), stream(&own), offset, share, &temp).unwrap();
+            let got = joined_components(
+                stream(&cross),
+                stream(&own),
+                offset,
+                (share, &temp),
+                &StopCheck::never(),
+            )
+            .unwrap();
             let what = format!("graph {round}: offset {offset}, share {share}");
             same(
                 &got.removed.to_vec().unwrap(),
@@ -215,7 +222,14 @@ mod tests {
         let cross = [(7, 1, 0.85), (3, 2, 1.0), (7, 4, 0.95), (5, 6, 0.7)];
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
-        let got = joined_components(stream(&cross), stream(&own), 10, 0, &temp).unwrap();
+        let got = joined_components(
+            stream(&cross),
+            stream(&own),
+            10,
+            (0, &temp),
+            &StopCheck::never(),
+        )
+        .unwrap();
         assert_eq!(got.removed.to_vec().unwrap(), []);
         assert_eq!(
             got.indexed,

@@ -48,7 +48,9 @@ use std::sync::Arc;
 
 use drainpipe_actors::TempSpace;
 
-use super::components::{bug, contracted, Removed, RemovedRecord, RemovedWriter, Work, MIN_PIECE};
+use super::components::{
+    bug, contracted, Removed, RemovedRecord, RemovedWriter, StopCheck, Work, MIN_PIECE,
+};
 use super::merge::EntrySource;
 use super::named::Sorter as TextSorter;
 use super::runs::{Entry, RunError};
@@ -89,10 +91,10 @@ pub fn ranked(
     pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
     keys: impl Iterator<Item = Result<KeyedRecord, RunError>>,
     policy: &KeepPolicy,
-    share: u64,
-    temp: &Arc<TempSpace>,
+    (share, temp): (u64, &Arc<TempSpace>),
+    stop: &StopCheck<'_>,
 ) -> Result<Ranked, RunError> {
-    ranked_in_pieces(pairs, keys, policy, (share, MIN_PIECE), temp)
+    ranked_in_pieces(pairs, keys, policy, (share, MIN_PIECE), (temp, stop))
 }
 
 /// [`ranked`] with the components in pieces of `floor` edges at least.
@@ -101,16 +103,16 @@ fn ranked_in_pieces(
     keys: impl Iterator<Item = Result<KeyedRecord, RunError>>,
     policy: &KeepPolicy,
     (share, floor): (u64, usize),
-    temp: &Arc<TempSpace>,
+    (temp, stop): (&Arc<TempSpace>, &StopCheck<'_>),
 ) -> Result<Ranked, RunError> {
-    let (table, best, mut work) = contracted(pairs, share, temp, floor)?;
+    let (table, best, mut work) = contracted(pairs, share, temp, (floor, stop))?;
     let quarter = share / 4;
     let mut by_root = TextSorter::new(temp, "ranks", (share / 2).max(MIN_TEXT_SORT));
     let mut best = best.stream()?;
-    let missing = members_by_root(table, &mut best, keys, &mut by_root)?;
+    let missing = members_by_root(table, &mut best, keys, (&mut by_root, stop))?;
     drop(best);
     let mut sorted = by_root.finish()?;
-    let (members, chosen, sizes) = choose(&mut sorted, policy, temp, quarter)?;
+    let (members, chosen, sizes) = choose(&mut sorted, policy, (temp, quarter), stop)?;
     work.runs += sorted.made();
     sorted.close()?;
     work.runs += members.runs_written() + chosen.runs_written();
@@ -119,7 +121,7 @@ fn ranked_in_pieces(
         chosen.finish()?,
         temp,
         quarter,
-        &mut work,
+        (&mut work, stop),
     )?;
     Ok(Ranked {
         removed,
@@ -137,12 +139,13 @@ fn members_by_root(
     table: Option<SortedStream>,
     best: &mut SortedStream,
     keys: impl Iterator<Item = Result<KeyedRecord, RunError>>,
-    by_root: &mut TextSorter<'_>,
+    (by_root, stop): (&mut TextSorter<'_>, &StopCheck<'_>),
 ) -> Result<u64, RunError> {
     let mut table = Head::new(table)?;
     let mut keys = keys.peekable();
     let (mut text, mut missing) = (String::new(), 0);
     while let Some(b) = best.next_entry()? {
+        stop.step()?;
         let record = b.key as u32;
         let root = match table.head {
             Some(t) if t.key == b.key => table.advance()?.map_or(record, |t| t.record),
@@ -186,8 +189,8 @@ struct Holder {
 fn choose(
     sorted: &mut super::named::Sorted<'_>,
     policy: &KeepPolicy,
-    temp: &Arc<TempSpace>,
-    quarter: u64,
+    (temp, quarter): (&Arc<TempSpace>, u64),
+    stop: &StopCheck<'_>,
 ) -> Result<(Sorter, Sorter, BTreeMap<usize, u64>), RunError> {
     let mut members = Sorter::new(temp, "members", quarter);
     let mut chosen = Sorter::new(temp, "chosen", quarter);
@@ -205,6 +208,7 @@ fn choose(
     };
     let mut holder: Option<Holder> = None;
     while let Some(n) = sorted.next()? {
+        stop.step()?;
         members.push(Entry {
             key: u64::from(n.key) << 32 | u64::from(n.other),
             record: 0,
@@ -248,11 +252,12 @@ fn removed(
     chosen: SortedStream,
     temp: &Arc<TempSpace>,
     quarter: u64,
-    work: &mut Work,
+    (work, stop): (&mut Work, &StopCheck<'_>),
 ) -> Result<Removed, RunError> {
     let mut chosen = Head::new(Some(chosen))?;
     let mut by_record = Sorter::new(temp, "removed", quarter);
     while let Some(m) = members.next_entry()? {
+        stop.step()?;
         let (root, record) = ((m.key >> 32) as u32, m.key as u32);
         while chosen.head.is_some_and(|c| c.key < u64::from(root)) {
             chosen.advance()?;
@@ -274,6 +279,7 @@ fn removed(
     let mut sorted = by_record.finish()?;
     let mut out = RemovedWriter::new(temp, quarter);
     while let Some(e) = sorted.next_entry()? {
+        stop.step()?;
         out.push((e.key as u32, e.record, f64::from_bits(e.print)))?;
     }
     drop(sorted);
@@ -479,7 +485,7 @@ mod tests {
             keys.iter().map(|k| Ok(k.clone())),
             policy,
             (share, floor),
-            &temp,
+            (&temp, &StopCheck::never()),
         )
         .unwrap();
         let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
@@ -563,7 +569,8 @@ mod tests {
             let temp = Arc::new(TempSpace::new(dir.path()));
             let stream = pairs.iter().map(|&p| Ok(p));
             let keyed = keys.iter().map(|k| Ok(k.clone()));
-            let got = ranked(stream, keyed, &KeepPolicy::Longest, 0, &temp).unwrap();
+            let never = StopCheck::never();
+            let got = ranked(stream, keyed, &KeepPolicy::Longest, (0, &temp), &never).unwrap();
             let list = got.removed.to_vec().unwrap();
             assert_eq!(list.len() as u32, n - 1);
             assert!(list
@@ -601,7 +608,8 @@ mod tests {
         let temp = Arc::new(TempSpace::new(dir.path()));
         let stream = pairs.iter().map(|&p| Ok(p));
         let keyed = keys.iter().map(|k| Ok(k.clone()));
-        let got = ranked(stream, keyed, &policy, 0, &temp).unwrap();
+        let never = StopCheck::never();
+        let got = ranked(stream, keyed, &policy, (0, &temp), &never).unwrap();
         let kept: Vec<(u32, u32)> = got
             .removed
             .iter()

@@ -132,6 +132,11 @@ pub enum RunError {
         /// The offset.
         offset: u32,
     },
+    /// The work reading and writing runs was told to stop (the run was
+    /// asked to: [`super::components::StopCheck`]); its runs are removed
+    /// as they drop.
+    #[error("stopped at the run's request")]
+    Stopped,
 }
 
 impl RunError {
@@ -155,6 +160,7 @@ impl RunError {
         let kind = match &self {
             RunError::Io { cause, .. } => cause.kind(),
             RunError::Failed { kind, .. } => *kind,
+            RunError::Stopped => io::ErrorKind::Interrupted,
             _ => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, self.to_string())

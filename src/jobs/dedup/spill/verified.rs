@@ -295,12 +295,24 @@ impl PairsSpill {
                 temp.folder().display()
             );
         }
-        let mut writer = RunWriter::create(&path, true)?;
-        for pair in &self.held {
-            writer.push(entry_of(pair))?;
-        }
-        let info = writer.finish()?;
-        sync(&path)?;
+        let written = (|| {
+            let mut writer = RunWriter::create(&path, true)?;
+            for pair in &self.held {
+                writer.push(entry_of(pair))?;
+            }
+            let info = writer.finish()?;
+            sync(&path)?;
+            Ok(info)
+        })();
+        // A run whose write failed is removed: the run ends with the
+        // write's error, and no checkpoint names it.
+        let info = written.inspect_err(|_| {
+            if let Err(e) = temp.remove(&name, 0) {
+                log::warn!(
+                    "dedup pass 2: removing {name}: {e} (removed with the temporary folder)"
+                );
+            }
+        })?;
         temp.wrote(info.bytes);
         self.runs.push(info);
         let segment = self.segment();

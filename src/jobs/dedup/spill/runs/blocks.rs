@@ -113,6 +113,18 @@ impl BlockWriter {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), RunError> {
+        // Tests fail the writes to the files whose name holds NAME as a
+        // failing disk would (EIO; feature `failpoints`):
+        // `dedup::run_write=return(NAME)`.
+        #[cfg(feature = "failpoints")]
+        if let Some(Some(name)) = fail::eval("dedup::run_write", |name| name) {
+            let file = self.path.file_name().unwrap_or_default();
+            if file.to_string_lossy().contains(&name) {
+                return Err(RunError::io(&self.path)(std::io::Error::from_raw_os_error(
+                    5,
+                )));
+            }
+        }
         self.out
             .write_all(bytes)
             .map_err(RunError::io(&self.path))?;
