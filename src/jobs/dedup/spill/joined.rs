@@ -17,7 +17,7 @@
 //!   for the saved index's roots (in order, so sorted by the root);
 //! - a record of this run whose root is one of this run's: the removed
 //!   records, renumbered as this run numbers them, in memory within a
-//!   quarter of the share, else in a run ([`RemovedWriter`]);
+//!   quarter of the share, else in a run (`RemovedWriter`);
 //! - a record of this run whose root is indexed: `indexed`, in record
 //!   order (named with the indexed record's id by the caller).
 //!
