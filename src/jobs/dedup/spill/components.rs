@@ -20,9 +20,13 @@
 //!
 //! # Contraction rounds
 //!
-//! Round `r` reads its edge list `E_r` (round 0: the verified pairs) in
-//! pieces of a bounded number of edges and runs a union-find over each
-//! piece. Every node of a piece is a *leaf* of its piece component's
+//! Round `r` reads its edge list `E_r` in pieces of a bounded number of
+//! edges and runs a union-find over each piece. Round 0's are the
+//! verified pairs, each record as its *node*: `node(record)`, a bijection
+//! of `u32` (xor-shifts and multiplications by odd numbers, undone by
+//! `record(node)`), so that the smallest node of a component is a
+//! pseudo-random member of it, whatever the records' numbering (below,
+//! how many rounds). Every node of a piece is a *leaf* of its piece component's
 //! smallest node, or that node, a *center*; both are sorted by node
 //! ([`super::sorter`]). For a node `v` with parents `m1 < m2 < ...` (over
 //! all pieces): `v -> m1` goes to the round's map, and the next list gets
@@ -41,38 +45,61 @@
 //! R_{r+1}(x)` for `x` in `E_{r+1}`, `R_r(v) = R_r(m1)` for `v` mapped,
 //! `R_r(c) = c` for the rest, with `R_r(m1) = R_{r+1}(m1)` when `m1` is in
 //! `E_{r+1}`, else `m1` (a star's center). No chain within a round.
+//! Nothing of this depends on how the nodes are ordered: on the nodes of
+//! records relabelled by a bijection, each component of the nodes is the
+//! nodes of one component of the records, and the last step finds its
+//! smallest record.
 //!
 //! Why it ends: a piece of `n` nodes in `c` components has `n - c` leaf
 //! edges, no more than its edges, and `E_{r+1}` has one edge fewer than
 //! the leaf edges for each leaf that is no center, of which there is at
 //! least one (the largest node of `E_r`): `|E_{r+1}| < |E_r|`. A list that
 //! fits one piece is solved in one round (each node one parent, no center
-//! mapped: `E_{r+1}` is empty). The next list comes sorted by its smaller
-//! end, so a chain of records comes back in order and collapses by the
-//! piece's size a round. A graph whose edges keep jumping between pieces
-//! can take more rounds (each one sort of the remaining edges); the rounds
-//! are counted ([`Work`]).
+//! mapped: `E_{r+1}` is empty).
 //!
-//! How many, measured in pieces of [`MIN_PIECE`] edges (a share of 0): a
-//! path of 20,000 (200,000) records numbered at random, 19 (28) rounds:
-//! about a third of its nodes are local maxima, contracted each round.
-//! But `k` interleaved chains (`x - x + k`, records of `k` documents each
-//! edited in turn) with `k` above the piece's edges contract one node a
-//! chain a round: 20,000 edges took 1,176 rounds with `k = 17` (55 s, 2.7
-//! GB written), 199 with `k = 100`, 19 with `k = 1,000`, i.e. the chains'
-//! length. Pieces of a real share hold hundreds of thousands of edges, so
-//! it takes that many interleaved chains; the fix would contract on the
-//! records relabelled by a bijective hash (local maxima then a third of
-//! the nodes on any numbering) and find each component's smallest record
-//! from the roots' table sorted by root, one more sort, the same result.
+//! How many rounds: a node larger than each of its neighbours is no
+//! piece component's smallest, so a leaf and no center, gone from the
+//! next list. Were the nodes the records themselves, a chain of records
+//! numbered in order would have one such node, and `k` interleaved chains
+//! (`x - x + k`, records of `k` documents each edited in turn) with `k`
+//! above a piece's edges (no piece then holds two edges of a chain) lost
+//! one node a chain a round: rounds as many as the chains' nodes, each one
+//! sort of the remaining edges. With the nodes a pseudo-random order of
+//! the records, a third of a path's nodes are larger than their
+//! neighbours whatever the records' numbering, and the stars of a piece
+//! remove more: each round leaves a fraction of the edges, `O(log n)`
+//! rounds expected (as random-mate contraction; an expectation, not a
+//! bound for every graph). The rounds are counted ([`Work`]).
+//!
+//! Measured in pieces of [`MIN_PIECE`] edges (a share of 0, the test
+//! profile, `interleaved_chains_contract_in_rounds_logarithmic_in_their_edges`
+//! asserts at most twice the edges' `log2`), before and after the
+//! nodes were relabelled (rounds, seconds, bytes written):
+//!
+//! | graph (edges) | before | after |
+//! |---|---|---|
+//! | 17 interleaved chains of 1,177 (19,992) | 1,176, 174 s, 2.7 GB | 19, 0.5 s, 19 MB |
+//! | 64 interleaved chains of 300 (19,136) | 299, 22 s, 663 MB | 17, 0.3 s, 18 MB |
+//! | 100 interleaved chains of 201 (20,000) | 200, 23 s, 475 MB | 16, 0.5 s, 19 MB |
+//! | 1,000 interleaved chains of 21 (20,000) | 20, 2.9 s, 57 MB | 10, 0.5 s, 18 MB |
+//! | a path through 20,001 records in random order | 19, 0.5 s, 11 MB | 19, 0.4 s, 15 MB |
+//! | the same through 200,001 records | 28, 17.6 s, 229 MB | 28, 16.4 s, 290 MB |
+//!
+//! A path already in random order takes as many rounds; its runs are a
+//! quarter larger, the nodes spread over `u32` taking more bytes than
+//! records numbered from 0.
 //!
 //! The roots are then resolved from the last round's map back to the
 //! first: a table of `(node, root)` for the nodes that are not their own
 //! root, sorted by node, merge-joined with the round's map sorted by
-//! `m1`. The first round's table, joined with each record's highest
-//! similarity (a sort of both ends of every pair, each record once with
-//! its largest similarity), gives the removed records in order; sorted by
-//! root, it gives the sizes.
+//! `m1`. The first round's table is written by root instead, each node as
+//! its record: read front to back, a component is a root's entries and
+//! the root, whose smallest record is the least of the root's and of the
+//! first entry's (`smallest_records`); every other member goes with it to
+//! the roots table by record, one more sort. That table, joined with each
+//! record's highest similarity (a sort of both ends of every pair, each
+//! record once with its largest similarity), gives the removed records in
+//! order; sorted by root, it gives the sizes.
 //!
 //! # Stopping
 //!
@@ -89,7 +116,8 @@
 //! Each step holds at most the share: a piece (24 bytes an edge: the edge,
 //! its nodes and their union-find) with the sorts it feeds, or the
 //! readers of the runs it merges with the sort it feeds, each a fixed
-//! part of the share ([`components`]).
+//! part of the share ([`components`]). Relabelling the records takes no
+//! memory: a node is computed from its record and back.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -111,14 +139,40 @@ pub const PIECE_EDGE_BYTES: u64 = 24;
 /// The fewest edges a piece holds, whatever the share.
 pub const MIN_PIECE: usize = 16;
 
+/// The node a record is contracted as: a bijection of `u32` (xor-shifts
+/// and multiplications by odd numbers, each reversible), so that the
+/// smallest node of a piece component is a pseudo-random member of it,
+/// whatever the records' numbering (see the module's docs).
+fn node(record: u32) -> u32 {
+    let mut x = record;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7FEB_352D);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846C_A68B);
+    x ^ (x >> 16)
+}
+
+/// The record contracted as `node` ([`node`]'s inverse: each step's,
+/// in reverse order).
+fn record(node: u32) -> u32 {
+    let mut x = node;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x4302_1123);
+    x ^= (x >> 15) ^ (x >> 30);
+    x = x.wrapping_mul(0x1D69_E2A5);
+    x ^ (x >> 16)
+}
+
 /// Bytes the runs take at their peak, a verified pair, at most: the
 /// similarities' and the first stars' sorts (two entries a pair each), a
 /// round's map and next edges beside them, the removed records' run, of
-/// 10 to 23 bytes an entry (measured: 40 to 66 on graphs of every shape,
-/// `the_peak_on_disk_is_within_its_estimate`).
+/// 10 to 23 bytes an entry (measured: 48 to 79 on graphs of every shape,
+/// `the_peak_on_disk_is_within_its_estimate`; 40 to 66 before the records
+/// were contracted as nodes spread over `u32`, whose keys and values take
+/// more bytes).
 /// What [`crate::jobs::dedup::clusters::Clusters::from_pair_stream`]
 /// checks the disk's room for before it writes a run.
-pub const DISK_BYTES_PER_PAIR: u64 = 80;
+pub const DISK_BYTES_PER_PAIR: u64 = 96;
 
 /// Bytes a removed record takes in memory ([`Removed::Memory`]).
 pub const REMOVED_BYTES: u64 = 16;
@@ -462,42 +516,62 @@ impl Peeked {
     }
 }
 
-/// The roots table of round `r` (`Entry { key: node, record: root }` for
-/// the nodes that are not their own root) from the round's `map` and
-/// the next round's `table` (see the module's docs), sorted within
+/// How a roots table is sorted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum By {
+    /// `Entry { key: node, record: root }`, by node: what the previous
+    /// round's resolution merges with its map.
+    Node,
+    /// `Entry { key: root, record: node's record }`, by root, then
+    /// record: the first round's, for [`smallest_records`].
+    Root,
+}
+
+/// The roots table of round `r` (the nodes that are not their own root,
+/// each with its root, sorted `by`) from the round's `map` and the next
+/// round's `table` (by node; see the module's docs), sorted within
 /// `share`.
 fn resolve(
     map: SortedRuns,
     table: Option<SortedStream>,
+    by: By,
     temp: &Arc<TempSpace>,
     share: u64,
     (work, stop): (&mut Work, &StopCheck<'_>),
 ) -> Result<SortedStream, RunError> {
     stop.now()?;
-    let mut out = Sorter::new(temp, "roots", share);
+    let mut sorter = Sorter::new(temp, "roots", share);
+    let mut out = |node: u32, root: u32| {
+        let (key, value) = match by {
+            By::Node => (node, root),
+            By::Root => (root, record(node)),
+        };
+        sorter.push(Entry {
+            key: u64::from(key),
+            record: value,
+            print: 0,
+        })
+    };
     let mut later = Peeked::new(table)?;
     let mut map = map.stream()?;
     while let Some(e) = map.next_entry()? {
         stop.step()?;
         while later.head.is_some_and(|t| t.key < e.key) {
-            out.push(later.advance()?.expect("a head"))?;
+            let t = later.advance()?.expect("a head");
+            out(t.key as u32, t.record)?;
         }
         let root = match later.head {
             Some(t) if t.key == e.key => t.record,
             _ => e.key as u32,
         };
-        out.push(Entry {
-            key: u64::from(e.record),
-            record: root,
-            print: 0,
-        })?;
+        out(e.record, root)?;
     }
     while let Some(t) = later.advance()? {
         stop.step()?;
-        out.push(t)?;
+        out(t.key as u32, t.record)?;
     }
-    work.runs += out.runs_written();
-    out.finish()
+    work.runs += sorter.runs_written();
+    sorter.finish()
 }
 
 /// The removed records as they are joined, in memory until they pass
@@ -615,7 +689,8 @@ impl Drop for RemovedWriter {
 /// beside two sorts of a quarter each (the stars, each record's highest
 /// similarity); later rounds in pieces of half, beside the stars' sort
 /// and the edges' readers; a round's split and each resolution hold
-/// three sorts' or readers' quarters; the last join the table's and the
+/// three sorts' or readers' quarters, the smallest records' a reader's
+/// and a sort's; the last join the table's and the
 /// similarities' readers, the sizes' sort and the removed records in
 /// memory, a quarter each.
 ///
@@ -649,8 +724,9 @@ fn components_in_pieces(
 
 /// The components before their join ([`components`] but its last
 /// step, which [`super::ranked`] does its own way): the roots table
-/// (`Entry { key: node, record: root }` for every clustered record but
-/// its component's smallest, in node order; `None`: no pair), every
+/// (`Entry { key: record, record: smallest }` for every clustered record
+/// but its component's smallest record, in record order; `None`: no
+/// pair), every
 /// clustered record's highest similarity (`Entry { key: record, print:
 /// similarity's bits }`, in record order), and the work.
 pub(super) fn contracted(
@@ -675,7 +751,7 @@ pub(super) fn contracted(
                 print: j.to_bits(),
             })?;
         }
-        pieces.push((a, b), &mut stars)?;
+        pieces.push((node(a), node(b)), &mut stars)?;
     }
     pieces.flush(&mut stars)?;
     drop(pieces);
@@ -708,9 +784,59 @@ pub(super) fn contracted(
     }
     let mut table = None;
     while let Some(map) = maps.pop() {
-        table = Some(resolve(map, table, temp, quarter, (&mut work, stop))?);
+        let by = if maps.is_empty() { By::Root } else { By::Node };
+        table = Some(resolve(map, table, by, temp, quarter, (&mut work, stop))?);
     }
+    let table = match table {
+        Some(by_root) => Some(smallest_records(by_root, temp, quarter, (&mut work, stop))?),
+        None => None,
+    };
     Ok((table, best, work))
+}
+
+/// The roots table by record (`Entry { key: record, record: smallest }`
+/// for every clustered record but its component's smallest, in record
+/// order) from the first round's (`Entry { key: root, record }`, sorted
+/// by root node, then record): a component is its root's entries and
+/// its root, whose smallest record is the least of the root's and the
+/// first entry's. Read front to back, sorted within `share`.
+fn smallest_records(
+    mut by_root: SortedStream,
+    temp: &Arc<TempSpace>,
+    share: u64,
+    (work, stop): (&mut Work, &StopCheck<'_>),
+) -> Result<SortedStream, RunError> {
+    stop.now()?;
+    let mut out = Sorter::new(temp, "roots", share);
+    let mut push = |key: u32, smallest: u32| {
+        if key == smallest {
+            return Ok(());
+        }
+        out.push(Entry {
+            key: u64::from(key),
+            record: smallest,
+            print: 0,
+        })
+    };
+    // The component being read: its root node and smallest record.
+    let mut component: Option<(u64, u32)> = None;
+    while let Some(e) = by_root.next_entry()? {
+        stop.step()?;
+        let smallest = match component {
+            Some((root, smallest)) if root == e.key => smallest,
+            _ => {
+                let root = record(e.key as u32);
+                let smallest = root.min(e.record);
+                push(root, smallest)?;
+                component = Some((e.key, smallest));
+                smallest
+            }
+        };
+        push(e.record, smallest)?;
+    }
+    drop(by_root);
+    work.runs += out.runs_written();
+    out.finish()
 }
 
 /// The rounds' log lines: at info level for the first rounds, each power
@@ -999,15 +1125,91 @@ mod tests {
 
     #[test]
     fn a_center_that_only_its_mapped_leaf_joins_to_a_smaller_one_gets_its_root() {
-        // Pieces of one edge: 5 is a leaf of 2, and the center of 7, which
-        // is a leaf of 0 too. Mapping 7 to 0 with the edge (0, 5) alone
-        // would leave 2 as a root of its own; 5 keeps its edge to 2.
+        // Pieces of one edge, were the records the nodes: 5 is a leaf of
+        // 2, and the center of 7, which is a leaf of 0 too. Mapping 7 to 0
+        // with the edge (0, 5) alone would leave 2 as a root of its own; 5
+        // keeps its edge to 2. (The case as nodes: the next test.)
         let pairs = [(2, 5, 0.9), (5, 7, 0.8), (0, 7, 0.85)];
         let work = same_in_pieces("mapped center", &pairs, 0, 1);
         assert!(work.rounds >= 2, "{work:?}");
         let (got, _dir) = external_in_pieces(&pairs, 0, 1);
         let list = got.removed.to_vec().unwrap();
         assert_eq!(list, [(2, 0, 0.9), (5, 0, 0.9), (7, 0, 0.85)]);
+    }
+
+    #[test]
+    fn a_center_that_only_its_mapped_leaf_joins_to_a_smaller_node_gets_its_root() {
+        // The case above in node order: the records contracted as nodes
+        // 0, 2, 5 and 7.
+        let [r0, r2, r5, r7] = [0, 2, 5, 7].map(record);
+        let pair = |a: u32, b: u32, j| (a.min(b), a.max(b), j);
+        let pairs = [pair(r2, r5, 0.9), pair(r5, r7, 0.8), pair(r0, r7, 0.85)];
+        let work = same_in_pieces("mapped center in node order", &pairs, 0, 1);
+        assert!(work.rounds >= 2, "{work:?}");
+    }
+
+    #[test]
+    fn the_node_of_a_record_is_a_bijection_undone_by_record() {
+        let mut rng = Rng(17);
+        let samples = (0..1 << 16)
+            .chain(u32::MAX - (1 << 16)..=u32::MAX)
+            .chain((0..1 << 16).map(|_| rng.next() as u32));
+        for x in samples {
+            assert_eq!(record(node(x)), x, "{x}");
+            assert_eq!(node(record(x)), x, "{x}");
+        }
+        // Its multiplications are undone by their inverses.
+        assert_eq!(0x7FEB_352Du32.wrapping_mul(0x1D69_E2A5), 1);
+        assert_eq!(0x846C_A68Bu32.wrapping_mul(0x4302_1123), 1);
+        // It spreads a run of records over the nodes' range.
+        let nodes: Vec<u32> = (0..1_000).map(node).collect();
+        let low = nodes.iter().filter(|&&n| n < u32::MAX / 2).count();
+        assert!(
+            (400..600).contains(&low),
+            "{low} of 1,000 in the lower half"
+        );
+    }
+
+    /// `k` interleaved chains of `len` records (`x - x + k`).
+    fn interleaved_chains(rng: &mut Rng, k: u32, len: u32) -> Vec<RemovedRecord> {
+        verified(rng, (0..k * (len - 1)).map(|x| (x, x + k)))
+    }
+
+    /// A path through the records `0..=n` in a random order.
+    fn shuffled_path(rng: &mut Rng, n: u32) -> Vec<RemovedRecord> {
+        let mut order: Vec<u32> = (0..=n).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        verified(rng, order.windows(2).map(|w| (w[0], w[1])))
+    }
+
+    #[test]
+    fn interleaved_chains_contract_in_rounds_logarithmic_in_their_edges() {
+        let mut rng = Rng(23);
+        let graphs = [
+            (
+                "64 interleaved chains of 300",
+                interleaved_chains(&mut rng, 64, 300),
+            ),
+            (
+                "17 interleaved chains of 600",
+                interleaved_chains(&mut rng, 17, 600),
+            ),
+            ("a shuffled path", shuffled_path(&mut rng, 20_000)),
+        ];
+        for (name, pairs) in graphs {
+            // Chains longer than a piece's edges: numbered as records,
+            // one node a chain a round, 299 and 599 rounds.
+            let work = same_in_pieces(name, &pairs, 0, MIN_PIECE);
+            let log2 = (pairs.len() as f64).log2();
+            assert!(
+                (work.rounds as f64) <= 2.0 * log2,
+                "{name}: {} rounds for {} edges",
+                work.rounds,
+                pairs.len()
+            );
+        }
     }
 
     #[test]
