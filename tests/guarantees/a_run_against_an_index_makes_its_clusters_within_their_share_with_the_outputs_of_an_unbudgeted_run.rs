@@ -5,7 +5,12 @@
 //! components of the joined pairs (those across, each indexed record
 //! standing for its cluster's root, then the run's own) are made with
 //! sorted runs (`src/jobs/dedup/spill/joined.rs`), and the saved index's
-//! roots are written from the removed records read in record order. Its
+//! roots are written from the removed records read in record order. So
+//! are the indexed records' shingle sets pass 2 verifies the pairs across
+//! with (`Shares::indexed_sets`, a sixteenth): past it, they go to sorted
+//! runs read back as pass 2 reads the records
+//! (`src/jobs/dedup/spill/held.rs`), and the most they held in memory,
+//! counted, stays within it but for the set that passed it. Its
 //! `kept.jsonl`, `clusters.jsonl`, `rejects.jsonl` and the saved index's
 //! files are byte-identical to those of the same run without a budget,
 //! and no temporary file is left.
@@ -145,18 +150,34 @@ fn a_run_against_an_index_makes_its_clusters_within_their_share_with_the_outputs
     let old_index = dir.path().join("old").join("OLD");
     dedup_into(&dir.path().join("save"), &a, None, None, &old_index);
     let share = Shares { max_memory: BUDGET }.clusters();
+    let sets_share = Shares { max_memory: BUDGET }.indexed_sets();
     let mut legs: Vec<(Files, Files, RunReport)> = Vec::new();
     for (name, budget) in [("unbudgeted", None), ("budgeted", Some(BUDGET))] {
         let leg = dir.path().join(name);
         let (out, index) = (leg.join("out"), leg.join("i").join("NEW"));
         let report = dedup_into(&out, &b, budget, Some(&old_index), &index);
         let spilled = report.result["clusters_spilled_bytes"].as_u64().unwrap();
+        let sets = &report.result["index"];
+        let sets_spilled = sets["indexed_sets_spilled_bytes"].as_u64().unwrap();
+        let sets_peak = sets["indexed_sets_peak_bytes"].as_u64().unwrap();
         let left = left(&out, &index);
         assert!(left.is_empty(), "{name}: left {left:?}");
         if budget.is_none() {
             assert_eq!(spilled, 0, "made in memory without a budget");
+            assert_eq!(sets_spilled, 0, "the indexed sets held without a budget");
+            // Every indexed set at once: past their share by far.
+            assert!(
+                sets_peak > 8 * sets_share,
+                "{sets_peak} bytes of indexed sets"
+            );
         } else {
             assert!(spilled > 0, "the clusters were made in memory");
+            assert!(sets_spilled > 0, "the indexed sets were held in memory");
+            // A set of 80 words has at most 80 shingles: 680 bytes counted.
+            assert!(
+                sets_peak <= sets_share + 680,
+                "{sets_peak} bytes of indexed sets held, for a share of {sets_share}"
+            );
         }
         legs.push((outputs(&out), files(&index), report));
     }

@@ -15,6 +15,7 @@
 //! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
 //! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats |
 //! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
+//! | 2 | against indexes: the indexed records' shingle sets the pairs across are verified with, read before pass 2 in indexed record order | `8 * shingles + 40` an indexed record held; on disk, its set once a pair across | [`Shares::indexed_sets`]: a sixteenth; past it, those held go to sorted runs of `(record, indexed record, set)` ([`crate::jobs::dedup::spill::held`]), read back front to back as pass 2 reads the records |
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth, kept before an id's vectors grow; past it, the ids of candidates that can no longer be in a cluster are dropped, and when that leaves more than half the share, every id goes to disk in record order ([`crate::jobs::dedup::spill::ids`]: a segment of a quarter of the share in memory), joined back for the clustered records when the pass ends |
 //! | 2 | the verified pairs | 16 a pair, lists grown by doubling | [`Shares::verified_pairs`]: a sixteenth; past it, all go to sorted runs in the order pass 2 makes them ([`crate::jobs::dedup::spill::verified`]: a segment of a quarter of the share in memory), and the clustered records' ids, when they were on disk, to a run of their own ([`crate::jobs::dedup::spill::ids`]) |
 //! | 2-3 | the clusters: while they are made, the union-find over the clustered records (with their best similarity and cluster sizes); then the removed records with their kept record, held through pass 3 | about 112 a verified pair in memory ([`crate::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES`]); 16 a removed record | [`Shares::clusters`]: a quarter; past it, the components are made with sorted runs ([`crate::jobs::dedup::spill::components`]; against indexes, of the pairs across and the run's own, less the 16 bytes a pair across held until they are read: [`crate::jobs::dedup::spill::joined`]), under a `--keep` policy other than `first` without an index each one's kept record chosen with more sorts ([`crate::jobs::dedup::spill::ranked`]), and the removed records past a quarter of the share go to a run read front to back |
@@ -117,6 +118,17 @@ impl Shares {
         self.max_memory / 16
     }
 
+    /// Against indexes: the indexed records' shingle sets that pass 2
+    /// verifies the pairs across with, as they are read before it, a
+    /// sixteenth of the budget. Past it, they go to sorted runs in the
+    /// order pass 2 reads the records ([`crate::jobs::dedup::spill::held`],
+    /// as its own held sets do), whose read buffers, merged in levels
+    /// past half the share, are all pass 2 holds of them beside what was
+    /// kept in memory.
+    pub fn indexed_sets(self) -> u64 {
+        self.max_memory / 16
+    }
+
     /// The sorts that write `clusters.jsonl` (by kept record, then by
     /// removed record, each holding half of it): a quarter of the budget.
     /// They run after pass 2, before pass 3 reads a record, so beside them
@@ -187,6 +199,10 @@ mod tests {
         // slack.
         let pass2 = s.held() + s.candidate_ids() + s.places() + s.candidate_places();
         assert!(pass2 + s.verify_pairs() + s.verified_pairs() <= s.max_memory / 8 * 7);
+        // Against indexes, the indexed records' sets beside it, a
+        // sixteenth more.
+        let sets = s.indexed_sets();
+        assert!(pass2 + s.verify_pairs() + s.verified_pairs() + sets <= s.max_memory / 16 * 15);
         // Between passes 2 and 3 and in pass 3: the clusters beside the
         // places and the clustered records' ids.
         assert!(s.clusters() + s.places() + s.candidate_ids() <= s.max_memory / 2);

@@ -290,7 +290,11 @@ fn chain(
     // Pass 1's band runs, merge buffers and signatures are freed: pass 2
     // starts from what it holds, not from pass 1's peak.
     crate::allocator::give_back_freed();
-    let record_hook = index.as_mut().map(IndexRun::after_signatures).transpose()?;
+    let sets_share =
+        (ctx.max_memory).map(|max_memory| budget::Shares { max_memory }.indexed_sets());
+    let record_hook = (index.as_mut())
+        .map(|index| index.after_signatures((sets_share, &ctx.temp)))
+        .transpose()?;
     let reads = passes::reads(ctx, &found, &form);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     // Pass 2's held sets, candidates' pairs and last-partner table freed.

@@ -7,12 +7,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use drainpipe_actors::TempSpace;
 
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{BandsHook, RecordHook};
 use crate::jobs::dedup::lsh::merged_candidate_pairs_from;
 use crate::jobs::dedup::similarity::jaccard;
+use crate::jobs::dedup::spill::held::HeldSpill;
 use crate::jobs::dedup::spill::merge::{EntrySource, Merge};
 use crate::jobs::dedup::spill::runs::{Entry, RunError, RunInfo, RunReader, RunWriter};
 
@@ -221,14 +224,82 @@ pub struct Joiner {
     state: Mutex<JoinerState>,
 }
 
+/// The indexed records' sets pass 2 verifies the pairs across with: in
+/// memory within their share of the budget, past it in sorted runs of
+/// `(record, indexed record, set)` read front to back as pass 2 reads the
+/// records ([`IndexedSets::read`]).
+#[derive(Debug, Default)]
+pub struct IndexedSets {
+    /// The sets kept in memory, by indexed record.
+    pub memory: HashMap<u32, Vec<u64>>,
+    /// The sets that went to disk (none without a budget).
+    pub spill: Option<HeldSpill>,
+    /// The most bytes of sets held in memory, counted as they were read
+    /// (the set that passed the share included; pass 2 only frees them).
+    /// The runs' read buffers beside them are at most half the share, or
+    /// two runs' in a share smaller than that ([`crate::jobs::dedup::spill::held::fan_in`]).
+    pub peak_bytes: u64,
+}
+
+impl IndexedSets {
+    /// Reads the sets of `cross`'s indexed records (`(indexed record,
+    /// record)`, sorted by the record, then the indexed record), handed
+    /// by `read` in indexed record order, holding them within `share`
+    /// bytes (`None`: no budget): past it, those held are written to a
+    /// run in `temp`, once for each pair across they are in
+    /// ([`HeldSpill::evict`]), and freed.
+    pub fn read(
+        cross: &[(u32, u32)],
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+        read: impl FnOnce(&mut dyn FnMut(u32, Vec<u64>)) -> Result<(), IndexError>,
+    ) -> Result<Self, IndexError> {
+        let mut spill = HeldSpill::indexed(Arc::clone(temp), share);
+        let mut memory = HashMap::new();
+        let (mut held, mut peak, mut failed) = (0u64, 0u64, None);
+        read(&mut |record, set| {
+            if failed.is_some() {
+                return;
+            }
+            held += set.len() as u64 * 8 + SET_ENTRY_BYTES;
+            memory.insert(record, set);
+            peak = peak.max(held);
+            if spill.must_evict(held, spill.heap_bytes()) {
+                match spill.evict(&mut memory, cross) {
+                    Ok(()) => held = 0,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(IndexError::Spill(e.into_io()));
+        }
+        let spilled = spill.runs_written() > 0;
+        Ok(IndexedSets {
+            memory,
+            peak_bytes: peak,
+            spill: spilled.then_some(spill),
+        })
+    }
+
+    /// Bytes of the runs the sets went to.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.spill.as_ref().map_or(0, HeldSpill::bytes)
+    }
+}
+
+/// Bytes a set held in memory is counted for beside its hashes: its
+/// table entry, as pass 2 counts its own held sets.
+const SET_ENTRY_BYTES: u64 = 40;
+
 /// [`Joiner`]'s state, changed by pass 2's Integrator only.
 #[derive(Debug, Default)]
 pub struct JoinerState {
-    /// `(indexed record, record)`, sorted by the record.
+    /// `(indexed record, record)`, sorted by the record, then the indexed
+    /// record.
     cross: Vec<(u32, u32)>,
     cursor: usize,
     /// The indexed records' sets.
-    sets: HashMap<u32, Vec<u64>>,
+    pub sets: IndexedSets,
     /// `(indexed record, record, similarity)` at or above the threshold.
     pub verified: Vec<(u32, u32, f64)>,
     /// Pairs across whose similarity was computed.
@@ -240,16 +311,18 @@ pub struct JoinerState {
     pub writer: Option<SegmentWriter>,
     /// The first error writing them.
     pub error: Option<std::io::Error>,
+    /// The first error reading the spilled sets back.
+    pub read_error: Option<RunError>,
 }
 
 impl Joiner {
-    /// Verifies `cross` against the indexed records' `sets`, and writes
-    /// into `writer` when an index is saved (then pass 2 reads every
-    /// record).
+    /// Verifies `cross` (sorted by the record, then the indexed record)
+    /// against the indexed records' `sets`, and writes into `writer`
+    /// when an index is saved (then pass 2 reads every record).
     pub fn new(
         threshold: f64,
         cross: Vec<(u32, u32)>,
-        sets: HashMap<u32, Vec<u64>>,
+        sets: IndexedSets,
         writer: Option<SegmentWriter>,
     ) -> Self {
         let mut reads = BitSet::new();
@@ -308,10 +381,24 @@ impl RecordHook for Joiner {
             s.unverifiable += 1;
             s.cursor += 1;
         }
-        while s.cursor < s.cross.len() && s.cross[s.cursor].1 == record {
-            let indexed = s.cross[s.cursor].0;
-            s.cursor += 1;
-            let Some(theirs) = s.sets.get(&indexed) else {
+        let mine = s.cursor..s.cross[s.cursor..].partition_point(|p| p.1 == record) + s.cursor;
+        s.cursor = mine.end;
+        // The spilled sets of this record's indexed partners, by indexed
+        // record (the runs hold them in the order the records come).
+        let wanted = s.read_error.is_none() && !mine.is_empty();
+        let spilled = match &mut s.sets.spill {
+            Some(spill) if wanted => spill.take_for(record),
+            _ => Ok(Vec::new()),
+        };
+        let spilled = spilled.unwrap_or_else(|e| {
+            s.read_error = Some(e);
+            Vec::new()
+        });
+        for &(indexed, _) in &s.cross[mine] {
+            let theirs = s.sets.memory.get(&indexed).map(Vec::as_slice).or_else(|| {
+                (spilled.binary_search_by_key(&indexed, |x| x.0).ok()).map(|at| &*spilled[at].1)
+            });
+            let Some(theirs) = theirs else {
                 s.unverifiable += 1;
                 continue;
             };

@@ -23,7 +23,10 @@
 //! the index), those
 //! across go to pass 2, which verifies them exactly against the indexed
 //! records' shingle sets, recomputed from their words, read in one
-//! sequential sweep of the blocks that hold them ([`hooks::Joiner`]). Union-find then joins this run's verified
+//! sequential sweep of the blocks that hold them ([`hooks::Joiner`]);
+//! past their share of `--max-memory` ([`hooks::IndexedSets`]), written
+//! to sorted runs in the order pass 2 reads the records and read back
+//! front to back beside it. Union-find then joins this run's verified
 //! pairs and those across, each indexed record standing for its cluster's
 //! root ([`super::clusters::Clusters::with_index`]; past the clusters'
 //! share of `--max-memory` under `--keep first`, the components of the
@@ -106,6 +109,9 @@ pub enum IndexError {
     /// `--save-index` names a folder that exists, or the run cannot use
     /// an index as asked (exit 2).
     Refused(String),
+    /// The indexed records' sets could not be written to the run's
+    /// temporary folder past their share of the budget (exit 74).
+    Spill(std::io::Error),
 }
 
 impl IndexError {
@@ -151,7 +157,7 @@ impl IndexError {
         match self {
             IndexError::Mismatch { .. } | IndexError::Refused(_) => 2,
             IndexError::Damaged { .. } => 65,
-            IndexError::Read { .. } => 74,
+            IndexError::Read { .. } | IndexError::Spill(_) => 74,
         }
     }
 }
@@ -174,6 +180,9 @@ impl fmt::Display for IndexError {
                 write!(f, "reading the index file {}: {source}", path.display())
             }
             IndexError::Refused(why) => f.write_str(why),
+            IndexError::Spill(e) => {
+                write!(f, "writing the indexed records' sets to disk: {e}")
+            }
         }
     }
 }
@@ -181,7 +190,7 @@ impl fmt::Display for IndexError {
 impl std::error::Error for IndexError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            IndexError::Read { source, .. } => Some(source),
+            IndexError::Read { source, .. } | IndexError::Spill(source) => Some(source),
             _ => None,
         }
     }

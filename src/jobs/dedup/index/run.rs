@@ -5,7 +5,9 @@
 //! outputs are committed.
 //!
 //! Nothing of an index is held whole: its band runs stream into pass 1's
-//! merge, its roots are read front to back (for the indexed records pass 2
+//! merge, the shingle sets of its records in pairs across are held within
+//! their share and past it go to sorted runs read back by pass 2
+//! ([`super::hooks::IndexedSets`]), its roots are read front to back (for the indexed records pass 2
 //! joined, and to write the grown index's roots), its words and ids a
 //! block at a time for the records that need them.
 //!
@@ -34,7 +36,7 @@ use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::shingle::shingle_set_of_words;
 
 use super::files::{self, Block, Part, RootsReader, RootsWriter, SegmentWriter};
-use super::hooks::{IndexBands, JoinedBands, Joiner};
+use super::hooks::{IndexBands, IndexedSets, JoinedBands, Joiner};
 use super::manifest::{Segment, MANIFEST_FILE};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
 use crate::jobs::dedup::spill::components::RemovedRecord;
@@ -78,6 +80,9 @@ pub struct IndexRun {
     relabeled: Vec<(u32, u32)>,
     cross_pairs: u64,
     cross_checked: u64,
+    /// Bytes of the runs the indexed records' sets went to, and the most
+    /// they held in memory ([`IndexedSets::peak_bytes`]).
+    sets_spilled: (u64, u64),
 }
 
 /// Opens `dir` as an index for a run with `here`: its manifest, checked
@@ -153,6 +158,7 @@ impl IndexRun {
             relabeled: Vec::new(),
             cross_pairs: 0,
             cross_checked: 0,
+            sets_spilled: (0, 0),
         }))
     }
 
@@ -168,9 +174,13 @@ impl IndexRun {
     }
 
     /// After pass 1 (which wrote the saved index's band runs): reads the
-    /// sets of the indexed records that share a bucket with the run's, and
-    /// makes pass 2's hook.
-    pub fn after_signatures(&mut self) -> anyhow::Result<Arc<dyn RecordHook>> {
+    /// sets of the indexed records that share a bucket with the run's,
+    /// within `share` bytes (`None`: no budget; past it, to sorted runs in
+    /// `temp`: [`IndexedSets::read`]), and makes pass 2's hook.
+    pub fn after_signatures(
+        &mut self,
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+    ) -> anyhow::Result<Arc<dyn RecordHook>> {
         let started = std::time::Instant::now();
         let out = self
             .bands
@@ -179,16 +189,22 @@ impl IndexRun {
         if let Some(draft) = &mut self.draft {
             draft.bands = out.bands;
         }
-        let mut needed: Vec<u32> = out.cross.iter().map(|&(a, _)| a).collect();
+        let mut cross = out.cross;
+        // The order pass 2 reads them in, that of the spilled sets' runs.
+        cross.sort_unstable_by_key(|&(a, b)| (b, a));
+        let mut needed: Vec<u32> = cross.iter().map(|&(a, _)| a).collect();
         needed.sort_unstable();
         needed.dedup();
-        let mut sets = HashMap::with_capacity(needed.len());
         let ngram = self.params.ngram as usize;
-        self.read_part(Part::Words, &needed, &mut |record, block, at| {
-            if let Block::Words(words) = block {
-                sets.insert(record, shingle_set_of_words(words.get(at), ngram));
-            }
+        let sets = IndexedSets::read(&cross, (share, temp), |keep| {
+            self.read_part(Part::Words, &needed, &mut |record, block, at| {
+                if let Block::Words(words) = block {
+                    keep(record, shingle_set_of_words(words.get(at), ngram));
+                }
+            })
         })?;
+        let indexed = needed.len();
+        drop(needed);
         let writer = match &self.draft {
             Some(draft) => {
                 let number = self.opened.iter().map(|o| o.manifest.segments.len()).sum();
@@ -201,13 +217,16 @@ impl IndexRun {
             None => None,
         };
         log::info!(
-            "dedup index: {} pairs across, the sets of {} indexed records read in {:.2} s",
-            out.cross.len(),
-            sets.len(),
-            started.elapsed().as_secs_f64()
+            "dedup index: {} pairs across, the sets of {indexed} indexed records read in {:.2} s \
+             ({} in memory, {} bytes written to sorted runs)",
+            cross.len(),
+            started.elapsed().as_secs_f64(),
+            sets.memory.len(),
+            sets.spilled_bytes(),
         );
-        self.cross_pairs = out.cross.len() as u64;
-        let joiner = Arc::new(Joiner::new(self.params.threshold, out.cross, sets, writer));
+        self.cross_pairs = cross.len() as u64;
+        self.sets_spilled = (sets.spilled_bytes(), sets.peak_bytes);
+        let joiner = Arc::new(Joiner::new(self.params.threshold, cross, sets, writer));
         self.joiner = Some(Arc::clone(&joiner));
         Ok(joiner)
     }
@@ -234,6 +253,15 @@ impl IndexRun {
         state.fill_to(records_read);
         if let Some(e) = state.error.take() {
             return Err(e).context("writing the index's words and ids");
+        }
+        if let Some(e) = state.read_error.take() {
+            return Err(e.into_io()).context("reading the indexed records' sets back from disk");
+        }
+        // Every pair across was verified: the sets' runs are of no more use.
+        if let Some(spill) = &mut state.sets.spill {
+            spill
+                .remove_all()
+                .context("removing the indexed records' sets from disk")?;
         }
         if state.unverifiable > 0 {
             // An input that changed under the run: an IO failure (exit 74).
@@ -376,6 +404,8 @@ impl IndexRun {
             "against": against,
             "pairs_across": self.cross_pairs,
             "pairs_across_checked": self.cross_checked,
+            "indexed_sets_spilled_bytes": self.sets_spilled.0,
+            "indexed_sets_peak_bytes": self.sets_spilled.1,
             "removed_as_indexed": clusters.indexed.len(),
         });
         if let Some(saved) = self.save(clusters, records_read)? {

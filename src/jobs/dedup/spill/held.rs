@@ -66,9 +66,14 @@ const FORMAT: Format = Format {
     what: "a run of held sets",
 };
 
-/// Names of the runs this module writes start and end so; a resumed pass
-/// 2 removes those its checkpoint does not name.
+/// Names of the runs pass 2's held sets spill to start and end so; a
+/// resumed pass 2 removes those its checkpoint does not name.
 const PREFIX: &str = "dedup-verify-held-";
+
+/// Names of the runs of the indexed records' sets a run against an index
+/// verifies its pairs across with ([`HeldSpill::indexed`]): apart from
+/// pass 2's own, as both are merged beside each other.
+const INDEXED_PREFIX: &str = "dedup-index-sets-";
 const SUFFIX: &str = ".sorted";
 
 /// Bytes the reader and writer buffers of one run take.
@@ -223,6 +228,10 @@ impl Pending for [(u32, u32)] {
 #[derive(Debug)]
 pub struct HeldSpill {
     temp: Arc<TempSpace>,
+    /// How the runs' names start.
+    prefix: &'static str,
+    /// Whose sets these are, for the log.
+    what: &'static str,
     /// Bytes the held sets may take in memory (`u64::MAX`: no budget).
     share: u64,
     /// The runs being merged (what a checkpoint names).
@@ -249,6 +258,8 @@ impl HeldSpill {
     pub fn new(temp: Arc<TempSpace>, share: Option<u64>) -> Self {
         HeldSpill {
             temp,
+            prefix: PREFIX,
+            what: "dedup pass 2: the held shingle sets",
             share: share.unwrap_or(u64::MAX),
             runs: Vec::new(),
             aside: Vec::new(),
@@ -258,6 +269,18 @@ impl HeldSpill {
             readers: Vec::new(),
             heads: Vec::new(),
             heap: BinaryHeap::new(),
+        }
+    }
+
+    /// The indexed records' sets a run against an index reads before pass
+    /// 2 ([`crate::jobs::dedup::index::hooks::Joiner`]), spilled to `temp`
+    /// past `share` bytes (`None`: no budget) as pass 2's held sets are,
+    /// in runs of their own name.
+    pub fn indexed(temp: Arc<TempSpace>, share: Option<u64>) -> Self {
+        HeldSpill {
+            prefix: INDEXED_PREFIX,
+            what: "dedup index: the indexed records' shingle sets",
+            ..HeldSpill::new(temp, share)
         }
     }
 
@@ -313,7 +336,7 @@ impl HeldSpill {
         }
         let seq = self.next;
         self.next += 1;
-        let name = format!("{PREFIX}{seq:06}{SUFFIX}");
+        let name = format!("{}{seq:06}{SUFFIX}", self.prefix);
         let path = self.path(&name)?;
         // A generous estimate: every pending pair's earlier set at the
         // largest size held.
@@ -331,8 +354,8 @@ impl HeldSpill {
             })?;
         if seq == 0 {
             log::info!(
-                "dedup pass 2: the held shingle sets pass their share of the memory budget; \
-                 writing them to sorted runs in {}",
+                "{} pass their share of the memory budget; writing them to sorted runs in {}",
+                self.what,
                 self.temp.folder().display()
             );
         }
@@ -360,7 +383,7 @@ impl HeldSpill {
     fn merge_runs(&mut self) -> Result<(), RunError> {
         let seq = self.next;
         self.next += 1;
-        let name = format!("{PREFIX}{seq:06}{SUFFIX}");
+        let name = format!("{}{seq:06}{SUFFIX}", self.prefix);
         let path = self.path(&name)?;
         let most: u64 = self.runs.iter().map(|r| r.bytes).sum();
         self.temp.ensure_room(most).map_err(|cause| RunError::Io {
@@ -446,14 +469,14 @@ impl HeldSpill {
     /// [`HeldSpill::take_for`]); runs of this module the checkpoint does
     /// not name were written after it, and are removed.
     pub fn restore(&mut self, runs: Vec<RunInfo>) -> Result<(), RunError> {
-        remove_unnamed(&self.temp, PREFIX, SUFFIX, &runs)?;
+        remove_unnamed(&self.temp, self.prefix, SUFFIX, &runs)?;
         (self.readers, self.heads, self.heap) = (Vec::new(), Vec::new(), BinaryHeap::new());
         // Past every name taken, so that a run written next replaces none.
         self.next = runs
             .iter()
             .filter_map(|r| {
                 r.name
-                    .strip_prefix(PREFIX)?
+                    .strip_prefix(self.prefix)?
                     .strip_suffix(SUFFIX)?
                     .parse()
                     .ok()
