@@ -17,6 +17,11 @@
 //! partners costs as many copies, the price of reading every run
 //! sequentially.
 //!
+//! A run against indexes holds the indexed records' sets for its pairs
+//! across the same way ([`HeldSpill::indexed`]): read before pass 2 in
+//! indexed record order, each pair across a pending pair, merged back as
+//! pass 2 reads the records.
+//!
 //! The runs being merged stay few: each holds a descriptor and two blocks
 //! of buffers, which count against the share, so without a bound every
 //! eviction would leave less room for the held sets, until each record
