@@ -104,8 +104,8 @@ fn pairs_of_merged_bands<S: EntrySource>(
         bands,
         threads,
         sink,
-        || (BucketPairs::new(&none), Tally::default()),
-        |(buckets, tally), index, pairs| {
+        || (BucketPairs::new(&none), Tally::default(), 0usize),
+        |(buckets, tally, compacted), index, pairs| {
             let mut band = Buckets::new(open(index)?);
             while let Some(bucket) = band.next_bucket()? {
                 // Records are in order in a bucket: the last is the latest.
@@ -129,10 +129,24 @@ fn pairs_of_merged_bands<S: EntrySource>(
                     sink.check(pairs, tally)?;
                 }
             }
+            // Without a sink (against an index, or bands merged with no
+            // budget), a pair is made again in every band its records
+            // share: the list is sorted and its repeats dropped each time
+            // it doubles, so that it holds about twice its pairs and a
+            // band's at most, not a copy a band.
+            if sink.is_none() && pairs.len() > 2 * *compacted + COMPACT_FLOOR {
+                sort_pairs(pairs);
+                *compacted = pairs.len();
+            }
             Ok(())
         },
     )
 }
+
+/// Pairs a thread's list holds past twice its last compacted length
+/// before it is compacted again: a floor so that small lists are not
+/// sorted band after band.
+const COMPACT_FLOOR: usize = 1 << 16;
 
 /// Runs `each(state, band, pairs)` for every band below `bands`, and
 /// returns the pairs all of them appended, sorted by the later record,
