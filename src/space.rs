@@ -71,16 +71,32 @@ pub fn prepare(
     let Some(estimate) = estimate(common, params, budget) else {
         return Ok(());
     };
-    if estimate.spill_bytes > 0 {
-        ctx.temp.ensure_room(estimate.spill_bytes).with_context(|| {
-            format!(
-                "refused before reading anything: this run may spill about {} of temporary files ({} documents estimated; see docs/DEDUP.md, \"Temporary space\")",
-                size(estimate.spill_bytes),
-                estimate.documents
-            )
-        })?;
+    let peak = estimate.peak_bytes();
+    if peak > 0 {
+        ctx.temp
+            .ensure_room(peak)
+            .with_context(|| refusal(&estimate))?;
     }
     Ok(())
+}
+
+/// The up-front refusal's message: the stage that needs the most, the
+/// bytes each stage is estimated to need and the model's assumptions
+/// (the error it wraps names the folder, the bytes needed and free).
+fn refusal(e: &Estimate) -> String {
+    format!(
+        "refused before reading anything: this run may spill about {} of temporary files \
+         at its peak, in {} ({} documents estimated; pass 1's band runs about {}, the \
+         clusters' runs about {} for {} verified pairs, {} a document assumed; see \
+         docs/DEDUP.md, \"Temporary space\")",
+        size(e.peak_bytes()),
+        e.peak_stage(),
+        e.documents,
+        size(e.spill_bytes),
+        size(e.clusters_bytes),
+        e.pairs,
+        spill_estimate::PAIRS_PER_DOCUMENT
+    )
 }
 
 /// The up-front estimate for `dedup` (the only job that spills); `None`
@@ -124,7 +140,23 @@ pub fn explain(common: &CommonArgs, params: &DedupArgs) -> anyhow::Result<String
         size(e.state_bytes)
     );
     if e.spill_bytes == 0 {
-        s += "within the budget, nothing spills\n";
+        s += "within the budget, nothing spills";
+    } else {
+        s += &format!("past the budget: about {} spills", size(e.spill_bytes));
+    }
+    if e.clusters_bytes == 0 {
+        s += &format!(
+            "; the clusters of {} verified pairs fit their share\n",
+            e.pairs
+        );
+    } else {
+        s += &format!(
+            "; the clusters of {} verified pairs pass their share: their runs take about {}\n",
+            e.pairs,
+            size(e.clusters_bytes)
+        );
+    }
+    if e.peak_bytes() == 0 {
         return Ok(s);
     }
     let temp = common
@@ -132,14 +164,15 @@ pub fn explain(common: &CommonArgs, params: &DedupArgs) -> anyhow::Result<String
         .clone()
         .unwrap_or_else(|| common.output.clone());
     let free = temp_space::free_bytes_at(&temp)?;
-    let fits = if e.spill_bytes.saturating_add(temp_space::RESERVE) <= free {
+    let fits = if e.peak_bytes().saturating_add(temp_space::RESERVE) <= free {
         "fits"
     } else {
         "does not fit: the run would be refused (exit 74)"
     };
     s += &format!(
-        "past the budget: about {} spills to {} ({} free there): {fits}\n",
-        size(e.spill_bytes),
+        "temporary disk at its peak, in {}: about {} in {} ({} free there): {fits}\n",
+        e.peak_stage(),
+        size(e.peak_bytes()),
         temp.display(),
         size(free)
     );

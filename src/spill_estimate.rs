@@ -12,13 +12,33 @@
 //!   in the budget spills nothing;
 //! - spill: past the budget, every document's band keys go to sorted
 //!   runs: [`SPILL_BYTES_PER_BAND`] per band, plus [`ID_KEY_BYTES`] for the
-//!   record's id key and place in the input.
+//!   record's id key and place in the input;
+//! - clusters: the verified pairs are unknown before anything is read, so
+//!   the model takes [`PAIRS_PER_DOCUMENT`] a document (a corpus made of
+//!   duplicates: every record but its cluster's first removed, through
+//!   one pair each, as identical records are); past the clusters' share
+//!   of the budget (`IN_MEMORY_PAIR_BYTES` a pair in memory), their sorted
+//!   runs take `DISK_BYTES_PER_PAIR` a pair at their peak
+//!   (`src/jobs/dedup/spill/components.rs`; measured on 1M identical
+//!   records under `--max-memory 128M`: 999,999 pairs, 79 MB written by
+//!   the clusters in all, 79 bytes a pair, so their peak is below that).
 //!
-//! It is an estimate, not a bound: shorter records than typical make it
-//! low. The writer's check before each run ([`drainpipe_actors::TempSpace::ensure_room`])
-//! catches what it misses.
+//! Pass 1's band runs are removed when the pass ends, before the clusters
+//! are made: the run's peak is the larger of the two stages, not their
+//! sum ([`Estimate::peak_bytes`]).
+//!
+//! It is an estimate, not a bound: shorter records than typical, or more
+//! verified pairs than documents (a record of a dense cluster may have
+//! several), make it low. The clusters check their room again once pass 2
+//! has counted the pairs, and the writer before each run
+//! ([`drainpipe_actors::TempSpace::ensure_room`]): they catch what it
+//! misses.
 
 use std::path::{Path, PathBuf};
+
+use crate::jobs::dedup::budget::Shares;
+use crate::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES;
+use crate::jobs::dedup::spill::components::DISK_BYTES_PER_PAIR;
 
 /// Input bytes per record the estimate assumes (short web documents; the
 /// demo corpus's are about 2 KB, so the estimate is high there).
@@ -35,6 +55,29 @@ pub const SPILL_BYTES_PER_BAND: u64 = 16;
 /// place in the input.
 pub const ID_KEY_BYTES: u64 = 24;
 
+/// Verified pairs a document the estimate assumes: a corpus of
+/// duplicates, each removed record joined to its cluster through one
+/// pair.
+pub const PAIRS_PER_DOCUMENT: u64 = 1;
+
+/// Which stage of a run needs the most temporary disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Pass 1's band runs.
+    Bands,
+    /// The clusters' sorted runs, made between passes 2 and 3.
+    Clusters,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Bands => "pass 1's band runs",
+            Stage::Clusters => "the clusters' runs (between passes 2 and 3)",
+        })
+    }
+}
+
 /// What a run is estimated to need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
@@ -42,8 +85,31 @@ pub struct Estimate {
     pub documents: u64,
     /// The state those documents make in memory.
     pub state_bytes: u64,
-    /// The bytes spilled to the temporary folder (0 when the state fits).
+    /// The bytes pass 1 spills to the temporary folder (0 when the state
+    /// fits).
     pub spill_bytes: u64,
+    /// The verified pairs assumed ([`PAIRS_PER_DOCUMENT`] a document).
+    pub pairs: u64,
+    /// The most bytes the clusters' runs take at once (0 when they are
+    /// made in memory).
+    pub clusters_bytes: u64,
+}
+
+impl Estimate {
+    /// The most bytes the temporary folder holds at once: the larger
+    /// stage's (pass 1's runs are gone when the clusters are made).
+    pub fn peak_bytes(&self) -> u64 {
+        self.spill_bytes.max(self.clusters_bytes)
+    }
+
+    /// The stage of [`Estimate::peak_bytes`].
+    pub fn peak_stage(&self) -> Stage {
+        if self.clusters_bytes > self.spill_bytes {
+            Stage::Clusters
+        } else {
+            Stage::Bands
+        }
+    }
 }
 
 /// The documents of `inputs` (the demo corpus's `demo_docs` when there are
@@ -106,10 +172,22 @@ pub fn estimate(
         }
         _ => 0,
     };
+    let pairs = match bands {
+        Some(_) => documents.saturating_mul(PAIRS_PER_DOCUMENT),
+        None => 0,
+    };
+    let share = Shares { max_memory: budget }.clusters();
+    let clusters_bytes = if pairs.saturating_mul(IN_MEMORY_PAIR_BYTES) > share {
+        pairs.saturating_mul(DISK_BYTES_PER_PAIR)
+    } else {
+        0
+    };
     Estimate {
         documents,
         state_bytes,
         spill_bytes,
+        pairs,
+        clusters_bytes,
     }
 }
 
@@ -124,6 +202,31 @@ mod tests {
         let spills = estimate(1_000_000, Some(18), 196, 64 << 20);
         assert_eq!(spills.spill_bytes, 1_000_000 * (16 * 18 + 24));
         assert_eq!(estimate(1_000_000, None, 196, 1).spill_bytes, 0);
+    }
+
+    #[test]
+    fn clusters_past_their_share_add_their_runs_and_the_peak_is_the_larger_stage() {
+        // 1000 pairs in memory take 120 kB: within a quarter of 1 MiB.
+        let fits = estimate(1000, Some(18), 196, 1 << 20);
+        assert_eq!((fits.pairs, fits.clusters_bytes), (1000, 0));
+        assert_eq!(fits.peak_bytes(), 0);
+        // 100k documents: a state of 19.6 MB within 28 MiB, spilling no
+        // band key, but 100k pairs (12 MB) past the clusters' 7 MiB.
+        let clusters = estimate(100_000, Some(18), 196, 28 << 20);
+        assert_eq!(clusters.spill_bytes, 0);
+        assert_eq!(clusters.clusters_bytes, 100_000 * DISK_BYTES_PER_PAIR);
+        assert_eq!(
+            (clusters.peak_bytes(), clusters.peak_stage()),
+            (100_000 * DISK_BYTES_PER_PAIR, Stage::Clusters)
+        );
+        // Past both, the band runs are the larger stage.
+        let both = estimate(1_000_000, Some(18), 196, 64 << 20);
+        assert_eq!(both.clusters_bytes, 1_000_000 * DISK_BYTES_PER_PAIR);
+        assert_eq!(
+            (both.peak_bytes(), both.peak_stage()),
+            (both.spill_bytes, Stage::Bands)
+        );
+        assert_eq!(estimate(1_000_000, None, 196, 1).peak_bytes(), 0);
     }
 
     #[test]

@@ -236,7 +236,8 @@ fn the_largest_values_allowed_are_accepted_and_explain_estimates_the_memory() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("memory budget: 28.0 MiB, --max-memory")
-            && stdout.contains("past the budget: about 595.1 MiB spills to"),
+            && stdout.contains("past the budget: about 595.1 MiB spills; the clusters of 2000000 verified pairs pass their share: their runs take about 183.1 MiB")
+            && stdout.contains("temporary disk at its peak, in pass 1's band runs: about 595.1 MiB in"),
         "{stdout}"
     );
     // The smallest run allowed does run.

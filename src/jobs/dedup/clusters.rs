@@ -450,12 +450,19 @@ impl Clusters {
 /// Refuses clusters of `count` verified pairs made with runs before one
 /// is written when the disk has no room for what they are estimated to
 /// take at their peak ([`DISK_BYTES_PER_PAIR`] a pair); each run checks
-/// its own room as it goes.
+/// its own room as it goes. The message names the stage and the pairs,
+/// the cause the folder and the bytes needed and free.
 fn room_for(count: u64, temp: &TempSpace) -> Result<(), RunError> {
     let room = count.saturating_mul(DISK_BYTES_PER_PAIR);
-    temp.ensure_room(room).map_err(|cause| RunError::Io {
+    temp.ensure_room(room).map_err(|no_room| RunError::Io {
         path: temp.folder().to_owned(),
-        cause,
+        cause: std::io::Error::new(
+            no_room.kind(),
+            format!(
+                "the clusters' runs for {count} verified pairs take about {room} bytes at \
+                 their peak ({DISK_BYTES_PER_PAIR} a pair): {no_room}"
+            ),
+        ),
     })
 }
 
