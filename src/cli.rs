@@ -712,7 +712,10 @@ impl CommonArgs {
         job: &str,
         output: OutputDir,
         handle: RunHandle,
-        progress: drainpipe::jobs::ProgressFactory,
+        (progress, stages): (
+            drainpipe::jobs::ProgressFactory,
+            drainpipe::jobs::StageFactory,
+        ),
         (budget, temp): (&Budget, std::sync::Arc<TempSpace>),
     ) -> RunContext {
         let input_options = InputOptions {
@@ -742,6 +745,7 @@ impl CommonArgs {
             settings: self.settings(),
             handle,
             progress,
+            stages,
             demo_docs: self.demo_docs,
             checkpoint_every: (self.checkpoint_every > 0)
                 .then(|| Duration::from_secs(self.checkpoint_every)),

@@ -70,7 +70,8 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         return Ok(Code::Usage.code());
     };
     let handle = RunHandle::new();
-    let progress = progress::factory(common.no_progress || common.quiet);
+    let silent = common.no_progress || common.quiet;
+    let progress = (progress::factory(silent), progress::stages(silent));
     // Checked against its least value by `Cli::validate`.
     let budget = Budget::resolve(common.max_memory, &common.settings())?;
     let temp = space::space_for(common, &output)?;

@@ -1,5 +1,7 @@
 //! Progress display: an indicatif bar on a terminal, a line every
-//! [`LINE_EVERY`] otherwise.
+//! [`LINE_EVERY`] otherwise; for the steps between passes (dedup's
+//! clusters), which read no records and whose length is not known ahead,
+//! a spinner on a terminal instead of a bar ([`stages`]).
 //!
 //! Progress is what a default run shows while it works, so off a terminal
 //! its lines are printed, not logged: they do not depend on the log level
@@ -11,7 +13,7 @@ use std::io::IsTerminal;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use drainpipe::jobs::ProgressFactory;
+use drainpipe::jobs::{ProgressFactory, StageFactory, StageProgress};
 use drainpipe_actors::Progress;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -32,6 +34,62 @@ pub fn factory(silent: bool) -> ProgressFactory {
             lines(pass.to_owned())
         }
     })
+}
+
+/// A progress callback maker for the steps between passes, shown as the
+/// passes' are ([`factory`]): `silent` turns display off, a terminal
+/// gets a spinner, anything else a line every [`LINE_EVERY`].
+pub fn stages(silent: bool) -> StageFactory {
+    if silent {
+        return Rc::new(|_| Box::new(|_: &StageProgress| {}));
+    }
+    let terminal = std::io::stderr().is_terminal();
+    Rc::new(move |stage: &str| {
+        if terminal {
+            spinner(stage.to_owned())
+        } else {
+            stage_lines(stage.to_owned())
+        }
+    })
+}
+
+fn spinner(stage: String) -> Box<dyn FnMut(&StageProgress)> {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {spinner} {msg}").expect("a valid template"),
+    );
+    bar.set_prefix(stage);
+    Box::new(move |p: &StageProgress| {
+        if p.done {
+            bar.finish_and_clear();
+            return;
+        }
+        bar.set_message(stage_message(p));
+        bar.tick();
+    })
+}
+
+fn stage_lines(stage: String) -> Box<dyn FnMut(&StageProgress)> {
+    let mut every = Every::new(LINE_EVERY, Instant::now());
+    Box::new(move |p: &StageProgress| {
+        if !p.done && every.due(Instant::now()) {
+            crate::logging::say(format_args!("drainpipe: {stage}: {}", stage_message(p)));
+        }
+    })
+}
+
+/// What a step between passes has done: its contraction round (when it
+/// makes them on disk), its steps and the bytes it wrote.
+fn stage_message(p: &StageProgress) -> String {
+    let round = match p.round {
+        0 => String::new(),
+        round => format!("contraction round {round}, "),
+    };
+    format!(
+        "{round}{} steps, {} written",
+        p.steps,
+        HumanBytes(p.bytes_written)
+    )
 }
 
 fn rate(n: u64, secs: f64) -> f64 {
@@ -147,6 +205,25 @@ mod tests {
             line("kept", &unknown_size),
             "drainpipe: kept: 120000 records read, 30000 records/s, 60.00 MiB/s, 3 rejected"
         );
+    }
+
+    #[test]
+    fn a_stage_message_names_its_round_its_steps_and_the_bytes_it_wrote() {
+        let on_disk = StageProgress {
+            steps: 8192,
+            round: 3,
+            bytes_written: 3 << 20,
+            done: false,
+        };
+        assert_eq!(
+            stage_message(&on_disk),
+            "contraction round 3, 8192 steps, 3.00 MiB written"
+        );
+        let in_memory = StageProgress {
+            steps: 4096,
+            ..StageProgress::default()
+        };
+        assert_eq!(stage_message(&in_memory), "4096 steps, 0 B written");
     }
 
     #[test]

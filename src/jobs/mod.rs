@@ -16,7 +16,7 @@ pub mod vocab;
 
 pub use pass::{
     open_source, run_pass, run_pass_into, run_pass_remote, run_pass_with, Engine, ProgressFactory,
-    RunContext,
+    RunContext, StageFactory, StageProgress,
 };
 
 /// The file in `output` that holds an interrupted run's state to resume

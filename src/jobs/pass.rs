@@ -22,6 +22,28 @@ use crate::input::{InputOptions, Inputs, TextFields};
 /// Makes the progress callback of one pass, given the pass's name.
 pub type ProgressFactory = Rc<dyn Fn(&str) -> Box<dyn FnMut(&Progress)>>;
 
+/// What a step between passes has done so far, for its progress display:
+/// it reads no records, so [`Progress`] does not fit it (dedup's
+/// clusters: their contraction rounds over sorted runs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StageProgress {
+    /// Steps taken: pairs and edges read, entries resolved or joined.
+    pub steps: u64,
+    /// The contraction round under way (0: none, as in memory).
+    pub round: usize,
+    /// Bytes the step has written to the temporary space.
+    pub bytes_written: u64,
+    /// The step is over: the display goes.
+    pub done: bool,
+}
+
+/// The progress callback of one step between passes.
+pub type StageShow = Box<dyn FnMut(&StageProgress)>;
+
+/// Makes the progress callback of one step between passes, given its
+/// name.
+pub type StageFactory = Rc<dyn Fn(&str) -> StageShow>;
+
 /// Everything a job's entry point needs from the command line.
 #[derive(Clone)]
 pub struct RunContext {
@@ -39,6 +61,8 @@ pub struct RunContext {
     pub handle: RunHandle,
     /// Progress display, one callback per pass.
     pub progress: ProgressFactory,
+    /// Progress display of the steps between passes, one callback each.
+    pub stages: StageFactory,
     /// Number of documents of the demo corpus, when `inputs` is empty.
     pub demo_docs: u64,
     /// Take a checkpoint this often (`None`: only when interrupted).
@@ -93,6 +117,7 @@ impl RunContext {
             settings: Settings::default(),
             handle: RunHandle::new(),
             progress: Rc::new(|_| Box::new(|_: &Progress| {})),
+            stages: Rc::new(|_| Box::new(|_: &StageProgress| {})),
             demo_docs: 50_000,
             checkpoint_every: None,
             resume: false,

@@ -111,7 +111,7 @@
 
 use drainpipe_actors::RunReport;
 
-use crate::jobs::pass::{open_source, RunContext};
+use crate::jobs::pass::{open_source, RunContext, StageProgress, StageShow};
 
 pub mod bitset;
 pub mod buckets;
@@ -384,7 +384,9 @@ fn clusters_of(
     let (ctx, params) = (run.ctx, run.params);
     let share = clusters_share(ctx);
     let asked = || ctx.handle.stop_requested();
-    let stop = clusters::StopCheck::new(&asked);
+    let shown = ShownStage::new(ctx, "clusters");
+    let watch = |done: spill::components::Steps| shown.show(done, false);
+    let stop = clusters::StopCheck::watched(&asked, &watch);
     let made = match index {
         Some(index) => {
             let ranking = params.keep.ranking(keys);
@@ -394,11 +396,42 @@ fn clusters_of(
         }
         None => clusters_streamed(ctx, params, verified, (share, &stop)),
     };
+    shown.show(stop.done(), true);
     match made {
         Err(e) if matches!(e.downcast_ref(), Some(spill::runs::RunError::Stopped)) => {
             Err(stopped_in_clusters(run, found))
         }
         made => Ok(made?),
+    }
+}
+
+/// A step between passes shown as the passes are (`RunContext::stages`),
+/// from what its [`clusters::StopCheck`] counts and the bytes the run's
+/// temporary space was written since it started.
+struct ShownStage<'a> {
+    ctx: &'a RunContext,
+    before: u64,
+    show: std::cell::RefCell<StageShow>,
+}
+
+impl<'a> ShownStage<'a> {
+    fn new(ctx: &'a RunContext, name: &str) -> Self {
+        ShownStage {
+            ctx,
+            before: ctx.temp.bytes_spilled(),
+            show: std::cell::RefCell::new((ctx.stages)(name)),
+        }
+    }
+
+    /// Shows `steps`; `done`: the step is over, its display goes.
+    fn show(&self, steps: spill::components::Steps, done: bool) {
+        let progress = StageProgress {
+            steps: steps.steps,
+            round: steps.round,
+            bytes_written: self.ctx.temp.bytes_spilled().saturating_sub(self.before),
+            done,
+        };
+        (self.show.borrow_mut())(&progress);
     }
 }
 

@@ -185,10 +185,25 @@ pub type RemovedRecord = (u32, u32, f64);
 pub const STOP_EVERY: u32 = 1 << 12;
 
 /// Whether the run was asked to stop, looked at every [`STOP_EVERY`]
-/// steps and at each stage's start ([`RunError::Stopped`] when it was).
+/// steps and at each stage's start ([`RunError::Stopped`] when it was);
+/// and, since it is where the clusters' loops already come by, what they
+/// have done so far, told to a watcher as it looks ([`Steps`]: the
+/// progress display between passes 2 and 3).
 pub struct StopCheck<'a> {
     asked: &'a dyn Fn() -> bool,
-    steps: Cell<u32>,
+    steps: Cell<u64>,
+    round: Cell<usize>,
+    watch: Option<&'a dyn Fn(Steps)>,
+}
+
+/// What the clusters' loops have done, as a [`StopCheck`] counts it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    /// Steps taken (pairs and edges read, entries resolved or joined),
+    /// counted [`STOP_EVERY`] at a time.
+    pub steps: u64,
+    /// The contraction round under way (0: none yet, or in memory).
+    pub round: usize,
 }
 
 impl<'a> StopCheck<'a> {
@@ -197,6 +212,17 @@ impl<'a> StopCheck<'a> {
         StopCheck {
             asked,
             steps: Cell::new(0),
+            round: Cell::new(0),
+            watch: None,
+        }
+    }
+
+    /// A check asking `asked` that tells `watch` what was done each time
+    /// it looks.
+    pub fn watched(asked: &'a dyn Fn() -> bool, watch: &'a dyn Fn(Steps)) -> Self {
+        StopCheck {
+            watch: Some(watch),
+            ..StopCheck::new(asked)
         }
     }
 
@@ -212,16 +238,34 @@ impl<'a> StopCheck<'a> {
 
     /// One step: every [`STOP_EVERY`], [`StopCheck::now`].
     pub fn step(&self) -> Result<(), RunError> {
-        let steps = self.steps.get().wrapping_add(1);
+        let steps = self.steps.get() + 1;
         self.steps.set(steps);
-        if steps.is_multiple_of(STOP_EVERY) {
+        if steps.is_multiple_of(u64::from(STOP_EVERY)) {
             return self.now();
         }
         Ok(())
     }
 
+    /// The start of contraction round `round`: [`StopCheck::now`].
+    pub fn round(&self, round: usize) -> Result<(), RunError> {
+        self.round.set(round);
+        self.now()
+    }
+
+    /// What was done so far.
+    pub fn done(&self) -> Steps {
+        let every = u64::from(STOP_EVERY);
+        Steps {
+            steps: self.steps.get() / every * every,
+            round: self.round.get(),
+        }
+    }
+
     /// [`RunError::Stopped`] when the run was asked to stop.
     pub fn now(&self) -> Result<(), RunError> {
+        if let Some(watch) = self.watch {
+            watch(self.done());
+        }
         if self.asked() {
             return Err(RunError::Stopped);
         }
@@ -761,8 +805,8 @@ pub(super) fn contracted(
     crate::jobs::dedup::crash::hold("dedup::clusters_hold", &|| stop.asked());
     let mut said = RoundLog::new();
     loop {
-        stop.now()?;
         work.rounds += 1;
+        stop.round(work.rounds)?;
         work.runs += stars.runs_written();
         let (map, mut edges) = contract(stars.finish()?, temp, quarter, (&mut work, stop))?;
         maps.push(map);
@@ -1308,5 +1352,45 @@ mod tests {
             0,
             "removed with it"
         );
+    }
+
+    #[test]
+    fn a_watched_check_tells_its_watcher_the_rounds_and_the_steps_as_it_looks() {
+        let told = std::cell::RefCell::new(Vec::new());
+        let watch = |steps: Steps| told.borrow_mut().push(steps);
+        let asked = || false;
+        let stop = StopCheck::watched(&asked, &watch);
+        for _ in 0..STOP_EVERY * 2 + 5 {
+            stop.step().unwrap();
+        }
+        stop.round(1).unwrap();
+        let every = u64::from(STOP_EVERY);
+        assert_eq!(
+            *told.borrow(),
+            [
+                Steps {
+                    steps: every,
+                    round: 0
+                },
+                Steps {
+                    steps: 2 * every,
+                    round: 0
+                },
+                Steps {
+                    steps: 2 * every,
+                    round: 1
+                },
+            ]
+        );
+        // The components tell the rounds they make.
+        told.borrow_mut().clear();
+        let pairs: Vec<RemovedRecord> = (0..2_000u32).map(|r| (r, r + 1, 0.9)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let found = components(pairs.into_iter().map(Ok), 0, &temp, &stop).unwrap();
+        let rounds: Vec<usize> = told.borrow().iter().map(|s| s.round).collect();
+        assert!(found.work.rounds >= 2, "{:?}", found.work);
+        assert_eq!(rounds.iter().max(), Some(&found.work.rounds), "{rounds:?}");
+        assert!(rounds.windows(2).all(|w| w[0] <= w[1]), "{rounds:?}");
     }
 }
