@@ -57,16 +57,21 @@ pub type Prefers<'a> = dyn Fn(u32, u32) -> bool + 'a;
 /// For each cluster's root (dense index), the dense index of the member
 /// it keeps: members are visited in input order, so a later one takes the
 /// place only when it ranks strictly higher, and ties go to the first.
-fn chosen(uf: &mut UnionFind, members: &[u32], prefers: &Prefers<'_>) -> Vec<u32> {
+fn chosen(
+    uf: &mut UnionFind,
+    members: &[u32],
+    (prefers, stop): (&Prefers<'_>, &StopCheck<'_>),
+) -> Result<Vec<u32>, RunError> {
     let mut kept: Vec<u32> = (0..members.len() as u32).collect();
     for (i, &record) in members.iter().enumerate() {
+        stop.step()?;
         let root = uf.find(i as u32) as usize;
         let holder = kept[root] as usize;
         if holder != i && prefers(record, members[holder]) {
             kept[root] = i as u32;
         }
     }
-    kept
+    Ok(kept)
 }
 
 /// The removed records, each with the record it duplicates.
@@ -133,12 +138,23 @@ impl Clusters {
     /// input order): the clusters are the same, only the kept record and
     /// so `duplicate_of` change. `None`: the first record.
     pub fn from_pairs_keeping(pairs: &[(u32, u32, f64)], prefers: Option<&Prefers<'_>>) -> Self {
-        let (removed, sizes) = in_memory(pairs, prefers);
-        Clusters {
+        Clusters::from_pairs_stopping(pairs, prefers, &StopCheck::never())
+            .expect("a check that never stops")
+    }
+
+    /// [`Clusters::from_pairs_keeping`], its loops looking at `stop`
+    /// ([`RunError::Stopped`] when the run was asked to stop).
+    pub fn from_pairs_stopping(
+        pairs: &[(u32, u32, f64)],
+        prefers: Option<&Prefers<'_>>,
+        stop: &StopCheck<'_>,
+    ) -> Result<Self, RunError> {
+        let (removed, sizes) = in_memory(pairs, prefers, stop)?;
+        Ok(Clusters {
             removed: Removed::Memory(removed),
             sizes,
             ..Clusters::default()
-        }
+        })
     }
 
     /// [`Clusters::from_pairs`] from a stream of the `count` verified
@@ -160,7 +176,7 @@ impl Clusters {
         let Some(share) = share.filter(past) else {
             log::info!("dedup: making the clusters of {count} verified pairs in memory");
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
-            let clusters = Clusters::from_pairs(&pairs);
+            let clusters = Clusters::from_pairs_stopping(&pairs, None, stop)?;
             clusters.made(None);
             return Ok(clusters);
         };
@@ -227,7 +243,7 @@ impl Clusters {
         let Some(share) = share.filter(|&share| bytes > share) else {
             log::info!("dedup: making the clusters of {count} verified pairs in memory");
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
-            let clusters = Clusters::keeping_in_memory(&pairs, (ids, policy), temp)?;
+            let clusters = Clusters::keeping_in_memory(&pairs, (ids, policy), (temp, stop))?;
             clusters.made(None);
             return Ok(clusters);
         };
@@ -259,7 +275,7 @@ impl Clusters {
     fn keeping_in_memory(
         pairs: &[RemovedRecord],
         (ids, policy): (&ClusteredIds, &KeepPolicy),
-        temp: &TempSpace,
+        (temp, stop): (&TempSpace, &StopCheck<'_>),
     ) -> Result<Self, RunError> {
         let loaded: HashMap<u32, KeepKey>;
         let keys = match ids {
@@ -277,7 +293,7 @@ impl Clusters {
         };
         let ranking = policy.ranking(keys);
         let prefers = ranking.as_ref().map(|r| r as &Prefers<'_>);
-        let mut clusters = Clusters::from_pairs_keeping(pairs, prefers);
+        let mut clusters = Clusters::from_pairs_stopping(pairs, prefers, stop)?;
         let clustered = clusters.roots()?.into_keys();
         clusters.missing_keys = Some(policy.missing(keys, clustered));
         Ok(clusters)
@@ -307,7 +323,7 @@ impl Clusters {
                 "dedup: making the clusters of {all} verified pairs (with those across) in memory"
             );
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
-            let made = Clusters::with_index_keeping(&pairs, &indexed, offset, prefers);
+            let made = Clusters::with_index_stopping(&pairs, &indexed, offset, (prefers, stop))?;
             made.0.made(None);
             return Ok(made);
         };
@@ -374,6 +390,19 @@ impl Clusters {
         offset: u32,
         prefers: Option<&Prefers<'_>>,
     ) -> (Self, Vec<(u32, u32)>) {
+        let never = StopCheck::never();
+        Clusters::with_index_stopping(pairs, indexed, offset, (prefers, &never))
+            .expect("a check that never stops")
+    }
+
+    /// [`Clusters::with_index_keeping`], its loops looking at `stop`
+    /// ([`RunError::Stopped`] when the run was asked to stop).
+    pub fn with_index_stopping(
+        pairs: &[(u32, u32, f64)],
+        indexed: &[(u32, u32, f64)],
+        offset: u32,
+        (prefers, stop): (Option<&Prefers<'_>>, &StopCheck<'_>),
+    ) -> Result<(Self, Vec<(u32, u32)>), RunError> {
         let joined_prefers = prefers.map(|p| {
             move |later: u32, earlier: u32| {
                 earlier >= offset && later >= offset && p(later - offset, earlier - offset)
@@ -385,7 +414,7 @@ impl Clusters {
             .map(|&(root, b, j)| (root, b + offset, j))
             .chain(pairs.iter().map(|&(a, b, j)| (a + offset, b + offset, j)))
             .collect();
-        let (joined, sizes) = in_memory(&all, joined_prefers);
+        let (joined, sizes) = in_memory(&all, joined_prefers, stop)?;
         let mut clusters = Clusters {
             sizes,
             ..Clusters::default()
@@ -407,7 +436,7 @@ impl Clusters {
             }
         }
         clusters.removed = Removed::Memory(removed);
-        (clusters, relabeled)
+        Ok((clusters, relabeled))
     }
 
     /// Records removed, as duplicates of this run's records or of indexed
@@ -467,11 +496,14 @@ fn room_for(count: u64, temp: &TempSpace) -> Result<(), RunError> {
 }
 
 /// The union-find over `pairs` ([`Clusters::from_pairs_keeping`]): the
-/// removed records in input order, and the clusters' sizes.
+/// removed records in input order, and the clusters' sizes. Each loop
+/// looks at `stop` as the external paths' do, so a stop ends a large
+/// clustering in memory within a bounded time too.
 fn in_memory(
     pairs: &[(u32, u32, f64)],
     prefers: Option<&Prefers<'_>>,
-) -> (Vec<RemovedRecord>, BTreeMap<usize, u64>) {
+    stop: &StopCheck<'_>,
+) -> Result<(Vec<RemovedRecord>, BTreeMap<usize, u64>), RunError> {
     let mut members: Vec<u32> = pairs.iter().flat_map(|&(a, b, _)| [a, b]).collect();
     members.sort_unstable();
     members.dedup();
@@ -479,15 +511,23 @@ fn in_memory(
     let mut uf = UnionFind::new(members.len());
     let mut best = vec![0.0f64; members.len()];
     for &(a, b, j) in pairs {
+        stop.step()?;
         let (da, db) = (dense(a), dense(b));
         uf.union(da as u32, db as u32);
         best[da] = best[da].max(j);
         best[db] = best[db].max(j);
     }
-    let chosen = prefers.map(|prefers| chosen(&mut uf, &members, prefers));
+    // Tests act here (a signal) with the union-find made in memory.
+    super::crash::hold("dedup::clusters_memory_hold", &|| stop.asked());
+    stop.now()?;
+    let chosen = match prefers {
+        Some(prefers) => Some(chosen(&mut uf, &members, (prefers, stop))?),
+        None => None,
+    };
     let mut size: HashMap<u32, usize> = HashMap::new();
     let mut removed = Vec::new();
     for (i, &record) in members.iter().enumerate() {
+        stop.step()?;
         let root = uf.find(i as u32);
         *size.entry(root).or_default() += 1;
         let kept = chosen.as_ref().map_or(root, |k| k[root as usize]);
@@ -499,7 +539,7 @@ fn in_memory(
     for &n in size.values() {
         *sizes.entry(n).or_default() += 1;
     }
-    (removed, sizes)
+    Ok((removed, sizes))
 }
 
 /// Writes `clusters.jsonl` to a temporary file (committed by the caller):
@@ -625,6 +665,43 @@ fn similarity_text(file: &AtomicFile, similarity: f64) -> Result<String, OutputE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_union_find_in_memory_stops_at_any_look_of_its_loops() {
+        // A chain of 10,000 pairs over 10,001 members.
+        let pairs: Vec<RemovedRecord> = (0..10_000u32).map(|r| (r, r + 1, 0.9)).collect();
+        let longer = |later: u32, earlier: u32| later % 7 > earlier % 7;
+        for prefers in [None, Some(&longer as &Prefers<'_>)] {
+            let whole = Clusters::from_pairs_keeping(&pairs, prefers);
+            let mut looks_whole = 0;
+            for stop_at in 1.. {
+                let looks = std::cell::Cell::new(0u32);
+                let asked = || {
+                    looks.set(looks.get() + 1);
+                    looks.get() == stop_at
+                };
+                let stop = StopCheck::new(&asked);
+                match Clusters::from_pairs_stopping(&pairs, prefers, &stop) {
+                    Err(RunError::Stopped) => continue,
+                    Err(e) => panic!("{e}"),
+                    Ok(made) => {
+                        assert_eq!(
+                            made.removed.to_vec().unwrap(),
+                            whole.removed.to_vec().unwrap()
+                        );
+                        looks_whole = looks.get();
+                        break;
+                    }
+                }
+            }
+            // Every 4096 steps: two looks over the pairs, one between,
+            // then two over the members; ranked, the ranking's loop
+            // takes steps 10,001 to 20,001 first (two looks) and the
+            // members' three. A stop at every one of them ends it.
+            let after = if prefers.is_some() { 2 + 3 } else { 2 };
+            assert_eq!(looks_whole, 2 + 1 + after, "ranked: {}", prefers.is_some());
+        }
+    }
 
     #[test]
     fn a_cluster_keeps_its_first_record() {
