@@ -22,22 +22,20 @@ use std::time::{Duration, Instant};
 
 use binary::names as file_names;
 use common::{MemorySource, Script, Step2};
+use drainpipe::corpus::SplitMix64;
 use drainpipe::jobs::dedup::memory::MemoryRecord;
 use drainpipe_actors::{
     Checkpoint, Checkpoints, OutputDir, Phase, Pipeline, RunHandle, RunReport, Settings,
 };
 use mixed::{run_leg, Leg, StopAt};
 
-/// SplitMix64, so a seed means the same run everywhere.
-struct Rng(u64);
+/// SplitMix64 (the corpus generator's), so a seed means the same run
+/// everywhere.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
@@ -131,7 +129,7 @@ fn outputs(dir: &std::path::Path) -> (String, String) {
 }
 
 fn one_run(seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(SplitMix64::new(seed));
     let records = records(&mut rng);
 
     let clean_dir = tempfile::tempdir().unwrap();
@@ -266,7 +264,7 @@ fn dedup_stop(rng: &mut Rng, records: u64) -> StopAt {
 }
 
 fn one_dedup_run(seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(SplitMix64::new(seed));
     let records = dedup_records(&mut rng);
     let total = records.len() as u64;
     let clean = tempfile::tempdir().unwrap();

@@ -139,6 +139,8 @@ pub mod similarity;
 pub mod spans;
 pub mod spill;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod threads;
 pub mod truth;
 pub mod unionfind;

@@ -966,23 +966,7 @@ fn join(
 mod tests {
     use super::*;
     use crate::jobs::dedup::clusters::Clusters;
-
-    /// A small random number generator (SplitMix64).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::jobs::dedup::testing::Rng;
 
     /// The pairs as pass 2 gives them: each once, sorted by the later
     /// record, with a similarity.
@@ -1114,7 +1098,7 @@ mod tests {
 
     #[test]
     fn the_external_components_are_the_union_finds_on_graphs_of_every_shape() {
-        let mut rng = Rng(42);
+        let mut rng = Rng::new(42);
         for (name, pairs) in graphs(&mut rng) {
             for share in [0, 4 << 10, 1 << 30] {
                 let work = same_as_in_memory(name, &pairs, share);
@@ -1130,7 +1114,7 @@ mod tests {
 
     #[test]
     fn the_peak_on_disk_is_within_its_estimate() {
-        let mut rng = Rng(13);
+        let mut rng = Rng::new(13);
         for (name, pairs) in graphs(&mut rng) {
             if pairs.len() < 1_000 {
                 continue;
@@ -1156,7 +1140,7 @@ mod tests {
 
     #[test]
     fn random_graphs_of_every_density_give_the_union_finds_components() {
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         for _ in 0..40 {
             let nodes = 2 + rng.below(3_000);
             let edges: Vec<(u32, u32)> = (0..rng.below(4 * nodes))
@@ -1194,7 +1178,7 @@ mod tests {
 
     #[test]
     fn the_node_of_a_record_is_a_bijection_undone_by_record() {
-        let mut rng = Rng(17);
+        let mut rng = Rng::new(17);
         let samples = (0..1 << 16)
             .chain(u32::MAX - (1 << 16)..=u32::MAX)
             .chain((0..1 << 16).map(|_| rng.next() as u32));
@@ -1230,7 +1214,7 @@ mod tests {
 
     #[test]
     fn interleaved_chains_contract_in_rounds_logarithmic_in_their_edges() {
-        let mut rng = Rng(23);
+        let mut rng = Rng::new(23);
         let graphs = [
             (
                 "64 interleaved chains of 300",
@@ -1258,7 +1242,7 @@ mod tests {
 
     #[test]
     fn graphs_in_pieces_of_one_or_two_edges_give_the_union_finds_components() {
-        let mut rng = Rng(11);
+        let mut rng = Rng::new(11);
         for _ in 0..300 {
             let nodes = 2 + rng.below(40);
             let edges: Vec<(u32, u32)> = (0..rng.below(3 * nodes))
@@ -1303,7 +1287,7 @@ mod tests {
 
     #[test]
     fn a_stop_seen_at_any_look_ends_the_components_with_no_run_left() {
-        let mut rng = Rng(5);
+        let mut rng = Rng::new(5);
         // A chain whose records are shuffled: several rounds, each with
         // its runs.
         let n = 20_000u32;
@@ -1334,7 +1318,7 @@ mod tests {
 
     #[test]
     fn removed_records_past_their_room_go_to_a_run_read_back_in_order() {
-        let mut rng = Rng(3);
+        let mut rng = Rng::new(3);
         let pairs = verified(&mut rng, (0..20_000u32).map(|i| (2 * i, 2 * i + 1)));
         let (got, dir) = external(&pairs, 0);
         let Removed::Disk(_) = &got.removed else {

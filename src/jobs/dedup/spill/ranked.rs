@@ -356,23 +356,7 @@ mod tests {
 
     use super::*;
     use crate::jobs::dedup::clusters::{Clusters, Prefers};
-
-    /// A small random number generator (SplitMix64).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::jobs::dedup::testing::Rng;
 
     /// The pairs as pass 2 gives them: each once, sorted by the later
     /// record, with a similarity (some equal).
@@ -513,7 +497,7 @@ mod tests {
 
     #[test]
     fn the_kept_records_are_the_union_finds_on_graphs_of_every_shape_and_policy() {
-        let mut rng = Rng(42);
+        let mut rng = Rng::new(42);
         for (name, pairs) in graphs(&mut rng) {
             for (policy, draw) in policies() {
                 let keys = keys_of(&mut rng, &pairs, draw);
@@ -530,7 +514,7 @@ mod tests {
 
     #[test]
     fn random_graphs_with_random_keys_in_pieces_of_one_or_two_edges_give_the_union_finds() {
-        let mut rng = Rng(11);
+        let mut rng = Rng::new(11);
         for _ in 0..200 {
             let nodes = 2 + rng.below(60);
             let edges: Vec<(u32, u32)> = (0..rng.below(3 * nodes))
@@ -552,7 +536,7 @@ mod tests {
 
     #[test]
     fn a_giant_cluster_keeps_its_first_record_among_equals_and_its_best_otherwise() {
-        let mut rng = Rng(3);
+        let mut rng = Rng::new(3);
         let n = 20_000u32;
         let edges: Vec<(u32, u32)> = (1..n).map(|i| (rng.below(i.into()) as u32, i)).collect();
         let pairs = verified(&mut rng, edges);
@@ -620,7 +604,7 @@ mod tests {
 
     #[test]
     fn keys_are_carried_through_the_sort_exactly() {
-        let mut rng = Rng(5);
+        let mut rng = Rng::new(5);
         let mut text = String::new();
         for _ in 0..2_000 {
             let key = field_key(&mut rng).or(length_key(&mut rng));
