@@ -10,7 +10,12 @@
 //! with (`Shares::indexed_sets`, a sixteenth): past it, they go to sorted
 //! runs read back as pass 2 reads the records
 //! (`src/jobs/dedup/spill/held.rs`), and the most they held in memory,
-//! counted, stays within it but for the set that passed it. Its
+//! counted, stays within it but for the set that passed it. So are the
+//! records removed as indexed records' duplicates, held through pass 3
+//! (`Shares::indexed_duplicates`): past it, they are sorted by root,
+//! named with the roots' ids read in order and sorted back by record into
+//! one run (`src/jobs/dedup/spill/indexed.rs`, `RemovedAsIndexed::name`),
+//! the summary's `index.removed_as_indexed_spilled_bytes` above 0. Its
 //! `kept.jsonl`, `clusters.jsonl`, `rejects.jsonl` and the saved index's
 //! files are byte-identical to those of the same run without a budget,
 //! and no temporary file is left.
@@ -160,11 +165,13 @@ fn a_run_against_an_index_makes_its_clusters_within_their_share_with_the_outputs
         let sets = &report.result["index"];
         let sets_spilled = sets["indexed_sets_spilled_bytes"].as_u64().unwrap();
         let sets_peak = sets["indexed_sets_peak_bytes"].as_u64().unwrap();
+        let named_spilled = sets["removed_as_indexed_spilled_bytes"].as_u64().unwrap();
         let left = left(&out, &index);
         assert!(left.is_empty(), "{name}: left {left:?}");
         if budget.is_none() {
             assert_eq!(spilled, 0, "made in memory without a budget");
             assert_eq!(sets_spilled, 0, "the indexed sets held without a budget");
+            assert_eq!(named_spilled, 0, "named in memory without a budget");
             // Every indexed set at once: past their share by far.
             assert!(
                 sets_peak > 8 * sets_share,
@@ -173,6 +180,10 @@ fn a_run_against_an_index_makes_its_clusters_within_their_share_with_the_outputs
         } else {
             assert!(spilled > 0, "the clusters were made in memory");
             assert!(sets_spilled > 0, "the indexed sets were held in memory");
+            assert!(
+                named_spilled > 0,
+                "those removed as indexed records' duplicates were named in memory"
+            );
             // A set of 80 words has at most 80 shingles: 680 bytes counted.
             assert!(
                 sets_peak <= sets_share + 680,

@@ -19,7 +19,7 @@
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth, kept before an id's vectors grow; past it, the ids of candidates that can no longer be in a cluster are dropped, and when that leaves more than half the share, every id goes to disk in record order ([`crate::jobs::dedup::spill::ids`]: a segment of a quarter of the share in memory), joined back for the clustered records when the pass ends |
 //! | 2 | the verified pairs | 16 a pair, lists grown by doubling | [`Shares::verified_pairs`]: a sixteenth; past it, all go to sorted runs in the order pass 2 makes them ([`crate::jobs::dedup::spill::verified`]: a segment of a quarter of the share in memory), and the clustered records' ids, when they were on disk, to a run of their own ([`crate::jobs::dedup::spill::ids`]) |
 //! | 2-3 | the clusters: while they are made, the union-find over the clustered records (with their best similarity and cluster sizes); then the removed records with their kept record, held through pass 3 | about 112 a verified pair in memory ([`crate::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES`]); 16 a removed record | [`Shares::clusters`]: a quarter; past it, the components are made with sorted runs ([`crate::jobs::dedup::spill::components`]; against indexes, of the pairs across and the run's own, less the 16 bytes a pair across held until they are read: [`crate::jobs::dedup::spill::joined`]), under a `--keep` policy other than `first` without an index each one's kept record chosen with more sorts ([`crate::jobs::dedup::spill::ranked`]), and the removed records past a quarter of the share go to a run read front to back |
-//! | 2-3 | against indexes: the records removed as an indexed record's duplicates, with one id an indexed record they duplicate | [`crate::jobs::dedup::clusters::INDEXED_BYTES`] (48) a record, and the id | none yet: one per record of the run that duplicates an indexed one |
+//! | 2-3 | against indexes: the records removed as an indexed record's duplicates, as the clusters make them, then named with their root's id (sorted by root, joined with the ids read in order, sorted back by record), held through pass 3 | 16 a record as made; 36 a record sorted by root; 24 a record and its root's id named | [`Shares::indexed_duplicates`]: a sixteenth (a quarter of the clusters'), for them as made and named; the sort by root holds half the clusters' share while nothing else of the clusters' is made. Past it, runs ([`crate::jobs::dedup::spill::indexed`]): the named ones merged into one run read front to back by pass 3, `clusters.jsonl` and the saved index's roots |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
@@ -163,6 +163,19 @@ impl Shares {
     pub fn clusters(self) -> u64 {
         self.max_memory / 4
     }
+
+    /// Against indexes, the records removed as indexed records'
+    /// duplicates: a quarter of the clusters' share, as the clusters
+    /// make them (in record order, beside this run's removed records,
+    /// another quarter) and once named with their roots' ids, held through
+    /// pass 3 beside the clusters' removed records and
+    /// [`Shares::clusters_file`]. Naming them sorts them by root first,
+    /// within half the clusters' share. Past it, they go to runs
+    /// ([`crate::jobs::dedup::spill::indexed`]), the named ones read front
+    /// to back from one run.
+    pub fn indexed_duplicates(self) -> u64 {
+        self.clusters() / 4
+    }
 }
 
 /// Bytes of the bit per record each of the three record sets takes for
@@ -209,6 +222,16 @@ mod tests {
         // Writing clusters.jsonl: its sorts beside the places handed to
         // pass 3, half the budget left for the copy beside pass 2.
         assert!(s.clusters_file() + s.places() <= s.max_memory / 2);
+        // Against indexes: naming those removed as indexed records'
+        // duplicates (the sort by root, half the clusters' share, beside
+        // them as made, then beside the named ones, and this run's
+        // removed records), then in pass 3 beside its sorts.
+        let removed = s.clusters() / 4;
+        let naming = s.clusters() / 2 + s.indexed_duplicates() + removed;
+        assert_eq!(naming, s.clusters());
+        assert!(naming + s.places() + s.candidate_ids() <= s.max_memory / 2);
+        let pass3 = s.clusters_file() + s.places() + removed + s.indexed_duplicates();
+        assert!(pass3 <= s.max_memory / 2);
         assert_eq!(bits_bytes(1_000_000_000), 375_000_000);
     }
 }

@@ -17,6 +17,9 @@
 //! ([`Clusters::from_pair_stream_keeping`], [`super::spill::ranked`]),
 //! the keys read in record order; with an index, those policies
 //! ([`Clusters::with_index_keeping`]) hold the union-find in memory.
+//! Against indexes, the records removed as indexed records' duplicates
+//! ([`Clusters::indexed`]) are named with their roots' ids within their
+//! share or with runs ([`RemovedAsIndexed`], [`super::spill::indexed`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -30,6 +33,8 @@ use super::chain::{CandidateIds, ClusteredIds};
 use super::keep::{KeepKey, KeepPolicy};
 use super::spill::components::{components, Work, DISK_BYTES_PER_PAIR};
 pub use super::spill::components::{Removed, RemovedIter, RemovedRecord, StopCheck};
+use super::spill::indexed::Line as IndexedLine;
+pub use super::spill::indexed::RemovedAsIndexed;
 use super::spill::joined::joined_components;
 use super::spill::named::{name_removed, Line, NamingError};
 use super::spill::ranked::ranked;
@@ -84,8 +89,10 @@ pub struct Clusters {
     /// removed record: in memory, or in a run on disk read front to back.
     pub removed: Removed,
     /// Removed records whose cluster has an indexed record (`--against`),
-    /// in input order: they duplicate the cluster's first indexed record.
-    pub indexed: Vec<Indexed>,
+    /// in input order: they duplicate the cluster's first indexed record
+    /// (in memory, or past their share on disk, named with its id by
+    /// [`RemovedAsIndexed::name`]).
+    pub indexed: RemovedAsIndexed,
     /// Number of clusters of each size (2 and more).
     pub sizes: BTreeMap<usize, u64>,
     /// Bytes written to the temporary space to make them (0: made in
@@ -98,27 +105,6 @@ pub struct Clusters {
     /// them from the keys in memory).
     pub missing_keys: Option<u64>,
 }
-
-/// A record removed as a duplicate of an indexed record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Indexed {
-    /// The removed record.
-    pub record: u32,
-    /// The indexed record it duplicates (its cluster's root), numbered
-    /// among the records of every index of the run, in order.
-    pub root: u32,
-    /// As [`Clusters::removed`]'s similarity.
-    pub similarity: f64,
-    /// The indexed record's id, once read from its index (shared by the
-    /// records that duplicate the same indexed record).
-    pub id: Arc<str>,
-    /// The index's name (shared by the records of each index).
-    pub index: Arc<str>,
-}
-
-/// Bytes an [`Indexed`] takes in memory, its id shared with the other
-/// duplicates of its indexed record and counted apart.
-pub const INDEXED_BYTES: u64 = std::mem::size_of::<Indexed>() as u64;
 
 impl Clusters {
     /// Union-find over the verified pairs `(earlier, later, similarity)`.
@@ -341,23 +327,18 @@ impl Clusters {
         let found = joined_components(cross, pairs, offset, within, stop)?;
         log::info!(
             "dedup: clusters made in {} contraction rounds, {} runs written; {} records \
-             removed as duplicates of indexed records held ({} bytes with their ids)",
+             removed as duplicates of indexed records ({})",
             found.work.rounds,
             found.work.runs,
             found.indexed.len(),
-            found.indexed.len() as u64 * INDEXED_BYTES
+            match found.indexed {
+                Removed::Memory(_) => "in memory",
+                Removed::Disk(_) => "in a run",
+            }
         );
         let clusters = Clusters {
             removed: found.removed,
-            indexed: (found.indexed.into_iter())
-                .map(|(record, root, similarity)| Indexed {
-                    record,
-                    root,
-                    similarity,
-                    id: "".into(),
-                    index: "".into(),
-                })
-                .collect(),
+            indexed: RemovedAsIndexed::unnamed(found.indexed),
             sizes: found.sizes,
             spilled_bytes: temp.bytes_spilled() - before,
             missing_keys: None,
@@ -419,30 +400,25 @@ impl Clusters {
             sizes,
             ..Clusters::default()
         };
-        let (mut relabeled, mut removed) = (Vec::new(), Vec::new());
+        let (mut relabeled, mut removed, mut indexed) = (Vec::new(), Vec::new(), Vec::new());
         for (r, kept, j) in joined {
             if r < offset {
                 relabeled.push((r, kept));
             } else if kept >= offset {
                 removed.push((r - offset, kept - offset, j));
             } else {
-                clusters.indexed.push(Indexed {
-                    record: r - offset,
-                    root: kept,
-                    similarity: j,
-                    id: "".into(),
-                    index: "".into(),
-                });
+                indexed.push((r - offset, kept, j));
             }
         }
         clusters.removed = Removed::Memory(removed);
+        clusters.indexed = RemovedAsIndexed::unnamed(Removed::Memory(indexed));
         Ok((clusters, relabeled))
     }
 
     /// Records removed, as duplicates of this run's records or of indexed
     /// ones.
     pub fn removed_count(&self) -> usize {
-        self.removed.len() as usize + self.indexed.len()
+        (self.removed.len() + self.indexed.len()) as usize
     }
 
     /// Clusters of two records or more.
@@ -456,8 +432,8 @@ impl Clusters {
         for record in self.removed.iter() {
             removed.insert(record?.0.into());
         }
-        for r in &self.indexed {
-            removed.insert(r.record.into());
+        for record in self.indexed.records() {
+            removed.insert(record?.0.into());
         }
         Ok(removed)
     }
@@ -586,12 +562,13 @@ pub fn write_clusters_of(
 /// ([`crate::jobs::dedup::spill::named`]): the `removed` records
 /// `(removed, kept, similarity)`, and passes over the `ids` in record order
 /// (each call opens one), holding those of every removed, kept and
-/// `indexed` record.
+/// `indexed` record; the `indexed` ones read twice side by side (their
+/// records, then their lines), front to back when on disk.
 pub fn write_clusters_from<E, I, S>(
     output: &OutputDir,
     removed: impl IntoIterator<Item = Result<(u32, u32, f64), E>>,
     ids: impl FnMut() -> Result<I, E>,
-    indexed: &[Indexed],
+    indexed: &RemovedAsIndexed,
     (temp, max_memory): (&TempSpace, Option<u64>),
 ) -> anyhow::Result<AtomicFile>
 where
@@ -601,14 +578,21 @@ where
 {
     let share = max_memory.map_or(u64::MAX, |max_memory| Shares { max_memory }.clusters_file());
     let mut file = output.atomic(CLUSTERS_FILE)?;
-    let records = indexed.iter().map(|x| x.record);
+    let records = indexed.records().map(|x| x.map(|(record, _, _)| record));
+    let mut lines = indexed.lines();
     let spilled = name_removed(removed, ids, records, (share, temp), |line| match line {
         Line::Removed {
             id,
             kept,
             similarity,
         } => write_removed(&mut file, (id, kept), similarity),
-        Line::Indexed { nth, id } => write_indexed(&mut file, id, &indexed[nth]),
+        Line::Indexed { nth, id } => match lines.next()? {
+            Some(x) => write_indexed(&mut file, id, &x),
+            None => Err(NamingError::Spill(RunError::Failed {
+                kind: std::io::ErrorKind::Other,
+                message: format!("dedup clusters: no line for indexed record {nth} (a bug)"),
+            })),
+        },
     })
     .map_err(|e| match e {
         // As an IO error: exit 74, the file named.
@@ -644,9 +628,9 @@ fn write_removed(
 }
 
 /// The line of a record removed as a duplicate of an indexed record.
-fn write_indexed(file: &mut AtomicFile, id: &str, x: &Indexed) -> Result<(), NamingError> {
+fn write_indexed(file: &mut AtomicFile, id: &str, x: &IndexedLine<'_>) -> Result<(), NamingError> {
     let similarity = similarity_text(file, x.similarity)?;
-    let index = serde_json::to_string(&*x.index)
+    let index = serde_json::to_string(x.index)
         .map_err(|e| OutputError::new(file.target(), std::io::Error::other(e)))?;
     writeln!(
         file,
@@ -744,7 +728,9 @@ mod tests {
             10,
             Some(&prefers),
         );
-        let indexed: Vec<(u32, u32)> = c.indexed.iter().map(|x| (x.record, x.root)).collect();
+        let indexed: Vec<(u32, u32)> = (c.indexed.to_vec().unwrap().into_iter())
+            .map(|(record, root, _)| (record, root))
+            .collect();
         assert_eq!(indexed, [(0, 3), (1, 3)]);
         assert_eq!(c.removed.to_vec().unwrap(), [(2, 4, 0.8), (5, 6, 1.0)]);
     }
@@ -760,11 +746,7 @@ mod tests {
             10,
         );
         assert_eq!(c.removed.to_vec().unwrap(), []);
-        let indexed: Vec<(u32, u32, f64)> = c
-            .indexed
-            .iter()
-            .map(|x| (x.record, x.root, x.similarity))
-            .collect();
+        let indexed = c.indexed.to_vec().unwrap();
         assert_eq!(
             indexed,
             [(0, 3, 0.9), (1, 3, 0.9), (2, 3, 1.0), (4, 3, 0.95)]

@@ -555,6 +555,81 @@ pub fn read_blocks(
     Ok(())
 }
 
+/// The ids of one index's records, asked for in increasing order (the
+/// same one again too): each block of ids read once, when its first
+/// record is asked for, in file order, never a read per record. What
+/// [`read_blocks`] does for a list known up front, for a stream.
+#[derive(Debug)]
+pub struct IdsReader<'a> {
+    dir: &'a Path,
+    segments: &'a [Segment],
+    /// The segment's file being read, by the segment's place.
+    file: Option<(usize, File)>,
+    /// The block held: its segment's place, its number, its ids.
+    block: Option<(usize, u64, Ids)>,
+}
+
+/// A block's ids (`None`: a rejected record).
+type Ids = Vec<Option<Box<str>>>;
+
+impl<'a> IdsReader<'a> {
+    /// The ids of the index in `dir` whose records `segments` hold.
+    pub fn new(dir: &'a Path, segments: &'a [Segment]) -> Self {
+        IdsReader {
+            dir,
+            segments,
+            file: None,
+            block: None,
+        }
+    }
+
+    /// `record`'s id (index numbering; `None`: a record its run
+    /// rejected).
+    pub fn id(&mut self, record: u32) -> Result<Option<&str>, IndexError> {
+        let at = u64::from(record);
+        let place = self.segments.partition_point(|s| s.first + s.records <= at);
+        let Some(segment) = self.segments.get(place).filter(|s| s.first <= at) else {
+            let why = format!("no segment holds record {record}");
+            return Err(IndexError::damaged(self.dir, super::MANIFEST_FILE, why));
+        };
+        let number = (at - segment.first) / BLOCK_RECORDS;
+        let held = self.block.as_ref().map(|(p, n, _)| (*p, *n));
+        if held != Some((place, number)) {
+            if self.file.as_ref().map(|(p, _)| *p) != Some(place) {
+                let name = &segment.ids.name;
+                let file = File::open(self.dir.join(name))
+                    .map_err(|e| IndexError::read(self.dir, name, e))?;
+                self.file = Some((place, file));
+            }
+            let (_, reader) = self.file.as_mut().expect("just opened");
+            let block = read_block(
+                self.dir,
+                &segment.ids,
+                &segment.id_blocks,
+                number,
+                reader,
+                Part::Ids,
+            )?;
+            let Block::Ids(list) = block else {
+                unreachable!("ids read as ids")
+            };
+            self.block = Some((place, number, list));
+        }
+        let (_, _, list) = self.block.as_ref().expect("just read");
+        let within = ((at - segment.first) % BLOCK_RECORDS) as usize;
+        match list.get(within) {
+            Some(id) => Ok(id.as_deref()),
+            None => {
+                let why = format!(
+                    "block {number} holds {} records, not record {record}",
+                    list.len()
+                );
+                Err(IndexError::damaged(self.dir, &segment.ids.name, why))
+            }
+        }
+    }
+}
+
 fn read_block(
     dir: &Path,
     file: &FileRef,
@@ -640,6 +715,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ids, [(105, None), (110, None), (2599, Some("2599".into()))]);
+        // The same ids streamed, a root asked for again, and a record no
+        // segment holds refused naming it.
+        let segments = [segment];
+        let mut reader = IdsReader::new(dir.path(), &segments);
+        let mut streamed = Vec::new();
+        for r in [105u32, 106, 106, 1123, 1124, 2599] {
+            streamed.push(reader.id(r).unwrap().map(str::to_owned));
+        }
+        let want = |r: u32| (!r.is_multiple_of(5)).then(|| r.to_string());
+        let want: Vec<_> = [105u32, 106, 106, 1123, 1124, 2599].map(want).into();
+        assert_eq!(streamed, want);
+        let e = reader.id(2600).unwrap_err().to_string();
+        assert!(e.contains("no segment holds record 2600"), "{e}");
     }
 
     #[test]

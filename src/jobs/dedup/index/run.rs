@@ -18,12 +18,12 @@
 //! from the removed records read in record order, the few indexed roots
 //! joined to an earlier one looked up in a sorted list. What is held is
 //! the pairs across (16 bytes each, as pass 2 verified them, until the
-//! components have read them) and, through pass 3, the records removed as
-//! indexed records' duplicates ([`crate::jobs::dedup::clusters::Indexed`],
-//! [`crate::jobs::dedup::clusters::INDEXED_BYTES`] each) with one id for
-//! each indexed record they duplicate.
+//! components have read them). The records removed as indexed records'
+//! duplicates are named with their roots' ids by a sort by root joined
+//! with the ids read in order, then sorted back by record, held through
+//! pass 3 within their share or in one run on disk
+//! ([`crate::jobs::dedup::spill::indexed`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,11 +35,12 @@ use crate::jobs::dedup::clusters::{Clusters, Prefers, StopCheck};
 use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::shingle::shingle_set_of_words;
 
-use super::files::{self, Block, Part, RootsReader, RootsWriter, SegmentWriter};
+use super::files::{self, Block, IdsReader, Part, RootsReader, RootsWriter, SegmentWriter};
 use super::hooks::{IndexBands, IndexedSets, JoinedBands, Joiner};
 use super::manifest::{Segment, MANIFEST_FILE};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
 use crate::jobs::dedup::spill::components::RemovedRecord;
+use crate::jobs::dedup::spill::indexed::NameError;
 use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
 use crate::jobs::dedup::spill::verified::VerifiedPairs;
 use drainpipe_actors::TempSpace;
@@ -296,29 +297,43 @@ impl IndexRun {
                 .context("dedup: making the clusters of the verified pairs"),
         })?;
         self.relabeled = relabeled;
-        let mut wanted: Vec<u32> = clusters.indexed.iter().map(|x| x.root).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        // An id a distinct indexed record, shared by its duplicates.
-        let mut ids: HashMap<u32, Arc<str>> = HashMap::with_capacity(wanted.len());
-        self.read_part(Part::Ids, &wanted, &mut |record, block, at| {
-            if let Block::Ids(list) = block {
-                let id = list[at].take().unwrap_or_else(|| "null".into());
-                ids.insert(record, id.into());
-            }
-        })?;
-        drop(wanted);
-        let names: Vec<Arc<str>> = (self.opened.iter())
-            .map(|o| o.manifest.name.as_str().into())
-            .collect();
-        for x in &mut clusters.indexed {
-            x.id = ids
-                .get(&x.root)
-                .cloned()
-                .context("an indexed record without its id")?;
-            x.index = Arc::clone(&names[self.index_number(x.root)]);
-        }
+        self.name_indexed(&mut clusters, (share, temp), stop)?;
         Ok(clusters)
+    }
+
+    /// Names the records `clusters` removed as indexed records'
+    /// duplicates with their roots' ids and indexes' names
+    /// ([`crate::jobs::dedup::spill::indexed::RemovedAsIndexed::name`]),
+    /// the ids read in root order from each index's blocks: each block
+    /// once, never a read per record.
+    fn name_indexed(
+        &self,
+        clusters: &mut Clusters,
+        within: (Option<u64>, &Arc<TempSpace>),
+        stop: &StopCheck<'_>,
+    ) -> anyhow::Result<()> {
+        let names: Vec<(u32, Arc<str>)> = (self.opened.iter())
+            .map(|o| (o.offset, o.manifest.name.as_str().into()))
+            .collect();
+        let mut readers: Vec<IdsReader<'_>> = (self.opened.iter())
+            .map(|o| IdsReader::new(&o.dir, &o.manifest.segments))
+            .collect();
+        let ids = |root: u32, out: &mut String| -> Result<(), IndexError> {
+            let number = self.index_number(root);
+            let local = root - self.opened[number].offset;
+            out.push_str(readers[number].id(local)?.unwrap_or("null"));
+            Ok(())
+        };
+        clusters
+            .indexed
+            .name(ids, names, within, stop)
+            .map_err(|e| match e {
+                // Said as a stop by the caller, not as an IO error.
+                NameError::Spill(RunError::Stopped) => anyhow::Error::new(RunError::Stopped),
+                NameError::Spill(e) => anyhow::Error::new(e.into_io())
+                    .context("dedup: naming the records removed as indexed records' duplicates"),
+                NameError::Ids(e) => anyhow::Error::new(e),
+            })
     }
 
     /// Each pair's indexed record (joined numbering) replaced by its
@@ -407,6 +422,7 @@ impl IndexRun {
             "indexed_sets_spilled_bytes": self.sets_spilled.0,
             "indexed_sets_peak_bytes": self.sets_spilled.1,
             "removed_as_indexed": clusters.indexed.len(),
+            "removed_as_indexed_spilled_bytes": clusters.indexed.spilled_bytes(),
         });
         if let Some(saved) = self.save(clusters, records_read)? {
             summary["saved"] = saved;
@@ -441,7 +457,7 @@ impl IndexRun {
         // the removed records and those removed as indexed records'
         // duplicates (the indexed cluster's root last, as it decides).
         let mut removed = clusters.removed.iter().peekable();
-        let mut indexed = clusters.indexed.iter().peekable();
+        let mut indexed = clusters.indexed.records().peekable();
         for r in 0..records_read as u32 {
             let mut root = offset + r;
             while let Some(next) = removed.next_if(|m| m.as_ref().map_or(true, |m| m.0 <= r)) {
@@ -450,9 +466,10 @@ impl IndexRun {
                     root = offset + kept;
                 }
             }
-            while let Some(x) = indexed.next_if(|x| x.record <= r) {
-                if x.record == r {
-                    root = x.root;
+            while let Some(next) = indexed.next_if(|x| x.as_ref().map_or(true, |x| x.0 <= r)) {
+                let (x, indexed_root, _): RemovedRecord = next.map_err(RunError::into_io)?;
+                if x == r {
+                    root = indexed_root;
                 }
             }
             roots.push(root)?;

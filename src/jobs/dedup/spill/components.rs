@@ -625,6 +625,8 @@ fn resolve(
 /// An unfinished run is removed when the writer drops.
 pub(super) struct RemovedWriter {
     temp: Arc<TempSpace>,
+    /// What its run's name says it holds.
+    what: &'static str,
     limit: usize,
     memory: Vec<RemovedRecord>,
     /// The run being written: its writer, its name, its entries.
@@ -642,8 +644,14 @@ impl RemovedWriter {
     /// Removed records in memory within `bytes`, past them in a run of
     /// `temp`.
     pub(super) fn new(temp: &Arc<TempSpace>, bytes: u64) -> Self {
+        RemovedWriter::named(temp, bytes, "removed")
+    }
+
+    /// [`RemovedWriter::new`], its run's name saying `what` it holds.
+    pub(super) fn named(temp: &Arc<TempSpace>, bytes: u64, what: &'static str) -> Self {
         RemovedWriter {
             temp: Arc::clone(temp),
+            what,
             limit: usize::try_from(bytes / REMOVED_BYTES).unwrap_or(usize::MAX),
             memory: Vec::new(),
             disk: None,
@@ -676,7 +684,7 @@ impl RemovedWriter {
         }
         self.memory.push(removed);
         if self.memory.len() > self.limit {
-            let name = format!("{PREFIX}{}{SUFFIX}", unique_name("removed"));
+            let name = format!("{PREFIX}{}{SUFFIX}", unique_name(self.what));
             let held = self.memory.len() as u64;
             self.room(&name, (held + ROOM_EVERY) * REMOVED_DISK_BYTES)?;
             let path = self.temp.path(&name).map_err(|cause| RunError::Io {

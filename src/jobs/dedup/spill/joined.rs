@@ -19,11 +19,12 @@
 //!   records, renumbered as this run numbers them, in memory within a
 //!   quarter of the share, else in a run (`RemovedWriter`);
 //! - a record of this run whose root is indexed: `indexed`, in record
-//!   order (named with the indexed record's id by the caller).
+//!   order, in memory within a quarter of the share, else in a run of its
+//!   own (named with the indexed record's id by the caller:
+//!   [`super::indexed`]).
 //!
-//! `indexed` and `relabeled` are held in memory: 16 and 8 bytes a record,
-//! one per record of the run that duplicates an indexed one and one per
-//! indexed cluster this run joins to another.
+//! `relabeled` is held in memory: 8 bytes an indexed cluster this run
+//! joins to another.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,8 +43,8 @@ pub struct Joined {
     pub removed: Removed,
     /// This run's records removed as duplicates of an indexed record,
     /// `(removed, indexed root, similarity)`, the root in the joined
-    /// numbering, in record order.
-    pub indexed: Vec<RemovedRecord>,
+    /// numbering, in record order: in memory or in a run.
+    pub indexed: Removed,
     /// `(indexed root, the first indexed root of its cluster)` for the
     /// indexed clusters this run joined to an earlier one, by root.
     pub relabeled: Vec<(u32, u32)>,
@@ -77,7 +78,8 @@ pub fn joined_components(
         .chain(own.map(move |p| p.and_then(|(a, b, j)| Ok((shifted(a)?, shifted(b)?, j)))));
     let found = components(pairs, share, temp, stop)?;
     let mut removed = RemovedWriter::new(temp, share / 4);
-    let (mut indexed, mut relabeled) = (Vec::new(), Vec::new());
+    let mut indexed = RemovedWriter::named(temp, share / 4, "indexed");
+    let mut relabeled = Vec::new();
     for record in found.removed.iter() {
         stop.step()?;
         let (r, kept, j) = record?;
@@ -86,12 +88,12 @@ pub fn joined_components(
         } else if kept >= offset {
             removed.push((r - offset, kept - offset, j))?;
         } else {
-            indexed.push((r - offset, kept, j));
+            indexed.push((r - offset, kept, j))?;
         }
     }
     Ok(Joined {
         removed: removed.finish()?,
-        indexed,
+        indexed: indexed.finish()?,
         relabeled,
         sizes: found.sizes,
         work: found.work,
@@ -174,7 +176,7 @@ mod tests {
     #[test]
     fn the_joined_components_are_the_union_finds_with_the_index_on_random_graphs() {
         let mut rng = Rng(14);
-        let mut spilled = 0;
+        let (mut spilled, mut indexed_spilled) = (0, 0);
         for round in 0..60 {
             let (own, cross, offset) = graph(&mut rng);
             let (want, want_relabeled) = Clusters::with_index(&own, &cross, offset);
@@ -196,21 +198,22 @@ mod tests {
                 &want.removed.to_vec().unwrap(),
                 &what,
             );
-            let want_indexed: Vec<RemovedRecord> = (want.indexed.iter())
-                .map(|x| (x.record, x.root, x.similarity))
-                .collect();
-            same(&got.indexed, &want_indexed, &what);
+            let want_indexed = want.indexed.to_vec().unwrap();
+            same(&got.indexed.to_vec().unwrap(), &want_indexed, &what);
             assert_eq!(got.relabeled, want_relabeled, "{what}");
             assert_eq!(got.sizes, want.sizes, "{what}");
             spilled += usize::from(matches!(got.removed, Removed::Disk(_)));
-            let expected = usize::from(matches!(got.removed, Removed::Disk(_)));
+            indexed_spilled += usize::from(matches!(got.indexed, Removed::Disk(_)));
+            let expected = usize::from(matches!(got.removed, Removed::Disk(_)))
+                + usize::from(matches!(got.indexed, Removed::Disk(_)));
             drop(got);
             let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
             assert_eq!(left, 0, "{what}: {expected} run(s) left before the drop");
         }
         assert!(
-            spilled > 5,
-            "{spilled} graphs with the removed records in a run"
+            spilled > 5 && indexed_spilled > 5,
+            "{spilled} graphs with the removed records in a run, {indexed_spilled} with those \
+             removed as indexed records' duplicates"
         );
     }
 
@@ -232,7 +235,7 @@ mod tests {
         .unwrap();
         assert_eq!(got.removed.to_vec().unwrap(), []);
         assert_eq!(
-            got.indexed,
+            got.indexed.to_vec().unwrap(),
             [
                 (0, 3, 0.9),
                 (1, 3, 0.9),

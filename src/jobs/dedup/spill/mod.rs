@@ -17,7 +17,9 @@
 //! runs ([`components`]), and under a `--keep` policy other than `first`
 //! the kept record of each with more sorts ([`ranked`]); and the removed
 //! records, named by id for `clusters.jsonl`, are sorted twice, past
-//! their share in runs merged back ([`named`]).
+//! their share in runs merged back ([`named`]), and against saved
+//! indexes those removed as indexed records' duplicates are named with
+//! their roots' ids by a sort and a join ([`indexed`]).
 //!
 //! | module | holds |
 //! |---|---|
@@ -37,6 +39,7 @@
 //! | [`components`] | the clusters' connected components past their share: contraction rounds of union-find over pieces of the pairs, resolved back with sort-merge joins |
 //! | [`ranked`] | the clusters past their share under `--keep longest`, `shortest` or `field:`: the components' members sorted by root with their keys, each cluster's kept record chosen as its members pass in record order, the removed records sorted back by record |
 //! | [`joined`] | the clusters of a run against saved indexes past their share: the components of the joined pairs, split into this run's removed records, those removed as indexed records' duplicates, and the indexed clusters joined to an earlier one |
+//! | [`indexed`] | against saved indexes, the records removed as indexed records' duplicates: past their share sorted by root, joined with the roots' ids read in order, sorted back by record into one run read as often as asked |
 //! | [`named`] | the removed records named by id for `clusters.jsonl`, from streams in record order: sorted by kept record, joined with the ids, sorted by removed record (in memory while they fit their share, else runs merged), joined with the ids again |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
@@ -47,6 +50,7 @@ pub mod bands;
 pub mod components;
 pub mod held;
 pub mod ids;
+pub mod indexed;
 pub mod joined;
 pub mod leftovers;
 pub mod levels;

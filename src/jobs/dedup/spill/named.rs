@@ -35,9 +35,11 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::convert::Infallible;
 use std::fs;
+use std::sync::Arc;
 
 use drainpipe_actors::{OutputError, TempSpace};
 
+use super::components::StopCheck;
 use super::levels::descriptor_room;
 use super::runs::blocks::{put_varint, BlockReader, BlockWriter, Format};
 use super::runs::{RunError, RunInfo, BLOCK_BYTES, READ_BUFFER};
@@ -123,7 +125,8 @@ pub struct Spilled {
 /// Hands `line` the lines of `clusters.jsonl` in record order: one per
 /// `removed` record `(removed, kept, similarity)` (in any order, each
 /// removed record once), and one per record of `indexed` (in increasing
-/// order; after a removed record's line of the same number), each with
+/// order, or the error that ended their read; after a removed record's
+/// line of the same number), each with
 /// the ids `ids` gives: every call opens a pass over them, `(record, id)`
 /// in strictly increasing record order, holding at least the removed, kept
 /// and indexed records. Holds about `share` bytes at most (but one record
@@ -131,7 +134,7 @@ pub struct Spilled {
 pub fn name_removed<E, I, S>(
     removed: impl IntoIterator<Item = Result<(u32, u32, f64), E>>,
     mut ids: impl FnMut() -> Result<I, E>,
-    indexed: impl IntoIterator<Item = u32>,
+    indexed: impl IntoIterator<Item = Result<u32, RunError>>,
     (share, temp): (u64, &TempSpace),
     mut line: impl FnMut(Line<'_>) -> Result<(), NamingError>,
 ) -> Result<Spilled, NamingError>
@@ -169,7 +172,10 @@ where
     };
     while let Some(r) = named.next()? {
         let cursor = cursor.as_mut().expect("opened: a record to name");
-        while let Some((nth, record)) = indexed.next_if(|&(_, x)| x < r.key) {
+        let before =
+            |(_, x): &(usize, Result<u32, RunError>)| x.as_ref().map_or(true, |&x| x < r.key);
+        while let Some((nth, record)) = indexed.next_if(before) {
+            let record = record?;
             line(Line::Indexed {
                 nth,
                 id: cursor.id(record)?,
@@ -183,6 +189,7 @@ where
         })?;
     }
     for (nth, record) in indexed {
+        let record = record?;
         let cursor = cursor.as_mut().expect("opened: a record to name");
         line(Line::Indexed {
             nth,
@@ -305,7 +312,18 @@ impl Chunk {
         self.rows.sort_unstable_by_key(|r| r.order);
     }
 
-    fn named(&self, at: usize) -> Named<'_> {
+    /// Records held.
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Bytes held.
+    pub(super) fn bytes(&self) -> u64 {
+        (self.rows.capacity() * std::mem::size_of::<Row>() + self.text.capacity()) as u64
+    }
+
+    /// The record at `at`.
+    pub(super) fn named(&self, at: usize) -> Named<'_> {
         let r = &self.rows[at];
         let start = r.start as usize;
         Named {
@@ -374,15 +392,7 @@ impl<'t> Runs<'t> {
     }
 
     fn open(&self, info: &RunInfo) -> Result<RunCursor, RunError> {
-        let path = self.path(&info.name)?;
-        let file = fs::File::open(&path).map_err(RunError::io(&path))?;
-        let (blocks, _) = BlockReader::new(file, path, &FORMAT, Some(info))?;
-        Ok(RunCursor {
-            blocks,
-            previous: 0,
-            head: None,
-            id: String::new(),
-        })
+        open_cursor(self.temp, info)
     }
 
     fn remove(&mut self, name: &str) -> Result<(), RunError> {
@@ -449,6 +459,22 @@ impl RunWriter {
             *previous = r.key;
         })
     }
+}
+
+/// Opens the run `info` of `temp`, before its first record.
+fn open_cursor(temp: &TempSpace, info: &RunInfo) -> Result<RunCursor, RunError> {
+    let path = temp.path(&info.name).map_err(|cause| RunError::Io {
+        path: temp.folder().join(&info.name),
+        cause,
+    })?;
+    let file = fs::File::open(&path).map_err(RunError::io(&path))?;
+    let (blocks, _) = BlockReader::new(file, path, &FORMAT, Some(info))?;
+    Ok(RunCursor {
+        blocks,
+        previous: 0,
+        head: None,
+        id: String::new(),
+    })
 }
 
 /// Reads one run back, its next record at its head.
@@ -685,6 +711,97 @@ impl Sorted<'_> {
     }
 }
 
+/// A sort's records kept to be read again, as many times as asked: in
+/// memory when nothing was written, else in one run of their own.
+#[derive(Debug)]
+pub(super) enum Kept {
+    /// Sorted in memory.
+    Memory(Chunk),
+    /// Merged into one run, removed when dropped.
+    Run(KeptRun),
+}
+
+/// One run of a sort's records, every other run of the sort removed;
+/// removed itself when dropped.
+#[derive(Debug)]
+pub(super) struct KeptRun {
+    temp: Arc<TempSpace>,
+    info: RunInfo,
+}
+
+impl KeptRun {
+    /// Records it holds.
+    pub(super) fn len(&self) -> u64 {
+        self.info.entries
+    }
+
+    /// A pass over it, front to back.
+    pub(super) fn open(&self) -> Result<KeptReader, RunError> {
+        open_cursor(&self.temp, &self.info).map(KeptReader)
+    }
+}
+
+impl Drop for KeptRun {
+    fn drop(&mut self) {
+        if let Err(e) = self.temp.remove(&self.info.name, self.info.bytes) {
+            log::warn!(
+                "dedup clusters: removing {}: {e} (removed with the temporary folder)",
+                self.info.name
+            );
+        }
+    }
+}
+
+/// A pass over a [`KeptRun`].
+pub(super) struct KeptReader(RunCursor);
+
+impl KeptReader {
+    /// The next record, `None` past the last.
+    pub(super) fn next(&mut self) -> Result<Option<Named<'_>>, RunError> {
+        match self.0.advance()? {
+            true => Ok(self.0.named()),
+            false => Ok(None),
+        }
+    }
+}
+
+impl Sorter<'_> {
+    /// Every record pushed, in order, kept to be read again: the chunk
+    /// sorted when nothing was written, else the runs merged (in levels
+    /// first, as [`Sorter::finish`] does) into one run of `temp` (the
+    /// one the sort wrote to), the others removed. Returns the bytes the
+    /// sort wrote, the kept run's included. `stop` is looked at every
+    /// record merged.
+    pub(super) fn finish_kept(
+        mut self,
+        temp: &Arc<TempSpace>,
+        stop: &StopCheck<'_>,
+    ) -> Result<(Kept, u64), RunError> {
+        if self.runs.files.is_empty() {
+            self.chunk.sort();
+            return Ok((Kept::Memory(std::mem::take(&mut self.chunk)), 0));
+        }
+        let Sorted::Runs(mut merge, mut runs) = self.finish()? else {
+            unreachable!("runs were written")
+        };
+        let bytes = runs.files.iter().map(|r| r.bytes).sum();
+        let mut writer = runs.create(bytes)?;
+        while let Some(r) = merge.next()? {
+            stop.step()?;
+            writer.push(&r)?;
+        }
+        drop(merge);
+        let info = runs.finish(writer)?;
+        runs.files.retain(|f| f.name != info.name);
+        let kept = KeptRun {
+            temp: Arc::clone(temp),
+            info,
+        };
+        runs.remove_all()?;
+        Ok((Kept::Run(kept), runs.bytes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -694,7 +811,9 @@ mod tests {
 
     use super::*;
     use crate::jobs::dedup::chain::CandidateIds;
-    use crate::jobs::dedup::clusters::{write_clusters, write_clusters_from, Clusters, Indexed};
+    use crate::jobs::dedup::clusters::{
+        write_clusters, write_clusters_from, Clusters, Removed, RemovedAsIndexed,
+    };
 
     /// A xorshift: the same random data on every run.
     struct Random(u64);
@@ -727,6 +846,20 @@ mod tests {
         }
     }
 
+    /// An indexed root's id, and its index's name (two indexes, the
+    /// second from root 25).
+    fn root_id(root: u32) -> String {
+        format!("\"old-{}\"", root * 7 % 1000)
+    }
+
+    fn root_index(root: u32) -> &'static str {
+        if root < 25 {
+            "old \"é\""
+        } else {
+            "other"
+        }
+    }
+
     /// `records` records, each with an id; about a third removed, each as
     /// a duplicate of a record kept (before or after it); a few others
     /// removed as duplicates of indexed records.
@@ -735,22 +868,33 @@ mod tests {
         let ids: Vec<String> = (0..records).map(|r| id_of(&mut random, r)).collect();
         let kept: Vec<u32> = (0..records).filter(|r| r % 3 == 0).collect();
         let mut clusters = Clusters::default();
+        let mut indexed = Vec::new();
         for r in (0..records).filter(|r| r % 3 != 0) {
             if random.below(10) == 0 {
-                clusters.indexed.push(Indexed {
-                    record: r,
-                    root: random.below(50) as u32,
-                    similarity: 0.5 + random.below(1000) as f64 / 2000.0,
-                    id: format!("\"old-{}\"", random.below(1000)).into(),
-                    index: "old \"é\"".into(),
-                });
+                let root = random.below(50) as u32;
+                indexed.push((r, root, 0.5 + random.below(1000) as f64 / 2000.0));
             } else if random.below(4) != 0 {
                 let k = kept[random.below(kept.len() as u64) as usize];
                 let similarity = f64::from_bits(0.6f64.to_bits() + random.below(1 << 40));
                 clusters.removed.in_memory_mut().push((r, k, similarity));
             }
         }
+        clusters.indexed = named(indexed);
         (ids, clusters)
+    }
+
+    /// `indexed` records `(record, root, similarity)` named in memory.
+    fn named(indexed: Vec<(u32, u32, f64)>) -> RemovedAsIndexed {
+        let mut named = RemovedAsIndexed::unnamed(Removed::Memory(indexed));
+        let names = vec![(0, "old \"é\"".into()), (25, "other".into())];
+        let unused = Arc::new(TempSpace::new(std::env::temp_dir().join("unused")));
+        let ids = |root: u32, out: &mut String| {
+            out.push_str(&root_id(root));
+            Ok::<(), Infallible>(())
+        };
+        let never = StopCheck::never();
+        named.name(ids, names, (None, &unused), &never).unwrap();
+        named
     }
 
     /// `clusters.jsonl` as it was written before it was streamed: every id
@@ -758,20 +902,21 @@ mod tests {
     fn looked_up(ids: &[String], clusters: &Clusters) -> Vec<u8> {
         let mut out = Vec::new();
         let id = |r: u32| &ids[r as usize];
-        let indexed_line = |out: &mut Vec<u8>, x: &Indexed| {
+        let indexed_line = |out: &mut Vec<u8>, &(record, root, similarity): &(u32, u32, f64)| {
             writeln!(
                 out,
                 "{{\"id\":{},\"duplicate_of\":{},\"similarity\":{},\"index\":{}}}",
-                id(x.record),
-                x.id,
-                serde_json::to_string(&x.similarity).unwrap(),
-                serde_json::to_string(&*x.index).unwrap()
+                id(record),
+                root_id(root),
+                serde_json::to_string(&similarity).unwrap(),
+                serde_json::to_string(root_index(root)).unwrap()
             )
             .unwrap();
         };
-        let mut indexed = clusters.indexed.iter().peekable();
+        let all = clusters.indexed.to_vec().unwrap();
+        let mut indexed = all.iter().peekable();
         for &(r, kept, j) in clusters.removed.in_memory() {
-            while let Some(x) = indexed.next_if(|x| x.record < r) {
+            while let Some(x) = indexed.next_if(|x| x.0 < r) {
                 indexed_line(&mut out, x);
             }
             writeln!(
@@ -828,6 +973,10 @@ mod tests {
             "kept after"
         );
         assert!(clusters.removed.len() > 500 && clusters.indexed.len() > 100);
+        let roots: std::collections::BTreeSet<&str> = (clusters.indexed.to_vec().unwrap().iter())
+            .map(|x| root_index(x.1))
+            .collect();
+        assert_eq!(roots.len(), 2, "both indexes");
         let expected = looked_up(&ids, &clusters);
         // In memory, no budget: no file.
         let in_memory: CandidateIds = (0u32..).zip(ids.iter().map(String::as_str)).collect();
@@ -857,7 +1006,7 @@ mod tests {
     ) -> Result<(Vec<String>, Spilled), NamingError> {
         let mut out = Vec::new();
         let removed = clusters.removed.iter();
-        let records = clusters.indexed.iter().map(|x| x.record);
+        let records = clusters.indexed.records().map(|x| x.map(|x| x.0));
         let spilled = name_removed(removed, streamed(ids), records, (share, temp), |line| {
             out.push(match line {
                 Line::Removed {
@@ -900,7 +1049,8 @@ mod tests {
         // record's, then an indexed record's.
         let kept = clusters.removed.in_memory()[clusters.removed.in_memory().len() / 2].1;
         let removed = clusters.removed.in_memory()[clusters.removed.in_memory().len() / 3].0;
-        let indexed = clusters.indexed[clusters.indexed.len() / 2].record;
+        let all = clusters.indexed.to_vec().unwrap();
+        let indexed = all[all.len() / 2].0;
         for missing in [kept, removed, indexed] {
             let mut without = ids.clone();
             without[missing as usize] = String::new();
@@ -913,7 +1063,7 @@ mod tests {
                 Ok::<_, RunError>(all.into_iter())
             };
             let removed = clusters.removed.iter();
-            let records = clusters.indexed.iter().map(|x| x.record);
+            let records = clusters.indexed.records().map(|x| x.map(|x| x.0));
             let e =
                 name_removed(removed, opener, records, (2 << 10, &temp), |_| Ok(())).unwrap_err();
             assert!(matches!(e, NamingError::NoId(r) if r == missing), "{e}");
@@ -939,7 +1089,8 @@ mod tests {
             Ok::<_, RunError>(all.into_iter())
         };
         let removed = clusters.removed.iter();
-        let e = name_removed(removed, failing, [], (2 << 10, &temp), |_| Ok(())).unwrap_err();
+        let none = std::iter::empty();
+        let e = name_removed(removed, failing, none, (2 << 10, &temp), |_| Ok(())).unwrap_err();
         assert!(e.to_string().contains("ids-run is damaged: a test"), "{e}");
         assert_eq!(files_in(&temp), Vec::<String>::new(), "runs left");
     }
@@ -960,13 +1111,19 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let indexed = |record: u32| Indexed {
-            record,
-            root: 4,
-            similarity: 0.75,
-            id: "\"old\"".into(),
-            index: "idx".into(),
+        let mut indexed = RemovedAsIndexed::unnamed(Removed::Memory(vec![
+            (0, 4, 0.75),
+            (2, 4, 0.75),
+            (9, 4, 0.75),
+        ]));
+        let unused = Arc::new(TempSpace::new(dir.path().join("unused")));
+        let root_ids = |_, out: &mut String| {
+            out.push_str("\"old\"");
+            Ok::<(), Infallible>(())
         };
+        let names = vec![(0, "idx".into())];
+        let never = StopCheck::never();
+        (indexed.name(root_ids, names, (None, &unused), &never)).unwrap();
         let clusters = Clusters {
             // Kept 5 comes after 1 and 3; 9 after 7.
             removed: crate::jobs::dedup::spill::components::Removed::Memory(vec![
@@ -974,7 +1131,7 @@ mod tests {
                 (3, 5, 1.0),
                 (7, 9, 0.8125),
             ]),
-            indexed: vec![indexed(0), indexed(2), indexed(9)],
+            indexed,
             ..Clusters::default()
         };
         for max_memory in [None, Some(64)] {

@@ -266,7 +266,8 @@ fn write_ids(temp: &TempSpace, chunk: &Chunk) -> Result<RunInfo, RunError> {
 }
 
 /// Writes `entries` as the run `name` (with [`PREFIX`] and [`SUFFIX`])
-/// into `temp`, counting its bytes there.
+/// into `temp`, counting its bytes there. A run that fails half-way is
+/// removed: no owner knows it, so none would.
 pub fn write_run(
     temp: &TempSpace,
     name: &str,
@@ -278,11 +279,20 @@ pub fn write_run(
         path: temp.folder().join(&name),
         cause,
     })?;
-    let mut writer = RunWriter::create(&path, with_prints)?;
-    for entry in entries {
-        writer.push(entry)?;
-    }
-    let info = writer.finish()?;
+    let write = || {
+        let mut writer = RunWriter::create(&path, with_prints)?;
+        for entry in entries {
+            writer.push(entry)?;
+        }
+        writer.finish()
+    };
+    let info = write().inspect_err(|_| {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("removing the failed run {}: {e}", path.display());
+            }
+        }
+    })?;
     temp.wrote(info.bytes);
     Ok(info)
 }
