@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::sync::Mutex;
 
 use super::buckets::{BucketPairs, Fingerprints};
+use super::spill::across::CrossPairs;
 use super::spill::merge::{Buckets, EntrySource};
 use super::spill::pair_files::CandidatePairs;
 use super::spill::pairs::{sort_pairs, PairSpill, PairsMade, Tally};
@@ -75,6 +76,22 @@ pub fn merged_candidate_pairs_spilling<S: EntrySource>(
 ) -> Result<(CandidatePairs, PairsMade), RunError> {
     let pairs = pairs_of_merged_bands(bands, threads, 0, Some(&spill), open)?;
     spill.finish(pairs)
+}
+
+/// [`merged_candidate_pairs_spilling`] of a run whose first `from`
+/// records are saved indexes': the pairs among them are never held (as
+/// [`merged_candidate_pairs_from`]), and those across (an indexed record
+/// and one of the run's) stay within the same share as the run's own,
+/// and are handed apart ([`PairSpill::finish_across`]).
+pub fn merged_candidate_pairs_across<S: EntrySource>(
+    bands: usize,
+    threads: usize,
+    from: u32,
+    spill: PairSpill<'_>,
+    open: impl Fn(usize) -> Result<S, RunError> + Sync,
+) -> Result<(CandidatePairs, CrossPairs, PairsMade), RunError> {
+    let pairs = pairs_of_merged_bands(bands, threads, from, Some(&spill), open)?;
+    spill.finish_across(pairs, from)
 }
 
 /// [`merged_candidate_pairs`] without the pairs whose later record is
