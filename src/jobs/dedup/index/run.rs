@@ -16,10 +16,11 @@
 //! by indexed record, the roots read beside them), the joined pairs made
 //! into components with sorted runs, and the grown index's roots written
 //! from the removed records read in record order, the few indexed roots
-//! joined to an earlier one looked up in a sorted list. What is held is
-//! the pairs across (16 bytes each, as pass 2 verified them, until the
-//! components have read them) and, through pass 3, the records removed as
-//! indexed records' duplicates ([`crate::jobs::dedup::clusters::Indexed`],
+//! joined to an earlier one looked up in a sorted list. The pairs across,
+//! candidate and verified, go to disk past their shares
+//! ([`crate::jobs::dedup::spill::across`], [`PairsSpill::across`]) and
+//! reach the clusters as a stream by indexed record. What is held is,
+//! through pass 3, the records removed as indexed records' duplicates ([`crate::jobs::dedup::clusters::Indexed`],
 //! [`crate::jobs::dedup::clusters::INDEXED_BYTES`] each) with one id for
 //! each indexed record they duplicate.
 
