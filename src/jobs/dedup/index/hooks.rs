@@ -456,6 +456,7 @@ mod tests {
     use super::*;
 
     use crate::jobs::dedup::spill::merge::Sorted;
+    use crate::jobs::dedup::spill::verified::VerifiedPairs;
 
     fn entry(key: u64, record: u32) -> Entry {
         Entry {
@@ -524,5 +525,66 @@ mod tests {
             damage.contains("is damaged") && damage.contains("band-000.bin"),
             "{damage}"
         );
+    }
+
+    #[test]
+    fn the_joiner_verifies_pairs_across_read_from_disk_and_spills_the_verified_ones_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        // Indexed record i's set: {i, i + 1, ..., i + 9}; record r's the
+        // set of indexed record r % 50 (a duplicate of it), paired with it
+        // and with indexed record r % 50 + 20 (far from it).
+        let set_of = |i: u32| (u64::from(i)..u64::from(i) + 10).collect::<Vec<u64>>();
+        let records = 3000u32;
+        let mut pairs = Vec::new();
+        for r in 0..records {
+            pairs.push((r % 50, r));
+            pairs.push((r % 50 + 20, r));
+        }
+        pairs.sort_unstable_by_key(|&(a, b)| (b, a));
+        let mut writer = across::CrossWriter::create(&temp, pairs.len() as u64).unwrap();
+        for &p in &pairs {
+            writer.push(p).unwrap();
+        }
+        let cross = writer.finish(&temp).unwrap();
+        let sets = IndexedSets {
+            memory: (0..70).map(|i| (i, set_of(i))).collect(),
+            ..IndexedSets::default()
+        };
+        let mut reads = BitSet::new();
+        cross
+            .each(&temp, &mut |(_, r)| {
+                reads.insert(r.into());
+                Ok(())
+            })
+            .unwrap();
+        let count = cross.len();
+        // A share of a few hundred verified pairs: they go to runs.
+        let verified = PairsSpill::across(Arc::clone(&temp), Some(4 << 10));
+        let reader = cross.clone().reader(&temp).unwrap();
+        let joiner = Joiner::new(0.5, (reader, count, reads), (sets, verified), None);
+        // Record 7 is not read (as if rejected): its pairs are unverifiable.
+        for r in (0..records).filter(|&r| r != 7) {
+            joiner.record(r, "id", &set_of(r % 50), None);
+        }
+        let mut state = joiner.take();
+        assert_eq!(state.checked, count - 2);
+        assert_eq!(state.unverifiable, 2);
+        assert!(state.read_error.is_none() && state.spill_error.is_none());
+        let verified = state.verified.finish().unwrap();
+        assert!(
+            matches!(verified, VerifiedPairs::Disk(_)),
+            "spilled past its share"
+        );
+        let got: Vec<(u32, u32, f64)> = verified.to_vec(&temp).unwrap();
+        let want: Vec<(u32, u32, f64)> = (0..records)
+            .filter(|&r| r != 7)
+            .map(|r| (r % 50, r, 1.0))
+            .collect();
+        assert_eq!(got, want);
+        verified.remove(&temp).unwrap();
+        cross.remove(&temp).unwrap();
+        let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+        assert_eq!(left, 0, "nothing left");
     }
 }
