@@ -146,14 +146,22 @@ fn pairs_of_merged_bands<S: EntrySource>(
                     sink.check(pairs, tally)?;
                 }
             }
-            // Without a sink (against an index, or bands merged with no
-            // budget), a pair is made again in every band its records
-            // share: the list is sorted and its repeats dropped each time
-            // it doubles, so that it holds about twice its pairs and a
-            // band's at most, not a copy a band.
-            if sink.is_none() && pairs.len() > 2 * *compacted + COMPACT_FLOOR {
+            // Without a sink (bands merged with no budget), or against an
+            // index (whose pairs are mostly across, repeated in every band
+            // the records share, under a share that may be large: the
+            // default budget's), a pair is made again in every band its
+            // records share: the list is sorted and its repeats dropped
+            // each time it doubles, so that it holds about twice its
+            // pairs and a band's at most, not a copy a band. The sink's
+            // own sort may have shortened it since.
+            *compacted = (*compacted).min(pairs.len());
+            let compacts = sink.is_none() || from > 0;
+            if compacts && pairs.len() > 2 * *compacted + COMPACT_FLOOR {
                 sort_pairs(pairs);
                 *compacted = pairs.len();
+                if let Some(sink) = sink {
+                    sink.recount(pairs, pairs.capacity(), tally);
+                }
             }
             Ok(())
         },

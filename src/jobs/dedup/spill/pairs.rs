@@ -173,6 +173,14 @@ impl<'a> PairSpill<'a> {
         Ok(())
     }
 
+    /// Counts `pairs` again once their thread sorted them and dropped
+    /// their repeats (counted as made already).
+    /// `room`: the list's capacity.
+    pub fn recount(&self, pairs: &[(u32, u32)], room: usize, tally: &mut Tally) {
+        tally.len = pairs.len();
+        self.count(pairs, room, tally);
+    }
+
     /// Counts the list the threads' lists were joined into, `pairs` of
     /// `room`, in their place (each sorted first, the join is no larger
     /// than their sum).
