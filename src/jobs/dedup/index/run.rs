@@ -304,16 +304,34 @@ impl IndexRun {
         // `failpoints`): `dedup::across_hold=return(FILE)`.
         crate::jobs::dedup::crash::hold("dedup::across_hold", &|| stop.asked());
         let failed = Cell::new(None);
-        let made = self.by_root(&cross, temp, &failed).and_then(|across| {
-            Clusters::with_index_stream(
-                pairs.reader(temp),
-                pairs.len(),
-                (across, cross.len(), self.offset),
-                (share, temp),
-                (prefers, stop),
-            )
-        });
-        let removed = cross.remove(temp);
+        let count = cross.len();
+        let (made, removed) = match cross {
+            VerifiedPairs::Memory(mut across) => {
+                // Held within their share: relabeled in place.
+                let made = self.roots_in_place(&mut across, &failed).and_then(|()| {
+                    Clusters::with_index_stream(
+                        pairs.reader(temp),
+                        pairs.len(),
+                        (across.into_iter().map(Ok), count, self.offset),
+                        (share, temp),
+                        (prefers, stop),
+                    )
+                });
+                (made, Ok(()))
+            }
+            disk => {
+                let made = self.by_root(&disk, temp, &failed).and_then(|across| {
+                    Clusters::with_index_stream(
+                        pairs.reader(temp),
+                        pairs.len(),
+                        (across, count, self.offset),
+                        (share, temp),
+                        (prefers, stop),
+                    )
+                });
+                (made, disk.remove(temp))
+            }
+        };
         if let Some(e) = failed.take() {
             return Err(e.into());
         }
@@ -422,48 +440,60 @@ impl IndexRun {
     }
 
     /// The verified pairs across `(indexed record, record, similarity)`
-    /// by indexed record, then record, each indexed record (joined
-    /// numbering) replaced by its cluster's root, read front to back from
-    /// each index's roots as the pairs pass ([`ToRoots`]): sorted in
-    /// memory when they are held there, else with sorted runs in `temp`
-    /// within their share ([`Sorter`]), nothing else held. A roots file
-    /// that cannot be read ends the stream, its error in `failed`.
+    /// on disk, by indexed record, then record, each indexed record
+    /// (joined numbering) replaced by its cluster's root, read front to
+    /// back from each index's roots as the pairs pass ([`ToRoots`]):
+    /// sorted with runs in `temp` within their share ([`Sorter`]),
+    /// nothing else held. A roots file that cannot be read ends the
+    /// stream, its error in `failed`.
     fn by_root<'a>(
         &'a self,
         cross: &'a VerifiedPairs,
         temp: &Arc<TempSpace>,
         failed: &'a Cell<Option<IndexError>>,
     ) -> Result<ToRoots<'a>, RunError> {
-        let sorted: Box<dyn Iterator<Item = Result<RemovedRecord, RunError>> + 'a> = match cross {
-            VerifiedPairs::Memory(pairs) => {
-                let mut pairs = pairs.clone();
-                pairs.sort_unstable_by_key(|&(a, b, _)| (a, b));
-                Box::new(pairs.into_iter().map(Ok))
-            }
-            VerifiedPairs::Disk(_) => {
-                let mut sorter = Sorter::new(temp, "across-by-indexed", self.sort_share);
-                for pair in cross.reader(temp) {
-                    let (indexed, record, j) = pair?;
-                    sorter.push(Entry {
-                        key: indexed.into(),
-                        record,
-                        print: j.to_bits(),
-                    })?;
-                }
-                let mut stream = sorter.finish()?;
-                Box::new(std::iter::from_fn(move || {
-                    let entry = stream.next_entry().transpose()?;
-                    Some(entry.map(|e| (e.key as u32, e.record, f64::from_bits(e.print))))
-                }))
-            }
-        };
+        let mut sorter = Sorter::new(temp, "across-by-indexed", self.sort_share);
+        for pair in cross.reader(temp) {
+            let (indexed, record, j) = pair?;
+            sorter.push(Entry {
+                key: indexed.into(),
+                record,
+                print: j.to_bits(),
+            })?;
+        }
+        let mut stream = sorter.finish()?;
+        let sorted = std::iter::from_fn(move || {
+            let entry = stream.next_entry().transpose()?;
+            Some(entry.map(|e| (e.key as u32, e.record, f64::from_bits(e.print))))
+        });
         Ok(ToRoots {
             opened: &self.opened,
-            pairs: sorted,
+            pairs: Box::new(sorted),
             reading: None,
             last: None,
             failed,
         })
+    }
+
+    /// [`IndexRun::by_root`] of the verified pairs across held in
+    /// memory: sorted and relabeled in place, as they are.
+    fn roots_in_place(
+        &self,
+        pairs: &mut [RemovedRecord],
+        failed: &Cell<Option<IndexError>>,
+    ) -> Result<(), RunError> {
+        pairs.sort_unstable_by_key(|&(a, b, _)| (a, b));
+        let mut roots = ToRoots {
+            opened: &self.opened,
+            pairs: Box::new(std::iter::empty()),
+            reading: None,
+            last: None,
+            failed,
+        };
+        for pair in pairs {
+            pair.0 = roots.root(pair.0)?;
+        }
+        Ok(())
     }
 
     /// The number of the index that holds joined record `record`.
@@ -705,6 +735,21 @@ impl ToRoots<'_> {
     }
 }
 
+impl ToRoots<'_> {
+    /// [`ToRoots::root_of`], its error kept in `failed` and said as a
+    /// failure of the pairs' stream.
+    fn root(&mut self, record: u32) -> Result<u32, RunError> {
+        self.root_of(record).map_err(|e| {
+            let failure = RunError::Failed {
+                kind: std::io::ErrorKind::InvalidData,
+                message: e.to_string(),
+            };
+            self.failed.set(Some(e));
+            failure
+        })
+    }
+}
+
 impl Iterator for ToRoots<'_> {
     type Item = Result<RemovedRecord, RunError>;
 
@@ -713,17 +758,7 @@ impl Iterator for ToRoots<'_> {
             Ok(pair) => pair,
             Err(e) => return Some(Err(e)),
         };
-        Some(match self.root_of(indexed) {
-            Ok(root) => Ok((root, record, j)),
-            Err(e) => {
-                let failure = RunError::Failed {
-                    kind: std::io::ErrorKind::InvalidData,
-                    message: e.to_string(),
-                };
-                self.failed.set(Some(e));
-                Err(failure)
-            }
-        })
+        Some(self.root(indexed).map(|root| (root, record, j)))
     }
 }
 
