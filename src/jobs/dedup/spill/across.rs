@@ -129,6 +129,10 @@ pub fn split(pairs: &mut Vec<(u32, u32)>, offset: u32) -> Vec<(u32, u32)> {
         }
     }
     pairs.truncate(kept);
+    // Both are held through pass 2: not at the room of the joined list
+    // (the run's own are often a few of them), nor a doubling's.
+    pairs.shrink_to_fit();
+    cross.shrink_to_fit();
     cross
 }
 
