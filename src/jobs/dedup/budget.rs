@@ -13,15 +13,17 @@
 //! | 1 | band lists and id keys once they spilled: the latest records, and the chunk being written (the oldest ones) | `8 * bands + 8` a record held, `8 * bands + 64` a record written (fingerprint, sort's room) | [`Shares::unspilled`] while the pass goes on; at its end, the latest ones kept (`8 * bands + 32 + 32 * threads` a record, a band sorted a merging thread) within [`Shares::chunks`], a quarter, and merged from there beside the runs |
 //! | 1-3 | the records' places (`spans`) | 12 a record | [`Shares::places`]: an eighth; past it, all go to disk in record order ([`crate::jobs::dedup::spill::places`]: a segment of at most 3 MiB in memory while pass 1 writes, one block while passes 2 and 3 read them back) |
 //! | 1 | the merge's read buffers | 128 KiB a run | [`Shares::merge`]: an eighth; past it, runs merge in levels first |
-//! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats. Against indexes none yet: each thread's list sorted without its repeats each time it doubles, about twice its distinct pairs and a band's |
+//! | 1 | the candidate pairs as the merge makes them, repeats across bands included | 8 a pair, lists grown by doubling | [`Shares::pairs`]: a quarter; past it sorted runs, merged without the repeats. Against indexes, the pairs across (an indexed record and one of the run's) with them, split apart as the runs are merged ([`crate::jobs::dedup::spill::pairs::PairSpill::finish_across`]) |
 //! | 2 | held shingle sets | `8 * shingles + 40` a held record | [`Shares::held`]: a quarter; past it, sorted runs joined back |
 //! | 2 | against indexes: the indexed records' shingle sets the pairs across are verified with, read before pass 2 in indexed record order | `8 * shingles + 40` an indexed record held; on disk, its set once a pair across | [`Shares::indexed_sets`]: a sixteenth; past it, those held go to sorted runs of `(record, indexed record, set)` ([`crate::jobs::dedup::spill::held`]), read back front to back as pass 2 reads the records |
 //! | 2 | the candidates' ids (and `--keep` keys) | about 20 a candidate | [`Shares::candidate_ids`]: an eighth, kept before an id's vectors grow; past it, the ids of candidates that can no longer be in a cluster are dropped, and when that leaves more than half the share, every id goes to disk in record order ([`crate::jobs::dedup::spill::ids`]: a segment of a quarter of the share in memory), joined back for the clustered records when the pass ends |
 //! | 2 | the verified pairs | 16 a pair, lists grown by doubling | [`Shares::verified_pairs`]: a sixteenth; past it, all go to sorted runs in the order pass 2 makes them ([`crate::jobs::dedup::spill::verified`]: a segment of a quarter of the share in memory), and the clustered records' ids, when they were on disk, to a run of their own ([`crate::jobs::dedup::spill::ids`]) |
+//! | 2 | against indexes: the verified pairs across | 16 a pair, lists grown by doubling | [`Shares::verified_pairs_across`]: a thirty-second; past it, as the run's own ([`crate::jobs::dedup::spill::verified::PairsSpill::across`]), then sorted by indexed record within it ([`crate::jobs::dedup::spill::sorter`]) and streamed to the clusters, each indexed record replaced by its root as the index's roots are read front to back |
 //! | 2-3 | the clusters: while they are made, the union-find over the clustered records (with their best similarity and cluster sizes); then the removed records with their kept record, held through pass 3 | about 112 a verified pair in memory ([`crate::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES`]); 16 a removed record | [`Shares::clusters`]: a quarter; past it, the components are made with sorted runs ([`crate::jobs::dedup::spill::components`]; against indexes, of the pairs across and the run's own, less the 16 bytes a pair across held until they are read: [`crate::jobs::dedup::spill::joined`]), under a `--keep` policy other than `first` without an index each one's kept record chosen with more sorts ([`crate::jobs::dedup::spill::ranked`]), and the removed records past a quarter of the share go to a run read front to back |
 //! | 2-3 | against indexes: the records removed as an indexed record's duplicates, as the clusters make them, then named with their root's id (sorted by root, joined with the ids read in order, sorted back by record), held through pass 3 | 16 a record as made; 36 a record sorted by root; 24 a record and its root's id named | [`Shares::indexed_duplicates`]: a sixteenth (a quarter of the clusters'), for them as made and named; the sort by root holds half the clusters' share while nothing else of the clusters' is made. Past it, runs ([`crate::jobs::dedup::spill::indexed`]): the named ones merged into one run read front to back by pass 3, `clusters.jsonl` and the saved index's roots |
 //! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
+//! | 1-2 | against indexes: the candidate pairs across, handed to pass 2's verification of them | 8 a pair (counted as 16, beside the run's own held in memory) | [`Shares::verify_pairs`], with the run's own; past it, pass 1 merges them into one sorted run by the run's record, which pass 2 reads front to back ([`crate::jobs::dedup::spill::across`]) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
 //! | 3 | the removed records named by id for `clusters.jsonl`, sorted by kept then by removed record | 24 a removed record, and the kept record's id | [`Shares::clusters_file`]: a quarter, half a sort; past it, runs merged ([`crate::jobs::dedup::spill::named`]: a block and a read buffer a run) |
 //!
@@ -116,6 +118,15 @@ impl Shares {
     /// ([`crate::jobs::dedup::spill::verified`]), read back in order.
     pub fn verified_pairs(self) -> u64 {
         self.max_memory / 16
+    }
+
+    /// Against indexes: pass 2's verified pairs across, a thirty-second
+    /// of the budget, counted 16 bytes a pair. Past it they go to sorted
+    /// runs as the run's own do ([`crate::jobs::dedup::spill::verified`]),
+    /// sorted by indexed record within it for the clusters, which read
+    /// them as a stream.
+    pub fn verified_pairs_across(self) -> u64 {
+        self.max_memory / 32
     }
 
     /// Against indexes: the indexed records' shingle sets that pass 2
@@ -216,6 +227,9 @@ mod tests {
         // sixteenth more.
         let sets = s.indexed_sets();
         assert!(pass2 + s.verify_pairs() + s.verified_pairs() + sets <= s.max_memory / 16 * 15);
+        // And the verified pairs across, a thirty-second more.
+        let across = sets + s.verified_pairs_across();
+        assert!(pass2 + s.verify_pairs() + s.verified_pairs() + across <= s.max_memory / 32 * 31);
         // Between passes 2 and 3 and in pass 3: the clusters beside the
         // places and the clustered records' ids.
         assert!(s.clusters() + s.places() + s.candidate_ids() <= s.max_memory / 2);

@@ -21,6 +21,7 @@ use super::spans::Spans;
 use super::spill::ids::IdsRunReader;
 use super::spill::merge::Merge;
 pub use super::spill::pair_files::CandidatePairs;
+use super::spill::pairs::{PairSpill, PairsMade};
 use super::spill::runs::{RunError, RunInfo};
 pub use super::spill::verified::VerifiedPairs;
 
@@ -41,12 +42,16 @@ pub trait BandsHook: Send + Sync + std::fmt::Debug {
     /// [`Candidates::pairs`]; `open(band)` gives band `band`'s entries
     /// (records numbered as the run numbers them, each with its twin
     /// fingerprint) in `(key, record)` order, on up to `threads` threads.
+    /// Under a budget, the pairs as they are made (the hook's too) stay
+    /// within `spill`'s share, and are handed on as it hands them
+    /// ([`PairSpill`]); without one (`None`), in memory.
     fn candidate_pairs(
         &self,
         bands: usize,
         threads: usize,
+        spill: Option<PairSpill<'_>>,
         open: &(dyn Fn(usize) -> Result<Merge, RunError> + Sync),
-    ) -> Result<Vec<(u32, u32)>, RunError>;
+    ) -> Result<(CandidatePairs, PairsMade), RunError>;
 }
 
 /// What pass 2's Integrator tells, for every record it reads, when the

@@ -286,7 +286,8 @@ impl Clusters {
     }
 
     /// [`Clusters::with_index_keeping`] from a stream of this run's
-    /// `count` verified `pairs`, within `share` bytes of memory (`None`:
+    /// `count` verified `pairs` and of the `across` verified pairs across
+    /// (`indexed`, each indexed record its cluster's root), within `share` bytes of memory (`None`:
     /// no budget): the union-find in memory when the pairs and those
     /// across fit ([`IN_MEMORY_PAIR_BYTES`] each, as
     /// [`Clusters::from_pair_stream`]) or a policy other than `first`
@@ -297,11 +298,15 @@ impl Clusters {
     pub fn with_index_stream(
         pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
         count: u64,
-        (indexed, offset): (Vec<RemovedRecord>, u32),
+        (indexed, across, offset): (
+            impl Iterator<Item = Result<RemovedRecord, RunError>>,
+            u64,
+            u32,
+        ),
         (share, temp): (Option<u64>, &Arc<TempSpace>),
         (prefers, stop): (Option<&Prefers<'_>>, &StopCheck<'_>),
     ) -> Result<(Self, Vec<(u32, u32)>), RunError> {
-        let all = count.saturating_add(indexed.len() as u64);
+        let all = count.saturating_add(across);
         let past = |&share: &u64| all.saturating_mul(IN_MEMORY_PAIR_BYTES) > share;
         let pairs = pairs.map(|pair| stop.step().and(pair));
         let Some(share) = share.filter(past).filter(|_| prefers.is_none()) else {
@@ -309,6 +314,7 @@ impl Clusters {
                 "dedup: making the clusters of {all} verified pairs (with those across) in memory"
             );
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
+            let indexed = indexed.collect::<Result<Vec<_>, RunError>>()?;
             let made = Clusters::with_index_stopping(&pairs, &indexed, offset, (prefers, stop))?;
             made.0.made(None);
             return Ok(made);
@@ -319,10 +325,10 @@ impl Clusters {
             temp.folder().display()
         );
         // The pairs across are held until the first round has read them.
-        let held = (indexed.len() as u64).saturating_mul(VERIFIED_PAIR_BYTES);
+        let held = across.saturating_mul(VERIFIED_PAIR_BYTES);
         room_for(all, temp)?;
         let before = temp.bytes_spilled();
-        let cross = indexed.into_iter().map(Ok);
+        let cross = indexed;
         let within = (share.saturating_sub(held), temp);
         let found = joined_components(cross, pairs, offset, within, stop)?;
         log::info!(

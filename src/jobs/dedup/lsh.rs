@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::sync::Mutex;
 
 use super::buckets::{BucketPairs, Fingerprints};
+use super::spill::across::CrossPairs;
 use super::spill::merge::{Buckets, EntrySource};
 use super::spill::pair_files::CandidatePairs;
 use super::spill::pairs::{sort_pairs, PairSpill, PairsMade, Tally};
@@ -77,6 +78,22 @@ pub fn merged_candidate_pairs_spilling<S: EntrySource>(
     spill.finish(pairs)
 }
 
+/// [`merged_candidate_pairs_spilling`] of a run whose first `from`
+/// records are saved indexes': the pairs among them are never held (as
+/// [`merged_candidate_pairs_from`]), and those across (an indexed record
+/// and one of the run's) stay within the same share as the run's own,
+/// and are handed apart ([`PairSpill::finish_across`]).
+pub fn merged_candidate_pairs_across<S: EntrySource>(
+    bands: usize,
+    threads: usize,
+    from: u32,
+    spill: PairSpill<'_>,
+    open: impl Fn(usize) -> Result<S, RunError> + Sync,
+) -> Result<(CandidatePairs, CrossPairs, PairsMade), RunError> {
+    let pairs = pairs_of_merged_bands(bands, threads, from, Some(&spill), open)?;
+    spill.finish_across(pairs, from)
+}
+
 /// [`merged_candidate_pairs`] without the pairs whose later record is
 /// below `from`: a saved index's records come first in a run against it,
 /// and the pairs among them are never held (their buckets' entries are
@@ -129,14 +146,22 @@ fn pairs_of_merged_bands<S: EntrySource>(
                     sink.check(pairs, tally)?;
                 }
             }
-            // Without a sink (against an index, or bands merged with no
-            // budget), a pair is made again in every band its records
-            // share: the list is sorted and its repeats dropped each time
-            // it doubles, so that it holds about twice its pairs and a
-            // band's at most, not a copy a band.
-            if sink.is_none() && pairs.len() > 2 * *compacted + COMPACT_FLOOR {
+            // Without a sink (bands merged with no budget), or against an
+            // index (whose pairs are mostly across, repeated in every band
+            // the records share, under a share that may be large: the
+            // default budget's), a pair is made again in every band its
+            // records share: the list is sorted and its repeats dropped
+            // each time it doubles, so that it holds about twice its
+            // pairs and a band's at most, not a copy a band. The sink's
+            // own sort may have shortened it since.
+            *compacted = (*compacted).min(pairs.len());
+            let compacts = sink.is_none() || from > 0;
+            if compacts && pairs.len() > 2 * *compacted + COMPACT_FLOOR {
                 sort_pairs(pairs);
                 *compacted = pairs.len();
+                if let Some(sink) = sink {
+                    sink.recount(pairs, pairs.capacity(), tally);
+                }
             }
             Ok(())
         },

@@ -292,10 +292,14 @@ fn chain(
     // Pass 1's band runs, merge buffers and signatures are freed: pass 2
     // starts from what it holds, not from pass 1's peak.
     crate::allocator::give_back_freed();
-    let sets_share =
-        (ctx.max_memory).map(|max_memory| budget::Shares { max_memory }.indexed_sets());
+    let shares = ctx
+        .max_memory
+        .map(|max_memory| budget::Shares { max_memory });
+    let sets_share = shares.map(budget::Shares::indexed_sets);
+    let across_share = (shares.map(budget::Shares::verified_pairs_across))
+        .map(|share| spill::across::lowered_share().unwrap_or(share));
     let record_hook = (index.as_mut())
-        .map(|index| index.after_signatures((sets_share, &ctx.temp)))
+        .map(|index| index.after_signatures((sets_share, &ctx.temp), across_share))
         .transpose()?;
     let reads = passes::reads(ctx, &found, &form);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;

@@ -12,12 +12,16 @@ use std::sync::{Arc, Mutex};
 use drainpipe_actors::TempSpace;
 
 use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::chain::CandidatePairs;
 use crate::jobs::dedup::chain::{BandsHook, RecordHook};
-use crate::jobs::dedup::lsh::merged_candidate_pairs_from;
+use crate::jobs::dedup::lsh::{merged_candidate_pairs_across, merged_candidate_pairs_from};
 use crate::jobs::dedup::similarity::jaccard;
-use crate::jobs::dedup::spill::held::HeldSpill;
+use crate::jobs::dedup::spill::across::{self, CrossPairs, CrossReader};
+use crate::jobs::dedup::spill::held::{HeldSpill, Pending};
 use crate::jobs::dedup::spill::merge::{EntrySource, Merge};
+use crate::jobs::dedup::spill::pairs::{PairSpill, PairsMade};
 use crate::jobs::dedup::spill::runs::{Entry, RunError, RunInfo, RunReader, RunWriter};
+use crate::jobs::dedup::spill::verified::PairsSpill;
 
 use super::files::{band_name, SegmentWriter};
 use super::IndexError;
@@ -53,8 +57,9 @@ pub struct JoinedBands {
 /// What [`JoinedBands`] found besides the run's own pairs.
 #[derive(Debug, Default)]
 pub struct BandsOut {
-    /// `(indexed record, record)`: pairs across, sorted by the record.
-    pub cross: Vec<(u32, u32)>,
+    /// `(indexed record, record)`: pairs across, sorted by the record,
+    /// then the indexed record; in memory, or on disk past their share.
+    pub cross: CrossPairs,
     /// The joined bands' runs, written into the index being saved (none
     /// when no index is saved).
     pub bands: Vec<RunInfo>,
@@ -176,24 +181,24 @@ impl BandsHook for JoinedBands {
         &self,
         bands: usize,
         threads: usize,
+        spill: Option<PairSpill<'_>>,
         open: &(dyn Fn(usize) -> Result<Merge, RunError> + Sync),
-    ) -> Result<Vec<(u32, u32)>, RunError> {
+    ) -> Result<(CandidatePairs, PairsMade), RunError> {
         let offset = self.offset;
         let written: Vec<Mutex<Option<RunInfo>>> = (0..bands).map(|_| Mutex::default()).collect();
-        let pairs = merged_candidate_pairs_from(bands, threads, offset, |band| {
-            self.joined(band, open(band)?, &written[band])
-        })
-        .inspect_err(|e| self.note_damage(e))?;
-        // Pairs of two indexed records were left out: their clusters are
-        // the index's.
-        let (mut own, mut cross) = (Vec::new(), Vec::new());
-        for (a, b) in pairs {
-            if a < offset {
-                cross.push((a, b - offset));
-            } else {
-                own.push((a - offset, b - offset));
-            }
+        let joined = |band| self.joined(band, open(band)?, &written[band]);
+        // Pairs of two indexed records are left out: their clusters are
+        // the index's. Under a budget, those across stay within the same
+        // share as the run's own, and past pass 2's go to their run.
+        let (own, cross, made) = match spill {
+            Some(spill) => merged_candidate_pairs_across(bands, threads, offset, spill, joined),
+            None => merged_candidate_pairs_from(bands, threads, offset, joined).map(|mut pairs| {
+                let cross = across::split(&mut pairs, offset);
+                let own = CandidatePairs::Memory(pairs);
+                (own, CrossPairs::Memory(cross), PairsMade::default())
+            }),
         }
+        .inspect_err(|e| self.note_damage(e))?;
         let mut saved = Vec::new();
         if self.save_to.is_some() {
             for (band, info) in written.into_iter().enumerate() {
@@ -208,7 +213,7 @@ impl BandsHook for JoinedBands {
             cross,
             bands: saved,
         });
-        Ok(own)
+        Ok((own, made))
     }
 }
 
@@ -243,13 +248,14 @@ pub struct IndexedSets {
 
 impl IndexedSets {
     /// Reads the sets of `cross`'s indexed records (`(indexed record,
-    /// record)`, sorted by the record, then the indexed record), handed
+    /// record)`, sorted by the record, then the indexed record: in memory
+    /// or read front to back from disk, [`CrossPairs::pending`]), handed
     /// by `read` in indexed record order, holding them within `share`
     /// bytes (`None`: no budget): past it, those held are written to a
     /// run in `temp`, once for each pair across they are in
     /// ([`HeldSpill::evict`]), and freed.
     pub fn read(
-        cross: &[(u32, u32)],
+        cross: &(impl Pending + ?Sized),
         (share, temp): (Option<u64>, &Arc<TempSpace>),
         read: impl FnOnce(&mut dyn FnMut(u32, Vec<u64>)) -> Result<(), IndexError>,
     ) -> Result<Self, IndexError> {
@@ -295,13 +301,20 @@ const SET_ENTRY_BYTES: u64 = 40;
 #[derive(Debug, Default)]
 pub struct JoinerState {
     /// `(indexed record, record)`, sorted by the record, then the indexed
-    /// record.
-    cross: Vec<(u32, u32)>,
-    cursor: usize,
+    /// record: read front to back as pass 2 reads the records.
+    cross: CrossReader,
+    /// Pairs across in all, and those passed so far.
+    cross_pairs: u64,
+    passed: u64,
+    /// The indexed partners of the record being verified.
+    partners: Vec<u32>,
     /// The indexed records' sets.
     pub sets: IndexedSets,
-    /// `(indexed record, record, similarity)` at or above the threshold.
-    pub verified: Vec<(u32, u32, f64)>,
+    /// `(indexed record, record, similarity)` at or above the threshold,
+    /// in the order they are made (by the record, then the indexed
+    /// record): in memory within their share, past it in runs
+    /// ([`PairsSpill::across`]).
+    pub verified: PairsSpill,
     /// Pairs across whose similarity was computed.
     pub checked: u64,
     /// Pairs across that could not be checked (a record pass 2 did not
@@ -311,31 +324,32 @@ pub struct JoinerState {
     pub writer: Option<SegmentWriter>,
     /// The first error writing them.
     pub error: Option<std::io::Error>,
-    /// The first error reading the spilled sets back.
+    /// The first error reading the pairs across or the spilled sets back.
     pub read_error: Option<RunError>,
+    /// The first error writing the verified pairs across to disk.
+    pub spill_error: Option<RunError>,
 }
 
 impl Joiner {
-    /// Verifies `cross` (sorted by the record, then the indexed record)
-    /// against the indexed records' `sets`, and writes into `writer`
+    /// Verifies `cross` (sorted by the record, then the indexed record;
+    /// `reads`: the records in them) against the indexed records' `sets`,
+    /// keeping the verified pairs in `verified`, and writes into `writer`
     /// when an index is saved (then pass 2 reads every record).
     pub fn new(
         threshold: f64,
-        cross: Vec<(u32, u32)>,
-        sets: IndexedSets,
+        (cross, count, reads): (CrossReader, u64, BitSet),
+        (sets, verified): (IndexedSets, PairsSpill),
         writer: Option<SegmentWriter>,
     ) -> Self {
-        let mut reads = BitSet::new();
-        for &(_, b) in &cross {
-            reads.insert(b.into());
-        }
         Joiner {
             threshold,
             reads,
             saving: writer.is_some(),
             state: Mutex::new(JoinerState {
                 cross,
+                cross_pairs: count,
                 sets,
+                verified,
                 writer,
                 ..JoinerState::default()
             }),
@@ -345,7 +359,8 @@ impl Joiner {
     /// What it found, once pass 2 has ended.
     pub fn take(&self) -> JoinerState {
         let mut state = std::mem::take(&mut *self.state.lock().expect("joiner poisoned"));
-        state.unverifiable += (state.cross.len() - state.cursor) as u64;
+        state.unverifiable += state.cross_pairs - state.passed;
+        state.cross = CrossReader::default();
         state
     }
 }
@@ -363,6 +378,27 @@ impl JoinerState {
             }
         }
     }
+
+    /// Reads the indexed partners of `record` into `partners`, passing
+    /// (as unverifiable) the pairs of records before it.
+    fn partners_of(&mut self, record: u32) {
+        self.partners.clear();
+        while self.read_error.is_none() {
+            match self.cross.peek() {
+                Ok(Some((indexed, r))) if r <= record => {
+                    if r < record {
+                        self.unverifiable += 1;
+                    } else {
+                        self.partners.push(indexed);
+                    }
+                    self.cross.pass();
+                    self.passed += 1;
+                }
+                Ok(_) => break,
+                Err(e) => self.read_error = Some(e),
+            }
+        }
+    }
 }
 
 impl RecordHook for Joiner {
@@ -377,15 +413,10 @@ impl RecordHook for Joiner {
     fn record(&self, record: u32, id: &str, set: &[u64], words: Option<&[u8]>) {
         let mut state = self.state.lock().expect("joiner poisoned");
         let s = &mut *state;
-        while s.cursor < s.cross.len() && s.cross[s.cursor].1 < record {
-            s.unverifiable += 1;
-            s.cursor += 1;
-        }
-        let mine = s.cursor..s.cross[s.cursor..].partition_point(|p| p.1 == record) + s.cursor;
-        s.cursor = mine.end;
+        s.partners_of(record);
         // The spilled sets of this record's indexed partners, by indexed
         // record (the runs hold them in the order the records come).
-        let wanted = s.read_error.is_none() && !mine.is_empty();
+        let wanted = s.read_error.is_none() && !s.partners.is_empty();
         let spilled = match &mut s.sets.spill {
             Some(spill) if wanted => spill.take_for(record),
             _ => Ok(Vec::new()),
@@ -394,7 +425,7 @@ impl RecordHook for Joiner {
             s.read_error = Some(e);
             Vec::new()
         });
-        for &(indexed, _) in &s.cross[mine] {
+        for &indexed in &s.partners {
             let theirs = s.sets.memory.get(&indexed).map(Vec::as_slice).or_else(|| {
                 (spilled.binary_search_by_key(&indexed, |x| x.0).ok()).map(|at| &*spilled[at].1)
             });
@@ -404,8 +435,10 @@ impl RecordHook for Joiner {
             };
             let j = jaccard(theirs, set);
             s.checked += 1;
-            if j >= self.threshold {
-                s.verified.push((indexed, record, j));
+            if j >= self.threshold && s.spill_error.is_none() {
+                if let Err(e) = s.verified.push((indexed, record, j)) {
+                    s.spill_error = Some(e);
+                }
             }
         }
         s.fill_to(record.into());
@@ -423,6 +456,7 @@ mod tests {
     use super::*;
 
     use crate::jobs::dedup::spill::merge::Sorted;
+    use crate::jobs::dedup::spill::verified::VerifiedPairs;
 
     fn entry(key: u64, record: u32) -> Entry {
         Entry {
@@ -460,10 +494,10 @@ mod tests {
         std::fs::create_dir(&saved).unwrap();
         let hook = JoinedBands::new(vec![index.clone()], 3, Some(saved.clone()));
         let open = |_: usize| own(vec![entry(9, 1), entry(7, 0)]);
-        let pairs = hook.candidate_pairs(1, 1, &open).unwrap();
+        let (pairs, _) = hook.candidate_pairs(1, 1, None, &open).unwrap();
         assert!(pairs.is_empty(), "{pairs:?}");
         let out = hook.take().unwrap();
-        assert_eq!(out.cross, [(0, 0), (1, 0), (2, 1)]);
+        assert_eq!(out.cross, CrossPairs::Memory(vec![(0, 0), (1, 0), (2, 1)]));
         // The saved band: the joined entries, the run's records shifted.
         let mut reader = RunReader::open(&saved.join(band_name(0)), Some(&out.bands[0])).unwrap();
         let mut joined = Vec::new();
@@ -474,7 +508,8 @@ mod tests {
         // Without an index: the run's own pairs, numbered as the run's.
         let hook = JoinedBands::new(Vec::new(), 0, None);
         let open = |_: usize| own(vec![entry(7, 0), entry(7, 1)]);
-        assert_eq!(hook.candidate_pairs(1, 1, &open).unwrap(), [(0, 1)]);
+        let (pairs, _) = hook.candidate_pairs(1, 1, None, &open).unwrap();
+        assert_eq!(pairs, CandidatePairs::Memory(vec![(0, 1)]));
         assert!(hook.take().unwrap().bands.is_empty());
         // A damaged band run is the index's damage, naming the file.
         let path = index_dir.join(band_name(0));
@@ -484,11 +519,72 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let hook = JoinedBands::new(vec![index], 3, None);
         let open = |_: usize| own(vec![entry(7, 0)]);
-        assert!(hook.candidate_pairs(1, 1, &open).is_err());
+        assert!(hook.candidate_pairs(1, 1, None, &open).is_err());
         let damage = hook.take_damage().unwrap().to_string();
         assert!(
             damage.contains("is damaged") && damage.contains("band-000.bin"),
             "{damage}"
         );
+    }
+
+    #[test]
+    fn the_joiner_verifies_pairs_across_read_from_disk_and_spills_the_verified_ones_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        // Indexed record i's set: {i, i + 1, ..., i + 9}; record r's the
+        // set of indexed record r % 50 (a duplicate of it), paired with it
+        // and with indexed record r % 50 + 20 (far from it).
+        let set_of = |i: u32| (u64::from(i)..u64::from(i) + 10).collect::<Vec<u64>>();
+        let records = 3000u32;
+        let mut pairs = Vec::new();
+        for r in 0..records {
+            pairs.push((r % 50, r));
+            pairs.push((r % 50 + 20, r));
+        }
+        pairs.sort_unstable_by_key(|&(a, b)| (b, a));
+        let mut writer = across::CrossWriter::create(&temp, pairs.len() as u64).unwrap();
+        for &p in &pairs {
+            writer.push(p).unwrap();
+        }
+        let cross = writer.finish(&temp).unwrap();
+        let sets = IndexedSets {
+            memory: (0..70).map(|i| (i, set_of(i))).collect(),
+            ..IndexedSets::default()
+        };
+        let mut reads = BitSet::new();
+        cross
+            .each(&temp, &mut |(_, r)| {
+                reads.insert(r.into());
+                Ok(())
+            })
+            .unwrap();
+        let count = cross.len();
+        // A share of a few hundred verified pairs: they go to runs.
+        let verified = PairsSpill::across(Arc::clone(&temp), Some(4 << 10));
+        let reader = cross.clone().reader(&temp).unwrap();
+        let joiner = Joiner::new(0.5, (reader, count, reads), (sets, verified), None);
+        // Record 7 is not read (as if rejected): its pairs are unverifiable.
+        for r in (0..records).filter(|&r| r != 7) {
+            joiner.record(r, "id", &set_of(r % 50), None);
+        }
+        let mut state = joiner.take();
+        assert_eq!(state.checked, count - 2);
+        assert_eq!(state.unverifiable, 2);
+        assert!(state.read_error.is_none() && state.spill_error.is_none());
+        let verified = state.verified.finish().unwrap();
+        assert!(
+            matches!(verified, VerifiedPairs::Disk(_)),
+            "spilled past its share"
+        );
+        let got: Vec<(u32, u32, f64)> = verified.to_vec(&temp).unwrap();
+        let want: Vec<(u32, u32, f64)> = (0..records)
+            .filter(|&r| r != 7)
+            .map(|r| (r % 50, r, 1.0))
+            .collect();
+        assert_eq!(got, want);
+        verified.remove(&temp).unwrap();
+        cross.remove(&temp).unwrap();
+        let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+        assert_eq!(left, 0, "nothing left");
     }
 }

@@ -16,14 +16,16 @@
 //! by indexed record, the roots read beside them), the joined pairs made
 //! into components with sorted runs, and the grown index's roots written
 //! from the removed records read in record order, the few indexed roots
-//! joined to an earlier one looked up in a sorted list. What is held is
-//! the pairs across (16 bytes each, as pass 2 verified them, until the
-//! components have read them). The records removed as indexed records'
-//! duplicates are named with their roots' ids by a sort by root joined
-//! with the ids read in order, then sorted back by record, held through
-//! pass 3 within their share or in one run on disk
+//! joined to an earlier one looked up in a sorted list. The pairs across,
+//! candidate and verified, go to disk past their shares
+//! ([`crate::jobs::dedup::spill::across`], [`PairsSpill::across`]) and
+//! reach the clusters as a stream by indexed record. The records removed
+//! as indexed records' duplicates are named with their roots' ids by a
+//! sort by root joined with the ids read in order, then sorted back by
+//! record, held through pass 3 within their share or in one run on disk
 //! ([`crate::jobs::dedup::spill::indexed`]).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,9 +41,15 @@ use super::files::{self, Block, IdsReader, Part, RootsReader, RootsWriter, Segme
 use super::hooks::{IndexBands, IndexedSets, JoinedBands, Joiner};
 use super::manifest::{Segment, MANIFEST_FILE};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
+use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::spill::across::CrossPairs;
 use crate::jobs::dedup::spill::components::RemovedRecord;
 use crate::jobs::dedup::spill::indexed::NameError;
+use crate::jobs::dedup::spill::merge::EntrySource;
+use crate::jobs::dedup::spill::runs::Entry;
 use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
+use crate::jobs::dedup::spill::sorter::Sorter;
+use crate::jobs::dedup::spill::verified::PairsSpill;
 use crate::jobs::dedup::spill::verified::VerifiedPairs;
 use drainpipe_actors::TempSpace;
 
@@ -81,6 +89,19 @@ pub struct IndexRun {
     relabeled: Vec<(u32, u32)>,
     cross_pairs: u64,
     cross_checked: u64,
+    /// The candidate pairs across, when pass 1 wrote them to disk:
+    /// removed once pass 2 has read them.
+    cross_file: Option<CrossPairs>,
+    /// Bytes the candidate pairs across and the verified ones went to
+    /// disk with (0: held in memory).
+    across_spilled: (u64, u64),
+    /// The verified pairs across' share of the budget: what their sort
+    /// by indexed record holds, when they went to disk.
+    sort_share: u64,
+    /// The run's temporary space, once pass 1 has handed the pairs
+    /// across: what is left of them there is removed when the run ends
+    /// however it ends (a run against an index is not resumed).
+    temp: Option<Arc<TempSpace>>,
     /// Bytes of the runs the indexed records' sets went to, and the most
     /// they held in memory ([`IndexedSets::peak_bytes`]).
     sets_spilled: (u64, u64),
@@ -159,6 +180,10 @@ impl IndexRun {
             relabeled: Vec::new(),
             cross_pairs: 0,
             cross_checked: 0,
+            cross_file: None,
+            across_spilled: (0, 0),
+            sort_share: 0,
+            temp: None,
             sets_spilled: (0, 0),
         }))
     }
@@ -177,10 +202,15 @@ impl IndexRun {
     /// After pass 1 (which wrote the saved index's band runs): reads the
     /// sets of the indexed records that share a bucket with the run's,
     /// within `share` bytes (`None`: no budget; past it, to sorted runs in
-    /// `temp`: [`IndexedSets::read`]), and makes pass 2's hook.
+    /// `temp`: [`IndexedSets::read`]), and makes pass 2's hook, which
+    /// keeps the verified pairs across within `verified_share`
+    /// ([`PairsSpill::across`]). The candidate pairs across are read
+    /// front to back, from memory or from their run on disk
+    /// ([`CrossPairs`]), never held here.
     pub fn after_signatures(
         &mut self,
         (share, temp): (Option<u64>, &Arc<TempSpace>),
+        verified_share: Option<u64>,
     ) -> anyhow::Result<Arc<dyn RecordHook>> {
         let started = std::time::Instant::now();
         let out = self
@@ -190,14 +220,24 @@ impl IndexRun {
         if let Some(draft) = &mut self.draft {
             draft.bands = out.bands;
         }
-        let mut cross = out.cross;
-        // The order pass 2 reads them in, that of the spilled sets' runs.
-        cross.sort_unstable_by_key(|&(a, b)| (b, a));
-        let mut needed: Vec<u32> = cross.iter().map(|&(a, _)| a).collect();
-        needed.sort_unstable();
-        needed.dedup();
+        // In the order pass 2 reads them in, that of the spilled sets'
+        // runs: by the record, then the indexed record.
+        let cross = out.cross;
+        let (mut wanted, mut reads) = (BitSet::new(), BitSet::new());
+        let reading = |e: RunError| {
+            anyhow::Error::new(e.into_io()).context("reading the candidate pairs across from disk")
+        };
+        cross
+            .each(temp, &mut |(indexed, record)| {
+                wanted.insert(indexed.into());
+                reads.insert(record.into());
+                Ok(())
+            })
+            .map_err(reading)?;
+        let needed: Vec<u32> = wanted.iter().map(|r| r as u32).collect();
+        drop(wanted);
         let ngram = self.params.ngram as usize;
-        let sets = IndexedSets::read(&cross, (share, temp), |keep| {
+        let sets = IndexedSets::read(&cross.pending(temp), (share, temp), |keep| {
             self.read_part(Part::Words, &needed, &mut |record, block, at| {
                 if let Block::Words(words) = block {
                     keep(record, shingle_set_of_words(words.get(at), ngram));
@@ -218,16 +258,28 @@ impl IndexRun {
             None => None,
         };
         log::info!(
-            "dedup index: {} pairs across, the sets of {indexed} indexed records read in {:.2} s \
-             ({} in memory, {} bytes written to sorted runs)",
+            "dedup index: {} pairs across ({} bytes on disk), the sets of {indexed} indexed \
+             records read in {:.2} s ({} in memory, {} bytes written to sorted runs)",
             cross.len(),
+            cross.bytes_spilled(),
             started.elapsed().as_secs_f64(),
             sets.memory.len(),
             sets.spilled_bytes(),
         );
-        self.cross_pairs = cross.len() as u64;
+        self.cross_pairs = cross.len();
+        self.across_spilled.0 = cross.bytes_spilled();
         self.sets_spilled = (sets.spilled_bytes(), sets.peak_bytes);
-        let joiner = Arc::new(Joiner::new(self.params.threshold, cross, sets, writer));
+        self.cross_file = matches!(cross, CrossPairs::Disk(_)).then(|| cross.clone());
+        self.temp = Some(Arc::clone(temp));
+        let cross = (
+            cross.reader(temp).map_err(reading)?,
+            self.cross_pairs,
+            reads,
+        );
+        let verified = PairsSpill::across(Arc::clone(temp), verified_share);
+        self.sort_share = verified_share.unwrap_or(u64::MAX);
+        let threshold = self.params.threshold;
+        let joiner = Arc::new(Joiner::new(threshold, cross, (sets, verified), writer));
         self.joiner = Some(Arc::clone(&joiner));
         Ok(joiner)
     }
@@ -236,9 +288,11 @@ impl IndexRun {
     /// with the indexed ones, each record removed as a duplicate of an
     /// indexed record named with that record's id and index. `prefers`:
     /// the `--keep` order over this run's records, for the clusters
-    /// without an indexed record ([`Clusters::with_index_keeping`]).
-    /// Within `share` bytes (`None`: no budget) under `--keep first`,
-    /// past it with sorted runs in `temp` ([`Clusters::with_index_stream`]).
+    /// without an indexed record ([`Clusters::with_index_keeping`], which
+    /// takes the pairs across whole). Within `share` bytes (`None`: no
+    /// budget) under `--keep first`, past it with sorted runs in `temp`
+    /// ([`Clusters::with_index_stream`]), the verified pairs across
+    /// streamed to it by indexed record, each with its cluster's root.
     pub fn clusters(
         &mut self,
         pairs: &VerifiedPairs,
@@ -246,56 +300,49 @@ impl IndexRun {
         records_read: u64,
         (prefers, stop): (Option<&Prefers<'_>>, &StopCheck<'_>),
     ) -> anyhow::Result<Clusters> {
-        let joiner = self
-            .joiner
-            .take()
-            .context("pass 2 ran without the index's hook")?;
-        let mut state = joiner.take();
-        state.fill_to(records_read);
-        if let Some(e) = state.error.take() {
-            return Err(e).context("writing the index's words and ids");
+        let cross = self.verified_across(temp, records_read)?;
+        // Tests act here, the verified pairs across on disk (feature
+        // `failpoints`): `dedup::across_hold=return(FILE)`.
+        crate::jobs::dedup::crash::hold("dedup::across_hold", &|| stop.asked());
+        let failed = Cell::new(None);
+        let count = cross.len();
+        let (made, removed) = match cross {
+            VerifiedPairs::Memory(mut across) => {
+                // Held within their share: relabeled in place.
+                let made = self.roots_in_place(&mut across, &failed).and_then(|()| {
+                    Clusters::with_index_stream(
+                        pairs.reader(temp),
+                        pairs.len(),
+                        (across.into_iter().map(Ok), count, self.offset),
+                        (share, temp),
+                        (prefers, stop),
+                    )
+                });
+                (made, Ok(()))
+            }
+            disk => {
+                let made = self.by_root(&disk, temp, &failed).and_then(|across| {
+                    Clusters::with_index_stream(
+                        pairs.reader(temp),
+                        pairs.len(),
+                        (across, count, self.offset),
+                        (share, temp),
+                        (prefers, stop),
+                    )
+                });
+                (made, disk.remove(temp))
+            }
+        };
+        if let Some(e) = failed.take() {
+            return Err(e.into());
         }
-        if let Some(e) = state.read_error.take() {
-            return Err(e.into_io()).context("reading the indexed records' sets back from disk");
-        }
-        // Every pair across was verified: the sets' runs are of no more use.
-        if let Some(spill) = &mut state.sets.spill {
-            spill
-                .remove_all()
-                .context("removing the indexed records' sets from disk")?;
-        }
-        if state.unverifiable > 0 {
-            // An input that changed under the run: an IO failure (exit 74).
-            return Err(std::io::Error::other(format!(
-                "{} pairs with indexed records could not be verified: the input changed during the run",
-                state.unverifiable
-            ))
-            .into());
-        }
-        if let (Some(writer), Some(draft)) = (state.writer.take(), &mut self.draft) {
-            draft.segment = Some(
-                writer
-                    .finish()
-                    .context("writing the index's sets and ids")?,
-            );
-        }
-        self.cross_checked = state.checked;
-        let mut cross = std::mem::take(&mut state.verified);
-        drop(state);
-        self.to_roots(&mut cross)?;
-        let (mut clusters, relabeled) = Clusters::with_index_stream(
-            pairs.reader(temp),
-            pairs.len(),
-            (cross, self.offset),
-            (share, temp),
-            (prefers, stop),
-        )
-        .map_err(|e| match e {
+        let (mut clusters, relabeled) = made.map_err(|e| match e {
             // Said as a stop by the caller, not as an IO error.
             RunError::Stopped => anyhow::Error::new(e),
             e => anyhow::Error::new(e.into_io())
                 .context("dedup: making the clusters of the verified pairs"),
         })?;
+        removed.context("removing the verified pairs across from disk")?;
         self.relabeled = relabeled;
         self.name_indexed(&mut clusters, (share, temp), stop)?;
         Ok(clusters)
@@ -336,31 +383,130 @@ impl IndexRun {
             })
     }
 
-    /// Each pair's indexed record (joined numbering) replaced by its
-    /// cluster's root, read front to back from each index's roots, as far
-    /// as the last one wanted: the pairs sorted by indexed record, in
-    /// place, nothing else held.
-    fn to_roots(&self, pairs: &mut [(u32, u32, f64)]) -> Result<(), IndexError> {
-        pairs.sort_unstable_by_key(|&(a, b, _)| (a, b));
-        let mut at = 0;
-        for index in &self.opened {
-            let end = u64::from(index.offset) + index.manifest.records;
-            if pairs.get(at).is_none_or(|&(r, ..)| u64::from(r) >= end) {
-                continue;
-            }
-            let manifest = &index.manifest;
-            let mut reader = RootsReader::open(&index.dir, &manifest.roots, manifest.records)?;
-            let mut record = index.offset;
-            while pairs.get(at).is_some_and(|p| u64::from(p.0) < end) {
-                let Some(root) = reader.next_root()? else {
-                    break;
-                };
-                while let Some(pair) = pairs.get_mut(at).filter(|p| p.0 == record) {
-                    pair.0 = root + index.offset;
-                    at += 1;
+    /// Pass 2's verified pairs across, once it has ended: every pair
+    /// across checked, the index's words and ids written, the indexed
+    /// sets' runs and the candidate pairs across removed from disk.
+    fn verified_across(
+        &mut self,
+        temp: &TempSpace,
+        records_read: u64,
+    ) -> anyhow::Result<VerifiedPairs> {
+        let joiner = self
+            .joiner
+            .take()
+            .context("pass 2 ran without the index's hook")?;
+        let mut state = joiner.take();
+        drop(joiner);
+        // Pass 2 has read them: the pairs across are of no more use.
+        if let Some(cross) = self.cross_file.take() {
+            cross
+                .remove(temp)
+                .context("removing the candidate pairs across from disk")?;
+        }
+        state.fill_to(records_read);
+        if let Some(e) = state.error.take() {
+            return Err(e).context("writing the index's words and ids");
+        }
+        if let Some(e) = state.read_error.take() {
+            return Err(e.into_io())
+                .context("reading the pairs across or the indexed records' sets back from disk");
+        }
+        let written = match state.spill_error.take() {
+            Some(e) => Err(e),
+            None => state.verified.finish(),
+        };
+        let verified = match written {
+            Ok(verified) => verified,
+            Err(e) => {
+                if let Err(e) = state.verified.remove_all() {
+                    log::warn!("dedup pass 2: removing the verified pairs across: {e}");
                 }
-                record += 1;
+                return Err(e.into_io()).context("dedup pass 2: writing the verified pairs across");
             }
+        };
+        // Every pair across was verified: the sets' runs and the pairs
+        // across are of no more use.
+        if let Some(spill) = &mut state.sets.spill {
+            spill
+                .remove_all()
+                .context("removing the indexed records' sets from disk")?;
+        }
+        if state.unverifiable > 0 {
+            // An input that changed under the run: an IO failure (exit 74).
+            return Err(std::io::Error::other(format!(
+                "{} pairs with indexed records could not be verified: the input changed during the run",
+                state.unverifiable
+            ))
+            .into());
+        }
+        if let (Some(writer), Some(draft)) = (state.writer.take(), &mut self.draft) {
+            draft.segment = Some(
+                writer
+                    .finish()
+                    .context("writing the index's sets and ids")?,
+            );
+        }
+        self.cross_checked = state.checked;
+        self.across_spilled.1 = match &verified {
+            VerifiedPairs::Disk(run) => run.bytes(),
+            VerifiedPairs::Memory(_) => 0,
+        };
+        Ok(verified)
+    }
+
+    /// The verified pairs across `(indexed record, record, similarity)`
+    /// on disk, by indexed record, then record, each indexed record
+    /// (joined numbering) replaced by its cluster's root, read front to
+    /// back from each index's roots as the pairs pass ([`ToRoots`]):
+    /// sorted with runs in `temp` within their share ([`Sorter`]),
+    /// nothing else held. A roots file that cannot be read ends the
+    /// stream, its error in `failed`.
+    fn by_root<'a>(
+        &'a self,
+        cross: &'a VerifiedPairs,
+        temp: &Arc<TempSpace>,
+        failed: &'a Cell<Option<IndexError>>,
+    ) -> Result<ToRoots<'a>, RunError> {
+        let mut sorter = Sorter::new(temp, "across-by-indexed", self.sort_share);
+        for pair in cross.reader(temp) {
+            let (indexed, record, j) = pair?;
+            sorter.push(Entry {
+                key: indexed.into(),
+                record,
+                print: j.to_bits(),
+            })?;
+        }
+        let mut stream = sorter.finish()?;
+        let sorted = std::iter::from_fn(move || {
+            let entry = stream.next_entry().transpose()?;
+            Some(entry.map(|e| (e.key as u32, e.record, f64::from_bits(e.print))))
+        });
+        Ok(ToRoots {
+            opened: &self.opened,
+            pairs: Box::new(sorted),
+            reading: None,
+            last: None,
+            failed,
+        })
+    }
+
+    /// [`IndexRun::by_root`] of the verified pairs across held in
+    /// memory: sorted and relabeled in place, as they are.
+    fn roots_in_place(
+        &self,
+        pairs: &mut [RemovedRecord],
+        failed: &Cell<Option<IndexError>>,
+    ) -> Result<(), RunError> {
+        pairs.sort_unstable_by_key(|&(a, b, _)| (a, b));
+        let mut roots = ToRoots {
+            opened: &self.opened,
+            pairs: Box::new(std::iter::empty()),
+            reading: None,
+            last: None,
+            failed,
+        };
+        for pair in pairs {
+            pair.0 = roots.root(pair.0)?;
         }
         Ok(())
     }
@@ -419,6 +565,8 @@ impl IndexRun {
             "against": against,
             "pairs_across": self.cross_pairs,
             "pairs_across_checked": self.cross_checked,
+            "pairs_across_spilled_bytes": self.across_spilled.0,
+            "verified_pairs_across_spilled_bytes": self.across_spilled.1,
             "indexed_sets_spilled_bytes": self.sets_spilled.0,
             "indexed_sets_peak_bytes": self.sets_spilled.1,
             "removed_as_indexed": clusters.indexed.len(),
@@ -515,12 +663,120 @@ impl IndexRun {
     }
 }
 
+impl Drop for IndexRun {
+    /// Removes what is left of the pairs across and of the indexed sets
+    /// on disk when the run ended before it made its clusters (a failure
+    /// or a stop in pass 2): nothing resumes from them.
+    fn drop(&mut self) {
+        let Some(temp) = self.temp.take() else {
+            return;
+        };
+        let mut removed = Vec::new();
+        if let Some(cross) = self.cross_file.take() {
+            removed.push(cross.remove(&temp));
+        }
+        if let Some(joiner) = self.joiner.take() {
+            let mut state = joiner.take();
+            removed.push(state.verified.remove_all());
+            if let Some(spill) = &mut state.sets.spill {
+                removed.push(spill.remove_all());
+            }
+        }
+        for e in removed.into_iter().filter_map(Result::err) {
+            log::warn!("dedup index: removing the pairs across from disk: {e} (removed with the temporary folder)");
+        }
+    }
+}
+
 /// `root`'s first indexed root when this run joined its cluster to an
 /// earlier one (`relabeled`: sorted by root), else itself.
 fn relabeled_root(relabeled: &[(u32, u32)], root: u32) -> u32 {
     relabeled
         .binary_search_by_key(&root, |&(r, _)| r)
         .map_or(root, |at| relabeled[at].1)
+}
+
+/// Verified pairs across sorted by indexed record (joined numbering),
+/// each indexed record replaced by its cluster's root: each index's roots
+/// read front to back as the pairs pass, one reader at a time.
+struct ToRoots<'a> {
+    opened: &'a [Opened],
+    pairs: Box<dyn Iterator<Item = Result<RemovedRecord, RunError>> + 'a>,
+    /// The index whose roots are read, its reader, and the next record
+    /// it gives (joined numbering).
+    reading: Option<(usize, RootsReader, u32)>,
+    /// The last record looked up, with its root.
+    last: Option<(u32, u32)>,
+    /// Why a roots file could not be read (the stream then fails).
+    failed: &'a Cell<Option<IndexError>>,
+}
+
+impl ToRoots<'_> {
+    /// The root of indexed record `record`, no smaller than the last one
+    /// asked for.
+    fn root_of(&mut self, record: u32) -> Result<u32, IndexError> {
+        if let Some((r, root)) = self.last.filter(|&(r, _)| r == record) {
+            debug_assert_eq!(r, record);
+            return Ok(root);
+        }
+        let number = self.opened.partition_point(|o| o.offset <= record);
+        let number = number.saturating_sub(1);
+        let index = &self.opened[number];
+        if self.reading.as_ref().is_none_or(|(n, ..)| *n != number) {
+            let manifest = &index.manifest;
+            let reader = RootsReader::open(&index.dir, &manifest.roots, manifest.records)?;
+            self.reading = Some((number, reader, index.offset));
+        }
+        let (_, reader, next) = self.reading.as_mut().expect("opened above");
+        while *next <= record {
+            let Some(root) = reader.next_root()? else {
+                let why = format!("no root for record {}", record - index.offset);
+                return Err(IndexError::damaged(
+                    &index.dir,
+                    &index.manifest.roots.name,
+                    why,
+                ));
+            };
+            if *next == record {
+                self.last = Some((record, root + index.offset));
+            }
+            *next += 1;
+        }
+        self.last
+            .filter(|&(r, _)| r == record)
+            .map(|(_, root)| root)
+            .ok_or_else(|| {
+                let why = format!("record {} asked for out of order", record - index.offset);
+                IndexError::damaged(&index.dir, &index.manifest.roots.name, why)
+            })
+    }
+}
+
+impl ToRoots<'_> {
+    /// [`ToRoots::root_of`], its error kept in `failed` and said as a
+    /// failure of the pairs' stream.
+    fn root(&mut self, record: u32) -> Result<u32, RunError> {
+        self.root_of(record).map_err(|e| {
+            let failure = RunError::Failed {
+                kind: std::io::ErrorKind::InvalidData,
+                message: e.to_string(),
+            };
+            self.failed.set(Some(e));
+            failure
+        })
+    }
+}
+
+impl Iterator for ToRoots<'_> {
+    type Item = Result<RemovedRecord, RunError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (indexed, record, j) = match self.pairs.next()? {
+            Ok(pair) => pair,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.root(indexed).map(|root| (root, record, j)))
+    }
 }
 
 /// `segment` of the index in `from`, carried into `to` as segment

@@ -839,19 +839,25 @@ impl Runs<'_> {
     /// ([`CandidatePairs::handed`]).
     pub fn pairs(&self, threads: usize) -> Result<(CandidatePairs, PairsMade), RunError> {
         let open = |b: usize| self.band(b);
-        match self.budget {
-            Some(budget) => {
-                let (share, readers) = (budget.pairs_bytes(), budget.merge_bytes());
-                let spill = PairSpill::new(self.temp, share, threads, readers)
-                    .beating(self.heartbeat)
-                    .handing(budget.max_memory);
-                merged_candidate_pairs_spilling(self.bands(), threads, spill, open)
-            }
+        match self.pair_spill(threads) {
+            Some(spill) => merged_candidate_pairs_spilling(self.bands(), threads, spill, open),
             None => Ok((
                 CandidatePairs::Memory(merged_candidate_pairs(self.bands(), threads, open)?),
                 PairsMade::default(),
             )),
         }
+    }
+
+    /// Under a budget, where the candidate pairs made on `threads`
+    /// threads go past their share, handed on under pass 2's
+    /// ([`PairSpill`]); `None` without one.
+    pub fn pair_spill(&self, threads: usize) -> Option<PairSpill<'_>> {
+        self.budget.map(|budget| {
+            let (share, readers) = (budget.pairs_bytes(), budget.merge_bytes());
+            PairSpill::new(self.temp, share, threads, readers)
+                .beating(self.heartbeat)
+                .handing(budget.max_memory)
+        })
     }
 
     /// The repeated id keys of the runs of id keys (and of the last

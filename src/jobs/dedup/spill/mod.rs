@@ -30,6 +30,7 @@
 //! | [`writer`] | a full chunk sorted and written as runs on a thread of its own, one chunk in flight at most |
 //! | [`bands`] | the budget's shares, pass 1's chunks handed to the writer, their runs merged into candidate pairs and repeated ids, and what a checkpoint names |
 //! | [`pairs`] | pass 1's candidate pairs as the merge makes them, past their share sorted runs merged into the pairs without their repeats across bands |
+//! | [`across`] | against saved indexes, the candidate pairs across handed to pass 2's verification of them, past their share (beside the run's own) one sorted run read front to back |
 //! | [`pair_files`] | the candidate pairs handed to pass 2, past their share written by the later record and, with each one's last partner, by the earlier one, and read back front to back |
 //! | [`held`] | pass 2's held shingle sets written as runs keyed by the later partner, and the merge that hands them back as it arrives (a sort-based join) |
 //! | [`ids`] | pass 2's candidates' ids and `--keep` keys past their share, written in record order and joined back for the clustered records when the pass ends |
@@ -46,6 +47,7 @@
 //! Sequential IO only: a run is written once, front to back, and read once
 //! the same way; nothing is looked up by record on disk.
 
+pub mod across;
 pub mod bands;
 pub mod components;
 pub mod held;

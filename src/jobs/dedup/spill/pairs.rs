@@ -31,6 +31,7 @@ use drainpipe_actors::{Heartbeat, TempSpace};
 
 use crate::jobs::dedup::budget::Shares;
 
+use super::across::{self, CrossPairs, CrossWriter};
 use super::levels;
 use super::merge::EntrySource;
 use super::pair_files::{CandidatePairs, PairFilesWriter};
@@ -172,6 +173,14 @@ impl<'a> PairSpill<'a> {
         Ok(())
     }
 
+    /// Counts `pairs` again once their thread sorted them and dropped
+    /// their repeats (counted as made already).
+    /// `room`: the list's capacity.
+    pub fn recount(&self, pairs: &[(u32, u32)], room: usize, tally: &mut Tally) {
+        tally.len = pairs.len();
+        self.count(pairs, room, tally);
+    }
+
     /// Counts the list the threads' lists were joined into, `pairs` of
     /// `room`, in their place (each sorted first, the join is no larger
     /// than their sum).
@@ -219,10 +228,24 @@ impl<'a> PairSpill<'a> {
     /// once), counted, and merged again into a list of exactly the pairs'
     /// room, or, past pass 2's share, into the pairs' files; every run is
     /// removed.
-    pub fn finish(
+    pub fn finish(self, rest: Vec<(u32, u32)>) -> Result<(CandidatePairs, PairsMade), RunError> {
+        let (pairs, _, made) = self.finish_across(rest, 0)?;
+        Ok((pairs, made))
+    }
+
+    /// [`PairSpill::finish`] of a run whose first `offset` records are a
+    /// saved index's (none: 0): the pairs whose earlier record is indexed
+    /// are the pairs across, `(indexed, record)` with the record numbered
+    /// from 0, in the same order, handed apart: in memory when they fit
+    /// beside the run's own held there ([`across::fit`]), else merged
+    /// straight into their run ([`CrossWriter`]), never held whole. The
+    /// run's own are renumbered from 0 and handed as [`PairSpill::finish`]
+    /// hands them.
+    pub fn finish_across(
         self,
         mut rest: Vec<(u32, u32)>,
-    ) -> Result<(CandidatePairs, PairsMade), RunError> {
+        offset: u32,
+    ) -> Result<(CandidatePairs, CrossPairs, PairsMade), RunError> {
         sort_pairs(&mut rest);
         let mut made = PairsMade {
             made: self.made.load(Ordering::Relaxed),
@@ -232,9 +255,17 @@ impl<'a> PairSpill<'a> {
         let mut runs = self.runs.into_inner().unwrap_or_else(|p| p.into_inner());
         if runs.is_empty() {
             let before = self.temp.bytes_spilled();
+            let cross = across::split(&mut rest, offset);
+            let own = rest.len() as u64;
             let pairs = CandidatePairs::handed(rest, self.temp, self.hand, &self.heartbeat)?;
+            let held = if matches!(pairs, CandidatePairs::Memory(_)) {
+                own
+            } else {
+                0
+            };
+            let cross = across::handed(cross, held, self.temp, self.hand)?;
             made.bytes_spilled = self.temp.bytes_spilled() - before;
-            return Ok((pairs, made));
+            return Ok((pairs, cross, made));
         }
         let spill = PairSpill {
             runs: Mutex::default(),
@@ -248,25 +279,103 @@ impl<'a> PairSpill<'a> {
         let (temp, beat, hand) = (spill.temp, &spill.heartbeat, spill.hand);
         let outcome = reduce(temp, &mut runs, spill.fan_in, beat).and_then(|written| {
             made.bytes_spilled += written;
-            let count = merged(temp, &runs, beat, |_| Ok(()))?;
-            if let (false, Some(max_memory)) = (CandidatePairs::fit(count as u64, hand), hand) {
-                let shares = Shares { max_memory };
-                let before = temp.bytes_spilled();
-                let mut files = PairFilesWriter::new(temp, count as u64, shares, beat)?;
-                merged(temp, &runs, beat, |p| files.push(p))?;
-                let files = files.finish()?;
-                made.bytes_spilled += temp.bytes_spilled() - before;
-                return Ok((CandidatePairs::Disk(files), made));
-            }
-            let mut pairs = Vec::with_capacity(count);
-            merged(temp, &runs, beat, |p| {
-                pairs.push(p);
+            let (mut own, mut cross) = (0u64, 0u64);
+            merged(temp, &runs, beat, |(earlier, _)| {
+                *if earlier < offset {
+                    &mut cross
+                } else {
+                    &mut own
+                } += 1;
                 Ok(())
             })?;
-            Ok((CandidatePairs::Memory(pairs), made))
+            let before = temp.bytes_spilled();
+            let mut sinks = Sinks::new(temp, (own, cross), hand, beat)?;
+            merged(temp, &runs, beat, |(a, b)| match a < offset {
+                true => sinks.cross((a, b - offset)),
+                false => sinks.own((a - offset, b - offset)),
+            })?;
+            let (pairs, cross) = sinks.finish(temp)?;
+            made.bytes_spilled += temp.bytes_spilled() - before;
+            Ok((pairs, cross, made))
         });
         remove(temp, &runs)?;
         outcome
+    }
+}
+
+/// Where [`PairSpill::finish_across`] merges the pairs into: the run's
+/// own into a list or, past pass 2's share, the pairs' files; those
+/// across into a list or, past what is left of it, their run.
+struct Sinks<'a> {
+    own: Sink<Vec<(u32, u32)>, PairFilesWriter<'a>>,
+    cross: Sink<Vec<(u32, u32)>, CrossWriter>,
+}
+
+/// In memory, or on disk.
+enum Sink<M, D> {
+    Memory(M),
+    Disk(D),
+}
+
+impl<'a> Sinks<'a> {
+    /// Sinks for `own` and `cross` pairs, handed on under `hand`.
+    fn new(
+        temp: &'a TempSpace,
+        (own, cross): (u64, u64),
+        hand: Option<u64>,
+        beat: &Heartbeat,
+    ) -> Result<Self, RunError> {
+        let capacity = |n: u64| usize::try_from(n).unwrap_or(0);
+        let own_sink = match (CandidatePairs::fit(own, hand), hand) {
+            (false, Some(max_memory)) => {
+                let shares = Shares { max_memory };
+                Sink::Disk(PairFilesWriter::new(temp, own, shares, beat)?)
+            }
+            _ => Sink::Memory(Vec::with_capacity(capacity(own))),
+        };
+        let held = if matches!(own_sink, Sink::Memory(_)) {
+            own
+        } else {
+            0
+        };
+        let cross_sink = if across::fit(cross, held, hand) {
+            Sink::Memory(Vec::with_capacity(capacity(cross)))
+        } else {
+            Sink::Disk(CrossWriter::create(temp, cross)?)
+        };
+        Ok(Sinks {
+            own: own_sink,
+            cross: cross_sink,
+        })
+    }
+
+    fn own(&mut self, pair: (u32, u32)) -> Result<(), RunError> {
+        match &mut self.own {
+            Sink::Memory(pairs) => pairs.push(pair),
+            Sink::Disk(files) => files.push(pair)?,
+        }
+        Ok(())
+    }
+
+    fn cross(&mut self, pair: (u32, u32)) -> Result<(), RunError> {
+        match &mut self.cross {
+            Sink::Memory(pairs) => pairs.push(pair),
+            Sink::Disk(writer) => writer.push(pair)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self, temp: &TempSpace) -> Result<(CandidatePairs, CrossPairs), RunError> {
+        let Sinks { own, cross } = self;
+        let own = match own {
+            Sink::Memory(pairs) => CandidatePairs::Memory(pairs),
+            Sink::Disk(files) => CandidatePairs::Disk(files.finish()?),
+        };
+        let cross = match cross {
+            Sink::Memory(pairs) => CrossPairs::Memory(pairs),
+            Sink::Disk(writer) => writer.finish(temp)?,
+        };
+        Ok((own, cross))
     }
 }
 
@@ -454,5 +563,58 @@ mod tests {
         assert!(list.is_empty());
         assert_eq!(spill.runs().len(), 1);
         assert_eq!(spill.runs()[0].entries, MIN_LIMIT as u64 + 1);
+    }
+
+    #[test]
+    fn the_pairs_across_are_handed_apart_in_memory_or_in_their_run_with_the_runs_own() {
+        // Pairs of two indexed records are never made (left out as the
+        // merge makes them).
+        let offset = 9_000;
+        let mut pairs = pairs_with_repeats(30_000);
+        pairs.retain(|&(_, later)| later >= offset);
+        let mut joined = pairs.clone();
+        sort_pairs(&mut joined);
+        let mut own = joined.clone();
+        let cross = across::split(&mut own, offset);
+        assert!(cross.len() > 1000 && own.len() > 1000, "both kinds of pair");
+        assert!(cross
+            .windows(2)
+            .all(|w| (w[0].1, w[0].0) < (w[1].1, w[1].0)));
+        // No budget to hand them under, a tiny one (everything on disk,
+        // the pair runs merged in levels), and one they fit.
+        for (share, hand) in [
+            (1 << 30, None),
+            (0, Some(64 << 10)),
+            (40 << 10, Some(1 << 30)),
+        ] {
+            let (_dir, temp) = temp();
+            let spill = PairSpill::new(&temp, share, 1, 0);
+            let spill = match hand {
+                Some(max_memory) => spill.handing(max_memory),
+                None => spill,
+            };
+            let (mut list, mut tally) = (Vec::new(), Tally::default());
+            for bucket in pairs.chunks(13) {
+                list.extend_from_slice(bucket);
+                spill.check(&mut list, &mut tally).unwrap();
+            }
+            let (got_own, got_cross, made) = spill.finish_across(list, offset).unwrap();
+            assert_eq!(made.made, pairs.len() as u64);
+            assert_eq!(got_own.read(&temp), own, "{hand:?}");
+            let mut read = Vec::new();
+            got_cross
+                .each(&temp, &mut |p| {
+                    read.push(p);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(read, cross, "{hand:?}");
+            let on_disk = matches!(got_cross, CrossPairs::Disk(_));
+            assert_eq!(on_disk, hand == Some(64 << 10), "{hand:?}");
+            got_own.remove(&temp).unwrap();
+            got_cross.remove(&temp).unwrap();
+            let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+            assert_eq!(left, 0, "{hand:?}: every run is removed");
+        }
     }
 }

@@ -33,6 +33,9 @@ use super::runs::{sync, Entry, RunError, RunInfo, RunReader, RunWriter};
 /// pass 1's sorted runs are removed by that suffix).
 const PREFIX: &str = "dedup-verify-pairs-";
 const SUFFIX: &str = ".vpairs";
+/// How the names of the runs of the verified pairs across start (a run
+/// against saved indexes, [`PairsSpill::across`]).
+const ACROSS_PREFIX: &str = "dedup-verify-across-";
 
 /// Bytes a verified pair takes in memory.
 pub const VERIFIED_PAIR_BYTES: u64 = std::mem::size_of::<(u32, u32, f64)>() as u64;
@@ -223,6 +226,10 @@ impl Iterator for PairsReader<'_> {
 #[derive(Debug)]
 pub struct PairsSpill {
     temp: Option<Arc<TempSpace>>,
+    /// How the runs' names start.
+    prefix: &'static str,
+    /// Whose pairs these are, for the log.
+    what: &'static str,
     /// The pairs' share of the budget (`None`: no budget).
     share: Option<u64>,
     /// The pairs not written yet (all of them, until the first spill).
@@ -233,16 +240,36 @@ pub struct PairsSpill {
     peak_bytes: u64,
 }
 
+impl Default for PairsSpill {
+    fn default() -> Self {
+        PairsSpill::new(None, None)
+    }
+}
+
 impl PairsSpill {
     /// Pairs held in memory within `share` bytes of the budget (`None`:
     /// no budget), past it written to runs in `temp` (`None`: never).
     pub fn new(temp: Option<Arc<TempSpace>>, share: Option<u64>) -> Self {
         PairsSpill {
             temp,
+            prefix: PREFIX,
+            what: "dedup pass 2: the verified pairs",
             share,
             held: Vec::new(),
             runs: Vec::new(),
             peak_bytes: 0,
+        }
+    }
+
+    /// The verified pairs across of a run against saved indexes
+    /// (`(indexed record, record, similarity)`, made in the same order
+    /// as the run's own), within `share` (`None`: no budget), past it
+    /// written as the run's own are, in runs of their own name.
+    pub fn across(temp: Arc<TempSpace>, share: Option<u64>) -> Self {
+        PairsSpill {
+            prefix: ACROSS_PREFIX,
+            what: "dedup pass 2: the verified pairs across",
+            ..PairsSpill::new(Some(temp), share)
         }
     }
 
@@ -284,14 +311,14 @@ impl PairsSpill {
                 .expect("spills only with a temporary space"),
         );
         let seq = self.runs.len();
-        let name = format!("{PREFIX}{seq:06}{SUFFIX}");
+        let name = format!("{}{seq:06}{SUFFIX}", self.prefix);
         let path = temp.path(&name).map_err(RunError::io(temp.folder()))?;
         temp.ensure_room(self.held.len() as u64 * 16 + 64)
             .map_err(RunError::io(temp.folder()))?;
         if seq == 0 {
             log::info!(
-                "dedup pass 2: the verified pairs pass their share of the memory budget; \
-                 written to disk from here on ({})",
+                "{} pass their share of the memory budget; written to disk from here on ({})",
+                self.what,
                 temp.folder().display()
             );
         }

@@ -341,16 +341,11 @@ impl BandIndex {
                         .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
                     let pairs = match &hook {
                         Some(hook) => {
-                            let pairs =
-                                hook.candidate_pairs(runs.bands(), threads, &|b| runs.band(b))?;
-                            let before = runs.temp().bytes_spilled();
-                            let pairs = CandidatePairs::handed(
-                                pairs,
-                                runs.temp(),
-                                self.max_memory,
-                                heartbeat,
-                            )?;
-                            pairs_made.bytes_spilled = runs.temp().bytes_spilled() - before;
+                            let spill = runs.pair_spill(threads);
+                            let open = |b: usize| runs.band(b);
+                            let (pairs, made) =
+                                hook.candidate_pairs(runs.bands(), threads, spill, &open)?;
+                            pairs_made = made;
                             pairs
                         }
                         None => {
