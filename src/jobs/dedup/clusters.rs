@@ -15,8 +15,9 @@
 //! Under `--keep longest`, `shortest` or `field:` without an index the
 //! kept records are chosen the same way past the share
 //! ([`Clusters::from_pair_stream_keeping`], [`super::spill::ranked`]),
-//! the keys read in record order; with an index, those policies
-//! ([`Clusters::with_index_keeping`]) hold the union-find in memory.
+//! the keys read in record order; with an index too
+//! ([`Clusters::with_index_stream`], [`super::spill::joined`]'s
+//! `joined_ranked`), a cluster with an indexed record keeping it.
 //! Against indexes, the records removed as indexed records' duplicates
 //! ([`Clusters::indexed`]) are named with their roots' ids within their
 //! share or with runs ([`RemovedAsIndexed`], [`super::spill::indexed`]).
@@ -35,7 +36,7 @@ use super::spill::components::{components, Work, DISK_BYTES_PER_PAIR};
 pub use super::spill::components::{Removed, RemovedIter, RemovedRecord, StopCheck};
 use super::spill::indexed::Line as IndexedLine;
 pub use super::spill::indexed::RemovedAsIndexed;
-use super::spill::joined::joined_components;
+use super::spill::joined::{joined_components, joined_ranked};
 use super::spill::named::{name_removed, Line, NamingError};
 use super::spill::ranked::ranked;
 use super::spill::runs::RunError;
@@ -263,20 +264,8 @@ impl Clusters {
         (ids, policy): (&ClusteredIds, &KeepPolicy),
         (temp, stop): (&TempSpace, &StopCheck<'_>),
     ) -> Result<Self, RunError> {
-        let loaded: HashMap<u32, KeepKey>;
-        let keys = match ids {
-            ClusteredIds::Memory { keys, .. } => keys,
-            ClusteredIds::Disk(_) => {
-                loaded = ids
-                    .reader(temp)
-                    .filter_map(|id| match id {
-                        Ok((record, _, key)) => key.map(|key| Ok((record, key))),
-                        Err(e) => Some(Err(e)),
-                    })
-                    .collect::<Result<_, RunError>>()?;
-                &loaded
-            }
-        };
+        let keys = keys_in_memory(ids, temp)?;
+        let keys = keys.as_ref();
         let ranking = policy.ranking(keys);
         let prefers = ranking.as_ref().map(|r| r as &Prefers<'_>);
         let mut clusters = Clusters::from_pairs_stopping(pairs, prefers, stop)?;
@@ -287,14 +276,19 @@ impl Clusters {
 
     /// [`Clusters::with_index_keeping`] from a stream of this run's
     /// `count` verified `pairs` and of the `across` verified pairs across
-    /// (`indexed`, each indexed record its cluster's root), within `share` bytes of memory (`None`:
-    /// no budget): the union-find in memory when the pairs and those
-    /// across fit ([`IN_MEMORY_PAIR_BYTES`] each, as
-    /// [`Clusters::from_pair_stream`]) or a policy other than `first`
-    /// ranks the records, else the components of the joined pairs made
-    /// with sorted runs in `temp` ([`super::spill::joined`]), the removed
-    /// records in a run past a quarter of the share. The same clusters
-    /// either way. The pairs across are freed once read.
+    /// (`indexed`, each indexed record its cluster's root), within `share`
+    /// bytes of memory (`None`: no budget), under `keep`: `None` for
+    /// `--keep first`, else the clustered records' ids with their keys
+    /// and the policy ranking them. The union-find in memory when the
+    /// pairs and those across fit ([`IN_MEMORY_PAIR_BYTES`] each, as
+    /// [`Clusters::from_pair_stream`], and the keys read from disk into
+    /// memory, as [`Clusters::from_pair_stream_keeping`]), else the
+    /// components of the joined pairs made with sorted runs in `temp`
+    /// ([`super::spill::joined`]; ranked, under another policy than
+    /// `first`, with the keys read in record order), the removed records
+    /// in a run past a quarter of the share. The same clusters either
+    /// way, with [`Clusters::missing_keys`] counted under a policy. The
+    /// pairs across are freed once read.
     pub fn with_index_stream(
         pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
         count: u64,
@@ -304,33 +298,53 @@ impl Clusters {
             u32,
         ),
         (share, temp): (Option<u64>, &Arc<TempSpace>),
-        (prefers, stop): (Option<&Prefers<'_>>, &StopCheck<'_>),
+        (keep, stop): (Option<(&ClusteredIds, &KeepPolicy)>, &StopCheck<'_>),
     ) -> Result<(Self, Vec<(u32, u32)>), RunError> {
         let all = count.saturating_add(across);
-        let past = |&share: &u64| all.saturating_mul(IN_MEMORY_PAIR_BYTES) > share;
+        let loaded_keys = match keep {
+            Some((ClusteredIds::Disk(info), _)) => info
+                .entries
+                .saturating_mul(KEY_IN_MEMORY_BYTES)
+                .saturating_add(info.bytes),
+            _ => 0,
+        };
+        let bytes = all
+            .saturating_mul(IN_MEMORY_PAIR_BYTES)
+            .saturating_add(loaded_keys);
         let pairs = pairs.map(|pair| stop.step().and(pair));
-        let Some(share) = share.filter(past).filter(|_| prefers.is_none()) else {
+        let Some(share) = share.filter(|&share| bytes > share) else {
             log::info!(
                 "dedup: making the clusters of {all} verified pairs (with those across) in memory"
             );
             let pairs = pairs.collect::<Result<Vec<_>, RunError>>()?;
             let indexed = indexed.collect::<Result<Vec<_>, RunError>>()?;
-            let made = Clusters::with_index_stopping(&pairs, &indexed, offset, (prefers, stop))?;
+            let made =
+                Clusters::with_index_in_memory(&pairs, (&indexed, offset), temp, (keep, stop))?;
             made.0.made(None);
             return Ok(made);
         };
         log::info!(
             "dedup: the clusters of {all} verified pairs (with those across) pass their share \
-             of the memory budget ({share} bytes); making them with sorted runs in {}",
+             of the memory budget ({share} bytes); making them{} with sorted runs in {}",
+            keep.map_or(String::new(), |(_, policy)| format!(
+                " and choosing their kept records by --keep {policy}"
+            )),
             temp.folder().display()
         );
         // The pairs across are held until the first round has read them.
         let held = across.saturating_mul(VERIFIED_PAIR_BYTES);
         room_for(all, temp)?;
         let before = temp.bytes_spilled();
-        let cross = indexed;
         let within = (share.saturating_sub(held), temp);
-        let found = joined_components(cross, pairs, offset, within, stop)?;
+        let found = match keep {
+            None => joined_components(indexed, pairs, offset, within, stop)?,
+            Some((ids, policy)) => {
+                let keys = ids
+                    .reader(temp)
+                    .map(|id| id.map(|(record, _, key)| (record, key)));
+                joined_ranked((indexed, pairs, offset), (keys, policy), within, stop)?
+            }
+        };
         log::info!(
             "dedup: clusters made in {} contraction rounds, {} runs written; {} records \
              removed as duplicates of indexed records ({})",
@@ -347,9 +361,32 @@ impl Clusters {
             indexed: RemovedAsIndexed::unnamed(found.indexed),
             sizes: found.sizes,
             spilled_bytes: temp.bytes_spilled() - before,
-            missing_keys: None,
+            missing_keys: keep.map(|_| found.missing),
         };
         Ok((clusters, found.relabeled))
+    }
+
+    /// [`Clusters::with_index_stopping`] by the keys of `keep`'s ids
+    /// (read into memory when on disk), with [`Clusters::missing_keys`]
+    /// counted under a policy.
+    fn with_index_in_memory(
+        pairs: &[RemovedRecord],
+        (indexed, offset): (&[RemovedRecord], u32),
+        temp: &TempSpace,
+        (keep, stop): (Option<(&ClusteredIds, &KeepPolicy)>, &StopCheck<'_>),
+    ) -> Result<(Self, Vec<(u32, u32)>), RunError> {
+        let Some((ids, policy)) = keep else {
+            return Clusters::with_index_stopping(pairs, indexed, offset, (None, stop));
+        };
+        let keys = keys_in_memory(ids, temp)?;
+        let keys = keys.as_ref();
+        let ranking = policy.ranking(keys);
+        let prefers = ranking.as_ref().map(|r| r as &Prefers<'_>);
+        let (mut clusters, relabeled) =
+            Clusters::with_index_stopping(pairs, indexed, offset, (prefers, stop))?;
+        let clustered = clusters.roots()?.into_keys();
+        clusters.missing_keys = Some(policy.missing(keys, clustered));
+        Ok((clusters, relabeled))
     }
 
     /// The clusters of one run over `offset` indexed records followed by
@@ -455,6 +492,24 @@ impl Clusters {
             roots.insert(kept, kept);
         }
         Ok(roots)
+    }
+}
+
+/// The keys of `ids`, read into memory when on disk.
+fn keys_in_memory<'a>(
+    ids: &'a ClusteredIds,
+    temp: &TempSpace,
+) -> Result<std::borrow::Cow<'a, HashMap<u32, KeepKey>>, RunError> {
+    match ids {
+        ClusteredIds::Memory { keys, .. } => Ok(std::borrow::Cow::Borrowed(keys)),
+        ClusteredIds::Disk(_) => ids
+            .reader(temp)
+            .filter_map(|id| match id {
+                Ok((record, _, key)) => key.map(|key| Ok((record, key))),
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, RunError>>()
+            .map(std::borrow::Cow::Owned),
     }
 }
 

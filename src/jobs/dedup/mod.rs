@@ -151,10 +151,9 @@ pub use ledger::OpenInput;
 pub use outcome::{ACCURACY_DEFINITION, SIMILARITY_DEFINITION};
 pub use params::{explain, Banding, DedupParams, KeptFormat};
 
-use chain::{ClusteredIds, Found, Verified};
+use chain::{Found, Verified};
 use clusters::Clusters;
 use index::IndexRun;
-use keep::KeepKey;
 use ledger::{Halt, Run};
 use outcome::Findings;
 use passes::{kept, signatures, verify};
@@ -305,11 +304,10 @@ fn chain(
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     // Pass 2's held sets, candidates' pairs and last-partner table freed.
     crate::allocator::give_back_freed();
-    let loaded = ids_in_memory(ctx, params, index.is_some(), &verified)?;
-    let ids = loaded.as_ref().unwrap_or(&verified.ids);
+    let ids = &verified.ids;
     let no_keys = HashMap::new();
     let keys = ids.keys().unwrap_or(&no_keys);
-    let clusters = clusters_of(&mut run, index.as_mut(), &found, (&verified, keys))?;
+    let clusters = clusters_of(&mut run, index.as_mut(), &found, &verified)?;
     let outputs = kept::run(&mut run, &found, (&clusters, ids), &reads, &form, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
@@ -352,40 +350,19 @@ fn chain(
     Ok(report)
 }
 
-/// The clustered records' ids and keys read whole from disk, when a
-/// `--keep` policy other than `first` ranks an index run's clusters by
-/// the keys (looked up by record); `None` when they are in memory
-/// already, or are only read in record order (`clusters.jsonl`'s writer
-/// and, without an index, the ranking stream them).
-fn ids_in_memory(
-    ctx: &RunContext,
-    params: &DedupParams,
-    indexed: bool,
-    verified: &Verified,
-) -> Result<Option<ClusteredIds>, Halt> {
-    let on_disk = matches!(verified.ids, ClusteredIds::Disk(_));
-    if params.keep.is_first() || !indexed || !on_disk {
-        return Ok(None);
-    }
-    let (ids, keys) = verified.ids.to_memory(&ctx.temp).map_err(|e| {
-        anyhow::Error::new(e.into_io()).context("dedup: reading the clustered records' ids")
-    })?;
-    Ok(Some(ClusteredIds::Memory { ids, keys }))
-}
-
 /// The clusters of pass 2's verified pairs, ranked by the clustered
 /// records' `keys` under a `--keep` policy other than `first`. Without
 /// an index, the pairs are streamed into [`Clusters::from_pair_stream`]
 /// under `first`, else into [`Clusters::from_pair_stream_keeping`] with
 /// the clustered records' keys (each on disk past its share); with an
-/// index, into [`IndexRun::clusters`] (likewise under `first`; another
-/// policy still ranks them in memory). A stop seen while they are made
+/// index, into [`IndexRun::clusters`] (likewise, with the keys under a
+/// policy other than `first`). A stop seen while they are made
 /// ends the run as a stop before pass 3 does ([`stopped_in_clusters`]).
 fn clusters_of(
     run: &mut Run<'_>,
     index: Option<&mut IndexRun>,
     found: &Found,
-    (verified, keys): (&Verified, &HashMap<u32, KeepKey>),
+    verified: &Verified,
 ) -> Result<Clusters, Halt> {
     let (ctx, params) = (run.ctx, run.params);
     let share = clusters_share(ctx);
@@ -395,10 +372,9 @@ fn clusters_of(
     let stop = clusters::StopCheck::watched(&asked, &watch);
     let made = match index {
         Some(index) => {
-            let ranking = params.keep.ranking(keys);
-            let prefers = ranking.as_ref().map(|r| r as &clusters::Prefers<'_>);
+            let keep = (!params.keep.is_first()).then_some((&verified.ids, &params.keep));
             let within = (share, &ctx.temp);
-            index.clusters(&verified.pairs, within, found.read(), (prefers, &stop))
+            index.clusters(&verified.pairs, within, found.read(), (keep, &stop))
         }
         None => clusters_streamed(ctx, params, verified, (share, &stop)),
     };

@@ -32,8 +32,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use serde_json::json;
 
-use crate::jobs::dedup::chain::{BandsHook, RecordHook};
-use crate::jobs::dedup::clusters::{Clusters, Prefers, StopCheck};
+use crate::jobs::dedup::chain::{BandsHook, ClusteredIds, RecordHook};
+use crate::jobs::dedup::clusters::{Clusters, StopCheck};
+use crate::jobs::dedup::keep::KeepPolicy;
 use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::shingle::shingle_set_of_words;
 
@@ -286,11 +287,11 @@ impl IndexRun {
 
     /// After pass 2: the clusters of this run's verified `pairs` joined
     /// with the indexed ones, each record removed as a duplicate of an
-    /// indexed record named with that record's id and index. `prefers`:
-    /// the `--keep` order over this run's records, for the clusters
-    /// without an indexed record ([`Clusters::with_index_keeping`], which
-    /// takes the pairs across whole). Within `share` bytes (`None`: no
-    /// budget) under `--keep first`, past it with sorted runs in `temp`
+    /// indexed record named with that record's id and index. `keep`:
+    /// under a `--keep` policy other than `first`, the clustered records'
+    /// ids with their keys and the policy ranking this run's records in
+    /// the clusters without an indexed record. Within `share` bytes
+    /// (`None`: no budget), past it with sorted runs in `temp`
     /// ([`Clusters::with_index_stream`]), the verified pairs across
     /// streamed to it by indexed record, each with its cluster's root.
     pub fn clusters(
@@ -298,7 +299,7 @@ impl IndexRun {
         pairs: &VerifiedPairs,
         (share, temp): (Option<u64>, &Arc<TempSpace>),
         records_read: u64,
-        (prefers, stop): (Option<&Prefers<'_>>, &StopCheck<'_>),
+        (keep, stop): (Option<(&ClusteredIds, &KeepPolicy)>, &StopCheck<'_>),
     ) -> anyhow::Result<Clusters> {
         let cross = self.verified_across(temp, records_read)?;
         // Tests act here, the verified pairs across on disk (feature
@@ -315,7 +316,7 @@ impl IndexRun {
                         pairs.len(),
                         (across.into_iter().map(Ok), count, self.offset),
                         (share, temp),
-                        (prefers, stop),
+                        (keep, stop),
                     )
                 });
                 (made, Ok(()))
@@ -327,7 +328,7 @@ impl IndexRun {
                         pairs.len(),
                         (across, count, self.offset),
                         (share, temp),
-                        (prefers, stop),
+                        (keep, stop),
                     )
                 });
                 (made, disk.remove(temp))

@@ -11,7 +11,9 @@
 //! rule: its members are visited in record order and a later one takes
 //! the holder's place only when it ranks strictly higher
 //! ([`KeepPolicy::prefers`]), ties going to the first. That rule is
-//! emulated as it is, not by sorting on a rank: on `field:` keys
+//! emulated as it is, not by sorting on a rank (against indexes,
+//! a cluster whose root is indexed keeps it unranked:
+//! [`super::joined`]): on `field:` keys
 //! `prefers` is not a total order (an integer and a float compare as
 //! 64-bit floats, two integers exactly), so the holder a cluster ends
 //! with can depend on the order its members come in.
@@ -94,14 +96,22 @@ pub fn ranked(
     (share, temp): (u64, &Arc<TempSpace>),
     stop: &StopCheck<'_>,
 ) -> Result<Ranked, RunError> {
-    ranked_in_pieces(pairs, keys, policy, (share, MIN_PIECE), (temp, stop))
+    let keep = (policy, 0);
+    ranked_in_pieces(pairs, keys, keep, (share, MIN_PIECE), (temp, stop))
 }
 
-/// [`ranked`] with the components in pieces of `floor` edges at least.
-fn ranked_in_pieces(
+/// [`ranked`] with the components in pieces of `floor` edges at least,
+/// over records numbered with `pinned` indexed records first (`--against`,
+/// [`super::joined`]): a cluster whose root is below `pinned` has an
+/// indexed record, which cannot be removed, and keeps its root unranked,
+/// as the in-memory union-find does
+/// ([`crate::jobs::dedup::clusters::Clusters::with_index_keeping`]); the
+/// others are ranked, and only their members counted in
+/// [`Ranked::missing`].
+pub(super) fn ranked_in_pieces(
     pairs: impl Iterator<Item = Result<RemovedRecord, RunError>>,
     keys: impl Iterator<Item = Result<KeyedRecord, RunError>>,
-    policy: &KeepPolicy,
+    (policy, pinned): (&KeepPolicy, u32),
     (share, floor): (u64, usize),
     (temp, stop): (&Arc<TempSpace>, &StopCheck<'_>),
 ) -> Result<Ranked, RunError> {
@@ -109,10 +119,11 @@ fn ranked_in_pieces(
     let quarter = share / 4;
     let mut by_root = TextSorter::new(temp, "ranks", (share / 2).max(MIN_TEXT_SORT));
     let mut best = best.stream()?;
-    let missing = members_by_root(table, &mut best, keys, (&mut by_root, stop))?;
+    members_by_root(table, &mut best, keys, (&mut by_root, stop))?;
     drop(best);
     let mut sorted = by_root.finish()?;
-    let (members, chosen, sizes) = choose(&mut sorted, policy, (temp, quarter), stop)?;
+    let keep = (policy, pinned);
+    let (members, chosen, sizes, missing) = choose(&mut sorted, keep, (temp, quarter), stop)?;
     work.runs += sorted.made();
     sorted.close()?;
     work.runs += members.runs_written() + chosen.runs_written();
@@ -133,17 +144,16 @@ fn ranked_in_pieces(
 
 /// Step 1: each clustered record of `best` (in record order, with its
 /// highest similarity), its root from `table` (itself when it has none),
-/// and its key from `keys`, pushed to `by_root`. Returns how many had no
-/// key or a missing one.
+/// and its key from `keys`, pushed to `by_root`.
 fn members_by_root(
     table: Option<SortedStream>,
     best: &mut SortedStream,
     keys: impl Iterator<Item = Result<KeyedRecord, RunError>>,
     (by_root, stop): (&mut TextSorter<'_>, &StopCheck<'_>),
-) -> Result<u64, RunError> {
+) -> Result<(), RunError> {
     let mut table = Head::new(table)?;
     let mut keys = keys.peekable();
-    let (mut text, mut missing) = (String::new(), 0);
+    let mut text = String::new();
     while let Some(b) = best.next_entry()? {
         stop.step()?;
         let record = b.key as u32;
@@ -162,14 +172,13 @@ fn members_by_root(
                 None => break None,
             }
         };
-        missing += u64::from(key.as_ref().is_none_or(KeepKey::is_missing));
         key_text(key.as_ref(), &mut text);
         by_root.push(root, record, f64::from_bits(b.print), &text)?;
     }
     if let Some(t) = table.head {
         return Err(bug(format!("record {} with a root and no pair", t.key)));
     }
-    Ok(missing)
+    Ok(())
 }
 
 /// A cluster's members as they pass in record order: its root, how many
@@ -182,16 +191,18 @@ struct Holder {
 }
 
 /// Step 2: each root's members from `sorted` (by root, then record),
-/// the holder kept by the policy's sequential rule. Returns the members
-/// by `(root << 32 | record)` with their similarity, the roots whose
-/// kept record is another (`Entry { key: root, record: kept }`), and the
-/// sizes; each sort within `quarter`.
+/// the holder kept by the policy's sequential rule (the root itself when
+/// below `pinned`). Returns the members by `(root << 32 | record)` with
+/// their similarity, the roots whose kept record is another (`Entry {
+/// key: root, record: kept }`), the sizes, and how many members of the
+/// ranked clusters had no key or a missing one; each sort within
+/// `quarter`.
 fn choose(
     sorted: &mut super::named::Sorted<'_>,
-    policy: &KeepPolicy,
+    (policy, pinned): (&KeepPolicy, u32),
     (temp, quarter): (&Arc<TempSpace>, u64),
     stop: &StopCheck<'_>,
-) -> Result<(Sorter, Sorter, BTreeMap<usize, u64>), RunError> {
+) -> Result<(Sorter, Sorter, BTreeMap<usize, u64>, u64), RunError> {
     let mut members = Sorter::new(temp, "members", quarter);
     let mut chosen = Sorter::new(temp, "chosen", quarter);
     let mut sizes = BTreeMap::new();
@@ -207,6 +218,7 @@ fn choose(
         })
     };
     let mut holder: Option<Holder> = None;
+    let mut missing = 0;
     while let Some(n) = sorted.next()? {
         stop.step()?;
         members.push(Entry {
@@ -216,10 +228,11 @@ fn choose(
         })?;
         let (root, record) = (n.key, n.other);
         let key = key_of_text(n.id)?;
+        missing += u64::from(root >= pinned && key.is_missing());
         match &mut holder {
             Some(h) if h.root == root => {
                 h.size += 1;
-                if policy.prefers(&key, &h.key) {
+                if root >= pinned && policy.prefers(&key, &h.key) {
                     (h.record, h.key) = (record, key);
                 }
             }
@@ -241,7 +254,7 @@ fn choose(
     if let Some(h) = holder {
         close(h, &mut chosen)?;
     }
-    Ok((members, chosen, sizes))
+    Ok((members, chosen, sizes, missing))
 }
 
 /// Step 3: every member of `members` (by root, then record) that is not
@@ -467,7 +480,7 @@ mod tests {
         let got = ranked_in_pieces(
             pairs.iter().map(|&p| Ok(p)),
             keys.iter().map(|k| Ok(k.clone())),
-            policy,
+            (policy, 0),
             (share, floor),
             (&temp, &StopCheck::never()),
         )
