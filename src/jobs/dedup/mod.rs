@@ -300,7 +300,13 @@ fn chain(
     let record_hook = (index.as_mut())
         .map(|index| index.after_signatures((sets_share, &ctx.temp), across_share))
         .transpose()?;
-    let reads = passes::reads(ctx, &found, &form);
+    let hooked = record_hook
+        .as_ref()
+        .map_or(0, |hook| match hook.wants_words() {
+            true => found.read(),
+            false => hook.records().count(),
+        });
+    let reads = passes::reads(ctx, &found, &form, hooked);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
     // Pass 2's held sets, candidates' pairs and last-partner table freed.
     crate::allocator::give_back_freed();

@@ -26,10 +26,11 @@ pub mod verify;
 /// How passes 2 and 3 read the input, from where pass 1 found the records:
 /// at their places when it knows every one (and, for the copy, every input
 /// is JSON Lines and the kept records are written as `kept.jsonl`), else
-/// in full.
-pub fn reads(ctx: &RunContext, found: &Found, form: &kept::KeptForm) -> Reads {
+/// in full. `hooked`: the records an index's hook has pass 2 read besides
+/// the candidates ([`verify::reread::possible`]).
+pub fn reads(ctx: &RunContext, found: &Found, form: &kept::KeptForm, hooked: u64) -> Reads {
     Reads {
-        candidates_only: verify::reread::possible(ctx, found),
+        candidates_only: verify::reread::possible(ctx, found, hooked),
         copy: form.is_jsonl() && kept::copy::can_copy(&found.spans, &ctx.inputs),
     }
 }

@@ -36,10 +36,13 @@ pub const CANDIDATE_PLACE_BYTES: u64 = (size_of::<Wanted>() + size_of::<u32>()) 
 /// ([`Shares::candidate_places`]). Past it, pass 2 reads the whole input,
 /// decoding only the records it needs, so the list never grows with the
 /// candidates beyond the budget (at 20M short documents it would be about
-/// 120 MB).
-pub fn possible(ctx: &RunContext, found: &Found) -> bool {
+/// 120 MB). `hooked`: the records an index's hook has the pass read
+/// besides the candidates (every record when an index is saved: at 5M
+/// short documents their places took 140 MB beside a 128M budget).
+pub fn possible(ctx: &RunContext, found: &Found, hooked: u64) -> bool {
     let fits = |max_memory| {
-        let most = 2 * found.candidate_pairs * CANDIDATE_PLACE_BYTES;
+        let records = (2 * found.candidate_pairs).saturating_add(hooked);
+        let most = records.saturating_mul(CANDIDATE_PLACE_BYTES);
         most <= Shares { max_memory }.candidate_places()
     };
     !ctx.inputs.is_empty() && found.spans.is_complete() && ctx.max_memory.is_none_or(fits)
