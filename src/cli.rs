@@ -289,29 +289,23 @@ impl Cli {
             )));
         }
         params
-            .validate_index(common.resume, &common.output, &common.inputs)
+            .validate_index(&common.output, &common.inputs)
             .map_err(refuse)
     }
 }
 
 impl DedupArgs {
     /// The checks of `--save-index` and `--against` made before any work:
-    /// `--resume` is refused with them, the folder to save must not exist,
-    /// and each index must have been made with this run's parameters (a
-    /// damaged index is refused when the run opens it, exit 65).
-    fn validate_index(
-        &self,
-        resume: bool,
-        output: &std::path::Path,
-        inputs: &[PathBuf],
-    ) -> Result<(), String> {
+    /// the folder to save must not exist, and each index must have been
+    /// made with this run's parameters (a damaged index is refused when the
+    /// run opens it, exit 65). A resumed run is checked the same way; an
+    /// index changed since the interrupted run is refused by the run's
+    /// fingerprint, which holds each index's.
+    fn validate_index(&self, output: &std::path::Path, inputs: &[PathBuf]) -> Result<(), String> {
         use drainpipe::jobs::dedup::index::{self, IndexError};
         let options = self.params().index;
         if options.is_empty() {
             return Ok(());
-        }
-        if resume {
-            return Err("--resume cannot continue a run with --save-index or --against: run it again with --force".into());
         }
         if let Some(dir) = &options.save {
             validate_save_index(dir, output, inputs)?;
@@ -533,9 +527,15 @@ impl JobCommand {
                     ),
                     Err(_) => format!("dedup {p:?}"),
                 };
-                // A run against indexes, or saving one, is another run.
+                // A run against indexes, or saving one, is another run; so
+                // is one against an index that changed since (a resumed
+                // run against it is refused).
                 for dir in &p.index.against {
                     identity.push_str(&format!(" against {}", dir.display()));
+                    let manifest = drainpipe::jobs::dedup::index::Manifest::read(dir);
+                    if let Ok(manifest) = manifest {
+                        identity.push_str(&format!(" ({})", manifest.fingerprint));
+                    }
                 }
                 if let Some(dir) = &p.index.save {
                     identity.push_str(&format!(" saving an index into {}", dir.display()));

@@ -5,9 +5,10 @@
 //! run). A run whose sort by root, or by record, cannot be written (a
 //! failing disk: EIO) exits 74 naming the file and its cause; a run asked
 //! to stop (SIGINT) there exits 130 saying so. Either way no output and
-//! no saved index is written, and none of the runs is left. `--resume` is
-//! refused with the index options (exit 2): run again with `--force`, the
-//! stopped run gives the outputs and saved index of an uninterrupted one.
+//! no saved index is written, and none of the runs is left; what passes 1
+//! and 2 made stays, with the draft of the index, for `--resume`, which
+//! gives the outputs and saved index of an uninterrupted run and leaves
+//! nothing of either run.
 //!
 //! The clusters' share is lowered (failpoint `dedup::clusters_share`) so
 //! a corpus of a few thousand records names them with runs; the run is
@@ -68,16 +69,13 @@ fn written(out: &Path, save: &Path) -> Vec<(String, Option<Vec<u8>>)> {
 }
 
 /// Asserts that a failed or stopped run left no output, no saved index
-/// (nor a draft of one) and none of the clusters' runs.
+/// (but its draft, for `--resume`) and none of the clusters' runs.
 fn nothing_written(out: &Path, save: &Path, what: &str) {
     for name in OUTPUTS {
         assert!(!out.join(name).exists(), "{what}: {name} written");
     }
     assert!(!save.exists(), "{what}: the index saved");
-    let drafts: Vec<String> = (names(save.parent().unwrap()).into_iter())
-        .filter(|n| n.ends_with(".tmp"))
-        .collect();
-    assert!(drafts.is_empty(), "{what}: drafts left {drafts:?}");
+    assert_eq!(drafts(save).len(), 1, "{what}: the draft is kept to resume");
     let temp = out.join(drainpipe_actors::TEMP_FOLDER);
     if temp.exists() {
         let runs: Vec<String> = (names(&temp).into_iter())
@@ -86,6 +84,30 @@ fn nothing_written(out: &Path, save: &Path, what: &str) {
         assert!(runs.is_empty(), "{what}: runs left {runs:?}");
     }
 }
+
+/// The drafts beside the index `save`.
+fn drafts(save: &Path) -> Vec<String> {
+    (names(save.parent().unwrap()).into_iter())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// Resumes the run into `out`, which must give the `expected` outputs
+/// and saved index and leave nothing of either run.
+fn resumed(b: &Path, out: &Path, idx: &Path, save: &Path, expected: &Written, what: &str) {
+    let mut resume = against(b, out, idx, save, "");
+    resume.arg("--resume");
+    finish(resume, 0, what);
+    assert!(
+        &written(out, save) == expected,
+        "{what}: the resumed run gives other outputs than the uninterrupted run"
+    );
+    crate::binary::nothing_of_the_run_left(out, what);
+    assert!(drafts(save).is_empty(), "{what}: a draft is left");
+}
+
+/// Outputs and saved index files, as [`written`] reads them.
+type Written = Vec<(String, Option<Vec<u8>>)>;
 
 /// A: the corpus; B: each of A's records under a new id (with escaped
 /// quotes and unicode), all duplicates of indexed records.
@@ -142,7 +164,7 @@ fn a_run_against_an_index_whose_indexed_duplicates_cannot_be_named_on_disk_or_is
     for (nth, name) in ["indexed-roots", "indexed-0"].iter().enumerate() {
         let (out, save) = (
             dir.path().join(format!("eio-{nth}")),
-            dir.path().join("e").join("NEW"),
+            dir.path().join(format!("e{nth}")).join("NEW"),
         );
         let fail = format!(";dedup::run_write=return({name})");
         let stderr = finish(against(&b, &out, &idx, &save, &fail), 74, name);
@@ -155,6 +177,7 @@ fn a_run_against_an_index_whose_indexed_duplicates_cannot_be_named_on_disk_or_is
             "{line}"
         );
         nothing_written(&out, &save, name);
+        resumed(&b, &out, &idx, &save, &expected, name);
     }
 
     // Stopped while held with the runs by root on disk.
@@ -180,15 +203,5 @@ fn a_run_against_an_index_whose_indexed_duplicates_cannot_be_named_on_disk_or_is
     );
     nothing_written(&out, &save, "stopped");
 
-    let mut resume = against(&b, &out, &idx, &save, "");
-    resume.arg("--resume");
-    let stderr = finish(resume, 2, "resumed");
-    assert!(stderr.contains("run it again with --force"), "{stderr}");
-    let mut again = against(&b, &out, &idx, &save, "");
-    again.arg("--force");
-    finish(again, 0, "run again");
-    assert!(
-        written(&out, &save) == expected,
-        "the run again gives other outputs than the uninterrupted run"
-    );
+    resumed(&b, &out, &idx, &save, &expected, "stopped");
 }

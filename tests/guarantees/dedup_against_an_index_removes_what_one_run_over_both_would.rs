@@ -436,7 +436,17 @@ fn a_damaged_index_exits_65_naming_the_file() {
             "{file}: {stderr}"
         );
         assert!(!grown.exists(), "{file}");
-        assert_eq!(drafts(dir.path()), Vec::<String>::new(), "{file}");
+        // Its draft stays only beside state to resume from (passes that
+        // completed before the damage was found), and goes with it.
+        let out = dir.path().join(format!("out{i}"));
+        let state = ["dedup-signatures.bin", "checkpoint.bin"]
+            .iter()
+            .any(|f| out.join(f).exists());
+        let left = drafts(dir.path());
+        assert!(left.len() <= usize::from(state), "{file}: {left:?}");
+        for draft in left {
+            std::fs::remove_dir_all(dir.path().join(draft)).unwrap();
+        }
     }
 }
 

@@ -64,6 +64,8 @@
 //! first in its numbering, their band lists join pass 1's, pass 2 verifies
 //! the pairs across, and a record joined to an indexed one is removed as
 //! its duplicate; `--save-index DIR` writes the run's own ([`index`]).
+//! Such a run resumes as any, but for pass 2, which runs again from its
+//! start when it did not complete ([`index::progress`]).
 //!
 //! On the embedded demo corpus, the result also carries precision and
 //! recall against the exact all-pairs ground truth ([`truth`]).
@@ -241,9 +243,10 @@ fn for_run(params: &DedupParams, index: Option<&IndexRun>) -> DedupParams {
 
 /// The run's context: records are numbered with 32 bits, the indexes'
 /// first, so every pass stops before a record's number passes what they
-/// leave ([`records::record_limit`]). An index run cannot be resumed
-/// (refused up front): no periodic checkpoints. Its state spills under
-/// the budget like any run's: the indexes' band runs join pass 1's merge.
+/// leave ([`records::record_limit`]). An index run's state spills under
+/// the budget like any run's (the indexes' band runs join pass 1's
+/// merge), and resumes like any run's but for pass 2, which runs again
+/// from its start ([`index::progress`]).
 fn context_for_run(ctx: &RunContext, index: Option<&IndexRun>) -> RunContext {
     let indexed = index.map_or(0, IndexRun::indexed_records);
     RunContext {
@@ -251,9 +254,29 @@ fn context_for_run(ctx: &RunContext, index: Option<&IndexRun>) -> RunContext {
             max_records: Some(records::record_limit(indexed)),
             ..ctx.settings.clone()
         },
-        checkpoint_every: ctx.checkpoint_every.filter(|_| index.is_none()),
         ..ctx.clone()
     }
+}
+
+/// The run's indexes opened ([`IndexRun::open`]), with what an
+/// interrupted run left of its part in them when resuming.
+fn open_indexes(
+    ctx: &RunContext,
+    params: &DedupParams,
+    banding: Banding,
+) -> anyhow::Result<Option<IndexRun>> {
+    if params.index.is_empty() {
+        return Ok(None);
+    }
+    let resume = resume::Resume::new(ctx)?;
+    let file = (resume.index_file())
+        .map(|file| index::progress::ProgressFile::new(ctx.output.clone(), file));
+    let resumable = index::run::Resumable {
+        file,
+        loaded: resume.load_index()?,
+        temp: std::sync::Arc::clone(&ctx.temp),
+    };
+    Ok(IndexRun::open(&params.index, params, banding, resumable)?)
 }
 
 /// The passes, each from the state the one before made, then the steps
@@ -267,7 +290,7 @@ fn chain(
 ) -> Result<RunReport, Halt> {
     let banding = params.banding().map_err(anyhow::Error::msg)?;
     // Before any work: the indexes' parameters and files checked.
-    let mut index = IndexRun::open(&params.index, params, banding).map_err(anyhow::Error::new)?;
+    let mut index = open_indexes(ctx, params, banding)?;
     let params = &for_run(params, index.as_ref());
     let measure_accuracy = measure_accuracy && index.is_none();
     let ctx = &context_for_run(ctx, index.as_ref());
@@ -297,17 +320,28 @@ fn chain(
     let sets_share = shares.map(budget::Shares::indexed_sets);
     let across_share = (shares.map(budget::Shares::verified_pairs_across))
         .map(|share| spill::across::lowered_share().unwrap_or(share));
+    // An interrupted run that completed pass 2 left what it made of the
+    // pairs across: no hook, pass 2 is loaded. Else a pass 2 result it
+    // left is discarded: pass 2 runs again with the hook.
+    let verified_before = index.as_ref().and_then(IndexRun::verified_before);
+    if index.is_some() && verified_before.is_none() {
+        run.resume.discard(resume::Pass::Verify)?;
+    }
     let record_hook = (index.as_mut())
+        .filter(|_| verified_before.is_none())
         .map(|index| index.after_signatures((sets_share, &ctx.temp), across_share))
         .transpose()?;
-    let hooked = record_hook
-        .as_ref()
-        .map_or(0, |hook| match hook.wants_words() {
-            true => found.read(),
-            false => hook.records().count(),
-        });
+    let hooked = match &record_hook {
+        Some(hook) if hook.wants_words() => found.read(),
+        Some(hook) => hook.records().count(),
+        None => verified_before.unwrap_or(0),
+    };
     let reads = passes::reads(ctx, &found, &form, hooked);
     let (verified, beside) = verify::run(&mut run, &found, pairs, &reads, record_hook)?;
+    if let Some(index) = &mut index {
+        index.after_verify(found.read(), hooked)?;
+    }
+    crash::here("dedup::before_clusters");
     // Pass 2's held sets, candidates' pairs and last-partner table freed.
     crate::allocator::give_back_freed();
     let ids = &verified.ids;
@@ -380,7 +414,7 @@ fn clusters_of(
         Some(index) => {
             let keep = (!params.keep.is_first()).then_some((&verified.ids, &params.keep));
             let within = (share, &ctx.temp);
-            index.clusters(&verified.pairs, within, found.read(), (keep, &stop))
+            index.clusters(&verified.pairs, within, (keep, &stop))
         }
         None => clusters_streamed(ctx, params, verified, (share, &stop)),
     };

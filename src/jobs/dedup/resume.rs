@@ -20,6 +20,10 @@
 //!   left; a run that completes removes them once it has committed
 //!   `kept.jsonl` and `clusters.jsonl` (pass 3, complete, has already
 //!   removed `checkpoint.bin`).
+//! - A run with indexes keeps what its hooks made in [`INDEX_FILE`]
+//!   (`index::progress`): written by pass 1's hook before pass 1's result,
+//!   and again once pass 2 has completed; its pass 2 takes no checkpoint
+//!   and runs again from its start when it did not complete.
 //! - The passes write the records they reject into [`REJECTS_FILE`], not
 //!   `rejects.jsonl`: the run commits it as `rejects.jsonl` in the one set
 //!   with its other outputs, so a run that fails or stops never leaves its
@@ -41,8 +45,13 @@ pub const SIGNATURES_FILE: &str = "dedup-signatures.bin";
 /// The result of pass 2, kept until the run completes.
 pub const VERIFIED_FILE: &str = "dedup-verified.bin";
 
+/// What a run against saved indexes, or saving one, did in passes 1 and
+/// 2 besides their results (the pairs across, the index being drafted),
+/// kept until the run completes.
+pub const INDEX_FILE: &str = "dedup-index.bin";
+
 /// Every pass result file.
-pub const PASS_FILES: [&str; 2] = [SIGNATURES_FILE, VERIFIED_FILE];
+pub const PASS_FILES: [&str; 3] = [SIGNATURES_FILE, VERIFIED_FILE, INDEX_FILE];
 
 /// The records the passes rejected, kept until the run commits its
 /// outputs: then it becomes `rejects.jsonl` with `kept.jsonl` and
@@ -129,6 +138,27 @@ impl<'a> Resume<'a> {
         format!("{}; result of pass {}", self.ctx.fingerprint, pass.name())
     }
 
+    fn index_fingerprint(&self) -> String {
+        format!("{}; the index run's state", self.ctx.fingerprint)
+    }
+
+    /// Where a run with indexes keeps its state ([`INDEX_FILE`]); `None`
+    /// for the no-actor baseline, which takes no checkpoints.
+    pub fn index_file(&self) -> Option<ResultFile> {
+        (self.ctx.engine == Engine::Actors).then(|| ResultFile {
+            name: INDEX_FILE,
+            fingerprint: self.index_fingerprint(),
+        })
+    }
+
+    /// When resuming, the state a run with indexes left ([`INDEX_FILE`]).
+    pub fn load_index<T: DeserializeOwned>(&self) -> anyhow::Result<Option<T>> {
+        if !self.ctx.resume {
+            return Ok(None);
+        }
+        self.load_file(INDEX_FILE, &self.index_fingerprint())
+    }
+
     /// Where `pass` keeps its result; `None` for a pass that keeps none and
     /// for the no-actor baseline, which takes no checkpoints.
     pub fn result_file(&self, pass: Pass) -> Option<ResultFile> {
@@ -147,8 +177,21 @@ impl<'a> Resume<'a> {
         let Some(name) = pass.result_file().filter(|_| self.ctx.resume) else {
             return Ok(None);
         };
+        let form = self.load_file(name, &self.result_fingerprint(pass))?;
+        if form.is_some() {
+            log::info!("dedup: pass {} loaded from {name}", pass.name());
+        }
+        Ok(form)
+    }
+
+    /// The form kept in `name`, written with `fingerprint`, if it exists.
+    fn load_file<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        fingerprint: &str,
+    ) -> anyhow::Result<Option<T>> {
         let output = &self.ctx.output;
-        let Some(result) = PassResult::load(output, name, &self.result_fingerprint(pass))? else {
+        let Some(result) = PassResult::load(output, name, fingerprint)? else {
             return Ok(None);
         };
         let form = codec::decode(&result.state, STATE_VERSION).map_err(|cause| {
@@ -157,7 +200,6 @@ impl<'a> Resume<'a> {
                 cause,
             }
         })?;
-        log::info!("dedup: pass {} loaded from {name}", pass.name());
         Ok(Some(form))
     }
 
@@ -230,4 +272,13 @@ impl<'a> Resume<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether `output` holds state a run may resume from: a checkpoint or
+/// a pass's result (what keeps the temporary folder, and the draft of an
+/// index being saved, when a run ends).
+pub fn left_in(output: &OutputDir) -> bool {
+    std::iter::once(drainpipe_actors::CHECKPOINT_FILE)
+        .chain(PASS_FILES)
+        .any(|name| output.file(name).exists())
 }

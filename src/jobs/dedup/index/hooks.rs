@@ -24,6 +24,7 @@ use crate::jobs::dedup::spill::runs::{Entry, RunError, RunInfo, RunReader, RunWr
 use crate::jobs::dedup::spill::verified::PairsSpill;
 
 use super::files::{band_name, SegmentWriter};
+use super::progress::{IndexProgress, ProgressFile};
 use super::IndexError;
 
 /// An index the run is against, as pass 1 reads its band runs.
@@ -49,6 +50,9 @@ pub struct JoinedBands {
     offset: u32,
     /// The folder of the index being saved.
     save_to: Option<PathBuf>,
+    /// Where what it found is kept for `--resume`, before pass 1's result
+    /// ([`super::progress`]).
+    progress: Option<ProgressFile>,
     out: Mutex<Option<BandsOut>>,
     /// The first error reading an index's band run, said as the index's.
     damaged: Mutex<Option<IndexError>>,
@@ -68,12 +72,19 @@ pub struct BandsOut {
 impl JoinedBands {
     /// Joins the `indexes`' band runs (none: no index to join) before the
     /// run's bands, whose first record is `offset`; writes the joined
-    /// bands into `save_to` when an index is saved.
-    pub fn new(indexes: Vec<IndexBands>, offset: u32, save_to: Option<PathBuf>) -> Self {
+    /// bands into `save_to` when an index is saved, and what it found into
+    /// `progress`.
+    pub fn new(
+        indexes: Vec<IndexBands>,
+        offset: u32,
+        save_to: Option<PathBuf>,
+        progress: Option<ProgressFile>,
+    ) -> Self {
         JoinedBands {
             indexes,
             offset,
             save_to,
+            progress,
             out: Mutex::default(),
             damaged: Mutex::default(),
         }
@@ -208,6 +219,14 @@ impl BandsHook for JoinedBands {
                     message: format!("band {band} of the index being saved was not written"),
                 })?);
             }
+        }
+        if let Some(progress) = &self.progress {
+            progress.write(&IndexProgress {
+                draft: self.save_to.clone(),
+                cross: cross.clone(),
+                bands: saved.clone(),
+                verified: None,
+            })?;
         }
         *self.out.lock().expect("bands hook poisoned") = Some(BandsOut {
             cross,
@@ -492,7 +511,7 @@ mod tests {
         };
         let saved = dir.path().join("NEW");
         std::fs::create_dir(&saved).unwrap();
-        let hook = JoinedBands::new(vec![index.clone()], 3, Some(saved.clone()));
+        let hook = JoinedBands::new(vec![index.clone()], 3, Some(saved.clone()), None);
         let open = |_: usize| own(vec![entry(9, 1), entry(7, 0)]);
         let (pairs, _) = hook.candidate_pairs(1, 1, None, &open).unwrap();
         assert!(pairs.is_empty(), "{pairs:?}");
@@ -506,7 +525,7 @@ mod tests {
         }
         assert_eq!(joined, [(7, 0), (7, 1), (7, 3), (9, 2), (9, 4)]);
         // Without an index: the run's own pairs, numbered as the run's.
-        let hook = JoinedBands::new(Vec::new(), 0, None);
+        let hook = JoinedBands::new(Vec::new(), 0, None, None);
         let open = |_: usize| own(vec![entry(7, 0), entry(7, 1)]);
         let (pairs, _) = hook.candidate_pairs(1, 1, None, &open).unwrap();
         assert_eq!(pairs, CandidatePairs::Memory(vec![(0, 1)]));
@@ -517,7 +536,7 @@ mod tests {
         let at = bytes.len() / 2;
         bytes[at] ^= 0x10;
         std::fs::write(&path, bytes).unwrap();
-        let hook = JoinedBands::new(vec![index], 3, None);
+        let hook = JoinedBands::new(vec![index], 3, None, None);
         let open = |_: usize| own(vec![entry(7, 0)]);
         assert!(hook.candidate_pairs(1, 1, None, &open).is_err());
         let damage = hook.take_damage().unwrap().to_string();

@@ -65,6 +65,7 @@ use std::path::{Path, PathBuf};
 pub mod files;
 pub mod hooks;
 pub mod manifest;
+pub mod progress;
 pub mod run;
 
 pub use crate::jobs::dedup::params::IndexOptions;

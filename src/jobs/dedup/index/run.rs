@@ -39,10 +39,12 @@ use crate::jobs::dedup::params::{Banding, DedupParams};
 use crate::jobs::dedup::shingle::shingle_set_of_words;
 
 use super::files::{self, Block, IdsReader, Part, RootsReader, RootsWriter, SegmentWriter};
-use super::hooks::{IndexBands, IndexedSets, JoinedBands, Joiner};
+use super::hooks::{BandsOut, IndexBands, IndexedSets, JoinedBands, Joiner};
 use super::manifest::{Segment, MANIFEST_FILE};
+use super::progress::{IndexProgress, ProgressFile, VerifiedAcross};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
 use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::resume;
 use crate::jobs::dedup::spill::across::CrossPairs;
 use crate::jobs::dedup::spill::components::RemovedRecord;
 use crate::jobs::dedup::spill::indexed::NameError;
@@ -63,11 +65,16 @@ struct Opened {
     offset: u32,
 }
 
-/// The index being saved, in its temporary folder.
+/// The index being saved, in its temporary folder (`.NAME.XXXXXX.tmp`
+/// beside the target): removed when the run ends, unless it leaves state
+/// to resume from ([`Draft::keep`]) or the draft was renamed into place.
 #[derive(Debug)]
 struct Draft {
     target: PathBuf,
-    temp: tempfile::TempDir,
+    /// The draft folder; `None` once it is renamed into place.
+    folder: Option<PathBuf>,
+    /// The run leaves state to resume from: the draft stays for it.
+    keep: bool,
     bands: Vec<RunInfo>,
     segment: Option<Segment>,
     /// `.NAME.index-lock` beside the target, held until the draft is
@@ -99,13 +106,36 @@ pub struct IndexRun {
     /// The verified pairs across' share of the budget: what their sort
     /// by indexed record holds, when they went to disk.
     sort_share: u64,
-    /// The run's temporary space, once pass 1 has handed the pairs
-    /// across: what is left of them there is removed when the run ends
-    /// however it ends (a run against an index is not resumed).
-    temp: Option<Arc<TempSpace>>,
+    /// The run's temporary space: the pairs across go when the run
+    /// completes; when it does not, pass 2's part of them goes (pass 2 runs
+    /// again from its start) and the rest stays for `--resume`.
+    temp: Arc<TempSpace>,
+    /// Where the run's part so far is kept for `--resume`, and what an
+    /// interrupted run left there ([`super::progress`]).
+    progress: Option<ProgressFile>,
+    resumed: Option<IndexProgress>,
+    /// Pass 2's verified pairs across, once it completed, until the
+    /// clusters take them; on disk, their runs until the run completes.
+    verified: Option<VerifiedPairs>,
+    verified_disk: Option<VerifiedPairs>,
+    /// Records pass 2 read for the hook, once it completed.
+    hooked: Option<u64>,
     /// Bytes of the runs the indexed records' sets went to, and the most
     /// they held in memory ([`IndexedSets::peak_bytes`]).
     sets_spilled: (u64, u64),
+}
+
+/// What an index run keeps for `--resume`, and where: the state file, what
+/// an interrupted run left in it, and the run's temporary space, which
+/// holds the pairs across it names.
+#[derive(Debug)]
+pub struct Resumable {
+    /// The state file (`None`: the run takes no checkpoints).
+    pub file: Option<ProgressFile>,
+    /// What the interrupted run left (`None`: none, or not resuming).
+    pub loaded: Option<IndexProgress>,
+    /// The run's temporary space.
+    pub temp: Arc<TempSpace>,
 }
 
 /// Opens `dir` as an index for a run with `here`: its manifest, checked
@@ -126,17 +156,29 @@ impl IndexRun {
     /// The run's indexes (`None` without `--against` or `--save-index`):
     /// each index it is against opened and checked (its manifest, its
     /// files' sizes, a band run per band); the folder to save into refused
-    /// if it exists.
+    /// if it exists. `resumable`: where its state is kept, and what an
+    /// interrupted run left (its draft taken up again).
     pub fn open(
         options: &IndexOptions,
         params: &DedupParams,
         banding: Banding,
+        resumable: Resumable,
     ) -> Result<Option<IndexRun>, IndexError> {
         if options.is_empty() {
             return Ok(None);
         }
         let here = IndexParams::of(params, banding);
-        let draft = options.save.as_deref().map(Draft::start).transpose()?;
+        let drafted = resumable.loaded.as_ref().map(|l| l.draft.as_deref());
+        let draft = match (options.save.as_deref(), drafted) {
+            (Some(target), None) => Some(Draft::start(target, None)?),
+            (Some(target), Some(Some(folder))) => Some(Draft::start(target, Some(folder))?),
+            (None, None | Some(None)) => None,
+            (_, Some(_)) => {
+                return Err(IndexError::Refused(
+                    "--resume: the interrupted run saved another index than this one: run it again with --force".into(),
+                ))
+            }
+        };
         let (mut opened, mut offset) = (Vec::new(), 0u64);
         for dir in &options.against {
             let manifest = open_checked(dir, &here)?;
@@ -170,12 +212,14 @@ impl IndexRun {
                 offset: o.offset,
             })
             .collect();
-        let save_to = draft.as_ref().map(|d| d.temp.path().to_path_buf());
-        Ok(Some(IndexRun {
+        let save_to = draft.as_ref().map(Draft::path);
+        let progress = resumable.file;
+        let bands = JoinedBands::new(indexes, offset, save_to, progress.clone());
+        let mut run = IndexRun {
             params: here,
             opened,
             offset,
-            bands: Arc::new(JoinedBands::new(indexes, offset, save_to)),
+            bands: Arc::new(bands),
             draft,
             joiner: None,
             relabeled: Vec::new(),
@@ -184,9 +228,49 @@ impl IndexRun {
             cross_file: None,
             across_spilled: (0, 0),
             sort_share: 0,
-            temp: None,
+            temp: resumable.temp,
+            progress,
+            resumed: None,
+            verified: None,
+            verified_disk: None,
+            hooked: None,
             sets_spilled: (0, 0),
-        }))
+        };
+        if let Some(loaded) = resumable.loaded {
+            run.take_up(loaded);
+        }
+        Ok(Some(run))
+    }
+
+    /// Takes up what an interrupted run left: pass 2's part, when it
+    /// completed, is this run's; pass 1's waits for pass 1 to be loaded
+    /// rather than run again ([`IndexRun::after_signatures`]).
+    fn take_up(&mut self, loaded: IndexProgress) {
+        self.temp.holds(loaded.cross.bytes_spilled());
+        let Some(verified) = loaded.verified else {
+            self.resumed = Some(loaded);
+            return;
+        };
+        if let Some(draft) = &mut self.draft {
+            draft.bands = loaded.bands;
+            draft.segment = verified.segment;
+        }
+        self.cross_pairs = verified.cross_pairs;
+        self.cross_checked = verified.checked;
+        self.hooked = Some(verified.hooked);
+        self.sets_spilled = verified.sets_spilled;
+        self.across_spilled = (loaded.cross.bytes_spilled(), disk_bytes(&verified.pairs));
+        self.temp.holds(self.across_spilled.1);
+        self.cross_file = matches!(loaded.cross, CrossPairs::Disk(_)).then_some(loaded.cross);
+        self.verified_disk =
+            matches!(verified.pairs, VerifiedPairs::Disk(_)).then(|| verified.pairs.clone());
+        self.verified = Some(verified.pairs);
+    }
+
+    /// Records pass 2 read for the hook, when an interrupted run completed
+    /// pass 2: then no hook is made, pass 2 is loaded.
+    pub fn verified_before(&self) -> Option<u64> {
+        self.hooked
     }
 
     /// Why pass 1 could not read an index's band run (the index is damaged
@@ -214,9 +298,13 @@ impl IndexRun {
         verified_share: Option<u64>,
     ) -> anyhow::Result<Arc<dyn RecordHook>> {
         let started = std::time::Instant::now();
-        let out = self
-            .bands
-            .take()
+        // Pass 1 loaded: what its hook found when it ran.
+        let resumed = self.resumed.take().map(|r| BandsOut {
+            cross: r.cross,
+            bands: r.bands,
+        });
+        let out = (self.bands.take())
+            .or(resumed)
             .context("pass 1 ended without the index's bands")?;
         if let Some(draft) = &mut self.draft {
             draft.bands = out.bands;
@@ -250,9 +338,9 @@ impl IndexRun {
         let writer = match &self.draft {
             Some(draft) => {
                 let number = self.opened.iter().map(|o| o.manifest.segments.len()).sum();
-                let path = draft.temp.path();
+                let path = draft.path();
                 Some(
-                    SegmentWriter::create(path, number, self.offset.into())
+                    SegmentWriter::create(&path, number, self.offset.into())
                         .with_context(|| format!("writing the index {}", draft.target.display()))?,
                 )
             }
@@ -271,7 +359,6 @@ impl IndexRun {
         self.across_spilled.0 = cross.bytes_spilled();
         self.sets_spilled = (sets.spilled_bytes(), sets.peak_bytes);
         self.cross_file = matches!(cross, CrossPairs::Disk(_)).then(|| cross.clone());
-        self.temp = Some(Arc::clone(temp));
         let cross = (
             cross.reader(temp).map_err(reading)?,
             self.cross_pairs,
@@ -298,16 +385,15 @@ impl IndexRun {
         &mut self,
         pairs: &VerifiedPairs,
         (share, temp): (Option<u64>, &Arc<TempSpace>),
-        records_read: u64,
         (keep, stop): (Option<(&ClusteredIds, &KeepPolicy)>, &StopCheck<'_>),
     ) -> anyhow::Result<Clusters> {
-        let cross = self.verified_across(temp, records_read)?;
+        let cross = (self.verified.take()).context("pass 2 ran without the index's hook")?;
         // Tests act here, the verified pairs across on disk (feature
         // `failpoints`): `dedup::across_hold=return(FILE)`.
         crate::jobs::dedup::crash::hold("dedup::across_hold", &|| stop.asked());
         let failed = Cell::new(None);
         let count = cross.len();
-        let (made, removed) = match cross {
+        let made = match cross {
             VerifiedPairs::Memory(mut across) => {
                 // Held within their share: relabeled in place.
                 let made = self.roots_in_place(&mut across, &failed).and_then(|()| {
@@ -319,7 +405,7 @@ impl IndexRun {
                         (keep, stop),
                     )
                 });
-                (made, Ok(()))
+                made
             }
             disk => {
                 let made = self.by_root(&disk, temp, &failed).and_then(|across| {
@@ -331,7 +417,10 @@ impl IndexRun {
                         (keep, stop),
                     )
                 });
-                (made, disk.remove(temp))
+                // Removed once the run completes: a resumed run reads
+                // them again.
+                self.verified_disk = Some(disk);
+                made
             }
         };
         if let Some(e) = failed.take() {
@@ -343,7 +432,6 @@ impl IndexRun {
             e => anyhow::Error::new(e.into_io())
                 .context("dedup: making the clusters of the verified pairs"),
         })?;
-        removed.context("removing the verified pairs across from disk")?;
         self.relabeled = relabeled;
         self.name_indexed(&mut clusters, (share, temp), stop)?;
         Ok(clusters)
@@ -384,26 +472,53 @@ impl IndexRun {
             })
     }
 
+    /// Once pass 2 has completed (run, or loaded with what an interrupted
+    /// run left): the verification of the pairs across finished
+    /// ([`IndexRun::verified_across`]) and kept for `--resume` with the
+    /// rest of the run's part ([`super::progress`]). `hooked`: the records
+    /// pass 2 read for the hook.
+    pub fn after_verify(&mut self, records_read: u64, hooked: u64) -> anyhow::Result<()> {
+        if self.verified.is_some() {
+            return Ok(());
+        }
+        let verified = self.verified_across(records_read)?;
+        self.hooked = Some(hooked);
+        let Some(file) = &self.progress else {
+            self.verified = Some(verified);
+            return Ok(());
+        };
+        let draft = self.draft.as_ref();
+        let mut progress = IndexProgress {
+            draft: draft.map(Draft::path),
+            cross: self.cross_file.clone().unwrap_or_default(),
+            bands: draft.map(|d| d.bands.clone()).unwrap_or_default(),
+            verified: Some(VerifiedAcross {
+                pairs: verified,
+                segment: draft.and_then(|d| d.segment.clone()),
+                cross_pairs: self.cross_pairs,
+                checked: self.cross_checked,
+                hooked,
+                sets_spilled: self.sets_spilled,
+            }),
+        };
+        let written = file.write(&progress);
+        let verified = progress.verified.take().expect("set above").pairs;
+        self.verified_disk = matches!(verified, VerifiedPairs::Disk(_)).then(|| verified.clone());
+        self.verified = Some(verified);
+        written.map_err(|e| anyhow::Error::new(e.into_io()))
+    }
+
     /// Pass 2's verified pairs across, once it has ended: every pair
     /// across checked, the index's words and ids written, the indexed
-    /// sets' runs and the candidate pairs across removed from disk.
-    fn verified_across(
-        &mut self,
-        temp: &TempSpace,
-        records_read: u64,
-    ) -> anyhow::Result<VerifiedPairs> {
+    /// sets' runs removed from disk (the candidate pairs across stay until
+    /// the run completes: a resumed run that runs pass 2 again reads them).
+    fn verified_across(&mut self, records_read: u64) -> anyhow::Result<VerifiedPairs> {
         let joiner = self
             .joiner
             .take()
             .context("pass 2 ran without the index's hook")?;
         let mut state = joiner.take();
         drop(joiner);
-        // Pass 2 has read them: the pairs across are of no more use.
-        if let Some(cross) = self.cross_file.take() {
-            cross
-                .remove(temp)
-                .context("removing the candidate pairs across from disk")?;
-        }
         state.fill_to(records_read);
         if let Some(e) = state.error.take() {
             return Err(e).context("writing the index's words and ids");
@@ -448,10 +563,7 @@ impl IndexRun {
             );
         }
         self.cross_checked = state.checked;
-        self.across_spilled.1 = match &verified {
-            VerifiedPairs::Disk(run) => run.bytes(),
-            VerifiedPairs::Memory(_) => 0,
-        };
+        self.across_spilled.1 = disk_bytes(&verified);
         Ok(verified)
     }
 
@@ -546,10 +658,11 @@ impl IndexRun {
     /// over its `records_read` records. Returns the summary's account of
     /// the indexes.
     pub fn finish(
-        self,
+        mut self,
         clusters: &Clusters,
         records_read: u64,
     ) -> anyhow::Result<serde_json::Value> {
+        self.remove_pairs_across();
         let against: Vec<serde_json::Value> = self
             .opened
             .iter()
@@ -588,7 +701,7 @@ impl IndexRun {
             return Ok(None);
         };
         let relabeled = std::mem::take(&mut self.relabeled);
-        let dir = draft.temp.path().to_path_buf();
+        let dir = draft.path();
         let offset = self.offset;
         let mut roots = RootsWriter::create(&dir)?;
         // The indexed records' roots, relabeled where this run joined
@@ -664,18 +777,32 @@ impl IndexRun {
     }
 }
 
-impl Drop for IndexRun {
-    /// Removes what is left of the pairs across and of the indexed sets
-    /// on disk when the run ended before it made its clusters (a failure
-    /// or a stop in pass 2): nothing resumes from them.
-    fn drop(&mut self) {
-        let Some(temp) = self.temp.take() else {
-            return;
-        };
-        let mut removed = Vec::new();
-        if let Some(cross) = self.cross_file.take() {
-            removed.push(cross.remove(&temp));
+impl IndexRun {
+    /// Removes the pairs across from disk, once the outputs are committed:
+    /// nothing resumes from them any more (a warning when one cannot be:
+    /// it goes with the temporary folder).
+    fn remove_pairs_across(&mut self) {
+        if let Some(Err(e)) = self.cross_file.take().map(|c| c.remove(&self.temp)) {
+            log::warn!("dedup index: the outputs are committed, but removing the candidate pairs across: {e}");
         }
+        if let Some(Err(e)) = self.verified_disk.take().map(|v| v.remove(&self.temp)) {
+            log::warn!("dedup index: the outputs are committed, but removing the verified pairs across: {e}");
+        }
+    }
+}
+
+impl Drop for IndexRun {
+    /// When the run ended before pass 2 completed (a failure or a stop in
+    /// it), removes what pass 2 had made of the pairs across and of the
+    /// indexed sets on disk: a resumed run runs pass 2 again from its
+    /// start. The candidate pairs across and the draft of the index being
+    /// saved stay when the run leaves state to resume from (else they go,
+    /// with the temporary folder and the draft).
+    fn drop(&mut self) {
+        if let Some(draft) = &mut self.draft {
+            draft.keep = (self.progress.as_ref()).is_some_and(|p| resume::left_in(p.output()));
+        }
+        let mut removed = Vec::new();
         if let Some(joiner) = self.joiner.take() {
             let mut state = joiner.take();
             removed.push(state.verified.remove_all());
@@ -686,6 +813,14 @@ impl Drop for IndexRun {
         for e in removed.into_iter().filter_map(Result::err) {
             log::warn!("dedup index: removing the pairs across from disk: {e} (removed with the temporary folder)");
         }
+    }
+}
+
+/// Bytes of verified pairs on disk (0: in memory).
+fn disk_bytes(pairs: &VerifiedPairs) -> u64 {
+    match pairs {
+        VerifiedPairs::Disk(run) => run.bytes(),
+        VerifiedPairs::Memory(_) => 0,
     }
 }
 
@@ -804,9 +939,10 @@ fn carried(
 }
 
 impl Draft {
-    /// A temporary folder beside `target`, which must not exist; removes
-    /// the temporaries a killed run left for the same target.
-    fn start(target: &Path) -> Result<Draft, IndexError> {
+    /// A temporary folder beside `target`, which must not exist: `resumed`,
+    /// the draft an interrupted run left (`--resume`), else a new one;
+    /// removes the other temporaries a killed run left for the same target.
+    fn start(target: &Path, resumed: Option<&Path>) -> Result<Draft, IndexError> {
         if target.exists() {
             return Err(IndexError::Refused(format!(
                 "--save-index {}: the folder exists (an index is written as a new folder; remove it or name another)",
@@ -833,24 +969,35 @@ impl Draft {
         };
         std::fs::create_dir_all(&parent).map_err(io)?;
         let lock = take_target(target, &parent, &name)?;
-        remove_killed_drafts(&parent, &name);
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempdir_in(&parent)
-            .map_err(io)?;
+        let resumed = resumed.map(|d| taken_up(d, &parent, &name)).transpose()?;
+        remove_killed_drafts(&parent, &name, resumed.as_deref());
+        let folder = match resumed {
+            Some(folder) => folder,
+            None => tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".tmp")
+                .tempdir_in(&parent)
+                .map_err(io)?
+                .keep(),
+        };
         Ok(Draft {
             target: target.to_path_buf(),
-            temp,
+            folder: Some(folder),
+            keep: false,
             bands: Vec::new(),
             segment: None,
             _lock: lock,
         })
     }
 
+    /// The draft folder.
+    fn path(&self) -> PathBuf {
+        self.folder.clone().unwrap_or_default()
+    }
+
     /// Renames the complete folder to its name.
-    fn commit(self) -> anyhow::Result<()> {
-        let temp = self.temp.keep();
+    fn commit(mut self) -> anyhow::Result<()> {
+        let temp = self.folder.take().unwrap_or_default();
         std::fs::rename(&temp, &self.target)
             .with_context(|| format!("renaming the index {} into place", self.target.display()))?;
         if let Some(parent) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -894,19 +1041,56 @@ fn take_target(
     Ok(lock)
 }
 
-/// Removes `.NAME.XXXXXX.tmp` folders in `parent`: drafts of an index a
-/// killed run was writing (under the target's lock: no live run's).
-fn remove_killed_drafts(parent: &Path, name: &str) {
+impl Drop for Draft {
+    /// Removes the draft, unless the run leaves it to be resumed.
+    fn drop(&mut self) {
+        let Some(folder) = self.folder.take().filter(|_| !self.keep) else {
+            return;
+        };
+        if let Err(e) = std::fs::remove_dir_all(&folder) {
+            log::warn!(
+                "could not remove {}, the draft of the index {}: {e}",
+                folder.display(),
+                self.target.display()
+            );
+        }
+    }
+}
+
+/// The draft an interrupted run left, named by its state: refused unless
+/// it is a draft of this target (`.NAME.XXXXXX.tmp` in `parent`) that is
+/// still there.
+fn taken_up(folder: &Path, parent: &Path, name: &str) -> Result<PathBuf, IndexError> {
+    let file = folder.file_name().map(|f| f.to_string_lossy().into_owned());
+    let is_draft = file.as_deref().is_some_and(|f| is_draft_name(f, name));
+    let beside = folder.parent().and_then(|p| p.canonicalize().ok()) == parent.canonicalize().ok();
+    if !(is_draft && beside && folder.is_dir()) {
+        return Err(IndexError::Refused(format!(
+            "--resume: {}, the draft of the index the interrupted run was saving, is gone: run it again with --force",
+            folder.display()
+        )));
+    }
+    Ok(folder.to_path_buf())
+}
+
+/// Whether `file` is shaped as a draft of the index `name`.
+fn is_draft_name(file: &str, name: &str) -> bool {
+    let prefix = format!(".{name}.");
+    file.len() == prefix.len() + 6 + 4 && file.starts_with(&prefix) && file.ends_with(".tmp")
+}
+
+/// Removes `.NAME.XXXXXX.tmp` folders in `parent` but `resumed`: drafts of
+/// an index a killed run was writing (under the target's lock: no live
+/// run's).
+fn remove_killed_drafts(parent: &Path, name: &str, resumed: Option<&Path>) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
-    let prefix = format!(".{name}.");
+    let resumed = resumed.and_then(Path::file_name);
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let shape = file.len() == prefix.len() + 6 + 4
-            && file.starts_with(&prefix)
-            && file.ends_with(".tmp");
-        if shape && entry.path().is_dir() {
+        let ours = resumed.is_some_and(|r| r == entry.file_name());
+        if is_draft_name(&file, name) && !ours && entry.path().is_dir() {
             match std::fs::remove_dir_all(entry.path()) {
                 Ok(()) => log::warn!("removed {file}, an index a killed run was writing"),
                 Err(e) => {

@@ -14,8 +14,9 @@
 //! the sets' eviction when they pass their share ([`Pending`]), and once
 //! as pass 2 verifies them ([`CrossReader`]). Its name starts as every
 //! pass 1 run's ([`super::writer::PREFIX`]); it is removed once pass 2 has
-//! read it, and with the temporary folder on every other exit path (a run
-//! against an index is not resumed).
+//! read it and the run has committed its outputs (the index run's state
+//! names it: a resumed run may read it again), and with the temporary
+//! folder on every other exit path.
 
 use std::io;
 
@@ -32,7 +33,7 @@ pub const ACROSS_NAME: &str = "pairs-across";
 /// `(indexed record, record)`, sorted by the record, then the indexed
 /// record, numbered as the run numbers them (the indexed record in the
 /// joined numbering, this run's record from 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CrossPairs {
     /// Held whole.
     Memory(Vec<(u32, u32)>),

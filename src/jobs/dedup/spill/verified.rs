@@ -70,7 +70,7 @@ impl VerifiedRun {
 
 /// Pass 2's verified pairs, sorted by the later record, then the earlier
 /// one: held in memory, or on disk past their share.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum VerifiedPairs {
     /// Held whole.
     Memory(Vec<VerifiedPair>),

@@ -686,6 +686,12 @@ impl Integrate for Verifier {
     }
 
     fn save(&self) -> Option<Result<Vec<u8>, RecordError>> {
+        // The index hook's state (the pairs across verified so far, the
+        // saved index's words and ids) is not checkpointed: with an index,
+        // a stop in pass 2 resumes it from its start.
+        if self.record_hook.is_some() {
+            return None;
+        }
         if let Some(e) = self.failure() {
             return Some(Err(e));
         }

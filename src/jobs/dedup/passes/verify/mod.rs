@@ -96,12 +96,14 @@ pub fn run(
     reads: &Reads,
     hook: Option<Arc<dyn RecordHook>>,
 ) -> Result<(Verified, Option<KeptCopy>), Halt> {
-    if pairs.is_empty() && hook.is_none() {
-        return Ok((Verified::default(), None));
-    }
+    // Loaded first: a run with an index completed pass 2 with its hook,
+    // which the resumed run no longer needs.
     if let Some(form) = run.resume.load::<LoadedVerified>(Pass::Verify)? {
         run.loaded(Pass::Verify);
         return Ok((form.into_verified(), None));
+    }
+    if pairs.is_empty() && hook.is_none() {
+        return Ok((Verified::default(), None));
     }
     let ctx = run.ctx;
     let pairs = PairsIn::of(pairs, &ctx.temp);
