@@ -8,9 +8,12 @@
 //! their share go to runs as the run's own do (`PairsSpill::across`,
 //! `src/jobs/dedup/spill/verified.rs`), handed to the clusters as a
 //! stream by indexed record (`IndexRun::clusters`,
-//! `src/jobs/dedup/index/run.rs`). `summary.json` counts the bytes of
-//! both (`pairs_across_spilled_bytes`,
-//! `verified_pairs_across_spilled_bytes`); `kept.jsonl`, `clusters.jsonl`,
+//! `src/jobs/dedup/index/run.rs`); the indexed records whose sets pass 2
+//! needs are found by an external sort within the sets' share
+//! (`IndexRun::after_signatures`). `summary.json` counts the bytes of
+//! each (`pairs_across_spilled_bytes`,
+//! `verified_pairs_across_spilled_bytes`,
+//! `indexed_records_sorted_spilled_bytes`); `kept.jsonl`, `clusters.jsonl`,
 //! `rejects.jsonl` and the saved index's files are byte-identical to the
 //! same run's without a budget, and no temporary file is left.
 //!
@@ -156,11 +159,19 @@ fn a_run_against_an_index_spills_its_pairs_across_within_their_share_with_the_ou
         let s = &report.result["index"];
         let candidates = s["pairs_across_spilled_bytes"].as_u64().unwrap();
         let verified = s["verified_pairs_across_spilled_bytes"].as_u64().unwrap();
+        let wanted = s["indexed_records_sorted_spilled_bytes"].as_u64().unwrap();
         if budget.is_none() {
-            assert_eq!((candidates, verified), (0, 0), "held without a budget");
+            assert_eq!(
+                (candidates, verified, wanted),
+                (0, 0, 0),
+                "held without a budget"
+            );
         } else {
             assert!(candidates > 0, "the candidate pairs across were held: {s}");
             assert!(verified > 0, "the verified pairs across were held: {s}");
+            // The indexed records whose sets pass 2 needs, sorted within
+            // the sets' share: never a list of them held whole.
+            assert!(wanted > 0, "the indexed records needed were held: {s}");
         }
         let mut left = names(&out.join(TEMP_FOLDER));
         left.extend(

@@ -510,12 +510,14 @@ pub enum Block {
 /// Calls `visit(record, block, at)` for each of the `wanted` records
 /// (sorted, without repeats, index numbers) that `segment` holds, with
 /// the decoded block it is in and its place there: each needed block is
-/// read once, in file order.
-pub fn read_blocks(
+/// read once, in file order. Takes from `wanted` the records below the
+/// segment's end (those below its start are in no segment of it: skipped),
+/// and leaves the rest for the next segment.
+pub fn read_blocks<I: Iterator<Item = u32>>(
     dir: &Path,
     segment: &Segment,
     part: Part,
-    wanted: &[u32],
+    wanted: &mut std::iter::Peekable<I>,
     visit: &mut dyn FnMut(u32, &mut Block, usize),
 ) -> Result<(), IndexError> {
     let (file, starts) = match part {
@@ -523,11 +525,12 @@ pub fn read_blocks(
         Part::Ids => (&segment.ids, &segment.id_blocks),
     };
     let end = segment.first + segment.records;
-    let from = wanted.partition_point(|&r| u64::from(r) < segment.first);
     let mut reader: Option<File> = None;
     let mut current: Option<(u64, Block)> = None;
-    for &record in wanted[from..].iter().take_while(|&&r| u64::from(r) < end) {
-        let at = u64::from(record) - segment.first;
+    while let Some(record) = wanted.next_if(|&r| u64::from(r) < end) {
+        let Some(at) = u64::from(record).checked_sub(segment.first) else {
+            continue;
+        };
         let number = at / BLOCK_RECORDS;
         if current.as_ref().map(|c| c.0) != Some(number) {
             let reader = match &mut reader {
@@ -690,7 +693,7 @@ mod tests {
             dir.path(),
             &segment,
             Part::Words,
-            &wanted,
+            &mut wanted.iter().copied().peekable(),
             &mut |r, block, at| {
                 let Block::Words(words) = block else { panic!() };
                 seen.push((r, words.get(at).to_vec()));
@@ -707,7 +710,7 @@ mod tests {
             dir.path(),
             &segment,
             Part::Ids,
-            &[105, 110, 2599],
+            &mut [105, 110, 2599].into_iter().peekable(),
             &mut |r, block, at| {
                 let Block::Ids(list) = block else { panic!() };
                 ids.push((r, list[at].clone()));

@@ -64,6 +64,9 @@ pub struct VerifiedAcross {
     /// Bytes the indexed records' sets went to disk with, and the most
     /// they held in memory.
     pub sets_spilled: (u64, u64),
+    /// Bytes the sort of the indexed records whose sets pass 2 needed
+    /// wrote.
+    pub wanted_spilled: u64,
 }
 
 /// Where the state goes: the output folder's [`IndexProgress`] file.

@@ -120,6 +120,8 @@ pub struct IndexRun {
     verified_disk: Option<VerifiedPairs>,
     /// Records pass 2 read for the hook, once it completed.
     hooked: Option<u64>,
+    /// Bytes the sort of the indexed records pass 2 needs wrote.
+    wanted_spilled: u64,
     /// Bytes of the runs the indexed records' sets went to, and the most
     /// they held in memory ([`IndexedSets::peak_bytes`]).
     sets_spilled: (u64, u64),
@@ -234,6 +236,7 @@ impl IndexRun {
             verified: None,
             verified_disk: None,
             hooked: None,
+            wanted_spilled: 0,
             sets_spilled: (0, 0),
         };
         if let Some(loaded) = resumable.loaded {
@@ -259,6 +262,7 @@ impl IndexRun {
         self.cross_checked = verified.checked;
         self.hooked = Some(verified.hooked);
         self.sets_spilled = verified.sets_spilled;
+        self.wanted_spilled = verified.wanted_spilled;
         self.across_spilled = (loaded.cross.bytes_spilled(), disk_bytes(&verified.pairs));
         self.temp.holds(self.across_spilled.1);
         self.cross_file = matches!(loaded.cross, CrossPairs::Disk(_)).then_some(loaded.cross);
@@ -312,29 +316,55 @@ impl IndexRun {
         // In the order pass 2 reads them in, that of the spilled sets'
         // runs: by the record, then the indexed record.
         let cross = out.cross;
-        let (mut wanted, mut reads) = (BitSet::new(), BitSet::new());
         let reading = |e: RunError| {
             anyhow::Error::new(e.into_io()).context("reading the candidate pairs across from disk")
         };
+        // The indexed records whose sets pass 2 needs, sorted and each
+        // once, by an external sort within the sets' share (pass 2's own
+        // shares are not in use yet): never a list of them, nor a bit per
+        // indexed record, held whole.
+        let before = temp.bytes_spilled();
+        let mut wanted = Sorter::new(temp, "indexed-wanted", share.unwrap_or(u64::MAX));
+        let mut reads = BitSet::new();
         cross
             .each(temp, &mut |(indexed, record)| {
-                wanted.insert(indexed.into());
                 reads.insert(record.into());
-                Ok(())
+                let key = indexed.into();
+                wanted.push(Entry {
+                    key,
+                    record: 0,
+                    print: 0,
+                })
             })
             .map_err(reading)?;
-        let needed: Vec<u32> = wanted.iter().map(|r| r as u32).collect();
-        drop(wanted);
+        let mut wanted = wanted.finish().map_err(reading)?;
+        self.wanted_spilled = temp.bytes_spilled() - before;
+        let (failed, mut indexed) = (Cell::new(None), 0u64);
         let ngram = self.params.ngram as usize;
-        let sets = IndexedSets::read(&cross.pending(temp), (share, temp), |keep| {
-            self.read_part(Part::Words, &needed, &mut |record, block, at| {
-                if let Block::Words(words) = block {
-                    keep(record, shingle_set_of_words(words.get(at), ngram));
+        let sets = {
+            let mut stream = std::iter::from_fn(|| match wanted.next_entry() {
+                Ok(entry) => entry.map(|e| {
+                    indexed += 1;
+                    e.key as u32
+                }),
+                Err(e) => {
+                    failed.set(Some(e));
+                    None
                 }
+            });
+            IndexedSets::read(&cross.pending(temp), (share, temp), |keep| {
+                self.read_part(Part::Words, &mut stream, &mut |record, block, at| {
+                    if let Block::Words(words) = block {
+                        keep(record, shingle_set_of_words(words.get(at), ngram));
+                    }
+                })
             })
-        })?;
-        let indexed = needed.len();
-        drop(needed);
+        };
+        drop(wanted);
+        if let Some(e) = failed.take() {
+            return Err(reading(e));
+        }
+        let sets = sets?;
         let writer = match &self.draft {
             Some(draft) => {
                 let number = self.opened.iter().map(|o| o.manifest.segments.len()).sum();
@@ -499,6 +529,7 @@ impl IndexRun {
                 checked: self.cross_checked,
                 hooked,
                 sets_spilled: self.sets_spilled,
+                wanted_spilled: self.wanted_spilled,
             }),
         };
         let written = file.write(&progress);
@@ -630,25 +661,36 @@ impl IndexRun {
         i.saturating_sub(1)
     }
 
-    /// Reads `part` of the `wanted` records (joined numbering, sorted),
-    /// index by index, block by block.
+    /// Reads `part` of the `wanted` records (joined numbering, sorted,
+    /// each once, as a stream), index by index, block by block.
     fn read_part(
         &self,
         part: Part,
-        wanted: &[u32],
+        wanted: &mut dyn Iterator<Item = u32>,
         visit: &mut dyn FnMut(u32, &mut Block, usize),
     ) -> Result<(), IndexError> {
+        let mut wanted = wanted.peekable();
         for index in &self.opened {
-            let end = u64::from(index.offset) + index.manifest.records;
-            let local: Vec<u32> = wanted
-                .iter()
-                .filter(|&&r| r >= index.offset && u64::from(r) < end)
-                .map(|&r| r - index.offset)
-                .collect();
+            let (offset, end) = (
+                index.offset,
+                u64::from(index.offset) + index.manifest.records,
+            );
+            // This index's records, in its own numbering.
+            let mut local = std::iter::from_fn(|| loop {
+                let r = wanted.next_if(|&r| u64::from(r) < end)?;
+                if r >= offset {
+                    return Some(r - offset);
+                }
+            })
+            .peekable();
             for segment in &index.manifest.segments {
-                files::read_blocks(&index.dir, segment, part, &local, &mut |r, block, at| {
-                    visit(r + index.offset, block, at)
-                })?;
+                files::read_blocks(
+                    &index.dir,
+                    segment,
+                    part,
+                    &mut local,
+                    &mut |r, block, at| visit(r + offset, block, at),
+                )?;
             }
         }
         Ok(())
@@ -681,6 +723,7 @@ impl IndexRun {
             "pairs_across_checked": self.cross_checked,
             "pairs_across_spilled_bytes": self.across_spilled.0,
             "verified_pairs_across_spilled_bytes": self.across_spilled.1,
+            "indexed_records_sorted_spilled_bytes": self.wanted_spilled,
             "indexed_sets_spilled_bytes": self.sets_spilled.0,
             "indexed_sets_peak_bytes": self.sets_spilled.1,
             "removed_as_indexed": clusters.indexed.len(),
