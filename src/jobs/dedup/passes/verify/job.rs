@@ -314,12 +314,13 @@ impl VerifyJob {
     /// Where the Integrator holds the candidates' ids: under a budget,
     /// within their share. With a saved index the clusters also name
     /// records whose only partners are indexed ones (pairs outside
-    /// `found.pairs`): their ids are all kept in memory, none pruned.
+    /// `found.pairs`): none is pruned, and past the share all go to disk.
     fn ids_held(&self) -> IdsHeld {
         match &self.spill {
-            Some((temp, Some(shares), _)) if self.record_hook.is_none() => IdsHeld::Pruned {
+            Some((temp, Some(shares), _)) => IdsHeld::Pruned {
                 share: shares.ids,
                 temp: Arc::clone(temp),
+                prune: self.record_hook.is_none(),
             },
             _ => IdsHeld::All,
         }

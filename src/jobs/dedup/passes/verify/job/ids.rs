@@ -9,6 +9,16 @@
 //! ([`crate::jobs::dedup::spill::ids`]): what the pass hands on
 //! ([`ClusteredIds`]) is on disk then too.
 //!
+//! With a saved index's hook none is dropped (a record whose only
+//! partners are indexed ones may be in a cluster, and pass 2 does not
+//! know which), so past the share they all go to disk, and the join
+//! keeps those of the clustered records and of the records in a pair
+//! across ([`RecordHook::records`]). A run of a million records against
+//! an index of as many held 80 MB of ids and `--keep longest` keys there
+//! under a budget of 128 MiB, whose share is 16 MiB.
+//!
+//! [`RecordHook::records`]: crate::jobs::dedup::chain::RecordHook::records
+//!
 //! The budget is kept before the memory is taken: an id is noted only
 //! once what its vectors would grow to fits ([`Verifier::ids_bytes_after`]).
 //!
@@ -33,19 +43,20 @@ const KEY_SLOT_BYTES: usize = 4 + std::mem::size_of::<KeepKey>();
 /// Where the candidates' ids and keys are held.
 #[derive(Debug)]
 pub enum IdsHeld {
-    /// No budget, or a saved index's hook (its clusters also name records
-    /// whose only partners are indexed ones): every id in memory, none
-    /// dropped.
+    /// No budget: every id in memory, none dropped.
     All,
     /// Under a budget, in memory: past `share` bytes those of candidates
-    /// that can be in no cluster are dropped ([`Verifier::prune_ids`]);
-    /// when that leaves more than half the share, all go to disk in
-    /// `temp`.
+    /// that can be in no cluster are dropped ([`Verifier::prune_ids`],
+    /// when `prune`); when that leaves more than half the share, all go
+    /// to disk in `temp`.
     Pruned {
         /// The ids' share of the budget.
         share: u64,
         /// The run's temporary space.
         temp: Arc<TempSpace>,
+        /// False with a saved index's hook: none is dropped, and past the
+        /// share all go to disk.
+        prune: bool,
     },
     /// On disk: runs in record order, and the segment being filled in
     /// `held_ids` and `held_keys`.
@@ -127,10 +138,12 @@ impl Verifier {
         let after = self.ids_bytes_after(len, key.is_some());
         match &self.ids {
             IdsHeld::All => {}
-            IdsHeld::Pruned { share, temp } if after > *share => {
+            IdsHeld::Pruned { share, temp, prune } if after > *share => {
                 let (share, temp) = (*share, Arc::clone(temp));
                 let bytes = self.ids_bytes();
-                self.prune_ids(x);
+                if *prune {
+                    self.prune_ids(x);
+                }
                 let left = self.ids_bytes();
                 log::debug!(
                     "dedup pass 2: candidates' ids pruned after record {x}: {bytes} -> {left} bytes"
@@ -179,11 +192,17 @@ impl Verifier {
     /// memory) into a run of their own, in record order.
     pub(super) fn keep_clustered_ids(&mut self) -> Result<(), RunError> {
         match &self.ids {
-            IdsHeld::All => {}
-            IdsHeld::Pruned { .. } => self.prune_ids(u32::MAX),
+            IdsHeld::All | IdsHeld::Pruned { prune: false, .. } => {}
+            IdsHeld::Pruned { prune: true, .. } => self.prune_ids(u32::MAX),
             IdsHeld::OnDisk(spill) => {
                 let members = self.clustered_records()?;
-                let wanted = |r: u32| members.contains(r.into());
+                // A saved index's clusters also take records whose only
+                // partners are indexed ones: those in a pair across.
+                let across = self.record_hook.as_ref().map(|hook| hook.records());
+                let wanted = |r: u32| {
+                    members.contains(r.into())
+                        || across.as_ref().is_some_and(|a| a.contains(r.into()))
+                };
                 let tail = entries(&self.held_ids, &self.held_keys).filter(|e| wanted(e.0));
                 let run = spill.join(wanted, tail)?;
                 self.found.ids = ClusteredIds::Disk(run);
