@@ -197,9 +197,7 @@ pub type ClusteredId = (u32, String, Option<KeepKey>);
 /// The clustered records' ids and `--keep` keys (none under `first`), as
 /// pass 2 hands them on: in memory, or in a run in record order
 /// ([`crate::jobs::dedup::spill::ids`]) when the candidates' ids went to
-/// disk. Read front to back ([`ClusteredIds::reader`]); the callers that
-/// still look ids up by record (an index run's `--keep` ranking) take
-/// them whole ([`ClusteredIds::to_memory`]).
+/// disk. Read front to back ([`ClusteredIds::reader`]), by every caller.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClusteredIds {
     /// Held whole.
@@ -265,9 +263,9 @@ impl ClusteredIds {
         }
     }
 
-    /// The ids and keys held whole, by record: the step that still holds
-    /// every clustered record's id at once (`clusters.jsonl`'s writer,
-    /// the `--keep` ranking and its summary look them up by record).
+    /// The ids and keys held whole, by record: what the tests compare
+    /// the stream with.
+    #[cfg(test)]
     pub fn to_memory(
         &self,
         temp: &TempSpace,

@@ -143,11 +143,12 @@ impl Verifier {
                 let bytes = self.ids_bytes();
                 if *prune {
                     self.prune_ids(x);
+                    let left = self.ids_bytes();
+                    log::debug!(
+                        "dedup pass 2: candidates' ids pruned after record {x}: {bytes} -> {left} bytes"
+                    );
                 }
                 let left = self.ids_bytes();
-                log::debug!(
-                    "dedup pass 2: candidates' ids pruned after record {x}: {bytes} -> {left} bytes"
-                );
                 if left > share / 2 || self.ids_bytes_after(len, key.is_some()) > share {
                     let mut spill = IdsSpill::new(temp, Some(share));
                     self.write_segment(&mut spill)?;
