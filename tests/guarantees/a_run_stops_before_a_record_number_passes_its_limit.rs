@@ -9,7 +9,9 @@
 
 use crate::common;
 
+#[cfg(feature = "failpoints")]
 use std::path::Path;
+#[cfg(feature = "failpoints")]
 use std::process::Command;
 
 use common::{assert_conserved, output, MemorySource, Script};

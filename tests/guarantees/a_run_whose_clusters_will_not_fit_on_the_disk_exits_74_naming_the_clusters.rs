@@ -20,6 +20,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "failpoints")]
 use super::dedup_clusters_stay_within_their_share_on_a_corpus_of_many_duplicates::lines;
 use super::io_faults_exit_74_with_a_message_and_no_half_written_output::Tmpfs;
 use crate::binary::{drainpipe, names, spawn, summary, wait};

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::binary::{drainpipe, spawn, wait};
 
@@ -34,6 +34,7 @@ fn finish(cmd: Command) -> (Option<i32>, String) {
 }
 
 /// The names in `dir` that start with `prefix`.
+#[cfg(feature = "failpoints")]
 fn starting(dir: &Path, prefix: &str) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -58,7 +59,7 @@ fn a_second_run_saving_the_same_index_is_refused_and_the_first_ends_intact() {
     first.env("FAILPOINTS", "processor::record=sleep(10)");
     let first = spawn(first);
     let lock = dir.path().join(".IDX.index-lock");
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     while !lock.exists() {
         assert!(
             started.elapsed() < DEADLINE,

@@ -6,15 +6,13 @@
 //! byte those of the same run alone. The lock goes with the run: once it
 //! ends the folder is free and no lock file stays behind.
 
-use crate::binary;
-
 #[cfg(feature = "failpoints")]
 mod while_a_run_holds_the_folder {
     use std::path::Path;
     use std::process::Child;
     use std::time::{Duration, Instant};
 
-    use super::binary::{drainpipe, names, spawn, summary, wait};
+    use crate::binary::{drainpipe, names, spawn, summary, wait};
 
     const LOCK_FILE: &str = ".drainpipe.lock";
 

@@ -16,8 +16,10 @@
 //! time.
 
 use std::path::Path;
+#[cfg(feature = "failpoints")]
 use std::time::Duration;
 
+#[cfg(feature = "failpoints")]
 use crate::binary::{
     killed_at_a_checkpoint_after, least_budget_dedup, names, spawn, summary, wait,
 };
@@ -92,14 +94,17 @@ fn dedup_pass_two_reads_the_candidate_pairs_from_disk_past_their_share() {
     }
 }
 
+#[cfg(feature = "failpoints")]
 const DEADLINE: Duration = Duration::from_secs(300);
 
 /// `dedup INPUT -o OUT` under the least budget (one worker, a window of
 /// one), with a checkpoint every second.
+#[cfg(feature = "failpoints")]
 fn dedup(input: &Path, out: &Path) -> std::process::Command {
     least_budget_dedup(input, out)
 }
 
+#[cfg(feature = "failpoints")]
 fn finish(cmd: std::process::Command, what: &str) -> String {
     let (output, _) = wait(spawn(cmd), DEADLINE);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -107,6 +112,7 @@ fn finish(cmd: std::process::Command, what: &str) -> String {
     stderr
 }
 
+#[cfg(feature = "failpoints")]
 fn outputs(out: &Path) -> Vec<Vec<u8>> {
     ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"]
         .iter()

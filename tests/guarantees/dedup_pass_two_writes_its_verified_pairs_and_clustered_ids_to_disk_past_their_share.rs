@@ -17,9 +17,12 @@
 
 use std::io::Write;
 use std::path::Path;
+#[cfg(feature = "failpoints")]
 use std::process::Command;
+#[cfg(feature = "failpoints")]
 use std::time::Duration;
 
+#[cfg(feature = "failpoints")]
 use crate::binary::{
     killed_at_a_checkpoint_after, least_budget_dedup, nothing_of_the_run_left, spawn, summary, wait,
 };
@@ -85,10 +88,13 @@ fn dedup_pass_two_writes_its_verified_pairs_and_clustered_ids_to_disk_past_their
     }
 }
 
+#[cfg(feature = "failpoints")]
 const DEADLINE: Duration = Duration::from_secs(300);
 
+#[cfg(feature = "failpoints")]
 const OUTPUTS: [&str; 3] = ["kept.jsonl", "clusters.jsonl", "rejects.jsonl"];
 
+#[cfg(feature = "failpoints")]
 fn outputs(out: &Path) -> Vec<Option<Vec<u8>>> {
     OUTPUTS
         .iter()
@@ -97,6 +103,7 @@ fn outputs(out: &Path) -> Vec<Option<Vec<u8>>> {
 }
 
 /// Runs `cmd` to its end; asserts it exits 0; gives its stderr.
+#[cfg(feature = "failpoints")]
 fn finish(cmd: Command, what: &str) -> String {
     let (output, _) = wait(spawn(cmd), DEADLINE);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

@@ -9,14 +9,12 @@
 //! `rejects.jsonl` in the same set. `vocab` commits `vocab.tsv` and
 //! `rejects.jsonl` the same way.
 
-use crate::binary;
-
 #[cfg(feature = "failpoints")]
 mod with_injected_faults {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::binary::{drainpipe, leftovers, names, spawn, summary, wait};
+    use crate::binary::{drainpipe, leftovers, names, spawn, summary, wait};
 
     const JOURNAL: &str = ".drainpipe.commit";
 
