@@ -134,6 +134,31 @@ impl PassResult {
     ) -> Result<Option<PassResult>, CheckpointError> {
         load_checked(output, name, fingerprint, |r: &PassResult| &r.fingerprint)
     }
+
+    /// Loads the pass result `name` in `output` whatever run wrote it
+    /// (its fingerprint is not checked): for a run that starts over and
+    /// removes what an earlier one left, which that result may name.
+    pub fn load_any(output: &OutputDir, name: &str) -> Result<Option<PassResult>, CheckpointError> {
+        load_file(output, name)
+    }
+}
+
+/// Reads and decodes the file `name` of `output`; `None` when it does not
+/// exist.
+fn load_file<T: DeserializeOwned>(
+    output: &OutputDir,
+    name: &str,
+) -> Result<Option<T>, CheckpointError> {
+    let path = output.file(name);
+    let shown = path.display().to_string();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(cause) => return Err(CheckpointError::Io { path: shown, cause }),
+    };
+    codec::decode(&bytes, FORMAT_VERSION)
+        .map(Some)
+        .map_err(|cause| CheckpointError::Codec { path: shown, cause })
 }
 
 /// Reads and decodes the file `name` of `output` and checks its
@@ -144,18 +169,10 @@ fn load_checked<T: DeserializeOwned>(
     fingerprint: &str,
     fingerprint_of: impl Fn(&T) -> &String,
 ) -> Result<Option<T>, CheckpointError> {
-    let path = output.file(name);
-    let shown = path.display().to_string();
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(cause) => return Err(CheckpointError::Io { path: shown, cause }),
+    let Some(value) = load_file::<T>(output, name)? else {
+        return Ok(None);
     };
-    let value: T =
-        codec::decode(&bytes, FORMAT_VERSION).map_err(|cause| CheckpointError::Codec {
-            path: shown.clone(),
-            cause,
-        })?;
+    let shown = output.file(name).display().to_string();
     let found = fingerprint_of(&value);
     if found != fingerprint {
         return Err(CheckpointError::OtherRun {

@@ -30,6 +30,7 @@ pub fn resumable_state(output: &OutputDir) -> Option<&'static str> {
 /// Removes every file [`resumable_state`] looks for: `--force` starts
 /// over, whatever job left them.
 pub fn remove_resumable_state(output: &OutputDir) -> Result<(), drainpipe_actors::OutputError> {
+    dedup::index::progress::remove_left_draft(output);
     std::iter::once(drainpipe_actors::CHECKPOINT_FILE)
         .chain(dedup::resume::PASS_FILES)
         .try_for_each(|name| output.remove_stale(name))

@@ -11,7 +11,9 @@
 //! but the first, sent by the test once a checkpoint of pass 1 is written.
 //!
 //! A resumed run against an index that changed since is refused (exit 2):
-//! the run's fingerprint holds each index's.
+//! the run's fingerprint holds each index's; a run that starts over
+//! (`--force`) removes the interrupted run's draft with its state, even
+//! when it saves no index.
 
 #![cfg(feature = "failpoints")]
 
@@ -229,4 +231,15 @@ fn a_resumed_run_against_an_index_that_changed_since_is_refused() {
         "{stderr}"
     );
     assert!(!new.exists(), "an index was saved");
+    assert_eq!(drafts(&new).len(), 1, "the draft is kept to resume");
+    // Started over without saving an index: the interrupted run's draft
+    // goes with its state.
+    let mut again = least_budget_dedup(&b, &out);
+    again.arg("--against").arg(&old).arg("--force");
+    finish(again, 0, "started over");
+    assert!(
+        drafts(&new).is_empty(),
+        "the interrupted run's draft is left"
+    );
+    nothing_of_the_run_left(&out, "started over");
 }

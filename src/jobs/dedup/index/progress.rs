@@ -26,12 +26,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use drainpipe_actors::OutputDir;
+use drainpipe_actors::{codec, OutputDir, PassResult};
 
-use crate::jobs::dedup::resume::ResultFile;
+use crate::jobs::dedup::resume::{ResultFile, INDEX_FILE};
 use crate::jobs::dedup::spill::across::CrossPairs;
 use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
 use crate::jobs::dedup::spill::verified::VerifiedPairs;
+use crate::jobs::dedup::state::STATE_VERSION;
 
 use super::manifest::Segment;
 
@@ -96,5 +97,39 @@ impl ProgressFile {
                 kind: std::io::ErrorKind::Other,
                 message: format!("writing the index run's state for --resume: {e}"),
             })
+    }
+}
+
+/// Removes the draft of the index an interrupted run was saving, named by
+/// the state it left in `output` (whatever run that was), before a run
+/// that starts over (`--force`) removes that state: nothing of the
+/// interrupted run is left behind, even when the new run saves no index
+/// (one saving the same index removes it anyway). Only a folder of a
+/// draft's shape (`.NAME.XXXXXX.tmp`) is removed; a state that cannot be
+/// read is left to the refusal that reads it.
+pub fn remove_left_draft(output: &OutputDir) {
+    let Ok(Some(result)) = PassResult::load_any(output, INDEX_FILE) else {
+        return;
+    };
+    let Ok(progress) = codec::decode::<IndexProgress>(&result.state, STATE_VERSION) else {
+        return;
+    };
+    let Some(draft) = progress.draft else {
+        return;
+    };
+    let name = draft.file_name().map(|n| n.to_string_lossy().into_owned());
+    let shaped = name.is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+    if !(shaped && draft.is_dir()) {
+        return;
+    }
+    match std::fs::remove_dir_all(&draft) {
+        Ok(()) => log::warn!(
+            "removed {}, the draft of the index an interrupted run was saving",
+            draft.display()
+        ),
+        Err(e) => log::warn!(
+            "could not remove {}, the draft of an index: {e}",
+            draft.display()
+        ),
     }
 }
