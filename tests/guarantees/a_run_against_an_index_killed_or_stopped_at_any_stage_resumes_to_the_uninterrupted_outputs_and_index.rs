@@ -13,7 +13,8 @@
 //! A resumed run against an index that changed since is refused (exit 2):
 //! the run's fingerprint holds each index's; a run that starts over
 //! (`--force`) removes the interrupted run's draft with its state, even
-//! when it saves no index.
+//! when it saves no index; a resumed run whose draft is gone is refused
+//! (exit 2), writing nothing.
 
 #![cfg(feature = "failpoints")]
 
@@ -227,7 +228,9 @@ fn a_resumed_run_against_an_index_that_changed_since_is_refused() {
     resume.arg("--resume");
     let stderr = finish(resume, 2, "resumed against another index");
     assert!(
-        stderr.contains("is for another run") && stderr.contains("against"),
+        stderr.contains("the interrupted run had other indexes")
+            && stderr.contains("run it again with --force")
+            && stderr.contains("is for another run"),
         "{stderr}"
     );
     assert!(!new.exists(), "an index was saved");
@@ -242,4 +245,36 @@ fn a_resumed_run_against_an_index_that_changed_since_is_refused() {
         "the interrupted run's draft is left"
     );
     nothing_of_the_run_left(&out, "started over");
+}
+
+#[test]
+fn a_resumed_run_whose_index_draft_is_gone_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = corpus(dir.path());
+    let old = dir.path().join("old").join("OLD");
+    let mut index = drainpipe();
+    index
+        .arg("dedup")
+        .arg(&a)
+        .arg("-o")
+        .arg(dir.path().join("a"));
+    succeeded(index.args(["-q", "--save-index"]).arg(&old));
+    let (out, new) = (dir.path().join("out"), dir.path().join("i").join("NEW"));
+    let point = ";dedup::before_clusters=return";
+    let (output, _) = wait(spawn(against(&b, &out, &old, &new, point)), DEADLINE);
+    assert_eq!(output.status.code(), None, "not killed");
+    let left = drafts(&new);
+    assert_eq!(left.len(), 1, "the draft is kept to resume");
+    std::fs::remove_dir_all(new.parent().unwrap().join(&left[0])).unwrap();
+    let mut resume = against(&b, &out, &old, &new, "");
+    resume.arg("--resume");
+    let stderr = finish(resume, 2, "resumed without its draft");
+    assert!(
+        stderr.contains("is gone") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(!new.exists(), "an index was saved");
+    for name in OUTPUTS {
+        assert!(!out.join(name).exists(), "{name} written");
+    }
 }

@@ -271,9 +271,25 @@ fn open_indexes(
     let resume = resume::Resume::new(ctx)?;
     let file = (resume.index_file())
         .map(|file| index::progress::ProgressFile::new(ctx.output.clone(), file));
+    let loaded = resume.load_index().map_err(|e| {
+        let other_run = e.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref(),
+                Some(drainpipe_actors::CheckpointError::OtherRun { .. })
+            )
+        });
+        match other_run {
+            // Said first: the fingerprints that follow are long.
+            true => e.context(
+                "--resume: the interrupted run had other indexes (one saved again since?), \
+                 inputs or parameters: run it again with --force",
+            ),
+            false => e,
+        }
+    })?;
     let resumable = index::run::Resumable {
         file,
-        loaded: resume.load_index()?,
+        loaded,
         temp: std::sync::Arc::clone(&ctx.temp),
     };
     Ok(IndexRun::open(&params.index, params, banding, resumable)?)
