@@ -504,7 +504,7 @@ impl IndexRun {
 
     /// Once pass 2 has completed (run, or loaded with what an interrupted
     /// run left): the verification of the pairs across finished
-    /// ([`IndexRun::verified_across`]) and kept for `--resume` with the
+    /// (`IndexRun::verified_across`) and kept for `--resume` with the
     /// rest of the run's part ([`super::progress`]). `hooked`: the records
     /// pass 2 read for the hook.
     pub fn after_verify(&mut self, records_read: u64, hooked: u64) -> anyhow::Result<()> {
