@@ -170,17 +170,7 @@ impl IndexRun {
             return Ok(None);
         }
         let here = IndexParams::of(params, banding);
-        let drafted = resumable.loaded.as_ref().map(|l| l.draft.as_deref());
-        let draft = match (options.save.as_deref(), drafted) {
-            (Some(target), None) => Some(Draft::start(target, None)?),
-            (Some(target), Some(Some(folder))) => Some(Draft::start(target, Some(folder))?),
-            (None, None | Some(None)) => None,
-            (_, Some(_)) => {
-                return Err(IndexError::Refused(
-                    "--resume: the interrupted run saved another index than this one: run it again with --force".into(),
-                ))
-            }
-        };
+        let draft = Draft::for_run(options.save.as_deref(), resumable.loaded.as_ref())?;
         let (mut opened, mut offset) = (Vec::new(), 0u64);
         for dir in &options.against {
             let manifest = open_checked(dir, &here)?;
@@ -316,66 +306,8 @@ impl IndexRun {
         // In the order pass 2 reads them in, that of the spilled sets'
         // runs: by the record, then the indexed record.
         let cross = out.cross;
-        let reading = |e: RunError| {
-            anyhow::Error::new(e.into_io()).context("reading the candidate pairs across from disk")
-        };
-        // The indexed records whose sets pass 2 needs, sorted and each
-        // once, by an external sort within the sets' share (pass 2's own
-        // shares are not in use yet): never a list of them, nor a bit per
-        // indexed record, held whole.
-        let before = temp.bytes_spilled();
-        let mut wanted = Sorter::new(temp, "indexed-wanted", share.unwrap_or(u64::MAX));
-        let mut reads = BitSet::new();
-        cross
-            .each(temp, &mut |(indexed, record)| {
-                reads.insert(record.into());
-                let key = indexed.into();
-                wanted.push(Entry {
-                    key,
-                    record: 0,
-                    print: 0,
-                })
-            })
-            .map_err(reading)?;
-        let mut wanted = wanted.finish().map_err(reading)?;
-        self.wanted_spilled = temp.bytes_spilled() - before;
-        let (failed, mut indexed) = (Cell::new(None), 0u64);
-        let ngram = self.params.ngram as usize;
-        let sets = {
-            let mut stream = std::iter::from_fn(|| match wanted.next_entry() {
-                Ok(entry) => entry.map(|e| {
-                    indexed += 1;
-                    e.key as u32
-                }),
-                Err(e) => {
-                    failed.set(Some(e));
-                    None
-                }
-            });
-            IndexedSets::read(&cross.pending(temp), (share, temp), |keep| {
-                self.read_part(Part::Words, &mut stream, &mut |record, block, at| {
-                    if let Block::Words(words) = block {
-                        keep(record, shingle_set_of_words(words.get(at), ngram));
-                    }
-                })
-            })
-        };
-        drop(wanted);
-        if let Some(e) = failed.take() {
-            return Err(reading(e));
-        }
-        let sets = sets?;
-        let writer = match &self.draft {
-            Some(draft) => {
-                let number = self.opened.iter().map(|o| o.manifest.segments.len()).sum();
-                let path = draft.path();
-                Some(
-                    SegmentWriter::create(&path, number, self.offset.into())
-                        .with_context(|| format!("writing the index {}", draft.target.display()))?,
-                )
-            }
-            None => None,
-        };
+        let (sets, reads, indexed) = self.indexed_sets(&cross, (share, temp))?;
+        let writer = self.segment_writer()?;
         log::info!(
             "dedup index: {} pairs across ({} bytes on disk), the sets of {indexed} indexed \
              records read in {:.2} s ({} in memory, {} bytes written to sorted runs)",
@@ -390,7 +322,7 @@ impl IndexRun {
         self.sets_spilled = (sets.spilled_bytes(), sets.peak_bytes);
         self.cross_file = matches!(cross, CrossPairs::Disk(_)).then(|| cross.clone());
         let cross = (
-            cross.reader(temp).map_err(reading)?,
+            cross.reader(temp).map_err(reading_pairs)?,
             self.cross_pairs,
             reads,
         );
@@ -400,6 +332,71 @@ impl IndexRun {
         let joiner = Arc::new(Joiner::new(threshold, cross, (sets, verified), writer));
         self.joiner = Some(Arc::clone(&joiner));
         Ok(joiner)
+    }
+
+    /// The shingle sets of the indexed records in the pairs `cross`,
+    /// within `share` bytes, past it in sorted runs in `temp`
+    /// ([`IndexedSets::read`]); with the records of this run in a pair
+    /// across, and how many indexed records were read. The indexed records
+    /// are found by an external sort within the same share (pass 2's own
+    /// shares are not in use yet), sorted and each once: never a list of
+    /// them, nor a bit per indexed record, held whole.
+    fn indexed_sets(
+        &mut self,
+        cross: &CrossPairs,
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+    ) -> anyhow::Result<(IndexedSets, BitSet, u64)> {
+        let before = temp.bytes_spilled();
+        let mut wanted = Sorter::new(temp, "indexed-wanted", share.unwrap_or(u64::MAX));
+        let mut reads = BitSet::new();
+        cross
+            .each(temp, &mut |(indexed, record)| {
+                reads.insert(record.into());
+                let key = indexed.into();
+                wanted.push(Entry {
+                    key,
+                    record: 0,
+                    print: 0,
+                })
+            })
+            .map_err(reading_pairs)?;
+        let mut wanted = wanted.finish().map_err(reading_pairs)?;
+        self.wanted_spilled = temp.bytes_spilled() - before;
+        let (failed, mut indexed) = (Cell::new(None), 0u64);
+        let ngram = self.params.ngram as usize;
+        let mut stream = std::iter::from_fn(|| match wanted.next_entry() {
+            Ok(entry) => entry.map(|e| {
+                indexed += 1;
+                e.key as u32
+            }),
+            Err(e) => {
+                failed.set(Some(e));
+                None
+            }
+        });
+        let sets = IndexedSets::read(&cross.pending(temp), (share, temp), |keep| {
+            self.read_part(Part::Words, &mut stream, &mut |record, block, at| {
+                if let Block::Words(words) = block {
+                    keep(record, shingle_set_of_words(words.get(at), ngram));
+                }
+            })
+        });
+        if let Some(e) = failed.take() {
+            return Err(reading_pairs(e));
+        }
+        Ok((sets?, reads, indexed))
+    }
+
+    /// The writer of this run's words and ids into the draft of the index
+    /// being saved, as the segment after the indexes' (`None`: none is).
+    fn segment_writer(&self) -> anyhow::Result<Option<SegmentWriter>> {
+        let Some(draft) = &self.draft else {
+            return Ok(None);
+        };
+        let number = self.opened.iter().map(|o| o.manifest.segments.len()).sum();
+        let writer = SegmentWriter::create(&draft.path(), number, self.offset.into())
+            .with_context(|| format!("writing the index {}", draft.target.display()))?;
+        Ok(Some(writer))
     }
 
     /// After pass 2: the clusters of this run's verified `pairs` joined
@@ -859,6 +856,11 @@ impl Drop for IndexRun {
     }
 }
 
+/// An error reading the candidate pairs across (or their sort) back.
+fn reading_pairs(e: RunError) -> anyhow::Error {
+    anyhow::Error::new(e.into_io()).context("reading the candidate pairs across from disk")
+}
+
 /// Bytes of verified pairs on disk (0: in memory).
 fn disk_bytes(pairs: &VerifiedPairs) -> u64 {
     match pairs {
@@ -982,6 +984,23 @@ fn carried(
 }
 
 impl Draft {
+    /// The draft of the index saved into `save` (`None`: none is), the
+    /// one an interrupted run left when it is `loaded`, else a new one.
+    fn for_run(
+        save: Option<&Path>,
+        loaded: Option<&IndexProgress>,
+    ) -> Result<Option<Draft>, IndexError> {
+        let drafted = loaded.map(|l| l.draft.as_deref());
+        match (save, drafted) {
+            (Some(target), None) => Ok(Some(Draft::start(target, None)?)),
+            (Some(target), Some(Some(folder))) => Ok(Some(Draft::start(target, Some(folder))?)),
+            (None, None | Some(None)) => Ok(None),
+            (_, Some(_)) => Err(IndexError::Refused(
+                "--resume: the interrupted run saved another index than this one: run it again with --force".into(),
+            )),
+        }
+    }
+
     /// A temporary folder beside `target`, which must not exist: `resumed`,
     /// the draft an interrupted run left (`--resume`), else a new one;
     /// removes the other temporaries a killed run left for the same target.
