@@ -357,3 +357,44 @@ pub fn write_far_apart(path: &std::path::Path, documents: usize) {
         line(documents + n, &copy);
     }
 }
+
+/// Files by name, with their bytes.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// Every file of the folder `dir` (a saved index, say), by name.
+pub fn folder_files(dir: &std::path::Path) -> Files {
+    let mut files: Files = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `dedup` over `input` into `out` in this process, under `budget` (none:
+/// no budget) and `--keep keep`, against the indexes `against`, saving
+/// into `save` when given; asserts that it completed.
+pub fn dedup_indexed(
+    out: &std::path::Path,
+    input: &std::path::Path,
+    (budget, keep): (Option<u64>, &str),
+    against: &[&std::path::Path],
+    save: Option<&std::path::Path>,
+) -> RunReport {
+    std::fs::create_dir_all(out).unwrap();
+    let mut ctx = RunContext::quiet(vec![input.to_owned()], OutputDir::create(out).unwrap());
+    ctx.max_memory = budget;
+    let mut params = DedupParams {
+        keep: keep.parse().unwrap(),
+        ..DedupParams::default()
+    };
+    params.index.against = against.iter().map(|p| p.to_path_buf()).collect();
+    params.index.save = save.map(std::path::Path::to_path_buf);
+    let report = dedup::run(&ctx, &params).unwrap();
+    assert_eq!(report.exit_code, 0, "{}", report.human());
+    report
+}

@@ -60,6 +60,16 @@ fn corpus(dir: &Path) -> (PathBuf, PathBuf) {
     (a, b)
 }
 
+/// The index of `input` saved into `dir/old/OLD` (written again over an
+/// earlier one's outputs in `dir/a`).
+fn saved_index(dir: &Path, input: &Path) -> PathBuf {
+    let old = dir.join("old").join("OLD");
+    let mut index = drainpipe();
+    index.arg("dedup").arg(input).arg("-o").arg(dir.join("a"));
+    succeeded(index.args(["-q", "--force", "--save-index"]).arg(&old));
+    old
+}
+
 /// `dedup B -o OUT --against OLD --save-index NEW` under the least budget,
 /// the pairs across' shares lowered, with `failpoints` more.
 fn against(b: &Path, out: &Path, old: &Path, new: &Path, failpoints: &str) -> Command {
@@ -136,14 +146,7 @@ fn a_run_against_an_index_killed_or_stopped_at_any_stage_resumes_to_the_uninterr
 ) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = corpus(dir.path());
-    let old = dir.path().join("old").join("OLD");
-    let mut index = drainpipe();
-    index
-        .arg("dedup")
-        .arg(&a)
-        .arg("-o")
-        .arg(dir.path().join("a"));
-    succeeded(index.arg("-q").arg("--save-index").arg(&old));
+    let old = saved_index(dir.path(), &a);
 
     let (whole, whole_index) = (dir.path().join("whole"), dir.path().join("w").join("NEW"));
     let stderr = finish(against(&b, &whole, &old, &whole_index, ""), 0, "whole");
@@ -206,24 +209,14 @@ fn a_run_against_an_index_killed_or_stopped_at_any_stage_resumes_to_the_uninterr
 fn a_resumed_run_against_an_index_that_changed_since_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = corpus(dir.path());
-    let old = dir.path().join("old").join("OLD");
-    let save = |from: &Path| {
-        let mut index = drainpipe();
-        index
-            .arg("dedup")
-            .arg(from)
-            .arg("-o")
-            .arg(dir.path().join("a"));
-        succeeded(index.args(["-q", "--force", "--save-index"]).arg(&old));
-    };
-    save(&a);
+    let old = saved_index(dir.path(), &a);
     let (out, new) = (dir.path().join("out"), dir.path().join("i").join("NEW"));
     let point = ";dedup::before_clusters=return";
     let (output, _) = wait(spawn(against(&b, &out, &old, &new, point)), DEADLINE);
     assert_eq!(output.status.code(), None, "not killed");
     // Another index in its place: of B, not A.
     std::fs::remove_dir_all(&old).unwrap();
-    save(&b);
+    assert_eq!(saved_index(dir.path(), &b), old);
     let mut resume = against(&b, &out, &old, &new, "");
     resume.arg("--resume");
     let stderr = finish(resume, 2, "resumed against another index");
@@ -251,14 +244,7 @@ fn a_resumed_run_against_an_index_that_changed_since_is_refused() {
 fn a_resumed_run_whose_index_draft_is_gone_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = corpus(dir.path());
-    let old = dir.path().join("old").join("OLD");
-    let mut index = drainpipe();
-    index
-        .arg("dedup")
-        .arg(&a)
-        .arg("-o")
-        .arg(dir.path().join("a"));
-    succeeded(index.args(["-q", "--save-index"]).arg(&old));
+    let old = saved_index(dir.path(), &a);
     let (out, new) = (dir.path().join("out"), dir.path().join("i").join("NEW"));
     let point = ";dedup::before_clusters=return";
     let (output, _) = wait(spawn(against(&b, &out, &old, &new, point)), DEADLINE);

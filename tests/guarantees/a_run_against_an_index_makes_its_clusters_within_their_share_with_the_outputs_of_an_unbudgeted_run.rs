@@ -27,14 +27,9 @@ use std::path::{Path, PathBuf};
 
 use drainpipe::jobs::dedup::budget::Shares;
 use drainpipe::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES;
-use drainpipe::jobs::dedup::{self, DedupParams};
-use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunReport, TEMP_FOLDER};
+use drainpipe_actors::{RunReport, TEMP_FOLDER};
 
-use crate::mixed::{outputs, words};
-
-/// Files by name, with their bytes.
-type Files = Vec<(String, Vec<u8>)>;
+use crate::mixed::{assert_same_outputs, dedup_indexed, folder_files, outputs, words, Files};
 
 /// The budget: a share of 256 KiB for the clusters.
 const BUDGET: u64 = 1 << 20;
@@ -76,40 +71,13 @@ fn dedup_into(
     against: Option<&Path>,
     save: &Path,
 ) -> RunReport {
-    std::fs::create_dir_all(out).unwrap();
-    let mut ctx = RunContext::quiet(vec![input.to_owned()], OutputDir::create(out).unwrap());
-    ctx.max_memory = budget;
-    let mut params = DedupParams::default();
-    params.index.against = against.map(Path::to_path_buf).into_iter().collect();
-    params.index.save = Some(save.to_path_buf());
-    let report = dedup::run(&ctx, &params).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    report
-}
-
-/// Every file of the folder `dir`, by name.
-fn files(dir: &Path) -> Files {
-    let mut files: Files = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-fn assert_same(want: &Files, got: &Files, what: &str) {
-    let names = |l: &Files| l.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-    assert_eq!(names(want), names(got), "{what}: other files");
-    for ((name, want), (_, got)) in want.iter().zip(got) {
-        assert!(
-            want == got,
-            "{what}: {name} differs from the run without a budget"
-        );
-    }
+    dedup_indexed(
+        out,
+        input,
+        (budget, "first"),
+        &Vec::from_iter(against),
+        Some(save),
+    )
 }
 
 /// What is left in `out`'s temporary folder, and drafts of indexes
@@ -190,7 +158,7 @@ fn a_run_against_an_index_makes_its_clusters_within_their_share_with_the_outputs
                 "{sets_peak} bytes of indexed sets held, for a share of {sets_share}"
             );
         }
-        legs.push((outputs(&out), files(&index), report));
+        legs.push((outputs(&out), folder_files(&index), report));
     }
     let (want, got) = (&legs[0], &legs[1]);
     // Past the share by far: the run's pairs and those across.
@@ -214,6 +182,6 @@ fn a_run_against_an_index_makes_its_clusters_within_their_share_with_the_outputs
         got.2.result["cluster_sizes"], unbudgeted["cluster_sizes"],
         "cluster sizes"
     );
-    assert_same(&want.0, &got.0, "the outputs");
-    assert_same(&want.1, &got.1, "the saved index");
+    assert_same_outputs(&want.0, &got.0, "the outputs");
+    assert_same_outputs(&want.1, &got.1, "the saved index");
 }

@@ -33,14 +33,9 @@ use std::process::Command;
 #[cfg(feature = "failpoints")]
 use std::time::{Duration, Instant};
 
-use drainpipe::jobs::dedup::{self, DedupParams};
-use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunReport, TEMP_FOLDER};
+use drainpipe_actors::{RunReport, TEMP_FOLDER};
 
-use crate::mixed::{outputs, words};
-
-/// Files by name, with their bytes.
-type Files = Vec<(String, Vec<u8>)>;
+use crate::mixed::{assert_same_outputs, dedup_indexed, folder_files, outputs, words, Files};
 
 /// The budget of the in-process legs: shares of 64 KiB for the candidate
 /// pairs pass 2 reads, 32 KiB for the verified pairs across.
@@ -99,29 +94,13 @@ fn dedup_into(
     against: Option<&Path>,
     save: &Path,
 ) -> RunReport {
-    std::fs::create_dir_all(out).unwrap();
-    let mut ctx = RunContext::quiet(vec![input.to_owned()], OutputDir::create(out).unwrap());
-    ctx.max_memory = budget;
-    let mut params = DedupParams::default();
-    params.index.against = against.map(Path::to_path_buf).into_iter().collect();
-    params.index.save = Some(save.to_path_buf());
-    let report = dedup::run(&ctx, &params).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    report
-}
-
-/// Every file of the folder `dir`, by name.
-fn files(dir: &Path) -> Files {
-    let mut files: Files = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
+    dedup_indexed(
+        out,
+        input,
+        (budget, "first"),
+        &Vec::from_iter(against),
+        Some(save),
+    )
 }
 
 /// Names in `dir` (none when it does not exist).
@@ -180,7 +159,7 @@ fn a_run_against_an_index_spills_its_pairs_across_within_their_share_with_the_ou
                 .filter(|n| n.ends_with(".tmp")),
         );
         assert!(left.is_empty(), "{name}: left {left:?}");
-        legs.push((outputs(&out), files(&index), report));
+        legs.push((outputs(&out), folder_files(&index), report));
     }
     let (want, got) = (&legs[0], &legs[1]);
     let unbudgeted = &want.2.result["index"];
@@ -195,16 +174,8 @@ fn a_run_against_an_index_spills_its_pairs_across_within_their_share_with_the_ou
         got.2.result["cluster_sizes"], want.2.result["cluster_sizes"],
         "cluster sizes"
     );
-    for (what, want, got) in [("output", &want.0, &got.0), ("index", &want.1, &got.1)] {
-        let names = |l: &Files| l.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-        assert_eq!(names(want), names(got), "{what}: other files");
-        for ((name, want), (_, got)) in want.iter().zip(got) {
-            assert!(
-                want == got,
-                "{what} {name} differs from the unbudgeted run's"
-            );
-        }
-    }
+    assert_same_outputs(&want.0, &got.0, "the budgeted run's outputs");
+    assert_same_outputs(&want.1, &got.1, "the budgeted run's index");
 }
 
 /// `dedup B --against OLD --save-index NEW -o OUT` with the binary under
@@ -275,7 +246,7 @@ fn written(out: &Path, new: &Path) -> Written {
         .map(|n| (n.to_string(), std::fs::read(out.join(n)).ok()))
         .collect();
     if new.exists() {
-        all.extend(files(new).into_iter().map(|(n, b)| (n, Some(b))));
+        all.extend(folder_files(new).into_iter().map(|(n, b)| (n, Some(b))));
     }
     all
 }

@@ -11,14 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::mixed::{outputs, pass_named};
+use crate::mixed::{assert_same_outputs, dedup_indexed, folder_files, outputs, pass_named, Files};
 use drainpipe::corpus::{Corpus, CorpusSpec};
-use drainpipe::jobs::dedup::{self, DedupParams};
-use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunReport};
-
-/// Files by name, with their bytes.
-type Files = Vec<(String, Vec<u8>)>;
+use drainpipe_actors::RunReport;
 
 /// The budget that makes every leg spill: chunks of 4,096 records.
 const SMALL: u64 = 1 << 20;
@@ -64,40 +59,7 @@ fn dedup_into(
     against: &[&Path],
     save: Option<&Path>,
 ) -> RunReport {
-    std::fs::create_dir_all(out).unwrap();
-    let mut ctx = RunContext::quiet(vec![input.to_owned()], OutputDir::create(out).unwrap());
-    ctx.max_memory = budget;
-    let mut params = DedupParams::default();
-    params.index.against = against.iter().map(|p| p.to_path_buf()).collect();
-    params.index.save = save.map(Path::to_path_buf);
-    let report = dedup::run(&ctx, &params).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    report
-}
-
-/// Every file of the index in `dir`, by name.
-fn files(dir: &Path) -> Files {
-    let mut files: Files = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-fn assert_same(want: &Files, got: &Files, what: &str) {
-    let names = |l: &Files| l.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-    assert_eq!(names(want), names(got), "{what}: other files");
-    for ((name, want), (_, got)) in want.iter().zip(got) {
-        assert!(
-            want == got,
-            "{what}: {name} differs from the run without a limit"
-        );
-    }
+    dedup_indexed(out, input, (budget, "first"), against, save)
 }
 
 #[test]
@@ -125,7 +87,7 @@ fn dedup_against_an_index_gives_the_same_outputs_for_every_memory_budget() {
         if budget.is_some() {
             assert!(spills >= 2, "saving under {name}: {spills} spills");
         }
-        saved.push(files(&idx));
+        saved.push(folder_files(&idx));
         // B against the index written without a limit, under each budget.
         let first = dir.path().join("unlimited").join("i").join("IDX");
         let out = leg.join("against");
@@ -145,15 +107,15 @@ fn dedup_against_an_index_gives_the_same_outputs_for_every_memory_budget() {
         let new = leg.join("n").join("NEW");
         let out = leg.join("grow");
         dedup_into(&out, &b, budget, &[&first], Some(&new));
-        grown.push((outputs(&out), files(&new)));
+        grown.push((outputs(&out), folder_files(&new)));
     }
-    assert_same(&saved[0], &saved[1], "the saved index");
-    assert_same(&against[0], &against[1], "against the index");
-    assert_same(&grown[0].0, &grown[1].0, "growing the index");
-    assert_same(&grown[0].1, &grown[1].1, "the grown index");
+    assert_same_outputs(&saved[0], &saved[1], "the saved index");
+    assert_same_outputs(&against[0], &against[1], "against the index");
+    assert_same_outputs(&grown[0].0, &grown[1].0, "growing the index");
+    assert_same_outputs(&grown[0].1, &grown[1].1, "the grown index");
     // The outputs against the index are the grown run's: saving changes
     // nothing of them.
-    assert_same(&against[0], &grown[0].0, "saving while against");
+    assert_same_outputs(&against[0], &grown[0].0, "saving while against");
     // Something was removed, both as duplicates of the index and within B.
     let clusters = String::from_utf8_lossy(&against[0][1].1).into_owned();
     assert!(

@@ -26,15 +26,12 @@
 use std::path::{Path, PathBuf};
 
 use drainpipe::jobs::dedup::budget::Shares;
-use drainpipe::jobs::dedup::{self, DedupParams};
-use drainpipe::jobs::RunContext;
-use drainpipe_actors::{OutputDir, RunReport, TEMP_FOLDER};
+use drainpipe_actors::{RunReport, TEMP_FOLDER};
 use serde_json::json;
 
-use crate::mixed::{outputs, pass_named, words};
-
-/// Files by name, with their bytes.
-type Files = Vec<(String, Vec<u8>)>;
+use crate::mixed::{
+    assert_same_outputs, dedup_indexed, folder_files, outputs, pass_named, words, Files,
+};
 
 /// The budget: a share of 128 KiB for the candidates' ids.
 const BUDGET: u64 = 1 << 20;
@@ -89,43 +86,13 @@ fn dedup_into(
     against: Option<&Path>,
     save: &Path,
 ) -> RunReport {
-    std::fs::create_dir_all(out).unwrap();
-    let mut ctx = RunContext::quiet(vec![input.to_owned()], OutputDir::create(out).unwrap());
-    ctx.max_memory = budget;
-    let mut params = DedupParams {
-        keep: keep.parse().unwrap(),
-        ..DedupParams::default()
-    };
-    params.index.against = against.map(Path::to_path_buf).into_iter().collect();
-    params.index.save = Some(save.to_path_buf());
-    let report = dedup::run(&ctx, &params).unwrap();
-    assert_eq!(report.exit_code, 0, "{}", report.human());
-    report
-}
-
-/// Every file of the folder `dir`, by name.
-fn files(dir: &Path) -> Files {
-    let mut files: Files = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-fn assert_same(want: &Files, got: &Files, what: &str) {
-    let names = |l: &Files| l.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-    assert_eq!(names(want), names(got), "{what}: other files");
-    for ((name, want), (_, got)) in want.iter().zip(got) {
-        assert!(
-            want == got,
-            "{what}: {name} differs from the run without a budget"
-        );
-    }
+    dedup_indexed(
+        out,
+        input,
+        (budget, keep),
+        &Vec::from_iter(against),
+        Some(save),
+    )
 }
 
 /// What pass 2 says of the candidates' ids: the most bytes they held,
@@ -182,7 +149,7 @@ fn every_keep_policy_against_an_index_holds_its_candidates_ids_and_keys_within_t
                 .map(|list| list.map(|e| e.unwrap().file_name()).collect())
                 .unwrap_or_default();
             assert!(temp.is_empty(), "{keep} {name}: left {temp:?}");
-            legs.push((outputs(&out), files(&index), report));
+            legs.push((outputs(&out), folder_files(&index), report));
         }
         let (want, got) = (&legs[0], &legs[1]);
         let (unbudgeted, _) = ids_of(&want.2);
@@ -208,8 +175,8 @@ fn every_keep_policy_against_an_index_holds_its_candidates_ids_and_keys_within_t
         for field in ["cluster_sizes", "removed_records", "keep"] {
             assert_eq!(got.2.result[field], want.2.result[field], "{keep}: {field}");
         }
-        assert_same(&want.0, &got.0, &format!("{keep}: the outputs"));
-        assert_same(&want.1, &got.1, &format!("{keep}: the saved index"));
+        assert_same_outputs(&want.0, &got.0, &format!("{keep}: the outputs"));
+        assert_same_outputs(&want.1, &got.1, &format!("{keep}: the saved index"));
         kept_by_policy.push(want.0[0].1.clone());
     }
     assert!(

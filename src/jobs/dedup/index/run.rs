@@ -253,7 +253,7 @@ impl IndexRun {
         self.hooked = Some(verified.hooked);
         self.sets_spilled = verified.sets_spilled;
         self.wanted_spilled = verified.wanted_spilled;
-        self.across_spilled = (loaded.cross.bytes_spilled(), disk_bytes(&verified.pairs));
+        self.across_spilled = (loaded.cross.bytes_spilled(), verified.pairs.bytes_on_disk());
         self.temp.holds(self.across_spilled.1);
         self.cross_file = matches!(loaded.cross, CrossPairs::Disk(_)).then_some(loaded.cross);
         self.verified_disk =
@@ -591,7 +591,7 @@ impl IndexRun {
             );
         }
         self.cross_checked = state.checked;
-        self.across_spilled.1 = disk_bytes(&verified);
+        self.across_spilled.1 = verified.bytes_on_disk();
         Ok(verified)
     }
 
@@ -859,14 +859,6 @@ impl Drop for IndexRun {
 /// An error reading the candidate pairs across (or their sort) back.
 fn reading_pairs(e: RunError) -> anyhow::Error {
     anyhow::Error::new(e.into_io()).context("reading the candidate pairs across from disk")
-}
-
-/// Bytes of verified pairs on disk (0: in memory).
-fn disk_bytes(pairs: &VerifiedPairs) -> u64 {
-    match pairs {
-        VerifiedPairs::Disk(run) => run.bytes(),
-        VerifiedPairs::Memory(_) => 0,
-    }
 }
 
 /// `root`'s first indexed root when this run joined its cluster to an

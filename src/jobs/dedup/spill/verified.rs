@@ -98,6 +98,14 @@ impl VerifiedPairs {
         self.len() == 0
     }
 
+    /// Bytes of the runs they are in (0: in memory).
+    pub fn bytes_on_disk(&self) -> u64 {
+        match self {
+            VerifiedPairs::Memory(_) => 0,
+            VerifiedPairs::Disk(run) => run.bytes(),
+        }
+    }
+
     /// Every pair in order, from memory or read from the runs in `temp`
     /// front to back, one block in memory.
     pub fn reader<'a>(&'a self, temp: &'a TempSpace) -> PairsReader<'a> {
