@@ -187,6 +187,16 @@ impl Shares {
     pub fn indexed_duplicates(self) -> u64 {
         self.clusters() / 4
     }
+
+    /// Each set of records with a bit a record (those pass 1 integrated,
+    /// pass 2's candidates, the removed ones, and against indexes those
+    /// pass 2 reads for them): a hundred-and-twenty-eighth of the budget,
+    /// 1 MiB (8 million records) under 128 MiB. Past it, written to disk
+    /// in record order and read back through a window of 2 MiB at most
+    /// ([`crate::jobs::dedup::spill::record_sets`]).
+    pub fn record_set(self) -> u64 {
+        self.max_memory / 128
+    }
 }
 
 /// Bytes of the bit per record each of the three record sets takes for

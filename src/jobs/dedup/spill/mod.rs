@@ -64,6 +64,7 @@ pub mod pairs;
 mod pinned;
 pub mod places;
 pub mod ranked;
+pub mod record_sets;
 pub mod runs;
 pub mod sorter;
 pub mod verified;
