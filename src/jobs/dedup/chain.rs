@@ -22,6 +22,7 @@ use super::spill::ids::IdsRunReader;
 use super::spill::merge::Merge;
 pub use super::spill::pair_files::CandidatePairs;
 use super::spill::pairs::{PairSpill, PairsMade};
+use super::spill::record_sets::{RecordSet, SetWriter};
 use super::spill::runs::{RunError, RunInfo};
 pub use super::spill::verified::VerifiedPairs;
 
@@ -76,8 +77,9 @@ pub struct Candidates {
     /// later record, then the earlier one; no repeats: in memory, or on
     /// disk past pass 2's share of the budget.
     pub pairs: CandidatePairs,
-    /// The records pass 1 integrated (the others were rejected).
-    pub integrated: BitSet,
+    /// The records pass 1 integrated (the others were rejected): past
+    /// their share of the budget, on disk.
+    pub integrated: SetWriter,
     /// Records integrated.
     pub records: u64,
     /// Records rejected (known once the pass has finished).
@@ -103,7 +105,7 @@ impl Candidates {
     /// pairs apart: pass 2 takes them, and they are freed when it ends.
     pub fn split(self) -> (Found, CandidatePairs) {
         let found = Found {
-            integrated: Arc::new(self.integrated),
+            integrated: Arc::new(self.integrated.into_set()),
             spans: Arc::new(self.spans),
             records: self.records,
             rejected: self.rejected,
@@ -122,8 +124,10 @@ impl Candidates {
 /// ([`Candidates::split`]).
 #[derive(Debug)]
 pub struct Found {
-    /// [`Candidates::integrated`].
-    pub integrated: Arc<BitSet>,
+    /// [`Candidates::integrated`]. Readers that move apart from the
+    /// pass's processors take a cursor of their own
+    /// ([`RecordSet::apart`]).
+    pub integrated: Arc<RecordSet>,
     /// [`Candidates::spans`].
     pub spans: Arc<Spans>,
     /// [`Candidates::records`].

@@ -17,14 +17,14 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::bitset::BitSet;
 use super::chain::{CandidateIds, Candidates, ClusteredIds, Verified, VerifiedPairs};
 use super::ids::IdKeys;
 use super::keep::KeepKey;
 use super::spans::Spans;
 use super::spill::bands::Spilled;
 use super::spill::pair_files::{CandidatePairs, PairFiles};
-use super::spill::runs::RunInfo;
+use super::spill::record_sets::{SetState, SetWriter};
+use super::spill::runs::{RunError, RunInfo};
 use super::spill::verified::{VerifiedPair, VerifiedRun};
 
 /// Version of every form below; bump on any change of them (2: 32-bit band
@@ -37,7 +37,7 @@ use super::spill::verified::{VerifiedPair, VerifiedRun};
 /// disk past pass 2's share, and the runs of candidates' ids pass 2 wrote
 /// past their share, named; 11: pass 2's verified pairs and clustered ids
 /// on disk past their shares, named).
-pub const STATE_VERSION: u32 = 11;
+pub const STATE_VERSION: u32 = 12;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -129,7 +129,7 @@ impl PairsForm {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CandidatesForm {
     pairs: PairsForm,
-    integrated: Vec<u64>,
+    integrated: SetState,
     records: u64,
     rejected: u64,
     empty: u64,
@@ -144,7 +144,7 @@ impl CandidatesForm {
     pub fn of(found: &Candidates) -> Self {
         CandidatesForm {
             pairs: PairsForm::of(&found.pairs),
-            integrated: found.integrated.words().to_vec(),
+            integrated: found.integrated.state().clone(),
             records: found.records,
             rejected: found.rejected,
             empty: found.empty,
@@ -155,11 +155,12 @@ impl CandidatesForm {
         }
     }
 
-    /// Back to what pass 1 found.
-    pub fn into_candidates(self) -> Candidates {
-        Candidates {
+    /// Back to what pass 1 found, the integrated records taken up by
+    /// `integrated` (empty: where their runs are, and their share).
+    pub fn into_candidates(self, integrated: SetWriter) -> Result<Candidates, RunError> {
+        Ok(Candidates {
             pairs: self.pairs.into_pairs(),
-            integrated: BitSet::from_words(self.integrated),
+            integrated: integrated.resumed(self.integrated)?,
             records: self.records,
             rejected: self.rejected,
             empty: self.empty,
@@ -167,7 +168,7 @@ impl CandidatesForm {
             spans: self.spans.checked(),
             ids: self.ids,
             repeated_ids: self.repeated_ids,
-        }
+        })
     }
 }
 
@@ -202,8 +203,12 @@ impl BandIndexForm {
         self.bands.len()
     }
 
-    /// Back to the bands, what was found and the runs spilled.
-    pub fn into_parts(self) -> (Vec<Vec<u64>>, Candidates, Spilled) {
+    /// Back to the bands, what was found (the integrated records taken up
+    /// by `integrated`) and the runs spilled.
+    pub fn into_parts(
+        self,
+        integrated: SetWriter,
+    ) -> Result<(Vec<Vec<u64>>, Candidates, Spilled), RunError> {
         let bands = self
             .bands
             .into_iter()
@@ -213,7 +218,7 @@ impl BandIndexForm {
                     .collect()
             })
             .collect();
-        (bands, self.found.into_candidates(), self.spilled)
+        Ok((bands, self.found.into_candidates(integrated)?, self.spilled))
     }
 }
 
@@ -454,10 +459,10 @@ mod tests {
 
     #[test]
     fn candidates_round_trip_with_the_same_bytes() {
-        let mut integrated = BitSet::new();
+        let mut integrated = SetWriter::default();
         let mut spans = Spans::default();
         for i in [0, 3, 64, 900] {
-            integrated.insert(i);
+            integrated.insert(i).unwrap();
             let span = drainpipe_actors::Span {
                 input: u32::from(i > 3),
                 offset: i * 7,
@@ -485,9 +490,9 @@ mod tests {
         };
         let bytes = codec::encode(&CandidatesForm::of(&found), STATE_VERSION).unwrap();
         let back: CandidatesForm = codec::decode(&bytes, STATE_VERSION).unwrap();
-        let back = back.into_candidates();
+        let back = back.into_candidates(SetWriter::default()).unwrap();
         assert_eq!(back.pairs, found.pairs);
-        assert_eq!(back.integrated, found.integrated);
+        assert_eq!(back.integrated.state(), found.integrated.state());
         assert_eq!(back.spans, found.spans);
         assert_eq!(back.repeated_ids, found.repeated_ids);
         assert!(back.spans.is_complete() && back.spans.get(900).is_some());
@@ -528,7 +533,7 @@ mod tests {
         .unwrap();
         let form: BandIndexForm = codec::decode(&bytes, STATE_VERSION).unwrap();
         assert_eq!(form.bands(), 2);
-        let (back, _, back_spilled) = form.into_parts();
+        let (back, _, back_spilled) = form.into_parts(SetWriter::default()).unwrap();
         assert_eq!(back, bands);
         assert_eq!(back_spilled, spilled);
         let again = codec::encode(

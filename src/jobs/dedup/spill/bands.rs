@@ -214,6 +214,12 @@ impl Budget {
         self.shares().places()
     }
 
+    /// The most bytes a set of records with a bit a record may hold
+    /// ([`Shares::record_set`]).
+    pub fn record_set_bytes(self) -> u64 {
+        self.shares().record_set()
+    }
+
     /// The most bytes the candidate pairs may hold as the merge makes
     /// them ([`Shares::pairs`]).
     pub fn pairs_bytes(self) -> u64 {

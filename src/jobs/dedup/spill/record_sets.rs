@@ -33,6 +33,7 @@
 
 use std::collections::VecDeque;
 use std::fs;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -110,7 +111,8 @@ impl SetState {
 /// bytes of memory (`None`: all in memory).
 #[derive(Debug)]
 pub struct SetWriter {
-    temp: Arc<TempSpace>,
+    /// `None`: held in memory whatever its size.
+    temp: Option<Arc<TempSpace>>,
     /// What the set is, in its runs' names ("integrated").
     name: &'static str,
     share: u64,
@@ -119,9 +121,10 @@ pub struct SetWriter {
 }
 
 impl SetWriter {
-    /// An empty set called `name`, whose runs go to `temp`.
-    pub fn new(name: &'static str, temp: Arc<TempSpace>, share: Option<u64>) -> Self {
-        let share = share.unwrap_or(u64::MAX);
+    /// An empty set called `name`, whose runs go to `temp` past `share`
+    /// bytes (without either, it is held in memory whatever its size).
+    pub fn new(name: &'static str, temp: Option<Arc<TempSpace>>, share: Option<u64>) -> Self {
+        let share = share.filter(|_| temp.is_some()).unwrap_or(u64::MAX);
         let quarter = usize::try_from(share / 8 / 4).unwrap_or(usize::MAX);
         SetWriter {
             temp,
@@ -135,9 +138,21 @@ impl SetWriter {
     /// Takes up the set a checkpoint saved: the runs of this set it does
     /// not name were written after it, and are removed.
     pub fn resumed(mut self, state: SetState) -> Result<Self, RunError> {
-        if state.on_disk() || self.temp.folder().is_dir() {
-            remove_unnamed(&self.temp, &self.prefix(), SUFFIX, &state.runs)?;
-            self.temp.holds(state.bytes_on_disk());
+        match &self.temp {
+            Some(temp) if state.on_disk() || temp.folder().is_dir() => {
+                remove_unnamed(temp, &self.prefix(), SUFFIX, &state.runs)?;
+                temp.holds(state.bytes_on_disk());
+            }
+            None if state.on_disk() => {
+                return Err(RunError::Failed {
+                    kind: std::io::ErrorKind::NotFound,
+                    message: format!(
+                        "the {} records saved are on disk, and this run has no temporary space",
+                        self.name
+                    ),
+                })
+            }
+            _ => {}
         }
         self.state = state;
         Ok(self)
@@ -186,6 +201,12 @@ impl SetWriter {
         self.state.count
     }
 
+    /// The first record past the words written or held: past every
+    /// member.
+    pub fn end(&self) -> u64 {
+        (self.state.base + self.state.words.len() as u64) * 64
+    }
+
     /// Bytes held in memory.
     pub fn held_bytes(&self) -> u64 {
         self.state.words.capacity() as u64 * 8
@@ -199,8 +220,11 @@ impl SetWriter {
 
     /// Makes the runs named by [`SetWriter::state`] durable.
     pub fn sync(&self) -> Result<(), RunError> {
+        let Some(temp) = &self.temp else {
+            return Ok(());
+        };
         for run in &self.state.runs {
-            let path = self.temp.folder().join(&run.name);
+            let path = temp.folder().join(&run.name);
             let file = fs::File::open(&path).map_err(RunError::io(&path))?;
             file.sync_all().map_err(RunError::io(&path))?;
         }
@@ -210,12 +234,21 @@ impl SetWriter {
     /// The set, its runs durable.
     pub fn finish(self) -> Result<RecordSet, RunError> {
         self.sync()?;
-        Ok(RecordSet::new(self.name, self.temp, self.state))
+        Ok(self.into_set())
+    }
+
+    /// The set as it is (its runs made durable before, by
+    /// [`SetWriter::sync`], when something names them).
+    pub fn into_set(self) -> RecordSet {
+        RecordSet::new(self.name, self.temp, self.state)
     }
 
     /// Writes the words held but the last (the next members may still
     /// fall in it) as the next run.
     fn write(&mut self) -> Result<(), RunError> {
+        let Some(temp) = &self.temp else {
+            return Ok(());
+        };
         let state = &mut self.state;
         let Some(last) = state.words.len().checked_sub(1) else {
             return Ok(());
@@ -226,17 +259,16 @@ impl SetWriter {
                  written to disk in record order from here on ({})",
                 self.name,
                 (state.base + last as u64) * 64,
-                self.temp.folder().display()
+                temp.folder().display()
             );
         }
         let name = format!("{PREFIX}{}-{:06}{SUFFIX}", self.name, state.runs.len());
-        let path = self.temp.path(&name).map_err(|cause| RunError::Io {
-            path: self.temp.folder().join(&name),
+        let path = temp.path(&name).map_err(|cause| RunError::Io {
+            path: temp.folder().join(&name),
             cause,
         })?;
-        self.temp
-            .ensure_room(last as u64 * 10 + 64)
-            .map_err(RunError::io(self.temp.folder()))?;
+        temp.ensure_room(last as u64 * 10 + 64)
+            .map_err(RunError::io(temp.folder()))?;
         let file = fs::File::create(&path).map_err(RunError::io(&path))?;
         let mut blocks = BlockWriter::new(file, path, &FORMAT, 0)?;
         let mut previous = 0;
@@ -253,11 +285,18 @@ impl SetWriter {
         }
         // Synced by a checkpoint, or when the set is finished.
         let info = blocks.finish(false)?;
-        self.temp.wrote(info.bytes);
+        temp.wrote(info.bytes);
         state.runs.push(info);
         state.words.drain(..last);
         state.base += last as u64;
         Ok(())
+    }
+}
+
+impl Default for SetWriter {
+    /// An empty set held in memory.
+    fn default() -> Self {
+        SetWriter::new("records", None, None)
     }
 }
 
@@ -275,12 +314,19 @@ pub struct RecordSet {
 #[derive(Debug)]
 struct SetData {
     name: &'static str,
-    temp: Arc<TempSpace>,
+    temp: Option<Arc<TempSpace>>,
     state: SetState,
 }
 
+impl Default for RecordSet {
+    /// An empty set.
+    fn default() -> Self {
+        SetWriter::default().into_set()
+    }
+}
+
 impl RecordSet {
-    fn new(name: &'static str, temp: Arc<TempSpace>, state: SetState) -> Self {
+    fn new(name: &'static str, temp: Option<Arc<TempSpace>>, state: SetState) -> Self {
         Self::on(Arc::new(SetData { name, temp, state }))
     }
 
@@ -302,8 +348,7 @@ impl RecordSet {
             words: bits.words().to_vec(),
             count: bits.count(),
         };
-        let temp = Arc::new(TempSpace::new(std::env::temp_dir()));
-        Self::new("held", temp, state)
+        Self::new("records", None, state)
     }
 
     /// The same set, read through a cursor of its own (for a reader that
@@ -320,6 +365,17 @@ impl RecordSet {
     /// Bytes of its runs on disk.
     pub fn bytes_on_disk(&self) -> u64 {
         self.data.state.bytes_on_disk()
+    }
+
+    /// Bytes it holds in memory: its words past the runs, and its
+    /// cursor's window when it has runs (at most 2 * [`LAG_WORDS`] words).
+    pub fn held_bytes(&self) -> u64 {
+        let window = if self.data.state.on_disk() {
+            2 * LAG_WORDS * 8
+        } else {
+            0
+        };
+        self.data.state.words.len() as u64 * 8 + window
     }
 
     /// What a checkpoint or a pass's result saves of it.
@@ -490,7 +546,8 @@ impl Window {
                     break;
                 };
                 self.next_run += 1;
-                let path = data.temp.folder().join(&info.name);
+                let folder = data.temp.as_ref().map_or(Path::new(""), |t| t.folder());
+                let path = folder.join(&info.name);
                 let file = fs::File::open(&path).map_err(RunError::io(&path))?;
                 self.reader = Some(BlockReader::new(file, path, &FORMAT, Some(info))?.0);
                 continue;
@@ -526,7 +583,7 @@ mod tests {
     }
 
     fn written(temp: &Arc<TempSpace>, share: Option<u64>, members: &[u64]) -> RecordSet {
-        let mut writer = SetWriter::new("test", Arc::clone(temp), share);
+        let mut writer = SetWriter::new("test", Some(Arc::clone(temp)), share);
         for &m in members {
             writer.insert(m).unwrap();
         }
@@ -583,7 +640,7 @@ mod tests {
     fn a_member_below_the_words_written_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
-        let mut writer = SetWriter::new("test", Arc::clone(&temp), Some(64));
+        let mut writer = SetWriter::new("test", Some(Arc::clone(&temp)), Some(64));
         for record in (0..100_000).step_by(2) {
             writer.insert(record).unwrap();
         }
@@ -597,7 +654,7 @@ mod tests {
     fn a_restore_removes_the_runs_its_checkpoint_does_not_name() {
         let dir = tempfile::tempdir().unwrap();
         let temp = Arc::new(TempSpace::new(dir.path()));
-        let mut writer = SetWriter::new("test", Arc::clone(&temp), Some(64));
+        let mut writer = SetWriter::new("test", Some(Arc::clone(&temp)), Some(64));
         for record in 0..200_000 {
             writer.insert(record * 3).unwrap();
         }
@@ -608,7 +665,7 @@ mod tests {
         }
         let files = || fs::read_dir(temp.folder()).unwrap().count();
         assert!(files() > saved.runs.len());
-        let mut writer = SetWriter::new("test", Arc::clone(&temp), Some(64))
+        let mut writer = SetWriter::new("test", Some(Arc::clone(&temp)), Some(64))
             .resumed(saved.clone())
             .unwrap();
         assert_eq!(files(), saved.runs.len());

@@ -40,6 +40,7 @@ use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{Written, KEPT_FILE};
 use crate::jobs::dedup::spans::Spans;
 use crate::jobs::dedup::spill::places::PlaceCursor;
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::pass::RunContext;
 
 /// Runs shorter than this are gathered ([`copy_gathered`]); longer ones
@@ -148,7 +149,7 @@ struct Current<'a> {
 pub fn copy_kept(
     target: &CopyTarget,
     spans: &Spans,
-    integrated: &BitSet,
+    integrated: &RecordSet,
     mut removed: impl Removed,
 ) -> Result<Written, NotCopied> {
     let mut out = target
@@ -165,7 +166,10 @@ pub fn copy_kept(
     let mut run: Option<Run> = None;
     let mut kept = 0u64;
     let mut places = PlaceCursor::new(spans, &target.temp);
-    for index in integrated.iter() {
+    for index in integrated.members() {
+        let index = index.map_err(|e| {
+            NotCopied::Failed(format!("dedup pass 3: the records pass 1 integrated: {e}"))
+        })?;
         if removed.removed(index)? {
             continue;
         }
@@ -516,6 +520,7 @@ mod tests {
                     output: out,
                     handle: RunHandle::new(),
                 };
+                let integrated = RecordSet::in_memory(&integrated);
                 let written = copy_kept(&target, &spans, &integrated, &removed).unwrap();
                 let mut expected = Vec::new();
                 for (i, record) in records.iter().enumerate() {
@@ -561,7 +566,12 @@ mod tests {
                 output: OutputDir::create(dir.path().join(format!("o{every}"))).unwrap(),
                 handle: RunHandle::new(),
             };
-            match copy_kept(&target, &spans, &integrated, &removed) {
+            match copy_kept(
+                &target,
+                &spans,
+                &RecordSet::in_memory(&integrated),
+                &removed,
+            ) {
                 Err(NotCopied::Failed(message)) => {
                     assert!(message.contains("changed since pass 1"), "{message}")
                 }

@@ -57,6 +57,7 @@ use crate::jobs::dedup::fates::{End, Fates, State};
 use crate::jobs::dedup::shingle::shingle_set;
 use crate::jobs::dedup::similarity::jaccard;
 use crate::jobs::dedup::spans::{Located, Spans};
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::dedup::unionfind::UnionFind;
 
 use super::copy::{copy_kept, CopyTarget, NotCopied, Removed};
@@ -565,7 +566,7 @@ impl KeptCopy {
     /// without progress (the run's stall timeout).
     pub fn start(
         target: CopyTarget,
-        integrated: Arc<BitSet>,
+        integrated: Arc<RecordSet>,
         candidate_pairs: &[(u32, u32)],
         checker: Checker,
         stuck: Duration,
@@ -903,7 +904,7 @@ mod tests {
         for (result, agrees) in [(right, true), (wrong, false)] {
             let copy = KeptCopy::start(
                 target.clone(),
-                Arc::new(integrated.clone()),
+                Arc::new(RecordSet::in_memory(&integrated)),
                 &[(0, 2), (1, 2)],
                 checker_over(dir.path(), &texts),
                 Settings::default().stall_timeout,

@@ -213,6 +213,9 @@ fn piped(
     if report.exit_code != 0 {
         return Err(run.ended(report, Pass::Kept));
     }
+    found.integrated.check().map_err(|e| {
+        anyhow::Error::new(e.into_io()).context("dedup pass 3: the records pass 1 integrated")
+    })?;
     let written = job
         .take_result()
         .ok_or_else(|| anyhow::anyhow!("pass 3 ended without its result"))?;

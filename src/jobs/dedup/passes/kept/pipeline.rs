@@ -27,6 +27,7 @@ use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::Written;
 use crate::jobs::dedup::records::rejected_again;
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 
 use super::form::KeptForm;
 use super::rows::{IdTextWriter, RowCopier};
@@ -39,7 +40,7 @@ pub use remote::{KeptStep, REMOTE_NAME};
 #[derive(Debug)]
 pub struct KeptJob {
     fields: TextFields,
-    integrated: Arc<BitSet>,
+    integrated: Arc<RecordSet>,
     removed: Arc<BitSet>,
     output: OutputDir,
     form: KeptForm,
@@ -54,7 +55,7 @@ impl KeptJob {
     /// writing into `output` in the `form` given.
     pub fn new(
         fields: TextFields,
-        integrated: Arc<BitSet>,
+        integrated: Arc<RecordSet>,
         removed: Arc<BitSet>,
         output: OutputDir,
         form: KeptForm,

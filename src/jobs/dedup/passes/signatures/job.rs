@@ -39,12 +39,16 @@ use crate::jobs::dedup::spans::Place;
 use crate::jobs::dedup::spill::bands::{Budget, Spiller};
 use crate::jobs::dedup::spill::pairs::PairsMade;
 use crate::jobs::dedup::spill::places::{bytes_on_disk, PlacesSpill};
+use crate::jobs::dedup::spill::record_sets::SetWriter;
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
 mod remote;
 
 pub use remote::REMOTE_NAME;
+
+/// The set of the records pass 1 integrated, as its runs are named.
+pub const INTEGRATED: &str = "integrated";
 
 /// The seed of the MinHash permutations (fixed: signatures, and so the
 /// candidates, are the same on every run and every machine).
@@ -128,6 +132,17 @@ impl SignatureJob {
         self.slot.lock().expect("result slot poisoned").take()
     }
 
+    /// The set of the records integrated, empty: on disk past its share
+    /// of the budget, when the pass may spill.
+    pub fn integrated_writer(&self) -> SetWriter {
+        let temp = self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp));
+        let share = self
+            .spill
+            .as_ref()
+            .and_then(|(_, budget, _)| budget.map(Budget::record_set_bytes));
+        SetWriter::new(INTEGRATED, temp, share)
+    }
+
     /// The band keys of one text (what step 1 computes).
     pub fn band_keys(&self, text: &str) -> BandKeys {
         with_scratch(|s| {
@@ -172,7 +187,10 @@ impl Job for SignatureJob {
             bands: vec![Vec::new(); self.banding.bands],
             threads: self.threads,
             bands_hook: self.bands_hook.clone(),
-            found: Candidates::default(),
+            found: Candidates {
+                integrated: self.integrated_writer(),
+                ..Candidates::default()
+            },
             result_file: self.result_file.clone(),
             slot: Arc::clone(&self.slot),
             temp: self.spill.as_ref().map(|(temp, ..)| Arc::clone(temp)),
@@ -248,7 +266,7 @@ impl BandIndex {
             + scratch
             + self.found.spans.heap_bytes()
             + self.found.ids.heap_bytes()
-            + self.found.integrated.heap_bytes()
+            + self.found.integrated.held_bytes() as usize
             // The records' fingerprints while pairs are made, 8 bytes each
             // (`buckets::Fingerprints`).
             + self.bands.first().map_or(0, Vec::len) * 8
@@ -316,7 +334,7 @@ impl BandIndex {
         heartbeat: &Heartbeat,
     ) -> Result<(CandidatePairs, Pairs), RecordError> {
         // Past the last record integrated (where a next chunk would start).
-        let next = self.found.integrated.words().len() as u64 * 64;
+        let next = self.found.integrated.end();
         if self.bands_hook.is_some() && self.spiller.is_none() {
             return Err("a saved index is joined, and this run has no temporary space".into());
         }
@@ -422,7 +440,9 @@ impl Integrate for BandIndex {
             return Ok(());
         }
         let id = record_id(index)?;
-        self.found.integrated.insert(index);
+        if let Err(e) = self.found.integrated.insert(index) {
+            self.fail(e);
+        }
         self.found.records += 1;
         self.make_room();
         self.note_place(index, place);
@@ -451,6 +471,9 @@ impl Integrate for BandIndex {
         if let Some(Err(e)) = self.places.as_ref().map(|p| p.sync(&self.found.spans)) {
             return Some(Err(e.into_io().into()));
         }
+        if let Err(e) = self.found.integrated.sync() {
+            return Some(Err(e.into_io().into()));
+        }
         let form = BandIndexForm::of(&self.bands, &self.found, spilled.as_ref());
         Some(codec::encode(&form, STATE_VERSION).map_err(Into::into))
     }
@@ -465,7 +488,8 @@ impl Integrate for BandIndex {
             )
             .into());
         }
-        let (bands, found, spilled) = form.into_parts();
+        let integrated = std::mem::take(&mut self.found.integrated);
+        let (bands, found, spilled) = form.into_parts(integrated)?;
         (self.bands, self.found) = (bands, found);
         if spilled.spills() > 0 && self.spiller.is_none() {
             // Resumed without a budget: the named runs are merged still.
@@ -527,6 +551,7 @@ impl Integrate for BandIndex {
         let spilled_bytes =
             spiller.map_or(0, Spiller::bytes_written) + self.pairs_made.bytes_spilled;
         if !run.partial {
+            self.found.integrated.sync().map_err(RunError::into_io)?;
             if let Some(file) = &self.result_file {
                 file.write(run.output, &CandidatesForm::of(&self.found))?;
                 run.progress();
@@ -547,6 +572,7 @@ impl Integrate for BandIndex {
             "spill_runs": spills,
             "bytes_spilled": spilled_bytes,
             "places_spilled_bytes": bytes_on_disk(&self.found.spans),
+            "integrated_records_spilled_bytes": self.found.integrated.state().bytes_on_disk(),
         });
         let made = self.pairs_made;
         if let (true, Some(summary)) = (made.made > 0, summary.as_object_mut()) {

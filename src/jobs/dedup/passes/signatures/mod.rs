@@ -13,17 +13,20 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use crate::jobs::dedup::chain::{BandsHook, Candidates};
 use crate::jobs::dedup::ids;
 use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::resume::{self, Pass};
+use crate::jobs::dedup::spill::record_sets::SetWriter;
 use crate::jobs::dedup::state::CandidatesForm;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
 pub mod job;
 
-pub use job::{BandIndex, SignatureJob, Signed, PERMUTATION_SEED, REMOTE_NAME};
+pub use job::{BandIndex, SignatureJob, Signed, INTEGRATED, PERMUTATION_SEED, REMOTE_NAME};
 
 /// Pass 1 with `banding`: loaded when resuming after it completed, else
 /// run. A pass that does not complete ends the run. `hook`: a saved
@@ -36,7 +39,10 @@ pub fn run(
     let mut candidates = match run.resume.load::<CandidatesForm>(Pass::Signatures)? {
         Some(form) => {
             run.loaded(Pass::Signatures);
-            form.into_candidates()
+            let integrated = SetWriter::new(INTEGRATED, Some(Arc::clone(&run.ctx.temp)), None);
+            form.into_candidates(integrated)
+                .map_err(|e| anyhow::Error::from(e.into_io()))
+                .context("dedup pass 1: taking up its result")?
         }
         None => signatures(run, banding, hook)?,
     };

@@ -42,6 +42,7 @@ use crate::jobs::dedup::shingle::shingle_set;
 use crate::jobs::dedup::similarity::jaccard;
 use crate::jobs::dedup::spill::held::HeldSpill;
 use crate::jobs::dedup::spill::pair_files::{pair_of, CandidatePairs, PairFiles, PairReader};
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::spill::verified::{PairsSpill, VerifiedPair, VerifiedPairs};
 use crate::jobs::dedup::state::{
@@ -68,8 +69,8 @@ pub struct VerifyJob {
     fields: TextFields,
     ngram: usize,
     threshold: f64,
-    integrated: Arc<BitSet>,
-    candidates: Arc<BitSet>,
+    integrated: Arc<RecordSet>,
+    candidates: Arc<RecordSet>,
     /// The candidate pairs, in memory or on disk ([`PairsIn`]).
     pairs: PairsIn,
     /// When the source reads the candidate records only: the record index
@@ -83,7 +84,7 @@ pub struct VerifyJob {
     words: bool,
     /// When every record is read for its words: those whose shingle set
     /// is needed (the others send an empty one).
-    shingled: Option<Arc<BitSet>>,
+    shingled: Option<Arc<RecordSet>>,
     /// The run's temporary space, the held sets' share of the memory
     /// budget (`None`: no budget) and the run's handle, when the pass may
     /// spill ([`VerifyJob::spilling_to`]).
@@ -185,7 +186,7 @@ impl VerifyJob {
         fields: TextFields,
         ngram: usize,
         threshold: f64,
-        integrated: Arc<BitSet>,
+        integrated: Arc<RecordSet>,
         pairs: PairsIn,
     ) -> Result<Self, RunError> {
         let mut candidates = BitSet::new();
@@ -198,7 +199,7 @@ impl VerifyJob {
             ngram,
             threshold,
             integrated,
-            candidates: Arc::new(candidates),
+            candidates: Arc::new(RecordSet::in_memory(&candidates)),
             pairs,
             reread: None,
             result_file: None,
@@ -227,10 +228,10 @@ impl VerifyJob {
         if let Some(hook) = &hook {
             self.words = hook.wants_words();
             let mut shingled = hook.records();
-            for r in self.candidates.iter() {
-                shingled.insert(r);
+            for r in self.candidates.members() {
+                shingled.insert(r.expect("candidates in memory"));
             }
-            let shingled = Arc::new(shingled);
+            let shingled = Arc::new(RecordSet::in_memory(&shingled));
             if self.words {
                 self.candidates = Arc::clone(&self.integrated);
                 self.shingled = Some(shingled);
@@ -245,7 +246,10 @@ impl VerifyJob {
     /// The records of every candidate pair, in input order: what a source
     /// that reads the candidates only must yield ([`VerifyJob::reading_only`]).
     pub fn candidate_records(&self) -> Vec<u32> {
-        self.candidates.iter().map(|r| r as u32).collect()
+        self.candidates
+            .members()
+            .map(|r| r.expect("candidates in memory") as u32)
+            .collect()
     }
 
     /// The records whose bytes the pass reads from a source of the whole
@@ -326,6 +330,15 @@ impl VerifyJob {
         }
     }
 
+    /// Fails with the first run of the record sets the pass read
+    /// (integrated, candidates, shingled) that could not be read
+    /// ([`RecordSet::check`]).
+    pub fn check_sets(&self) -> Result<(), RunError> {
+        self.integrated.check()?;
+        self.candidates.check()?;
+        self.shingled.as_ref().map_or(Ok(()), |s| s.check())
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()
@@ -403,7 +416,7 @@ impl Job for VerifyJob {
             }),
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             failed: None,
-            candidates_bytes: self.candidates.heap_bytes() as u64,
+            candidates_bytes: self.candidates.held_bytes(),
             ids: self.ids_held(),
             peak_ids_bytes: 0,
             peak_pairs_bytes: 0,

@@ -174,6 +174,12 @@ pub fn run(
         run.resume.discard(Pass::Verify)?;
         return Err(run.ended(report, Pass::Verify));
     }
+    if let Err(e) = job.check_sets() {
+        // A set's run could not be read: what the pass wrote is wrong.
+        run.resume.discard(Pass::Verify)?;
+        let e = anyhow::Error::new(e.into_io());
+        return Err(e.context("dedup pass 2: the record sets it read").into());
+    }
     let verified = job
         .take_result()
         .ok_or_else(|| anyhow::anyhow!("pass 2 ended without its result"))?;

@@ -18,9 +18,9 @@ use drainpipe_actors::{Job, RawRecord, RecordError};
 
 use super::{original, Member, PairsIn, VerifyJob};
 use crate::input::{parse_text_record, TextFields};
-use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::keep::KeepPolicy;
 use crate::jobs::dedup::records::rejected_again;
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 
 /// The name workers know pass 2 by (`src/jobs/registry.rs`).
 pub const REMOTE_NAME: &str = "dedup-verify";
@@ -132,7 +132,7 @@ impl VerifyStep {
             fields,
             ngram as usize,
             1.0,
-            Arc::new(BitSet::new()),
+            Arc::new(RecordSet::default()),
             PairsIn::Memory(Arc::default()),
         )
         .map_err(|e| e.to_string())?;
