@@ -284,7 +284,7 @@ pub fn dedup_file_with(
     (outputs(dir.path()), report)
 }
 
-/// Sorted runs, runs of places, of candidates' ids and of verified pairs left in the
+/// Sorted runs, runs of places, of candidates' ids, of verified pairs and of record sets left in the
 /// temporary folder of the output folder `out`.
 pub fn runs_left(out: &std::path::Path) -> Vec<String> {
     let Ok(list) = std::fs::read_dir(out.join(TEMP_FOLDER)) else {
@@ -292,7 +292,7 @@ pub fn runs_left(out: &std::path::Path) -> Vec<String> {
     };
     list.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| {
-            [".sorted", ".places", ".ids", ".vpairs"]
+            [".sorted", ".places", ".ids", ".vpairs", ".bits"]
                 .iter()
                 .any(|s| name.ends_with(s))
         })

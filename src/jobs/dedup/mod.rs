@@ -372,6 +372,9 @@ fn chain(
     if let Err(e) = spill::places::remove_runs(&ctx.temp, &found.spans) {
         log::warn!("dedup: the outputs are committed, but {e}");
     }
+    if let Err(e) = found.integrated.remove_runs() {
+        log::warn!("dedup: the outputs are committed, but {e}");
+    }
     if let Some(Err(e)) = pair_files.map(|files| files.remove(&ctx.temp)) {
         log::warn!(
             "dedup: the outputs are committed, but removing the candidate pairs' files: {e}"

@@ -118,6 +118,8 @@ pub struct SetWriter {
     share: u64,
     segment: usize,
     state: SetState,
+    /// The runs go when the set is dropped ([`SetWriter::for_this_run`]).
+    dropped_with_set: bool,
 }
 
 impl SetWriter {
@@ -132,7 +134,16 @@ impl SetWriter {
             share,
             segment: quarter.clamp(MIN_SEGMENT, MAX_SEGMENT),
             state: SetState::default(),
+            dropped_with_set: false,
         }
+    }
+
+    /// For a set no checkpoint or pass result names: its runs are removed
+    /// when the set (its last reader) is dropped. Else they stay until
+    /// [`RecordSet::remove_runs`] (or the temporary folder goes).
+    pub fn for_this_run(mut self) -> Self {
+        self.dropped_with_set = true;
+        self
     }
 
     /// Takes up the set a checkpoint saved: the runs of this set it does
@@ -240,7 +251,12 @@ impl SetWriter {
     /// The set as it is (its runs made durable before, by
     /// [`SetWriter::sync`], when something names them).
     pub fn into_set(self) -> RecordSet {
-        RecordSet::new(self.name, self.temp, self.state)
+        RecordSet::on(Arc::new(SetData {
+            name: self.name,
+            temp: self.temp,
+            state: self.state,
+            dropped_with_set: self.dropped_with_set,
+        }))
     }
 
     /// Writes the words held but the last (the next members may still
@@ -316,6 +332,33 @@ struct SetData {
     name: &'static str,
     temp: Option<Arc<TempSpace>>,
     state: SetState,
+    dropped_with_set: bool,
+}
+
+impl SetData {
+    fn remove_runs(&self) -> Result<(), RunError> {
+        let Some(temp) = &self.temp else {
+            return Ok(());
+        };
+        for run in &self.state.runs {
+            temp.remove(&run.name, run.bytes)
+                .map_err(|cause| RunError::Io {
+                    path: temp.folder().join(&run.name),
+                    cause,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SetData {
+    fn drop(&mut self) {
+        if self.dropped_with_set {
+            if let Err(e) = self.remove_runs() {
+                log::warn!("dedup: removing the runs of the {} records: {e}", self.name);
+            }
+        }
+    }
 }
 
 impl Default for RecordSet {
@@ -326,10 +369,6 @@ impl Default for RecordSet {
 }
 
 impl RecordSet {
-    fn new(name: &'static str, temp: Option<Arc<TempSpace>>, state: SetState) -> Self {
-        Self::on(Arc::new(SetData { name, temp, state }))
-    }
-
     fn on(data: Arc<SetData>) -> Self {
         RecordSet {
             data,
@@ -348,7 +387,11 @@ impl RecordSet {
             words: bits.words().to_vec(),
             count: bits.count(),
         };
-        Self::new("records", None, state)
+        SetWriter {
+            state,
+            ..SetWriter::default()
+        }
+        .into_set()
     }
 
     /// The same set, read through a cursor of its own (for a reader that
@@ -360,6 +403,12 @@ impl RecordSet {
     /// Members in the set.
     pub fn count(&self) -> u64 {
         self.data.state.count
+    }
+
+    /// Removes its runs, once nothing will read them again (the outputs
+    /// are committed).
+    pub fn remove_runs(&self) -> Result<(), RunError> {
+        self.data.remove_runs()
     }
 
     /// Bytes of its runs on disk.
@@ -634,6 +683,31 @@ mod tests {
         assert!(set.contains(3) && !set.contains(4));
         assert_eq!(set.rewinds(), 1);
         assert!(set.contains(2_999_997));
+    }
+
+    #[test]
+    fn a_set_for_this_run_takes_its_runs_with_it_and_another_keeps_them_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let files = || fs::read_dir(temp.folder()).unwrap().count();
+        let all: Vec<u64> = (0..200_000).collect();
+        let kept = written(&temp, Some(64), &all);
+        let runs = files();
+        assert!(runs > 0);
+        let mut writer = SetWriter::new("own", Some(Arc::clone(&temp)), Some(64)).for_this_run();
+        all.iter().for_each(|&m| writer.insert(m).unwrap());
+        let own = writer.finish().unwrap();
+        let reader = own.apart();
+        assert!(files() > runs);
+        drop(own);
+        assert!(
+            files() > runs && reader.contains(150_000),
+            "the last reader holds them"
+        );
+        drop(reader);
+        assert_eq!(files(), runs);
+        kept.remove_runs().unwrap();
+        assert_eq!(files(), 0);
     }
 
     #[test]
