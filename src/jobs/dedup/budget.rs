@@ -1,7 +1,7 @@
 //! How `--max-memory` is split between the state of dedup's passes: the
 //! one place that says it. The structures that grow with the input either
 //! stay within their share here (and go to disk past it, or are dropped
-//! when they only save time) or are a bit per record, counted apart.
+//! when they only save time).
 //!
 //! The passes run one after the other, so each pass has the whole budget
 //! for what it holds alone; what a pass hands the next (the bits, the
@@ -21,7 +21,7 @@
 //! | 2 | against indexes: the verified pairs across | 16 a pair, lists grown by doubling | [`Shares::verified_pairs_across`]: a thirty-second; past it, as the run's own ([`crate::jobs::dedup::spill::verified::PairsSpill::across`]), then sorted by indexed record within it ([`crate::jobs::dedup::spill::sorter`]) and streamed to the clusters, each indexed record replaced by its root as the index's roots are read front to back |
 //! | 2-3 | the clusters: while they are made, the union-find over the clustered records (with their best similarity and cluster sizes); then the removed records with their kept record, held through pass 3 | about 112 a verified pair in memory ([`crate::jobs::dedup::clusters::IN_MEMORY_PAIR_BYTES`]); 16 a removed record | [`Shares::clusters`]: a quarter; past it, the components are made with sorted runs ([`crate::jobs::dedup::spill::components`]; against indexes, of the pairs across and the run's own, less the 16 bytes a pair across held until they are read: [`crate::jobs::dedup::spill::joined`]), under a `--keep` policy other than `first` without an index each one's kept record chosen with more sorts ([`crate::jobs::dedup::spill::ranked`]), and the removed records past a quarter of the share go to a run read front to back |
 //! | 2-3 | against indexes: the records removed as an indexed record's duplicates, as the clusters make them, then named with their root's id (sorted by root, joined with the ids read in order, sorted back by record), held through pass 3 | 16 a record as made; 36 a record sorted by root; 24 a record and its root's id named | [`Shares::indexed_duplicates`]: a sixteenth (a quarter of the clusters'), for them as made and named; the sort by root holds half the clusters' share while nothing else of the clusters' is made. Past it, runs ([`crate::jobs::dedup::spill::indexed`]): the named ones merged into one run read front to back by pass 3, `clusters.jsonl` and the saved index's roots |
-//! | 1-3 | integrated, candidate and removed records | 1 bit a record each | none: [`bits_bytes`], 375 MB for 10^9 records |
+//! | 1-3 | the sets with a bit a record: the records pass 1 integrated (passes 1-3), pass 2's candidates and the records it shingles, against indexes the records in a pair across (pass 2), the removed records (pass 3) | 1 bit a record each (125 MB for 10^9 records) | [`Shares::record_set`] each: a hundred-and-twenty-eighth; past it, written to disk in record order (9 bytes for 64 records, sparse words skipped), and read back through a window of at most 256 KiB a reader ([`crate::jobs::dedup::spill::record_sets`]) |
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
 //! | 1-2 | against indexes: the candidate pairs across, handed to pass 2's verification of them | 8 a pair (counted as 16, beside the run's own held in memory) | [`Shares::verify_pairs`], with the run's own; past it, pass 1 merges them into one sorted run by the run's record, which pass 2 reads front to back ([`crate::jobs::dedup::spill::across`]) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
@@ -192,18 +192,11 @@ impl Shares {
     /// pass 2's candidates, the removed ones, and against indexes those
     /// pass 2 reads for them): a hundred-and-twenty-eighth of the budget,
     /// 1 MiB (8 million records) under 128 MiB. Past it, written to disk
-    /// in record order and read back through a window of 2 MiB at most
+    /// in record order and read back through a window of 256 KiB at most
     /// ([`crate::jobs::dedup::spill::record_sets`]).
     pub fn record_set(self) -> u64 {
         self.max_memory / 128
     }
-}
-
-/// Bytes of the bit per record each of the three record sets takes for
-/// `records` records (integrated, candidates, removed): 125 MB each for
-/// 10^9 records, so 375 MB with all three alive in pass 3.
-pub fn bits_bytes(records: u64) -> u64 {
-    3 * records.div_ceil(8)
 }
 
 #[cfg(test)]
@@ -240,6 +233,10 @@ mod tests {
         // And the verified pairs across, a thirty-second more.
         let across = sets + s.verified_pairs_across();
         assert!(pass2 + s.verify_pairs() + s.verified_pairs() + across <= s.max_memory / 32 * 31);
+        // And the four record sets pass 2 may hold then (integrated,
+        // candidates, shingled, in a pair across), within its last
+        // thirty-second.
+        assert!(4 * s.record_set() <= s.max_memory / 32);
         // Between passes 2 and 3 and in pass 3: the clusters beside the
         // places and the clustered records' ids.
         assert!(s.clusters() + s.places() + s.candidate_ids() <= s.max_memory / 2);
@@ -256,6 +253,5 @@ mod tests {
         assert!(naming + s.places() + s.candidate_ids() <= s.max_memory / 2);
         let pass3 = s.clusters_file() + s.places() + removed + s.indexed_duplicates();
         assert!(pass3 <= s.max_memory / 2);
-        assert_eq!(bits_bytes(1_000_000_000), 375_000_000);
     }
 }

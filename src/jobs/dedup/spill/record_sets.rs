@@ -470,8 +470,16 @@ impl RecordSet {
         Ok(cursor.word(&self.data, word)? & bit != 0)
     }
 
-    /// Fails with the first run of the set that could not be read.
+    /// Fails with the first run of the set that could not be read (and
+    /// logs the rewinds, if any: a reader fell behind the window).
     pub fn check(&self) -> Result<(), RunError> {
+        let rewinds = self.rewinds();
+        if rewinds > 0 {
+            log::info!(
+                "dedup: the {} records' runs were read again from their start {rewinds} times",
+                self.data.name
+            );
+        }
         match self.failure.lock().expect("failure poisoned").take() {
             None => Ok(()),
             Some(message) => Err(RunError::Failed {
