@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use drainpipe_actors::{AtomicFile, OutputDir, OutputError, TempSpace};
 
-use super::bitset::BitSet;
 use super::budget::Shares;
 use super::chain::{CandidateIds, ClusteredIds};
 use super::keep::{KeepKey, KeepPolicy};
@@ -39,6 +38,7 @@ pub use super::spill::indexed::RemovedAsIndexed;
 use super::spill::joined::{joined_components, joined_ranked};
 use super::spill::named::{name_removed, Line, NamingError};
 use super::spill::ranked::ranked;
+use super::spill::record_sets::{RecordSet, SetWriter};
 use super::spill::runs::RunError;
 use super::spill::verified::VERIFIED_PAIR_BYTES;
 use super::unionfind::UnionFind;
@@ -469,16 +469,34 @@ impl Clusters {
         self.sizes.values().sum()
     }
 
-    /// The removed records (read front to back when on disk).
-    pub fn removed_records(&self) -> Result<BitSet, RunError> {
-        let mut removed = BitSet::new();
-        for record in self.removed.iter() {
-            removed.insert(record?.0.into());
+    /// The removed records, as duplicates of this run's records or of
+    /// indexed ones, as a set: within `share` bytes of memory, past it
+    /// written to runs in `temp` ([`super::spill::record_sets`]; `None`:
+    /// all in memory). Both lists are read front to back, merged in
+    /// record order as the set takes its members.
+    pub fn removed_records(
+        &self,
+        (share, temp): (Option<u64>, &Arc<TempSpace>),
+    ) -> Result<RecordSet, RunError> {
+        let mut set = SetWriter::new("removed", Some(Arc::clone(temp)), share).for_this_run();
+        let mut own = self.removed.iter().map(|r| r.map(|(record, _, _)| record));
+        let mut indexed = (self.indexed.records()).map(|r| r.map(|(record, _, _)| record));
+        let (mut a, mut b) = (own.next().transpose()?, indexed.next().transpose()?);
+        loop {
+            let record = match (a, b) {
+                (Some(x), y) if y.is_none_or(|y| x <= y) => {
+                    a = own.next().transpose()?;
+                    x
+                }
+                (_, Some(y)) => {
+                    b = indexed.next().transpose()?;
+                    y
+                }
+                (_, None) => break,
+            };
+            set.insert(record.into())?;
         }
-        for record in self.indexed.records() {
-            removed.insert(record?.0.into());
-        }
-        Ok(removed)
+        set.finish()
     }
 
     /// Each clustered record with its cluster's kept record: a table of
@@ -817,6 +835,42 @@ mod tests {
         assert_eq!(c.removed_count(), 4);
     }
 
+    /// The members of `c`'s removed set made within `budget`, asked one
+    /// by one and listed, and its bytes on disk.
+    fn removed_set(c: &Clusters, budget: (Option<u64>, &Arc<TempSpace>)) -> (Vec<u64>, u64) {
+        let set = c.removed_records(budget).unwrap();
+        let members: Vec<u64> = set.members().map(Result::unwrap).collect();
+        let end = members.last().map_or(0, |&m| m + 100);
+        let asked: Vec<u64> = (0..end).filter(|&r| set.contains(r)).collect();
+        set.check().unwrap();
+        assert_eq!(asked, members);
+        (members, set.bytes_on_disk())
+    }
+
+    #[test]
+    fn removed_records_of_the_run_and_of_an_index_make_one_set_in_record_order() {
+        // Records 3, 13, 23, ... removed, every other one as a duplicate
+        // of an indexed record (2 of them, before offset 2).
+        let offset = 2;
+        let (mut pairs, mut indexed) = (Vec::new(), Vec::new());
+        for i in 0..3_000u32 {
+            match i % 2 {
+                0 => pairs.push((i * 10, i * 10 + 3, 0.9)),
+                _ => indexed.push((i % 2, i * 10 + 3, 0.9)),
+            }
+        }
+        let (c, _) = Clusters::with_index(&pairs, &indexed, offset);
+        assert_eq!((c.removed.len(), c.indexed.len()), (1_500, 1_500));
+        let want: Vec<u64> = (0..3_000u64).map(|i| i * 10 + 3).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let sets = Arc::new(TempSpace::new(dir.path()));
+        for (share, spills) in [(None, false), (Some(64), true)] {
+            let (got, on_disk) = removed_set(&c, (share, &sets));
+            assert_eq!(got, want);
+            assert_eq!(on_disk > 0, spills);
+        }
+    }
+
     #[test]
     fn clusters_past_their_share_are_made_with_runs_and_are_the_same() {
         // Chains of three records far apart: 6,000 pairs.
@@ -849,11 +903,17 @@ mod tests {
             (want.sizes.clone(), 6_000)
         );
         assert_eq!(c.roots().unwrap(), want.roots().unwrap());
-        let bits = |c: &Clusters| {
-            let set = c.removed_records().unwrap();
-            (0..30_000u64).filter(|&r| set.contains(r)).count()
-        };
-        assert_eq!(bits(&c), bits(&want));
+        // The removed set, in memory or past a share of 64 bytes on disk
+        // (in a space of its own: its runs go with the run's folder).
+        let sets_dir = tempfile::tempdir().unwrap();
+        let sets = Arc::new(TempSpace::new(sets_dir.path()));
+        let (members, held) = removed_set(&want, (None, &sets));
+        assert_eq!((members.len(), held), (6_000, 0));
+        for c in [&c, &want] {
+            let (got, on_disk) = removed_set(c, (Some(64), &sets));
+            assert_eq!(got, members);
+            assert!(on_disk > 0);
+        }
         drop(c);
         let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
         assert_eq!(left, 0, "the removed records' run goes with the clusters");

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::bitset::BitSet;
+use super::spill::record_sets::RecordSet;
 
 /// What pass 2 has settled so far, shared by the Verifier (which tells)
 /// and the copy (which waits).
@@ -44,8 +44,9 @@ pub(super) enum End {
     /// Pass 2 is still running.
     #[default]
     Running,
-    /// Pass 2 completed: the records it removed.
-    Finished(Arc<BitSet>),
+    /// Pass 2 completed: the records it removed (read through a cursor of
+    /// the copy's own).
+    Finished(Arc<RecordSet>),
     /// Pass 2 did not complete, or the run ended before the copy.
     Abandoned,
 }

@@ -366,6 +366,7 @@ fn chain(
     let clusters = clusters_of(&mut run, index.as_mut(), &found, &verified)?;
     let outputs = kept::run(&mut run, &found, (&clusters, ids), &reads, &form, beside)?;
     outcome::check_unchanged(&run, &found, &verified, &reads, &outputs)?;
+    let removed_spilled_bytes = outputs.removed_spilled_bytes;
     let (kept, rejects) = outcome::commit(&mut run, outputs, found.rejected)?;
     // Nothing is left to resume: the places on disk are of no more use
     // (a file that stays goes with the temporary folder).
@@ -397,6 +398,7 @@ fn chain(
         verified: &verified,
         keys,
         clusters: &clusters,
+        removed_spilled_bytes,
         reads,
         kept,
         kept_file: form.file_name(),

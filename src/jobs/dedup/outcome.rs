@@ -48,6 +48,9 @@ pub struct Findings<'a> {
     pub keys: &'a HashMap<u32, KeepKey>,
     /// The clusters.
     pub clusters: &'a Clusters,
+    /// Bytes the removed records' set wrote to disk in pass 3 (0: held in
+    /// memory).
+    pub removed_spilled_bytes: u64,
     /// How passes 2 and 3 read the input.
     pub reads: Reads,
     /// Records of the kept file.
@@ -301,6 +304,7 @@ fn result(
         verified,
         keys,
         clusters,
+        removed_spilled_bytes,
         reads,
         kept,
         kept_file,
@@ -339,6 +343,7 @@ fn result(
         "clusters": clusters.count(),
         "cluster_sizes": sizes,
         "clusters_spilled_bytes": clusters.spilled_bytes,
+        "removed_records_spilled_bytes": removed_spilled_bytes,
         "candidate_pairs": found.candidate_pairs,
         "verified_pairs": verified.pairs.len(),
         "integrator_bytes_per_record": bytes_per_record.max(verify_bytes_per_record),

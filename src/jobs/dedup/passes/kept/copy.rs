@@ -36,11 +36,13 @@ use std::sync::Arc;
 use drainpipe_actors::{AtomicFile, OutputDir, RunHandle, TempSpace};
 
 use crate::input::{format_of, FORMAT_JSONL};
+#[cfg(test)]
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::{Written, KEPT_FILE};
 use crate::jobs::dedup::spans::Spans;
 use crate::jobs::dedup::spill::places::PlaceCursor;
 use crate::jobs::dedup::spill::record_sets::RecordSet;
+use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::pass::RunContext;
 
 /// Runs shorter than this are gathered ([`copy_gathered`]); longer ones
@@ -115,11 +117,31 @@ pub trait Removed {
     fn removed(&mut self, index: u64) -> Result<bool, NotCopied>;
 }
 
-/// The final removed set of pass 2.
+/// The final removed set of pass 2: a run of it that cannot be read
+/// fails the copy.
+impl Removed for &RecordSet {
+    fn removed(&mut self, index: u64) -> Result<bool, NotCopied> {
+        self.try_contains(index).map_err(unread)
+    }
+}
+
+/// A removed set held whole (tests).
+#[cfg(test)]
 impl Removed for &BitSet {
     fn removed(&mut self, index: u64) -> Result<bool, NotCopied> {
         Ok(self.contains(index))
     }
+}
+
+/// A removed set whose runs could not be read, as the copy's failure.
+pub fn unread(e: RunError) -> NotCopied {
+    NotCopied::Failed(format!("dedup pass 3: reading the removed records: {e}"))
+}
+
+/// Fails with the first of `sets` a run of which could not be read
+/// ([`RecordSet::check`]): asked before the copy's file is used.
+pub fn read_cleanly(sets: &[&RecordSet]) -> Result<(), NotCopied> {
+    sets.iter().try_for_each(|set| set.check()).map_err(unread)
 }
 
 impl<R: Removed> Removed for &mut R {

@@ -51,6 +51,7 @@ use drainpipe_actors::{Location, RawRecord, Settings};
 
 use crate::input::Wanted;
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
+#[cfg(test)]
 use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::Written;
 use crate::jobs::dedup::fates::{End, Fates, State};
@@ -60,7 +61,7 @@ use crate::jobs::dedup::spans::{Located, Spans};
 use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::dedup::unionfind::UnionFind;
 
-use super::copy::{copy_kept, CopyTarget, NotCopied, Removed};
+use super::copy::{copy_kept, read_cleanly, unread, CopyTarget, NotCopied, Removed};
 
 /// How long the copy waits for pass 2 before it logs that it still does
 /// (at info level: the copy often waits for pass 2, and that is no fault;
@@ -215,7 +216,7 @@ struct Following {
     checked_here: HashMap<u32, bool>,
     /// Fates decided before pass 2's final set arrived.
     decided: Vec<(u32, bool)>,
-    last: Option<Arc<BitSet>>,
+    last: Option<Arc<RecordSet>>,
     /// Time spent waiting for pass 2 (reported in the log).
     waited: Duration,
     /// How long pass 2 may check no further pair while the copy waits
@@ -362,9 +363,9 @@ impl Following {
                             self.waited.as_secs_f64(),
                             self.checked_here.len()
                         );
-                        let fate = removed.contains(record.into());
+                        let fate = removed.try_contains(record.into()).map_err(unread);
                         self.last = Some(removed);
-                        return Ok(fate);
+                        return fate;
                     }
                     End::Abandoned => return Err(NotCopied::Stopped),
                     End::Running => {}
@@ -500,7 +501,7 @@ impl Following {
 
 /// Checks the fates the copy `decided` before pass 2 ended against pass
 /// 2's final result.
-fn agree(decided: &[(u32, bool)], removed: &BitSet) -> Result<(), NotCopied> {
+fn agree(decided: &[(u32, bool)], removed: &RecordSet) -> Result<(), NotCopied> {
     match decided
         .iter()
         .find(|&&(record, fate)| removed.contains(record.into()) != fate)
@@ -520,7 +521,7 @@ impl Removed for Following {
             return Err(NotCopied::Stopped);
         }
         if let Some(removed) = &self.last {
-            return Ok(removed.contains(index));
+            return removed.try_contains(index).map_err(unread);
         }
         while self
             .doubtful
@@ -604,16 +605,21 @@ impl KeptCopy {
 
     /// Pass 2 completed and removed `removed`: the copy finishes with that
     /// and its file is returned (uncommitted), with the copy's own time.
-    /// [`NotCopied::Redo`] when it decided a record otherwise or panicked.
-    pub fn finish(mut self, removed: Arc<BitSet>) -> (Result<Written, NotCopied>, Duration) {
-        self.fates.end(End::Finished(Arc::clone(&removed)));
-        match self.join() {
+    /// [`NotCopied::Redo`] when it decided a record otherwise or panicked;
+    /// [`NotCopied::Failed`] when a run of the set could not be read.
+    pub fn finish(mut self, removed: &RecordSet) -> (Result<Written, NotCopied>, Duration) {
+        // The copy's thread reads on from where it is, the check below
+        // from the first record decided: a cursor each.
+        let theirs = Arc::new(removed.apart());
+        self.fates.end(End::Finished(Arc::clone(&theirs)));
+        let (result, elapsed) = match self.join() {
             Ok(copied) => {
-                let result = agree(&copied.decided, &removed).and(copied.result);
+                let result = agree(&copied.decided, removed).and(copied.result);
                 (result, copied.elapsed)
             }
             Err(panicked) => (Err(panicked), Duration::ZERO),
-        }
+        };
+        (read_cleanly(&[&theirs, removed]).and(result), elapsed)
     }
 
     /// Waits for the thread's result, saying so every [`WAIT_REPORT`].
@@ -856,7 +862,7 @@ mod tests {
                     set.insert(r as u64);
                 }
             }
-            assert!(agree(&following.decided, &set).is_ok());
+            assert!(agree(&following.decided, &RecordSet::in_memory(&set)).is_ok());
         }
     }
 
@@ -916,7 +922,7 @@ mod tests {
                 assert!(Instant::now() < deadline, "the copy did not end");
                 std::thread::sleep(Duration::from_millis(5));
             }
-            match copy.finish(Arc::new(result)).0 {
+            match copy.finish(&RecordSet::in_memory(&result)).0 {
                 Ok(written) => {
                     assert!(agrees, "a disagreement went unnoticed");
                     assert_eq!(written.kept, 1);
@@ -927,6 +933,56 @@ mod tests {
                 }
                 Err(other) => panic!("{other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_removed_set_whose_run_cannot_be_read_fails_the_copy() {
+        use crate::jobs::dedup::spill::record_sets::SetWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let same = "one two three four five six seven eight";
+        let texts = [same, same, same];
+        let target = CopyTarget {
+            inputs: checker_over(dir.path(), &texts).inputs,
+            temp: Arc::new(drainpipe_actors::TempSpace::new(dir.path())),
+            output: drainpipe_actors::OutputDir::create(dir.path().join("out")).unwrap(),
+            handle: drainpipe_actors::RunHandle::default(),
+        };
+        // Records 1 and 2 removed, and members past the input that push
+        // their word to a run on disk, then cut short.
+        let sets = Arc::new(drainpipe_actors::TempSpace::new(dir.path().join("sets")));
+        let mut writer = SetWriter::new("removed", Some(Arc::clone(&sets)), Some(64));
+        for record in [1, 2].into_iter().chain((1..20).map(|word| word * 64)) {
+            writer.insert(record).unwrap();
+        }
+        let removed = writer.finish().unwrap();
+        assert!(removed.bytes_on_disk() > 0);
+        for run in std::fs::read_dir(sets.folder()).unwrap() {
+            let path = run.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        }
+        let mut integrated = BitSet::new();
+        (0..3).for_each(|r| integrated.insert(r));
+        let copy = KeptCopy::start(
+            target,
+            Arc::new(RecordSet::in_memory(&integrated)),
+            &[(0, 2), (1, 2)],
+            checker_over(dir.path(), &texts),
+            Settings::default().stall_timeout,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !copy.fates.lock().closed {
+            assert!(Instant::now() < deadline, "the copy did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Not a disagreement to copy again from: a failure.
+        match copy.finish(&removed).0 {
+            Err(NotCopied::Failed(message)) => {
+                assert!(message.contains("removed records"), "{message}")
+            }
+            other => panic!("{:?}", other.map(|w| w.kept)),
         }
     }
 

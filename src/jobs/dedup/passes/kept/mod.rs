@@ -22,11 +22,12 @@ use std::time::Instant;
 
 use drainpipe_actors::{AtomicFile, RunReport};
 
-use crate::jobs::dedup::bitset::BitSet;
+use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::chain::{ClusteredIds, Found, Reads, Written};
 use crate::jobs::dedup::clusters::{write_clusters_of, Clusters};
 use crate::jobs::dedup::ledger::{changed, fail, Halt, PassTime, Run};
 use crate::jobs::dedup::resume::{self, Pass};
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
 pub mod copy;
@@ -39,7 +40,7 @@ pub use follow::{CandidatePlaces, KeptCopy};
 pub use form::KeptForm;
 pub use pipeline::KeptJob;
 
-use copy::{copy_kept, CopyTarget, NotCopied};
+use copy::{copy_kept, read_cleanly, CopyTarget, NotCopied};
 use follow::Checker;
 
 /// What pass 3 hands the run: both output files, complete and
@@ -53,6 +54,9 @@ pub struct Outputs {
     /// The report of the pass's pipeline, when it ran as one (a copy has
     /// none).
     pub report: Option<RunReport>,
+    /// Bytes the removed records' set wrote to the temporary space (0:
+    /// held in memory), `removed_records_spilled_bytes` in the summary.
+    pub removed_spilled_bytes: u64,
 }
 
 /// Starts the copy of `kept.jsonl` beside pass 2 over the candidate
@@ -93,9 +97,13 @@ pub fn run(
     form: &KeptForm,
     beside: Option<KeptCopy>,
 ) -> Result<Outputs, Halt> {
-    let removed = clusters.removed_records().map_err(|e| {
-        anyhow::Error::new(e.into_io()).context("dedup: reading the removed records")
-    })?;
+    let share = (run.ctx.max_memory).map(|max_memory| Shares { max_memory }.record_set());
+    let removed = clusters
+        .removed_records((share, &run.ctx.temp))
+        .map_err(|e| {
+            anyhow::Error::new(e.into_io())
+                .context("dedup pass 3: making the set of removed records")
+        })?;
     let removed = Arc::new(removed);
     if reads.copy {
         // No pipeline pass follows: the batch buffers are freed now, while
@@ -114,15 +122,16 @@ pub fn run(
             let report = run.loaded_report(found.records, found.rejected);
             run.reports.push(report);
         }
-        (copied(run, found, removed, beside)?, None)
+        (copied(run, found, &removed, beside)?, None)
     } else {
-        let (kept, report) = piped(run, found, removed, form)?;
+        let (kept, report) = piped(run, found, Arc::clone(&removed), form)?;
         (kept, Some(report))
     };
     Ok(Outputs {
         kept,
         clusters,
         report,
+        removed_spilled_bytes: removed.bytes_on_disk(),
     })
 }
 
@@ -131,14 +140,19 @@ pub fn run(
 fn copied(
     run: &mut Run<'_>,
     found: &Found,
-    removed: Arc<BitSet>,
+    removed: &RecordSet,
     beside: Option<KeptCopy>,
 ) -> Result<Written, Halt> {
     let started = Instant::now();
     let target = CopyTarget::of(run.ctx);
     let beside_verify = beside.is_some();
-    let copy_now = || copy_kept(&target, &found.spans, &found.integrated, &*removed);
-    let (copied, copy_time) = match beside.map(|copy| copy.finish(Arc::clone(&removed))) {
+    let copy_now = || {
+        // A cursor of its own: after a copy beside pass 2, from the start.
+        let removed = removed.apart();
+        let copied = copy_kept(&target, &found.spans, &found.integrated, &removed);
+        read_cleanly(&[&removed]).and(copied)
+    };
+    let (copied, copy_time) = match beside.map(|copy| copy.finish(removed)) {
         Some((Err(NotCopied::Redo(message)), _)) => {
             log::warn!("dedup: {message}; copying kept.jsonl again");
             (copy_now(), None)
@@ -173,7 +187,7 @@ fn copied(
 fn piped(
     run: &mut Run<'_>,
     found: &Found,
-    removed: Arc<BitSet>,
+    removed: Arc<RecordSet>,
     form: &KeptForm,
 ) -> Result<(Written, RunReport), Halt> {
     let ctx = run.ctx;

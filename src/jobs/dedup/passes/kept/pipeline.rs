@@ -24,7 +24,6 @@ use drainpipe_actors::{
 };
 
 use crate::input::{parse_text_record, TextFields, FORMAT_JSONL};
-use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::Written;
 use crate::jobs::dedup::records::rejected_again;
 use crate::jobs::dedup::spill::record_sets::RecordSet;
@@ -41,7 +40,10 @@ pub use remote::{KeptStep, REMOTE_NAME};
 pub struct KeptJob {
     fields: TextFields,
     integrated: Arc<RecordSet>,
-    removed: Arc<BitSet>,
+    removed: Arc<RecordSet>,
+    /// The removed set through a cursor of its own, for the reader
+    /// ([`KeptJob::needed`]), which goes ahead of the processors.
+    removed_ahead: Arc<RecordSet>,
     output: OutputDir,
     form: KeptForm,
     /// For [`KeptForm::InputSchema`]: the Parquet files' numbers, by the
@@ -56,7 +58,7 @@ impl KeptJob {
     pub fn new(
         fields: TextFields,
         integrated: Arc<RecordSet>,
-        removed: Arc<BitSet>,
+        removed: Arc<RecordSet>,
         output: OutputDir,
         form: KeptForm,
     ) -> Self {
@@ -71,6 +73,7 @@ impl KeptJob {
         KeptJob {
             fields,
             integrated,
+            removed_ahead: Arc::new(removed.apart()),
             removed,
             output,
             form,
@@ -85,7 +88,7 @@ impl KeptJob {
     /// place only), the kept ones.
     pub fn needed(&self) -> Needed {
         let integrated = Arc::clone(&self.integrated);
-        let removed = Arc::clone(&self.removed);
+        let removed = Arc::clone(&self.removed_ahead);
         let contents = !matches!(self.form, KeptForm::InputSchema(..));
         Arc::new(move |i| !integrated.contains(i) || (contents && !removed.contains(i)))
     }
@@ -172,6 +175,7 @@ impl Job for KeptJob {
             sink: Sink::None,
             error: None,
             kept: 0,
+            removed: [Arc::clone(&self.removed), Arc::clone(&self.removed_ahead)],
             slot: Arc::clone(&self.slot),
         }
     }
@@ -215,6 +219,10 @@ pub struct KeptWriter {
     /// output error (exit code 74), not a failure of step 2.
     error: Option<std::io::Error>,
     kept: u64,
+    /// The removed set as the processors and the reader read it: a run of
+    /// it that could not be read fails the pass (exit code 74), as its
+    /// records were taken for kept.
+    removed: [Arc<RecordSet>; 2],
     slot: Arc<Mutex<Option<Written>>>,
 }
 
@@ -294,6 +302,12 @@ impl Integrate for KeptWriter {
             // Interrupted: the file is dropped, nothing is written.
             self.sink = Sink::None;
             return Ok(serde_json::json!({ "pass": "kept", "partial": true }));
+        }
+        for set in &self.removed {
+            set.check().map_err(|e| {
+                let e = e.into_io();
+                std::io::Error::new(e.kind(), format!("dedup pass 3: the removed records: {e}"))
+            })?;
         }
         let file = self.complete()?;
         *self.slot.lock().expect("result slot poisoned") = Some(Written {
