@@ -195,7 +195,8 @@ impl Verifier {
     pub(super) fn keep_clustered_ids(&mut self) -> Result<(), RunError> {
         match &self.ids {
             IdsHeld::All | IdsHeld::Pruned { prune: false, .. } => {}
-            IdsHeld::Pruned { prune: true, .. } => self.prune_ids(u32::MAX),
+            // A failure here is the pass's: its result would be wrong.
+            IdsHeld::Pruned { prune: true, .. } => self.prune_ids_in_order(u32::MAX)?,
             IdsHeld::OnDisk(spill) => {
                 let members = self.clustered_records()?;
                 // A saved index's clusters also take records whose only
