@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use drainpipe_actors::{AtomicFile, TempSpace};
 
-use super::bitset::BitSet;
 use super::ids::IdKeys;
 use super::keep::KeepKey;
 use super::spans::Spans;
@@ -58,8 +57,9 @@ pub trait BandsHook: Send + Sync + std::fmt::Debug {
 /// What pass 2's Integrator tells, for every record it reads, when the
 /// run joins or writes a saved index ([`super::index`]).
 pub trait RecordHook: Send + Sync + std::fmt::Debug {
-    /// Records whose shingle sets the hook needs besides the candidates'.
-    fn records(&self) -> BitSet;
+    /// Records whose shingle sets the hook needs besides the candidates'
+    /// (past its share of the budget, on disk: read in increasing order).
+    fn records(&self) -> &RecordSet;
     /// True when [`RecordHook::record`] needs every record's normalized
     /// words: pass 2 then reads every record pass 1 integrated, and sends
     /// an empty shingle set for those neither a candidate nor in

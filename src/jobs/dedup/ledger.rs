@@ -111,6 +111,18 @@ pub struct PassTime {
     /// ids went there).
     #[serde(skip_serializing_if = "Option::is_none")]
     clustered_ids_on_disk: Option<bool>,
+    /// Bytes on disk of the sets of records past their share
+    /// ([`crate::jobs::dedup::spill::record_sets`]): pass 1's integrated
+    /// records; pass 2's candidates, with an index hook the records it
+    /// shingled, and the clustered records (the most of one), when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    integrated_records_spilled_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_records_spilled_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shingled_records_spilled_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clustered_records_spilled_bytes: Option<u64>,
 }
 
 impl PassTime {
@@ -138,6 +150,16 @@ impl PassTime {
             clustered_ids_on_disk: report.result["clustered_ids_on_disk"]
                 .as_bool()
                 .filter(|&on_disk| on_disk),
+            integrated_records_spilled_bytes: report.result["integrated_records_spilled_bytes"]
+                .as_u64(),
+            candidate_records_spilled_bytes: report.result["candidate_records_spilled_bytes"]
+                .as_u64(),
+            shingled_records_spilled_bytes: (report.result["shingled_records_spilled_bytes"])
+                .as_u64()
+                .filter(|&bytes| bytes > 0),
+            clustered_records_spilled_bytes: (report.result["clustered_records_spilled_bytes"])
+                .as_u64()
+                .filter(|&bytes| bytes > 0),
         }
     }
 
@@ -161,6 +183,10 @@ impl PassTime {
             verified_pairs_peak_bytes: None,
             verified_pairs_spilled_bytes: None,
             clustered_ids_on_disk: None,
+            integrated_records_spilled_bytes: None,
+            candidate_records_spilled_bytes: None,
+            shingled_records_spilled_bytes: None,
+            clustered_records_spilled_bytes: None,
         }
     }
 
@@ -187,6 +213,10 @@ impl PassTime {
             verified_pairs_peak_bytes: None,
             verified_pairs_spilled_bytes: None,
             clustered_ids_on_disk: None,
+            integrated_records_spilled_bytes: None,
+            candidate_records_spilled_bytes: None,
+            shingled_records_spilled_bytes: None,
+            clustered_records_spilled_bytes: None,
         }
     }
 }

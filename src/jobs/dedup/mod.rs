@@ -345,7 +345,10 @@ fn chain(
     }
     let record_hook = (index.as_mut())
         .filter(|_| verified_before.is_none())
-        .map(|index| index.after_signatures((sets_share, &ctx.temp), across_share))
+        .map(|index| {
+            let set_share = shares.map(budget::Shares::record_set);
+            index.after_signatures((sets_share, &ctx.temp), (across_share, set_share))
+        })
         .transpose()?;
     let hooked = match &record_hook {
         Some(hook) if hook.wants_words() => found.read(),

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use drainpipe_actors::TempSpace;
 
-use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::chain::CandidatePairs;
 use crate::jobs::dedup::chain::{BandsHook, RecordHook};
 use crate::jobs::dedup::lsh::{merged_candidate_pairs_across, merged_candidate_pairs_from};
@@ -20,6 +19,7 @@ use crate::jobs::dedup::spill::across::{self, CrossPairs, CrossReader};
 use crate::jobs::dedup::spill::held::{HeldSpill, Pending};
 use crate::jobs::dedup::spill::merge::{EntrySource, Merge};
 use crate::jobs::dedup::spill::pairs::{PairSpill, PairsMade};
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::dedup::spill::runs::{Entry, RunError, RunInfo, RunReader, RunWriter};
 use crate::jobs::dedup::spill::verified::PairsSpill;
 
@@ -241,8 +241,8 @@ impl BandsHook for JoinedBands {
 #[derive(Debug)]
 pub struct Joiner {
     threshold: f64,
-    /// The records in pairs across.
-    reads: BitSet,
+    /// The records in pairs across (past their share, on disk).
+    reads: RecordSet,
     /// An index is saved: every record's words are written.
     saving: bool,
     state: Mutex<JoinerState>,
@@ -356,7 +356,7 @@ impl Joiner {
     /// when an index is saved (then pass 2 reads every record).
     pub fn new(
         threshold: f64,
-        (cross, count, reads): (CrossReader, u64, BitSet),
+        (cross, count, reads): (CrossReader, u64, RecordSet),
         (sets, verified): (IndexedSets, PairsSpill),
         writer: Option<SegmentWriter>,
     ) -> Self {
@@ -421,8 +421,8 @@ impl JoinerState {
 }
 
 impl RecordHook for Joiner {
-    fn records(&self) -> BitSet {
-        self.reads.clone()
+    fn records(&self) -> &RecordSet {
+        &self.reads
     }
 
     fn wants_words(&self) -> bool {
@@ -570,13 +570,11 @@ mod tests {
             memory: (0..70).map(|i| (i, set_of(i))).collect(),
             ..IndexedSets::default()
         };
-        let mut reads = BitSet::new();
+        let mut reads = crate::jobs::dedup::spill::record_sets::SetWriter::default();
         cross
-            .each(&temp, &mut |(_, r)| {
-                reads.insert(r.into());
-                Ok(())
-            })
+            .each(&temp, &mut |(_, r)| reads.insert(r.into()))
             .unwrap();
+        let reads = reads.into_set();
         let count = cross.len();
         // A share of a few hundred verified pairs: they go to runs.
         let verified = PairsSpill::across(Arc::clone(&temp), Some(4 << 10));

@@ -43,18 +43,21 @@ use super::hooks::{BandsOut, IndexBands, IndexedSets, JoinedBands, Joiner};
 use super::manifest::{Segment, MANIFEST_FILE};
 use super::progress::{IndexProgress, ProgressFile, VerifiedAcross};
 use super::{IndexError, IndexOptions, IndexParams, Manifest};
-use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::resume;
 use crate::jobs::dedup::spill::across::CrossPairs;
 use crate::jobs::dedup::spill::components::RemovedRecord;
 use crate::jobs::dedup::spill::indexed::NameError;
 use crate::jobs::dedup::spill::merge::EntrySource;
+use crate::jobs::dedup::spill::record_sets::{RecordSet, SetState, SetWriter};
 use crate::jobs::dedup::spill::runs::Entry;
 use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
 use crate::jobs::dedup::spill::sorter::Sorter;
 use crate::jobs::dedup::spill::verified::PairsSpill;
 use crate::jobs::dedup::spill::verified::VerifiedPairs;
 use drainpipe_actors::TempSpace;
+
+/// The set of the records in pairs across, as its runs are named.
+const ACROSS: &str = "across";
 
 /// An index the run is against, numbered from `offset` among the run's
 /// indexed records.
@@ -125,6 +128,9 @@ pub struct IndexRun {
     /// Bytes of the runs the indexed records' sets went to, and the most
     /// they held in memory ([`IndexedSets::peak_bytes`]).
     sets_spilled: (u64, u64),
+    /// Bytes on disk of the set of the records in pairs across, when this
+    /// process made it (0 when pass 2 was loaded).
+    reads_spilled: u64,
 }
 
 /// What an index run keeps for `--resume`, and where: the state file, what
@@ -227,6 +233,7 @@ impl IndexRun {
             verified_disk: None,
             hooked: None,
             wanted_spilled: 0,
+            reads_spilled: 0,
             sets_spilled: (0, 0),
         };
         if let Some(loaded) = resumable.loaded {
@@ -283,13 +290,14 @@ impl IndexRun {
     /// within `share` bytes (`None`: no budget; past it, to sorted runs in
     /// `temp`: [`IndexedSets::read`]), and makes pass 2's hook, which
     /// keeps the verified pairs across within `verified_share`
-    /// ([`PairsSpill::across`]). The candidate pairs across are read
-    /// front to back, from memory or from their run on disk
+    /// ([`PairsSpill::across`]); the set of the records in pairs across
+    /// within `set_share` ([`SetWriter`]). The candidate pairs across are
+    /// read front to back, from memory or from their run on disk
     /// ([`CrossPairs`]), never held here.
     pub fn after_signatures(
         &mut self,
         (share, temp): (Option<u64>, &Arc<TempSpace>),
-        verified_share: Option<u64>,
+        (verified_share, set_share): (Option<u64>, Option<u64>),
     ) -> anyhow::Result<Arc<dyn RecordHook>> {
         let started = std::time::Instant::now();
         // Pass 1 loaded: what its hook found when it ran.
@@ -306,7 +314,11 @@ impl IndexRun {
         // In the order pass 2 reads them in, that of the spilled sets'
         // runs: by the record, then the indexed record.
         let cross = out.cross;
-        let (sets, reads, indexed) = self.indexed_sets(&cross, (share, temp))?;
+        let reads = SetWriter::new(ACROSS, Some(Arc::clone(temp)), set_share)
+            .resumed(SetState::default())
+            .map_err(reading_pairs)?;
+        let (sets, reads, indexed) = self.indexed_sets(&cross, (share, temp), reads)?;
+        self.reads_spilled = reads.bytes_on_disk();
         let writer = self.segment_writer()?;
         log::info!(
             "dedup index: {} pairs across ({} bytes on disk), the sets of {indexed} indexed \
@@ -337,7 +349,8 @@ impl IndexRun {
     /// The shingle sets of the indexed records in the pairs `cross`,
     /// within `share` bytes, past it in sorted runs in `temp`
     /// ([`IndexedSets::read`]); with the records of this run in a pair
-    /// across, and how many indexed records were read. The indexed records
+    /// across (written into `reads` in record order, as `cross` yields
+    /// them), and how many indexed records were read. The indexed records
     /// are found by an external sort within the same share (pass 2's own
     /// shares are not in use yet), sorted and each once: never a list of
     /// them, nor a bit per indexed record, held whole.
@@ -345,13 +358,13 @@ impl IndexRun {
         &mut self,
         cross: &CrossPairs,
         (share, temp): (Option<u64>, &Arc<TempSpace>),
-    ) -> anyhow::Result<(IndexedSets, BitSet, u64)> {
+        mut reads: SetWriter,
+    ) -> anyhow::Result<(IndexedSets, RecordSet, u64)> {
         let before = temp.bytes_spilled();
         let mut wanted = Sorter::new(temp, "indexed-wanted", share.unwrap_or(u64::MAX));
-        let mut reads = BitSet::new();
         cross
             .each(temp, &mut |(indexed, record)| {
-                reads.insert(record.into());
+                reads.insert(record.into())?;
                 let key = indexed.into();
                 wanted.push(Entry {
                     key,
@@ -360,8 +373,9 @@ impl IndexRun {
                 })
             })
             .map_err(reading_pairs)?;
+        let reads = reads.finish().map_err(reading_pairs)?;
         let mut wanted = wanted.finish().map_err(reading_pairs)?;
-        self.wanted_spilled = temp.bytes_spilled() - before;
+        self.wanted_spilled = temp.bytes_spilled() - before - reads.bytes_on_disk();
         let (failed, mut indexed) = (Cell::new(None), 0u64);
         let ngram = self.params.ngram as usize;
         let mut stream = std::iter::from_fn(|| match wanted.next_entry() {
@@ -546,7 +560,12 @@ impl IndexRun {
             .take()
             .context("pass 2 ran without the index's hook")?;
         let mut state = joiner.take();
+        // Read by pass 2 only, which has ended.
+        let removed = joiner.records().remove_runs();
         drop(joiner);
+        removed
+            .map_err(RunError::into_io)
+            .context("removing the records in pairs across from disk")?;
         state.fill_to(records_read);
         if let Some(e) = state.error.take() {
             return Err(e).context("writing the index's words and ids");
@@ -723,6 +742,7 @@ impl IndexRun {
             "indexed_records_sorted_spilled_bytes": self.wanted_spilled,
             "indexed_sets_spilled_bytes": self.sets_spilled.0,
             "indexed_sets_peak_bytes": self.sets_spilled.1,
+            "across_records_spilled_bytes": self.reads_spilled,
             "removed_as_indexed": clusters.indexed.len(),
             "removed_as_indexed_spilled_bytes": clusters.indexed.spilled_bytes(),
         });

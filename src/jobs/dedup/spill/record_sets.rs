@@ -489,6 +489,20 @@ impl RecordSet {
         }
     }
 
+    /// Removes its runs from the temporary space: for a set made for one
+    /// pass, once no reader needs it (nothing names its runs).
+    pub fn remove_runs(&self) -> Result<(), RunError> {
+        let Some(temp) = &self.data.temp else {
+            return Ok(());
+        };
+        for run in &self.data.state.runs {
+            let path = temp.folder().join(&run.name);
+            temp.remove(&run.name, run.bytes)
+                .map_err(RunError::io(&path))?;
+        }
+        Ok(())
+    }
+
     /// The members in increasing order, read from the runs front to back.
     pub fn members(&self) -> Members {
         Members {

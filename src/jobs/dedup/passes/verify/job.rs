@@ -30,7 +30,6 @@ use drainpipe_actors::{
 };
 
 use crate::input::{parse_text_record, TextFields, TextRecord, FORMAT_JSONL};
-use crate::jobs::dedup::bitset::BitSet;
 use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::chain::{CandidateIds, ClusteredIds, RecordHook, Verified};
 use crate::jobs::dedup::fates::Fates;
@@ -41,7 +40,7 @@ use crate::jobs::dedup::resume::ResultFile;
 use crate::jobs::dedup::shingle::shingle_set;
 use crate::jobs::dedup::similarity::jaccard;
 use crate::jobs::dedup::spill::held::HeldSpill;
-use crate::jobs::dedup::spill::pair_files::{pair_of, CandidatePairs, PairFiles, PairReader};
+use crate::jobs::dedup::spill::pair_files::{CandidatePairs, PairFiles};
 use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::spill::verified::{PairsSpill, VerifiedPair, VerifiedPairs};
@@ -52,10 +51,12 @@ use crate::jobs::dedup::state::{
 mod ids;
 mod partners;
 mod remote;
+mod sets;
 
 use ids::IdsHeld;
 pub use partners::Partners;
 pub use remote::{VerifyStep, REMOTE_NAME};
+pub use sets::SetSpace;
 
 /// A candidate record's id (JSON value text), shingle set, for an
 /// index hook that wants them ([`RecordHook::wants_words`]) its
@@ -91,6 +92,13 @@ pub struct VerifyJob {
     spill: Option<(Arc<TempSpace>, Option<Pass2Shares>, RunHandle)>,
     /// `--keep`: the key each candidate is ranked by ([`KeepPolicy::key`]).
     keep: KeepPolicy,
+    /// Where the sets of records the pass makes go ([`SetSpace`]).
+    sets: SetSpace,
+    /// Bytes on disk of the candidates' set and the shingled one.
+    sets_spilled: (u64, u64),
+    /// The sets the pass made (not pass 1's integrated records): their
+    /// runs are removed once it has ended ([`VerifyJob::remove_sets`]).
+    made: Vec<Arc<RecordSet>>,
     slot: Arc<Mutex<Option<Verified>>>,
 }
 
@@ -141,21 +149,6 @@ impl PairsIn {
         }
     }
 
-    /// Calls `f` with each pair in order: from memory, or from their file
-    /// read front to back once.
-    fn each(&self, mut f: impl FnMut((u32, u32))) -> Result<(), RunError> {
-        match self {
-            PairsIn::Memory(pairs) => pairs.iter().for_each(|&p| f(p)),
-            PairsIn::Disk(temp, files) => {
-                let mut reader = PairReader::open(temp, &files.by_later)?;
-                while let Some(entry) = reader.next_entry()? {
-                    f(pair_of(entry));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// As pass 2's Integrator reads them.
     fn partners(&self) -> Partners {
         match self {
@@ -180,26 +173,26 @@ fn original(reread: Option<&Arc<Vec<u32>>>, index: u64) -> Result<u64, RecordErr
 
 impl VerifyJob {
     /// Pass 2 over the candidate `pairs` of pass 1 (sorted by the later
-    /// record), for the records pass 1 `integrated`. Pairs on disk are
-    /// read once here, front to back, for the candidates' bits.
+    /// record), for the records pass 1 `integrated`; the sets of records
+    /// it makes go to `sets`. Pairs on disk are read once here, front to
+    /// back, for the candidates' set ([`sets::candidates_of`]).
     pub fn new(
         fields: TextFields,
         ngram: usize,
         threshold: f64,
         integrated: Arc<RecordSet>,
-        pairs: PairsIn,
+        (pairs, sets): (PairsIn, SetSpace),
     ) -> Result<Self, RunError> {
-        let mut candidates = BitSet::new();
-        pairs.each(|(a, b)| {
-            candidates.insert(a.into());
-            candidates.insert(b.into());
-        })?;
+        let candidates = Arc::new(sets::candidates_of(&pairs, &sets)?);
         Ok(VerifyJob {
             fields,
             ngram,
             threshold,
             integrated,
-            candidates: Arc::new(RecordSet::in_memory(&candidates)),
+            sets_spilled: (candidates.bytes_on_disk(), 0),
+            made: vec![Arc::clone(&candidates)],
+            candidates,
+            sets,
             pairs,
             reread: None,
             result_file: None,
@@ -223,15 +216,16 @@ impl VerifyJob {
     /// Index hook: reads the records `hook` needs the shingle sets of
     /// besides the candidates (and, when it wants every record's words,
     /// every record, shingling only those), and tells it every record read
-    /// ([`RecordHook`]).
-    pub fn with_record_hook(mut self, hook: Option<Arc<dyn RecordHook>>) -> Self {
+    /// ([`RecordHook`]). Fails when a set's run cannot be read.
+    pub fn with_record_hook(mut self, hook: Option<Arc<dyn RecordHook>>) -> Result<Self, RunError> {
         if let Some(hook) = &hook {
             self.words = hook.wants_words();
-            let mut shingled = hook.records();
-            for r in self.candidates.members() {
-                shingled.insert(r.expect("candidates in memory"));
-            }
-            let shingled = Arc::new(RecordSet::in_memory(&shingled));
+            let union = sets::merged(hook.records().members(), self.candidates.members());
+            let shingled = Arc::new(self.sets.set_of(sets::SHINGLED, union)?);
+            // The candidates' set is in the union: no longer read.
+            self.candidates.remove_runs()?;
+            self.made = vec![Arc::clone(&shingled)];
+            self.sets_spilled.1 = shingled.bytes_on_disk();
             if self.words {
                 self.candidates = Arc::clone(&self.integrated);
                 self.shingled = Some(shingled);
@@ -240,15 +234,15 @@ impl VerifyJob {
             }
         }
         self.record_hook = hook;
-        self
+        Ok(self)
     }
 
     /// The records of every candidate pair, in input order: what a source
     /// that reads the candidates only must yield ([`VerifyJob::reading_only`]).
-    pub fn candidate_records(&self) -> Vec<u32> {
+    pub fn candidate_records(&self) -> Result<Vec<u32>, RunError> {
         self.candidates
             .members()
-            .map(|r| r.expect("candidates in memory") as u32)
+            .map(|r| r.map(|r| r as u32))
             .collect()
     }
 
@@ -339,6 +333,12 @@ impl VerifyJob {
         self.shingled.as_ref().map_or(Ok(()), |s| s.check())
     }
 
+    /// Removes the runs of the sets the pass made, once it has ended
+    /// (made again when it resumes).
+    pub fn remove_sets(&self) -> Result<(), RunError> {
+        self.made.iter().try_for_each(|set| set.remove_runs())
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()
@@ -417,6 +417,9 @@ impl Job for VerifyJob {
             handle: self.spill.as_ref().map(|(.., handle)| handle.clone()),
             failed: None,
             candidates_bytes: self.candidates.held_bytes(),
+            sets: self.sets.clone(),
+            sets_spilled: self.sets_spilled,
+            clustered_spilled: Default::default(),
             ids: self.ids_held(),
             peak_ids_bytes: 0,
             peak_pairs_bytes: 0,
@@ -473,6 +476,12 @@ pub struct Verifier {
     failed: Option<(std::io::ErrorKind, String)>,
     /// Bytes of the job's candidate bits (counted in the peak).
     candidates_bytes: u64,
+    /// Where the clustered records' sets go ([`Verifier::clustered_records`]).
+    sets: SetSpace,
+    /// Bytes on disk of the job's candidates' and shingled sets.
+    sets_spilled: (u64, u64),
+    /// Most bytes on disk of a clustered records' set.
+    clustered_spilled: std::sync::atomic::AtomicU64,
     /// Where the candidates' ids and keys are held ([`IdsHeld`]).
     ids: IdsHeld,
     /// Most bytes the candidates' ids and keys held.
@@ -590,37 +599,41 @@ impl Verifier {
     /// written ([`crate::jobs::dedup::clusters::write_clusters`]). Those
     /// of the candidates still waiting for a later partner stay.
     fn prune_ids(&mut self, x: u32) {
-        let members = match self.clustered_records() {
-            Ok(members) => members,
-            Err(e) => {
-                self.fail(e);
-                return;
-            }
-        };
-        let waiting = match self.partners.waiting_after(x) {
-            Ok(waiting) => waiting,
-            Err(e) => {
-                // Nothing pruned: the ids stay, the run stops.
-                self.fail(e);
-                return;
-            }
-        };
-        let keep = |r: u32| members.contains(r.into()) || waiting.contains(r);
-        self.held_ids.retain(keep);
-        self.held_keys.retain(|&r, _| keep(r));
-        self.held_keys.shrink_to_fit();
+        if let Err(e) = self.prune_ids_in_order(x) {
+            // Nothing more pruned: the ids stay, the run stops.
+            self.fail(e);
+        }
     }
 
-    /// The records of the verified pairs (the clusters' members): a bit a
-    /// record, the pairs on disk read front to back.
-    fn clustered_records(&self) -> Result<BitSet, RunError> {
-        let mut members = BitSet::new();
-        for pair in self.pairs.reader() {
-            let (a, b, _) = pair?;
-            members.insert(a.into());
-            members.insert(b.into());
+    /// [`Verifier::prune_ids`]: the clustered records' set is asked in
+    /// increasing record order (the ids', then the keys' sorted), as its
+    /// window on disk reads it.
+    fn prune_ids_in_order(&mut self, x: u32) -> Result<(), RunError> {
+        let members = self.clustered_records()?;
+        let waiting = self.partners.waiting_after(x)?;
+        let keep = |set: &RecordSet, r: u32| set.contains(r.into()) || waiting.contains(r);
+        self.held_ids.retain(|r| keep(&members, r));
+        let mut keyed: Vec<u32> = self.held_keys.keys().copied().collect();
+        keyed.sort_unstable();
+        let members_again = members.apart();
+        keyed.retain(|&r| !keep(&members_again, r));
+        for r in keyed {
+            self.held_keys.remove(&r);
         }
-        Ok(members)
+        self.held_keys.shrink_to_fit();
+        members.check()?;
+        members_again.check()?;
+        members.remove_runs()
+    }
+
+    /// The records of the verified pairs (the clusters' members), in a
+    /// set of their own within its share ([`sets::clustered_of`]); the
+    /// caller removes its runs once it has read it.
+    fn clustered_records(&self) -> Result<RecordSet, RunError> {
+        let set = sets::clustered_of(&self.pairs, &self.sets)?;
+        self.clustered_spilled
+            .fetch_max(set.bytes_on_disk(), std::sync::atomic::Ordering::Relaxed);
+        Ok(set)
     }
 
     /// Tells `fates` how far the pass has checked and the pairs verified
@@ -836,6 +849,9 @@ impl Integrate for Verifier {
             "verified_pairs_on_disk": matches!(self.found.pairs, VerifiedPairs::Disk(_)),
             "verified_pairs_spilled_bytes": pairs_spilled,
             "clustered_ids_on_disk": matches!(self.found.ids, ClusteredIds::Disk(_)),
+            "candidate_records_spilled_bytes": self.sets_spilled.0,
+            "shingled_records_spilled_bytes": self.sets_spilled.1,
+            "clustered_records_spilled_bytes": self.clustered_spilled.load(std::sync::atomic::Ordering::Relaxed),
         });
         let found = std::mem::take(&mut self.found);
         *self.slot.lock().expect("result slot poisoned") = Some(found);

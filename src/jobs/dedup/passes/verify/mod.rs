@@ -17,9 +17,11 @@
 
 use std::sync::Arc;
 
+use crate::jobs::dedup::budget::Shares;
 use crate::jobs::dedup::chain::{CandidatePairs, Found, Reads, RecordHook, Verified};
 use crate::jobs::dedup::ledger::{changed, Halt, Run};
 use crate::jobs::dedup::resume::{self, Pass};
+use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::LoadedVerified;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
@@ -31,7 +33,7 @@ use super::kept::{self, KeptCopy};
 pub mod job;
 pub mod reread;
 
-pub use job::{Member, PairsIn, Verifier, VerifyJob};
+pub use job::{Member, PairsIn, SetSpace, Verifier, VerifyJob};
 
 /// What pass 2 reads: its source, how many records it will read from it,
 /// where its rejects go, and the candidates' places when it reads those
@@ -107,18 +109,26 @@ pub fn run(
     }
     let ctx = run.ctx;
     let pairs = PairsIn::of(pairs, &ctx.temp);
+    let sets = SetSpace {
+        temp: Some(Arc::clone(&ctx.temp)),
+        share: (ctx.max_memory).map(|max_memory| Shares { max_memory }.record_set()),
+    };
+    let candidates = |e: RunError| {
+        anyhow::Error::new(e.into_io()).context("dedup pass 2: the candidate records")
+    };
     let job = VerifyJob::new(
         ctx.fields.clone(),
         run.params.ngram,
         run.params.threshold,
         Arc::clone(&found.integrated),
-        pairs.clone(),
+        (pairs.clone(), sets),
     )
-    .map_err(|e| anyhow::Error::new(e.into_io()).context("dedup pass 2: the candidate pairs"))?
+    .map_err(candidates)?
     .keeping_result(run.resume.result_file(Pass::Verify))
     .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
     .keeping(run.params.keep.clone())
-    .with_record_hook(hook);
+    .with_record_hook(hook)
+    .map_err(candidates)?;
     let (
         mut job,
         Opened {
@@ -179,6 +189,10 @@ pub fn run(
         run.resume.discard(Pass::Verify)?;
         let e = anyhow::Error::new(e.into_io());
         return Err(e.context("dedup pass 2: the record sets it read").into());
+    }
+    if let Err(e) = job.remove_sets() {
+        // Its result is written: the runs go with the temporary folder.
+        log::warn!("dedup pass 2: removing the sets of records it made: {e}");
     }
     let verified = job
         .take_result()

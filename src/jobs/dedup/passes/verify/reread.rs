@@ -66,7 +66,10 @@ pub fn candidates(
     spans: &Spans,
     job: &VerifyJob,
 ) -> anyhow::Result<CandidateSource> {
-    let records = job.candidate_records();
+    let records = job
+        .candidate_records()
+        .map_err(|e| e.into_io())
+        .context("dedup pass 2: reading the candidate records' set")?;
     let mut places = PlaceCursor::new(spans, &ctx.temp);
     let wanted = records
         .iter()

@@ -35,6 +35,7 @@ use crate::jobs::dedup::keep::KeepKey;
 use crate::jobs::dedup::spill::ids::{
     remove_clustered_run, remove_unnamed_runs, IdEntry, IdsSpill,
 };
+use crate::jobs::dedup::spill::record_sets::RecordSet;
 use crate::jobs::dedup::spill::runs::{RunError, RunInfo};
 
 /// Bytes a slot of the keys' table is counted for.
@@ -194,18 +195,24 @@ impl Verifier {
     pub(super) fn keep_clustered_ids(&mut self) -> Result<(), RunError> {
         match &self.ids {
             IdsHeld::All | IdsHeld::Pruned { prune: false, .. } => {}
-            IdsHeld::Pruned { prune: true, .. } => self.prune_ids(u32::MAX),
+            // A failure here is the pass's: its result would be wrong.
+            IdsHeld::Pruned { prune: true, .. } => self.prune_ids_in_order(u32::MAX)?,
             IdsHeld::OnDisk(spill) => {
                 let members = self.clustered_records()?;
                 // A saved index's clusters also take records whose only
-                // partners are indexed ones: those in a pair across.
-                let across = self.record_hook.as_ref().map(|hook| hook.records());
+                // partners are indexed ones: those in a pair across. Both
+                // sets are asked in increasing record order (the runs',
+                // then the segment's), through cursors of their own.
+                let across = self.record_hook.as_ref().map(|hook| hook.records().apart());
                 let wanted = |r: u32| {
                     members.contains(r.into())
                         || across.as_ref().is_some_and(|a| a.contains(r.into()))
                 };
                 let tail = entries(&self.held_ids, &self.held_keys).filter(|e| wanted(e.0));
                 let run = spill.join(wanted, tail)?;
+                members.check()?;
+                across.as_ref().map_or(Ok(()), RecordSet::check)?;
+                members.remove_runs()?;
                 self.found.ids = ClusteredIds::Disk(run);
                 (self.held_ids, self.held_keys) = (CandidateIds::default(), HashMap::new());
                 return Ok(());

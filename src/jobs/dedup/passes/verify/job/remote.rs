@@ -16,7 +16,7 @@ use drainpipe_actors::codec;
 use drainpipe_actors::remote::{RemoteJob, StepOnly};
 use drainpipe_actors::{Job, RawRecord, RecordError};
 
-use super::{original, Member, PairsIn, VerifyJob};
+use super::{original, Member, PairsIn, SetSpace, VerifyJob};
 use crate::input::{parse_text_record, TextFields};
 use crate::jobs::dedup::keep::KeepPolicy;
 use crate::jobs::dedup::records::rejected_again;
@@ -133,7 +133,7 @@ impl VerifyStep {
             ngram as usize,
             1.0,
             Arc::new(RecordSet::default()),
-            PairsIn::Memory(Arc::default()),
+            (PairsIn::Memory(Arc::default()), SetSpace::default()),
         )
         .map_err(|e| e.to_string())?;
         job.words = words;
