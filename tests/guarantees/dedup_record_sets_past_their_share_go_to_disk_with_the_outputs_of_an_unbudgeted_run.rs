@@ -10,7 +10,7 @@
 //! outputs, with or without the budget; a complete run leaves no run.
 //!
 //! Observable in `summary.json`: the signatures pass's
-//! `record_sets_spilled_bytes`.
+//! `integrated_records_spilled_bytes`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ fn lines() -> Vec<String> {
 }
 
 fn integrated_on_disk(report: &RunReport) -> u64 {
-    pass_named(report, "signatures")["record_sets_spilled_bytes"]
+    pass_named(report, "signatures")["integrated_records_spilled_bytes"]
         .as_u64()
         .unwrap()
 }

@@ -71,11 +71,6 @@ pub struct PassTime {
     /// share of the budget (0 when they fit).
     #[serde(skip_serializing_if = "Option::is_none")]
     places_spilled_bytes: Option<u64>,
-    /// Bytes of the sets with a bit a record the pass wrote to disk past
-    /// their share ([`crate::jobs::dedup::spill::record_sets`]; pass 1:
-    /// the integrated records).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record_sets_spilled_bytes: Option<u64>,
     /// Pass 2: the most bytes the candidates' ids held
     /// ([`crate::jobs::dedup::budget::Shares::candidate_ids`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,7 +131,6 @@ impl PassTime {
             spill_runs: report.result["spill_runs"].as_u64(),
             bytes_spilled: report.result["bytes_spilled"].as_u64(),
             places_spilled_bytes: report.result["places_spilled_bytes"].as_u64(),
-            record_sets_spilled_bytes: report.result["record_sets_spilled_bytes"].as_u64(),
             candidate_ids_peak_bytes: report.result["candidate_ids_peak_bytes"].as_u64(),
             candidate_ids_spilled_bytes: report.result["candidate_ids_spilled_bytes"].as_u64(),
             candidate_pairs_made: report.result["candidate_pairs_made"].as_u64(),
@@ -173,7 +167,6 @@ impl PassTime {
             spill_runs: None,
             bytes_spilled: None,
             places_spilled_bytes: None,
-            record_sets_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,
@@ -203,7 +196,6 @@ impl PassTime {
             spill_runs: None,
             bytes_spilled: None,
             places_spilled_bytes: None,
-            record_sets_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,

@@ -406,7 +406,7 @@ impl RecordSet {
     }
 
     /// Removes its runs, once nothing will read them again (the outputs
-    /// are committed).
+    /// are committed; for a set made for one pass, once it has ended).
     pub fn remove_runs(&self) -> Result<(), RunError> {
         self.data.remove_runs()
     }
@@ -487,20 +487,6 @@ impl RecordSet {
                 message,
             }),
         }
-    }
-
-    /// Removes its runs from the temporary space: for a set made for one
-    /// pass, once no reader needs it (nothing names its runs).
-    pub fn remove_runs(&self) -> Result<(), RunError> {
-        let Some(temp) = &self.data.temp else {
-            return Ok(());
-        };
-        for run in &self.data.state.runs {
-            let path = temp.folder().join(&run.name);
-            temp.remove(&run.name, run.bytes)
-                .map_err(RunError::io(&path))?;
-        }
-        Ok(())
     }
 
     /// The members in increasing order, read from the runs front to back.

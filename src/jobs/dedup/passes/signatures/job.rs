@@ -572,7 +572,7 @@ impl Integrate for BandIndex {
             "spill_runs": spills,
             "bytes_spilled": spilled_bytes,
             "places_spilled_bytes": bytes_on_disk(&self.found.spans),
-            "record_sets_spilled_bytes": self.found.integrated.state().bytes_on_disk(),
+            "integrated_records_spilled_bytes": self.found.integrated.state().bytes_on_disk(),
         });
         let made = self.pairs_made;
         if let (true, Some(summary)) = (made.made > 0, summary.as_object_mut()) {
