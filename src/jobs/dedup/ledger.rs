@@ -76,6 +76,10 @@ pub struct PassTime {
     /// the integrated records).
     #[serde(skip_serializing_if = "Option::is_none")]
     record_sets_spilled_bytes: Option<u64>,
+    /// Pass 1: bytes of the repeated ids' run, written past their share
+    /// ([`crate::jobs::dedup::spill::repeats`]; 0 when they fit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeated_ids_spilled_bytes: Option<u64>,
     /// Pass 2: the most bytes the candidates' ids held
     /// ([`crate::jobs::dedup::budget::Shares::candidate_ids`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,6 +129,7 @@ impl PassTime {
             bytes_spilled: report.result["bytes_spilled"].as_u64(),
             places_spilled_bytes: report.result["places_spilled_bytes"].as_u64(),
             record_sets_spilled_bytes: report.result["record_sets_spilled_bytes"].as_u64(),
+            repeated_ids_spilled_bytes: report.result["repeated_ids_spilled_bytes"].as_u64(),
             candidate_ids_peak_bytes: report.result["candidate_ids_peak_bytes"].as_u64(),
             candidate_ids_spilled_bytes: report.result["candidate_ids_spilled_bytes"].as_u64(),
             candidate_pairs_made: report.result["candidate_pairs_made"].as_u64(),
@@ -152,6 +157,7 @@ impl PassTime {
             bytes_spilled: None,
             places_spilled_bytes: None,
             record_sets_spilled_bytes: None,
+            repeated_ids_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,
@@ -178,6 +184,7 @@ impl PassTime {
             bytes_spilled: None,
             places_spilled_bytes: None,
             record_sets_spilled_bytes: None,
+            repeated_ids_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,
