@@ -100,7 +100,7 @@ pub struct Candidates {
     /// share of the budget (removed once the outputs are committed).
     pub repeated_ids: RepeatedIds,
     /// How many of [`Candidates::repeated_ids`] really share their id
-    /// (confirmed by [`super::ids::report`] once the pass is done or its
+    /// (confirmed by [`super::spill::repeats::report`] once the pass is done or its
     /// result loaded).
     pub confirmed_repeats: u64,
 }

@@ -10,10 +10,11 @@
 //! hash, so before a pair is reported the records themselves are compared:
 //! [`confirm`] reads the input once more, up to the last such record, only
 //! when there is one, holding the id of the first record of each repeated
-//! key only. Under a memory budget the pairs past their share are on disk
-//! ([`RepeatedIds`]), and confirming them holds only what fits its share
-//! ([`crate::jobs::dedup::spill::repeats::confirm_joined`]: sorts and
-//! joins, the same count and the same repeats shown).
+//! key only. Under a memory budget the pairs past their share are on disk,
+//! and confirming them holds only what fits its share
+//! ([`crate::jobs::dedup::spill::repeats`]: sorts and joins, the same
+//! count and the same repeats shown); [`crate::jobs::dedup::spill::repeats::report`]
+//! chooses between the two and logs what was found.
 //!
 //! Two ids are the same when their values are: a string's decoded text
 //! (`"a"` and `"\u0061"` are one id), a number's JSON text (`1` and `1.0`
@@ -22,13 +23,11 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 
-use drainpipe_actors::{BatchBuilder, RawRecord, RecordSource, TempSpace};
+use drainpipe_actors::{BatchBuilder, RawRecord, RecordSource};
 use serde::{Deserialize, Serialize};
 
 use crate::input::{parse_text_record, TextFields};
-use crate::jobs::dedup::spill::repeats::{confirm_joined, RepeatedIds};
 
 /// Records read per batch while confirming.
 const CONFIRM_BATCH: usize = 4096;
@@ -247,53 +246,6 @@ impl Repeats {
     }
 }
 
-/// Where confirming the repeats may go past memory, under a budget: the
-/// run's temporary space and the share it may hold
-/// ([`crate::jobs::dedup::budget::Shares::repeated_ids`]).
-pub type Room<'a> = (&'a Arc<TempSpace>, u64);
-
-/// The repeated ids among the `pairs` pass 1 found (see [`confirm`]),
-/// logged; the input is opened (`open`) only if there is a pair. With no
-/// `room` (no budget) and the pairs in memory, as [`confirm`] does; else
-/// within it ([`confirm_joined`]; pairs on disk and no budget: as if the
-/// share were unbounded).
-pub fn report(
-    pairs: &RepeatedIds,
-    open: impl FnOnce() -> anyhow::Result<Box<dyn RecordSource>>,
-    fields: &TextFields,
-    stop: &dyn Fn() -> bool,
-    (temp, max_memory): (&Arc<TempSpace>, Option<u64>),
-) -> anyhow::Result<Repeats> {
-    if pairs.is_empty() {
-        return Ok(Repeats::default());
-    }
-    let source = &mut *open()?;
-    let repeats = match (pairs, max_memory) {
-        (RepeatedIds::Memory(pairs), None) => confirm(pairs, source, fields, stop)?,
-        (pairs, max_memory) => {
-            let share = max_memory.map_or(u64::MAX, |max_memory| {
-                crate::jobs::dedup::budget::Shares { max_memory }.repeated_ids()
-            });
-            confirm_joined(pairs, source, fields, stop, (temp, share))?
-        }
-    };
-    for r in &repeats.shown {
-        log::warn!(
-            "repeated id {} at {}: first at {} (both records are in the outputs under the same id)",
-            r.id,
-            r.again,
-            r.first
-        );
-    }
-    if repeats.count > repeats.shown.len() as u64 {
-        log::warn!(
-            "{} more repeated ids (summary.json: result.repeated_ids)",
-            repeats.count - repeats.shown.len() as u64
-        );
-    }
-    Ok(repeats)
-}
-
 /// Reads `source` from its start in batches, handing `each` every record
 /// read with its index (`None`: one that could not be read), until `more` says no more is needed (it is asked
 /// before every batch) or `stop` says to stop.
@@ -367,6 +319,9 @@ pub fn confirm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::dedup::spill::repeats::RepeatedIds;
+    use drainpipe_actors::TempSpace;
+    use std::sync::Arc;
 
     #[test]
     fn ids_of_the_same_value_have_the_same_key() {
@@ -526,7 +481,14 @@ mod tests {
         std::fs::remove_file(temp.path(&info.name).unwrap()).unwrap();
         let open = || Ok(Box::new(MemorySource::new(Arc::new(records))) as Box<dyn RecordSource>);
         let room = (&temp, Some(1 << 20));
-        let e = report(&on_disk, open, &TextFields::default(), &|| false, room).unwrap_err();
+        let e = crate::jobs::dedup::spill::repeats::report(
+            &on_disk,
+            open,
+            &TextFields::default(),
+            &|| false,
+            room,
+        )
+        .unwrap_err();
         assert!(e.chain().any(|c| c.is::<std::io::Error>()), "{e:#}");
         assert!(format!("{e:#}").contains(&info.name), "{e:#}");
     }

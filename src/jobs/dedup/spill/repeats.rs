@@ -21,7 +21,8 @@
 //! pair's first record's id and place, keyed by its later record, and each
 //! later record's own; that sort read back joins the two, and the ids are
 //! compared. The count and the first repeats shown are those of
-//! [`crate::jobs::dedup::ids::confirm`]. Sequential IO only.
+//! [`crate::jobs::dedup::ids::confirm`], which [`report`] keeps for runs
+//! without a budget whose pairs are in memory. Sequential IO only.
 
 use std::io;
 use std::path::PathBuf;
@@ -36,7 +37,8 @@ use super::runs::{Entry, RunError, RunInfo, RunReader};
 use super::sorter::{SortedStream, Sorter};
 use super::writer::write_run;
 use crate::input::{parse_text_record, TextFields};
-use crate::jobs::dedup::ids::{canonical, each_record, Repeats};
+use crate::jobs::dedup::budget::Shares;
+use crate::jobs::dedup::ids::{canonical, confirm, each_record, Repeats};
 
 /// The name of the run of repeated ids, without the prefix and suffix
 /// every pass 1 run has.
@@ -207,6 +209,47 @@ impl<'a> RepeatsMaker<'a> {
         );
         info.map(RepeatedIds::Disk)
     }
+}
+
+/// The repeated ids among the `pairs` pass 1 found (see [`crate::jobs::dedup::ids::confirm`]),
+/// logged; the input is opened (`open`) only if there is a pair. With no
+/// `room` (no budget) and the pairs in memory, as [`crate::jobs::dedup::ids::confirm`] does; else
+/// within it ([`confirm_joined`]; pairs on disk and no budget: as if the
+/// share were unbounded).
+pub fn report(
+    pairs: &RepeatedIds,
+    open: impl FnOnce() -> anyhow::Result<Box<dyn RecordSource>>,
+    fields: &TextFields,
+    stop: &dyn Fn() -> bool,
+    (temp, max_memory): (&Arc<TempSpace>, Option<u64>),
+) -> anyhow::Result<Repeats> {
+    if pairs.is_empty() {
+        return Ok(Repeats::default());
+    }
+    let source = &mut *open()?;
+    let repeats = match (pairs, max_memory) {
+        (RepeatedIds::Memory(pairs), None) => confirm(pairs, source, fields, stop)?,
+        (pairs, max_memory) => {
+            let share =
+                max_memory.map_or(u64::MAX, |max_memory| Shares { max_memory }.repeated_ids());
+            confirm_joined(pairs, source, fields, stop, (temp, share))?
+        }
+    };
+    for r in &repeats.shown {
+        log::warn!(
+            "repeated id {} at {}: first at {} (both records are in the outputs under the same id)",
+            r.id,
+            r.again,
+            r.first
+        );
+    }
+    if repeats.count > repeats.shown.len() as u64 {
+        log::warn!(
+            "{} more repeated ids (summary.json: result.repeated_ids)",
+            repeats.count - repeats.shown.len() as u64
+        );
+    }
+    Ok(repeats)
 }
 
 /// [`crate::jobs::dedup::ids::confirm`] of `pairs` within `share` bytes

@@ -16,12 +16,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::jobs::dedup::chain::{BandsHook, Candidates};
-use crate::jobs::dedup::ids;
 use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::spill::record_sets::SetWriter;
-use crate::jobs::dedup::spill::repeats::RepeatedIds;
+use crate::jobs::dedup::spill::repeats::{self, RepeatedIds};
 use crate::jobs::dedup::state::CandidatesForm;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
@@ -56,7 +55,7 @@ pub fn run(
     let ctx = run.ctx;
     let stop = || ctx.handle.stop_requested();
     let room = (&ctx.temp, ctx.max_memory);
-    let repeats = ids::report(&candidates.repeated_ids, run.open, &ctx.fields, &stop, room)?;
+    let repeats = repeats::report(&candidates.repeated_ids, run.open, &ctx.fields, &stop, room)?;
     candidates.confirmed_repeats = repeats.count;
     if let RepeatedIds::Memory(_) = candidates.repeated_ids {
         // Only their count is needed from here on (a run on disk stays,
