@@ -25,6 +25,7 @@
 //! | 1-2 | the candidate pairs, without repeats, handed to pass 2, and each earlier record's last partner | 8 a pair, 8 an earlier record (counted as 16 a pair) | [`Shares::verify_pairs`]: a sixteenth; past it, pass 1 writes them to two sorted runs, by the later record and by the earlier one with its last partner, which pass 2 reads front to back ([`crate::jobs::dedup::spill::pair_files`]: a block of each, and the last partner of each held set only) |
 //! | 1-2 | against indexes: the candidate pairs across, handed to pass 2's verification of them | 8 a pair (counted as 16, beside the run's own held in memory) | [`Shares::verify_pairs`], with the run's own; past it, pass 1 merges them into one sorted run by the run's record, which pass 2 reads front to back ([`crate::jobs::dedup::spill::across`]) |
 //! | 2 | the candidate records' places, read from the places before pass 2 reads them (`Wanted`), and their indices | 28 a candidate record | [`Shares::candidate_places`]: a quarter, counted as two records a candidate pair; past it, pass 2 reads the whole input instead |
+//! | 1-2 | the repeated ids: `(first, later)` pairs of records with the same id key, made by pass 1's merge, then confirmed against the records' ids before pass 2 | 8 a pair; while confirmed, 36 a pair sorted by first record, and each pair's two records with their id and place sorted by later record | [`Shares::repeated_ids`]: a quarter, a sixteenth while pass 1's merge makes them; past it, one sorted run by later record named by pass 1's result ([`crate::jobs::dedup::spill::repeats`]), confirmed with a sort by first record, one read of the input in record order and a sort by later record (each within half the share) joined front to back |
 //! | 3 | the removed records named by id for `clusters.jsonl`, sorted by kept then by removed record | 24 a removed record, and the kept record's id | [`Shares::clusters_file`]: a quarter, half a sort; past it, runs merged ([`crate::jobs::dedup::spill::named`]: a block and a read buffer a run) |
 //!
 //! What is not counted (the allocator's slack, the batch buffers, the
@@ -153,6 +154,23 @@ impl Shares {
         self.max_memory / 4
     }
 
+    /// The repeated ids while they are confirmed (after pass 1's merge,
+    /// before pass 2): a quarter of the budget, beside the places and the
+    /// candidate pairs handed on (pass 1's lists and merge are gone). A
+    /// sixteenth of the budget (a quarter of it) while the merge makes
+    /// them, beside the merge's own shares. Past it, they go to one sorted
+    /// run, and confirming them sorts within it
+    /// ([`crate::jobs::dedup::spill::repeats`]).
+    pub fn repeated_ids(self) -> u64 {
+        self.max_memory / 4
+    }
+
+    /// The repeated ids as pass 1's merge makes them: a quarter of
+    /// [`Shares::repeated_ids`].
+    pub fn repeated_ids_made(self) -> u64 {
+        self.repeated_ids() / 4
+    }
+
     /// Pass 2's list of the candidate records' places, when it reads the
     /// candidates only: a quarter of the budget. Past it (known from the
     /// candidate pairs before pass 2 starts), pass 2 reads the whole
@@ -218,6 +236,12 @@ mod tests {
         // and the latest records kept.
         assert!(s.pairs() + s.merge() + s.places() <= s.pass1_state());
         assert!(s.chunks() + s.pairs() + s.merge() + s.places() <= s.max_memory);
+        // Beside the merge, the repeated ids as it makes them.
+        let merging = s.chunks() + s.pairs() + s.merge() + s.places();
+        assert!(merging + s.repeated_ids_made() <= s.max_memory / 16 * 13);
+        // Confirming the repeated ids, before pass 2: beside the places
+        // and the candidate pairs handed on.
+        assert!(s.repeated_ids() + s.places() + s.verify_pairs() <= s.max_memory / 2);
         // Pass 2: held sets, ids and the places handed on.
         assert!(s.held() + s.candidate_ids() + s.places() <= s.max_memory / 2);
         // Pass 2 with all it may hold: the candidate and verified pairs

@@ -22,6 +22,7 @@ use super::spill::merge::Merge;
 pub use super::spill::pair_files::CandidatePairs;
 use super::spill::pairs::{PairSpill, PairsMade};
 use super::spill::record_sets::{RecordSet, SetWriter};
+use super::spill::repeats::RepeatedIds;
 use super::spill::runs::{RunError, RunInfo};
 pub use super::spill::verified::VerifiedPairs;
 
@@ -94,10 +95,14 @@ pub struct Candidates {
     pub spans: Spans,
     /// Each integrated record's id key, while the pass runs.
     pub ids: IdKeys,
-    /// `(first, later)`: records whose id an earlier record has, with the
-    /// first one; by id key when the pass ends, then confirmed
-    /// ([`super::ids::report`]).
-    pub repeated_ids: Vec<(u32, u32)>,
+    /// `(first, later)`: records whose id key an earlier record has, with
+    /// the first one, as the pass ends: in memory, or on disk past their
+    /// share of the budget (removed once the outputs are committed).
+    pub repeated_ids: RepeatedIds,
+    /// How many of [`Candidates::repeated_ids`] really share their id
+    /// (confirmed by [`super::spill::repeats::report`] once the pass is done or its
+    /// result loaded).
+    pub confirmed_repeats: u64,
 }
 
 impl Candidates {
@@ -112,7 +117,7 @@ impl Candidates {
             empty: self.empty,
             integrator_bytes: self.integrator_bytes,
             candidate_pairs: self.pairs.len(),
-            repeated_ids: self.repeated_ids.len() as u64,
+            repeated_ids: self.confirmed_repeats,
         };
         (found, self.pairs)
     }
@@ -140,7 +145,7 @@ pub struct Found {
     pub integrator_bytes: u64,
     /// How many [`Candidates::pairs`] there were.
     pub candidate_pairs: u64,
-    /// How many [`Candidates::repeated_ids`] there were.
+    /// [`Candidates::confirmed_repeats`].
     pub repeated_ids: u64,
 }
 

@@ -10,7 +10,11 @@
 //! hash, so before a pair is reported the records themselves are compared:
 //! [`confirm`] reads the input once more, up to the last such record, only
 //! when there is one, holding the id of the first record of each repeated
-//! key only.
+//! key only. Under a memory budget the pairs past their share are on disk,
+//! and confirming them holds only what fits its share
+//! ([`crate::jobs::dedup::spill::repeats`]: sorts and joins, the same
+//! count and the same repeats shown); [`crate::jobs::dedup::spill::repeats::report`]
+//! chooses between the two and logs what was found.
 //!
 //! Two ids are the same when their values are: a string's decoded text
 //! (`"a"` and `"\u0061"` are one id), a number's JSON text (`1` and `1.0`
@@ -20,7 +24,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 
-use drainpipe_actors::{BatchBuilder, RecordSource};
+use drainpipe_actors::{BatchBuilder, RawRecord, RecordSource};
 use serde::{Deserialize, Serialize};
 
 use crate::input::{parse_text_record, TextFields};
@@ -175,16 +179,30 @@ pub fn repeats_in<E>(
     sorted: impl IntoIterator<Item = Result<(u64, u32), E>>,
 ) -> Result<Vec<(u32, u32)>, E> {
     let mut pairs = Vec::new();
+    repeats_into(sorted, |pair| {
+        pairs.push(pair);
+        Ok(())
+    })?;
+    pairs.sort_unstable_by_key(|&(first, later)| (later, first));
+    Ok(pairs)
+}
+
+/// Hands `push` each `(first, later)` pair of [`repeats_in`], in the order
+/// of the keys (not sorted by the later record): for a list that does not
+/// hold them all ([`crate::jobs::dedup::spill::repeats::RepeatsMaker`]).
+pub fn repeats_into<E>(
+    sorted: impl IntoIterator<Item = Result<(u64, u32), E>>,
+    mut push: impl FnMut((u32, u32)) -> Result<(), E>,
+) -> Result<(), E> {
     let mut first: Option<(u64, u32)> = None;
     for item in sorted {
         let (key, record) = item?;
         match first {
-            Some((k, r)) if k == key => pairs.push((r, record)),
+            Some((k, r)) if k == key => push((r, record))?,
             _ => first = Some((key, record)),
         }
     }
-    pairs.sort_unstable_by_key(|&(first, later)| (later, first));
-    Ok(pairs)
+    Ok(())
 }
 
 /// A record whose id an earlier record has.
@@ -201,45 +219,55 @@ pub struct Repeat {
 /// What [`confirm`] found.
 #[derive(Debug, Default)]
 pub struct Repeats {
-    /// `(first, later)`: each record whose id an earlier record has, with
-    /// the first record of that id; sorted by the later record.
-    pub pairs: Vec<(u32, u32)>,
-    /// The first [`Repeats::SHOWN`] of them, with where both records are.
+    /// How many records have an id an earlier record has (each paired
+    /// with the first record of that id).
+    pub count: u64,
+    /// The first [`Repeats::SHOWN`] of them by later record, with where
+    /// both records are.
     pub shown: Vec<Repeat>,
 }
 
 impl Repeats {
-    /// Repeats described (and logged) one by one; `pairs` has them all.
+    /// Repeats described (and logged) one by one; `count` has them all.
     pub const SHOWN: usize = 20;
+
+    /// Counts the repeat of the later record at `again` (its id `id`, as
+    /// it gave it), whose first record is at `first`; the first
+    /// [`Repeats::SHOWN`] are kept with their places.
+    pub fn note(&mut self, id: &str, first: &str, again: impl ToString) {
+        self.count += 1;
+        if self.shown.len() < Repeats::SHOWN {
+            self.shown.push(Repeat {
+                id: id.to_owned(),
+                first: first.to_owned(),
+                again: again.to_string(),
+            });
+        }
+    }
 }
 
-/// The repeated ids among the `pairs` pass 1 found (see [`confirm`]),
-/// logged; the input is opened (`open`) only if there is a pair.
-pub fn report(
-    pairs: &[(u32, u32)],
-    open: impl FnOnce() -> anyhow::Result<Box<dyn RecordSource>>,
-    fields: &TextFields,
+/// Reads `source` from its start in batches, handing `each` every record
+/// read with its index (`None`: one that could not be read), until `more` says no more is needed (it is asked
+/// before every batch) or `stop` says to stop.
+pub fn each_record(
+    source: &mut dyn RecordSource,
     stop: &dyn Fn() -> bool,
-) -> anyhow::Result<Repeats> {
-    if pairs.is_empty() {
-        return Ok(Repeats::default());
+    mut more: impl FnMut() -> bool,
+    mut each: impl FnMut(u32, Option<&RawRecord<'_>>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut index = 0u64;
+    while more() && !stop() {
+        let mut batch = BatchBuilder::with_capacity(CONFIRM_BATCH, 1 << 20);
+        if !source.fill(&mut batch, CONFIRM_BATCH, 1 << 20)? {
+            break;
+        }
+        for record in batch.finish().records() {
+            let at = u32::try_from(index).unwrap_or(u32::MAX);
+            index += 1;
+            each(at, record.as_ref().ok())?;
+        }
     }
-    let repeats = confirm(pairs, &mut *open()?, fields, stop)?;
-    for r in &repeats.shown {
-        log::warn!(
-            "repeated id {} at {}: first at {} (both records are in the outputs under the same id)",
-            r.id,
-            r.again,
-            r.first
-        );
-    }
-    if repeats.pairs.len() > repeats.shown.len() {
-        log::warn!(
-            "{} more repeated ids (summary.json: result.repeated_ids)",
-            repeats.pairs.len() - repeats.shown.len()
-        );
-    }
-    Ok(repeats)
+    Ok(())
 }
 
 /// The `pairs` (from [`IdKeys::repeats`]: `(first, later)`, sorted by the
@@ -257,53 +285,43 @@ pub fn confirm(
     let mut firsts: HashMap<u32, Option<(String, String)>> =
         pairs.iter().map(|&(first, _)| (first, None)).collect();
     let mut repeats = Repeats::default();
-    let mut next = pairs.iter().peekable();
-    let mut index = 0u64;
-    while next.peek().is_some() && !stop() {
-        let mut batch = BatchBuilder::with_capacity(CONFIRM_BATCH, 1 << 20);
-        if !source.fill(&mut batch, CONFIRM_BATCH, 1 << 20)? {
-            break;
+    let next = std::cell::RefCell::new(pairs.iter().peekable());
+    let more = || next.borrow_mut().peek().is_some();
+    each_record(source, stop, more, |at, raw| {
+        let mut next = next.borrow_mut();
+        let is_first = firsts.contains_key(&at);
+        let later = next.peek().is_some_and(|&&(_, later)| later == at);
+        if !is_first && !later {
+            return Ok(());
         }
-        for record in batch.finish().records() {
-            let at = u32::try_from(index).unwrap_or(u32::MAX);
-            index += 1;
-            let Ok(raw) = record else { continue };
-            let is_first = firsts.contains_key(&at);
-            let later = next.peek().is_some_and(|&&(_, later)| later == at);
-            if !is_first && !later {
-                continue;
-            }
-            let Ok(parsed) = parse_text_record(&raw, fields) else {
+        // A record that cannot be read confirms nothing (the input
+        // changed): its pairs are passed all the same.
+        let parsed = raw.and_then(|raw| Some((raw, parse_text_record(raw, fields).ok()?)));
+        let id = parsed.as_ref().map(|(_, p)| canonical(&p.id).into_owned());
+        while let Some(&(first, _)) = next.next_if(|&&(_, later)| later == at) {
+            let (Some((raw, parsed)), Some(Some((first_id, first_at)))) =
+                (&parsed, firsts.get(&first))
+            else {
                 continue;
             };
-            let id = canonical(&parsed.id).into_owned();
-            while let Some(&(first, _)) = next.next_if(|&&(_, later)| later == at) {
-                let Some(Some((first_id, first_at))) = firsts.get(&first) else {
-                    continue;
-                };
-                if *first_id != id {
-                    continue;
-                }
-                repeats.pairs.push((first, at));
-                if repeats.shown.len() < Repeats::SHOWN {
-                    repeats.shown.push(Repeat {
-                        id: parsed.id.clone().into_owned(),
-                        first: first_at.clone(),
-                        again: raw.location.to_string(),
-                    });
-                }
-            }
-            if is_first {
-                firsts.insert(at, Some((id, raw.location.to_string())));
+            if Some(first_id) == id.as_ref() {
+                repeats.note(&parsed.id, first_at, raw.location);
             }
         }
-    }
+        if let (true, Some((raw, _)), Some(id)) = (is_first, &parsed, id) {
+            firsts.insert(at, Some((id, raw.location.to_string())));
+        }
+        Ok(())
+    })?;
     Ok(repeats)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::dedup::spill::repeats::RepeatedIds;
+    use drainpipe_actors::TempSpace;
+    use std::sync::Arc;
 
     #[test]
     fn ids_of_the_same_value_have_the_same_key() {
@@ -340,7 +358,7 @@ mod tests {
         let pairs = [(0, 3), (1, 4), (0, 5)];
         let mut source = MemorySource::new(Arc::new(records));
         let found = confirm(&pairs, &mut source, &TextFields::default(), &|| false).unwrap();
-        assert_eq!(found.pairs, [(0, 3), (0, 5)]);
+        assert_eq!(found.count, 2);
         assert_eq!(
             found.shown,
             [
@@ -356,6 +374,123 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// `count` records whose ids are drawn from a few, some escaped
+    /// (`"\u0061"` is `"a"`), some that only collide by key (`1.0` is
+    /// given `1`'s), with unreadable ones among them; and the repeats of
+    /// their keys.
+    fn many_repeats(count: usize) -> (Vec<super::super::memory::MemoryRecord>, Vec<(u32, u32)>) {
+        use super::super::memory::MemoryRecord;
+        let ids = [
+            r#""a""#,
+            r#""\u0061""#,
+            "1",
+            "1.0",
+            r#""b""#,
+            r#""c\/d""#,
+            r#""c/d""#,
+        ];
+        let mut keys = IdKeys::default();
+        let mut records = Vec::new();
+        let mut state = 12_345u64;
+        for i in 0..count {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let pick = (state >> 33) as usize;
+            if pick.is_multiple_of(41) {
+                records.push(MemoryRecord::rejected("unreadable"));
+                continue;
+            }
+            // Every other record a distinct id, repeated by none.
+            let id = match pick % 2 {
+                0 => format!(r#""r{i}""#),
+                _ => ids[pick / 2 % ids.len()].to_owned(),
+            };
+            let key = if id == "1.0" {
+                id_key("1")
+            } else {
+                id_key(&id)
+            };
+            keys.record(i as u64, key);
+            records.push(MemoryRecord::jsonl(format!(r#"{{"id":{id},"text":"t"}}"#)));
+        }
+        let pairs = keys.repeats();
+        (records, pairs)
+    }
+
+    #[test]
+    fn repeats_confirmed_on_disk_are_those_confirmed_in_memory() {
+        use super::super::memory::MemorySource;
+        use crate::jobs::dedup::spill::repeats::{confirm_joined, RepeatsMaker};
+        use drainpipe_actors::Heartbeat;
+        let (records, pairs) = many_repeats(5_000);
+        let records = Arc::new(records);
+        let fields = TextFields::default();
+        let source = || MemorySource::new(Arc::clone(&records));
+        let in_memory = confirm(&pairs, &mut source(), &fields, &|| false).unwrap();
+        assert!(in_memory.count > 1_000 && in_memory.count < pairs.len() as u64);
+        assert_eq!(in_memory.shown.len(), Repeats::SHOWN);
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        // Made past a share of nothing: one run on disk.
+        let heartbeat = Heartbeat::default();
+        let mut maker = RepeatsMaker::new(&temp, 0, &heartbeat);
+        let mut shuffled = pairs.clone();
+        shuffled.sort_unstable();
+        for &pair in &shuffled {
+            maker.push(pair).unwrap();
+        }
+        let on_disk = maker.finish().unwrap();
+        assert!(matches!(on_disk, RepeatedIds::Disk(_)));
+        assert_eq!(on_disk.len(), pairs.len() as u64);
+        let in_memory_pairs = RepeatedIds::Memory(pairs.clone());
+        // Confirmed with sorts that spill (a share of nothing), and that
+        // do not (no bound).
+        for (repeated, share) in [(&on_disk, 0), (&on_disk, u64::MAX), (&in_memory_pairs, 0)] {
+            let joined =
+                confirm_joined(repeated, &mut source(), &fields, &|| false, (&temp, share))
+                    .unwrap();
+            assert_eq!(joined.count, in_memory.count);
+            assert_eq!(joined.shown, in_memory.shown);
+        }
+        on_disk.remove(&temp).unwrap();
+        assert!(temp.bytes_spilled() > 0);
+        let left = std::fs::read_dir(temp.dir().unwrap()).unwrap().count();
+        assert_eq!(left, 0, "every run removed");
+    }
+
+    #[test]
+    fn a_run_of_repeats_that_cannot_be_read_is_an_io_error_naming_it() {
+        use super::super::memory::MemorySource;
+        use crate::jobs::dedup::spill::repeats::RepeatsMaker;
+        use drainpipe_actors::Heartbeat;
+        let (records, pairs) = many_repeats(3_000);
+        let dir = tempfile::tempdir().unwrap();
+        let temp = Arc::new(TempSpace::new(dir.path()));
+        let heartbeat = Heartbeat::default();
+        let mut maker = RepeatsMaker::new(&temp, 0, &heartbeat);
+        for &pair in &pairs {
+            maker.push(pair).unwrap();
+        }
+        let on_disk = maker.finish().unwrap();
+        let RepeatedIds::Disk(info) = &on_disk else {
+            panic!("on disk")
+        };
+        std::fs::remove_file(temp.path(&info.name).unwrap()).unwrap();
+        let open = || Ok(Box::new(MemorySource::new(Arc::new(records))) as Box<dyn RecordSource>);
+        let room = (&temp, Some(1 << 20));
+        let e = crate::jobs::dedup::spill::repeats::report(
+            &on_disk,
+            open,
+            &TextFields::default(),
+            &|| false,
+            room,
+        )
+        .unwrap_err();
+        assert!(e.chain().any(|c| c.is::<std::io::Error>()), "{e:#}");
+        assert!(format!("{e:#}").contains(&info.name), "{e:#}");
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct PassTime {
     /// share of the budget (0 when they fit).
     #[serde(skip_serializing_if = "Option::is_none")]
     places_spilled_bytes: Option<u64>,
+    /// Pass 1: bytes of the repeated ids' run, written past their share
+    /// ([`crate::jobs::dedup::spill::repeats`]; 0 when they fit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeated_ids_spilled_bytes: Option<u64>,
     /// Pass 2: the most bytes the candidates' ids held
     /// ([`crate::jobs::dedup::budget::Shares::candidate_ids`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +135,7 @@ impl PassTime {
             spill_runs: report.result["spill_runs"].as_u64(),
             bytes_spilled: report.result["bytes_spilled"].as_u64(),
             places_spilled_bytes: report.result["places_spilled_bytes"].as_u64(),
+            repeated_ids_spilled_bytes: report.result["repeated_ids_spilled_bytes"].as_u64(),
             candidate_ids_peak_bytes: report.result["candidate_ids_peak_bytes"].as_u64(),
             candidate_ids_spilled_bytes: report.result["candidate_ids_spilled_bytes"].as_u64(),
             candidate_pairs_made: report.result["candidate_pairs_made"].as_u64(),
@@ -167,6 +172,7 @@ impl PassTime {
             spill_runs: None,
             bytes_spilled: None,
             places_spilled_bytes: None,
+            repeated_ids_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,
@@ -196,6 +202,7 @@ impl PassTime {
             spill_runs: None,
             bytes_spilled: None,
             places_spilled_bytes: None,
+            repeated_ids_spilled_bytes: None,
             candidate_ids_peak_bytes: None,
             candidate_ids_spilled_bytes: None,
             candidate_pairs_made: None,

@@ -321,6 +321,9 @@ fn chain(
         (Err(_), Some(damage)) => return Err(anyhow::Error::new(damage).into()),
         (signed, _) => signed?,
     };
+    let mut signed = signed;
+    // Named by pass 1's result: removed once the outputs are in.
+    let repeats_file = std::mem::take(&mut signed.repeated_ids);
     let (found, pairs) = signed.split();
     // Named before pass 2 takes them: removed once the outputs are in.
     let pair_files = match &pairs {
@@ -383,6 +386,9 @@ fn chain(
         log::warn!(
             "dedup: the outputs are committed, but removing the candidate pairs' files: {e}"
         );
+    }
+    if let Err(e) = repeats_file.remove(&ctx.temp) {
+        log::warn!("dedup: the outputs are committed, but removing the repeated ids' run: {e}");
     }
     if let Err(e) = verified.remove_files(&ctx.temp) {
         log::warn!("dedup: the outputs are committed, but removing pass 2's result files: {e}");

@@ -24,6 +24,7 @@ use super::spans::Spans;
 use super::spill::bands::Spilled;
 use super::spill::pair_files::{CandidatePairs, PairFiles};
 use super::spill::record_sets::{SetState, SetWriter};
+use super::spill::repeats::RepeatedIds;
 use super::spill::runs::{RunError, RunInfo};
 use super::spill::verified::{VerifiedPair, VerifiedRun};
 
@@ -36,8 +37,9 @@ use super::spill::verified::{VerifiedPair, VerifiedRun};
 /// disk past their share of the budget, named; 10: the candidate pairs on
 /// disk past pass 2's share, and the runs of candidates' ids pass 2 wrote
 /// past their share, named; 11: pass 2's verified pairs and clustered ids
-/// on disk past their shares, named).
-pub const STATE_VERSION: u32 = 12;
+/// on disk past their shares, named; 13: the repeated ids on disk past
+/// their share, named).
+pub const STATE_VERSION: u32 = 13;
 
 /// `(id, value)` pairs, each id as its gap from the previous id.
 fn gapped<T>(items: impl IntoIterator<Item = (u32, T)>) -> Vec<(u32, T)> {
@@ -125,6 +127,30 @@ impl PairsForm {
     }
 }
 
+/// The repeated ids `(first, later)`, sorted by the later record: in
+/// memory as [`pairs_form`], or their run on disk, named (not copied).
+#[derive(Debug, Serialize, Deserialize)]
+enum RepeatsForm {
+    Memory(Vec<(u32, u32)>),
+    Disk(RunInfo),
+}
+
+impl RepeatsForm {
+    fn of(repeats: &RepeatedIds) -> Self {
+        match repeats {
+            RepeatedIds::Memory(pairs) => RepeatsForm::Memory(pairs_form(pairs)),
+            RepeatedIds::Disk(info) => RepeatsForm::Disk(info.clone()),
+        }
+    }
+
+    fn into_repeats(self) -> RepeatedIds {
+        match self {
+            RepeatsForm::Memory(form) => RepeatedIds::Memory(pairs_of(form)),
+            RepeatsForm::Disk(info) => RepeatedIds::Disk(info),
+        }
+    }
+}
+
 /// What pass 1 found ([`Candidates`]): its result, and part of its state.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CandidatesForm {
@@ -136,7 +162,7 @@ pub struct CandidatesForm {
     integrator_bytes: u64,
     spans: Spans,
     ids: IdKeys,
-    repeated_ids: Vec<(u32, u32)>,
+    repeated_ids: RepeatsForm,
 }
 
 impl CandidatesForm {
@@ -151,7 +177,7 @@ impl CandidatesForm {
             integrator_bytes: found.integrator_bytes,
             spans: found.spans.clone(),
             ids: found.ids.clone(),
-            repeated_ids: found.repeated_ids.clone(),
+            repeated_ids: RepeatsForm::of(&found.repeated_ids),
         }
     }
 
@@ -167,7 +193,8 @@ impl CandidatesForm {
             integrator_bytes: self.integrator_bytes,
             spans: self.spans.checked(),
             ids: self.ids,
-            repeated_ids: self.repeated_ids,
+            repeated_ids: self.repeated_ids.into_repeats(),
+            confirmed_repeats: 0,
         })
     }
 }
@@ -486,7 +513,8 @@ mod tests {
             integrator_bytes: 99,
             spans,
             ids: IdKeys::default(),
-            repeated_ids: vec![(3, 64)],
+            repeated_ids: RepeatedIds::Memory(vec![(3, 64)]),
+            confirmed_repeats: 0,
         };
         let bytes = codec::encode(&CandidatesForm::of(&found), STATE_VERSION).unwrap();
         let back: CandidatesForm = codec::decode(&bytes, STATE_VERSION).unwrap();
@@ -507,6 +535,22 @@ mod tests {
         );
         let again = codec::encode(&CandidatesForm::of(&back), STATE_VERSION).unwrap();
         assert_eq!(again, bytes);
+        // Repeated ids on disk: their run named, not copied.
+        let run = RunInfo {
+            name: "dedup-repeated-ids.sorted".into(),
+            bytes: 4096,
+            entries: 1000,
+            checksum: 7,
+        };
+        let on_disk = Candidates {
+            repeated_ids: RepeatedIds::Disk(run),
+            ..Candidates::default()
+        };
+        let bytes = codec::encode(&CandidatesForm::of(&on_disk), STATE_VERSION).unwrap();
+        assert!(bytes.len() < 200);
+        let back: CandidatesForm = codec::decode(&bytes, STATE_VERSION).unwrap();
+        let back = back.into_candidates(SetWriter::default()).unwrap();
+        assert_eq!(back.repeated_ids, on_disk.repeated_ids);
     }
 
     #[test]

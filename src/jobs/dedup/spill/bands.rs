@@ -86,10 +86,11 @@ use super::levels;
 use super::merge::{EntrySource, Merge};
 use super::pair_files::CandidatePairs;
 use super::pairs::{PairSpill, PairsMade};
+use super::repeats::{RepeatedIds, RepeatsMaker};
 use super::runs::{self, Entry, RunError, RunInfo};
 use super::writer::{self, Background, Chunk, Scratch, Written, PREFIX, SUFFIX};
 use crate::jobs::dedup::budget::Shares;
-use crate::jobs::dedup::ids::{repeats_in, IdKeys};
+use crate::jobs::dedup::ids::{repeats_in, repeats_into, IdKeys};
 use crate::jobs::dedup::lsh::{merged_candidate_pairs, merged_candidate_pairs_spilling};
 use crate::jobs::dedup::threads::on_threads;
 
@@ -729,7 +730,7 @@ struct Level<'a> {
 /// its last chunk when it is held in memory ([`Spiller::keep_last`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Runs<'a> {
-    temp: &'a TempSpace,
+    temp: &'a Arc<TempSpace>,
     spilled: &'a Spilled,
     /// Under a budget: the candidate pairs' share and the room for the
     /// readers of their runs' merge ([`PairSpill`]), and pass 2's share.
@@ -870,6 +871,25 @@ impl Runs<'_> {
     /// chunk's, held in memory), merged: [`IdKeys::repeats`] of the same
     /// keys.
     pub fn repeats(&self) -> Result<Vec<(u32, u32)>, RunError> {
+        repeats_in(self.id_keys()?)
+    }
+
+    /// [`Runs::repeats`], within their share of the budget
+    /// ([`Shares::repeated_ids_made`]) when there is one: past it, on
+    /// disk ([`RepeatsMaker`]).
+    pub fn repeated_ids(&self) -> Result<RepeatedIds, RunError> {
+        let Some(budget) = self.budget else {
+            return self.repeats().map(RepeatedIds::Memory);
+        };
+        let share = budget.shares().repeated_ids_made();
+        let mut maker = RepeatsMaker::new(self.temp, share, self.heartbeat);
+        repeats_into(self.id_keys()?, |pair| maker.push(pair))?;
+        maker.finish()
+    }
+
+    /// `(key, record)` of every record, sorted: the runs of id keys (and
+    /// the last chunk's, held in memory), merged.
+    fn id_keys(&self) -> Result<impl Iterator<Item = Result<(u64, u32), RunError>>, RunError> {
         let mut merge = levels::merge(self.temp, &self.spilled.ids, self.heartbeat)?;
         if let Some(kept) = self.kept {
             merge.add(KeptIds {
@@ -877,7 +897,7 @@ impl Runs<'_> {
                 at: 0,
             })?;
         }
-        repeats_in(std::iter::from_fn(|| {
+        Ok(std::iter::from_fn(move || {
             merge
                 .next_entry()
                 .map(|e| e.map(|e| (e.key, e.record)))

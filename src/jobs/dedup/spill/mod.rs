@@ -42,6 +42,7 @@
 //! | [`joined`] | the clusters of a run against saved indexes past their share: the components of the joined pairs, split into this run's removed records, those removed as indexed records' duplicates, and the indexed clusters joined to an earlier one |
 //! | [`indexed`] | against saved indexes, the records removed as indexed records' duplicates: past their share sorted by root, joined with the roots' ids read in order, sorted back by record into one run read as often as asked |
 //! | [`named`] | the removed records named by id for `clusters.jsonl`, from streams in record order: sorted by kept record, joined with the ids, sorted by removed record (in memory while they fit their share, else runs merged), joined with the ids again |
+//! | [`repeats`] | pass 1's repeated ids past their share: sorted by later record into one run its result names, confirmed with a sort by first record, a read of the input in record order and a sort by later record, joined |
 //! | [`leftovers`] | the runs a resumed pass removes: those written after its checkpoint |
 //!
 //! Sequential IO only: a run is written once, front to back, and read once
@@ -65,6 +66,7 @@ mod pinned;
 pub mod places;
 pub mod ranked;
 pub mod record_sets;
+pub mod repeats;
 pub mod runs;
 pub mod sorter;
 pub mod verified;

@@ -40,6 +40,7 @@ use crate::jobs::dedup::spill::bands::{Budget, Spiller};
 use crate::jobs::dedup::spill::pairs::PairsMade;
 use crate::jobs::dedup::spill::places::{bytes_on_disk, PlacesSpill};
 use crate::jobs::dedup::spill::record_sets::SetWriter;
+use crate::jobs::dedup::spill::repeats::RepeatedIds;
 use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::{BandIndexForm, CandidatesForm, STATE_VERSION};
 
@@ -332,7 +333,7 @@ impl BandIndex {
     fn pairs_and_repeats(
         &mut self,
         heartbeat: &Heartbeat,
-    ) -> Result<(CandidatePairs, Pairs), RecordError> {
+    ) -> Result<(CandidatePairs, RepeatedIds), RecordError> {
         // Past the last record integrated (where a next chunk would start).
         let next = self.found.integrated.end();
         if self.bands_hook.is_some() && self.spiller.is_none() {
@@ -355,7 +356,7 @@ impl BandIndex {
                 let mut pairs_made = PairsMade::default();
                 let merged = std::thread::scope(|scope| {
                     let repeats = std::thread::Builder::new()
-                        .spawn_scoped(scope, || runs.repeats())
+                        .spawn_scoped(scope, || runs.repeated_ids())
                         .map_err(|e| log::warn!("finding repeated ids after the bands: {e}"));
                     let pairs = match &hook {
                         Some(hook) => {
@@ -376,7 +377,7 @@ impl BandIndex {
                         Ok(handle) => handle
                             .join()
                             .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
-                        Err(()) => runs.repeats()?,
+                        Err(()) => runs.repeated_ids()?,
                     };
                     Ok((pairs, repeated))
                 });
@@ -405,7 +406,9 @@ impl BandIndex {
                     }
                     None => CandidatePairs::Memory(pairs),
                 };
-                Ok((pairs, repeated))
+                // Fewer than the records, whose lists fit with no spill:
+                // within their share too.
+                Ok((pairs, RepeatedIds::Memory(repeated)))
             }
         }
     }
@@ -573,6 +576,7 @@ impl Integrate for BandIndex {
             "bytes_spilled": spilled_bytes,
             "places_spilled_bytes": bytes_on_disk(&self.found.spans),
             "integrated_records_spilled_bytes": self.found.integrated.state().bytes_on_disk(),
+            "repeated_ids_spilled_bytes": self.found.repeated_ids.bytes_on_disk(),
         });
         let made = self.pairs_made;
         if let (true, Some(summary)) = (made.made > 0, summary.as_object_mut()) {

@@ -5,7 +5,7 @@
 //! | reads | the whole input |
 //! | step 1 sends | [`Signed`]: a record's band keys, place and id key |
 //! | Integrator state (checkpoints) | [`BandIndex`], saved as [`BandIndexForm`](crate::jobs::dedup::state::BandIndexForm) |
-//! | on disk under `--max-memory` | sorted runs of each band and of the id keys ([`crate::jobs::dedup::spill`]), named by the checkpoints, removed once the result is written |
+//! | on disk under `--max-memory` | sorted runs of each band and of the id keys ([`crate::jobs::dedup::spill`]), named by the checkpoints, removed once the result is written; the repeated ids past their share, one run named by the result ([`crate::jobs::dedup::spill::repeats`]), removed once the outputs are committed |
 //! | result (kept for `--resume`) | [`Candidates`], saved as [`CandidatesForm`] |
 //!
 //! Steps 1 and 2 are in [`job`]; this module runs the pass, or loads its
@@ -16,11 +16,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::jobs::dedup::chain::{BandsHook, Candidates};
-use crate::jobs::dedup::ids;
 use crate::jobs::dedup::ledger::{per_record, Halt, Run};
 use crate::jobs::dedup::params::Banding;
 use crate::jobs::dedup::resume::{self, Pass};
 use crate::jobs::dedup::spill::record_sets::SetWriter;
+use crate::jobs::dedup::spill::repeats::{self, RepeatedIds};
 use crate::jobs::dedup::state::CandidatesForm;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
@@ -54,8 +54,14 @@ pub fn run(
     );
     let ctx = run.ctx;
     let stop = || ctx.handle.stop_requested();
-    let repeats = ids::report(&candidates.repeated_ids, run.open, &ctx.fields, &stop)?;
-    candidates.repeated_ids = repeats.pairs;
+    let room = (&ctx.temp, ctx.max_memory);
+    let repeats = repeats::report(&candidates.repeated_ids, run.open, &ctx.fields, &stop, room)?;
+    candidates.confirmed_repeats = repeats.count;
+    if let RepeatedIds::Memory(_) = candidates.repeated_ids {
+        // Only their count is needed from here on (a run on disk stays,
+        // named by the result, until the outputs are committed).
+        candidates.repeated_ids = RepeatedIds::default();
+    }
     Ok(candidates)
 }
 
