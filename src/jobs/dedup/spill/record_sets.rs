@@ -1,6 +1,6 @@
 //! Sets of records (those pass 1 integrated, pass 2's candidates, the
 //! removed ones) past their share of the memory budget: a bit a record in
-//! memory while they fit it ([`Shares::record_set`]), else written to disk
+//! memory while they fit it ([`crate::jobs::dedup::budget::Shares::record_set`]), else written to disk
 //! in record order and read back through a window that moves forward.
 //!
 //! A bit a record is 125 MB for 10^9 records, so a run of a billion

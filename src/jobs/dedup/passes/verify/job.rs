@@ -175,7 +175,7 @@ impl VerifyJob {
     /// Pass 2 over the candidate `pairs` of pass 1 (sorted by the later
     /// record), for the records pass 1 `integrated`; the sets of records
     /// it makes go to `sets`. Pairs on disk are read once here, front to
-    /// back, for the candidates' set ([`sets::candidates_of`]).
+    /// back, for the candidates' set (`sets::candidates_of`).
     pub fn new(
         fields: TextFields,
         ngram: usize,
