@@ -7,7 +7,9 @@
 //! outputs are byte-identical to a run without a limit; a run stopped
 //! after its integrated records went to disk resumes from the runs its
 //! checkpoint names (a run written after it is removed) to the same
-//! outputs, with or without the budget; a complete run leaves no run.
+//! outputs, with or without the budget; a complete run leaves no run. A
+//! run of them damaged before the resume is found as the run takes them
+//! up: the resumed run fails naming the file, and writes no output.
 //!
 //! Observable in `summary.json`: the signatures pass's
 //! `integrated_records_spilled_bytes`.
@@ -16,8 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::mixed::{
-    assert_same_outputs, dedup_file, outputs, outputs_of_leg, pass_named, run_leg_to, runs_left,
-    Leg, StopAt,
+    assert_same_outputs, dedup_file, outputs, outputs_of_leg, pass_named, run_leg, run_leg_to,
+    runs_left, Leg, StopAt,
 };
 use drainpipe::corpus::{Corpus, CorpusSpec};
 use drainpipe::jobs::dedup::memory::MemoryRecord;
@@ -111,4 +113,44 @@ fn a_run_stopped_after_its_integrated_records_went_to_disk_resumes_to_the_same_o
         let left = runs_left(dir.path());
         assert!(left.is_empty(), "{left:?}");
     }
+}
+
+#[test]
+fn a_resumed_run_whose_integrated_records_run_was_damaged_fails_naming_it() {
+    let records: Vec<MemoryRecord> = lines().into_iter().map(MemoryRecord::jsonl).collect();
+    let records = Arc::new(records);
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = Leg {
+        max_memory: Some(BUDGET),
+        stop: Some(StopAt::During {
+            pass: "verify",
+            after: 1_000,
+        }),
+        batch: Some(100),
+        ..Leg::default()
+    };
+    run_leg_to(&records, dir.path(), &stopped, 130);
+    let run = dir
+        .path()
+        .join(TEMP_FOLDER)
+        .join("dedup-set-integrated-000000.bits");
+    let mut bytes = std::fs::read(&run).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&run, bytes).unwrap();
+    let leg = Leg {
+        max_memory: Some(BUDGET),
+        resume: true,
+        ..Leg::default()
+    };
+    let failed = run_leg(&records, dir.path(), &leg);
+    let message = match failed {
+        Ok(report) => report.human(),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        message.contains("dedup-set-integrated-000000.bits") && message.contains("damaged"),
+        "{message}"
+    );
+    assert!(!dir.path().join("kept.jsonl").exists());
 }

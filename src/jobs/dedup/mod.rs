@@ -325,6 +325,9 @@ fn chain(
     // Named by pass 1's result: removed once the outputs are in.
     let repeats_file = std::mem::take(&mut signed.repeated_ids);
     let (found, pairs) = signed.split();
+    // A run of the integrated records that cannot be read stops the
+    // pass reading it there, failed (exit 74).
+    found.integrated.stop_on_failure(ctx.handle.clone());
     // Named before pass 2 takes them: removed once the outputs are in.
     let pair_files = match &pairs {
         spill::pair_files::CandidatePairs::Disk(files) => Some(files.clone()),

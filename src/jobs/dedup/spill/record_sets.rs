@@ -35,9 +35,9 @@ use std::collections::VecDeque;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use drainpipe_actors::TempSpace;
+use drainpipe_actors::{Failure, RunHandle, TempSpace};
 use serde::{Deserialize, Serialize};
 
 use super::leftovers::remove_unnamed;
@@ -166,7 +166,47 @@ impl SetWriter {
             _ => {}
         }
         self.state = state;
+        self.check_runs()?;
         Ok(self)
+    }
+
+    /// Reads the runs a checkpoint named front to back: a run damaged or
+    /// gone since is found here, naming its file, before a pass relies on
+    /// it (a bit a word's member counted: they must hold the members
+    /// written).
+    fn check_runs(&self) -> Result<(), RunError> {
+        if !self.state.on_disk() {
+            return Ok(());
+        }
+        let data = SetData {
+            name: self.name,
+            temp: self.temp.clone(),
+            state: SetState {
+                words: Vec::new(),
+                ..self.state.clone()
+            },
+            dropped_with_set: false,
+        };
+        let (mut window, mut count) = (Window::default(), 0u64);
+        while let Some((_, bits)) = window.next_word(&data)? {
+            count += u64::from(bits.count_ones());
+        }
+        count += self
+            .state
+            .words
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum::<u64>();
+        if count != self.state.count {
+            return Err(RunError::Failed {
+                kind: std::io::ErrorKind::InvalidData,
+                message: format!(
+                    "the {} records' runs and words hold {count} records, {} were written",
+                    self.name, self.state.count
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn prefix(&self) -> String {
@@ -325,6 +365,9 @@ pub struct RecordSet {
     cursor: Mutex<Window>,
     rewinds: AtomicU64,
     failure: Mutex<Option<String>>,
+    /// Asked to stop the run, failed, when a run cannot be read
+    /// ([`RecordSet::stop_on_failure`]).
+    stop: OnceLock<RunHandle>,
 }
 
 #[derive(Debug)]
@@ -375,7 +418,16 @@ impl RecordSet {
             cursor: Mutex::new(Window::default()),
             rewinds: AtomicU64::new(0),
             failure: Mutex::new(None),
+            stop: OnceLock::new(),
         }
+    }
+
+    /// Has `handle` stop the run, failed (exit 74), at the first run of
+    /// the set that cannot be read, so that the pass ends there rather
+    /// than go on with records it cannot tell; kept by
+    /// [`RecordSet::apart`]'s cursors made after.
+    pub fn stop_on_failure(&self, handle: RunHandle) {
+        let _ = self.stop.set(handle);
     }
 
     /// A set held in memory whole (tests; sets of a run without a budget
@@ -397,7 +449,11 @@ impl RecordSet {
     /// The same set, read through a cursor of its own (for a reader that
     /// moves apart from the others).
     pub fn apart(&self) -> Self {
-        Self::on(Arc::clone(&self.data))
+        let apart = Self::on(Arc::clone(&self.data));
+        if let Some(handle) = self.stop.get() {
+            apart.stop_on_failure(handle.clone());
+        }
+        apart
     }
 
     /// Members in the set.
@@ -447,7 +503,11 @@ impl RecordSet {
             Err(e) => {
                 let mut failure = self.failure.lock().expect("failure poisoned");
                 if failure.is_none() {
-                    log::error!("dedup: reading the {} records: {e}", self.data.name);
+                    let message = format!("dedup: reading the {} records: {e}", self.data.name);
+                    log::error!("{message}");
+                    if let Some(handle) = self.stop.get() {
+                        handle.request_stop_failed(Failure::Io(message));
+                    }
                     *failure = Some(e.to_string());
                 }
                 false
@@ -463,7 +523,7 @@ impl RecordSet {
             return Ok(bits & bit != 0);
         }
         let mut cursor = self.cursor.lock().expect("set cursor poisoned");
-        if word < cursor.base {
+        if word < cursor.base && cursor.failed.is_none() {
             self.rewinds.fetch_add(1, Ordering::Relaxed);
             *cursor = Window::default();
         }
@@ -497,6 +557,7 @@ impl RecordSet {
             word: 0,
             bits: 0,
             held: None,
+            ended: false,
         }
     }
 }
@@ -511,6 +572,8 @@ pub struct Members {
     bits: u64,
     /// The next word held in memory, once the runs were read.
     held: Option<usize>,
+    /// A run could not be read: told once, then the end.
+    ended: bool,
 }
 
 impl Iterator for Members {
@@ -525,8 +588,12 @@ impl Iterator for Members {
             }
             let state = &self.data.state;
             match self.held {
+                None if self.ended => return None,
                 None => match self.window.next_word(&self.data) {
-                    Err(e) => return Some(Err(e)),
+                    Err(e) => {
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
                     Ok(Some(next)) => (self.word, self.bits) = next,
                     Ok(None) => self.held = Some(0),
                 },
@@ -553,6 +620,8 @@ struct Window {
     head: Option<(u64, u64)>,
     /// Every run was read.
     done: bool,
+    /// A run could not be read: every later look-up fails so.
+    failed: Option<String>,
 }
 
 impl Window {
@@ -562,6 +631,18 @@ impl Window {
 
     /// The bits of `word` (below the set's words in memory), reading on.
     fn word(&mut self, data: &SetData, word: u64) -> Result<u64, RunError> {
+        if let Some(message) = &self.failed {
+            return Err(RunError::Failed {
+                kind: std::io::ErrorKind::InvalidData,
+                message: message.clone(),
+            });
+        }
+        self.reach(data, word)
+            .inspect_err(|e| self.failed = Some(e.to_string()))
+    }
+
+    /// [`Window::word`], reading the runs on as far as `word`.
+    fn reach(&mut self, data: &SetData, word: u64) -> Result<u64, RunError> {
         while self.end() <= word {
             let next = self.peek(data)?;
             let target = next.map_or(word + 1, |(at, _)| at.min(word + 1));

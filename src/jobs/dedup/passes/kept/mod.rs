@@ -104,6 +104,7 @@ pub fn run(
             anyhow::Error::new(e.into_io())
                 .context("dedup pass 3: making the set of removed records")
         })?;
+    removed.stop_on_failure(run.ctx.handle.clone());
     let removed = Arc::new(removed);
     if reads.copy {
         // No pipeline pass follows: the batch buffers are freed now, while

@@ -339,6 +339,16 @@ impl VerifyJob {
         self.made.iter().try_for_each(|set| set.remove_runs())
     }
 
+    /// Has `handle` stop the run, failed, at the first run of the
+    /// candidates' or the shingled records' set that cannot be read
+    /// ([`RecordSet::stop_on_failure`]).
+    pub fn stop_on_set_failures(&self, handle: &RunHandle) {
+        self.candidates.stop_on_failure(handle.clone());
+        if let Some(shingled) = &self.shingled {
+            shingled.stop_on_failure(handle.clone());
+        }
+    }
+
     /// What the Integrator found, once the pass has finished.
     pub fn take_result(&self) -> Option<Verified> {
         self.slot.lock().expect("result slot poisoned").take()

@@ -129,6 +129,7 @@ pub fn run(
     .keeping(run.params.keep.clone())
     .with_record_hook(hook)
     .map_err(candidates)?;
+    job.stop_on_set_failures(&ctx.handle);
     let (
         mut job,
         Opened {
