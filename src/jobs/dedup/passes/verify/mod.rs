@@ -25,7 +25,7 @@ use crate::jobs::dedup::spill::runs::RunError;
 use crate::jobs::dedup::state::LoadedVerified;
 use crate::jobs::pass::{run_pass_into, run_pass_remote};
 
-use drainpipe_actors::RecordSource;
+use drainpipe_actors::{RecordSource, RunReport};
 
 use super::kept::follow::CandidatePlaces;
 use super::kept::{self, KeptCopy};
@@ -107,29 +107,8 @@ pub fn run(
     if pairs.is_empty() && hook.is_none() {
         return Ok((Verified::default(), None));
     }
-    let ctx = run.ctx;
-    let pairs = PairsIn::of(pairs, &ctx.temp);
-    let sets = SetSpace {
-        temp: Some(Arc::clone(&ctx.temp)),
-        share: (ctx.max_memory).map(|max_memory| Shares { max_memory }.record_set()),
-    };
-    let candidates = |e: RunError| {
-        anyhow::Error::new(e.into_io()).context("dedup pass 2: the candidate records")
-    };
-    let job = VerifyJob::new(
-        ctx.fields.clone(),
-        run.params.ngram,
-        run.params.threshold,
-        Arc::clone(&found.integrated),
-        (pairs.clone(), sets),
-    )
-    .map_err(candidates)?
-    .keeping_result(run.resume.result_file(Pass::Verify))
-    .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
-    .keeping(run.params.keep.clone())
-    .with_record_hook(hook)
-    .map_err(candidates)?;
-    job.stop_on_set_failures(&ctx.handle);
+    let pairs = PairsIn::of(pairs, &run.ctx.temp);
+    let job = job_for(run, found, &pairs, hook)?;
     let (
         mut job,
         Opened {
@@ -154,29 +133,77 @@ pub fn run(
         job = job.telling(copy.fates());
     }
     let job = Arc::new(job);
+    let report = pipeline(run, &job, source, rejects_file)?;
+    let verified = completed(run, &job, report, to_read)?;
+    Ok((verified, copy))
+}
+
+/// The pass's job over `pairs`: its sets of records within their share
+/// of the budget, its result kept for `--resume`, `hook` told every
+/// record; a set's run that cannot be read stops the run.
+fn job_for(
+    run: &Run<'_>,
+    found: &Found,
+    pairs: &PairsIn,
+    hook: Option<Arc<dyn RecordHook>>,
+) -> Result<VerifyJob, Halt> {
+    let ctx = run.ctx;
+    let sets = SetSpace {
+        temp: Some(Arc::clone(&ctx.temp)),
+        share: (ctx.max_memory).map(|max_memory| Shares { max_memory }.record_set()),
+    };
+    let candidates = |e: RunError| {
+        anyhow::Error::new(e.into_io()).context("dedup pass 2: the candidate records")
+    };
+    let job = VerifyJob::new(
+        ctx.fields.clone(),
+        run.params.ngram,
+        run.params.threshold,
+        Arc::clone(&found.integrated),
+        (pairs.clone(), sets),
+    )
+    .map_err(candidates)?
+    .keeping_result(run.resume.result_file(Pass::Verify))
+    .spilling_to(Arc::clone(&ctx.temp), ctx.max_memory, ctx.handle.clone())
+    .keeping(run.params.keep.clone())
+    .with_record_hook(hook)
+    .map_err(candidates)?;
+    job.stop_on_set_failures(&ctx.handle);
+    Ok(job)
+}
+
+/// Runs the pass's pipeline over `source`, here or with step 1 on
+/// worker hosts (`--nats`, `job/remote.rs`).
+fn pipeline(
+    run: &mut Run<'_>,
+    job: &Arc<VerifyJob>,
+    source: Box<dyn RecordSource>,
+    rejects_file: &'static str,
+) -> Result<RunReport, Halt> {
+    let ctx = run.ctx;
     let checkpoints = run.resume.checkpoints(Pass::Verify)?;
     let name = Pass::Verify.name();
-    // Step 1 on worker hosts with `--nats` (`job/remote.rs`).
-    let mut report = match &ctx.remote {
-        Some(remote) => run_pass_remote(
-            Arc::clone(&job),
-            source,
-            ctx,
-            name,
-            checkpoints,
-            rejects_file,
-            remote.clone(),
-        )?,
-        None => run_pass_into(
-            Arc::clone(&job),
-            source,
-            ctx,
-            name,
-            checkpoints,
-            rejects_file,
-        )?,
+    let job = Arc::clone(job);
+    let report = match &ctx.remote {
+        Some(remote) => {
+            let remote = remote.clone();
+            run_pass_remote(job, source, ctx, name, checkpoints, rejects_file, remote)?
+        }
+        None => run_pass_into(job, source, ctx, name, checkpoints, rejects_file)?,
     };
     run.ran(Pass::Verify, &report);
+    Ok(report)
+}
+
+/// What the pass verified, once its `report` says it read all `to_read`
+/// records and every set it read could be read; else the run ends here,
+/// the pass's result discarded.
+fn completed(
+    run: &mut Run<'_>,
+    job: &VerifyJob,
+    mut report: RunReport,
+    to_read: u64,
+) -> Result<Verified, Halt> {
     if report.exit_code == 0 && report.records.read != to_read {
         let read = report.records.read;
         changed(&mut report, Pass::Verify, to_read, read);
@@ -199,5 +226,5 @@ pub fn run(
         .take_result()
         .ok_or_else(|| anyhow::anyhow!("pass 2 ended without its result"))?;
     run.reports.push(report);
-    Ok((verified, copy))
+    Ok(verified)
 }
