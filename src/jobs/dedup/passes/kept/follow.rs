@@ -813,6 +813,30 @@ mod tests {
     }
 
     /// A JSON Lines file of `texts` and a checker over it.
+    /// A copy of the `integrated` records of `texts` beside pass 2 over
+    /// the pairs (0, 2) and (1, 2), once it has decided every record.
+    fn decided_copy(
+        target: CopyTarget,
+        integrated: &BitSet,
+        dir: &std::path::Path,
+        texts: &[&str],
+    ) -> KeptCopy {
+        let copy = KeptCopy::start(
+            target,
+            Arc::new(RecordSet::in_memory(integrated)),
+            &[(0, 2), (1, 2)],
+            checker_over(dir, texts),
+            Settings::default().stall_timeout,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !copy.fates.lock().closed {
+            assert!(Instant::now() < deadline, "the copy did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        copy
+    }
+
     fn checker_over(dir: &std::path::Path, texts: &[&str]) -> Checker {
         use crate::jobs::dedup::spans::Place;
         let path = dir.join("records.jsonl");
@@ -908,20 +932,8 @@ mod tests {
         right.insert(2);
         wrong.insert(2);
         for (result, agrees) in [(right, true), (wrong, false)] {
-            let copy = KeptCopy::start(
-                target.clone(),
-                Arc::new(RecordSet::in_memory(&integrated)),
-                &[(0, 2), (1, 2)],
-                checker_over(dir.path(), &texts),
-                Settings::default().stall_timeout,
-            )
-            .unwrap();
             // The copy decides every record before pass 2 ends.
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !copy.fates.lock().closed {
-                assert!(Instant::now() < deadline, "the copy did not end");
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            let copy = decided_copy(target.clone(), &integrated, dir.path(), &texts);
             match copy.finish(&RecordSet::in_memory(&result)).0 {
                 Ok(written) => {
                     assert!(agrees, "a disagreement went unnoticed");
@@ -964,19 +976,7 @@ mod tests {
         }
         let mut integrated = BitSet::new();
         (0..3).for_each(|r| integrated.insert(r));
-        let copy = KeptCopy::start(
-            target,
-            Arc::new(RecordSet::in_memory(&integrated)),
-            &[(0, 2), (1, 2)],
-            checker_over(dir.path(), &texts),
-            Settings::default().stall_timeout,
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !copy.fates.lock().closed {
-            assert!(Instant::now() < deadline, "the copy did not end");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let copy = decided_copy(target, &integrated, dir.path(), &texts);
         // Not a disagreement to copy again from: a failure.
         match copy.finish(&removed).0 {
             Err(NotCopied::Failed(message)) => {
